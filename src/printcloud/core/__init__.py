@@ -1,0 +1,1 @@
+"""Shared foundation of every printcloud service. It imports no service."""

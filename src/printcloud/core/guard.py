@@ -1,0 +1,159 @@
+"""The resource-server guard every service uses (seed 001, claim 1).
+
+A bearer token is verified by RFC 7662 introspection at its issuer, answers
+are cached for a short time (never past the token's expiry), and the result is
+a `Principal`. The tenant's *local authentication cooperation mode* (returned
+by introspection as `local_auth_cooperation`) decides who the request acts
+as: on, the device's local user; off, the client. A user token acts as its user.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from fastapi import Request
+
+from printcloud.core import crypto
+from printcloud.core.errors import InsufficientScope, Unauthorized, Unavailable
+from printcloud.core.http import async_client
+from printcloud.core.logs import get_logger
+
+log = get_logger("guard")
+
+
+@dataclass(frozen=True)
+class Principal:
+    issuer: str
+    tenant_id: str
+    client_id: str
+    user_id: str | None
+    local_user: dict[str, Any] | None
+    scopes: frozenset[str]
+    local_auth_cooperation: bool
+    expires_at: float
+    token_id: str = field(repr=False, default="")
+
+    @property
+    def acting_kind(self) -> Literal["user", "local_user", "client"]:
+        if self.user_id:
+            return "user"
+        if self.local_auth_cooperation and self.local_user:
+            return "local_user"
+        return "client"
+
+    @property
+    def acting_user(self) -> str:
+        """The identity the request is processed as (seed 001, claim 1)."""
+        kind = self.acting_kind
+        if kind == "user":
+            return str(self.user_id)
+        if kind == "local_user":
+            assert self.local_user is not None
+            return str(self.local_user["id"])
+        return self.client_id
+
+    def has_scopes(self, *scopes: str) -> bool:
+        return set(scopes) <= self.scopes
+
+
+class Guard:
+    """Verifies bearer tokens of one issuer by introspection, with a short cache."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        introspection_url: str,
+        client_id: str,
+        client_secret: str,
+        cache_ttl: float = 30.0,
+        max_entries: int = 10_000,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.introspection_url = introspection_url
+        self._auth = (client_id, client_secret)
+        self.cache_ttl = cache_ttl
+        self._max = max_entries
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._clock = clock
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = async_client(transport=self._transport)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def forget(self, token: str) -> None:
+        self._cache.pop(crypto.token_digest(token), None)
+
+    async def verify(self, token: str) -> Principal:
+        key = crypto.token_digest(token)
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit and hit[1] > now:
+            self._cache.move_to_end(key)
+            return hit[0]
+        try:
+            resp = await self._http().post(
+                self.introspection_url,
+                data={"token": token, "token_type_hint": "access_token"},
+                auth=self._auth,
+            )
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"authorization server {self.issuer} unreachable") from exc
+        if resp.status_code != 200:
+            log.warning("introspection failed", extra={"fields": {"status": resp.status_code}})
+            raise Unavailable(f"introspection at {self.issuer} answered {resp.status_code}")
+        data = resp.json()
+        if not data.get("active"):
+            self._cache.pop(key, None)
+            raise Unauthorized("token is not active")
+        if data.get("token_type") not in (None, "access_token", "Bearer"):
+            raise Unauthorized("not an access token")
+        principal = Principal(
+            issuer=self.issuer,
+            tenant_id=str(data["tenant_id"]),
+            client_id=str(data["client_id"]),
+            user_id=data.get("username") or None,
+            local_user=data.get("local_user") or None,
+            scopes=frozenset(str(data.get("scope") or "").split()),
+            local_auth_cooperation=bool(data.get("local_auth_cooperation")),
+            expires_at=float(data.get("exp") or now),
+            token_id=key,
+        )
+        until = min(now + self.cache_ttl, principal.expires_at)
+        if until > now:
+            self._cache[key] = (principal, until)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return principal
+
+    def require(self, *scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+        """A FastAPI dependency: the request's Principal, with `scopes` required."""
+
+        async def dependency(request: Request) -> Principal:
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("missing bearer token")
+            principal = await self.verify(token.strip())
+            if not principal.has_scopes(*scopes):
+                raise InsufficientScope(f"token lacks scope: {' '.join(scopes)}")
+            request.state.principal = principal
+            return principal
+
+        return dependency
+

@@ -1,0 +1,135 @@
+"""One `Settings` object, read once at start from `PRINTCLOUD_*` variables.
+
+Every app factory takes it; nothing changes it behind an app's back. In
+development the instance secret is generated on first start and kept in
+`<data_dir>/instance-secret` (mode 0600) so that `make demo` needs no set-up;
+in production it must come from the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class Settings(BaseSettings):
+    """Configuration of a printcloud process (any service, or all of them)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRINTCLOUD_", env_file=None, extra="ignore", frozen=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    issuers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["idp-a", "idp-b"])
+    #: Instance secret: derives the encryption key for stored secrets and the
+    #: platform service clients' secrets. Comma-separated to rotate (newest first).
+    secret_key: str | None = None
+
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 30 * 24 * 3600
+    code_ttl: int = 60
+    device_code_ttl: int = 600
+    device_poll_interval: int = 5
+    session_ttl: int = 8 * 3600
+    guard_cache_ttl: float = 30.0
+
+    login_attempts_per_minute: int = 10
+    client_auth_failures_per_minute: int = 20
+    #: Redis URL for rate-limit counters shared by replicas; in-process when unset.
+    rate_limit_url: str | None = None
+
+    worker_id: str | None = None
+    distributed: bool = False
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("issuers", mode="before")
+    @classmethod
+    def _split_issuers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("issuers")
+    @classmethod
+    def _check_issuers(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"issuer name {name!r} must be letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    # -- derived values -------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'printcloud.sqlite3').resolve()}"
+
+    def issuer_url(self, issuer: str) -> str:
+        return f"{self.public_url}/{issuer}"
+
+    @cached_property
+    def instance_secrets(self) -> list[bytes]:
+        """The instance secrets, newest first (at least one)."""
+        raw = self.secret_key or os.environ.get("PRINTCLOUD_SECRET_KEY")
+        if not raw:
+            if self.env == "production":
+                raise RuntimeError("PRINTCLOUD_SECRET_KEY must be set in production")
+            raw = _development_secret(self.data_dir)
+        return [part.strip().encode() for part in raw.split(",") if part.strip()]
+
+    def derive_secret(self, purpose: str, *, index: int = 0) -> str:
+        """A secret for `purpose`, derived from the instance secret (HMAC-SHA256)."""
+        digest = hmac.new(self.instance_secrets[index], purpose.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def service_client(self, issuer: str, service: str) -> tuple[str, str]:
+        """Client id and secret of a platform service's client at `issuer`."""
+        return f"svc-{service}", self.derive_secret(f"service-client:{issuer}:{service}")
+
+    def require_worker_id(self) -> str:
+        if self.worker_id:
+            return self.worker_id
+        if self.distributed:
+            raise RuntimeError("PRINTCLOUD_WORKER_ID must be set, unique and stable, in distributed mode")
+        return "embedded"
+
+
+def _development_secret(data_dir: Path) -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "instance-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value

@@ -1,0 +1,154 @@
+"""Web helpers shared by every service: error handlers, security headers,
+templates and CSRF protection for HTML forms."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from printcloud.core import crypto
+from printcloud.core.errors import PrintcloudError
+from printcloud.core.logs import get_logger
+
+log = get_logger("web")
+
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "access_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+}
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
+
+
+def error_response(request: Request, status: int, error: str, description: str,
+                   headers: dict[str, str] | None = None, field: str | None = None) -> Any:
+    body: dict[str, Any] = {"error": error, "error_description": description}
+    if field:
+        body["field"] = field
+    headers = {"Cache-Control": "no-store", **(headers or {})}
+    if _wants_html(request):
+        html = (
+            "<!doctype html><html lang=en><meta charset=utf-8><title>Error</title>"
+            "<main><h1>Something went wrong</h1>"
+            f"<p role=alert><strong>{_escape(error)}</strong>: {_escape(description)}</p></main></html>"
+        )
+        return HTMLResponse(html, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PrintcloudError)
+    async def _printcloud_error(request: Request, exc: PrintcloudError) -> Any:
+        return error_response(
+            request, exc.status_code, exc.error, exc.description, exc.headers(), exc.field
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Any:
+        parts = []
+        first_field = None
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+            field = ".".join(loc) or "request"
+            first_field = first_field or field
+            parts.append(f"{field}: {err.get('msg', 'invalid')}")
+        return error_response(request, 400, "invalid_request", "; ".join(parts) or "invalid request",
+                              field=first_field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        code = _STATUS_CODES.get(exc.status_code, "server_error" if exc.status_code >= 500 else "error")
+        return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Any:
+        log.exception("unhandled error", extra={"fields": {"path": request.url.path}})
+        return error_response(request, 500, "server_error", "internal error; it has been logged")
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding conservative security headers to every response."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+    ]
+    HTML_CSP = (
+        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        b"form-action 'self' http: https:; frame-ancestors 'none'"
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(self.HEADERS)
+                if any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    headers.append((b"content-security-policy", self.HTML_CSP))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def templates(*directories: Path) -> Jinja2Templates:
+    tmpl = Jinja2Templates(directory=[str(d) for d in directories])
+    tmpl.env.autoescape = True
+    return tmpl
+
+
+CSRF_COOKIE = "pc_csrf"
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token for this browser (double-submit cookie), creating one if needed."""
+    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "new_csrf", None)
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.state.new_csrf = token
+    return str(token)
+
+
+def set_csrf_cookie(request: Request, response: Any, *, secure: bool, path: str = "/") -> None:
+    token = getattr(request.state, "new_csrf", None)
+    if token:
+        response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="lax", secure=secure, path=path)
+
+
+def check_csrf(request: Request, submitted: str | None) -> bool:
+    cookie = request.cookies.get(CSRF_COOKIE)
+    return bool(cookie and submitted and crypto.equal(cookie, submitted))
