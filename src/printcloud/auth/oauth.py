@@ -1,0 +1,610 @@
+"""OAuth 2.0 on Authlib's framework-agnostic server classes, one server per issuer.
+
+RFC 6749 (code, client credentials, refresh), RFC 7636 (PKCE, S256 only,
+required for public clients), RFC 7662 (introspection, with `tenant_id`,
+`local_user` and `local_auth_cooperation`), RFC 7009 (revocation), RFC 8628
+(device authorization), RFC 8693 (token exchange of a browser's authentication
+session, seed 000 S1102–S1107), RFC 8414 (metadata).
+
+Written here because Authlib lacks them: refresh-token reuse detection (a
+reused refresh token revokes its whole family), the token-exchange grant,
+authorization-code replay revoking what the code issued, and seed 001's
+`local_user` on client-credentials requests.
+
+Authlib is synchronous: each call runs in a worker thread with its own DB
+session, held in a context variable for the duration of the call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import secrets
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from authlib.oauth2 import rfc6749, rfc7636, rfc8628
+from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
+from authlib.oauth2.rfc6749.grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    RefreshTokenGrant,
+)
+from authlib.oauth2.rfc6749.grants.base import BaseGrant, TokenEndpointMixin
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from printcloud.core import crypto
+from printcloud.core.db import utcnow
+from printcloud.core.errors import InvalidRequest
+from printcloud.core.logs import get_logger
+from printcloud.core.settings import Settings
+
+from . import service
+from .models import AccessToken, AuthorizationCode, Client, DeviceGrant, RefreshToken, Tenant, User
+
+log = get_logger("auth.oauth")
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+#: subject_token_type for seed 000's AUTH_ID: a browser's authentication session at this issuer.
+SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+@dataclass
+class Call:
+    """What one synchronous Authlib call works with."""
+
+    db: Session
+    issuer: str
+    settings: Settings
+    request: OAuth2Request | None = None
+
+
+_call: contextvars.ContextVar[Call] = contextvars.ContextVar("printcloud_oauth_call")
+
+
+def current() -> Call:
+    return _call.get()
+
+
+def bind(call: Call) -> contextvars.Token[Call]:
+    return _call.set(call)
+
+
+def unbind(token: contextvars.Token[Call]) -> None:
+    _call.reset(token)
+
+
+# -- the Starlette side of Authlib ----------------------------------------------
+
+
+class Payload(OAuth2Payload):
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._data: dict[str, str] = {}
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, value in items:
+            self._data.setdefault(key, value)
+            self._datalist[key].append(value)
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class Request(OAuth2Request):
+    """An OAuth2Request built from what a Starlette handler already read."""
+
+    def __init__(self, method: str, uri: str, headers: Mapping[str, str],
+                 query: list[tuple[str, str]], form: list[tuple[str, str]]) -> None:
+        super().__init__(method, uri, headers=headers)
+        self._args = dict(query)
+        self._form = dict(form)
+        self.payload = Payload(query + form if method == "GET" else form + query)
+        self.local_user: dict[str, Any] | None = None
+        self.family_id: str | None = None
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._args
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+
+# -- models seen by Authlib ----------------------------------------------------
+
+
+class ClientView(ClientMixin):  # type: ignore[misc]
+    def __init__(self, row: Client) -> None:
+        self.row = row
+
+    @property
+    def kind(self) -> str:
+        return self.row.kind
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.row.tenant
+
+    def get_client_id(self) -> str:
+        return self.row.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return self.row.redirect_uris[0] if len(self.row.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        allowed = self.row.scope.split()
+        if not scope:
+            return " ".join(allowed)
+        return " ".join(s for s in scope.split() if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.row.redirect_uris  # exact match, no prefixes
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.row.secret_digest or len(client_secret) > 512:
+            return False
+        return crypto.equal(self.row.secret_digest, crypto.token_digest(client_secret))
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.row.disabled:
+            return False
+        if self.row.kind == "public":
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.row.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.row.grant_types
+
+
+class TokenView:
+    """A token as Authlib's introspection and revocation endpoints see it."""
+
+    def __init__(self, info: service.TokenInfo) -> None:
+        self.info = info
+
+    def check_client(self, client: ClientView) -> bool:
+        return self.info.client.pk == client.row.pk
+
+    def get_scope(self) -> str:
+        return self.info.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, int((self.info.expires_at - utcnow()).total_seconds()))
+
+    def is_expired(self) -> bool:
+        return self.info.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return not self.info.active
+
+
+class DeviceCredential(rfc8628.DeviceCredentialMixin):  # type: ignore[misc]
+    def __init__(self, row: DeviceGrant, client_id: str) -> None:
+        self.row = row
+        self.client_id = client_id
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_user_code(self) -> str:
+        return self.row.user_code
+
+    def is_expired(self) -> bool:
+        return self.row.expires_at <= utcnow()
+
+
+def _check_scope_for(client: ClientView | None, scope: str | None) -> None:
+    if not scope:
+        return
+    for part in scope.split():
+        if part not in service.SCOPES:
+            raise InvalidScopeError(f"unknown scope '{part}'")
+        if client is not None and part not in client.row.scope.split():
+            raise InvalidScopeError(f"the client may not request scope '{part}'")
+
+
+class ScopeMixin:
+    request: Request
+
+    def validate_requested_scope(self) -> None:
+        _check_scope_for(self.request.client, self.request.payload.scope)
+
+
+# -- grants --------------------------------------------------------------------
+
+
+class S256Challenge(rfc7636.CodeChallenge):  # type: ignore[misc]
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+
+class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def validate_authorization_request(self) -> str:
+        redirect_uri: str = super().validate_authorization_request()
+        data = self.request.payload.data
+        if not data.get("state"):
+            raise InvalidRequestError("'state' is required", redirect_uri=redirect_uri)
+        if self.request.client.kind == "public" and not data.get("code_challenge"):
+            raise InvalidRequestError(
+                "public clients must send a PKCE 'code_challenge' (S256)", redirect_uri=redirect_uri
+            )
+        if data.get("code_challenge") and data.get("code_challenge_method", "plain") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256", redirect_uri=redirect_uri)
+        return redirect_uri
+
+    def save_authorization_code(self, code: str, request: Request) -> None:
+        call = current()
+        user: User = request.user
+        data = request.payload.data
+        call.db.add(AuthorizationCode(
+            code_digest=crypto.token_digest(code), tenant_pk=user.tenant_pk,
+            client_pk=request.client.row.pk, user_pk=user.pk,
+            redirect_uri=data.get("redirect_uri") or "", scope=request.scope or "",
+            code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method") if data.get("code_challenge") else None,
+            expires_at=utcnow() + timedelta(seconds=call.settings.code_ttl),
+        ))
+
+    def query_authorization_code(self, code: str, client: ClientView) -> AuthorizationCode | None:
+        db = current().db
+        row = db.get(AuthorizationCode, crypto.token_digest(code))
+        if row is None or row.client_pk != client.row.pk:
+            return None
+        if row.used_at is not None:
+            # RFC 6749 §4.1.2: a replayed code revokes what it issued.
+            if row.family_id:
+                service.revoke_family(db, family_id=row.family_id)
+            log.warning("authorization code replayed", extra={"fields": {"client_id": client.row.client_id}})
+            return None
+        if row.expires_at <= utcnow():
+            return None
+        return row
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        authorization_code.used_at = utcnow()
+        authorization_code.family_id = self.request.family_id
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
+        user = current().db.get(User, authorization_code.user_pk)
+        return None if user is None or user.disabled else user
+
+    # Authlib reads these off the code row.
+    def get_authorization_code_challenge(self, code: AuthorizationCode) -> str | None:  # pragma: no cover
+        return code.code_challenge
+
+
+class CredentialsGrant(ScopeMixin, ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        raw = self.request.form.get("local_user")
+        if raw is not None:
+            if self.request.client.kind != "device":
+                raise InvalidRequestError("only device clients may send 'local_user'")
+            try:
+                self.request.local_user = service.parse_local_user(raw)
+            except InvalidRequest as exc:
+                raise InvalidRequestError(exc.description) from exc
+
+
+class RefreshGrant(ScopeMixin, RefreshTokenGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
+        db = current().db
+        if len(refresh_token) > 512:
+            return None
+        row = db.get(RefreshToken, crypto.token_digest(refresh_token))
+        if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+            return None
+        if row.rotated_at is not None:
+            # Reuse of a rotated refresh token: someone holds a copy. Revoke the family.
+            service.revoke_family(db, family_id=row.family_id)
+            tenant = db.get(Tenant, row.tenant_pk)
+            service.audit(db, issuer=current().issuer, tenant=tenant, actor="system",
+                          action="token.refresh_reuse", target=row.family_id[:12])
+            log.warning("refresh token reused; family revoked")
+            return None
+        return row
+
+    def _validate_request_token(self, client: ClientView) -> RefreshToken:
+        raw = self.request.form.get("refresh_token")
+        if raw is None:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        token = self.authenticate_refresh_token(raw)
+        if token is None or token.client_pk != client.row.pk:
+            raise InvalidGrantError("the refresh token is invalid, expired, revoked or reused")
+        self.request.family_id = token.family_id
+        return token
+
+    def authenticate_user(self, refresh_token: RefreshToken) -> User | ClientView | None:
+        if refresh_token.user_pk is None:
+            return self.request.client  # a client's own refresh token
+        user = current().db.get(User, refresh_token.user_pk)
+        return None if user is None or user.disabled else user
+
+    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
+        refresh_token.rotated_at = utcnow()
+
+
+class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):  # type: ignore[misc]
+    def query_device_credential(self, device_code: str) -> DeviceCredential | None:
+        db = current().db
+        row = db.get(DeviceGrant, crypto.token_digest(device_code[:256]))
+        if row is None or row.used_at is not None:
+            return None
+        client = db.get(Client, row.client_pk)
+        return DeviceCredential(row, client.client_id if client else "")
+
+    def query_user_grant(self, user_code: str) -> tuple[User | None, bool] | None:
+        db = current().db
+        row = db.scalar(select(DeviceGrant).where(DeviceGrant.user_code == user_code))
+        if row is None or row.approved is None:
+            return None
+        user = db.get(User, row.user_pk) if row.user_pk else None
+        return user, bool(row.approved and user is not None and not user.disabled)
+
+    def should_slow_down(self, credential: DeviceCredential) -> bool:
+        now = utcnow()
+        last, credential.row.last_poll_at = credential.row.last_poll_at, now
+        interval = current().settings.device_poll_interval
+        return last is not None and (now - last).total_seconds() < interval
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        self.request.credential.row.used_at = utcnow()
+        result: tuple[int, dict[str, Any], list[tuple[str, str]]] = super().create_token_response()
+        return result
+
+
+class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
+    """RFC 8693: a trusted client exchanges a browser's authentication session
+    (seed 000's AUTH_ID, S1103–S1106) for an access and a refresh token."""
+
+    GRANT_TYPE = TOKEN_EXCHANGE
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'")
+        self.request.client = client
+        form = self.request.form
+        subject, subject_type = form.get("subject_token"), form.get("subject_token_type")
+        if not subject or not subject_type:
+            raise InvalidRequestError("'subject_token' and 'subject_token_type' are required")
+        if subject_type != SESSION_TOKEN_TYPE:
+            raise InvalidRequestError(f"subject_token_type must be {SESSION_TOKEN_TYPE}")
+        wanted = form.get("requested_token_type")
+        if wanted and wanted != ACCESS_TOKEN_TYPE:
+            raise InvalidRequestError(f"requested_token_type must be {ACCESS_TOKEN_TYPE}")
+        if form.get("actor_token"):
+            raise InvalidRequestError("delegation with 'actor_token' is not supported")
+        self.validate_requested_scope()
+        session = service.find_session(current().db, issuer=current().issuer, session_id=subject)
+        if session is None:
+            raise InvalidGrantError("the authentication session is unknown, expired or ended")
+        self.request.user = session.user
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(user=self.request.user, scope=self.request.payload.scope,
+                                    include_refresh_token=True)
+        token["issued_token_type"] = ACCESS_TOKEN_TYPE
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+# -- endpoints ------------------------------------------------------------------
+
+
+class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
+        info = service.lookup_token(current().db, issuer=current().issuer, token=token_string, hint=token_type_hint)
+        return TokenView(info) if info else None
+
+    def check_permission(self, token: TokenView, client: ClientView, request: Request) -> bool:
+        # A platform service introspects for every tenant; a tenant's client only its own tenant.
+        return client.kind == "service" or token.info.tenant.pk == client.row.tenant_pk
+
+    def introspect_token(self, token: TokenView) -> dict[str, Any]:
+        info = token.info
+        sub = info.user.username if info.user else info.client.client_id
+        body: dict[str, Any] = {
+            "active": True,
+            "scope": info.scope,
+            "client_id": info.client.client_id,
+            "token_type": info.kind,
+            "exp": int(info.expires_at.timestamp()),
+            "iat": int(info.issued_at.timestamp()),
+            "sub": sub,
+            "iss": current().settings.issuer_url(current().issuer),
+            "tenant_id": info.tenant.tenant_id,
+            "local_auth_cooperation": info.tenant.local_auth_cooperation,
+        }
+        if info.user:
+            body["username"] = info.user.username
+        if info.local_user is not None:
+            body["local_user"] = info.local_user
+        return body
+
+
+class Revocation(RevocationEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def authenticate_token(self, request: Request, client: ClientView) -> TokenView | None:
+        self.check_params(request, client)
+        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        # RFC 7009 §2.2: a token the client may not revoke is answered like an unknown one,
+        # so that a client learns nothing about other clients' tokens.
+        if token is None or not token.check_client(client):
+            return None
+        return token
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
+        info = service.lookup_token(current().db, issuer=current().issuer, token=token_string, hint=token_type_hint)
+        return TokenView(info) if info else None
+
+    def revoke_token(self, token: TokenView, request: Request) -> None:
+        service.revoke_token(current().db, info=token.info)
+
+
+class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    USER_CODE_TYPE = "string"
+
+    def get_verification_uri(self) -> str:
+        call = current()
+        return f"{call.settings.issuer_url(call.issuer)}/device"
+
+    def create_endpoint_response(self, request: Request) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        self.EXPIRES_IN = current().settings.device_code_ttl
+        self.INTERVAL = current().settings.device_poll_interval
+        self.authenticate_client(request)
+        if not request.client.check_grant_type(DEVICE_CODE):
+            raise UnauthorizedClientError("The client is not authorized to use the device authorization grant")
+        result: tuple[int, dict[str, Any], list[tuple[str, str]]] = super().create_endpoint_response(request)
+        return result
+
+    def save_device_credential(self, client_id: str, scope: str | None, data: dict[str, Any]) -> None:
+        call = current()
+        client = service.find_client(call.db, issuer=call.issuer, client_id=client_id)
+        assert client is not None
+        call.db.add(DeviceGrant(
+            device_code_digest=crypto.token_digest(data["device_code"]), user_code=data["user_code"],
+            client_pk=client.pk, tenant_pk=client.tenant_pk,
+            scope=ClientView(client).get_allowed_scope(scope),
+            expires_at=utcnow() + timedelta(seconds=data["expires_in"]),
+        ))
+
+
+# -- the server -------------------------------------------------------------------
+
+
+class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
+    """The Authlib authorization server of one issuer."""
+
+    def __init__(self, *, issuer: str, settings: Settings) -> None:
+        super().__init__(scopes_supported=list(service.SCOPES))
+        self.issuer = issuer
+        self.settings = settings
+        self.register_token_generator("default", self._generate_token)
+        self.register_grant(CodeGrant, [S256Challenge(required=True)])
+        self.register_grant(CredentialsGrant)
+        self.register_grant(RefreshGrant)
+        self.register_grant(DeviceGrantType)
+        self.register_grant(TokenExchangeGrant)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(Revocation)
+        self.register_endpoint(DeviceAuthorization)
+
+    def query_client(self, client_id: str) -> ClientView | None:
+        if not client_id or len(client_id) > 128:
+            return None
+        row = service.find_client(current().db, issuer=self.issuer, client_id=client_id)
+        return ClientView(row) if row is not None and not row.disabled else None
+
+    def validate_requested_scope(self, scope: str | None) -> None:
+        call = current()
+        client = call.request.client if call.request is not None else None
+        _check_scope_for(client, scope)
+
+    def _generate_token(self, grant_type: str, client: ClientView, user: Any = None, scope: str | None = None,
+                        expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
+        token: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": crypto.new_token(),
+            "expires_in": expires_in or self.settings.access_token_ttl,
+            "scope": client.get_allowed_scope(scope),
+        }
+        if include_refresh_token and client.check_grant_type("refresh_token"):
+            token["refresh_token"] = crypto.new_token()
+        return token
+
+    def save_token(self, token: dict[str, Any], request: Request) -> None:
+        db = current().db
+        client: ClientView = request.client
+        user = request.user if isinstance(request.user, User) else None
+        tenant_pk = user.tenant_pk if user is not None else client.row.tenant_pk
+        now = utcnow()
+        family = request.family_id
+        if "refresh_token" in token and family is None:
+            family = secrets.token_hex(16)
+            request.family_id = family
+        grant_type = request.payload.grant_type or "authorization_code"
+        db.add(AccessToken(
+            token_digest=crypto.token_digest(token["access_token"]), tenant_pk=tenant_pk,
+            client_pk=client.row.pk, user_pk=user.pk if user else None, local_user=request.local_user,
+            scope=token.get("scope") or "", grant_type=grant_type[:64], issued_at=now,
+            expires_at=now + timedelta(seconds=int(token["expires_in"])), family_id=family,
+        ))
+        if "refresh_token" in token:
+            assert family is not None
+            db.add(RefreshToken(
+                token_digest=crypto.token_digest(token["refresh_token"]), family_id=family,
+                tenant_pk=tenant_pk, client_pk=client.row.pk, user_pk=user.pk if user else None,
+                scope=token.get("scope") or "", issued_at=now,
+                expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
+            ))
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        log.debug("oauth signal", extra={"fields": {"signal": name}})
+
+    def create_oauth2_request(self, request: Request) -> Request:
+        current().request = request
+        return request
+
+    def create_json_request(self, request: Any) -> Any:  # pragma: no cover - no JSON endpoints
+        raise NotImplementedError
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> tuple[int, Any, dict[str, str]]:
+        return status, body, dict(headers)
+
+    def metadata(self) -> dict[str, Any]:
+        base = self.settings.issuer_url(self.issuer)
+        return {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "introspection_endpoint": f"{base}/introspect",
+            "revocation_endpoint": f"{base}/revoke",
+            "device_authorization_endpoint": f"{base}/device_authorization",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token",
+                                      DEVICE_CODE, TOKEN_EXCHANGE],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": list(service.SCOPES),
+            "service_documentation": f"{base}/docs",
+        }

@@ -1,0 +1,78 @@
+"""What the auth app's handlers share: settings, database, one Authlib server
+and one guard per issuer, rate limiters, templates. Built once by `create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi.templating import Jinja2Templates
+from starlette.requests import Request as HttpRequest
+
+from printcloud.core.db import Database
+from printcloud.core.errors import NotFound
+from printcloud.core.guard import Guard
+from printcloud.core.ratelimit import Limiter, make_counter
+from printcloud.core.settings import Settings
+from printcloud.core.web import templates
+
+from .models import Tenant
+from .oauth import Call, IssuerServer, Request, bind, unbind
+
+T = TypeVar("T")
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    servers: dict[str, IssuerServer] = field(default_factory=dict)
+    guards: dict[str, Guard] = field(default_factory=dict)
+    pages: Jinja2Templates = field(default_factory=lambda: templates(TEMPLATES))
+
+    def __post_init__(self) -> None:
+        counter = make_counter(self.settings.rate_limit_url)
+        self.login_limiter = Limiter(counter, "login", self.settings.login_attempts_per_minute, 60)
+        self.login_ip_limiter = Limiter(counter, "login-ip", self.settings.login_attempts_per_minute * 5, 60)
+        self.client_auth_limiter = Limiter(counter, "client-auth", self.settings.client_auth_failures_per_minute, 60)
+        for issuer in self.settings.issuers:
+            self.servers[issuer] = IssuerServer(issuer=issuer, settings=self.settings)
+            client_id, secret = self.settings.service_client(issuer, "auth")
+            self.guards[issuer] = Guard(
+                issuer=issuer, introspection_url=f"{self.settings.issuer_url(issuer)}/introspect",
+                client_id=client_id, client_secret=secret, cache_ttl=self.settings.guard_cache_ttl,
+            )
+
+    def server(self, issuer: str) -> IssuerServer:
+        try:
+            return self.servers[issuer]
+        except KeyError:
+            raise NotFound(f"no issuer {issuer!r}") from None
+
+    def oauth_call(self, issuer: str, request: Request | None, fn: Callable[[IssuerServer, Any], T]) -> T:
+        """Run `fn(server, request)` with a DB session bound for Authlib (in a worker thread)."""
+        server = self.server(issuer)
+        with self.db.session() as db:
+            token = bind(Call(db=db, issuer=issuer, settings=self.settings, request=request))
+            try:
+                return fn(server, request)
+            finally:
+                unbind(token)
+
+    def session_cookie(self, issuer: str) -> str:
+        return f"pc_sid_{issuer.replace('-', '_')}"
+
+    def secure_cookies(self) -> bool:
+        return self.settings.public_url.startswith("https://")
+
+
+def runtime(request: HttpRequest) -> Runtime:
+    rt: Runtime = request.app.state.auth
+    return rt
+
+
+def tenant_label(tenant: Tenant) -> str:
+    return tenant.name or tenant.tenant_id

@@ -1,0 +1,382 @@
+"""The `printcloud` command: serve, demo, admin, device, version."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from printcloud import __version__
+from printcloud.core.errors import PrintcloudError
+from printcloud.core.settings import Settings
+
+app = typer.Typer(help="printcloud: multi-tenant cloud printing.", no_args_is_help=True, add_completion=False)
+admin = typer.Typer(help="Administer tenants, users, clients, tenant settings and consents.",
+                    no_args_is_help=True)
+app.add_typer(admin, name="admin")
+console = Console()
+err = Console(stderr=True)
+
+
+class State:
+    json: bool = False
+    issuer: str = "idp-a"
+
+
+state = State()
+
+
+def main() -> None:
+    app()
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"printcloud {__version__}")
+
+
+@app.command()
+def serve(
+    service: Annotated[str | None, typer.Option(help="Run one service only (auth); default: all")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (PRINTCLOUD_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (PRINTCLOUD_PORT)")] = None,
+) -> None:
+    """Run the platform: every service in one process (embedded), or one service."""
+    import uvicorn
+
+    from printcloud.stack import create_stack
+
+    settings = Settings()
+    application = create_stack(settings, service=service)
+    uvicorn.run(application, host=host or settings.host, port=port or settings.port,
+                log_level=settings.log_level.lower(), access_log=False, server_header=False)
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[bool, typer.Option(help="Keep serving after the demo")] = False,
+) -> None:
+    """Start the embedded stack and walk through the platform's flows."""
+    from printcloud.demo import run_demo
+
+    raise typer.Exit(run_demo(Settings(), keep_running=keep_running))
+
+
+# -- admin ---------------------------------------------------------------------
+
+
+@admin.callback()
+def admin_options(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    state.json = as_json
+
+
+@contextmanager
+def _session() -> Iterator[Any]:
+    from printcloud.stack import prepare
+
+    db = prepare(Settings())
+    try:
+        with db.session() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+def _emit(data: Any, table: Callable[[], Table] | None = None, message: str | None = None) -> None:
+    if state.json:
+        sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
+    elif table is not None:
+        console.print(table())
+    elif message:
+        console.print(message)
+
+
+def _run(fn: Callable[[Any], Any]) -> Any:
+    try:
+        with _session() as session:
+            return fn(session)
+    except PrintcloudError as exc:
+        if state.json:
+            sys.stdout.write(json.dumps(exc.as_dict()) + "\n")
+        else:
+            err.print(f"[red]error[/red] {exc.error}: {exc.description}")
+        raise typer.Exit(2) from exc
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Callable[[], Table]:
+    def build() -> Table:
+        t = Table(title=title)
+        for c in columns:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*[str(v) if v is not None else "" for v in r])
+        return t
+
+    return build
+
+
+IssuerOpt = Annotated[str, typer.Option("--issuer", help="Issuer (authorization server) name")]
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant ID")]
+
+tenant_cli = typer.Typer(help="Tenants.", no_args_is_help=True)
+user_cli = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
+client_cli = typer.Typer(help="OAuth clients of a tenant.", no_args_is_help=True)
+settings_cli = typer.Typer(help="Tenant settings.", no_args_is_help=True)
+consent_cli = typer.Typer(help="Tenant-wide and per-user consents (seed 002).", no_args_is_help=True)
+admin.add_typer(tenant_cli, name="tenant")
+admin.add_typer(user_cli, name="user")
+admin.add_typer(client_cli, name="client")
+admin.add_typer(settings_cli, name="settings")
+admin.add_typer(consent_cli, name="consent")
+
+
+def tenant_dict(t: Any) -> dict[str, Any]:
+    return {"issuer": t.issuer, "tenant_id": t.tenant_id, "name": t.name, "created_at": t.created_at,
+            "local_auth_cooperation": t.local_auth_cooperation,
+            "users_may_grant_tenant_consent": t.users_may_grant_tenant_consent}
+
+
+def user_dict(u: Any) -> dict[str, Any]:
+    return {"username": u.username, "display_name": u.display_name, "email": u.email, "is_admin": u.is_admin,
+            "disabled": u.disabled, "created_at": u.created_at, "last_login_at": u.last_login_at}
+
+
+def client_dict(c: Any) -> dict[str, Any]:
+    return {"client_id": c.client_id, "name": c.name, "kind": c.kind, "redirect_uris": c.redirect_uris,
+            "grant_types": c.grant_types, "scope": c.scope, "disabled": c.disabled, "created_at": c.created_at}
+
+
+@tenant_cli.command("create")
+def tenant_create(tenant_id: str, issuer: IssuerOpt = "idp-a",
+                  name: Annotated[str, typer.Option(help="Display name")] = "") -> None:
+    """Create a tenant."""
+    from printcloud.auth import service
+
+    data = _run(lambda s: tenant_dict(service.create_tenant(s, issuer=issuer, tenant_id=tenant_id, name=name,
+                                                            actor="cli")))
+    _emit(data, message=f"created tenant [bold]{tenant_id}[/bold] at {issuer}")
+
+
+@tenant_cli.command("list")
+def tenant_list(issuer: IssuerOpt = "idp-a") -> None:
+    """List tenants."""
+    from printcloud.auth import service
+
+    data = _run(lambda s: [tenant_dict(t) for t in service.list_tenants(s, issuer=issuer)])
+    _emit(data, _table(f"tenants at {issuer}", ["tenant_id", "name", "local auth cooperation"],
+                       [[d["tenant_id"], d["name"], d["local_auth_cooperation"]] for d in data]))
+
+
+@tenant_cli.command("delete")
+def tenant_delete(tenant_id: str, issuer: IssuerOpt = "idp-a") -> None:
+    """Delete a tenant and everything it owns."""
+    from printcloud.auth import service
+
+    _run(lambda s: service.delete_tenant(s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant_id),
+                                         actor="cli"))
+    _emit({"deleted": tenant_id}, message=f"deleted tenant {tenant_id}")
+
+
+@settings_cli.command("show")
+def settings_show(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Show a tenant's settings."""
+    from printcloud.auth import service
+
+    data = _run(lambda s: tenant_dict(service.get_tenant(s, issuer=issuer, tenant_id=tenant)))
+    _emit(data, _table(f"settings of {tenant}", ["setting", "value"], [[k, v] for k, v in data.items()]))
+
+
+@settings_cli.command("set")
+def settings_set(
+    tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
+    local_auth_cooperation: Annotated[bool | None, typer.Option(
+        "--local-auth-cooperation/--no-local-auth-cooperation",
+        help="Seed 001: resource servers act as the device's local user")] = None,
+    users_may_grant_tenant_consent: Annotated[bool | None, typer.Option(
+        "--users-may-grant-tenant-consent/--only-admins-grant-tenant-consent",
+        help="Seed 002: who may grant tenant-wide consent")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+) -> None:
+    """Change a tenant's settings."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        service.update_tenant_settings(s, tenant=t, actor="cli", name=name,
+                                       local_auth_cooperation=local_auth_cooperation,
+                                       users_may_grant_tenant_consent=users_may_grant_tenant_consent)
+        return tenant_dict(t)
+
+    data = _run(work)
+    _emit(data, _table(f"settings of {tenant}", ["setting", "value"], [[k, v] for k, v in data.items()]))
+
+
+@user_cli.command("create")
+def user_create(
+    username: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
+    password: Annotated[str | None, typer.Option(help="Password (prompted when omitted)")] = None,
+    admin_role: Annotated[bool, typer.Option("--admin", help="Tenant administrator")] = False,
+    display_name: Annotated[str, typer.Option(help="Display name")] = "",
+    email: Annotated[str, typer.Option(help="E-mail address")] = "",
+) -> None:
+    """Create a user."""
+    from printcloud.auth import service
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    data = _run(lambda s: user_dict(service.create_user(
+        s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant), username=username, password=password,
+        is_admin=admin_role, display_name=display_name, email=email, actor="cli")))
+    _emit(data, message=f"created user [bold]{username}[/bold] in {tenant}")
+
+
+@user_cli.command("list")
+def user_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """List a tenant's users."""
+    from printcloud.auth import service
+
+    data = _run(lambda s: [user_dict(u) for u in service.list_users(
+        s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant))])
+    _emit(data, _table(f"users of {tenant}", ["username", "display name", "admin", "disabled", "last login"],
+                       [[d["username"], d["display_name"], d["is_admin"], d["disabled"], d["last_login_at"]]
+                        for d in data]))
+
+
+@user_cli.command("delete")
+def user_delete(username: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Delete a user."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> None:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        service.delete_user(s, tenant=t, user=service.get_user(s, tenant=t, username=username), actor="cli")
+
+    _run(work)
+    _emit({"deleted": username}, message=f"deleted user {username}")
+
+
+@client_cli.command("create")
+def client_create(
+    tenant: TenantOpt,
+    name: Annotated[str, typer.Option(help="Display name")],
+    issuer: IssuerOpt = "idp-a",
+    kind: Annotated[str, typer.Option(help="confidential | public | device")] = "confidential",
+    grant: Annotated[list[str] | None, typer.Option(help="Grant type (repeat); default by kind")] = None,
+    redirect_uri: Annotated[list[str] | None, typer.Option(help="Redirect URI (repeat)")] = None,
+    scope: Annotated[str, typer.Option(help="Space-separated scopes the client may request")] = "print",
+    client_id: Annotated[str | None, typer.Option(help="Client ID (generated when omitted)")] = None,
+) -> None:
+    """Register a client. Its secret is printed once."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> dict[str, Any]:
+        c, secret = service.create_client(
+            s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant), name=name, kind=kind,
+            grant_types=grant, redirect_uris=redirect_uri, scope=scope, client_id=client_id, actor="cli")
+        return {**client_dict(c), "client_secret": secret}
+
+    data = _run(work)
+    _emit(data, message=f"client_id     [bold]{data['client_id']}[/bold]\nclient_secret "
+                        f"[bold]{data['client_secret'] or '(public client: none)'}[/bold]  (shown once)")
+
+
+@client_cli.command("list")
+def client_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """List a tenant's clients."""
+    from printcloud.auth import service
+
+    data = _run(lambda s: [client_dict(c) for c in service.list_clients(
+        s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant))])
+    _emit(data, _table(f"clients of {tenant}", ["client_id", "name", "kind", "grants", "scope"],
+                       [[d["client_id"], d["name"], d["kind"], " ".join(d["grant_types"]), d["scope"]]
+                        for d in data]))
+
+
+@client_cli.command("rotate-secret")
+def client_rotate(client_id: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Issue a new secret for a client (the old one stops working)."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        secret = service.rotate_client_secret(s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id),
+                                              actor="cli")
+        return {"client_id": client_id, "client_secret": secret}
+
+    data = _run(work)
+    _emit(data, message=f"new client_secret [bold]{data['client_secret']}[/bold]  (shown once)")
+
+
+@client_cli.command("delete")
+def client_delete(client_id: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Delete a client and its tokens."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> None:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        service.delete_client(s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id), actor="cli")
+
+    _run(work)
+    _emit({"deleted": client_id}, message=f"deleted client {client_id}")
+
+
+def consent_dict(c: Any) -> dict[str, Any]:
+    return {"id": c.pk, "client_id": c.client.client_id, "client_name": c.client.name, "scope": c.scope,
+            "granted_by": c.granted_by, "granted_at": c.granted_at, "revoked_by": c.revoked_by,
+            "revoked_at": c.revoked_at}
+
+
+@consent_cli.command("list")
+def consent_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
+                 history: Annotated[bool, typer.Option(help="Include revoked consents")] = False) -> None:
+    """List tenant-wide consents (who granted them, when) and per-user consents."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        return {
+            "tenant_wide": [consent_dict(c) for c in service.list_tenant_consents(s, tenant=t,
+                                                                                 include_revoked=history)],
+            "per_user": [{"id": c.pk, "username": u.username, "client_id": cl.client_id, "scope": c.scope,
+                          "granted_at": c.granted_at} for c, u, cl in service.list_user_consents(s, tenant=t)],
+        }
+
+    data = _run(work)
+    _emit(data, _table(f"tenant-wide consents of {tenant}",
+                       ["id", "client", "scope", "granted by", "granted at", "revoked"],
+                       [[d["id"], d["client_name"], d["scope"], d["granted_by"], d["granted_at"],
+                         d["revoked_at"] or ""] for d in data["tenant_wide"]]))
+    if not state.json and data["per_user"]:
+        console.print(_table("per-user consents", ["id", "user", "client", "scope", "granted at"],
+                             [[d["id"], d["username"], d["client_id"], d["scope"], d["granted_at"]]
+                              for d in data["per_user"]])())
+
+
+@consent_cli.command("revoke")
+def consent_revoke(consent_id: int, tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
+                   per_user: Annotated[bool, typer.Option("--per-user", help="A per-user consent")] = False) -> None:
+    """Revoke a tenant-wide (default) or per-user consent."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> None:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        if per_user:
+            service.revoke_user_consent(s, tenant=t, consent_pk=consent_id, actor="cli")
+        else:
+            service.revoke_tenant_consent(s, tenant=t, consent_pk=consent_id, actor="cli")
+
+    _run(work)
+    _emit({"revoked": consent_id}, message=f"revoked consent {consent_id}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,558 @@
+"""Durable work: workflows, steps, queues and schedules, on DBOS Transact.
+
+This is the only module that imports `dbos` (DESIGN, "Why these dependencies").
+Services declare their work at import time with the decorators below and start
+it through the `TaskEngine` that their app factory is handed::
+
+    from printcloud.core import tasks
+
+    PRINT_JOBS = tasks.queue("print-jobs", per_key_concurrency=1)
+
+    @tasks.step(retries=3)
+    def render(job_id: str) -> str: ...
+
+    @tasks.workflow()
+    def print_job(tenant_id: str, job_id: str) -> str:
+        return send(render(job_id))
+
+    engine.enqueue(PRINT_JOBS, print_job, key=tenant_id, workflow_id=f"job-{job_id}")(
+        tenant_id, job_id
+    )
+
+A workflow's finished steps are checkpointed in the system database; when its
+process dies, the workflow resumes from the first unfinished step. DBOS's rules,
+which every caller must keep:
+
+- Each executor needs a unique, stable id (`PRINTCLOUD_WORKER_ID`, required in
+  distributed mode). Two live executors sharing one id run each other's
+  workflows twice. An executor recovers its own pending workflows when it
+  launches; a dead executor's are taken over only when a live one is told to,
+  with `TaskEngine.recover_pending([...dead ids])`.
+- The application version is pinned to `printcloud.__version__`. Executors only
+  recover workflows started by the same version, so an upgrade leaves older
+  pending work in place, visibly, rather than replaying it on changed code;
+  drain before upgrading or recover it with the old release.
+- Side effects belong in steps, never in the workflow body: the body is
+  replayed on recovery and must be deterministic (same steps, same order).
+- Steps run at least once (a crash after a step's effect and before its
+  checkpoint re-runs it), so they must be idempotent.
+- A workflow's name is its durable address: it defaults to
+  `<module>.<qualname>`, so moving or renaming a function orphans its pending
+  runs unless the old name is kept with `name=`.
+
+Databases. DBOS keeps its state in a *system database*, separate from the
+tables Alembic manages:
+
+- SQLite (the embedded default, including an explicit `sqlite://` database
+  URL): its own file, `<data_dir>/dbos.sqlite3`. DBOS's SQLite tables carry no
+  schema or prefix, and it takes IMMEDIATE (write) transactions on every
+  checkpoint, so sharing the app's file would mix its tables into ours and
+  contend for the one write lock.
+- PostgreSQL (`PRINTCLOUD_DATABASE_URL=postgresql://…`): the app's own
+  database, with DBOS's tables in the `dbos` schema. DBOS 3 dropped its
+  separate "application database" and keeps everything in one schema it
+  creates and migrates itself (under its own advisory lock), so sharing is
+  clean: one database to provision, back up and grant, and no CREATEDB right
+  needed. The role needs CREATE on the database the first time.
+
+One engine per process. DBOS is a process-wide singleton (its registry of
+workflows, its threads, its global executor id and version), so a second
+`TaskEngine` may only be launched after the first one's `shutdown()`, which
+calls `DBOS.destroy()` but keeps the registry: workflows are declared once, at
+import, and survive any number of launch/shutdown cycles, as tests need.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
+
+from dbos import (
+    DBOS,
+    DBOSConfig,
+    ScheduleInput,
+    SetEnqueueOptions,
+    SetWorkflowID,
+    WorkflowHandle,
+    WorkflowStatus,
+)
+from dbos import error as dbos_error
+from sqlalchemy.engine import make_url
+
+from printcloud import __version__
+from printcloud.core.db import normalise_url
+from printcloud.core.errors import Conflict
+from printcloud.core.settings import Settings
+
+__all__ = [
+    "SYSTEM_SCHEMA",
+    "ScheduledWorkflow",
+    "TaskEngine",
+    "TaskHandle",
+    "TaskQueue",
+    "TaskStatus",
+    "queue",
+    "scheduled",
+    "step",
+    "workflow",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+APP_NAME = "printcloud"
+#: The PostgreSQL schema holding DBOS's tables (in the app's database).
+SYSTEM_SCHEMA = "dbos"
+SQLITE_FILE = "dbos.sqlite3"
+
+#: A scheduled workflow receives its scheduled time (UTC) and its schedule's context.
+ScheduledWorkflow = Callable[[datetime, Any], None]
+
+
+# -- declarations (import time, no engine needed) ---------------------------
+
+
+def workflow(
+    *, name: str | None = None, max_recovery_attempts: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Declare a durable workflow. Its body must be deterministic; effects go in steps.
+
+    `max_recovery_attempts` bounds how often a workflow that keeps killing its
+    process is retried before it is parked (DBOS's default: 100).
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        wf_name = name or _default_name(func)
+        if max_recovery_attempts is None:
+            return DBOS.workflow(name=wf_name)(func)
+        return DBOS.workflow(name=wf_name, max_recovery_attempts=max_recovery_attempts)(func)
+
+    return decorate
+
+
+def step(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_interval: float = 1.0,
+    backoff: float = 2.0,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Declare a step: its result is checkpointed, so a resumed workflow skips it.
+
+    It runs at least once, so it must be idempotent. An exception is retried
+    `retries` times, `retry_interval` seconds apart, growing by `backoff`.
+    """
+    if retries < 0:
+        raise ValueError("retries must be >= 0")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        return DBOS.step(
+            name=name or _default_name(func),
+            retries_allowed=retries > 0,
+            max_attempts=retries + 1,
+            interval_seconds=retry_interval,
+            backoff_rate=backoff,
+        )(func)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class TaskQueue:
+    """A durable queue, declared at import with `queue()` and created at launch.
+
+    `concurrency` caps the queue's running workflows across all executors,
+    `worker_concurrency` per executor, and `per_key_concurrency` per key (a
+    tenant, a printer) across all executors; a queue with a per-key limit needs
+    a `key` on every enqueue.
+    """
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    per_key_concurrency: int | None = None
+
+    @property
+    def keyed(self) -> bool:
+        return self.per_key_concurrency is not None
+
+
+_queues: dict[str, TaskQueue] = {}
+_schedules: dict[str, ScheduleInput] = {}
+_declarations_lock = threading.Lock()
+
+
+def queue(
+    name: str,
+    *,
+    concurrency: int | None = None,
+    worker_concurrency: int | None = None,
+    per_key_concurrency: int | None = None,
+) -> TaskQueue:
+    """Declare a queue (created, or its limits updated, when an engine launches)."""
+    declared = TaskQueue(name, concurrency, worker_concurrency, per_key_concurrency)
+    with _declarations_lock:
+        existing = _queues.setdefault(name, declared)
+    if existing != declared:
+        raise ValueError(f"queue {name!r} is already declared with other limits: {existing}")
+    return declared
+
+
+def scheduled(
+    cron: str,
+    *,
+    name: str | None = None,
+    backfill: bool = False,
+    timezone: str | None = None,
+    queue: TaskQueue | None = None,
+) -> Callable[[ScheduledWorkflow], ScheduledWorkflow]:
+    """Declare a workflow run on a cron schedule (6 fields allowed: seconds first).
+
+    The schedule is written when an engine launches; every executor writes the
+    same one, and each tick runs once across all of them. With `backfill`,
+    ticks missed while no executor ran are run once each on the next launch.
+    For per-tenant schedules created at run time, use `TaskEngine.set_schedule`
+    (above a few hundred, prefer one dispatcher schedule that fans out).
+    """
+
+    def decorate(func: ScheduledWorkflow) -> ScheduledWorkflow:
+        wf_name = name or _default_name(func)
+        wrapped = DBOS.workflow(name=wf_name)(func)
+        entry = _schedule_input(
+            wf_name, wrapped, cron, context=None, backfill=backfill, timezone=timezone, on=queue
+        )
+        with _declarations_lock:
+            _schedules[wf_name] = entry
+        return wrapped
+
+    return decorate
+
+
+# -- results ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A workflow's recorded state.
+
+    `state` is one of DELAYED, ENQUEUED, PENDING, SUCCESS, ERROR, CANCELLED or
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED.
+    """
+
+    workflow_id: str
+    state: str
+    name: str
+    queue: str | None
+    executor_id: str | None
+    app_version: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    error: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.state in {"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
+
+
+class TaskHandle(Generic[R]):
+    """A started or enqueued workflow."""
+
+    def __init__(self, handle: WorkflowHandle[R]) -> None:
+        self._handle = handle
+
+    @property
+    def workflow_id(self) -> str:
+        return self._handle.get_workflow_id()
+
+    def result(self, *, poll_interval: float = 0.2) -> R:
+        """Wait for the workflow and return its result (or raise its exception)."""
+        return self._handle.get_result(polling_interval_sec=poll_interval)
+
+    def status(self) -> TaskStatus:
+        return _status(self._handle.get_status())
+
+
+# -- the engine ---------------------------------------------------------------
+
+_running_lock = threading.Lock()
+
+
+class TaskEngine:
+    """DBOS configured from `Settings`: `launch()` at start, `shutdown()` at stop.
+
+    Constructing it has no side effect beyond checking the settings (the worker
+    id is required in distributed mode); `launch()` connects, migrates DBOS's
+    tables, recovers this executor's pending workflows and starts the queue and
+    schedule threads.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.executor_id = settings.require_worker_id()
+        self.app_version = __version__
+        self.system_database_url, self.system_schema = system_database(settings)
+        self._config: DBOSConfig = {
+            "name": APP_NAME,
+            "system_database_url": self.system_database_url,
+            "application_version": self.app_version,
+            "executor_id": self.executor_id,
+            "log_level": settings.log_level.upper(),
+        }
+        if self.system_schema is not None:
+            self._config["dbos_system_schema"] = self.system_schema
+        self._data_dir = settings.data_dir
+        self._launched = False
+
+    # lifecycle
+
+    _running: ClassVar[TaskEngine | None] = None
+
+    def launch(self) -> None:
+        with _running_lock:
+            if TaskEngine._running is not None:
+                raise RuntimeError(
+                    "a TaskEngine is already running in this process (DBOS is a singleton); "
+                    "shut it down first"
+                )
+            if self.system_schema is None:
+                self._data_dir.mkdir(parents=True, exist_ok=True)
+            _route_dbos_logs()
+            DBOS(config=self._config)
+            try:
+                DBOS.launch()
+                with _declarations_lock:
+                    queues = list(_queues.values())
+                    schedules = list(_schedules.values())
+                for declared in queues:
+                    _register_queue(declared)
+                if schedules:
+                    DBOS.apply_schedules(schedules)
+            except BaseException:
+                DBOS.destroy()
+                raise
+            TaskEngine._running = self
+            self._launched = True
+
+    def shutdown(self, *, wait_seconds: int = 0) -> None:
+        """Stop DBOS, first waiting up to `wait_seconds` for running workflows.
+
+        Workflows still running are left PENDING and resume on this executor's
+        next launch (or on another's `recover_pending`).
+        """
+        with _running_lock:
+            if not self._launched:
+                return
+            DBOS.destroy(workflow_completion_timeout_sec=wait_seconds)
+            self._launched = False
+            TaskEngine._running = None
+
+    def __enter__(self) -> TaskEngine:
+        self.launch()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # starting work
+
+    def start(
+        self, func: Callable[P, R], *, workflow_id: str | None = None
+    ) -> Callable[P, TaskHandle[R]]:
+        """Start `func` in the background: `engine.start(wf, workflow_id=…)(*args)`.
+
+        Starting again with a `workflow_id` already used does not run it again:
+        the handle is the existing run's (`Conflict` if that run is another workflow).
+        """
+        self._check_launched()
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+            with _options(workflow_id, None):
+                return TaskHandle(DBOS.start_workflow(func, *args, **kwargs))
+
+        return call
+
+    def enqueue(
+        self,
+        on: TaskQueue,
+        func: Callable[P, R],
+        *,
+        key: str | None = None,
+        workflow_id: str | None = None,
+    ) -> Callable[P, TaskHandle[R]]:
+        """Enqueue `func` on a declared queue: `engine.enqueue(q, wf, key=…)(*args)`.
+
+        `key` is the per-key concurrency key (required on a keyed queue, refused
+        on others). The same `workflow_id` is enqueued once.
+        """
+        self._check_launched()
+        if on.keyed and key is None:
+            raise ValueError(f"queue {on.name!r} has a per-key limit: enqueue with a key")
+        if not on.keyed and key is not None:
+            raise ValueError(f"queue {on.name!r} has no per-key limit: enqueue without a key")
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+            with _options(workflow_id, key):
+                return TaskHandle(DBOS.enqueue_workflow(on.name, func, *args, **kwargs))
+
+        return call
+
+    # schedules created at run time (per tenant, say)
+
+    def set_schedule(
+        self,
+        name: str,
+        func: ScheduledWorkflow,
+        cron: str,
+        *,
+        context: Any = None,
+        backfill: bool = False,
+        timezone: str | None = None,
+        queue: TaskQueue | None = None,
+    ) -> None:
+        """Create or replace schedule `name` running workflow `func(time, context)`."""
+        self._check_launched()
+        DBOS.apply_schedules(
+            [
+                _schedule_input(
+                    name,
+                    func,
+                    cron,
+                    context=context,
+                    backfill=backfill,
+                    timezone=timezone,
+                    on=queue,
+                )
+            ]
+        )
+
+    def delete_schedule(self, name: str) -> None:
+        self._check_launched()
+        DBOS.delete_schedule(name)
+
+    # observing and recovering
+
+    def get_status(self, workflow_id: str) -> TaskStatus | None:
+        self._check_launched()
+        status = DBOS.get_workflow_status(workflow_id)
+        return None if status is None else _status(status)
+
+    def handle(self, workflow_id: str) -> TaskHandle[Any]:
+        """A handle on an existing workflow, to wait for its result."""
+        self._check_launched()
+        return TaskHandle(DBOS.retrieve_workflow(workflow_id))
+
+    def recover_pending(self, executor_ids: Sequence[str]) -> list[str]:
+        """Take over the pending workflows of dead executors; returns their ids.
+
+        Only name executors known to be dead: a live one's running workflows
+        would be run a second time. Each workflow goes back on its queue and
+        resumes after its last finished step on whichever executor dequeues it;
+        repeating the call is harmless. Only workflows of this app version are
+        recovered.
+        """
+        self._check_launched()
+        if self.executor_id in executor_ids:
+            raise ValueError(
+                f"executor {self.executor_id!r} is this one: it recovers its own at launch"
+            )
+        # DBOS's recovery entry point (what its admin endpoint and Conductor call):
+        # re-enqueues atomically, so duplicate recoveries cannot run a workflow twice.
+        handles = DBOS._recover_pending_workflows(list(executor_ids))
+        return [h.get_workflow_id() for h in handles]
+
+    def _check_launched(self) -> None:
+        if not self._launched:
+            raise RuntimeError("TaskEngine.launch() has not been called")
+
+
+def system_database(settings: Settings) -> tuple[str, str | None]:
+    """DBOS's system database URL and PostgreSQL schema (None on SQLite) for `settings`."""
+    url = normalise_url(settings.effective_database_url)
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        return url, SYSTEM_SCHEMA
+    if backend == "sqlite":
+        return f"sqlite:///{(settings.data_dir / SQLITE_FILE).resolve()}", None
+    raise ValueError(f"durable tasks need SQLite or PostgreSQL, not {backend!r}")
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _default_name(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+@contextmanager
+def _options(workflow_id: str | None, key: str | None) -> Iterator[None]:
+    with ExitStack() as stack:
+        if workflow_id is not None:
+            stack.enter_context(SetWorkflowID(workflow_id))
+        if key is not None:
+            stack.enter_context(SetEnqueueOptions(queue_partition_key=key))
+        try:
+            yield
+        except dbos_error.DBOSConflictingWorkflowError as exc:
+            raise Conflict(f"workflow id {workflow_id!r} is taken by another workflow") from exc
+
+
+def _register_queue(declared: TaskQueue) -> None:
+    DBOS.register_queue(
+        declared.name,
+        global_concurrency=declared.concurrency,
+        worker_concurrency=declared.worker_concurrency,
+        partition_concurrency=declared.per_key_concurrency,
+    )
+
+
+def _schedule_input(
+    name: str,
+    func: ScheduledWorkflow,
+    cron: str,
+    *,
+    context: Any,
+    backfill: bool,
+    timezone: str | None,
+    on: TaskQueue | None,
+) -> ScheduleInput:
+    if on is not None and on.keyed:
+        raise ValueError(f"queue {on.name!r} has a per-key limit: schedules cannot give a key")
+    return {
+        "schedule_name": name,
+        "workflow_fn": func,
+        "schedule": cron,
+        "context": context,
+        "automatic_backfill": backfill,
+        "cron_timezone": timezone,
+        "queue_name": on.name if on is not None else None,
+    }
+
+
+def _status(status: WorkflowStatus) -> TaskStatus:
+    def when(epoch_ms: int | None) -> datetime | None:
+        return None if epoch_ms is None else datetime.fromtimestamp(epoch_ms / 1000, UTC)
+
+    return TaskStatus(
+        workflow_id=status.workflow_id,
+        state=str(status.status),
+        name=status.name,
+        queue=status.queue_name,
+        executor_id=status.executor_id,
+        app_version=status.app_version,
+        created_at=when(status.created_at),
+        updated_at=when(status.updated_at),
+        error=None if status.error is None else repr(status.error),
+    )
+
+
+def _route_dbos_logs() -> None:
+    # DBOS gives its logger a console handler and stops propagation unless the
+    # logger already has a handler; a NullHandler keeps its records flowing to
+    # the root handler that core.logs configures (one format, JSON in production).
+    dbos_logger = logging.getLogger("dbos")
+    if not dbos_logger.handlers:
+        dbos_logger.addHandler(logging.NullHandler())

@@ -1,0 +1,1 @@
+"""Alembic migrations of the whole platform (one database, every service's tables)."""

@@ -1,0 +1,36 @@
+"""Alembic environment: runs on the connection `core.db.migrate` hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+import printcloud.auth.models  # noqa: F401  (registers the tables)
+from printcloud.core.db import Base
+
+target_metadata = Base.metadata
+config = context.config
+
+
+def run() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:  # `alembic` command line, e.g. autogenerate
+        engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite:///var/printcloud.sqlite3")
+        with engine.connect() as conn:
+            _configure(conn)
+        return
+    _configure(connection)
+
+
+def _configure(connection: object) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()
