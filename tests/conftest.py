@@ -1,0 +1,206 @@
+"""Shared fixtures: a real server on loopback, SQLite and PostgreSQL, peers.
+
+- `PRINTCLOUD_TEST_DATABASE_URL` (e.g. postgresql://postgres@127.0.0.1:5432/test)
+  adds PostgreSQL to the database parametrisation; every test using `stack`
+  runs on SQLite and on PostgreSQL. Each test session works in a database of
+  its own, created and dropped here.
+- `PRINTCLOUD_REQUIRE_PEERS=1` (set by CI) turns a missing peer (PostgreSQL,
+  Redis, chromium, curl, slapd…) from a skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from printcloud.core.db import Database
+from printcloud.core.settings import Settings
+
+REQUIRE_PEERS = os.environ.get("PRINTCLOUD_REQUIRE_PEERS") == "1"
+PG_URL = os.environ.get("PRINTCLOUD_TEST_DATABASE_URL", "")
+
+
+def require_peer(available: bool, reason: str) -> None:
+    """Skip (on a laptop) or fail (in CI) when a real peer is missing."""
+    if available:
+        return
+    if REQUIRE_PEERS:
+        pytest.fail(f"required peer missing: {reason}")
+    pytest.skip(reason)
+
+
+def require_command(name: str) -> str:
+    path = shutil.which(name)
+    require_peer(path is not None, f"`{name}` is not installed")
+    assert path is not None
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- databases -------------------------------------------------------------------
+
+
+def _pg_admin_url() -> str:
+    from printcloud.core.db import normalise_url
+
+    return normalise_url(PG_URL)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+    require_peer(bool(PG_URL), "PRINTCLOUD_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = _pg_admin_url()
+    name = f"pc_test_{secrets.token_hex(4)}"
+    try:
+        engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure here means the peer is missing
+        require_peer(False, f"PostgreSQL at {PG_URL} is not usable: {exc}")
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(db_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if db_backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'printcloud.sqlite3'}"
+
+
+# -- a live stack on loopback ---------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """The embedded stack served by uvicorn on 127.0.0.1:<port> in this process."""
+
+    settings: Settings
+    db: Database
+    base_url: str
+
+    def issuer_url(self, issuer: str = "idp-a") -> str:
+        return f"{self.base_url}/{issuer}"
+
+    def metadata(self, issuer: str = "idp-a") -> dict[str, Any]:
+        return dict(httpx.get(f"{self.issuer_url(issuer)}/.well-known/oauth-authorization-server").json())
+
+    # Set-up helpers through the service layer (what `printcloud admin` does).
+    def tenant(self, issuer: str = "idp-a", *, prefix: str = "t", **settings: Any) -> str:
+        from printcloud.auth import service
+
+        tenant_id = f"{prefix}{secrets.token_hex(4)}"
+        with self.db.session() as s:
+            t = service.create_tenant(s, issuer=issuer, tenant_id=tenant_id, name=f"Tenant {tenant_id}")
+            if settings:
+                service.update_tenant_settings(s, tenant=t, actor="test", **settings)
+        return tenant_id
+
+    def set_tenant(self, tenant_id: str, issuer: str = "idp-a", **settings: Any) -> None:
+        from printcloud.auth import service
+
+        with self.db.session() as s:
+            t = service.get_tenant(s, issuer=issuer, tenant_id=tenant_id)
+            service.update_tenant_settings(s, tenant=t, actor="test", **settings)
+
+    def user(self, tenant_id: str, username: str = "alice", password: str = "correct horse",
+             issuer: str = "idp-a", *, admin: bool = False) -> tuple[str, str]:
+        from printcloud.auth import service
+
+        with self.db.session() as s:
+            t = service.get_tenant(s, issuer=issuer, tenant_id=tenant_id)
+            service.create_user(s, tenant=t, username=username, password=password, is_admin=admin)
+        return username, password
+
+    def client(self, tenant_id: str, issuer: str = "idp-a", *, kind: str = "confidential",
+               scope: str = "print profile", redirect_uris: list[str] | None = None,
+               grant_types: list[str] | None = None, name: str = "test client") -> tuple[str, str | None]:
+        from printcloud.auth import service
+
+        with self.db.session() as s:
+            t = service.get_tenant(s, issuer=issuer, tenant_id=tenant_id)
+            c, secret = service.create_client(s, tenant=t, name=name, kind=kind, scope=scope,
+                                              redirect_uris=redirect_uris, grant_types=grant_types)
+            return c.client_id, secret
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread
+        pass
+
+
+def start_stack(settings: Settings) -> tuple[Stack, _Server, threading.Thread]:
+    from printcloud.stack import create_stack
+
+    app = create_stack(settings)
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                   access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    db = Database(settings.effective_database_url)
+    return Stack(settings=settings, db=db, base_url=settings.public_url), server, thread
+
+
+def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) -> Settings:
+    port = free_port()
+    return Settings(
+        data_dir=data_dir, database_url=database_url, port=port, public_url=f"http://127.0.0.1:{port}",
+        secret_key=secrets.token_urlsafe(32), log_level="WARNING", **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The embedded stack on SQLite and on PostgreSQL, shared by a session's tests.
+    Tests isolate themselves by creating their own tenants (`stack.tenant()`)."""
+    settings = make_settings(tmp_path_factory.mktemp("stack"), database_url)
+    live, server, thread = start_stack(settings)
+    yield live
+    server.should_exit = True
+    thread.join(timeout=10)
+    live.db.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The embedded stack on SQLite only, for tests whose subject is not the database."""
+    settings = make_settings(tmp_path_factory.mktemp("sqlite-stack"), None)
+    live, server, thread = start_stack(settings)
+    yield live
+    server.should_exit = True
+    thread.join(timeout=10)
+    live.db.dispose()

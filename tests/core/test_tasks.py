@@ -1,0 +1,380 @@
+"""Durable tasks on a real system database: SQLite in tmp_path, and PostgreSQL when
+`PRINTCLOUD_TEST_DATABASE_URL` names one (a throw-away database is created per test).
+
+The crash tests run this file as a script in a subprocess (see `_child`), kill it
+with SIGKILL mid-workflow, and count step executions in marker files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from printcloud import __version__
+from printcloud.core import tasks
+from printcloud.core.errors import Conflict
+from printcloud.core.settings import Settings
+
+PG_ENV = "PRINTCLOUD_TEST_DATABASE_URL"
+
+# -- workflows under test (declared at import, as services do) ----------------
+
+calls: Counter[str] = Counter()
+calls_lock = threading.Lock()
+
+
+def _count(name: str) -> None:
+    with calls_lock:
+        calls[name] += 1
+
+
+@tasks.step()
+def add_one(token: str, value: int) -> int:
+    _count(f"{token}:add_one")
+    return value + 1
+
+
+@tasks.step()
+def double(token: str, value: int) -> int:
+    _count(f"{token}:double")
+    return value * 2
+
+
+@tasks.workflow()
+def add_then_double(token: str, value: int) -> int:
+    return double(token, add_one(token, value))
+
+
+KEYED = tasks.queue("test-keyed", per_key_concurrency=1, poll_interval=0.1)
+PLAIN = tasks.queue("test-plain", concurrency=2, poll_interval=0.1)
+
+
+@tasks.workflow()
+def keyed_job(token: str, key: str) -> str:
+    _count(f"{token}:{key}")
+    return key.upper()
+
+
+@tasks.workflow()
+def on_tick(when: datetime, marker: str) -> None:
+    _append(Path(marker), when.isoformat())
+
+
+# The crash workflow: explicit names, so that the child (module `__main__`) and
+# this test module register it under the same durable address.
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@tasks.step(name="test_tasks.crash_step_one")
+def crash_step_one(markers: str) -> int:
+    _append(Path(markers) / "step1", "done")
+    return 20
+
+
+@tasks.step(name="test_tasks.crash_step_two")
+def crash_step_two(markers: str, value: int) -> int:
+    _append(Path(markers) / "step2.started", "started")
+    while not (Path(markers) / "release").exists():
+        time.sleep(0.02)
+    _append(Path(markers) / "step2.done", "done")
+    return value + 1
+
+
+@tasks.workflow(name="test_tasks.crash_workflow")
+def crash_workflow(markers: str) -> int:
+    return crash_step_two(markers, crash_step_one(markers))
+
+
+# -- fixtures -----------------------------------------------------------------
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(PG_ENV, "")
+    if not url.startswith(("postgresql", "postgres:")):
+        if os.environ.get("PRINTCLOUD_REQUIRE_PEERS") == "1":
+            pytest.fail(f"{PG_ENV} must point to PostgreSQL when PRINTCLOUD_REQUIRE_PEERS=1")
+        pytest.skip(f"{PG_ENV} does not point to PostgreSQL")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.peer("postgres"))])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for the embedded SQLite default; else a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from printcloud.core.db import normalise_url
+
+    base = make_url(normalise_url(_postgres_url()))
+    name = f"printcloud_tasks_{uuid.uuid4().hex[:12]}"
+    admin_url = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Settings:
+    return Settings(data_dir=data_dir, database_url=database_url, **extra)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return _settings(tmp_path / "var", database_url)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[tasks.TaskEngine]:
+    with tasks.TaskEngine(settings) as running:
+        yield running
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
+# -- configuration --------------------------------------------------------------
+
+
+def test_system_database_is_separate_file_on_sqlite(tmp_path: Path) -> None:
+    url, schema = tasks.system_database(_settings(tmp_path, None))
+    assert url == f"sqlite:///{(tmp_path / 'dbos.sqlite3').resolve()}"
+    assert schema is None
+    explicit = _settings(tmp_path, f"sqlite:///{tmp_path / 'app.sqlite3'}")
+    assert tasks.system_database(explicit) == (url, None)
+
+
+def test_system_database_is_dbos_schema_on_postgresql(tmp_path: Path) -> None:
+    url, schema = tasks.system_database(_settings(tmp_path, "postgres://u@db:5432/printcloud"))
+    assert url == "postgresql+psycopg://u@db:5432/printcloud"
+    assert schema == "dbos"
+
+
+def test_other_databases_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
+        tasks.TaskEngine(_settings(tmp_path, "mysql://u@db/printcloud"))
+
+
+def test_worker_id_required_in_distributed_mode(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="PRINTCLOUD_WORKER_ID"):
+        tasks.TaskEngine(_settings(tmp_path, None, distributed=True))
+    engine = tasks.TaskEngine(_settings(tmp_path, None, distributed=True, worker_id="w-1"))
+    assert engine.executor_id == "w-1"
+    assert engine.app_version == __version__
+
+
+# -- running workflows ----------------------------------------------------------
+
+
+def test_workflow_with_two_steps_returns_its_result(engine: tasks.TaskEngine) -> None:
+    token = _token()
+    handle = engine.start(add_then_double)(token, 4)
+    assert handle.result() == 10
+    assert calls[f"{token}:add_one"] == 1
+    assert calls[f"{token}:double"] == 1
+
+
+def test_status_is_readable(engine: tasks.TaskEngine) -> None:
+    token = _token()
+    handle = engine.start(add_then_double, workflow_id=f"status-{token}")(token, 1)
+    handle.result()
+    status = engine.get_status(f"status-{token}")
+    assert status is not None
+    assert status.state == "SUCCESS"
+    assert status.done
+    assert status.name.endswith("add_then_double")
+    assert status.executor_id == "embedded"
+    assert status.app_version == __version__
+    assert status.created_at is not None
+    assert status.error is None
+    assert handle.status() == status
+    assert engine.get_status("no-such-workflow") is None
+
+
+def test_same_workflow_id_runs_once(engine: tasks.TaskEngine) -> None:
+    token = _token()
+    workflow_id = f"once-{token}"
+    first = engine.start(add_then_double, workflow_id=workflow_id)(token, 2)
+    second = engine.start(add_then_double, workflow_id=workflow_id)(token, 2)
+    assert first.result() == second.result() == 6
+    assert calls[f"{token}:add_one"] == 1
+    assert calls[f"{token}:double"] == 1
+    with pytest.raises(Conflict):
+        engine.enqueue(KEYED, keyed_job, key="a", workflow_id=workflow_id)(token, "a")
+
+
+def test_same_workflow_id_is_enqueued_once(engine: tasks.TaskEngine) -> None:
+    token = _token()
+    workflow_id = f"queued-{token}"
+    handles = [
+        engine.enqueue(PLAIN, add_then_double, workflow_id=workflow_id)(token, 3) for _ in "ab"
+    ]
+    assert [h.result() for h in handles] == [8, 8]
+    assert calls[f"{token}:add_one"] == 1
+    with pytest.raises(ValueError, match="no per-key limit"):
+        engine.enqueue(PLAIN, add_then_double, key="a")(token, 3)
+
+
+def test_keyed_queue_runs_each_key(engine: tasks.TaskEngine) -> None:
+    token = _token()
+    handles = [engine.enqueue(KEYED, keyed_job, key=key)(token, key) for key in ("a", "a", "b")]
+    assert [h.result() for h in handles] == ["A", "A", "B"]
+    assert calls[f"{token}:a"] == 2
+    assert calls[f"{token}:b"] == 1
+    with pytest.raises(ValueError, match="key"):
+        engine.enqueue(KEYED, keyed_job)(token, "a")
+
+
+def test_runtime_schedule_fires(engine: tasks.TaskEngine, tmp_path: Path) -> None:
+    marker = tmp_path / "ticks"
+    engine.set_schedule("test-every-second", on_tick, "* * * * * *", context=str(marker))
+    deadline = time.monotonic() + 8
+    while _lines(marker) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    engine.delete_schedule("test-every-second")
+    assert _lines(marker) >= 1
+
+
+def test_engine_relaunches_in_one_process(settings: Settings) -> None:
+    token = _token()
+    first = tasks.TaskEngine(settings)
+    first.launch()
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            tasks.TaskEngine(settings).launch()
+        assert first.start(add_then_double)(token, 0).result() == 2
+    finally:
+        first.shutdown()
+    first.shutdown()  # idempotent
+    with pytest.raises(RuntimeError, match="launch"):
+        first.get_status("x")
+    with tasks.TaskEngine(settings) as second:
+        assert second.start(add_then_double)(token, 1).result() == 4
+
+
+# -- durability: SIGKILL in a subprocess ---------------------------------------
+
+
+def _spawn(mode: str, settings: Settings, markers: Path, workflow_id: str) -> subprocess.Popen[str]:
+    args = [
+        sys.executable,
+        __file__,
+        mode,
+        str(settings.data_dir),
+        settings.database_url or "-",
+        settings.worker_id or "-",
+        str(markers),
+        workflow_id,
+    ]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _start_and_kill(settings: Settings, markers: Path, workflow_id: str) -> None:
+    """Run the crash workflow in a child and SIGKILL it once step 1 is checkpointed."""
+    child = _spawn("start", settings, markers, workflow_id)
+    try:
+        deadline = time.monotonic() + 20
+        # Step 2 starts only after step 1's result is written.
+        while _lines(markers / "step2.started") == 0:
+            if child.poll() is not None or time.monotonic() > deadline:
+                _, err = child.communicate(timeout=5)
+                pytest.fail(f"child did not reach step 2 (rc={child.returncode}):\n{err}")
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    assert _lines(markers / "step1") == 1
+    assert _lines(markers / "step2.done") == 0
+
+
+def test_killed_workflow_resumes_on_relaunch_without_redoing_step_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    workflow_id = f"crash-{_token()}"
+    _start_and_kill(settings, markers, workflow_id)
+
+    (markers / "release").touch()
+    child = _spawn("resume", settings, markers, workflow_id)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert out.strip() == "21"
+    assert _lines(markers / "step1") == 1  # not re-run
+    assert _lines(markers / "step2.started") == 2  # interrupted, then run again
+    assert _lines(markers / "step2.done") == 1
+
+
+def test_live_executor_recovers_a_dead_ones_workflows(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    data_dir = tmp_path / "var"
+    dead = _settings(data_dir, database_url, distributed=True, worker_id="worker-a")
+    live = _settings(data_dir, database_url, distributed=True, worker_id="worker-b")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    workflow_id = f"crash-{_token()}"
+    _start_and_kill(dead, markers, workflow_id)
+
+    (markers / "release").touch()
+    with tasks.TaskEngine(live) as engine:
+        with pytest.raises(ValueError, match="this one"):
+            engine.recover_pending(["worker-b"])
+        assert engine.recover_pending(["worker-a"]) == [workflow_id]
+        assert engine.handle(workflow_id).result() == 21
+        assert engine.recover_pending(["worker-a"]) == []  # nothing left to take over
+        status = engine.get_status(workflow_id)
+        assert status is not None
+        assert status.executor_id == "worker-b"
+    assert _lines(markers / "step1") == 1
+    assert _lines(markers / "step2.done") == 1
+
+
+def _child(argv: list[str]) -> None:
+    mode, data_dir, url, worker, markers, wfid = argv
+    settings = Settings(
+        data_dir=Path(data_dir),
+        database_url=None if url == "-" else url,
+        worker_id=None if worker == "-" else worker,
+        distributed=worker != "-",
+        log_level="WARNING",
+    )
+    with tasks.TaskEngine(settings) as engine:
+        if mode == "start":
+            handle = engine.start(crash_workflow, workflow_id=wfid)(markers)
+        else:  # "resume": this executor's launch recovered the workflow
+            handle = engine.handle(wfid)
+        print(handle.result())  # noqa: T201
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1:])
