@@ -108,6 +108,13 @@ class AuthorizationCode(Base):
     #: The token family issued from this code, revoked if the code is replayed.
     family_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
+    # Authlib's AuthorizationCodeMixin
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
 
 class AccessToken(Base):
     __tablename__ = "auth_access_tokens"
@@ -146,6 +153,10 @@ class RefreshToken(Base):
     #: Set when the token was exchanged for a new pair; presenting it again is reuse.
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    # Authlib's TokenMixin, as far as the refresh grant uses it
+    def get_scope(self) -> str:
+        return self.scope
 
 
 class UserConsent(Base):
