@@ -177,6 +177,10 @@ def start_stack(settings: Settings) -> tuple[Stack, _Server, threading.Thread]:
 
 def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) -> Settings:
     port = free_port()
+    # Every test logs in from 127.0.0.1: keep the shared stacks' limits out of the way
+    # (tests/auth/test_rate_limits.py starts stacks with low ones).
+    overrides.setdefault("login_attempts_per_minute", 10_000)
+    overrides.setdefault("client_auth_failures_per_minute", 10_000)
     return Settings(
         data_dir=data_dir, database_url=database_url, port=port, public_url=f"http://127.0.0.1:{port}",
         secret_key=secrets.token_urlsafe(32), log_level="WARNING", **overrides,

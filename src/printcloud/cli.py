@@ -47,16 +47,34 @@ def serve(
     service: Annotated[str | None, typer.Option(help="Run one service only (auth); default: all")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (PRINTCLOUD_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (PRINTCLOUD_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="HTTP worker processes (PRINTCLOUD_HTTP_WORKERS)")] = None,
 ) -> None:
     """Run the platform: every service in one process (embedded), or one service."""
-    import uvicorn
+    import os
 
-    from printcloud.stack import create_stack
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
 
+    from printcloud.stack import SERVICES, prepare
+
+    if service is not None and service not in SERVICES:
+        err.print(f"[red]error[/red] unknown service {service!r}; choose from {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    if service:
+        os.environ["PRINTCLOUD_SERVICE"] = service
     settings = Settings()
-    application = create_stack(settings, service=service)
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port,
-                log_level=settings.log_level.lower(), access_log=False, server_header=False)
+    prepare(settings).dispose()  # migrations once, before the workers start
+    server = Server(
+        "printcloud.stack:app_factory", factory=True, interface=Interfaces.ASGI,
+        address=host or settings.host, port=port or settings.port,
+        workers=workers or settings.http_workers, runtime_threads=1,
+        log_level=LogLevels(settings.log_level.lower()), log_access=False, respawn_failed_workers=True,
+    )
+    console.print(f"printcloud {__version__} serving {service or 'every service'} at "
+                  f"http://{host or settings.host}:{port or settings.port} "
+                  f"(public URL {settings.public_url})")
+    server.serve()
 
 
 @app.command()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp
 
 from printcloud import __version__
 from printcloud.auth import service as auth_service
 from printcloud.auth.app import create_app as create_auth
+from printcloud.auth.fastlane import OAuthFastLane
 from printcloud.core.db import Database, migrate
 from printcloud.core.logs import configure, get_logger
 from printcloud.core.settings import Settings
@@ -30,14 +32,15 @@ def prepare(settings: Settings) -> Database:
     return db
 
 
-def create_stack(settings: Settings, *, service: str | None = None) -> FastAPI:
+def create_stack(settings: Settings, *, service: str | None = None) -> ASGIApp:
     configure(settings.log_level, json_lines=settings.log_json)
     if service not in (None, *SERVICES):
         raise ValueError(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
     db = prepare(settings)
     auth = create_auth(settings, db=db)
+    runtime = auth.state.auth
     if service == "auth":
-        return auth
+        return OAuthFastLane(auth, runtime)
     root = FastAPI(title="printcloud", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
     @root.get("/healthz", include_in_schema=False)
@@ -49,4 +52,10 @@ def create_stack(settings: Settings, *, service: str | None = None) -> FastAPI:
         return RedirectResponse(f"/{settings.issuers[0]}/account")
 
     root.mount("/", auth)
-    return root
+    return OAuthFastLane(root, runtime)
+
+
+def app_factory() -> ASGIApp:
+    """What `printcloud serve` hands the HTTP server (granian), in each worker process."""
+    settings = Settings()
+    return create_stack(settings, service=settings.service)

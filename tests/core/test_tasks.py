@@ -24,7 +24,7 @@ import pytest
 
 from printcloud import __version__
 from printcloud.core import tasks
-from printcloud.core.errors import Conflict
+from printcloud.core.errors import Conflict, NotFound
 from printcloud.core.settings import Settings
 
 PG_ENV = "PRINTCLOUD_TEST_DATABASE_URL"
@@ -110,18 +110,10 @@ def crash_workflow(markers: str) -> int:
 # -- fixtures -----------------------------------------------------------------
 
 
-def _postgres_url() -> str:
-    url = os.environ.get(PG_ENV, "")
-    if not url.startswith(("postgresql", "postgres:")):
-        if os.environ.get("PRINTCLOUD_REQUIRE_PEERS") == "1":
-            pytest.fail(f"{PG_ENV} must point to PostgreSQL when PRINTCLOUD_REQUIRE_PEERS=1")
-        pytest.skip(f"{PG_ENV} does not point to PostgreSQL")
-    return url
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.peer("postgres"))])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None for the embedded SQLite default; else a fresh PostgreSQL database."""
+def task_db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for the embedded SQLite default; else a fresh PostgreSQL database per test
+    (DBOS's tables and schedules must not leak from one test into the next)."""
     if request.param == "sqlite":
         yield None
         return
@@ -129,9 +121,11 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     from sqlalchemy.engine import make_url
 
     from printcloud.core.db import normalise_url
+    from tests.conftest import PG_URL, require_peer
 
-    base = make_url(normalise_url(_postgres_url()))
-    name = f"printcloud_tasks_{uuid.uuid4().hex[:12]}"
+    require_peer(PG_URL.startswith("postgres"), f"{PG_ENV} does not name a PostgreSQL database")
+    base = make_url(normalise_url(PG_URL))
+    name = f"pc_tasks_{uuid.uuid4().hex[:12]}"
     admin_url = base.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -147,8 +141,8 @@ def _settings(data_dir: Path, database_url: str | None, **extra: Any) -> Setting
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return _settings(tmp_path / "var", database_url)
+def settings(tmp_path: Path, task_db_url: str | None) -> Settings:
+    return _settings(tmp_path / "var", task_db_url)
 
 
 @pytest.fixture
@@ -191,6 +185,28 @@ def test_worker_id_required_in_distributed_mode(tmp_path: Path) -> None:
     assert engine.app_version == __version__
 
 
+def test_system_tables_live_where_documented(
+    engine: tasks.TaskEngine, settings: Settings, task_db_url: str | None
+) -> None:
+    if task_db_url is None:
+        assert (settings.data_dir / "dbos.sqlite3").is_file()
+        assert not (settings.data_dir / "printcloud.sqlite3").exists()
+        return
+    from sqlalchemy import create_engine, text
+
+    from printcloud.core.db import normalise_url
+
+    probe = create_engine(normalise_url(task_db_url))
+    try:
+        with probe.connect() as conn:
+            tables = conn.execute(
+                text("SELECT table_name FROM information_schema.tables WHERE table_schema = 'dbos'")
+            ).scalars()
+            assert "workflow_status" in set(tables)
+    finally:
+        probe.dispose()
+
+
 # -- running workflows ----------------------------------------------------------
 
 
@@ -217,6 +233,8 @@ def test_status_is_readable(engine: tasks.TaskEngine) -> None:
     assert status.error is None
     assert handle.status() == status
     assert engine.get_status("no-such-workflow") is None
+    with pytest.raises(NotFound):
+        engine.handle("no-such-workflow")
 
 
 def test_same_workflow_id_runs_once(engine: tasks.TaskEngine) -> None:
@@ -335,11 +353,11 @@ def test_killed_workflow_resumes_on_relaunch_without_redoing_step_one(
 
 
 def test_live_executor_recovers_a_dead_ones_workflows(
-    tmp_path: Path, database_url: str | None
+    tmp_path: Path, task_db_url: str | None
 ) -> None:
     data_dir = tmp_path / "var"
-    dead = _settings(data_dir, database_url, distributed=True, worker_id="worker-a")
-    live = _settings(data_dir, database_url, distributed=True, worker_id="worker-b")
+    dead = _settings(data_dir, task_db_url, distributed=True, worker_id="worker-a")
+    live = _settings(data_dir, task_db_url, distributed=True, worker_id="worker-b")
     markers = tmp_path / "markers"
     markers.mkdir()
     workflow_id = f"crash-{_token()}"

@@ -21,7 +21,7 @@ import contextvars
 import secrets
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidRequestError,
     InvalidScopeError,
     UnauthorizedClientError,
+    UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.grants import (
     AuthorizationCodeGrant,
@@ -41,7 +42,7 @@ from authlib.oauth2.rfc6749.grants import (
 from authlib.oauth2.rfc6749.grants.base import BaseGrant, TokenEndpointMixin
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from printcloud.core import crypto
@@ -50,8 +51,9 @@ from printcloud.core.errors import InvalidRequest
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 
-from . import service
+from . import service, store
 from .models import AccessToken, AuthorizationCode, Client, DeviceGrant, RefreshToken, Tenant, User
+from .store import ClientCache, ClientSnapshot, TenantRef
 
 log = get_logger("auth.oauth")
 
@@ -64,12 +66,17 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 @dataclass
 class Call:
-    """What one synchronous Authlib call works with."""
+    """What one synchronous Authlib call works with. Without `db` (the hot path
+    of client credentials) new token rows are collected in `pending_*`."""
 
-    db: Session
+    db: Session | None
     issuer: str
     settings: Settings
     request: OAuth2Request | None = None
+    #: A bare connection for read-only steps (introspection) run without a session.
+    conn: Connection | None = None
+    pending_access: list[dict[str, Any]] = field(default_factory=list)
+    pending_refresh: list[dict[str, Any]] = field(default_factory=list)
 
 
 _call: contextvars.ContextVar[Call] = contextvars.ContextVar("printcloud_oauth_call")
@@ -77,6 +84,18 @@ _call: contextvars.ContextVar[Call] = contextvars.ContextVar("printcloud_oauth_c
 
 def current() -> Call:
     return _call.get()
+
+
+def current_conn() -> Connection:
+    call = _call.get()
+    return call.conn if call.conn is not None else current_db().connection()
+
+
+def current_db() -> Session:
+    db = _call.get().db
+    if db is None:
+        raise RuntimeError("this OAuth step needs a database session")
+    return db
 
 
 def bind(call: Call) -> contextvars.Token[Call]:
@@ -132,7 +151,7 @@ class Request(OAuth2Request):
 
 
 class ClientView(ClientMixin):  # type: ignore[misc]
-    def __init__(self, row: Client) -> None:
+    def __init__(self, row: ClientSnapshot) -> None:
         self.row = row
 
     @property
@@ -140,7 +159,7 @@ class ClientView(ClientMixin):  # type: ignore[misc]
         return self.row.kind
 
     @property
-    def tenant(self) -> Tenant:
+    def tenant(self) -> TenantRef:
         return self.row.tenant
 
     def get_client_id(self) -> str:
@@ -184,7 +203,7 @@ class TokenView:
         self.info = info
 
     def check_client(self, client: ClientView) -> bool:
-        return self.info.client.pk == client.row.pk
+        return self.info.client_pk == client.row.pk
 
     def get_scope(self) -> str:
         return self.info.scope
@@ -262,7 +281,7 @@ class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
         call = current()
         user: User = request.user
         data = request.payload.data
-        call.db.add(AuthorizationCode(
+        current_db().add(AuthorizationCode(
             code_digest=crypto.token_digest(code), tenant_pk=user.tenant_pk,
             client_pk=request.client.row.pk, user_pk=user.pk,
             redirect_uri=data.get("redirect_uri") or "", scope=request.scope or "",
@@ -272,7 +291,7 @@ class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
         ))
 
     def query_authorization_code(self, code: str, client: ClientView) -> AuthorizationCode | None:
-        db = current().db
+        db = current_db()
         row = db.get(AuthorizationCode, crypto.token_digest(code))
         if row is None or row.client_pk != client.row.pk:
             return None
@@ -291,7 +310,7 @@ class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
         authorization_code.family_id = self.request.family_id
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
-        user = current().db.get(User, authorization_code.user_pk)
+        user = current_db().get(User, authorization_code.user_pk)
         return None if user is None or user.disabled else user
 
     # Authlib reads these off the code row.
@@ -319,7 +338,7 @@ class RefreshGrant(ScopeMixin, RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        db = current().db
+        db = current_db()
         if len(refresh_token) > 512:
             return None
         row = db.get(RefreshToken, crypto.token_digest(refresh_token))
@@ -348,7 +367,7 @@ class RefreshGrant(ScopeMixin, RefreshTokenGrant):  # type: ignore[misc]
     def authenticate_user(self, refresh_token: RefreshToken) -> User | ClientView | None:
         if refresh_token.user_pk is None:
             return self.request.client  # a client's own refresh token
-        user = current().db.get(User, refresh_token.user_pk)
+        user = current_db().get(User, refresh_token.user_pk)
         return None if user is None or user.disabled else user
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
@@ -357,15 +376,16 @@ class RefreshGrant(ScopeMixin, RefreshTokenGrant):  # type: ignore[misc]
 
 class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):  # type: ignore[misc]
     def query_device_credential(self, device_code: str) -> DeviceCredential | None:
-        db = current().db
+        db = current_db()
         row = db.get(DeviceGrant, crypto.token_digest(device_code[:256]))
         if row is None or row.used_at is not None:
-            return None
+            # RFC 6749 §5.2: an unknown or spent grant is invalid_grant, not invalid_request.
+            raise InvalidGrantError("the device code is unknown or was already used")
         client = db.get(Client, row.client_pk)
         return DeviceCredential(row, client.client_id if client else "")
 
     def query_user_grant(self, user_code: str) -> tuple[User | None, bool] | None:
-        db = current().db
+        db = current_db()
         row = db.scalar(select(DeviceGrant).where(DeviceGrant.user_code == user_code))
         if row is None or row.approved is None:
             return None
@@ -408,8 +428,10 @@ class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):  # type: ig
         if form.get("actor_token"):
             raise InvalidRequestError("delegation with 'actor_token' is not supported")
         self.validate_requested_scope()
-        session = service.find_session(current().db, issuer=current().issuer, session_id=subject)
-        if session is None:
+        session = service.find_session(current_db(), issuer=current().issuer, session_id=subject)
+        # A platform service exchanges any tenant's session; a tenant's client only its own
+        # tenant's (as in introspection), and another tenant's looks like an unknown one.
+        if session is None or (client.kind != "service" and session.user.tenant_pk != client.row.tenant.pk):
             raise InvalidGrantError("the authentication session is unknown, expired or ended")
         self.request.user = session.user
 
@@ -424,40 +446,50 @@ class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):  # type: ig
 # -- endpoints ------------------------------------------------------------------
 
 
-class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
+class TokenParams:
+    """The `token` parameter of introspection and revocation. An unknown
+    `token_type_hint` is ignored (RFC 7009 §2.1, RFC 7662 §2.1), where Authlib
+    answers 401 unsupported_token_type."""
+
+    def check_params(self, request: Request, client: ClientView) -> None:
+        if "token" not in request.form:
+            raise InvalidRequestError("'token' is required")
+
+
+class Introspection(TokenParams, IntrospectionEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
-        info = service.lookup_token(current().db, issuer=current().issuer, token=token_string, hint=token_type_hint)
+        info = store.lookup_token(current_conn(), issuer=current().issuer, token=token_string,
+                                  hint=token_type_hint)
         return TokenView(info) if info else None
 
     def check_permission(self, token: TokenView, client: ClientView, request: Request) -> bool:
         # A platform service introspects for every tenant; a tenant's client only its own tenant.
-        return client.kind == "service" or token.info.tenant.pk == client.row.tenant_pk
+        return client.kind == "service" or token.info.tenant_pk == client.row.tenant_pk
 
     def introspect_token(self, token: TokenView) -> dict[str, Any]:
         info = token.info
-        sub = info.user.username if info.user else info.client.client_id
         body: dict[str, Any] = {
             "active": True,
             "scope": info.scope,
-            "client_id": info.client.client_id,
+            "client_id": info.client_id,
             "token_type": info.kind,
             "exp": int(info.expires_at.timestamp()),
             "iat": int(info.issued_at.timestamp()),
-            "sub": sub,
+            "sub": info.username or info.client_id,
             "iss": current().settings.issuer_url(current().issuer),
-            "tenant_id": info.tenant.tenant_id,
-            "local_auth_cooperation": info.tenant.local_auth_cooperation,
+            "tenant_id": info.tenant_id,
+            "local_auth_cooperation": info.local_auth_cooperation,
         }
-        if info.user:
-            body["username"] = info.user.username
+        if info.username:
+            body["username"] = info.username
         if info.local_user is not None:
             body["local_user"] = info.local_user
         return body
 
 
-class Revocation(RevocationEndpoint):  # type: ignore[misc]
+class Revocation(TokenParams, RevocationEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def authenticate_token(self, request: Request, client: ClientView) -> TokenView | None:
@@ -470,11 +502,11 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
         return token
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
-        info = service.lookup_token(current().db, issuer=current().issuer, token=token_string, hint=token_type_hint)
+        info = service.lookup_token(current_db(), issuer=current().issuer, token=token_string, hint=token_type_hint)
         return TokenView(info) if info else None
 
     def revoke_token(self, token: TokenView, request: Request) -> None:
-        service.revoke_token(current().db, info=token.info)
+        service.revoke_token(current_db(), info=token.info)
 
 
 class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):  # type: ignore[misc]
@@ -496,12 +528,12 @@ class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):  # type: ignore[
 
     def save_device_credential(self, client_id: str, scope: str | None, data: dict[str, Any]) -> None:
         call = current()
-        client = service.find_client(call.db, issuer=call.issuer, client_id=client_id)
-        assert client is not None
-        call.db.add(DeviceGrant(
+        assert call.request is not None
+        client: ClientView = call.request.client
+        current_db().add(DeviceGrant(
             device_code_digest=crypto.token_digest(data["device_code"]), user_code=data["user_code"],
-            client_pk=client.pk, tenant_pk=client.tenant_pk,
-            scope=ClientView(client).get_allowed_scope(scope),
+            client_pk=client.row.pk, tenant_pk=client.row.tenant_pk,
+            scope=client.get_allowed_scope(scope),
             expires_at=utcnow() + timedelta(seconds=data["expires_in"]),
         ))
 
@@ -512,10 +544,11 @@ class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):  # type: ignore[
 class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
     """The Authlib authorization server of one issuer."""
 
-    def __init__(self, *, issuer: str, settings: Settings) -> None:
+    def __init__(self, *, issuer: str, settings: Settings, clients: ClientCache) -> None:
         super().__init__(scopes_supported=list(service.SCOPES))
         self.issuer = issuer
         self.settings = settings
+        self.clients = clients
         self.register_token_generator("default", self._generate_token)
         self.register_grant(CodeGrant, [S256Challenge(required=True)])
         self.register_grant(CredentialsGrant)
@@ -526,11 +559,25 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Revocation)
         self.register_endpoint(DeviceAuthorization)
 
+    def create_token_response(self, request: Request | None = None) -> tuple[int, Any, dict[str, str]]:
+        # RFC 6749 §5.2: a missing parameter is invalid_request; Authlib says unsupported_grant_type.
+        if request is not None and not request.payload.grant_type:
+            return self.handle_error_response(request, InvalidRequestError("'grant_type' is required"))
+        result: tuple[int, Any, dict[str, str]] = super().create_token_response(request)
+        return result
+
+    def get_token_grant(self, request: Request) -> Any:
+        try:
+            return super().get_token_grant(request)
+        except UnsupportedGrantTypeError as error:
+            error.description = f"grant_type {str(request.payload.grant_type)[:100]!r} is not supported"
+            raise
+
     def query_client(self, client_id: str) -> ClientView | None:
         if not client_id or len(client_id) > 128:
             return None
-        row = service.find_client(current().db, issuer=self.issuer, client_id=client_id)
-        return ClientView(row) if row is not None and not row.disabled else None
+        snapshot = self.clients.get(self.issuer, client_id)
+        return ClientView(snapshot) if snapshot is not None and not snapshot.disabled else None
 
     def validate_requested_scope(self, scope: str | None) -> None:
         call = current()
@@ -550,7 +597,7 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
         return token
 
     def save_token(self, token: dict[str, Any], request: Request) -> None:
-        db = current().db
+        call = current()
         client: ClientView = request.client
         user = request.user if isinstance(request.user, User) else None
         tenant_pk = user.tenant_pk if user is not None else client.row.tenant_pk
@@ -560,20 +607,29 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
             family = secrets.token_hex(16)
             request.family_id = family
         grant_type = request.payload.grant_type or "authorization_code"
-        db.add(AccessToken(
-            token_digest=crypto.token_digest(token["access_token"]), tenant_pk=tenant_pk,
-            client_pk=client.row.pk, user_pk=user.pk if user else None, local_user=request.local_user,
-            scope=token.get("scope") or "", grant_type=grant_type[:64], issued_at=now,
-            expires_at=now + timedelta(seconds=int(token["expires_in"])), family_id=family,
-        ))
+        access = [{
+            "token_digest": crypto.token_digest(token["access_token"]), "tenant_pk": tenant_pk,
+            "client_pk": client.row.pk, "user_pk": user.pk if user else None, "local_user": request.local_user,
+            "scope": token.get("scope") or "", "grant_type": grant_type[:64], "issued_at": now,
+            "expires_at": now + timedelta(seconds=int(token["expires_in"])), "revoked_at": None,
+            "family_id": family,
+        }]
+        refresh: list[dict[str, Any]] = []
         if "refresh_token" in token:
-            assert family is not None
-            db.add(RefreshToken(
-                token_digest=crypto.token_digest(token["refresh_token"]), family_id=family,
-                tenant_pk=tenant_pk, client_pk=client.row.pk, user_pk=user.pk if user else None,
-                scope=token.get("scope") or "", issued_at=now,
-                expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
-            ))
+            refresh.append({
+                "token_digest": crypto.token_digest(token["refresh_token"]), "family_id": family,
+                "tenant_pk": tenant_pk, "client_pk": client.row.pk, "user_pk": user.pk if user else None,
+                "scope": token.get("scope") or "", "issued_at": now,
+                "expires_at": now + timedelta(seconds=self.settings.refresh_token_ttl),
+                "rotated_at": None, "revoked_at": None,
+            })
+        if call.db is None:  # hot path: the caller hands the rows to the group-commit writer
+            call.pending_access.extend(access)
+            call.pending_refresh.extend(refresh)
+            return
+        call.db.execute(insert(AccessToken), access)
+        if refresh:
+            call.db.execute(insert(RefreshToken), refresh)
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         log.debug("oauth signal", extra={"fields": {"signal": name}})

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, RateLimited
 from printcloud.core.guard import Principal
 
+from .oauth import IssuerServer
 from .oauth import Request as OAuthRequest
 from .runtime import Runtime, runtime
 
@@ -33,21 +39,15 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def read_form(request: Request) -> list[tuple[str, str]]:
+def parse_form(content_type: str | None, body: bytes) -> list[tuple[str, str]]:
     """The urlencoded body as (key, value) pairs; refuses other types, big bodies, repeats."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         raise InvalidRequest("the body must be application/x-www-form-urlencoded", field="content-type")
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_FORM_BYTES:
-        raise PayloadTooLarge(f"the body must be at most {MAX_FORM_BYTES} bytes")
-    body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise PayloadTooLarge(f"the body must be at most {MAX_FORM_BYTES} bytes")
-    from urllib.parse import parse_qsl
-
     try:
-        items = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        items = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError as exc:
         raise InvalidRequest("the body is not valid UTF-8") from exc
     keys = [k for k, _ in items]
@@ -66,6 +66,19 @@ def to_response(result: tuple[int, Any, dict[str, str]]) -> Response:
     return JSONResponse(body if isinstance(body, dict) else {}, status_code=status, headers=headers)
 
 
+def _readable_basic(value: str | None) -> bool:
+    """Whether Authlib can read these Basic credentials: it decodes them as ASCII
+    base64 of UTF-8 and raises (a 500) on anything else."""
+    parts = (value or "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "basic":
+        return True
+    try:
+        base64.b64decode(parts[1]).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def oauth_request(request: Request, form: list[tuple[str, str]], rt: Runtime, issuer: str) -> OAuthRequest:
     uri = f"{rt.settings.public_url}{request.url.path}"
     if request.url.query:
@@ -73,42 +86,80 @@ def oauth_request(request: Request, form: list[tuple[str, str]], rt: Runtime, is
     return OAuthRequest(request.method, uri, request.headers, list(request.query_params.multi_items()), form)
 
 
-async def _endpoint(request: Request, rt: Runtime, issuer: str, call: Any) -> Response:
+#: The OAuth endpoints that take a form POST, by the last segment of their path.
+ENDPOINTS: dict[str, Callable[[IssuerServer, OAuthRequest], Any]] = {
+    "token": lambda s, r: s.create_token_response(r),
+    "introspect": lambda s, r: s.create_endpoint_response("introspection", r),
+    "revoke": lambda s, r: s.create_endpoint_response("revocation", r),
+    "device_authorization": lambda s, r: s.create_endpoint_response("device_authorization", r),
+}
+
+
+async def oauth_post(rt: Runtime, issuer: str, endpoint: str, *, path: str, query: str, headers: Headers,
+                     body: bytes, ip: str) -> tuple[int, Any, dict[str, str]]:
+    """One form POST to an OAuth endpoint, whatever served the HTTP (FastAPI or the fast lane)."""
     rt.server(issuer)
-    ip = client_ip(request)
     rt.client_auth_limiter.check(ip)
-    form = await read_form(request)
-    oreq = oauth_request(request, form, rt, issuer)
-    status, body, headers = await run_in_threadpool(rt.oauth_call, issuer, oreq, call)
-    if isinstance(body, dict) and body.get("error") == "invalid_client":
+    form = parse_form(headers.get("content-type"), body)
+    if headers.get("authorization") and any(key == "client_secret" for key, _ in form):
+        # RFC 6749 §2.3: one authentication method per request. Answering for whichever one
+        # succeeds would let wrong Basic secrets be tried without counting as failures.
+        raise InvalidRequest("authenticate the client once: HTTP Basic or client_secret in the body, not both",
+                             field="client_secret")
+    if not _readable_basic(headers.get("authorization")):
+        # Credentials nobody can read are no credentials: the answer is invalid_client.
+        headers = headers.mutablecopy()
+        del headers["authorization"]
+    uri = f"{rt.settings.public_url}{path}" + (f"?{query}" if query else "")
+    oreq = OAuthRequest("POST", uri, headers, parse_qsl(query, keep_blank_values=True), form)
+    call = ENDPOINTS[endpoint]
+    if endpoint == "token" and oreq.payload.data.get("grant_type") == "client_credentials":
+        # Client credentials need no reads beyond the client cache: no session, no threadpool;
+        # the group-commit writer persists the row before the token is handed out.
+        (status, payload, out_headers), pending = rt.oauth_call_hot(issuer, oreq, call)
+        if pending.pending_access:
+            await asyncio.wrap_future(rt.writer.submit(pending.pending_access, pending.pending_refresh))
+    elif endpoint == "introspect":
+        status, payload, out_headers = await rt.read(lambda: rt.oauth_read(issuer, oreq, call))
+    else:
+        status, payload, out_headers = await run_in_threadpool(rt.oauth_call, issuer, oreq, call)
+    if isinstance(payload, dict) and payload.get("error") == "invalid_client":
         try:
             rt.client_auth_limiter.hit(ip)
         except RateLimited:
             pass  # this answer already says invalid_client; the next one is refused
-    return to_response((status, body, headers))
+    return status, payload, out_headers
+
+
+async def _endpoint(request: Request, rt: Runtime, issuer: str, endpoint: str) -> Response:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_FORM_BYTES:
+        raise PayloadTooLarge(f"the body must be at most {MAX_FORM_BYTES} bytes")
+    result = await oauth_post(rt, issuer, endpoint, path=request.url.path, query=request.url.query,
+                              headers=request.headers, body=await request.body(), ip=client_ip(request))
+    return to_response(result)
 
 
 @router.post("/{issuer}/token", tags=["oauth"], summary="Token endpoint (RFC 6749 §3.2)", openapi_extra=FORM_BODY)
 async def token(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer, lambda s, r: s.create_token_response(r))
+    return await _endpoint(request, rt, issuer, "token")
 
 
 @router.post("/{issuer}/introspect", tags=["oauth"], summary="Token introspection (RFC 7662)",
              openapi_extra=FORM_BODY)
 async def introspect(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer, lambda s, r: s.create_endpoint_response("introspection", r))
+    return await _endpoint(request, rt, issuer, "introspect")
 
 
 @router.post("/{issuer}/revoke", tags=["oauth"], summary="Token revocation (RFC 7009)", openapi_extra=FORM_BODY)
 async def revoke(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer, lambda s, r: s.create_endpoint_response("revocation", r))
+    return await _endpoint(request, rt, issuer, "revoke")
 
 
 @router.post("/{issuer}/device_authorization", tags=["oauth"], summary="Device authorization (RFC 8628 §3.1)",
              openapi_extra=FORM_BODY)
 async def device_authorization(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer,
-                           lambda s, r: s.create_endpoint_response("device_authorization", r))
+    return await _endpoint(request, rt, issuer, "device_authorization")
 
 
 @router.get("/{issuer}/.well-known/oauth-authorization-server", tags=["oauth"],

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HttpRequest
 
 from printcloud.core.db import Database
@@ -20,6 +21,7 @@ from printcloud.core.web import templates
 
 from .models import Tenant
 from .oauth import Call, IssuerServer, Request, bind, unbind
+from .store import ClientCache, TokenWriter
 
 T = TypeVar("T")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -38,8 +40,10 @@ class Runtime:
         self.login_limiter = Limiter(counter, "login", self.settings.login_attempts_per_minute, 60)
         self.login_ip_limiter = Limiter(counter, "login-ip", self.settings.login_attempts_per_minute * 5, 60)
         self.client_auth_limiter = Limiter(counter, "client-auth", self.settings.client_auth_failures_per_minute, 60)
+        self.clients = ClientCache(self.db.engine, ttl=self.settings.client_cache_ttl)
+        self.writer = TokenWriter(self.db.engine)
         for issuer in self.settings.issuers:
-            self.servers[issuer] = IssuerServer(issuer=issuer, settings=self.settings)
+            self.servers[issuer] = IssuerServer(issuer=issuer, settings=self.settings, clients=self.clients)
             client_id, secret = self.settings.service_client(issuer, "auth")
             self.guards[issuer] = Guard(
                 issuer=issuer, introspection_url=f"{self.settings.issuer_url(issuer)}/introspect",
@@ -61,6 +65,34 @@ class Runtime:
                 return fn(server, request)
             finally:
                 unbind(token)
+
+    def oauth_call_hot(self, issuer: str, request: Request, fn: Callable[[IssuerServer, Any], T]) -> tuple[T, Call]:
+        """Run `fn` without a session, on the event loop: new token rows stay in the
+        returned Call for the group-commit writer. Only for steps that need no reads
+        beyond the client cache (client credentials)."""
+        server = self.server(issuer)
+        call = Call(db=None, issuer=issuer, settings=self.settings, request=request)
+        token = bind(call)
+        try:
+            return fn(server, request), call
+        finally:
+            unbind(token)
+
+    def oauth_read(self, issuer: str, request: Request, fn: Callable[[IssuerServer, Any], T]) -> T:
+        """Run a read-only `fn` (introspection) on a bare connection, without a session."""
+        server = self.server(issuer)
+        with self.db.engine.connect() as conn:
+            token = bind(Call(db=None, issuer=issuer, settings=self.settings, request=request, conn=conn))
+            try:
+                return fn(server, request)
+            finally:
+                unbind(token)
+
+    async def read(self, fn: Callable[[], T]) -> T:
+        """A short read: inline on SQLite (a local file), in the threadpool otherwise."""
+        if self.db.is_sqlite:
+            return fn()
+        return await run_in_threadpool(fn)
 
     def session_cookie(self, issuer: str) -> str:
         return f"pc_sid_{issuer.replace('-', '_')}"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -22,6 +21,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 from printcloud.core.settings import Settings
 
+from . import store
 from .models import (
     SYSTEM_TENANT,
     AccessToken,
@@ -36,6 +36,7 @@ from .models import (
     User,
     UserConsent,
 )
+from .store import TokenInfo
 
 CLIENT_KINDS = ("confidential", "public", "device", "service")
 GRANTS = {
@@ -277,8 +278,10 @@ def create_client(
         raise InvalidRequest("service clients belong to the system tenant", field="kind")
     if not name.strip():
         raise InvalidRequest("name must not be empty", field="name")
-    grants = _normalise_grants(kind, grant_types)
     uris = _check_redirect_uris(redirect_uris or [])
+    grants = _normalise_grants(kind, grant_types)
+    if grant_types is None and not uris:
+        grants = [g for g in grants if g != "authorization_code"]  # the default needs no redirect URI
     if "authorization_code" in grants and not uris and kind in ("confidential", "public"):
         raise InvalidRequest("authorization_code needs at least one redirect URI", field="redirect_uris")
     client_id = client_id or f"{kind[:3]}-{crypto.new_token(12)}"
@@ -496,51 +499,8 @@ def parse_local_user(raw: str | None) -> dict[str, Any] | None:
     return value
 
 
-@dataclass(frozen=True)
-class TokenInfo:
-    """What introspection knows of an access or refresh token."""
-
-    kind: str
-    tenant: Tenant
-    client: Client
-    user: User | None
-    local_user: dict[str, Any] | None
-    scope: str
-    issued_at: datetime
-    expires_at: datetime
-    active: bool
-    family_id: str | None
-    digest: str
-
-
 def lookup_token(db: Session, *, issuer: str, token: str, hint: str | None = None) -> TokenInfo | None:
-    if not token or len(token) > 512:
-        return None
-    digest = crypto.token_digest(token)
-    now = utcnow()
-    order = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
-    for kind in order:
-        model = AccessToken if kind == "access_token" else RefreshToken
-        row = db.get(model, digest)
-        if row is None:
-            continue
-        client = db.get(Client, row.client_pk)
-        tenant = db.get(Tenant, row.tenant_pk)
-        if client is None or tenant is None or tenant.issuer != issuer:
-            return None
-        user = db.get(User, row.user_pk) if row.user_pk else None
-        active = row.revoked_at is None and row.expires_at > now and not client.disabled
-        if isinstance(row, RefreshToken):
-            active = active and row.rotated_at is None
-        if user is not None and user.disabled:
-            active = False
-        return TokenInfo(
-            kind=kind, tenant=tenant, client=client, user=user,
-            local_user=getattr(row, "local_user", None), scope=row.scope,
-            issued_at=row.issued_at, expires_at=row.expires_at, active=active,
-            family_id=row.family_id, digest=digest,
-        )
-    return None
+    return store.lookup_token(db.connection(), issuer=issuer, token=token, hint=hint)
 
 
 def revoke_family(db: Session, *, family_id: str) -> None:

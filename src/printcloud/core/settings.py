@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
+    #: Run one service only (`printcloud serve --service NAME`); all of them when unset.
+    service: str | None = None
+    #: HTTP worker processes of `printcloud serve`.
+    http_workers: int = 1
 
     issuers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["idp-a", "idp-b"])
     #: Instance secret: derives the encryption key for stored secrets and the
@@ -48,6 +52,8 @@ class Settings(BaseSettings):
     device_poll_interval: int = 5
     session_ttl: int = 8 * 3600
     guard_cache_ttl: float = 30.0
+    #: How long a replica may serve a client from its cache after another replica changed it.
+    client_cache_ttl: float = 5.0
 
     login_attempts_per_minute: int = 10
     client_auth_failures_per_minute: int = 20

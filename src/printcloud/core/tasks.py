@@ -86,7 +86,7 @@ from sqlalchemy.engine import make_url
 
 from printcloud import __version__
 from printcloud.core.db import normalise_url
-from printcloud.core.errors import Conflict
+from printcloud.core.errors import Conflict, NotFound
 from printcloud.core.settings import Settings
 
 __all__ = [
@@ -169,13 +169,15 @@ class TaskQueue:
     `concurrency` caps the queue's running workflows across all executors,
     `worker_concurrency` per executor, and `per_key_concurrency` per key (a
     tenant, a printer) across all executors; a queue with a per-key limit needs
-    a `key` on every enqueue.
+    a `key` on every enqueue. Executors look for work every `poll_interval`
+    seconds.
     """
 
     name: str
     concurrency: int | None = None
     worker_concurrency: int | None = None
     per_key_concurrency: int | None = None
+    poll_interval: float = 1.0
 
     @property
     def keyed(self) -> bool:
@@ -193,9 +195,10 @@ def queue(
     concurrency: int | None = None,
     worker_concurrency: int | None = None,
     per_key_concurrency: int | None = None,
+    poll_interval: float = 1.0,
 ) -> TaskQueue:
     """Declare a queue (created, or its limits updated, when an engine launches)."""
-    declared = TaskQueue(name, concurrency, worker_concurrency, per_key_concurrency)
+    declared = TaskQueue(name, concurrency, worker_concurrency, per_key_concurrency, poll_interval)
     with _declarations_lock:
         existing = _queues.setdefault(name, declared)
     if existing != declared:
@@ -291,6 +294,9 @@ class TaskEngine:
     schedule threads.
     """
 
+    #: The launched engine of this process, if any (DBOS allows one).
+    _running: ClassVar[TaskEngine | None] = None
+
     def __init__(self, settings: Settings) -> None:
         self.executor_id = settings.require_worker_id()
         self.app_version = __version__
@@ -308,8 +314,6 @@ class TaskEngine:
         self._launched = False
 
     # lifecycle
-
-    _running: ClassVar[TaskEngine | None] = None
 
     def launch(self) -> None:
         with _running_lock:
@@ -346,9 +350,11 @@ class TaskEngine:
         with _running_lock:
             if not self._launched:
                 return
-            DBOS.destroy(workflow_completion_timeout_sec=wait_seconds)
-            self._launched = False
-            TaskEngine._running = None
+            try:
+                DBOS.destroy(workflow_completion_timeout_sec=wait_seconds)
+            finally:
+                self._launched = False
+                TaskEngine._running = None
 
     def __enter__(self) -> TaskEngine:
         self.launch()
@@ -441,9 +447,12 @@ class TaskEngine:
         return None if status is None else _status(status)
 
     def handle(self, workflow_id: str) -> TaskHandle[Any]:
-        """A handle on an existing workflow, to wait for its result."""
+        """A handle on an existing workflow, to wait for its result (`NotFound` if none)."""
         self._check_launched()
-        return TaskHandle(DBOS.retrieve_workflow(workflow_id))
+        try:
+            return TaskHandle(DBOS.retrieve_workflow(workflow_id))
+        except dbos_error.DBOSNonExistentWorkflowError as exc:
+            raise NotFound(f"no workflow {workflow_id!r}") from exc
 
     def recover_pending(self, executor_ids: Sequence[str]) -> list[str]:
         """Take over the pending workflows of dead executors; returns their ids.
@@ -506,6 +515,7 @@ def _register_queue(declared: TaskQueue) -> None:
         global_concurrency=declared.concurrency,
         worker_concurrency=declared.worker_concurrency,
         partition_concurrency=declared.per_key_concurrency,
+        polling_interval_sec=declared.poll_interval,
     )
 
 

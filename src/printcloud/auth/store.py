@@ -1,0 +1,261 @@
+"""Hot-path storage of the authorization server.
+
+- `ClientCache`: immutable client snapshots with a short TTL, so a token
+  request does not query the clients table. A change made in this process
+  invalidates at once; another replica sees it within `client_cache_ttl`.
+- `TokenWriter`: group commit. Token rows from concurrent requests are
+  inserted in one transaction by one thread; each request answers only after
+  the transaction holding its row has committed, so an issued token is always
+  persisted (docs/adr/0005-token-hot-path.md).
+- `lookup_token`: one indexed query returning what introspection needs.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.orm import Session
+
+from printcloud.core import crypto
+from printcloud.core.db import utcnow
+from printcloud.core.logs import get_logger
+
+from .models import SYSTEM_TENANT, AccessToken, Client, RefreshToken, Tenant
+
+log = get_logger("auth.store")
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    pk: int
+    tenant_id: str
+    name: str
+
+    @property
+    def is_system(self) -> bool:
+        return self.tenant_id == SYSTEM_TENANT
+
+
+@dataclass(frozen=True)
+class ClientSnapshot:
+    pk: int
+    tenant: TenantRef
+    issuer: str
+    client_id: str
+    name: str
+    kind: str
+    secret_digest: str | None
+    redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    scope: str
+    disabled: bool
+
+    @property
+    def tenant_pk(self) -> int:
+        return self.tenant.pk
+
+    @classmethod
+    def of(cls, client: Client, tenant: Tenant) -> ClientSnapshot:
+        return cls(
+            pk=client.pk, tenant=TenantRef(tenant.pk, tenant.tenant_id, tenant.name), issuer=client.issuer,
+            client_id=client.client_id, name=client.name, kind=client.kind, secret_digest=client.secret_digest,
+            redirect_uris=tuple(client.redirect_uris or ()), grant_types=tuple(client.grant_types or ()),
+            scope=client.scope, disabled=client.disabled,
+        )
+
+
+class ClientCache:
+    def __init__(self, engine: Engine, *, ttl: float, max_entries: int = 50_000) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._data: dict[tuple[str, str], tuple[ClientSnapshot | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, issuer: str, client_id: str) -> ClientSnapshot | None:
+        key = (issuer, client_id)
+        hit = self._data.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        snapshot = self._load(issuer, client_id)
+        with self._lock:
+            if len(self._data) >= self.max_entries:
+                self._data.clear()
+            # Unknown ids are remembered briefly too, so guessing them cannot hammer the database.
+            self._data[key] = (snapshot, now + (self.ttl if snapshot else min(self.ttl, 1.0)))
+        return snapshot
+
+    def _load(self, issuer: str, client_id: str) -> ClientSnapshot | None:
+        with Session(self.engine) as session:
+            row = session.execute(
+                select(Client, Tenant).join(Tenant, Tenant.pk == Client.tenant_pk)
+                .where(Client.issuer == issuer, Client.client_id == client_id)
+            ).first()
+            if row is None:
+                return None
+            client, tenant = row
+            return ClientSnapshot.of(client, tenant)
+
+    def invalidate(self, issuer: str | None = None, client_id: str | None = None) -> None:
+        with self._lock:
+            if issuer is None or client_id is None:
+                self._data.clear()
+            else:
+                self._data.pop((issuer, client_id), None)
+
+
+class TokenWriter:
+    """Inserts token rows in batches from one thread (group commit)."""
+
+    MAX_BATCH = 512
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: queue.SimpleQueue[tuple[list[dict[str, Any]], list[dict[str, Any]], Future[None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]) -> Future[None]:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="token-writer", daemon=True)
+                    self._thread.start()
+        future: Future[None] = Future()
+        self._queue.put((access_rows, refresh_rows, future))
+        return future
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            access = [r for a, _, _ in batch for r in a]
+            refresh = [r for _, rr, _ in batch for r in rr]
+            try:
+                with self.engine.begin() as conn:
+                    if access:
+                        conn.execute(insert(AccessToken), access)
+                    if refresh:
+                        conn.execute(insert(RefreshToken), refresh)
+            except Exception as exc:
+                log.exception("token batch insert failed", extra={"fields": {"rows": len(access) + len(refresh)}})
+                for _, _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for _, _, fut in batch:
+                fut.set_result(None)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What introspection and revocation know of a token."""
+
+    kind: str
+    digest: str
+    tenant_pk: int
+    tenant_id: str
+    local_auth_cooperation: bool
+    client_pk: int
+    client_id: str
+    username: str | None
+    local_user: dict[str, Any] | None
+    scope: str
+    issued_at: datetime
+    expires_at: datetime
+    active: bool
+    family_id: str | None
+
+
+def _lookup_sql(table: str, extra: str, mark: str) -> str:
+    # The DBAPI cursor directly: this runs on every introspection, and SQLAlchemy's
+    # per-execution result set-up cost several times the query itself.
+    return f"""SELECT t.tenant_pk, te.tenant_id, te.issuer, te.local_auth_cooperation,
+               t.client_pk, c.client_id, c.disabled, u.username, u.disabled, t.scope,
+               t.issued_at, t.expires_at, t.revoked_at, t.family_id, {extra}
+        FROM {table} t
+        JOIN auth_tenants te ON te.pk = t.tenant_pk
+        JOIN auth_clients c ON c.pk = t.client_pk
+        LEFT JOIN auth_users u ON u.pk = t.user_pk
+        WHERE t.token_digest = {mark}"""
+
+
+_LOOKUP = {
+    (kind, mark): _lookup_sql(table, extra, mark)
+    for kind, table, extra in (
+        ("access_token", "auth_access_tokens", "t.local_user, NULL"),
+        ("refresh_token", "auth_refresh_tokens", "NULL, t.rotated_at"),
+    )
+    for mark in ("?", "%s")
+}
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite keeps ISO text
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def lookup_token(conn: Connection, *, issuer: str, token: str, hint: str | None = None) -> TokenInfo | None:
+    if not token or len(token) > 512:
+        return None
+    digest = crypto.token_digest(token)
+    order = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
+    mark = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
+    now = utcnow()
+    cursor = conn.connection.cursor()
+    try:
+        for kind in order:
+            cursor.execute(_LOOKUP[(kind, mark)], (digest,))
+            row = cursor.fetchone()
+            if row is None:
+                continue
+            (tenant_pk, tenant_id, token_issuer, cooperation, client_pk, client_id, client_disabled, username,
+             user_disabled, scope, issued_at, expires_at, revoked_at, family_id, local_user, rotated_at) = row
+            if token_issuer != issuer:
+                return None
+            expires = _when(expires_at)
+            assert expires is not None
+            active = (revoked_at is None and expires > now and not client_disabled and not user_disabled
+                      and rotated_at is None)
+            if isinstance(local_user, str):
+                local_user = json.loads(local_user)
+            return TokenInfo(
+                kind=kind, digest=digest, tenant_pk=int(tenant_pk), tenant_id=str(tenant_id),
+                local_auth_cooperation=bool(cooperation), client_pk=int(client_pk), client_id=str(client_id),
+                username=username, local_user=local_user, scope=scope or "",
+                issued_at=_when(issued_at) or expires, expires_at=expires, active=active, family_id=family_id,
+            )
+        return None
+    finally:
+        cursor.close()
