@@ -52,7 +52,7 @@ def serve(
     """Run the platform: every service in one process (embedded), or one service."""
     import os
 
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, RuntimeModes
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -68,7 +68,7 @@ def serve(
     server = Server(
         "printcloud.stack:app_factory", factory=True, interface=Interfaces.ASGI,
         address=host or settings.host, port=port or settings.port,
-        workers=workers or settings.http_workers, runtime_threads=1,
+        workers=workers or settings.http_workers, runtime_threads=1, runtime_mode=RuntimeModes.st,
         log_level=LogLevels(settings.log_level.lower()), log_access=False, respawn_failed_workers=True,
     )
     console.print(f"printcloud {__version__} serving {service or 'every service'} at "

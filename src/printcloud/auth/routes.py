@@ -104,7 +104,7 @@ async def oauth_post(rt: Runtime, issuer: str, endpoint: str, *, path: str, quer
     if headers.get("authorization") and any(key == "client_secret" for key, _ in form):
         # RFC 6749 §2.3: one authentication method per request. Answering for whichever one
         # succeeds would let wrong Basic secrets be tried without counting as failures.
-        raise InvalidRequest("authenticate the client once: HTTP Basic or client_secret in the body, not both",
+        raise InvalidRequest("authenticate the client once: HTTP Basic or client_secret in the body",
                              field="client_secret")
     if not _readable_basic(headers.get("authorization")):
         # Credentials nobody can read are no credentials: the answer is invalid_client.
@@ -118,7 +118,7 @@ async def oauth_post(rt: Runtime, issuer: str, endpoint: str, *, path: str, quer
         # the group-commit writer persists the row before the token is handed out.
         (status, payload, out_headers), pending = rt.oauth_call_hot(issuer, oreq, call)
         if pending.pending_access:
-            await asyncio.wrap_future(rt.writer.submit(pending.pending_access, pending.pending_refresh))
+            await rt.persist_tokens(pending.pending_access, pending.pending_refresh)
     elif endpoint == "introspect":
         status, payload, out_headers = await rt.read(lambda: rt.oauth_read(issuer, oreq, call))
     else:

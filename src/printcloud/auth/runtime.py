@@ -3,6 +3,7 @@ and one guard per issuer, rate limiters, templates. Built once by `create_app`."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from printcloud.core.web import templates
 
 from .models import Tenant
 from .oauth import Call, IssuerServer, Request, bind, unbind
-from .store import ClientCache, TokenWriter
+from .store import ClientCache, LoopTokenWriter, TokenWriter
 
 T = TypeVar("T")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -41,7 +42,9 @@ class Runtime:
         self.login_ip_limiter = Limiter(counter, "login-ip", self.settings.login_attempts_per_minute * 5, 60)
         self.client_auth_limiter = Limiter(counter, "client-auth", self.settings.client_auth_failures_per_minute, 60)
         self.clients = ClientCache(self.db.engine, ttl=self.settings.client_cache_ttl)
-        self.writer = TokenWriter(self.db.engine)
+        self.writer: TokenWriter | LoopTokenWriter = (
+            LoopTokenWriter(self.db.engine) if self.db.is_sqlite else TokenWriter(self.db.engine)
+        )
         for issuer in self.settings.issuers:
             self.servers[issuer] = IssuerServer(issuer=issuer, settings=self.settings, clients=self.clients)
             client_id, secret = self.settings.service_client(issuer, "auth")
@@ -93,6 +96,14 @@ class Runtime:
         if self.db.is_sqlite:
             return fn()
         return await run_in_threadpool(fn)
+
+    async def persist_tokens(self, access: list[dict[str, Any]], refresh: list[dict[str, Any]]) -> None:
+        """Wait until the group commit holding these token rows is durable."""
+        pending = self.writer.submit(access, refresh)
+        if isinstance(pending, asyncio.Future):
+            await pending
+        else:
+            await asyncio.wrap_future(pending)
 
     def session_cookie(self, issuer: str) -> str:
         return f"pc_sid_{issuer.replace('-', '_')}"

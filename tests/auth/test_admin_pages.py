@@ -1,0 +1,532 @@
+"""The admin pages over real HTTP, on SQLite and PostgreSQL, driven like a
+browser without JavaScript: read the HTML, submit its forms with their CSRF
+field, follow the POST-redirect-GET."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from printcloud.auth import service
+from tests.conftest import Stack
+
+ISSUER = "idp-a"
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Form:
+    method: str
+    action: str
+    hidden: dict[str, str] = field(default_factory=dict)
+
+
+class Html(HTMLParser):
+    """What the tests look at in a page: forms, form controls and their labels, headings, tables."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[Form] = []
+        self.controls: list[dict[str, str]] = []
+        self.labelled: set[str] = set()
+        self.headings: list[str] = []
+        self.tables = 0
+        self.table_headers = 0
+        self.alerts: list[str] = []
+        self.lang = ""
+        self._open: list[str] = []
+        self._labels = 0
+        self._text_into: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "html":
+            self.lang = a.get("lang", "")
+        elif tag == "form":
+            self.forms.append(Form(a.get("method", "get").lower(), a.get("action", "")))
+        elif tag == "input" and a.get("type") == "hidden" and self.forms:
+            self.forms[-1].hidden[a.get("name", "")] = a.get("value", "")
+        elif tag in ("input", "select", "textarea"):
+            self.controls.append({"tag": tag, **a})
+            if self._labels and a.get("id"):
+                self.labelled.add(a["id"])
+        elif tag == "label":
+            self._labels += 1
+            if a.get("for"):
+                self.labelled.add(a["for"])
+        elif tag == "table":
+            self.tables += 1
+        elif tag == "th":
+            self.table_headers += 1
+        if tag in ("h1", "h2", "h3"):
+            self.headings.append(tag)
+        if a.get("role") == "alert":
+            self._text_into = []
+            self._open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self._labels -= 1
+        if self._open and tag == self._open[-1] and self._text_into is not None:
+            self.alerts.append("".join(self._text_into).strip())
+            self._text_into = None
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._text_into is not None:
+            self._text_into.append(data)
+
+    def form_to(self, action: str) -> Form:
+        found = [f for f in self.forms if f.method == "post" and f.action == action]
+        assert found, f"no POST form to {action}; forms: {[f.action for f in self.forms]}"
+        assert found[0].hidden.get("csrf"), "the form carries no CSRF field"
+        return found[0]
+
+
+def assert_accessible(page: Html) -> None:
+    assert page.lang, "the page declares no language"
+    assert page.headings.count("h1") == 1, page.headings
+    for control in page.controls:
+        assert control.get("id") in page.labelled or control.get("aria-label"), (
+            f"unlabelled control {control}"
+        )
+    if page.tables:
+        assert page.table_headers >= page.tables
+
+
+class Browser:
+    """One person's browser at the issuer."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.http = httpx.Client(base_url=stack.base_url, follow_redirects=False, timeout=10)
+
+    def login(self, tenant: str, username: str, password: str = PASSWORD) -> Browser:
+        page = Html(self.get(f"/{ISSUER}/login").text)
+        form = page.form_to(f"/{ISSUER}/login")
+        answer = self.http.post(
+            form.action,
+            data={**form.hidden, "tenant": tenant, "username": username, "password": password},
+        )
+        assert answer.status_code == 303, answer.text
+        return self
+
+    def get(self, path: str, status: int = 200) -> httpx.Response:
+        answer = self.http.get(path)
+        assert answer.status_code == status, (
+            f"GET {path}: {answer.status_code} {answer.text[:1000]}"
+        )
+        return answer
+
+    def page(self, path: str) -> Html:
+        page = Html(self.get(path).text)
+        assert_accessible(page)
+        return page
+
+    def submit(
+        self, path: str, action: str, data: dict[str, Any] | None = None, *, status: int = 303
+    ) -> httpx.Response:
+        """Open `path`, fill in its form to `action` and send it."""
+        form = self.page(path).form_to(action)
+        answer = self.http.post(action, data={**form.hidden, **(data or {})})
+        assert answer.status_code == status, (
+            f"POST {action}: {answer.status_code} {answer.text[:1000]}"
+        )
+        return answer
+
+    def follow(self, answer: httpx.Response) -> Html:
+        assert answer.status_code == 303
+        return self.page(answer.headers["location"])
+
+
+@dataclass
+class World:
+    stack: Stack
+    tenant: str
+    other: str
+    admin: Browser
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack) -> World:
+    tenant, other = stack.tenant(prefix="pg"), stack.tenant(prefix="pgo")
+    stack.user(tenant, "boss", PASSWORD, admin=True)
+    stack.user(tenant, "member", PASSWORD)
+    stack.user(other, "bob", PASSWORD)
+    return World(
+        stack=stack, tenant=tenant, other=other, admin=Browser(stack).login(tenant, "boss")
+    )
+
+
+def tenant_row(stack: Stack, tenant_id: str) -> Any:
+    with stack.db.session() as db:
+        return service.get_tenant(db, issuer=ISSUER, tenant_id=tenant_id)
+
+
+# -- who may see the pages ----------------------------------------------------------------
+
+
+def test_anonymous_is_sent_to_login(world: World) -> None:
+    anonymous = Browser(world.stack)
+    answer = anonymous.get(f"/{ISSUER}/admin/users?tenant=abc", status=303)
+    target = urlsplit(answer.headers["location"])
+    assert target.path == f"/{ISSUER}/login"
+    assert parse_qs(target.query)["next"] == [f"/{ISSUER}/admin/users?tenant=abc"]
+    answer = anonymous.http.post(f"/{ISSUER}/admin/settings", data={"csrf": "x"})
+    assert answer.status_code == 303 and answer.headers["location"].startswith(f"/{ISSUER}/login?")
+    # After signing in the admin lands where they wanted to go.
+    login = anonymous.page(answer.headers["location"]).form_to(f"/{ISSUER}/login")
+    assert login.hidden["next"] == f"/{ISSUER}/admin"
+
+
+def test_non_admin_gets_403(world: World) -> None:
+    member = Browser(world.stack).login(world.tenant, "member")
+    answer = member.get(f"/{ISSUER}/admin", status=403)
+    assert "Administrators only" in answer.text
+    assert "Administration" not in member.get(f"/{ISSUER}/account").text
+    csrf = member.http.cookies["pc_csrf"]
+    answer = member.http.post(
+        f"/{ISSUER}/admin/settings",
+        data={"csrf": csrf, "local_auth_cooperation": "on", "name": "Hacked"},
+    )
+    assert answer.status_code == 403
+    assert tenant_row(world.stack, world.tenant).name != "Hacked"
+
+
+def test_admin_is_confined_to_their_tenant(world: World) -> None:
+    admin = world.admin
+    page = admin.page(f"/{ISSUER}/admin")
+    assert not [c for c in page.controls if c.get("name") == "tenant"]  # no tenant picker
+    answer = admin.get(f"/{ISSUER}/admin/users?tenant={world.other}", status=404)
+    assert "bob" not in answer.text
+    admin.get(f"/{ISSUER}/admin?tenant=no-such-tenant", status=404)
+    answer = admin.http.post(
+        f"/{ISSUER}/admin/settings?tenant={world.other}",
+        data={
+            "csrf": admin.http.cookies["pc_csrf"],
+            "local_auth_cooperation": "on",
+            "name": "Taken over",
+        },
+    )
+    assert answer.status_code == 404
+    assert tenant_row(world.stack, world.other).local_auth_cooperation is False
+    admin.http.post(
+        f"/{ISSUER}/admin/tenants", data={"csrf": admin.http.cookies["pc_csrf"], "tenant_id": "x1"}
+    )
+    with world.stack.db.session() as db:
+        assert "x1" not in [t.tenant_id for t in service.list_tenants(db, issuer=ISSUER)]
+
+
+# -- overview and settings -------------------------------------------------------------------
+
+
+def test_settings_form_with_csrf_and_post_redirect_get(world: World) -> None:
+    admin, path = world.admin, f"/{ISSUER}/admin"
+    assert "Administration" in admin.get(f"/{ISSUER}/account").text
+    page = admin.get(path).text
+    assert world.tenant in page and 'name="local_auth_cooperation"' in page
+    assert 'name="users_may_grant_tenant_consent"' in page
+
+    answer = admin.submit(
+        path,
+        f"{path}/settings",
+        {
+            "name": "Settings Co",
+            "local_auth_cooperation": "on",
+            "users_may_grant_tenant_consent": "on",
+        },
+    )
+    assert answer.headers["location"] == path
+    assert "Settings saved." in admin.get(path).text
+    tenant = tenant_row(world.stack, world.tenant)
+    assert (tenant.name, tenant.local_auth_cooperation, tenant.users_may_grant_tenant_consent) == (
+        "Settings Co",
+        True,
+        True,
+    )
+    assert "Settings saved." not in admin.get(path).text
+
+    # Unticked boxes switch the settings off again.
+    admin.submit(path, f"{path}/settings", {"name": "Settings Co"})
+    assert tenant_row(world.stack, world.tenant).local_auth_cooperation is False
+
+    # Without the CSRF token, or with a wrong one, nothing changes.
+    for token in (None, "forged"):
+        data = {
+            "name": "Forged",
+            "local_auth_cooperation": "on",
+            **({"csrf": token} if token else {}),
+        }
+        answer = admin.http.post(f"{path}/settings", data=data)
+        assert answer.status_code == 400
+        assert Html(answer.text).alerts == ["Your form expired. Reload the page and try again."]
+    assert tenant_row(world.stack, world.tenant).name == "Settings Co"
+
+    answer = admin.submit(path, f"{path}/settings", {"name": " "}, status=400)
+    assert "name must not be empty" in Html(answer.text).alerts[0]
+
+
+def test_flash_notice_is_shown_once(world: World) -> None:
+    admin, path = world.admin, f"/{ISSUER}/admin"
+    answer = admin.submit(path, f"{path}/settings", {"name": "Once Co"})
+    first = admin.get(answer.headers["location"]).text
+    assert "Settings saved." in first
+    assert "Settings saved." not in admin.get(path).text
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+def test_users_create_disable_edit_delete(world: World) -> None:
+    admin, path = world.admin, f"/{ISSUER}/admin/users"
+    answer = admin.submit(
+        path,
+        path,
+        {
+            "username": "dave",
+            "display_name": "Dave D",
+            "email": "d@example.com",
+            "password": PASSWORD,
+        },
+    )
+    assert answer.headers["location"] == path
+    page = admin.get(path).text
+    assert "User dave created." in page and "Dave D" in page
+
+    answer = admin.submit(
+        path, path, {"username": "dave", "password": PASSWORD, "display_name": "Again"}, status=409
+    )
+    again = Html(answer.text)
+    assert again.alerts and "already exists" in again.alerts[0]
+    assert 'value="Again"' in answer.text  # the form keeps what was typed
+    assert 'aria-invalid="true"' in answer.text
+
+    answer = admin.submit(path, path, {"username": "eve", "password": "short"}, status=400)
+    assert "at least 8 characters" in Html(answer.text).alerts[0]
+
+    admin.submit(path, f"{path}/dave/disable")
+    with world.stack.db.session() as db:
+        tenant = service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant)
+        assert service.get_user(db, tenant=tenant, username="dave").disabled is True
+    admin.submit(path, f"{path}/dave/enable")
+
+    user_page = f"{path}/dave"
+    admin.submit(
+        user_page, user_page, {"display_name": "Dave Edited", "is_admin": "on", "password": ""}
+    )
+    with world.stack.db.session() as db:
+        tenant = service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant)
+        dave = service.get_user(db, tenant=tenant, username="dave")
+        assert (dave.display_name, dave.is_admin, dave.disabled) == ("Dave Edited", True, False)
+    Browser(world.stack).login(world.tenant, "dave")  # an empty password field kept the password
+
+    answer = admin.submit(user_page, f"{user_page}/delete", {}, status=400)  # the box is not ticked
+    assert "confirm" in Html(answer.text).alerts[0]
+    answer = admin.submit(user_page, f"{user_page}/delete", {"confirm": "on"})
+    assert answer.headers["location"] == path
+    admin.get(user_page, status=404)
+    admin.get(f"{path}/nobody", status=404)
+
+    # The admin cannot delete or demote themselves.
+    own = f"{path}/boss"
+    answer = admin.submit(own, f"{own}/delete", {"confirm": "on"}, status=400)
+    assert "your own account" in Html(answer.text).alerts[0]
+    answer = admin.submit(own, own, {"display_name": "Boss"}, status=400)  # admin box unticked
+    assert "administrator role" in Html(answer.text).alerts[0]
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+def test_clients_secret_shown_once_rotate_delete(world: World) -> None:
+    admin, path, stack = world.admin, f"/{ISSUER}/admin/clients", world.stack
+    token_url = f"{stack.issuer_url(ISSUER)}/token"
+    page = admin.page(path)
+    kinds = re.findall(r'<option value="(\w+)"', admin.get(path).text)
+    assert kinds == [
+        "confidential",
+        "public",
+        "device",
+    ]  # service clients belong to the system tenant
+    assert page.form_to(path)
+
+    answer = admin.http.post(
+        path,
+        data={
+            **page.form_to(path).hidden,
+            "name": "Reception PC",
+            "kind": "confidential",
+            "scope": ["print", "profile"],
+            "grant_types": ["client_credentials"],
+            "redirect_uris": "",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["location"]
+    client_id = location.rsplit("/", 1)[1]
+    shown = admin.get(location).text
+    secret = re.search(r'id="new-client-secret">([^<]+)<', shown)
+    assert secret, shown
+    assert "shown this once" in shown
+
+    def client_credentials(password: str) -> int:
+        return httpx.post(
+            token_url,
+            auth=(client_id, password),
+            data={"grant_type": "client_credentials", "scope": "print"},
+        ).status_code
+
+    assert client_credentials(secret[1]) == 200
+    again = admin.get(location).text
+    assert secret[1] not in again and "new-client-secret" not in again
+    assert "Reception PC" in admin.get(path).text
+
+    answer = admin.submit(location, f"{location}/rotate", {}, status=400)  # not confirmed
+    answer = admin.submit(location, f"{location}/rotate", {"confirm": "on"})
+    rotated = re.search(
+        r'id="new-client-secret">([^<]+)<', admin.get(answer.headers["location"]).text
+    )
+    assert rotated and rotated[1] != secret[1]
+    assert client_credentials(rotated[1]) == 200 and client_credentials(secret[1]) == 401
+
+    admin.submit(
+        location,
+        location,
+        {"name": "Reception", "scope": ["print"], "redirect_uris": "", "disabled": "on"},
+    )
+    assert client_credentials(rotated[1]) == 401
+    answer = admin.submit(
+        location, location, {"name": "Reception", "redirect_uris": "not a uri"}, status=400
+    )
+    assert "redirect URI" in Html(answer.text).alerts[0]
+
+    answer = admin.submit(path, path, {"name": "", "kind": "confidential"}, status=400)
+    answer = admin.submit(
+        path,
+        path,
+        {"name": "Web app", "kind": "confidential", "grant_types": ["authorization_code"]},
+        status=400,
+    )
+    assert "redirect URI" in Html(answer.text).alerts[0]
+    assert 'value="Web app"' in answer.text
+
+    admin.submit(location, f"{location}/delete", {"confirm": "on"})
+    admin.get(location, status=404)
+
+
+# -- consents and audit ------------------------------------------------------------------------
+
+
+def test_consents_page_shows_who_and_when_and_revokes(world: World) -> None:
+    admin, stack, path = world.admin, world.stack, f"/{ISSUER}/admin/consents"
+    device_id, _ = stack.client(world.tenant, kind="device", name="Copier 3F")
+    with stack.db.session() as db:
+        tenant = service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant)
+        boss = service.get_user(db, tenant=tenant, username="boss")
+        member = service.get_user(db, tenant=tenant, username="member")
+        device = service.get_client(db, tenant=tenant, client_id=device_id)
+        tenant_consent = service.grant_tenant_consent(
+            db, tenant=tenant, user=boss, client=device, scope="print"
+        )
+        consent_pk = tenant_consent.pk
+        service.remember_user_consent(db, tenant=tenant, user=member, client=device, scope="print")
+    page = admin.get(path).text
+    assert "Copier 3F" in page and "user:boss" in page and "Active" in page
+
+    answer = admin.submit(path, f"{path}/tenant/{consent_pk}/revoke")
+    page = admin.follow(answer)
+    text = admin.get(path).text
+    assert "Revoked by user:boss at" in text
+    assert f"{path}/tenant/{consent_pk}/revoke" not in [f.action for f in page.forms]
+    with stack.db.session() as db:
+        tenant = service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant)
+        revoked = [
+            c
+            for c in service.list_tenant_consents(db, tenant=tenant, include_revoked=True)
+            if c.pk == consent_pk
+        ]
+        assert revoked[0].revoked_by == "user:boss" and revoked[0].revoked_at is not None
+        user_pk = next(
+            c.pk
+            for c, u, cl in service.list_user_consents(db, tenant=tenant)
+            if cl.client_id == device_id
+        )
+
+    admin.submit(path, f"{path}/user/{user_pk}/revoke")
+    assert f"{path}/user/{user_pk}/revoke" not in admin.get(path).text
+    answer = admin.http.post(
+        f"{path}/user/{user_pk}/revoke", data={"csrf": admin.http.cookies["pc_csrf"]}
+    )
+    assert answer.status_code == 404 and Html(answer.text).alerts
+
+    audit = admin.page(f"/{ISSUER}/admin/audit")
+    assert audit.tables == 1
+    log = admin.get(f"/{ISSUER}/admin/audit").text
+    assert "consent.tenant.revoke" in log and "consent.user.revoke" in log and "user:boss" in log
+
+
+# -- the platform's administrators ------------------------------------------------------------
+
+
+def test_system_admin_picks_any_tenant(world: World) -> None:
+    stack = world.stack
+    name = f"root{secrets.token_hex(3)}"
+    stack.user("system", name, PASSWORD, admin=True)
+    root = Browser(stack).login("system", name)
+    page = root.page(f"/{ISSUER}/admin")
+    picker = [c for c in page.controls if c.get("name") == "tenant"]
+    assert picker and picker[0]["tag"] == "select"
+    assert f'value="{world.other}"' in root.get(f"/{ISSUER}/admin").text
+
+    users = root.get(f"/{ISSUER}/admin/users?tenant={world.other}").text
+    assert "bob" in users
+    path = f"/{ISSUER}/admin/users?tenant={world.other}"
+    answer = root.submit(path, path, {"username": "frank", "password": PASSWORD})
+    assert answer.headers["location"] == f"/{ISSUER}/admin/users?tenant={world.other}"
+    with stack.db.session() as db:
+        other = service.get_tenant(db, issuer=ISSUER, tenant_id=world.other)
+        assert service.get_user(db, tenant=other, username="frank")
+
+    new = f"new{secrets.token_hex(3)}"
+    answer = root.submit(
+        f"/{ISSUER}/admin",
+        f"/{ISSUER}/admin/tenants?tenant=system",
+        {"tenant_id": new, "name": "Brand New"},
+    )
+    assert answer.headers["location"] == f"/{ISSUER}/admin?tenant={new}"
+    assert "Tenant " + new + " created." in root.get(answer.headers["location"]).text
+    answer = root.submit(
+        f"/{ISSUER}/admin", f"/{ISSUER}/admin/tenants?tenant=system", {"tenant_id": new}, status=409
+    )
+    assert "already exists" in Html(answer.text).alerts[0]
+
+    kinds = re.findall(
+        r'<option value="(\w+)"', root.get(f"/{ISSUER}/admin/clients?tenant=system").text
+    )
+    assert "service" in kinds
+
+
+def test_every_page_is_accessible(world: World) -> None:
+    for section in ("", "/users", "/users/boss", "/clients", "/consents", "/audit"):
+        page = world.admin.page(f"/{ISSUER}/admin{section}")
+        assert page.forms, section
+        assert all(f.hidden.get("csrf") for f in page.forms if f.method == "post"), section
+
+
+def test_nul_characters_are_bad_input_not_server_errors(world: World) -> None:
+    admin, path = world.admin, f"/{ISSUER}/admin/users"
+    admin.get(f"{path}/a%00b", status=400)
+    admin.get(f"{path}?tenant=a%00b", status=400)
+    form = admin.page(path).form_to(path)
+    answer = admin.http.post(
+        path, data={**form.hidden, "username": "nul", "display_name": "a\u0000b"}
+    )
+    assert answer.status_code == 400
