@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from printcloud import __version__
 from printcloud.core.db import Database
 from printcloud.core.settings import Settings
-from printcloud.core.web import SecurityHeaders, install_error_handlers
+from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
 from . import admin_api, admin_pages, pages, routes
 from .runtime import Runtime
@@ -44,5 +44,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(admin_api.router)
     app.include_router(pages.router)
     app.include_router(admin_pages.router)
+    app.add_middleware(BodyLimit, max_bytes=routes.MAX_FORM_BYTES)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RefuseNul)
     return app

@@ -50,6 +50,8 @@ def parse_form(content_type: str | None, body: bytes) -> list[tuple[str, str]]:
         items = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError as exc:
         raise InvalidRequest("the body is not valid UTF-8") from exc
+    if any("\x00" in k or "\x00" in v for k, v in items):
+        raise InvalidRequest("NUL characters are not allowed in requests")
     keys = [k for k, _ in items]
     if len(keys) != len(set(keys)):
         repeated = sorted({k for k in keys if keys.count(k) > 1})

@@ -125,6 +125,39 @@ class SecurityHeaders:
         await self.app(scope, receive, send_wrapper)
 
 
+class BodyLimit:
+    """Pure ASGI middleware answering 413 to request bodies over `max_bytes`,
+    declared or streamed, before any handler or form parser reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        description = f"the body must be at most {self.max_bytes} bytes"
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = error_response(Request(scope), 413, "payload_too_large", description)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException passes FastAPI's body parsing unchanged (others become 400).
+                    raise StarletteHTTPException(413, description)
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def templates(*directories: Path) -> Jinja2Templates:
     tmpl = Jinja2Templates(directory=[str(d) for d in directories])
     tmpl.env.autoescape = True
@@ -152,3 +185,64 @@ def set_csrf_cookie(request: Request, response: Any, *, secure: bool, path: str 
 def check_csrf(request: Request, submitted: str | None) -> bool:
     cookie = request.cookies.get(CSRF_COOKIE)
     return bool(cookie and submitted and crypto.equal(cookie, submitted))
+
+
+class RefuseNul:
+    """Pure ASGI middleware: a NUL character in the path, the query or a form/JSON
+    body is refused with 400 before any handler sees it. PostgreSQL cannot store
+    NUL in text, and no legitimate field here contains one. Other bodies (file
+    uploads) pass untouched."""
+
+    CHECKED = (b"application/x-www-form-urlencoded", b"application/json")
+    MAX_BUFFER = 1 << 20
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if b"\x00" in scope["path"].encode() or b"%00" in raw_path or b"%00" in scope.get("query_string", b""):
+            await _refuse_nul(send)
+            return
+        ctype = dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if ctype not in self.CHECKED:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            more = bool(message.get("more_body"))
+            if size > self.MAX_BUFFER:
+                break
+        body = b"".join(chunks)
+        if b"\x00" in body or b"%00" in body or b"\\u0000" in body:
+            await _refuse_nul(send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": more}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse_nul(send: Send) -> None:
+    raw = b'{"error":"invalid_request","error_description":"NUL characters are not allowed in requests"}'
+    await send({"type": "http.response.start", "status": 400, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
+        (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": raw})
