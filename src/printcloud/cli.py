@@ -396,5 +396,18 @@ def consent_revoke(consent_id: int, tenant: TenantOpt, issuer: IssuerOpt = "idp-
     _emit({"revoked": consent_id}, message=f"revoked consent {consent_id}")
 
 
+@admin.command("purge-expired")
+def purge_expired(
+    days: Annotated[int, typer.Option(min=0, help="Keep rows expired for less than this many days")] = 1,
+) -> None:
+    """Delete tokens, codes, sessions and device grants expired for longer than DAYS."""
+    from datetime import timedelta
+
+    from printcloud.auth import service
+
+    count = _run(lambda s: service.purge_expired(s, older_than=timedelta(days=days)))
+    _emit({"deleted": count}, message=f"deleted {count} expired rows")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,48 @@
+"""The `printcloud` command's admin group, as an operator uses it (--json output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from printcloud.cli import app
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("PRINTCLOUD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PRINTCLOUD_SECRET_KEY", "test-instance-secret")
+    return CliRunner()
+
+
+def run(cli: CliRunner, *args: str) -> object:
+    result = cli.invoke(app, ["admin", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_admin_round_trip(cli: CliRunner) -> None:
+    assert run(cli, "tenant", "create", "1000AA", "--name", "Acme")["tenant_id"] == "1000AA"  # type: ignore[index]
+    user = run(cli, "user", "create", "alice", "--tenant", "1000AA", "--password", "long enough", "--admin")
+    assert user["is_admin"] is True  # type: ignore[index]
+    client = run(cli, "client", "create", "--tenant", "1000AA", "--name", "MFP", "--kind", "device")
+    assert client["client_secret"] and client["kind"] == "device"  # type: ignore[index]
+    settings = run(cli, "settings", "set", "--tenant", "1000AA", "--local-auth-cooperation")
+    assert settings["local_auth_cooperation"] is True  # type: ignore[index]
+    assert [t["tenant_id"] for t in run(cli, "tenant", "list")] == ["1000AA", "system"]  # type: ignore[union-attr]
+    assert run(cli, "consent", "list", "--tenant", "1000AA") == {"tenant_wide": [], "per_user": []}
+    assert run(cli, "purge-expired") == {"deleted": 0}
+
+
+def test_admin_errors_are_json_with_exit_code_2(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["admin", "--json", "user", "list", "--tenant", "nope"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"error": "not_found", "error_description": "no tenant 'nope'"}
+    run(cli, "tenant", "create", "1000AA")
+    dup = cli.invoke(app, ["admin", "--json", "tenant", "create", "1000AA"])
+    assert dup.exit_code == 2 and json.loads(dup.stdout)["error"] == "conflict"
+    weak = cli.invoke(app, ["admin", "--json", "user", "create", "bob", "--tenant", "1000AA", "--password", "short"])
+    assert weak.exit_code == 2 and json.loads(weak.stdout)["field"] == "password"
