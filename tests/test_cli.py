@@ -46,3 +46,15 @@ def test_admin_errors_are_json_with_exit_code_2(cli: CliRunner) -> None:
     assert dup.exit_code == 2 and json.loads(dup.stdout)["error"] == "conflict"
     weak = cli.invoke(app, ["admin", "--json", "user", "create", "bob", "--tenant", "1000AA", "--password", "short"])
     assert weak.exit_code == 2 and json.loads(weak.stdout)["field"] == "password"
+
+
+def test_json_flag_after_the_command(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PRINTCLOUD_DATA_DIR": str(tmp_path), "PRINTCLOUD_SECRET_KEY": "x" * 32}
+    exe = Path(sys.executable).with_name("printcloud")
+    out = subprocess.run([str(exe), "admin", "tenant", "create", "1000BB", "--json"], env=env,
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout)["tenant_id"] == "1000BB"

@@ -33,7 +33,12 @@ state = State()
 
 
 def main() -> None:
-    app()
+    # `--json` belongs to the admin group but may be written after any admin command
+    # (`printcloud admin tenant list --json`): move it where click expects it.
+    args = sys.argv[1:]
+    if args[:1] == ["admin"] and "--json" in args[1:]:
+        args = ["admin", "--json", *[a for a in args[1:] if a != "--json"]]
+    app(args=args, prog_name="printcloud")
 
 
 @app.command()
