@@ -76,7 +76,7 @@ def postgres_url() -> Iterator[str]:
         engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure here means the peer is missing
+    except Exception as exc:
         require_peer(False, f"PostgreSQL at {PG_URL} is not usable: {exc}")
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     yield url
@@ -91,7 +91,9 @@ def db_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(db_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(
+    db_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     if db_backend == "postgresql":
         return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'printcloud.sqlite3'}"
@@ -112,7 +114,9 @@ class Stack:
         return f"{self.base_url}/{issuer}"
 
     def metadata(self, issuer: str = "idp-a") -> dict[str, Any]:
-        return dict(httpx.get(f"{self.issuer_url(issuer)}/.well-known/oauth-authorization-server").json())
+        return dict(
+            httpx.get(f"{self.issuer_url(issuer)}/.well-known/oauth-authorization-server").json()
+        )
 
     # Set-up helpers through the service layer (what `printcloud admin` does).
     def tenant(self, issuer: str = "idp-a", *, prefix: str = "t", **settings: Any) -> str:
@@ -120,7 +124,9 @@ class Stack:
 
         tenant_id = f"{prefix}{secrets.token_hex(4)}"
         with self.db.session() as s:
-            t = service.create_tenant(s, issuer=issuer, tenant_id=tenant_id, name=f"Tenant {tenant_id}")
+            t = service.create_tenant(
+                s, issuer=issuer, tenant_id=tenant_id, name=f"Tenant {tenant_id}"
+            )
             if settings:
                 service.update_tenant_settings(s, tenant=t, actor="test", **settings)
         return tenant_id
@@ -132,8 +138,15 @@ class Stack:
             t = service.get_tenant(s, issuer=issuer, tenant_id=tenant_id)
             service.update_tenant_settings(s, tenant=t, actor="test", **settings)
 
-    def user(self, tenant_id: str, username: str = "alice", password: str = "correct horse",
-             issuer: str = "idp-a", *, admin: bool = False) -> tuple[str, str]:
+    def user(
+        self,
+        tenant_id: str,
+        username: str = "alice",
+        password: str = "correct horse",
+        issuer: str = "idp-a",
+        *,
+        admin: bool = False,
+    ) -> tuple[str, str]:
         from printcloud.auth import service
 
         with self.db.session() as s:
@@ -141,15 +154,30 @@ class Stack:
             service.create_user(s, tenant=t, username=username, password=password, is_admin=admin)
         return username, password
 
-    def client(self, tenant_id: str, issuer: str = "idp-a", *, kind: str = "confidential",
-               scope: str = "print profile", redirect_uris: list[str] | None = None,
-               grant_types: list[str] | None = None, name: str = "test client") -> tuple[str, str | None]:
+    def client(
+        self,
+        tenant_id: str,
+        issuer: str = "idp-a",
+        *,
+        kind: str = "confidential",
+        scope: str = "print profile",
+        redirect_uris: list[str] | None = None,
+        grant_types: list[str] | None = None,
+        name: str = "test client",
+    ) -> tuple[str, str | None]:
         from printcloud.auth import service
 
         with self.db.session() as s:
             t = service.get_tenant(s, issuer=issuer, tenant_id=tenant_id)
-            c, secret = service.create_client(s, tenant=t, name=name, kind=kind, scope=scope,
-                                              redirect_uris=redirect_uris, grant_types=grant_types)
+            c, secret = service.create_client(
+                s,
+                tenant=t,
+                name=name,
+                kind=kind,
+                scope=scope,
+                redirect_uris=redirect_uris,
+                grant_types=grant_types,
+            )
             return c.client_id, secret
 
 
@@ -162,8 +190,16 @@ def start_stack(settings: Settings) -> tuple[Stack, _Server, threading.Thread]:
     from printcloud.stack import create_stack
 
     app = create_stack(settings)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                   access_log=False, lifespan="on"))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -182,8 +218,13 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) ->
     overrides.setdefault("login_attempts_per_minute", 10_000)
     overrides.setdefault("client_auth_failures_per_minute", 10_000)
     return Settings(
-        data_dir=data_dir, database_url=database_url, port=port, public_url=f"http://127.0.0.1:{port}",
-        secret_key=secrets.token_urlsafe(32), log_level="WARNING", **overrides,
+        data_dir=data_dir,
+        database_url=database_url,
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        secret_key=secrets.token_urlsafe(32),
+        log_level="WARNING",
+        **overrides,
     )
 
 

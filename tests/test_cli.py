@@ -26,7 +26,9 @@ def run(cli: CliRunner, *args: str) -> object:
 
 def test_admin_round_trip(cli: CliRunner) -> None:
     assert run(cli, "tenant", "create", "1000AA", "--name", "Acme")["tenant_id"] == "1000AA"  # type: ignore[index]
-    user = run(cli, "user", "create", "alice", "--tenant", "1000AA", "--password", "long enough", "--admin")
+    user = run(
+        cli, "user", "create", "alice", "--tenant", "1000AA", "--password", "long enough", "--admin"
+    )
     assert user["is_admin"] is True  # type: ignore[index]
     client = run(cli, "client", "create", "--tenant", "1000AA", "--name", "MFP", "--kind", "device")
     assert client["client_secret"] and client["kind"] == "device"  # type: ignore[index]
@@ -40,11 +42,17 @@ def test_admin_round_trip(cli: CliRunner) -> None:
 def test_admin_errors_are_json_with_exit_code_2(cli: CliRunner) -> None:
     result = cli.invoke(app, ["admin", "--json", "user", "list", "--tenant", "nope"])
     assert result.exit_code == 2
-    assert json.loads(result.stdout) == {"error": "not_found", "error_description": "no tenant 'nope'"}
+    assert json.loads(result.stdout) == {
+        "error": "not_found",
+        "error_description": "no tenant 'nope'",
+    }
     run(cli, "tenant", "create", "1000AA")
     dup = cli.invoke(app, ["admin", "--json", "tenant", "create", "1000AA"])
     assert dup.exit_code == 2 and json.loads(dup.stdout)["error"] == "conflict"
-    weak = cli.invoke(app, ["admin", "--json", "user", "create", "bob", "--tenant", "1000AA", "--password", "short"])
+    weak = cli.invoke(
+        app,
+        ["admin", "--json", "user", "create", "bob", "--tenant", "1000AA", "--password", "short"],
+    )
     assert weak.exit_code == 2 and json.loads(weak.stdout)["field"] == "password"
 
 
@@ -55,6 +63,12 @@ def test_json_flag_after_the_command(tmp_path: Path) -> None:
 
     env = {**os.environ, "PRINTCLOUD_DATA_DIR": str(tmp_path), "PRINTCLOUD_SECRET_KEY": "x" * 32}
     exe = Path(sys.executable).with_name("printcloud")
-    out = subprocess.run([str(exe), "admin", "tenant", "create", "1000BB", "--json"], env=env,
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [str(exe), "admin", "tenant", "create", "1000BB", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert json.loads(out.stdout)["tenant_id"] == "1000BB"

@@ -16,9 +16,12 @@ from printcloud import __version__
 from printcloud.core.errors import PrintcloudError
 from printcloud.core.settings import Settings
 
-app = typer.Typer(help="printcloud: multi-tenant cloud printing.", no_args_is_help=True, add_completion=False)
-admin = typer.Typer(help="Administer tenants, users, clients, tenant settings and consents.",
-                    no_args_is_help=True)
+app = typer.Typer(
+    help="printcloud: multi-tenant cloud printing.", no_args_is_help=True, add_completion=False
+)
+admin = typer.Typer(
+    help="Administer tenants, users, clients, tenant settings and consents.", no_args_is_help=True
+)
 app.add_typer(admin, name="admin")
 console = Console()
 err = Console(stderr=True)
@@ -49,10 +52,14 @@ def version() -> None:
 
 @app.command()
 def serve(
-    service: Annotated[str | None, typer.Option(help="Run one service only (auth); default: all")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="Run one service only (auth); default: all")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (PRINTCLOUD_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (PRINTCLOUD_PORT)")] = None,
-    workers: Annotated[int | None, typer.Option(help="HTTP worker processes (PRINTCLOUD_HTTP_WORKERS)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="HTTP worker processes (PRINTCLOUD_HTTP_WORKERS)")
+    ] = None,
 ) -> None:
     """Run the platform: every service in one process (embedded), or one service."""
     import os
@@ -64,21 +71,32 @@ def serve(
     from printcloud.stack import SERVICES, prepare
 
     if service is not None and service not in SERVICES:
-        err.print(f"[red]error[/red] unknown service {service!r}; choose from {', '.join(SERVICES)}")
+        err.print(
+            f"[red]error[/red] unknown service {service!r}; choose from {', '.join(SERVICES)}"
+        )
         raise typer.Exit(2)
     if service:
         os.environ["PRINTCLOUD_SERVICE"] = service
     settings = Settings()
     prepare(settings).dispose()  # migrations once, before the workers start
     server = Server(
-        "printcloud.stack:app_factory", factory=True, interface=Interfaces.ASGI,
-        address=host or settings.host, port=port or settings.port,
-        workers=workers or settings.http_workers, runtime_threads=1, runtime_mode=RuntimeModes.st,
-        log_level=LogLevels(settings.log_level.lower()), log_access=False, respawn_failed_workers=True,
+        "printcloud.stack:app_factory",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.http_workers,
+        runtime_threads=1,
+        runtime_mode=RuntimeModes.st,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_access=False,
+        respawn_failed_workers=True,
     )
-    console.print(f"printcloud {__version__} serving {service or 'every service'} at "
-                  f"http://{host or settings.host}:{port or settings.port} "
-                  f"(public URL {settings.public_url})")
+    console.print(
+        f"printcloud {__version__} serving {service or 'every service'} at "
+        f"http://{host or settings.host}:{port or settings.port} "
+        f"(public URL {settings.public_url})"
+    )
     server.serve()
 
 
@@ -154,7 +172,9 @@ tenant_cli = typer.Typer(help="Tenants.", no_args_is_help=True)
 user_cli = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
 client_cli = typer.Typer(help="OAuth clients of a tenant.", no_args_is_help=True)
 settings_cli = typer.Typer(help="Tenant settings.", no_args_is_help=True)
-consent_cli = typer.Typer(help="Tenant-wide and per-user consents (seed 002).", no_args_is_help=True)
+consent_cli = typer.Typer(
+    help="Tenant-wide and per-user consents (seed 002).", no_args_is_help=True
+)
 admin.add_typer(tenant_cli, name="tenant")
 admin.add_typer(user_cli, name="user")
 admin.add_typer(client_cli, name="client")
@@ -163,29 +183,55 @@ admin.add_typer(consent_cli, name="consent")
 
 
 def tenant_dict(t: Any) -> dict[str, Any]:
-    return {"issuer": t.issuer, "tenant_id": t.tenant_id, "name": t.name, "created_at": t.created_at,
-            "local_auth_cooperation": t.local_auth_cooperation,
-            "users_may_grant_tenant_consent": t.users_may_grant_tenant_consent}
+    return {
+        "issuer": t.issuer,
+        "tenant_id": t.tenant_id,
+        "name": t.name,
+        "created_at": t.created_at,
+        "local_auth_cooperation": t.local_auth_cooperation,
+        "users_may_grant_tenant_consent": t.users_may_grant_tenant_consent,
+    }
 
 
 def user_dict(u: Any) -> dict[str, Any]:
-    return {"username": u.username, "display_name": u.display_name, "email": u.email, "is_admin": u.is_admin,
-            "disabled": u.disabled, "created_at": u.created_at, "last_login_at": u.last_login_at}
+    return {
+        "username": u.username,
+        "display_name": u.display_name,
+        "email": u.email,
+        "is_admin": u.is_admin,
+        "disabled": u.disabled,
+        "created_at": u.created_at,
+        "last_login_at": u.last_login_at,
+    }
 
 
 def client_dict(c: Any) -> dict[str, Any]:
-    return {"client_id": c.client_id, "name": c.name, "kind": c.kind, "redirect_uris": c.redirect_uris,
-            "grant_types": c.grant_types, "scope": c.scope, "disabled": c.disabled, "created_at": c.created_at}
+    return {
+        "client_id": c.client_id,
+        "name": c.name,
+        "kind": c.kind,
+        "redirect_uris": c.redirect_uris,
+        "grant_types": c.grant_types,
+        "scope": c.scope,
+        "disabled": c.disabled,
+        "created_at": c.created_at,
+    }
 
 
 @tenant_cli.command("create")
-def tenant_create(tenant_id: str, issuer: IssuerOpt = "idp-a",
-                  name: Annotated[str, typer.Option(help="Display name")] = "") -> None:
+def tenant_create(
+    tenant_id: str,
+    issuer: IssuerOpt = "idp-a",
+    name: Annotated[str, typer.Option(help="Display name")] = "",
+) -> None:
     """Create a tenant."""
     from printcloud.auth import service
 
-    data = _run(lambda s: tenant_dict(service.create_tenant(s, issuer=issuer, tenant_id=tenant_id, name=name,
-                                                            actor="cli")))
+    data = _run(
+        lambda s: tenant_dict(
+            service.create_tenant(s, issuer=issuer, tenant_id=tenant_id, name=name, actor="cli")
+        )
+    )
     _emit(data, message=f"created tenant [bold]{tenant_id}[/bold] at {issuer}")
 
 
@@ -195,8 +241,14 @@ def tenant_list(issuer: IssuerOpt = "idp-a") -> None:
     from printcloud.auth import service
 
     data = _run(lambda s: [tenant_dict(t) for t in service.list_tenants(s, issuer=issuer)])
-    _emit(data, _table(f"tenants at {issuer}", ["tenant_id", "name", "local auth cooperation"],
-                       [[d["tenant_id"], d["name"], d["local_auth_cooperation"]] for d in data]))
+    _emit(
+        data,
+        _table(
+            f"tenants at {issuer}",
+            ["tenant_id", "name", "local auth cooperation"],
+            [[d["tenant_id"], d["name"], d["local_auth_cooperation"]] for d in data],
+        ),
+    )
 
 
 @tenant_cli.command("delete")
@@ -204,8 +256,11 @@ def tenant_delete(tenant_id: str, issuer: IssuerOpt = "idp-a") -> None:
     """Delete a tenant and everything it owns."""
     from printcloud.auth import service
 
-    _run(lambda s: service.delete_tenant(s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant_id),
-                                         actor="cli"))
+    _run(
+        lambda s: service.delete_tenant(
+            s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant_id), actor="cli"
+        )
+    )
     _emit({"deleted": tenant_id}, message=f"deleted tenant {tenant_id}")
 
 
@@ -215,18 +270,30 @@ def settings_show(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
     from printcloud.auth import service
 
     data = _run(lambda s: tenant_dict(service.get_tenant(s, issuer=issuer, tenant_id=tenant)))
-    _emit(data, _table(f"settings of {tenant}", ["setting", "value"], [[k, v] for k, v in data.items()]))
+    _emit(
+        data,
+        _table(f"settings of {tenant}", ["setting", "value"], [[k, v] for k, v in data.items()]),
+    )
 
 
 @settings_cli.command("set")
 def settings_set(
-    tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
-    local_auth_cooperation: Annotated[bool | None, typer.Option(
-        "--local-auth-cooperation/--no-local-auth-cooperation",
-        help="Seed 001: resource servers act as the device's local user")] = None,
-    users_may_grant_tenant_consent: Annotated[bool | None, typer.Option(
-        "--users-may-grant-tenant-consent/--only-admins-grant-tenant-consent",
-        help="Seed 002: who may grant tenant-wide consent")] = None,
+    tenant: TenantOpt,
+    issuer: IssuerOpt = "idp-a",
+    local_auth_cooperation: Annotated[
+        bool | None,
+        typer.Option(
+            "--local-auth-cooperation/--no-local-auth-cooperation",
+            help="Seed 001: resource servers act as the device's local user",
+        ),
+    ] = None,
+    users_may_grant_tenant_consent: Annotated[
+        bool | None,
+        typer.Option(
+            "--users-may-grant-tenant-consent/--only-admins-grant-tenant-consent",
+            help="Seed 002: who may grant tenant-wide consent",
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
 ) -> None:
     """Change a tenant's settings."""
@@ -234,18 +301,28 @@ def settings_set(
 
     def work(s: Any) -> dict[str, Any]:
         t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
-        service.update_tenant_settings(s, tenant=t, actor="cli", name=name,
-                                       local_auth_cooperation=local_auth_cooperation,
-                                       users_may_grant_tenant_consent=users_may_grant_tenant_consent)
+        service.update_tenant_settings(
+            s,
+            tenant=t,
+            actor="cli",
+            name=name,
+            local_auth_cooperation=local_auth_cooperation,
+            users_may_grant_tenant_consent=users_may_grant_tenant_consent,
+        )
         return tenant_dict(t)
 
     data = _run(work)
-    _emit(data, _table(f"settings of {tenant}", ["setting", "value"], [[k, v] for k, v in data.items()]))
+    _emit(
+        data,
+        _table(f"settings of {tenant}", ["setting", "value"], [[k, v] for k, v in data.items()]),
+    )
 
 
 @user_cli.command("create")
 def user_create(
-    username: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
+    username: str,
+    tenant: TenantOpt,
+    issuer: IssuerOpt = "idp-a",
     password: Annotated[str | None, typer.Option(help="Password (prompted when omitted)")] = None,
     admin_role: Annotated[bool, typer.Option("--admin", help="Tenant administrator")] = False,
     display_name: Annotated[str, typer.Option(help="Display name")] = "",
@@ -256,9 +333,20 @@ def user_create(
 
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    data = _run(lambda s: user_dict(service.create_user(
-        s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant), username=username, password=password,
-        is_admin=admin_role, display_name=display_name, email=email, actor="cli")))
+    data = _run(
+        lambda s: user_dict(
+            service.create_user(
+                s,
+                tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant),
+                username=username,
+                password=password,
+                is_admin=admin_role,
+                display_name=display_name,
+                email=email,
+                actor="cli",
+            )
+        )
+    )
     _emit(data, message=f"created user [bold]{username}[/bold] in {tenant}")
 
 
@@ -267,11 +355,25 @@ def user_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
     """List a tenant's users."""
     from printcloud.auth import service
 
-    data = _run(lambda s: [user_dict(u) for u in service.list_users(
-        s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant))])
-    _emit(data, _table(f"users of {tenant}", ["username", "display name", "admin", "disabled", "last login"],
-                       [[d["username"], d["display_name"], d["is_admin"], d["disabled"], d["last_login_at"]]
-                        for d in data]))
+    data = _run(
+        lambda s: [
+            user_dict(u)
+            for u in service.list_users(
+                s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+            )
+        ]
+    )
+    _emit(
+        data,
+        _table(
+            f"users of {tenant}",
+            ["username", "display name", "admin", "disabled", "last login"],
+            [
+                [d["username"], d["display_name"], d["is_admin"], d["disabled"], d["last_login_at"]]
+                for d in data
+            ],
+        ),
+    )
 
 
 @user_cli.command("delete")
@@ -281,7 +383,9 @@ def user_delete(username: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -
 
     def work(s: Any) -> None:
         t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
-        service.delete_user(s, tenant=t, user=service.get_user(s, tenant=t, username=username), actor="cli")
+        service.delete_user(
+            s, tenant=t, user=service.get_user(s, tenant=t, username=username), actor="cli"
+        )
 
     _run(work)
     _emit({"deleted": username}, message=f"deleted user {username}")
@@ -293,23 +397,40 @@ def client_create(
     name: Annotated[str, typer.Option(help="Display name")],
     issuer: IssuerOpt = "idp-a",
     kind: Annotated[str, typer.Option(help="confidential | public | device")] = "confidential",
-    grant: Annotated[list[str] | None, typer.Option(help="Grant type (repeat); default by kind")] = None,
+    grant: Annotated[
+        list[str] | None, typer.Option(help="Grant type (repeat); default by kind")
+    ] = None,
     redirect_uri: Annotated[list[str] | None, typer.Option(help="Redirect URI (repeat)")] = None,
-    scope: Annotated[str, typer.Option(help="Space-separated scopes the client may request")] = "print",
-    client_id: Annotated[str | None, typer.Option(help="Client ID (generated when omitted)")] = None,
+    scope: Annotated[
+        str, typer.Option(help="Space-separated scopes the client may request")
+    ] = "print",
+    client_id: Annotated[
+        str | None, typer.Option(help="Client ID (generated when omitted)")
+    ] = None,
 ) -> None:
     """Register a client. Its secret is printed once."""
     from printcloud.auth import service
 
     def work(s: Any) -> dict[str, Any]:
         c, secret = service.create_client(
-            s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant), name=name, kind=kind,
-            grant_types=grant, redirect_uris=redirect_uri, scope=scope, client_id=client_id, actor="cli")
+            s,
+            tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant),
+            name=name,
+            kind=kind,
+            grant_types=grant,
+            redirect_uris=redirect_uri,
+            scope=scope,
+            client_id=client_id,
+            actor="cli",
+        )
         return {**client_dict(c), "client_secret": secret}
 
     data = _run(work)
-    _emit(data, message=f"client_id     [bold]{data['client_id']}[/bold]\nclient_secret "
-                        f"[bold]{data['client_secret'] or '(public client: none)'}[/bold]  (shown once)")
+    _emit(
+        data,
+        message=f"client_id     [bold]{data['client_id']}[/bold]\nclient_secret "
+        f"[bold]{data['client_secret'] or '(public client: none)'}[/bold]  (shown once)",
+    )
 
 
 @client_cli.command("list")
@@ -317,11 +438,25 @@ def client_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
     """List a tenant's clients."""
     from printcloud.auth import service
 
-    data = _run(lambda s: [client_dict(c) for c in service.list_clients(
-        s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant))])
-    _emit(data, _table(f"clients of {tenant}", ["client_id", "name", "kind", "grants", "scope"],
-                       [[d["client_id"], d["name"], d["kind"], " ".join(d["grant_types"]), d["scope"]]
-                        for d in data]))
+    data = _run(
+        lambda s: [
+            client_dict(c)
+            for c in service.list_clients(
+                s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+            )
+        ]
+    )
+    _emit(
+        data,
+        _table(
+            f"clients of {tenant}",
+            ["client_id", "name", "kind", "grants", "scope"],
+            [
+                [d["client_id"], d["name"], d["kind"], " ".join(d["grant_types"]), d["scope"]]
+                for d in data
+            ],
+        ),
+    )
 
 
 @client_cli.command("rotate-secret")
@@ -331,8 +466,9 @@ def client_rotate(client_id: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a"
 
     def work(s: Any) -> dict[str, Any]:
         t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
-        secret = service.rotate_client_secret(s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id),
-                                              actor="cli")
+        secret = service.rotate_client_secret(
+            s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id), actor="cli"
+        )
         return {"client_id": client_id, "client_secret": secret}
 
     data = _run(work)
@@ -346,47 +482,94 @@ def client_delete(client_id: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a"
 
     def work(s: Any) -> None:
         t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
-        service.delete_client(s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id), actor="cli")
+        service.delete_client(
+            s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id), actor="cli"
+        )
 
     _run(work)
     _emit({"deleted": client_id}, message=f"deleted client {client_id}")
 
 
 def consent_dict(c: Any) -> dict[str, Any]:
-    return {"id": c.pk, "client_id": c.client.client_id, "client_name": c.client.name, "scope": c.scope,
-            "granted_by": c.granted_by, "granted_at": c.granted_at, "revoked_by": c.revoked_by,
-            "revoked_at": c.revoked_at}
+    return {
+        "id": c.pk,
+        "client_id": c.client.client_id,
+        "client_name": c.client.name,
+        "scope": c.scope,
+        "granted_by": c.granted_by,
+        "granted_at": c.granted_at,
+        "revoked_by": c.revoked_by,
+        "revoked_at": c.revoked_at,
+    }
 
 
 @consent_cli.command("list")
-def consent_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
-                 history: Annotated[bool, typer.Option(help="Include revoked consents")] = False) -> None:
+def consent_list(
+    tenant: TenantOpt,
+    issuer: IssuerOpt = "idp-a",
+    history: Annotated[bool, typer.Option(help="Include revoked consents")] = False,
+) -> None:
     """List tenant-wide consents (who granted them, when) and per-user consents."""
     from printcloud.auth import service
 
     def work(s: Any) -> dict[str, Any]:
         t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
         return {
-            "tenant_wide": [consent_dict(c) for c in service.list_tenant_consents(s, tenant=t,
-                                                                                 include_revoked=history)],
-            "per_user": [{"id": c.pk, "username": u.username, "client_id": cl.client_id, "scope": c.scope,
-                          "granted_at": c.granted_at} for c, u, cl in service.list_user_consents(s, tenant=t)],
+            "tenant_wide": [
+                consent_dict(c)
+                for c in service.list_tenant_consents(s, tenant=t, include_revoked=history)
+            ],
+            "per_user": [
+                {
+                    "id": c.pk,
+                    "username": u.username,
+                    "client_id": cl.client_id,
+                    "scope": c.scope,
+                    "granted_at": c.granted_at,
+                }
+                for c, u, cl in service.list_user_consents(s, tenant=t)
+            ],
         }
 
     data = _run(work)
-    _emit(data, _table(f"tenant-wide consents of {tenant}",
-                       ["id", "client", "scope", "granted by", "granted at", "revoked"],
-                       [[d["id"], d["client_name"], d["scope"], d["granted_by"], d["granted_at"],
-                         d["revoked_at"] or ""] for d in data["tenant_wide"]]))
+    _emit(
+        data,
+        _table(
+            f"tenant-wide consents of {tenant}",
+            ["id", "client", "scope", "granted by", "granted at", "revoked"],
+            [
+                [
+                    d["id"],
+                    d["client_name"],
+                    d["scope"],
+                    d["granted_by"],
+                    d["granted_at"],
+                    d["revoked_at"] or "",
+                ]
+                for d in data["tenant_wide"]
+            ],
+        ),
+    )
     if not state.json and data["per_user"]:
-        console.print(_table("per-user consents", ["id", "user", "client", "scope", "granted at"],
-                             [[d["id"], d["username"], d["client_id"], d["scope"], d["granted_at"]]
-                              for d in data["per_user"]])())
+        console.print(
+            _table(
+                "per-user consents",
+                ["id", "user", "client", "scope", "granted at"],
+                [
+                    [d["id"], d["username"], d["client_id"], d["scope"], d["granted_at"]]
+                    for d in data["per_user"]
+                ],
+            )()
+        )
 
 
 @consent_cli.command("revoke")
-def consent_revoke(consent_id: int, tenant: TenantOpt, issuer: IssuerOpt = "idp-a",
-                   per_user: Annotated[bool, typer.Option("--per-user", help="A per-user consent")] = False) -> None:
+def consent_revoke(
+    consent_id: int,
+    tenant: TenantOpt,
+    issuer: IssuerOpt = "idp-a",
+    per_user: Annotated[bool, typer.Option("--per-user", help="A per-user consent")] = False,
+) -> None:
     """Revoke a tenant-wide (default) or per-user consent."""
     from printcloud.auth import service
 
@@ -403,7 +586,9 @@ def consent_revoke(consent_id: int, tenant: TenantOpt, issuer: IssuerOpt = "idp-
 
 @admin.command("purge-expired")
 def purge_expired(
-    days: Annotated[int, typer.Option(min=0, help="Keep rows expired for less than this many days")] = 1,
+    days: Annotated[
+        int, typer.Option(min=0, help="Keep rows expired for less than this many days")
+    ] = 1,
 ) -> None:
     """Delete tokens, codes, sessions and device grants expired for longer than DAYS."""
     from datetime import timedelta

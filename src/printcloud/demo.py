@@ -76,17 +76,34 @@ class Browser:
             raise RuntimeError("no CSRF field on the page")
         return found.group(1)
 
-    def authorize(self, issuer: str, query: dict[str, str], *, tenant: str, username: str, password: str,
-                  tenant_wide: bool = False) -> tuple[str | None, bool, bool]:
-        """Runs the authorization endpoint to its redirect. Answers (code, asked, tenant_box_offered)."""
+    def authorize(
+        self,
+        issuer: str,
+        query: dict[str, str],
+        *,
+        tenant: str,
+        username: str,
+        password: str,
+        tenant_wide: bool = False,
+    ) -> tuple[str | None, bool, bool]:
+        """Runs the authorization endpoint to its redirect.
+
+        Answers (code, asked, tenant_box_offered)."""
         url = f"/{issuer}/authorize?{urlencode(query)}"
         resp = self.http.get(url)
         if resp.status_code == 303 and "/login" in resp.headers["location"]:
             login_page = self.http.get(resp.headers["location"])
             nxt = parse_qs(urlsplit(resp.headers["location"]).query)["next"][0]
-            resp = self.http.post(f"/{issuer}/login", data={
-                "tenant": tenant, "username": username, "password": password,
-                "csrf": self._csrf(login_page.text), "next": nxt})
+            resp = self.http.post(
+                f"/{issuer}/login",
+                data={
+                    "tenant": tenant,
+                    "username": username,
+                    "password": password,
+                    "csrf": self._csrf(login_page.text),
+                    "next": nxt,
+                },
+            )
             if resp.status_code != 303:
                 raise RuntimeError(f"login failed: {resp.status_code}")
             resp = self.http.get(resp.headers["location"])
@@ -107,7 +124,9 @@ class Browser:
 
 def _pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
     return verifier, challenge
 
 
@@ -131,8 +150,11 @@ def _start(settings: Settings) -> tuple[_Server, threading.Thread]:
     from printcloud.stack import create_stack
 
     app = create_stack(settings)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                   access_log=False))
+    server = _Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=settings.port, log_level="warning", access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -147,22 +169,32 @@ def run_demo(base: Settings, *, keep_running: bool = False) -> int:
     data_dir = base.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     port = _free_port(base.port)
-    settings = base.model_copy(update={
-        "data_dir": data_dir, "port": port, "public_url": f"http://127.0.0.1:{port}",
-        "database_url": base.database_url,
-    })
+    settings = base.model_copy(
+        update={
+            "data_dir": data_dir,
+            "port": port,
+            "public_url": f"http://127.0.0.1:{port}",
+            "database_url": base.database_url,
+        }
+    )
     console.rule("[bold]printcloud demo")
     with console.status("Starting the embedded stack (migrations, issuers idp-a and idp-b)…"):
         server, thread = _start(settings)
-    console.print(f"Stack up at [link]{settings.public_url}[/link]; data in [bold]{data_dir}[/bold]")
+    console.print(
+        f"Stack up at [link]{settings.public_url}[/link]; data in [bold]{data_dir}[/bold]"
+    )
     report = Report()
     try:
         _walk(settings, report)
     finally:
         if keep_running:
-            console.print(Panel(f"Serving at {settings.public_url} — sign in at "
-                                f"{settings.public_url}/idp-a/login (tenant 1000AA, alice / demo-password-1). "
-                                "Ctrl+C to stop."))
+            console.print(
+                Panel(
+                    f"Serving at {settings.public_url} — sign in at "
+                    f"{settings.public_url}/idp-a/login (tenant 1000AA, alice / demo-password-1). "
+                    "Ctrl+C to stop."
+                )
+            )
             try:
                 while thread.is_alive():
                     time.sleep(0.5)
@@ -193,71 +225,157 @@ def _walk(settings: Settings, report: Report) -> None:
     base = settings.public_url
     console.rule("Set-up: tenants, users, a device client")
     with db.session() as s:
-        acme = auth_service.create_tenant(s, issuer=issuer, tenant_id="1000AA", name="Acme Printing", actor="demo")
-        globex = auth_service.create_tenant(s, issuer=issuer, tenant_id="1000BB", name="Globex", actor="demo")
-        auth_service.create_user(s, tenant=acme, username="alice", password="demo-password-1", is_admin=True,
-                                 display_name="Alice Admin", actor="demo")
-        auth_service.create_user(s, tenant=acme, username="bob", password="demo-password-2",
-                                 display_name="Bob", actor="demo")
-        auth_service.create_user(s, tenant=globex, username="carol", password="demo-password-3",
-                                 display_name="Carol", actor="demo")
+        acme = auth_service.create_tenant(
+            s, issuer=issuer, tenant_id="1000AA", name="Acme Printing", actor="demo"
+        )
+        globex = auth_service.create_tenant(
+            s, issuer=issuer, tenant_id="1000BB", name="Globex", actor="demo"
+        )
+        auth_service.create_user(
+            s,
+            tenant=acme,
+            username="alice",
+            password="demo-password-1",
+            is_admin=True,
+            display_name="Alice Admin",
+            actor="demo",
+        )
+        auth_service.create_user(
+            s,
+            tenant=acme,
+            username="bob",
+            password="demo-password-2",
+            display_name="Bob",
+            actor="demo",
+        )
+        auth_service.create_user(
+            s,
+            tenant=globex,
+            username="carol",
+            password="demo-password-3",
+            display_name="Carol",
+            actor="demo",
+        )
         device, device_secret = auth_service.create_client(
-            s, tenant=acme, name="MFP 3rd floor", kind="device", client_id="mfp-3f",
-            redirect_uris=[CALLBACK], scope="print profile device", actor="demo")
+            s,
+            tenant=acme,
+            name="MFP 3rd floor",
+            kind="device",
+            client_id="mfp-3f",
+            redirect_uris=[CALLBACK],
+            scope="print profile device",
+            actor="demo",
+        )
         device_id = device.client_id
     db.dispose()
     assert device_secret is not None
-    console.print("  tenants [bold]1000AA[/bold] (Acme Printing: alice admin, bob) and [bold]1000BB[/bold] "
-                  "(Globex: carol); device client [bold]mfp-3f[/bold]")
+    console.print(
+        "  tenants [bold]1000AA[/bold] (Acme Printing: alice admin, bob) and [bold]1000BB[/bold] "
+        "(Globex: carol); device client [bold]mfp-3f[/bold]"
+    )
 
     console.rule("Seed 001: a token that carries the device's local user")
     mfp = AuthClient(f"{base}/{issuer}", client_id=device_id, client_secret=device_secret)
     local_user = {"id": "jdoe", "name": "J. Doe"}
     token = mfp.client_credentials(scope="print", local_user=local_user)
     info = mfp.introspect(token.access_token)
-    report.check("token with local_user", bool(token.access_token), f"expires in {token.expires_in}s, "
-                 f"scope {token.scope!r}")
-    report.check("introspection: tenant + local user",
-                 info.get("tenant_id") == "1000AA" and info.get("local_user") == local_user,
-                 f"tenant_id={info.get('tenant_id')} local_user={info.get('local_user')}")
+    report.check(
+        "token with local_user",
+        bool(token.access_token),
+        f"expires in {token.expires_in}s, scope {token.scope!r}",
+    )
+    report.check(
+        "introspection: tenant + local user",
+        info.get("tenant_id") == "1000AA" and info.get("local_user") == local_user,
+        f"tenant_id={info.get('tenant_id')} local_user={info.get('local_user')}",
+    )
     me = mfp.me(token.access_token)
-    report.check("/api/me, cooperation mode OFF", me["acting_user"] == device_id,
-                 f"acts as {me['acting_kind']} {me['acting_user']}")
+    report.check(
+        "/api/me, cooperation mode OFF",
+        me["acting_user"] == device_id,
+        f"acts as {me['acting_kind']} {me['acting_user']}",
+    )
     with Database(settings.effective_database_url).session() as s:
-        auth_service.update_tenant_settings(s, tenant=auth_service.get_tenant(s, issuer=issuer, tenant_id="1000AA"),
-                                            actor="demo", local_auth_cooperation=True)
+        auth_service.update_tenant_settings(
+            s,
+            tenant=auth_service.get_tenant(s, issuer=issuer, tenant_id="1000AA"),
+            actor="demo",
+            local_auth_cooperation=True,
+        )
     token2 = mfp.client_credentials(scope="print", local_user=local_user)
     me2 = mfp.me(token2.access_token)
-    report.check("/api/me, cooperation mode ON", me2["acting_user"] == "jdoe",
-                 f"acts as {me2['acting_kind']} {me2['acting_user']}")
+    report.check(
+        "/api/me, cooperation mode ON",
+        me2["acting_user"] == "jdoe",
+        f"acts as {me2['acting_kind']} {me2['acting_user']}",
+    )
 
     console.rule("Seed 002: one consent for the whole tenant on this device")
     verifier, challenge = _pkce()
-    query = {"response_type": "code", "client_id": device_id, "redirect_uri": CALLBACK, "scope": "print profile",
-             "state": secrets.token_urlsafe(8), "code_challenge": challenge, "code_challenge_method": "S256"}
+    query = {
+        "response_type": "code",
+        "client_id": device_id,
+        "redirect_uri": CALLBACK,
+        "scope": "print profile",
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     alice = Browser(base)
-    code, asked, offered = alice.authorize(issuer, query, tenant="1000AA", username="alice",
-                                           password="demo-password-1", tenant_wide=True)
-    report.check("alice (admin) is asked, ticks 'everyone in Acme Printing'", bool(code and asked and offered),
-                 f"consent page shown={asked}, tenant-wide box offered={offered}")
+    code, asked, offered = alice.authorize(
+        issuer,
+        query,
+        tenant="1000AA",
+        username="alice",
+        password="demo-password-1",
+        tenant_wide=True,
+    )
+    report.check(
+        "alice (admin) is asked, ticks 'everyone in Acme Printing'",
+        bool(code and asked and offered),
+        f"consent page shown={asked}, tenant-wide box offered={offered}",
+    )
     tokens = mfp.exchange_code(code or "", redirect_uri=CALLBACK, code_verifier=verifier)
-    report.check("code + PKCE → tokens", bool(tokens.access_token and tokens.refresh_token),
-                 "access and refresh token issued")
-    verifier_b, challenge_b = _pkce()
+    report.check(
+        "code + PKCE → tokens",
+        bool(tokens.access_token and tokens.refresh_token),
+        "access and refresh token issued",
+    )
+    _, challenge_b = _pkce()
     code_b, asked_b, _ = Browser(base).authorize(
-        issuer, {**query, "code_challenge": challenge_b, "state": "b"}, tenant="1000AA", username="bob",
-        password="demo-password-2")
-    report.check("bob (same tenant) is NOT asked", bool(code_b) and not asked_b,
-                 f"consent page shown={asked_b}, code issued={bool(code_b)}")
-    code_c, asked_c, offered_c = Browser(base).authorize(
-        issuer, {**query, "state": "c"}, tenant="1000BB", username="carol", password="demo-password-3")
-    report.check("carol (other tenant) IS asked", asked_c and not offered_c,
-                 f"consent page shown={asked_c}, tenant-wide box offered={offered_c}")
+        issuer,
+        {**query, "code_challenge": challenge_b, "state": "b"},
+        tenant="1000AA",
+        username="bob",
+        password="demo-password-2",
+    )
+    report.check(
+        "bob (same tenant) is NOT asked",
+        bool(code_b) and not asked_b,
+        f"consent page shown={asked_b}, code issued={bool(code_b)}",
+    )
+    _, asked_c, offered_c = Browser(base).authorize(
+        issuer,
+        {**query, "state": "c"},
+        tenant="1000BB",
+        username="carol",
+        password="demo-password-3",
+    )
+    report.check(
+        "carol (other tenant) IS asked",
+        asked_c and not offered_c,
+        f"consent page shown={asked_c}, tenant-wide box offered={offered_c}",
+    )
     with Database(settings.effective_database_url).session() as s:
-        consents = auth_service.list_tenant_consents(s, tenant=auth_service.get_tenant(s, issuer=issuer,
-                                                                                       tenant_id="1000AA"))
-        summary = [f"{c.client.name}: by {c.granted_by} at {c.granted_at:%H:%M:%S}" for c in consents]
-    report.check("tenant-wide consent listed with who and when", len(summary) == 1, "; ".join(summary))
+        consents = auth_service.list_tenant_consents(
+            s, tenant=auth_service.get_tenant(s, issuer=issuer, tenant_id="1000AA")
+        )
+        summary = [
+            f"{c.client.name}: by {c.granted_by} at {c.granted_at:%H:%M:%S}" for c in consents
+        ]
+    report.check(
+        "tenant-wide consent listed with who and when", len(summary) == 1, "; ".join(summary)
+    )
 
     console.rule("Seed 000, FIG. 11: the browser's session (AUTH_ID) → print-service tokens")
     svc_id, svc_secret = settings.service_client(issuer, "docgen")
@@ -265,15 +383,21 @@ def _walk(settings: Settings, report: Report) -> None:
     auth_id = alice.session_id(issuer) or ""
     exchanged = docgen.exchange_session(auth_id, scope="print")
     who = docgen.introspect(exchanged.access_token)
-    report.check("token exchange of alice's session", who.get("username") == "alice" and bool(exchanged.refresh_token),
-                 f"user={who.get('username')} tenant={who.get('tenant_id')} refresh token issued")
+    report.check(
+        "token exchange of alice's session",
+        who.get("username") == "alice" and bool(exchanged.refresh_token),
+        f"user={who.get('username')} tenant={who.get('tenant_id')} refresh token issued",
+    )
     refreshed = docgen.refresh(exchanged.refresh_token or "")
     reused: Any
     try:
         docgen.refresh(exchanged.refresh_token or "")
         reused = "accepted"
-    except Exception as exc:  # noqa: BLE001 - the demo reports whatever happened
+    except Exception as exc:
         reused = str(exc)
     still = docgen.introspect(refreshed.access_token).get("active")
-    report.check("refresh rotates; reuse revokes the family", "invalid_grant" in str(reused) and still is False,
-                 f"reuse answered {reused!r}; newest access token active={still}")
+    report.check(
+        "refresh rotates; reuse revokes the family",
+        "invalid_grant" in str(reused) and still is False,
+        f"reuse answered {reused!r}; newest access token active={still}",
+    )

@@ -41,7 +41,9 @@ def create_stack(settings: Settings, *, service: str | None = None) -> ASGIApp:
     runtime = auth.state.auth
     if service == "auth":
         return OAuthFastLane(auth, runtime)
-    root = FastAPI(title="printcloud", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    root = FastAPI(
+        title="printcloud", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+    )
 
     @root.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -30,7 +30,9 @@ def test_blob_round_trip_and_atomic_names(tmp_path: Path) -> None:
         store.get("jobs/1/a.pdf")
 
 
-@pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "a/../../b", "a//b", "", "a/.hidden/..", "a b"])
+@pytest.mark.parametrize(
+    "key", ["../etc/passwd", "/abs", "a/../../b", "a//b", "", "a/.hidden/..", "a b"]
+)
 def test_blob_keys_cannot_escape(tmp_path: Path, key: str) -> None:
     with pytest.raises(InvalidRequest):
         FileBlobStore(tmp_path).put(key, b"x")
@@ -45,7 +47,12 @@ def test_blob_stream_limit_leaves_nothing(tmp_path: Path) -> None:
 
 def test_logs_are_json_and_redact_secrets() -> None:
     record = logging.LogRecord("printcloud.x", logging.INFO, __file__, 1, "issued", None, None)
-    record.fields = {"client_id": "abc", "client_secret": "s3cret", "access_token": "t0k", "password": "pw"}
+    record.fields = {
+        "client_id": "abc",
+        "client_secret": "s3cret",
+        "access_token": "t0k",
+        "password": "pw",
+    }
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "issued" and line["client_id"] == "abc"
     assert line["client_secret"] == line["access_token"] == line["password"] == "***"
@@ -58,7 +65,9 @@ def test_urls_and_utc_datetimes(tmp_path: Path) -> None:
     column = UTCDateTime()
     tokyo = datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=9)))
     assert column.process_bind_param(tokyo, None) == datetime(2026, 1, 1, 0, tzinfo=UTC)
-    assert column.process_result_value(datetime(2026, 1, 1), None) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert column.process_result_value(datetime(2026, 1, 1), None) == datetime(
+        2026, 1, 1, tzinfo=UTC
+    )
     with pytest.raises(ValueError, match="naive"):
         column.process_bind_param(datetime(2026, 1, 1), None)
 
@@ -68,7 +77,9 @@ def test_migrations_apply_once_and_are_idempotent(tmp_path: Path) -> None:
     migrate(db, "printcloud:migrations")
     migrate(db, "printcloud:migrations")
     with db.engine.connect() as conn:
-        tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+        tables = {
+            r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+        }
         assert {"auth_tenants", "auth_access_tokens", "alembic_version"} <= tables
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     db.dispose()
@@ -85,6 +96,8 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'm.sqlite3'}")
     migrate(db, "printcloud:migrations")
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
     db.dispose()
     assert diff == []

@@ -11,7 +11,10 @@ from tests.conftest import Stack
 @pytest.mark.parametrize(
     ("path", "kwargs"),
     [
-        ("/idp-a/login", {"data": {"tenant": "a\x00b", "username": "u", "password": "p", "csrf": "x"}}),
+        (
+            "/idp-a/login",
+            {"data": {"tenant": "a\x00b", "username": "u", "password": "p", "csrf": "x"}},
+        ),
         ("/idp-a/login?next=%00", {"data": {"tenant": "a"}}),
         ("/idp-a/token", {"data": {"grant_type": "client_credentials", "scope": "\x00"}}),
         ("/idp-a/api/admin/tenants", {"json": {"tenant_id": "a\x00"}}),

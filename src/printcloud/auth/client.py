@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"  # noqa: S105
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 
 
 class OAuthError(Exception):
@@ -30,20 +30,30 @@ class TokenSet:
     expires_in: int
     scope: str
     refresh_token: str | None = None
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TokenSet:
-        return cls(access_token=data["access_token"], expires_in=int(data.get("expires_in", 0)),
-                   scope=data.get("scope", ""), refresh_token=data.get("refresh_token"),
-                   token_type=data.get("token_type", "Bearer"))
+        return cls(
+            access_token=data["access_token"],
+            expires_in=int(data.get("expires_in", 0)),
+            scope=data.get("scope", ""),
+            refresh_token=data.get("refresh_token"),
+            token_type=data.get("token_type", "Bearer"),
+        )
 
 
 class AuthClient:
     """Talks to one issuer as one client."""
 
-    def __init__(self, issuer_url: str, *, client_id: str, client_secret: str | None,
-                 http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        issuer_url: str,
+        *,
+        client_id: str,
+        client_secret: str | None,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.issuer_url = issuer_url.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
@@ -65,10 +75,16 @@ class AuthClient:
             resp = self.http.post(url, data=data, auth=(self.client_id, self.client_secret))
         body: dict[str, Any] = resp.json() if resp.content else {}
         if resp.status_code >= 400:
-            raise OAuthError(resp.status_code, str(body.get("error", "error")), str(body.get("error_description", "")))
+            raise OAuthError(
+                resp.status_code,
+                str(body.get("error", "error")),
+                str(body.get("error_description", "")),
+            )
         return body
 
-    def client_credentials(self, *, scope: str | None = None, local_user: dict[str, Any] | None = None) -> TokenSet:
+    def client_credentials(
+        self, *, scope: str | None = None, local_user: dict[str, Any] | None = None
+    ) -> TokenSet:
         data = {"grant_type": "client_credentials"}
         if scope:
             data["scope"] = scope
@@ -78,17 +94,25 @@ class AuthClient:
 
     def exchange_session(self, session_id: str, *, scope: str | None = None) -> TokenSet:
         """RFC 8693: a browser's authentication session (seed 000's AUTH_ID) → tokens."""
-        data = {"grant_type": TOKEN_EXCHANGE, "subject_token": session_id,
-                "subject_token_type": SESSION_TOKEN_TYPE}
+        data = {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": session_id,
+            "subject_token_type": SESSION_TOKEN_TYPE,
+        }
         if scope:
             data["scope"] = scope
         return TokenSet.from_json(self._post("token_endpoint", data))
 
     def refresh(self, refresh_token: str) -> TokenSet:
-        return TokenSet.from_json(self._post("token_endpoint", {"grant_type": "refresh_token",
-                                                               "refresh_token": refresh_token}))
+        return TokenSet.from_json(
+            self._post(
+                "token_endpoint", {"grant_type": "refresh_token", "refresh_token": refresh_token}
+            )
+        )
 
-    def exchange_code(self, code: str, *, redirect_uri: str, code_verifier: str | None = None) -> TokenSet:
+    def exchange_code(
+        self, code: str, *, redirect_uri: str, code_verifier: str | None = None
+    ) -> TokenSet:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier:
             data["code_verifier"] = code_verifier
@@ -101,8 +125,12 @@ class AuthClient:
         self._post("revocation_endpoint", {"token": token})
 
     def me(self, access_token: str) -> dict[str, Any]:
-        resp = self.http.get(f"{self.issuer_url}/api/me", headers={"Authorization": f"Bearer {access_token}"})
+        resp = self.http.get(
+            f"{self.issuer_url}/api/me", headers={"Authorization": f"Bearer {access_token}"}
+        )
         body: dict[str, Any] = resp.json()
         if resp.status_code >= 400:
-            raise OAuthError(resp.status_code, str(body.get("error")), str(body.get("error_description", "")))
+            raise OAuthError(
+                resp.status_code, str(body.get("error")), str(body.get("error_description", ""))
+            )
         return body

@@ -10,7 +10,6 @@ Every other request passes through untouched.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -46,22 +45,38 @@ class OAuthFastLane:
                 return
         await self.app(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, issuer: str, endpoint: str) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, issuer: str, endpoint: str
+    ) -> None:
         headers = Headers(scope=scope)
         extra: dict[str, str] = {}
         try:
             body = await _read_body(receive, headers)
             client = scope.get("client")
             status, payload, extra = await oauth_post(
-                self.rt, issuer, endpoint, path=scope["path"], query=scope.get("query_string", b"").decode("latin-1"),
-                headers=headers, body=body, ip=client[0] if client else "unknown",
+                self.rt,
+                issuer,
+                endpoint,
+                path=scope["path"],
+                query=scope.get("query_string", b"").decode("latin-1"),
+                headers=headers,
+                body=body,
+                ip=client[0] if client else "unknown",
             )
         except PrintcloudError as exc:
             status, payload, extra = exc.status_code, exc.as_dict(), exc.headers()
         except Exception:
             log.exception("unhandled error", extra={"fields": {"path": scope["path"]}})
-            status, payload = 500, {"error": "server_error", "error_description": "internal error; it has been logged"}
-        raw = json.dumps(payload if isinstance(payload, dict) else {}, separators=(",", ":")).encode()
+            status, payload = (
+                500,
+                {
+                    "error": "server_error",
+                    "error_description": "internal error; it has been logged",
+                },
+            )
+        raw = json.dumps(
+            payload if isinstance(payload, dict) else {}, separators=(",", ":")
+        ).encode()
         out: list[tuple[bytes, bytes]] = list(_BASE_HEADERS)
         for key, value in extra.items():
             if key.lower() not in ("content-type", "cache-control", "pragma"):
@@ -78,7 +93,7 @@ async def _read_body(receive: Receive, headers: Headers) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        message: dict[str, Any] = await receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")

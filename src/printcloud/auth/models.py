@@ -41,7 +41,9 @@ class User(Base):
     __table_args__ = (UniqueConstraint("tenant_pk", "username"),)
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
     username: Mapped[str] = mapped_column(String(128))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str] = mapped_column(String(320), default="")
@@ -59,7 +61,9 @@ class Client(Base):
     __table_args__ = (UniqueConstraint("issuer", "client_id"),)
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
     issuer: Mapped[str] = mapped_column(String(64))
     client_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(200))
@@ -82,8 +86,12 @@ class AuthSession(Base):
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_digest: Mapped[str] = mapped_column(String(64), unique=True)
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
-    user_pk: Mapped[int] = mapped_column(ForeignKey("auth_users.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
+    user_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_users.pk", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -95,7 +103,9 @@ class AuthorizationCode(Base):
     __tablename__ = "auth_codes"
 
     code_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
     client_pk: Mapped[int] = mapped_column(ForeignKey("auth_clients.pk", ondelete="CASCADE"))
     user_pk: Mapped[int] = mapped_column(ForeignKey("auth_users.pk", ondelete="CASCADE"))
     redirect_uri: Mapped[str] = mapped_column(Text)
@@ -121,8 +131,12 @@ class AccessToken(Base):
     __table_args__ = (Index("ix_auth_access_tokens_family", "family_id"),)
 
     token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
-    client_pk: Mapped[int] = mapped_column(ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True
+    )
     user_pk: Mapped[int | None] = mapped_column(
         ForeignKey("auth_users.pk", ondelete="CASCADE"), nullable=True, index=True
     )
@@ -142,8 +156,12 @@ class RefreshToken(Base):
 
     token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     family_id: Mapped[str] = mapped_column(String(64))
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
-    client_pk: Mapped[int] = mapped_column(ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True
+    )
     user_pk: Mapped[int | None] = mapped_column(
         ForeignKey("auth_users.pk", ondelete="CASCADE"), nullable=True, index=True
     )
@@ -166,9 +184,13 @@ class UserConsent(Base):
     __table_args__ = (UniqueConstraint("user_pk", "client_pk"),)
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
     user_pk: Mapped[int] = mapped_column(ForeignKey("auth_users.pk", ondelete="CASCADE"))
-    client_pk: Mapped[int] = mapped_column(ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True)
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True
+    )
     scope: Mapped[str] = mapped_column(Text, default="")
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -180,8 +202,12 @@ class TenantConsent(Base):
     __tablename__ = "auth_tenant_consents"
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
-    client_pk: Mapped[int] = mapped_column(ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True
+    )
     scope: Mapped[str] = mapped_column(Text, default="")
     granted_by: Mapped[str] = mapped_column(String(128))
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -198,13 +224,19 @@ class DeviceGrant(Base):
 
     device_code_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_code: Mapped[str] = mapped_column(String(16), unique=True)
-    client_pk: Mapped[int] = mapped_column(ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True)
+    client_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_clients.pk", ondelete="CASCADE"), index=True
+    )
     #: The client's tenant until a user answers, then the user's.
-    tenant_pk: Mapped[int] = mapped_column(ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    user_pk: Mapped[int | None] = mapped_column(ForeignKey("auth_users.pk", ondelete="CASCADE"), nullable=True)
+    user_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("auth_users.pk", ondelete="CASCADE"), nullable=True
+    )
     approved: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -39,18 +39,27 @@ class Runtime:
     def __post_init__(self) -> None:
         counter = make_counter(self.settings.rate_limit_url)
         self.login_limiter = Limiter(counter, "login", self.settings.login_attempts_per_minute, 60)
-        self.login_ip_limiter = Limiter(counter, "login-ip", self.settings.login_attempts_per_minute * 5, 60)
-        self.client_auth_limiter = Limiter(counter, "client-auth", self.settings.client_auth_failures_per_minute, 60)
+        self.login_ip_limiter = Limiter(
+            counter, "login-ip", self.settings.login_attempts_per_minute * 5, 60
+        )
+        self.client_auth_limiter = Limiter(
+            counter, "client-auth", self.settings.client_auth_failures_per_minute, 60
+        )
         self.clients = ClientCache(self.db.engine, ttl=self.settings.client_cache_ttl)
         self.writer: TokenWriter | LoopTokenWriter = (
             LoopTokenWriter(self.db.engine) if self.db.is_sqlite else TokenWriter(self.db.engine)
         )
         for issuer in self.settings.issuers:
-            self.servers[issuer] = IssuerServer(issuer=issuer, settings=self.settings, clients=self.clients)
+            self.servers[issuer] = IssuerServer(
+                issuer=issuer, settings=self.settings, clients=self.clients
+            )
             client_id, secret = self.settings.service_client(issuer, "auth")
             self.guards[issuer] = Guard(
-                issuer=issuer, introspection_url=f"{self.settings.issuer_url(issuer)}/introspect",
-                client_id=client_id, client_secret=secret, cache_ttl=self.settings.guard_cache_ttl,
+                issuer=issuer,
+                introspection_url=f"{self.settings.issuer_url(issuer)}/introspect",
+                client_id=client_id,
+                client_secret=secret,
+                cache_ttl=self.settings.guard_cache_ttl,
             )
 
     def server(self, issuer: str) -> IssuerServer:
@@ -59,7 +68,9 @@ class Runtime:
         except KeyError:
             raise NotFound(f"no issuer {issuer!r}") from None
 
-    def oauth_call(self, issuer: str, request: Request | None, fn: Callable[[IssuerServer, Any], T]) -> T:
+    def oauth_call(
+        self, issuer: str, request: Request | None, fn: Callable[[IssuerServer, Any], T]
+    ) -> T:
         """Run `fn(server, request)` with a DB session bound for Authlib (in a worker thread)."""
         server = self.server(issuer)
         with self.db.session() as db:
@@ -69,7 +80,9 @@ class Runtime:
             finally:
                 unbind(token)
 
-    def oauth_call_hot(self, issuer: str, request: Request, fn: Callable[[IssuerServer, Any], T]) -> tuple[T, Call]:
+    def oauth_call_hot(
+        self, issuer: str, request: Request, fn: Callable[[IssuerServer, Any], T]
+    ) -> tuple[T, Call]:
         """Run `fn` without a session, on the event loop: new token rows stay in the
         returned Call for the group-commit writer. Only for steps that need no reads
         beyond the client cache (client credentials)."""
@@ -85,7 +98,9 @@ class Runtime:
         """Run a read-only `fn` (introspection) on a bare connection, without a session."""
         server = self.server(issuer)
         with self.db.engine.connect() as conn:
-            token = bind(Call(db=None, issuer=issuer, settings=self.settings, request=request, conn=conn))
+            token = bind(
+                Call(db=None, issuer=issuer, settings=self.settings, request=request, conn=conn)
+            )
             try:
                 return fn(server, request)
             finally:
@@ -97,7 +112,9 @@ class Runtime:
             return fn()
         return await run_in_threadpool(fn)
 
-    async def persist_tokens(self, access: list[dict[str, Any]], refresh: list[dict[str, Any]]) -> None:
+    async def persist_tokens(
+        self, access: list[dict[str, Any]], refresh: list[dict[str, Any]]
+    ) -> None:
         """Wait until the group commit holding these token rows is durable."""
         pending = self.writer.submit(access, refresh)
         if isinstance(pending, asyncio.Future):

@@ -63,26 +63,48 @@ _LOCAL_USER_MAX = 2048
 
 
 def audit(
-    db: Session, *, issuer: str, tenant: Tenant | None, actor: str, action: str,
-    target: str = "", details: dict[str, Any] | None = None,
+    db: Session,
+    *,
+    issuer: str,
+    tenant: Tenant | None,
+    actor: str,
+    action: str,
+    target: str = "",
+    details: dict[str, Any] | None = None,
 ) -> None:
-    db.add(AuditEvent(issuer=issuer, tenant_pk=tenant.pk if tenant else None, actor=actor,
-                      action=action, target=target, details=details or {}))
+    db.add(
+        AuditEvent(
+            issuer=issuer,
+            tenant_pk=tenant.pk if tenant else None,
+            actor=actor,
+            action=action,
+            target=target,
+            details=details or {},
+        )
+    )
 
 
 def list_audit(db: Session, *, tenant: Tenant, limit: int = 100) -> list[AuditEvent]:
-    return list(db.scalars(
-        select(AuditEvent).where(AuditEvent.tenant_pk == tenant.pk)
-        .order_by(AuditEvent.at.desc(), AuditEvent.pk.desc()).limit(limit)
-    ))
+    return list(
+        db.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.tenant_pk == tenant.pk)
+            .order_by(AuditEvent.at.desc(), AuditEvent.pk.desc())
+            .limit(limit)
+        )
+    )
 
 
 # -- tenants ------------------------------------------------------------------
 
 
-def create_tenant(db: Session, *, issuer: str, tenant_id: str, name: str = "", actor: str = "system") -> Tenant:
+def create_tenant(
+    db: Session, *, issuer: str, tenant_id: str, name: str = "", actor: str = "system"
+) -> Tenant:
     if not _TENANT_ID.match(tenant_id):
-        raise InvalidRequest("tenant_id must be 1-64 letters, digits, '.', '_' or '-'", field="tenant_id")
+        raise InvalidRequest(
+            "tenant_id must be 1-64 letters, digits, '.', '_' or '-'", field="tenant_id"
+        )
     if db.scalar(select(Tenant).where(Tenant.issuer == issuer, Tenant.tenant_id == tenant_id)):
         raise Conflict(f"tenant {tenant_id!r} already exists at {issuer}", field="tenant_id")
     tenant = Tenant(issuer=issuer, tenant_id=tenant_id, name=name or tenant_id)
@@ -100,12 +122,19 @@ def get_tenant(db: Session, *, issuer: str, tenant_id: str) -> Tenant:
 
 
 def list_tenants(db: Session, *, issuer: str) -> list[Tenant]:
-    return list(db.scalars(select(Tenant).where(Tenant.issuer == issuer).order_by(Tenant.tenant_id)))
+    return list(
+        db.scalars(select(Tenant).where(Tenant.issuer == issuer).order_by(Tenant.tenant_id))
+    )
 
 
 def update_tenant_settings(
-    db: Session, *, tenant: Tenant, actor: str, name: str | None = None,
-    local_auth_cooperation: bool | None = None, users_may_grant_tenant_consent: bool | None = None,
+    db: Session,
+    *,
+    tenant: Tenant,
+    actor: str,
+    name: str | None = None,
+    local_auth_cooperation: bool | None = None,
+    users_may_grant_tenant_consent: bool | None = None,
 ) -> Tenant:
     changes: dict[str, Any] = {}
     if name is not None:
@@ -119,15 +148,29 @@ def update_tenant_settings(
             users_may_grant_tenant_consent
         )
     if changes:
-        audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="tenant.settings",
-              target=tenant.tenant_id, details=changes)
+        audit(
+            db,
+            issuer=tenant.issuer,
+            tenant=tenant,
+            actor=actor,
+            action="tenant.settings",
+            target=tenant.tenant_id,
+            details=changes,
+        )
     return tenant
 
 
 def delete_tenant(db: Session, *, tenant: Tenant, actor: str) -> None:
     if tenant.is_system:
         raise InvalidRequest("the system tenant cannot be deleted", field="tenant_id")
-    audit(db, issuer=tenant.issuer, tenant=None, actor=actor, action="tenant.delete", target=tenant.tenant_id)
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=None,
+        actor=actor,
+        action="tenant.delete",
+        target=tenant.tenant_id,
+    )
     db.delete(tenant)
 
 
@@ -142,24 +185,45 @@ def _check_password(password: str) -> None:
 
 
 def create_user(
-    db: Session, *, tenant: Tenant, username: str, password: str | None, is_admin: bool = False,
-    display_name: str = "", email: str = "", actor: str = "system",
+    db: Session,
+    *,
+    tenant: Tenant,
+    username: str,
+    password: str | None,
+    is_admin: bool = False,
+    display_name: str = "",
+    email: str = "",
+    actor: str = "system",
 ) -> User:
     if not _USERNAME.match(username):
-        raise InvalidRequest("username must be 1-128 letters, digits or . _ @ + -", field="username")
+        raise InvalidRequest(
+            "username must be 1-128 letters, digits or . _ @ + -", field="username"
+        )
     if password is not None:
         _check_password(password)
     if db.scalar(select(User.pk).where(User.tenant_pk == tenant.pk, User.username == username)):
-        raise Conflict(f"user {username!r} already exists in tenant {tenant.tenant_id}", field="username")
+        raise Conflict(
+            f"user {username!r} already exists in tenant {tenant.tenant_id}", field="username"
+        )
     user = User(
-        tenant_pk=tenant.pk, username=username, is_admin=is_admin,
-        display_name=display_name or username, email=email,
+        tenant_pk=tenant.pk,
+        username=username,
+        is_admin=is_admin,
+        display_name=display_name or username,
+        email=email,
         password_hash=crypto.hash_password(password) if password is not None else None,
     )
     db.add(user)
     db.flush()
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="user.create", target=username,
-          details={"is_admin": is_admin})
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="user.create",
+        target=username,
+        details={"is_admin": is_admin},
+    )
     return user
 
 
@@ -175,8 +239,15 @@ def list_users(db: Session, *, tenant: Tenant) -> list[User]:
 
 
 def update_user(
-    db: Session, *, tenant: Tenant, user: User, actor: str, password: str | None = None,
-    is_admin: bool | None = None, disabled: bool | None = None, display_name: str | None = None,
+    db: Session,
+    *,
+    tenant: Tenant,
+    user: User,
+    actor: str,
+    password: str | None = None,
+    is_admin: bool | None = None,
+    disabled: bool | None = None,
+    display_name: str | None = None,
 ) -> User:
     if user.tenant_pk != tenant.pk:
         raise NotFound("no such user")
@@ -184,7 +255,7 @@ def update_user(
     if password is not None:
         _check_password(password)
         user.password_hash = crypto.hash_password(password)
-        changes["password"] = "changed"
+        changes["password"] = "changed"  # noqa: S105 - an audit note, not a password
     if is_admin is not None:
         user.is_admin = changes["is_admin"] = is_admin
     if disabled is not None:
@@ -193,15 +264,29 @@ def update_user(
             revoke_user_grants(db, tenant=tenant, user=user)
     if display_name is not None:
         user.display_name = changes["display_name"] = display_name
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="user.update",
-          target=user.username, details=changes)
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="user.update",
+        target=user.username,
+        details=changes,
+    )
     return user
 
 
 def delete_user(db: Session, *, tenant: Tenant, user: User, actor: str) -> None:
     if user.tenant_pk != tenant.pk:
         raise NotFound("no such user")
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="user.delete", target=user.username)
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="user.delete",
+        target=user.username,
+    )
     db.delete(user)
 
 
@@ -219,12 +304,33 @@ def authenticate_user(db: Session, *, tenant: Tenant, username: str, password: s
 
 def revoke_user_grants(db: Session, *, tenant: Tenant, user: User) -> None:
     now = utcnow()
-    db.execute(update(AccessToken).where(AccessToken.tenant_pk == tenant.pk, AccessToken.user_pk == user.pk,
-                                         AccessToken.revoked_at.is_(None)).values(revoked_at=now))
-    db.execute(update(RefreshToken).where(RefreshToken.tenant_pk == tenant.pk, RefreshToken.user_pk == user.pk,
-                                          RefreshToken.revoked_at.is_(None)).values(revoked_at=now))
-    db.execute(update(AuthSession).where(AuthSession.tenant_pk == tenant.pk, AuthSession.user_pk == user.pk,
-                                         AuthSession.revoked_at.is_(None)).values(revoked_at=now))
+    db.execute(
+        update(AccessToken)
+        .where(
+            AccessToken.tenant_pk == tenant.pk,
+            AccessToken.user_pk == user.pk,
+            AccessToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    db.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.tenant_pk == tenant.pk,
+            RefreshToken.user_pk == user.pk,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    db.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.tenant_pk == tenant.pk,
+            AuthSession.user_pk == user.pk,
+            AuthSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
 
 
 # -- clients ------------------------------------------------------------------
@@ -233,28 +339,44 @@ def revoke_user_grants(db: Session, *, tenant: Tenant, user: User) -> None:
 def _normalise_grants(kind: str, grants: list[str] | None) -> list[str]:
     defaults = {
         "confidential": ["authorization_code", "refresh_token", "client_credentials"],
-        "public": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
-        "device": ["client_credentials", "authorization_code", "refresh_token",
-                   "urn:ietf:params:oauth:grant-type:device_code"],
-        "service": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange", "refresh_token"],
+        "public": [
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
+        "device": [
+            "client_credentials",
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
+        "service": [
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "refresh_token",
+        ],
     }
     chosen = [GRANT_ALIASES.get(g, g) for g in grants] if grants else defaults[kind]
     for grant in chosen:
         if grant not in GRANTS:
             raise InvalidRequest(f"unknown grant type {grant!r}", field="grant_types")
     if kind == "public" and (
-        "client_credentials" in chosen or "urn:ietf:params:oauth:grant-type:token-exchange" in chosen
+        "client_credentials" in chosen
+        or "urn:ietf:params:oauth:grant-type:token-exchange" in chosen
     ):
-        raise InvalidRequest("a public client cannot use client_credentials or token exchange",
-                             field="grant_types")
+        raise InvalidRequest(
+            "a public client cannot use client_credentials or token exchange", field="grant_types"
+        )
     return sorted(set(chosen))
 
 
 def _check_redirect_uris(uris: list[str]) -> list[str]:
     for uri in uris:
         if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s#]+$", uri):
-            raise InvalidRequest(f"redirect URI {uri!r} must be absolute and carry no fragment",
-                                 field="redirect_uris")
+            raise InvalidRequest(
+                f"redirect URI {uri!r} must be absolute and carry no fragment",
+                field="redirect_uris",
+            )
     return list(dict.fromkeys(uris))
 
 
@@ -262,14 +384,24 @@ def _check_scope(scope: str) -> str:
     parts = scope.split()
     for part in parts:
         if part not in SCOPES:
-            raise InvalidRequest(f"unknown scope {part!r}; known: {' '.join(SCOPES)}", field="scope")
+            raise InvalidRequest(
+                f"unknown scope {part!r}; known: {' '.join(SCOPES)}", field="scope"
+            )
     return " ".join(dict.fromkeys(parts))
 
 
 def create_client(
-    db: Session, *, tenant: Tenant, name: str, kind: str, redirect_uris: list[str] | None = None,
-    grant_types: list[str] | None = None, scope: str = "print", client_id: str | None = None,
-    secret: str | None = None, actor: str = "system",
+    db: Session,
+    *,
+    tenant: Tenant,
+    name: str,
+    kind: str,
+    redirect_uris: list[str] | None = None,
+    grant_types: list[str] | None = None,
+    scope: str = "print",
+    client_id: str | None = None,
+    secret: str | None = None,
+    actor: str = "system",
 ) -> tuple[Client, str | None]:
     """Register a client; answers it and its secret (shown once; None for public clients)."""
     if kind not in CLIENT_KINDS:
@@ -281,32 +413,52 @@ def create_client(
     uris = _check_redirect_uris(redirect_uris or [])
     grants = _normalise_grants(kind, grant_types)
     if grant_types is None and not uris:
-        grants = [g for g in grants if g != "authorization_code"]  # the default needs no redirect URI
+        grants = [
+            g for g in grants if g != "authorization_code"
+        ]  # the default needs no redirect URI
     if "authorization_code" in grants and not uris and kind in ("confidential", "public"):
-        raise InvalidRequest("authorization_code needs at least one redirect URI", field="redirect_uris")
+        raise InvalidRequest(
+            "authorization_code needs at least one redirect URI", field="redirect_uris"
+        )
     client_id = client_id or f"{kind[:3]}-{crypto.new_token(12)}"
     if not _TENANT_ID.match(client_id):
-        raise InvalidRequest("client_id must be letters, digits, '.', '_' or '-'", field="client_id")
-    if db.scalar(select(Client.pk).where(Client.issuer == tenant.issuer, Client.client_id == client_id)):
+        raise InvalidRequest(
+            "client_id must be letters, digits, '.', '_' or '-'", field="client_id"
+        )
+    if db.scalar(
+        select(Client.pk).where(Client.issuer == tenant.issuer, Client.client_id == client_id)
+    ):
         raise Conflict(f"client {client_id!r} already exists", field="client_id")
-    if kind == "public":
-        secret = None
-    else:
-        secret = secret or crypto.new_token()
+    secret = None if kind == "public" else secret or crypto.new_token()
     client = Client(
-        tenant_pk=tenant.pk, issuer=tenant.issuer, client_id=client_id, name=name.strip(), kind=kind,
-        secret_digest=crypto.token_digest(secret) if secret else None, redirect_uris=uris,
-        grant_types=grants, scope=_check_scope(scope),
+        tenant_pk=tenant.pk,
+        issuer=tenant.issuer,
+        client_id=client_id,
+        name=name.strip(),
+        kind=kind,
+        secret_digest=crypto.token_digest(secret) if secret else None,
+        redirect_uris=uris,
+        grant_types=grants,
+        scope=_check_scope(scope),
     )
     db.add(client)
     db.flush()
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="client.create", target=client_id,
-          details={"kind": kind, "grant_types": grants})
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="client.create",
+        target=client_id,
+        details={"kind": kind, "grant_types": grants},
+    )
     return client, secret
 
 
 def get_client(db: Session, *, tenant: Tenant, client_id: str) -> Client:
-    client = db.scalar(select(Client).where(Client.tenant_pk == tenant.pk, Client.client_id == client_id))
+    client = db.scalar(
+        select(Client).where(Client.tenant_pk == tenant.pk, Client.client_id == client_id)
+    )
     if client is None:
         raise NotFound(f"no client {client_id!r}")
     return client
@@ -318,12 +470,21 @@ def find_client(db: Session, *, issuer: str, client_id: str) -> Client | None:
 
 
 def list_clients(db: Session, *, tenant: Tenant) -> list[Client]:
-    return list(db.scalars(select(Client).where(Client.tenant_pk == tenant.pk).order_by(Client.name)))
+    return list(
+        db.scalars(select(Client).where(Client.tenant_pk == tenant.pk).order_by(Client.name))
+    )
 
 
 def update_client(
-    db: Session, *, tenant: Tenant, client: Client, actor: str, name: str | None = None,
-    redirect_uris: list[str] | None = None, scope: str | None = None, disabled: bool | None = None,
+    db: Session,
+    *,
+    tenant: Tenant,
+    client: Client,
+    actor: str,
+    name: str | None = None,
+    redirect_uris: list[str] | None = None,
+    scope: str | None = None,
+    disabled: bool | None = None,
 ) -> Client:
     if client.tenant_pk != tenant.pk:
         raise NotFound("no such client")
@@ -338,8 +499,15 @@ def update_client(
         client.scope = changes["scope"] = _check_scope(scope)
     if disabled is not None:
         client.disabled = changes["disabled"] = disabled
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="client.update",
-          target=client.client_id, details=changes)
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="client.update",
+        target=client.client_id,
+        details=changes,
+    )
     return client
 
 
@@ -350,15 +518,28 @@ def rotate_client_secret(db: Session, *, tenant: Tenant, client: Client, actor: 
         raise InvalidRequest("a public client has no secret", field="client_id")
     secret = crypto.new_token()
     client.secret_digest = crypto.token_digest(secret)
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="client.rotate_secret",
-          target=client.client_id)
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="client.rotate_secret",
+        target=client.client_id,
+    )
     return secret
 
 
 def delete_client(db: Session, *, tenant: Tenant, client: Client, actor: str) -> None:
     if client.tenant_pk != tenant.pk:
         raise NotFound("no such client")
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="client.delete", target=client.client_id)
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="client.delete",
+        target=client.client_id,
+    )
     db.delete(client)
 
 
@@ -367,15 +548,23 @@ def delete_client(db: Session, *, tenant: Tenant, client: Client, actor: str) ->
 
 def create_session(db: Session, *, tenant: Tenant, user: User, ttl: int) -> str:
     session_id = crypto.new_token()
-    db.add(AuthSession(session_digest=crypto.token_digest(session_id), tenant_pk=tenant.pk,
-                       user_pk=user.pk, expires_at=utcnow() + timedelta(seconds=ttl)))
+    db.add(
+        AuthSession(
+            session_digest=crypto.token_digest(session_id),
+            tenant_pk=tenant.pk,
+            user_pk=user.pk,
+            expires_at=utcnow() + timedelta(seconds=ttl),
+        )
+    )
     return session_id
 
 
 def find_session(db: Session, *, issuer: str, session_id: str | None) -> AuthSession | None:
     if not session_id or len(session_id) > 200:
         return None
-    found = db.scalar(select(AuthSession).where(AuthSession.session_digest == crypto.token_digest(session_id)))
+    found = db.scalar(
+        select(AuthSession).where(AuthSession.session_digest == crypto.token_digest(session_id))
+    )
     if found is None or found.revoked_at is not None or found.expires_at <= utcnow():
         return None
     if found.user.disabled or found.user.tenant.issuer != issuer:
@@ -384,8 +573,11 @@ def find_session(db: Session, *, issuer: str, session_id: str | None) -> AuthSes
 
 
 def end_session(db: Session, *, session_id: str) -> None:
-    db.execute(update(AuthSession).where(AuthSession.session_digest == crypto.token_digest(session_id))
-               .values(revoked_at=utcnow()))
+    db.execute(
+        update(AuthSession)
+        .where(AuthSession.session_digest == crypto.token_digest(session_id))
+        .values(revoked_at=utcnow())
+    )
 
 
 # -- consents (seed 002) ------------------------------------------------------
@@ -396,26 +588,41 @@ def may_grant_tenant_consent(*, tenant: Tenant, user: User) -> bool:
 
 
 def active_tenant_consent(db: Session, *, tenant: Tenant, client: Client) -> TenantConsent | None:
-    return db.scalar(select(TenantConsent).where(
-        TenantConsent.tenant_pk == tenant.pk, TenantConsent.client_pk == client.pk,
-        TenantConsent.revoked_at.is_(None)))
+    return db.scalar(
+        select(TenantConsent).where(
+            TenantConsent.tenant_pk == tenant.pk,
+            TenantConsent.client_pk == client.pk,
+            TenantConsent.revoked_at.is_(None),
+        )
+    )
 
 
-def consent_covers(db: Session, *, tenant: Tenant, user: User, client: Client, scope: str) -> str | None:
+def consent_covers(
+    db: Session, *, tenant: Tenant, user: User, client: Client, scope: str
+) -> str | None:
     """Why the user need not be asked: 'tenant', 'user', or None (ask)."""
     wanted = set(scope.split())
     tc = active_tenant_consent(db, tenant=tenant, client=client)
     if tc is not None and wanted <= set(tc.scope.split()):
         return "tenant"
-    uc = db.scalar(select(UserConsent).where(UserConsent.user_pk == user.pk, UserConsent.client_pk == client.pk))
+    uc = db.scalar(
+        select(UserConsent).where(
+            UserConsent.user_pk == user.pk, UserConsent.client_pk == client.pk
+        )
+    )
     if uc is not None and wanted <= set(uc.scope.split()):
         return "user"
     return None
 
 
-def remember_user_consent(db: Session, *, tenant: Tenant, user: User, client: Client, scope: str) -> None:
-    existing = db.scalar(select(UserConsent).where(UserConsent.user_pk == user.pk,
-                                                   UserConsent.client_pk == client.pk))
+def remember_user_consent(
+    db: Session, *, tenant: Tenant, user: User, client: Client, scope: str
+) -> None:
+    existing = db.scalar(
+        select(UserConsent).where(
+            UserConsent.user_pk == user.pk, UserConsent.client_pk == client.pk
+        )
+    )
     if existing:
         existing.scope = " ".join(sorted(set(existing.scope.split()) | set(scope.split())))
         existing.granted_at = utcnow()
@@ -423,58 +630,96 @@ def remember_user_consent(db: Session, *, tenant: Tenant, user: User, client: Cl
         db.add(UserConsent(tenant_pk=tenant.pk, user_pk=user.pk, client_pk=client.pk, scope=scope))
 
 
-def grant_tenant_consent(db: Session, *, tenant: Tenant, user: User, client: Client, scope: str) -> TenantConsent:
+def grant_tenant_consent(
+    db: Session, *, tenant: Tenant, user: User, client: Client, scope: str
+) -> TenantConsent:
     if user.tenant_pk != tenant.pk:
         raise NotFound("no such user")
     if not may_grant_tenant_consent(tenant=tenant, user=user):
-        raise InvalidRequest("this user may not grant consent for the whole tenant", field="tenant_wide")
+        raise InvalidRequest(
+            "this user may not grant consent for the whole tenant", field="tenant_wide"
+        )
     current = active_tenant_consent(db, tenant=tenant, client=client)
     if current is not None:
         scope = " ".join(sorted(set(current.scope.split()) | set(scope.split())))
         current.revoked_at, current.revoked_by = utcnow(), f"user:{user.username}"
-    consent = TenantConsent(tenant_pk=tenant.pk, client_pk=client.pk, scope=scope,
-                            granted_by=f"user:{user.username}")
+    consent = TenantConsent(
+        tenant_pk=tenant.pk, client_pk=client.pk, scope=scope, granted_by=f"user:{user.username}"
+    )
     db.add(consent)
     db.flush()
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=f"user:{user.username}",
-          action="consent.tenant.grant", target=client.client_id, details={"scope": scope})
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=f"user:{user.username}",
+        action="consent.tenant.grant",
+        target=client.client_id,
+        details={"scope": scope},
+    )
     return consent
 
 
-def list_tenant_consents(db: Session, *, tenant: Tenant, include_revoked: bool = False) -> list[TenantConsent]:
+def list_tenant_consents(
+    db: Session, *, tenant: Tenant, include_revoked: bool = False
+) -> list[TenantConsent]:
     query = select(TenantConsent).where(TenantConsent.tenant_pk == tenant.pk)
     if not include_revoked:
         query = query.where(TenantConsent.revoked_at.is_(None))
-    return list(db.scalars(query.order_by(TenantConsent.granted_at.desc(), TenantConsent.pk.desc())))
+    return list(
+        db.scalars(query.order_by(TenantConsent.granted_at.desc(), TenantConsent.pk.desc()))
+    )
 
 
-def revoke_tenant_consent(db: Session, *, tenant: Tenant, consent_pk: int, actor: str) -> TenantConsent:
-    consent = db.scalar(select(TenantConsent).where(TenantConsent.tenant_pk == tenant.pk,
-                                                    TenantConsent.pk == consent_pk))
+def revoke_tenant_consent(
+    db: Session, *, tenant: Tenant, consent_pk: int, actor: str
+) -> TenantConsent:
+    consent = db.scalar(
+        select(TenantConsent).where(
+            TenantConsent.tenant_pk == tenant.pk, TenantConsent.pk == consent_pk
+        )
+    )
     if consent is None:
         raise NotFound(f"no tenant consent {consent_pk}")
     if consent.revoked_at is None:
         consent.revoked_at, consent.revoked_by = utcnow(), actor
-        audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="consent.tenant.revoke",
-              target=consent.client.client_id, details={"consent": consent_pk})
+        audit(
+            db,
+            issuer=tenant.issuer,
+            tenant=tenant,
+            actor=actor,
+            action="consent.tenant.revoke",
+            target=consent.client.client_id,
+            details={"consent": consent_pk},
+        )
     return consent
 
 
 def list_user_consents(db: Session, *, tenant: Tenant) -> list[tuple[UserConsent, User, Client]]:
     rows = db.execute(
-        select(UserConsent, User, Client).join(User, User.pk == UserConsent.user_pk)
+        select(UserConsent, User, Client)
+        .join(User, User.pk == UserConsent.user_pk)
         .join(Client, Client.pk == UserConsent.client_pk)
-        .where(UserConsent.tenant_pk == tenant.pk).order_by(User.username)
+        .where(UserConsent.tenant_pk == tenant.pk)
+        .order_by(User.username)
     )
     return [(c, u, cl) for c, u, cl in rows]
 
 
 def revoke_user_consent(db: Session, *, tenant: Tenant, consent_pk: int, actor: str) -> None:
-    consent = db.scalar(select(UserConsent).where(UserConsent.tenant_pk == tenant.pk, UserConsent.pk == consent_pk))
+    consent = db.scalar(
+        select(UserConsent).where(UserConsent.tenant_pk == tenant.pk, UserConsent.pk == consent_pk)
+    )
     if consent is None:
         raise NotFound(f"no user consent {consent_pk}")
-    audit(db, issuer=tenant.issuer, tenant=tenant, actor=actor, action="consent.user.revoke",
-          target=str(consent_pk))
+    audit(
+        db,
+        issuer=tenant.issuer,
+        tenant=tenant,
+        actor=actor,
+        action="consent.user.revoke",
+        target=str(consent_pk),
+    )
     db.delete(consent)
 
 
@@ -486,7 +731,9 @@ def parse_local_user(raw: str | None) -> dict[str, Any] | None:
     if raw is None or raw == "":
         return None
     if len(raw) > _LOCAL_USER_MAX:
-        raise InvalidRequest(f"local_user must be at most {_LOCAL_USER_MAX} bytes", field="local_user")
+        raise InvalidRequest(
+            f"local_user must be at most {_LOCAL_USER_MAX} bytes", field="local_user"
+        )
     try:
         value = json.loads(raw)
     except ValueError as exc:
@@ -499,16 +746,24 @@ def parse_local_user(raw: str | None) -> dict[str, Any] | None:
     return value
 
 
-def lookup_token(db: Session, *, issuer: str, token: str, hint: str | None = None) -> TokenInfo | None:
+def lookup_token(
+    db: Session, *, issuer: str, token: str, hint: str | None = None
+) -> TokenInfo | None:
     return store.lookup_token(db.connection(), issuer=issuer, token=token, hint=hint)
 
 
 def revoke_family(db: Session, *, family_id: str) -> None:
     now = utcnow()
-    db.execute(update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-               .values(revoked_at=now))
-    db.execute(update(AccessToken).where(AccessToken.family_id == family_id, AccessToken.revoked_at.is_(None))
-               .values(revoked_at=now))
+    db.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    db.execute(
+        update(AccessToken)
+        .where(AccessToken.family_id == family_id, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
 
 
 def revoke_token(db: Session, *, info: TokenInfo) -> None:
@@ -516,8 +771,11 @@ def revoke_token(db: Session, *, info: TokenInfo) -> None:
         revoke_family(db, family_id=info.family_id)
         return
     model = AccessToken if info.kind == "access_token" else RefreshToken
-    db.execute(update(model).where(model.token_digest == info.digest, model.revoked_at.is_(None))
-               .values(revoked_at=utcnow()))
+    db.execute(
+        update(model)
+        .where(model.token_digest == info.digest, model.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 def purge_expired(db: Session, *, older_than: timedelta = timedelta(days=1)) -> int:
@@ -525,8 +783,10 @@ def purge_expired(db: Session, *, older_than: timedelta = timedelta(days=1)) -> 
     cutoff = utcnow() - older_than
     total = 0
     for model, column in (
-        (AccessToken, AccessToken.expires_at), (RefreshToken, RefreshToken.expires_at),
-        (AuthorizationCode, AuthorizationCode.expires_at), (AuthSession, AuthSession.expires_at),
+        (AccessToken, AccessToken.expires_at),
+        (RefreshToken, RefreshToken.expires_at),
+        (AuthorizationCode, AuthorizationCode.expires_at),
+        (AuthSession, AuthSession.expires_at),
         (DeviceGrant, DeviceGrant.expires_at),
     ):
         total += db.execute(delete(model).where(column < cutoff)).rowcount or 0  # type: ignore[attr-defined]
@@ -546,7 +806,9 @@ def bootstrap(db: Session, *, settings: Settings) -> None:
     service can compute its own without a shared file (docs/adr/0004).
     """
     for issuer in settings.issuers:
-        tenant = db.scalar(select(Tenant).where(Tenant.issuer == issuer, Tenant.tenant_id == SYSTEM_TENANT))
+        tenant = db.scalar(
+            select(Tenant).where(Tenant.issuer == issuer, Tenant.tenant_id == SYSTEM_TENANT)
+        )
         if tenant is None:
             tenant = Tenant(issuer=issuer, tenant_id=SYSTEM_TENANT, name=f"{issuer} platform")
             db.add(tenant)
@@ -558,15 +820,29 @@ def bootstrap(db: Session, *, settings: Settings) -> None:
         for service in SERVICES:
             client_id, secret = settings.service_client(issuer, service)
             digest = crypto.token_digest(secret)
-            existing = db.scalar(select(Client).where(Client.issuer == issuer, Client.client_id == client_id))
+            existing = db.scalar(
+                select(Client).where(Client.issuer == issuer, Client.client_id == client_id)
+            )
             if existing is None:
-                db.add(Client(
-                    tenant_pk=tenant.pk, issuer=issuer, client_id=client_id, name=f"printcloud {service}",
-                    kind="service", secret_digest=digest, redirect_uris=[],
-                    grant_types=sorted(["client_credentials", "refresh_token",
-                                        "urn:ietf:params:oauth:grant-type:token-exchange"]),
-                    scope=" ".join(SCOPES),
-                ))
+                db.add(
+                    Client(
+                        tenant_pk=tenant.pk,
+                        issuer=issuer,
+                        client_id=client_id,
+                        name=f"printcloud {service}",
+                        kind="service",
+                        secret_digest=digest,
+                        redirect_uris=[],
+                        grant_types=sorted(
+                            [
+                                "client_credentials",
+                                "refresh_token",
+                                "urn:ietf:params:oauth:grant-type:token-exchange",
+                            ]
+                        ),
+                        scope=" ".join(SCOPES),
+                    )
+                )
             elif not crypto.equal(existing.secret_digest or "", digest):
                 existing.secret_digest = digest  # the instance secret was rotated
         db.flush()
@@ -578,5 +854,13 @@ def count_rows(db: Session, model: type[Any], *conditions: Any) -> int:
 
 def search_users(db: Session, *, tenant: Tenant, text: str) -> list[User]:
     like = f"%{text.lower()}%"
-    return list(db.scalars(select(User).where(User.tenant_pk == tenant.pk, or_(
-        func.lower(User.username).like(like), func.lower(User.display_name).like(like))).order_by(User.username)))
+    return list(
+        db.scalars(
+            select(User)
+            .where(
+                User.tenant_pk == tenant.pk,
+                or_(func.lower(User.username).like(like), func.lower(User.display_name).like(like)),
+            )
+            .order_by(User.username)
+        )
+    )

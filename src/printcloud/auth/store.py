@@ -66,10 +66,17 @@ class ClientSnapshot:
     @classmethod
     def of(cls, client: Client, tenant: Tenant) -> ClientSnapshot:
         return cls(
-            pk=client.pk, tenant=TenantRef(tenant.pk, tenant.tenant_id, tenant.name), issuer=client.issuer,
-            client_id=client.client_id, name=client.name, kind=client.kind, secret_digest=client.secret_digest,
-            redirect_uris=tuple(client.redirect_uris or ()), grant_types=tuple(client.grant_types or ()),
-            scope=client.scope, disabled=client.disabled,
+            pk=client.pk,
+            tenant=TenantRef(tenant.pk, tenant.tenant_id, tenant.name),
+            issuer=client.issuer,
+            client_id=client.client_id,
+            name=client.name,
+            kind=client.kind,
+            secret_digest=client.secret_digest,
+            redirect_uris=tuple(client.redirect_uris or ()),
+            grant_types=tuple(client.grant_types or ()),
+            scope=client.scope,
+            disabled=client.disabled,
         )
 
 
@@ -98,7 +105,8 @@ class ClientCache:
     def _load(self, issuer: str, client_id: str) -> ClientSnapshot | None:
         with Session(self.engine) as session:
             row = session.execute(
-                select(Client, Tenant).join(Tenant, Tenant.pk == Client.tenant_pk)
+                select(Client, Tenant)
+                .join(Tenant, Tenant.pk == Client.tenant_pk)
                 .where(Client.issuer == issuer, Client.client_id == client_id)
             ).first()
             if row is None:
@@ -121,17 +129,21 @@ class TokenWriter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: queue.SimpleQueue[tuple[list[dict[str, Any]], list[dict[str, Any]], Future[None]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[
+            tuple[list[dict[str, Any]], list[dict[str, Any]], Future[None]] | None
+        ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def submit(self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]) -> Future[None]:
+    def submit(
+        self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]
+    ) -> Future[None]:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="token-writer", daemon=True)
+                    self._thread = threading.Thread(
+                        target=self._run, name="token-writer", daemon=True
+                    )
                     self._thread.start()
         future: Future[None] = Future()
         self._queue.put((access_rows, refresh_rows, future))
@@ -167,7 +179,10 @@ class TokenWriter:
                     if refresh:
                         conn.execute(insert(RefreshToken), refresh)
             except Exception as exc:
-                log.exception("token batch insert failed", extra={"fields": {"rows": len(access) + len(refresh)}})
+                log.exception(
+                    "token batch insert failed",
+                    extra={"fields": {"rows": len(access) + len(refresh)}},
+                )
                 for _, _, fut in batch:
                     fut.set_exception(exc)
                 continue
@@ -182,10 +197,14 @@ class LoopTokenWriter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._pending: list[tuple[list[dict[str, Any]], list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._pending: list[
+            tuple[list[dict[str, Any]], list[dict[str, Any]], asyncio.Future[None]]
+        ] = []
         self._scheduled = False
 
-    def submit(self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]) -> asyncio.Future[None]:
+    def submit(
+        self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]
+    ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((access_rows, refresh_rows, future))
@@ -207,8 +226,10 @@ class LoopTokenWriter:
                     conn.execute(insert(AccessToken), access)
                 if refresh:
                     conn.execute(insert(RefreshToken), refresh)
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-            log.exception("token batch insert failed", extra={"fields": {"rows": len(access) + len(refresh)}})
+        except Exception as exc:
+            log.exception(
+                "token batch insert failed", extra={"fields": {"rows": len(access) + len(refresh)}}
+            )
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -241,6 +262,7 @@ class TokenInfo:
 def _lookup_sql(table: str, extra: str, mark: str) -> str:
     # The DBAPI cursor directly: this runs on every introspection, and SQLAlchemy's
     # per-execution result set-up cost several times the query itself.
+    # Table, columns and placeholder come from the fixed table below, never from input.
     return f"""SELECT t.tenant_pk, te.tenant_id, te.issuer, te.local_auth_cooperation,
                t.client_pk, c.client_id, c.disabled, u.username, u.disabled, t.scope,
                t.issued_at, t.expires_at, t.revoked_at, t.family_id, {extra}
@@ -248,7 +270,7 @@ def _lookup_sql(table: str, extra: str, mark: str) -> str:
         JOIN auth_tenants te ON te.pk = t.tenant_pk
         JOIN auth_clients c ON c.pk = t.client_pk
         LEFT JOIN auth_users u ON u.pk = t.user_pk
-        WHERE t.token_digest = {mark}"""
+        WHERE t.token_digest = {mark}"""  # noqa: S608
 
 
 _LOOKUP = {
@@ -270,11 +292,17 @@ def _when(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def lookup_token(conn: Connection, *, issuer: str, token: str, hint: str | None = None) -> TokenInfo | None:
+def lookup_token(
+    conn: Connection, *, issuer: str, token: str, hint: str | None = None
+) -> TokenInfo | None:
     if not token or len(token) > 512:
         return None
     digest = crypto.token_digest(token)
-    order = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
+    order = (
+        ("refresh_token", "access_token")
+        if hint == "refresh_token"
+        else ("access_token", "refresh_token")
+    )
     mark = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
     now = utcnow()
     cursor = conn.connection.cursor()
@@ -284,21 +312,52 @@ def lookup_token(conn: Connection, *, issuer: str, token: str, hint: str | None 
             row = cursor.fetchone()
             if row is None:
                 continue
-            (tenant_pk, tenant_id, token_issuer, cooperation, client_pk, client_id, client_disabled, username,
-             user_disabled, scope, issued_at, expires_at, revoked_at, family_id, local_user, rotated_at) = row
+            (
+                tenant_pk,
+                tenant_id,
+                token_issuer,
+                cooperation,
+                client_pk,
+                client_id,
+                client_disabled,
+                username,
+                user_disabled,
+                scope,
+                issued_at,
+                expires_at,
+                revoked_at,
+                family_id,
+                local_user,
+                rotated_at,
+            ) = row
             if token_issuer != issuer:
                 return None
             expires = _when(expires_at)
             assert expires is not None
-            active = (revoked_at is None and expires > now and not client_disabled and not user_disabled
-                      and rotated_at is None)
+            active = (
+                revoked_at is None
+                and expires > now
+                and not client_disabled
+                and not user_disabled
+                and rotated_at is None
+            )
             if isinstance(local_user, str):
                 local_user = json.loads(local_user)
             return TokenInfo(
-                kind=kind, digest=digest, tenant_pk=int(tenant_pk), tenant_id=str(tenant_id),
-                local_auth_cooperation=bool(cooperation), client_pk=int(client_pk), client_id=str(client_id),
-                username=username, local_user=local_user, scope=scope or "",
-                issued_at=_when(issued_at) or expires, expires_at=expires, active=active, family_id=family_id,
+                kind=kind,
+                digest=digest,
+                tenant_pk=int(tenant_pk),
+                tenant_id=str(tenant_id),
+                local_auth_cooperation=bool(cooperation),
+                client_pk=int(client_pk),
+                client_id=str(client_id),
+                username=username,
+                local_user=local_user,
+                scope=scope or "",
+                issued_at=_when(issued_at) or expires,
+                expires_at=expires,
+                active=active,
+                family_id=family_id,
             )
         return None
     finally:

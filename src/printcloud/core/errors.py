@@ -48,9 +48,8 @@ class Unauthorized(PrintcloudError):
     error = "invalid_token"
 
     def headers(self) -> dict[str, str]:
-        return {
-            "WWW-Authenticate": f'Bearer error="{self.error}", error_description="{self.description}"'
-        }
+        value = f'Bearer error="{self.error}", error_description="{self.description}"'
+        return {"WWW-Authenticate": value}
 
 
 class Forbidden(PrintcloudError):

@@ -20,7 +20,9 @@ def redact(fields: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in fields.items():
         lowered = key.lower()
-        if any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith(("_id", "_type")):
+        if any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith(
+            ("_id", "_type")
+        ):
             out[key] = "***"
         else:
             out[key] = value
@@ -56,7 +58,9 @@ class TextFormatter(logging.Formatter):
 def configure(level: str = "INFO", *, json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter()
+        if json_lines
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger("printcloud")
     root.handlers[:] = [handler]

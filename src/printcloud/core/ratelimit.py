@@ -59,7 +59,11 @@ class MemoryCounter:
     def items(self, prefix: str) -> list[tuple[str, int, float]]:
         now = time.monotonic()
         with self._lock:
-            return [(k, c, r - now) for k, (c, r) in self._data.items() if k.startswith(prefix) and r > now]
+            return [
+                (k, c, r - now)
+                for k, (c, r) in self._data.items()
+                if k.startswith(prefix) and r > now
+            ]
 
 
 class RedisCounter:
@@ -128,12 +132,16 @@ class Limiter:
     def hit(self, key: str) -> None:
         count, remaining = self.counter.incr(self._key(key), self.window)
         if count > self.limit:
-            raise RateLimited(f"too many {self.name} attempts; try again later", retry_after=int(remaining) + 1)
+            raise RateLimited(
+                f"too many {self.name} attempts; try again later", retry_after=int(remaining) + 1
+            )
 
     def check(self, key: str) -> None:
         count, remaining = self.counter.get(self._key(key))
         if count >= self.limit:
-            raise RateLimited(f"too many {self.name} attempts; try again later", retry_after=int(remaining) + 1)
+            raise RateLimited(
+                f"too many {self.name} attempts; try again later", retry_after=int(remaining) + 1
+            )
 
     def reset(self, key: str) -> None:
         self.counter.delete(self._key(key))

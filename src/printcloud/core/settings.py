@@ -15,11 +15,10 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -120,7 +119,9 @@ class Settings(BaseSettings):
         if self.worker_id:
             return self.worker_id
         if self.distributed:
-            raise RuntimeError("PRINTCLOUD_WORKER_ID must be set, unique and stable, in distributed mode")
+            raise RuntimeError(
+                "PRINTCLOUD_WORKER_ID must be set, unique and stable, in distributed mode"
+            )
         return "embedded"
 
 

@@ -40,8 +40,14 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-def error_response(request: Request, status: int, error: str, description: str,
-                   headers: dict[str, str] | None = None, field: str | None = None) -> Any:
+def error_response(
+    request: Request,
+    status: int,
+    error: str,
+    description: str,
+    headers: dict[str, str] | None = None,
+    field: str | None = None,
+) -> Any:
     body: dict[str, Any] = {"error": error, "error_description": description}
     if field:
         body["field"] = field
@@ -50,7 +56,8 @@ def error_response(request: Request, status: int, error: str, description: str,
         html = (
             "<!doctype html><html lang=en><meta charset=utf-8><title>Error</title>"
             "<main><h1>Something went wrong</h1>"
-            f"<p role=alert><strong>{_escape(error)}</strong>: {_escape(description)}</p></main></html>"
+            f"<p role=alert><strong>{_escape(error)}</strong>: {_escape(description)}</p>"
+            "</main></html>"
         )
         return HTMLResponse(html, status_code=status, headers=headers)
     return JSONResponse(body, status_code=status, headers=headers)
@@ -78,13 +85,22 @@ def install_error_handlers(app: FastAPI) -> None:
             field = ".".join(loc) or "request"
             first_field = first_field or field
             parts.append(f"{field}: {err.get('msg', 'invalid')}")
-        return error_response(request, 400, "invalid_request", "; ".join(parts) or "invalid request",
-                              field=first_field)
+        return error_response(
+            request,
+            400,
+            "invalid_request",
+            "; ".join(parts) or "invalid request",
+            field=first_field,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
-        code = _STATUS_CODES.get(exc.status_code, "server_error" if exc.status_code >= 500 else "error")
-        return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        code = _STATUS_CODES.get(
+            exc.status_code, "server_error" if exc.status_code >= 500 else "error"
+        )
+        return error_response(
+            request, exc.status_code, code, str(exc.detail), dict(exc.headers or {})
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Any:
@@ -179,7 +195,9 @@ def csrf_token(request: Request) -> str:
 def set_csrf_cookie(request: Request, response: Any, *, secure: bool, path: str = "/") -> None:
     token = getattr(request.state, "new_csrf", None)
     if token:
-        response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="lax", secure=secure, path=path)
+        response.set_cookie(
+            CSRF_COOKIE, token, httponly=True, samesite="lax", secure=secure, path=path
+        )
 
 
 def check_csrf(request: Request, submitted: str | None) -> bool:
@@ -204,10 +222,16 @@ class RefuseNul:
             await self.app(scope, receive, send)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        if b"\x00" in scope["path"].encode() or b"%00" in raw_path or b"%00" in scope.get("query_string", b""):
+        if (
+            b"\x00" in scope["path"].encode()
+            or b"%00" in raw_path
+            or b"%00" in scope.get("query_string", b"")
+        ):
             await _refuse_nul(send)
             return
-        ctype = dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
+        ctype = (
+            dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
+        )
         if ctype not in self.CHECKED:
             await self.app(scope, receive, send)
             return
@@ -241,8 +265,19 @@ class RefuseNul:
 
 
 async def _refuse_nul(send: Send) -> None:
-    raw = b'{"error":"invalid_request","error_description":"NUL characters are not allowed in requests"}'
-    await send({"type": "http.response.start", "status": 400, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
-        (b"cache-control", b"no-store")]})
+    raw = (
+        b'{"error":"invalid_request",'
+        b'"error_description":"NUL characters are not allowed in requests"}'
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})

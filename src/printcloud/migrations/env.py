@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 import printcloud.auth.models  # noqa: F401  (registers the tables)
 from printcloud.core.db import Base
@@ -15,14 +15,16 @@ config = context.config
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is None:  # `alembic` command line, e.g. autogenerate
-        engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite:///var/printcloud.sqlite3")
+        engine = create_engine(
+            config.get_main_option("sqlalchemy.url") or "sqlite:///var/printcloud.sqlite3"
+        )
         with engine.connect() as conn:
             _configure(conn)
         return
     _configure(connection)
 
 
-def _configure(connection: object) -> None:
+def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
