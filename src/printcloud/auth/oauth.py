@@ -57,11 +57,11 @@ from .store import ClientCache, ClientSnapshot, TenantRef
 
 log = get_logger("auth.oauth")
 
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN, not a secret
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 #: subject_token_type for seed 000's AUTH_ID: a browser's authentication session at this issuer.
-SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"  # noqa: S105 - a URN, not a secret
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN, not a secret
 
 
 @dataclass
@@ -129,8 +129,14 @@ class Payload(OAuth2Payload):
 class Request(OAuth2Request):
     """An OAuth2Request built from what a Starlette handler already read."""
 
-    def __init__(self, method: str, uri: str, headers: Mapping[str, str],
-                 query: list[tuple[str, str]], form: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Mapping[str, str],
+        query: list[tuple[str, str]],
+        form: list[tuple[str, str]],
+    ) -> None:
         super().__init__(method, uri, headers=headers)
         self._args = dict(query)
         self._form = dict(form)
@@ -150,7 +156,7 @@ class Request(OAuth2Request):
 # -- models seen by Authlib ----------------------------------------------------
 
 
-class ClientView(ClientMixin):  # type: ignore[misc]
+class ClientView(ClientMixin):
     def __init__(self, row: ClientSnapshot) -> None:
         self.row = row
 
@@ -218,7 +224,7 @@ class TokenView:
         return not self.info.active
 
 
-class DeviceCredential(rfc8628.DeviceCredentialMixin):  # type: ignore[misc]
+class DeviceCredential(rfc8628.DeviceCredentialMixin):
     def __init__(self, row: DeviceGrant, client_id: str) -> None:
         self.row = row
         self.client_id = client_id
@@ -256,12 +262,12 @@ class ScopeMixin:
 # -- grants --------------------------------------------------------------------
 
 
-class S256Challenge(rfc7636.CodeChallenge):  # type: ignore[misc]
+class S256Challenge(rfc7636.CodeChallenge):
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
 
 
-class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
+class CodeGrant(ScopeMixin, AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def validate_authorization_request(self) -> str:
@@ -274,21 +280,30 @@ class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
                 "public clients must send a PKCE 'code_challenge' (S256)", redirect_uri=redirect_uri
             )
         if data.get("code_challenge") and data.get("code_challenge_method", "plain") != "S256":
-            raise InvalidRequestError("code_challenge_method must be S256", redirect_uri=redirect_uri)
+            raise InvalidRequestError(
+                "code_challenge_method must be S256", redirect_uri=redirect_uri
+            )
         return redirect_uri
 
     def save_authorization_code(self, code: str, request: Request) -> None:
         call = current()
         user: User = request.user
         data = request.payload.data
-        current_db().add(AuthorizationCode(
-            code_digest=crypto.token_digest(code), tenant_pk=user.tenant_pk,
-            client_pk=request.client.row.pk, user_pk=user.pk,
-            redirect_uri=data.get("redirect_uri") or "", scope=request.scope or "",
-            code_challenge=data.get("code_challenge"),
-            code_challenge_method=data.get("code_challenge_method") if data.get("code_challenge") else None,
-            expires_at=utcnow() + timedelta(seconds=call.settings.code_ttl),
-        ))
+        current_db().add(
+            AuthorizationCode(
+                code_digest=crypto.token_digest(code),
+                tenant_pk=user.tenant_pk,
+                client_pk=request.client.row.pk,
+                user_pk=user.pk,
+                redirect_uri=data.get("redirect_uri") or "",
+                scope=request.scope or "",
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method")
+                if data.get("code_challenge")
+                else None,
+                expires_at=utcnow() + timedelta(seconds=call.settings.code_ttl),
+            )
+        )
 
     def query_authorization_code(self, code: str, client: ClientView) -> AuthorizationCode | None:
         db = current_db()
@@ -299,7 +314,9 @@ class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
             # RFC 6749 §4.1.2: a replayed code revokes what it issued.
             if row.family_id:
                 service.revoke_family(db, family_id=row.family_id)
-            log.warning("authorization code replayed", extra={"fields": {"client_id": client.row.client_id}})
+            log.warning(
+                "authorization code replayed", extra={"fields": {"client_id": client.row.client_id}}
+            )
             return None
         if row.expires_at <= utcnow():
             return None
@@ -314,11 +331,13 @@ class CodeGrant(ScopeMixin, AuthorizationCodeGrant):  # type: ignore[misc]
         return None if user is None or user.disabled else user
 
     # Authlib reads these off the code row.
-    def get_authorization_code_challenge(self, code: AuthorizationCode) -> str | None:  # pragma: no cover
+    def get_authorization_code_challenge(
+        self, code: AuthorizationCode
+    ) -> str | None:  # pragma: no cover
         return code.code_challenge
 
 
-class CredentialsGrant(ScopeMixin, ClientCredentialsGrant):  # type: ignore[misc]
+class CredentialsGrant(ScopeMixin, ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def validate_token_request(self) -> None:
@@ -333,7 +352,7 @@ class CredentialsGrant(ScopeMixin, ClientCredentialsGrant):  # type: ignore[misc
                 raise InvalidRequestError(exc.description) from exc
 
 
-class RefreshGrant(ScopeMixin, RefreshTokenGrant):  # type: ignore[misc]
+class RefreshGrant(ScopeMixin, RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
@@ -348,8 +367,14 @@ class RefreshGrant(ScopeMixin, RefreshTokenGrant):  # type: ignore[misc]
             # Reuse of a rotated refresh token: someone holds a copy. Revoke the family.
             service.revoke_family(db, family_id=row.family_id)
             tenant = db.get(Tenant, row.tenant_pk)
-            service.audit(db, issuer=current().issuer, tenant=tenant, actor="system",
-                          action="token.refresh_reuse", target=row.family_id[:12])
+            service.audit(
+                db,
+                issuer=current().issuer,
+                tenant=tenant,
+                actor="system",
+                action="token.refresh_reuse",
+                target=row.family_id[:12],
+            )
             log.warning("refresh token reused; family revoked")
             return None
         return row
@@ -374,7 +399,7 @@ class RefreshGrant(ScopeMixin, RefreshTokenGrant):  # type: ignore[misc]
         refresh_token.rotated_at = utcnow()
 
 
-class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):  # type: ignore[misc]
+class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):
     def query_device_credential(self, device_code: str) -> DeviceCredential | None:
         db = current_db()
         row = db.get(DeviceGrant, crypto.token_digest(device_code[:256]))
@@ -404,7 +429,7 @@ class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):  # type: ignore[misc
         return result
 
 
-class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
+class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):
     """RFC 8693: a trusted client exchanges a browser's authentication session
     (seed 000's AUTH_ID, S1103–S1106) for an access and a refresh token."""
 
@@ -414,7 +439,9 @@ class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):  # type: ig
     def validate_token_request(self) -> None:
         client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
-            raise UnauthorizedClientError(f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'")
+            raise UnauthorizedClientError(
+                f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'"
+            )
         self.request.client = client
         form = self.request.form
         subject, subject_type = form.get("subject_token"), form.get("subject_token_type")
@@ -431,13 +458,15 @@ class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):  # type: ig
         session = service.find_session(current_db(), issuer=current().issuer, session_id=subject)
         # A platform service exchanges any tenant's session; a tenant's client only its own
         # tenant's (as in introspection), and another tenant's looks like an unknown one.
-        if session is None or (client.kind != "service" and session.user.tenant_pk != client.row.tenant.pk):
+        foreign = session is not None and session.user.tenant_pk != client.row.tenant.pk
+        if session is None or (foreign and client.kind != "service"):
             raise InvalidGrantError("the authentication session is unknown, expired or ended")
         self.request.user = session.user
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        token = self.generate_token(user=self.request.user, scope=self.request.payload.scope,
-                                    include_refresh_token=True)
+        token = self.generate_token(
+            user=self.request.user, scope=self.request.payload.scope, include_refresh_token=True
+        )
         token["issued_token_type"] = ACCESS_TOKEN_TYPE
         self.save_token(token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
@@ -456,12 +485,13 @@ class TokenParams:
             raise InvalidRequestError("'token' is required")
 
 
-class Introspection(TokenParams, IntrospectionEndpoint):  # type: ignore[misc]
+class Introspection(TokenParams, IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
-        info = store.lookup_token(current_conn(), issuer=current().issuer, token=token_string,
-                                  hint=token_type_hint)
+        info = store.lookup_token(
+            current_conn(), issuer=current().issuer, token=token_string, hint=token_type_hint
+        )
         return TokenView(info) if info else None
 
     def check_permission(self, token: TokenView, client: ClientView, request: Request) -> bool:
@@ -489,7 +519,7 @@ class Introspection(TokenParams, IntrospectionEndpoint):  # type: ignore[misc]
         return body
 
 
-class Revocation(TokenParams, RevocationEndpoint):  # type: ignore[misc]
+class Revocation(TokenParams, RevocationEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def authenticate_token(self, request: Request, client: ClientView) -> TokenView | None:
@@ -502,14 +532,16 @@ class Revocation(TokenParams, RevocationEndpoint):  # type: ignore[misc]
         return token
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
-        info = service.lookup_token(current_db(), issuer=current().issuer, token=token_string, hint=token_type_hint)
+        info = service.lookup_token(
+            current_db(), issuer=current().issuer, token=token_string, hint=token_type_hint
+        )
         return TokenView(info) if info else None
 
     def revoke_token(self, token: TokenView, request: Request) -> None:
         service.revoke_token(current_db(), info=token.info)
 
 
-class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):  # type: ignore[misc]
+class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     USER_CODE_TYPE = "string"
 
@@ -517,31 +549,43 @@ class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):  # type: ignore[
         call = current()
         return f"{call.settings.issuer_url(call.issuer)}/device"
 
-    def create_endpoint_response(self, request: Request) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+    def create_endpoint_response(
+        self, request: Request
+    ) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         self.EXPIRES_IN = current().settings.device_code_ttl
         self.INTERVAL = current().settings.device_poll_interval
         self.authenticate_client(request)
         if not request.client.check_grant_type(DEVICE_CODE):
-            raise UnauthorizedClientError("The client is not authorized to use the device authorization grant")
-        result: tuple[int, dict[str, Any], list[tuple[str, str]]] = super().create_endpoint_response(request)
+            raise UnauthorizedClientError(
+                "The client is not authorized to use the device authorization grant"
+            )
+        result: tuple[int, dict[str, Any], list[tuple[str, str]]] = (
+            super().create_endpoint_response(request)
+        )
         return result
 
-    def save_device_credential(self, client_id: str, scope: str | None, data: dict[str, Any]) -> None:
+    def save_device_credential(
+        self, client_id: str, scope: str | None, data: dict[str, Any]
+    ) -> None:
         call = current()
         assert call.request is not None
         client: ClientView = call.request.client
-        current_db().add(DeviceGrant(
-            device_code_digest=crypto.token_digest(data["device_code"]), user_code=data["user_code"],
-            client_pk=client.row.pk, tenant_pk=client.row.tenant_pk,
-            scope=client.get_allowed_scope(scope),
-            expires_at=utcnow() + timedelta(seconds=data["expires_in"]),
-        ))
+        current_db().add(
+            DeviceGrant(
+                device_code_digest=crypto.token_digest(data["device_code"]),
+                user_code=data["user_code"],
+                client_pk=client.row.pk,
+                tenant_pk=client.row.tenant_pk,
+                scope=client.get_allowed_scope(scope),
+                expires_at=utcnow() + timedelta(seconds=data["expires_in"]),
+            )
+        )
 
 
 # -- the server -------------------------------------------------------------------
 
 
-class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
+class IssuerServer(rfc6749.AuthorizationServer):
     """The Authlib authorization server of one issuer."""
 
     def __init__(self, *, issuer: str, settings: Settings, clients: ClientCache) -> None:
@@ -559,10 +603,14 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Revocation)
         self.register_endpoint(DeviceAuthorization)
 
-    def create_token_response(self, request: Request | None = None) -> tuple[int, Any, dict[str, str]]:
-        # RFC 6749 §5.2: a missing parameter is invalid_request; Authlib says unsupported_grant_type.
+    def create_token_response(
+        self, request: Request | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        # RFC 6749 §5.2: a missing parameter is invalid_request (Authlib: unsupported_grant_type).
         if request is not None and not request.payload.grant_type:
-            return self.handle_error_response(request, InvalidRequestError("'grant_type' is required"))
+            return self.handle_error_response(
+                request, InvalidRequestError("'grant_type' is required")
+            )
         result: tuple[int, Any, dict[str, str]] = super().create_token_response(request)
         return result
 
@@ -570,7 +618,9 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
         try:
             return super().get_token_grant(request)
         except UnsupportedGrantTypeError as error:
-            error.description = f"grant_type {str(request.payload.grant_type)[:100]!r} is not supported"
+            error.description = (
+                f"grant_type {str(request.payload.grant_type)[:100]!r} is not supported"
+            )
             raise
 
     def query_client(self, client_id: str) -> ClientView | None:
@@ -584,8 +634,15 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
         client = call.request.client if call.request is not None else None
         _check_scope_for(client, scope)
 
-    def _generate_token(self, grant_type: str, client: ClientView, user: Any = None, scope: str | None = None,
-                        expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
+    def _generate_token(
+        self,
+        grant_type: str,
+        client: ClientView,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": crypto.new_token(),
@@ -607,22 +664,37 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
             family = secrets.token_hex(16)
             request.family_id = family
         grant_type = request.payload.grant_type or "authorization_code"
-        access = [{
-            "token_digest": crypto.token_digest(token["access_token"]), "tenant_pk": tenant_pk,
-            "client_pk": client.row.pk, "user_pk": user.pk if user else None, "local_user": request.local_user,
-            "scope": token.get("scope") or "", "grant_type": grant_type[:64], "issued_at": now,
-            "expires_at": now + timedelta(seconds=int(token["expires_in"])), "revoked_at": None,
-            "family_id": family,
-        }]
+        access = [
+            {
+                "token_digest": crypto.token_digest(token["access_token"]),
+                "tenant_pk": tenant_pk,
+                "client_pk": client.row.pk,
+                "user_pk": user.pk if user else None,
+                "local_user": request.local_user,
+                "scope": token.get("scope") or "",
+                "grant_type": grant_type[:64],
+                "issued_at": now,
+                "expires_at": now + timedelta(seconds=int(token["expires_in"])),
+                "revoked_at": None,
+                "family_id": family,
+            }
+        ]
         refresh: list[dict[str, Any]] = []
         if "refresh_token" in token:
-            refresh.append({
-                "token_digest": crypto.token_digest(token["refresh_token"]), "family_id": family,
-                "tenant_pk": tenant_pk, "client_pk": client.row.pk, "user_pk": user.pk if user else None,
-                "scope": token.get("scope") or "", "issued_at": now,
-                "expires_at": now + timedelta(seconds=self.settings.refresh_token_ttl),
-                "rotated_at": None, "revoked_at": None,
-            })
+            refresh.append(
+                {
+                    "token_digest": crypto.token_digest(token["refresh_token"]),
+                    "family_id": family,
+                    "tenant_pk": tenant_pk,
+                    "client_pk": client.row.pk,
+                    "user_pk": user.pk if user else None,
+                    "scope": token.get("scope") or "",
+                    "issued_at": now,
+                    "expires_at": now + timedelta(seconds=self.settings.refresh_token_ttl),
+                    "rotated_at": None,
+                    "revoked_at": None,
+                }
+            )
         if call.db is None:  # hot path: the caller hands the rows to the group-commit writer
             call.pending_access.extend(access)
             call.pending_refresh.extend(refresh)
@@ -641,7 +713,9 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
     def create_json_request(self, request: Any) -> Any:  # pragma: no cover - no JSON endpoints
         raise NotImplementedError
 
-    def handle_response(self, status: int, body: Any, headers: Any) -> tuple[int, Any, dict[str, str]]:
+    def handle_response(
+        self, status: int, body: Any, headers: Any
+    ) -> tuple[int, Any, dict[str, str]]:
         return status, body, dict(headers)
 
     def metadata(self) -> dict[str, Any]:
@@ -655,11 +729,27 @@ class IssuerServer(rfc6749.AuthorizationServer):  # type: ignore[misc]
             "device_authorization_endpoint": f"{base}/device_authorization",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token",
-                                      DEVICE_CODE, TOKEN_EXCHANGE],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "grant_types_supported": [
+                "authorization_code",
+                "client_credentials",
+                "refresh_token",
+                DEVICE_CODE,
+                TOKEN_EXCHANGE,
+            ],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            "introspection_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            "revocation_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(service.SCOPES),
             "service_documentation": f"{base}/docs",

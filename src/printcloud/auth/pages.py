@@ -41,7 +41,9 @@ SCOPE_TEXT = {
 }
 
 
-def render(rt: Runtime, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    rt: Runtime, request: Request, name: str, status: int = 200, **context: Any
+) -> HTMLResponse:
     context.setdefault("issuer", request.path_params.get("issuer", ""))
     context["csrf"] = csrf_token(request)
     response = rt.pages.TemplateResponse(request, name, context, status_code=status)
@@ -61,78 +63,141 @@ def safe_next(issuer: str, target: str | None) -> str:
 
 
 def current_session(rt: Runtime, request: Request, db: Session, issuer: str) -> AuthSession | None:
-    return service.find_session(db, issuer=issuer, session_id=request.cookies.get(rt.session_cookie(issuer)))
+    return service.find_session(
+        db, issuer=issuer, session_id=request.cookies.get(rt.session_cookie(issuer))
+    )
 
 
 # -- login / logout ---------------------------------------------------------------
 
 
 @router.get("/{issuer}/login")
-async def login_form(request: Request, issuer: str, rt: RuntimeDep, next: str | None = None,
-                     tenant: str | None = None) -> Response:
+async def login_form(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    next: str | None = None,
+    tenant: str | None = None,
+) -> Response:
     rt.server(issuer)
-    return render(rt, request, "login.html", next=safe_next(issuer, next), tenant=tenant or "", error=None)
+    return render(
+        rt, request, "login.html", next=safe_next(issuer, next), tenant=tenant or "", error=None
+    )
 
 
-def _login(rt: Runtime, issuer: str, tenant_id: str, username: str, password: str, ip: str) -> str | None:
+def _login(
+    rt: Runtime, issuer: str, tenant_id: str, username: str, password: str, ip: str
+) -> str | None:
     key = f"{issuer}:{tenant_id}:{username.lower()}"
     rt.login_ip_limiter.hit(ip)
     rt.login_limiter.check(key)
     with rt.db.session() as db:
-        tenant = db.scalar(select(Tenant).where(Tenant.issuer == issuer, Tenant.tenant_id == tenant_id))
+        tenant = db.scalar(
+            select(Tenant).where(Tenant.issuer == issuer, Tenant.tenant_id == tenant_id)
+        )
         if tenant is None:
             crypto.verify_password(None, password)  # the same time whether or not the tenant exists
             user = None
         else:
-            user = service.authenticate_user(db, tenant=tenant, username=username, password=password)
+            user = service.authenticate_user(
+                db, tenant=tenant, username=username, password=password
+            )
         if user is None or tenant is None:
             rt.login_limiter.hit(key)
             return None
         rt.login_limiter.reset(key)
         sid = service.create_session(db, tenant=tenant, user=user, ttl=rt.settings.session_ttl)
-        service.audit(db, issuer=issuer, tenant=tenant, actor=f"user:{username}", action="login",
-                      details={"ip": ip})
+        service.audit(
+            db,
+            issuer=issuer,
+            tenant=tenant,
+            actor=f"user:{username}",
+            action="login",
+            details={"ip": ip},
+        )
         return sid
 
 
 @router.post("/{issuer}/login")
-async def login(request: Request, issuer: str, rt: RuntimeDep,
-                tenant: Annotated[str, Form(max_length=64)] = "",
-                username: Annotated[str, Form(max_length=128)] = "",
-                password: Annotated[str, Form(max_length=1024)] = "",
-                csrf: Annotated[str, Form(max_length=100)] = "",
-                next: Annotated[str, Form(max_length=4096)] = "") -> Response:
+async def login(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    tenant: Annotated[str, Form(max_length=64)] = "",
+    username: Annotated[str, Form(max_length=128)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
     rt.server(issuer)
     target = safe_next(issuer, next)
     if not check_csrf(request, csrf):
-        return render(rt, request, "login.html", 400, next=target, tenant=tenant,
-                      error="Your form expired. Please try again.")
+        return render(
+            rt,
+            request,
+            "login.html",
+            400,
+            next=target,
+            tenant=tenant,
+            error="Your form expired. Please try again.",
+        )
     if not (tenant and username and password):
-        return render(rt, request, "login.html", 400, next=target, tenant=tenant,
-                      error="Enter your organisation, user name and password.")
+        return render(
+            rt,
+            request,
+            "login.html",
+            400,
+            next=target,
+            tenant=tenant,
+            error="Enter your organisation, user name and password.",
+        )
     try:
-        sid = await run_in_threadpool(_login, rt, issuer, tenant.strip(), username.strip(), password,
-                                      client_ip(request))
+        sid = await run_in_threadpool(
+            _login, rt, issuer, tenant.strip(), username.strip(), password, client_ip(request)
+        )
     except RateLimited as exc:
-        response = render(rt, request, "login.html", 429, next=target, tenant=tenant,
-                          error=f"Too many attempts. Try again in {exc.retry_after} seconds.")
+        response = render(
+            rt,
+            request,
+            "login.html",
+            429,
+            next=target,
+            tenant=tenant,
+            error=f"Too many attempts. Try again in {exc.retry_after} seconds.",
+        )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     if sid is None:
-        return render(rt, request, "login.html", 401, next=target, tenant=tenant,
-                      error="The organisation, user name or password is not right.")
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(rt.session_cookie(issuer), sid, httponly=True, samesite="lax",
-                        secure=rt.secure_cookies(), path=f"/{issuer}", max_age=rt.settings.session_ttl)
-    return response
+        return render(
+            rt,
+            request,
+            "login.html",
+            401,
+            next=target,
+            tenant=tenant,
+            error="The organisation, user name or password is not right.",
+        )
+    redirect = RedirectResponse(target, status_code=303)
+    redirect.set_cookie(
+        rt.session_cookie(issuer),
+        sid,
+        httponly=True,
+        samesite="lax",
+        secure=rt.secure_cookies(),
+        path=f"/{issuer}",
+        max_age=rt.settings.session_ttl,
+    )
+    return redirect
 
 
 @router.post("/{issuer}/logout")
-async def logout(request: Request, issuer: str, rt: RuntimeDep,
-                 csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+async def logout(
+    request: Request, issuer: str, rt: RuntimeDep, csrf: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
     rt.server(issuer)
     sid = request.cookies.get(rt.session_cookie(issuer))
     if sid and check_csrf(request, csrf):
+
         def end() -> None:
             with rt.db.session() as db:
                 service.end_session(db, session_id=sid)
@@ -156,7 +221,9 @@ async def account(request: Request, issuer: str, rt: RuntimeDep) -> Response:
 
     ctx = await run_in_threadpool(load)
     if ctx is None:
-        return RedirectResponse(f"/{issuer}/login?{urlencode({'next': f'/{issuer}/account'})}", status_code=303)
+        return RedirectResponse(
+            f"/{issuer}/login?{urlencode({'next': f'/{issuer}/account'})}", status_code=303
+        )
     return render(rt, request, "account.html", **ctx)
 
 
@@ -168,23 +235,27 @@ def _login_redirect(issuer: str, request: Request) -> RedirectResponse:
     return RedirectResponse(f"/{issuer}/login?{urlencode({'next': here})}", status_code=303)
 
 
-def _authorize(rt: Runtime, request: Request, issuer: str, oreq: OAuthRequest,
-               decision: dict[str, Any] | None) -> tuple[str, Any]:
-    """One pass of the authorization endpoint. Answers (what, payload):
-    ('login', None) | ('error', (status, text)) | ('response', authlib result) | ('consent', context)."""
+def _authorize(
+    rt: Runtime, request: Request, issuer: str, oreq: OAuthRequest, decision: dict[str, Any] | None
+) -> tuple[str, Any]:
+    """One pass of the authorization endpoint. Answers (what, payload): ('login', None),
+    ('error', (status, text)), ('response', authlib result) or ('consent', context)."""
     server: IssuerServer = rt.server(issuer)
 
     def work(server: IssuerServer, req: OAuthRequest) -> tuple[str, Any]:
-        from .oauth import current
+        from .oauth import current_db
 
-        db = current().db
+        db = current_db()
         sess = current_session(rt, request, db, issuer)
         try:
             grant = server.get_consent_grant(req, end_user=sess.user if sess else None)
         except OAuth2Error as error:
             if error.redirect_uri:
                 return "response", server.handle_error_response(req, error)
-            return "error", (400, f"{error.error}: {error.description or 'invalid authorization request'}")
+            return "error", (
+                400,
+                f"{error.error}: {error.description or 'invalid authorization request'}",
+            )
         if sess is None:
             return "login", None
         user: User = sess.user
@@ -192,36 +263,73 @@ def _authorize(rt: Runtime, request: Request, issuer: str, oreq: OAuthRequest,
         client: ClientView = grant.client
         scope = req.scope or client.get_allowed_scope(None)
         if decision is None:
-            covered = service.consent_covers(db, tenant=tenant, user=user, client=client.row, scope=scope)
+            covered = service.consent_covers(
+                db, tenant=tenant, user=user, client=client.row, scope=scope
+            )
             if covered is not None:
-                service.audit(db, issuer=issuer, tenant=tenant, actor=f"user:{user.username}",
-                              action="consent.skipped", target=client.row.client_id, details={"because": covered})
-                return "response", server.create_authorization_response(req, grant_user=user, grant=grant)
+                service.audit(
+                    db,
+                    issuer=issuer,
+                    tenant=tenant,
+                    actor=f"user:{user.username}",
+                    action="consent.skipped",
+                    target=client.row.client_id,
+                    details={"because": covered},
+                )
+                return "response", server.create_authorization_response(
+                    req, grant_user=user, grant=grant
+                )
             return "consent", {
-                "client": client.row, "client_tenant": client.row.tenant, "tenant": tenant, "user": user,
+                "client": client.row,
+                "client_tenant": client.row.tenant,
+                "tenant": tenant,
+                "user": user,
                 "scopes": [(s, SCOPE_TEXT.get(s, s)) for s in scope.split()],
                 "may_grant_tenant": service.may_grant_tenant_consent(tenant=tenant, user=user),
                 "query": request.url.query,
             }
         if not decision["allow"]:
-            service.audit(db, issuer=issuer, tenant=tenant, actor=f"user:{user.username}",
-                          action="consent.deny", target=client.row.client_id)
-            return "response", server.create_authorization_response(req, grant_user=None, grant=grant)
+            service.audit(
+                db,
+                issuer=issuer,
+                tenant=tenant,
+                actor=f"user:{user.username}",
+                action="consent.deny",
+                target=client.row.client_id,
+            )
+            return "response", server.create_authorization_response(
+                req, grant_user=None, grant=grant
+            )
         if decision["remember"]:
-            service.remember_user_consent(db, tenant=tenant, user=user, client=client.row, scope=scope)
+            service.remember_user_consent(
+                db, tenant=tenant, user=user, client=client.row, scope=scope
+            )
         if decision["tenant_wide"] and service.may_grant_tenant_consent(tenant=tenant, user=user):
-            service.grant_tenant_consent(db, tenant=tenant, user=user, client=client.row, scope=scope)
-        service.audit(db, issuer=issuer, tenant=tenant, actor=f"user:{user.username}", action="consent.allow",
-                      target=client.row.client_id, details={"scope": scope, "remember": decision["remember"],
-                                                            "tenant_wide": decision["tenant_wide"]})
+            service.grant_tenant_consent(
+                db, tenant=tenant, user=user, client=client.row, scope=scope
+            )
+        service.audit(
+            db,
+            issuer=issuer,
+            tenant=tenant,
+            actor=f"user:{user.username}",
+            action="consent.allow",
+            target=client.row.client_id,
+            details={
+                "scope": scope,
+                "remember": decision["remember"],
+                "tenant_wide": decision["tenant_wide"],
+            },
+        )
         return "response", server.create_authorization_response(req, grant_user=user, grant=grant)
 
     del server
     return rt.oauth_call(issuer, oreq, work)
 
 
-async def _authorize_response(request: Request, issuer: str, rt: Runtime,
-                              decision: dict[str, Any] | None) -> Response:
+async def _authorize_response(
+    request: Request, issuer: str, rt: Runtime, decision: dict[str, Any] | None
+) -> Response:
     rt.server(issuer)
     oreq = oauth_request(request, [], rt, issuer)
     what, payload = await run_in_threadpool(_authorize, rt, request, issuer, oreq, decision)
@@ -229,8 +337,14 @@ async def _authorize_response(request: Request, issuer: str, rt: Runtime,
         return _login_redirect(issuer, request)
     if what == "error":
         status, text = payload
-        return render(rt, request, "message.html", status, title="This sign-in request cannot be used",
-                      message=text)
+        return render(
+            rt,
+            request,
+            "message.html",
+            status,
+            title="This sign-in request cannot be used",
+            message=text,
+        )
     if what == "consent":
         return render(rt, request, "consent.html", **payload)
     return to_response(payload)
@@ -242,15 +356,30 @@ async def authorize(request: Request, issuer: str, rt: RuntimeDep) -> Response:
 
 
 @router.post("/{issuer}/authorize")
-async def authorize_decision(request: Request, issuer: str, rt: RuntimeDep,
-                             decision: Annotated[str, Form(max_length=10)] = "",
-                             remember: Annotated[str, Form(max_length=10)] = "",
-                             tenant_wide: Annotated[str, Form(max_length=10)] = "",
-                             csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+async def authorize_decision(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    decision: Annotated[str, Form(max_length=10)] = "",
+    remember: Annotated[str, Form(max_length=10)] = "",
+    tenant_wide: Annotated[str, Form(max_length=10)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    rt.server(issuer)
     if not check_csrf(request, csrf):
-        return render(rt, request, "message.html", 400, title="Your form expired",
-                      message="Go back to the application and start signing in again.")
-    choice = {"allow": decision == "allow", "remember": bool(remember), "tenant_wide": bool(tenant_wide)}
+        return render(
+            rt,
+            request,
+            "message.html",
+            400,
+            title="Your form expired",
+            message="Go back to the application and start signing in again.",
+        )
+    choice = {
+        "allow": decision == "allow",
+        "remember": bool(remember),
+        "tenant_wide": bool(tenant_wide),
+    }
     return await _authorize_response(request, issuer, rt, choice)
 
 
@@ -263,7 +392,9 @@ def _normalise_user_code(code: str) -> str:
 
 
 @router.get("/{issuer}/device")
-async def device_page(request: Request, issuer: str, rt: RuntimeDep, user_code: str = "") -> Response:
+async def device_page(
+    request: Request, issuer: str, rt: RuntimeDep, user_code: str = ""
+) -> Response:
     rt.server(issuer)
 
     def load() -> dict[str, Any] | None:
@@ -271,9 +402,18 @@ async def device_page(request: Request, issuer: str, rt: RuntimeDep, user_code: 
             sess = current_session(rt, request, db, issuer)
             if sess is None:
                 return None
-            ctx: dict[str, Any] = {"user": sess.user, "user_code": user_code, "grant": None, "client": None}
+            ctx: dict[str, Any] = {
+                "user": sess.user,
+                "user_code": user_code,
+                "grant": None,
+                "client": None,
+            }
             if user_code:
-                grant = db.scalar(select(DeviceGrant).where(DeviceGrant.user_code == _normalise_user_code(user_code)))
+                grant = db.scalar(
+                    select(DeviceGrant).where(
+                        DeviceGrant.user_code == _normalise_user_code(user_code)
+                    )
+                )
                 if grant and grant.expires_at > utcnow() and grant.approved is None:
                     ctx["grant"], ctx["client"] = grant, db.get(Client, grant.client_pk)
                     ctx["scopes"] = [(s, SCOPE_TEXT.get(s, s)) for s in grant.scope.split()]
@@ -288,33 +428,58 @@ async def device_page(request: Request, issuer: str, rt: RuntimeDep, user_code: 
 
 
 @router.post("/{issuer}/device")
-async def device_decision(request: Request, issuer: str, rt: RuntimeDep,
-                          user_code: Annotated[str, Form(max_length=20)] = "",
-                          decision: Annotated[str, Form(max_length=10)] = "",
-                          csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+async def device_decision(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    user_code: Annotated[str, Form(max_length=20)] = "",
+    decision: Annotated[str, Form(max_length=10)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
     rt.server(issuer)
     if not check_csrf(request, csrf):
-        return render(rt, request, "message.html", 400, title="Your form expired", message="Enter the code again.")
+        return render(
+            rt,
+            request,
+            "message.html",
+            400,
+            title="Your form expired",
+            message="Enter the code again.",
+        )
 
     def decide() -> str | None:
         with rt.db.session() as db:
             sess = current_session(rt, request, db, issuer)
             if sess is None:
                 return None
-            grant = db.scalar(select(DeviceGrant).where(DeviceGrant.user_code == _normalise_user_code(user_code)))
+            grant = db.scalar(
+                select(DeviceGrant).where(DeviceGrant.user_code == _normalise_user_code(user_code))
+            )
             if grant is None or grant.expires_at <= utcnow() or grant.approved is not None:
                 raise NotFound("That code is unknown, expired or already used.")
             grant.user_pk, grant.tenant_pk = sess.user.pk, sess.user.tenant_pk
             grant.approved = decision == "allow"
-            service.audit(db, issuer=issuer, tenant=sess.user.tenant, actor=f"user:{sess.user.username}",
-                          action="device.allow" if grant.approved else "device.deny", target=grant.user_code)
+            service.audit(
+                db,
+                issuer=issuer,
+                tenant=sess.user.tenant,
+                actor=f"user:{sess.user.username}",
+                action="device.allow" if grant.approved else "device.deny",
+                target=grant.user_code,
+            )
             return "allowed" if grant.approved else "denied"
 
     try:
         result = await run_in_threadpool(decide)
     except NotFound as exc:
-        return render(rt, request, "message.html", 404, title="Code not accepted", message=exc.description)
+        return render(
+            rt, request, "message.html", 404, title="Code not accepted", message=exc.description
+        )
     if result is None:
         return _login_redirect(issuer, request)
-    text = "You can go back to the device now." if result == "allowed" else "The device was not allowed."
+    text = (
+        "You can go back to the device now."
+        if result == "allowed"
+        else "The device was not allowed."
+    )
     return render(rt, request, "message.html", title=f"Device {result}", message=text)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -30,7 +30,11 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+            }
+        },
     }
 }
 
@@ -43,26 +47,35 @@ def parse_form(content_type: str | None, body: bytes) -> list[tuple[str, str]]:
     """The urlencoded body as (key, value) pairs; refuses other types, big bodies, repeats."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise InvalidRequest("the body must be application/x-www-form-urlencoded", field="content-type")
+        raise InvalidRequest(
+            "the body must be application/x-www-form-urlencoded", field="content-type"
+        )
     if len(body) > MAX_FORM_BYTES:
         raise PayloadTooLarge(f"the body must be at most {MAX_FORM_BYTES} bytes")
     try:
         items = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError as exc:
         raise InvalidRequest("the body is not valid UTF-8") from exc
-    if any("\x00" in k or "\x00" in v for k, v in items):
-        raise InvalidRequest("NUL characters are not allowed in requests")
+    for key, value in items:
+        if "\x00" in key or "\x00" in value:
+            raise InvalidRequest(
+                "NUL characters are not allowed in requests", field=key.replace("\x00", "") or None
+            )
     keys = [k for k, _ in items]
     if len(keys) != len(set(keys)):
         repeated = sorted({k for k in keys if keys.count(k) > 1})
-        raise InvalidRequest(f"parameters must not be repeated: {', '.join(repeated)}", field=repeated[0])
+        raise InvalidRequest(
+            f"parameters must not be repeated: {', '.join(repeated)}", field=repeated[0]
+        )
     return items
 
 
 def to_response(result: tuple[int, Any, dict[str, str]]) -> Response:
     status, body, headers = result
     if "Location" in headers:
-        return RedirectResponse(headers["Location"], status_code=302 if status in (200, 302) else status)
+        return RedirectResponse(
+            headers["Location"], status_code=302 if status in (200, 302) else status
+        )
     headers = {**headers, **NO_STORE}
     headers.pop("Content-Type", None)
     return JSONResponse(body if isinstance(body, dict) else {}, status_code=status, headers=headers)
@@ -70,22 +83,27 @@ def to_response(result: tuple[int, Any, dict[str, str]]) -> Response:
 
 def _readable_basic(value: str | None) -> bool:
     """Whether Authlib can read these Basic credentials: it decodes them as ASCII
-    base64 of UTF-8 and raises (a 500) on anything else."""
+    base64 of UTF-8 and raises (a 500) on anything else; it percent-decodes them,
+    and a NUL in a client id breaks PostgreSQL (another 500)."""
     parts = (value or "").split(None, 1)
     if len(parts) != 2 or parts[0].lower() != "basic":
         return True
     try:
-        base64.b64decode(parts[1]).decode("utf-8")
+        decoded = base64.b64decode(parts[1]).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return False
-    return True
+    return "\x00" not in unquote(decoded)
 
 
-def oauth_request(request: Request, form: list[tuple[str, str]], rt: Runtime, issuer: str) -> OAuthRequest:
+def oauth_request(
+    request: Request, form: list[tuple[str, str]], rt: Runtime, issuer: str
+) -> OAuthRequest:
     uri = f"{rt.settings.public_url}{request.url.path}"
     if request.url.query:
         uri += f"?{request.url.query}"
-    return OAuthRequest(request.method, uri, request.headers, list(request.query_params.multi_items()), form)
+    return OAuthRequest(
+        request.method, uri, request.headers, list(request.query_params.multi_items()), form
+    )
 
 
 #: The OAuth endpoints that take a form POST, by the last segment of their path.
@@ -97,8 +115,17 @@ ENDPOINTS: dict[str, Callable[[IssuerServer, OAuthRequest], Any]] = {
 }
 
 
-async def oauth_post(rt: Runtime, issuer: str, endpoint: str, *, path: str, query: str, headers: Headers,
-                     body: bytes, ip: str) -> tuple[int, Any, dict[str, str]]:
+async def oauth_post(
+    rt: Runtime,
+    issuer: str,
+    endpoint: str,
+    *,
+    path: str,
+    query: str,
+    headers: Headers,
+    body: bytes,
+    ip: str,
+) -> tuple[int, Any, dict[str, str]]:
     """One form POST to an OAuth endpoint, whatever served the HTTP (FastAPI or the fast lane)."""
     rt.server(issuer)
     rt.client_auth_limiter.check(ip)
@@ -106,8 +133,10 @@ async def oauth_post(rt: Runtime, issuer: str, endpoint: str, *, path: str, quer
     if headers.get("authorization") and any(key == "client_secret" for key, _ in form):
         # RFC 6749 §2.3: one authentication method per request. Answering for whichever one
         # succeeds would let wrong Basic secrets be tried without counting as failures.
-        raise InvalidRequest("authenticate the client once: HTTP Basic or client_secret in the body",
-                             field="client_secret")
+        raise InvalidRequest(
+            "authenticate the client once: HTTP Basic or client_secret in the body",
+            field="client_secret",
+        )
     if not _readable_basic(headers.get("authorization")):
         # Credentials nobody can read are no credentials: the answer is invalid_client.
         headers = headers.mutablecopy()
@@ -126,10 +155,9 @@ async def oauth_post(rt: Runtime, issuer: str, endpoint: str, *, path: str, quer
     else:
         status, payload, out_headers = await run_in_threadpool(rt.oauth_call, issuer, oreq, call)
     if isinstance(payload, dict) and payload.get("error") == "invalid_client":
-        try:
+        # This answer already says invalid_client; the next attempt is the one refused.
+        with contextlib.suppress(RateLimited):
             rt.client_auth_limiter.hit(ip)
-        except RateLimited:
-            pass  # this answer already says invalid_client; the next one is refused
     return status, payload, out_headers
 
 
@@ -137,41 +165,73 @@ async def _endpoint(request: Request, rt: Runtime, issuer: str, endpoint: str) -
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_FORM_BYTES:
         raise PayloadTooLarge(f"the body must be at most {MAX_FORM_BYTES} bytes")
-    result = await oauth_post(rt, issuer, endpoint, path=request.url.path, query=request.url.query,
-                              headers=request.headers, body=await request.body(), ip=client_ip(request))
+    result = await oauth_post(
+        rt,
+        issuer,
+        endpoint,
+        path=request.url.path,
+        query=request.url.query,
+        headers=request.headers,
+        body=await request.body(),
+        ip=client_ip(request),
+    )
     return to_response(result)
 
 
-@router.post("/{issuer}/token", tags=["oauth"], summary="Token endpoint (RFC 6749 §3.2)", openapi_extra=FORM_BODY)
+@router.post(
+    "/{issuer}/token",
+    tags=["oauth"],
+    summary="Token endpoint (RFC 6749 §3.2)",
+    openapi_extra=FORM_BODY,
+)
 async def token(request: Request, issuer: str, rt: RuntimeDep) -> Response:
     return await _endpoint(request, rt, issuer, "token")
 
 
-@router.post("/{issuer}/introspect", tags=["oauth"], summary="Token introspection (RFC 7662)",
-             openapi_extra=FORM_BODY)
+@router.post(
+    "/{issuer}/introspect",
+    tags=["oauth"],
+    summary="Token introspection (RFC 7662)",
+    openapi_extra=FORM_BODY,
+)
 async def introspect(request: Request, issuer: str, rt: RuntimeDep) -> Response:
     return await _endpoint(request, rt, issuer, "introspect")
 
 
-@router.post("/{issuer}/revoke", tags=["oauth"], summary="Token revocation (RFC 7009)", openapi_extra=FORM_BODY)
+@router.post(
+    "/{issuer}/revoke",
+    tags=["oauth"],
+    summary="Token revocation (RFC 7009)",
+    openapi_extra=FORM_BODY,
+)
 async def revoke(request: Request, issuer: str, rt: RuntimeDep) -> Response:
     return await _endpoint(request, rt, issuer, "revoke")
 
 
-@router.post("/{issuer}/device_authorization", tags=["oauth"], summary="Device authorization (RFC 8628 §3.1)",
-             openapi_extra=FORM_BODY)
+@router.post(
+    "/{issuer}/device_authorization",
+    tags=["oauth"],
+    summary="Device authorization (RFC 8628 §3.1)",
+    openapi_extra=FORM_BODY,
+)
 async def device_authorization(request: Request, issuer: str, rt: RuntimeDep) -> Response:
     return await _endpoint(request, rt, issuer, "device_authorization")
 
 
-@router.get("/{issuer}/.well-known/oauth-authorization-server", tags=["oauth"],
-            summary="Authorization server metadata (RFC 8414)")
+@router.get(
+    "/{issuer}/.well-known/oauth-authorization-server",
+    tags=["oauth"],
+    summary="Authorization server metadata (RFC 8414)",
+)
 async def metadata(issuer: str, rt: RuntimeDep) -> dict[str, Any]:
     return rt.server(issuer).metadata()
 
 
-@router.get("/.well-known/oauth-authorization-server/{issuer}", tags=["oauth"],
-            summary="Authorization server metadata at the RFC 8414 §3.1 location")
+@router.get(
+    "/.well-known/oauth-authorization-server/{issuer}",
+    tags=["oauth"],
+    summary="Authorization server metadata at the RFC 8414 §3.1 location",
+)
 async def metadata_rfc(issuer: str, rt: RuntimeDep) -> dict[str, Any]:
     return rt.server(issuer).metadata()
 
@@ -193,11 +253,21 @@ async def principal(request: Request, issuer: str, rt: RuntimeDep) -> Principal:
     return await rt.guards[issuer].require()(request)
 
 
-@router.get("/{issuer}/api/me", tags=["api"], response_model=Me,
-            summary="Who the bearer token acts as (seed 001: local authentication cooperation mode)")
+@router.get(
+    "/{issuer}/api/me",
+    tags=["api"],
+    response_model=Me,
+    summary="Who the bearer token acts as (seed 001: local authentication cooperation mode)",
+)
 async def me(p: Annotated[Principal, Depends(principal)]) -> Me:
     return Me(
-        issuer=p.issuer, tenant_id=p.tenant_id, client_id=p.client_id, user_id=p.user_id,
-        local_user=p.local_user, scopes=sorted(p.scopes), local_auth_cooperation=p.local_auth_cooperation,
-        acting_user=p.acting_user, acting_kind=p.acting_kind,
+        issuer=p.issuer,
+        tenant_id=p.tenant_id,
+        client_id=p.client_id,
+        user_id=p.user_id,
+        local_user=p.local_user,
+        scopes=sorted(p.scopes),
+        local_auth_cooperation=p.local_auth_cooperation,
+        acting_user=p.acting_user,
+        acting_kind=p.acting_kind,
     )

@@ -36,7 +36,7 @@ from .models import (
     User,
     UserConsent,
 )
-from .store import TokenInfo
+from .store import ClientSnapshot, TokenInfo
 
 CLIENT_KINDS = ("confidential", "public", "device", "service")
 GRANTS = {
@@ -587,7 +587,9 @@ def may_grant_tenant_consent(*, tenant: Tenant, user: User) -> bool:
     return user.is_admin or tenant.users_may_grant_tenant_consent
 
 
-def active_tenant_consent(db: Session, *, tenant: Tenant, client: Client) -> TenantConsent | None:
+def active_tenant_consent(
+    db: Session, *, tenant: Tenant, client: Client | ClientSnapshot
+) -> TenantConsent | None:
     return db.scalar(
         select(TenantConsent).where(
             TenantConsent.tenant_pk == tenant.pk,
@@ -598,7 +600,7 @@ def active_tenant_consent(db: Session, *, tenant: Tenant, client: Client) -> Ten
 
 
 def consent_covers(
-    db: Session, *, tenant: Tenant, user: User, client: Client, scope: str
+    db: Session, *, tenant: Tenant, user: User, client: Client | ClientSnapshot, scope: str
 ) -> str | None:
     """Why the user need not be asked: 'tenant', 'user', or None (ask)."""
     wanted = set(scope.split())
@@ -616,7 +618,7 @@ def consent_covers(
 
 
 def remember_user_consent(
-    db: Session, *, tenant: Tenant, user: User, client: Client, scope: str
+    db: Session, *, tenant: Tenant, user: User, client: Client | ClientSnapshot, scope: str
 ) -> None:
     existing = db.scalar(
         select(UserConsent).where(
@@ -631,7 +633,7 @@ def remember_user_consent(
 
 
 def grant_tenant_consent(
-    db: Session, *, tenant: Tenant, user: User, client: Client, scope: str
+    db: Session, *, tenant: Tenant, user: User, client: Client | ClientSnapshot, scope: str
 ) -> TenantConsent:
     if user.tenant_pk != tenant.pk:
         raise NotFound("no such user")

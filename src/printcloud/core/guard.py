@@ -117,23 +117,31 @@ class Guard:
         if resp.status_code != 200:
             log.warning("introspection failed", extra={"fields": {"status": resp.status_code}})
             raise Unavailable(f"introspection at {self.issuer} answered {resp.status_code}")
-        data = resp.json()
+        try:
+            data = resp.json()
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+        except (ValueError, TypeError) as exc:
+            raise Unavailable(f"introspection at {self.issuer} answered malformed JSON") from exc
         if not data.get("active"):
             self._cache.pop(key, None)
             raise Unauthorized("token is not active")
         if data.get("token_type") not in (None, "access_token", "Bearer"):
             raise Unauthorized("not an access token")
-        principal = Principal(
-            issuer=self.issuer,
-            tenant_id=str(data["tenant_id"]),
-            client_id=str(data["client_id"]),
-            user_id=data.get("username") or None,
-            local_user=data.get("local_user") or None,
-            scopes=frozenset(str(data.get("scope") or "").split()),
-            local_auth_cooperation=bool(data.get("local_auth_cooperation")),
-            expires_at=float(data.get("exp") or now),
-            token_id=key,
-        )
+        try:
+            principal = Principal(
+                issuer=self.issuer,
+                tenant_id=str(data["tenant_id"]),
+                client_id=str(data["client_id"]),
+                user_id=data.get("username") or None,
+                local_user=data.get("local_user") or None,
+                scopes=frozenset(str(data.get("scope") or "").split()),
+                local_auth_cooperation=bool(data.get("local_auth_cooperation")),
+                expires_at=float(data.get("exp") or now),
+                token_id=key,
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise Unavailable(f"introspection at {self.issuer} answered malformed JSON") from exc
         until = min(now + self.cache_ttl, principal.expires_at)
         if until > now:
             self._cache[key] = (principal, until)
@@ -156,4 +164,3 @@ class Guard:
             return principal
 
         return dependency
-

@@ -3,9 +3,11 @@ templates and CSRF protection for HTML forms."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -206,10 +208,10 @@ def check_csrf(request: Request, submitted: str | None) -> bool:
 
 
 class RefuseNul:
-    """Pure ASGI middleware: a NUL character in the path, the query or a form/JSON
-    body is refused with 400 before any handler sees it. PostgreSQL cannot store
-    NUL in text, and no legitimate field here contains one. Other bodies (file
-    uploads) pass untouched."""
+    """Pure ASGI middleware: a NUL character in the query or in a form/JSON body is
+    refused with 400 naming the field, before any handler sees it. PostgreSQL cannot
+    store NUL in text, and no legitimate field here contains one. Path parameters are
+    left to the routes, which know their names; other bodies (file uploads) pass."""
 
     CHECKED = (b"application/x-www-form-urlencoded", b"application/json")
     MAX_BUFFER = 1 << 20
@@ -221,17 +223,12 @@ class RefuseNul:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        if (
-            b"\x00" in scope["path"].encode()
-            or b"%00" in raw_path
-            or b"%00" in scope.get("query_string", b"")
-        ):
-            await _refuse_nul(send)
+        query = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query:
+            await _refuse_nul(send, _form_field(query))
             return
-        ctype = (
-            dict(scope.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip().lower()
-        )
+        headers = dict(scope.get("headers", []))
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if ctype not in self.CHECKED:
             await self.app(scope, receive, send)
             return
@@ -250,7 +247,8 @@ class RefuseNul:
                 break
         body = b"".join(chunks)
         if b"\x00" in body or b"%00" in body or b"\\u0000" in body:
-            await _refuse_nul(send)
+            field = _json_field(body) if ctype == b"application/json" else _form_field(body)
+            await _refuse_nul(send, field)
             return
         replayed = False
 
@@ -264,20 +262,49 @@ class RefuseNul:
         await self.app(scope, replay, send)
 
 
-async def _refuse_nul(send: Send) -> None:
-    raw = (
-        b'{"error":"invalid_request",'
-        b'"error_description":"NUL characters are not allowed in requests"}'
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(raw)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
+def _form_field(raw: bytes) -> str | None:
+    for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+        if "\x00" in key or "\x00" in value:
+            return key.replace("\x00", "") or None
+    return None
+
+
+def _json_field(raw: bytes) -> str | None:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return None
+
+    def walk(value: Any, path: str) -> str | None:
+        if isinstance(value, str):
+            return path if "\x00" in value else None
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found = walk(item, f"{path}.{key}" if path else str(key))
+                if found is not None or "\x00" in str(key):
+                    return found or path or "request"
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                found = walk(item, f"{path}.{index}")
+                if found is not None:
+                    return found
+        return None
+
+    return walk(document, "")
+
+
+async def _refuse_nul(send: Send, field: str | None) -> None:
+    body: dict[str, str] = {
+        "error": "invalid_request",
+        "error_description": "NUL characters are not allowed in requests",
+    }
+    if field:
+        body["field"] = field
+    raw = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
