@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -65,7 +66,14 @@ class OAuthFastLane:
             )
         except PrintcloudError as exc:
             status, payload, extra = exc.status_code, exc.as_dict(), exc.headers()
-        except Exception:
+        except (OperationalError, InterfaceError):
+            log.error("database unavailable", extra={"fields": {"path": scope["path"]}})
+            status, extra = 503, {"Retry-After": "5"}
+            payload = {
+                "error": "temporarily_unavailable",
+                "error_description": "the database is unavailable; try again shortly",
+            }
+        except Exception:  # answered as a JSON 500, logged with its trace
             log.exception("unhandled error", extra={"fields": {"path": scope["path"]}})
             status, payload = (
                 500,

@@ -42,7 +42,7 @@ from authlib.oauth2.rfc6749.grants import (
 from authlib.oauth2.rfc6749.grants.base import BaseGrant, TokenEndpointMixin
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from printcloud.core import crypto
@@ -73,8 +73,8 @@ class Call:
     issuer: str
     settings: Settings
     request: OAuth2Request | None = None
-    #: A bare connection for read-only steps (introspection) run without a session.
-    conn: Connection | None = None
+    #: The hot-path reader for read-only steps (introspection) run without a session.
+    reader: store.HotReader | None = None
     pending_access: list[dict[str, Any]] = field(default_factory=list)
     pending_refresh: list[dict[str, Any]] = field(default_factory=list)
 
@@ -84,11 +84,6 @@ _call: contextvars.ContextVar[Call] = contextvars.ContextVar("printcloud_oauth_c
 
 def current() -> Call:
     return _call.get()
-
-
-def current_conn() -> Connection:
-    call = _call.get()
-    return call.conn if call.conn is not None else current_db().connection()
 
 
 def current_db() -> Session:
@@ -489,9 +484,16 @@ class Introspection(TokenParams, IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
-        info = store.lookup_token(
-            current_conn(), issuer=current().issuer, token=token_string, hint=token_type_hint
-        )
+        call = current()
+        if call.reader is not None:
+            info = call.reader.lookup(issuer=call.issuer, token=token_string, hint=token_type_hint)
+        else:
+            info = store.lookup_token(
+                current_db().connection(),
+                issuer=call.issuer,
+                token=token_string,
+                hint=token_type_hint,
+            )
         return TokenView(info) if info else None
 
     def check_permission(self, token: TokenView, client: ClientView, request: Request) -> bool:

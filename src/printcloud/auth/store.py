@@ -23,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from printcloud.core import crypto
 from printcloud.core.db import utcnow
+from printcloud.core.errors import Unavailable
 from printcloud.core.logs import get_logger
 
 from .models import SYSTEM_TENANT, AccessToken, Client, RefreshToken, Tenant
@@ -295,6 +297,63 @@ def _when(value: Any) -> datetime | None:
 def lookup_token(
     conn: Connection, *, issuer: str, token: str, hint: str | None = None
 ) -> TokenInfo | None:
+    """The token's facts through a SQLAlchemy connection (the session paths)."""
+    mark = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
+    return _lookup(conn.connection.dbapi_connection, mark, issuer=issuer, token=token, hint=hint)
+
+
+class HotReader:
+    """Introspection's reads on one long-lived autocommit DBAPI connection per thread.
+
+    A pooled checkout costs a pre-ping, BEGIN and ROLLBACK round trip each, and a new
+    connection re-plans the statement: on PostgreSQL that was ten times the query.
+    A lost connection (database restart) is replaced once, then the error is raised."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.mark = "?" if engine.dialect.paramstyle in ("qmark", "numeric") else "%s"
+        self._errors: tuple[type[BaseException], ...] = (
+            engine.dialect.loaded_dbapi.Error,
+            SQLAlchemyError,
+        )
+        self._local = threading.local()
+
+    def lookup(self, *, issuer: str, token: str, hint: str | None = None) -> TokenInfo | None:
+        for attempt in (1, 2):
+            try:
+                conn = self._connection()
+                return _lookup(
+                    conn.driver_connection, self.mark, issuer=issuer, token=token, hint=hint
+                )
+            except self._errors as exc:
+                self._drop()
+                if attempt == 2:
+                    raise Unavailable("the database is unavailable; try again shortly") from exc
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.engine.raw_connection()
+            driver = conn.driver_connection
+            assert driver is not None
+            if self.engine.dialect.name == "sqlite":
+                driver.isolation_level = None  # autocommit: each read sees the latest commit
+            else:
+                driver.autocommit = True
+            self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.invalidate()
+
+
+def _lookup(
+    dbapi_conn: Any, mark: str, *, issuer: str, token: str, hint: str | None
+) -> TokenInfo | None:
     if not token or len(token) > 512:
         return None
     digest = crypto.token_digest(token)
@@ -303,9 +362,8 @@ def lookup_token(
         if hint == "refresh_token"
         else ("access_token", "refresh_token")
     )
-    mark = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
     now = utcnow()
-    cursor = conn.connection.cursor()
+    cursor = dbapi_conn.cursor()
     try:
         for kind in order:
             cursor.execute(_LOOKUP[(kind, mark)], (digest,))

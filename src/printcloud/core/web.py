@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -102,6 +103,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(
             request, exc.status_code, code, str(exc.detail), dict(exc.headers or {})
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_down(request: Request, exc: Exception) -> Any:
+        log.error("database unavailable", extra={"fields": {"path": request.url.path}})
+        return error_response(
+            request,
+            503,
+            "temporarily_unavailable",
+            "the database is unavailable; try again shortly",
+            {"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)
