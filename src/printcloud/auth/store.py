@@ -203,6 +203,7 @@ class LoopTokenWriter:
             tuple[list[dict[str, Any]], list[dict[str, Any]], asyncio.Future[None]]
         ] = []
         self._scheduled = False
+        self._conn: Any = None
 
     def submit(
         self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]
@@ -216,29 +217,109 @@ class LoopTokenWriter:
         return future
 
     def close(self) -> None:
-        pass
+        self._drop()
 
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, [], False
-        access = [r for a, _, _ in batch for r in a]
-        refresh = [r for _, rr, _ in batch for r in rr]
+        access = [_sqlite_access(r) for a, _, _ in batch for r in a]
+        refresh = [_sqlite_refresh(r) for _, rr, _ in batch for r in rr]
         try:
-            with self.engine.begin() as conn:
-                if access:
-                    conn.execute(insert(AccessToken), access)
-                if refresh:
-                    conn.execute(insert(RefreshToken), refresh)
-        except Exception as exc:
+            self._insert(access, refresh)
+        except Exception as exc:  # handed to every waiting request
             log.exception(
                 "token batch insert failed", extra={"fields": {"rows": len(access) + len(refresh)}}
             )
+            self._drop()
+            error = Unavailable("the token store is unavailable; try again shortly")
+            error.__cause__ = exc
             for _, _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(error)
             return
         for _, _, fut in batch:
             if not fut.done():
                 fut.set_result(None)
+
+    def _insert(self, access: list[tuple[Any, ...]], refresh: list[tuple[Any, ...]]) -> None:
+        # The DBAPI directly, on a connection of its own: a SQLAlchemy transaction cost
+        # 2.5 times the insert and commit themselves (244 against 97 us for one row).
+        if self._conn is None:
+            self._conn = self.engine.raw_connection()
+            driver = self._conn.driver_connection
+            assert driver is not None
+            driver.isolation_level = None  # explicit BEGIN/COMMIT below
+        cursor = self._conn.driver_connection.cursor()
+        try:
+            cursor.execute("BEGIN")
+            try:
+                if access:
+                    cursor.executemany(_INSERT_ACCESS, access)
+                if refresh:
+                    cursor.executemany(_INSERT_REFRESH, refresh)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+        finally:
+            cursor.close()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.invalidate()
+            self._conn = None
+
+
+_ACCESS_COLUMNS = (
+    "token_digest",
+    "tenant_pk",
+    "client_pk",
+    "user_pk",
+    "local_user",
+    "scope",
+    "grant_type",
+    "issued_at",
+    "expires_at",
+    "revoked_at",
+    "family_id",
+)
+_REFRESH_COLUMNS = (
+    "token_digest",
+    "family_id",
+    "tenant_pk",
+    "client_pk",
+    "user_pk",
+    "scope",
+    "issued_at",
+    "expires_at",
+    "rotated_at",
+    "revoked_at",
+)
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    # Built from the fixed names above, never from input.
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+
+
+_INSERT_ACCESS = _insert_sql("auth_access_tokens", _ACCESS_COLUMNS)
+_INSERT_REFRESH = _insert_sql("auth_refresh_tokens", _REFRESH_COLUMNS)
+
+
+def _sqlite_value(value: Any) -> Any:
+    """What SQLAlchemy's SQLite types would store: UTC datetimes as ISO text, JSON as text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
+
+
+def _sqlite_access(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_sqlite_value(row[c]) for c in _ACCESS_COLUMNS)
+
+
+def _sqlite_refresh(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_sqlite_value(row[c]) for c in _REFRESH_COLUMNS)
 
 
 @dataclass(frozen=True)
