@@ -65,13 +65,18 @@ _LOCAL_USER_MAX = 2048
 def audit(
     db: Session,
     *,
-    issuer: str,
     tenant: Tenant | None,
     actor: str,
     action: str,
     target: str = "",
     details: dict[str, Any] | None = None,
+    issuer: str | None = None,
 ) -> None:
+    """Record who did what. The issuer is the tenant's, unless there is no tenant."""
+    if issuer is None:
+        if tenant is None:
+            raise ValueError("an audit event without a tenant needs its issuer")
+        issuer = tenant.issuer
     db.add(
         AuditEvent(
             issuer=issuer,
@@ -150,7 +155,6 @@ def update_tenant_settings(
     if changes:
         audit(
             db,
-            issuer=tenant.issuer,
             tenant=tenant,
             actor=actor,
             action="tenant.settings",
@@ -165,8 +169,8 @@ def delete_tenant(db: Session, *, tenant: Tenant, actor: str) -> None:
         raise InvalidRequest("the system tenant cannot be deleted", field="tenant_id")
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=None,
+        issuer=tenant.issuer,
         actor=actor,
         action="tenant.delete",
         target=tenant.tenant_id,
@@ -217,7 +221,6 @@ def create_user(
     db.flush()
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="user.create",
@@ -266,7 +269,6 @@ def update_user(
         user.display_name = changes["display_name"] = display_name
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="user.update",
@@ -281,7 +283,6 @@ def delete_user(db: Session, *, tenant: Tenant, user: User, actor: str) -> None:
         raise NotFound("no such user")
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="user.delete",
@@ -445,7 +446,6 @@ def create_client(
     db.flush()
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="client.create",
@@ -501,7 +501,6 @@ def update_client(
         client.disabled = changes["disabled"] = disabled
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="client.update",
@@ -520,7 +519,6 @@ def rotate_client_secret(db: Session, *, tenant: Tenant, client: Client, actor: 
     client.secret_digest = crypto.token_digest(secret)
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="client.rotate_secret",
@@ -534,7 +532,6 @@ def delete_client(db: Session, *, tenant: Tenant, client: Client, actor: str) ->
         raise NotFound("no such client")
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="client.delete",
@@ -652,7 +649,6 @@ def grant_tenant_consent(
     db.flush()
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=f"user:{user.username}",
         action="consent.tenant.grant",
@@ -687,7 +683,6 @@ def revoke_tenant_consent(
         consent.revoked_at, consent.revoked_by = utcnow(), actor
         audit(
             db,
-            issuer=tenant.issuer,
             tenant=tenant,
             actor=actor,
             action="consent.tenant.revoke",
@@ -716,7 +711,6 @@ def revoke_user_consent(db: Session, *, tenant: Tenant, consent_pk: int, actor: 
         raise NotFound(f"no user consent {consent_pk}")
     audit(
         db,
-        issuer=tenant.issuer,
         tenant=tenant,
         actor=actor,
         action="consent.user.revoke",
