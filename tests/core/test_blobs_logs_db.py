@@ -91,6 +91,7 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     from alembic.migration import MigrationContext
 
     import printcloud.auth.models  # noqa: F401  (registers the tables)
+    import printcloud.printing.models  # noqa: F401
     from printcloud.core.db import Base
 
     db = Database(f"sqlite:///{tmp_path / 'm.sqlite3'}")

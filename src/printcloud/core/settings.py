@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     #: Redis URL for rate-limit counters shared by replicas; in-process when unset.
     rate_limit_url: str | None = None
 
+    #: Seed 003's session store: the database table (default) or `redis://…`.
+    session_store: str | None = None
+    #: How long a conversion token stays valid (seed 003, FIG. 10).
+    conversion_token_timeout: int = 3600
+
     worker_id: str | None = None
     distributed: bool = False
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-import printcloud.auth.models  # noqa: F401  (registers the tables)
+import printcloud.auth.models
+import printcloud.printing.models  # noqa: F401
 from printcloud.core.db import Base
 
 target_metadata = Base.metadata
