@@ -116,3 +116,13 @@ def test_service_clients_differ_per_issuer_and_service() -> None:
     assert secret == s.derive_secret("service-client:idp-a:printing")
     assert secret != s.service_client("idp-b", "printing")[1]
     assert secret != s.service_client("idp-a", "docgen")[1]
+
+
+def test_unauthorized_headers_survive_any_description() -> None:
+    from printcloud.core.errors import Unauthorized
+
+    header = Unauthorized('token … "quoted" \\ and ünïcode').headers()["WWW-Authenticate"]
+    header.encode("latin-1")  # must not raise
+    assert header.startswith(
+        'Bearer error="invalid_token", error_description="token ? ?quoted? ? and '
+    )

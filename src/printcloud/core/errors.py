@@ -48,7 +48,11 @@ class Unauthorized(PrintcloudError):
     error = "invalid_token"
 
     def headers(self) -> dict[str, str]:
-        value = f'Bearer error="{self.error}", error_description="{self.description}"'
+        # A header is Latin-1 and a quoted string: keep the description printable ASCII.
+        text = "".join(
+            c if 32 <= ord(c) < 127 and c not in '"\\' else "?" for c in self.description
+        )
+        value = f'Bearer error="{self.error}", error_description="{text}"'
         return {"WWW-Authenticate": value}
 
 

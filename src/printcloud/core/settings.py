@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     #: How long a conversion token stays valid (seed 003, FIG. 10).
     conversion_token_timeout: int = 3600
 
+    #: Largest print data a conversion worker downloads (bytes).
+    max_print_bytes: int = 200 * 1024 * 1024
+    #: Let workers download print data from private or loopback addresses (SSRF guard);
+    #: on by default in development only.
+    fetch_allow_private: bool | None = None
+
     worker_id: str | None = None
     distributed: bool = False
 
@@ -119,6 +125,12 @@ class Settings(BaseSettings):
     def service_client(self, issuer: str, service: str) -> tuple[str, str]:
         """Client id and secret of a platform service's client at `issuer`."""
         return f"svc-{service}", self.derive_secret(f"service-client:{issuer}:{service}")
+
+    @property
+    def allow_private_fetch(self) -> bool:
+        if self.fetch_allow_private is not None:
+            return self.fetch_allow_private
+        return self.env == "development"
 
     def require_worker_id(self) -> str:
         if self.worker_id:

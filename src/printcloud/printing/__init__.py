@@ -1,0 +1,9 @@
+"""The print service: server C, SVC001–SVC005 of seed 003 (JP 2013-61926).
+
+`printing.convert` is the conversion library: a PDF becomes one JPEG per page
+plus a metafile listing each page's URL (seed 003, FIG. 8, step S1308). The
+HTTP services (intake, the job-acceptance orchestration, the conversion
+workers, the converted-data store) build on it.
+
+This package imports `printcloud.core` and no other service.
+"""

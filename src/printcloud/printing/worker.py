@@ -1,0 +1,456 @@
+"""Conversion workers (seed 003, SVC003) and the converted-data store (SVC004/SVC005).
+
+A worker keeps no state of its own: everything a later step needs is in the
+session store (`sessions.py`) and the blob store, so a balancer may send the
+token request, the download and the conversion of one job to different workers
+(LB001, ¶0050–0051). Each answer names the worker that served it.
+
+| request (`S` = `/sessions/{job}/{printer}`) | seed | refused when |
+|---|---|---|
+| `POST /sessions` | FIG. 6, S1101–S1111 | job + printer has a record (409) |
+| `POST S/download` | FIG. 7, S1201–S1213 | no record (404); URL fails (502) |
+| `POST S/convert` | FIG. 8, S1301–S1318 | no record (404); not downloaded (409) |
+| `DELETE S` | FIG. 11 | — (deletes converted data and the record) |
+| `GET /converted/{id}/{file}` | FIG. 10 | unknown ID (404); bad or old token (401) |
+
+The session calls are internal: only platform services (tokens of the issuer's
+system tenant, checked by the core guard) may make them. The converted data is
+fetched by printers with the conversion token in the `Authorization` header,
+never in the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, select
+from starlette.concurrency import run_in_threadpool
+
+from printcloud import __version__
+from printcloud.core import crypto
+from printcloud.core.blobs import FileBlobStore
+from printcloud.core.db import Database, utcnow
+from printcloud.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PrintcloudError,
+    Unauthorized,
+)
+from printcloud.core.guard import Guard, Principal
+from printcloud.core.http import async_client
+from printcloud.core.logs import get_logger
+from printcloud.core.settings import Settings
+from printcloud.core.web import RefuseNul, SecurityHeaders, install_error_handlers
+
+from .convert import MANIFEST_NAME, convert_pdf, inspect_pdf
+from .models import ConvertedDataRow
+from .sessions import SessionStore, make_store
+
+log = get_logger("printing.worker")
+SYSTEM_TENANT = "system"
+_FILE = re.compile(r"^(manifest\.json|page-\d{4,5}\.jpg)$")
+
+
+class DownloadFailed(PrintcloudError):
+    """The print data URL did not deliver (S1208 → S1213)."""
+
+    status_code = 502
+    error = "download_failed"
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    db: Database
+    blobs: FileBlobStore
+    sessions: SessionStore
+    guard: Guard
+    worker_id: str
+    #: Where this app's `/converted/...` is reachable from printers.
+    public_base: str
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+# -- schemas --------------------------------------------------------------------------------
+
+
+class TokenRequest(BaseModel):
+    tenant_id: str = Field(min_length=1, max_length=64)
+    job_id: str = Field(min_length=1, max_length=128)
+    printer_id: str = Field(min_length=1, max_length=128)
+
+
+class TokenIssued(BaseModel):
+    session_key: str
+    token: str
+    worker: str
+
+
+class DownloadRequest(BaseModel):
+    tenant_id: str = Field(min_length=1, max_length=64)
+    url: str = Field(min_length=1, max_length=2000)
+
+
+class Downloaded(BaseModel):
+    path: str
+    bytes: int
+    pages: int
+    worker: str
+
+
+class ConvertRequest(BaseModel):
+    tenant_id: str = Field(min_length=1, max_length=64)
+    dpi: int = Field(default=300, ge=72, le=600)
+    color: bool = True
+    quality: int = Field(default=85, ge=30, le=100)
+
+
+class Converted(BaseModel):
+    converted_id: str
+    manifest_url: str
+    pages: int
+    worker: str
+
+
+# -- the steps --------------------------------------------------------------------------------
+
+
+def _blob_name(session_key: str) -> str:
+    return crypto.token_digest(session_key)[:40]
+
+
+async def fetch_print_data(url: str, *, worker: Worker) -> bytes:
+    """S1207: download the print data, bounded in size and time, refusing private
+    addresses unless the deployment allows them (a server-side request forgery guard)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("url must be an absolute http:// or https:// URL", field="url")
+    if not worker.settings.allow_private_fetch:
+        await _refuse_private(
+            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        )
+    limit = worker.settings.max_print_bytes
+    try:
+        async with (
+            async_client(
+                transport=worker.transport, timeout=httpx.Timeout(30.0, connect=5.0)
+            ) as http,
+            http.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise DownloadFailed(f"the print data URL answered HTTP {response.status_code}")
+            length = response.headers.get("content-length")
+            if length and length.isdigit() and int(length) > limit:
+                raise PayloadTooLarge(f"the print data is larger than {limit} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the print data is larger than {limit} bytes")
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise DownloadFailed(f"the print data URL did not answer: {type(exc).__name__}") from exc
+    return b"".join(chunks)
+
+
+async def _refuse_private(host: str, port: int) -> None:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DownloadFailed(f"the print data host {host!r} cannot be resolved") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+        ):
+            raise InvalidRequest("url points to a private or loopback address", field="url")
+
+
+async def internal_caller(request: Request) -> Principal:
+    """Only platform services (tokens of the issuer's system tenant) call the workers."""
+    worker: Worker = request.app.state.worker
+    principal = await worker.guard.require("print")(request)
+    if principal.tenant_id != SYSTEM_TENANT:
+        raise Forbidden("only platform services may call the conversion workers")
+    return principal
+
+
+Internal = Annotated[Principal, Depends(internal_caller)]
+
+
+def create_worker_app(worker: Worker) -> FastAPI:
+    app = FastAPI(
+        title="printcloud conversion worker",
+        version=__version__,
+        summary="Seed 003 SVC003/SVC004: stateless download and conversion",
+    )
+    install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RefuseNul)
+    app.state.worker = worker
+    router = APIRouter()
+
+    @app.middleware("http")
+    async def name_the_worker(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["X-Printcloud-Worker"] = worker.worker_id
+        return response
+
+    @router.get("/healthz", tags=["worker"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "worker": worker.worker_id}
+
+    @router.post(
+        "/sessions",
+        status_code=201,
+        tags=["worker"],
+        response_model=TokenIssued,
+        summary="Token request (seed 003 FIG. 6)",
+    )
+    def token_request(body: TokenRequest, _: Internal) -> TokenIssued:
+        key, token = worker.sessions.open_session(
+            tenant_id=body.tenant_id,
+            job_id=body.job_id,
+            printer_id=body.printer_id,
+            worker=worker.worker_id,
+        )
+        return TokenIssued(session_key=key, token=token, worker=worker.worker_id)
+
+    @router.post(
+        "/sessions/{job_id}/{printer_id}/download",
+        tags=["worker"],
+        response_model=Downloaded,
+        summary="Download the print data (seed 003 FIG. 7)",
+    )
+    async def download(
+        job_id: str, printer_id: str, body: DownloadRequest, _: Internal
+    ) -> Downloaded:
+        session = await run_in_threadpool(
+            worker.sessions.require, tenant_id=body.tenant_id, job_id=job_id, printer_id=printer_id
+        )
+        path = f"downloads/{_blob_name(session.key)}.pdf"
+        if session.download_path and worker.blobs.exists(session.download_path):
+            data = worker.blobs.get(session.download_path)  # a repeated step: same answer
+        else:
+            data = await fetch_print_data(body.url, worker=worker)
+            inspect_pdf(data)  # refuse what is not a readable PDF before storing it
+            await run_in_threadpool(worker.blobs.put, path, data)
+            await run_in_threadpool(
+                worker.sessions.record_download,
+                tenant_id=body.tenant_id,
+                job_id=job_id,
+                printer_id=printer_id,
+                path=path,
+                worker=worker.worker_id,
+            )
+        pages = inspect_pdf(data).page_count
+        return Downloaded(path=path, bytes=len(data), pages=pages, worker=worker.worker_id)
+
+    @router.post(
+        "/sessions/{job_id}/{printer_id}/convert",
+        tags=["worker"],
+        response_model=Converted,
+        summary="Convert to JPEG pages and a metafile (seed 003 FIG. 8)",
+    )
+    def convert(job_id: str, printer_id: str, body: ConvertRequest, _: Internal) -> Converted:
+        session = worker.sessions.require(
+            tenant_id=body.tenant_id, job_id=job_id, printer_id=printer_id
+        )
+        if session.converted_id:  # a repeated step: answer what the first one made
+            with worker.db.sessions() as s:
+                done = s.get(ConvertedDataRow, session.converted_id)
+                if done is not None:
+                    return Converted(
+                        converted_id=done.converted_id,
+                        manifest_url=done.manifest_url,
+                        pages=done.page_count,
+                        worker=worker.worker_id,
+                    )
+        if not session.download_path:
+            raise Conflict("the print data of this job has not been downloaded yet", field="job_id")
+        data = worker.blobs.get(session.download_path)
+        converted_id = secrets.token_hex(16)
+        prefix = f"converted/{converted_id}"
+        base = f"{worker.public_base}/converted/{converted_id}"
+        manifest = convert_pdf(
+            data,
+            dpi=body.dpi,
+            color=body.color,
+            quality=body.quality,
+            store=worker.blobs,
+            prefix=prefix,
+            base_url=base,
+        )
+        manifest_url = f"{base}/{MANIFEST_NAME}"
+        with worker.db.session() as s:
+            s.add(
+                ConvertedDataRow(
+                    converted_id=converted_id,
+                    tenant_id=body.tenant_id,
+                    session_key=session.key,
+                    job_id=job_id,
+                    printer_id=printer_id,
+                    blob_prefix=prefix,
+                    manifest_url=manifest_url,
+                    page_count=manifest.page_count,
+                    token_digest=session.token_digest,
+                    token_created_at=session.token_created_at,
+                )
+            )
+        worker.sessions.record_conversion(
+            tenant_id=body.tenant_id,
+            job_id=job_id,
+            printer_id=printer_id,
+            converted_id=converted_id,
+            worker=worker.worker_id,
+        )
+        worker.blobs.delete(session.download_path)  # S1315: the downloaded file is no longer needed
+        return Converted(
+            converted_id=converted_id,
+            manifest_url=manifest_url,
+            pages=manifest.page_count,
+            worker=worker.worker_id,
+        )
+
+    @router.delete(
+        "/sessions/{job_id}/{printer_id}",
+        status_code=204,
+        tags=["worker"],
+        summary="Print completion: delete converted data and the record (seed 003 FIG. 11)",
+    )
+    def complete(job_id: str, printer_id: str, tenant_id: str, _: Internal) -> Response:
+        try:
+            session = worker.sessions.require(
+                tenant_id=tenant_id, job_id=job_id, printer_id=printer_id
+            )
+        except NotFound:
+            return Response(status_code=204)  # already completed: deleting twice is fine
+        discard(
+            worker,
+            session_key=session.key,
+            tenant_id=tenant_id,
+            download_path=session.download_path,
+        )
+        worker.sessions.close(tenant_id=tenant_id, job_id=job_id, printer_id=printer_id)
+        return Response(status_code=204)
+
+    @router.get(
+        "/converted/{converted_id}/{name}",
+        tags=["store"],
+        summary="Converted data for the printer, with its token (seed 003 FIG. 10)",
+    )
+    def converted(converted_id: str, name: str, request: Request) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the conversion token is required (Authorization: Bearer <token>)")
+        if not _FILE.match(name) or len(converted_id) > 64:
+            raise NotFound("no such converted file")
+        with worker.db.sessions() as s:
+            row = s.get(ConvertedDataRow, converted_id)
+            if row is None:
+                raise NotFound("unknown converted data")
+            digest, created, prefix = row.token_digest, row.token_created_at, row.blob_prefix
+        if not crypto.equal(digest, crypto.token_digest(token.strip())):
+            raise Unauthorized("the token does not match this converted data")
+        if utcnow() - created > worker.sessions.token_timeout:
+            raise Unauthorized("the token has timed out")
+        data = worker.blobs.get(f"{prefix}/{name}")
+        media = "application/json" if name == MANIFEST_NAME else "image/jpeg"
+        return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
+
+    app.include_router(router)
+    return app
+
+
+def discard(worker: Worker, *, session_key: str, tenant_id: str, download_path: str | None) -> int:
+    """Delete a session's converted data (blobs and records) and leftover download."""
+    with worker.db.session() as s:
+        rows = list(
+            s.scalars(
+                select(ConvertedDataRow).where(
+                    ConvertedDataRow.session_key == session_key,
+                    ConvertedDataRow.tenant_id == tenant_id,
+                )
+            )
+        )
+        for row in rows:
+            worker.blobs.delete_prefix(row.blob_prefix)
+        s.execute(
+            delete(ConvertedDataRow).where(
+                ConvertedDataRow.session_key == session_key, ConvertedDataRow.tenant_id == tenant_id
+            )
+        )
+    if download_path:
+        worker.blobs.delete(download_path)
+    return len(rows)
+
+
+def sweep(worker: Worker, *, older_than: timedelta) -> int:
+    """Remove converted data and session records of jobs that never completed."""
+    swept = 0
+    for session in worker.sessions.stale(older_than=older_than):
+        discard(
+            worker,
+            session_key=session.key,
+            tenant_id=session.tenant_id,
+            download_path=session.download_path,
+        )
+        if worker.sessions.forget(session):
+            swept += 1
+    return swept
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    db: Database,
+    worker_id: str,
+    public_base: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Worker:
+    """A worker with the deployment's stores and a guard for the platform issuer (idp-a)."""
+    issuer = settings.issuers[0]
+    client_id, secret = settings.service_client(issuer, "printing")
+    guard = Guard(
+        issuer=issuer,
+        introspection_url=f"{settings.issuer_url(issuer)}/introspect",
+        client_id=client_id,
+        client_secret=secret,
+        cache_ttl=settings.guard_cache_ttl,
+    )
+    sessions = make_store(
+        url=settings.session_store,
+        db=db,
+        token_timeout=timedelta(seconds=settings.conversion_token_timeout),
+    )
+    return Worker(
+        settings=settings,
+        db=db,
+        blobs=FileBlobStore(settings.data_dir / "blobs"),
+        sessions=sessions,
+        guard=guard,
+        worker_id=worker_id,
+        public_base=public_base.rstrip("/"),
+        transport=transport,
+    )

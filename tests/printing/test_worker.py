@@ -1,0 +1,298 @@
+"""Stateless conversion workers and the converted-data store (seed 003 FIG. 6–8, 10, 11).
+
+Two workers share only the database and the blob folder; the token request, the
+download and the conversion of one job go to different workers and the job still
+converts. Each worker is served over real HTTP on loopback, and its guard checks
+real tokens at the live authorization server."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from PIL import Image
+
+from printcloud.core.db import Database
+from printcloud.printing.worker import Worker, build_worker, create_worker_app
+from tests.conftest import Stack, free_port
+
+TENANT = "1000AA"
+
+
+def make_pdf(pages: int = 3) -> bytes:
+    images = [Image.new("RGB", (200, 280), (40 * i, 120, 200)) for i in range(pages)]
+    out = io.BytesIO()
+    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72)
+    return out.getvalue()
+
+
+class Files(ThreadingHTTPServer):
+    content: dict[str, tuple[int, bytes]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Files
+
+    def do_GET(self) -> None:
+        status, body = self.server.content.get(self.path, (404, b"missing"))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def files() -> Iterator[tuple[str, dict[str, tuple[int, bytes]]]]:
+    """A plain HTTP server on loopback holding the print data to download."""
+    server = Files(("127.0.0.1", free_port()), _Handler)
+    server.content = {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", server.content
+    server.shutdown()
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        pass
+
+
+def serve_app(app: FastAPI) -> tuple[str, Callable[[], None]]:
+    """A real HTTP server on loopback for one worker app."""
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@dataclass
+class Farm:
+    workers: list[httpx.Client]
+    states: list[Worker]
+    auth: dict[str, str]
+    files: str
+    content: dict[str, tuple[int, bytes]]
+    stops: list[Callable[[], None]]
+
+
+@pytest.fixture
+def farm(
+    sqlite_stack: Stack, tmp_path: Path, files: tuple[str, dict[str, tuple[int, bytes]]]
+) -> Iterator[Farm]:
+    # Blobs of their own, the stack's database (its default SQLite path follows data_dir).
+    settings = sqlite_stack.settings.model_copy(
+        update={"data_dir": tmp_path, "database_url": sqlite_stack.settings.effective_database_url}
+    )
+    db = Database(settings.effective_database_url)
+    states = [
+        build_worker(settings, db=db, worker_id=f"w{i}", public_base="http://printing.test")
+        for i in (1, 2)
+    ]
+    servers = [serve_app(create_worker_app(s)) for s in states]
+    clients = [httpx.Client(base_url=url, timeout=30) for url, _ in servers]
+    client_id, secret = settings.service_client("idp-a", "printing")
+    token = httpx.post(
+        f"{sqlite_stack.issuer_url()}/token",
+        auth=(client_id, secret),
+        data={"grant_type": "client_credentials", "scope": "print"},
+    ).json()["access_token"]
+    stops = [stop for _, stop in servers]
+    yield Farm(
+        workers=clients,
+        states=states,
+        auth={"Authorization": f"Bearer {token}"},
+        files=files[0],
+        content=files[1],
+        stops=stops,
+    )
+    for client in clients:
+        client.close()
+    for stop in stops:
+        stop()
+    db.dispose()
+
+
+def serve(farm: Farm, body: bytes, status: int = 200) -> str:
+    path = f"/{secrets.token_hex(4)}.pdf"
+    farm.content[path] = (status, body)
+    return f"{farm.files}{path}"
+
+
+def new_job(farm: Farm, worker: httpx.Client, printer: str = "prn-1") -> tuple[str, str, str]:
+    job = f"job-{secrets.token_hex(3)}"
+    issued = worker.post(
+        "/sessions",
+        json={"tenant_id": TENANT, "job_id": job, "printer_id": printer},
+        headers=farm.auth,
+    )
+    assert issued.status_code == 201, issued.text
+    return job, printer, str(issued.json()["token"])
+
+
+def test_token_download_convert_on_different_workers_then_completion(farm: Farm) -> None:
+    w1, w2 = farm.workers
+    job, printer, token = new_job(farm, w1)
+    down = w2.post(
+        f"/sessions/{job}/{printer}/download",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "url": serve(farm, make_pdf(3))},
+    )
+    assert down.status_code == 200, down.text
+    assert down.json()["worker"] == "w2" and down.json()["pages"] == 3
+    conv = w1.post(
+        f"/sessions/{job}/{printer}/convert",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "dpi": 72, "color": True},
+    )
+    assert conv.status_code == 200, conv.text
+    assert conv.headers["X-Printcloud-Worker"] == "w1"
+    converted_id = conv.json()["converted_id"]
+    # The downloaded file is gone once converted; the history names each step's worker.
+    session = farm.states[0].sessions.require(tenant_id=TENANT, job_id=job, printer_id=printer)
+    assert session.download_path is None
+    assert [(e["step"], e["worker"]) for e in session.history] == [
+        ("token", "w1"),
+        ("download", "w2"),
+        ("convert", "w1"),
+    ]
+    bearer = {"Authorization": f"Bearer {token}"}
+    # The printer fetches the metafile and every page from any worker, with the token.
+    manifest = w2.get(f"/converted/{converted_id}/manifest.json", headers=bearer)
+    assert manifest.status_code == 200
+    pages = json.loads(manifest.content)["pages"]
+    assert len(pages) == 3
+    first = pages[0]["url"].rsplit("/", 1)[1]
+    jpeg = w1.get(f"/converted/{converted_id}/{first}", headers=bearer)
+    assert jpeg.status_code == 200 and jpeg.content[:3] == b"\xff\xd8\xff"
+    # Completion (FIG. 11) leaves no file and no record behind.
+    done = w2.delete(f"/sessions/{job}/{printer}", params={"tenant_id": TENANT}, headers=farm.auth)
+    assert done.status_code == 204
+    assert list(farm.states[0].blobs.keys(prefix=f"converted/{converted_id}")) == []
+    assert w1.get(f"/converted/{converted_id}/manifest.json", headers=bearer).status_code == 404
+    again = w1.post(
+        f"/sessions/{job}/{printer}/convert", headers=farm.auth, json={"tenant_id": TENANT}
+    )
+    assert again.status_code == 404
+
+
+def test_the_seed_refusals(farm: Farm) -> None:
+    w1, w2 = farm.workers
+    job, printer = f"job-{secrets.token_hex(3)}", "prn-2"
+    # S1206 → S1213: a download for which no token was requested.
+    orphan = w1.post(
+        f"/sessions/{job}/{printer}/download",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "url": serve(farm, make_pdf(1))},
+    )
+    assert orphan.status_code == 404
+    assert "no token was requested" in orphan.json()["error_description"]
+    # S1105 → S1111: a second token request for the same job and printer.
+    body = {"tenant_id": TENANT, "job_id": job, "printer_id": printer}
+    assert w1.post("/sessions", json=body, headers=farm.auth).status_code == 201
+    again = w2.post("/sessions", json=body, headers=farm.auth)
+    assert again.status_code == 409 and again.json()["error"] == "conflict"
+    # Converting before downloading.
+    early = w2.post(
+        f"/sessions/{job}/{printer}/convert", headers=farm.auth, json={"tenant_id": TENANT}
+    )
+    assert early.status_code == 409
+
+
+def test_bad_print_data_and_urls(farm: Farm) -> None:
+    w1, _ = farm.workers
+    job, printer, _ = new_job(farm, w1, "prn-3")
+    url = f"/sessions/{job}/{printer}/download"
+    not_pdf = w1.post(url, headers=farm.auth, json={"tenant_id": TENANT, "url": serve(farm, b"hi")})
+    assert not_pdf.status_code == 400 and not_pdf.json()["error"] == "invalid_request"
+    gone = w1.post(
+        url, headers=farm.auth, json={"tenant_id": TENANT, "url": serve(farm, b"", status=404)}
+    )
+    assert gone.status_code == 502 and gone.json()["error"] == "download_failed"
+    dead = w1.post(
+        url,
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "url": f"http://127.0.0.1:{free_port()}/x.pdf"},
+    )
+    assert dead.status_code == 502 and "did not answer" in dead.json()["error_description"]
+    ftp = w1.post(url, headers=farm.auth, json={"tenant_id": TENANT, "url": "ftp://example.com/x"})
+    assert ftp.status_code == 400 and ftp.json()["field"] == "url"
+
+
+def test_private_addresses_are_refused_outside_development(farm: Farm) -> None:
+    strict = farm.states[0]
+    strict.settings = strict.settings.model_copy(update={"fetch_allow_private": False})
+    url, stop = serve_app(create_worker_app(strict))
+    farm.stops.append(stop)
+    w1 = httpx.Client(base_url=url, timeout=30)
+    job, printer, _ = new_job(farm, w1, "p")
+    answer = w1.post(
+        f"/sessions/{job}/{printer}/download",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "url": serve(farm, make_pdf(1))},
+    )
+    w1.close()
+    assert answer.status_code == 400 and "private" in answer.json()["error_description"]
+
+
+def test_converted_data_needs_the_right_unexpired_token(farm: Farm) -> None:
+    w1, w2 = farm.workers
+    job, printer, token = new_job(farm, w1, "prn-4")
+    w2.post(
+        f"/sessions/{job}/{printer}/download",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "url": serve(farm, make_pdf(1))},
+    )
+    cid = w1.post(
+        f"/sessions/{job}/{printer}/convert",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "dpi": 72},
+    ).json()["converted_id"]
+    path = f"/converted/{cid}/manifest.json"
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert w1.get(path).status_code == 401
+    assert w1.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert w1.get(f"/converted/{'0' * 32}/manifest.json", headers=bearer).status_code == 404
+    assert w1.get(f"/converted/{cid}/secrets.txt", headers=bearer).status_code == 404
+    farm.states[1].sessions.token_timeout = timedelta(seconds=-1)
+    expired = w2.get(path, headers=bearer)
+    assert expired.status_code == 401 and "timed out" in expired.json()["error_description"]
+
+
+def test_only_platform_services_call_the_workers(farm: Farm, sqlite_stack: Stack) -> None:
+    tenant = sqlite_stack.tenant()
+    client_id, secret = sqlite_stack.client(tenant, scope="print")
+    assert secret
+    token = httpx.post(
+        f"{sqlite_stack.issuer_url()}/token",
+        auth=(client_id, secret),
+        data={"grant_type": "client_credentials"},
+    ).json()["access_token"]
+    body = {"tenant_id": tenant, "job_id": "j", "printer_id": "p"}
+    assert farm.workers[0].post("/sessions", json=body).status_code == 401
+    refused = farm.workers[0].post(
+        "/sessions", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert refused.status_code == 403
