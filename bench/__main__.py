@@ -19,6 +19,8 @@ from bench.harness import RESULTS, BenchError, Options, console
 #: Adding a benchmark is one line here.
 BENCHMARKS: dict[str, str] = {
     "auth_tokens": "bench.auth_tokens",
+    "raster": "bench.raster",
+    "conversion": "bench.conversion",
 }
 
 
