@@ -90,7 +90,7 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    import printcloud.auth.models  # noqa: F401  (registers the tables)
+    import printcloud.auth.models
     import printcloud.printing.models  # noqa: F401
     from printcloud.core.db import Base
 
