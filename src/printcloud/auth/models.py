@@ -239,6 +239,8 @@ class DeviceGrant(Base):
     )
     approved: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: RFC 8628 §3.5: the polling interval, raised by 5 s at each `slow_down`.
+    poll_interval: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 

@@ -414,9 +414,13 @@ class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):
 
     def should_slow_down(self, credential: DeviceCredential) -> bool:
         now = utcnow()
-        last, credential.row.last_poll_at = credential.row.last_poll_at, now
-        interval = current().settings.device_poll_interval
-        return last is not None and (now - last).total_seconds() < interval
+        row = credential.row
+        last, row.last_poll_at = row.last_poll_at, now
+        interval = row.poll_interval or current().settings.device_poll_interval
+        if last is not None and (now - last).total_seconds() < interval:
+            row.poll_interval = interval + 5  # RFC 8628 §3.5: every slow_down adds 5 seconds
+            return True
+        return False
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         self.request.credential.row.used_at = utcnow()
@@ -579,6 +583,7 @@ class DeviceAuthorization(rfc8628.DeviceAuthorizationEndpoint):
                 client_pk=client.row.pk,
                 tenant_pk=client.row.tenant_pk,
                 scope=client.get_allowed_scope(scope),
+                poll_interval=call.settings.device_poll_interval,
                 expires_at=utcnow() + timedelta(seconds=data["expires_in"]),
             )
         )

@@ -371,11 +371,17 @@ def _normalise_grants(kind: str, grants: list[str] | None) -> list[str]:
     return sorted(set(chosen))
 
 
+_ABSOLUTE_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s#]+$")
+#: RFC 8252 §7.1: a native app's private-use scheme, a reversed domain name, then ":/path".
+_PRIVATE_USE_URI = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)+:/[^/\s#][^\s#]*$")
+
+
 def _check_redirect_uris(uris: list[str]) -> list[str]:
     for uri in uris:
-        if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s#]+$", uri):
+        if len(uri) > 2000 or not (_ABSOLUTE_URI.match(uri) or _PRIVATE_USE_URI.match(uri)):
             raise InvalidRequest(
-                f"redirect URI {uri!r} must be absolute and carry no fragment",
+                f"redirect URI {uri!r} must be absolute (or a native app's reverse-domain scheme, "
+                "RFC 8252) and carry no fragment",
                 field="redirect_uris",
             )
     return list(dict.fromkeys(uris))
