@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -178,44 +178,30 @@ async def _endpoint(request: Request, rt: Runtime, issuer: str, endpoint: str) -
     return to_response(result)
 
 
-@router.post(
-    "/{issuer}/token",
-    tags=["oauth"],
-    summary="Token endpoint (RFC 6749 §3.2)",
-    openapi_extra=FORM_BODY,
-)
-async def token(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer, "token")
+def _form_endpoint(name: str) -> Callable[..., Awaitable[Response]]:
+    async def endpoint(request: Request, issuer: str, rt: RuntimeDep) -> Response:
+        return await _endpoint(request, rt, issuer, name)
+
+    endpoint.__name__ = name
+    return endpoint
 
 
-@router.post(
-    "/{issuer}/introspect",
-    tags=["oauth"],
-    summary="Token introspection (RFC 7662)",
-    openapi_extra=FORM_BODY,
-)
-async def introspect(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer, "introspect")
-
-
-@router.post(
-    "/{issuer}/revoke",
-    tags=["oauth"],
-    summary="Token revocation (RFC 7009)",
-    openapi_extra=FORM_BODY,
-)
-async def revoke(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer, "revoke")
-
-
-@router.post(
-    "/{issuer}/device_authorization",
-    tags=["oauth"],
-    summary="Device authorization (RFC 8628 §3.1)",
-    openapi_extra=FORM_BODY,
-)
-async def device_authorization(request: Request, issuer: str, rt: RuntimeDep) -> Response:
-    return await _endpoint(request, rt, issuer, "device_authorization")
+# The OAuth form endpoints, documented in the OpenAPI. In a running stack the ASGI lane
+# (fastlane.py) answers them first, through the same `oauth_post`.
+for _name, _summary in (
+    ("token", "Token endpoint (RFC 6749 §3.2)"),
+    ("introspect", "Token introspection (RFC 7662)"),
+    ("revoke", "Token revocation (RFC 7009)"),
+    ("device_authorization", "Device authorization (RFC 8628 §3.1)"),
+):
+    router.add_api_route(
+        f"/{{issuer}}/{_name}",
+        _form_endpoint(_name),
+        methods=["POST"],
+        tags=["oauth"],
+        summary=_summary,
+        openapi_extra=FORM_BODY,
+    )
 
 
 @router.get(
