@@ -304,34 +304,16 @@ def authenticate_user(db: Session, *, tenant: Tenant, username: str, password: s
 
 
 def revoke_user_grants(db: Session, *, tenant: Tenant, user: User) -> None:
+    """Revoke the user's access tokens, refresh tokens and browser sessions."""
     now = utcnow()
-    db.execute(
-        update(AccessToken)
-        .where(
-            AccessToken.tenant_pk == tenant.pk,
-            AccessToken.user_pk == user.pk,
-            AccessToken.revoked_at.is_(None),
+    for model in (AccessToken, RefreshToken, AuthSession):
+        db.execute(
+            update(model)
+            .where(
+                model.tenant_pk == tenant.pk, model.user_pk == user.pk, model.revoked_at.is_(None)
+            )
+            .values(revoked_at=now)
         )
-        .values(revoked_at=now)
-    )
-    db.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.tenant_pk == tenant.pk,
-            RefreshToken.user_pk == user.pk,
-            RefreshToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-    )
-    db.execute(
-        update(AuthSession)
-        .where(
-            AuthSession.tenant_pk == tenant.pk,
-            AuthSession.user_pk == user.pk,
-            AuthSession.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-    )
 
 
 # -- clients ------------------------------------------------------------------

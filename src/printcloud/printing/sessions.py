@@ -24,6 +24,8 @@ Two backends pass the same tests: a table in the database (default) and Redis
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -183,69 +185,62 @@ class SessionStore:
 # -- the database backend ----------------------------------------------------------------
 
 
+@contextmanager
+def _database_answers() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        raise Unavailable("the session store is unavailable") from exc
+
+
 class SqlBackend:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def insert(self, session: ConversionSession) -> bool:
-        row = asdict(session)
-        row["history"] = list(session.history)
+        row = {**asdict(session), "history": list(session.history)}
         try:
-            with self.db.engine.begin() as conn:
+            with _database_answers(), self.db.engine.begin() as conn:
                 conn.execute(insert(ConversionSessionRow), [row])
         except IntegrityError:
             return False
-        except OperationalError as exc:
-            raise Unavailable("the session store is unavailable") from exc
         return True
 
     def get(self, key: str) -> ConversionSession | None:
-        try:
-            with self.db.sessions() as s:
-                row = s.get(ConversionSessionRow, key)
-                return _from_row(row) if row is not None else None
-        except OperationalError as exc:
-            raise Unavailable("the session store is unavailable") from exc
+        with _database_answers(), self.db.sessions() as s:
+            row = s.get(ConversionSessionRow, key)
+            return _from_row(row) if row is not None else None
 
     def update(
         self, key: str, changes: dict[str, Any], event: dict[str, Any]
     ) -> ConversionSession | None:
-        try:
-            with self.db.session() as s:
-                row = s.execute(
-                    select(ConversionSessionRow)
-                    .where(ConversionSessionRow.key == key)
-                    .with_for_update()
-                ).scalar_one_or_none()
-                if row is None:
-                    return None
-                for name, value in changes.items():
-                    setattr(row, name, value)
-                row.history = [*row.history, event]
-                s.flush()
-                return _from_row(row)
-        except OperationalError as exc:
-            raise Unavailable("the session store is unavailable") from exc
+        with _database_answers(), self.db.session() as s:
+            row = s.execute(
+                select(ConversionSessionRow)
+                .where(ConversionSessionRow.key == key)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            for name, value in changes.items():
+                setattr(row, name, value)
+            row.history = [*row.history, event]
+            s.flush()
+            return _from_row(row)
 
     def delete(self, key: str) -> bool:
-        try:
-            with self.db.engine.begin() as conn:
-                result = conn.execute(
-                    delete(ConversionSessionRow).where(ConversionSessionRow.key == key)
-                )
-        except OperationalError as exc:
-            raise Unavailable("the session store is unavailable") from exc
+        with _database_answers(), self.db.engine.begin() as conn:
+            result = conn.execute(
+                delete(ConversionSessionRow).where(ConversionSessionRow.key == key)
+            )
         return bool(result.rowcount)
 
     def created_before(self, cutoff: datetime) -> list[str]:
-        try:
-            with self.db.engine.connect() as conn:
-                rows = conn.execute(
-                    select(ConversionSessionRow.key).where(ConversionSessionRow.created_at < cutoff)
-                )
-                return [r[0] for r in rows]
-        except OperationalError as exc:
-            raise Unavailable("the session store is unavailable") from exc
+        with _database_answers(), self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(ConversionSessionRow.key).where(ConversionSessionRow.created_at < cutoff)
+            )
+            return [r[0] for r in rows]
 
 
 def _from_row(row: ConversionSessionRow) -> ConversionSession:
