@@ -189,7 +189,9 @@ class _Server(uvicorn.Server):
 def start_stack(settings: Settings) -> tuple[Stack, _Server, threading.Thread]:
     from printcloud.stack import create_stack
 
-    app = create_stack(settings)
+    # The auth service only: the print service's workflows (DBOS, one per process) and
+    # conversion pool run in their own processes in the printing tests.
+    app = create_stack(settings, services=("auth",))
     server = _Server(
         uvicorn.Config(
             app,

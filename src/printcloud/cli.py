@@ -53,7 +53,8 @@ def version() -> None:
 @app.command()
 def serve(
     service: Annotated[
-        str | None, typer.Option(help="Run one service only (auth); default: all")
+        str | None,
+        typer.Option(help="Run one service only (auth, printing, convert); default: all"),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (PRINTCLOUD_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (PRINTCLOUD_PORT)")] = None,

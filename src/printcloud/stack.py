@@ -6,8 +6,12 @@ server; services still call each other over HTTP, through their public APIs.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from printcloud import __version__
@@ -17,9 +21,15 @@ from printcloud.auth.fastlane import OAuthFastLane
 from printcloud.core.db import Database, migrate
 from printcloud.core.logs import configure, get_logger
 from printcloud.core.settings import Settings
+from printcloud.printing.app import create_app as create_printing
+from printcloud.printing.app import create_convert_app
+from printcloud.printing.runtime import PrintingRuntime
 
 log = get_logger("stack")
-SERVICES = ("auth",)
+#: What `printcloud serve --service NAME` can run alone.
+SERVICES = ("auth", "printing", "convert")
+#: What the embedded stack runs by default.
+EMBEDDED = ("auth", "printing")
 
 
 def prepare(settings: Settings) -> Database:
@@ -32,25 +42,58 @@ def prepare(settings: Settings) -> Database:
     return db
 
 
-def create_stack(settings: Settings, *, service: str | None = None) -> ASGIApp:
+def create_stack(
+    settings: Settings,
+    *,
+    service: str | None = None,
+    services: tuple[str, ...] = EMBEDDED,
+) -> ASGIApp:
+    """One service (`service=`), or the embedded stack of `services` under one server."""
     configure(settings.log_level, json_lines=settings.log_json)
     if service not in (None, *SERVICES):
         raise ValueError(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
     db = prepare(settings)
-    auth = create_auth(settings, db=db)
-    runtime = auth.state.auth
-    if service == "auth":
-        return OAuthFastLane(auth, runtime)
+    if service == "convert":
+        return create_convert_app(settings, db=db)
+    wanted = (service,) if service else services
+    printing = create_printing(settings, db=db) if "printing" in wanted else None
+    rt: PrintingRuntime | None = printing.state.printing if printing is not None else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if rt is not None:
+            await run_in_threadpool(rt.start)
+        try:
+            yield
+        finally:
+            if rt is not None:
+                await run_in_threadpool(rt.stop)
+                await rt.guard.aclose()
+
     root = FastAPI(
-        title="printcloud", version=__version__, docs_url=None, redoc_url=None, openapi_url=None
+        title="printcloud",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
     )
 
     @root.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    if printing is not None:
+        root.mount("/printing", printing)
+    if "auth" not in wanted:
+        return root
+    auth = create_auth(settings, db=db)
+    runtime = auth.state.auth
+
     @root.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:
+        if printing is not None:
+            return RedirectResponse("/printing/")
         return RedirectResponse(f"/{settings.issuers[0]}/account")
 
     root.mount("/", auth)

@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     #: on by default in development only.
     fetch_allow_private: bool | None = None
 
+    #: Conversion workers of the embedded run (a local pool); default: the CPU count.
+    convert_workers: int | None = Field(default=None, ge=1, le=64)
+    #: Conversion worker URLs to call instead of a local pool (distributed run: one
+    #: URL, a real balancer's; or several, balanced here). Comma-separated.
+    convert_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: How the embedded balancer picks a worker (seed 003 ¶0050–0051).
+    balance: Literal["round_robin", "least_loaded"] = "round_robin"
+    #: Run the durable job workflows (DBOS) in this process.
+    run_workflows: bool = True
+
     worker_id: str | None = None
     distributed: bool = False
 
@@ -81,6 +91,13 @@ class Settings(BaseSettings):
     def _split_issuers(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("convert_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("issuers")
@@ -131,6 +148,27 @@ class Settings(BaseSettings):
         if self.fetch_allow_private is not None:
             return self.fetch_allow_private
         return self.env == "development"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as `PRINTCLOUD_*` variables, for a child process to read back."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, list):
+                text = ",".join(str(v) for v in value)
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"PRINTCLOUD_{name.upper()}"] = text
+        if "PRINTCLOUD_SECRET_KEY" not in env:
+            env["PRINTCLOUD_SECRET_KEY"] = ",".join(s.decode() for s in self.instance_secrets)
+        return env
+
+    @property
+    def convert_worker_count(self) -> int:
+        return self.convert_workers or os.cpu_count() or 1
 
     def require_worker_id(self) -> str:
         if self.worker_id:

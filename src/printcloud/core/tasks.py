@@ -97,7 +97,9 @@ __all__ = [
     "TaskQueue",
     "TaskStatus",
     "queue",
+    "recv",
     "scheduled",
+    "sleep",
     "step",
     "workflow",
 ]
@@ -234,6 +236,20 @@ def scheduled(
         return wrapped
 
     return decorate
+
+
+# -- messages between the outside world and a running workflow --------------
+
+
+def recv(*, topic: str, timeout: float) -> Any:
+    """Inside a workflow: wait up to `timeout` seconds for a message on `topic`
+    (None on timeout). Durable: a resumed workflow gets the same answer."""
+    return DBOS.recv(topic, timeout_seconds=timeout)
+
+
+def sleep(seconds: float) -> None:
+    """Inside a workflow: a durable sleep (a resumed workflow sleeps only what is left)."""
+    DBOS.sleep(seconds)
 
 
 # -- results ----------------------------------------------------------------
@@ -445,6 +461,15 @@ class TaskEngine:
         self._check_launched()
         status = DBOS.get_workflow_status(workflow_id)
         return None if status is None else _status(status)
+
+    def send(self, workflow_id: str, message: Any, *, topic: str) -> None:
+        """Send `message` to workflow `workflow_id` on `topic` (it `recv`s it); durable:
+        sent before the workflow waits, it is kept until it does."""
+        self._check_launched()
+        try:
+            DBOS.send(workflow_id, message, topic)
+        except dbos_error.DBOSNonExistentWorkflowError as exc:
+            raise NotFound(f"no workflow {workflow_id!r}") from exc
 
     def handle(self, workflow_id: str) -> TaskHandle[Any]:
         """A handle on an existing workflow, to wait for its result (`NotFound` if none)."""

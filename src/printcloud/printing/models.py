@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy import JSON, Boolean, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from printcloud.core.db import Base, UTCDateTime, utcnow
@@ -51,3 +51,74 @@ class ConvertedDataRow(Base):
     token_digest: Mapped[str] = mapped_column(String(64))
     token_created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class PrinterRow(Base):
+    """A printer (seed 003's PRT001) of a tenant, and the device client that drives it."""
+
+    __tablename__ = "printing_printers"
+    __table_args__ = (UniqueConstraint("tenant_id", "printer_id", name="uq_printing_printer"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    printer_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    #: A color printer separates to CMYK; a mono one prints gray (¶0107).
+    color: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The idp-a client (of the same tenant) the device authenticates as.
+    client_id: Mapped[str] = mapped_column(String(128))
+    #: Where the print request is pushed (S109); the device polls when unset or unreachable.
+    push_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    location: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PrintJobRow(Base):
+    """A print job accepted by the intake (SVC001) and driven by SVC002's workflow."""
+
+    __tablename__ = "printing_jobs"
+    __table_args__ = (
+        Index("ix_printing_jobs_tenant_created", "tenant_id", "created_at"),
+        Index("ix_printing_jobs_printer_state", "tenant_id", "printer_id", "state"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    printer_id: Mapped[str] = mapped_column(String(128))
+    #: Who submitted it (the acting user of seed 001) and through which client.
+    owner: Mapped[str] = mapped_column(String(200))
+    client_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(300))
+    #: "upload" (the data is a blob here) or "url" (the workers fetch it).
+    source: Mapped[str] = mapped_column(String(16))
+    source_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    data_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    bytes: Mapped[int] = mapped_column(Integer, default=0)
+    page_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    manifest_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    #: The conversion token for the printer, sealed with the instance secret.
+    token_sealed: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    pages_printed: Mapped[int] = mapped_column(Integer, default=0)
+    previews: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class JobEventRow(Base):
+    """The job's history: each step, its outcome and the worker that served it."""
+
+    __tablename__ = "printing_job_events"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    step: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(40))
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    detail: Mapped[str] = mapped_column(String(1000), default="")

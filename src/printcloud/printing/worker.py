@@ -134,22 +134,23 @@ def _blob_name(session_key: str) -> str:
     return crypto.token_digest(session_key)[:40]
 
 
-async def fetch_print_data(url: str, *, worker: Worker) -> bytes:
+async def fetch_print_data(
+    url: str, *, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> bytes:
     """S1207: download the print data, bounded in size and time, refusing private
     addresses unless the deployment allows them (a server-side request forgery guard)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("url must be an absolute http:// or https:// URL", field="url")
-    if not worker.settings.allow_private_fetch:
+    own = settings.public_url + "/printing/internal/"
+    if not settings.allow_private_fetch and not url.startswith(own):
         await _refuse_private(
             parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
         )
-    limit = worker.settings.max_print_bytes
+    limit = settings.max_print_bytes
     try:
         async with (
-            async_client(
-                transport=worker.transport, timeout=httpx.Timeout(30.0, connect=5.0)
-            ) as http,
+            async_client(transport=transport, timeout=httpx.Timeout(30.0, connect=5.0)) as http,
             http.stream("GET", url) as response,
         ):
             if response.status_code != 200:
@@ -253,7 +254,9 @@ def create_worker_app(worker: Worker) -> FastAPI:
         if session.download_path and worker.blobs.exists(session.download_path):
             data = worker.blobs.get(session.download_path)  # a repeated step: same answer
         else:
-            data = await fetch_print_data(body.url, worker=worker)
+            data = await fetch_print_data(
+                body.url, settings=worker.settings, transport=worker.transport
+            )
             inspect_pdf(data)  # refuse what is not a readable PDF before storing it
             await run_in_threadpool(worker.blobs.put, path, data)
             await run_in_threadpool(
@@ -361,31 +364,61 @@ def create_worker_app(worker: Worker) -> FastAPI:
         summary="Converted data for the printer, with its token (seed 003 FIG. 10)",
     )
     def converted(converted_id: str, name: str, request: Request) -> Response:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("the conversion token is required (Authorization: Bearer <token>)")
-        if not _FILE.match(name) or len(converted_id) > 64:
-            raise NotFound("no such converted file")
-        with worker.db.sessions() as s:
-            row = s.get(ConvertedDataRow, converted_id)
-            if row is None:
-                raise NotFound("unknown converted data")
-            digest, created, prefix = row.token_digest, row.token_created_at, row.blob_prefix
-        if not crypto.equal(digest, crypto.token_digest(token.strip())):
-            raise Unauthorized("the token does not match this converted data")
-        if utcnow() - created > worker.sessions.token_timeout:
-            raise Unauthorized("the token has timed out")
-        data = worker.blobs.get(f"{prefix}/{name}")
-        media = "application/json" if name == MANIFEST_NAME else "image/jpeg"
-        return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
+        return serve_converted(
+            db=worker.db,
+            blobs=worker.blobs,
+            sessions=worker.sessions,
+            converted_id=converted_id,
+            name=name,
+            authorization=request.headers.get("authorization", ""),
+        )
 
     app.include_router(router)
     return app
 
 
-def discard(worker: Worker, *, session_key: str, tenant_id: str, download_path: str | None) -> int:
+def serve_converted(
+    *,
+    db: Database,
+    blobs: FileBlobStore,
+    sessions: SessionStore,
+    converted_id: str,
+    name: str,
+    authorization: str,
+) -> Response:
+    """FIG. 10: the metafile or a page, only with the right ID and an unexpired token."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the conversion token is required (Authorization: Bearer <token>)")
+    if not _FILE.match(name) or len(converted_id) > 64:
+        raise NotFound("no such converted file")
+    with db.sessions() as s:
+        row = s.get(ConvertedDataRow, converted_id)
+        if row is None:
+            raise NotFound("unknown converted data")
+        digest, created, prefix = row.token_digest, row.token_created_at, row.blob_prefix
+    if not crypto.equal(digest, crypto.token_digest(token.strip())):
+        raise Unauthorized("the token does not match this converted data")
+    if utcnow() - created > sessions.token_timeout:
+        raise Unauthorized("the token has timed out")
+    try:
+        data = blobs.get(f"{prefix}/{name}")
+    except FileNotFoundError as exc:
+        raise NotFound("no such converted file") from exc
+    media = "application/json" if name == MANIFEST_NAME else "image/jpeg"
+    return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
+
+
+def discard_session(
+    *,
+    db: Database,
+    blobs: FileBlobStore,
+    session_key: str,
+    tenant_id: str,
+    download_path: str | None,
+) -> int:
     """Delete a session's converted data (blobs and records) and leftover download."""
-    with worker.db.session() as s:
+    with db.session() as s:
         rows = list(
             s.scalars(
                 select(ConvertedDataRow).where(
@@ -395,30 +428,49 @@ def discard(worker: Worker, *, session_key: str, tenant_id: str, download_path: 
             )
         )
         for row in rows:
-            worker.blobs.delete_prefix(row.blob_prefix)
+            blobs.delete_prefix(row.blob_prefix)
         s.execute(
             delete(ConvertedDataRow).where(
                 ConvertedDataRow.session_key == session_key, ConvertedDataRow.tenant_id == tenant_id
             )
         )
     if download_path:
-        worker.blobs.delete(download_path)
+        blobs.delete(download_path)
     return len(rows)
 
 
-def sweep(worker: Worker, *, older_than: timedelta) -> int:
+def discard(worker: Worker, *, session_key: str, tenant_id: str, download_path: str | None) -> int:
+    return discard_session(
+        db=worker.db,
+        blobs=worker.blobs,
+        session_key=session_key,
+        tenant_id=tenant_id,
+        download_path=download_path,
+    )
+
+
+def sweep_stores(
+    *, db: Database, blobs: FileBlobStore, sessions: SessionStore, older_than: timedelta
+) -> int:
     """Remove converted data and session records of jobs that never completed."""
     swept = 0
-    for session in worker.sessions.stale(older_than=older_than):
-        discard(
-            worker,
+    for session in sessions.stale(older_than=older_than):
+        discard_session(
+            db=db,
+            blobs=blobs,
             session_key=session.key,
             tenant_id=session.tenant_id,
             download_path=session.download_path,
         )
-        if worker.sessions.forget(session):
+        if sessions.forget(session):
             swept += 1
     return swept
+
+
+def sweep(worker: Worker, *, older_than: timedelta) -> int:
+    return sweep_stores(
+        db=worker.db, blobs=worker.blobs, sessions=worker.sessions, older_than=older_than
+    )
 
 
 def build_worker(

@@ -1,0 +1,45 @@
+"""The print service's ASGI app (seed 003, SVC001/SVC002/SVC004/SVC005)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from printcloud import __version__
+from printcloud.core.db import Database
+from printcloud.core.settings import Settings
+from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
+
+from . import pages, routes
+from .runtime import PrintingRuntime, build_runtime
+from .worker import build_worker, create_worker_app
+
+
+def create_app(settings: Settings, *, db: Database) -> FastAPI:
+    """The print service. Its runtime (`app.state.printing`) is started by whoever
+    serves it (`stack.py`): the conversion pool, the balancer and the workflows."""
+    rt: PrintingRuntime = build_runtime(settings, db=db)
+    app = FastAPI(
+        title="printcloud printing",
+        version=__version__,
+        summary="Print jobs: intake, load-balanced conversion, printers (seed 003)",
+        root_path_in_servers=False,
+    )
+    app.state.printing = rt
+    install_error_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(pages.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RefuseNul)
+    return app
+
+
+def create_convert_app(settings: Settings, *, db: Database) -> FastAPI:
+    """One stateless conversion worker (SVC003), for `printcloud serve --service convert`."""
+    worker = build_worker(
+        settings,
+        db=db,
+        worker_id=settings.require_worker_id(),
+        public_base=f"{settings.public_url}/printing",
+    )
+    return create_worker_app(worker)

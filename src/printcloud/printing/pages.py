@@ -1,0 +1,7 @@
+"""Web pages of the print service (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

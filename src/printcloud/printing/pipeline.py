@@ -1,0 +1,385 @@
+"""Job acceptance (seed 003, SVC002, FIG. 3–5 and FIG. 11) as a durable workflow.
+
+One workflow per job, `job-<job_id>`, with one checkpointed step per seed step:
+
+- `token` (S106, FIG. 6): token request with the session ID (job ID + printer
+  ID); a session left by a crashed try (S1111, 409) is closed and asked again.
+- `download` (S107, FIG. 7): a worker fetches the print data → `download_failed`.
+- `convert` (S108, FIG. 8): PDF → JPEG pages + metafile → `conversion_failed`.
+- `print_request` (S109, ¶0112): the job becomes the printer's work; pushed when
+  the printer has a push URL, else the printer polls.
+- wait (S110): the printer's result, a message on topic `printer`; `expired`
+  when the conversion token times out first.
+- `notify` (S111): the intake records `printed` or `printer_cancelled: <reason>`.
+- `complete` (S112, FIG. 11): print completion deletes the converted data and
+  the session record.
+
+A step whose worker dies mid-call is retried on another worker (`balancer.py`):
+the workers' steps are idempotent. A killed workflow process resumes after
+its last finished step. Expected failures come back as values and end the
+job in a named state with its reason; only transient errors raise (and are
+retried by DBOS).
+
+The owner may cancel at any time (`service.cancel_job`): the workflow notices
+at its next step or while it waits, and cleans up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from printcloud.core import tasks
+from printcloud.core.errors import Unavailable
+from printcloud.core.logs import get_logger
+
+from . import service
+from .models import PrintJobRow
+from .runtime import current
+
+log = get_logger("printing.pipeline")
+PRINTER_TOPIC = "printer"
+_WAIT_SLICE = 600.0
+
+
+def workflow_id(job_id: str) -> str:
+    return f"job-{job_id}"
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return str(body.get("error_description") or body.get("error") or response.text)[:500]
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+
+
+def _record(
+    job_id: str,
+    tenant_id: str,
+    state: str,
+    *,
+    step: str,
+    worker: str | None = None,
+    reason: str | None = None,
+    detail: str = "",
+    **fields: Any,
+) -> bool:
+    rt = current()
+    with rt.db.session() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id:
+            return False
+        for name, value in fields.items():
+            setattr(job, name, value)
+        return service.move(db, job, state, step=step, reason=reason, worker=worker, detail=detail)
+
+
+def _still_wanted(job_id: str, tenant_id: str) -> bool:
+    with current().db.sessions() as db:
+        job = db.get(PrintJobRow, job_id)
+        return job is not None and job.tenant_id == tenant_id and job.state in service.ACTIVE
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+@tasks.step(name="printing.load", retries=8, retry_interval=0.5, backoff=1.5)
+def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
+    rt = current()
+    with rt.db.sessions() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id:
+            return {"state": "missing"}
+        printer = service.get_printer(db, tenant_id=tenant_id, printer_id=job.printer_id)
+        url = job.source_url if job.source == "url" else None
+        return {
+            "state": job.state,
+            "printer_id": job.printer_id,
+            "url": url,
+            "options": dict(job.options),
+            "color": bool(job.options.get("color", True)) and printer.color,
+        }
+
+
+@tasks.step(name="printing.token", retries=8, retry_interval=0.5, backoff=1.5)
+def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any]:
+    """S106 (FIG. 6): a session record and a conversion token for job + printer."""
+    rt = current()
+    assert rt.balancer is not None
+    body = {"tenant_id": tenant_id, "job_id": job_id, "printer_id": printer_id}
+    sent = rt.balancer.call("POST", "/sessions", json=body)
+    if sent.response.status_code == 409:
+        # S1111: a record exists. Only an earlier try of this very step can have made it
+        # (it crashed before its checkpoint, taking the token with it): close and ask again.
+        rt.balancer.call(
+            "DELETE", f"/sessions/{job_id}/{printer_id}", params={"tenant_id": tenant_id}
+        )
+        sent = rt.balancer.call("POST", "/sessions", json=body)
+    if sent.response.status_code != 201:
+        raise Unavailable(f"token request refused: {_error_text(sent.response)}")
+    token = sent.response.json()["token"]
+    _record(
+        job_id,
+        tenant_id,
+        "token_issued",
+        step="S106",
+        worker=sent.worker,
+        detail="token request (session = job ID + printer ID)",
+        token_sealed=rt.box.seal(token),
+    )
+    return {"worker": sent.worker}
+
+
+@tasks.step(name="printing.download", retries=8, retry_interval=0.5, backoff=1.5)
+def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> dict[str, Any]:
+    """S107 (FIG. 7): a worker downloads the print data into the shared store."""
+    rt = current()
+    assert rt.balancer is not None
+    source = url or rt.data_url(job_id)
+    sent = rt.balancer.call(
+        "POST",
+        f"/sessions/{job_id}/{printer_id}/download",
+        json={"tenant_id": tenant_id, "url": source},
+    )
+    status = sent.response.status_code
+    if status == 200:
+        pages = int(sent.response.json()["pages"])
+        _record(
+            job_id,
+            tenant_id,
+            "downloaded",
+            step="S107",
+            worker=sent.worker,
+            detail=f"{pages} page(s) downloaded",
+            page_count=pages,
+        )
+        return {"ok": True, "worker": sent.worker}
+    if status in (400, 404, 413, 415, 422, 502):
+        return {"ok": False, "reason": _error_text(sent.response), "worker": sent.worker}
+    raise Unavailable(f"download answered HTTP {status}: {_error_text(sent.response)}")
+
+
+@tasks.step(name="printing.convert", retries=8, retry_interval=0.5, backoff=1.5)
+def convert(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool) -> dict[str, Any]:
+    """S108 (FIG. 8): a worker converts to JPEG pages and a metafile."""
+    rt = current()
+    assert rt.balancer is not None
+    sent = rt.balancer.call(
+        "POST",
+        f"/sessions/{job_id}/{printer_id}/convert",
+        json={"tenant_id": tenant_id, "dpi": dpi, "color": color},
+    )
+    status = sent.response.status_code
+    if status == 200:
+        answer = sent.response.json()
+        _record(
+            job_id,
+            tenant_id,
+            "converted",
+            step="S108",
+            worker=sent.worker,
+            detail=f"{answer['pages']} JPEG page(s) at {dpi} dpi, {'color' if color else 'gray'}",
+            manifest_url=answer["manifest_url"],
+            page_count=int(answer["pages"]),
+        )
+        return {"ok": True, "worker": sent.worker}
+    if status in (400, 404, 409, 413, 422):
+        return {"ok": False, "reason": _error_text(sent.response), "worker": sent.worker}
+    raise Unavailable(f"conversion answered HTTP {status}: {_error_text(sent.response)}")
+
+
+@tasks.step(name="printing.print_request", retries=3, retry_interval=0.5)
+def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
+    """S109: the job becomes the printer's work; pushed if the printer listens."""
+    rt = current()
+    if not _record(
+        job_id, tenant_id, "waiting_for_printer", step="S109", detail="waiting for the printer"
+    ):
+        return "ended"
+    with rt.db.sessions() as db:
+        printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+        push_url = printer.push_url
+    if not push_url:
+        return "poll"
+    try:
+        answer = rt.http.post(
+            push_url,
+            json={"event": "print_request", "job_id": job_id, "printer_id": printer_id},
+        )
+        ok = answer.status_code < 300
+    except httpx.HTTPError:
+        ok = False
+    with rt.db.session() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is not None:
+            detail = "print request pushed" if ok else "push failed; the printer will poll"
+            service.add_event(db, job, step="S109", state=job.state, detail=detail)
+    return "pushed" if ok else "poll"
+
+
+@tasks.step(name="printing.notify", retries=8, retry_interval=0.5, backoff=1.5)
+def notify(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
+    """S111: the intake learns the outcome."""
+    outcome = result.get("outcome")
+    pages = int(result.get("pages_printed") or 0)
+    if outcome == "printed":
+        _record(
+            job_id,
+            tenant_id,
+            "printed",
+            step="S111",
+            worker=result.get("printer"),
+            detail=f"{pages} page(s) printed",
+            pages_printed=pages,
+            token_sealed=None,
+        )
+        return "printed"
+    if outcome == "cancelled":
+        reason = str(result.get("reason") or "cancelled at the printer")
+        _record(
+            job_id,
+            tenant_id,
+            "printer_cancelled",
+            step="S111",
+            worker=result.get("printer"),
+            reason=reason,
+            detail=str(result.get("message") or reason),
+            pages_printed=pages,
+            token_sealed=None,
+        )
+        return "printer_cancelled"
+    return "cancelled"  # the owner cancelled: the intake already knows
+
+
+@tasks.step(name="printing.fail", retries=8, retry_interval=0.5, backoff=1.5)
+def fail(tenant_id: str, job_id: str, state: str, step: str, reason: str, worker: str) -> None:
+    _record(job_id, tenant_id, state, step=step, reason=reason, worker=worker or None)
+
+
+@tasks.step(name="printing.complete", retries=10, retry_interval=0.5, backoff=1.5)
+def complete(tenant_id: str, job_id: str, printer_id: str) -> str:
+    """S112 (FIG. 11): delete the converted data and the session record."""
+    rt = current()
+    assert rt.balancer is not None
+    sent = rt.balancer.call(
+        "DELETE", f"/sessions/{job_id}/{printer_id}", params={"tenant_id": tenant_id}
+    )
+    if sent.response.status_code != 204:
+        raise Unavailable(f"completion answered HTTP {sent.response.status_code}")
+    with rt.db.session() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is not None:
+            data_key = job.data_key
+            job.token_sealed = None
+            service.add_event(
+                db,
+                job,
+                step="S112",
+                state=job.state,
+                worker=sent.worker,
+                detail="converted data and session record deleted",
+            )
+        else:
+            data_key = None
+    if data_key:
+        rt.blobs.delete(data_key)
+    return sent.worker
+
+
+@tasks.step(name="printing.still_wanted", retries=8, retry_interval=0.5, backoff=1.5)
+def still_wanted(tenant_id: str, job_id: str) -> bool:
+    return _still_wanted(job_id, tenant_id)
+
+
+# -- the workflow ------------------------------------------------------------------------
+
+
+@tasks.workflow(name="printing.process_job")
+def process_job(tenant_id: str, job_id: str) -> str:
+    try:
+        return _process(tenant_id, job_id)
+    except Exception as exc:  # a step gave up after its retries: name it, never drop the job
+        reason = f"{type(exc).__name__}: {exc}"[:900]
+        log.error("print job failed", extra={"fields": {"job": job_id, "reason": reason}})
+        fail(tenant_id, job_id, "failed", "SVC002", reason, "")
+        try:
+            complete(tenant_id, job_id, str(load_job(tenant_id, job_id).get("printer_id")))
+        except Exception as cleanup:  # the sweeper removes what is left
+            log.warning(
+                "cleanup after a failed job did not finish",
+                extra={"fields": {"job": job_id, "error": str(cleanup)[:300]}},
+            )
+        return "failed"
+
+
+def _process(tenant_id: str, job_id: str) -> str:
+    job = load_job(tenant_id, job_id)
+    if job["state"] not in service.ACTIVE:
+        return str(job["state"])
+    printer_id = str(job["printer_id"])
+    request_token(tenant_id, job_id, printer_id)
+    if not still_wanted(tenant_id, job_id):
+        return _finish(tenant_id, job_id, printer_id, "cancelled")
+    got = download(tenant_id, job_id, printer_id, job["url"])
+    if not got["ok"]:
+        fail(tenant_id, job_id, "download_failed", "S107", got["reason"], got["worker"])
+        return _finish(tenant_id, job_id, printer_id, "download_failed")
+    if not still_wanted(tenant_id, job_id):
+        return _finish(tenant_id, job_id, printer_id, "cancelled")
+    options = job["options"]
+    made = convert(tenant_id, job_id, printer_id, int(options.get("dpi", 300)), job["color"])
+    if not made["ok"]:
+        fail(tenant_id, job_id, "conversion_failed", "S108", made["reason"], made["worker"])
+        return _finish(tenant_id, job_id, printer_id, "conversion_failed")
+    if print_request(tenant_id, job_id, printer_id) == "ended":
+        return _finish(tenant_id, job_id, printer_id, "cancelled")
+    # S110: wait for the printer, in slices (each a checkpoint), until the token times out.
+    waited = 0.0
+    limit = float(current().settings.conversion_token_timeout) + 60.0
+    result: dict[str, Any] | None = None
+    while result is None and waited < limit:
+        slice_ = min(_WAIT_SLICE, limit - waited)
+        result = tasks.recv(topic=PRINTER_TOPIC, timeout=slice_)
+        waited += slice_
+    if result is None:
+        fail(
+            tenant_id,
+            job_id,
+            "expired",
+            "S110",
+            "the printer did not print the job before its conversion token timed out",
+            "",
+        )
+        return _finish(tenant_id, job_id, printer_id, "expired")
+    outcome = notify(tenant_id, job_id, result)
+    return _finish(tenant_id, job_id, printer_id, outcome)
+
+
+def _finish(tenant_id: str, job_id: str, printer_id: str, outcome: str) -> str:
+    complete(tenant_id, job_id, printer_id)
+    return outcome
+
+
+@tasks.scheduled("*/5 * * * *", name="printing.sweep")
+def sweep_stale(scheduled_at: Any, context: Any) -> None:
+    """Remove converted data and session records of jobs that never completed."""
+    sweep_step()
+
+
+@tasks.step(name="printing.sweep_step")
+def sweep_step() -> int:
+    from datetime import timedelta
+
+    from .worker import sweep_stores
+
+    try:
+        rt = current()
+    except RuntimeError:  # an engine without the print service (a test's, say)
+        return 0
+    older = timedelta(seconds=rt.settings.conversion_token_timeout + 3600)
+    swept = sweep_stores(db=rt.db, blobs=rt.blobs, sessions=rt.sessions, older_than=older)
+    if swept:
+        log.info("swept stale conversion sessions", extra={"fields": {"count": swept}})
+    return swept

@@ -1,0 +1,524 @@
+"""The print service's HTTP API (seed 003).
+
+- `POST /api/jobs` (upload or URL): a user or client of idp-a, scope `print` (SVC001).
+- `GET /api/jobs`, `GET /api/jobs/{id}`, `GET …/pages/{n}/preview`: the same tenant;
+  `POST /api/jobs/{id}/cancel`: the owner (SVC001).
+- `GET /api/printers`: scope `print`; `POST`/`DELETE`: scope `admin` (PRT001 registry).
+- `GET /api/device/printers/{p}/work` (S109, ¶0112: the printer polls),
+  `POST /api/device/jobs/{id}/started`, `…/result`, `PUT …/pages/{n}/preview` (S110):
+  the printer's own device client, scope `device`.
+- `GET /internal/jobs/{id}/data`: a conversion worker, with a signed link (S107).
+- `GET /converted/{id}/{file}`: a printer, with the conversion token (FIG. 10).
+
+Anything that is not a readable PDF is refused before a job exists; every
+query filters on the caller's tenant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from printcloud.core import crypto
+from printcloud.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from printcloud.core.guard import Principal
+
+from . import pipeline, service
+from .convert import PdfInfo, inspect_pdf
+from .models import PrintJobRow
+from .runtime import PrintingRuntime
+from .schemas import (
+    DeviceResult,
+    JobByUrl,
+    JobList,
+    JobRead,
+    PrinterCreate,
+    PrinterList,
+    PrinterRead,
+    PushUrl,
+    Started,
+    StateRead,
+    WorkItem,
+    WorkList,
+)
+from .worker import fetch_print_data, serve_converted
+
+router = APIRouter()
+MAX_PREVIEW_BYTES = 2 * 1024 * 1024
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def runtime(request: Request) -> PrintingRuntime:
+    rt: PrintingRuntime = request.app.state.printing
+    return rt
+
+
+RuntimeDep = Annotated[PrintingRuntime, Depends(runtime)]
+
+
+def _scope(*scopes: str) -> Any:
+    async def dependency(request: Request) -> Principal:
+        return await runtime(request).guard.require(*scopes)(request)
+
+    return Depends(dependency)
+
+
+PrintCaller = Annotated[Principal, _scope("print")]
+AdminCaller = Annotated[Principal, _scope("admin")]
+DeviceCaller = Annotated[Principal, _scope("device")]
+
+
+# -- intake (SVC001) --------------------------------------------------------------------
+
+
+def _bool(value: Any, name: str, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on", "color", "duplex"):
+        return True
+    if text in ("0", "false", "no", "off", "mono", "simplex"):
+        return False
+    raise InvalidRequest(f"{name} must be true or false", field=name)
+
+
+def _int(value: Any, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(str(value).strip())
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be a whole number", field=name) from exc
+
+
+def options_from(fields: dict[str, Any]) -> service.JobOptions:
+    return service.JobOptions(
+        color=_bool(fields.get("color"), "color", True),
+        copies=_int(fields.get("copies"), "copies", 1),
+        duplex=_bool(fields.get("duplex"), "duplex", False),
+        media=str(fields.get("media") or "A4"),
+        dpi=_int(fields.get("dpi"), "dpi", 300),
+    )
+
+
+async def read_upload(upload: Any, *, limit: int) -> bytes:
+    if not isinstance(upload, UploadFile):
+        raise InvalidRequest("file must be an uploaded PDF file", field="file")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(1024 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the file is larger than {limit} bytes")
+        chunks.append(chunk)
+    if size == 0:
+        raise InvalidRequest("the uploaded file is empty (0 bytes)", field="file")
+    return b"".join(chunks)
+
+
+async def submit(
+    rt: PrintingRuntime,
+    principal: Principal,
+    *,
+    printer_id: str,
+    options: service.JobOptions,
+    title: str,
+    data: bytes | None = None,
+    url: str | None = None,
+) -> PrintJobRow:
+    """Validate, record and start a job. Nothing is created when the data is refused."""
+    tenant_id = principal.tenant_id
+    if not printer_id:
+        raise InvalidRequest("printer_id is required", field="printer_id")
+
+    def check_printer() -> None:
+        with rt.db.sessions() as db:
+            try:
+                service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+            except NotFound as exc:
+                raise InvalidRequest(
+                    f"unknown printer {printer_id!r} in this tenant", field="printer_id"
+                ) from exc
+
+    await run_in_threadpool(check_printer)
+    if data is None:
+        if not url:
+            raise InvalidRequest("send a PDF file or a url", field="file")
+        data = await fetch_print_data(url, settings=rt.settings)
+    info: PdfInfo = await run_in_threadpool(inspect_pdf, data)
+    job_id = service.new_job_id()
+    data_key = None
+    if url is None:
+        data_key = f"jobs/{job_id}/data.pdf"
+        await run_in_threadpool(rt.blobs.put, data_key, data)
+
+    def record() -> PrintJobRow:
+        with rt.db.session() as db:
+            job = service.create_job(
+                db,
+                tenant_id=tenant_id,
+                printer_id=printer_id,
+                owner=principal.acting_user,
+                client_id=principal.client_id,
+                title=title or (url.rsplit("/", 1)[-1] if url else "") or "document.pdf",
+                source="url" if url else "upload",
+                options=options,
+                job_id=job_id,
+                source_url=url,
+                data_key=data_key,
+                size=len(data),
+                page_count=info.page_count,
+            )
+            db.flush()
+            db.expunge(job)
+            return job
+
+    job = await run_in_threadpool(record)
+    await run_in_threadpool(start_workflow, rt, tenant_id, job_id)
+    return job
+
+
+def start_workflow(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
+    if rt.engine is None:
+        raise Unavailable("this replica does not run print workflows")
+    rt.engine.start(pipeline.process_job, workflow_id=pipeline.workflow_id(job_id))(
+        tenant_id, job_id
+    )
+
+
+@router.post("/api/jobs", status_code=202, response_model=JobRead, tags=["jobs"])
+async def create_job(request: Request, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
+    """SVC001: a PDF upload (multipart `file`) or a URL (JSON or form `url`), a printer
+    and print settings. Answers the job at once; the workflow goes on in the background."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            body = JobByUrl.model_validate_json(await request.body())
+        except ValueError as exc:
+            raise InvalidRequest(f"invalid JSON body: {str(exc)[:300]}") from exc
+        options = service.JobOptions(**body.options.model_dump())
+        job = await submit(
+            rt,
+            principal,
+            printer_id=body.printer_id,
+            options=options,
+            title=body.title,
+            url=body.url,
+        )
+        return JobRead.of(job)
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidRequest(
+            "send multipart/form-data with a PDF `file`, or JSON with a `url`", field="file"
+        )
+    form = await request.form(max_files=1, max_fields=20)
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    for name, value in fields.items():
+        if "\x00" in value:
+            raise InvalidRequest(f"{name} must not contain a NUL character", field=name)
+    upload = form.get("file")
+    url = fields.get("url") or None
+    options = options_from(fields)
+    printer_id = fields.get("printer_id", "").strip()
+    title = fields.get("title", "").strip()[:300]
+    if upload is not None and not (isinstance(upload, str) and upload == ""):
+        data = await read_upload(upload, limit=rt.settings.max_print_bytes)
+        if not title and isinstance(upload, UploadFile):
+            title = (upload.filename or "")[:300]
+        job = await submit(
+            rt, principal, printer_id=printer_id, options=options, title=title, data=data
+        )
+    else:
+        job = await submit(
+            rt, principal, printer_id=printer_id, options=options, title=title, url=url
+        )
+    return JobRead.of(job)
+
+
+@router.get("/api/jobs", response_model=JobList, tags=["jobs"])
+def list_jobs(
+    rt: RuntimeDep,
+    principal: PrintCaller,
+    mine: bool = False,
+    state: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobList:
+    with rt.db.sessions() as db:
+        rows = service.list_jobs(
+            db,
+            tenant_id=principal.tenant_id,
+            owner=principal.acting_user if mine else None,
+            states=(state,) if state else None,
+            limit=limit,
+        )
+        return JobList(jobs=[JobRead.of(r) for r in rows])
+
+
+@router.get("/api/jobs/{job_id}", response_model=JobRead, tags=["jobs"])
+def show_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
+    with rt.db.sessions() as db:
+        job = service.get_job(db, tenant_id=principal.tenant_id, job_id=job_id)
+        return JobRead.of(job, service.events(db, tenant_id=principal.tenant_id, job_id=job_id))
+
+
+def cancel(rt: PrintingRuntime, *, tenant_id: str, job_id: str, by: str) -> PrintJobRow:
+    with rt.db.session() as db:
+        job = service.get_job(db, tenant_id=tenant_id, job_id=job_id)
+        if job.owner != by:
+            raise Forbidden("only the job's owner may cancel it")
+        job = service.cancel_job(db, tenant_id=tenant_id, job_id=job_id, by=by)
+        db.flush()
+        db.expunge(job)
+    if rt.engine is not None:
+        # no workflow yet: it will see the state at its first step
+        with contextlib.suppress(NotFound):
+            rt.engine.send(
+                pipeline.workflow_id(job_id),
+                {"outcome": "owner_cancelled", "by": by},
+                topic=pipeline.PRINTER_TOPIC,
+            )
+    return job
+
+
+@router.post("/api/jobs/{job_id}/cancel", response_model=JobRead, tags=["jobs"])
+def cancel_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
+    return JobRead.of(
+        cancel(rt, tenant_id=principal.tenant_id, job_id=job_id, by=principal.acting_user)
+    )
+
+
+def preview_png(rt: PrintingRuntime, *, tenant_id: str, job_id: str, number: int) -> bytes:
+    with rt.db.sessions() as db:
+        job = service.get_job(db, tenant_id=tenant_id, job_id=job_id)
+        if not 1 <= number <= job.previews:
+            raise NotFound("no preview of that page (yet)")
+    try:
+        return rt.blobs.get(f"previews/{job_id}/page-{number:04d}.png")
+    except FileNotFoundError as exc:
+        raise NotFound("no preview of that page (yet)") from exc
+
+
+@router.get("/api/jobs/{job_id}/pages/{number}/preview", tags=["jobs"])
+def job_preview(job_id: str, number: int, rt: RuntimeDep, principal: PrintCaller) -> Response:
+    data = preview_png(rt, tenant_id=principal.tenant_id, job_id=job_id, number=number)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private"})
+
+
+# -- printers ---------------------------------------------------------------------------
+
+
+@router.get("/api/printers", response_model=PrinterList, tags=["printers"])
+def list_printers(rt: RuntimeDep, principal: PrintCaller) -> PrinterList:
+    with rt.db.sessions() as db:
+        rows = service.list_printers(db, tenant_id=principal.tenant_id)
+        return PrinterList(printers=[PrinterRead.of(r) for r in rows])
+
+
+@router.post("/api/printers", status_code=201, response_model=PrinterRead, tags=["printers"])
+def add_printer(body: PrinterCreate, rt: RuntimeDep, principal: AdminCaller) -> PrinterRead:
+    with rt.db.session() as db:
+        row = service.add_printer(
+            db,
+            tenant_id=principal.tenant_id,
+            printer_id=body.printer_id,
+            name=body.name,
+            color=body.color,
+            client_id=body.client_id,
+            push_url=body.push_url,
+            location=body.location,
+        )
+        return PrinterRead.of(row)
+
+
+@router.delete("/api/printers/{printer_id}", status_code=204, tags=["printers"])
+def delete_printer(printer_id: str, rt: RuntimeDep, principal: AdminCaller) -> Response:
+    with rt.db.session() as db:
+        service.delete_printer(db, tenant_id=principal.tenant_id, printer_id=printer_id)
+    return Response(status_code=204)
+
+
+# -- the printer's side (PRT001) --------------------------------------------------------
+
+
+@router.put(
+    "/api/device/printers/{printer_id}/push_url", response_model=PrinterRead, tags=["device"]
+)
+def set_push_url(
+    printer_id: str, body: PushUrl, rt: RuntimeDep, principal: DeviceCaller
+) -> PrinterRead:
+    """A device tells where it listens for print requests (S109 push); null: it polls."""
+    with rt.db.session() as db:
+        service.printer_for_device(
+            db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
+        )
+        row = service.update_printer(
+            db,
+            tenant_id=principal.tenant_id,
+            printer_id=printer_id,
+            push_url=body.push_url,
+            clear_push_url=body.push_url is None,
+        )
+        return PrinterRead.of(row)
+
+
+@router.get("/api/device/printers/{printer_id}/work", response_model=WorkList, tags=["device"])
+def work(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> WorkList:
+    """¶0112: the printer polls for its print requests."""
+    with rt.db.session() as db:
+        service.printer_for_device(
+            db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
+        )
+        rows = service.list_jobs(
+            db,
+            tenant_id=principal.tenant_id,
+            printer_id=printer_id,
+            states=service.PRINTABLE,
+            limit=50,
+        )
+        items = [
+            WorkItem(
+                job_id=r.job_id,
+                title=r.title,
+                state=r.state,
+                manifest_url=r.manifest_url or "",
+                token=rt.box.open(r.token_sealed),
+                pages=r.page_count or 0,
+                options=dict(r.options),
+            )
+            for r in reversed(rows)
+            if r.token_sealed and r.manifest_url
+        ]
+        return WorkList(jobs=items)
+
+
+def _device_job(
+    db: Any, rt: PrintingRuntime, principal: Principal, job_id: str, printer_id: str
+) -> PrintJobRow:
+    service.printer_for_device(
+        db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
+    )
+    job = service.get_job(db, tenant_id=principal.tenant_id, job_id=job_id)
+    if job.printer_id != printer_id:
+        raise NotFound("unknown print job", field="job_id")
+    return job
+
+
+@router.post("/api/device/jobs/{job_id}/started", response_model=StateRead, tags=["device"])
+def started(job_id: str, body: Started, rt: RuntimeDep, principal: DeviceCaller) -> StateRead:
+    with rt.db.session() as db:
+        job = _device_job(db, rt, principal, job_id, body.printer_id)
+        if job.state == "waiting_for_printer":
+            service.move(
+                db,
+                job,
+                "printing",
+                step="S110",
+                worker=body.printer_id,
+                detail="the printer started",
+            )
+        elif job.state != "printing":
+            raise Conflict(f"the job is no longer printable ({job.state})", field="job_id")
+        return StateRead(job_id=job_id, state=job.state)
+
+
+@router.put("/api/device/jobs/{job_id}/pages/{number}/preview", status_code=204, tags=["device"])
+async def put_preview(
+    job_id: str, number: int, request: Request, rt: RuntimeDep, principal: DeviceCaller
+) -> Response:
+    body = await request.body()
+    if len(body) > MAX_PREVIEW_BYTES:
+        raise PayloadTooLarge(f"a preview is at most {MAX_PREVIEW_BYTES} bytes")
+    if not body.startswith(_PNG):
+        raise InvalidRequest("a preview must be a PNG image", field="body")
+
+    def store() -> None:
+        with rt.db.session() as db:
+            job = service.get_job(db, tenant_id=principal.tenant_id, job_id=job_id)
+            service.printer_for_device(
+                db,
+                tenant_id=principal.tenant_id,
+                printer_id=job.printer_id,
+                client_id=principal.client_id,
+            )
+            if not 1 <= number <= (job.page_count or 0):
+                raise InvalidRequest(f"the job has no page {number}", field="number")
+            rt.blobs.put(f"previews/{job_id}/page-{number:04d}.png", body)
+            job.previews = max(job.previews, number)
+
+    await run_in_threadpool(store)
+    return Response(status_code=204)
+
+
+@router.post("/api/device/jobs/{job_id}/result", response_model=StateRead, tags=["device"])
+def result(job_id: str, body: DeviceResult, rt: RuntimeDep, principal: DeviceCaller) -> StateRead:
+    """S110: the printer's result goes to the job's workflow (which records it, S111)."""
+    if body.outcome == "cancelled" and not body.reason:
+        raise InvalidRequest("a cancelled job needs a reason", field="reason")
+    with rt.db.session() as db:
+        job = _device_job(db, rt, principal, job_id, body.printer_id)
+        state = job.state
+        if state in service.FINAL:
+            return StateRead(job_id=job_id, state=state)  # a repeated report
+        service.add_event(
+            db,
+            job,
+            step="S110",
+            state=state,
+            worker=body.printer_id,
+            detail=f"the printer reports {body.outcome}"
+            + (f": {body.reason}" if body.reason else ""),
+        )
+    if rt.engine is None:
+        raise Unavailable("this replica does not run print workflows")
+    rt.engine.send(
+        pipeline.workflow_id(job_id),
+        {**body.model_dump(), "printer": body.printer_id},
+        topic=pipeline.PRINTER_TOPIC,
+    )
+    return StateRead(job_id=job_id, state=state)
+
+
+# -- the workers' download of uploaded data (S107) and the converted-data store --------
+
+
+@router.get("/internal/jobs/{job_id}/data", tags=["internal"], include_in_schema=False)
+def job_data(job_id: str, expires: int, sig: str, rt: RuntimeDep) -> Response:
+    if expires < time.time():
+        raise Unauthorized("the data link has expired")
+    if not crypto.equal(sig, rt.data_signature(job_id, expires)):
+        raise Unauthorized("the data link is not valid")
+    with rt.db.sessions() as db:
+        job = db.get(PrintJobRow, job_id) if len(job_id) <= 64 else None
+        key = job.data_key if job is not None else None
+    if not key:
+        raise NotFound("no uploaded data for that job")
+    try:
+        data = rt.blobs.get(key)
+    except FileNotFoundError as exc:
+        raise NotFound("the job's data is gone (the job has ended)") from exc
+    return Response(data, media_type="application/pdf", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/converted/{converted_id}/{name}", tags=["store"])
+def converted(converted_id: str, name: str, request: Request, rt: RuntimeDep) -> Response:
+    """FIG. 10: the metafile and pages, with the conversion token (SVC004/SVC005)."""
+    return serve_converted(
+        db=rt.db,
+        blobs=rt.blobs,
+        sessions=rt.sessions,
+        converted_id=converted_id,
+        name=name,
+        authorization=request.headers.get("authorization", ""),
+    )

@@ -1,0 +1,159 @@
+"""What the print service's routes and workflows share: stores, guard, balancer, engine.
+
+The job workflows (`pipeline.py`) are module-level functions, as DBOS needs;
+they reach the running service through `current()`, which `start()` sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+
+from printcloud.auth.client import AuthClient
+from printcloud.core.blobs import FileBlobStore
+from printcloud.core.crypto import SecretBox
+from printcloud.core.db import Database
+from printcloud.core.guard import Guard
+from printcloud.core.http import client as http_client
+from printcloud.core.logs import get_logger
+from printcloud.core.settings import Settings
+from printcloud.core.tasks import TaskEngine
+
+from .balancer import Balancer
+from .pool import WorkerPool
+from .sessions import SessionStore, make_store
+
+log = get_logger("printing.runtime")
+#: The started print service of this process (at most one: DBOS is per process).
+_running: dict[str, PrintingRuntime] = {}
+
+
+class ServiceToken:
+    """The print service's own token at idp-a (client credentials, system tenant)."""
+
+    def __init__(self, settings: Settings) -> None:
+        issuer = settings.issuers[0]
+        client_id, secret = settings.service_client(issuer, "printing")
+        self._client = AuthClient(
+            settings.issuer_url(issuer),
+            client_id=client_id,
+            client_secret=secret,
+            http=http_client(),
+        )
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._until = 0.0
+
+    def __call__(self, *, renew: bool = False) -> str:
+        with self._lock:
+            if renew or self._token is None or time.monotonic() > self._until:
+                issued = self._client.client_credentials(scope="print")
+                self._token = issued.access_token
+                self._until = time.monotonic() + max(30, issued.expires_in - 60)
+            return self._token
+
+    def close(self) -> None:
+        self._client.http.close()
+
+
+@dataclass
+class PrintingRuntime:
+    settings: Settings
+    db: Database
+    blobs: FileBlobStore
+    sessions: SessionStore
+    guard: Guard
+    box: SecretBox
+    engine: TaskEngine | None = None
+    balancer: Balancer | None = None
+    pool: WorkerPool | None = None
+    service_token: ServiceToken | None = None
+    started: bool = False
+    http: httpx.Client = field(default_factory=lambda: http_client(timeout=5))
+
+    @property
+    def base_url(self) -> str:
+        """Where the print service is reachable (printers fetch converted data here)."""
+        return f"{self.settings.public_url}/printing"
+
+    def start(self) -> None:
+        """Start the conversion pool (embedded), the balancer and the workflow engine."""
+        settings = self.settings
+        self.service_token = ServiceToken(settings)
+        if settings.convert_urls:
+            urls = list(settings.convert_urls)
+        else:
+            self.pool = WorkerPool(settings)
+            self.pool.start()
+            urls = self.pool.urls
+        self.balancer = Balancer.over(
+            urls, policy=settings.balance, token=self.service_token, http=http_client(timeout=300)
+        )
+        _running["current"] = self
+        if settings.run_workflows:
+            self.engine = TaskEngine(settings)
+            self.engine.launch()
+        self.started = True
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
+        if self.pool is not None:
+            self.pool.stop()
+            self.pool = None
+        if self.balancer is not None:
+            self.balancer.close()
+        if self.service_token is not None:
+            self.service_token.close()
+        self.http.close()
+        if _running.get("current") is self:
+            del _running["current"]
+        self.started = False
+
+    # -- signed links to an uploaded job's data (the workers download it, S107) ----------
+
+    def data_signature(self, job_id: str, expires: int) -> str:
+        key = self.settings.derive_secret("printing:data-link").encode()
+        return hmac.new(key, f"{job_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def data_url(self, job_id: str, *, ttl: int = 3600) -> str:
+        expires = int(time.time()) + ttl
+        signature = self.data_signature(job_id, expires)
+        return f"{self.base_url}/internal/jobs/{job_id}/data?expires={expires}&sig={signature}"
+
+
+def current() -> PrintingRuntime:
+    try:
+        return _running["current"]
+    except KeyError:
+        raise RuntimeError("the print service is not started in this process") from None
+
+
+def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:
+    issuer = settings.issuers[0]
+    client_id, secret = settings.service_client(issuer, "printing")
+    return PrintingRuntime(
+        settings=settings,
+        db=db,
+        blobs=FileBlobStore(settings.data_dir / "blobs"),
+        sessions=make_store(
+            url=settings.session_store,
+            db=db,
+            token_timeout=timedelta(seconds=settings.conversion_token_timeout),
+        ),
+        guard=Guard(
+            issuer=issuer,
+            introspection_url=f"{settings.issuer_url(issuer)}/introspect",
+            client_id=client_id,
+            client_secret=secret,
+            cache_ttl=settings.guard_cache_ttl,
+        ),
+        box=SecretBox(settings.instance_secrets),
+    )

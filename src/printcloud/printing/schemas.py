@@ -1,0 +1,157 @@
+"""Request and response bodies of the print service's HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .models import JobEventRow, PrinterRow, PrintJobRow
+
+
+class JobOptionsIn(BaseModel):
+    color: bool = True
+    copies: int = Field(default=1, ge=1, le=999)
+    duplex: bool = False
+    media: Literal["A4", "A3", "A5", "Letter", "Legal"] = "A4"
+    dpi: Literal[150, 200, 300, 600] = 300
+
+
+class JobByUrl(BaseModel):
+    """SVC001 by URL: the workers download the print data from `url`."""
+
+    printer_id: str = Field(min_length=1, max_length=128)
+    url: str = Field(min_length=1, max_length=2000)
+    title: str = Field(default="", max_length=300)
+    options: JobOptionsIn = Field(default_factory=JobOptionsIn)
+
+
+class EventRead(BaseModel):
+    at: datetime
+    step: str
+    state: str
+    worker: str | None
+    detail: str
+
+    @classmethod
+    def of(cls, row: JobEventRow) -> EventRead:
+        return cls(at=row.at, step=row.step, state=row.state, worker=row.worker, detail=row.detail)
+
+
+class JobRead(BaseModel):
+    job_id: str
+    printer_id: str
+    owner: str
+    title: str
+    source: str
+    state: str
+    reason: str | None
+    page_count: int | None
+    pages_printed: int
+    previews: int
+    options: dict[str, object]
+    bytes: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    history: list[EventRead] | None = None
+
+    @classmethod
+    def of(cls, row: PrintJobRow, history: list[JobEventRow] | None = None) -> JobRead:
+        return cls(
+            job_id=row.job_id,
+            printer_id=row.printer_id,
+            owner=row.owner,
+            title=row.title,
+            source=row.source,
+            state=row.state,
+            reason=row.reason,
+            page_count=row.page_count,
+            pages_printed=row.pages_printed,
+            previews=row.previews,
+            options=dict(row.options),
+            bytes=row.bytes,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            finished_at=row.finished_at,
+            history=None if history is None else [EventRead.of(e) for e in history],
+        )
+
+
+class JobList(BaseModel):
+    jobs: list[JobRead]
+
+
+class PrinterCreate(BaseModel):
+    printer_id: str = Field(min_length=1, max_length=128)
+    name: str = Field(default="", max_length=200)
+    color: bool = True
+    client_id: str = Field(min_length=1, max_length=128)
+    push_url: str | None = Field(default=None, max_length=1000)
+    location: str = Field(default="", max_length=200)
+
+
+class PrinterRead(BaseModel):
+    printer_id: str
+    name: str
+    color: bool
+    client_id: str
+    push_url: str | None
+    location: str
+    last_seen_at: datetime | None
+
+    @classmethod
+    def of(cls, row: PrinterRow) -> PrinterRead:
+        return cls(
+            printer_id=row.printer_id,
+            name=row.name,
+            color=row.color,
+            client_id=row.client_id,
+            push_url=row.push_url,
+            location=row.location,
+            last_seen_at=row.last_seen_at,
+        )
+
+
+class PrinterList(BaseModel):
+    printers: list[PrinterRead]
+
+
+class PushUrl(BaseModel):
+    push_url: str | None = Field(default=None, max_length=1000)
+
+
+class WorkItem(BaseModel):
+    """S109: what the printer needs to print a job."""
+
+    job_id: str
+    title: str
+    state: str
+    manifest_url: str
+    token: str
+    pages: int
+    options: dict[str, object]
+
+
+class WorkList(BaseModel):
+    jobs: list[WorkItem]
+
+
+class Started(BaseModel):
+    printer_id: str = Field(min_length=1, max_length=128)
+
+
+class DeviceResult(BaseModel):
+    """S110: the printer's result."""
+
+    printer_id: str = Field(min_length=1, max_length=128)
+    outcome: Literal["printed", "cancelled"]
+    reason: str | None = Field(default=None, max_length=200)
+    pages_printed: int = Field(default=0, ge=0, le=100_000)
+    message: str = Field(default="", max_length=1000)
+
+
+class StateRead(BaseModel):
+    job_id: str
+    state: str

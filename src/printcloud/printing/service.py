@@ -1,0 +1,348 @@
+"""Printers and print jobs of the print service (seed 003, SVC001/SVC002).
+
+Every function takes the tenant explicitly and every query filters on it: a
+job or printer of another tenant is "not found", never "forbidden", so IDs
+leak nothing across tenants.
+
+Job states (the workflow in `pipeline.py` moves a job through them; each move
+is also a history event naming the seed's step and the worker that served it):
+
+    accepted → token_issued (S106) → downloaded (S107) → converted (S108)
+      → waiting_for_printer (S109) → printing → printed (S110–S112)
+
+and the named ends: `download_failed`, `conversion_failed`,
+`printer_cancelled` (with the printer's reason: `paper_out`, `toner_out`,
+`engine_error`, `user_cancel`), `cancelled` (by the owner), `expired` (the
+printer did not take it before its conversion token timed out), `failed` (a
+step gave up after its retries; the reason says which).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from printcloud.core.db import utcnow
+from printcloud.core.errors import Conflict, InvalidRequest, NotFound
+
+from .models import JobEventRow, PrinterRow, PrintJobRow
+
+ACTIVE = (
+    "accepted",
+    "token_issued",
+    "downloaded",
+    "converted",
+    "waiting_for_printer",
+    "printing",
+)
+FINAL = (
+    "printed",
+    "download_failed",
+    "conversion_failed",
+    "printer_cancelled",
+    "cancelled",
+    "expired",
+    "failed",
+)
+#: States in which the printer may take the job (S109, ¶0112).
+PRINTABLE = ("waiting_for_printer", "printing")
+PRINTER_FAULTS = ("paper_out", "toner_out", "engine_error", "user_cancel")
+MEDIA = ("A4", "A3", "A5", "Letter", "Legal")
+_PRINTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Print settings (SVC001): color/mono, copies, duplex, media, resolution."""
+
+    color: bool = True
+    copies: int = 1
+    duplex: bool = False
+    media: str = "A4"
+    dpi: int = 300
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.copies <= 999:
+            raise InvalidRequest("copies must be between 1 and 999", field="copies")
+        if self.media not in MEDIA:
+            raise InvalidRequest(f"media must be one of {', '.join(MEDIA)}", field="media")
+        if self.dpi not in (150, 200, 300, 600):
+            raise InvalidRequest("dpi must be 150, 200, 300 or 600", field="dpi")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "color": self.color,
+            "copies": self.copies,
+            "duplex": self.duplex,
+            "media": self.media,
+            "dpi": self.dpi,
+        }
+
+
+# -- printers -------------------------------------------------------------------------------
+
+
+def add_printer(
+    db: Session,
+    *,
+    tenant_id: str,
+    printer_id: str,
+    name: str,
+    color: bool,
+    client_id: str,
+    push_url: str | None = None,
+    location: str = "",
+) -> PrinterRow:
+    if not _PRINTER_ID.match(printer_id):
+        raise InvalidRequest(
+            "printer_id must be 1-128 letters, digits, '.', '_' or '-'", field="printer_id"
+        )
+    if push_url is not None and not re.match(r"^https?://[^\s]+$", push_url):
+        raise InvalidRequest("push_url must be an http:// or https:// URL", field="push_url")
+    row = PrinterRow(
+        tenant_id=tenant_id,
+        printer_id=printer_id,
+        name=name.strip() or printer_id,
+        color=color,
+        client_id=client_id,
+        push_url=push_url,
+        location=location,
+    )
+    db.add(row)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        db.rollback()
+        raise Conflict(f"printer {printer_id!r} already exists", field="printer_id") from exc
+    return row
+
+
+def get_printer(db: Session, *, tenant_id: str, printer_id: str) -> PrinterRow:
+    row = db.scalar(
+        select(PrinterRow).where(
+            PrinterRow.tenant_id == tenant_id, PrinterRow.printer_id == printer_id
+        )
+    )
+    if row is None:
+        raise NotFound(f"unknown printer {printer_id!r}", field="printer_id")
+    return row
+
+
+def list_printers(db: Session, *, tenant_id: str) -> list[PrinterRow]:
+    return list(
+        db.scalars(
+            select(PrinterRow).where(PrinterRow.tenant_id == tenant_id).order_by(PrinterRow.name)
+        )
+    )
+
+
+def update_printer(
+    db: Session,
+    *,
+    tenant_id: str,
+    printer_id: str,
+    push_url: str | None = None,
+    clear_push_url: bool = False,
+    name: str | None = None,
+) -> PrinterRow:
+    row = get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+    if push_url is not None:
+        if not re.match(r"^https?://[^\s]+$", push_url):
+            raise InvalidRequest("push_url must be an http:// or https:// URL", field="push_url")
+        row.push_url = push_url
+    if clear_push_url:
+        row.push_url = None
+    if name:
+        row.name = name
+    return row
+
+
+def delete_printer(db: Session, *, tenant_id: str, printer_id: str) -> None:
+    row = get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+    busy = db.scalar(
+        select(func.count())
+        .select_from(PrintJobRow)
+        .where(
+            PrintJobRow.tenant_id == tenant_id,
+            PrintJobRow.printer_id == printer_id,
+            PrintJobRow.state.in_(ACTIVE),
+        )
+    )
+    if busy:
+        raise Conflict(f"printer {printer_id!r} still has {busy} unfinished job(s)")
+    db.delete(row)
+
+
+def printer_for_device(
+    db: Session, *, tenant_id: str, printer_id: str, client_id: str
+) -> PrinterRow:
+    """The printer a device client may act for: its tenant's, and bound to that client."""
+    row = get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+    if row.client_id != client_id:
+        raise NotFound(f"unknown printer {printer_id!r}", field="printer_id")
+    row.last_seen_at = utcnow()
+    return row
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(12)
+
+
+def create_job(
+    db: Session,
+    *,
+    tenant_id: str,
+    printer_id: str,
+    owner: str,
+    client_id: str,
+    title: str,
+    source: str,
+    options: JobOptions,
+    job_id: str,
+    source_url: str | None = None,
+    data_key: str | None = None,
+    size: int = 0,
+    page_count: int | None = None,
+) -> PrintJobRow:
+    """SVC001: record an accepted job (the printer must be the tenant's)."""
+    get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+    row = PrintJobRow(
+        job_id=job_id,
+        tenant_id=tenant_id,
+        printer_id=printer_id,
+        owner=owner,
+        client_id=client_id,
+        title=title[:300] or "untitled",
+        source=source,
+        source_url=source_url,
+        data_key=data_key,
+        bytes=size,
+        page_count=page_count,
+        options=options.as_dict(),
+        state="accepted",
+    )
+    db.add(row)
+    db.flush()
+    add_event(db, row, step="S105", state="accepted", detail=f"accepted from {source}")
+    return row
+
+
+def get_job(db: Session, *, tenant_id: str, job_id: str) -> PrintJobRow:
+    row = db.get(PrintJobRow, job_id) if len(job_id) <= 64 else None
+    if row is None or row.tenant_id != tenant_id:
+        raise NotFound("unknown print job", field="job_id")
+    return row
+
+
+def list_jobs(
+    db: Session,
+    *,
+    tenant_id: str,
+    owner: str | None = None,
+    printer_id: str | None = None,
+    states: tuple[str, ...] | None = None,
+    limit: int = 100,
+) -> list[PrintJobRow]:
+    query = select(PrintJobRow).where(PrintJobRow.tenant_id == tenant_id)
+    if owner is not None:
+        query = query.where(PrintJobRow.owner == owner)
+    if printer_id is not None:
+        query = query.where(PrintJobRow.printer_id == printer_id)
+    if states is not None:
+        query = query.where(PrintJobRow.state.in_(states))
+    query = query.order_by(PrintJobRow.created_at.desc()).limit(max(1, min(limit, 1000)))
+    return list(db.scalars(query))
+
+
+def events(db: Session, *, tenant_id: str, job_id: str) -> list[JobEventRow]:
+    return list(
+        db.scalars(
+            select(JobEventRow)
+            .where(JobEventRow.tenant_id == tenant_id, JobEventRow.job_id == job_id)
+            .order_by(JobEventRow.pk)
+        )
+    )
+
+
+def add_event(
+    db: Session,
+    job: PrintJobRow,
+    *,
+    step: str,
+    state: str,
+    worker: str | None = None,
+    detail: str = "",
+) -> None:
+    db.add(
+        JobEventRow(
+            job_id=job.job_id,
+            tenant_id=job.tenant_id,
+            step=step,
+            state=state,
+            worker=worker,
+            detail=detail[:1000],
+        )
+    )
+
+
+def move(
+    db: Session,
+    job: PrintJobRow,
+    state: str,
+    *,
+    step: str,
+    reason: str | None = None,
+    worker: str | None = None,
+    detail: str = "",
+) -> bool:
+    """Move a job to `state` with a history event; a finished job stays finished.
+
+    Answers whether the job moved (False when it had already ended, e.g. its
+    owner cancelled it while a step ran)."""
+    if job.state in FINAL:
+        return False
+    now = utcnow()
+    job.state = state
+    job.updated_at = now
+    if reason is not None:
+        job.reason = reason[:1000]
+    if state in FINAL:
+        job.finished_at = now
+    add_event(db, job, step=step, state=state, worker=worker, detail=detail or (reason or ""))
+    return True
+
+
+def cancel_job(db: Session, *, tenant_id: str, job_id: str, by: str) -> PrintJobRow:
+    """The owner cancels (SVC001). A finished job cannot be cancelled."""
+    job = get_job(db, tenant_id=tenant_id, job_id=job_id)
+    if job.owner != by:
+        raise NotFound("unknown print job", field="job_id")
+    if job.state in FINAL:
+        raise Conflict(f"the job has already ended ({job.state})", field="job_id")
+    move(db, job, "cancelled", step="SVC001", reason=f"cancelled by {by}")
+    job.token_sealed = None
+    return job
+
+
+def summary(db: Session, *, tenant_id: str) -> dict[str, int]:
+    rows = db.execute(
+        select(PrintJobRow.state, func.count())
+        .where(PrintJobRow.tenant_id == tenant_id)
+        .group_by(PrintJobRow.state)
+    )
+    return {state: int(count) for state, count in rows}
+
+
+def elapsed(job: PrintJobRow) -> float:
+    end: datetime = job.finished_at or utcnow()
+    return max(0.0, (end - job.created_at).total_seconds())
