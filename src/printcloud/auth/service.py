@@ -587,7 +587,9 @@ def active_tenant_consent(
 def consent_covers(
     db: Session, *, tenant: Tenant, user: User, client: Client | ClientSnapshot, scope: str
 ) -> str | None:
-    """Why the user need not be asked: 'tenant', 'user', or None (ask)."""
+    """Why the user need not be asked: 'first_party', 'tenant', 'user', or None (ask)."""
+    if client.kind == "service":
+        return "first_party"  # the platform's own pages (the print service's, say)
     wanted = set(scope.split())
     tc = active_tenant_consent(db, tenant=tenant, client=client)
     if tc is not None and wanted <= set(tc.scope.split()):
@@ -781,6 +783,8 @@ def purge_expired(db: Session, *, older_than: timedelta = timedelta(days=1)) -> 
 
 #: Platform services that get a client in every issuer's system tenant.
 SERVICES = ("auth", "crm", "docgen", "printing", "device")
+#: Redirect paths (under the public URL) of the services whose web pages sign users in.
+WEB_SIGN_IN: dict[str, tuple[str, ...]] = {"printing": ("/printing/auth/callback",)}
 
 
 def bootstrap(db: Session, *, settings: Settings) -> None:
@@ -807,6 +811,16 @@ def bootstrap(db: Session, *, settings: Settings) -> None:
             existing = db.scalar(
                 select(Client).where(Client.issuer == issuer, Client.client_id == client_id)
             )
+            # A service with web pages signs its users in with the code flow (first party).
+            redirects = [f"{settings.public_url}{path}" for path in WEB_SIGN_IN.get(service, ())]
+            grants = sorted(
+                [
+                    "client_credentials",
+                    "refresh_token",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                    *(["authorization_code"] if redirects else []),
+                ]
+            )
             if existing is None:
                 db.add(
                     Client(
@@ -816,19 +830,18 @@ def bootstrap(db: Session, *, settings: Settings) -> None:
                         name=f"printcloud {service}",
                         kind="service",
                         secret_digest=digest,
-                        redirect_uris=[],
-                        grant_types=sorted(
-                            [
-                                "client_credentials",
-                                "refresh_token",
-                                "urn:ietf:params:oauth:grant-type:token-exchange",
-                            ]
-                        ),
+                        redirect_uris=redirects,
+                        grant_types=grants,
                         scope=" ".join(SCOPES),
                     )
                 )
-            elif not crypto.equal(existing.secret_digest or "", digest):
-                existing.secret_digest = digest  # the instance secret was rotated
+            else:
+                if not crypto.equal(existing.secret_digest or "", digest):
+                    existing.secret_digest = digest  # the instance secret was rotated
+                if list(existing.redirect_uris or []) != redirects:
+                    existing.redirect_uris = redirects  # the public URL changed
+                if sorted(existing.grant_types or []) != grants:
+                    existing.grant_types = grants
         db.flush()
 
 

@@ -2,7 +2,8 @@
 
 The agent is an OAuth client of `idp-a` (client credentials, scope `device`).
 It learns of work by polling the print service (¶0112) or, when it runs a push
-listener, at once on a print request (S109, S1401), and for each job:
+listener (registered as the printer's push_url), at once on a print request
+(S109, S1401), and for each job:
 
 - S1401–S1403: takes the job from the work list (`GET …/printers/{id}/work`):
   the identity of the converted data, the metafile's URL and the conversion

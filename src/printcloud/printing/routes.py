@@ -17,6 +17,7 @@ query filters on the caller's tenant.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Annotated, Any
 
@@ -79,6 +80,19 @@ def _scope(*scopes: str) -> Any:
 PrintCaller = Annotated[Principal, _scope("print")]
 AdminCaller = Annotated[Principal, _scope("admin")]
 DeviceCaller = Annotated[Principal, _scope("device")]
+
+
+@router.get("/healthz", tags=["health"])
+def healthz(rt: RuntimeDep) -> dict[str, Any]:
+    """Ready once the conversion pool, the balancer and the workflows are up (503 before)."""
+    if not rt.started:
+        raise Unavailable("the print service is starting")
+    return {
+        "status": "ok",
+        "pid": os.getpid(),
+        "workflows": rt.engine is not None,
+        "workers": rt.balancer.stats() if rt.balancer is not None else [],
+    }
 
 
 # -- intake (SVC001) --------------------------------------------------------------------
@@ -377,7 +391,7 @@ def set_push_url(
 def work(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> WorkList:
     """¶0112: the printer polls for its print requests."""
     with rt.db.session() as db:
-        service.printer_for_device(
+        printer = service.printer_for_device(
             db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
         )
         rows = service.list_jobs(
@@ -395,7 +409,11 @@ def work(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> WorkList:
                 manifest_url=r.manifest_url or "",
                 token=rt.box.open(r.token_sealed),
                 pages=r.page_count or 0,
-                options=dict(r.options),
+                # a mono printer prints gray whatever was asked (¶0107)
+                options={
+                    **r.options,
+                    "color": bool(r.options.get("color", True)) and printer.color,
+                },
             )
             for r in reversed(rows)
             if r.token_sealed and r.manifest_url

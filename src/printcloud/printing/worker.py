@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 import secrets
 import socket
@@ -134,6 +135,10 @@ def _blob_name(session_key: str) -> str:
     return crypto.token_digest(session_key)[:40]
 
 
+def _converted_folder(session_key: str) -> str:
+    return f"converted/{_blob_name(session_key)}"
+
+
 async def fetch_print_data(
     url: str, *, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> bytes:
@@ -219,8 +224,8 @@ def create_worker_app(worker: Worker) -> FastAPI:
         return response
 
     @router.get("/healthz", tags=["worker"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "worker": worker.worker_id}
+    async def healthz() -> dict[str, str | int]:
+        return {"status": "ok", "worker": worker.worker_id, "pid": os.getpid()}
 
     @router.post(
         "/sessions",
@@ -294,7 +299,8 @@ def create_worker_app(worker: Worker) -> FastAPI:
             raise Conflict("the print data of this job has not been downloaded yet", field="job_id")
         data = worker.blobs.get(session.download_path)
         converted_id = secrets.token_hex(16)
-        prefix = f"converted/{converted_id}"
+        # under the session's folder, so completion also removes what a killed try left
+        prefix = f"{_converted_folder(session.key)}/{converted_id}"
         base = f"{worker.public_base}/converted/{converted_id}"
         manifest = convert_pdf(
             data,
@@ -434,6 +440,7 @@ def discard_session(
                 ConvertedDataRow.session_key == session_key, ConvertedDataRow.tenant_id == tenant_id
             )
         )
+    blobs.delete_prefix(_converted_folder(session_key))
     if download_path:
         blobs.delete(download_path)
     return len(rows)
