@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,14 +14,15 @@ from rich.console import Console
 from rich.table import Table
 
 from printcloud import __version__
-from printcloud.core.errors import PrintcloudError
+from printcloud.core.errors import InvalidRequest, PrintcloudError
 from printcloud.core.settings import Settings
 
 app = typer.Typer(
     help="printcloud: multi-tenant cloud printing.", no_args_is_help=True, add_completion=False
 )
 admin = typer.Typer(
-    help="Administer tenants, users, clients, tenant settings and consents.", no_args_is_help=True
+    help="Administer tenants, users, clients, settings, consents, printers and print jobs.",
+    no_args_is_help=True,
 )
 app.add_typer(admin, name="admin")
 console = Console()
@@ -598,6 +600,247 @@ def purge_expired(
 
     count = _run(lambda s: service.purge_expired(s, older_than=timedelta(days=days)))
     _emit({"deleted": count}, message=f"deleted {count} expired rows")
+
+
+# -- printers and print jobs (seed 003) ---------------------------------------------
+
+printer_cli = typer.Typer(help="Printers of a tenant (seed 003, PRT001).", no_args_is_help=True)
+job_cli = typer.Typer(help="Print jobs of a tenant.", no_args_is_help=True)
+admin.add_typer(printer_cli, name="printer")
+admin.add_typer(job_cli, name="job")
+
+
+def printer_dict(p: Any) -> dict[str, Any]:
+    return {
+        "printer_id": p.printer_id,
+        "name": p.name,
+        "color": p.color,
+        "client_id": p.client_id,
+        "push_url": p.push_url,
+        "location": p.location,
+        "last_seen_at": p.last_seen_at,
+    }
+
+
+def job_dict(j: Any) -> dict[str, Any]:
+    return {
+        "job_id": j.job_id,
+        "printer_id": j.printer_id,
+        "owner": j.owner,
+        "title": j.title,
+        "state": j.state,
+        "reason": j.reason,
+        "page_count": j.page_count,
+        "pages_printed": j.pages_printed,
+        "created_at": j.created_at,
+        "finished_at": j.finished_at,
+    }
+
+
+@printer_cli.command("add")
+def printer_add(
+    printer_id: str,
+    tenant: TenantOpt,
+    client_id: Annotated[
+        str, typer.Option("--client-id", help="The device client (of the tenant) that drives it")
+    ],
+    name: Annotated[str, typer.Option(help="Display name")] = "",
+    mono: Annotated[bool, typer.Option("--mono", help="A monochrome printer")] = False,
+    push_url: Annotated[
+        str | None, typer.Option("--push-url", help="Where print requests are pushed")
+    ] = None,
+    location: Annotated[str, typer.Option(help="Where it stands")] = "",
+) -> None:
+    """Register a printer and the device client that drives it."""
+    from printcloud.auth import service as auth_service
+    from printcloud.printing import service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = auth_service.get_tenant(s, issuer="idp-a", tenant_id=tenant)
+        client = auth_service.get_client(s, tenant=t, client_id=client_id)
+        if client.kind != "device":
+            raise InvalidRequest(
+                f"client {client_id!r} is a {client.kind} client; a printer needs a device client",
+                field="client_id",
+            )
+        row = service.add_printer(
+            s,
+            tenant_id=tenant,
+            printer_id=printer_id,
+            name=name,
+            color=not mono,
+            client_id=client_id,
+            push_url=push_url,
+            location=location,
+        )
+        return printer_dict(row)
+
+    data = _run(work)
+    kind = "mono" if mono else "color"
+    _emit(data, message=f"added {kind} printer [bold]{printer_id}[/bold] to {tenant}")
+
+
+@printer_cli.command("list")
+def printer_list(tenant: TenantOpt) -> None:
+    """List a tenant's printers."""
+    from printcloud.printing import service
+
+    data = _run(lambda s: [printer_dict(p) for p in service.list_printers(s, tenant_id=tenant)])
+    _emit(
+        data,
+        _table(
+            f"printers of {tenant}",
+            ["printer_id", "name", "color", "device client", "push URL", "last seen"],
+            [
+                [
+                    d["printer_id"],
+                    d["name"],
+                    "color" if d["color"] else "mono",
+                    d["client_id"],
+                    d["push_url"],
+                    d["last_seen_at"],
+                ]
+                for d in data
+            ],
+        ),
+    )
+
+
+@printer_cli.command("delete")
+def printer_delete(printer_id: str, tenant: TenantOpt) -> None:
+    """Delete a printer (refused while it has unfinished jobs)."""
+    from printcloud.printing import service
+
+    _run(lambda s: service.delete_printer(s, tenant_id=tenant, printer_id=printer_id))
+    _emit({"deleted": printer_id}, message=f"deleted printer {printer_id}")
+
+
+@job_cli.command("list")
+def job_list(
+    tenant: TenantOpt,
+    job_state: Annotated[str | None, typer.Option("--state", help="Only this state")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """List a tenant's print jobs, newest first."""
+    from printcloud.printing import service
+
+    data = _run(
+        lambda s: [
+            job_dict(j)
+            for j in service.list_jobs(
+                s, tenant_id=tenant, states=(job_state,) if job_state else None, limit=limit
+            )
+        ]
+    )
+    _emit(
+        data,
+        _table(
+            f"print jobs of {tenant}",
+            ["job_id", "printer", "owner", "title", "state", "reason", "pages"],
+            [
+                [
+                    d["job_id"],
+                    d["printer_id"],
+                    d["owner"],
+                    d["title"],
+                    d["state"],
+                    d["reason"],
+                    f"{d['pages_printed']}/{d['page_count'] or '?'}",
+                ]
+                for d in data
+            ],
+        ),
+    )
+
+
+@job_cli.command("show")
+def job_show(job_id: str, tenant: TenantOpt) -> None:
+    """A job with its history: each step, its outcome and the worker that served it."""
+    from printcloud.printing import service
+
+    def work(s: Any) -> dict[str, Any]:
+        job = service.get_job(s, tenant_id=tenant, job_id=job_id)
+        history = [
+            {"at": e.at, "step": e.step, "state": e.state, "worker": e.worker, "detail": e.detail}
+            for e in service.events(s, tenant_id=tenant, job_id=job_id)
+        ]
+        return {**job_dict(job), "history": history}
+
+    data = _run(work)
+    _emit(
+        data,
+        _table(
+            f"job {job_id}: {data['state']}" + (f" ({data['reason']})" if data["reason"] else ""),
+            ["at", "step", "state", "worker", "detail"],
+            [[h["at"], h["step"], h["state"], h["worker"], h["detail"]] for h in data["history"]],
+        ),
+    )
+
+
+# -- the virtual printer ----------------------------------------------------------------
+
+
+@app.command()
+def device(
+    tenant: Annotated[str, typer.Option("--tenant", help="The printer's tenant ID")],
+    printer: Annotated[str, typer.Option("--printer-id", "--printer", help="The printer ID")],
+    client_id: Annotated[str, typer.Option("--client-id", help="The device client at idp-a")],
+    client_secret: Annotated[
+        str,
+        typer.Option(
+            "--client-secret", envvar="PRINTCLOUD_DEVICE_SECRET", help="The device client's secret"
+        ),
+    ],
+    server: Annotated[
+        str, typer.Option(help="The platform's public URL")
+    ] = "http://127.0.0.1:8000",
+    out: Annotated[Path, typer.Option(help="Where the engine output and previews go")] = Path(
+        "printed"
+    ),
+    issuer: Annotated[str, typer.Option(help="The issuer the device authenticates at")] = "idp-a",
+    poll_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls")] = 2.0,
+    halftone: Annotated[str, typer.Option(help="ordered (default) or error_diffusion")] = "ordered",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a fault: paper_out@2, toner_out@1, engine_error@3, user_cancel@2"
+        ),
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT to accept pushed print requests (S109)")
+    ] = None,
+    register_push: Annotated[
+        bool, typer.Option(help="Register the listener as the printer's push URL")
+    ] = True,
+    profile: Annotated[Path | None, typer.Option(help="CMYK ICC output profile")] = None,
+    once: Annotated[bool, typer.Option(help="Print what is waiting, then stop")] = False,
+) -> None:
+    """Run a virtual printer (seed 003 PRT001): poll or take pushes, print, report."""
+    from printcloud.device.agent import DeviceConfig, Fault
+    from printcloud.device.agent import main as device_main
+
+    if halftone not in ("ordered", "error_diffusion"):
+        raise typer.BadParameter("choose ordered or error_diffusion", param_hint="--halftone")
+    try:
+        faults = [Fault.parse(f) for f in fault or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fault") from exc
+    config = DeviceConfig(
+        server=server,
+        tenant_id=tenant,
+        printer_id=printer,
+        client_id=client_id,
+        client_secret=client_secret,
+        out_dir=out,
+        issuer=issuer,
+        poll_interval=poll_interval,
+        halftone=halftone,  # type: ignore[arg-type]
+        faults=faults,
+        listen=listen,
+        register_push=register_push,
+        profile=profile,
+    )
+    raise typer.Exit(device_main(config, once=once, console=console))
 
 
 if __name__ == "__main__":  # pragma: no cover
