@@ -12,7 +12,11 @@ showing what each step answered:
   tenant; a second user of that tenant is not asked; a user of another
   tenant is;
 - seed 000, FIG. 11: a logged-in browser's authentication session (AUTH_ID)
-  exchanged for an access and a refresh token of the print service.
+  exchanged for an access and a refresh token of the print service;
+- seed 003: alice prints a multi-page PDF (made here) to a color and a mono
+  virtual printer through the load-balanced conversion workers, with progress
+  per step, the worker that served it, and where the previews are; a third
+  job runs out of paper (`demo_printing.py`).
 
 The demo's data lives in `<data_dir>/demo/` and is recreated on every run.
 """
@@ -400,4 +404,17 @@ def _walk(settings: Settings, report: Report) -> None:
         "refresh rotates; reuse revokes the family",
         "invalid_grant" in str(reused) and still is False,
         f"reuse answered {reused!r}; newest access token active={still}",
+    )
+
+    console.rule("Seed 003: print a PDF to a color and a mono printer, load-balanced")
+    from printcloud.demo_printing import walk_printing
+
+    walk_printing(
+        settings,
+        report,
+        console,
+        user_token=tokens.access_token,
+        device_id=device_id,
+        device_secret=device_secret,
+        tenant_id="1000AA",
     )
