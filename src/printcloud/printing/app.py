@@ -9,7 +9,7 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import pages, routes
+from . import pages, pipeline, routes
 from .runtime import PrintingRuntime, build_runtime
 from .worker import build_worker, create_worker_app
 
@@ -25,6 +25,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
         root_path_in_servers=False,
     )
     app.state.printing = rt
+    rt.on_started.append(pipeline.adopt_orphans)
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(pages.router)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from printcloud.core import tasks
 from printcloud.core.errors import Unavailable
@@ -355,6 +356,30 @@ def _process(tenant_id: str, job_id: str) -> str:
         return _finish(tenant_id, job_id, printer_id, "expired")
     outcome = notify(tenant_id, job_id, result)
     return _finish(tenant_id, job_id, printer_id, outcome)
+
+
+def adopt_orphans() -> int:
+    """Start the workflow of every unfinished job that has none: the process may have
+    died between recording a job and starting it. Starting is idempotent (the
+    workflow ID is the job's), so a job whose workflow exists is left alone."""
+    rt = current()
+    assert rt.engine is not None
+    with rt.db.sessions() as db:
+        rows = db.execute(
+            select(PrintJobRow.tenant_id, PrintJobRow.job_id).where(
+                PrintJobRow.state.in_(service.ACTIVE)
+            )
+        ).all()
+    adopted = 0
+    for tenant_id, job_id in rows:
+        if rt.engine.get_status(workflow_id(job_id)) is None:
+            rt.engine.start(process_job, workflow_id=workflow_id(job_id))(tenant_id, job_id)
+            adopted += 1
+    if adopted:
+        log.warning(
+            "started the workflows of jobs that had none", extra={"fields": {"jobs": adopted}}
+        )
+    return adopted
 
 
 def _finish(tenant_id: str, job_id: str, printer_id: str, outcome: str) -> str:

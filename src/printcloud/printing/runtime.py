@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -75,6 +76,8 @@ class PrintingRuntime:
     pool: WorkerPool | None = None
     service_token: ServiceToken | None = None
     started: bool = False
+    #: Called once everything is up (the app adopts jobs whose workflow never started).
+    on_started: list[Callable[[], object]] = field(default_factory=list)
     http: httpx.Client = field(default_factory=lambda: http_client(timeout=5))
 
     @property
@@ -99,6 +102,8 @@ class PrintingRuntime:
         if settings.run_workflows:
             self.engine = TaskEngine(settings)
             self.engine.launch()
+            for hook in self.on_started:
+                hook()
         self.started = True
 
     def stop(self) -> None:
