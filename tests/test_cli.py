@@ -72,3 +72,9 @@ def test_json_flag_after_the_command(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(out.stdout)["tenant_id"] == "1000BB"
+
+
+def test_serve_refuses_several_http_workers_for_the_print_service(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["serve", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--workers 1" in result.output

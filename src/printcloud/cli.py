@@ -81,6 +81,16 @@ def serve(
     if service:
         os.environ["PRINTCLOUD_SERVICE"] = service
     settings = Settings()
+    http_workers = workers or settings.http_workers
+    if http_workers > 1 and service in (None, "printing") and settings.run_workflows:
+        # Each HTTP worker process would run its own workflow executor and conversion pool
+        # under the same executor id; conversions already use every core through the pool.
+        err.print(
+            "[red]error[/red] the print service runs its workflows in one process: serve it "
+            "with --workers 1 (its conversion pool uses the other cores), or run "
+            "`--service auth` with more workers beside it"
+        )
+        raise typer.Exit(2)
     prepare(settings).dispose()  # migrations once, before the workers start
     server = Server(
         "printcloud.stack:app_factory",
@@ -88,7 +98,7 @@ def serve(
         interface=Interfaces.ASGI,
         address=host or settings.host,
         port=port or settings.port,
-        workers=workers or settings.http_workers,
+        workers=http_workers,
         runtime_threads=1,
         runtime_mode=RuntimeModes.st,
         log_level=LogLevels(settings.log_level.lower()),
