@@ -1,0 +1,184 @@
+"""The print pages in a real browser: Debian's Chromium driven by Playwright against
+`printcloud serve` on loopback.
+
+A user signs in at idp-a (code flow with PKCE, no consent: first party), uploads a
+PDF through the print form, follows the job page as it moves on by itself
+(`static/live.js`), a device agent prints the job, and the printed pages' previews
+appear and load.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from PIL import Image
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Response,
+    expect,
+    sync_playwright,
+)
+
+from printcloud.device.agent import DeviceAgent, DeviceConfig
+from tests.conftest import require_peer
+from tests.printing.conftest import (
+    PrintStack,
+    make_print_stack,  # noqa: F401  (a fixture, used below)
+)
+
+pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 10_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require_peer(CHROMIUM.exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+def make_pdf(pages: int) -> bytes:
+    colors = [(220, 30, 30), (30, 30, 220), (30, 160, 30)]
+    images = [Image.new("RGB", (200, 280), colors[i % 3]) for i in range(pages)]
+    out = io.BytesIO()
+    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72.0)
+    return out.getvalue()
+
+
+def sign_in(page: Page, tenant: str, username: str, password: str) -> None:
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Organisation (tenant ID)").fill(tenant)
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_sign_in_upload_and_watch_the_job_print(
+    make_print_stack: Any,  # noqa: F811
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    stack: PrintStack = make_print_stack(workers=1)
+    tenant = stack.tenant()
+    stack.user(tenant, "alice", "alice's long password")
+    device_id, device_secret = stack.client(tenant, kind="device", scope="device print")
+    stack.printer(tenant, "p1", client_id=device_id)
+    stack.printer(tenant, "p2", color=False, client_id=device_id)
+
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    problems: list[str] = []  # a script refused by the CSP, say
+    refused: list[tuple[int, str]] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(message.text)
+
+    def on_response(response: Response) -> None:
+        if response.status >= 400:
+            refused.append((response.status, urlsplit(response.url).path))
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", on_response)
+
+    page.goto(f"{stack.printing}/")
+    assert "/idp-a/login" in page.url
+    sign_in(page, tenant, "alice", "alice's long password")
+    expect(page.get_by_role("heading", name="Print", exact=True)).to_be_visible()
+    assert page.url == f"{stack.printing}/"
+    expect(page.get_by_text(f"alice · {tenant}")).to_be_visible()
+    expect(page.get_by_text("No print jobs yet.")).to_be_visible()
+
+    # A refused file shows the reason next to the form.
+    page.get_by_label("PDF file").set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a pdf"}
+    )
+    page.get_by_role("button", name="Print", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("not a PDF")
+
+    # A PDF: to the job page, which follows the job by itself.
+    page.get_by_label("PDF file").set_input_files(
+        {"name": "report.pdf", "mimeType": "application/pdf", "buffer": make_pdf(2)}
+    )
+    page.get_by_label("Printer").select_option("p1")
+    page.get_by_label("Resolution").select_option("150")
+    page.get_by_label("Print on both sides (duplex)").check()
+    page.get_by_role("button", name="Print", exact=True).click()
+    page.wait_for_url(re.compile(r"/printing/jobs/[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_role("heading", name="report.pdf")).to_be_visible()
+    state = page.locator("#job-state")
+    expect(state).to_contain_text("waiting_for_printer", timeout=60_000)
+    expect(page.locator("#settings")).to_contain_text("both (duplex)")
+    history = page.locator("#history tbody tr")
+    expect(history.filter(has_text="S108")).to_have_count(1)
+    workers = {w["name"] for w in stack.workers()}
+    converted_by = history.filter(has_text="S108").locator("td").nth(3).inner_text().strip()
+    assert converted_by in workers
+    expect(page.get_by_role("button", name="Cancel this job")).to_be_visible()
+
+    config = DeviceConfig(
+        server=stack.base_url,
+        tenant_id=tenant,
+        printer_id="p1",
+        client_id=device_id,
+        client_secret=device_secret,
+        out_dir=tmp_path / "printer",
+    )
+    with DeviceAgent(config) as agent:
+        assert [o.job_id for o in agent.poll_once()] == [job_id]
+
+    # No reload: live.js swaps the job's part in when it changes.
+    expect(state).to_contain_text("printed", timeout=30_000)
+    expect(page.get_by_role("button", name="Cancel this job")).to_have_count(0)
+    previews = page.get_by_role("img", name=re.compile(r"Page \d as printed"))
+    expect(previews).to_have_count(2)
+    for n in (1, 2):
+        image = page.get_by_role("img", name=f"Page {n} as printed")
+        image.scroll_into_view_if_needed()
+        loaded = "img => img.complete && img.naturalWidth > 0"
+        page.wait_for_function(loaded, arg=image.element_handle())
+        answer = page.request.get(f"{stack.printing}/jobs/{job_id}/pages/{n}/preview.png")
+        assert answer.status == 200 and answer.headers["content-type"] == "image/png"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "print-job.png"), full_page=True)
+
+    page.get_by_role("link", name="← Print").click()
+    row = page.locator(f"#job-{job_id}")
+    expect(row).to_contain_text("report.pdf")
+    expect(row).to_contain_text("printed")
+    page.screenshot(path=str(SCREENSHOTS / "print-form.png"), full_page=True)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Signed out")).to_be_visible()
+    page.get_by_role("button", name="Also sign out of idp-a").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.goto(f"{stack.printing}/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # asked again
+    assert problems == []
+    assert refused == [(400, "/printing/jobs")]  # the text file, and nothing else
+    context.close()
