@@ -326,6 +326,10 @@ class TaskEngine:
         }
         if self.system_schema is not None:
             self._config["dbos_system_schema"] = self.system_schema
+        else:
+            # SQLite has no LISTEN/NOTIFY: DBOS polls for messages (`recv`), 1 s by default.
+            # A printer's result should reach its waiting job in well under that.
+            self._config["notification_listener_polling_interval_sec"] = 0.05
         self._data_dir = settings.data_dir
         self._launched = False
 

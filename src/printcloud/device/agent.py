@@ -1038,9 +1038,11 @@ class DeviceAgent:
                     path=preview,
                 )
             )
-            if not self._upload_preview(
-                item.job_id, page.number, rendered.preview_png(PREVIEW_WIDTH)
-            ):
+            # the preview written beside the engine output, shrunk: not rendered twice
+            with Image.open(preview) as image:
+                image.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH * 4))
+                small = _png(image)
+            if not self._upload_preview(item.job_id, page.number, small):
                 raise _Stop(
                     "cancelled", "job_cancelled", "the server cancelled the job", final=True
                 )

@@ -337,6 +337,25 @@ def separate(rgb: NDArray[np.uint8], separation: Separation) -> NDArray[np.uint8
     return ink
 
 
+@njit(cache=True, nogil=True)
+def _cell_coverage(plane: Any, factor: int, out: Any) -> None:
+    """The share of inked dots in each `factor`×`factor` cell of a packed plane → out (h, w).
+
+    Counts straight from the packed bytes (one pass, no unpacked copy of the page)."""
+    h, w = out.shape
+    counts = np.zeros(w, np.int32)
+    scale = np.float32(1.0 / (factor * factor))
+    for cy in range(h):
+        counts[:] = 0
+        for y in range(cy * factor, cy * factor + factor):
+            row = plane[y]
+            for x in range(w * factor):
+                if row[x >> 3] & (0x80 >> (x & 7)):
+                    counts[x // factor] += 1
+        for cx in range(w):
+            out[cy, cx] = counts[cx] * scale
+
+
 # -- the page ------------------------------------------------------------------
 
 
@@ -369,16 +388,16 @@ class RenderedPage:
         light = np.ones((h, w, 3), np.float32)
         # Paper reflectance multiplied by each ink's (an ideal ink absorbs its complement).
         absorbs = {"C": (0,), "M": (1,), "Y": (2,), "K": (0, 1, 2)}
+        cover = np.empty((h, w), np.float32)
         for name in self.planes:
-            dots = self.dots(name)[: h * factor, : w * factor]
-            cover = dots.reshape(h, factor, w, factor).mean(axis=(1, 3), dtype=np.float32)
+            _cell_coverage(self.planes[name], factor, cover)
             for channel in absorbs[name]:
                 light[:, :, channel] *= 1.0 - cover
         return Image.fromarray(np.rint(light * 255).astype(np.uint8), "RGB")
 
     def preview_png(self, max_width: int = 620) -> bytes:
         buffer = io.BytesIO()
-        self.preview(max_width).save(buffer, "PNG")
+        self.preview(max_width).save(buffer, "PNG", compress_level=1)  # fast; previews are small
         return buffer.getvalue()
 
     def pbm(self, colorant: str) -> bytes:

@@ -10,6 +10,7 @@ from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
 from . import pages, pipeline, routes
+from .pool import die_with_parent
 from .runtime import PrintingRuntime, build_runtime
 from .worker import build_worker, create_worker_app
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
 
 def create_convert_app(settings: Settings, *, db: Database) -> FastAPI:
     """One stateless conversion worker (SVC003), for `printcloud serve --service convert`."""
+    die_with_parent()  # a worker whose server process died must not linger on its own
     worker = build_worker(
         settings,
         db=db,

@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,6 +65,7 @@ from .sessions import SessionStore, make_store
 
 log = get_logger("printing.worker")
 SYSTEM_TENANT = "system"
+_CONVERTING = threading.Lock()
 _FILE = re.compile(r"^(manifest\.json|page-\d{4,5}\.jpg)$")
 
 
@@ -282,6 +284,12 @@ def create_worker_app(worker: Worker) -> FastAPI:
         summary="Convert to JPEG pages and a metafile (seed 003 FIG. 8)",
     )
     def convert(job_id: str, printer_id: str, body: ConvertRequest, _: Internal) -> Converted:
+        # One conversion at a time per worker process: it is CPU work, so a worker is
+        # one core and the balancer's worker count is the core count (LB001).
+        with _CONVERTING:
+            return _convert(job_id, printer_id, body)
+
+    def _convert(job_id: str, printer_id: str, body: ConvertRequest) -> Converted:
         session = worker.sessions.require(
             tenant_id=body.tenant_id, job_id=job_id, printer_id=printer_id
         )
