@@ -43,6 +43,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -997,57 +998,117 @@ class DeviceAgent:
             if number not in journal.previews_uploaded:
                 self._resend_preview(item, journal, folder, number)
         by_number = {page.number: page for page in pages}
-        for number in journal.pages_to_print(list(by_number)):
-            page = by_number[number]
-            fault = self._take_fault(page.number)
-            if fault is not None:
-                raise _Stop(
-                    "cancelled",
-                    fault.name,
-                    f"{fault.name} before page {page.number}; printed {journal.summary()}",
-                    final=True,
-                )
-            jpeg = self._fetch(page.url, item.token, f"page {page.number}").content
-            if page.sha256 and hashlib.sha256(jpeg).hexdigest() != page.sha256:
-                raise DeviceError(f"page {page.number}: content does not match the metafile")
+        todo = journal.pages_to_print(list(by_number))
+        # I/O beside the engine: the next page downloads and the last preview uploads
+        # while this page renders (two threads; the httpx client is thread-safe).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="device-io") as pool:
+            fetches: dict[int, Future[bytes]] = {}
+            uploads: list[tuple[int, Future[bool]]] = []
             try:
-                rendered = render_page(
-                    jpeg,
-                    color=item.color,
-                    dpi=item.dpi,
-                    media=media,
-                    halftone=self.config.halftone,
-                    profile=self.config.profile,
-                )
-            except InvalidRequest as exc:
-                raise _Stop(
-                    "cancelled", "invalid_data", f"page {page.number}: {exc}", final=True
-                ) from exc
-            # S1410: the engine "prints" — then the journal says so, then the user sees it.
-            written = rendered.write(folder, name=_page_name(page.number))
-            journal.mark_printed(page.number)
-            journal.save(folder)
-            preview = written[-1]
-            self._emit(
-                DeviceEvent(
-                    "page",
-                    job_id=item.job_id,
-                    title=item.title,
-                    page=page.number,
-                    page_count=len(pages),
-                    path=preview,
-                )
+                for index, number in enumerate(todo):
+                    page = by_number[number]
+                    fault = self._take_fault(page.number)
+                    if fault is not None:
+                        raise _Stop(
+                            "cancelled",
+                            fault.name,
+                            f"{fault.name} before page {page.number}; printed {journal.summary()}",
+                            final=True,
+                        )
+                    if number not in fetches:
+                        fetches[number] = pool.submit(self._page_data, item, page)
+                    if index + 1 < len(todo):
+                        following = by_number[todo[index + 1]]
+                        fetches[following.number] = pool.submit(self._page_data, item, following)
+                    jpeg = fetches.pop(number).result()
+                    preview = self._print_page(item, journal, folder, page, jpeg, media, len(pages))
+                    uploads.append(
+                        (number, pool.submit(self._upload_file, item.job_id, number, preview))
+                    )
+            finally:
+                for pending in fetches.values():
+                    pending.cancel()
+                wanted = self._settle_uploads(item, journal, folder, uploads)
+        if not wanted:
+            raise _Stop("cancelled", "job_cancelled", "the server cancelled the job", final=True)
+
+    def _page_data(self, item: _WorkItem, page: _Page) -> bytes:
+        jpeg = self._fetch(page.url, item.token, f"page {page.number}").content
+        if page.sha256 and hashlib.sha256(jpeg).hexdigest() != page.sha256:
+            raise DeviceError(f"page {page.number}: content does not match the metafile")
+        return jpeg
+
+    def _print_page(
+        self,
+        item: _WorkItem,
+        journal: Journal,
+        folder: Path,
+        page: _Page,
+        jpeg: bytes,
+        media: Media,
+        page_count: int,
+    ) -> Path:
+        """S1406–S1410: render, separate, halftone and "print" one page; its preview."""
+        try:
+            rendered = render_page(
+                jpeg,
+                color=item.color,
+                dpi=item.dpi,
+                media=media,
+                halftone=self.config.halftone,
+                profile=self.config.profile,
             )
-            # the preview written beside the engine output, shrunk: not rendered twice
-            with Image.open(preview) as image:
-                image.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH * 4))
-                small = _png(image)
-            if not self._upload_preview(item.job_id, page.number, small):
-                raise _Stop(
-                    "cancelled", "job_cancelled", "the server cancelled the job", final=True
-                )
-            journal.mark_uploaded(page.number)
+        except InvalidRequest as exc:
+            raise _Stop(
+                "cancelled", "invalid_data", f"page {page.number}: {exc}", final=True
+            ) from exc
+        # S1410: the engine "prints" — then the journal says so, then the user sees it.
+        written = rendered.write(folder, name=_page_name(page.number))
+        journal.mark_printed(page.number)
+        journal.save(folder)
+        preview = written[-1]
+        self._emit(
+            DeviceEvent(
+                "page",
+                job_id=item.job_id,
+                title=item.title,
+                page=page.number,
+                page_count=page_count,
+                path=preview,
+            )
+        )
+        return preview
+
+    def _upload_file(self, job_id: str, number: int, preview: Path) -> bool:
+        # the preview written beside the engine output, shrunk: not rendered twice
+        with Image.open(preview) as image:
+            image.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH * 4))
+            small = _png(image)
+        return self._upload_preview(job_id, number, small)
+
+    def _settle_uploads(
+        self,
+        item: _WorkItem,
+        journal: Journal,
+        folder: Path,
+        uploads: list[tuple[int, Future[bool]]],
+    ) -> bool:
+        """Wait for the previews; False when the server no longer wants the job. A
+        preview that failed is sent again the next time the job is handed over."""
+        wanted = True
+        for number, upload in uploads:
+            try:
+                ok = upload.result()
+            except DeviceError as exc:
+                log.warning("job %s page %d: preview not sent: %s", item.job_id, number, exc)
+                continue
+            if ok:
+                journal.mark_uploaded(number)
+            else:
+                wanted = False
+        if uploads:
             journal.save(folder)
+        return wanted
 
     def _resend_preview(self, item: _WorkItem, journal: Journal, folder: Path, number: int) -> None:
         """A page printed before a restart whose preview never reached the server."""
