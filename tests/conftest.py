@@ -219,6 +219,9 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) ->
     # (tests/auth/test_rate_limits.py starts stacks with low ones).
     overrides.setdefault("login_attempts_per_minute", 10_000)
     overrides.setdefault("client_auth_failures_per_minute", 10_000)
+    # Workflows (DBOS: one engine per process) run in subprocess stacks only
+    # (tests/printing/conftest.py); tests/core/test_tasks.py starts its own engines here.
+    overrides.setdefault("run_workflows", False)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,

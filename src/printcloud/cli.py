@@ -203,6 +203,7 @@ def tenant_dict(t: Any) -> dict[str, Any]:
         "created_at": t.created_at,
         "local_auth_cooperation": t.local_auth_cooperation,
         "users_may_grant_tenant_consent": t.users_may_grant_tenant_consent,
+        "card_retention_days": t.card_retention_days,
     }
 
 
@@ -308,6 +309,10 @@ def settings_set(
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    card_retention_days: Annotated[
+        int | None,
+        typer.Option(help="Seed 004: days a card may go unused before its binding is deleted"),
+    ] = None,
 ) -> None:
     """Change a tenant's settings."""
     from printcloud.auth import service
@@ -321,6 +326,7 @@ def settings_set(
             name=name,
             local_auth_cooperation=local_auth_cooperation,
             users_may_grant_tenant_consent=users_may_grant_tenant_consent,
+            card_retention_days=card_retention_days,
         )
         return tenant_dict(t)
 
@@ -851,6 +857,225 @@ def device(
         profile=profile,
     )
     raise typer.Exit(device_main(config, once=once, console=console))
+
+
+# -- ID cards and directories (seed 004) ------------------------------------------
+
+card_cli = typer.Typer(help="ID cards bound to users (seed 004).", no_args_is_help=True)
+directory_cli = typer.Typer(
+    help="A tenant's directory for card registration: its own users or LDAP.",
+    no_args_is_help=True,
+)
+admin.add_typer(card_cli, name="card")
+admin.add_typer(directory_cli, name="directory")
+
+
+def card_dict(b: Any, retention_days: int) -> dict[str, Any]:
+    from datetime import timedelta
+
+    return {
+        "id": b.pk,
+        "username": b.user.username,
+        "hint": b.hint,
+        "directory": b.directory,
+        "registered_by": b.registered_by,
+        "created_at": b.created_at,
+        "last_login_at": b.last_login_at,
+        "expires_at": b.last_login_at + timedelta(days=retention_days),
+    }
+
+
+@card_cli.command("list")
+def card_list(
+    tenant: TenantOpt,
+    search: Annotated[str | None, typer.Option(help="User name or card hint")] = None,
+    issuer: IssuerOpt = "idp-a",
+) -> None:
+    """List a tenant's card bindings, most recently used first."""
+    from printcloud.auth import cards, service
+
+    def work(s: Any) -> list[dict[str, Any]]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        return [
+            card_dict(b, t.card_retention_days)
+            for b in cards.list_bindings(s, tenant=t, text=search)
+        ]
+
+    data = _run(work)
+    _emit(
+        data,
+        _table(
+            f"cards of {tenant}",
+            ["id", "user", "card", "directory", "last login", "deleted after"],
+            [
+                [
+                    d["id"],
+                    d["username"],
+                    d["hint"],
+                    d["directory"],
+                    d["last_login_at"],
+                    d["expires_at"],
+                ]
+                for d in data
+            ],
+        ),
+    )
+
+
+@card_cli.command("delete")
+def card_delete(card_id: int, tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Delete a card binding (the card must be registered again)."""
+    from printcloud.auth import cards, service
+
+    def work(s: Any) -> None:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        cards.delete_binding(s, tenant=t, binding_pk=card_id, actor="cli")
+
+    _run(work)
+    _emit({"deleted": card_id}, message=f"deleted card binding {card_id}")
+
+
+@card_cli.command("expire")
+def card_expire(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Pretend it is this time (ISO 8601), to see what the period will delete",
+        ),
+    ] = None,
+) -> None:
+    """Delete every card binding unused for longer than its tenant's period (what the
+    hourly housekeeping does), each audit-logged."""
+    from datetime import UTC, datetime
+
+    from printcloud.auth import cards
+
+    now = None
+    if as_of:
+        try:
+            now = datetime.fromisoformat(as_of)
+        except ValueError as exc:
+            raise typer.BadParameter(
+                "use ISO 8601, e.g. 2027-01-31T12:00", param_hint="--as-of"
+            ) from exc
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+    gone = _run(lambda s: cards.expire_bindings(s, now=now))
+    data = [{"tenant": t, "username": u, "card": h} for t, u, h in gone]
+    _emit(
+        data,
+        _table(
+            "expired card bindings",
+            ["tenant", "user", "card"],
+            [[d["tenant"], d["username"], d["card"]] for d in data],
+        ),
+    )
+
+
+def directory_dict(row: Any) -> dict[str, Any]:
+    if row is None:
+        return {"kind": "builtin"}
+    return {
+        "kind": row.kind,
+        "url": row.url,
+        "base_dn": row.base_dn,
+        "user_attr": row.user_attr,
+        "object_class": row.object_class,
+        "bind_dn": row.bind_dn,
+        "has_bind_password": bool(row.bind_password_sealed),
+        "name_attr": row.name_attr,
+        "mail_attr": row.mail_attr,
+        "start_tls": row.start_tls,
+        "ca_file": row.ca_file,
+        "timeout": row.timeout,
+    }
+
+
+@directory_cli.command("show")
+def directory_show(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Show the tenant's directory (the service-account password is never shown)."""
+    from printcloud.auth import cards, service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        return directory_dict(cards.directory_of(s, tenant=t))
+
+    data = _run(work)
+    _emit(
+        data,
+        _table(f"directory of {tenant}", ["setting", "value"], [[k, v] for k, v in data.items()]),
+    )
+
+
+@directory_cli.command("set")
+def directory_set(
+    tenant: TenantOpt,
+    kind: Annotated[str, typer.Option(help="builtin (the tenant's users) or ldap")],
+    url: Annotated[str, typer.Option(help="ldap://host:port or ldaps://host:port")] = "",
+    base_dn: Annotated[str, typer.Option(help="Where users are searched")] = "",
+    user_attr: Annotated[str, typer.Option(help="The attribute users type as their name")] = "uid",
+    object_class: Annotated[str, typer.Option(help="Users' object class")] = "inetOrgPerson",
+    bind_dn: Annotated[str | None, typer.Option(help="Service account that searches")] = None,
+    bind_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PRINTCLOUD_LDAP_BIND_PASSWORD", help="Its password (stored encrypted)"
+        ),
+    ] = None,
+    name_attr: Annotated[str, typer.Option(help="Attribute for the display name")] = "cn",
+    mail_attr: Annotated[str, typer.Option(help="Attribute for the e-mail address")] = "mail",
+    start_tls: Annotated[bool, typer.Option(help="Upgrade ldap:// with StartTLS")] = False,
+    ca_file: Annotated[str | None, typer.Option(help="CA bundle to verify the server")] = None,
+    timeout: Annotated[int, typer.Option(min=1, max=60, help="Seconds")] = 5,
+    issuer: IssuerOpt = "idp-a",
+) -> None:
+    """Set the tenant's directory for card registration."""
+    from printcloud.auth import cards, service
+    from printcloud.core.crypto import SecretBox
+
+    def work(s: Any) -> dict[str, Any]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        row = cards.set_directory(
+            s,
+            tenant=t,
+            box=SecretBox(Settings().instance_secrets),
+            actor="cli",
+            kind=kind,
+            url=url,
+            base_dn=base_dn,
+            user_attr=user_attr,
+            object_class=object_class,
+            bind_dn=bind_dn,
+            bind_password=bind_password,
+            name_attr=name_attr,
+            mail_attr=mail_attr,
+            start_tls=start_tls,
+            ca_file=ca_file,
+            timeout=timeout,
+        )
+        return directory_dict(row)
+
+    data = _run(work)
+    _emit(data, message=f"directory of {tenant}: {data['kind']} {data.get('url', '')}")
+
+
+@directory_cli.command("test")
+def directory_test(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Connect to the tenant's LDAP directory and count its users."""
+    from printcloud.auth import cards, service
+    from printcloud.auth.directory import check_settings
+    from printcloud.core.crypto import SecretBox
+
+    def work(s: Any) -> int:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        row = cards.directory_of(s, tenant=t)
+        if row is None or row.kind != "ldap":
+            raise InvalidRequest("the tenant's directory is its own user store", field="kind")
+        return check_settings(cards.ldap_settings(row, SecretBox(Settings().instance_secrets)))
+
+    users = _run(work)
+    _emit({"users": users}, message=f"the directory answers: {users} users")
 
 
 if __name__ == "__main__":  # pragma: no cover

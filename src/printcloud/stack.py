@@ -15,12 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from printcloud import __version__
+from printcloud.auth import housekeeping
 from printcloud.auth import service as auth_service
 from printcloud.auth.app import create_app as create_auth
 from printcloud.auth.fastlane import OAuthFastLane
 from printcloud.core.db import Database, migrate
 from printcloud.core.logs import configure, get_logger
 from printcloud.core.settings import Settings
+from printcloud.core.tasks import TaskEngine
 from printcloud.printing.app import create_app as create_printing
 from printcloud.printing.app import create_convert_app
 from printcloud.printing.runtime import PrintingRuntime
@@ -59,13 +61,23 @@ def create_stack(
     printing = create_printing(settings, db=db) if "printing" in wanted else None
     rt: PrintingRuntime | None = printing.state.printing if printing is not None else None
 
+    # One workflow engine per process (DBOS): the print service's job workflows and the
+    # authorization server's housekeeping schedule run on it.
+    engine = TaskEngine(settings) if settings.run_workflows else None
+    if "auth" in wanted:
+        housekeeping.bind(db)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if rt is not None:
-            await run_in_threadpool(rt.start)
+            await run_in_threadpool(rt.start, engine)
+        elif engine is not None:
+            await run_in_threadpool(engine.launch)
         try:
             yield
         finally:
+            if engine is not None:
+                await run_in_threadpool(engine.shutdown)
             if rt is not None:
                 await run_in_threadpool(rt.stop)
                 await rt.guard.aclose()

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Security
@@ -32,15 +33,20 @@ from printcloud.core.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from printcloud.core.guard import Principal
 from printcloud.core.settings import Settings
 
-from . import service
-from .models import SYSTEM_TENANT, Client, Tenant, User
+from . import cards, service
+from .models import SYSTEM_TENANT, CardBinding, Client, Tenant, User
 from .runtime import Runtime, runtime
 from .schemas import (
     AuditEventRead,
+    CardLockoutRead,
+    CardRead,
     ClientCreate,
     ClientCreated,
     ClientRead,
     ClientUpdate,
+    DirectoryRead,
+    DirectoryTested,
+    DirectoryUpdate,
     ErrorRead,
     TenantConsentRead,
     TenantCreate,
@@ -290,6 +296,7 @@ def update_tenant(
             name=body.name,
             local_auth_cooperation=body.local_auth_cooperation,
             users_may_grant_tenant_consent=body.users_may_grant_tenant_consent,
+            card_retention_days=body.card_retention_days,
         )
         return TenantRead.model_validate(tenant)
 
@@ -588,3 +595,159 @@ def list_audit(
     with admin_session(rt) as db:
         tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
         return [AuditEventRead.of(e) for e in service.list_audit(db, tenant=tenant, limit=limit)]
+
+
+# -- ID cards and the directory (seed 004) --------------------------------------------------
+
+CardId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def card_read(binding: CardBinding, tenant: Tenant) -> CardRead:
+    return CardRead(
+        id=binding.pk,
+        username=binding.user.username,
+        display_name=binding.user.display_name,
+        hint=binding.hint,
+        directory=binding.directory,
+        registered_by=binding.registered_by,
+        created_at=binding.created_at,
+        last_login_at=binding.last_login_at,
+        expires_at=binding.last_login_at + timedelta(days=tenant.card_retention_days),
+    )
+
+
+def directory_read(tenant: Tenant, row: Any) -> DirectoryRead:
+    if row is None:
+        return DirectoryRead(
+            kind="builtin",
+            url="",
+            base_dn="",
+            user_attr="uid",
+            object_class="inetOrgPerson",
+            bind_dn=None,
+            has_bind_password=False,
+            name_attr="cn",
+            mail_attr="mail",
+            start_tls=False,
+            ca_file=None,
+            timeout=5,
+        )
+    return DirectoryRead(
+        kind=row.kind,
+        url=row.url,
+        base_dn=row.base_dn,
+        user_attr=row.user_attr,
+        object_class=row.object_class,
+        bind_dn=row.bind_dn,
+        has_bind_password=bool(row.bind_password_sealed),
+        name_attr=row.name_attr,
+        mail_attr=row.mail_attr,
+        start_tls=row.start_tls,
+        ca_file=row.ca_file,
+        timeout=row.timeout,
+    )
+
+
+def tenant_lockouts(rt: Runtime, db: Session, tenant: Tenant) -> list[CardLockoutRead]:
+    """The tenant's card lockouts: its devices, its cards and its directory accounts."""
+    devices = {
+        f"{tenant.issuer}:{c.client_id}"
+        for c in db.scalars(select(Client).where(Client.tenant_pk == tenant.pk))
+    }
+    prefix = f"{tenant.issuer}:{tenant.tenant_id}:"
+    found = []
+    for kind, key, attempts, left in rt.card_limits.locked():
+        if (kind == "device" and key in devices) or (kind != "device" and key.startswith(prefix)):
+            shown = key.split(":", 1)[1] if kind == "device" else key[len(prefix) :]
+            if kind == "card":
+                shown = f"card {shown[:8]}…"  # a digest prefix, never the card ID
+            found.append(
+                CardLockoutRead(kind=kind, key=shown, attempts=attempts, seconds_left=int(left))
+            )
+    return found
+
+
+@router.get(
+    "/tenants/{tenant_id}/cards",
+    response_model=list[CardRead],
+    summary="ID cards bound to users (seed 004), most recently used first",
+)
+def list_cards(
+    tenant_id: TenantId,
+    rt: RuntimeDep,
+    admin: AdminDep,
+    q: Annotated[str | None, Query(max_length=128, description="User name or card hint")] = None,
+) -> list[CardRead]:
+    with admin_session(rt) as db:
+        tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
+        return [card_read(b, tenant) for b in cards.list_bindings(db, tenant=tenant, text=q)]
+
+
+@router.delete(
+    "/tenants/{tenant_id}/cards/{card_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a card binding (the card must be registered again)",
+)
+def delete_card(tenant_id: TenantId, card_id: CardId, rt: RuntimeDep, admin: AdminDep) -> Response:
+    with admin_session(rt) as db:
+        tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
+        cards.delete_binding(db, tenant=tenant, binding_pk=card_id, actor=admin.actor)
+    return _no_content()
+
+
+@router.get(
+    "/tenants/{tenant_id}/card-lockouts",
+    response_model=list[CardLockoutRead],
+    summary="Devices, cards and directory accounts locked out after failed attempts",
+)
+def list_card_lockouts(
+    tenant_id: TenantId, rt: RuntimeDep, admin: AdminDep
+) -> list[CardLockoutRead]:
+    with admin_session(rt) as db:
+        tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
+        return tenant_lockouts(rt, db, tenant)
+
+
+@router.get(
+    "/tenants/{tenant_id}/directory",
+    response_model=DirectoryRead,
+    summary="The tenant's directory for card registration: its own users or LDAP",
+)
+def get_directory(tenant_id: TenantId, rt: RuntimeDep, admin: AdminDep) -> DirectoryRead:
+    with admin_session(rt) as db:
+        tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
+        return directory_read(tenant, cards.directory_of(db, tenant=tenant))
+
+
+@router.put(
+    "/tenants/{tenant_id}/directory",
+    response_model=DirectoryRead,
+    summary="Set the tenant's directory (the service-account password is stored encrypted)",
+)
+def put_directory(
+    tenant_id: TenantId, body: DirectoryUpdate, rt: RuntimeDep, admin: AdminDep
+) -> DirectoryRead:
+    with admin_session(rt) as db:
+        tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
+        row = cards.set_directory(
+            db, tenant=tenant, box=rt.box, actor=admin.actor, **body.model_dump()
+        )
+        return directory_read(tenant, row)
+
+
+@router.post(
+    "/tenants/{tenant_id}/directory/test",
+    response_model=DirectoryTested,
+    summary="Connect to the tenant's LDAP directory and count its users",
+)
+def test_directory(tenant_id: TenantId, rt: RuntimeDep, admin: AdminDep) -> DirectoryTested:
+    from .directory import check_settings
+
+    with admin_session(rt) as db:
+        tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
+        row = cards.directory_of(db, tenant=tenant)
+        if row is None or row.kind != "ldap":
+            raise InvalidRequest("the tenant's directory is its own user store", field="kind")
+        settings = cards.ldap_settings(row, rt.box)
+    return DirectoryTested(users=check_settings(settings))

@@ -30,6 +30,8 @@ class Tenant(Base):
     local_auth_cooperation: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Seed 002: whether any user (not only admins) may grant tenant-wide consent.
     users_may_grant_tenant_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Seed 004's period: a card binding unused for this many days is deleted.
+    card_retention_days: Mapped[int] = mapped_column(Integer, default=90, server_default="90")
 
     @property
     def is_system(self) -> bool:
@@ -48,6 +50,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str] = mapped_column(String(320), default="")
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Where the user comes from: `local`, or `ldap` (created at first card registration).
+    source: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -257,3 +261,57 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(200), default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class Directory(Base):
+    """Seed 004's second authentication server for a tenant: its own user store
+    (`builtin`) or an LDAP directory. The service account's password is sealed."""
+
+    __tablename__ = "auth_directories"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), unique=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="builtin")
+    url: Mapped[str] = mapped_column(String(500), default="")
+    base_dn: Mapped[str] = mapped_column(String(500), default="")
+    user_attr: Mapped[str] = mapped_column(String(64), default="uid")
+    object_class: Mapped[str] = mapped_column(String(64), default="inetOrgPerson")
+    bind_dn: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    bind_password_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    name_attr: Mapped[str] = mapped_column(String(64), default="cn")
+    mail_attr: Mapped[str] = mapped_column(String(64), default="mail")
+    start_tls: Mapped[bool] = mapped_column(Boolean, default=False)
+    ca_file: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    timeout: Mapped[int] = mapped_column(Integer, default=5)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CardBinding(Base):
+    """Seed 004's first authentication information bound to a user, with the latest
+    log-in time. The card ID itself is never stored: only a keyed hash of it."""
+
+    __tablename__ = "auth_card_bindings"
+    __table_args__ = (
+        UniqueConstraint("tenant_pk", "card_digest", name="uq_auth_card_binding"),
+        Index("ix_auth_card_bindings_last_login", "last_login_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_tenants.pk", ondelete="CASCADE"), index=True
+    )
+    user_pk: Mapped[int] = mapped_column(
+        ForeignKey("auth_users.pk", ondelete="CASCADE"), index=True
+    )
+    card_digest: Mapped[str] = mapped_column(String(64))
+    #: The card ID's last characters, for people to tell their cards apart.
+    hint: Mapped[str] = mapped_column(String(16), default="")
+    #: The device client that registered it and the directory that vouched for the user.
+    registered_by: Mapped[str] = mapped_column(String(128), default="")
+    directory: Mapped[str] = mapped_column(String(16), default="builtin")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="joined")

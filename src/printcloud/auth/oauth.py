@@ -46,12 +46,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from printcloud.core import crypto
+from printcloud.core.crypto import SecretBox
 from printcloud.core.db import utcnow
 from printcloud.core.errors import InvalidRequest
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 
-from . import service, store
+from . import cards, service, store
 from .models import AccessToken, AuthorizationCode, Client, DeviceGrant, RefreshToken, Tenant, User
 from .store import ClientCache, ClientSnapshot, TenantRef
 
@@ -77,6 +78,9 @@ class Call:
     reader: store.HotReader | None = None
     pending_access: list[dict[str, Any]] = field(default_factory=list)
     pending_refresh: list[dict[str, Any]] = field(default_factory=list)
+    #: Seed 004's lockouts and the box that opens the directory's sealed password.
+    cards: cards.CardLimits | None = None
+    box: SecretBox | None = None
 
 
 _call: contextvars.ContextVar[Call] = contextvars.ContextVar("printcloud_oauth_call")
@@ -138,6 +142,7 @@ class Request(OAuth2Request):
         self.payload = Payload(query + form if method == "GET" else form + query)
         self.local_user: dict[str, Any] | None = None
         self.family_id: str | None = None
+        self.card_registered = False
 
     @property
     def args(self) -> dict[str, str]:
@@ -471,6 +476,97 @@ class TokenExchangeGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
+class CardGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):
+    """Seed 004: a device client logs the user of a card in, or registers the card.
+
+    `card_id` alone: a known card's user gets a token carrying them as the
+    device's local user (seed 001's path) and the latest login time is
+    recorded; an unknown card is answered `registration_required` (the inquiry
+    unit). `card_id` with `username` and `password` (entered at the device):
+    checked against the tenant's directory, and only if valid the card is bound
+    to that user and the user logged in. Failures count towards lockouts per
+    device, per card and per directory account.
+    """
+
+    GRANT_TYPE = service.CARD_GRANT
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if client.kind != "device":
+            raise UnauthorizedClientError("only device clients log users in by card")
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'"
+            )
+        self.request.client = client
+        self.validate_requested_scope()
+        call = current()
+        db = current_db()
+        assert call.cards is not None and call.box is not None
+        form = self.request.form
+        try:
+            card_id = cards.normalise_card_id(form.get("card_id"))
+        except InvalidRequest as exc:
+            raise InvalidRequestError(exc.description) from exc
+        tenant = db.get(Tenant, client.row.tenant_pk)
+        assert tenant is not None
+        digest = cards.card_digest(call.settings, tenant=tenant, card_id=card_id)
+        device_key = f"{tenant.issuer}:{client.row.client_id}"
+        card_key = f"{tenant.issuer}:{tenant.tenant_id}:{digest[:32]}"
+        call.cards.check(device=device_key, card=card_key)
+        username, password = form.get("username"), form.get("password")
+        if username is None and password is None:
+            user = cards.login(db, tenant=tenant, digest=digest)
+            if user is None:
+                db.commit()  # an expired binding found on the way stays deleted
+                call.cards.fail(device=device_key, card=card_key)
+                raise cards.RegistrationRequired(
+                    "this card is not registered: send it again with the `username` and "
+                    "`password` of your directory account to register it"
+                )
+            registered = False
+        else:
+            account_key = f"{tenant.issuer}:{tenant.tenant_id}:{str(username).lower()[:128]}"
+            call.cards.account.check(account_key)
+            try:
+                user, directory = cards.directory_user(
+                    db,
+                    tenant=tenant,
+                    username=str(username or ""),
+                    password=str(password or ""),
+                    box=call.box,
+                )
+            except cards.InvalidCredentials:
+                db.rollback()
+                call.cards.fail(device=device_key, card=card_key, account=account_key)
+                raise
+            cards.register(
+                db,
+                tenant=tenant,
+                card_id=card_id,
+                digest=digest,
+                user=user,
+                device=client.row.client_id,
+                directory=directory,
+            )
+            call.cards.card.reset(card_key)
+            registered = True
+        self.request.local_user = {
+            "id": user.username,
+            "name": user.display_name or user.username,
+            "via": "card",
+        }
+        self.request.card_registered = registered
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(scope=self.request.payload.scope, include_refresh_token=False)
+        self.save_token(token)
+        token["local_user"] = self.request.local_user
+        token["registered"] = self.request.card_registered
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
 # -- endpoints ------------------------------------------------------------------
 
 
@@ -606,6 +702,7 @@ class IssuerServer(rfc6749.AuthorizationServer):
         self.register_grant(RefreshGrant)
         self.register_grant(DeviceGrantType)
         self.register_grant(TokenExchangeGrant)
+        self.register_grant(CardGrant)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
         self.register_endpoint(DeviceAuthorization)
@@ -742,6 +839,7 @@ class IssuerServer(rfc6749.AuthorizationServer):
                 "refresh_token",
                 DEVICE_CODE,
                 TOKEN_EXCHANGE,
+                service.CARD_GRANT,
             ],
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",

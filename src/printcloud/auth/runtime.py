@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from fastapi.templating import Jinja2Templates
 from starlette.requests import Request as HttpRequest
 
+from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database
 from printcloud.core.errors import NotFound
 from printcloud.core.guard import Guard
@@ -19,6 +20,7 @@ from printcloud.core.ratelimit import Limiter, make_counter
 from printcloud.core.settings import Settings
 from printcloud.core.web import templates
 
+from .cards import CardLimits
 from .models import Tenant
 from .oauth import Call, IssuerServer, Request, bind, unbind
 from .store import ClientCache, HotReader, LoopTokenWriter, TokenWriter
@@ -44,6 +46,13 @@ class Runtime:
         self.client_auth_limiter = Limiter(
             counter, "client-auth", self.settings.client_auth_failures_per_minute, 60
         )
+        allowed, window = self.settings.card_failures_allowed, self.settings.card_lockout_seconds
+        self.card_limits = CardLimits(
+            device=Limiter(counter, "card-device", allowed * 4, window),
+            card=Limiter(counter, "card", allowed, window),
+            account=Limiter(counter, "card-account", allowed, window),
+        )
+        self.box = SecretBox(self.settings.instance_secrets)
         self.clients = ClientCache(self.db.engine, ttl=self.settings.client_cache_ttl)
         self.reader = HotReader(self.db.engine)
         self.writer: TokenWriter | LoopTokenWriter = (
@@ -74,7 +83,16 @@ class Runtime:
         """Run `fn(server, request)` with a DB session bound for Authlib (in a worker thread)."""
         server = self.server(issuer)
         with self.db.session() as db:
-            token = bind(Call(db=db, issuer=issuer, settings=self.settings, request=request))
+            token = bind(
+                Call(
+                    db=db,
+                    issuer=issuer,
+                    settings=self.settings,
+                    request=request,
+                    cards=self.card_limits,
+                    box=self.box,
+                )
+            )
             try:
                 return fn(server, request)
             finally:

@@ -58,6 +58,8 @@ class TenantSettingsUpdate(_Body):
     local_auth_cooperation: bool | None = None
     #: Seed 002: whether every user (not only administrators) may grant tenant-wide consent.
     users_may_grant_tenant_consent: bool | None = None
+    #: Seed 004: days a card binding may go unused before it is deleted.
+    card_retention_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 class TenantRead(_Read):
@@ -67,6 +69,7 @@ class TenantRead(_Read):
     created_at: datetime
     local_auth_cooperation: bool
     users_may_grant_tenant_consent: bool
+    card_retention_days: int
 
 
 # -- users --------------------------------------------------------------------
@@ -213,3 +216,63 @@ class AuditEventRead(BaseModel):
             target=event.target,
             details=event.details or {},
         )
+
+
+# -- ID cards and directories (seed 004) ----------------------------------------
+
+
+class CardRead(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    hint: str
+    directory: str
+    registered_by: str
+    created_at: datetime
+    last_login_at: datetime
+    #: When the binding is deleted unless the card is used again.
+    expires_at: datetime
+
+
+class CardLockoutRead(BaseModel):
+    #: `device` (a device client), `card` (one card) or `account` (a directory user name)
+    kind: str
+    key: str
+    attempts: int
+    seconds_left: int
+
+
+class DirectoryRead(BaseModel):
+    kind: str
+    url: str
+    base_dn: str
+    user_attr: str
+    object_class: str
+    bind_dn: str | None
+    #: Whether a service-account password is stored (it is never shown).
+    has_bind_password: bool
+    name_attr: str
+    mail_attr: str
+    start_tls: bool
+    ca_file: str | None
+    timeout: int
+
+
+class DirectoryUpdate(_Body):
+    kind: Literal["builtin", "ldap"]
+    url: str = Field(default="", max_length=500)
+    base_dn: str = Field(default="", max_length=500)
+    user_attr: str = Field(default="uid", max_length=64)
+    object_class: str = Field(default="inetOrgPerson", max_length=64)
+    bind_dn: str | None = Field(default=None, max_length=500)
+    #: None keeps the stored password; "" removes it.
+    bind_password: str | None = Field(default=None, max_length=500)
+    name_attr: str = Field(default="cn", max_length=64)
+    mail_attr: str = Field(default="mail", max_length=64)
+    start_tls: bool = False
+    ca_file: str | None = Field(default=None, max_length=500)
+    timeout: int = Field(default=5, ge=1, le=60)
+
+
+class DirectoryTested(BaseModel):
+    users: int

@@ -39,7 +39,10 @@ from .models import (
 from .store import ClientSnapshot, TokenInfo
 
 CLIENT_KINDS = ("confidential", "public", "device", "service")
+#: Seed 004: a device logs a user in by card (and registers a new card) at the token endpoint.
+CARD_GRANT = "urn:printcloud:params:oauth:grant-type:id-card"
 GRANTS = {
+    CARD_GRANT,
     "authorization_code",
     "client_credentials",
     "refresh_token",
@@ -47,6 +50,7 @@ GRANTS = {
     "urn:ietf:params:oauth:grant-type:token-exchange",
 }
 GRANT_ALIASES = {
+    "id_card": CARD_GRANT,
     "code": "authorization_code",
     "device_code": "urn:ietf:params:oauth:grant-type:device_code",
     "token_exchange": "urn:ietf:params:oauth:grant-type:token-exchange",
@@ -140,8 +144,15 @@ def update_tenant_settings(
     name: str | None = None,
     local_auth_cooperation: bool | None = None,
     users_may_grant_tenant_consent: bool | None = None,
+    card_retention_days: int | None = None,
 ) -> Tenant:
     changes: dict[str, Any] = {}
+    if card_retention_days is not None:
+        if not 1 <= card_retention_days <= 3650:
+            raise InvalidRequest(
+                "card_retention_days must be 1 to 3650", field="card_retention_days"
+            )
+        tenant.card_retention_days = changes["card_retention_days"] = card_retention_days
     if name is not None:
         if not name.strip():
             raise InvalidRequest("name must not be empty", field="name")
@@ -332,6 +343,7 @@ def _normalise_grants(kind: str, grants: list[str] | None) -> list[str]:
             "authorization_code",
             "refresh_token",
             "urn:ietf:params:oauth:grant-type:device_code",
+            CARD_GRANT,
         ],
         "service": [
             "client_credentials",

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
 
     login_attempts_per_minute: int = 10
     client_auth_failures_per_minute: int = 20
+    #: Seed 004: failed card logins or registrations per card (and per directory account)
+    #: before a lockout of `card_lockout_seconds`; a device gets four times as many.
+    card_failures_allowed: int = 5
+    card_lockout_seconds: int = 300
     #: Redis URL for rate-limit counters shared by replicas; in-process when unset.
     rate_limit_url: str | None = None
 
@@ -64,6 +68,8 @@ class Settings(BaseSettings):
     #: How long a conversion token stays valid (seed 003, FIG. 10).
     conversion_token_timeout: int = 3600
 
+    #: How long a held job waits for its owner to release it at the printer (seconds).
+    held_job_ttl: int = 24 * 3600
     #: Largest print data a conversion worker downloads (bytes).
     max_print_bytes: int = 200 * 1024 * 1024
     #: Let workers download print data from private or loopback addresses (SSRF guard);

@@ -320,6 +320,17 @@ def _process(tenant_id: str, job_id: str) -> str:
     if job["state"] not in service.ACTIVE:
         return str(job["state"])
     printer_id = str(job["printer_id"])
+    if job["options"].get("hold"):
+        # Held until its owner releases it at the printer: the seed's flow starts then,
+        # so the conversion token is fresh when the printer fetches the pages.
+        hold(tenant_id, job_id)
+        message = _wait(float(current().settings.held_job_ttl))
+        if message is None:
+            fail(tenant_id, job_id, "expired", "SVC001", "not released in time", "")
+            return _finish(tenant_id, job_id, printer_id, "expired")
+        if message.get("outcome") != "released":  # the owner cancelled it
+            return _finish(tenant_id, job_id, printer_id, "cancelled")
+        released(tenant_id, job_id, str(message.get("by") or ""))
     request_token(tenant_id, job_id, printer_id)
     if not still_wanted(tenant_id, job_id):
         return _finish(tenant_id, job_id, printer_id, "cancelled")
@@ -336,14 +347,8 @@ def _process(tenant_id: str, job_id: str) -> str:
         return _finish(tenant_id, job_id, printer_id, "conversion_failed")
     if print_request(tenant_id, job_id, printer_id) == "ended":
         return _finish(tenant_id, job_id, printer_id, "cancelled")
-    # S110: wait for the printer, in slices (each a checkpoint), until the token times out.
-    waited = 0.0
-    limit = float(current().settings.conversion_token_timeout) + 60.0
-    result: dict[str, Any] | None = None
-    while result is None and waited < limit:
-        slice_ = min(_WAIT_SLICE, limit - waited)
-        result = tasks.recv(topic=PRINTER_TOPIC, timeout=slice_)
-        waited += slice_
+    # S110: wait for the printer until the conversion token times out.
+    result = _wait(float(current().settings.conversion_token_timeout) + 60.0)
     if result is None:
         fail(
             tenant_id,
@@ -380,6 +385,29 @@ def adopt_orphans() -> int:
             "started the workflows of jobs that had none", extra={"fields": {"jobs": adopted}}
         )
     return adopted
+
+
+def _wait(limit: float) -> dict[str, Any] | None:
+    """The next message to the job (the printer's result, a release, the owner's cancel),
+    waited for in slices, each a checkpoint; None after `limit` seconds."""
+    waited = 0.0
+    while waited < limit:
+        slice_ = min(_WAIT_SLICE, limit - waited)
+        message = tasks.recv(topic=PRINTER_TOPIC, timeout=slice_)
+        if message is not None:
+            return dict(message)
+        waited += slice_
+    return None
+
+
+@tasks.step(name="printing.hold", retries=8, retry_interval=0.5, backoff=1.5)
+def hold(tenant_id: str, job_id: str) -> None:
+    _record(job_id, tenant_id, "held", step="SVC001", detail="held until its owner releases it")
+
+
+@tasks.step(name="printing.released", retries=8, retry_interval=0.5, backoff=1.5)
+def released(tenant_id: str, job_id: str, by: str) -> None:
+    _record(job_id, tenant_id, "accepted", step="SVC001", detail=f"released by {by}")
 
 
 def _finish(tenant_id: str, job_id: str, printer_id: str, outcome: str) -> str:

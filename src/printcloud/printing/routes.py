@@ -50,6 +50,7 @@ from .schemas import (
     PrinterList,
     PrinterRead,
     PushUrl,
+    Release,
     Started,
     StateRead,
     WorkItem,
@@ -125,6 +126,7 @@ def options_from(fields: dict[str, Any]) -> service.JobOptions:
         duplex=_bool(fields.get("duplex"), "duplex", False),
         media=str(fields.get("media") or "A4"),
         dpi=_int(fields.get("dpi"), "dpi", 300),
+        hold=_bool(fields.get("hold"), "hold", False),
     )
 
 
@@ -313,6 +315,34 @@ def cancel_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
     )
 
 
+def release(
+    rt: PrintingRuntime, *, tenant_id: str, job_id: str, by: str, printer_id: str | None = None
+) -> PrintJobRow:
+    """The owner releases a held job; its workflow goes on from S106."""
+    with rt.db.session() as db:
+        job = service.release_job(
+            db, tenant_id=tenant_id, job_id=job_id, by=by, printer_id=printer_id
+        )
+        db.flush()
+        db.expunge(job)
+    if rt.engine is None:
+        raise Unavailable("this replica does not run print workflows")
+    rt.engine.send(
+        pipeline.workflow_id(job_id),
+        {"outcome": "released", "by": by, "printer": printer_id},
+        topic=pipeline.PRINTER_TOPIC,
+    )
+    return job
+
+
+@router.post("/api/jobs/{job_id}/release", response_model=JobRead, tags=["jobs"])
+def release_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
+    """The owner releases a held job from anywhere (the printer does it after a card login)."""
+    return JobRead.of(
+        release(rt, tenant_id=principal.tenant_id, job_id=job_id, by=principal.acting_user)
+    )
+
+
 def preview_png(rt: PrintingRuntime, *, tenant_id: str, job_id: str, number: int) -> bytes:
     with rt.db.sessions() as db:
         job = service.get_job(db, tenant_id=tenant_id, job_id=job_id)
@@ -419,6 +449,58 @@ def work(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> WorkList:
             if r.token_sealed and r.manifest_url
         ]
         return WorkList(jobs=items)
+
+
+def _card_user(principal: Principal) -> str:
+    """Who is at the printer: the local user the device's token carries (seed 001/004)."""
+    if principal.acting_kind != "local_user":
+        raise Forbidden(
+            "the device's token must act for a user at the printer: log the user in by card, "
+            "with the tenant's local authentication cooperation mode on"
+        )
+    return principal.acting_user
+
+
+@router.get("/api/device/printers/{printer_id}/held", response_model=JobList, tags=["device"])
+def held_jobs(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> JobList:
+    """The held jobs of the user logged in at the printer (by card), for this printer."""
+    user = _card_user(principal)
+    with rt.db.session() as db:
+        service.printer_for_device(
+            db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
+        )
+        rows = service.list_jobs(
+            db,
+            tenant_id=principal.tenant_id,
+            owner=user,
+            printer_id=printer_id,
+            states=("held",),
+        )
+        return JobList(jobs=[JobRead.of(r) for r in reversed(rows)])
+
+
+@router.post("/api/device/jobs/{job_id}/release", response_model=JobRead, tags=["device"])
+def release_at_printer(
+    job_id: str, body: Release, rt: RuntimeDep, principal: DeviceCaller
+) -> JobRead:
+    """The user logged in at the printer releases one of their held jobs there."""
+    user = _card_user(principal)
+    with rt.db.session() as db:
+        service.printer_for_device(
+            db,
+            tenant_id=principal.tenant_id,
+            printer_id=body.printer_id,
+            client_id=principal.client_id,
+        )
+    return JobRead.of(
+        release(
+            rt,
+            tenant_id=principal.tenant_id,
+            job_id=job_id,
+            by=user,
+            printer_id=body.printer_id,
+        )
+    )
 
 
 def _device_job(

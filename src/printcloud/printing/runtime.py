@@ -85,8 +85,9 @@ class PrintingRuntime:
         """Where the print service is reachable (printers fetch converted data here)."""
         return f"{self.settings.public_url}/printing"
 
-    def start(self) -> None:
-        """Start the conversion pool (embedded), the balancer and the workflow engine."""
+    def start(self, engine: TaskEngine | None = None) -> None:
+        """Start the conversion pool (embedded) and the balancer, then the workflow
+        engine the process runs (launched here, after what recovered workflows need)."""
         settings = self.settings
         self.service_token = ServiceToken(settings)
         if settings.convert_urls:
@@ -99,17 +100,16 @@ class PrintingRuntime:
             urls, policy=settings.balance, token=self.service_token, http=http_client(timeout=300)
         )
         _running["current"] = self
-        if settings.run_workflows:
-            self.engine = TaskEngine(settings)
-            self.engine.launch()
+        if engine is not None:
+            self.engine = engine
+            engine.launch()
             for hook in self.on_started:
                 hook()
         self.started = True
 
     def stop(self) -> None:
-        if self.engine is not None:
-            self.engine.shutdown()
-            self.engine = None
+        """Stop what `start` started (the engine is shut down by whoever made it)."""
+        self.engine = None
         if self.pool is not None:
             self.pool.stop()
             self.pool = None

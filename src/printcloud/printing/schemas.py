@@ -16,6 +16,7 @@ class JobOptionsIn(BaseModel):
     duplex: bool = False
     media: Literal["A4", "A3", "A5", "Letter", "Legal"] = "A4"
     dpi: Literal[150, 200, 300, 600] = 300
+    hold: bool = False
 
 
 class JobByUrl(BaseModel):
@@ -155,3 +156,7 @@ class DeviceResult(BaseModel):
 class StateRead(BaseModel):
     job_id: str
     state: str
+
+
+class Release(BaseModel):
+    printer_id: str = Field(min_length=1, max_length=128)

@@ -7,8 +7,9 @@ leak nothing across tenants.
 Job states (the workflow in `pipeline.py` moves a job through them; each move
 is also a history event naming the seed's step and the worker that served it):
 
-    accepted → token_issued (S106) → downloaded (S107) → converted (S108)
-      → waiting_for_printer (S109) → printing → printed (S110–S112)
+    accepted [→ held, until its owner releases it at the printer] → token_issued (S106)
+      → downloaded (S107) → converted (S108) → waiting_for_printer (S109)
+      → printing → printed (S110–S112)
 
 and the named ends: `download_failed`, `conversion_failed`,
 `printer_cancelled` (with the printer's reason: `paper_out`, `toner_out`,
@@ -36,6 +37,7 @@ from .models import JobEventRow, PrinterRow, PrintJobRow
 
 ACTIVE = (
     "accepted",
+    "held",
     "token_issued",
     "downloaded",
     "converted",
@@ -67,6 +69,8 @@ class JobOptions:
     duplex: bool = False
     media: str = "A4"
     dpi: int = 300
+    #: Held until its owner releases it at the printer (after a card login, seed 004).
+    hold: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.copies <= 999:
@@ -83,6 +87,7 @@ class JobOptions:
             "duplex": self.duplex,
             "media": self.media,
             "dpi": self.dpi,
+            "hold": self.hold,
         }
 
 
@@ -331,6 +336,22 @@ def cancel_job(db: Session, *, tenant_id: str, job_id: str, by: str) -> PrintJob
         raise Conflict(f"the job has already ended ({job.state})", field="job_id")
     move(db, job, "cancelled", step="SVC001", reason=f"cancelled by {by}")
     job.token_sealed = None
+    return job
+
+
+def release_job(
+    db: Session, *, tenant_id: str, job_id: str, by: str, printer_id: str | None = None
+) -> PrintJobRow:
+    """The owner releases a held job (at its printer, `printer_id`, or from anywhere)."""
+    job = get_job(db, tenant_id=tenant_id, job_id=job_id)
+    if job.owner != by or (printer_id is not None and job.printer_id != printer_id):
+        raise NotFound("unknown print job", field="job_id")
+    if job.state != "held":
+        raise Conflict(f"the job is not held ({job.state})", field="job_id")
+    where = f" at printer {printer_id}" if printer_id else ""
+    add_event(
+        db, job, step="SVC001", state="held", worker=printer_id, detail=f"released by {by}{where}"
+    )
     return job
 
 
