@@ -442,3 +442,27 @@ def test_killed_workers_and_a_killed_workflow_process_lose_nothing(
     stack.wait_for(t.api, second["job_id"], "printed", timeout=60)
     _wait_completed(t, job["job_id"])
     assert_no_leftovers(stack, job["job_id"])
+
+
+def test_a_held_job_waits_for_its_owner(make_print_stack: Any, tmp_path: Path) -> None:
+    stack = make_print_stack(workers=1)
+    t = Tenant(stack)
+    held = t.submit(make_pdf(2), "mono-1", hold="true")
+    stack.wait_for(t.api, held["job_id"], "held")
+    with t.device("mono-1", tmp_path) as agent:
+        assert agent.poll_once() == []  # nothing to print until it is released
+    other = Tenant(stack)
+    assert other.api.post(f"/api/jobs/{held['job_id']}/release").status_code == 404
+    released = t.api.post(f"/api/jobs/{held['job_id']}/release")
+    assert released.status_code == 200, released.text
+    t.print_all("mono-1", tmp_path, held["job_id"])
+    done = stack.wait_for(t.api, held["job_id"], "printed")
+    assert any("released by" in e["detail"] for e in done["history"])
+    again = t.api.post(f"/api/jobs/{held['job_id']}/release")
+    assert again.status_code == 409 and "not held" in again.json()["error_description"]
+
+    dropped = t.submit(make_pdf(1), "mono-1", hold="true")
+    stack.wait_for(t.api, dropped["job_id"], "held")
+    assert t.api.post(f"/api/jobs/{dropped['job_id']}/cancel").json()["state"] == "cancelled"
+    _wait_completed(t, dropped["job_id"])
+    assert_no_leftovers(stack, dropped["job_id"])
