@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, str] = {
     "auth_tokens": "bench.auth_tokens",
     "raster": "bench.raster",
     "conversion": "bench.conversion",
+    "conversion_service": "bench.conversion_service",
+    "print_e2e": "bench.print_e2e",
 }
 
 

@@ -23,7 +23,7 @@ median wall time of a pass gives pages/s. A pass
 is invalid if it does not leave exactly 10 JPEGs. Goals (issue "The print
 service and the virtual printer"): printcloud >= 0.9x bare pypdfium2 + Pillow
 per core and about 1.4x pdftoppm. The service-level figures (1 and 2
-conversion workers behind the balancer) come with the conversion worker service.
+conversion workers behind the balancer) are `bench/conversion_service.py`'s.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ PEER = "pdftoppm"
 GOALS = {BASELINE: 0.9, PEER: 1.4}
 LATER = (
     "Service-level figures (pages/s through the conversion workers, with 1 and 2 "
-    "workers behind the balancer) come when the worker service exists."
+    "workers behind the balancer): `python -m bench conversion_service`."
 )
 
 

@@ -1,0 +1,264 @@
+"""A 10-page job end to end, submission to last page printed, against its parts in one process.
+
+Seed 003, the whole print path (FIG. 3–11): `printcloud serve` with two
+conversion workers (round robin) and one colour printer, whose virtual
+printer (`printcloud.device.agent.DeviceAgent`, polling every 0.05 s) runs
+in a thread of this process. A run submits `../shared/bench-data/doc10.pdf`
+(300 dpi, colour, the printer's default) and polls the job every 20 ms: the
+wall time runs from the POST to the poll that sees `printed`; the job's
+history gives the same span more precisely (S105 accepted → S111 printed) and
+where it goes, step by step (S105 → S106 token → S107 download → S108 convert
+→ S109 print request → S110 printer started → S110 printer reports → S111).
+
+The reference, measured in the same rounds on the same machine: (a)
+`printcloud.printing.convert.convert_pdf` of the 10 pages at 300 dpi, JPEG
+quality 85, in this process, plus (b) the printer's raster pipeline for those
+10 JPEGs (`printcloud.device.raster.render_page`: decode → CMYK → halftone)
+and writing its engine output (`RenderedPage.write`). Ratio = e2e / (a + b);
+goal (issue "The print service and the virtual printer"): <= 1.3x. A warm-up
+job first (unless `--warm 0`), then `--runs` rounds (default 3, `--quick` 1);
+medians. Data folders and printer output live in /dev/shm when there is one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+from rich.table import Table
+
+from bench.conversion import DOC, PAGES, QUALITY, _scratch
+from bench.harness import BenchError, Options, busy_warning, console, machine
+from bench.print_stack import FINAL, PrintStack, at, print_stack
+
+DPI = 300
+WORKERS = 2
+GOAL = 1.3
+POLL = 0.02
+#: (label, history step, detail the event's text contains) in the order the job goes.
+STEPS = (
+    ("accepted", "S105", ""),
+    ("token", "S106", ""),
+    ("download", "S107", ""),
+    ("convert", "S108", ""),
+    ("print request", "S109", ""),
+    ("printer started", "S110", "started"),
+    ("printing", "S110", "reports"),
+    ("notify (printed)", "S111", ""),
+)
+#: The e2e breakdown, in order: the client's view at both ends, the history between.
+BREAKDOWN = (
+    "POST → S105: upload, accepted",
+    *(f"{a[1]} → {b[1]}: {b[0]}" for a, b in itertools.pairwise(STEPS)),
+    "S111 → seen by the poll",
+)
+
+
+@dataclass
+class Runs:
+    """Every measured run: seconds per figure name."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.values.setdefault(name, []).append(seconds)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.values[name])
+
+
+def _reference(data: bytes, runs: Runs) -> None:
+    """(a) convert_pdf in process; (b) render_page + write of its 10 pages."""
+    from printcloud.core.blobs import FileBlobStore
+    from printcloud.device.raster import render_page
+    from printcloud.printing.convert import convert_pdf, page_name
+
+    with tempfile.TemporaryDirectory(prefix="pc-bench-e2e-", dir=_scratch()) as folder:
+        store = FileBlobStore(Path(folder) / "blobs")
+        start = time.perf_counter()
+        manifest = convert_pdf(
+            data,
+            dpi=DPI,
+            color=True,
+            quality=QUALITY,
+            store=store,
+            prefix="job",
+            base_url="http://127.0.0.1/converted/job",
+        )
+        runs.add("a_convert", time.perf_counter() - start)
+        if manifest.page_count != PAGES:
+            raise BenchError(f"convert_pdf made {manifest.page_count} pages, not {PAGES}")
+        jpegs = [store.get(f"job/{page_name(page.number)}") for page in manifest.pages]
+        render = write = 0.0
+        for number, jpeg in enumerate(jpegs, 1):
+            start = time.perf_counter()
+            page = render_page(jpeg, color=True, dpi=DPI)
+            middle = time.perf_counter()
+            page.write(Path(folder) / "printed", name=f"page-{number:04d}")
+            render, write = render + middle - start, write + time.perf_counter() - middle
+        runs.add("b_render", render)
+        runs.add("b_write", write)
+        runs.add("b_raster", render + write)
+        runs.add("a_plus_b", runs.values["a_convert"][-1] + render + write)
+
+
+def _e2e(stack: PrintStack, data: bytes, runs: Runs) -> dict[str, Any]:
+    """One job through the service and the printer, submission to `printed`, into `runs`."""
+    begun, begun_wall = time.perf_counter(), time.time()
+    job_id = stack.submit(data, dpi=DPI)
+    posted = time.perf_counter()
+    deadline = posted + 300
+    while (job := stack.job(job_id))["state"] not in FINAL:
+        if time.perf_counter() > deadline:
+            raise BenchError(f"job {job_id} still {job['state']} after 300 s")
+        stack.alive()
+        time.sleep(POLL)
+    seen, seen_wall = time.perf_counter(), time.time()
+    if job["state"] != "printed" or job["pages_printed"] != PAGES:
+        raise BenchError(f"job {job_id} ended {job['state']} ({job['reason']}), not printed")
+    times = [at(job, step, detail=detail) for _, step, detail in STEPS]
+    runs.add("e2e_wall", seen - begun)
+    runs.add("e2e_history", times[-1] - times[0])
+    runs.add("post_answer", posted - begun)
+    spans = [times[0] - begun_wall]
+    spans += [after - before for before, after in itertools.pairwise(times)]
+    spans += [seen_wall - times[-1]]
+    for name, span in zip(BREAKDOWN, spans, strict=True):
+        runs.add(name, span)
+    stack.cancel([job_id])  # nothing to cancel (409): waits for the clean-up (S112)
+    return job
+
+
+def _measure(out_dir: Path, runs_wanted: int, warm: bool) -> Runs:
+    from printcloud.device.agent import DeviceAgent, DeviceConfig
+    from printcloud.device.raster import warm_up
+
+    data = DOC.read_bytes()
+    runs = Runs()
+    with contextlib.ExitStack() as exits:
+        printed = Path(tempfile.mkdtemp(prefix="pc-bench-printer-", dir=_scratch()))
+        exits.callback(shutil.rmtree, printed, ignore_errors=True)
+        with console.status("compiling the raster kernels, starting the stack"):
+            warm_up()
+            stack = exits.enter_context(print_stack(workers=WORKERS, log_dir=out_dir))
+        config = DeviceConfig(
+            server=stack.base,
+            tenant_id=stack.tenant_id,
+            printer_id=stack.printer_id,
+            client_id=stack.device_id,
+            client_secret=stack.device_secret,
+            out_dir=printed,
+            poll_interval=0.05,
+        )
+        agent = exits.enter_context(DeviceAgent(config))
+        stop = threading.Event()
+        printer = threading.Thread(target=agent.run, args=(stop,), name="printer", daemon=True)
+        printer.start()
+        exits.callback(printer.join, 60)
+        exits.callback(stop.set)  # last in, first out: stop, then join, then close
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task("print_e2e", total=runs_wanted + warm)
+            for index in range(-1 if warm else 0, runs_wanted):
+                label = "warm-up" if index < 0 else f"run {index + 1}/{runs_wanted}"
+                into = Runs() if index < 0 else runs
+                progress.update(bar, description=f"{label}: convert_pdf + raster in process")
+                _reference(data, into)
+                progress.update(bar, description=f"{label}: the job through the service")
+                job = _e2e(stack, data, into)
+                shutil.rmtree(printed / job["job_id"], ignore_errors=True)
+                progress.advance(bar)
+                progress.console.print(
+                    f"  {label:9} e2e {into.values['e2e_wall'][-1]:.2f} s "
+                    f"(S105→S111 {into.values['e2e_history'][-1]:.2f} s); "
+                    f"a + b {into.values['a_plus_b'][-1]:.2f} s"
+                )
+    return runs
+
+
+def _report(runs: Runs) -> dict[str, Any]:
+    ab = runs.median("a_plus_b")
+    table = Table(title=f"doc10.pdf, {PAGES} pages at {DPI} dpi colour: seconds (median)")
+    table.add_column("figure")
+    table.add_column("s", justify="right")
+    table.add_column("runs")
+    names = {
+        "e2e_wall": "e2e: POST → `printed` seen (20 ms polls)",
+        "e2e_history": "e2e: S105 → S111 (job history)",
+        "a_convert": "(a) convert_pdf in process",
+        "b_render": "(b) render_page × 10",
+        "b_write": "(b) RenderedPage.write × 10",
+        "a_plus_b": "(a) + (b)",
+    }
+    for name, text in names.items():
+        values = ", ".join(f"{value:.3f}" for value in runs.values[name])
+        table.add_row(text, f"{runs.median(name):.3f}", values)
+    console.print(table)
+
+    steps = Table(title="where the e2e time goes (median per step, from the job history)")
+    for column in ("step", "s", "share", "runs"):
+        steps.add_column(column, justify="left" if column in ("step", "runs") else "right")
+    span = runs.median("e2e_wall")
+    for name in BREAKDOWN:
+        value = runs.median(name)
+        each = ", ".join(f"{v:.3f}" for v in runs.values[name])
+        steps.add_row(name, f"{value:.3f}", f"{value / span:.0%}", each)
+    console.print(steps)
+    console.print(
+        "[dim]Shares are of the e2e wall time. 'printer started': the printer's pick-up of "
+        "the print request; 'printing': from its start to its report (S110 → S110).[/]"
+    )
+    ratios: dict[str, Any] = {"goal": GOAL}
+    for name in ("e2e_wall", "e2e_history"):
+        ratio = runs.median(name) / ab
+        ratios[name] = {"ratio": round(ratio, 3), "met": ratio <= GOAL}
+        colour = "green" if ratio <= GOAL else "red"
+        console.print(f"{names[name]} / (a + b): [{colour}]{ratio:.2f}x[/] (goal <= {GOAL}x)")
+    return ratios
+
+
+def run(options: Options, out_dir: Path) -> bool:
+    """Measure the job end to end and its parts in process; print, write `summary.json`."""
+    if not DOC.is_file():
+        raise BenchError(f"{DOC} is missing (the shared benchmark inputs)")
+    runs_wanted = options.runs or (1 if options.quick else 3)
+    warm = options.warm is None or options.warm > 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    console.print(
+        f"print_e2e: {runs_wanted} run(s){' after a warm-up job' if warm else ''}; "
+        f"{WORKERS} conversion workers; the printer polls every 0.05 s in this process"
+    )
+    if warning := busy_warning():
+        console.print(f"[bold yellow]{warning}[/]")
+    started_at, machine_before = datetime.now(UTC), machine()
+    runs = _measure(out_dir, runs_wanted, warm)
+    ratios = _report(runs)
+    summary = {
+        "benchmark": "print_e2e",
+        "started": started_at.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "input": str(DOC),
+        "dpi": DPI,
+        "quality": QUALITY,
+        "workers": WORKERS,
+        "options": {"runs": runs_wanted, "warm_up": warm, "poll_s": POLL},
+        "machine": machine_before
+        | {"loadavg_after": machine()["loadavg"], "busy_warning": warning},
+        "printcloud": metadata.version("printcloud"),
+        "medians_s": {name: round(runs.median(name), 4) for name in runs.values},
+        "runs_s": {name: [round(v, 4) for v in values] for name, values in runs.values.items()},
+        "ratios_over_a_plus_b": ratios,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return all(len(values) == runs_wanted for values in runs.values.values())
