@@ -1,0 +1,1 @@
+"""Document generation (seed 000's server A)."""
