@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from printcloud.auth import cards, service
-from printcloud.auth.models import AuditEvent, CardBinding
+from printcloud.auth.models import AuditEvent
 from printcloud.auth.service import CARD_GRANT
 from printcloud.core.db import utcnow
 from tests.conftest import Stack, make_settings, start_stack
@@ -51,9 +51,8 @@ def test_unknown_card_is_an_inquiry_then_registration_then_login(
     wrong = card_login(stack, device, "04A2B3C4D5", username="alice", password="not-it")
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_credentials"
     with stack.db.sessions() as s:
-        assert s.scalar(select(CardBinding)) is None or all(
-            b.user.username != "alice" for b in s.scalars(select(CardBinding))
-        )
+        t = service.get_tenant(s, issuer="idp-a", tenant_id=tenant["id"])
+        assert cards.list_bindings(s, tenant=t) == []  # nothing stored
 
     registered = card_login(
         stack, device, "04a2b3c4d5", username="alice", password="alice-password-1"
@@ -73,11 +72,16 @@ def test_unknown_card_is_an_inquiry_then_registration_then_login(
     assert again.json()["local_user"]["name"] == "alice"
 
     with stack.db.sessions() as s:
-        rows = [b for b in s.scalars(select(CardBinding)) if b.user.username == "alice"]
-        assert len(rows) == 1 and rows[0].hint == "…C4D5"
+        t = service.get_tenant(s, issuer="idp-a", tenant_id=tenant["id"])
+        rows = cards.list_bindings(s, tenant=t)
+        assert len(rows) == 1 and rows[0].hint == "…C4D5" and rows[0].user.username == "alice"
         # the card ID is not stored, only a keyed hash of it
         assert "04A2B3C4D5" not in rows[0].card_digest
-        actions = [e.action for e in s.scalars(select(AuditEvent)) if e.target == "alice"]
+        actions = [
+            e.action
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.tenant_pk == t.pk))
+            if e.target == "alice"
+        ]
         assert "card.registered" in actions
 
 

@@ -1,7 +1,8 @@
 """Admin pages of each issuer, `/{issuer}/admin`: tenant settings, users,
-clients, consents (seed 002) and the audit log. Server-rendered, they work
-without JavaScript; every form is POST with the CSRF token, and a change
-answers with a redirect (POST-redirect-GET).
+clients, ID cards with their lockouts and directory (seed 004), consents
+(seed 002) and the audit log. Server-rendered, they work without JavaScript;
+every form is POST with the CSRF token, and a change answers with a redirect
+(POST-redirect-GET).
 
 They sit behind the browser login of `pages.py`; the signed-in user must be an
 administrator. The rules are those of the admin API (`admin_api.py`): an
@@ -29,16 +30,20 @@ from printcloud.core import crypto
 from printcloud.core.errors import InvalidRequest, NotFound, PrintcloudError
 from printcloud.core.web import check_csrf
 
-from . import service
+from . import cards, service
 from .admin_api import (
     Admin,
     admin_session,
+    card_read,
+    directory_read,
     managed_tenant,
     refuse_nul,
     refuse_platform_client,
     refuse_self_lockout,
+    tenant_lockouts,
 )
-from .models import Client, Tenant, TenantConsent, User
+from .directory import LdapSettings, check_settings
+from .models import CardBinding, Client, Tenant, TenantConsent, User
 from .pages import SCOPE_TEXT, current_session, render
 from .runtime import Runtime, runtime
 
@@ -47,9 +52,14 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 TenantQuery = Annotated[str | None, Query(max_length=64)]
 Csrf = Annotated[str, Form(max_length=100)]
 Flag = Annotated[str, Form(max_length=10)]
+Number = Annotated[str, Form(max_length=20)]
+Long = Annotated[str, Form(max_length=500)]
+Attribute = Annotated[str, Form(max_length=64)]
 
 FLASH_COOKIE = "pc_admin_flash"
 FLASH_TTL = 300
+#: "Test connection" counts a directory's users up to this many.
+COUNT_LIMIT = 10_000
 EXPIRED = "Your form expired. Reload the page and try again."
 GRANT_CHOICES = (
     ("authorization_code", "Authorization code (browser sign-in)"),
@@ -62,6 +72,9 @@ SECTIONS = (
     ("overview", "Overview"),
     ("users", "Users"),
     ("clients", "Clients"),
+    ("cards", "ID cards"),
+    ("card-lockouts", "Card lockouts"),
+    ("directory", "Directory"),
     ("consents", "Consents"),
     ("audit", "Audit log"),
 )
@@ -175,12 +188,13 @@ def _take_flash(rt: Runtime, request: Request, ctx: Ctx) -> dict[str, Any] | Non
 # -- what each page shows ------------------------------------------------------------------
 
 
-def _overview(db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+def _overview(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
     tenant = ctx.tenant
     return {
         "counts": {
             "users": service.count_rows(db, User, User.tenant_pk == tenant.pk),
             "clients": service.count_rows(db, Client, Client.tenant_pk == tenant.pk),
+            "cards": service.count_rows(db, CardBinding, CardBinding.tenant_pk == tenant.pk),
             "tenant_consents": service.count_rows(
                 db,
                 TenantConsent,
@@ -191,19 +205,19 @@ def _overview(db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
     }
 
 
-def _users(db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+def _users(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
     return {"users": service.list_users(db, tenant=ctx.tenant)}
 
 
-def _user(db: Session, ctx: Ctx, *, username: str = "", **_: str) -> dict[str, Any]:
+def _user(rt: Runtime, db: Session, ctx: Ctx, *, username: str = "", **_: str) -> dict[str, Any]:
     return {"subject": service.get_user(db, tenant=ctx.tenant, username=username)}
 
 
-def _clients(db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+def _clients(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
     return {"clients": service.list_clients(db, tenant=ctx.tenant), **_client_choices(ctx)}
 
 
-def _client(db: Session, ctx: Ctx, *, client_id: str = "", **_: str) -> dict[str, Any]:
+def _client(rt: Runtime, db: Session, ctx: Ctx, *, client_id: str = "", **_: str) -> dict[str, Any]:
     client = service.get_client(db, tenant=ctx.tenant, client_id=client_id)
     return {"client": client, **_client_choices(ctx)}
 
@@ -217,7 +231,7 @@ def _client_choices(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-def _consents(db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+def _consents(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
     return {
         "tenant_consents": service.list_tenant_consents(
             db, tenant=ctx.tenant, include_revoked=True
@@ -226,8 +240,25 @@ def _consents(db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
     }
 
 
-def _audit(db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+def _audit(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
     return {"events": service.list_audit(db, tenant=ctx.tenant, limit=200)}
+
+
+def _cards(rt: Runtime, db: Session, ctx: Ctx, *, q: str = "", **_: str) -> dict[str, Any]:
+    found = cards.list_bindings(db, tenant=ctx.tenant, text=q.strip() or None)
+    return {"cards": [card_read(b, ctx.tenant) for b in found], "q": q}
+
+
+def _card_lockouts(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+    return {
+        "lockouts": tenant_lockouts(rt, db, ctx.tenant),
+        "allowed": rt.settings.card_failures_allowed,
+        "window": rt.settings.card_lockout_seconds,
+    }
+
+
+def _directory(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+    return {"directory": directory_read(ctx.tenant, cards.directory_of(db, tenant=ctx.tenant))}
 
 
 PAGES: dict[str, tuple[str, str, str, Callable[..., dict[str, Any]]]] = {
@@ -239,6 +270,9 @@ PAGES: dict[str, tuple[str, str, str, Callable[..., dict[str, Any]]]] = {
     "client": ("admin/client.html", "clients", "Client", _client),
     "consents": ("admin/consents.html", "consents", "Consents", _consents),
     "audit": ("admin/audit.html", "audit", "Audit log", _audit),
+    "cards": ("admin/cards.html", "cards", "ID cards", _cards),
+    "card-lockouts": ("admin/card_lockouts.html", "card-lockouts", "Card lockouts", _card_lockouts),
+    "directory": ("admin/directory.html", "directory", "Directory", _directory),
 }
 
 
@@ -257,7 +291,7 @@ def _show(
 ) -> Response:
     template, section, title, load = PAGES[page]
     try:
-        data = load(db, ctx, **(params or {}))
+        data = load(rt, db, ctx, **(params or {}))
     except NotFound as exc:
         return _message(rt, request, 404, "Not found", exc.description)
     flash = _take_flash(rt, request, ctx) if request.method == "GET" else None
@@ -362,6 +396,14 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _whole(text: str, field: str, what: str) -> int:
+    """A whole number typed into a form; within what an INTEGER column holds."""
+    value = text.strip()
+    if not value.isdigit() or not value.isascii() or len(value) > 6:
+        raise InvalidRequest(f"{field} must be a whole number of {what}", field=field)
+    return int(value)
+
+
 # -- overview and tenant settings ----------------------------------------------------------
 
 
@@ -381,6 +423,7 @@ def save_settings(
     name: Annotated[str, Form(max_length=200)] = "",
     local_auth_cooperation: Flag = "",
     users_may_grant_tenant_consent: Flag = "",
+    card_retention_days: Number = "",
 ) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         service.update_tenant_settings(
@@ -390,11 +433,22 @@ def save_settings(
             name=name,
             local_auth_cooperation=_checked(local_auth_cooperation),
             users_may_grant_tenant_consent=_checked(users_may_grant_tenant_consent),
+            # not sent (an older form): the period stays as it is
+            card_retention_days=_whole(card_retention_days, "card_retention_days", "days")
+            if card_retention_days
+            else None,
         )
         return Done("Settings saved.", clients_changed=True)
 
     return _act(
-        rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page="overview", form={"name": name}
+        rt,
+        request,
+        issuer,
+        work,
+        tenant_id=tenant,
+        csrf=csrf,
+        page="overview",
+        form={"name": name, "card_retention_days": card_retention_days},
     )
 
 
@@ -845,12 +899,187 @@ def revoke_user_consent(
     return _act(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page="consents")
 
 
-def _pk(value: int) -> int:
+def _pk(value: int, what: str = "consent") -> int:
     if not 0 < value < 2**31:
-        raise NotFound(f"no consent {value}")
+        raise NotFound(f"no {what} {value}")
     return value
 
 
 @router.get("/{issuer}/admin/audit")
 def audit(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
     return _page(rt, request, issuer, tenant, "audit")
+
+
+# -- ID cards, their lockouts and the directory (seed 004) ---------------------------------------
+
+
+@router.get("/{issuer}/admin/cards")
+def cards_page(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    tenant: TenantQuery = None,
+    q: Annotated[str, Query(max_length=128)] = "",
+) -> Response:
+    return _page(rt, request, issuer, tenant, "cards", q=q)
+
+
+@router.post("/{issuer}/admin/cards/{card_id}/delete")
+def delete_card(
+    request: Request,
+    issuer: str,
+    card_id: int,
+    rt: RuntimeDep,
+    *,
+    csrf: Csrf = "",
+    tenant: TenantQuery = None,
+) -> Response:
+    def work(db: Session, ctx: Ctx) -> Done:
+        binding = db.get(CardBinding, _pk(card_id, "card"))
+        # cards.delete_binding refuses a card of another tenant: only then is `binding` named
+        cards.delete_binding(db, tenant=ctx.tenant, binding_pk=card_id, actor=ctx.admin.actor)
+        assert binding is not None
+        return Done(
+            f"Card {binding.hint} of {binding.user.username} deleted; "
+            "it must be registered again before it signs anyone in.",
+            "/cards",
+        )
+
+    return _act(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page="cards")
+
+
+@router.get("/{issuer}/admin/card-lockouts")
+def card_lockouts(
+    request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None
+) -> Response:
+    return _page(rt, request, issuer, tenant, "card-lockouts")
+
+
+@router.get("/{issuer}/admin/directory")
+def directory_page(
+    request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None
+) -> Response:
+    return _page(rt, request, issuer, tenant, "directory")
+
+
+@router.post("/{issuer}/admin/directory")
+def save_directory(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    *,
+    csrf: Csrf = "",
+    tenant: TenantQuery = None,
+    kind: Annotated[str, Form(max_length=16)] = "builtin",
+    url: Long = "",
+    base_dn: Long = "",
+    user_attr: Attribute = "uid",
+    object_class: Attribute = "inetOrgPerson",
+    bind_dn: Long = "",
+    bind_password: Long = "",
+    remove_bind_password: Flag = "",
+    name_attr: Attribute = "cn",
+    mail_attr: Attribute = "mail",
+    start_tls: Flag = "",
+    ca_file: Long = "",
+    timeout: Number = "5",
+) -> Response:
+    def work(db: Session, ctx: Ctx) -> Done:
+        # The password is write-only: empty keeps the stored one, the box removes it.
+        password = "" if _checked(remove_bind_password) else (bind_password or None)
+        cards.set_directory(
+            db,
+            tenant=ctx.tenant,
+            box=rt.box,
+            actor=ctx.admin.actor,
+            kind=kind,
+            url=url.strip(),
+            base_dn=base_dn.strip(),
+            user_attr=user_attr.strip(),
+            object_class=object_class.strip(),
+            bind_dn=bind_dn.strip() or None,
+            bind_password=password,
+            name_attr=name_attr.strip(),
+            mail_attr=mail_attr.strip(),
+            start_tls=_checked(start_tls),
+            ca_file=ca_file.strip() or None,
+            timeout=_whole(timeout, "timeout", "seconds"),
+        )
+        return Done("Directory saved.", "/directory")
+
+    # never the password: a page with an error shows the form without it
+    sent = {
+        "kind": kind,
+        "url": url,
+        "base_dn": base_dn,
+        "user_attr": user_attr,
+        "object_class": object_class,
+        "bind_dn": bind_dn,
+        "remove_bind_password": _checked(remove_bind_password),
+        "name_attr": name_attr,
+        "mail_attr": mail_attr,
+        "start_tls": _checked(start_tls),
+        "ca_file": ca_file,
+        "timeout": timeout,
+    }
+    return _act(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page="directory", form=sent)
+
+
+@router.post("/{issuer}/admin/directory/test")
+def try_directory(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    *,
+    csrf: Csrf = "",
+    tenant: TenantQuery = None,
+) -> Response:
+    """The saved LDAP settings' "test connection": bind and count the users.
+
+    A plain `def`, so FastAPI runs it in its threadpool; the directory is asked with
+    no database connection held, as it may take its whole timeout to answer."""
+    with admin_session(rt) as db:
+        ctx = _gate(rt, request, db, issuer, tenant)
+        if isinstance(ctx, Response):
+            return ctx
+        if not check_csrf(request, csrf):
+            return _show(rt, request, db, ctx, "directory", status=400, error=EXPIRED)
+        row = cards.directory_of(db, tenant=ctx.tenant)
+        settings: LdapSettings | PrintcloudError
+        if row is None or row.kind != "ldap":
+            settings = InvalidRequest(
+                "The tenant's directory is its own user store: there is no connection to test.",
+                field="kind",
+            )
+        else:
+            try:
+                settings = cards.ldap_settings(row, rt.box)
+            except ValueError:  # sealed under an instance secret no longer configured
+                settings = InvalidRequest(
+                    "The stored service-account password cannot be decrypted; enter it again.",
+                    field="bind_password",
+                )
+    try:
+        if isinstance(settings, PrintcloudError):
+            raise settings
+        found = check_settings(settings, limit=COUNT_LIMIT)
+    except PrintcloudError as exc:
+        with admin_session(rt) as db:
+            again = _gate(rt, request, db, issuer, tenant)
+            if isinstance(again, Response):
+                return again
+            return _show(
+                rt,
+                request,
+                db,
+                again,
+                "directory",
+                status=exc.status_code,
+                error=exc.description,
+                error_field=exc.field,
+            )
+    many = "at least " if found >= COUNT_LIMIT else ""
+    response = RedirectResponse(ctx.url("/directory"), status_code=303)
+    notice = f"The directory answers: {many}{found} user{'' if found == 1 else 's'} found."
+    _set_flash(rt, response, ctx, notice)
+    return response

@@ -1,8 +1,10 @@
-"""Browser pages of each issuer: login, consent (seed 002), device verification
-(RFC 8628), logout. They work without JavaScript."""
+"""Browser pages of each issuer: login, the signed-in user's account with their ID
+cards (seed 004), consent (seed 002), device verification (RFC 8628), logout.
+They work without JavaScript."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -18,7 +20,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.errors import NotFound, RateLimited
 from printcloud.core.web import check_csrf, csrf_token, set_csrf_cookie
 
-from . import service
+from . import cards, service
 from .models import AuthSession, Client, DeviceGrant, Tenant, User
 from .oauth import ClientView, IssuerServer
 from .oauth import Request as OAuthRequest
@@ -217,14 +219,81 @@ async def account(request: Request, issuer: str, rt: RuntimeDep) -> Response:
             sess = current_session(rt, request, db, issuer)
             if sess is None:
                 return None
-            return {"user": sess.user, "tenant": sess.user.tenant}
+            user: User = sess.user
+            tenant: Tenant = user.tenant
+            period = timedelta(days=tenant.card_retention_days)
+            own = cards.list_bindings(db, tenant=tenant, user=user)
+            return {
+                "user": user,
+                "tenant": tenant,
+                # (card, when it is deleted unless used again)
+                "cards": [(b, b.last_login_at + period) for b in own],
+            }
 
     ctx = await run_in_threadpool(load)
     if ctx is None:
-        return RedirectResponse(
-            f"/{issuer}/login?{urlencode({'next': f'/{issuer}/account'})}", status_code=303
-        )
+        return _account_login(issuer)
     return render(rt, request, "account.html", **ctx)
+
+
+def _account_login(issuer: str) -> RedirectResponse:
+    return RedirectResponse(
+        f"/{issuer}/login?{urlencode({'next': f'/{issuer}/account'})}", status_code=303
+    )
+
+
+@router.post("/{issuer}/account/cards/{card_id}/delete")
+async def remove_card(
+    request: Request,
+    issuer: str,
+    card_id: int,
+    rt: RuntimeDep,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """The user removes one of their own cards (seed 004's binding): it must be
+    registered again. Another user's card is not found, whoever asks."""
+    rt.server(issuer)
+
+    def remove() -> str:
+        with rt.db.session() as db:
+            sess = current_session(rt, request, db, issuer)
+            if sess is None:
+                return "login"
+            if not check_csrf(request, csrf):
+                return "expired"
+            user: User = sess.user
+            if not 0 < card_id < 2**31:
+                raise NotFound("You have no such card.")
+            try:
+                cards.delete_binding(
+                    db,
+                    tenant=user.tenant,
+                    binding_pk=card_id,
+                    actor=f"user:{user.username}",
+                    user=user,
+                )
+            except NotFound as exc:
+                raise NotFound("You have no such card.") from exc
+            return "removed"
+
+    try:
+        result = await run_in_threadpool(remove)
+    except NotFound as exc:
+        return render(
+            rt, request, "message.html", 404, title="Card not found", message=exc.description
+        )
+    if result == "login":
+        return _account_login(issuer)
+    if result == "expired":
+        return render(
+            rt,
+            request,
+            "message.html",
+            400,
+            title="Your form expired",
+            message="Reload your account page and try again.",
+        )
+    return RedirectResponse(f"/{issuer}/account", status_code=303)
 
 
 # -- authorization endpoint with consent (seed 002) ------------------------------------
