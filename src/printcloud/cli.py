@@ -830,8 +830,30 @@ def device(
     ] = True,
     profile: Annotated[Path | None, typer.Option(help="CMYK ICC output profile")] = None,
     once: Annotated[bool, typer.Option(help="Print what is waiting, then stop")] = False,
+    card_reader: Annotated[
+        bool,
+        typer.Option(
+            "--card-reader",
+            help="Seed 004: read ID cards on this terminal (or lines from a pipe) and release "
+            "the user's held jobs, while the printer prints",
+        ),
+    ] = False,
+    panel: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the card reader's web panel at PORT or HOST:PORT (loopback unless "
+            "a host is given; port 0: any free one), /panel"
+        ),
+    ] = None,
+    panel_idle: Annotated[
+        float, typer.Option(min=5, help="Seconds of inactivity before a panel session ends")
+    ] = 180.0,
 ) -> None:
-    """Run a virtual printer (seed 003 PRT001): poll or take pushes, print, report."""
+    """Run a virtual printer (seed 003 PRT001): poll or take pushes, print, report.
+
+    With --card-reader and/or --panel, users log in at the printer with an ID card
+    (registering an unknown one with their directory account) and release their held jobs.
+    """
     from printcloud.device.agent import DeviceConfig, Fault
     from printcloud.device.agent import main as device_main
 
@@ -841,6 +863,17 @@ def device(
         faults = [Fault.parse(f) for f in fault or []]
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--fault") from exc
+    if once and (card_reader or panel):
+        raise typer.BadParameter(
+            "a card reader waits for users: leave out --once", param_hint="--once"
+        )
+    if panel is not None:
+        from printcloud.device.panel import panel_address
+
+        try:
+            panel = panel_address(panel)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--panel") from exc
     config = DeviceConfig(
         server=server,
         tenant_id=tenant,
@@ -856,6 +889,18 @@ def device(
         register_push=register_push,
         profile=profile,
     )
+    if card_reader or panel:
+        from printcloud.device.console import main as card_main
+
+        raise typer.Exit(
+            card_main(
+                config,
+                card_reader=card_reader,
+                panel=panel,
+                panel_idle=panel_idle,
+                console=console,
+            )
+        )
     raise typer.Exit(device_main(config, once=once, console=console))
 
 

@@ -441,14 +441,7 @@ class _Tokens:
 
     def _token_endpoint(self) -> str:
         if self._endpoint is None:
-            url = f"{self._config.issuer_url}/.well-known/oauth-authorization-server"
-            resp = _send(self._http, "GET", url)
-            if resp.status_code != 200:
-                raise _error(f"issuer metadata {url}", resp)
-            try:
-                self._endpoint = str(resp.json()["token_endpoint"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DeviceError(f"issuer metadata {url} names no token_endpoint") from exc
+            self._endpoint = issuer_endpoint(self._http, self._config, "token_endpoint")
         return self._endpoint
 
     def get(self) -> str:
@@ -476,6 +469,18 @@ class _Tokens:
     def forget(self) -> None:
         with self._lock:
             self._token = None
+
+
+def issuer_endpoint(http: httpx.Client, config: DeviceConfig, name: str) -> str:
+    """An endpoint (`token_endpoint`, `revocation_endpoint`…) of the issuer's RFC 8414 metadata."""
+    url = f"{config.issuer_url}/.well-known/oauth-authorization-server"
+    resp = _send(http, "GET", url)
+    if resp.status_code != 200:
+        raise _error(f"issuer metadata {url}", resp)
+    try:
+        return str(resp.json()[name])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DeviceError(f"issuer metadata {url} names no {name}") from exc
 
 
 def _send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -1201,6 +1206,22 @@ class _Display:
             self.console.print(f"   preview {path}")
 
 
+def announce(
+    config: DeviceConfig, agent: DeviceAgent, console: Console, *, once: bool = False
+) -> None:
+    """Say which printer this is; start the push listener (not for `once`)."""
+    console.print(
+        f"printer [bold]{escape(config.printer_id)}[/bold] of tenant {escape(config.tenant_id)} "
+        f"→ {config.printing_url}, output in {config.out_dir}"
+    )
+    if config.faults:
+        console.print("faults armed: " + ", ".join(str(f) for f in config.faults))
+    if config.listen and not once:
+        url = agent.start_listener()
+        registered = " (registering it as the printer's push_url)" if config.register_push else ""
+        console.print(f"push listener: [bold]{url}[/bold]{registered}")
+
+
 def main(config: DeviceConfig, *, once: bool = False, console: Console | None = None) -> int:
     """`printcloud device`: print what the work list holds (`once`) or keep polling.
 
@@ -1213,18 +1234,7 @@ def main(config: DeviceConfig, *, once: bool = False, console: Console | None = 
         warm_up()
     display = _Display(console)
     with DeviceAgent(config, on_event=display) as agent:
-        console.print(
-            f"printer [bold]{config.printer_id}[/bold] of tenant {config.tenant_id} "
-            f"→ {config.printing_url}, output in {config.out_dir}"
-        )
-        if config.faults:
-            console.print("faults armed: " + ", ".join(str(f) for f in config.faults))
-        if config.listen and not once:
-            url = agent.start_listener()
-            registered = (
-                " (registering it as the printer's push_url)" if config.register_push else ""
-            )
-            console.print(f"push listener: [bold]{url}[/bold]{registered}")
+        announce(config, agent, console, once=once)
         with display.live():
             if once:
                 try:
