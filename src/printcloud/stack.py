@@ -6,6 +6,7 @@ server; services still call each other over HTTP, through their public APIs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -49,6 +50,7 @@ def create_stack(
     *,
     service: str | None = None,
     services: tuple[str, ...] = EMBEDDED,
+    exit_when_stopped: bool = False,
 ) -> ASGIApp:
     """One service (`service=`), or the embedded stack of `services` under one server."""
     configure(settings.log_level, json_lines=settings.log_json)
@@ -81,6 +83,12 @@ def create_stack(
             if rt is not None:
                 await run_in_threadpool(rt.stop)
                 await rt.guard.aclose()
+            if engine is not None and exit_when_stopped:
+                # Workflows waiting for a printer or a release sit in DBOS's executor
+                # threads, which Python joins at exit: the process would linger until
+                # their wait ends. Their state is durable (they resume at the next
+                # start), so the serving process leaves now.
+                os._exit(0)
 
     root = FastAPI(
         title="printcloud",
@@ -115,4 +123,4 @@ def create_stack(
 def app_factory() -> ASGIApp:
     """What `printcloud serve` hands the HTTP server (granian), in each worker process."""
     settings = Settings()
-    return create_stack(settings, service=settings.service)
+    return create_stack(settings, service=settings.service, exit_when_stopped=True)

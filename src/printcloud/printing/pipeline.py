@@ -41,6 +41,9 @@ from .runtime import current
 
 log = get_logger("printing.pipeline")
 PRINTER_TOPIC = "printer"
+#: What ends each wait: a held job's release (or cancel); the printer's result (or cancel).
+RELEASE_OUTCOMES = ("released", "owner_cancelled")
+RESULT_OUTCOMES = ("printed", "cancelled", "owner_cancelled")
 _WAIT_SLICE = 600.0
 
 
@@ -324,13 +327,12 @@ def _process(tenant_id: str, job_id: str) -> str:
         # Held until its owner releases it at the printer: the seed's flow starts then,
         # so the conversion token is fresh when the printer fetches the pages.
         hold(tenant_id, job_id)
-        message = _wait(float(current().settings.held_job_ttl))
+        message = _wait(float(current().settings.held_job_ttl), RELEASE_OUTCOMES)
         if message is None:
             fail(tenant_id, job_id, "expired", "SVC001", "not released in time", "")
             return _finish(tenant_id, job_id, printer_id, "expired")
         if message.get("outcome") != "released":  # the owner cancelled it
             return _finish(tenant_id, job_id, printer_id, "cancelled")
-        released(tenant_id, job_id, str(message.get("by") or ""))
     request_token(tenant_id, job_id, printer_id)
     if not still_wanted(tenant_id, job_id):
         return _finish(tenant_id, job_id, printer_id, "cancelled")
@@ -348,7 +350,7 @@ def _process(tenant_id: str, job_id: str) -> str:
     if print_request(tenant_id, job_id, printer_id) == "ended":
         return _finish(tenant_id, job_id, printer_id, "cancelled")
     # S110: wait for the printer until the conversion token times out.
-    result = _wait(float(current().settings.conversion_token_timeout) + 60.0)
+    result = _wait(float(current().settings.conversion_token_timeout) + 60.0, RESULT_OUTCOMES)
     if result is None:
         fail(
             tenant_id,
@@ -387,27 +389,24 @@ def adopt_orphans() -> int:
     return adopted
 
 
-def _wait(limit: float) -> dict[str, Any] | None:
-    """The next message to the job (the printer's result, a release, the owner's cancel),
-    waited for in slices, each a checkpoint; None after `limit` seconds."""
+def _wait(limit: float, outcomes: tuple[str, ...]) -> dict[str, Any] | None:
+    """The next message to the job with one of `outcomes` (the printer's result, a
+    release, the owner's cancel), waited for in slices, each a checkpoint; None after
+    `limit` seconds. Other messages (a late duplicate, say) are dropped."""
     waited = 0.0
     while waited < limit:
         slice_ = min(_WAIT_SLICE, limit - waited)
         message = tasks.recv(topic=PRINTER_TOPIC, timeout=slice_)
-        if message is not None:
+        if message is None:
+            waited += slice_
+        elif dict(message).get("outcome") in outcomes:
             return dict(message)
-        waited += slice_
     return None
 
 
 @tasks.step(name="printing.hold", retries=8, retry_interval=0.5, backoff=1.5)
 def hold(tenant_id: str, job_id: str) -> None:
     _record(job_id, tenant_id, "held", step="SVC001", detail="held until its owner releases it")
-
-
-@tasks.step(name="printing.released", retries=8, retry_interval=0.5, backoff=1.5)
-def released(tenant_id: str, job_id: str, by: str) -> None:
-    _record(job_id, tenant_id, "accepted", step="SVC001", detail=f"released by {by}")
 
 
 def _finish(tenant_id: str, job_id: str, printer_id: str, outcome: str) -> str:

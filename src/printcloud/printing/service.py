@@ -349,9 +349,8 @@ def release_job(
     if job.state != "held":
         raise Conflict(f"the job is not held ({job.state})", field="job_id")
     where = f" at printer {printer_id}" if printer_id else ""
-    add_event(
-        db, job, step="SVC001", state="held", worker=printer_id, detail=f"released by {by}{where}"
-    )
+    # moved here, in the caller's transaction: a second release finds it no longer held
+    move(db, job, "accepted", step="SVC001", worker=printer_id, detail=f"released by {by}{where}")
     return job
 
 
