@@ -19,10 +19,12 @@ from bench.harness import RESULTS, BenchError, Options, console
 #: Adding a benchmark is one line here.
 BENCHMARKS: dict[str, str] = {
     "auth_tokens": "bench.auth_tokens",
+    "card_logins": "bench.card_logins",
     "raster": "bench.raster",
     "conversion": "bench.conversion",
     "conversion_service": "bench.conversion_service",
     "print_e2e": "bench.print_e2e",
+    "forms": "bench.forms",
 }
 
 

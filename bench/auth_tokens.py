@@ -274,8 +274,11 @@ def _metadata(base: str, proc: subprocess.Popen[Any], log: Path) -> dict[str, An
     raise BenchError(f"no RFC 8414 metadata at {base} (tried {', '.join(paths)}); see {log}")
 
 
-def printcloud(database: str) -> Callable[[Path, dict[str, Any]], Any]:
-    """A target: printcloud's auth service on `sqlite` or `postgres`."""
+def printcloud(
+    database: str, *, setup: Callable[[Path, dict[str, str]], None] | None = None
+) -> Callable[[Path, dict[str, Any]], Any]:
+    """A target: printcloud's auth service on `sqlite` or `postgres`. `setup(exe, env)`, if
+    given, runs more `printcloud admin` commands before the server starts (card_logins)."""
 
     @contextlib.contextmanager
     def target(log_dir: Path, info: dict[str, Any]) -> Iterator[Endpoints]:
@@ -310,10 +313,13 @@ def printcloud(database: str) -> Callable[[Path, dict[str, Any]], Any]:
             )
             if not client_id or not client_secret:
                 raise BenchError(f"`client create` answered no client_id/client_secret: {created}")
+            if setup is not None:
+                setup(exe, env)
             log = log_dir / "server.log"
             cmd = ["taskset", "-c", "0", str(exe), "serve", "--service", "auth"]
             info["server_command"] = " ".join(cmd)
             proc = stack.enter_context(started(cmd, env=env, log=log))
+            info["server_pid"] = proc.pid  # taskset execs the server: the same process
             meta = _metadata(base, proc, log)
             yield Endpoints(
                 token_url=require_loopback(meta["token_endpoint"]),

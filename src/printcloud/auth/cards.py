@@ -81,9 +81,13 @@ def normalise_card_id(card_id: str | None) -> str:
     return value
 
 
-def card_digest(settings: Settings, *, tenant: Tenant, card_id: str) -> str:
-    key = settings.derive_secret("auth:card-id").encode()
-    message = f"{tenant.issuer}\0{tenant.tenant_id}\0{card_id}".encode()
+def card_key(settings: Settings) -> bytes:
+    """The key of the card-ID hash (derived from the instance secret; derive it once)."""
+    return settings.derive_secret("auth:card-id").encode()
+
+
+def card_digest(key: bytes, *, issuer: str, tenant_id: str, card_id: str) -> str:
+    message = f"{issuer}\0{tenant_id}\0{card_id}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 

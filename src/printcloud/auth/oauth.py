@@ -78,9 +78,16 @@ class Call:
     reader: store.HotReader | None = None
     pending_access: list[dict[str, Any]] = field(default_factory=list)
     pending_refresh: list[dict[str, Any]] = field(default_factory=list)
-    #: Seed 004's lockouts and the box that opens the directory's sealed password.
+    #: Seed 004's lockouts, the card-ID hash key and the box that opens the directory's
+    #: sealed password; card logins of the hot path (written with the token rows).
     cards: cards.CardLimits | None = None
+    card_key: bytes = b""
     box: SecretBox | None = None
+    pending_logins: list[store.Login] = field(default_factory=list)
+
+
+class NeedsSession(Exception):
+    """The hot path cannot answer this request alone: run it again with a session."""
 
 
 _call: contextvars.ContextVar[Call] = contextvars.ContextVar("printcloud_oauth_call")
@@ -502,20 +509,47 @@ class CardGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):
         self.request.client = client
         self.validate_requested_scope()
         call = current()
-        db = current_db()
-        assert call.cards is not None and call.box is not None
+        assert call.cards is not None
         form = self.request.form
         try:
             card_id = cards.normalise_card_id(form.get("card_id"))
         except InvalidRequest as exc:
             raise InvalidRequestError(exc.description) from exc
-        tenant = db.get(Tenant, client.row.tenant_pk)
-        assert tenant is not None
-        digest = cards.card_digest(call.settings, tenant=tenant, card_id=card_id)
-        device_key = f"{tenant.issuer}:{client.row.client_id}"
-        card_key = f"{tenant.issuer}:{tenant.tenant_id}:{digest[:32]}"
+        ref = client.row.tenant
+        digest = cards.card_digest(
+            call.card_key, issuer=client.row.issuer, tenant_id=ref.tenant_id, card_id=card_id
+        )
+        device_key = f"{client.row.issuer}:{client.row.client_id}"
+        card_key = f"{client.row.issuer}:{ref.tenant_id}:{digest[:32]}"
         call.cards.check(device=device_key, card=card_key)
         username, password = form.get("username"), form.get("password")
+        if call.db is None:
+            # The hot path: a known, live card is one indexed read; its login time is
+            # written with the token rows (group commit). Anything else needs a session.
+            row = (
+                None
+                if username or password
+                else call.reader and call.reader.card_binding(tenant_pk=ref.pk, digest=digest)
+            )
+            now = utcnow()
+            if (
+                not row
+                or row.user_disabled
+                or row.last_login_at < now - timedelta(days=ref.card_retention_days)
+            ):
+                raise NeedsSession
+            call.pending_logins.append((row.binding_pk, row.user_pk, now))
+            self.request.local_user = {
+                "id": row.username,
+                "name": row.display_name or row.username,
+                "via": "card",
+            }
+            self.request.card_registered = False
+            return
+        db = current_db()
+        assert call.box is not None
+        tenant = db.get(Tenant, ref.pk)
+        assert tenant is not None
         if username is None and password is None:
             user = cards.login(db, tenant=tenant, digest=digest)
             if user is None:

@@ -17,9 +17,10 @@ from starlette.datastructures import Headers
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, RateLimited
 from printcloud.core.guard import Principal
 
-from .oauth import IssuerServer
+from .oauth import IssuerServer, NeedsSession
 from .oauth import Request as OAuthRequest
 from .runtime import Runtime, runtime
+from .service import CARD_GRANT
 
 router = APIRouter()
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
@@ -144,12 +145,23 @@ async def oauth_post(
     uri = f"{rt.settings.public_url}{path}" + (f"?{query}" if query else "")
     oreq = OAuthRequest("POST", uri, headers, parse_qsl(query, keep_blank_values=True), form)
     call = ENDPOINTS[endpoint]
-    if endpoint == "token" and oreq.payload.data.get("grant_type") == "client_credentials":
-        # Client credentials need no reads beyond the client cache: no session, no threadpool;
-        # the group-commit writer persists the row before the token is handed out.
-        (status, payload, out_headers), pending = rt.oauth_call_hot(issuer, oreq, call)
-        if pending.pending_access:
-            await rt.persist_tokens(pending.pending_access, pending.pending_refresh)
+    grant = oreq.payload.data.get("grant_type") if endpoint == "token" else None
+    hot: tuple[int, Any, dict[str, str]] | None = None
+    if grant in ("client_credentials", CARD_GRANT):
+        # Client credentials need no reads beyond the client cache, and a known card one
+        # indexed read: no session, no threadpool; the group-commit writer persists the
+        # token row (and the card's login time) before the token is handed out.
+        try:
+            hot, pending = rt.oauth_call_hot(issuer, oreq, call)
+        except NeedsSession:  # an unknown or expired card, a registration: the full path
+            hot = None
+        else:
+            if pending.pending_access:
+                await rt.persist_tokens(
+                    pending.pending_access, pending.pending_refresh, pending.pending_logins
+                )
+    if hot is not None:
+        status, payload, out_headers = hot
     elif endpoint == "introspect":
         status, payload, out_headers = await rt.read(lambda: rt.oauth_read(issuer, oreq, call))
     else:

@@ -20,10 +20,10 @@ from printcloud.core.ratelimit import Limiter, make_counter
 from printcloud.core.settings import Settings
 from printcloud.core.web import templates
 
-from .cards import CardLimits
+from .cards import CardLimits, card_key
 from .models import Tenant
 from .oauth import Call, IssuerServer, Request, bind, unbind
-from .store import ClientCache, HotReader, LoopTokenWriter, TokenWriter
+from .store import ClientCache, HotReader, Login, LoopTokenWriter, TokenWriter
 
 T = TypeVar("T")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -53,6 +53,7 @@ class Runtime:
             account=Limiter(counter, "card-account", allowed, window),
         )
         self.box = SecretBox(self.settings.instance_secrets)
+        self.card_key = card_key(self.settings)
         self.clients = ClientCache(self.db.engine, ttl=self.settings.client_cache_ttl)
         self.reader = HotReader(self.db.engine)
         self.writer: TokenWriter | LoopTokenWriter = (
@@ -90,6 +91,7 @@ class Runtime:
                     settings=self.settings,
                     request=request,
                     cards=self.card_limits,
+                    card_key=self.card_key,
                     box=self.box,
                 )
             )
@@ -105,7 +107,15 @@ class Runtime:
         returned Call for the group-commit writer. Only for steps that need no reads
         beyond the client cache (client credentials)."""
         server = self.server(issuer)
-        call = Call(db=None, issuer=issuer, settings=self.settings, request=request)
+        call = Call(
+            db=None,
+            issuer=issuer,
+            settings=self.settings,
+            request=request,
+            reader=self.reader,
+            cards=self.card_limits,
+            card_key=self.card_key,
+        )
         token = bind(call)
         try:
             return fn(server, request), call
@@ -130,10 +140,13 @@ class Runtime:
         return fn()
 
     async def persist_tokens(
-        self, access: list[dict[str, Any]], refresh: list[dict[str, Any]]
+        self,
+        access: list[dict[str, Any]],
+        refresh: list[dict[str, Any]],
+        logins: list[Login] | None = None,
     ) -> None:
-        """Wait until the group commit holding these token rows is durable."""
-        pending = self.writer.submit(access, refresh)
+        """Wait until the group commit holding these token rows (and card logins) is durable."""
+        pending = self.writer.submit(access, refresh, logins)
         if isinstance(pending, asyncio.Future):
             await pending
         else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.errors import Unavailable
 from printcloud.core.logs import get_logger
 
-from .models import SYSTEM_TENANT, AccessToken, Client, RefreshToken, Tenant
+from .models import SYSTEM_TENANT, AccessToken, CardBinding, Client, RefreshToken, Tenant
 
 log = get_logger("auth.store")
 
@@ -41,6 +41,9 @@ class TenantRef:
     pk: int
     tenant_id: str
     name: str
+    issuer: str = ""
+    #: Seed 004's period, for the card login's hot path.
+    card_retention_days: int = 90
 
     @property
     def is_system(self) -> bool:
@@ -69,7 +72,9 @@ class ClientSnapshot:
     def of(cls, client: Client, tenant: Tenant) -> ClientSnapshot:
         return cls(
             pk=client.pk,
-            tenant=TenantRef(tenant.pk, tenant.tenant_id, tenant.name),
+            tenant=TenantRef(
+                tenant.pk, tenant.tenant_id, tenant.name, tenant.issuer, tenant.card_retention_days
+            ),
             issuer=client.issuer,
             client_id=client.client_id,
             name=client.name,
@@ -132,13 +137,16 @@ class TokenWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._queue: queue.SimpleQueue[
-            tuple[list[dict[str, Any]], list[dict[str, Any]], Future[None]] | None
+            tuple[list[dict[str, Any]], list[dict[str, Any]], list[Login], Future[None]] | None
         ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
     def submit(
-        self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]
+        self,
+        access_rows: list[dict[str, Any]],
+        refresh_rows: list[dict[str, Any]],
+        logins: list[Login] | None = None,
     ) -> Future[None]:
         if self._thread is None:
             with self._start_lock:
@@ -148,7 +156,7 @@ class TokenWriter:
                     )
                     self._thread.start()
         future: Future[None] = Future()
-        self._queue.put((access_rows, refresh_rows, future))
+        self._queue.put((access_rows, refresh_rows, logins or [], future))
         return future
 
     def close(self) -> None:
@@ -172,10 +180,13 @@ class TokenWriter:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            access = [r for a, _, _ in batch for r in a]
-            refresh = [r for _, rr, _ in batch for r in rr]
+            access = [r for a, _, _, _ in batch for r in a]
+            refresh = [r for _, rr, _, _ in batch for r in rr]
+            bindings = _latest_logins([x for _, _, lg, _ in batch for x in lg])
             try:
                 with self.engine.begin() as conn:
+                    if bindings:
+                        conn.execute(_UPDATE_BINDINGS, bindings)
                     if access:
                         conn.execute(insert(AccessToken), access)
                     if refresh:
@@ -185,10 +196,10 @@ class TokenWriter:
                     "token batch insert failed",
                     extra={"fields": {"rows": len(access) + len(refresh)}},
                 )
-                for _, _, fut in batch:
+                for *_, fut in batch:
                     fut.set_exception(exc)
                 continue
-            for _, _, fut in batch:
+            for *_, fut in batch:
                 fut.set_result(None)
 
 
@@ -200,17 +211,20 @@ class LoopTokenWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pending: list[
-            tuple[list[dict[str, Any]], list[dict[str, Any]], asyncio.Future[None]]
+            tuple[list[dict[str, Any]], list[dict[str, Any]], list[Login], asyncio.Future[None]]
         ] = []
         self._scheduled = False
         self._conn: Any = None
 
     def submit(
-        self, access_rows: list[dict[str, Any]], refresh_rows: list[dict[str, Any]]
+        self,
+        access_rows: list[dict[str, Any]],
+        refresh_rows: list[dict[str, Any]],
+        logins: list[Login] | None = None,
     ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((access_rows, refresh_rows, future))
+        self._pending.append((access_rows, refresh_rows, logins or [], future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -221,10 +235,11 @@ class LoopTokenWriter:
 
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, [], False
-        access = [_sqlite_access(r) for a, _, _ in batch for r in a]
-        refresh = [_sqlite_refresh(r) for _, rr, _ in batch for r in rr]
+        access = [_sqlite_access(r) for a, _, _, _ in batch for r in a]
+        refresh = [_sqlite_refresh(r) for _, rr, _, _ in batch for r in rr]
+        bindings = _latest_logins([x for _, _, lg, _ in batch for x in lg])
         try:
-            self._insert(access, refresh)
+            self._insert(access, refresh, bindings)
         except Exception as exc:  # handed to every waiting request
             log.exception(
                 "token batch insert failed", extra={"fields": {"rows": len(access) + len(refresh)}}
@@ -232,15 +247,20 @@ class LoopTokenWriter:
             self._drop()
             error = Unavailable("the token store is unavailable; try again shortly")
             error.__cause__ = exc
-            for _, _, fut in batch:
+            for *_, fut in batch:
                 if not fut.done():
                     fut.set_exception(error)
             return
-        for _, _, fut in batch:
+        for *_, fut in batch:
             if not fut.done():
                 fut.set_result(None)
 
-    def _insert(self, access: list[tuple[Any, ...]], refresh: list[tuple[Any, ...]]) -> None:
+    def _insert(
+        self,
+        access: list[tuple[Any, ...]],
+        refresh: list[tuple[Any, ...]],
+        bindings: list[dict[str, Any]],
+    ) -> None:
         # The DBAPI directly, on a connection of its own: a SQLAlchemy transaction cost
         # 2.5 times the insert and commit themselves (244 against 97 us for one row).
         if self._conn is None:
@@ -252,6 +272,11 @@ class LoopTokenWriter:
         try:
             cursor.execute("BEGIN")
             try:
+                if bindings:
+                    cursor.executemany(
+                        _SQLITE_UPDATE_BINDING,
+                        [(_sqlite_value(b["at"]), b["pk"]) for b in bindings],
+                    )
                 if access:
                     cursor.executemany(_INSERT_ACCESS, access)
                 if refresh:
@@ -267,6 +292,28 @@ class LoopTokenWriter:
         if self._conn is not None:
             self._conn.invalidate()
             self._conn = None
+
+
+#: A card login's latest-login time (seed 004): (binding pk, user pk, time). The hot
+#: path records it on the binding (the seed's latest log-in time storing unit); the
+#: user's own `last_login_at` follows password logins and registrations.
+Login = tuple[int, int, datetime]
+
+_UPDATE_BINDINGS = (
+    update(CardBinding)
+    .where(CardBinding.pk == bindparam("b_pk"))
+    .values(last_login_at=bindparam("at"))
+)
+_SQLITE_UPDATE_BINDING = "UPDATE auth_card_bindings SET last_login_at = ? WHERE pk = ?"
+
+
+def _latest_logins(logins: list[Login]) -> list[dict[str, Any]]:
+    """The latest time per binding, in primary-key order (a fixed lock order for
+    concurrent batches)."""
+    bindings: dict[int, datetime] = {}
+    for binding_pk, _user_pk, at in logins:
+        bindings[binding_pk] = max(at, bindings.get(binding_pk, at))
+    return [{"b_pk": pk, "pk": pk, "at": at} for pk, at in sorted(bindings.items())]
 
 
 _ACCESS_COLUMNS = (
@@ -383,6 +430,28 @@ def lookup_token(
     return _lookup(conn.connection.dbapi_connection, mark, issuer=issuer, token=token, hint=hint)
 
 
+@dataclass(frozen=True)
+class CardRow:
+    binding_pk: int
+    last_login_at: datetime
+    user_pk: int
+    username: str
+    display_name: str
+    user_disabled: bool
+
+
+def _card_sql(mark: str) -> str:
+    # Built from the two fixed placeholder styles, never from input.
+    return (
+        "SELECT b.pk, b.last_login_at, u.pk, u.username, u.display_name, u.disabled "  # noqa: S608
+        "FROM auth_card_bindings b JOIN auth_users u ON u.pk = b.user_pk "
+        f"WHERE b.tenant_pk = {mark} AND b.card_digest = {mark}"
+    )
+
+
+_CARD = {mark: _card_sql(mark) for mark in ("?", "%s")}
+
+
 class HotReader:
     """Introspection's reads on one long-lived autocommit DBAPI connection per thread.
 
@@ -405,6 +474,32 @@ class HotReader:
                 conn = self._connection()
                 return _lookup(
                     conn.driver_connection, self.mark, issuer=issuer, token=token, hint=hint
+                )
+            except self._errors as exc:
+                self._drop()
+                if attempt == 2:
+                    raise Unavailable("the database is unavailable; try again shortly") from exc
+        return None  # pragma: no cover - the loop returns or raises
+
+    def card_binding(self, *, tenant_pk: int, digest: str) -> CardRow | None:
+        """Seed 004's determination unit on the hot path: the card's binding and user."""
+        for attempt in (1, 2):
+            try:
+                cursor = self._connection().driver_connection.cursor()
+                try:
+                    cursor.execute(_CARD[self.mark], (tenant_pk, digest))
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+                if row is None:
+                    return None
+                return CardRow(
+                    binding_pk=int(row[0]),
+                    last_login_at=_when(row[1]) or utcnow(),
+                    user_pk=int(row[2]),
+                    username=str(row[3]),
+                    display_name=str(row[4] or ""),
+                    user_disabled=bool(row[5]),
                 )
             except self._errors as exc:
                 self._drop()
