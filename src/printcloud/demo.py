@@ -16,7 +16,10 @@ showing what each step answered:
 - seed 003: alice prints a multi-page PDF (made here) to a color and a mono
   virtual printer through the load-balanced conversion workers, with progress
   per step, the worker that served it, and where the previews are; a third
-  job runs out of paper (`demo_printing.py`).
+  job runs out of paper (`demo_printing.py`);
+- seed 004: a new ID card is tapped at a printer, registered with directory
+  credentials, tapped again to release a held job; past the retention period
+  the binding is gone (`demo_cards.py`).
 
 The demo's data lives in `<data_dir>/demo/` and is recreated on every run.
 """
@@ -417,4 +420,30 @@ def _walk(settings: Settings, report: Report) -> None:
         device_id=device_id,
         device_secret=device_secret,
         tenant_id="1000AA",
+    )
+
+    console.rule("Seed 004: a new ID card at the printer, registered once, then it just works")
+    from printcloud.demo_cards import walk_cards
+
+    def user_token(username: str, password: str) -> str:
+        verifier, challenge = _pkce()
+        code, _, _ = Browser(base).authorize(
+            issuer,
+            {**query, "code_challenge": challenge, "state": username},
+            tenant="1000AA",
+            username=username,
+            password=password,
+        )
+        return mfp.exchange_code(
+            code or "", redirect_uri=CALLBACK, code_verifier=verifier
+        ).access_token
+
+    walk_cards(
+        settings,
+        report,
+        console,
+        tenant_id="1000AA",
+        device_id=device_id,
+        device_secret=device_secret,
+        user_token=user_token,
     )
