@@ -26,6 +26,7 @@ from printcloud.device.agent import DeviceAgent, DeviceConfig
 from printcloud.device.cards import CardReader, CardSession, RegistrationNeeded
 
 CARD = "04:A2:B3:C4:D5:E6"
+DANA_PASSWORD = "demo-password-4"  # noqa: S105 - the demo's own user, printed on screen
 
 
 class Checks(Protocol):
@@ -50,7 +51,7 @@ def walk_cards(
             s,
             tenant=tenant,
             username="dana",
-            password="demo-password-4",
+            password=DANA_PASSWORD,
             display_name="Dana Scully",
             actor="demo",
         )
@@ -62,7 +63,7 @@ def walk_cards(
     # dana prints from her desk, to be released at the printer
     api = httpx.Client(
         base_url=f"{base}/printing",
-        headers={"Authorization": f"Bearer {user_token('dana', 'demo-password-4')}"},
+        headers={"Authorization": f"Bearer {user_token('dana', DANA_PASSWORD)}"},
         timeout=60,
     )
     resp = api.post(
@@ -90,7 +91,7 @@ def walk_cards(
             isinstance(first, RegistrationNeeded),
             f"card {CARD} → {getattr(first, 'message', first)!s:.90}",
         )
-        session = reader.register(CARD, "dana", "demo-password-4")
+        session = reader.register(CARD, "dana", DANA_PASSWORD)
         report.check(
             "dana registers it with her directory credentials",
             session.registered and session.user.id == "dana",
