@@ -29,20 +29,13 @@ import httpx
 from bench.conversion import _scratch
 from bench.harness import LOOPBACK, BenchError, free_port, log_tail, started, wait_ready
 from printcloud.core.settings import Settings
+from printcloud.printing import service as printing_service
 
 ISSUER = "idp-a"
 PRINTER = "bench-color"
 #: A job that reached one of these no longer changes by itself.
 WAITING = ("waiting_for_printer",)
-FINAL = (
-    "printed",
-    "download_failed",
-    "conversion_failed",
-    "printer_cancelled",
-    "cancelled",
-    "expired",
-    "failed",
-)
+FINAL = printing_service.FINAL
 
 
 def at(job: dict[str, Any], step: str, *, last: bool = False, detail: str = "") -> float:

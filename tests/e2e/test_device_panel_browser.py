@@ -9,51 +9,24 @@ the device, then seed 003's print path).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Response, expect, sync_playwright
+from playwright.sync_api import Browser, Response, expect
 
 from printcloud.device.cards import CardReader
 from printcloud.device.panel import Panel
 from printcloud.device.status import PrintStatus
-from tests.conftest import require_peer
 from tests.device.test_card_reader import PASSWORD, Site
-from tests.printing.conftest import (
-    PrintStack,
-    make_print_stack,  # noqa: F401  (a fixture, used below)
-)
+from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS
+from tests.printing.conftest import PrintStack
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_peer(CHROMIUM.exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
-
 
 def test_tap_register_release_and_print_in_the_panel(
-    make_print_stack: Any,  # noqa: F811
+    make_print_stack: Any,
     browser: Browser,
     tmp_path: Path,
 ) -> None:

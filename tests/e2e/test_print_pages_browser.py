@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,40 +23,13 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
-    sync_playwright,
 )
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig
-from tests.conftest import require_peer
-from tests.printing.conftest import (
-    PrintStack,
-    make_print_stack,  # noqa: F401  (a fixture, used below)
-)
+from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS
+from tests.printing.conftest import PrintStack
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_peer(CHROMIUM.exists(), f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 def make_pdf(pages: int) -> bytes:
@@ -77,7 +49,7 @@ def sign_in(page: Page, tenant: str, username: str, password: str) -> None:
 
 
 def test_sign_in_upload_and_watch_the_job_print(
-    make_print_stack: Any,  # noqa: F811
+    make_print_stack: Any,
     browser: Browser,
     tmp_path: Path,
 ) -> None:
