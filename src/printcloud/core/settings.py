@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     #: URL, a real balancer's; or several, balanced here). Comma-separated.
     convert_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: How the embedded balancer picks a worker (seed 003 ¶0050–0051).
-    balance: Literal["round_robin", "least_loaded"] = "round_robin"
+    balance: Literal["round_robin", "least_loaded"] = "least_loaded"
     #: Run the durable job workflows (DBOS) in this process.
     run_workflows: bool = True
 
