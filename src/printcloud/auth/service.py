@@ -796,7 +796,12 @@ def purge_expired(db: Session, *, older_than: timedelta = timedelta(days=1)) -> 
 #: Platform services that get a client in every issuer's system tenant.
 SERVICES = ("auth", "crm", "docgen", "printing", "device")
 #: Redirect paths (under the public URL) of the services whose web pages sign users in.
-WEB_SIGN_IN: dict[str, tuple[str, ...]] = {"printing": ("/printing/auth/callback",)}
+WEB_SIGN_IN: dict[str, tuple[str, ...]] = {
+    "printing": ("/printing/auth/callback",),
+    "crm": ("/crm/auth/callback",),
+    # its own sign-in, and seed 000 FIG. 13's CRM token (code flow at the CRM's issuer)
+    "docgen": ("/docgen/auth/callback", "/docgen/auth/crm-callback"),
+}
 
 
 def bootstrap(db: Session, *, settings: Settings) -> None:
