@@ -138,3 +138,35 @@ def test_the_sweeper_removes_what_unfinished_jobs_left(tmp_path: Path) -> None:
     assert not blobs.exists("downloads/old.pdf") and blobs.exists("downloads/new.pdf")
     assert not blobs.exists("converted/old/x/page-0001.jpg")
     db.dispose()
+
+
+def test_previews_of_long_finished_jobs_are_dropped(tmp_path: Path) -> None:
+    from printcloud.printing.pipeline import drop_old_previews
+    from printcloud.printing.runtime import build_runtime
+
+    settings = Settings(data_dir=tmp_path, secret_key=secrets.token_urlsafe(32))
+    db = prepare(settings)
+    rt = build_runtime(settings, db=db)
+    with db.session() as s:
+        service.add_printer(s, tenant_id="t1", printer_id="p", name="P", color=True, client_id="d")
+        for job_id, days in (("old", 40), ("new", 2)):
+            job = service.create_job(
+                s,
+                tenant_id="t1",
+                printer_id="p",
+                owner="alice",
+                client_id="c",
+                title=job_id,
+                source="upload",
+                options=service.JobOptions(),
+                job_id=job_id,
+            )
+            job.state, job.previews = "printed", 1
+            job.finished_at = utcnow() - timedelta(days=days)
+            rt.blobs.put(f"previews/{job_id}/page-0001.png", b"\x89PNG")
+    assert drop_old_previews(rt, older_than=timedelta(days=30)) == 1
+    assert not rt.blobs.exists("previews/old/page-0001.png")
+    assert rt.blobs.exists("previews/new/page-0001.png")
+    with db.sessions() as s:
+        assert service.get_job(s, tenant_id="t1", job_id="old").previews == 0
+    db.dispose()

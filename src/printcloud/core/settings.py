@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     #: How long a conversion token stays valid (seed 003, FIG. 10).
     conversion_token_timeout: int = 3600
 
+    #: Days the printed-page previews of a finished job are kept (for the user's job page).
+    preview_retention_days: int = 30
     #: How long a held job waits for its owner to release it at the printer (seconds).
     held_job_ttl: int = 24 * 3600
     #: Largest print data a conversion worker downloads (bytes).

@@ -26,18 +26,20 @@ at its next step or while it waits, and cleans up.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
 from printcloud.core import tasks
+from printcloud.core.db import utcnow
 from printcloud.core.errors import Unavailable
 from printcloud.core.logs import get_logger
 
 from . import service
 from .models import PrintJobRow
-from .runtime import current
+from .runtime import PrintingRuntime, current
 
 log = get_logger("printing.pipeline")
 PRINTER_TOPIC = "printer"
@@ -422,8 +424,6 @@ def sweep_stale(scheduled_at: Any, context: Any) -> None:
 
 @tasks.step(name="printing.sweep_step")
 def sweep_step() -> int:
-    from datetime import timedelta
-
     from .worker import sweep_stores
 
     try:
@@ -432,6 +432,29 @@ def sweep_step() -> int:
         return 0
     older = timedelta(seconds=rt.settings.conversion_token_timeout + 3600)
     swept = sweep_stores(db=rt.db, blobs=rt.blobs, sessions=rt.sessions, older_than=older)
-    if swept:
-        log.info("swept stale conversion sessions", extra={"fields": {"count": swept}})
+    dropped = drop_old_previews(rt, older_than=timedelta(days=rt.settings.preview_retention_days))
+    if swept or dropped:
+        log.info(
+            "swept stale conversion sessions and old previews",
+            extra={"fields": {"sessions": swept, "previews": dropped}},
+        )
     return swept
+
+
+def drop_old_previews(
+    rt: PrintingRuntime, *, older_than: timedelta, now: datetime | None = None
+) -> int:
+    """Delete the printed-page previews of jobs that ended longer ago than `older_than`."""
+    cutoff = (now or utcnow()) - older_than
+    with rt.db.session() as db:
+        jobs = list(
+            db.scalars(
+                select(PrintJobRow).where(
+                    PrintJobRow.previews > 0, PrintJobRow.finished_at < cutoff
+                )
+            )
+        )
+        for job in jobs:
+            rt.blobs.delete_prefix(f"previews/{job.job_id}")
+            job.previews = 0
+    return len(jobs)
