@@ -56,7 +56,7 @@ def version() -> None:
 def serve(
     service: Annotated[
         str | None,
-        typer.Option(help="Run one service only (auth, printing, convert); default: all"),
+        typer.Option(help="Run one service only (auth, crm, printing, convert); default: all"),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (PRINTCLOUD_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (PRINTCLOUD_PORT)")] = None,

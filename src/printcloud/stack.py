@@ -24,15 +24,18 @@ from printcloud.core.db import Database, migrate
 from printcloud.core.logs import configure, get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
+from printcloud.crm.app import create_app as create_crm
+from printcloud.docgen.app import create_app as create_docgen
+from printcloud.docgen.digest import MemoryNonceStore, NonceStore, RedisNonceStore
 from printcloud.printing.app import create_app as create_printing
 from printcloud.printing.app import create_convert_app
 from printcloud.printing.runtime import PrintingRuntime
 
 log = get_logger("stack")
 #: What `printcloud serve --service NAME` can run alone.
-SERVICES = ("auth", "printing", "convert")
+SERVICES = ("auth", "crm", "docgen", "printing", "convert")
 #: What the embedded stack runs by default.
-EMBEDDED = ("auth", "printing")
+EMBEDDED = ("auth", "crm", "docgen", "printing")
 
 
 def prepare(settings: Settings) -> Database:
@@ -43,6 +46,14 @@ def prepare(settings: Settings) -> Database:
     with db.session() as session:
         auth_service.bootstrap(session, settings=settings)
     return db
+
+
+def nonces(settings: Settings) -> NonceStore:
+    """Where docgen keeps the Digest nonces it has seen: shared by replicas through Redis
+    (`PRINTCLOUD_DIGEST_NONCE_STORE`), else this process's memory."""
+    if settings.digest_nonce_store:
+        return RedisNonceStore(settings.digest_nonce_store)
+    return MemoryNonceStore()
 
 
 def create_stack(
@@ -61,6 +72,10 @@ def create_stack(
         return create_convert_app(settings, db=db)
     wanted = (service,) if service else services
     printing = create_printing(settings, db=db) if "printing" in wanted else None
+    crm = create_crm(settings, db=db) if "crm" in wanted else None
+    docgen = (
+        create_docgen(settings, db=db, nonce_store=nonces(settings)) if "docgen" in wanted else None
+    )
     rt: PrintingRuntime | None = printing.state.printing if printing is not None else None
 
     # One workflow engine per process (DBOS): the print service's job workflows and the
@@ -83,6 +98,10 @@ def create_stack(
             if rt is not None:
                 await run_in_threadpool(rt.stop)
                 await rt.guard.aclose()
+            if crm is not None:
+                await crm.state.crm.aclose()
+            if docgen is not None:
+                await docgen.state.docgen.aclose()
             if engine is not None and exit_when_stopped:
                 # Workflows waiting for a printer or a release sit in DBOS's executor
                 # threads, which Python joins at exit: the process would linger until
@@ -105,6 +124,10 @@ def create_stack(
 
     if printing is not None:
         root.mount("/printing", printing)
+    if crm is not None:
+        root.mount("/crm", crm)
+    if docgen is not None:
+        root.mount("/docgen", docgen)
     if "auth" not in wanted:
         return root
     auth = create_auth(settings, db=db)

@@ -141,7 +141,8 @@ def test_missing_or_bad_token_is_401(world: World) -> None:
 
 def test_token_without_admin_role_or_scope_is_403(world: World) -> None:
     path = f"/tenants/{world.tenant}/users"
-    assert error_of(world.member.get(path), 403)["error"] == "access_denied"
+    # A user who is not an administrator is never issued the scope `admin`.
+    assert error_of(world.member.get(path), 403)["error"] == "insufficient_scope"
     # The admin's own token without scope `admin`.
     profile_only = Api(world.stack, user_token(world.stack, world.tenant, "boss", scope="profile"))
     assert error_of(profile_only.get(path), 403)["error"] == "insufficient_scope"

@@ -91,6 +91,8 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     from alembic.migration import MigrationContext
 
     import printcloud.auth.models
+    import printcloud.crm.models
+    import printcloud.docgen.models
     import printcloud.printing.models  # noqa: F401
     from printcloud.core.db import Base
 

@@ -781,11 +781,15 @@ class IssuerServer(rfc6749.AuthorizationServer):
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
+        allowed = client.get_allowed_scope(scope)
+        if isinstance(user, User) and not user.is_admin:
+            # `admin` acts for the tenant's administrators only, whatever the client may ask
+            allowed = " ".join(s for s in allowed.split() if s != "admin")
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": crypto.new_token(),
             "expires_in": expires_in or self.settings.access_token_ttl,
-            "scope": client.get_allowed_scope(scope),
+            "scope": allowed,
         }
         if include_refresh_token and client.check_grant_type("refresh_token"):
             token["refresh_token"] = crypto.new_token()

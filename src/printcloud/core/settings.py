@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     #: Redis URL for rate-limit counters shared by replicas; in-process when unset.
     rate_limit_url: str | None = None
 
+    #: Seed 000: where docgen keeps used Digest nonces; `redis://…` for replicas.
+    digest_nonce_store: str | None = None
     #: Seed 003's session store: the database table (default) or `redis://…`.
     session_store: str | None = None
     #: How long a conversion token stays valid (seed 003, FIG. 10).

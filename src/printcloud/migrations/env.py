@@ -6,6 +6,8 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 
 import printcloud.auth.models
+import printcloud.crm.models
+import printcloud.docgen.models
 import printcloud.printing.models  # noqa: F401
 from printcloud.core.db import Base
 

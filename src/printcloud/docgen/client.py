@@ -1,0 +1,67 @@
+"""Typed HTTP client of docgen's batch-print endpoint, for the CRM (seed 000,
+S1501–S1509): `tenant_ID` in the URL, the Digest challenge answered with
+username = docgen's tenant ID and password = the tenant's secret key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class BatchPrintRefused(Exception):
+    """docgen refused the request: `status`, wire `error` and the reason."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(f"{status} {error}: {description}")
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+@dataclass(frozen=True)
+class Accepted:
+    request_id: str
+    tenant_id: str
+    state: str
+
+
+class DocgenClient:
+    """docgen at `base_url` (e.g. http://127.0.0.1:8000/docgen)."""
+
+    def __init__(self, base_url: str, *, http: httpx.Client | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = http or httpx.Client(timeout=30)
+
+    def batch_print(
+        self,
+        *,
+        tenant_id: str,
+        secret_key: str,
+        run_id: str | None = None,
+        job: str = "",
+        parameters: dict[str, Any] | None = None,
+    ) -> Accepted:
+        """S1502–S1509: request batch printing; answers once docgen has accepted it (S1525)."""
+        body: dict[str, Any] = {"job": job, "parameters": parameters or {}}
+        if run_id is not None:
+            body["run_id"] = run_id
+        resp = self.http.post(
+            f"{self.base_url}/api/batch-print",
+            params={"tenant_ID": tenant_id},
+            json=body,
+            auth=httpx.DigestAuth(tenant_id, secret_key),
+        )
+        data: dict[str, Any] = resp.json() if resp.content else {}
+        if resp.status_code != 202:
+            raise BatchPrintRefused(
+                resp.status_code,
+                str(data.get("error", "error")),
+                str(data.get("error_description", "")),
+            )
+        return Accepted(
+            request_id=str(data["request_id"]),
+            tenant_id=str(data["tenant_id"]),
+            state=str(data["state"]),
+        )

@@ -1,0 +1,393 @@
+"""docgen's HTTP API (seed 000, server A).
+
+- `POST /api/batch-print?tenant_ID=…`: the CRM's scheduled job under system
+  authority (S1502), authenticated by Digest (RFC 7616, SHA-256, S1503–S1512)
+  with username = `tenant_ID` and password = the tenant's secret key; during a
+  key rotation's overlap both keys are accepted. Accepted: 202 with the request
+  ID, without waiting for the batch (S1525). Refused: 401 with a fresh
+  challenge and the reason, and the refusal is recorded for the tenant as a
+  `suspended` request (S1512) when docgen knows the tenant.
+- `/api/settings…`: the tenant's batch-print settings (FIG. 8, FIG. 10) for a
+  bearer token of idp-a with the scopes `docgen` and `admin` (the tenant's
+  administrator): the secret key (issued once, rotated with an overlap, S1401–
+  S1406), the print token by RFC 8693 exchange of the admin's idp-a session
+  (FIG. 11, S1103–S1108), removal of a token set.
+- `/api/batch-requests`: the tenant's batch-print requests and their history.
+
+Every query filters on the caller's tenant; another tenant's request is 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from printcloud.core.db import utcnow
+from printcloud.core.errors import InvalidRequest, NotFound, RateLimited
+from printcloud.core.guard import Principal
+from printcloud.core.logs import get_logger
+
+from . import service, tokens
+from .digest import DigestRefused, digest_guard
+from .runtime import REALM, DocgenRuntime
+from .schemas import (
+    BatchAccepted,
+    BatchPrintIn,
+    BatchRequestList,
+    BatchRequestRead,
+    BatchSettingsRead,
+    RotateIn,
+    SecretKeyIssued,
+    SecretKeyRead,
+    SessionExchangeIn,
+    TokenRead,
+)
+
+log = get_logger("docgen.routes")
+router = APIRouter()
+NO_STORE = {"Cache-Control": "no-store"}
+#: Refusals that are not a failed batch: the challenge leg (no credentials yet) and a
+#: stale nonce, which every client answers again at once (RFC 7616 §3.3).
+_NOT_RECORDED = ("missing", "stale_nonce")
+#: What the tenant's admin reads for a refusal (the client only reads the generic text,
+#: which does not tell whether the tenant exists).
+_ADMIN_REASONS = {
+    "unknown_tenant": "no secret key is issued for this tenant",
+    "wrong_response": "wrong secret key (the CRM may hold a rotated-out key)",
+}
+
+
+def runtime(request: Request) -> DocgenRuntime:
+    rt: DocgenRuntime = request.app.state.docgen
+    return rt
+
+
+RuntimeDep = Annotated[DocgenRuntime, Depends(runtime)]
+
+
+def _scope(*scopes: str) -> Any:
+    async def dependency(request: Request) -> Principal:
+        return await runtime(request).guard.require(*scopes)(request)
+
+    return Depends(dependency)
+
+
+#: The tenant's administrator at idp-a, for docgen.
+AdminCaller = Annotated[Principal, _scope("docgen", "admin")]
+
+
+def actor_of(principal: Principal) -> str:
+    return f"{principal.acting_kind}:{principal.acting_user}"
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# -- the batch-print endpoint (S1501–S1512, S1525) -----------------------------------------
+
+
+def _record_refusal(rt: DocgenRuntime, tenant_id: str, refused: DigestRefused) -> None:
+    """S1512: the refused job is suspended with its reason, on a tenant docgen knows."""
+    fields = {"tenant": tenant_id, "code": refused.code}
+    with rt.db.session() as db:
+        if not service.has_settings(db, tenant_id=tenant_id):
+            log.info("batch-print refused for an unknown tenant", extra={"fields": fields})
+            return
+        try:
+            rt.refusals.hit(tenant_id)
+        except RateLimited:
+            log.warning("batch-print refused (not recorded: too many)", extra={"fields": fields})
+            return
+        reason = _ADMIN_REASONS.get(refused.code, refused.reason)
+        service.record_request(
+            db,
+            tenant_id=tenant_id,
+            source="crm",
+            state="suspended",
+            step="S1512",
+            reason=f"Digest authentication refused: {reason}",
+            detail=f"Digest authentication refused ({refused.code}): {reason}",
+        )
+    log.info("batch-print refused", extra={"fields": fields})
+
+
+def batch_guard(request: Request) -> str:
+    """The Digest guard of the batch-print endpoint: the authenticated tenant ID.
+
+    `digest.verify` checks one key. During a rotation's overlap the tenant has
+    two: the response is checked against the current key and, only when it does
+    not match it (`wrong_response`, raised before the nonce is used), against
+    the previous one. Synchronous: FastAPI runs it in a worker thread."""
+    rt = runtime(request)
+    keys: list[str] | None = None
+
+    def key(index: int) -> Callable[[str], str | None]:
+        def lookup(tenant_id: str) -> str | None:
+            nonlocal keys
+            if keys is None:
+                with rt.db.session() as db:
+                    keys = service.key_for(db, tenant_id=tenant_id, box=rt.box)
+            return keys[index] if index < len(keys) else None
+
+        return lookup
+
+    def attempt(index: int) -> str:
+        guard = digest_guard(REALM, key(index), rt.nonce_store, rt.nonce_secret)
+        return guard(request)
+
+    try:
+        try:
+            return attempt(0)
+        except DigestRefused as first:
+            if first.code != "wrong_response" or keys is None or len(keys) < 2:
+                raise
+            return attempt(1)
+    except DigestRefused as refused:
+        if refused.code not in _NOT_RECORDED:
+            _record_refusal(rt, request.query_params["tenant_ID"], refused)
+        raise
+
+
+DigestTenant = Annotated[str, Depends(batch_guard)]
+
+
+async def _batch_body(request: Request) -> BatchPrintIn:
+    raw = await request.body()
+    if not raw.strip():
+        return BatchPrintIn()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise InvalidRequest("the body must be JSON (Content-Type: application/json)", field="body")
+    try:
+        return BatchPrintIn.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", field=where) from exc
+
+
+def _accept(rt: DocgenRuntime, tenant_id: str, body: BatchPrintIn) -> tuple[BatchAccepted, bool]:
+    with rt.db.session() as db:
+        row, created = service.record_request(
+            db,
+            tenant_id=tenant_id,
+            source="crm",
+            state="received",
+            step="S1512",
+            detail="Digest authentication accepted; batch printing received",
+            run_id=body.run_id,
+            job=body.job,
+            parameters=body.parameters,
+        )
+        accepted = BatchAccepted(
+            request_id=row.request_id,
+            tenant_id=row.tenant_id,
+            state=row.state,
+            received_at=row.received_at,
+        )
+    return accepted, created
+
+
+@router.post(
+    "/api/batch-print",
+    status_code=202,
+    response_model=BatchAccepted,
+    tags=["batch"],
+    summary="Request batch printing (the CRM's scheduled job; HTTP Digest, SHA-256)",
+    responses={
+        401: {"description": "Digest challenge, or the credentials were refused (with why)"},
+        400: {"description": "tenant_ID missing or repeated, or a body that is not valid"},
+    },
+)
+async def batch_print(
+    request: Request,
+    rt: RuntimeDep,
+    tenant_id: DigestTenant,
+    tenant_param: Annotated[
+        str, Query(alias="tenant_ID", max_length=64, description="docgen's tenant ID (S1509)")
+    ],
+) -> BatchAccepted:
+    """S1503–S1512 then S1525: the request is recorded and answered at once; the
+    batch flow runs on its own (verify the print token, fetch, render, send)."""
+    body = await _batch_body(request)
+    accepted, created = await run_in_threadpool(_accept, rt, tenant_id, body)
+    if created:
+        log.info(
+            "batch-print accepted",
+            extra={"fields": {"tenant": tenant_id, "request": accepted.request_id}},
+        )
+        for hook in rt.on_accepted:
+            try:
+                hook(tenant_id, accepted.request_id)
+            except Exception:  # the request stays `received`; the batch flow adopts it
+                log.exception("batch-print hook failed", extra={"fields": {"tenant": tenant_id}})
+    return accepted
+
+
+# -- the tenant's settings (FIG. 8) -----------------------------------------------------------
+
+
+def _settings_read(rt: DocgenRuntime, tenant_id: str) -> BatchSettingsRead:
+    with rt.db.session() as db:
+        key = service.key_state(db, tenant_id=tenant_id)
+        states = service.token_states(db, tenant_id=tenant_id)
+    return BatchSettingsRead(
+        tenant_id=tenant_id,
+        secret_key=SecretKeyRead.of(key),
+        crm_token=TokenRead.of(states["crm"]),
+        print_token=TokenRead.of(states["print"]),
+    )
+
+
+@router.get("/api/settings", response_model=BatchSettingsRead, tags=["settings"])
+async def get_settings(rt: RuntimeDep, caller: AdminCaller) -> BatchSettingsRead:
+    """The tenant's batch-print settings: whether a key exists, the two token sets' state."""
+    return await run_in_threadpool(_settings_read, rt, caller.tenant_id)
+
+
+def issue_key(
+    rt: DocgenRuntime,
+    *,
+    tenant_id: str,
+    actor: str,
+    rotate: bool = False,
+    overlap: timedelta = service.DEFAULT_OVERLAP,
+) -> SecretKeyIssued:
+    """Issue (S1403–S1404) or rotate the key; answers it in clear, this once."""
+    with rt.db.session() as db:
+        if rotate:
+            key = service.rotate_secret_key(
+                db, tenant_id=tenant_id, box=rt.box, actor=actor, overlap=overlap
+            )
+        else:
+            key = service.issue_secret_key(db, tenant_id=tenant_id, box=rt.box, actor=actor)
+        state = service.key_state(db, tenant_id=tenant_id)
+    return SecretKeyIssued(
+        tenant_id=tenant_id,
+        secret_key=key,
+        issued_at=state.issued_at or utcnow(),
+        previous_valid_until=state.previous_valid_until,
+    )
+
+
+@router.post(
+    "/api/settings/secret-key",
+    status_code=201,
+    response_model=SecretKeyIssued,
+    tags=["settings"],
+    responses={409: {"description": "a key was already issued: rotate it instead"}},
+)
+async def post_secret_key(
+    response: Response, rt: RuntimeDep, caller: AdminCaller
+) -> SecretKeyIssued:
+    """S1401–S1405: issue the tenant's secret key, shown this once."""
+    response.headers.update(NO_STORE)
+    return await run_in_threadpool(
+        partial(issue_key, rt, tenant_id=caller.tenant_id, actor=actor_of(caller))
+    )
+
+
+@router.post(
+    "/api/settings/secret-key/rotate",
+    response_model=SecretKeyIssued,
+    tags=["settings"],
+    responses={409: {"description": "no key was issued yet"}},
+)
+async def rotate_secret_key(
+    response: Response, rt: RuntimeDep, caller: AdminCaller, body: RotateIn | None = None
+) -> SecretKeyIssued:
+    """A new key; the current one stays accepted for `overlap_hours` (default 7 days)."""
+    response.headers.update(NO_STORE)
+    overlap = timedelta(hours=(body or RotateIn()).overlap_hours)
+    return await run_in_threadpool(
+        partial(
+            issue_key,
+            rt,
+            tenant_id=caller.tenant_id,
+            actor=actor_of(caller),
+            rotate=True,
+            overlap=overlap,
+        )
+    )
+
+
+@router.delete("/api/settings/secret-key/previous", status_code=204, tags=["settings"])
+async def end_overlap(rt: RuntimeDep, caller: AdminCaller) -> Response:
+    """Stop accepting the rotated-out key now (the CRM has the new one)."""
+
+    def work() -> None:
+        with rt.db.session() as db:
+            service.end_key_overlap(db, tenant_id=caller.tenant_id)
+
+    await run_in_threadpool(work)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/api/settings/print-token",
+    response_model=TokenRead,
+    tags=["settings"],
+    responses={400: {"description": "idp-a refused the exchange (FIG. 12), with the reason"}},
+)
+async def post_print_token(
+    body: SessionExchangeIn, rt: RuntimeDep, caller: AdminCaller
+) -> TokenRead:
+    """FIG. 11 (S1103–S1108): exchange the admin's idp-a session (AUTH_ID) for the print
+    token set (RFC 8693) and store it. The session must be of the caller's tenant."""
+    state = await run_in_threadpool(
+        partial(
+            tokens.exchange_print_token,
+            rt,
+            tenant_id=caller.tenant_id,
+            session_id=body.auth_id,
+            actor=actor_of(caller),
+        )
+    )
+    return TokenRead.of(state)
+
+
+@router.delete("/api/settings/{kind}-token", status_code=204, tags=["settings"])
+async def delete_token(
+    kind: Literal["crm", "print"], rt: RuntimeDep, caller: AdminCaller
+) -> Response:
+    """Revoke a stored token set at its issuer and remove it."""
+    await run_in_threadpool(partial(tokens.forget, rt, tenant_id=caller.tenant_id, kind=kind))
+    return Response(status_code=204)
+
+
+# -- batch-print requests ------------------------------------------------------------------
+
+
+@router.get("/api/batch-requests", response_model=BatchRequestList, tags=["batch"])
+async def list_requests(
+    rt: RuntimeDep,
+    caller: AdminCaller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> BatchRequestList:
+    def work() -> BatchRequestList:
+        with rt.db.session() as db:
+            rows = service.list_requests(db, tenant_id=caller.tenant_id, limit=limit)
+            return BatchRequestList(requests=[BatchRequestRead.of(r) for r in rows])
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/api/batch-requests/{request_id}", response_model=BatchRequestRead, tags=["batch"])
+async def get_request(request_id: str, rt: RuntimeDep, caller: AdminCaller) -> BatchRequestRead:
+    if len(request_id) > 40:
+        raise NotFound("no such batch-print request", field="request_id")
+
+    def work() -> BatchRequestRead:
+        with rt.db.session() as db:
+            row = service.get_request(db, tenant_id=caller.tenant_id, request_id=request_id)
+            return BatchRequestRead.of(row)
+
+    return await run_in_threadpool(work)

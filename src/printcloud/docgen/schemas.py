@@ -1,0 +1,162 @@
+"""Request and response bodies of docgen's HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .models import BatchRequest
+from .service import KeyState, TokenState
+
+
+class BatchPrintIn(BaseModel):
+    """The body of a batch-print request (all optional: the CRM may send none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The caller's ID for this run: calling again with it answers the same request.
+    run_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
+    #: The scheduled job's name (FIG. 6, 602).
+    job: str = Field(default="", max_length=200)
+    #: What the batch flow needs: form, query, print settings (FIG. 6, 604).
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchAccepted(BaseModel):
+    """S1525: the request is accepted; the batch runs without the caller waiting."""
+
+    request_id: str
+    tenant_id: str
+    state: str
+    received_at: datetime
+
+
+class StepRead(BaseModel):
+    at: str
+    step: str
+    state: str
+    detail: str
+
+
+class BatchRequestRead(BaseModel):
+    request_id: str
+    tenant_id: str
+    received_at: datetime
+    source: str
+    state: str
+    reason: str | None
+    run_id: str | None
+    job: str
+    parameters: dict[str, Any]
+    steps: list[StepRead]
+    print_job_ids: list[str]
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: BatchRequest) -> BatchRequestRead:
+        return cls(
+            request_id=row.request_id,
+            tenant_id=row.tenant_id,
+            received_at=row.received_at,
+            source=row.source,
+            state=row.state,
+            reason=row.reason,
+            run_id=row.run_id,
+            job=row.job,
+            parameters=row.parameters or {},
+            steps=[StepRead(**s) for s in row.steps or []],
+            print_job_ids=list(row.print_job_ids or []),
+            updated_at=row.updated_at,
+            finished_at=row.finished_at,
+        )
+
+
+class BatchRequestList(BaseModel):
+    requests: list[BatchRequestRead]
+
+
+class SecretKeyRead(BaseModel):
+    issued: bool
+    issued_at: datetime | None = None
+    issued_by: str | None = None
+    previous_valid_until: datetime | None = None
+
+    @classmethod
+    def of(cls, state: KeyState) -> SecretKeyRead:
+        return cls(
+            issued=state.issued,
+            issued_at=state.issued_at,
+            issued_by=state.issued_by,
+            previous_valid_until=state.previous_valid_until,
+        )
+
+
+class TokenRead(BaseModel):
+    """A stored token set as the admin sees it: who, when, until when — never the tokens."""
+
+    present: bool
+    issuer: str | None = None
+    tenant_id: str | None = None
+    user: str | None = None
+    scope: str | None = None
+    expires_at: datetime | None = None
+    set_at: datetime | None = None
+    set_by: str | None = None
+    refreshed_at: datetime | None = None
+    refreshable: bool = False
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, state: TokenState) -> TokenRead:
+        return cls(
+            present=state.present,
+            issuer=state.issuer,
+            tenant_id=state.tenant_id,
+            user=state.user,
+            scope=state.scope,
+            expires_at=state.expires_at,
+            set_at=state.set_at,
+            set_by=state.set_by,
+            refreshed_at=state.refreshed_at,
+            refreshable=state.refreshable,
+            problem=state.problem,
+        )
+
+
+class BatchSettingsRead(BaseModel):
+    """FIG. 8 / FIG. 10 for one tenant, without secrets."""
+
+    tenant_id: str
+    secret_key: SecretKeyRead
+    crm_token: TokenRead
+    print_token: TokenRead
+
+
+class SecretKeyIssued(BaseModel):
+    """S1405: the key, shown this once; docgen cannot show it again."""
+
+    tenant_id: str
+    secret_key: str
+    issued_at: datetime
+    previous_valid_until: datetime | None = None
+
+
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: How long the current key stays valid beside the new one (0: not at all).
+    overlap_hours: float = Field(default=7 * 24, ge=0, le=90 * 24)
+
+
+class SessionExchangeIn(BaseModel):
+    """FIG. 11 by API: the admin's idp-a authentication session ID (seed 000's AUTH_ID),
+    in the body, never in the URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auth_id: str = Field(min_length=1, max_length=200)
