@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.errors import Unavailable
 from printcloud.core.logs import get_logger
 
-from .models import SYSTEM_TENANT, AccessToken, CardBinding, Client, RefreshToken, Tenant
+from .models import SYSTEM_TENANT, AccessToken, Client, RefreshToken, Tenant
 
 log = get_logger("auth.store")
 
@@ -186,7 +186,14 @@ class TokenWriter:
             try:
                 with self.engine.begin() as conn:
                     if bindings:
-                        conn.execute(_UPDATE_BINDINGS, bindings)
+                        # one statement for the whole batch, not one per card
+                        conn.execute(
+                            _PG_UPDATE_BINDINGS,
+                            {
+                                "pks": [b["pk"] for b in bindings],
+                                "ats": [b["at"] for b in bindings],
+                            },
+                        )
                     if access:
                         conn.execute(insert(AccessToken), access)
                     if refresh:
@@ -299,10 +306,10 @@ class LoopTokenWriter:
 #: user's own `last_login_at` follows password logins and registrations.
 Login = tuple[int, int, datetime]
 
-_UPDATE_BINDINGS = (
-    update(CardBinding)
-    .where(CardBinding.pk == bindparam("b_pk"))
-    .values(last_login_at=bindparam("at"))
+_PG_UPDATE_BINDINGS = text(
+    "UPDATE auth_card_bindings AS b SET last_login_at = v.at "
+    "FROM unnest(CAST(:pks AS integer[]), CAST(:ats AS timestamptz[])) AS v(pk, at) "
+    "WHERE b.pk = v.pk"
 )
 _SQLITE_UPDATE_BINDING = "UPDATE auth_card_bindings SET last_login_at = ? WHERE pk = ?"
 
@@ -313,7 +320,7 @@ def _latest_logins(logins: list[Login]) -> list[dict[str, Any]]:
     bindings: dict[int, datetime] = {}
     for binding_pk, _user_pk, at in logins:
         bindings[binding_pk] = max(at, bindings.get(binding_pk, at))
-    return [{"b_pk": pk, "pk": pk, "at": at} for pk, at in sorted(bindings.items())]
+    return [{"pk": pk, "at": at} for pk, at in sorted(bindings.items())]
 
 
 _ACCESS_COLUMNS = (
