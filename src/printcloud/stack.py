@@ -27,6 +27,7 @@ from printcloud.core.tasks import TaskEngine
 from printcloud.crm.app import create_app as create_crm
 from printcloud.docgen.app import create_app as create_docgen
 from printcloud.docgen.digest import MemoryNonceStore, NonceStore, RedisNonceStore
+from printcloud.docgen.runtime import DocgenRuntime
 from printcloud.printing.app import create_app as create_printing
 from printcloud.printing.app import create_convert_app
 from printcloud.printing.runtime import PrintingRuntime
@@ -77,24 +78,37 @@ def create_stack(
         create_docgen(settings, db=db, nonce_store=nonces(settings)) if "docgen" in wanted else None
     )
     rt: PrintingRuntime | None = printing.state.printing if printing is not None else None
+    dg: DocgenRuntime | None = docgen.state.docgen if docgen is not None else None
 
-    # One workflow engine per process (DBOS): the print service's job workflows and the
-    # authorization server's housekeeping schedule run on it.
+    # One workflow engine per process (DBOS): the print service's job workflows, docgen's
+    # batch flow and the authorization server's housekeeping schedule run on it.
     engine = TaskEngine(settings) if settings.run_workflows else None
     if "auth" in wanted:
         housekeeping.bind(db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if dg is not None and engine is not None:
+            dg.start(engine)  # before the launch: recovered batch workflows need it
+        if crm is not None:
+            crm.state.crm.start(engine)  # before the launch: recovered CRM runs need it
         if rt is not None:
             await run_in_threadpool(rt.start, engine)
         elif engine is not None:
             await run_in_threadpool(engine.launch)
+        if dg is not None and engine is not None:
+            await run_in_threadpool(dg.started)
+        if crm is not None:  # its batch jobs are scheduled on the launched engine
+            await run_in_threadpool(crm.state.crm.started)
         try:
             yield
         finally:
             if engine is not None:
                 await run_in_threadpool(engine.shutdown)
+            if dg is not None:
+                dg.stop()
+            if crm is not None:
+                crm.state.crm.stop()
             if rt is not None:
                 await run_in_threadpool(rt.stop)
                 await rt.guard.aclose()

@@ -14,6 +14,7 @@ from printcloud.core.guard import Guard
 from printcloud.core.http import client as http_client
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
+from printcloud.core.tasks import TaskEngine
 
 log = get_logger("crm.runtime")
 #: Where the stack mounts the CRM (its pages' links and sign-in redirect live under it).
@@ -37,7 +38,11 @@ class CrmRuntime:
     #: Called with (tenant_id, job_id) after a batch job was created, changed, paused,
     #: resumed or deleted, once the change is committed (the scheduler re-registers it).
     on_job_changed: list[Callable[[str, str], object]] = field(default_factory=list)
+    #: Called once the process's workflow engine is launched (the scheduler syncs).
+    on_started: list[Callable[[], object]] = field(default_factory=list)
     http: httpx.Client = field(default_factory=lambda: http_client(timeout=10))
+    #: The process's workflow engine, handed over by the stack (None: no workflows here).
+    engine: TaskEngine | None = None
 
     @property
     def base_url(self) -> str:
@@ -52,9 +57,35 @@ class CrmRuntime:
                     "batch job hook failed", extra={"fields": {"tenant": tenant_id, "job": job_id}}
                 )
 
+    def start(self, engine: TaskEngine | None) -> None:
+        """Before the engine launches: recovered and backfilled runs find the CRM here."""
+        self.engine = engine
+        _running["current"] = self
+
+    def started(self) -> None:
+        """After the engine launched."""
+        for hook in self.on_started:
+            hook()
+
+    def stop(self) -> None:
+        self.engine = None
+        if _running.get("current") is self:
+            del _running["current"]
+
     async def aclose(self) -> None:
         await self.guard.aclose()
         self.http.close()
+
+
+_running: dict[str, CrmRuntime] = {}
+
+
+def current() -> CrmRuntime:
+    """The CRM started in this process (what its scheduled workflows act with)."""
+    try:
+        return _running["current"]
+    except KeyError:
+        raise RuntimeError("the CRM is not started in this process") from None
 
 
 def build_runtime(settings: Settings, *, db: Database) -> CrmRuntime:

@@ -3,6 +3,8 @@ batch-print settings (API and pages)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from printcloud import __version__
@@ -10,7 +12,7 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import pages, routes
+from . import batch, pages, routes
 from .digest import NonceStore
 from .runtime import DocgenRuntime, build_runtime
 
@@ -38,6 +40,10 @@ def create_app(
         root_path_in_servers=False,
     )
     app.state.docgen = rt
+    # The batch flow (FIG. 15B–16): started for each accepted request, and for any left
+    # `received` once the process's engine is up (see `DocgenRuntime.start`).
+    rt.on_accepted.append(partial(batch.start, rt))
+    rt.on_started.append(batch.adopt_orphans)
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(pages.router)

@@ -33,7 +33,7 @@ from printcloud.core.errors import InvalidRequest, NotFound, RateLimited
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
-from . import service, tokens
+from . import batch, service, tokens
 from .digest import DigestRefused, digest_guard
 from .runtime import REALM, DocgenRuntime
 from .schemas import (
@@ -391,3 +391,17 @@ async def get_request(request_id: str, rt: RuntimeDep, caller: AdminCaller) -> B
             return BatchRequestRead.of(row)
 
     return await run_in_threadpool(work)
+
+
+@router.get("/api/batch-requests/{request_id}/print-jobs", tags=["batch"])
+async def get_print_jobs(
+    request_id: str, rt: RuntimeDep, caller: AdminCaller
+) -> dict[str, list[dict[str, Any]]]:
+    """S1525: the request's print jobs as the print service sees them now (the request
+    completed when they were handed over; the paper follows there)."""
+    if len(request_id) > 40:
+        raise NotFound("no such batch-print request", field="request_id")
+    jobs = await run_in_threadpool(
+        partial(batch.print_job_states, rt, tenant_id=caller.tenant_id, request_id=request_id)
+    )
+    return {"print_jobs": jobs}

@@ -4,6 +4,10 @@ sealing box, the idp-a guard, the Digest nonce store and docgen's OAuth clients.
 docgen acts as the platform service client `svc-docgen` at both issuers: at
 idp-a (the platform's, whose tenants docgen serves) for sign-in, the print
 token and introspection; at idp-b (the CRM's) for the CRM token.
+
+The batch flow's workflows (`batch.py`) are module-level functions, as DBOS
+needs; they reach the running docgen through `current()`, which `start()` sets
+before the process's engine launches (recovered workflows need it at once).
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from dataclasses import dataclass, field
 import httpx
 
 from printcloud.auth.client import AuthClient
+from printcloud.core.blobs import FileBlobStore
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database
 from printcloud.core.guard import Guard
 from printcloud.core.http import client as http_client
 from printcloud.core.ratelimit import Limiter, make_counter
 from printcloud.core.settings import Settings
+from printcloud.core.tasks import TaskEngine
 
 from .digest import MemoryNonceStore, NonceStore, nonce_secret
 
@@ -31,6 +37,8 @@ PREFIX = "/docgen"
 #: Refused Digest attempts recorded per tenant and minute; beyond, only logged, so that
 #: anyone who knows a tenant ID cannot fill the tenant's request list.
 REFUSALS_RECORDED_PER_MINUTE = 20
+#: The started docgen of this process (at most one: DBOS is per process).
+_running: dict[str, DocgenRuntime] = {}
 
 
 @dataclass
@@ -44,10 +52,16 @@ class DocgenRuntime:
     #: docgen's public address, e.g. http://127.0.0.1:8000/docgen (redirect URIs).
     base_url: str
     refusals: Limiter
+    #: The rendered documents and fetched records of the batch flow (`docgen/{request}/…`).
+    blobs: FileBlobStore
+    #: The process's workflow engine, once `start` is called (None: no batch flow here).
+    engine: TaskEngine | None = None
     http: httpx.Client = field(default_factory=lambda: http_client(timeout=10))
     #: Called with (tenant ID, request ID) when a batch-print request is accepted
     #: (the batch flow starts here); a failing hook leaves the request `received`.
     on_accepted: list[Callable[[str, str], object]] = field(default_factory=list)
+    #: Called once the engine has launched (the batch flow adopts requests left `received`).
+    on_started: list[Callable[[], object]] = field(default_factory=list)
     _clients: dict[str, AuthClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,9 +97,36 @@ class DocgenRuntime:
             return f"{self.base_url}/auth/callback"
         return f"{self.base_url}/auth/crm-callback"
 
+    @property
+    def public_url(self) -> str:
+        """Where the stack is reachable: the CRM (`/crm`) and the print service (`/printing`)."""
+        return self.base_url.removesuffix(PREFIX)
+
+    def start(self, engine: TaskEngine) -> None:
+        """Make this docgen the process's, with `engine`: call it before the engine
+        launches (recovered batch workflows run at launch), then `started()` after."""
+        self.engine = engine
+        _running["current"] = self
+
+    def started(self) -> None:
+        for hook in self.on_started:
+            hook()
+
+    def stop(self) -> None:
+        self.engine = None
+        if _running.get("current") is self:
+            del _running["current"]
+
     async def aclose(self) -> None:
         await self.guard.aclose()
         self.http.close()
+
+
+def current() -> DocgenRuntime:
+    try:
+        return _running["current"]
+    except KeyError:
+        raise RuntimeError("docgen is not started in this process") from None
 
 
 def build_runtime(
@@ -117,4 +158,5 @@ def build_runtime(
             REFUSALS_RECORDED_PER_MINUTE,
             60,
         ),
+        blobs=FileBlobStore(settings.data_dir / "blobs"),
     )

@@ -1,0 +1,245 @@
+"""Scheduled batch-print jobs fire (seed 000, FIG. 6–7, S1501–S1509), over a real
+stack in its own process: `printcloud serve` with the CRM and docgen mounted, the
+CRM calling docgen's batch-print endpoint with Digest, DBOS schedules ticking."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from printcloud.core.crypto import SecretBox
+from tests.printing import conftest as printing
+from tests.printing.conftest import PrintStack
+
+#: The stack fixture of the print service's tests: `printcloud serve` with every service.
+make_print_stack = printing.make_print_stack
+
+
+def crm_tenant(stack: PrintStack) -> tuple[str, httpx.Client]:
+    """A new idp-b tenant with an invoices record set, and a CRM API client for it."""
+    from printcloud.auth import service
+
+    tenant_id = stack.tenant(prefix="b")
+    with stack.db.session() as s:
+        t = service.create_tenant(s, issuer="idp-b", tenant_id=tenant_id, name=tenant_id)
+        c, secret = service.create_client(
+            s, tenant=t, name="crm admin", kind="confidential", scope="crm.read crm.write"
+        )
+        client_id = c.client_id
+    assert secret is not None
+    token = httpx.post(
+        f"{stack.base_url}/idp-b/token",
+        data={"grant_type": "client_credentials", "scope": "crm.read crm.write"},
+        auth=(client_id, secret),
+    )
+    assert token.status_code == 200, token.text
+    api = httpx.Client(
+        base_url=f"{stack.base_url}/crm",
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=30,
+    )
+    r = api.post(
+        "/api/record-sets/invoices/import",
+        content=b"number,customer,total,paid\n1001,Acme,120.50,no\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    return tenant_id, api
+
+
+def docgen_tenant(stack: PrintStack) -> tuple[str, str]:
+    """A new idp-a tenant with a secret key issued by docgen (S1401–S1406)."""
+    from printcloud.docgen import service
+
+    tenant_id = stack.tenant(prefix="a")
+    with stack.db.session() as s:
+        key = service.issue_secret_key(
+            s,
+            tenant_id=tenant_id,
+            box=SecretBox(stack.settings.instance_secrets),
+            actor="test",
+        )
+    return tenant_id, key
+
+
+def link(api: httpx.Client, docgen_tenant_id: str, key: str) -> None:
+    r = api.put("/api/docgen-link", json={"docgen_tenant_id": docgen_tenant_id, "secret_key": key})
+    assert r.status_code == 200, r.text
+
+
+def job(api: httpx.Client, **changes: Any) -> str:
+    body: dict[str, Any] = {
+        "name": f"job {uuid.uuid4().hex[:6]}",
+        "start_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        "recurrence": "daily",
+        "timezone": "Europe/Paris",
+        "print": {"printer_id": "printer-1", "color": False, "copies": 2, "duplex": True},
+        "form": "invoice",
+        "query": {"record_set": "invoices", "filters": [], "order": ["-total"]},
+    }
+    body.update(changes)
+    r = api.post("/api/jobs", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["job_id"])
+
+
+def every_seconds(api: httpx.Client, seconds: int, **changes: Any) -> str:
+    start = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    return job(
+        api, recurrence="cron", cron=f"*/{seconds} * * * * *", timezone="UTC", start_at=start,
+        **changes,
+    )  # fmt: skip
+
+
+def runs(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    r = api.get(f"/api/jobs/{job_id}/runs")
+    assert r.status_code == 200, r.text
+    return list(r.json()["runs"])
+
+
+def wait(check: Callable[[], Any], *, timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def finished(api: httpx.Client, job_id: str, count: int = 1) -> list[dict[str, Any]]:
+    def check() -> list[dict[str, Any]] | None:
+        done = [r for r in runs(api, job_id) if r["outcome"] != "running"]
+        return done if len(done) >= count else None
+
+    found: list[dict[str, Any]] = wait(check, what=f"{count} finished run(s) of {job_id}")
+    return found
+
+
+def docgen_requests(stack: PrintStack, tenant_id: str) -> list[Any]:
+    from printcloud.docgen import service
+
+    with stack.db.session() as s:
+        rows = service.list_requests(s, tenant_id=tenant_id, limit=500)
+        s.expunge_all()
+    return rows
+
+
+def test_run_now_wrong_key_no_link_paused_and_isolation(make_print_stack: Any) -> None:
+    stack: PrintStack = make_print_stack(workers=1)
+    _a_crm, a_api = crm_tenant(stack)
+    _b_crm, b_api = crm_tenant(stack)
+    a_docgen, a_key = docgen_tenant(stack)
+    b_docgen, b_key = docgen_tenant(stack)
+    link(a_api, a_docgen, a_key)
+    link(b_api, b_docgen, b_key)
+
+    # (a) run now: docgen records the request for A's docgen tenant; the run completed.
+    a_job = job(a_api)
+    r = a_api.post(f"/api/jobs/{a_job}/run")
+    assert r.status_code == 202, r.text
+    [run] = finished(a_api, a_job)
+    assert run["outcome"] == "completed", run
+    assert [s["step"] for s in run["steps"]] == ["S1501", "S1506", "S1509"]
+    [request] = docgen_requests(stack, a_docgen)
+    assert request.run_id == run["run_id"]
+    assert request.source == "crm"
+    assert request.parameters["print"] == {
+        "printer_id": "printer-1",
+        "color": False,
+        "copies": 2,
+        "duplex": True,
+    }
+    assert request.request_id in run["reason"]
+    # Tenant isolation: B's docgen tenant saw nothing, B cannot run or see A's job.
+    assert docgen_requests(stack, b_docgen) == []
+    assert b_api.post(f"/api/jobs/{a_job}/run").status_code == 404
+    assert b_api.get(f"/api/jobs/{a_job}/runs").status_code == 404
+
+    # (c) a wrong key in the link: docgen refuses, the run is suspended with its reason.
+    _c_crm, c_api = crm_tenant(stack)
+    c_docgen, _ = docgen_tenant(stack)
+    link(c_api, c_docgen, str(uuid.uuid4()))
+    c_job = job(c_api)
+    assert c_api.post(f"/api/jobs/{c_job}/run").status_code == 202
+    [run] = finished(c_api, c_job)
+    assert run["outcome"] == "suspended", run
+    assert "401" in run["reason"] and "refused" in run["reason"], run
+    assert run["steps"][-1]["step"] == "S1512"
+    [refused] = docgen_requests(stack, c_docgen)
+    assert refused.state == "suspended"
+
+    # No link at all: the run fails, saying so.
+    _, d_api = crm_tenant(stack)
+    d_job = job(d_api)
+    assert d_api.post(f"/api/jobs/{d_job}/run").status_code == 202
+    [run] = finished(d_api, d_job)
+    assert run["outcome"] == "failed"
+    assert "no docgen link registered" in run["reason"]
+
+    # (d) a paused job does not fire; pausing a firing job stops it.
+    paused = every_seconds(b_api, 1, paused=True)
+    firing = every_seconds(b_api, 1)
+    finished(b_api, firing)
+    assert b_api.post(f"/api/jobs/{firing}/pause").status_code == 200
+    time.sleep(1.5)  # a tick already started may still finish
+    count = len(runs(b_api, firing))
+    time.sleep(3)
+    assert len(runs(b_api, firing)) == count
+    assert runs(b_api, paused) == []
+    # B's runs went to B's docgen tenant only.
+    assert {q.run_id for q in docgen_requests(stack, b_docgen)} == {
+        r["run_id"] for r in runs(b_api, firing)
+    }
+    assert len(docgen_requests(stack, a_docgen)) == 1
+
+    # A job run once fires at its start second, once.
+    start = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+    once = job(a_api, recurrence="once", start_at=start.isoformat(), timezone="Asia/Tokyo")
+    [run] = finished(a_api, once)
+    assert datetime.fromisoformat(run["scheduled_at"]) == start
+    assert run["outcome"] == "completed"
+    time.sleep(2)
+    assert len(runs(a_api, once)) == 1
+    for api in (a_api, b_api, c_api, d_api):
+        api.close()
+
+
+def test_each_tick_runs_once_across_a_crash(make_print_stack: Any) -> None:
+    stack: PrintStack = make_print_stack(workers=1)
+    _, api = crm_tenant(stack)
+    docgen_id, key = docgen_tenant(stack)
+    link(api, docgen_id, key)
+    job_id = every_seconds(api, 2)
+    finished(api, job_id, 2)
+
+    stack.kill_all()  # kill -9, mid-tick perhaps
+    time.sleep(7)  # about three ticks missed
+    stack.start()
+    restarted = datetime.now(UTC)
+    wait(
+        lambda: any(
+            datetime.fromisoformat(r["scheduled_at"]) > restarted + timedelta(seconds=2)
+            for r in runs(api, job_id)
+        ),
+        what="a tick after the restart",
+    )
+    time.sleep(1)
+    listed = runs(api, job_id)
+    ticks = sorted(datetime.fromisoformat(r["scheduled_at"]) for r in listed)
+    assert len(ticks) == len(set(ticks)), "a tick ran twice"
+    # Every 2-second tick from the first to the last ran: the missed ones were backfilled.
+    gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
+    assert gaps == {2.0}, ticks
+    finished(api, job_id, len(listed))
+    assert {r["outcome"] for r in runs(api, job_id)} == {"completed"}
+    requests = docgen_requests(stack, docgen_id)
+    assert sorted(q.run_id for q in requests) == sorted(r["run_id"] for r in runs(api, job_id))
+    api.close()
