@@ -19,7 +19,11 @@ showing what each step answered:
   job runs out of paper (`demo_printing.py`);
 - seed 004: a new ID card is tapped at a printer, registered with directory
   credentials, tapped again to release a held job; past the retention period
-  the binding is gone (`demo_cards.py`).
+  the binding is gone (`demo_cards.py`);
+- seed 000: two tenants' invoices loaded into the CRM, keys issued and
+  registered, both tokens obtained through the real flows, a scheduled job that
+  fires during the demo, a revoked token refreshed on the way, the invoices
+  printed (`demo_batch.py`).
 
 The demo's data lives in `<data_dir>/demo/` and is recreated on every run.
 """
@@ -446,4 +450,28 @@ def _walk(settings: Settings, report: Report) -> None:
         device_id=device_id,
         device_secret=device_secret,
         user_token=user_token,
+    )
+
+    console.rule("Seed 000: the CRM's nightly job prints invoices through docgen")
+    from printcloud.demo_batch import walk_batch
+
+    def session_of(tenant_id: str, username: str, password: str) -> str:
+        """Sign `username` in at idp-a (a browser's login form) and answer the session ID."""
+        browser = Browser(base)
+        _, challenge_s = _pkce()
+        browser.authorize(
+            issuer,
+            {**query, "code_challenge": challenge_s, "state": f"s-{username}"},
+            tenant=tenant_id,
+            username=username,
+            password=password,
+        )
+        return browser.session_id(issuer) or ""
+
+    walk_batch(
+        settings,
+        report,
+        console,
+        authorize=lambda: Browser(base).authorize,
+        session_of=session_of,
     )
