@@ -17,6 +17,14 @@ One checkpointed step per seed step, each recorded on the request
 - `complete` (S1525): `completed` once every document is handed over; the paper
   is not waited for (`print_job_states` asks the print service how the jobs go).
 
+A user-initiated request (FIG. 19, `source` "user", S1901) runs the same steps
+with the user's session instead of the tenant's stored tokens: no `identify`,
+no refresh (a token refused → `suspended`, "your session has expired; sign in
+again"); fetch (S1902) with the user's idp-b token, render (S1903), send (S1904)
+with the user's idp-a token, so the print jobs are the user's. The two tokens
+are sealed in the request's parameters (`_session`), read by each step, and
+dropped when the request ends.
+
 Tokens never enter a step's inputs or outputs (DBOS checkpoints them): each
 step reads them from the sealed store. Records and documents travel between
 steps as blob keys. Expected failures end the request `suspended` with their
@@ -25,7 +33,7 @@ reason; anything else, once a step's retries are spent, `failed` with it.
 The request's parameters (the CRM's body, `parameters`):
 
     record_set: the CRM record set to query      filters?, order?, limit?: the query
-    form: "invoice" | "statement"                 currency? (EUR), company?, tax_rate?
+    form: "invoice" | "statement" | a tenant form currency? (EUR), company?, tax_rate?
     print: {printer_id, color?, copies?, duplex?} (or these four at the top level)
 
 Mapping to the forms' data (`forms.py`'s shapes), documented for the CRM admin:
@@ -50,17 +58,47 @@ import httpx
 from sqlalchemy import select
 
 from printcloud.core import tasks
-from printcloud.core.errors import Conflict, InvalidRequest, Unavailable
+from printcloud.core.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from printcloud.core.logs import get_logger
 from printcloud.crm.client import CrmClient, CrmError, TokenRejected
 
-from . import forms, service, tokens
+from . import forms, service, tenant_forms, tokens
 from .models import BatchRequest
 from .runtime import DocgenRuntime, current
 
 log = get_logger("docgen.batch")
 #: Forms the batch flow knows how to feed from CRM records.
 BATCH_FORMS = ("invoice", "statement")
+
+
+#: The parameters' entry holding a user-initiated request's sealed session (FIG. 19).
+SESSION_KEY = "_session"
+SESSION_EXPIRED = "your session has expired; sign in again"
+
+
+def seal_session(
+    rt: DocgenRuntime, *, user: str, print_token: str | None, crm_token: str | None
+) -> str:
+    """The user's two tokens, sealed with the instance secret for the request's row."""
+    return rt.box.seal(json.dumps({"user": user, "print": print_token, "crm": crm_token}))
+
+
+def _user_session(rt: DocgenRuntime, tenant_id: str, request_id: str) -> dict[str, str] | None:
+    """The user's session of a user-initiated request; None once it was dropped."""
+    with rt.db.session() as db:
+        row = service.get_request(db, tenant_id=tenant_id, request_id=request_id)
+        sealed = (row.parameters or {}).get(SESSION_KEY)
+    if not isinstance(sealed, str):
+        return None
+    opened: dict[str, str] = json.loads(rt.box.open(sealed))
+    return opened
+
+
+def _drop_session(rt: DocgenRuntime, tenant_id: str, request_id: str) -> None:
+    with rt.db.session() as db:
+        row = service.get_request(db, tenant_id=tenant_id, request_id=request_id)
+        if SESSION_KEY in (row.parameters or {}):
+            row.parameters = {k: v for k, v in row.parameters.items() if k != SESSION_KEY}
 
 
 def workflow_id(request_id: str) -> str:
@@ -106,8 +144,10 @@ def _advance(
 @tasks.step(name="docgen.batch.end", retries=8, retry_interval=0.5, backoff=1.5)
 def end(tenant_id: str, request_id: str, state: str, step: str, reason: str) -> None:
     """`suspended` or `failed` with the reason (a request that already ended stays so)."""
+    rt = current()
+    _drop_session(rt, tenant_id, request_id)
     try:
-        _advance(current(), tenant_id, request_id, state, step, reason, reason=reason)
+        _advance(rt, tenant_id, request_id, state, step, reason, reason=reason)
     except Conflict:
         return
     log.warning(
@@ -120,7 +160,8 @@ def end(tenant_id: str, request_id: str, state: str, step: str, reason: str) -> 
 def load(tenant_id: str, request_id: str) -> dict[str, Any]:
     with current().db.session() as db:
         row = service.get_request(db, tenant_id=tenant_id, request_id=request_id)
-        return {"state": row.state, "job": row.job, "parameters": dict(row.parameters or {})}
+        params = {k: v for k, v in (row.parameters or {}).items() if k != SESSION_KEY}
+        return {"state": row.state, "job": row.job, "source": row.source, "parameters": params}
 
 
 # -- S1515–S1516, S1520–S1521 (S1607–S1611) -----------------------------------------------
@@ -148,11 +189,32 @@ def identify(tenant_id: str, request_id: str) -> str | None:
     return None
 
 
+def _verify_user(
+    rt: DocgenRuntime, tenant_id: str, request_id: str, state: str, label: str
+) -> str | None:
+    """FIG. 19: the user's idp-a token introspected; never refreshed."""
+    session = _user_session(rt, tenant_id, request_id)
+    if session is None or not session.get("print"):
+        return SESSION_EXPIRED
+    verdict = tokens.verify_user_print_token(rt, tenant_id=tenant_id, token=session["print"])
+    if not verdict.valid:
+        return f"{SESSION_EXPIRED} ({verdict.reason})"
+    _advance(
+        rt, tenant_id, request_id, state, "S1520-S1521", f"{label}: the user's print token valid"
+    )
+    return None
+
+
 @tasks.step(name="docgen.batch.verify", retries=4, retry_interval=1.0, backoff=2.0)
-def verify(tenant_id: str, request_id: str, state: str, label: str) -> str | None:
+def verify(
+    tenant_id: str, request_id: str, state: str, label: str, user: bool = False
+) -> str | None:
     """S1520–S1521: the print token is valid, or refreshed (S1607–S1611); None when
-    it may be used, else why not. `Unavailable` (idp-a silent) is retried."""
+    it may be used, else why not. `Unavailable` (idp-a silent) is retried. A user's
+    session (`user`) is verified the same way but never refreshed."""
     rt = current()
+    if user:
+        return _verify_user(rt, tenant_id, request_id, state, label)
     verdict = tokens.verify_print_token(rt, tenant_id=tenant_id)
     if verdict.valid:
         _advance(rt, tenant_id, request_id, state, "S1520-S1521", f"{label}: print token valid")
@@ -205,37 +267,44 @@ def _crm_reason(exc: CrmError) -> str:
     return f"the CRM refused the query: {exc.description}"
 
 
+def _fetch_as_user(
+    rt: DocgenRuntime, tenant_id: str, request_id: str, params: dict[str, Any]
+) -> list[dict[str, Any]] | str:
+    """S1902: the records with the user's idp-b token (no refresh); else why not."""
+    session = _user_session(rt, tenant_id, request_id)
+    if session is None or not session.get("crm"):
+        return SESSION_EXPIRED
+    try:
+        return _query(rt, session["crm"], params)
+    except TokenRejected as exc:
+        return f"{SESSION_EXPIRED} (the CRM refused the token: {exc.description})"
+
+
 @tasks.step(name="docgen.batch.fetch", retries=4, retry_interval=1.0, backoff=2.0)
-def fetch(tenant_id: str, request_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The records, kept as a blob: {"key", "count"} or {"reason"} (suspend)."""
+def fetch(
+    tenant_id: str, request_id: str, params: dict[str, Any], user: bool = False
+) -> dict[str, Any]:
+    """The records, kept as a blob: {"key", "count"} or {"reason"} (suspend). A user's
+    request (`user`) fetches with the user's CRM token (S1902)."""
     rt = current()
     if not params.get("record_set"):
         return {"reason": "the request names no record_set to print"}
-    token = _crm_token(rt, tenant_id)
-    if token is None:
+    token = None if user else _crm_token(rt, tenant_id)
+    if token is None and not user:
         return {"reason": "no CRM token registered"}
     try:
-        try:
-            rows = _query(rt, token, params)
-        except TokenRejected as rejected:
-            try:
-                fresh = tokens.refresh_crm(rt, tenant_id=tenant_id, stale_access=token)
-            except tokens.TokenRefused as exc:
-                return {
-                    "reason": f"the CRM token was refused ({rejected.description}); {exc.reason}"
-                }
-            _advance(
-                rt,
-                tenant_id,
-                request_id,
-                "fetching",
-                "S1601-S1605",
-                f"the CRM refused the token ({rejected.description}); refreshed at "
-                f"{fresh.issuer}, query again",
-            )
-            rows = _query(rt, fresh.access_token, params)
+        if user:
+            got = _fetch_as_user(rt, tenant_id, request_id, params)
+            if isinstance(got, str):
+                return {"reason": got}
+            rows = got
+        else:
+            assert token is not None
+            rows = _fetch_as_tenant(rt, tenant_id, request_id, params, token)
     except TokenRejected as exc:
         return {"reason": f"the CRM refused even the refreshed token: {exc.description}"}
+    except _Refused as exc:
+        return {"reason": exc.reason}
     except CrmError as exc:
         if exc.status == 0 or exc.status >= 500:
             raise  # the CRM is down: retried, then the request fails
@@ -247,10 +316,42 @@ def fetch(tenant_id: str, request_id: str, params: dict[str, Any]) -> dict[str, 
         tenant_id,
         request_id,
         "fetching",
-        "S1517-S1518",
-        f"{len(rows)} records of {params['record_set']} fetched from the CRM",
+        "S1902" if user else "S1517-S1518",
+        f"{len(rows)} records of {params['record_set']} fetched from the CRM"
+        + (" as the user" if user else ""),
     )
     return {"key": key, "count": len(rows)}
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _fetch_as_tenant(
+    rt: DocgenRuntime, tenant_id: str, request_id: str, params: dict[str, Any], token: str
+) -> list[dict[str, Any]]:
+    """S1517–S1518 with the stored CRM token; refreshed once on a 401 (S1601–S1605)."""
+    try:
+        return _query(rt, token, params)
+    except TokenRejected as rejected:
+        try:
+            fresh = tokens.refresh_crm(rt, tenant_id=tenant_id, stale_access=token)
+        except tokens.TokenRefused as exc:
+            raise _Refused(
+                f"the CRM token was refused ({rejected.description}); {exc.reason}"
+            ) from exc
+        _advance(
+            rt,
+            tenant_id,
+            request_id,
+            "fetching",
+            "S1601-S1605",
+            f"the CRM refused the token ({rejected.description}); refreshed at "
+            f"{fresh.issuer}, query again",
+        )
+        return _query(rt, fresh.access_token, params)
 
 
 # -- S1519: records → the form's data --------------------------------------------------------
@@ -340,15 +441,21 @@ def render(tenant_id: str, request_id: str, params: dict[str, Any], records_key:
     """S1519: the documents as blobs: {"keys"} or {"reason"} (suspend)."""
     rt = current()
     form_name = str(params.get("form") or "invoice")
-    if form_name not in BATCH_FORMS:
-        return {
-            "reason": f"unknown form {form_name!r}; the batch flow prints "
-            f"{' or '.join(BATCH_FORMS)}"
-        }
+    if form_name in BATCH_FORMS:
+        form = forms.builtin_form(form_name)
+    else:
+        try:  # the tenant's own form: only ever looked for under this tenant
+            form = tenant_forms.get_form(rt.blobs, tenant_id=tenant_id, name=form_name).form(
+                tenant_id
+            )
+        except (NotFound, InvalidRequest):
+            return {
+                "reason": f"unknown form {form_name!r}; the batch flow prints "
+                f"{' or '.join(BATCH_FORMS)} or one of the tenant's forms"
+            }
     _advance(rt, tenant_id, request_id, "rendering", "S1519", f"rendering with {form_name}")
     records = json.loads(rt.blobs.path(records_key).read_bytes())
-    form = forms.builtin_form(form_name)
-    if form_name == "invoice":
+    if form.kind == "invoice":
         documents = invoices_from(tenant_id, records, params)
     else:
         documents = [statement_from(tenant_id, records, params)] if records else []
@@ -402,15 +509,32 @@ def _sent_before(rt: DocgenRuntime, tenant_id: str, request_id: str, marker: str
     with rt.db.session() as db:
         row = service.get_request(db, tenant_id=tenant_id, request_id=request_id)
         return any(
-            s.get("step") == "S1522" and s.get("detail", "").startswith(marker) for s in row.steps
+            s.get("step") in ("S1522", "S1904") and s.get("detail", "").startswith(marker)
+            for s in row.steps
         )
+
+
+def _print_access(rt: DocgenRuntime, tenant_id: str, request_id: str, user: bool) -> str | None:
+    if user:
+        session = _user_session(rt, tenant_id, request_id)
+        return session.get("print") if session is not None else None
+    with rt.db.session() as db:
+        found = service.token_set(db, tenant_id=tenant_id, kind="print", box=rt.box)
+    return found.access_token if found is not None else None
 
 
 @tasks.step(name="docgen.batch.send", retries=4, retry_interval=1.0, backoff=2.0)
 def send(
-    tenant_id: str, request_id: str, params: dict[str, Any], key: str, n: int, total: int
+    tenant_id: str,
+    request_id: str,
+    params: dict[str, Any],
+    key: str,
+    n: int,
+    total: int,
+    user: bool = False,
 ) -> str | None:
-    """S1522: one document to the print service; None when handed over, else why not."""
+    """S1522: one document to the print service; None when handed over, else why not.
+    A user's request (`user`, S1904) sends with the user's print token."""
     rt = current()
     marker = f"document {n}/{total} "
     if _sent_before(rt, tenant_id, request_id, marker):
@@ -418,10 +542,9 @@ def send(
     fields = _print_settings(params)
     if not fields["printer_id"]:
         return "the request names no printer_id to print on"
-    with rt.db.session() as db:
-        found = service.token_set(db, tenant_id=tenant_id, kind="print", box=rt.box)
-    if found is None:
-        return "no print token registered"
+    access = _print_access(rt, tenant_id, request_id, user)
+    if access is None:
+        return SESSION_EXPIRED if user else "no print token registered"
     title = f"{params.get('job') or 'batch'} {request_id[:8]} {n}/{total}"
     data = rt.blobs.path(key).read_bytes()
     url = f"{rt.public_url}/printing/api/jobs"
@@ -430,13 +553,15 @@ def send(
             url,
             data={**fields, "title": title},
             files={"file": (f"{n:04d}.pdf", data, "application/pdf")},
-            headers={"Authorization": f"Bearer {found.access_token}"},
+            headers={"Authorization": f"Bearer {access}"},
             timeout=120,
         )
     except httpx.HTTPError as exc:
         raise Unavailable(f"the print service does not answer: {exc}") from exc
     if answer.status_code >= 500 or answer.status_code == 429:
         raise Unavailable(f"the print service answered {answer.status_code}")
+    if user and answer.status_code == 401:
+        return f"{SESSION_EXPIRED} (the print service refused the token: {_error_text(answer)})"
     if answer.status_code != 202:
         return f"the print service refused the document ({_error_text(answer)})"
     job_id = str(answer.json()["job_id"])
@@ -445,7 +570,7 @@ def send(
         tenant_id,
         request_id,
         "sending",
-        "S1522",
+        "S1904" if user else "S1522",
         f"{marker}sent to printer {fields['printer_id']}: print job {job_id}",
         print_job_id=job_id,
     )
@@ -454,8 +579,10 @@ def send(
 
 @tasks.step(name="docgen.batch.complete", retries=8, retry_interval=0.5, backoff=1.5)
 def complete(tenant_id: str, request_id: str, count: int) -> None:
+    rt = current()
+    _drop_session(rt, tenant_id, request_id)
     _advance(
-        current(),
+        rt,
         tenant_id,
         request_id,
         "completed",
@@ -483,31 +610,37 @@ def run_batch(tenant_id: str, request_id: str) -> str:
         return "failed"
 
 
+def _not_refreshable(reason: str) -> str:
+    return f"print token invalid and not refreshable: {reason}"
+
+
 def _run(tenant_id: str, request_id: str) -> str:
     request = load(tenant_id, request_id)
     if request["state"] != "received":
         return str(request["state"])  # ended, or a workflow of this request ran before
     params = {**request["parameters"], "job": request["job"]}
-    missing = identify(tenant_id, request_id)
-    if missing is not None:
-        raise Suspend("S1515-S1516", missing)
-    refused = verify(tenant_id, request_id, "verifying", "before fetching")
+    user = request.get("source") == "user"  # FIG. 19: the user's session, sealed on the row
+    if not user:
+        missing = identify(tenant_id, request_id)
+        if missing is not None:
+            raise Suspend("S1515-S1516", missing)
+    refused = verify(tenant_id, request_id, "verifying", "before fetching", user)
     if refused is not None:
-        raise Suspend("S1612", f"print token invalid and not refreshable: {refused}")
-    fetched = fetch(tenant_id, request_id, params)
+        raise Suspend("S1612", refused if user else _not_refreshable(refused))
+    fetched = fetch(tenant_id, request_id, params, user)
     if "reason" in fetched:
-        raise Suspend("S1606", str(fetched["reason"]))
+        raise Suspend("S1902" if user else "S1606", str(fetched["reason"]))
     made = render(tenant_id, request_id, params, str(fetched["key"]))
     if "reason" in made:
         raise Suspend("S1519", str(made["reason"]))
     keys = list(made["keys"])
-    refused = verify(tenant_id, request_id, "sending", "before sending (claim 2)")
+    refused = verify(tenant_id, request_id, "sending", "before sending (claim 2)", user)
     if refused is not None:
-        raise Suspend("S1612", f"print token invalid and not refreshable: {refused}")
+        raise Suspend("S1612", refused if user else _not_refreshable(refused))
     for n, key in enumerate(keys, start=1):
-        problem = send(tenant_id, request_id, params, key, n, len(keys))
+        problem = send(tenant_id, request_id, params, key, n, len(keys), user)
         if problem is not None:
-            raise Suspend("S1522", problem)
+            raise Suspend("S1904" if user else "S1522", problem)
     complete(tenant_id, request_id, len(keys))
     return "completed"
 

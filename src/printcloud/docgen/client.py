@@ -1,6 +1,8 @@
 """Typed HTTP client of docgen's batch-print endpoint, for the CRM (seed 000,
 S1501–S1509): `tenant_ID` in the URL, the Digest challenge answered with
-username = docgen's tenant ID and password = the tenant's secret key."""
+username = docgen's tenant ID and password = the tenant's secret key — and, for
+a signed-in user's print request (FIG. 19, S1901), the user's session instead:
+`Authorization: Bearer <idp-a token>` and the user's idp-b token in `X-CRM-Token`."""
 
 from __future__ import annotations
 
@@ -53,15 +55,39 @@ class DocgenClient:
             json=body,
             auth=httpx.DigestAuth(tenant_id, secret_key),
         )
-        data: dict[str, Any] = resp.json() if resp.content else {}
-        if resp.status_code != 202:
-            raise BatchPrintRefused(
-                resp.status_code,
-                str(data.get("error", "error")),
-                str(data.get("error_description", "")),
-            )
-        return Accepted(
-            request_id=str(data["request_id"]),
-            tenant_id=str(data["tenant_id"]),
-            state=str(data["state"]),
+        return _accepted(resp)
+
+    def user_print(
+        self,
+        *,
+        tenant_id: str,
+        print_token: str,
+        crm_token: str,
+        job: str = "",
+        parameters: dict[str, Any] | None = None,
+    ) -> Accepted:
+        """FIG. 19: a signed-in user's print request, carrying their session — their
+        idp-a access token (scope `print`) and their idp-b access token."""
+        resp = self.http.post(
+            f"{self.base_url}/api/batch-print",
+            params={"tenant_ID": tenant_id},
+            json={"job": job, "parameters": parameters or {}},
+            headers={"Authorization": f"Bearer {print_token}", "X-CRM-Token": crm_token},
         )
+        return _accepted(resp)
+
+
+def _accepted(resp: httpx.Response) -> Accepted:
+    """202 → Accepted; anything else → BatchPrintRefused with docgen's reason."""
+    data: dict[str, Any] = resp.json() if resp.content else {}
+    if resp.status_code != 202:
+        raise BatchPrintRefused(
+            resp.status_code,
+            str(data.get("error", "error")),
+            str(data.get("error_description", "")),
+        )
+    return Accepted(
+        request_id=str(data["request_id"]),
+        tenant_id=str(data["tenant_id"]),
+        state=str(data["state"]),
+    )

@@ -40,12 +40,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from printcloud.auth.client import OAuthError, TokenSet
 from printcloud.core import crypto
-from printcloud.core.errors import Conflict, Forbidden, InvalidRequest, Unauthorized, Unavailable
+from printcloud.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf, csrf_token, set_csrf_cookie, templates
 
-from . import service, tokens
+from . import forms, service, tenant_forms, tokens
 from .routes import RuntimeDep, actor_of, issue_key
 from .runtime import PREFIX, DocgenRuntime
 from .schemas import BatchRequestRead
@@ -448,6 +455,8 @@ def _settings_context(rt: DocgenRuntime, tenant_id: str) -> dict[str, Any]:
         "print_token": states["print"],
         "crm_token": states["crm"],
         "requests": requests,
+        "forms": tenant_forms.list_forms(rt.blobs, tenant_id=tenant_id),
+        "form_kinds": forms.BUILTIN_FORMS,
         "endpoint": f"{rt.base_url}/api/batch-print?tenant_ID={quote(tenant_id, safe='')}",
         "platform_issuer": rt.platform_issuer,
         "crm_issuer": rt.crm_issuer,
@@ -530,6 +539,59 @@ async def rotate_secret_key(
             request, rt, principal, status_code=exc.status_code, error=exc.description
         )
     return _render(request, rt, "key.html", principal=principal, issued=issued, rotated=True)
+
+
+@router.post("/settings/forms")
+async def upload_form(
+    request: Request,
+    rt: RuntimeDep,
+    principal: SignedIn,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    name: Annotated[str, Form(max_length=64)] = "",
+    kind: Annotated[str, Form(max_length=20)] = "",
+    source: Annotated[str, Form(max_length=forms.MAX_TEMPLATE_BYTES)] = "",
+) -> Response:
+    """The tenant's own form (`tenant_forms`): refused with the compiler's message."""
+    if not check_csrf(request, csrf):
+        return await _settings_page(request, rt, principal, status_code=400, error=_EXPIRED)
+    try:
+        await run_in_threadpool(
+            partial(
+                tenant_forms.save_form,
+                rt.blobs,
+                tenant_id=principal.tenant_id,
+                name=name.strip(),
+                kind=kind,
+                source=source,
+                actor=actor_of(principal),
+            )
+        )
+    except InvalidRequest as exc:  # FormError included: the compiler's message
+        return await _settings_page(
+            request, rt, principal, status_code=400, error=f"Form not kept: {exc.description}"
+        )
+    return RedirectResponse(f"{PREFIX}/settings#forms", status_code=303)
+
+
+@router.post("/settings/forms/{name}/delete")
+async def delete_form(
+    name: str,
+    request: Request,
+    rt: RuntimeDep,
+    principal: SignedIn,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    if not check_csrf(request, csrf):
+        return await _settings_page(request, rt, principal, status_code=400, error=_EXPIRED)
+    try:
+        await run_in_threadpool(
+            partial(tenant_forms.delete_form, rt.blobs, tenant_id=principal.tenant_id, name=name)
+        )
+    except (InvalidRequest, NotFound) as exc:
+        return await _settings_page(
+            request, rt, principal, status_code=exc.status_code, error=exc.description
+        )
+    return RedirectResponse(f"{PREFIX}/settings#forms", status_code=303)
 
 
 async def _start_token_flow(

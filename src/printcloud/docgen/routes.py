@@ -7,12 +7,18 @@
   ID, without waiting for the batch (S1525). Refused: 401 with a fresh
   challenge and the reason, and the refusal is recorded for the tenant as a
   `suspended` request (S1512) when docgen knows the tenant.
+  The same endpoint serves a signed-in user's print request (FIG. 19): S1901
+  tells them apart by the `Authorization` scheme — `Bearer <the user's idp-a
+  access token, scope print>` is a user's session, and the user's idp-b access
+  token rides in `X-CRM-Token`; the flow then acts with these two tokens, not
+  the tenant's stored ones (docs/batch-printing.md).
 - `/api/settings…`: the tenant's batch-print settings (FIG. 8, FIG. 10) for a
   bearer token of idp-a with the scopes `docgen` and `admin` (the tenant's
   administrator): the secret key (issued once, rotated with an overlap, S1401–
   S1406), the print token by RFC 8693 exchange of the admin's idp-a session
   (FIG. 11, S1103–S1108), removal of a token set.
 - `/api/batch-requests`: the tenant's batch-print requests and their history.
+- `/api/forms`: the tenant's own Typst forms (`tenant_forms`), for its admin.
 
 Every query filters on the caller's tenant; another tenant's request is 404.
 """
@@ -20,6 +26,7 @@ Every query filters on the caller's tenant; another tenant's request is 404.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -29,11 +36,11 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from printcloud.core.db import utcnow
-from printcloud.core.errors import InvalidRequest, NotFound, RateLimited
+from printcloud.core.errors import Forbidden, InvalidRequest, NotFound, RateLimited
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
-from . import batch, service, tokens
+from . import batch, service, tenant_forms, tokens
 from .digest import DigestRefused, digest_guard
 from .runtime import REALM, DocgenRuntime
 from .schemas import (
@@ -42,6 +49,9 @@ from .schemas import (
     BatchRequestList,
     BatchRequestRead,
     BatchSettingsRead,
+    FormIn,
+    FormList,
+    FormRead,
     RotateIn,
     SecretKeyIssued,
     SecretKeyRead,
@@ -156,7 +166,50 @@ def batch_guard(request: Request) -> str:
         raise
 
 
-DigestTenant = Annotated[str, Depends(batch_guard)]
+#: The header a user-initiated request carries its CRM (idp-b) access token in.
+CRM_TOKEN_HEADER = "X-CRM-Token"  # noqa: S105 - a header name
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a batch-print request (S1901): the CRM under system authority (Digest),
+    or a signed-in user with their session (idp-a bearer + their idp-b token)."""
+
+    tenant_id: str
+    user: str | None = None
+    print_token: str | None = field(default=None, repr=False)
+    crm_token: str | None = field(default=None, repr=False)
+
+
+async def batch_caller(request: Request) -> Caller:
+    """S1901: a bearer token of idp-a in `Authorization` is a user's session (FIG. 19);
+    anything else (a Digest answer, or nothing: the challenge leg) is the batch path."""
+    scheme, _, _ = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return Caller(tenant_id=await run_in_threadpool(batch_guard, request))
+    rt = runtime(request)
+    principal = await rt.guard.require(tokens.PRINT_SCOPE)(request)
+    tenant_param = request.query_params.get("tenant_ID")
+    if principal.tenant_id != tenant_param:
+        raise Forbidden("the user's session belongs to another tenant than tenant_ID")
+    if principal.acting_kind != "user":
+        raise Forbidden("a user-initiated print request needs a user's token, not a client's")
+    crm_token = request.headers.get(CRM_TOKEN_HEADER, "").strip()
+    if not crm_token:
+        raise InvalidRequest(
+            f"a user-initiated print request carries the user's CRM token in {CRM_TOKEN_HEADER}",
+            field=CRM_TOKEN_HEADER,
+        )
+    _, _, bearer = request.headers["authorization"].partition(" ")
+    return Caller(
+        tenant_id=principal.tenant_id,
+        user=principal.acting_user,
+        print_token=bearer.strip(),
+        crm_token=crm_token,
+    )
+
+
+BatchCaller = Annotated[Caller, Depends(batch_caller)]
 
 
 async def _batch_body(request: Request) -> BatchPrintIn:
@@ -174,18 +227,28 @@ async def _batch_body(request: Request) -> BatchPrintIn:
         raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", field=where) from exc
 
 
-def _accept(rt: DocgenRuntime, tenant_id: str, body: BatchPrintIn) -> tuple[BatchAccepted, bool]:
+def _accept(rt: DocgenRuntime, caller: Caller, body: BatchPrintIn) -> tuple[BatchAccepted, bool]:
+    parameters = {k: v for k, v in body.parameters.items() if k != batch.SESSION_KEY}
+    if caller.user is None:
+        source, step = "crm", "S1512"
+        detail = "Digest authentication accepted; batch printing received"
+    else:
+        source, step = "user", "S1901"
+        detail = f"print request of the signed-in user {caller.user}: acting with their session"
+        parameters[batch.SESSION_KEY] = batch.seal_session(
+            rt, user=caller.user, print_token=caller.print_token, crm_token=caller.crm_token
+        )
     with rt.db.session() as db:
         row, created = service.record_request(
             db,
-            tenant_id=tenant_id,
-            source="crm",
+            tenant_id=caller.tenant_id,
+            source=source,
             state="received",
-            step="S1512",
-            detail="Digest authentication accepted; batch printing received",
+            step=step,
+            detail=detail,
             run_id=body.run_id,
             job=body.job,
-            parameters=body.parameters,
+            parameters=parameters,
         )
         accepted = BatchAccepted(
             request_id=row.request_id,
@@ -201,16 +264,18 @@ def _accept(rt: DocgenRuntime, tenant_id: str, body: BatchPrintIn) -> tuple[Batc
     status_code=202,
     response_model=BatchAccepted,
     tags=["batch"],
-    summary="Request batch printing (the CRM's scheduled job; HTTP Digest, SHA-256)",
+    summary="Request printing: the CRM's scheduled job (HTTP Digest, SHA-256) or a "
+    "signed-in user's request (idp-a bearer + X-CRM-Token)",
     responses={
         401: {"description": "Digest challenge, or the credentials were refused (with why)"},
         400: {"description": "tenant_ID missing or repeated, or a body that is not valid"},
+        403: {"description": "the user's token is another tenant's, or a client's"},
     },
 )
 async def batch_print(
     request: Request,
     rt: RuntimeDep,
-    tenant_id: DigestTenant,
+    caller: BatchCaller,
     tenant_param: Annotated[
         str, Query(alias="tenant_ID", max_length=64, description="docgen's tenant ID (S1509)")
     ],
@@ -218,7 +283,8 @@ async def batch_print(
     """S1503–S1512 then S1525: the request is recorded and answered at once; the
     batch flow runs on its own (verify the print token, fetch, render, send)."""
     body = await _batch_body(request)
-    accepted, created = await run_in_threadpool(_accept, rt, tenant_id, body)
+    tenant_id = caller.tenant_id
+    accepted, created = await run_in_threadpool(_accept, rt, caller, body)
     if created:
         log.info(
             "batch-print accepted",
@@ -405,3 +471,82 @@ async def get_print_jobs(
         partial(batch.print_job_states, rt, tenant_id=caller.tenant_id, request_id=request_id)
     )
     return {"print_jobs": jobs}
+
+
+# -- the tenant's forms ----------------------------------------------------------------------
+
+
+def _form_read(form: tenant_forms.TenantForm) -> FormRead:
+    return FormRead(
+        name=form.name,
+        kind=form.kind,
+        uploaded_at=form.uploaded_at,
+        uploaded_by=form.uploaded_by,
+        size=len(form.source.encode()),
+    )
+
+
+async def _form_body(request: Request) -> FormIn:
+    """JSON {name, kind, source}, or a multipart form with `name`, `kind` and the
+    template as the file `source` (or a text field of that name)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if ctype == "multipart/form-data":
+            sent = await request.form()
+            source = sent.get("source")
+            if source is not None and not isinstance(source, str):
+                raw = await source.read()
+                try:
+                    source = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InvalidRequest("the form must be UTF-8 text", field="source") from exc
+            return FormIn(
+                name=str(sent.get("name") or ""),
+                kind=str(sent.get("kind") or ""),
+                source=source or "",
+            )
+        return FormIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", field=where) from exc
+
+
+@router.post(
+    "/api/forms",
+    status_code=201,
+    response_model=FormRead,
+    tags=["forms"],
+    responses={400: {"description": "the form does not compile (the compiler's message)"}},
+)
+async def post_form(request: Request, rt: RuntimeDep, caller: AdminCaller) -> FormRead:
+    """Upload (or replace) a tenant form; compiled with its kind's sample data first."""
+    body = await _form_body(request)
+    kept = await run_in_threadpool(
+        partial(
+            tenant_forms.save_form,
+            rt.blobs,
+            tenant_id=caller.tenant_id,
+            name=body.name,
+            kind=body.kind,
+            source=body.source,
+            actor=actor_of(caller),
+        )
+    )
+    return _form_read(kept)
+
+
+@router.get("/api/forms", response_model=FormList, tags=["forms"])
+async def get_forms(rt: RuntimeDep, caller: AdminCaller) -> FormList:
+    found = await run_in_threadpool(
+        partial(tenant_forms.list_forms, rt.blobs, tenant_id=caller.tenant_id)
+    )
+    return FormList(builtin=list(batch.BATCH_FORMS), forms=[_form_read(f) for f in found])
+
+
+@router.delete("/api/forms/{name}", status_code=204, tags=["forms"])
+async def delete_form(name: str, rt: RuntimeDep, caller: AdminCaller) -> Response:
+    await run_in_threadpool(
+        partial(tenant_forms.delete_form, rt.blobs, tenant_id=caller.tenant_id, name=name)
+    )
+    return Response(status_code=204)

@@ -68,7 +68,8 @@ class BatchRequestRead(BaseModel):
             reason=row.reason,
             run_id=row.run_id,
             job=row.job,
-            parameters=row.parameters or {},
+            # a user-initiated request's sealed session is not for reading back
+            parameters={k: v for k, v in (row.parameters or {}).items() if k != "_session"},
             steps=[StepRead(**s) for s in row.steps or []],
             print_job_ids=list(row.print_job_ids or []),
             updated_at=row.updated_at,
@@ -160,3 +161,26 @@ class SessionExchangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     auth_id: str = Field(min_length=1, max_length=200)
+
+
+class FormIn(BaseModel):
+    """A tenant form to upload: a Typst template fed the data of a built-in form's kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: str = Field(description="invoice | statement: the data the form is fed")
+    source: str = Field(min_length=1)
+
+
+class FormRead(BaseModel):
+    name: str
+    kind: str
+    uploaded_at: str
+    uploaded_by: str
+    size: int
+
+
+class FormList(BaseModel):
+    builtin: list[str]
+    forms: list[FormRead]

@@ -381,6 +381,19 @@ def verify_print_token(rt: DocgenRuntime, *, tenant_id: str) -> Verdict:
     return Verdict(True, "", current)
 
 
+def verify_user_print_token(rt: DocgenRuntime, *, tenant_id: str, token: str) -> Verdict:
+    """FIG. 19: a signed-in user's idp-a token, checked as `verify_print_token` checks
+    the stored one (active, this tenant's, scope `print`); it is never refreshed."""
+    info = _introspect(rt, rt.platform_issuer, token)
+    if not info.get("active"):
+        return Verdict(False, "the user's print token is not active (expired or revoked)")
+    if info.get("tenant_id") != tenant_id:
+        return Verdict(False, "the user's print token belongs to another tenant")
+    if PRINT_SCOPE not in str(info.get("scope") or "").split():
+        return Verdict(False, f"the user may not print (the token lacks the scope {PRINT_SCOPE})")
+    return Verdict(True, "")
+
+
 def forget(rt: DocgenRuntime, *, tenant_id: str, kind: Kind) -> None:
     """Revoke a stored token set at its issuer (best effort) and remove it."""
     with rt.db.session() as db:
