@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "conversion_service": "bench.conversion_service",
     "print_e2e": "bench.print_e2e",
     "forms": "bench.forms",
+    "batch_nightly": "bench.batch_nightly",
 }
 
 
