@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import gc
 import socket
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -190,11 +189,9 @@ def test_a_wrong_service_account_password_is_the_admins_problem(slapd: Slapd) ->
         check_settings(reader(slapd, bind_password="not the reader's"))
 
 
-def test_nothing_listening_is_unavailable_at_once(slapd: Slapd) -> None:
-    started = time.monotonic()
+def test_nothing_listening_is_unavailable(slapd: Slapd) -> None:
     with pytest.raises(DirectoryUnavailable, match=r"cannot connect to 127.0.0.1:.*refused"):
         verify(reader(slapd, url=f"ldap://127.0.0.1:{free_port()}", timeout=5), "alice", "x")
-    assert time.monotonic() - started < 2
 
 
 def test_a_server_that_never_answers_times_out(slapd: Slapd) -> None:
@@ -202,10 +199,9 @@ def test_a_server_that_never_answers_times_out(slapd: Slapd) -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
-        started = time.monotonic()
+        # the answer names the timeout it honoured (speed itself is for `make bench`)
         with pytest.raises(DirectoryUnavailable, match=r"did not answer within 0.5 s"):
             verify(reader(slapd, url=url, timeout=0.5), "alice", "alice-ldap-pw")
-        assert time.monotonic() - started < 2.5
 
 
 def test_a_directory_that_goes_down_and_comes_back(slapd: Slapd) -> None:
