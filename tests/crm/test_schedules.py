@@ -231,15 +231,18 @@ def test_each_tick_runs_once_across_a_crash(make_print_stack: Any) -> None:
         ),
         what="a tick after the restart",
     )
+    # stop the ticks, so that the runs compared below are all the runs there will be
+    assert api.post(f"/api/jobs/{job_id}/pause").status_code == 200
     time.sleep(1)
+    listed = runs(api, job_id)
+    finished(api, job_id, len(listed))
     listed = runs(api, job_id)
     ticks = sorted(datetime.fromisoformat(r["scheduled_at"]) for r in listed)
     assert len(ticks) == len(set(ticks)), "a tick ran twice"
     # Every 2-second tick from the first to the last ran: the missed ones were backfilled.
     gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
     assert gaps == {2.0}, ticks
-    finished(api, job_id, len(listed))
-    assert {r["outcome"] for r in runs(api, job_id)} == {"completed"}
+    assert {r["outcome"] for r in listed} == {"completed"}
     requests = docgen_requests(stack, docgen_id)
     assert sorted(q.run_id for q in requests) == sorted(r["run_id"] for r in runs(api, job_id))
     api.close()
