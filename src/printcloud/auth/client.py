@@ -6,11 +6,19 @@ raised as `OAuthError` carrying the wire code and description.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+
+from printcloud.core.crypto import SecretBox, token_digest
 
 SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"  # noqa: S105
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
@@ -134,3 +142,98 @@ class AuthClient:
                 resp.status_code, str(body.get("error")), str(body.get("error_description", ""))
             )
         return body
+
+
+# -- for services whose web pages sign users in here (first-party relying parties) ----------
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636 S256: the code challenge of `verifier`."""
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def safe_next(target: str | None, *, prefix: str, home: str | None = None) -> str:
+    """Where to go after signing in: only a path under `prefix` (no open redirects);
+    `home` (default `prefix/`) otherwise."""
+    home = home or f"{prefix}/"
+    if not target:
+        return home
+    parts = urlsplit(target)
+    if (
+        parts.scheme
+        or parts.netloc
+        or not parts.path.startswith(f"{prefix}/")
+        or "\\" in target
+        or any(ord(c) < 32 for c in target)
+        or "/../" in f"{parts.path}/"
+    ):
+        return home
+    return target
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A signed-in browser's tokens, kept sealed in a cookie (never readable by it)."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: float
+
+    @classmethod
+    def issued(cls, tokens: TokenSet, *, previous: WebSession | None = None) -> WebSession:
+        return cls(
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token or (previous.refresh_token if previous else None),
+            expires_at=time.time() + tokens.expires_in,
+        )
+
+    def seal(self, box: SecretBox) -> str:
+        return box.seal(
+            json.dumps(
+                {
+                    "access_token": self.access_token,
+                    "refresh_token": self.refresh_token,
+                    "expires_at": self.expires_at,
+                }
+            )
+        )
+
+    @classmethod
+    def unseal(cls, box: SecretBox, sealed: str | None) -> WebSession | None:
+        if not sealed or len(sealed) > 4000:
+            return None
+        try:
+            data = json.loads(box.open(sealed))
+            return cls(
+                access_token=str(data["access_token"]),
+                refresh_token=str(data["refresh_token"]) if data.get("refresh_token") else None,
+                expires_at=float(data["expires_at"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None  # another instance secret, or tampered with: sign in again
+
+
+class RefreshOnce:
+    """Refresh once per refresh token. The issuers rotate refresh tokens and revoke the
+    whole family when a used one comes again, which two requests of one browser racing
+    (a page and its live refresh) would otherwise do; the second gets the first's
+    answer for a minute. One lock: refreshes are rare."""
+
+    def __init__(self, refresh: Callable[[str], TokenSet]) -> None:
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        #: refresh token digest → (when it was used, what it gave)
+        self._recent: dict[str, tuple[float, TokenSet]] = {}
+
+    def __call__(self, refresh_token: str) -> TokenSet:
+        key = token_digest(refresh_token)
+        with self._lock:
+            now = time.monotonic()
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < 60}
+            if key in self._recent:
+                used, tokens = self._recent[key]
+                return replace(tokens, expires_in=max(0, tokens.expires_in - int(now - used)))
+            tokens = self._refresh(refresh_token)
+            self._recent[key] = (now, tokens)
+            return tokens

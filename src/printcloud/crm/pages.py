@@ -19,18 +19,14 @@ without JavaScript; every form carries a CSRF token.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import secrets
-import threading
 import time
-from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
 import httpx
@@ -41,7 +37,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from printcloud.auth.client import AuthClient, OAuthError, TokenSet
+from printcloud.auth.client import AuthClient, OAuthError, RefreshOnce, WebSession, pkce_challenge
+from printcloud.auth.client import safe_next as client_safe_next
 from printcloud.core import crypto
 from printcloud.core.errors import (
     Forbidden,
@@ -134,20 +131,7 @@ def _delete_cookie(rt: CrmRuntime, response: Response, name: str) -> None:
 
 def safe_next(target: str | None) -> str:
     """Only a path of the CRM pages: no open redirects."""
-    home = f"{PREFIX}/"
-    if not target:
-        return home
-    parts = urlsplit(target)
-    if (
-        parts.scheme
-        or parts.netloc
-        or not parts.path.startswith(home)
-        or "\\" in target
-        or any(ord(c) < 32 for c in target)
-        or "/../" in f"{parts.path}/"
-    ):
-        return home
-    return target
+    return client_safe_next(target, prefix=PREFIX)
 
 
 def _see(request: Request, rt: CrmRuntime, path: str) -> Response:
@@ -170,22 +154,8 @@ class SignInClient:
             client_secret=secret,
             http=rt.http,
         )
-        self._lock = threading.Lock()
-        self._recent: dict[str, tuple[float, TokenSet]] = {}
-
-    def refresh(self, refresh_token: str) -> TokenSet:
-        """Refresh once per refresh token: idp-b rotates them and revokes the family when
-        a used one comes again (two requests of one browser racing would)."""
-        key = crypto.token_digest(refresh_token)
-        with self._lock:
-            now = time.monotonic()
-            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < 60}
-            if key in self._recent:
-                used, tokens = self._recent[key]
-                return replace(tokens, expires_in=max(0, tokens.expires_in - int(now - used)))
-            tokens = self.client.refresh(refresh_token)
-            self._recent[key] = (now, tokens)
-            return tokens
+        #: once per refresh token: see `RefreshOnce`
+        self.refresh = RefreshOnce(self.client.refresh)
 
 
 def sign_in_client(request: Request) -> SignInClient:
@@ -199,36 +169,8 @@ def sign_in_client(request: Request) -> SignInClient:
 SignInDep = Annotated[SignInClient, Depends(sign_in_client)]
 
 
-@dataclass(frozen=True)
-class Tokens:
-    access_token: str
-    refresh_token: str | None
-    expires_at: float
-
-    @classmethod
-    def issued(cls, tokens: TokenSet, *, previous: Tokens | None = None) -> Tokens:
-        return cls(
-            access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token or (previous.refresh_token if previous else None),
-            expires_at=time.time() + tokens.expires_in,
-        )
-
-    def seal(self, rt: CrmRuntime) -> str:
-        return rt.box.seal(json.dumps(self.__dict__))
-
-    @classmethod
-    def unseal(cls, rt: CrmRuntime, sealed: str | None) -> Tokens | None:
-        if not sealed or len(sealed) > 4000:
-            return None
-        try:
-            data = json.loads(rt.box.open(sealed))
-            return cls(
-                access_token=str(data["access_token"]),
-                refresh_token=str(data["refresh_token"]) if data.get("refresh_token") else None,
-                expires_at=float(data["expires_at"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
+#: The sealed session cookie's content.
+Tokens = WebSession
 
 
 async def _refresh(
@@ -244,7 +186,7 @@ async def _refresh(
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         raise Unavailable(f"the sign-in service {issuer.issuer} is unreachable") from exc
     fresh = Tokens.issued(issued, previous=tokens)
-    request.state.crm_session = fresh.seal(rt)
+    request.state.crm_session = fresh.seal(rt.box)
     return fresh
 
 
@@ -258,7 +200,7 @@ def _sign_in_first(request: Request) -> StarletteHTTPException:
 
 async def signed_in(request: Request, rt: RuntimeDep, issuer: SignInDep) -> Principal:
     """The signed-in user (crm.read), the token refreshed when due; else to the sign-in."""
-    tokens = Tokens.unseal(rt, request.cookies.get(SESSION_COOKIE))
+    tokens = Tokens.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
     refreshed = False
     if tokens is not None and tokens.expires_at - REFRESH_MARGIN <= time.time():
         tokens, refreshed = await _refresh(request, rt, issuer, tokens), True
@@ -288,11 +230,6 @@ def _may_write(principal: Principal) -> None:
 # -- sign-in: RFC 6749 §4.1 with RFC 7636 ---------------------------------------------------
 
 
-def _challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 @router.get("/auth/login")
 async def login(
     request: Request,
@@ -319,7 +256,7 @@ async def login(
         "redirect_uri": issuer.redirect_uri,
         "scope": SCOPE,
         "state": state,
-        "code_challenge": _challenge(verifier),
+        "code_challenge": pkce_challenge(verifier),
         "code_challenge_method": "S256",
     }
     pending = {
@@ -400,7 +337,7 @@ async def callback(
     )
     response = RedirectResponse(pending["next"], status_code=303)
     response.headers["Cache-Control"] = "no-store"
-    _set_cookie(rt, response, SESSION_COOKIE, tokens.seal(rt))
+    _set_cookie(rt, response, SESSION_COOKIE, tokens.seal(rt.box))
     _delete_cookie(rt, response, LOGIN_COOKIE)
     return response
 
@@ -423,7 +360,7 @@ async def logout(
 ) -> Response:
     if not check_csrf(request, csrf):
         return _message(request, rt, 400, "Your form expired", "Go back and sign out again.")
-    tokens = Tokens.unseal(rt, request.cookies.get(SESSION_COOKIE))
+    tokens = Tokens.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
     if tokens is not None:
         rt.guard.forget(tokens.access_token)
         await run_in_threadpool(_revoke, issuer, tokens)

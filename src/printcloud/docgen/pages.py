@@ -23,14 +23,12 @@ signed-in admin's tenant.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import httpx
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -38,7 +36,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from printcloud.auth.client import OAuthError, TokenSet
+from printcloud.auth.client import OAuthError, WebSession
+from printcloud.auth.client import safe_next as client_safe_next
 from printcloud.core import crypto
 from printcloud.core.errors import (
     Conflict,
@@ -144,20 +143,7 @@ def _message(
 
 def safe_next(target: str | None) -> str:
     """Only a path of docgen's pages: no open redirects."""
-    home = f"{PREFIX}/settings"
-    if not target:
-        return home
-    parts = urlsplit(target)
-    if (
-        parts.scheme
-        or parts.netloc
-        or not parts.path.startswith(f"{PREFIX}/")
-        or "\\" in target
-        or any(ord(c) < 32 for c in target)
-        or "/../" in f"{parts.path}/"
-    ):
-        return home
-    return target
+    return client_safe_next(target, prefix=PREFIX, home=f"{PREFIX}/settings")
 
 
 def _seal(rt: DocgenRuntime, data: dict[str, Any]) -> str:
@@ -181,82 +167,22 @@ def _pending(rt: DocgenRuntime, request: Request, cookie: str) -> dict[str, str]
 # -- the sign-in session ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SignIn:
-    access_token: str
-    refresh_token: str | None
-    expires_at: float
-
-    @classmethod
-    def issued(cls, tokens: TokenSet, *, previous: SignIn | None = None) -> SignIn:
-        return cls(
-            access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token or (previous.refresh_token if previous else None),
-            expires_at=time.time() + tokens.expires_in,
-        )
-
-    def seal(self, rt: DocgenRuntime) -> str:
-        return _seal(
-            rt,
-            {
-                "access_token": self.access_token,
-                "refresh_token": self.refresh_token,
-                "expires_at": self.expires_at,
-            },
-        )
-
-    @classmethod
-    def unseal(cls, rt: DocgenRuntime, sealed: str | None) -> SignIn | None:
-        if not sealed or len(sealed) > 4000:
-            return None
-        try:
-            data = json.loads(rt.box.open(sealed))
-            return cls(
-                access_token=str(data["access_token"]),
-                refresh_token=str(data["refresh_token"]) if data.get("refresh_token") else None,
-                expires_at=float(data["expires_at"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None  # another instance secret, or tampered with: sign in again
-
-
-class _Refresher:
-    """Refresh a sign-in once per refresh token: idp-a rotates refresh tokens and
-    revokes the family when a used one comes again, which two requests of one
-    browser racing would otherwise do."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._recent: dict[str, tuple[float, TokenSet]] = {}
-
-    def __call__(self, rt: DocgenRuntime, refresh_token: str) -> TokenSet:
-        key = crypto.token_digest(refresh_token)
-        with self._lock:
-            now = time.monotonic()
-            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < 60}
-            if key in self._recent:
-                used, issued = self._recent[key]
-                return replace(issued, expires_in=max(0, issued.expires_in - int(now - used)))
-            issued = rt.client(rt.platform_issuer).refresh(refresh_token)
-            self._recent[key] = (now, issued)
-            return issued
-
-
-_refresher = _Refresher()
+#: The sealed session cookie's content.
+SignIn = WebSession
 
 
 async def _refresh(request: Request, rt: DocgenRuntime, current: SignIn) -> SignIn | None:
     if not current.refresh_token:
         return None
     try:
-        issued = await run_in_threadpool(_refresher, rt, current.refresh_token)
+        issued = await run_in_threadpool(rt.refresh_sign_in, current.refresh_token)
     except OAuthError as exc:
         log.info("sign-in refresh refused", extra={"fields": {"error": exc.error}})
         return None
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         raise Unavailable(f"the sign-in service {rt.platform_issuer} does not answer") from exc
     fresh = SignIn.issued(issued, previous=current)
-    request.state.docgen_session = fresh.seal(rt)
+    request.state.docgen_session = fresh.seal(rt.box)
     return fresh
 
 
@@ -273,7 +199,7 @@ def _sign_in_first(request: Request) -> StarletteHTTPException:
 async def signed_in(request: Request, rt: RuntimeDep) -> Principal:
     """The signed-in administrator, the access token refreshed when due; else a
     redirect to sign in. A user without the scopes `docgen admin` is refused."""
-    current = SignIn.unseal(rt, request.cookies.get(SESSION_COOKIE))
+    current = SignIn.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
     refreshed = False
     if current is not None and current.expires_at - REFRESH_MARGIN <= time.time():
         current, refreshed = await _refresh(request, rt, current), True
@@ -414,7 +340,7 @@ async def _sign_in_callback(
         extra={"fields": {"tenant": principal.tenant_id, "user": principal.acting_user}},
     )
     response = RedirectResponse(pending["next"], status_code=303)
-    _set_cookie(rt, response, SESSION_COOKIE, SignIn.issued(issued).seal(rt))
+    _set_cookie(rt, response, SESSION_COOKIE, SignIn.issued(issued).seal(rt.box))
     _delete_cookie(rt, response, LOGIN_COOKIE)
     return _finish(request, rt, response)
 
@@ -425,7 +351,7 @@ async def logout(
 ) -> Response:
     if not check_csrf(request, csrf):
         return _message(request, rt, 400, "Your form expired", "Go back and sign out again.")
-    current = SignIn.unseal(rt, request.cookies.get(SESSION_COOKIE))
+    current = SignIn.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
     if current is not None:
         rt.guard.forget(current.access_token)
         client = rt.client(rt.platform_issuer)

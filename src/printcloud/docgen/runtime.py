@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from printcloud.auth.client import AuthClient
+from printcloud.auth.client import AuthClient, RefreshOnce, TokenSet
 from printcloud.core.blobs import FileBlobStore
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database
@@ -64,6 +64,13 @@ class DocgenRuntime:
     on_started: list[Callable[[], object]] = field(default_factory=list)
     _clients: dict[str, AuthClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sign_in_refresh: RefreshOnce | None = None
+
+    def refresh_sign_in(self, refresh_token: str) -> TokenSet:
+        """The pages' sign-in refreshed at idp-a, once per refresh token (`RefreshOnce`)."""
+        if self._sign_in_refresh is None:
+            self._sign_in_refresh = RefreshOnce(self.client(self.platform_issuer).refresh)
+        return self._sign_in_refresh(refresh_token)
 
     @property
     def platform_issuer(self) -> str:

@@ -32,8 +32,6 @@ thread. Each takes the docgen tenant explicitly.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from printcloud.auth.client import OAuthError, TokenSet
+from printcloud.auth.client import OAuthError, TokenSet, pkce_challenge
 from printcloud.core import crypto
 from printcloud.core.db import utcnow
 from printcloud.core.errors import PrintcloudError, Unavailable
@@ -128,11 +126,6 @@ def _revoke(rt: DocgenRuntime, issuer: str, *tokens: str | None) -> None:
                 )
 
 
-def _pkce_challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 def start_authorization(rt: DocgenRuntime, issuer: str, *, scope: str) -> Authorization:
     """RFC 6749 §4.1.1 with RFC 7636 (S256): the URL of `issuer`'s authorization
     endpoint for `svc-docgen` with docgen's redirect URI (S1303: client ID and
@@ -148,7 +141,7 @@ def start_authorization(rt: DocgenRuntime, issuer: str, *, scope: str) -> Author
         "redirect_uri": rt.redirect_uri(issuer),
         "scope": scope,
         "state": state,
-        "code_challenge": _pkce_challenge(verifier),
+        "code_challenge": pkce_challenge(verifier),
         "code_challenge_method": "S256",
     }
     return Authorization(url=f"{endpoint}?{urlencode(query)}", state=state, verifier=verifier)
