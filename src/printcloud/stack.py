@@ -82,7 +82,7 @@ def create_stack(
 
     # One workflow engine per process (DBOS): the print service's job workflows, docgen's
     # batch flow and the authorization server's housekeeping schedule run on it.
-    engine = TaskEngine(settings) if settings.run_workflows else None
+    engine = TaskEngine(settings, db=db) if settings.run_workflows else None
     if "auth" in wanted:
         housekeeping.bind(db)
 

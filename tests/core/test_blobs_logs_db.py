@@ -91,6 +91,7 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     from alembic.migration import MigrationContext
 
     import printcloud.auth.models
+    import printcloud.core.executors
     import printcloud.crm.models
     import printcloud.docgen.models
     import printcloud.printing.models  # noqa: F401

@@ -24,6 +24,8 @@ import pytest
 
 from printcloud import __version__
 from printcloud.core import tasks
+from printcloud.core.db import Database, migrate
+from printcloud.core.executors import ExecutorLease
 from printcloud.core.errors import Conflict, NotFound
 from printcloud.core.settings import Settings
 
@@ -172,6 +174,25 @@ def test_system_database_is_dbos_schema_on_postgresql(tmp_path: Path) -> None:
     assert schema == "dbos"
 
 
+def test_each_service_has_its_own_system_schema(tmp_path: Path) -> None:
+    """A service's executors see only its workflows, queues and schedules: a CRM
+    executor never dequeues or recovers a print job it has no runtime for."""
+    pg = "postgres://u@db:5432/printcloud"
+    assert tasks.system_database(_settings(tmp_path, pg, service="printing"))[1] == "dbos_printing"
+    assert tasks.system_database(_settings(tmp_path, pg, service="crm"))[1] == "dbos_crm"
+    url, schema = tasks.system_database(_settings(tmp_path, None, service="printing"))
+    assert url.endswith("/dbos-printing.sqlite3")
+    assert schema is None
+
+
+def test_queue_limits_are_tuned_before_launch(tmp_path: Path) -> None:
+    engine = tasks.TaskEngine(_settings(tmp_path, None))
+    engine.tune(KEYED, per_key_concurrency=3)
+    assert engine._limits[KEYED.name].per_key_concurrency == 3
+    with pytest.raises(ValueError, match="per-key"):
+        engine.tune(KEYED, per_key_concurrency=None)
+
+
 def test_other_databases_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
         tasks.TaskEngine(_settings(tmp_path, "mysql://u@db/printcloud"))
@@ -315,9 +336,11 @@ def _spawn(mode: str, settings: Settings, markers: Path, workflow_id: str) -> su
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _start_and_kill(settings: Settings, markers: Path, workflow_id: str) -> None:
+def _start_and_kill(
+    settings: Settings, markers: Path, workflow_id: str, *, mode: str = "start"
+) -> None:
     """Run the crash workflow in a child and SIGKILL it once step 1 is checkpointed."""
-    child = _spawn("start", settings, markers, workflow_id)
+    child = _spawn(mode, settings, markers, workflow_id)
     try:
         deadline = time.monotonic() + 20
         # Step 2 starts only after step 1's result is written.
@@ -377,6 +400,41 @@ def test_live_executor_recovers_a_dead_ones_workflows(
     assert _lines(markers / "step2.done") == 1
 
 
+def test_a_survivor_takes_over_by_itself_when_the_dead_ones_lease_expires(
+    tmp_path: Path, task_db_url: str | None
+) -> None:
+    """No operator call: the dead executor held a lease; the live one notices it
+    expired, claims it and recovers its workflow, which resumes after step one."""
+    data_dir = tmp_path / "var"
+    dead = _settings(data_dir, task_db_url, distributed=True, worker_id="worker-a")
+    live = _settings(
+        data_dir, task_db_url, distributed=True, worker_id="worker-b", executor_lease=1.0
+    )
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    workflow_id = f"crash-{_token()}"
+    _start_and_kill(dead, markers, workflow_id, mode="start-leased")
+
+    (markers / "release").touch()
+    db = Database(live.effective_database_url)
+    try:
+        with tasks.TaskEngine(live, db=db) as engine:
+            assert engine.handle(workflow_id).result() == 21
+            assert engine.lease is not None
+            assert [dead_id for dead_id, _ in engine.lease.takeovers] == ["worker-a"]
+            status = engine.get_status(workflow_id)
+            assert status is not None and status.executor_id == "worker-b"
+        leases = {lease.executor_id: lease for lease in ExecutorLease.leases(db, scope="embedded")}
+        assert leases["worker-a"].state == "taken_over"
+        assert leases["worker-a"].taken_over_by == "worker-b"
+        assert leases["worker-a"].recovered == 1
+        assert leases["worker-b"].state == "stopped"
+    finally:
+        db.dispose()
+    assert _lines(markers / "step1") == 1  # the finished step did not run again
+    assert _lines(markers / "step2.done") == 1
+
+
 def _child(argv: list[str]) -> None:
     mode, data_dir, url, worker, markers, wfid = argv
     settings = Settings(
@@ -386,7 +444,12 @@ def _child(argv: list[str]) -> None:
         distributed=worker != "-",
         log_level="WARNING",
     )
-    with tasks.TaskEngine(settings) as engine:
+    db = None
+    if mode == "start-leased":
+        db = Database(settings.effective_database_url)
+        migrate(db, "printcloud:migrations")
+        mode = "start"
+    with tasks.TaskEngine(settings, db=db) as engine:
         if mode == "start":
             handle = engine.start(crash_workflow, workflow_id=wfid)(markers)
         else:  # "resume": this executor's launch recovered the workflow

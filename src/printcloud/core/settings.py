@@ -90,8 +90,19 @@ class Settings(BaseSettings):
     #: Run the durable job workflows (DBOS) in this process.
     run_workflows: bool = True
 
+    #: This process's DBOS executor id: unique and stable (a restarted process keeps it).
     worker_id: str | None = None
+    #: Distributed mode: several executors share the database (the worker id is required).
     distributed: bool = False
+    #: An executor that has not renewed its lease for this many seconds is taken for dead:
+    #: a live executor of the same service takes over its pending workflows.
+    executor_lease: float = Field(default=30.0, gt=0)
+    #: Per-tenant fairness: jobs of one tenant in conversion (S106–S108) at once, across
+    #: every executor; the rest of its jobs wait their turn without holding back others.
+    tenant_concurrency: int = Field(default=2, ge=1, le=1000)
+    #: Jobs of one printer between their conversion token and their end at once: later
+    #: jobs take their token when the printer is close to them, so it does not expire.
+    printer_concurrency: int = Field(default=2, ge=1, le=1000)
 
     log_level: str = "INFO"
     log_json: bool = False

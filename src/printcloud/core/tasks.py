@@ -27,7 +27,8 @@ which every caller must keep:
   distributed mode). Two live executors sharing one id run each other's
   workflows twice. An executor recovers its own pending workflows when it
   launches; a dead executor's are taken over only when a live one is told to,
-  with `TaskEngine.recover_pending([...dead ids])`.
+  with `TaskEngine.recover_pending([...dead ids])` — which an engine given the
+  database does by itself when the dead one's lease expires (`core.executors`).
 - The application version is pinned to `printcloud.__version__`. Executors only
   recover workflows started by the same version, so an upgrade leaves older
   pending work in place, visibly, rather than replaying it on changed code;
@@ -44,12 +45,17 @@ Databases. DBOS keeps its state in a *system database*, separate from the
 tables Alembic manages:
 
 - SQLite (the embedded default, including an explicit `sqlite://` database
-  URL): its own file, `<data_dir>/dbos.sqlite3`. DBOS's SQLite tables carry no
+  URL): its own file, `<data_dir>/dbos.sqlite3` (`dbos-<service>.sqlite3` for
+  one service). DBOS's SQLite tables carry no
   schema or prefix, and it takes IMMEDIATE (write) transactions on every
   checkpoint, so sharing the app's file would mix its tables into ours and
   contend for the one write lock.
 - PostgreSQL (`PRINTCLOUD_DATABASE_URL=postgresql://…`): the app's own
-  database, with DBOS's tables in the `dbos` schema. DBOS 3 dropped its
+  database, with DBOS's tables in the `dbos` schema (embedded), or in
+  `dbos_<service>` when the process runs one service (`PRINTCLOUD_SERVICE`):
+  a service's executors share its schema and see only its workflows, queues
+  and schedules, so a CRM executor never dequeues, recovers or schedules a
+  print job it has no runtime for. DBOS 3 dropped its
   separate "application database" and keeps everything in one schema it
   creates and migrates itself (under its own advisory lock), so sharing is
   clean: one database to provision, back up and grant, and no CREATEDB right
@@ -65,10 +71,11 @@ import, and survive any number of launch/shutdown cycles, as tests need.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 
@@ -85,8 +92,9 @@ from dbos import error as dbos_error
 from sqlalchemy.engine import make_url
 
 from printcloud import __version__
-from printcloud.core.db import normalise_url
+from printcloud.core.db import Database, normalise_url
 from printcloud.core.errors import Conflict, NotFound
+from printcloud.core.executors import ExecutorLease
 from printcloud.core.settings import Settings
 
 __all__ = [
@@ -313,8 +321,24 @@ class TaskEngine:
     #: The launched engine of this process, if any (DBOS allows one).
     _running: ClassVar[TaskEngine | None] = None
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        """With `db`, the engine holds an executor lease there and takes over the
+        workflows of executors of its scope whose lease expired (`core.executors`);
+        `on_lost` runs when this executor finds its own lease taken (default: the
+        process exits at once, for its supervisor to start it afresh)."""
         self.executor_id = settings.require_worker_id()
+        self.scope = settings.service or "embedded"
+        self._db = db
+        self._lease_seconds = settings.executor_lease
+        self._on_lost = on_lost or _exit_fenced
+        self.lease: ExecutorLease | None = None
+        self._limits: dict[str, TaskQueue] = {}
         self.app_version = __version__
         self.system_database_url, self.system_schema = system_database(settings)
         self._config: DBOSConfig = {
@@ -352,7 +376,7 @@ class TaskEngine:
                     queues = list(_queues.values())
                     schedules = list(_schedules.values())
                 for declared in queues:
-                    _register_queue(declared)
+                    _register_queue(self._limits.get(declared.name, declared))
                 if schedules:
                     DBOS.apply_schedules(schedules)
             except BaseException:
@@ -360,6 +384,26 @@ class TaskEngine:
                 raise
             TaskEngine._running = self
             self._launched = True
+        if self._db is not None:
+            self.lease = ExecutorLease(
+                self._db,
+                scope=self.scope,
+                executor_id=self.executor_id,
+                lease_seconds=self._lease_seconds,
+                recover=self.recover_pending,
+                on_lost=self._on_lost,
+            )
+            self.lease.start()
+
+    def tune(self, on: TaskQueue, **limits: int | float | None) -> None:
+        """Set a declared queue's limits from settings, before `launch()`:
+        `engine.tune(QUEUE, per_key_concurrency=settings.tenant_concurrency)`."""
+        if self._launched:
+            raise RuntimeError("tune queues before launch()")
+        tuned = replace(self._limits.get(on.name, on), **limits)  # type: ignore[arg-type]
+        if tuned.keyed != on.keyed:
+            raise ValueError(f"queue {on.name!r}: a per-key limit cannot be added or removed")
+        self._limits[on.name] = tuned
 
     def shutdown(self, *, wait_seconds: int = 0) -> None:
         """Stop DBOS, first waiting up to `wait_seconds` for running workflows.
@@ -367,6 +411,9 @@ class TaskEngine:
         Workflows still running are left PENDING and resume on this executor's
         next launch (or on another's `recover_pending`).
         """
+        if self.lease is not None:
+            self.lease.stop()
+            self.lease = None
         with _running_lock:
             if not self._launched:
                 return
@@ -511,14 +558,24 @@ def system_database(settings: Settings) -> tuple[str, str | None]:
     """DBOS's system database URL and PostgreSQL schema (None on SQLite) for `settings`."""
     url = normalise_url(settings.effective_database_url)
     backend = make_url(url).get_backend_name()
+    service = settings.service
     if backend == "postgresql":
-        return url, SYSTEM_SCHEMA
+        return url, f"{SYSTEM_SCHEMA}_{service}" if service else SYSTEM_SCHEMA
     if backend == "sqlite":
-        return f"sqlite:///{(settings.data_dir / SQLITE_FILE).resolve()}", None
+        name = f"dbos-{service}.sqlite3" if service else SQLITE_FILE
+        return f"sqlite:///{(settings.data_dir / name).resolve()}", None
     raise ValueError(f"durable tasks need SQLite or PostgreSQL, not {backend!r}")
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+def _exit_fenced() -> None:
+    # Another executor runs this one's workflows now: running them here as well would
+    # repeat their steps. Leave at once; the supervisor (systemd, `printcloud cluster`)
+    # starts the process afresh with a new lease.
+    logging.getLogger("printcloud.tasks").critical("executor lease lost; exiting")
+    os._exit(75)
 
 
 def _default_name(func: Callable[..., Any]) -> str:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 
 import printcloud.auth.models
+import printcloud.core.executors
 import printcloud.crm.models
 import printcloud.docgen.models
 import printcloud.printing.models  # noqa: F401
