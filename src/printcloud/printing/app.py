@@ -26,6 +26,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
         root_path_in_servers=False,
     )
     app.state.printing = rt
+    rt.before_launch.append(lambda engine: pipeline.tune(engine, settings))
     rt.on_started.append(pipeline.adopt_orphans)
     install_error_handlers(app)
     app.include_router(routes.router)

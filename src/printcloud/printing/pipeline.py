@@ -1,6 +1,17 @@
-"""Job acceptance (seed 003, SVC002, FIG. 3–5 and FIG. 11) as a durable workflow.
+"""Job acceptance (seed 003, SVC002, FIG. 3–5 and FIG. 11) as durable workflows.
 
-One workflow per job, `job-<job_id>`, with one checkpointed step per seed step:
+Three nested workflows per job, each with one checkpointed step per seed step:
+
+- `job-<id>` (`process_job`, started at intake): holding until release, then
+  the job's turn on its printer's queue;
+- `deliver-<id>` (`deliver`, on `PRINTER_QUEUE`, at most
+  `PRINTCLOUD_PRINTER_CONCURRENCY` per printer): S106 to S112 — it receives the
+  printer's result;
+- `prepare-<id>` (`prepare`, on `TENANT_QUEUE`, at most
+  `PRINTCLOUD_TENANT_CONCURRENCY` per tenant across every executor): the
+  conversion part, S106–S108, so one tenant's flood never starves another.
+
+The steps:
 
 - `token` (S106, FIG. 6): token request with the session ID (job ID + printer
   ID); a session left by a crashed try (S1111, 409) is closed and asked again.
@@ -18,7 +29,8 @@ A step whose worker dies mid-call is retried on another worker (`balancer.py`):
 the workers' steps are idempotent. A killed workflow process resumes after
 its last finished step. Expected failures come back as values and end the
 job in a named state with its reason; only transient errors raise (and are
-retried by DBOS).
+retried by DBOS, for about ten minutes: a database or session-store outage
+shorter than that delays jobs and fails none).
 
 The owner may cancel at any time (`service.cancel_job`): the workflow notices
 at its next step or while it waits, and cleans up.
@@ -91,7 +103,7 @@ def _still_wanted(job_id: str, tenant_id: str) -> bool:
 # -- steps ---------------------------------------------------------------------------------
 
 
-@tasks.step(name="printing.load", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.load", retries=30, retry_interval=0.5, backoff=1.2)
 def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
     rt = current()
     with rt.db.sessions() as db:
@@ -109,7 +121,7 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
         }
 
 
-@tasks.step(name="printing.token", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.token", retries=30, retry_interval=0.5, backoff=1.2)
 def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any]:
     """S106 (FIG. 6): a session record and a conversion token for job + printer."""
     rt = current()
@@ -138,7 +150,7 @@ def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any
     return {"worker": sent.worker}
 
 
-@tasks.step(name="printing.download", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.download", retries=30, retry_interval=0.5, backoff=1.2)
 def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> dict[str, Any]:
     """S107 (FIG. 7): a worker downloads the print data into the shared store."""
     rt = current()
@@ -167,7 +179,7 @@ def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> d
     raise Unavailable(f"download answered HTTP {status}: {_error_text(sent.response)}")
 
 
-@tasks.step(name="printing.convert", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.convert", retries=30, retry_interval=0.5, backoff=1.2)
 def convert(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool) -> dict[str, Any]:
     """S108 (FIG. 8): a worker converts to JPEG pages and a metafile."""
     rt = current()
@@ -225,7 +237,7 @@ def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
     return "pushed" if ok else "poll"
 
 
-@tasks.step(name="printing.notify", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.notify", retries=30, retry_interval=0.5, backoff=1.2)
 def notify(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
     """S111: the intake learns the outcome."""
     outcome = result.get("outcome")
@@ -259,12 +271,12 @@ def notify(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
     return "cancelled"  # the owner cancelled: the intake already knows
 
 
-@tasks.step(name="printing.fail", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.fail", retries=30, retry_interval=0.5, backoff=1.2)
 def fail(tenant_id: str, job_id: str, state: str, step: str, reason: str, worker: str) -> None:
     _record(job_id, tenant_id, state, step=step, reason=reason, worker=worker or None)
 
 
-@tasks.step(name="printing.complete", retries=10, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.complete", retries=30, retry_interval=0.5, backoff=1.2)
 def complete(tenant_id: str, job_id: str, printer_id: str) -> str:
     """S112 (FIG. 11): delete the converted data and the session record."""
     rt = current()
@@ -294,7 +306,7 @@ def complete(tenant_id: str, job_id: str, printer_id: str) -> str:
     return sent.worker
 
 
-@tasks.step(name="printing.still_wanted", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.still_wanted", retries=30, retry_interval=0.5, backoff=1.2)
 def still_wanted(tenant_id: str, job_id: str) -> bool:
     return _still_wanted(job_id, tenant_id)
 
@@ -302,10 +314,40 @@ def still_wanted(tenant_id: str, job_id: str) -> bool:
 # -- the workflow ------------------------------------------------------------------------
 
 
-@tasks.workflow(name="printing.process_job")
-def process_job(tenant_id: str, job_id: str) -> str:
+#: Per-tenant fairness: a job's conversion (S106–S108) waits here for one of its
+#: tenant's slots (`PRINTCLOUD_TENANT_CONCURRENCY`), so one tenant's flood of jobs
+#: takes its own slots and never the others'.
+TENANT_QUEUE = tasks.queue("printing.tenants", per_key_concurrency=2, poll_interval=0.1)
+#: Per-printer cap: a job from its token request (S106) to its end holds one of its
+#: printer's slots (`PRINTCLOUD_PRINTER_CONCURRENCY`); later jobs for that printer
+#: wait before asking for their token, so it does not time out while the printer is
+#: busy with the ones before.
+PRINTER_QUEUE = tasks.queue("printing.printers", per_key_concurrency=2, poll_interval=0.1)
+
+
+def deliver_id(job_id: str) -> str:
+    """The workflow that takes the job from its printer slot to its end (it receives
+    the printer's result)."""
+    return f"deliver-{job_id}"
+
+
+def prepare_id(job_id: str) -> str:
+    return f"prepare-{job_id}"
+
+
+def printer_key(tenant_id: str, printer_id: str) -> str:
+    return f"{tenant_id}/{printer_id}"
+
+
+def tune(engine: tasks.TaskEngine, settings: Any) -> None:
+    """The queues' limits from the settings (before the engine launches)."""
+    engine.tune(TENANT_QUEUE, per_key_concurrency=settings.tenant_concurrency)
+    engine.tune(PRINTER_QUEUE, per_key_concurrency=settings.printer_concurrency)
+
+
+def _guarded(tenant_id: str, job_id: str, body: Any) -> str:
     try:
-        return _process(tenant_id, job_id)
+        return str(body(tenant_id, job_id))
     except Exception as exc:  # a step gave up after its retries: name it, never drop the job
         reason = f"{type(exc).__name__}: {exc}"[:900]
         log.error("print job failed", extra={"fields": {"job": job_id, "reason": reason}})
@@ -320,7 +362,47 @@ def process_job(tenant_id: str, job_id: str) -> str:
         return "failed"
 
 
-def _process(tenant_id: str, job_id: str) -> str:
+@tasks.workflow(name="printing.process_job")
+def process_job(tenant_id: str, job_id: str) -> str:
+    """The job's own workflow (`job-<id>`): holding, then its turn at the printer."""
+    return _guarded(tenant_id, job_id, _admit)
+
+
+@tasks.workflow(name="printing.deliver")
+def deliver(tenant_id: str, job_id: str) -> str:
+    """On the printer's queue: the seed's flow from S106 to S112."""
+    return _guarded(tenant_id, job_id, _deliver)
+
+
+@tasks.workflow(name="printing.prepare")
+def prepare(
+    tenant_id: str, job_id: str, printer_id: str, url: str | None, dpi: int, color: bool
+) -> dict[str, Any]:
+    """On the tenant's queue: S106 token, S107 download, S108 conversion."""
+    request_token(tenant_id, job_id, printer_id)
+    if not still_wanted(tenant_id, job_id):
+        return {"ok": False, "outcome": "cancelled"}
+    got = download(tenant_id, job_id, printer_id, url)
+    if not got["ok"]:
+        fail(tenant_id, job_id, "download_failed", "S107", got["reason"], got["worker"])
+        return {"ok": False, "outcome": "download_failed"}
+    if not still_wanted(tenant_id, job_id):
+        return {"ok": False, "outcome": "cancelled"}
+    made = convert(tenant_id, job_id, printer_id, dpi, color)
+    if not made["ok"]:
+        fail(tenant_id, job_id, "conversion_failed", "S108", made["reason"], made["worker"])
+        return {"ok": False, "outcome": "conversion_failed"}
+    return {"ok": True}
+
+
+def _engine() -> tasks.TaskEngine:
+    engine = current().engine
+    if engine is None:
+        raise RuntimeError("the print service's workflow engine is not running")
+    return engine
+
+
+def _admit(tenant_id: str, job_id: str) -> str:
     job = load_job(tenant_id, job_id)
     if job["state"] not in service.ACTIVE:
         return str(job["state"])
@@ -335,20 +417,31 @@ def _process(tenant_id: str, job_id: str) -> str:
             return _finish(tenant_id, job_id, printer_id, "expired")
         if message.get("outcome") != "released":  # the owner cancelled it
             return _finish(tenant_id, job_id, printer_id, "cancelled")
-    request_token(tenant_id, job_id, printer_id)
-    if not still_wanted(tenant_id, job_id):
-        return _finish(tenant_id, job_id, printer_id, "cancelled")
-    got = download(tenant_id, job_id, printer_id, job["url"])
-    if not got["ok"]:
-        fail(tenant_id, job_id, "download_failed", "S107", got["reason"], got["worker"])
-        return _finish(tenant_id, job_id, printer_id, "download_failed")
-    if not still_wanted(tenant_id, job_id):
-        return _finish(tenant_id, job_id, printer_id, "cancelled")
+        printer_id = str(load_job(tenant_id, job_id)["printer_id"])  # released at another?
+    turn = _engine().enqueue(
+        PRINTER_QUEUE,
+        deliver,
+        key=printer_key(tenant_id, printer_id),
+        workflow_id=deliver_id(job_id),
+    )(tenant_id, job_id)
+    return str(turn.result())
+
+
+def _deliver(tenant_id: str, job_id: str) -> str:
+    job = load_job(tenant_id, job_id)
+    printer_id = str(job.get("printer_id"))
+    if job["state"] not in service.ACTIVE:  # cancelled while it waited for its turn
+        return _finish(tenant_id, job_id, printer_id, str(job["state"]))
     options = job["options"]
-    made = convert(tenant_id, job_id, printer_id, int(options.get("dpi", 300)), job["color"])
-    if not made["ok"]:
-        fail(tenant_id, job_id, "conversion_failed", "S108", made["reason"], made["worker"])
-        return _finish(tenant_id, job_id, printer_id, "conversion_failed")
+    prepared = (
+        _engine()
+        .enqueue(TENANT_QUEUE, prepare, key=tenant_id, workflow_id=prepare_id(job_id))(
+            tenant_id, job_id, printer_id, job["url"], int(options.get("dpi", 300)), job["color"]
+        )
+        .result()
+    )
+    if not prepared["ok"]:
+        return _finish(tenant_id, job_id, printer_id, str(prepared["outcome"]))
     if print_request(tenant_id, job_id, printer_id) == "ended":
         return _finish(tenant_id, job_id, printer_id, "cancelled")
     # S110: wait for the printer until the conversion token times out.
@@ -406,7 +499,7 @@ def _wait(limit: float, outcomes: tuple[str, ...]) -> dict[str, Any] | None:
     return None
 
 
-@tasks.step(name="printing.hold", retries=8, retry_interval=0.5, backoff=1.5)
+@tasks.step(name="printing.hold", retries=30, retry_interval=0.5, backoff=1.2)
 def hold(tenant_id: str, job_id: str) -> None:
     _record(job_id, tenant_id, "held", step="SVC001", detail="held until its owner releases it")
 

@@ -298,13 +298,13 @@ def cancel(rt: PrintingRuntime, *, tenant_id: str, job_id: str, by: str) -> Prin
         db.flush()
         db.expunge(job)
     if rt.engine is not None:
-        # no workflow yet: it will see the state at its first step
-        with contextlib.suppress(NotFound):
-            rt.engine.send(
-                pipeline.workflow_id(job_id),
-                {"outcome": "owner_cancelled", "by": by},
-                topic=pipeline.PRINTER_TOPIC,
-            )
+        # To whichever of its workflows waits (held: the job's; at the printer: its
+        # delivery). One not started yet sees the state at its first step.
+        for target in (pipeline.workflow_id(job_id), pipeline.deliver_id(job_id)):
+            with contextlib.suppress(NotFound):
+                rt.engine.send(
+                    target, {"outcome": "owner_cancelled", "by": by}, topic=pipeline.PRINTER_TOPIC
+                )
     return job
 
 
@@ -583,7 +583,7 @@ def result(job_id: str, body: DeviceResult, rt: RuntimeDep, principal: DeviceCal
     if rt.engine is None:
         raise Unavailable("this replica does not run print workflows")
     rt.engine.send(
-        pipeline.workflow_id(job_id),
+        pipeline.deliver_id(job_id),
         {**body.model_dump(), "printer": body.printer_id},
         topic=pipeline.PRINTER_TOPIC,
     )

@@ -76,6 +76,8 @@ class PrintingRuntime:
     pool: WorkerPool | None = None
     service_token: ServiceToken | None = None
     started: bool = False
+    #: Called with the engine before it launches (the app sets the queues' limits).
+    before_launch: list[Callable[[TaskEngine], object]] = field(default_factory=list)
     #: Called once everything is up (the app adopts jobs whose workflow never started).
     on_started: list[Callable[[], object]] = field(default_factory=list)
     http: httpx.Client = field(default_factory=lambda: http_client(timeout=5))
@@ -102,6 +104,8 @@ class PrintingRuntime:
         _running["current"] = self
         if engine is not None:
             self.engine = engine
+            for prepare in self.before_launch:
+                prepare(engine)
             engine.launch()
             for hook in self.on_started:
                 hook()
