@@ -73,6 +73,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -371,7 +372,8 @@ class TaskEngine:
             _route_dbos_logs()
             DBOS(config=self._config)
             try:
-                DBOS.launch()
+                with _one_launch_at_a_time(self.system_database_url, self.system_schema):
+                    DBOS.launch()
                 with _declarations_lock:
                     queues = list(_queues.values())
                     schedules = list(_schedules.values())
@@ -568,6 +570,38 @@ def system_database(settings: Settings) -> tuple[str, str | None]:
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+#: Serialises DBOS launches (its schema migrations) across processes sharing a database.
+_LAUNCH_LOCK = 724012
+
+
+@contextmanager
+def _one_launch_at_a_time(url: str, schema: str | None) -> Iterator[None]:
+    """Let one process at a time launch DBOS on a PostgreSQL database.
+
+    DBOS migrates its schema at launch, with `CREATE INDEX CONCURRENTLY`, which waits
+    for every older transaction in the database. Services started together (each with
+    its own schema) were seen holding such transactions for each other's migration
+    and waiting for ever. The lock is taken by polling on an autocommit connection,
+    so a waiting process holds no transaction that a migration would wait for.
+    """
+    if schema is None:
+        yield
+        return
+    import psycopg
+
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        deadline = time.monotonic() + 300
+        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LAUNCH_LOCK,)).fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise RuntimeError("another process has been launching DBOS for 5 minutes")
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LAUNCH_LOCK,))
 
 
 def _exit_fenced() -> None:
