@@ -208,19 +208,28 @@ def _environment(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start print stacks: `make_print_stack(database="sqlite"|"postgresql", sessions="sql"|"redis",
-    workers=2, **settings)`. Each gets its own data folder (and PostgreSQL database)."""
+    workers=2, **settings)`. Each gets its own data folder (and PostgreSQL database).
+
+    `database_url=` and `session_store=` name a database and a session store of the
+    test's own instead (a private peer from `tests/peers.py`, say); they win over
+    `database=` and `sessions=`."""
     started: list[PrintStack] = []
     databases: list[str] = []
 
     def make(
-        *, database: str = "sqlite", sessions: str = "sql", workers: int = 2, **overrides: Any
+        *,
+        database: str = "sqlite",
+        sessions: str = "sql",
+        workers: int = 2,
+        database_url: str | None = None,
+        session_store: str | None = None,
+        **overrides: Any,
     ) -> PrintStack:
         data_dir = tmp_path_factory.mktemp("print")
-        url: str | None = None
-        if database == "postgresql":
+        url: str | None = database_url
+        if url is None and database == "postgresql":
             url = _new_pg_database(databases)
-        session_store = None
-        if sessions == "redis":
+        if session_store is None and sessions == "redis":
             session_store = _redis_url()
         port = free_port()
         settings = Settings(

@@ -116,7 +116,11 @@ class Guard:
             raise Unavailable(f"authorization server {self.issuer} unreachable") from exc
         if resp.status_code != 200:
             log.warning("introspection failed", extra={"fields": {"status": resp.status_code}})
-            raise Unavailable(f"introspection at {self.issuer} answered {resp.status_code}")
+            detail = _error_description(resp)
+            raise Unavailable(
+                f"introspection at {self.issuer} answered {resp.status_code}"
+                + (f": {detail}" if detail else "")
+            )
         try:
             data = resp.json()
             if not isinstance(data, dict):
@@ -164,3 +168,15 @@ class Guard:
             return principal
 
         return dependency
+
+
+def _error_description(resp: httpx.Response) -> str:
+    """The OAuth-style `error_description` of an error answer (why the issuer is down,
+    say: its database), for the caller's own 503; empty when there is none."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    return str(body.get("error_description") or "")[:300]

@@ -104,9 +104,14 @@ class Balancer:
         """Send one call to one worker (to the next one if a worker is unreachable)."""
         tried: set[str] = set()
         renewed = False
+        refused: str | None = None  # why the last worker answered 503
         while True:
             backend = self._pick(tried)
             if backend is None:
+                if refused is not None:
+                    # Say why, so the step's retries and the job's reason name the peer
+                    # that is down (the session store, the database), not just "503".
+                    raise Unavailable(f"every conversion worker answered 503: {refused}")
                 raise Unavailable("no conversion worker is reachable")
             headers = dict(kwargs.pop("headers", None) or {})
             if self.token is not None:
@@ -130,6 +135,7 @@ class Balancer:
                     f"conversion worker {backend.url} failed mid-call: {type(exc).__name__}"
                 ) from exc
             if response.status_code == 503:
+                refused = _description(response)
                 self._release(backend, ok=False)
                 tried.add(backend.url)
                 kwargs["headers"] = headers
@@ -150,3 +156,12 @@ class Balancer:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _description(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        text = str(body.get("error_description") or body.get("error") or "")
+    except (ValueError, AttributeError):
+        text = ""
+    return (text or response.text or "HTTP 503")[:300]

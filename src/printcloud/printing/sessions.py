@@ -190,7 +190,9 @@ def _database_answers() -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
-        raise Unavailable("the session store is unavailable") from exc
+        raise Unavailable(
+            f"the session store (database) is unavailable: {_cause(exc.orig or exc)}"
+        ) from exc
 
 
 class SqlBackend:
@@ -314,13 +316,13 @@ class RedisBackend:
                 )
             )
         except self._errors as exc:
-            raise Unavailable("the session store (Redis) is unavailable") from exc
+            raise _redis_down(exc) from exc
 
     def get(self, key: str) -> ConversionSession | None:
         try:
             raw = self._redis.get(self._key(key))
         except self._errors as exc:
-            raise Unavailable("the session store (Redis) is unavailable") from exc
+            raise _redis_down(exc) from exc
         return _decode(raw) if raw else None
 
     def update(
@@ -330,7 +332,7 @@ class RedisBackend:
         try:
             raw = self._update(keys=[self._key(key)], args=[json.dumps(encoded), json.dumps(event)])
         except self._errors as exc:
-            raise Unavailable("the session store (Redis) is unavailable") from exc
+            raise _redis_down(exc) from exc
         return _decode(raw) if raw else None
 
     def delete(self, key: str) -> bool:
@@ -340,15 +342,26 @@ class RedisBackend:
             pipe.zrem(self._index, key)
             deleted, _ = pipe.execute()
         except self._errors as exc:
-            raise Unavailable("the session store (Redis) is unavailable") from exc
+            raise _redis_down(exc) from exc
         return bool(deleted)
 
     def created_before(self, cutoff: datetime) -> list[str]:
         try:
             keys = self._redis.zrangebyscore(self._index, "-inf", cutoff.timestamp())
         except self._errors as exc:
-            raise Unavailable("the session store (Redis) is unavailable") from exc
+            raise _redis_down(exc) from exc
         return [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+
+
+def _redis_down(exc: BaseException) -> Unavailable:
+    return Unavailable(f"the session store (Redis) is unavailable: {_cause(exc)}")
+
+
+def _cause(exc: BaseException) -> str:
+    """The driver's reason in one line (no statement, no parameters): what an operator
+    needs to see in the job's log and the 503's description."""
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _encode(session: ConversionSession) -> str:

@@ -17,6 +17,12 @@ The session calls are internal: only platform services (tokens of the issuer's
 system tenant, checked by the core guard) may make them. The converted data is
 fetched by printers with the conversion token in the `Authorization` header,
 never in the URL.
+
+A peer that is down for a moment — the session store, the database, the
+print service's own data link — answers 503 naming it (`Unavailable`): the
+balancer passes the reason on and the workflow's step retries; only a
+refusal that repeating cannot cure (a bad URL, a file that is not a PDF)
+ends the job.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from printcloud.core.errors import (
     PayloadTooLarge,
     PrintcloudError,
     Unauthorized,
+    Unavailable,
 )
 from printcloud.core.guard import Guard, Principal
 from printcloud.core.http import async_client
@@ -149,8 +156,8 @@ async def fetch_print_data(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("url must be an absolute http:// or https:// URL", field="url")
-    own = settings.public_url + "/printing/internal/"
-    if not settings.allow_private_fetch and not url.startswith(own):
+    own = url.startswith(settings.public_url + "/printing/internal/")
+    if not settings.allow_private_fetch and not own:
         await _refuse_private(
             parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
         )
@@ -161,6 +168,14 @@ async def fetch_print_data(
             http.stream("GET", url) as response,
         ):
             if response.status_code != 200:
+                if own and response.status_code in (502, 503, 504):
+                    # The print service's own link: its database (or itself) is down for a
+                    # moment, which fails no job: a 503 here, and the step is retried.
+                    await response.aread()
+                    raise Unavailable(
+                        f"the print service's data link answered HTTP {response.status_code}"
+                        + (f": {_answer_text(response)}" if _answer_text(response) else "")
+                    )
                 raise DownloadFailed(f"the print data URL answered HTTP {response.status_code}")
             length = response.headers.get("content-length")
             if length and length.isdigit() and int(length) > limit:
@@ -173,8 +188,20 @@ async def fetch_print_data(
                     raise PayloadTooLarge(f"the print data is larger than {limit} bytes")
                 chunks.append(chunk)
     except httpx.HTTPError as exc:
+        if own:  # the print service restarting: retried like its 503
+            raise Unavailable(
+                f"the print service's data link did not answer: {type(exc).__name__}"
+            ) from exc
         raise DownloadFailed(f"the print data URL did not answer: {type(exc).__name__}") from exc
     return b"".join(chunks)
+
+
+def _answer_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return str(body.get("error_description") or "")[:300] if isinstance(body, dict) else ""
+    except ValueError:
+        return ""
 
 
 async def _refuse_private(host: str, port: int) -> None:
