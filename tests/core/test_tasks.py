@@ -25,8 +25,8 @@ import pytest
 from printcloud import __version__
 from printcloud.core import tasks
 from printcloud.core.db import Database, migrate
-from printcloud.core.executors import ExecutorLease
 from printcloud.core.errors import Conflict, NotFound
+from printcloud.core.executors import ExecutorLease
 from printcloud.core.settings import Settings
 
 PG_ENV = "PRINTCLOUD_TEST_DATABASE_URL"

@@ -9,6 +9,7 @@ in a queue; and a job's conversion takes one of its tenant's
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -85,5 +86,5 @@ def test_a_tenants_flood_does_not_hold_back_another_tenant(
         end = next(e["at"] for e in history if e["step"] == "S108")
         spans.append((start, end))
     spans.sort()
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, spans

@@ -208,7 +208,7 @@ def convert(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool)
     raise Unavailable(f"conversion answered HTTP {status}: {_error_text(sent.response)}")
 
 
-@tasks.step(name="printing.print_request", retries=3, retry_interval=0.5)
+@tasks.step(name="printing.print_request", retries=30, retry_interval=0.5, backoff=1.2)
 def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
     """S109: the job becomes the printer's work; pushed if the printer listens."""
     rt = current()
