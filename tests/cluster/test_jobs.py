@@ -11,6 +11,10 @@ print exactly once while a flooding tenant keeps to its share.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -285,6 +289,19 @@ def test_a_dead_executors_workflows_are_finished_by_another(
     assert leases[first.name].state == "taken_over"
     assert leases[first.name].taken_over_by == cluster.topology.tier("printing")[1].name
     assert leases[first.name].recovered >= 1
+    # what an operator sees
+    shown = subprocess.run(
+        [sys.executable, "-m", "printcloud", "admin", "--json", "executor", "list"],
+        env={**cluster.settings.as_environment(), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = {r["executor_id"]: r for r in json.loads(shown.stdout) if r["service"] == "printing"}
+    assert rows[first.name]["state"] == "taken_over"
+    assert rows[first.name]["taken_over_by"] == leases[first.name].taken_over_by
+    assert rows[cluster.topology.tier("printing")[1].name]["state"] == "alive"
     stack.db.dispose()
 
 
