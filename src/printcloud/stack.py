@@ -42,7 +42,11 @@ EMBEDDED = ("auth", "crm", "docgen", "printing")
 def prepare(settings: Settings) -> Database:
     """Apply migrations and bootstrap what every deployment needs."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
+    db = Database(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     migrate(db, "printcloud:migrations")
     with db.session() as session:
         auth_service.bootstrap(session, settings=settings)

@@ -148,6 +148,12 @@ class Cluster:
         **settings: Any,
     ) -> None:
         self.topology = topology
+        # A loopback cluster runs a dozen processes against one PostgreSQL server
+        # (max_connections: 100 by default), beside whatever else uses it: small pools,
+        # or a busy run meets "too many clients" (and a schedule loses a tick).
+        settings.setdefault("database_pool_size", 3)
+        settings.setdefault("database_max_overflow", 4)
+        settings.setdefault("workflow_pool_size", 5)
         self.settings = Settings(
             data_dir=Path(data_dir).resolve(),
             database_url=require_postgresql(database_url),

@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("var")
     database_url: str | None = None
+    #: Connections each process keeps open to the database, and how many more it may
+    #: open at a peak; the workflow engine (DBOS) has its own pool beside them. Size
+    #: them so that every process's sum stays under the server's `max_connections`
+    #: (docs/deploy.md, "Sizing").
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
+    workflow_pool_size: int = Field(default=20, ge=2, le=500)
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000

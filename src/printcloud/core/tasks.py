@@ -348,6 +348,7 @@ class TaskEngine:
             "application_version": self.app_version,
             "executor_id": self.executor_id,
             "log_level": settings.log_level.upper(),
+            "sys_db_pool_size": settings.workflow_pool_size,
         }
         if self.system_schema is not None:
             self._config["dbos_system_schema"] = self.system_schema
