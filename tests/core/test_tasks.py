@@ -185,6 +185,15 @@ def test_each_service_has_its_own_system_schema(tmp_path: Path) -> None:
     assert schema is None
 
 
+def test_a_service_creates_only_its_own_queues_and_schedules(tmp_path: Path) -> None:
+    crm = tasks.TaskEngine(_settings(tmp_path, None, service="crm"))
+    assert crm.owns("crm.jobs")
+    assert not crm.owns("printing.sweep")
+    assert not crm.owns("auth.housekeeping")
+    embedded = tasks.TaskEngine(_settings(tmp_path, None))
+    assert embedded.owns("printing.sweep") and embedded.owns("test-keyed")
+
+
 def test_queue_limits_are_tuned_before_launch(tmp_path: Path) -> None:
     engine = tasks.TaskEngine(_settings(tmp_path, None))
     engine.tune(KEYED, per_key_concurrency=3)

@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from printcloud.core.settings import Settings
 
 from .render import render_haproxy, render_nginx
-from .topology import TIERS, Backend, Topology
+from .topology import Backend, Topology
 
 _PR_SET_PDEATHSIG = 1
 #: Where balancers live when they are not on PATH (Debian puts them in /usr/sbin).
@@ -242,14 +242,9 @@ class Cluster:
             for backend in self.topology.backends:
                 self.processes[backend.name] = self._backend_info(backend, base)
             self.processes[self.balancer] = self._balancer_info(binary, base)
-            # Two waves: every conversion worker and the first process of each other
-            # tier, then that tier's other replicas. The first launch of a service's
-            # workflow executor migrates its DBOS schema, and two replicas migrating
-            # it at once fail ("tuple concurrently updated"); once it is migrated,
-            # replicas start side by side (restarts too).
-            first = [tier[0] for tier in map(self.topology.tier, TIERS)]
-            first += self.topology.convert[1:]
-            waves = [first, [b for b in self.topology.backends if b not in first]]
+            # All at once: the workflow executors' DBOS launches (schema migrations
+            # included) take turns behind an advisory lock (`core.tasks`).
+            waves = [list(self.topology.backends)]
             self._spawn(self.processes[self.balancer])
             for wave in waves:
                 infos = [self.processes[b.name] for b in wave]

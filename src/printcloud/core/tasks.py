@@ -37,6 +37,8 @@ which every caller must keep:
   replayed on recovery and must be deterministic (same steps, same order).
 - Steps run at least once (a crash after a step's effect and before its
   checkpoint re-runs it), so they must be idempotent.
+- Queues and schedules are named `<service>.<name>`: a process that runs one
+  service creates only its own (`TaskEngine.owns`).
 - A workflow's name is its durable address: it defaults to
   `<module>.<qualname>`, so moving or renaming a function orphans its pending
   runs unless the old name is kept with `name=`.
@@ -376,8 +378,8 @@ class TaskEngine:
                 with _one_launch_at_a_time(self.system_database_url, self.system_schema):
                     DBOS.launch()
                 with _declarations_lock:
-                    queues = list(_queues.values())
-                    schedules = list(_schedules.values())
+                    queues = [q for q in _queues.values() if self.owns(q.name)]
+                    schedules = [x for x in _schedules.values() if self.owns(x["schedule_name"])]
                 for declared in queues:
                     _register_queue(self._limits.get(declared.name, declared))
                 if schedules:
@@ -397,6 +399,13 @@ class TaskEngine:
                 on_lost=self._on_lost,
             )
             self.lease.start()
+
+    def owns(self, name: str) -> bool:
+        """Whether this engine creates the declared queue or schedule `name`: all of them
+        embedded; one service's (`<service>.…`) when the process runs one service —
+        every module is imported everywhere, but a CRM executor must not poll the print
+        queues or run the print service's sweep."""
+        return self.scope == "embedded" or name.startswith(f"{self.scope}.")
 
     def tune(self, on: TaskQueue, **limits: int | float | None) -> None:
         """Set a declared queue's limits from settings, before `launch()`:
