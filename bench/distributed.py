@@ -119,6 +119,8 @@ class Deployment:
     #: PIDs of the conversion workers now (their CPU time is the conversion's).
     convert_pids: Callable[[], list[int]]
     info: dict[str, Any] = field(default_factory=dict)
+    #: The conversion tier alone, through its balancer (cluster targets only).
+    tier: Callable[[bytes], dict[str, Any]] | None = None
 
 
 def _clean_env() -> dict[str, str]:
@@ -257,7 +259,82 @@ def _cluster(workers: int, out_dir: Path) -> Iterator[Deployment]:
             "policy": CLUSTER_POLICY,
             "processes": {name: p.service for name, p in cluster.processes.items()},
         }
-        yield Deployment(cluster.entry_url, database_url, alive, convert_pids, info)
+
+        def tier(data: bytes) -> dict[str, Any]:
+            return _tier(cluster.entry_url, cluster.convert_url, cluster.settings, data)
+
+        yield Deployment(cluster.entry_url, database_url, alive, convert_pids, info, tier)
+
+
+#: The conversion tier alone: conversions of doc10.pdf in flight at once, and how many.
+TIER_CONCURRENCY = 4
+TIER_CONVERSIONS = 16
+
+
+def _tier(entry_url: str, convert_url: str, settings: Any, data: bytes) -> dict[str, Any]:
+    """Seed 003's worker calls for whole documents (token request, download, conversion,
+    completion) sent straight to the conversion tier's balancer, `TIER_CONCURRENCY` at a
+    time, as the print service's workflows send them: the tier's throughput without the
+    rest of the platform (and the printers) on the same cores."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    folder = Path(tempfile.mkdtemp(prefix="pc-bench-tier-", dir=_scratch()))
+    (folder / "doc.pdf").write_bytes(data)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    source = f"http://127.0.0.1:{server.server_address[1]}/doc.pdf"
+    client_id, secret = settings.service_client("idp-a", "printing")
+    try:
+        token = httpx.post(
+            f"{entry_url}/idp-a/token",
+            data={"grant_type": "client_credentials", "scope": "print"},
+            auth=(client_id, secret),
+            timeout=30,
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        tenant = "bench-tier"
+
+        def one(index: int) -> tuple[float, str]:
+            job = f"tier-{secrets.token_hex(6)}-{index}"
+            began = time.monotonic()
+            with httpx.Client(base_url=convert_url, headers=headers, timeout=300) as http:
+                body = {"tenant_id": tenant, "job_id": job, "printer_id": "p"}
+                http.post("/sessions", json=body).raise_for_status()
+                http.post(
+                    f"/sessions/{job}/p/download", json={"tenant_id": tenant, "url": source}
+                ).raise_for_status()
+                made = http.post(
+                    f"/sessions/{job}/p/convert",
+                    json={"tenant_id": tenant, "dpi": DPI, "color": COLOR},
+                )
+                made.raise_for_status()
+                http.delete(f"/sessions/{job}/p", params={"tenant_id": tenant})
+            return time.monotonic() - began, made.headers.get("x-printcloud-worker", "?")
+
+        with ThreadPoolExecutor(TIER_CONCURRENCY) as pool:
+            list(pool.map(one, range(TIER_CONCURRENCY)))  # warm-up
+            began = time.monotonic()
+            done = list(pool.map(one, range(TIER_CONVERSIONS)))
+            seconds = time.monotonic() - began
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "conversions": TIER_CONVERSIONS,
+        "concurrency": TIER_CONCURRENCY,
+        "seconds": round(seconds, 3),
+        "documents_per_s": round(TIER_CONVERSIONS / seconds, 3),
+        "pages_per_s": round(TIER_CONVERSIONS * PAGES / seconds, 2),
+        "p50_s": round(_percentile([d for d, _ in done], 50), 3),
+        "workers": dict(Counter(w for _, w in done)),
+    }
 
 
 def _save_cluster_logs(data_dir: Path, out_dir: Path) -> None:
@@ -636,6 +713,16 @@ def _run_target(name: str, runs: int, warm: bool, out_dir: Path) -> TargetResult
                 if index >= 0:
                     result.batches.append(batch)
                 dep.alive()
+            if dep.tier is not None:
+                with console.status(f"{name}: the conversion tier alone"):
+                    tier = dep.tier(data)
+                result.info["tier"] = tier
+                console.print(
+                    f"  tier      {tier['conversions']} documents ({tier['concurrency']} at a "
+                    f"time) straight to the conversion balancer: {tier['pages_per_s']:.1f} "
+                    f"pages/s, {tier['documents_per_s']:.2f} documents/s; by worker "
+                    f"{tier['workers']}"
+                )
     except Skip as exc:
         result.skipped = str(exc)
         console.print(f"[yellow]skipped {name}: {exc}[/]")
@@ -723,6 +810,24 @@ def _report(results: dict[str, TargetResult]) -> dict[str, Any]:
         else:
             shown = f"[{'green' if value >= goal else 'red'}]{value:.2f}x[/]"
         ratios_table.add_row(label, shown, f">= {goal}x" if goal else "")
+    one, two = results.get("cluster-1w"), results.get("cluster-2w")
+    if one is not None and two is not None and "tier" in one.info and "tier" in two.info:
+        value = two.info["tier"]["pages_per_s"] / one.info["tier"]["pages_per_s"]
+        ratios["conversion tier via nginx, 2w / 1w"] = {
+            "value": round(value, 3),
+            "goal": GOAL_SCALING,
+            "met": value >= GOAL_SCALING,
+            "valid": True,
+            "pages_per_s": {
+                "1w": one.info["tier"]["pages_per_s"],
+                "2w": two.info["tier"]["pages_per_s"],
+            },
+        }
+        ratios_table.add_row(
+            "conversion tier via nginx, 2w / 1w",
+            f"[{'green' if value >= GOAL_SCALING else 'red'}]{value:.2f}x[/]",
+            f">= {GOAL_SCALING}x",
+        )
     console.print(ratios_table)
     console.print(
         f"[dim]{cpus} CPUs, shared by the workers, the print service, the database, the "

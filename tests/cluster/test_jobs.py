@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from printcloud.cluster.run import Cluster
 from printcloud.core.executors import ExecutorLease
@@ -353,6 +354,25 @@ def test_a_dead_executors_workflows_are_finished_by_another(
             if step in ("S106", "S107", "S108"):
                 assert step_counts(job)[step] == count  # finished before the kill: not redone
         assert running.pages[(job_id, 1)] == running.pages[(job_id, 2)] == 1
+    # The jobs' own workflows (`job-<id>`) were printing-1's and wait for their
+    # deliveries' results: they end only once taken over.
+    wanted = [f"job-{j}" for j in jobs]
+    deadline = time.monotonic() + 120
+    while True:
+        with stack.db.engine.connect() as conn:
+            states = dict(
+                conn.execute(
+                    text(
+                        "SELECT workflow_uuid, status FROM dbos_printing.workflow_status "
+                        "WHERE workflow_uuid = ANY(:ids)"
+                    ),
+                    {"ids": wanted},
+                ).all()
+            )
+        if set(states.values()) == {"SUCCESS"} and len(states) == len(wanted):
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
     leases = {x.executor_id: x for x in ExecutorLease.leases(stack.db, scope="printing")}
     assert leases[first.name].state == "taken_over"
     assert leases[first.name].taken_over_by == cluster.topology.tier("printing")[1].name
