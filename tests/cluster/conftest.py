@@ -17,7 +17,7 @@ import pytest
 from printcloud.cluster.run import Cluster, ClusterError, balancer_binary
 from printcloud.cluster.topology import BalancerKind, Policy, Topology
 from tests.conftest import _pg_admin_url, require_peer
-from tests.printing.conftest import _new_pg_database, _redis_url
+from tests.printing.conftest import _new_pg_database, _redis_url, drop_databases
 
 
 def require_balancer(kind: str) -> str:
@@ -71,7 +71,6 @@ def cluster_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     schema takes ~18 s (its `CREATE INDEX CONCURRENTLY`s wait out its own lock holder's
     idle timeout, one index at a time), four schemas a cluster: once per session, not
     once per cluster."""
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     databases: list[str] = []
@@ -82,10 +81,7 @@ def cluster_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         timeout=600,
     )
     yield str(make_url(url).database)
-    engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{databases[0]}" WITH (FORCE)'))
-    engine.dispose()
+    drop_databases(databases)
 
 
 def _copy_database(template: str, created: list[str]) -> str:
@@ -145,11 +141,4 @@ def make_cluster(
     yield make
     for cluster in started:
         cluster.stop()
-    if databases:
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            for name in databases:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    drop_databases(databases)

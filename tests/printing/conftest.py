@@ -256,14 +256,20 @@ def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     for stack in started:
         stack.stop()
         stack.db.dispose()
-    if databases:
-        from sqlalchemy import create_engine, text
+    drop_databases(databases)
 
-        engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            for name in databases:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+
+def drop_databases(names: list[str]) -> None:
+    """Drop the PostgreSQL databases a fixture created (their connections closed first)."""
+    if not names:
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for name in names:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
 
 
 def _new_pg_database(created: list[str]) -> str:
