@@ -159,7 +159,7 @@ def test_health_checks_and_routes() -> None:
     assert "default_backend printcloud_auth" in haproxy
     nginx = render_nginx(topo)
     assert nginx.count("max_fails=2 fail_timeout=10s") == len(topo.backends)
-    assert "client_max_body_size 64m;" in nginx and "proxy_read_timeout 300s;" in nginx
+    assert "client_max_body_size 201m;" in nginx and "proxy_read_timeout 300s;" in nginx
     for name in ("printing", "crm", "docgen"):
         assert f"location /{name}/ {{\n            proxy_pass http://printcloud_{name};" in nginx
     assert "location / {\n            proxy_pass http://printcloud_auth;" in nginx

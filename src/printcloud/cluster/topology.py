@@ -78,8 +78,9 @@ class Topology:
     docgen: tuple[Backend, ...]
     printing: tuple[Backend, ...]
     convert: tuple[Backend, ...]
-    #: Largest request body the entry point accepts (print data), in MiB.
-    max_body_mib: int = 64
+    #: Largest request body the entry point takes: the print service's own limit
+    #: (`PRINTCLOUD_MAX_PRINT_BYTES`, 200 MiB, plus the form around the file).
+    max_body_mib: int = 201
     #: Longest a conversion (or any proxied request) may take, in seconds.
     timeout: int = 300
     #: Where the services are installed and run (systemd units).
