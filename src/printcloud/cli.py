@@ -215,7 +215,12 @@ def deploy_files(
     from printcloud.cluster.render import write_files
     from printcloud.cluster.topology import Topology
 
-    for path in write_files(Topology.example(), out_dir):
+    try:
+        written = write_files(Topology.example(), out_dir)
+    except OSError as exc:
+        err.print(f"[red]error[/red] cannot write to {out_dir}: {exc.strerror or exc}")
+        raise typer.Exit(2) from exc
+    for path in written:
         console.print(f"wrote {path}")
 
 

@@ -54,3 +54,12 @@ def test_deploy_files(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for name, text in rendered_files(Topology.example()).items():
         assert (tmp_path / name).read_text() == text
+
+
+def test_deploy_files_into_a_folder_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["deploy-files", str(blocker / "deploy")])
+    assert result.exit_code == 2, result.output
+    assert "cannot write to" in result.output
+    assert "Traceback" not in result.output

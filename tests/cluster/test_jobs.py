@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from printcloud.cluster.run import Cluster
 from printcloud.core.executors import ExecutorLease
-from printcloud.device.agent import DeviceAgent, DeviceConfig, DeviceEvent
+from printcloud.device.agent import DeviceAgent, DeviceEvent
 from tests.cluster.conftest import MakeCluster
 from tests.printing.conftest import PrintStack
 from tests.printing.test_print_path import Tenant, make_pdf
@@ -82,18 +82,7 @@ class Printers:
                 self.jobs_done[event.job_id] += 1
 
     def start(self, t: Tenant, printer: str, out: Path, *, poll: float = 0.5) -> None:
-        agent = DeviceAgent(
-            DeviceConfig(
-                server=t.stack.base_url,
-                tenant_id=t.id,
-                printer_id=printer,
-                client_id=t.dev_id,
-                client_secret=t.dev_secret,
-                out_dir=out,
-                poll_interval=poll,
-                listen="127.0.0.1:0",
-            )
-        )
+        agent = t.device(printer, out, poll_interval=poll, listen="127.0.0.1:0")
         thread = threading.Thread(target=agent.run, args=(self._stop, self._on_event), daemon=True)
         self._agents.append(agent)
         self._threads.append(thread)

@@ -61,7 +61,8 @@ class Tenant:
         assert resp.status_code == 202, resp.text
         return dict(resp.json())
 
-    def device(self, printer: str, out: Path, *faults: str) -> DeviceAgent:
+    def device(self, printer: str, out: Path, *faults: str, **config: Any) -> DeviceAgent:
+        """A virtual printer of this tenant; `config`: further `DeviceConfig` fields."""
         return DeviceAgent(
             DeviceConfig(
                 server=self.stack.base_url,
@@ -71,6 +72,7 @@ class Tenant:
                 client_secret=self.dev_secret,
                 out_dir=out,
                 faults=[Fault.parse(f) for f in faults],
+                **config,
             )
         )
 
