@@ -30,6 +30,8 @@ from printcloud.core.settings import Settings
 
 REQUIRE_PEERS = os.environ.get("PRINTCLOUD_REQUIRE_PEERS") == "1"
 PG_URL = os.environ.get("PRINTCLOUD_TEST_DATABASE_URL", "")
+#: The egress allow-list of the tests' stacks: their peers all live on loopback.
+LOOPBACK = ["127.0.0.0/8", "::1"]
 
 
 def require_peer(available: bool, reason: str) -> None:
@@ -222,6 +224,9 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) ->
     # Workflows (DBOS: one engine per process) run in subprocess stacks only
     # (tests/printing/conftest.py); tests/core/test_tasks.py starts its own engines here.
     overrides.setdefault("run_workflows", False)
+    # The tests' printers, devices and URL jobs live on loopback: allow it, as an
+    # operator would for a lab (tests that prove the egress guard use their own).
+    overrides.setdefault("egress_allow", LOOPBACK)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,

@@ -231,7 +231,10 @@ def demo(
     """Start the embedded stack and walk through the platform's flows."""
     from printcloud.demo import run_demo
 
-    raise typer.Exit(run_demo(Settings(), keep_running=keep_running))
+    settings = Settings()
+    if not settings.egress_allow:  # the demo's printers listen on this machine's loopback
+        settings = settings.model_copy(update={"egress_allow": ["127.0.0.0/8", "::1"]})
+    raise typer.Exit(run_demo(settings, keep_running=keep_running))
 
 
 # -- admin ---------------------------------------------------------------------

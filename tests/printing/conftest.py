@@ -26,7 +26,7 @@ import pytest
 
 from printcloud.core.db import Database
 from printcloud.core.settings import Settings
-from tests.conftest import PG_URL, _pg_admin_url, free_port, require_peer
+from tests.conftest import LOOPBACK, PG_URL, _pg_admin_url, free_port, require_peer
 
 REDIS_URL = os.environ.get("PRINTCLOUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -232,6 +232,7 @@ def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         if session_store is None and sessions == "redis":
             session_store = _redis_url()
         port = free_port()
+        overrides.setdefault("egress_allow", LOOPBACK)
         settings = Settings(
             data_dir=data_dir,
             database_url=url,

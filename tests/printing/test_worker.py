@@ -241,9 +241,9 @@ def test_bad_print_data_and_urls(farm: Farm) -> None:
     assert ftp.status_code == 400 and ftp.json()["field"] == "url"
 
 
-def test_private_addresses_are_refused_outside_development(farm: Farm) -> None:
+def test_private_addresses_are_refused_unless_allowed(farm: Farm) -> None:
     strict = farm.states[0]
-    strict.settings = strict.settings.model_copy(update={"fetch_allow_private": False})
+    strict.settings = strict.settings.model_copy(update={"egress_allow": []})
     url, stop = serve_app(create_worker_app(strict))
     farm.stops.append(stop)
     w1 = httpx.Client(base_url=url, timeout=30)
@@ -254,7 +254,7 @@ def test_private_addresses_are_refused_outside_development(farm: Farm) -> None:
         json={"tenant_id": TENANT, "url": serve(farm, make_pdf(1))},
     )
     w1.close()
-    assert answer.status_code == 400 and "private" in answer.json()["error_description"]
+    assert answer.status_code == 400 and "loopback" in answer.json()["error_description"]
 
 
 def test_converted_data_needs_the_right_unexpired_token(farm: Farm) -> None:

@@ -154,6 +154,8 @@ class Cluster:
         settings.setdefault("database_pool_size", 3)
         settings.setdefault("database_max_overflow", 4)
         settings.setdefault("workflow_pool_size", 5)
+        # Its virtual printers listen on loopback too (push URLs), like everything else.
+        settings.setdefault("egress_allow", ["127.0.0.0/8", "::1"])
         self.settings = Settings(
             data_dir=Path(data_dir).resolve(),
             database_url=require_postgresql(database_url),

@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .egress import EgressPolicy
+
 
 class Settings(BaseSettings):
     """Configuration of a printcloud process (any service, or all of them)."""
@@ -83,9 +85,10 @@ class Settings(BaseSettings):
     held_job_ttl: int = 24 * 3600
     #: Largest print data a conversion worker downloads (bytes).
     max_print_bytes: int = 200 * 1024 * 1024
-    #: Let workers download print data from private or loopback addresses (SSRF guard);
-    #: on by default in development only.
-    fetch_allow_private: bool | None = None
+    #: The egress policy's allow-list (core/egress.py): CIDRs and host names the platform
+    #: may reach although they are not global unicast, when a tenant chose the address
+    #: (push URLs, print-data URLs, directory hosts). Empty: global unicast only.
+    egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     #: Conversion workers of the embedded run (a local pool); default: the CPU count.
     convert_workers: int | None = Field(default=None, ge=1, le=64)
@@ -126,6 +129,21 @@ class Settings(BaseSettings):
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _check_allow(cls, value: list[str]) -> list[str]:
+        from .egress import parse_allow_list
+
+        parse_allow_list(value)  # a ValueError names the entry
         return value
 
     @field_validator("issuers")
@@ -172,10 +190,9 @@ class Settings(BaseSettings):
         return f"svc-{service}", self.derive_secret(f"service-client:{issuer}:{service}")
 
     @property
-    def allow_private_fetch(self) -> bool:
-        if self.fetch_allow_private is not None:
-            return self.fetch_allow_private
-        return self.env == "development"
+    def egress_policy(self) -> EgressPolicy:
+        """Where the platform may connect when a tenant chose the address."""
+        return EgressPolicy.cached(tuple(self.egress_allow))
 
     def as_environment(self) -> dict[str, str]:
         """These settings as `PRINTCLOUD_*` variables, for a child process to read back."""

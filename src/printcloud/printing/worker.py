@@ -27,12 +27,9 @@ ends the job.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import os
 import re
 import secrets
-import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -157,10 +154,13 @@ async def fetch_print_data(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("url must be an absolute http:// or https:// URL", field="url")
     own = url.startswith(settings.public_url + "/printing/internal/")
-    if not settings.allow_private_fetch and not own:
-        await _refuse_private(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-        )
+    if not own:
+        try:
+            await settings.egress_policy.aresolve(
+                parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+            )
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"url: {exc.description}", field="url") from None
     limit = settings.max_print_bytes
     try:
         async with (
@@ -202,22 +202,6 @@ def _answer_text(response: httpx.Response) -> str:
         return str(body.get("error_description") or "")[:300] if isinstance(body, dict) else ""
     except ValueError:
         return ""
-
-
-async def _refuse_private(host: str, port: int) -> None:
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise DownloadFailed(f"the print data host {host!r} cannot be resolved") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_reserved
-        ):
-            raise InvalidRequest("url points to a private or loopback address", field="url")
 
 
 async def internal_caller(request: Request) -> Principal:
