@@ -322,7 +322,15 @@ def run(options: Options, out_dir: Path) -> bool:
         for name, (workers, balance) in STACKS.items():
             with console.status(f"starting {name}: {workers} worker(s), {balance}"):
                 stacks[name] = exits.enter_context(
-                    print_stack(workers=workers, balance=balance, log_dir=out_dir)
+                    # No printer ever takes these jobs (printing is not counted): with the
+                    # default per-printer cap of 2, jobs 3 and 4 of a batch would wait
+                    # for the printer before conversion, for ever.
+                    print_stack(
+                        workers=workers,
+                        balance=balance,
+                        log_dir=out_dir,
+                        printer_concurrency=JOBS,
+                    )
                 )
             if (listed := stacks[name].workers()) != workers:
                 raise BenchError(f"{name}: healthz lists {listed} workers, not {workers}")

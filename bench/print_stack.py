@@ -180,9 +180,12 @@ def _set_up(database_url: str) -> tuple[str, str, str, str, str]:
 
 @contextlib.contextmanager
 def print_stack(
-    *, workers: int, log_dir: Path, balance: str = "round_robin"
+    *, workers: int, log_dir: Path, balance: str = "round_robin", printer_concurrency: int = 2
 ) -> Iterator[PrintStack]:
-    """Start a stack with `workers` conversion workers; stop it and delete its data at the end."""
+    """Start a stack with `workers` conversion workers; stop it and delete its data at the end.
+
+    `printer_concurrency` is the per-printer cap (`PRINTCLOUD_PRINTER_CONCURRENCY`): jobs of
+    one printer past it wait, before conversion, for the printer to finish earlier ones."""
     with contextlib.ExitStack() as stack:
         data_dir = Path(tempfile.mkdtemp(prefix=f"pc-bench-stack{workers}-", dir=_scratch()))
         stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
@@ -197,6 +200,7 @@ def print_stack(
             "PRINTCLOUD_PUBLIC_URL": base,
             "PRINTCLOUD_CONVERT_WORKERS": str(workers),
             "PRINTCLOUD_BALANCE": balance,
+            "PRINTCLOUD_PRINTER_CONCURRENCY": str(printer_concurrency),
             "PRINTCLOUD_LOG_LEVEL": "WARNING",
             "PRINTCLOUD_SECRET_KEY": secrets.token_urlsafe(32),
         }
