@@ -231,3 +231,44 @@ def test_a_push_url_refused_at_connect_time_sends_nothing_and_the_printer_polls(
     assert listener.accepted == 0
     _wait_completed(t, job["job_id"])
     assert_no_leftovers(stack, job["job_id"])
+
+
+def test_a_url_job_is_fetched_once_and_prints(make_print_stack: Any, tmp_path: Path) -> None:
+    """Item 6: the intake fetches a URL job once (through the pinned client) and keeps it
+    as the job's blob; the worker reads that blob, so no second resolution or fetch can
+    land elsewhere. The operator allowed loopback here, where the data is served."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pdf = make_pdf(3)
+    gets: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            gets.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pdf")
+            self.send_header("Content-Length", str(len(pdf)))
+            self.end_headers()
+            self.wfile.write(pdf)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stack = make_print_stack(workers=1)
+        t = Tenant(stack)
+        url = f"http://127.0.0.1:{server.server_address[1]}/report.pdf"
+        made = t.api.post("/api/jobs", json={"printer_id": "mono-1", "url": url})
+        assert made.status_code == 202, made.text
+        job_id = made.json()["job_id"]
+        t.print_all("mono-1", tmp_path, job_id)
+        done = stack.wait_for(t.api, job_id, "printed")
+        assert done["pages_printed"] == 3 and done["source"] == "url"
+        _wait_completed(t, job_id)
+        assert_no_leftovers(stack, job_id)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert gets == ["/report.pdf"]  # once, at intake; the worker read the blob
