@@ -802,6 +802,7 @@ def printer_add(
             client_id=client_id,
             push_url=push_url,
             location=location,
+            egress=Settings().egress_policy,
         )
         return printer_dict(row)
 

@@ -170,6 +170,7 @@ class PrintStack:
                 color=color,
                 client_id=client_id,
                 push_url=push_url,
+                egress=self.settings.egress_policy,
             )
 
     def token(self, client_id: str, secret: str, scope: str = "print") -> str:

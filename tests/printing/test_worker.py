@@ -198,6 +198,56 @@ def test_token_download_convert_on_different_workers_then_completion(farm: Farm)
     assert again.status_code == 404
 
 
+def test_a_stored_job_is_read_from_the_shared_blob_store_and_only_that_job(farm: Farm) -> None:
+    """The token request names the job's blob (seed 003 session record): another worker
+    reads it from the blob store both share, with no URL and no copy; a key of another
+    job, or one that climbs out of the store, is refused before any file is opened."""
+    w1, w2 = farm.workers
+    blobs = farm.states[0].blobs
+    job, other = f"job-{secrets.token_hex(3)}", f"job-{secrets.token_hex(3)}"
+    blobs.put(f"jobs/{job}/data.pdf", make_pdf(2))
+    blobs.put(f"jobs/{other}/data.pdf", make_pdf(5))
+    (blobs.root.parent / "outside.pdf").write_bytes(make_pdf(1))
+
+    def token(job_id: str, data_key: str, printer: str = "prn-b") -> httpx.Response:
+        body = {"tenant_id": TENANT, "job_id": job_id, "printer_id": printer}
+        return w1.post("/sessions", headers=farm.auth, json={**body, "data_key": data_key})
+
+    for bad_job, bad_key in (
+        (job, f"jobs/{other}/data.pdf"),  # another job's data
+        (job, "jobs/../../outside.pdf"),
+        (job, f"jobs/{job}/../{other}/data.pdf"),
+        (job, "/etc/passwd"),
+        ("..", "jobs/../data.pdf"),
+    ):
+        refused = token(bad_job, bad_key)
+        assert refused.status_code == 400, (bad_key, refused.text)
+        assert refused.json()["field"] in ("data_key", "job_id"), refused.text
+    issued = token(job, f"jobs/{job}/data.pdf")
+    assert issued.status_code == 201, issued.text
+    down = w2.post(f"/sessions/{job}/prn-b/download", headers=farm.auth, json={"tenant_id": TENANT})
+    assert down.status_code == 200, down.text
+    assert down.json()["pages"] == 2 and down.json()["path"] == f"jobs/{job}/data.pdf"
+    # A session without a data key takes no other job's key from the download request.
+    plain, printer, _ = new_job(farm, w1, "prn-c")
+    stolen = w2.post(
+        f"/sessions/{plain}/{printer}/download",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "data_key": f"jobs/{other}/data.pdf"},
+    )
+    assert stolen.status_code == 400 and stolen.json()["field"] == "data_key", stolen.text
+    conv = w1.post(
+        f"/sessions/{job}/prn-b/convert", headers=farm.auth, json={"tenant_id": TENANT, "dpi": 72}
+    )
+    assert conv.status_code == 200 and conv.json()["pages"] == 2, conv.text
+    # The intake's blob stays until the job completes (the print service deletes it);
+    # the worker made no copy under downloads/.
+    done = w2.delete(f"/sessions/{job}/prn-b", params={"tenant_id": TENANT}, headers=farm.auth)
+    assert done.status_code == 204
+    assert blobs.exists(f"jobs/{job}/data.pdf") and blobs.exists(f"jobs/{other}/data.pdf")
+    assert list(blobs.keys(prefix="downloads")) == []
+
+
 def test_the_seed_refusals(farm: Farm) -> None:
     w1, w2 = farm.workers
     job, printer = f"job-{secrets.token_hex(3)}", "prn-2"

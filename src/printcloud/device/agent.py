@@ -582,6 +582,9 @@ class DeviceAgent:
         self._thread: threading.Thread | None = None
         self._unreachable = False
         self._registered = False
+        #: Why the print service refused the push URL (its egress policy, say); the
+        #: agent then polls and does not ask again.
+        self.push_refused: str | None = None
 
     # -- lifecycle
 
@@ -650,13 +653,34 @@ class DeviceAgent:
         log.info("push URL of printer %s set to %s", printer, url)
 
     def _try_register(self) -> None:
-        """Register the listener once the service answers; until then the agent polls."""
-        if self.push_url is None or self._registered or not self.config.register_push:
+        """Register the listener once the service answers; until then the agent polls.
+
+        A refusal (400: the print service's egress policy does not connect to this
+        address, say) is final: one warning, and the agent keeps polling."""
+        if (
+            self.push_url is None
+            or self._registered
+            or self.push_refused is not None
+            or not self.config.register_push
+        ):
             return
         try:
             self.register_push_url(self.push_url)
-        except DeviceError as exc:
+        except ServiceUnreachable as exc:
             log.warning("push URL not registered yet (%s); polling meanwhile", exc)
+        except DeviceError as exc:
+            if exc.status not in (400, 422):  # only a refusal of the URL itself is final
+                log.warning("push URL not registered yet (%s); polling meanwhile", exc)
+                return
+            self.push_refused = str(exc)
+            log.warning(
+                "the print service refused the push URL %s (%s); this printer polls every "
+                "%g s instead. For pushes, listen on an address the print service may "
+                "connect to (an operator lists private ones in PRINTCLOUD_EGRESS_ALLOW).",
+                self.push_url,
+                exc,
+                self.config.poll_interval,
+            )
 
     def wake(self, job_id: str = "") -> None:
         """A print request arrived (S1401): poll now."""

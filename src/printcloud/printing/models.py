@@ -24,6 +24,9 @@ class ConversionSessionRow(Base):
     printer_id: Mapped[str] = mapped_column(String(128))
     token_digest: Mapped[str] = mapped_column(String(64))
     token_created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The blob key of the job's print data when the intake stored it (an upload, or a
+    #: URL job fetched at intake): the worker reads it there instead of downloading.
+    data_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     #: S1210: where the downloaded print data was stored (blob key).
     download_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
     #: S1312–S1314: the converted data's ID once converted.

@@ -14,11 +14,14 @@ Three nested workflows per job, each with one checkpointed step per seed step:
 The steps:
 
 - `token` (S106, FIG. 6): token request with the session ID (job ID + printer
-  ID); a session left by a crashed try (S1111, 409) is closed and asked again.
-- `download` (S107, FIG. 7): a worker fetches the print data → `download_failed`.
+  ID) and the blob key of the job's print data; a session left by a crashed try
+  (S1111, 409) is closed and asked again.
+- `download` (S107, FIG. 7): a worker reads the print data from the shared blob
+  store (a URL job's too: the intake fetched it once) → `download_failed`.
 - `convert` (S108, FIG. 8): PDF → JPEG pages + metafile → `conversion_failed`.
 - `print_request` (S109, ¶0112): the job becomes the printer's work; pushed when
-  the printer has a push URL, else the printer polls.
+  the printer has a push URL (through the egress policy's pinned client: a push
+  it refuses is recorded as such and the printer polls), else the printer polls.
 - wait (S110): the printer's result, a message on topic `printer`; `expired`
   when the conversion token times out first.
 - `notify` (S111): the intake records `printed` or `printer_cancelled: <reason>`.
@@ -46,6 +49,7 @@ from sqlalchemy import select
 
 from printcloud.core import tasks
 from printcloud.core.db import utcnow
+from printcloud.core.egress import EgressRefused
 from printcloud.core.errors import Unavailable
 from printcloud.core.logs import get_logger
 
@@ -94,6 +98,12 @@ def _record(
         return service.move(db, job, state, step=step, reason=reason, worker=worker, detail=detail)
 
 
+def _data_key(tenant_id: str, job_id: str) -> str | None:
+    with current().db.sessions() as db:
+        job = db.get(PrintJobRow, job_id)
+        return job.data_key if job is not None and job.tenant_id == tenant_id else None
+
+
 def _still_wanted(job_id: str, tenant_id: str) -> bool:
     with current().db.sessions() as db:
         job = db.get(PrintJobRow, job_id)
@@ -111,7 +121,9 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
         if job is None or job.tenant_id != tenant_id:
             return {"state": "missing"}
         printer = service.get_printer(db, tenant_id=tenant_id, printer_id=job.printer_id)
-        url = job.source_url if job.source == "url" else None
+        # A URL job's data is in the blob store since intake; only a job accepted before
+        # that was so has none, and a worker fetches its URL.
+        url = job.source_url if job.source == "url" and not job.data_key else None
         return {
             "state": job.state,
             "printer_id": job.printer_id,
@@ -127,6 +139,9 @@ def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any
     rt = current()
     assert rt.balancer is not None
     body = {"tenant_id": tenant_id, "job_id": job_id, "printer_id": printer_id}
+    data_key = _data_key(tenant_id, job_id)
+    if data_key:  # the worker reads the data from the shared blob store (FIG. 7)
+        body["data_key"] = data_key
     sent = rt.balancer.call("POST", "/sessions", json=body)
     if sent.response.status_code == 409:
         # S1111: a record exists. Only an earlier try of this very step can have made it
@@ -152,15 +167,16 @@ def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any
 
 @tasks.step(name="printing.download", retries=30, retry_interval=0.5, backoff=1.2)
 def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> dict[str, Any]:
-    """S107 (FIG. 7): a worker downloads the print data into the shared store."""
+    """S107 (FIG. 7): a worker takes the print data: from the shared blob store (the
+    session names its key), or, for a URL job with no stored data, from its URL."""
     rt = current()
     assert rt.balancer is not None
-    source = url or rt.data_url(job_id)
-    sent = rt.balancer.call(
-        "POST",
-        f"/sessions/{job_id}/{printer_id}/download",
-        json={"tenant_id": tenant_id, "url": source},
-    )
+    body: dict[str, Any] = {"tenant_id": tenant_id}
+    if url:
+        body["url"] = url
+    else:  # also names the blob to a session opened before the token request did
+        body["data_key"] = _data_key(tenant_id, job_id)
+    sent = rt.balancer.call("POST", f"/sessions/{job_id}/{printer_id}/download", json=body)
     status = sent.response.status_code
     if status == 200:
         pages = int(sent.response.json()["pages"])
@@ -222,17 +238,24 @@ def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
     if not push_url:
         return "poll"
     try:
-        answer = rt.http.post(
+        # Pinned: the address the policy checks now is the one connected to. The URL
+        # passed when it was saved, but its name may answer otherwise today.
+        answer = rt.push_http.post(
             push_url,
             json={"event": "print_request", "job_id": job_id, "printer_id": printer_id},
         )
         ok = answer.status_code < 300
+        detail = "print request pushed" if ok else "push failed; the printer will poll"
+    except EgressRefused as exc:
+        # Nothing was sent: the history says so, and not whether anything listens there.
+        ok = False
+        detail = f"push refused by the egress policy ({exc.description}); the printer will poll"
     except httpx.HTTPError:
         ok = False
+        detail = "push failed; the printer will poll"
     with rt.db.session() as db:
         job = db.get(PrintJobRow, job_id)
         if job is not None:
-            detail = "print request pushed" if ok else "push failed; the printer will poll"
             service.add_event(db, job, step="S109", state=job.state, detail=detail)
     return "pushed" if ok else "poll"
 

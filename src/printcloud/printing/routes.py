@@ -7,32 +7,32 @@
 - `GET /api/device/printers/{p}/work` (S109, ¶0112: the printer polls),
   `POST /api/device/jobs/{id}/started`, `…/result`, `PUT …/pages/{n}/preview` (S110):
   the printer's own device client, scope `device`.
-- `GET /internal/jobs/{id}/data`: a conversion worker, with a signed link (S107).
 - `GET /converted/{id}/{file}`: a printer, with the conversion token (FIG. 10).
 
 Anything that is not a readable PDF is refused before a job exists; every
-query filters on the caller's tenant.
+query filters on the caller's tenant. A URL job's data is fetched once, at
+intake, through the egress policy's pinned client (`core/egress.py`), and
+stored like an upload: the conversion workers read both from the blob store
+(`sessions.job_data_key`). A printer's push URL passes the same policy when it
+is saved (`service.check_push_url`) and when the print service connects to it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from printcloud.core import crypto
 from printcloud.core.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
     Unavailable,
 )
 from printcloud.core.guard import Principal
@@ -56,6 +56,7 @@ from .schemas import (
     WorkItem,
     WorkList,
 )
+from .sessions import job_data_key
 from .worker import fetch_print_data, serve_converted
 
 router = APIRouter()
@@ -173,13 +174,13 @@ async def submit(
     if data is None:
         if not url:
             raise InvalidRequest("send a PDF file or a url", field="file")
+        # The one fetch of a URL job (item 6 of issue 11): kept as the job's blob, so
+        # the workers read what was checked here and never ask the URL again.
         data = await fetch_print_data(url, settings=rt.settings)
     info: PdfInfo = await run_in_threadpool(inspect_pdf, data)
     job_id = service.new_job_id()
-    data_key = None
-    if url is None:
-        data_key = f"jobs/{job_id}/data.pdf"
-        await run_in_threadpool(rt.blobs.put, data_key, data)
+    data_key = job_data_key(job_id)
+    await run_in_threadpool(rt.blobs.put, data_key, data)
 
     def record() -> PrintJobRow:
         with rt.db.session() as db:
@@ -382,6 +383,7 @@ def add_printer(body: PrinterCreate, rt: RuntimeDep, principal: AdminCaller) -> 
             client_id=body.client_id,
             push_url=body.push_url,
             location=body.location,
+            egress=rt.settings.egress_policy,
         )
         return PrinterRead.of(row)
 
@@ -402,7 +404,11 @@ def delete_printer(printer_id: str, rt: RuntimeDep, principal: AdminCaller) -> R
 def set_push_url(
     printer_id: str, body: PushUrl, rt: RuntimeDep, principal: DeviceCaller
 ) -> PrinterRead:
-    """A device tells where it listens for print requests (S109 push); null: it polls."""
+    """A device tells where it listens for print requests (S109 push); null: it polls.
+
+    The URL must pass the egress policy (400 naming `push_url` and the reason)."""
+    if body.push_url is not None:  # resolved before the transaction holds any lock
+        service.check_push_url(body.push_url, egress=rt.settings.egress_policy)
     with rt.db.session() as db:
         service.printer_for_device(
             db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
@@ -413,6 +419,7 @@ def set_push_url(
             printer_id=printer_id,
             push_url=body.push_url,
             clear_push_url=body.push_url is None,
+            egress=rt.settings.egress_policy,
         )
         return PrinterRead.of(row)
 
@@ -590,25 +597,7 @@ def result(job_id: str, body: DeviceResult, rt: RuntimeDep, principal: DeviceCal
     return StateRead(job_id=job_id, state=state)
 
 
-# -- the workers' download of uploaded data (S107) and the converted-data store --------
-
-
-@router.get("/internal/jobs/{job_id}/data", tags=["internal"], include_in_schema=False)
-def job_data(job_id: str, expires: int, sig: str, rt: RuntimeDep) -> Response:
-    if expires < time.time():
-        raise Unauthorized("the data link has expired")
-    if not crypto.equal(sig, rt.data_signature(job_id, expires)):
-        raise Unauthorized("the data link is not valid")
-    with rt.db.sessions() as db:
-        job = db.get(PrintJobRow, job_id) if len(job_id) <= 64 else None
-        key = job.data_key if job is not None else None
-    if not key:
-        raise NotFound("no uploaded data for that job")
-    try:
-        data = rt.blobs.get(key)
-    except FileNotFoundError as exc:
-        raise NotFound("the job's data is gone (the job has ended)") from exc
-    return Response(data, media_type="application/pdf", headers={"Cache-Control": "no-store"})
+# -- the converted-data store (SVC004/SVC005) ------------------------------------------
 
 
 @router.get("/converted/{converted_id}/{name}", tags=["store"])

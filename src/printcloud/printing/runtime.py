@@ -6,8 +6,6 @@ they reach the running service through `current()`, which `start()` sets.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +15,7 @@ from datetime import timedelta
 import httpx
 
 from printcloud.auth.client import AuthClient
+from printcloud.core import egress
 from printcloud.core.blobs import FileBlobStore
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database
@@ -81,6 +80,9 @@ class PrintingRuntime:
     #: Called once everything is up (the app adopts jobs whose workflow never started).
     on_started: list[Callable[[], object]] = field(default_factory=list)
     http: httpx.Client = field(default_factory=lambda: http_client(timeout=5))
+    #: For the printers' push URLs (S109): addresses a tenant chose, so the egress
+    #: policy's pinned client (made by `build_runtime`).
+    push_http: httpx.Client = field(default_factory=lambda: egress.client(egress.EgressPolicy()))
 
     @property
     def base_url(self) -> str:
@@ -122,20 +124,10 @@ class PrintingRuntime:
         if self.service_token is not None:
             self.service_token.close()
         self.http.close()
+        self.push_http.close()
         if _running.get("current") is self:
             del _running["current"]
         self.started = False
-
-    # -- signed links to an uploaded job's data (the workers download it, S107) ----------
-
-    def data_signature(self, job_id: str, expires: int) -> str:
-        key = self.settings.derive_secret("printing:data-link").encode()
-        return hmac.new(key, f"{job_id}:{expires}".encode(), hashlib.sha256).hexdigest()
-
-    def data_url(self, job_id: str, *, ttl: int = 3600) -> str:
-        expires = int(time.time()) + ttl
-        signature = self.data_signature(job_id, expires)
-        return f"{self.base_url}/internal/jobs/{job_id}/data?expires={expires}&sig={signature}"
 
 
 def current() -> PrintingRuntime:
@@ -165,4 +157,5 @@ def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:
             cache_ttl=settings.guard_cache_ttl,
         ),
         box=SecretBox(settings.instance_secrets),
+        push_http=egress.client(settings.egress_policy, timeout=5),
     )

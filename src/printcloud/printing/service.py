@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from printcloud.core.db import utcnow
+from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
 from .models import JobEventRow, PrinterRow, PrintJobRow
@@ -93,6 +94,20 @@ class JobOptions:
 
 # -- printers -------------------------------------------------------------------------------
 
+#: Global unicast only, no allow-list: what a caller that names no policy gets.
+STRICT_EGRESS = EgressPolicy()
+
+
+def check_push_url(push_url: str, *, egress: EgressPolicy) -> None:
+    """A printer's push URL is where the print service will connect for every job of
+    the printer (S109): its form, then its host's addresses under the egress policy
+    (issue 11, item 1). InvalidRequest (400) naming `push_url` and the reason.
+
+    Resolves the host (blocking): call it outside the event loop."""
+    if not re.match(r"^https?://[^\s]+$", push_url):
+        raise InvalidRequest("push_url must be an http:// or https:// URL", field="push_url")
+    egress.check_url(push_url, field="push_url")
+
 
 def add_printer(
     db: Session,
@@ -104,13 +119,15 @@ def add_printer(
     client_id: str,
     push_url: str | None = None,
     location: str = "",
+    egress: EgressPolicy = STRICT_EGRESS,
 ) -> PrinterRow:
+    """`egress`: the deployment's policy (`settings.egress_policy`) for the push URL."""
     if not _PRINTER_ID.match(printer_id):
         raise InvalidRequest(
             "printer_id must be 1-128 letters, digits, '.', '_' or '-'", field="printer_id"
         )
-    if push_url is not None and not re.match(r"^https?://[^\s]+$", push_url):
-        raise InvalidRequest("push_url must be an http:// or https:// URL", field="push_url")
+    if push_url is not None:
+        check_push_url(push_url, egress=egress)
     row = PrinterRow(
         tenant_id=tenant_id,
         printer_id=printer_id,
@@ -156,11 +173,12 @@ def update_printer(
     push_url: str | None = None,
     clear_push_url: bool = False,
     name: str | None = None,
+    egress: EgressPolicy = STRICT_EGRESS,
 ) -> PrinterRow:
+    """`egress`: the deployment's policy (`settings.egress_policy`) for the push URL."""
     row = get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
     if push_url is not None:
-        if not re.match(r"^https?://[^\s]+$", push_url):
-            raise InvalidRequest("push_url must be an http:// or https:// URL", field="push_url")
+        check_push_url(push_url, egress=egress)
         row.push_url = push_url
     if clear_push_url:
         row.push_url = None

@@ -8,7 +8,10 @@ string (S1104):
 
 - `open_session` (FIG. 6): refuses a DB index that already has a record
   (S1105 → S1111); otherwise creates the record, generates the token, records
-  its creation time (S1106–S1109) and answers the token (S1110);
+  its creation time (S1106–S1109) and answers the token (S1110); the record
+  also keeps the blob key of the job's print data when the intake stored it
+  (`job_data_key`: that job's key and no other), so that the download step
+  reads it from the shared blob store;
 - `record_download` (FIG. 7): refuses when there is no record (S1206 → S1213);
   stores the downloaded file's path in the record (S1210);
 - `require` (FIG. 8): the record, or an error when there is none (S1305 → S1318);
@@ -24,6 +27,7 @@ Two backends pass the same tests: a table in the database (default) and Redis
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -53,6 +57,34 @@ def session_key(job_id: str, printer_id: str) -> str:
     return f"{_FIXED}:{job_id}:{printer_id}"
 
 
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def job_data_key(job_id: str) -> str:
+    """The blob key under which the intake stores a job's print data.
+
+    One folder per job, named by the job ID, which must be one safe path segment:
+    nothing in it can walk out of `jobs/` (no `/`, no `..`, no leading dot)."""
+    if not _JOB_ID.match(job_id):
+        raise InvalidRequest(
+            "job_id must be 1-128 letters, digits, '_' or '-' to name its print data",
+            field="job_id",
+        )
+    return f"jobs/{job_id}/data.pdf"
+
+
+def check_data_key(data_key: str, *, job_id: str) -> str:
+    """`data_key` if it is the blob key of job `job_id`'s print data, else InvalidRequest.
+
+    A conversion worker reads only that blob for that job: a key of another job, or
+    one that climbs out of the blob store, is refused before any file is opened."""
+    if data_key != job_data_key(job_id):
+        raise InvalidRequest(
+            "data_key is not the blob key of this job's print data", field="data_key"
+        )
+    return data_key
+
+
 @dataclass(frozen=True)
 class ConversionSession:
     key: str
@@ -65,6 +97,9 @@ class ConversionSession:
     updated_at: datetime
     download_path: str | None = None
     converted_id: str | None = None
+    #: The job's print data in the shared blob store (`job_data_key`), when the intake
+    #: stored it; None: the download step fetches the job's URL.
+    data_key: str | None = None
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
 
@@ -86,10 +121,20 @@ class SessionStore:
         self.token_timeout = token_timeout
 
     def open_session(
-        self, *, tenant_id: str, job_id: str, printer_id: str, worker: str
+        self,
+        *,
+        tenant_id: str,
+        job_id: str,
+        printer_id: str,
+        worker: str,
+        data_key: str | None = None,
     ) -> tuple[str, str]:
-        """FIG. 6: answers (DB index, token). The token is shown once; only its digest is kept."""
+        """FIG. 6: answers (DB index, token). The token is shown once; only its digest is kept.
+
+        `data_key`, when given, must be the job's own blob key (`job_data_key`)."""
         key = session_key(job_id, printer_id)
+        if data_key is not None:
+            check_data_key(data_key, job_id=job_id)
         token = crypto.new_token()
         now = utcnow()
         session = ConversionSession(
@@ -101,6 +146,7 @@ class SessionStore:
             token_created_at=now,
             created_at=now,
             updated_at=now,
+            data_key=data_key,
             history=({"step": "token", "worker": worker, "at": now.isoformat()},),
         )
         if not self.backend.insert(session):
@@ -257,6 +303,7 @@ def _from_row(row: ConversionSessionRow) -> ConversionSession:
         updated_at=row.updated_at,
         download_path=row.download_path,
         converted_id=row.converted_id,
+        data_key=row.data_key,
         history=tuple(row.history or ()),
     )
 
@@ -379,6 +426,7 @@ def _decode(raw: bytes | str) -> ConversionSession:
     data["history"] = tuple(data.get("history") or ())
     data.setdefault("download_path", None)
     data.setdefault("converted_id", None)
+    data.setdefault("data_key", None)  # a record written before the field existed
     # cjson turns an empty history list into {}: normalise.
     if isinstance(data["history"], dict):
         data["history"] = ()
@@ -399,6 +447,8 @@ __all__ = [
     "RedisBackend",
     "SessionStore",
     "SqlBackend",
+    "check_data_key",
+    "job_data_key",
     "make_store",
     "session_key",
 ]

@@ -8,21 +8,29 @@ token request, the download and the conversion of one job to different workers
 | request (`S` = `/sessions/{job}/{printer}`) | seed | refused when |
 |---|---|---|
 | `POST /sessions` | FIG. 6, S1101–S1111 | job + printer has a record (409) |
-| `POST S/download` | FIG. 7, S1201–S1213 | no record (404); URL fails (502) |
+| `POST S/download` | FIG. 7, S1201–S1213 | no record (404); URL refused (400) or fails (502) |
 | `POST S/convert` | FIG. 8, S1301–S1318 | no record (404); not downloaded (409) |
 | `DELETE S` | FIG. 11 | — (deletes converted data and the record) |
 | `GET /converted/{id}/{file}` | FIG. 10 | unknown ID (404); bad or old token (401) |
+
+Print data reaches a worker in one of two ways. A job whose data the intake
+stored (an upload, or a URL job the intake fetched to check it) names that blob
+in its token request (`data_key`, kept in the session record): the download
+step reads it from the blob store the worker shares with the print service, no
+HTTP and no copy. Only a URL with no stored blob (a job accepted before this
+was so) is fetched over HTTP, through the egress policy's pinned client
+(`core/egress.py`): the address that is checked is the one connected to, on
+every connection, and redirects are not followed.
 
 The session calls are internal: only platform services (tokens of the issuer's
 system tenant, checked by the core guard) may make them. The converted data is
 fetched by printers with the conversion token in the `Authorization` header,
 never in the URL.
 
-A peer that is down for a moment — the session store, the database, the
-print service's own data link — answers 503 naming it (`Unavailable`): the
-balancer passes the reason on and the workflow's step retries; only a
-refusal that repeating cannot cure (a bad URL, a file that is not a PDF)
-ends the job.
+A peer that is down for a moment — the session store, the database —
+answers 503 naming it (`Unavailable`): the balancer passes the reason on and
+the workflow's step retries; only a refusal that repeating cannot cure (a bad
+or refused URL, a file that is not a PDF) ends the job.
 """
 
 from __future__ import annotations
@@ -35,7 +43,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -44,7 +51,7 @@ from sqlalchemy import delete, select
 from starlette.concurrency import run_in_threadpool
 
 from printcloud import __version__
-from printcloud.core import crypto
+from printcloud.core import crypto, egress
 from printcloud.core.blobs import FileBlobStore
 from printcloud.core.db import Database, utcnow
 from printcloud.core.errors import (
@@ -55,17 +62,15 @@ from printcloud.core.errors import (
     PayloadTooLarge,
     PrintcloudError,
     Unauthorized,
-    Unavailable,
 )
 from printcloud.core.guard import Guard, Principal
-from printcloud.core.http import async_client
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.web import RefuseNul, SecurityHeaders, install_error_handlers
 
 from .convert import MANIFEST_NAME, convert_pdf, inspect_pdf
 from .models import ConvertedDataRow
-from .sessions import SessionStore, make_store
+from .sessions import SessionStore, check_data_key, make_store
 
 log = get_logger("printing.worker")
 SYSTEM_TENANT = "system"
@@ -90,7 +95,6 @@ class Worker:
     worker_id: str
     #: Where this app's `/converted/...` is reachable from printers.
     public_base: str
-    transport: httpx.AsyncBaseTransport | None = None
 
 
 # -- schemas --------------------------------------------------------------------------------
@@ -100,6 +104,8 @@ class TokenRequest(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=64)
     job_id: str = Field(min_length=1, max_length=128)
     printer_id: str = Field(min_length=1, max_length=128)
+    #: The blob key of the job's print data, when the intake stored it (`job_data_key`).
+    data_key: str | None = Field(default=None, max_length=500)
 
 
 class TokenIssued(BaseModel):
@@ -110,7 +116,10 @@ class TokenIssued(BaseModel):
 
 class DownloadRequest(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=64)
-    url: str = Field(min_length=1, max_length=2000)
+    #: The tenant's URL of a job whose data is not in the blob store.
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    #: The job's blob key, for a session opened without it (before `data_key` existed).
+    data_key: str | None = Field(default=None, max_length=500)
 
 
 class Downloaded(BaseModel):
@@ -145,37 +154,30 @@ def _converted_folder(session_key: str) -> str:
     return f"converted/{_blob_name(session_key)}"
 
 
-async def fetch_print_data(
-    url: str, *, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> bytes:
-    """S1207: download the print data, bounded in size and time, refusing private
-    addresses unless the deployment allows them (a server-side request forgery guard)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("url must be an absolute http:// or https:// URL", field="url")
-    own = url.startswith(settings.public_url + "/printing/internal/")
-    if not own:
-        try:
-            await settings.egress_policy.aresolve(
-                parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-            )
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"url: {exc.description}", field="url") from None
+_DOWNLOADS = "downloads"
+
+
+def _worker_copy(path: str | None) -> bool:
+    """Whether `path` is a download a worker made (its to delete), not the intake's blob."""
+    return bool(path) and str(path).startswith(f"{_DOWNLOADS}/")
+
+
+async def fetch_print_data(url: str, *, settings: Settings) -> bytes:
+    """S1207: download a tenant's print data URL, bounded in size and time, through the
+    egress policy's pinned client (a server-side request forgery guard): the address
+    checked is the address connected to, and a redirect is not followed.
+
+    Raises InvalidRequest naming `url` when its form or its address is refused."""
+    egress.url_host_port(url, field="url")
     limit = settings.max_print_bytes
     try:
         async with (
-            async_client(transport=transport, timeout=httpx.Timeout(30.0, connect=5.0)) as http,
+            egress.async_client(
+                settings.egress_policy, timeout=httpx.Timeout(30.0, connect=5.0)
+            ) as http,
             http.stream("GET", url) as response,
         ):
             if response.status_code != 200:
-                if own and response.status_code in (502, 503, 504):
-                    # The print service's own link: its database (or itself) is down for a
-                    # moment, which fails no job: a 503 here, and the step is retried.
-                    await response.aread()
-                    raise Unavailable(
-                        f"the print service's data link answered HTTP {response.status_code}"
-                        + (f": {_answer_text(response)}" if _answer_text(response) else "")
-                    )
                 raise DownloadFailed(f"the print data URL answered HTTP {response.status_code}")
             length = response.headers.get("content-length")
             if length and length.isdigit() and int(length) > limit:
@@ -187,21 +189,11 @@ async def fetch_print_data(
                 if size > limit:
                     raise PayloadTooLarge(f"the print data is larger than {limit} bytes")
                 chunks.append(chunk)
+    except egress.EgressRefused as exc:
+        raise InvalidRequest(f"url: {exc.description}", field="url") from None
     except httpx.HTTPError as exc:
-        if own:  # the print service restarting: retried like its 503
-            raise Unavailable(
-                f"the print service's data link did not answer: {type(exc).__name__}"
-            ) from exc
         raise DownloadFailed(f"the print data URL did not answer: {type(exc).__name__}") from exc
     return b"".join(chunks)
-
-
-def _answer_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("error_description") or "")[:300] if isinstance(body, dict) else ""
-    except ValueError:
-        return ""
 
 
 async def internal_caller(request: Request) -> Principal:
@@ -253,6 +245,7 @@ def create_worker_app(worker: Worker) -> FastAPI:
             job_id=body.job_id,
             printer_id=body.printer_id,
             worker=worker.worker_id,
+            data_key=body.data_key,
         )
         return TokenIssued(session_key=key, token=token, worker=worker.worker_id)
 
@@ -268,15 +261,29 @@ def create_worker_app(worker: Worker) -> FastAPI:
         session = await run_in_threadpool(
             worker.sessions.require, tenant_id=body.tenant_id, job_id=job_id, printer_id=printer_id
         )
-        path = f"downloads/{_blob_name(session.key)}.pdf"
+        stored = session.data_key or body.data_key
         if session.download_path and worker.blobs.exists(session.download_path):
-            data = worker.blobs.get(session.download_path)  # a repeated step: same answer
-        else:
-            data = await fetch_print_data(
-                body.url, settings=worker.settings, transport=worker.transport
-            )
+            path = session.download_path
+            data = worker.blobs.get(path)  # a repeated step: same answer
+        elif stored is not None:
+            # The intake stored the data in the blob store this worker shares: read it
+            # there (only this job's blob), no HTTP and no copy.
+            path = check_data_key(stored, job_id=job_id)
+            try:
+                data = await run_in_threadpool(worker.blobs.get, path)
+            except NotFound:
+                raise NotFound("the job's print data is gone (the job has ended)") from None
+        elif body.url is not None:
+            path = f"{_DOWNLOADS}/{_blob_name(session.key)}.pdf"
+            data = await fetch_print_data(body.url, settings=worker.settings)
             inspect_pdf(data)  # refuse what is not a readable PDF before storing it
             await run_in_threadpool(worker.blobs.put, path, data)
+        else:
+            raise InvalidRequest(
+                "url is required: the session names no stored print data", field="url"
+            )
+        pages = inspect_pdf(data).page_count
+        if session.download_path != path:
             await run_in_threadpool(
                 worker.sessions.record_download,
                 tenant_id=body.tenant_id,
@@ -285,7 +292,6 @@ def create_worker_app(worker: Worker) -> FastAPI:
                 path=path,
                 worker=worker.worker_id,
             )
-        pages = inspect_pdf(data).page_count
         return Downloaded(path=path, bytes=len(data), pages=pages, worker=worker.worker_id)
 
     @router.post(
@@ -353,7 +359,10 @@ def create_worker_app(worker: Worker) -> FastAPI:
             converted_id=converted_id,
             worker=worker.worker_id,
         )
-        worker.blobs.delete(session.download_path)  # S1315: the downloaded file is no longer needed
+        # S1315: the downloaded file is no longer needed (the intake's own blob of the job
+        # stays until the job completes: a repeated try may still need it)
+        if _worker_copy(session.download_path):
+            worker.blobs.delete(session.download_path)
         return Converted(
             converted_id=converted_id,
             manifest_url=manifest_url,
@@ -460,7 +469,7 @@ def discard_session(
             )
         )
     blobs.delete_prefix(_converted_folder(session_key))
-    if download_path:
+    if download_path and _worker_copy(download_path):
         blobs.delete(download_path)
     return len(rows)
 
@@ -505,7 +514,6 @@ def build_worker(
     db: Database,
     worker_id: str,
     public_base: str,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Worker:
     """A worker with the deployment's stores and a guard for the platform issuer (idp-a)."""
     issuer = settings.issuers[0]
@@ -530,5 +538,4 @@ def build_worker(
         guard=guard,
         worker_id=worker_id,
         public_base=public_base.rstrip("/"),
-        transport=transport,
     )
