@@ -251,7 +251,9 @@ def admin_options(
 def _session() -> Iterator[Any]:
     from printcloud.stack import prepare
 
-    db = prepare(Settings())
+    # An admin command runs beside a live server, maybe with another environment:
+    # it migrates, but leaves the service clients as the server set them.
+    db = prepare(Settings(), serving=False)
     try:
         with db.session() as session:
             yield session
@@ -732,6 +734,27 @@ def purge_expired(
     _emit({"deleted": count}, message=f"deleted {count} expired rows")
 
 
+@admin.command("bootstrap")
+def bootstrap_clients() -> None:
+    """Bring the platform's service clients in line with this environment: their redirect
+    URIs follow PRINTCLOUD_PUBLIC_URL, their secrets the instance secret. `serve` does it
+    as it starts; other admin commands never do. Run it with the server's environment."""
+    from printcloud.auth import service
+    from printcloud.stack import prepare
+
+    settings = Settings()
+    db = prepare(settings, serving=False)
+    try:
+        with db.session() as session:
+            changes = service.bootstrap(session, settings=settings, reconcile=True)
+    finally:
+        db.dispose()
+    _emit(
+        {"public_url": settings.public_url, "changed": changes},
+        message="\n".join(changes) if changes else "nothing to change",
+    )
+
+
 # -- printers and print jobs (seed 003) ---------------------------------------------
 
 printer_cli = typer.Typer(help="Printers of a tenant (seed 003, PRT001).", no_args_is_help=True)
@@ -1043,7 +1066,7 @@ def executor_list(
     from printcloud.core.executors import ExecutorLease
     from printcloud.stack import prepare
 
-    db = prepare(Settings())
+    db = prepare(Settings(), serving=False)
     try:
         leases = ExecutorLease.leases(db, scope=service)
     finally:
