@@ -132,7 +132,7 @@ def user_entry(user: SeedUser, *, password_hash: str | None = None) -> str:
     )
 
 
-def _write_test_pki(folder: Path) -> tuple[Path, Path, Path]:
+def write_test_pki(folder: Path) -> tuple[Path, Path, Path]:
     """A CA and a server certificate for IP 127.0.0.1 only; PEM files in `folder`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -231,7 +231,7 @@ class Slapd:
         (self.folder / "db").mkdir()
         tls_lines = ""
         if tls:
-            self.ca_file, cert_file, key_file = _write_test_pki(self.folder)
+            self.ca_file, cert_file, key_file = write_test_pki(self.folder)
             tls_lines = (
                 f"TLSCACertificateFile {self.ca_file}\n"
                 f"TLSCertificateFile {cert_file}\n"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from printcloud.cli import app
+from tests.printing import conftest as printing_conftest
 
 
 @pytest.fixture
@@ -58,8 +62,6 @@ def test_admin_errors_are_json_with_exit_code_2(cli: CliRunner) -> None:
 
 def test_json_flag_after_the_command(tmp_path: Path) -> None:
     import os
-    import subprocess
-    import sys
 
     env = {**os.environ, "PRINTCLOUD_DATA_DIR": str(tmp_path), "PRINTCLOUD_SECRET_KEY": "x" * 32}
     exe = Path(sys.executable).with_name("printcloud")
@@ -78,3 +80,72 @@ def test_serve_refuses_several_http_workers_for_the_print_service(cli: CliRunner
     result = cli.invoke(app, ["serve", "--workers", "2"])
     assert result.exit_code == 2
     assert "--workers 1" in result.output
+
+
+# -- admin commands beside a live server (issue 11, item 11) -------------------------------
+
+#: `printcloud serve` in its own process (tests/printing/conftest.py).
+make_print_stack = printing_conftest.make_print_stack
+
+
+def _admin(env: dict[str, str], *args: str) -> Any:
+    exe = Path(sys.executable).with_name("printcloud")
+    out = subprocess.run(
+        [str(exe), "admin", "--json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    return json.loads(out.stdout)
+
+
+def _sign_in_to_print(stack: Any, tenant: str) -> str:
+    """The browser flow: /printing/ → idp-a's authorize (code + PKCE) → login → callback."""
+    from tests.printing.test_pages import PrintBrowser
+
+    with PrintBrowser(stack, (tenant, "alice", "alice's password")) as alice:
+        page = alice.open("/printing/")
+        assert page.status_code == 200, page.text[:1000]
+        assert alice.trail[-2:] == ["/printing/auth/callback", "/printing/"], alice.trail
+        return page.text
+
+
+def _redirect_uris(stack: Any) -> dict[str, list[str]]:
+    from sqlalchemy import select
+
+    from printcloud.auth.models import Client
+
+    with stack.db.session() as db:
+        rows = db.scalars(select(Client).where(Client.kind == "service", Client.issuer == "idp-a"))
+        return {c.name: list(c.redirect_uris or []) for c in rows if c.redirect_uris}
+
+
+def test_an_admin_command_with_another_public_url_leaves_sign_in_working(
+    make_print_stack: Any,
+) -> None:
+    # No client cache in the server: what the database says is what sign-in checks.
+    stack = make_print_stack(workers=1, client_cache_ttl=0)
+    tenant = stack.tenant(prefix="a")
+    stack.user(tenant, "alice", "alice's password")
+    assert "alice · " in _sign_in_to_print(stack, tenant)
+    served = _redirect_uris(stack)
+    assert served["printcloud printing"] == [f"{stack.base_url}/printing/auth/callback"]
+
+    # An operator runs an admin command on the same database without the server's
+    # public URL (the default one), and another with a different one.
+    admin_env = {
+        k: v for k, v in stack.env.items() if k not in ("PRINTCLOUD_PUBLIC_URL", "PRINTCLOUD_PORT")
+    }
+    assert {t["tenant_id"] for t in _admin(admin_env, "tenant", "list")} >= {tenant, "system"}
+    elsewhere = {**stack.env, "PRINTCLOUD_PUBLIC_URL": "http://127.0.0.1:9"}
+    _admin(elsewhere, "user", "list", "--tenant", tenant)
+
+    # Sign-in still works: the server's service clients are as the server set them.
+    assert "alice · " in _sign_in_to_print(stack, tenant)
+    assert _redirect_uris(stack) == served
+
+    # `admin bootstrap` is the explicit way: with the server's environment, nothing to do.
+    assert _admin(stack.env, "bootstrap") == {"public_url": stack.base_url, "changed": []}
+    assert _redirect_uris(stack) == served

@@ -251,7 +251,9 @@ def admin_options(
 def _session() -> Iterator[Any]:
     from printcloud.stack import prepare
 
-    db = prepare(Settings())
+    # An admin command runs beside a live server, maybe with another environment:
+    # it migrates, but leaves the service clients as the server set them.
+    db = prepare(Settings(), serving=False)
     try:
         with db.session() as session:
             yield session
@@ -732,6 +734,27 @@ def purge_expired(
     _emit({"deleted": count}, message=f"deleted {count} expired rows")
 
 
+@admin.command("bootstrap")
+def bootstrap_clients() -> None:
+    """Bring the platform's service clients in line with this environment: their redirect
+    URIs follow PRINTCLOUD_PUBLIC_URL, their secrets the instance secret. `serve` does it
+    as it starts; other admin commands never do. Run it with the server's environment."""
+    from printcloud.auth import service
+    from printcloud.stack import prepare
+
+    settings = Settings()
+    db = prepare(settings, serving=False)
+    try:
+        with db.session() as session:
+            changes = service.bootstrap(session, settings=settings, reconcile=True)
+    finally:
+        db.dispose()
+    _emit(
+        {"public_url": settings.public_url, "changed": changes},
+        message="\n".join(changes) if changes else "nothing to change",
+    )
+
+
 # -- printers and print jobs (seed 003) ---------------------------------------------
 
 printer_cli = typer.Typer(help="Printers of a tenant (seed 003, PRT001).", no_args_is_help=True)
@@ -1044,7 +1067,7 @@ def executor_list(
     from printcloud.core.executors import ExecutorLease
     from printcloud.stack import prepare
 
-    db = prepare(Settings())
+    db = prepare(Settings(), serving=False)
     try:
         leases = ExecutorLease.leases(db, scope=service)
     finally:
@@ -1210,7 +1233,7 @@ def directory_dict(row: Any) -> dict[str, Any]:
         "name_attr": row.name_attr,
         "mail_attr": row.mail_attr,
         "start_tls": row.start_tls,
-        "ca_file": row.ca_file,
+        "ca_pem": row.ca_pem,
         "timeout": row.timeout,
     }
 
@@ -1249,7 +1272,13 @@ def directory_set(
     name_attr: Annotated[str, typer.Option(help="Attribute for the display name")] = "cn",
     mail_attr: Annotated[str, typer.Option(help="Attribute for the e-mail address")] = "mail",
     start_tls: Annotated[bool, typer.Option(help="Upgrade ldap:// with StartTLS")] = False,
-    ca_file: Annotated[str | None, typer.Option(help="CA bundle to verify the server")] = None,
+    ca_pem: Annotated[
+        Path | None,
+        typer.Option(
+            help="A PEM file of the CA certificate(s) that verify the server; this command "
+            "reads it and stores its text with the directory"
+        ),
+    ] = None,
     timeout: Annotated[int, typer.Option(min=1, max=60, help="Seconds")] = 5,
     issuer: IssuerOpt = "idp-a",
 ) -> None:
@@ -1257,12 +1286,23 @@ def directory_set(
     from printcloud.auth import cards, service
     from printcloud.core.crypto import SecretBox
 
+    settings = Settings()
+
     def work(s: Any) -> dict[str, Any]:
+        ca_text: str | None = None
+        if ca_pem is not None:
+            try:
+                ca_text = ca_pem.read_text(encoding="ascii")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidRequest(
+                    f"ca_pem: cannot read {ca_pem}: {exc}", field="ca_pem"
+                ) from exc
         t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
         row = cards.set_directory(
             s,
             tenant=t,
-            box=SecretBox(Settings().instance_secrets),
+            box=SecretBox(settings.instance_secrets),
+            egress=settings.egress_policy,
             actor="cli",
             kind=kind,
             url=url,
@@ -1274,7 +1314,7 @@ def directory_set(
             name_attr=name_attr,
             mail_attr=mail_attr,
             start_tls=start_tls,
-            ca_file=ca_file,
+            ca_pem=ca_text,
             timeout=timeout,
         )
         return directory_dict(row)
@@ -1295,7 +1335,11 @@ def directory_test(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
         row = cards.directory_of(s, tenant=t)
         if row is None or row.kind != "ldap":
             raise InvalidRequest("the tenant's directory is its own user store", field="kind")
-        return check_settings(cards.ldap_settings(row, SecretBox(Settings().instance_secrets)))
+        settings = Settings()
+        return check_settings(
+            cards.ldap_settings(row, SecretBox(settings.instance_secrets)),
+            egress=settings.egress_policy,
+        )
 
     users = _run(work)
     _emit({"users": users}, message=f"the directory answers: {users} users")

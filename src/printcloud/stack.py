@@ -39,8 +39,14 @@ SERVICES = ("auth", "crm", "docgen", "printing", "convert")
 EMBEDDED = ("auth", "crm", "docgen", "printing")
 
 
-def prepare(settings: Settings) -> Database:
-    """Apply migrations and bootstrap what every deployment needs."""
+def prepare(settings: Settings, *, serving: bool = True) -> Database:
+    """Apply migrations and bootstrap what every deployment needs.
+
+    `serving=True` (a server starting) also brings the platform's service clients in
+    line with these settings: their redirect URIs follow this server's public URL.
+    Admin commands pass False: whatever their environment says, they never rewrite
+    what a running deployment signs its users in with (`printcloud admin bootstrap`
+    does, when asked)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(
         settings.effective_database_url,
@@ -49,7 +55,9 @@ def prepare(settings: Settings) -> Database:
     )
     migrate(db, "printcloud:migrations")
     with db.session() as session:
-        auth_service.bootstrap(session, settings=settings)
+        changes = auth_service.bootstrap(session, settings=settings, reconcile=serving)
+    for change in changes:
+        log.info("bootstrap changed the platform's rows", extra={"fields": {"change": change}})
     return db
 
 

@@ -23,7 +23,7 @@ from tests import browser
 from tests.auth.test_admin_pages import Browser, Html
 from tests.auth.test_cards import card_login
 from tests.conftest import Stack, free_port, make_settings, start_stack
-from tests.ldap_server import Slapd
+from tests.ldap_server import Slapd, write_test_pki
 
 ISSUER = "idp-a"
 PASSWORD = "correct horse battery"
@@ -291,7 +291,7 @@ def directory_form(slapd: Slapd, **changes: str) -> dict[str, str]:
         "bind_password": slapd.reader_password,
         "name_attr": "cn",
         "mail_attr": "mail",
-        "ca_file": "",
+        "ca_pem": "",
         "timeout": "5",
         **changes,
     }
@@ -308,7 +308,9 @@ def stored_password(stack: Stack, tenant_id: str) -> str | None:
 
 
 @pytest.mark.peer("slapd")
-def test_directory_form_saves_ldap_and_tests_the_connection(world: World, slapd: Slapd) -> None:
+def test_directory_form_saves_ldap_and_tests_the_connection(
+    world: World, slapd: Slapd, tmp_path: Path
+) -> None:
     stack, admin, path = world.stack, world.admin, f"{ADMIN}/directory"
     test = f"{path}/test"
     secret = slapd.reader_password
@@ -373,10 +375,19 @@ def test_directory_form_saves_ldap_and_tests_the_connection(world: World, slapd:
     assert alert.startswith("directory unavailable") and "cannot connect" in alert, alert
     assert secret not in answer.text
 
-    # settings check_settings refuses before connecting: a CA file for an unencrypted URL
-    admin.submit(path, path, directory_form(slapd, ca_file="/etc/hostname", bind_password=""))
+    # a CA that is a path on the server, not certificates: refused as it is saved
+    answer = admin.submit(
+        path,
+        path,
+        directory_form(slapd, ca_pem="/etc/ssl/certs/ca.pem", bind_password=""),
+        status=400,
+    )
+    assert "ca_pem is not PEM X.509 certificates" in Html(answer.text).alerts[0]
+    # settings check_settings refuses before connecting: a CA for an unencrypted URL
+    ca_file, _, _ = write_test_pki(tmp_path)
+    admin.submit(path, path, directory_form(slapd, ca_pem=ca_file.read_text(), bind_password=""))
     answer = admin.submit(path, test, status=400)
-    assert "ca_file" in Html(answer.text).alerts[0]
+    assert "ca_pem is set but the connection is not encrypted" in Html(answer.text).alerts[0]
 
     # a wrong service-account password: the directory refuses it
     admin.submit(path, path, directory_form(slapd, bind_password="not-the-password"))

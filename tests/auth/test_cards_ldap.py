@@ -23,6 +23,7 @@ def _ldap_tenant(stack: Stack, slapd: Slapd, **overrides: Any) -> dict[str, Any]
             s,
             tenant=t,
             box=SecretBox(stack.settings.instance_secrets),
+            egress=stack.settings.egress_policy,
             actor="test",
             kind="ldap",
             url=overrides.get("url", slapd.url),

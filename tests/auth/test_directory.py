@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from printcloud.auth import directory
 from printcloud.auth.directory import (
     DirectoryUnavailable,
     DirectoryUser,
     InvalidCredentials,
     LdapSettings,
-    check_settings,
-    verify,
 )
+from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import InvalidRequest, Unavailable
 from tests.conftest import free_port
 from tests.ldap_server import Slapd, start_slapd
@@ -29,6 +29,17 @@ from tests.ldap_server import Slapd, start_slapd
 pytestmark = pytest.mark.peer("slapd")
 
 REFUSED = "the directory refused that user name or password"
+#: The test directories listen on loopback, which the operator of this "deployment"
+#: allows (test_directory_egress.py proves what happens where it is not allowed).
+LOOPBACK = EgressPolicy.loopback()
+
+
+def verify(settings_: LdapSettings, username: str, password: str) -> DirectoryUser:
+    return directory.verify(settings_, username, password, egress=LOOPBACK)
+
+
+def check_settings(settings_: LdapSettings, *, limit: int = 10_000) -> int:
+    return directory.check_settings(settings_, egress=LOOPBACK, limit=limit)
 
 
 def reader(slapd: Slapd, **changes: object) -> LdapSettings:
@@ -277,8 +288,9 @@ def test_check_settings_counts_the_users(slapd: Slapd) -> None:
         ({"url": "ldap://127.0.0.1:99999"}, "url"),
         ({"url": "ldap://127.0.0.1/dc=example,dc=org?uid"}, "url"),
         ({"url": "ldaps://127.0.0.1", "start_tls": True}, "start_tls"),
-        ({"ca_file": "/etc/hostname"}, "ca_file"),  # a CA for a connection in the clear
-        ({"start_tls": True, "ca_file": "/no/such/ca.pem"}, "ca_file"),
+        ({"ca_pem": "(any)"}, "ca_pem"),  # a CA for a connection in the clear
+        ({"start_tls": True, "ca_pem": "/etc/ssl/certs/ca.pem"}, "ca_pem"),  # a path, not PEM
+        ({"start_tls": True, "ca_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n"}, "ca_pem"),
         ({"base_dn": ""}, "base_dn"),
         ({"base_dn": "not a dn"}, "base_dn"),
         ({"bind_password": ""}, "bind_password"),
@@ -314,10 +326,11 @@ def test_ldaps_against_a_server_without_tls(slapd: Slapd) -> None:
 
 
 def test_starttls_and_ldaps_with_the_directorys_ca(slapd_tls: Slapd) -> None:
-    ca = str(slapd_tls.ca_file)
+    assert slapd_tls.ca_file is not None
+    ca = slapd_tls.ca_file.read_text()
     for settings_ in (
-        reader(slapd_tls, start_tls=True, ca_file=ca),
-        reader(slapd_tls, url=slapd_tls.ldaps_url, ca_file=ca),
+        reader(slapd_tls, start_tls=True, ca_pem=ca),
+        reader(slapd_tls, url=slapd_tls.ldaps_url, ca_pem=ca),
     ):
         assert verify(settings_, "alice", "alice-ldap-pw").username == "alice"
         with pytest.raises(InvalidCredentials):
@@ -326,7 +339,7 @@ def test_starttls_and_ldaps_with_the_directorys_ca(slapd_tls: Slapd) -> None:
 
 
 def test_a_certificate_from_an_unknown_ca_is_refused(slapd_tls: Slapd) -> None:
-    # ca_file=None: the system's CAs, which never signed the test CA's certificate
+    # ca_pem=None: the system's CAs, which never signed the test CA's certificate
     with pytest.raises(DirectoryUnavailable, match=r"StartTLS failed: .*certificate verify failed"):
         verify(reader(slapd_tls, start_tls=True), "alice", "alice-ldap-pw")
     with pytest.raises(DirectoryUnavailable, match=r"TLS failed: .*certificate verify failed"):
@@ -335,11 +348,15 @@ def test_a_certificate_from_an_unknown_ca_is_refused(slapd_tls: Slapd) -> None:
 
 def test_a_certificate_for_another_name_is_refused(slapd_tls: Slapd) -> None:
     # The certificate names 127.0.0.1 only; "localhost" is the same server, another name.
+    # The connection goes to the address `localhost` resolved to, which the certificate
+    # names; the name checked is still the URL's, so it is refused.
+    assert slapd_tls.ca_file is not None
     url = slapd_tls.ldaps_url.replace("127.0.0.1", "localhost")
+    ca = slapd_tls.ca_file.read_text()
     with pytest.raises(
         DirectoryUnavailable, match=r"(?i)hostname mismatch|not valid for 'localhost'"
     ):
-        verify(reader(slapd_tls, url=url, ca_file=str(slapd_tls.ca_file)), "alice", "alice-ldap-pw")
+        verify(reader(slapd_tls, url=url, ca_pem=ca), "alice", "alice-ldap-pw")
 
 
 # -- a property ------------------------------------------------------------------------

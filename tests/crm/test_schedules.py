@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from printcloud.core.crypto import SecretBox
 from tests.printing import conftest as printing
@@ -246,3 +247,64 @@ def test_each_tick_runs_once_across_a_crash(make_print_stack: Any) -> None:
     requests = docgen_requests(stack, docgen_id)
     assert sorted(q.run_id for q in requests) == sorted(r["run_id"] for r in runs(api, job_id))
     api.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_run_once_job_fires_once_across_restarts(make_print_stack: Any, database: str) -> None:
+    """Issue 11, item 10: a run-once job that fired is not fired again by a restart, and
+    one whose second passed while the server was down fires once when it is back."""
+    stack: PrintStack = make_print_stack(database=database, workers=1)
+    _, api = crm_tenant(stack)
+    docgen_id, key = docgen_tenant(stack)
+    link(api, docgen_id, key)
+
+    # Start times with microseconds, as a form or an API client may send them.
+    soon = datetime.now(UTC) + timedelta(seconds=4)
+    fired = job(api, recurrence="once", timezone="Asia/Tokyo", start_at=soon.isoformat())
+    [before] = finished(api, fired)
+    assert before["outcome"] == "completed", before
+    assert datetime.fromisoformat(before["scheduled_at"]) == soon.replace(microsecond=0)
+
+    later = datetime.now(UTC) + timedelta(seconds=8)
+    missed = job(api, recurrence="once", start_at=later.replace(microsecond=273254).isoformat())
+    stack.stop()  # down before `missed`'s second
+    assert runs_in_database(stack, missed) == 0
+    while datetime.now(UTC) < later + timedelta(seconds=2):
+        time.sleep(0.2)
+    stack.start()
+
+    [caught_up] = finished(api, missed)
+    time.sleep(2)  # a second firing of either job would have been started with the first
+    assert [r["run_id"] for r in runs(api, fired)] == [before["run_id"]]
+    assert [r["run_id"] for r in runs(api, missed)] == [caught_up["run_id"]]
+    assert caught_up["outcome"] == "completed", caught_up
+    assert datetime.fromisoformat(caught_up["scheduled_at"]) == later.replace(microsecond=0)
+
+    # Once more: both ran, neither fires again; docgen saw one request for each.
+    stack.stop()
+    stack.start()
+    time.sleep(2)
+    assert [r["run_id"] for r in runs(api, fired)] == [before["run_id"]]
+    assert [r["run_id"] for r in runs(api, missed)] == [caught_up["run_id"]]
+    assert sorted(q.run_id for q in docgen_requests(stack, docgen_id)) == sorted(
+        [before["run_id"], caught_up["run_id"]]
+    )
+    api.close()
+
+
+def runs_in_database(stack: PrintStack, job_id: str) -> int:
+    """The job's runs, read from the database (the server may be down)."""
+    from sqlalchemy import func, select
+
+    from printcloud.crm.models import BatchJobRow, BatchRunRow
+
+    with stack.db.session() as s:
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(BatchRunRow)
+                .join(BatchJobRow, BatchJobRow.pk == BatchRunRow.job_pk)
+                .where(BatchJobRow.job_id == job_id)
+            )
+            or 0
+        )

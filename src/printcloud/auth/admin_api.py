@@ -629,7 +629,7 @@ def directory_read(tenant: Tenant, row: Any) -> DirectoryRead:
             name_attr="cn",
             mail_attr="mail",
             start_tls=False,
-            ca_file=None,
+            ca_pem=None,
             timeout=5,
         )
     return DirectoryRead(
@@ -643,7 +643,7 @@ def directory_read(tenant: Tenant, row: Any) -> DirectoryRead:
         name_attr=row.name_attr,
         mail_attr=row.mail_attr,
         start_tls=row.start_tls,
-        ca_file=row.ca_file,
+        ca_pem=row.ca_pem,
         timeout=row.timeout,
     )
 
@@ -731,7 +731,12 @@ def put_directory(
     with admin_session(rt) as db:
         tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id)
         row = cards.set_directory(
-            db, tenant=tenant, box=rt.box, actor=admin.actor, **body.model_dump()
+            db,
+            tenant=tenant,
+            box=rt.box,
+            egress=rt.settings.egress_policy,
+            actor=admin.actor,
+            **body.model_dump(),
         )
         return directory_read(tenant, row)
 
@@ -750,4 +755,4 @@ def test_directory(tenant_id: TenantId, rt: RuntimeDep, admin: AdminDep) -> Dire
         if row is None or row.kind != "ldap":
             raise InvalidRequest("the tenant's directory is its own user store", field="kind")
         settings = cards.ldap_settings(row, rt.box)
-    return DirectoryTested(users=check_settings(settings))
+    return DirectoryTested(users=check_settings(settings, egress=rt.settings.egress_policy))

@@ -55,6 +55,8 @@ Flag = Annotated[str, Form(max_length=10)]
 Number = Annotated[str, Form(max_length=20)]
 Long = Annotated[str, Form(max_length=500)]
 Attribute = Annotated[str, Form(max_length=64)]
+#: The directory's CA certificates, pasted as PEM text (directory.MAX_CA_PEM).
+CaPem = Annotated[str, Form(max_length=65_536)]
 
 FLASH_COOKIE = "pc_admin_flash"
 FLASH_TTL = 300
@@ -981,7 +983,7 @@ def save_directory(
     name_attr: Attribute = "cn",
     mail_attr: Attribute = "mail",
     start_tls: Flag = "",
-    ca_file: Long = "",
+    ca_pem: CaPem = "",
     timeout: Number = "5",
 ) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
@@ -991,6 +993,7 @@ def save_directory(
             db,
             tenant=ctx.tenant,
             box=rt.box,
+            egress=rt.settings.egress_policy,
             actor=ctx.admin.actor,
             kind=kind,
             url=url.strip(),
@@ -1002,7 +1005,7 @@ def save_directory(
             name_attr=name_attr.strip(),
             mail_attr=mail_attr.strip(),
             start_tls=_checked(start_tls),
-            ca_file=ca_file.strip() or None,
+            ca_pem=ca_pem.strip() or None,
             timeout=_whole(timeout, "timeout", "seconds"),
         )
         return Done("Directory saved.", "/directory")
@@ -1019,7 +1022,7 @@ def save_directory(
         "name_attr": name_attr,
         "mail_attr": mail_attr,
         "start_tls": _checked(start_tls),
-        "ca_file": ca_file,
+        "ca_pem": ca_pem,
         "timeout": timeout,
     }
     return _act(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page="directory", form=sent)
@@ -1062,7 +1065,7 @@ def try_directory(
     try:
         if isinstance(settings, PrintcloudError):
             raise settings
-        found = check_settings(settings, limit=COUNT_LIMIT)
+        found = check_settings(settings, egress=rt.settings.egress_policy, limit=COUNT_LIMIT)
     except PrintcloudError as exc:
         with admin_session(rt) as db:
             again = _gate(rt, request, db, issuer, tenant)

@@ -40,12 +40,13 @@ from sqlalchemy.orm import Session
 
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import utcnow
+from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import InvalidRequest, NotFound, PrintcloudError
 from printcloud.core.ratelimit import Limiter
 from printcloud.core.settings import Settings
 
 from . import service
-from .directory import DirectoryUnavailable, InvalidCredentials, LdapSettings
+from .directory import DirectoryUnavailable, InvalidCredentials, LdapSettings, parse_ca_pem
 from .directory import verify as ldap_verify
 from .models import CardBinding, Directory, Tenant, User
 
@@ -189,16 +190,23 @@ def ldap_settings(directory: Directory, box: SecretBox) -> LdapSettings:
         name_attr=directory.name_attr,
         mail_attr=directory.mail_attr,
         start_tls=directory.start_tls,
-        ca_file=directory.ca_file or None,
+        ca_pem=directory.ca_pem or None,
         timeout=float(directory.timeout),
     )
 
 
 def directory_user(
-    db: Session, *, tenant: Tenant, username: str, password: str, box: SecretBox
+    db: Session,
+    *,
+    tenant: Tenant,
+    username: str,
+    password: str,
+    box: SecretBox,
+    egress: EgressPolicy,
 ) -> tuple[User, str]:
     """The first request unit: the user the tenant's directory vouches for, and which
-    directory that was. LDAP users get a local account (no password) the first time."""
+    directory that was. LDAP users get a local account (no password) the first time.
+    An LDAP directory is reached only where `egress` (the operator's policy) allows."""
     if not username or not password:
         raise InvalidCredentials("the directory refused that user name or password")
     directory = directory_of(db, tenant=tenant)
@@ -207,7 +215,7 @@ def directory_user(
         if user is None:
             raise InvalidCredentials("the directory refused that user name or password")
         return user, "builtin"
-    found = ldap_verify(ldap_settings(directory, box), username, password)
+    found = ldap_verify(ldap_settings(directory, box), username, password, egress=egress)
     user = db.scalar(
         select(User).where(User.tenant_pk == tenant.pk, User.username == found.username)
     )
@@ -380,6 +388,7 @@ def set_directory(
     *,
     tenant: Tenant,
     box: SecretBox,
+    egress: EgressPolicy,
     actor: str,
     kind: str,
     url: str = "",
@@ -391,11 +400,14 @@ def set_directory(
     name_attr: str = "cn",
     mail_attr: str = "mail",
     start_tls: bool = False,
-    ca_file: str | None = None,
+    ca_pem: str | None = None,
     timeout: int = 5,
 ) -> Directory:
     """The tenant's second authentication server: `builtin` or `ldap` (URL, base DN,
-    attribute mapping, optional service account whose password is sealed)."""
+    attribute mapping, optional service account whose password is sealed, the CA
+    certificates as PEM text). An LDAP host must be one the operator's egress policy
+    lets the platform reach (400 naming `url` otherwise): a tenant admin must not make
+    the platform connect to its own loopback or the network behind it."""
     if kind not in DIRECTORY_KINDS:
         raise InvalidRequest("kind must be builtin or ldap", field="kind")
     if kind == "ldap":
@@ -413,6 +425,8 @@ def set_directory(
                 raise InvalidRequest(f"{name} must be an LDAP attribute name", field=name)
         if not 1 <= timeout <= 60:
             raise InvalidRequest("timeout must be 1 to 60 seconds", field="timeout")
+        egress.check_url(url, field="url", schemes=("ldap", "ldaps"))
+    ca = parse_ca_pem(ca_pem) if ca_pem and ca_pem.strip() else None
     directory = directory_of(db, tenant=tenant)
     if directory is None:
         directory = Directory(tenant_pk=tenant.pk)
@@ -428,7 +442,7 @@ def set_directory(
     directory.name_attr = name_attr
     directory.mail_attr = mail_attr
     directory.start_tls = start_tls
-    directory.ca_file = ca_file or None
+    directory.ca_pem = ca
     directory.timeout = timeout
     directory.updated_at = utcnow()
     service.audit(

@@ -7,9 +7,13 @@ information* (user name and password) to the *second authentication server*,
 here the tenant's LDAP directory. The card is only registered when that server
 answers that the user is registered there. `verify` is that request and answer:
 
+    resolve      the URL's host, each address checked by the egress policy
+                 (`core/egress.py`): the connection goes to an address that
+                 passed, never to the name again (no rebinding in between)
     connect      ldaps://, or ldap:// upgraded with StartTLS (RFC 4513 §3); the
-                 certificate checked against `ca_file` (or the system CAs) and
-                 the host name, as `ssl.create_default_context` does
+                 certificate checked against `ca_pem` (the tenant's CA
+                 certificates, stored with the directory; else the system CAs)
+                 and against the host name of the URL, not the address
     bind         as the service account, or anonymously (RFC 4513 §5.1.1)
     search       (&(objectClass=<object_class>)(<user_attr>=<name>)) under
                  base_dn, the name escaped as RFC 4515 §3 asks: exactly one entry
@@ -23,9 +27,12 @@ Errors, as the login page and the admin's "test connection" show them:
                                message for all (it does not say which)
     DirectoryUnavailable  503  down, refused, timed out, TLS failed, refused the
                                service account, a search base that does not exist;
-                               for `verify`, also settings that cannot work
+                               for `verify`, also settings that cannot work and a
+                               host the egress policy refuses
     InvalidRequest        400  a user name with control characters; for
                                `check_settings`, settings that cannot work
+                               (`EgressRefused`, naming `url`, for a host the
+                               egress policy refuses)
 
 Each call opens its own connection and closes it (no shared state): it may be
 called from many threads at once.
@@ -34,18 +41,23 @@ called from many threads at once.
 from __future__ import annotations
 
 import ast
+import ipaddress
 import math
 import re
+import socket
 import ssl
 import unicodedata
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from printcloud.core.egress import EgressPolicy, EgressRefused
 from printcloud.core.errors import InvalidRequest, PrintcloudError, Unavailable
 from printcloud.core.logs import get_logger
 
@@ -69,6 +81,7 @@ __all__ = [
     "InvalidCredentials",
     "LdapSettings",
     "check_settings",
+    "parse_ca_pem",
     "verify",
 ]
 
@@ -77,6 +90,9 @@ log = get_logger("auth.directory")
 REFUSED = "the directory refused that user name or password"
 MAX_USERNAME = 256  # the upper bound core.schema gives uid
 _PAGE_CONTROL = "1.2.840.113556.1.4.319"  # simple paged results, RFC 2696
+#: The most text and certificates a directory's CA setting may hold.
+MAX_CA_PEM = 65_536
+MAX_CA_CERTIFICATES = 20
 # An attribute description or object class: a name (RFC 4512 §1.4 keystring) or an OID.
 _ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+")
 # Bind results that mean "not this user with this password" rather than "the
@@ -119,7 +135,7 @@ class LdapSettings:
     name_attr: str = "cn"  # attribute mapping: display name
     mail_attr: str = "mail"  # attribute mapping: e-mail
     start_tls: bool = False  # upgrade ldap:// with StartTLS
-    ca_file: str | None = None  # CA bundle to verify the server (TLS); None: system CAs
+    ca_pem: str | None = None  # CA certificates (PEM) to verify the server; None: system CAs
     timeout: float = 5.0  # connect and receive timeout, seconds (each operation)
 
 
@@ -131,16 +147,20 @@ class DirectoryUser:
     dn: str
 
 
-def verify(settings: LdapSettings, username: str, password: str) -> DirectoryUser:
-    """The directory's answer for this user name and password (seed 004's request unit)."""
+def verify(
+    settings: LdapSettings, username: str, password: str, *, egress: EgressPolicy
+) -> DirectoryUser:
+    """The directory's answer for this user name and password (seed 004's request unit).
+    The directory is reached only at an address `egress` allows."""
     secret = _check_credentials(username, password)
     try:
         _check_settings_shape(settings)
+        addresses = _addresses(settings, egress)
     except InvalidRequest as exc:
         # The person at the device did nothing wrong: the tenant's settings are broken.
         log.warning("directory settings are invalid", extra={"fields": {"reason": str(exc)}})
         raise DirectoryUnavailable(f"directory unavailable: {exc.description}") from exc
-    with _session(settings) as conn:
+    with _session(settings, addresses) as conn:
         entry = _find_user(conn, settings, username)
         dn = str(entry["dn"])
         if not conn.rebind(
@@ -163,15 +183,17 @@ def verify(settings: LdapSettings, username: str, password: str) -> DirectoryUse
         )
 
 
-def check_settings(settings: LdapSettings, *, limit: int = 10_000) -> int:
+def check_settings(settings: LdapSettings, *, egress: EgressPolicy, limit: int = 10_000) -> int:
     """The admin's "test connection": bind as the service account (or anonymously),
     search base_dn and answer how many entries have object_class, counting up to
-    `limit` (a page at a time, so the server's size limit does not cut it short)."""
+    `limit` (a page at a time, so the server's size limit does not cut it short).
+    A host `egress` refuses is a 400 naming `url`, and nothing is sent to it."""
     _check_settings_shape(settings)
+    addresses = _addresses(settings, egress)
     flt = f"(objectClass={settings.object_class})"
     count = 0
     cookie: bytes | None = None
-    with _session(settings) as conn:
+    with _session(settings, addresses) as conn:
         while count < limit:
             conn.search(
                 settings.base_dn,
@@ -240,8 +262,8 @@ def _check_settings_shape(settings: LdapSettings) -> None:
             raise InvalidRequest(
                 f"bind_dn is not a distinguished name: {settings.bind_dn!r}", field="bind_dn"
             ) from exc
-    if settings.ca_file is not None and not Path(settings.ca_file).is_file():
-        raise InvalidRequest(f"ca_file {settings.ca_file} does not exist", field="ca_file")
+    if settings.ca_pem:
+        parse_ca_pem(settings.ca_pem)
     if not 0 < settings.timeout <= 120:
         raise InvalidRequest("timeout is between 0 and 120 seconds", field="timeout")
 
@@ -262,12 +284,67 @@ def _target(settings: LdapSettings) -> tuple[str, int, bool]:
         raise InvalidRequest(
             "start_tls upgrades ldap:// connections; ldaps:// is TLS already", field="start_tls"
         )
-    if settings.ca_file and not (ldaps or settings.start_tls):
+    if settings.ca_pem and not (ldaps or settings.start_tls):
         raise InvalidRequest(
-            "ca_file is set but the connection is not encrypted: use ldaps:// or start_tls",
-            field="ca_file",
+            "ca_pem is set but the connection is not encrypted: use ldaps:// or start_tls",
+            field="ca_pem",
         )
     return parts.hostname, port or (636 if ldaps else 389), ldaps
+
+
+def parse_ca_pem(text: str, *, field: str = "ca_pem") -> str:
+    """The CA certificates an admin gave (PEM text), checked and written again: only the
+    certificates are kept (a private key pasted with them is dropped), one after another.
+
+    Raises InvalidRequest naming `field` for text that holds no X.509 certificate."""
+    if len(text) > MAX_CA_PEM:
+        raise InvalidRequest(f"{field} is at most {MAX_CA_PEM} characters", field=field)
+    try:
+        certificates = x509.load_pem_x509_certificates(text.strip().encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InvalidRequest(
+            f"{field} is not PEM X.509 certificates (-----BEGIN CERTIFICATE----- …)",
+            field=field,
+        ) from exc
+    if len(certificates) > MAX_CA_CERTIFICATES:
+        raise InvalidRequest(
+            f"{field} holds at most {MAX_CA_CERTIFICATES} certificates", field=field
+        )
+    pem = "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certificates)
+    try:
+        ssl.create_default_context(cadata=pem)
+    except ssl.SSLError as exc:
+        raise InvalidRequest(
+            f"{field} cannot be used as CA certificates: {exc}", field=field
+        ) from exc
+    return pem
+
+
+def _addresses(settings: LdapSettings, egress: EgressPolicy) -> list[str]:
+    """The addresses of the URL's host that `egress` allows, or EgressRefused naming `url`.
+
+    A name that does not resolve is the directory being unreachable (503), as ldap3
+    would have said; an address the policy refuses is the settings' fault (400)."""
+    host, port, _ = _target(settings)
+    try:
+        literal = str(ipaddress.ip_address(host.strip("[]").split("%")[0]))
+    except ValueError:
+        literal = None
+    if literal is not None:
+        found = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            where = settings.url.split("://", 1)[-1].rstrip("/")
+            raise _unavailable(
+                settings, f"cannot connect to {where}: the host name does not resolve"
+            ) from exc
+        found = [str(info[4][0]).split("%")[0] for info in infos]
+    try:
+        return egress.decide(host, found)
+    except EgressRefused as exc:
+        raise EgressRefused(f"url: {exc.description}", field="url") from None
 
 
 # -- the conversation --------------------------------------------------------------------
@@ -277,38 +354,42 @@ class _Tls(ldap3.Tls):
     """ldap3's Tls with the standard library's checks: certificate and host name.
 
     ldap3 2.9.1 turns `check_hostname` off and calls `ssl.match_hostname`
-    afterwards (deprecated since Python 3.7, gone in 3.12); here the handshake
-    itself checks the name, as `ssl.create_default_context` means it to.
+    afterwards (deprecated since Python 3.7, gone in 3.12) against the `Server`'s
+    host plus its `valid_names`; here the handshake itself checks the name, as
+    `ssl.create_default_context` means it to. The `Server` is given the checked IP
+    address to connect to, so the name checked (and sent as SNI) is `hostname`, the
+    URL's host: the certificate must be the configured directory's, not merely one
+    valid for whatever address the name resolved to.
     """
 
-    def __init__(self, ca_file: str | None) -> None:
+    def __init__(self, ca_pem: str | None, hostname: str) -> None:
         super().__init__(validate=ssl.CERT_REQUIRED)
-        self._ca_file = ca_file
+        self._ca_pem = ca_pem
+        self._hostname = hostname
 
     def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
-        context = ssl.create_default_context(cafile=self._ca_file)
+        context = ssl.create_default_context(cadata=self._ca_pem or None)
         connection.socket = context.wrap_socket(
             connection.socket,
-            server_hostname=connection.server.host,
+            server_hostname=self._hostname,
             do_handshake_on_connect=do_handshake,
         )
 
 
-@contextmanager
-def _session(settings: LdapSettings) -> Iterator[Any]:
-    """A connection bound as the service account (or anonymously), closed afterwards."""
+def _connection(settings: LdapSettings, address: str) -> Any:
+    """An unopened connection to one checked `address` of the directory."""
     host, port, ldaps = _target(settings)
     server = ldap3.Server(
-        host,
+        address,
         port=port,
         use_ssl=ldaps,
-        tls=_Tls(settings.ca_file) if ldaps or settings.start_tls else None,
+        tls=_Tls(settings.ca_pem, host) if ldaps or settings.start_tls else None,
         get_info=ldap3.NONE,
         # Also the receive timeout: the socket keeps it after connecting. ldap3's own
         # receive_timeout must be a whole number on Linux (it packs it into SO_RCVTIMEO).
         connect_timeout=settings.timeout,
     )
-    conn = ldap3.Connection(
+    return ldap3.Connection(
         server,
         user=settings.bind_dn,
         password=(settings.bind_password or "").encode("utf-8") if settings.bind_dn else None,
@@ -317,10 +398,43 @@ def _session(settings: LdapSettings) -> Iterator[Any]:
         client_strategy=ldap3.SYNC,
         raise_exceptions=False,
         read_only=True,
+        # A referral would be a connection to a host nobody checked.
         auto_referrals=False,
     )
+
+
+def _open(settings: LdapSettings, addresses: list[str]) -> Any:
+    """An open connection to the first of `addresses` that answers."""
+    failures: list[tuple[str, BaseException]] = []
+    for address in addresses:
+        conn = _connection(settings, address)
+        try:
+            conn.open(read_server_info=False)
+            return conn
+        except (LDAPException, OSError) as exc:
+            _close(conn)
+            failures.append((address, exc))
+    if len(failures) == 1:
+        raise _unavailable(settings, failures[0][1]) from failures[0][1]
+    reasons = "; ".join(f"{address}: {_reason(settings, exc)}" for address, exc in failures)
+    raise _unavailable(settings, reasons) from failures[-1][1]
+
+
+def _close(conn: Any) -> None:
     try:
-        conn.open(read_server_info=False)
+        conn.unbind()
+    except (LDAPException, OSError) as exc:
+        log.debug("closing a directory connection failed: %s", exc)
+    if conn.socket is not None:
+        # unbind skips a socket ldap3 never counted as open (a failed TLS handshake)
+        conn.socket.close()
+
+
+@contextmanager
+def _session(settings: LdapSettings, addresses: list[str]) -> Iterator[Any]:
+    """A connection bound as the service account (or anonymously), closed afterwards."""
+    conn = _open(settings, addresses)
+    try:
         if settings.start_tls:
             conn.start_tls(read_server_info=False)
         if not conn.bind(read_server_info=False):
@@ -329,16 +443,10 @@ def _session(settings: LdapSettings) -> Iterator[Any]:
             raise _unavailable(settings, f"the directory refused {who} ({text})")
         yield conn
     except (LDAPException, OSError) as exc:
-        # Down, refused, timed out, cut off, TLS failed: whatever the step.
+        # Refused, timed out, cut off, TLS failed: whatever the step.
         raise _unavailable(settings, exc) from exc
     finally:
-        try:
-            conn.unbind()
-        except (LDAPException, OSError) as exc:
-            log.debug("closing a directory connection failed: %s", exc)
-        if conn.socket is not None:
-            # unbind skips a socket ldap3 never counted as open (a failed TLS handshake)
-            conn.socket.close()
+        _close(conn)
 
 
 def _find_user(conn: Any, settings: LdapSettings, username: str) -> dict[str, Any]:

@@ -283,7 +283,9 @@ class Directory(Base):
     name_attr: Mapped[str] = mapped_column(String(64), default="cn")
     mail_attr: Mapped[str] = mapped_column(String(64), default="mail")
     start_tls: Mapped[bool] = mapped_column(Boolean, default=False)
-    ca_file: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    #: The CA certificates (PEM) that verify the directory's TLS certificate; None: the
+    #: system's. Public data, stored as given (never a path on the server).
+    ca_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     timeout: Mapped[int] = mapped_column(Integer, default=5)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

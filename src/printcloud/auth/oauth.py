@@ -570,6 +570,7 @@ class CardGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):
                     username=str(username or ""),
                     password=str(password or ""),
                     box=call.box,
+                    egress=call.settings.egress_policy,
                 )
             except cards.InvalidCredentials:
                 db.rollback()

@@ -254,7 +254,9 @@ class DirectoryRead(BaseModel):
     name_attr: str
     mail_attr: str
     start_tls: bool
-    ca_file: str | None
+    #: The CA certificates (PEM) the directory's certificate is checked against; None:
+    #: the system's.
+    ca_pem: str | None
     timeout: int
 
 
@@ -270,7 +272,8 @@ class DirectoryUpdate(_Body):
     name_attr: str = Field(default="cn", max_length=64)
     mail_attr: str = Field(default="mail", max_length=64)
     start_tls: bool = False
-    ca_file: str | None = Field(default=None, max_length=500)
+    #: CA certificates as PEM text (not a file name); None or "": the system's CAs.
+    ca_pem: str | None = Field(default=None, max_length=65_536)
     timeout: int = Field(default=5, ge=1, le=60)
 
 

@@ -804,12 +804,20 @@ WEB_SIGN_IN: dict[str, tuple[str, ...]] = {
 }
 
 
-def bootstrap(db: Session, *, settings: Settings) -> None:
+def bootstrap(db: Session, *, settings: Settings, reconcile: bool) -> list[str]:
     """Make sure every issuer has its system tenant and the platform service clients.
 
     Service client secrets are derived from the instance secret, so each
     service can compute its own without a shared file (docs/adr/0004).
+
+    Missing rows are always created. Existing service clients are brought in line
+    with `settings` (redirect URIs from the public URL, the secret from the instance
+    secret, the grants) only with `reconcile=True`: that is what a server does as it
+    starts (`printcloud serve`, the cluster) and what `printcloud admin bootstrap`
+    asks for. An admin command run with another environment must never rewrite the
+    clients a running deployment signs its users in with. Answers what changed.
     """
+    changes: list[str] = []
     for issuer in settings.issuers:
         tenant = db.scalar(
             select(Tenant).where(Tenant.issuer == issuer, Tenant.tenant_id == SYSTEM_TENANT)
@@ -822,6 +830,7 @@ def bootstrap(db: Session, *, settings: Settings) -> None:
             except IntegrityError:  # another process bootstrapped at the same time
                 db.rollback()
                 continue
+            changes.append(f"{issuer}: created the system tenant")
         for service in SERVICES:
             client_id, secret = settings.service_client(issuer, service)
             digest = crypto.token_digest(secret)
@@ -852,14 +861,24 @@ def bootstrap(db: Session, *, settings: Settings) -> None:
                         scope=" ".join(SCOPES),
                     )
                 )
-            else:
-                if not crypto.equal(existing.secret_digest or "", digest):
-                    existing.secret_digest = digest  # the instance secret was rotated
-                if list(existing.redirect_uris or []) != redirects:
-                    existing.redirect_uris = redirects  # the public URL changed
-                if sorted(existing.grant_types or []) != grants:
-                    existing.grant_types = grants
+                changes.append(f"{issuer}: created the {service} service client")
+                continue
+            if not reconcile:
+                continue
+            if not crypto.equal(existing.secret_digest or "", digest):
+                existing.secret_digest = digest  # the instance secret was rotated
+                changes.append(f"{issuer}: the {service} service client's secret")
+            if list(existing.redirect_uris or []) != redirects:
+                changes.append(
+                    f"{issuer}: the {service} service client's redirect URIs "
+                    f"{list(existing.redirect_uris or [])} -> {redirects}"
+                )
+                existing.redirect_uris = redirects  # the public URL changed
+            if sorted(existing.grant_types or []) != grants:
+                existing.grant_types = grants
+                changes.append(f"{issuer}: the {service} service client's grant types")
         db.flush()
+    return changes
 
 
 def count_rows(db: Session, model: type[Any], *conditions: Any) -> int:

@@ -5,10 +5,13 @@ row's key: the delete hook runs after the row is gone), with the job's cron in i
 time zone and backfill on: each tick fires once across replicas, and ticks missed
 while no executor ran fire once at the next start. A job run once gets a cron for
 its start second and a guard that only that tick runs; its schedule is then deleted.
+A run-once job whose second passed while nothing ran is fired at the next start, once:
+its run, keyed like every tick's, is the record that it ran, and a restart reads it.
 
 Each tick runs `fire`, a durable workflow whose steps are recorded on the run:
 
-1. open the run of this tick (`service.start_run`): if it already exists, stop;
+1. open the run of this tick (`service.start_run`, keyed by `service.tick`: the UTC
+   second, whichever way the tick fired): if it already exists, stop;
 2. read the tenant's docgen link (S1506): none → the run fails;
 3. call docgen's batch-print endpoint under system authority (S1502), answering
    the Digest challenge with the docgen tenant ID and the secret key (S1505–S1509);
@@ -22,7 +25,7 @@ Each tick runs `fire`, a durable workflow whose steps are recorded on the run:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -50,6 +53,15 @@ SLACK = timedelta(seconds=1)
 
 def schedule_name(job_id: str) -> str:
     return f"crm-job-{job_id}"
+
+
+def tick_workflow_id(job: BatchJobRow, at: datetime) -> str:
+    """The workflow that runs the job's tick at `at`: the ID DBOS gives the schedule's
+    own firing of that tick (`sched-<schedule>-<tick in the job's zone, ISO 8601>`),
+    so a tick started again by hand is the same workflow, not a second one. The run
+    row keyed by `service.tick` is what guarantees it runs once; this spares the work."""
+    local = service.tick(at).astimezone(service.zone(job.timezone))
+    return f"sched-{schedule_name(job.job_id)}-{local.isoformat()}"
 
 
 def _cron(job: BatchJobRow) -> str:
@@ -118,15 +130,23 @@ def sync(rt: CrmRuntime) -> None:
                     "could not schedule a batch job",
                     extra={"fields": {"tenant": job.tenant_id, "job": job.job_id}},
                 )
-            if job.recurrence == "once" and not job.paused and job.start_at <= now - SLACK:
+            if (
+                job.recurrence == "once"
+                and not job.paused
+                and job.start_at <= now - SLACK
+                and not service.tick_ran(db, job=job, at=job.start_at)
+            ):
                 # Its tick passed while nothing ran (a run-once schedule has no last-fired
                 # time to backfill from): run it now, once (the run is unique per tick).
                 run_missed(rt, job)
 
 
 def run_missed(rt: CrmRuntime, job: BatchJobRow) -> None:
+    """Fire a run-once job's tick that passed while no executor ran: the same tick, by
+    the same identity, as its schedule would have fired."""
     assert rt.engine is not None
-    rt.engine.start(fire, workflow_id=f"crm-once-{job.job_id}")(job.start_at, _context(job))
+    at = service.tick(job.start_at)
+    rt.engine.start(fire, workflow_id=tick_workflow_id(job, at))(at, _context(job))
 
 
 def install(rt: CrmRuntime) -> None:
@@ -158,12 +178,12 @@ def open_run(scheduled_at: datetime, tenant_id: str, job_id: str, manual: bool) 
             ):
                 return {}
         run, created = service.start_run(
-            db, tenant_id=tenant_id, job_id=job_id, scheduled_at=scheduled_at.astimezone(UTC)
+            db, tenant_id=tenant_id, job_id=job_id, scheduled_at=scheduled_at, manual=manual
         )
         if not created:
             log.info("tick already run", extra={"fields": fields})
             return {}
-        how = "run now" if manual else f"scheduled tick {scheduled_at.isoformat()}"
+        how = "run now" if manual else f"scheduled tick {run.scheduled_at.isoformat()}"
         service.add_step(run, step="S1501", detail=f"batch job {job.name!r} started ({how})")
         return {
             "run_id": run.run_id,
@@ -181,7 +201,7 @@ def open_run(scheduled_at: datetime, tenant_id: str, job_id: str, manual: bool) 
                     "copies": job.copies,
                     "duplex": job.duplex,
                 },
-                "scheduled_at": scheduled_at.astimezone(UTC).isoformat(),
+                "scheduled_at": run.scheduled_at.isoformat(),
             },
         }
 

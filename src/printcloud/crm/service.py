@@ -1028,15 +1028,38 @@ def next_run(job: BatchJobRow, *, now: datetime | None = None) -> datetime | Non
 # -- runs -------------------------------------------------------------------------------------
 
 
-def start_run(
-    db: Session, *, tenant_id: str, job_id: str, scheduled_at: datetime
-) -> tuple[BatchRunRow, bool]:
-    """The run of the job's tick at `scheduled_at`, created once (True when created)."""
-    job = get_job(db, tenant_id=tenant_id, job_id=job_id)
-    existing = db.scalar(
-        select(BatchRunRow).where(
-            BatchRunRow.job_pk == job.pk, BatchRunRow.scheduled_at == scheduled_at
+def tick(at: datetime) -> datetime:
+    """A scheduled tick's one identity: the UTC instant in whole seconds.
+
+    Schedules fire on whole seconds (a cron has no finer field) while a job's start
+    time may carry microseconds; every way a tick fires (the schedule, its backfill,
+    a run-once job caught up at start) names it by this value, so its run is found
+    whichever way fired it first."""
+    return at.astimezone(UTC).replace(microsecond=0)
+
+
+def tick_ran(db: Session, *, job: BatchJobRow, at: datetime) -> bool:
+    """Whether the job's tick at `at` has a run (that run is its record, kept with the job)."""
+    found = db.scalar(
+        select(BatchRunRow.pk).where(
+            BatchRunRow.job_pk == job.pk, BatchRunRow.scheduled_at == tick(at)
         )
+    )
+    return found is not None
+
+
+def start_run(
+    db: Session, *, tenant_id: str, job_id: str, scheduled_at: datetime, manual: bool = False
+) -> tuple[BatchRunRow, bool]:
+    """The run of the job's tick at `scheduled_at`, created once (True when created).
+
+    A scheduled tick is keyed by `tick(scheduled_at)`, unique per job in the database,
+    so a tick that ran is not run again by another replica, a backfill or a restart.
+    A manual run ("run now") keeps its exact time: it is a person's request, not a tick."""
+    job = get_job(db, tenant_id=tenant_id, job_id=job_id)
+    at = scheduled_at.astimezone(UTC) if manual else tick(scheduled_at)
+    existing = db.scalar(
+        select(BatchRunRow).where(BatchRunRow.job_pk == job.pk, BatchRunRow.scheduled_at == at)
     )
     if existing is not None:
         return existing, False
@@ -1044,7 +1067,7 @@ def start_run(
         run_id=new_id(),
         tenant_id=tenant_id,
         job_pk=job.pk,
-        scheduled_at=scheduled_at,
+        scheduled_at=at,
         outcome="running",
         steps=[],
     )
