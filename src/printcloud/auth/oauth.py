@@ -255,6 +255,8 @@ def _check_scope_for(client: ClientView | None, scope: str | None) -> None:
     for part in scope.split():
         if part not in service.SCOPES:
             raise InvalidScopeError(f"unknown scope '{part}'")
+        if client is not None and part in service.PLATFORM_SCOPES and client.kind != "service":
+            raise InvalidScopeError(f"only the platform's own clients may request scope '{part}'")
         if client is not None and part not in client.row.scope.split():
             raise InvalidScopeError(f"the client may not request scope '{part}'")
 
@@ -709,7 +711,12 @@ class Introspection(TokenParams, IntrospectionEndpoint):
             "iss": current().settings.issuer_url(current().issuer),
             "tenant_id": info.tenant_id,
             "local_auth_cooperation": info.local_auth_cooperation,
+            # Computed now, not when the token was issued: a demoted admin's token says false.
+            "admin": info.admin,
+            "held_release": info.held_release,
         }
+        if info.amr:
+            body["amr"] = list(info.amr)
         if info.username:
             body["username"] = info.username
         if info.local_user is not None:
@@ -844,9 +851,10 @@ class IssuerServer(rfc6749.AuthorizationServer):
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         allowed = client.get_allowed_scope(scope)
-        if isinstance(user, User) and not user.is_admin:
-            # `admin` acts for the tenant's administrators only, whatever the client may ask
-            allowed = " ".join(s for s in allowed.split() if s != "admin")
+        if (isinstance(user, User) and not user.is_admin) or client.kind != "service":
+            # `admin` acts for the tenant's administrators only, whatever the client may ask,
+            # and only through the platform's own clients
+            allowed = " ".join(s for s in allowed.split() if s not in service.PLATFORM_SCOPES)
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": crypto.new_token(),
