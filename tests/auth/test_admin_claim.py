@@ -11,19 +11,40 @@ guard's cache has passed, is in tests/printing/test_held_release.py.)
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.engine import make_url
 
 from printcloud.auth.models import Client
+from printcloud.core.db import Database, utcnow
 from printcloud.core.errors import InvalidRequest
 from tests.auth.test_grants import REDIRECT, Setup, introspect, pkce, query_of
 from tests.browser import Browser
-from tests.conftest import Stack
+from tests.conftest import PG_URL, Stack, _pg_admin_url, require_peer
 
 PASSWORD = "correct horse battery"
+
+
+def new_pg_database() -> tuple[str, Callable[[], None]]:
+    """A PostgreSQL database of the test's own, and how to drop it."""
+    require_peer(bool(PG_URL), "PRINTCLOUD_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    name = f"pc_mig_{secrets.token_hex(4)}"
+    engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+    return make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False), drop
 
 
 def service_admin(stack: Stack) -> httpx.Client:
@@ -146,3 +167,51 @@ def test_a_third_party_client_cannot_get_admin(stack: Stack) -> None:
         )
     assert done.response.status_code == 302, done.response.text
     assert query_of(done.location).get("error") == "invalid_scope", done.location
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_strips_admin_from_third_party_clients(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A client registered with `admin` before issue 11 loses it; a service client keeps it,
+    and every tenant starts with `held_release=card_or_owner`."""
+    from alembic import command
+    from alembic.config import Config
+
+    if backend == "postgresql":
+        url, drop = new_pg_database()
+        request.addfinalizer(drop)
+    else:
+        url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
+    db = Database(url)
+    request.addfinalizer(db.dispose)
+    cfg = Config()
+    cfg.set_main_option("script_location", "printcloud:migrations")
+    with db.engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0009")
+        conn.commit()
+        conn.execute(
+            text(
+                "INSERT INTO auth_tenants (pk, issuer, tenant_id, name, created_at, "
+                "local_auth_cooperation, users_may_grant_tenant_consent, card_retention_days) "
+                "VALUES (1, 'idp-a', 't1', 'T1', :now, false, false, 90)"
+            ),
+            {"now": utcnow()},
+        )
+        for pk, kind, scope in ((1, "confidential", "print admin"), (2, "service", "print admin")):
+            conn.execute(
+                text(
+                    "INSERT INTO auth_clients (pk, tenant_pk, issuer, client_id, name, kind, "
+                    "redirect_uris, grant_types, scope, disabled, created_at) VALUES "
+                    "(:pk, 1, 'idp-a', :cid, 'c', :kind, '[]', '[]', :scope, false, :now)"
+                ),
+                {"pk": pk, "cid": f"c{pk}", "kind": kind, "scope": scope, "now": utcnow()},
+            )
+        conn.commit()
+        command.upgrade(cfg, "head")
+        conn.commit()
+        scopes = dict(conn.execute(text("SELECT kind, scope FROM auth_clients")).all())
+        assert scopes == {"confidential": "print", "service": "print admin"}
+        held = conn.execute(text("SELECT held_release FROM auth_tenants")).scalar()
+        assert held == "card_or_owner"

@@ -1,7 +1,7 @@
 """Single-use credentials redeemed twice at the same moment, over real HTTP (issue 11, item 7).
 
 Two threads released by one barrier send the same refresh token (or authorization
-code) to the token endpoint at once. Reading `rotated_at` / `used_at` and then
+code, or device code) to the token endpoint at once. Reading `rotated_at` / `used_at` and then
 setting it let both win on PostgreSQL; a conditional UPDATE lets exactly one win,
 and the loser is treated as reuse: the whole token family is revoked. The race is
 run many times, so that the old read-then-write would have been caught.
@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
 from tests.auth.test_grants import (
+    DEVICE_CODE,
     REDIRECT,
     SESSION_TOKEN_TYPE,
     TOKEN_EXCHANGE,
@@ -24,7 +26,7 @@ from tests.auth.test_grants import (
     introspect,
     pkce,
 )
-from tests.browser import Browser
+from tests.browser import Browser, form_to
 from tests.conftest import Stack
 
 ROUNDS = 25
@@ -134,3 +136,34 @@ def test_concurrent_code_redemption_exactly_one_wins_and_its_tokens_are_revoked(
             won = one_winner(answers)
             for token in (won["access_token"], won["refresh_token"]):
                 assert introspect(stack, meta, token)["active"] is False
+
+
+def test_concurrent_device_code_polls_exactly_one_gets_the_token(stack: Stack) -> None:
+    meta = stack.metadata()
+    setup = Setup(stack, "public")
+    with Browser(stack.base_url) as browser, httpx.Client(timeout=60) as http:
+        browser.login(*setup.credentials)
+        for _ in range(ROUNDS):
+            grant = http.post(
+                meta["device_authorization_endpoint"],
+                data={"client_id": setup.client_id, "scope": "print"},
+            ).json()
+            page = browser.http.get(f"/idp-a/device?{urlencode({'user_code': grant['user_code']})}")
+            form = form_to(page.text, "/idp-a/device")
+            allowed = browser.http.post(form.action, data={**form.hidden, "decision": "allow"})
+            assert allowed.status_code == 200, allowed.text
+            answers = at_once(
+                lambda grant=grant: http.post(
+                    meta["token_endpoint"],
+                    data={
+                        "grant_type": DEVICE_CODE,
+                        "device_code": grant["device_code"],
+                        "client_id": setup.client_id,
+                    },
+                )
+            )
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses == [200, 400], [(a.status_code, a.text) for a in answers]
+            # the other poll lost the race (or polled too fast): no second token either way
+            loser = next(a for a in answers if a.status_code == 400)
+            assert loser.json()["error"] in ("invalid_grant", "slow_down"), loser.text
