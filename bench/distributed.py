@@ -385,7 +385,7 @@ def _set_up(database_url: str, count: int) -> list[Tenant]:
             with db.session() as s:
                 tenant = auth.get_tenant(s, issuer=ISSUER, tenant_id=tenant_id)
                 app, app_secret = auth.create_client(
-                    s, tenant=tenant, name="bench app", kind="confidential", scope="print admin"
+                    s, tenant=tenant, name="bench app", kind="confidential", scope="print"
                 )
                 dev, dev_secret = auth.create_client(
                     s, tenant=tenant, name="bench printer", kind="device", scope="device print"
@@ -411,7 +411,7 @@ def _set_up(database_url: str, count: int) -> list[Tenant]:
 def _api(base: str, tenant: Tenant) -> httpx.Client:
     token = httpx.post(
         f"{base}/{ISSUER}/token",
-        data={"grant_type": "client_credentials", "scope": "print admin"},
+        data={"grant_type": "client_credentials", "scope": "print"},
         auth=(tenant.app_id, tenant.app_secret),
         timeout=30,
         trust_env=False,

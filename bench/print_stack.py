@@ -5,7 +5,7 @@ conversion worker processes) in its own process group on a loopback port, a
 fresh data folder (in /dev/shm when there is one, so disk speed does not
 count), and what `tests/printing/conftest.py` sets up through the service
 layer on the same database: a tenant, a confidential client (scope
-`print admin`), a device client (`device print`) and one printer. Everything
+`print`), a device client (`device print`) and one printer. Everything
 is stopped and removed when the `with` block ends, whatever happens.
 """
 
@@ -156,7 +156,7 @@ def _set_up(database_url: str) -> tuple[str, str, str, str, str]:
         with db.session() as s:
             tenant = auth.get_tenant(s, issuer=ISSUER, tenant_id=tenant_id)
             app, app_secret = auth.create_client(
-                s, tenant=tenant, name="bench app", kind="confidential", scope="print admin"
+                s, tenant=tenant, name="bench app", kind="confidential", scope="print"
             )
             dev, dev_secret = auth.create_client(
                 s, tenant=tenant, name="bench printer", kind="device", scope="device print"
@@ -212,7 +212,7 @@ def print_stack(
         tenant_id, app_id, app_secret, dev_id, dev_secret = _set_up(settings.effective_database_url)
         token = httpx.post(
             f"{base}/{ISSUER}/token",
-            data={"grant_type": "client_credentials", "scope": "print admin"},
+            data={"grant_type": "client_credentials", "scope": "print"},
             auth=(app_id, app_secret),
             timeout=10,
         )

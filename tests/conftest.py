@@ -101,6 +101,57 @@ def database_url(
     return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'printcloud.sqlite3'}"
 
 
+# -- tokens as a real admin tool gets them ---------------------------------------------
+
+SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"
+
+
+def sign_in(base_url: str, tenant: str, username: str, password: str, issuer: str = "idp-a") -> str:
+    """Sign in at the issuer's login page; answers the browser session id (AUTH_ID)."""
+    with httpx.Client(base_url=base_url, timeout=30) as web:
+        assert web.get(f"/{issuer}/login").status_code == 200
+        answer = web.post(
+            f"/{issuer}/login",
+            data={
+                "tenant": tenant,
+                "username": username,
+                "password": password,
+                "csrf": web.cookies["pc_csrf"],
+                "next": f"/{issuer}/account",
+            },
+        )
+        assert answer.status_code == 303, answer.text
+        return str(web.cookies[f"pc_sid_{issuer.replace('-', '_')}"])
+
+
+def user_token(
+    base_url: str,
+    settings: Settings,
+    tenant: str,
+    username: str,
+    password: str,
+    scope: str,
+    issuer: str = "idp-a",
+) -> str:
+    """A user's access token, exchanged from their browser session by the platform's
+    own auth service client (RFC 8693), as the platform's pages get theirs. Only the
+    platform's clients may ask for `admin`, and only an administrator gets it."""
+    client_id, secret = settings.service_client(issuer, "auth")
+    answer = httpx.post(
+        f"{base_url}/{issuer}/token",
+        auth=(client_id, secret),
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": sign_in(base_url, tenant, username, password, issuer),
+            "subject_token_type": SESSION_TOKEN_TYPE,
+            "scope": scope,
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
 # -- a live stack on loopback ---------------------------------------------------------
 
 
@@ -119,6 +170,11 @@ class Stack:
         return dict(
             httpx.get(f"{self.issuer_url(issuer)}/.well-known/oauth-authorization-server").json()
         )
+
+    def user_token(
+        self, tenant: str, username: str, password: str, scope: str, issuer: str = "idp-a"
+    ) -> str:
+        return user_token(self.base_url, self.settings, tenant, username, password, scope, issuer)
 
     # Set-up helpers through the service layer (what `printcloud admin` does).
     def tenant(self, issuer: str = "idp-a", *, prefix: str = "t", **settings: Any) -> str:

@@ -43,6 +43,28 @@ def test_admin_round_trip(cli: CliRunner) -> None:
     assert run(cli, "purge-expired") == {"deleted": 0}
 
 
+def test_held_release_and_the_admin_scope(cli: CliRunner) -> None:
+    """Issue 11: the tenant's `held_release`; `admin` only for the platform's own clients."""
+    run(cli, "tenant", "create", "1000AA")
+    assert run(cli, "settings", "show", "--tenant", "1000AA")["held_release"] == "card_or_owner"  # type: ignore[index]
+    trusted = run(
+        cli, "settings", "set", "--tenant", "1000AA", "--held-release", "device_local_auth"
+    )
+    assert trusted["held_release"] == "device_local_auth"  # type: ignore[index]
+    bad = cli.invoke(
+        app, ["admin", "--json", "settings", "set", "--tenant", "1000AA", "--held-release", "x"]
+    )
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "held_release"
+    refused = cli.invoke(
+        app,
+        [
+            *("admin", "--json", "client", "create", "--tenant", "1000AA"),
+            *("--name", "Robot", "--scope", "print admin"),
+        ],
+    )
+    assert refused.exit_code == 2 and json.loads(refused.stdout)["field"] == "scope"
+
+
 def test_admin_errors_are_json_with_exit_code_2(cli: CliRunner) -> None:
     result = cli.invoke(app, ["admin", "--json", "user", "list", "--tenant", "nope"])
     assert result.exit_code == 2

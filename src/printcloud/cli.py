@@ -320,6 +320,7 @@ def tenant_dict(t: Any) -> dict[str, Any]:
         "local_auth_cooperation": t.local_auth_cooperation,
         "users_may_grant_tenant_consent": t.users_may_grant_tenant_consent,
         "card_retention_days": t.card_retention_days,
+        "held_release": t.held_release,
     }
 
 
@@ -429,6 +430,13 @@ def settings_set(
         int | None,
         typer.Option(help="Seed 004: days a card may go unused before its binding is deleted"),
     ] = None,
+    held_release: Annotated[
+        str | None,
+        typer.Option(
+            help="Who may release held jobs at a printer: card_or_owner (a card login or the "
+            "owner's own token) or device_local_auth (also the device's own local user)"
+        ),
+    ] = None,
 ) -> None:
     """Change a tenant's settings."""
     from printcloud.auth import service
@@ -443,6 +451,7 @@ def settings_set(
             local_auth_cooperation=local_auth_cooperation,
             users_may_grant_tenant_consent=users_may_grant_tenant_consent,
             card_retention_days=card_retention_days,
+            held_release=held_release,
         )
         return tenant_dict(t)
 

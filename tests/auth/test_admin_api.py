@@ -146,17 +146,23 @@ def test_token_without_admin_role_or_scope_is_403(world: World) -> None:
     # The admin's own token without scope `admin`.
     profile_only = Api(world.stack, user_token(world.stack, world.tenant, "boss", scope="profile"))
     assert error_of(profile_only.get(path), 403)["error"] == "insufficient_scope"
-    # A tenant client may carry scope `admin`, but a client acting for itself is no administrator.
+    # A tenant client cannot carry scope `admin` (issue 11, item 8: only the platform's own
+    # clients may), and one acting for itself is no administrator anyway.
+    created = world.admin.post(
+        f"/tenants/{world.tenant}/clients",
+        json={"name": "robot", "scope": "admin print", "grant_types": ["client_credentials"]},
+    )
+    assert error_of(created, 400)["field"] == "scope"
     client_id, secret = world.stack.client(
-        world.tenant, scope="admin print", grant_types=["client_credentials"]
+        world.tenant, scope="print", grant_types=["client_credentials"]
     )
     assert secret
     token = httpx.post(
         f"{world.stack.issuer_url(ISSUER)}/token",
         auth=(client_id, secret),
-        data={"grant_type": "client_credentials", "scope": "admin"},
+        data={"grant_type": "client_credentials", "scope": "print"},
     ).json()["access_token"]
-    assert error_of(Api(world.stack, token).get(path), 403)["error"] == "access_denied"
+    assert error_of(Api(world.stack, token).get(path), 403)["error"] == "insufficient_scope"
 
 
 def test_demoted_admin_loses_access_at_once(world: World) -> None:

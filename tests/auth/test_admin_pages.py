@@ -274,6 +274,26 @@ def test_settings_form_with_csrf_and_post_redirect_get(world: World) -> None:
     assert "name must not be empty" in Html(answer.text).alerts[0]
 
 
+def test_held_release_setting_is_shown_and_saved(world: World) -> None:
+    """Issue 11, item 4: who may release held jobs at a printer, card_or_owner by default."""
+    admin, path = world.admin, f"/{ISSUER}/admin"
+    page = admin.get(path).text
+    assert 'name="held_release" value="card_or_owner" checked' in page
+    assert 'name="held_release" value="device_local_auth">' in page
+    admin.submit(path, f"{path}/settings", {"name": "Held Co", "held_release": "device_local_auth"})
+    assert tenant_row(world.stack, world.tenant).held_release == "device_local_auth"
+    assert 'name="held_release" value="device_local_auth" checked' in admin.get(path).text
+    answer = admin.submit(
+        path, f"{path}/settings", {"name": "Held Co", "held_release": "anyone"}, status=400
+    )
+    assert "held_release must be one of" in Html(answer.text).alerts[0]
+    # an older form without the field leaves the setting as it is
+    admin.submit(path, f"{path}/settings", {"name": "Held Co"})
+    assert tenant_row(world.stack, world.tenant).held_release == "device_local_auth"
+    admin.submit(path, f"{path}/settings", {"name": "Held Co", "held_release": "card_or_owner"})
+    assert tenant_row(world.stack, world.tenant).held_release == "card_or_owner"
+
+
 def test_flash_notice_is_shown_once(world: World) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin"
     answer = admin.submit(path, f"{path}/settings", {"name": "Once Co"})
@@ -356,6 +376,9 @@ def test_clients_secret_shown_once_rotate_delete(world: World) -> None:
         "public",
         "device",
     ]  # service clients belong to the system tenant
+    # and so does the scope `admin` (issue 11, item 8)
+    assert 'value="print"' in admin.get(path).text
+    assert 'name="scope" value="admin"' not in admin.get(path).text
     assert page.form_to(path)
 
     answer = admin.http.post(

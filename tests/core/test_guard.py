@@ -356,3 +356,52 @@ def test_malformed_introspection_answer_is_unavailable(answer: httpx.Response) -
             await guard.aclose()
 
     run(go)
+
+
+def test_admin_claim_amr_and_held_release_come_from_introspection() -> None:
+    """Issue 11: the issuer's `admin` claim (computed at introspection, cached no longer
+    than `cache_ttl`), `amr` and the tenant's `held_release` reach the Principal."""
+    now = [1000.0]
+    endpoint = Introspector(
+        {
+            "boss": active(1_000_000, scope="admin print", admin=True),
+            "card": active(1_000_000, amr=["card"], held_release="device_local_auth"),
+            "text": active(1_000_000, scope="admin", admin="true"),  # not a JSON true
+        }
+    )
+    guard = make_guard(endpoint, now, cache_ttl=30)
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/admin")
+    async def admin(p: Principal = Depends(guard.require("admin", admin=True))) -> dict[str, str]:  # noqa: B008
+        return {"as": p.acting_user}
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://rs.test") as http:
+                card = await guard.verify("card")
+                assert card.amr == frozenset({"card"}) and not card.admin
+                assert card.held_release == "device_local_auth"
+                boss = await guard.verify("boss")
+                assert boss.admin and boss.amr == frozenset()
+                assert boss.held_release == "card_or_owner"  # an issuer that does not say
+                answers = [
+                    await http.get("/admin", headers={"Authorization": "Bearer boss"}),
+                    await http.get("/admin", headers={"Authorization": "Bearer text"}),
+                ]
+                endpoint.tokens["boss"] = active(1_000_000, scope="admin print", admin=False)
+                now[0] = 1029.9  # demoted, but the guard's cache still answers
+                answers.append(await http.get("/admin", headers={"Authorization": "Bearer boss"}))
+                now[0] = 1030.0  # the cache has passed: the issuer says no
+                answers.append(await http.get("/admin", headers={"Authorization": "Bearer boss"}))
+                return answers
+        finally:
+            await guard.aclose()
+
+    ok, text, cached, demoted = run(go)
+    assert ok.status_code == 200 and cached.status_code == 200
+    for refused in (text, demoted):
+        assert refused.status_code == 403 and refused.json()["error"] == "access_denied"
+        assert "administrator" in refused.json()["error_description"]

@@ -79,8 +79,8 @@ class Site:
         stack.user(self.id, "alice", PASSWORD)
         self.dev_id, self.dev_secret = stack.client(self.id, kind="device", scope="device print")
         stack.printer(self.id, PRINTER, client_id=self.dev_id)
-        admin_id, admin_secret = stack.client(self.id, scope="print admin")
-        self.api = stack.api(stack.token(admin_id, admin_secret, "print admin"))
+        admin_id, admin_secret = stack.client(self.id, scope="print")
+        self.api = stack.api(stack.token(admin_id, admin_secret, "print"))
         self.config = DeviceConfig(
             server=stack.base_url,
             tenant_id=self.id,

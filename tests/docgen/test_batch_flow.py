@@ -221,10 +221,7 @@ def test_the_nightly_batch_prints_the_invoices(make_print_stack: Any, tmp_path: 
         assert list((tmp_path / "out").rglob("*")), "the virtual printer printed nothing"
 
         # the same request seen through docgen's API: the print jobs' states
-        with Browser(stack.base_url) as browser:
-            browser.login(org.tenant, "boss", PASSWORD)
-        admin_id, admin_secret = stack.client(org.tenant, scope="docgen admin")
-        bearer = stack.token(admin_id, admin_secret, "docgen admin")
+        bearer = stack.user_token(org.tenant, "boss", PASSWORD, "docgen admin")
         jobs = httpx.get(
             f"{stack.base_url}/docgen/api/batch-requests/{request_id}/print-jobs",
             headers={"Authorization": f"Bearer {bearer}"},

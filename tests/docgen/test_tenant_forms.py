@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.docgen.conftest import Docgen
-from tests.docgen.test_batch_flow import Org, blobs, docgen_runtime, setup_org
+from tests.docgen.test_batch_flow import PASSWORD, Org, blobs, docgen_runtime, setup_org
 from tests.docgen.test_token_flows import AdminBrowser, org, text_of
 
 MINE = """#let d = json(bytes(sys.inputs.data))
@@ -22,8 +22,7 @@ Total: #d.totals.total #d.currency
 
 
 def admin(org: Org) -> httpx.Client:
-    client_id, secret = org.stack.client(org.tenant, scope="docgen admin")
-    bearer = org.stack.token(client_id, secret, "docgen admin")
+    bearer = org.stack.user_token(org.tenant, "boss", PASSWORD, "docgen admin")
     return httpx.Client(
         base_url=f"{org.stack.base_url}/docgen",
         headers={"Authorization": f"Bearer {bearer}"},

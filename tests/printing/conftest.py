@@ -26,7 +26,14 @@ import pytest
 
 from printcloud.core.db import Database
 from printcloud.core.settings import Settings
-from tests.conftest import LOOPBACK, PG_URL, _pg_admin_url, free_port, require_peer
+from tests.conftest import (
+    LOOPBACK,
+    PG_URL,
+    _pg_admin_url,
+    free_port,
+    require_peer,
+    user_token,
+)
 
 REDIS_URL = os.environ.get("PRINTCLOUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -129,13 +136,22 @@ class PrintStack:
         return tenant_id
 
     def user(
-        self, tenant_id: str, username: str = "alice", password: str = "correct horse"
+        self,
+        tenant_id: str,
+        username: str = "alice",
+        password: str = "correct horse",
+        *,
+        admin: bool = False,
     ) -> None:
         from printcloud.auth import service
 
         with self.db.session() as s:
             t = service.get_tenant(s, issuer="idp-a", tenant_id=tenant_id)
-            service.create_user(s, tenant=t, username=username, password=password)
+            service.create_user(s, tenant=t, username=username, password=password, is_admin=admin)
+
+    def user_token(self, tenant: str, username: str, password: str, scope: str) -> str:
+        """The user's token, as the platform's pages get it (tests.conftest.user_token)."""
+        return user_token(self.base_url, self.settings, tenant, username, password, scope)
 
     def client(
         self, tenant_id: str, *, kind: str = "confidential", scope: str = "print"

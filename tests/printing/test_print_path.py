@@ -47,11 +47,11 @@ class Tenant:
     def __init__(self, stack: PrintStack) -> None:
         self.stack = stack
         self.id = stack.tenant()
-        self.app_id, self.app_secret = stack.client(self.id, scope="print admin")
+        self.app_id, self.app_secret = stack.client(self.id, scope="print")
         self.dev_id, self.dev_secret = stack.client(self.id, kind="device", scope="device print")
         stack.printer(self.id, "color-1", color=True, client_id=self.dev_id)
         stack.printer(self.id, "mono-1", color=False, client_id=self.dev_id)
-        self.api = stack.api(stack.token(self.app_id, self.app_secret, "print admin"))
+        self.api = stack.api(stack.token(self.app_id, self.app_secret, "print"))
 
     def submit(self, data: bytes, printer: str = "color-1", **fields: Any) -> dict[str, Any]:
         form = {"printer_id": printer, "dpi": "150", **{k: str(v) for k, v in fields.items()}}

@@ -93,7 +93,7 @@ def test_a_job_without_workflow_is_adopted_and_a_stale_session_is_replaced(
     store = SessionStore(SqlBackend(stack.db), token_timeout=timedelta(hours=1))
     store.open_session(tenant_id=t.id, job_id=job_id, printer_id="mono-1", worker="crashed")
     stack.start()
-    t.api = stack.api(stack.token(t.app_id, t.app_secret, "print admin"))
+    t.api = stack.api(stack.token(t.app_id, t.app_secret, "print"))
     t.print_all("mono-1", tmp_path, job_id)
     done = stack.wait_for(t.api, job_id, "printed")
     assert done["pages_printed"] == 2

@@ -282,7 +282,8 @@ def get_tenant(tenant_id: TenantId, rt: RuntimeDep, admin: AdminDep) -> TenantRe
 @router.patch(
     "/tenants/{tenant_id}",
     response_model=TenantRead,
-    summary="Change a tenant's name and settings (seed 001 cooperation mode, seed 002 consent)",
+    summary="Change a tenant's name and settings (seed 001 cooperation mode, seed 002 consent, "
+    "held-job release)",
 )
 def update_tenant(
     tenant_id: TenantId, body: TenantSettingsUpdate, rt: RuntimeDep, admin: AdminDep
@@ -297,6 +298,7 @@ def update_tenant(
             local_auth_cooperation=body.local_auth_cooperation,
             users_may_grant_tenant_consent=body.users_may_grant_tenant_consent,
             card_retention_days=body.card_retention_days,
+            held_release=body.held_release,
         )
         return TenantRead.model_validate(tenant)
 

@@ -228,7 +228,12 @@ def _client_choices(ctx: Ctx) -> dict[str, Any]:
     kinds = ["confidential", "public", "device"] + (["service"] if ctx.tenant.is_system else [])
     return {
         "kinds": kinds,
-        "scope_choices": [(s, SCOPE_TEXT.get(s, s)) for s in service.SCOPES],
+        # `admin` is for the platform's own service clients only (the system tenant's)
+        "scope_choices": [
+            (s, SCOPE_TEXT.get(s, s))
+            for s in service.SCOPES
+            if ctx.tenant.is_system or s not in service.PLATFORM_SCOPES
+        ],
         "grant_choices": GRANT_CHOICES,
     }
 
@@ -426,6 +431,7 @@ def save_settings(
     local_auth_cooperation: Flag = "",
     users_may_grant_tenant_consent: Flag = "",
     card_retention_days: Number = "",
+    held_release: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         service.update_tenant_settings(
@@ -439,6 +445,7 @@ def save_settings(
             card_retention_days=_whole(card_retention_days, "card_retention_days", "days")
             if card_retention_days
             else None,
+            held_release=held_release or None,
         )
         return Done("Settings saved.", clients_changed=True)
 

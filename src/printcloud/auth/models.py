@@ -32,6 +32,12 @@ class Tenant(Base):
     users_may_grant_tenant_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Seed 004's period: a card binding unused for this many days is deleted.
     card_retention_days: Mapped[int] = mapped_column(Integer, default=90, server_default="90")
+    #: Who may list and release a user's held jobs at a printer (issue 11, item 4):
+    #: `card_or_owner` (a card login's token, or the owner's own user token) or
+    #: `device_local_auth` (also any device token carrying the user as its local user).
+    held_release: Mapped[str] = mapped_column(
+        String(32), default="card_or_owner", server_default="card_or_owner"
+    )
 
     @property
     def is_system(self) -> bool:

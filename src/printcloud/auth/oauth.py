@@ -42,7 +42,7 @@ from authlib.oauth2.rfc6749.grants import (
 from authlib.oauth2.rfc6749.grants.base import BaseGrant, TokenEndpointMixin
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from printcloud.core import crypto
@@ -255,6 +255,8 @@ def _check_scope_for(client: ClientView | None, scope: str | None) -> None:
     for part in scope.split():
         if part not in service.SCOPES:
             raise InvalidScopeError(f"unknown scope '{part}'")
+        if client is not None and part in service.PLATFORM_SCOPES and client.kind != "service":
+            raise InvalidScopeError(f"only the platform's own clients may request scope '{part}'")
         if client is not None and part not in client.row.scope.split():
             raise InvalidScopeError(f"the client may not request scope '{part}'")
 
@@ -330,8 +332,33 @@ class CodeGrant(ScopeMixin, AuthorizationCodeGrant):
         return row
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
-        authorization_code.used_at = utcnow()
-        authorization_code.family_id = self.request.family_id
+        # Spent by one conditional UPDATE: of two concurrent redemptions that both read the
+        # code as unused, only one changes the row; the other is a replay (RFC 6749 §4.1.2).
+        db = current_db()
+        family = self.request.family_id
+        spent = db.execute(
+            update(AuthorizationCode)
+            .where(
+                AuthorizationCode.code_digest == authorization_code.code_digest,
+                AuthorizationCode.used_at.is_(None),
+            )
+            .values(used_at=utcnow(), family_id=family)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(spent) == 1:
+            return
+        winner = db.scalar(
+            select(AuthorizationCode.family_id).where(
+                AuthorizationCode.code_digest == authorization_code.code_digest
+            )
+        )
+        for revoked in {winner, family} - {None}:
+            service.revoke_family(db, family_id=str(revoked))
+        log.warning(
+            "authorization code redeemed twice at once; what it issued is revoked",
+            extra={"fields": {"client_id": self.request.client.row.client_id}},
+        )
+        raise InvalidGrantError("the authorization code was already used")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
         user = current_db().get(User, authorization_code.user_pk)
@@ -359,6 +386,24 @@ class CredentialsGrant(ScopeMixin, ClientCredentialsGrant):
                 raise InvalidRequestError(exc.description) from exc
 
 
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _refresh_reused(db: Session, row: RefreshToken) -> None:
+    """Reuse of a rotated refresh token: someone holds a copy. Revoke the family."""
+    service.revoke_family(db, family_id=row.family_id)
+    service.audit(
+        db,
+        issuer=current().issuer,
+        tenant=db.get(Tenant, row.tenant_pk),
+        actor="system",
+        action="token.refresh_reuse",
+        target=row.family_id[:12],
+    )
+    log.warning("refresh token reused; family revoked")
+
+
 class RefreshGrant(ScopeMixin, RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
@@ -371,18 +416,7 @@ class RefreshGrant(ScopeMixin, RefreshTokenGrant):
         if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
             return None
         if row.rotated_at is not None:
-            # Reuse of a rotated refresh token: someone holds a copy. Revoke the family.
-            service.revoke_family(db, family_id=row.family_id)
-            tenant = db.get(Tenant, row.tenant_pk)
-            service.audit(
-                db,
-                issuer=current().issuer,
-                tenant=tenant,
-                actor="system",
-                action="token.refresh_reuse",
-                target=row.family_id[:12],
-            )
-            log.warning("refresh token reused; family revoked")
+            _refresh_reused(db, row)
             return None
         return row
 
@@ -403,7 +437,25 @@ class RefreshGrant(ScopeMixin, RefreshTokenGrant):
         return None if user is None or user.disabled else user
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        refresh_token.rotated_at = utcnow()
+        # Rotated by one conditional UPDATE, after the new pair was written in the same
+        # transaction: of two concurrent redemptions that both read the token as unused,
+        # only one changes the row, and the other is reuse (the whole family is revoked,
+        # the new pair it just wrote included).
+        db = current_db()
+        rotated = db.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.token_digest == refresh_token.token_digest,
+                RefreshToken.rotated_at.is_(None),
+                RefreshToken.revoked_at.is_(None),
+            )
+            .values(rotated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(rotated) == 1:
+            return
+        _refresh_reused(db, refresh_token)
+        raise InvalidGrantError("the refresh token is invalid, expired, revoked or reused")
 
 
 class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):
@@ -435,7 +487,19 @@ class DeviceGrantType(ScopeMixin, rfc8628.DeviceCodeGrant):
         return False
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        self.request.credential.row.used_at = utcnow()
+        # One conditional UPDATE: of two concurrent polls that both found the approved
+        # grant unused, only one gets the token.
+        spent = current_db().execute(
+            update(DeviceGrant)
+            .where(
+                DeviceGrant.device_code_digest == self.request.credential.row.device_code_digest,
+                DeviceGrant.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(spent) != 1:
+            raise InvalidGrantError("the device code is unknown or was already used")
         result: tuple[int, dict[str, Any], list[tuple[str, str]]] = super().create_token_response()
         return result
 
@@ -648,7 +712,12 @@ class Introspection(TokenParams, IntrospectionEndpoint):
             "iss": current().settings.issuer_url(current().issuer),
             "tenant_id": info.tenant_id,
             "local_auth_cooperation": info.local_auth_cooperation,
+            # Computed now, not when the token was issued: a demoted admin's token says false.
+            "admin": info.admin,
+            "held_release": info.held_release,
         }
+        if info.amr:
+            body["amr"] = list(info.amr)
         if info.username:
             body["username"] = info.username
         if info.local_user is not None:
@@ -783,9 +852,10 @@ class IssuerServer(rfc6749.AuthorizationServer):
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         allowed = client.get_allowed_scope(scope)
-        if isinstance(user, User) and not user.is_admin:
-            # `admin` acts for the tenant's administrators only, whatever the client may ask
-            allowed = " ".join(s for s in allowed.split() if s != "admin")
+        if (isinstance(user, User) and not user.is_admin) or client.kind != "service":
+            # `admin` acts for the tenant's administrators only, whatever the client may ask,
+            # and only through the platform's own clients
+            allowed = " ".join(s for s in allowed.split() if s not in service.PLATFORM_SCOPES)
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": crypto.new_token(),
@@ -803,10 +873,11 @@ class IssuerServer(rfc6749.AuthorizationServer):
         tenant_pk = user.tenant_pk if user is not None else client.row.tenant_pk
         now = utcnow()
         family = request.family_id
-        if "refresh_token" in token and family is None:
+        grant_type = request.payload.grant_type or "authorization_code"
+        # A code's tokens always get a family, so that a replayed code can revoke them.
+        if family is None and ("refresh_token" in token or grant_type == "authorization_code"):
             family = secrets.token_hex(16)
             request.family_id = family
-        grant_type = request.payload.grant_type or "authorization_code"
         access = [
             {
                 "token_digest": crypto.token_digest(token["access_token"]),

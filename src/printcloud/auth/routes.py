@@ -244,6 +244,10 @@ class Me(BaseModel):
     local_auth_cooperation: bool
     acting_user: str
     acting_kind: str
+    #: The issuer's claims computed at introspection (issue 11, items 4 and 8).
+    admin: bool
+    amr: list[str]
+    held_release: str
 
 
 async def principal(request: Request, issuer: str, rt: RuntimeDep) -> Principal:
@@ -268,4 +272,7 @@ async def me(p: Annotated[Principal, Depends(principal)]) -> Me:
         local_auth_cooperation=p.local_auth_cooperation,
         acting_user=p.acting_user,
         acting_kind=p.acting_kind,
+        admin=p.admin,
+        amr=sorted(p.amr),
+        held_release=p.held_release,
     )

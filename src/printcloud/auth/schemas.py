@@ -60,6 +60,9 @@ class TenantSettingsUpdate(_Body):
     users_may_grant_tenant_consent: bool | None = None
     #: Seed 004: days a card binding may go unused before it is deleted.
     card_retention_days: int | None = Field(default=None, ge=1, le=3650)
+    #: Who may release held jobs at a printer: a card login or the owner's own token
+    #: (`card_or_owner`), or also the device's own local authentication (`device_local_auth`).
+    held_release: Literal["card_or_owner", "device_local_auth"] | None = None
 
 
 class TenantRead(_Read):
@@ -70,6 +73,7 @@ class TenantRead(_Read):
     local_auth_cooperation: bool
     users_may_grant_tenant_consent: bool
     card_retention_days: int
+    held_release: str
 
 
 # -- users --------------------------------------------------------------------

@@ -40,7 +40,7 @@ from .store import ClientSnapshot, TokenInfo
 
 CLIENT_KINDS = ("confidential", "public", "device", "service")
 #: Seed 004: a device logs a user in by card (and registers a new card) at the token endpoint.
-CARD_GRANT = "urn:printcloud:params:oauth:grant-type:id-card"
+CARD_GRANT = store.CARD_GRANT
 GRANTS = {
     CARD_GRANT,
     "authorization_code",
@@ -57,6 +57,12 @@ GRANT_ALIASES = {
 }
 #: Scopes every issuer knows. `admin` reaches the admin API.
 SCOPES = ("print", "jobs", "profile", "admin", "crm.read", "crm.write", "docgen", "device", "cards")
+
+#: Issue 11, item 4: who may list and release a user's held jobs at a printer.
+#: `card_or_owner` (default): a token of the card grant, or the owner's own user token;
+#: `device_local_auth`: also a device token that names its local user itself (the
+#: tenant trusts its devices' own local authentication, seed 001's cooperation mode).
+HELD_RELEASE = ("card_or_owner", "device_local_auth")
 
 _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -145,8 +151,15 @@ def update_tenant_settings(
     local_auth_cooperation: bool | None = None,
     users_may_grant_tenant_consent: bool | None = None,
     card_retention_days: int | None = None,
+    held_release: str | None = None,
 ) -> Tenant:
     changes: dict[str, Any] = {}
+    if held_release is not None:
+        if held_release not in HELD_RELEASE:
+            raise InvalidRequest(
+                f"held_release must be one of {', '.join(HELD_RELEASE)}", field="held_release"
+            )
+        tenant.held_release = changes["held_release"] = held_release
     if card_retention_days is not None:
         if not 1 <= card_retention_days <= 3650:
             raise InvalidRequest(
@@ -381,12 +394,23 @@ def _check_redirect_uris(uris: list[str]) -> list[str]:
     return list(dict.fromkeys(uris))
 
 
-def _check_scope(scope: str) -> str:
+#: Scopes only the platform's own clients (`service` clients of the system tenant) may
+#: hold: `admin` reaches the admin APIs, and a third-party client must never act there.
+PLATFORM_SCOPES = ("admin",)
+
+
+def _check_scope(scope: str, *, kind: str) -> str:
     parts = scope.split()
     for part in parts:
         if part not in SCOPES:
             raise InvalidRequest(
                 f"unknown scope {part!r}; known: {' '.join(SCOPES)}", field="scope"
+            )
+        if part in PLATFORM_SCOPES and kind != "service":
+            raise InvalidRequest(
+                f"scope {part!r} is only for the platform's own service clients; an "
+                "administrator signs in through the platform's pages instead",
+                field="scope",
             )
     return " ".join(dict.fromkeys(parts))
 
@@ -440,7 +464,7 @@ def create_client(
         secret_digest=crypto.token_digest(secret) if secret else None,
         redirect_uris=uris,
         grant_types=grants,
-        scope=_check_scope(scope),
+        scope=_check_scope(scope, kind=kind),
     )
     db.add(client)
     db.flush()
@@ -496,7 +520,7 @@ def update_client(
     if redirect_uris is not None:
         client.redirect_uris = changes["redirect_uris"] = _check_redirect_uris(redirect_uris)
     if scope is not None:
-        client.scope = changes["scope"] = _check_scope(scope)
+        client.scope = changes["scope"] = _check_scope(scope, kind=client.kind)
     if disabled is not None:
         client.disabled = changes["disabled"] = disabled
     audit(

@@ -376,6 +376,10 @@ def _sqlite_refresh(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(_sqlite_value(row[c]) for c in _REFRESH_COLUMNS)
 
 
+#: The grant of seed 004's card login (`service.CARD_GRANT`); its tokens prove the card.
+CARD_GRANT = "urn:printcloud:params:oauth:grant-type:id-card"
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     """What introspection and revocation know of a token."""
@@ -394,6 +398,13 @@ class TokenInfo:
     expires_at: datetime
     active: bool
     family_id: str | None
+    #: The token acts as an administrator of its tenant now: its user is an admin, or it
+    #: is a platform service client's own token (system tenant). Read at every lookup.
+    admin: bool = False
+    #: RFC 8176 authentication methods the issuer vouches for: `card` for a card login.
+    amr: tuple[str, ...] = ()
+    #: The tenant's `held_release` setting (issue 11, item 4).
+    held_release: str = "card_or_owner"
 
 
 def _lookup_sql(table: str, extra: str, mark: str) -> str:
@@ -402,7 +413,8 @@ def _lookup_sql(table: str, extra: str, mark: str) -> str:
     # Table, columns and placeholder come from the fixed table below, never from input.
     return f"""SELECT t.tenant_pk, te.tenant_id, te.issuer, te.local_auth_cooperation,
                t.client_pk, c.client_id, c.disabled, u.username, u.disabled, t.scope,
-               t.issued_at, t.expires_at, t.revoked_at, t.family_id, {extra}
+               t.issued_at, t.expires_at, t.revoked_at, t.family_id, {extra},
+               u.is_admin, c.kind, te.held_release
         FROM {table} t
         JOIN auth_tenants te ON te.pk = t.tenant_pk
         JOIN auth_clients c ON c.pk = t.client_pk
@@ -413,8 +425,8 @@ def _lookup_sql(table: str, extra: str, mark: str) -> str:
 _LOOKUP = {
     (kind, mark): _lookup_sql(table, extra, mark)
     for kind, table, extra in (
-        ("access_token", "auth_access_tokens", "t.local_user, NULL"),
-        ("refresh_token", "auth_refresh_tokens", "NULL, t.rotated_at"),
+        ("access_token", "auth_access_tokens", "t.local_user, NULL, t.grant_type"),
+        ("refresh_token", "auth_refresh_tokens", "NULL, t.rotated_at, NULL"),
     )
     for mark in ("?", "%s")
 }
@@ -570,6 +582,10 @@ def _lookup(
                 family_id,
                 local_user,
                 rotated_at,
+                grant_type,
+                user_is_admin,
+                client_kind,
+                held_release,
             ) = row
             if token_issuer != issuer:
                 return None
@@ -584,6 +600,10 @@ def _lookup(
             )
             if isinstance(local_user, str):
                 local_user = json.loads(local_user)
+            if username is not None:
+                admin = bool(user_is_admin) and not user_disabled
+            else:  # a client's own token: only the platform's service clients administer
+                admin = client_kind == "service" and tenant_id == SYSTEM_TENANT
             return TokenInfo(
                 kind=kind,
                 digest=digest,
@@ -599,6 +619,9 @@ def _lookup(
                 expires_at=expires,
                 active=active,
                 family_id=family_id,
+                admin=admin,
+                amr=("card",) if grant_type == CARD_GRANT else (),
+                held_release=str(held_release or "card_or_owner"),
             )
         return None
     finally:

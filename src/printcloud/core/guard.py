@@ -19,7 +19,7 @@ import httpx
 from fastapi import Request
 
 from printcloud.core import crypto
-from printcloud.core.errors import InsufficientScope, Unauthorized, Unavailable
+from printcloud.core.errors import Forbidden, InsufficientScope, Unauthorized, Unavailable
 from printcloud.core.http import async_client
 from printcloud.core.logs import get_logger
 
@@ -37,6 +37,14 @@ class Principal:
     local_auth_cooperation: bool
     expires_at: float
     token_id: str = field(repr=False, default="")
+    #: The issuer's `admin` claim, computed at introspection: the token's user is an
+    #: administrator of its tenant now (or it is a platform service's own token). Cached
+    #: no longer than the guard's cache, so a demotion is seen within `cache_ttl`.
+    admin: bool = False
+    #: RFC 8176 methods the issuer vouches for; `card`: a card login (seed 004).
+    amr: frozenset[str] = frozenset()
+    #: The tenant's `held_release` setting: `card_or_owner` or `device_local_auth`.
+    held_release: str = "card_or_owner"
 
     @property
     def acting_kind(self) -> Literal["user", "local_user", "client"]:
@@ -143,6 +151,9 @@ class Guard:
                 local_auth_cooperation=bool(data.get("local_auth_cooperation")),
                 expires_at=float(data.get("exp") or now),
                 token_id=key,
+                admin=data.get("admin") is True,
+                amr=frozenset(str(m) for m in data.get("amr") or ()),
+                held_release=str(data.get("held_release") or "card_or_owner"),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Unavailable(f"introspection at {self.issuer} answered malformed JSON") from exc
@@ -153,8 +164,11 @@ class Guard:
                 self._cache.popitem(last=False)
         return principal
 
-    def require(self, *scopes: str) -> Callable[[Request], Awaitable[Principal]]:
-        """A FastAPI dependency: the request's Principal, with `scopes` required."""
+    def require(
+        self, *scopes: str, admin: bool = False
+    ) -> Callable[[Request], Awaitable[Principal]]:
+        """A FastAPI dependency: the request's Principal, with `scopes` required; with
+        `admin`, also the issuer's `admin` claim (the scope alone makes no administrator)."""
 
         async def dependency(request: Request) -> Principal:
             header = request.headers.get("authorization", "")
@@ -164,10 +178,21 @@ class Guard:
             principal = await self.verify(token.strip())
             if not principal.has_scopes(*scopes):
                 raise InsufficientScope(f"token lacks scope: {' '.join(scopes)}")
+            if admin:
+                require_admin(principal)
             request.state.principal = principal
             return principal
 
         return dependency
+
+
+def require_admin(principal: Principal) -> None:
+    """Refuse a token whose issuer does not say, now, that it acts as an administrator."""
+    if not principal.admin:
+        raise Forbidden(
+            "the token does not act as an administrator of its tenant "
+            "(its user is not, or no longer, an administrator)"
+        )
 
 
 def _error_description(resp: httpx.Response) -> str:

@@ -216,6 +216,11 @@ async def signed_in(request: Request, rt: RuntimeDep) -> Principal:
                 "batch-print settings are for your organisation's administrators "
                 "(your sign-in lacks the scopes docgen and admin)"
             )
+        if not principal.admin:
+            raise Forbidden(
+                "batch-print settings are for your organisation's administrators "
+                "(you are no longer one)"
+            )
         request.state.principal = principal
         return principal
     raise _sign_in_first(request)
@@ -329,7 +334,7 @@ async def _sign_in_callback(
         return failed(400, "The sign-in service issued a token that is not valid.")
     except Unavailable:
         return failed(503, f"The sign-in service {issuer} does not answer.")
-    if not principal.has_scopes("docgen", "admin"):
+    if not principal.has_scopes("docgen", "admin") or not principal.admin:
         return failed(
             403,
             "Batch-print settings are for your organisation's administrators "

@@ -13,10 +13,10 @@
   token rides in `X-CRM-Token`; the flow then acts with these two tokens, not
   the tenant's stored ones (docs/batch-printing.md).
 - `/api/settings…`: the tenant's batch-print settings (FIG. 8, FIG. 10) for a
-  bearer token of idp-a with the scopes `docgen` and `admin` (the tenant's
-  administrator): the secret key (issued once, rotated with an overlap, S1401–
-  S1406), the print token by RFC 8693 exchange of the admin's idp-a session
-  (FIG. 11, S1103–S1108), removal of a token set.
+  bearer token of idp-a with the scopes `docgen` and `admin` and the issuer's
+  `admin` claim (the tenant's administrator now): the secret key (issued once,
+  rotated with an overlap, S1401–S1406), the print token by RFC 8693 exchange
+  of the admin's idp-a session (FIG. 11, S1103–S1108), removal of a token set.
 - `/api/batch-requests`: the tenant's batch-print requests and their history.
 - `/api/forms`: the tenant's own Typst forms (`tenant_forms`), for its admin.
 
@@ -81,15 +81,15 @@ def runtime(request: Request) -> DocgenRuntime:
 RuntimeDep = Annotated[DocgenRuntime, Depends(runtime)]
 
 
-def _scope(*scopes: str) -> Any:
+def _scope(*scopes: str, admin: bool = False) -> Any:
     async def dependency(request: Request) -> Principal:
-        return await runtime(request).guard.require(*scopes)(request)
+        return await runtime(request).guard.require(*scopes, admin=admin)(request)
 
     return Depends(dependency)
 
 
 #: The tenant's administrator at idp-a, for docgen.
-AdminCaller = Annotated[Principal, _scope("docgen", "admin")]
+AdminCaller = Annotated[Principal, _scope("docgen", "admin", admin=True)]
 
 
 def actor_of(principal: Principal) -> str:

@@ -3,7 +3,8 @@
 - `POST /api/jobs` (upload or URL): a user or client of idp-a, scope `print` (SVC001).
 - `GET /api/jobs`, `GET /api/jobs/{id}`, `GET …/pages/{n}/preview`: the same tenant;
   `POST /api/jobs/{id}/cancel`: the owner (SVC001).
-- `GET /api/printers`: scope `print`; `POST`/`DELETE`: scope `admin` (PRT001 registry).
+- `GET /api/printers`: scope `print`; `POST`/`DELETE`: scope `admin` and the issuer's
+  `admin` claim (the tenant's administrator now, PRT001 registry).
 - `GET /api/device/printers/{p}/work` (S109, ¶0112: the printer polls),
   `POST /api/device/jobs/{id}/started`, `…/result`, `PUT …/pages/{n}/preview` (S110):
   the printer's own device client, scope `device`.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +37,7 @@ from printcloud.core.errors import (
     Unavailable,
 )
 from printcloud.core.guard import Principal
+from printcloud.core.logs import get_logger
 
 from . import pipeline, service
 from .convert import PdfInfo, inspect_pdf
@@ -60,6 +62,7 @@ from .sessions import job_data_key
 from .worker import fetch_print_data, serve_converted
 
 router = APIRouter()
+log = get_logger("printing.routes")
 MAX_PREVIEW_BYTES = 2 * 1024 * 1024
 _PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -72,15 +75,15 @@ def runtime(request: Request) -> PrintingRuntime:
 RuntimeDep = Annotated[PrintingRuntime, Depends(runtime)]
 
 
-def _scope(*scopes: str) -> Any:
+def _scope(*scopes: str, admin: bool = False) -> Any:
     async def dependency(request: Request) -> Principal:
-        return await runtime(request).guard.require(*scopes)(request)
+        return await runtime(request).guard.require(*scopes, admin=admin)(request)
 
     return Depends(dependency)
 
 
 PrintCaller = Annotated[Principal, _scope("print")]
-AdminCaller = Annotated[Principal, _scope("admin")]
+AdminCaller = Annotated[Principal, _scope("admin", admin=True)]
 DeviceCaller = Annotated[Principal, _scope("device")]
 
 
@@ -317,12 +320,19 @@ def cancel_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
 
 
 def release(
-    rt: PrintingRuntime, *, tenant_id: str, job_id: str, by: str, printer_id: str | None = None
+    rt: PrintingRuntime,
+    *,
+    tenant_id: str,
+    job_id: str,
+    by: str,
+    printer_id: str | None = None,
+    proof: str = "",
 ) -> PrintJobRow:
-    """The owner releases a held job; its workflow goes on from S106."""
+    """The owner releases a held job; its workflow goes on from S106. The job's history
+    records who released it, where, and what proved them present (`proof`)."""
     with rt.db.session() as db:
         job = service.release_job(
-            db, tenant_id=tenant_id, job_id=job_id, by=by, printer_id=printer_id
+            db, tenant_id=tenant_id, job_id=job_id, by=by, printer_id=printer_id, proof=proof
         )
         db.flush()
         db.expunge(job)
@@ -338,9 +348,20 @@ def release(
 
 @router.post("/api/jobs/{job_id}/release", response_model=JobRead, tags=["jobs"])
 def release_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
-    """The owner releases a held job from anywhere (the printer does it after a card login)."""
+    """The owner releases a held job from anywhere (the printer does it after a card login).
+    A device's token acting for its local user must prove the user as at the printer."""
+    if principal.acting_kind == "local_user":
+        refusal = release_refusal(principal)
+        if refusal:
+            refuse_release(rt, principal, job_id=job_id, printer_id=None, reason=refusal)
     return JobRead.of(
-        release(rt, tenant_id=principal.tenant_id, job_id=job_id, by=principal.acting_user)
+        release(
+            rt,
+            tenant_id=principal.tenant_id,
+            job_id=job_id,
+            by=principal.acting_user,
+            proof=release_proof(principal),
+        )
     )
 
 
@@ -458,20 +479,87 @@ def work(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> WorkList:
         return WorkList(jobs=items)
 
 
-def _card_user(principal: Principal) -> str:
-    """Who is at the printer: the local user the device's token carries (seed 001/004)."""
-    if principal.acting_kind != "local_user":
-        raise Forbidden(
+# -- secure release (issue 11, item 4) ---------------------------------------------------
+#
+# A device declares its local user itself in a client-credentials request (seed 001), so
+# that alone proves nobody is at the printer. By default (`held_release=card_or_owner`,
+# the tenant's setting at idp-a) a user's held jobs are listed and released only for a
+# token of the card grant (the issuer marks it `amr: ["card"]`) or the owner's own user
+# token; `device_local_auth` also trusts the device's own local authentication.
+
+
+def release_refusal(principal: Principal) -> str:
+    """Why this token does not prove its user present at the printer; empty if it does."""
+    kind = principal.acting_kind
+    if kind == "user":
+        return ""
+    if kind != "local_user":
+        return (
             "the device's token must act for a user at the printer: log the user in by card, "
             "with the tenant's local authentication cooperation mode on"
         )
-    return principal.acting_user
+    if "card" in principal.amr or principal.held_release == "device_local_auth":
+        return ""
+    return (
+        "the device's token names its local user itself, which proves nobody is at the "
+        "printer: log the user in by card (the ID-card grant) or use the owner's own token"
+    )
+
+
+def release_proof(principal: Principal) -> str:
+    """What proved the releasing user present, for the job's history."""
+    if principal.acting_kind == "user":
+        return "the owner's own sign-in"
+    if "card" in principal.amr:
+        return f"card login at device {principal.client_id}"
+    return f"local authentication of device {principal.client_id} (trusted by the tenant)"
+
+
+def refuse_release(
+    rt: PrintingRuntime,
+    principal: Principal,
+    *,
+    job_id: str | None,
+    printer_id: str | None,
+    reason: str,
+) -> NoReturn:
+    """Record the refusal (the job's history when there is such a job here, and the log),
+    then answer 403. Nothing about the job is revealed to the caller."""
+    claimed = str((principal.local_user or {}).get("id", ""))[:200]
+    log.warning(
+        "held-job release refused",
+        extra={
+            "fields": {
+                "tenant": principal.tenant_id,
+                "client_id": principal.client_id,
+                "local_user": claimed,
+                "printer": printer_id,
+                "job_id": job_id,
+            }
+        },
+    )
+    if job_id is not None:
+        with rt.db.session() as db:
+            service.record_release_refusal(
+                db,
+                tenant_id=principal.tenant_id,
+                job_id=job_id,
+                printer_id=printer_id,
+                detail=f"release refused for {claimed or principal.acting_user!r} "
+                f"through device {principal.client_id}: no proof that the user was present",
+            )
+    raise Forbidden(reason)
 
 
 @router.get("/api/device/printers/{printer_id}/held", response_model=JobList, tags=["device"])
 def held_jobs(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> JobList:
-    """The held jobs of the user logged in at the printer (by card), for this printer."""
-    user = _card_user(principal)
+    """The held jobs of the user at the printer, for this printer: for a card login's
+    token or the owner's own token (or any local user, where the tenant trusts its
+    devices' local authentication)."""
+    refusal = release_refusal(principal)
+    if refusal:
+        refuse_release(rt, principal, job_id=None, printer_id=printer_id, reason=refusal)
+    user = principal.acting_user
     with rt.db.session() as db:
         service.printer_for_device(
             db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
@@ -490,8 +578,8 @@ def held_jobs(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> JobLi
 def release_at_printer(
     job_id: str, body: Release, rt: RuntimeDep, principal: DeviceCaller
 ) -> JobRead:
-    """The user logged in at the printer releases one of their held jobs there."""
-    user = _card_user(principal)
+    """The user at the printer releases one of their held jobs there (the same proof as
+    for the list); the job's history says who, where and by what proof."""
     with rt.db.session() as db:
         service.printer_for_device(
             db,
@@ -499,13 +587,17 @@ def release_at_printer(
             printer_id=body.printer_id,
             client_id=principal.client_id,
         )
+    refusal = release_refusal(principal)
+    if refusal:
+        refuse_release(rt, principal, job_id=job_id, printer_id=body.printer_id, reason=refusal)
     return JobRead.of(
         release(
             rt,
             tenant_id=principal.tenant_id,
             job_id=job_id,
-            by=user,
+            by=principal.acting_user,
             printer_id=body.printer_id,
+            proof=release_proof(principal),
         )
     )
 

@@ -358,18 +358,46 @@ def cancel_job(db: Session, *, tenant_id: str, job_id: str, by: str) -> PrintJob
 
 
 def release_job(
-    db: Session, *, tenant_id: str, job_id: str, by: str, printer_id: str | None = None
+    db: Session,
+    *,
+    tenant_id: str,
+    job_id: str,
+    by: str,
+    printer_id: str | None = None,
+    proof: str = "",
 ) -> PrintJobRow:
-    """The owner releases a held job (at its printer, `printer_id`, or from anywhere)."""
+    """The owner releases a held job (at its printer, `printer_id`, or from anywhere);
+    `proof`: what showed the owner present, recorded in the job's history."""
     job = get_job(db, tenant_id=tenant_id, job_id=job_id)
     if job.owner != by or (printer_id is not None and job.printer_id != printer_id):
         raise NotFound("unknown print job", field="job_id")
     if job.state != "held":
         raise Conflict(f"the job is not held ({job.state})", field="job_id")
     where = f" at printer {printer_id}" if printer_id else ""
+    how = f" ({proof})" if proof else ""
     # moved here, in the caller's transaction: a second release finds it no longer held
-    move(db, job, "accepted", step="SVC001", worker=printer_id, detail=f"released by {by}{where}")
+    move(
+        db,
+        job,
+        "accepted",
+        step="SVC001",
+        worker=printer_id,
+        detail=f"released by {by}{where}{how}",
+    )
     return job
+
+
+def record_release_refusal(
+    db: Session, *, tenant_id: str, job_id: str, printer_id: str | None, detail: str
+) -> None:
+    """A refused release in the job's history (issue 11, item 4), if the job is this
+    tenant's (and at `printer_id`, when given); its state does not change."""
+    job = db.scalar(
+        select(PrintJobRow).where(PrintJobRow.tenant_id == tenant_id, PrintJobRow.job_id == job_id)
+    )
+    if job is None or (printer_id is not None and job.printer_id != printer_id):
+        return
+    add_event(db, job, step="SVC001", state=job.state, worker=printer_id, detail=detail)
 
 
 def summary(db: Session, *, tenant_id: str) -> dict[str, int]:

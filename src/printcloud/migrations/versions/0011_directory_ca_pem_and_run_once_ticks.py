@@ -1,7 +1,7 @@
 """directory CA as PEM text; run-once ticks in whole seconds
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-07 00:40:00.000000
 
 - `auth_directories.ca_file` (a path on the server that a tenant admin chose) becomes
@@ -27,7 +27,7 @@ from alembic import op
 import printcloud.core.db
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
