@@ -105,10 +105,13 @@ def test_loopback_push_urls_and_url_jobs_are_refused_before_anything_connects(
     stack = _strict_stack(make_print_stack)
     t = Tenant(stack)
     device_api = stack.api(stack.token(t.dev_id, t.dev_secret, "device"))
+    # The printer API is for the tenant's administrators (the issuer's `admin` claim).
+    stack.user(t.id, "boss", "correct horse", admin=True)
+    admin_api = stack.api(stack.user_token(t.id, "boss", "correct horse", "print admin"))
     for number, listener in enumerate(listeners):
         push = f"{listener.base}/push"
         # the admin API
-        added = t.api.post(
+        added = admin_api.post(
             "/api/printers",
             json={"printer_id": f"p{number}", "client_id": t.dev_id, "push_url": push},
         )
