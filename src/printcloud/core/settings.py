@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     #: jobs take their token when the printer is close to them, so it does not expire.
     printer_concurrency: int = Field(default=2, ge=1, le=1000)
 
+    #: Tenant forms (docgen) compile in child processes with these limits per document:
+    #: CPU seconds (RLIMIT_CPU), address space in MB (RLIMIT_AS), wall-clock seconds
+    #: (the child is killed); `form_processes` warm children (default: the CPU count).
+    form_cpu_seconds: int = Field(default=10, ge=1, le=3600)
+    form_memory_mb: int = Field(default=1024, ge=256, le=65536)
+    form_wall_seconds: float = Field(default=30.0, gt=0, le=3600)
+    form_processes: int | None = Field(default=None, ge=1, le=64)
+
     log_level: str = "INFO"
     log_json: bool = False
 
