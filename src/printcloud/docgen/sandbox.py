@@ -86,7 +86,7 @@ memory = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 import typst
-root, packages, cache = sys.argv[2], sys.argv[3], sys.argv[4]
+root, packages, cache, keep = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 fonts = typst.Fonts(include_system_fonts=False, include_embedded_fonts=True)
 compilers = OrderedDict()
 inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -122,15 +122,15 @@ while True:
             package_path=packages, package_cache_path=cache,
         )
     compilers[job["key"]] = compiler
-    while len(compilers) > %(compilers)d:
+    while len(compilers) > keep:
         compilers.popitem(last=False)
     pdf = None
     try:
         pdf, warnings = compiler.compile_with_warnings(
             input=job["source"].encode("utf-8"), format="pdf", sys_inputs={"data": job["data"]}
         )
-        answer = {"ok": True,
-                  "warnings": [{"message": w.message, "diagnostic": w.diagnostic} for w in warnings]}
+        notes = [{"message": w.message, "diagnostic": w.diagnostic} for w in warnings]
+        answer = {"ok": True, "warnings": notes}
     except typst.TypstError as exc:
         answer = {"ok": False, "message": exc.message, "diagnostic": exc.diagnostic,
                   "hints": list(exc.hints), "root": root}
@@ -141,7 +141,7 @@ while True:
     send(answer, pdf)
     if fetched:
         sys.exit(0)
-""" % {"compilers": _COMPILERS_PER_CHILD}
+"""
 
 
 class FormLimitExceeded(InvalidRequest):
@@ -201,6 +201,7 @@ class _Child:
                     str(dirs["root"]),
                     str(dirs["packages"]),
                     str(dirs["cache"]),
+                    str(_COMPILERS_PER_CHILD),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
