@@ -22,8 +22,7 @@ import pypdfium2 as pdfium
 import pytest
 
 from printcloud.core.errors import PayloadTooLarge
-from printcloud.printing import service
-from printcloud.printing.convert import inspect_pdf
+from printcloud.printing.convert import check_job_pixels, inspect_pdf
 from tests.printing.conftest import PrintStack
 from tests.printing.test_print_path import Tenant, _serve_file, _stop_file_server, make_pdf
 
@@ -49,16 +48,16 @@ MANY_LARGE = blank_pdf(*[LARGE] * 30)
 
 def test_the_job_pixels_are_counted_from_the_page_sizes() -> None:
     info = inspect_pdf(MANY_LARGE)
-    assert service.check_job_pixels(info, dpi=150, max_megapixels=2000) == 30 * 4167 * 4167
+    assert check_job_pixels(info, dpi=150, max_megapixels=2000) == 30 * 4167 * 4167
     with pytest.raises(PayloadTooLarge) as caught:
-        service.check_job_pixels(info, dpi=300, max_megapixels=2000)
+        check_job_pixels(info, dpi=300, max_megapixels=2000)
     assert caught.value.status_code == 413 and caught.value.field == "file"
     assert caught.value.description == (
         "the PDF's 30 page(s) are 2,084 megapixels at 300 dpi; a job may be at most "
         "2,000 megapixels (PRINTCLOUD_MAX_JOB_MEGAPIXELS)"
     )
     with pytest.raises(PayloadTooLarge) as caught:  # one page over the page limit
-        service.check_job_pixels(
+        check_job_pixels(
             inspect_pdf(blank_pdf((595, 842), (5000, 5000))), dpi=300, max_megapixels=2000
         )
     assert caught.value.description.startswith("page 2 is 5000x5000 pt")

@@ -40,7 +40,7 @@ import simplejpeg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from printcloud.core.blobs import FileBlobStore
-from printcloud.core.errors import InvalidRequest
+from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = [
     "MANIFEST_NAME",
@@ -51,6 +51,7 @@ __all__ = [
     "PageEntry",
     "PageSize",
     "PdfInfo",
+    "check_job_pixels",
     "convert_pdf",
     "inspect_pdf",
     "manifest_key",
@@ -159,6 +160,34 @@ def inspect_pdf(data: bytes, *, max_pages: int = DEFAULT_MAX_PAGES) -> PdfInfo:
         finally:
             doc.close()
     return PdfInfo(page_count=count, page_sizes=sizes)
+
+
+def check_job_pixels(info: PdfInfo, *, dpi: int, max_megapixels: int) -> int:
+    """The pixels the job renders to, all pages at `dpi`, or `PayloadTooLarge` (413)
+    naming the limit: a page larger than one page may be (`DEFAULT_MAX_PAGE_PIXELS`),
+    or the pages together more than `max_megapixels` (`PRINTCLOUD_MAX_JOB_MEGAPIXELS`).
+
+    Page sizes only (from the PDF's page tree, nothing rendered), so it is cheap at intake.
+    """
+    total = 0
+    for number, size in enumerate(info.page_sizes, start=1):
+        width, height = size.pixels(dpi)
+        if width * height > DEFAULT_MAX_PAGE_PIXELS:
+            raise PayloadTooLarge(
+                f"page {number} is {size.width:.0f}x{size.height:.0f} pt: {width}x{height} px "
+                f"at {dpi} dpi is more than {DEFAULT_MAX_PAGE_PIXELS // 1_000_000} megapixels, "
+                "the limit per page",
+                field="file",
+            )
+        total += width * height
+    if total > max_megapixels * 1_000_000:
+        raise PayloadTooLarge(
+            f"the PDF's {info.page_count} page(s) are {math.ceil(total / 1_000_000):,} megapixels "
+            f"at {dpi} dpi; a job may be at most {max_megapixels:,} megapixels "
+            "(PRINTCLOUD_MAX_JOB_MEGAPIXELS)",
+            field="file",
+        )
+    return total
 
 
 def _open(data: bytes) -> pdfium.PdfDocument:

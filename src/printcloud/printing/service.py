@@ -20,7 +20,6 @@ step gave up after its retries; the reason says which).
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -32,9 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from printcloud.core.db import utcnow
-from printcloud.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
-from .convert import DEFAULT_MAX_PAGE_PIXELS, PdfInfo
 from .models import JobEventRow, PrinterRow, PrintJobRow
 
 ACTIVE = (
@@ -199,34 +197,6 @@ def printer_for_device(
 
 
 # -- jobs ----------------------------------------------------------------------------------
-
-
-def check_job_pixels(info: PdfInfo, *, dpi: int, max_megapixels: int) -> int:
-    """The pixels the job renders to, all pages at `dpi`, or `PayloadTooLarge` (413)
-    naming the limit: a page larger than one page may be (`DEFAULT_MAX_PAGE_PIXELS`),
-    or the pages together more than `max_megapixels` (`PRINTCLOUD_MAX_JOB_MEGAPIXELS`).
-
-    Page sizes only (from the PDF's page tree, nothing rendered), so it is cheap at intake.
-    """
-    total = 0
-    for number, size in enumerate(info.page_sizes, start=1):
-        width, height = size.pixels(dpi)
-        if width * height > DEFAULT_MAX_PAGE_PIXELS:
-            raise PayloadTooLarge(
-                f"page {number} is {size.width:.0f}x{size.height:.0f} pt: {width}x{height} px "
-                f"at {dpi} dpi is more than {DEFAULT_MAX_PAGE_PIXELS // 1_000_000} megapixels, "
-                "the limit per page",
-                field="file",
-            )
-        total += width * height
-    if total > max_megapixels * 1_000_000:
-        raise PayloadTooLarge(
-            f"the PDF's {info.page_count} page(s) are {math.ceil(total / 1_000_000):,} megapixels "
-            f"at {dpi} dpi; a job may be at most {max_megapixels:,} megapixels "
-            "(PRINTCLOUD_MAX_JOB_MEGAPIXELS)",
-            field="file",
-        )
-    return total
 
 
 def new_job_id() -> str:
