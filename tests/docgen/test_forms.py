@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from printcloud.core.errors import InvalidRequest
-from printcloud.docgen import forms
+from printcloud.docgen import forms, sandbox
 from printcloud.docgen.forms import (
     BUILTIN_FORMS,
     Form,
@@ -355,6 +357,33 @@ def test_a_package_import_is_refused_by_the_compiler_and_named() -> None:
         assert "forms cannot import packages" in description, description
         assert ("@local/mine:0.1.0" if "local" in source else "@preview/cetz:0.3.0") in description
         assert caught.value.line == line
+
+
+def test_the_package_download_can_only_reach_a_closed_door_on_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The child's only route out is the proxy it is given (a closed port on loopback in
+    production): here a listener of the test's own stands in for it and sees the one
+    attempt, which it turns away, so nothing else was contacted (the proxy is asked to
+    connect to the registry, which the child never resolves itself)."""
+    seen: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(60)
+
+        def door() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    with conn:
+                        seen.append(conn.recv(4096))
+                        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        threading.Thread(target=door, daemon=True).start()
+        monkeypatch.setattr(sandbox, "NO_ROUTE", f"http://127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(FormError) as caught:
+            validate_form('#import "\\u{40}preview/cetz:0.3.0": canvas\nHi')
+    assert "forms cannot import packages (@preview/cetz:0.3.0)" in caught.value.description
+    assert seen and all(b"packages.typst.org" in request for request in seen), seen
 
 
 def test_tenant_forms_break_their_limits_on_some_data_only() -> None:
