@@ -175,7 +175,7 @@ async def submit(
             raise InvalidRequest("send a PDF file or a url", field="file")
         data = await fetch_print_data(url, settings=rt.settings)
     info: PdfInfo = await run_in_threadpool(inspect_pdf, data)
-    service.check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
+    check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
     job_id = service.new_job_id()
     data_key = None
     if url is None:
