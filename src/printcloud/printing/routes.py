@@ -38,7 +38,7 @@ from printcloud.core.errors import (
 from printcloud.core.guard import Principal
 
 from . import pipeline, service
-from .convert import PdfInfo, inspect_pdf
+from .convert import PdfInfo, check_job_pixels, inspect_pdf
 from .models import PrintJobRow
 from .runtime import PrintingRuntime
 from .schemas import (
