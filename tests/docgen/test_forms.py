@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -15,16 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from printcloud.core.errors import InvalidRequest
-from printcloud.docgen import forms
+from printcloud.docgen import forms, sandbox
 from printcloud.docgen.forms import (
     BUILTIN_FORMS,
     Form,
     FormError,
     FormRenderer,
+    render_tenant_form,
     sample_invoice,
     sample_statement,
     validate_form,
 )
+from printcloud.docgen.sandbox import FormLimitExceeded, FormProcessPool, Limits
 from tests.conftest import require_command
 
 CENT = Decimal("0.01")
@@ -33,6 +38,14 @@ CENT = Decimal("0.01")
 @pytest.fixture(scope="module")
 def renderer() -> FormRenderer:
     return FormRenderer(compilers_per_form=2)
+
+
+@pytest.fixture(scope="module")
+def children() -> Iterator[FormProcessPool]:
+    """Tenant forms' child processes, with the default limits."""
+    pool = FormProcessPool(size=2)
+    yield pool
+    pool.close()
 
 
 def pdf_text(pdf: bytes) -> str:
@@ -229,15 +242,20 @@ Total: #data.totals.total #data.currency
 """
 
 
-def test_an_uploaded_form_is_checked_and_then_renders(renderer: FormRenderer) -> None:
+def test_an_uploaded_form_is_checked_and_then_renders(
+    renderer: FormRenderer, children: FormProcessPool
+) -> None:
     form = validate_form(GOOD, kind="invoice", name="mine", tenant_id="1000AA")
     assert (form.name, form.kind, form.tenant_id) == ("mine", "invoice", "1000AA")
     assert form.warnings == ()
     assert form.required == forms.builtin_form("invoice").required
     data = sample_invoice(lines=4, seed=9)
-    text = pdf_text(renderer.render(form, data))
+    text = pdf_text(render_tenant_form(children, form, data))
     assert data["customer"]["name"] in text
     assert f"Total: {expected_invoice_total(data)} EUR" in text
+    # A tenant's form never compiles in this process.
+    with pytest.raises(ValueError, match="child process"):
+        renderer.render(form, data)
     # Without a kind the data reaches the template as given.
     source = "#let d = json(bytes(sys.inputs.data))\nHello #d.who"
     plain = validate_form(source, sample={"who": "x"})
@@ -297,6 +315,119 @@ def test_package_imports_and_missing_fonts_are_refused() -> None:
         validate_form('#set text(font: "Comic Sans MS")\nHi')
     assert "unknown font family: comic sans ms" in caught.value.description
     assert "Libertinus Serif" in caught.value.description
+
+
+# A loop that runs only when the data holds TRIGGER: the upload's sample data passes.
+DATA_LOOP = """#let d = json(bytes(sys.inputs.data))
+#if sys.inputs.data.contains("TRIGGER") {
+  let n = 0
+  for i in range(100000) { for j in range(100000) { n += 1 } }
+}
+= Invoice #d.invoice.number
+"""
+# A package import the old source check missed (`\\u{40}` is "@"), behind the same trigger.
+HIDDEN_IMPORT = """#let d = json(bytes(sys.inputs.data))
+#if sys.inputs.data.contains("TRIGGER") {
+  import "\\u{40}preview/cetz:0.3.0": canvas
+}
+= Invoice #d.invoice.number
+"""
+HUNGRY = """#let d = json(bytes(sys.inputs.data))
+#if sys.inputs.data.contains("TRIGGER") { let s = "x" * 1500000000 }
+= Invoice #d.invoice.number
+"""
+
+
+def triggered(seed: int) -> dict[str, Any]:
+    data = sample_invoice(lines=3, seed=seed)
+    data["customer"]["name"] = "TRIGGER Industries"
+    return data
+
+
+def test_a_package_import_is_refused_by_the_compiler_and_named() -> None:
+    # Written so that no text check of the source can see it: the compiler's error decides.
+    for source, line in (
+        ('#import "\\u{40}preview/cetz:0.3.0": canvas\nHi', 1),
+        ('\n#import ("@pre" + "view/cetz:0.3.0"): canvas\nHi', 2),
+        ('#import "@local/mine:0.1.0": *\nHi', 1),
+    ):
+        with pytest.raises(FormError) as caught:
+            validate_form(source)
+        description = caught.value.description
+        assert "forms cannot import packages" in description, description
+        assert ("@local/mine:0.1.0" if "local" in source else "@preview/cetz:0.3.0") in description
+        assert caught.value.line == line
+
+
+def test_the_package_download_can_only_reach_a_closed_door_on_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The child's only route out is the proxy it is given (a closed port on loopback in
+    production): here a listener of the test's own stands in for it and sees the one
+    attempt, which it turns away, so nothing else was contacted (the proxy is asked to
+    connect to the registry, which the child never resolves itself)."""
+    seen: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(60)
+
+        def door() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    with conn:
+                        seen.append(conn.recv(4096))
+                        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        threading.Thread(target=door, daemon=True).start()
+        monkeypatch.setattr(sandbox, "NO_ROUTE", f"http://127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(FormError) as caught:
+            validate_form('#import "\\u{40}preview/cetz:0.3.0": canvas\nHi')
+    assert "forms cannot import packages (@preview/cetz:0.3.0)" in caught.value.description
+    assert seen and all(b"packages.typst.org" in request for request in seen), seen
+
+
+def test_tenant_forms_break_their_limits_on_some_data_only() -> None:
+    pool = FormProcessPool(Limits(cpu_seconds=2, memory_mb=512, wall_seconds=120), size=1)
+    try:
+        ordinary = sample_invoice(lines=3, seed=1)
+        forms_ = {
+            name: validate_form(source, kind="invoice", name=name, tenant_id="1000AA")
+            for name, source in (("loop", DATA_LOOP), ("hidden", HIDDEN_IMPORT), ("hungry", HUNGRY))
+        }  # the upload's sample data does not trigger them: all three are accepted
+        for form in forms_.values():
+            assert render_tenant_form(pool, form, ordinary).startswith(b"%PDF-")
+
+        with pytest.raises(FormLimitExceeded) as caught:
+            render_tenant_form(pool, forms_["loop"], triggered(2))
+        assert caught.value.limit == "cpu"
+        assert caught.value.description == "the form exceeded its 2 s CPU budget"
+
+        with pytest.raises(FormLimitExceeded) as caught:
+            render_tenant_form(pool, forms_["hungry"], triggered(3))
+        assert caught.value.limit == "memory"
+        assert "512 MB memory limit" in caught.value.description
+
+        with pytest.raises(FormError) as caught:
+            render_tenant_form(pool, forms_["hidden"], triggered(4))
+        assert "forms cannot import packages (@preview/cetz:0.3.0)" in caught.value.description
+
+        # the pool replaced the children that broke a limit: the next document renders
+        assert render_tenant_form(pool, forms_["loop"], ordinary).startswith(b"%PDF-")
+    finally:
+        pool.close()
+
+
+def test_a_tenant_form_is_stopped_at_its_wall_clock_deadline() -> None:
+    pool = FormProcessPool(Limits(cpu_seconds=600, memory_mb=1024, wall_seconds=1), size=1)
+    try:
+        form = validate_form(DATA_LOOP, kind="invoice", name="loop", tenant_id="1000AA")
+        with pytest.raises(FormLimitExceeded) as caught:
+            render_tenant_form(pool, form, triggered(5))
+        assert caught.value.limit == "time"
+        assert caught.value.description == "the form exceeded its 1 s time limit"
+        assert pool.busy_pids == []
+    finally:
+        pool.close()
 
 
 def test_limits_on_uploaded_forms() -> None:

@@ -114,6 +114,23 @@ class Settings(BaseSettings):
     #: jobs take their token when the printer is close to them, so it does not expire.
     printer_concurrency: int = Field(default=2, ge=1, le=1000)
 
+    #: The most pixels one print job may render to, all its pages at the job's dpi, in
+    #: megapixels: a larger PDF is refused at intake (413). 10,000 lets the page limit's
+    #: 1,000 A4 pages through at 300 dpi (8,700 MP), not 1,000 pages of 120 MP.
+    max_job_megapixels: int = Field(default=10_000, ge=1)
+    #: A conversion runs in a child of its worker with this address space (RLIMIT_AS, MB)
+    #: and this many seconds per page; a page that breaks either fails the job.
+    convert_memory_mb: int = Field(default=2048, ge=256, le=1_048_576)
+    convert_page_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    #: Tenant forms (docgen) compile in child processes with these limits per document:
+    #: CPU seconds (RLIMIT_CPU), address space in MB (RLIMIT_AS), wall-clock seconds
+    #: (the child is killed); `form_processes` warm children (default: the CPU count).
+    form_cpu_seconds: int = Field(default=10, ge=1, le=3600)
+    form_memory_mb: int = Field(default=1024, ge=256, le=65536)
+    form_wall_seconds: float = Field(default=30.0, gt=0, le=3600)
+    form_processes: int | None = Field(default=None, ge=1, le=64)
+
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -65,6 +65,7 @@ from printcloud.crm.client import CrmClient, CrmError, TokenRejected
 from . import forms, service, tenant_forms, tokens
 from .models import BatchRequest
 from .runtime import DocgenRuntime, current
+from .sandbox import FormLimitExceeded
 
 log = get_logger("docgen.batch")
 #: Forms the batch flow knows how to feed from CRM records.
@@ -465,11 +466,24 @@ def render(tenant_id: str, request_id: str, params: dict[str, Any], records_key:
     try:
         for i, data in enumerate(documents):
             key = f"docgen/{request_id}/doc-{i + 1:04d}.pdf"
-            rt.blobs.put(key, forms.render(form, data))
+            if form.tenant_id is None:  # a built-in form: our code, in process
+                pdf = forms.render(form, data)
+            else:  # the tenant's code: in a child process, under the form limits
+                pdf = forms.render_tenant_form(rt.form_processes, form, data)
+            rt.blobs.put(key, pdf)
             keys.append(key)
     except InvalidRequest as exc:  # the records do not fit the form (FormError included)
         for key in keys:
             rt.blobs.path(key).unlink(missing_ok=True)
+        where = f"document {len(keys) + 1} of {len(documents)}"
+        if isinstance(exc, FormLimitExceeded):
+            log.warning(
+                "tenant form broke a limit",
+                extra={"fields": {"tenant": tenant_id, "form": form_name, "limit": exc.limit}},
+            )
+            return {"reason": f"{exc.description} ({where}, form {form_name})"}
+        if isinstance(exc, forms.FormError) and exc.message.startswith("forms cannot import"):
+            return {"reason": f"the form {form_name} was refused: {exc.description}"}
         return {"reason": f"the records do not fit the form {form_name}: {exc}"}
     rt.blobs.path(records_key).unlink(missing_ok=True)  # no business data left behind
     _advance(

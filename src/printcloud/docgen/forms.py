@@ -47,10 +47,12 @@ refused when uploaded.
 
 Sandbox: the compiler's project root is an empty private directory, so
 `read()`, `image()`, `json()`… of any path find nothing (paths cannot leave
-the root). Package imports (`@preview/…`) are refused when a form is uploaded,
-and the upload's trial compile runs in a child process with a time budget, a
-memory cap and no route to the package registry. Rendering of an accepted
-form runs in process without a time budget.
+the root). A tenant's form is compiled only in child processes with a CPU
+budget, an address-space limit, a wall-clock deadline, empty package folders
+and no route to the package registry (`sandbox.py`): the upload's trial
+compile and every document of the batch flow (`render_tenant_form`). A
+package import is refused from the compiler's own error, which names it, not
+from the source text. Built-in forms render in process (`FormRenderer`).
 """
 
 from __future__ import annotations
@@ -63,8 +65,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from collections import OrderedDict
@@ -82,6 +82,8 @@ from typing import Any
 import typst
 
 from printcloud.core.errors import InvalidRequest
+
+from .sandbox import FormLimitExceeded, FormProcessPool, Limits, package_import
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +106,8 @@ _MINOR_UNITS = {
     **{code: 0 for code in _ZERO_DECIMALS.split(" ")},
     **{code: 3 for code in _THREE_DECIMALS.split(" ")},
 }
-_PACKAGE_SPEC = re.compile(r'"\s*@[A-Za-z0-9_-]+/')
 _MAIN_FILE = re.compile(r"[^\s\"']*__typst_py_bytes__\.typ")
 _LOCATION = re.compile(r"template\.typ:(\d+):(\d+)")
-_DOWNLOAD = re.compile(r"failed to download package \(.*$", re.MULTILINE)
 
 
 class FormError(InvalidRequest):
@@ -687,7 +687,6 @@ def _clean(text: str, root: str | None = None) -> str:
     text = _MAIN_FILE.sub("template.typ", text)
     if root:
         text = text.replace(root.rstrip("/"), "")
-    text = _DOWNLOAD.sub("forms cannot import packages", text)
     # The compiler's hint about its command line means nothing to a tenant.
     return "\n".join(line for line in text.splitlines() if "--root" not in line).strip()
 
@@ -695,6 +694,16 @@ def _clean(text: str, root: str | None = None) -> str:
 def _form_error(
     message: str, diagnostic: str, hints: list[str], root: str | None, *, prefix: str
 ) -> FormError:
+    package = package_import(message)
+    if package is not None:  # the compiler's own word: the form asked for a package
+        diagnostic = _clean(diagnostic or message, root)
+        location = _LOCATION.search(diagnostic)
+        line, column = (int(location[1]), int(location[2])) if location else (None, None)
+        where = f" (line {line}, column {column})" if location else ""
+        text = f"forms cannot import packages ({package}){where}; put what you need in the form"
+        return FormError(
+            text, message=f"forms cannot import packages ({package})", line=line, column=column
+        )
     diagnostic = _clean(diagnostic or message, root)
     message = _clean(message, root)
     location = _LOCATION.search(diagnostic)
@@ -778,6 +787,8 @@ class FormRenderer:
         """
         if isinstance(form, str):
             form = builtin_form(form)
+        if form.tenant_id is not None:  # a tenant's code never runs in this process
+            raise ValueError("a tenant's form renders with render_tenant_form, in a child process")
         text = form.prepare(data)
         source = form.source.encode("utf-8")
         with self._pool(form).compiler() as compiler:
@@ -818,36 +829,35 @@ def render(form: Form | str, data: Mapping[str, Any]) -> bytes:
     return renderer.render(form, data)
 
 
-# -- uploaded forms --------------------------------------------------------------
+def render_tenant_form(pool: FormProcessPool, form: Form, data: Mapping[str, Any]) -> bytes:
+    """The PDF of a tenant's `form` with `data`, compiled in one of `pool`'s children.
 
-# Runs in a child process: the trial compile of an uploaded form, with limits.
-_CHILD = r"""
-import json, resource, sys
-memory, cpu = int(sys.argv[1]), int(sys.argv[2])
-resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-import typst
-job = json.loads(sys.stdin.buffer.read())
-compiler = typst.Compiler(
-    root=job["root"],
-    font_paths=typst.Fonts(include_system_fonts=False, include_embedded_fonts=True),
-    ignore_system_fonts=True,
-    package_path=job["packages"],
-    package_cache_path=job["cache"],
-)
-try:
-    pdf, warnings = compiler.compile_with_warnings(
-        input=job["source"].encode("utf-8"), format="pdf", sys_inputs={"data": job["data"]}
-    )
-    out = {"ok": True, "bytes": len(pdf),
-           "warnings": [{"message": w.message, "diagnostic": w.diagnostic} for w in warnings]}
-except typst.TypstError as exc:
-    out = {"ok": False, "message": exc.message, "diagnostic": exc.diagnostic,
-           "hints": list(exc.hints)}
-sys.stdout.write(json.dumps(out))
-"""
-# Where the child's package downloads go: a closed port on loopback.
-_NO_ROUTE = "http://127.0.0.1:9"
+    Raises `InvalidRequest` naming the field when the data does not fit the
+    form, `FormError` when the template fails on it (a package import among
+    them, named), and `FormLimitExceeded` when the document broke the CPU,
+    memory or time limit (the description names it)."""
+    text = form.prepare(data)
+    result, pdf = pool.compile(key=form.digest, source=form.source, data=text)
+    if result.get("fetched"):
+        raise FormError(
+            f"form {form.name!r} put a package in place; forms cannot import packages",
+            message="forms cannot import packages",
+        )
+    if not result.get("ok"):
+        raise _form_error(
+            str(result.get("message", "")),
+            str(result.get("diagnostic", "")),
+            [str(hint) for hint in result.get("hints", [])],
+            str(result.get("root", "")),
+            prefix=f"form {form.name!r} failed on this data",
+        )
+    for warning in result.get("warnings", []):
+        log.info("form %r (tenant %s): %s", form.name, form.tenant_id, warning.get("message"))
+    assert pdf is not None
+    return pdf
+
+
+# -- uploaded forms --------------------------------------------------------------
 
 
 def validate_form(
@@ -884,14 +894,6 @@ def validate_form(
         source.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequest("the form's source is not valid Unicode", field="source") from None
-    if match := _PACKAGE_SPEC.search(source):
-        line = source.count("\n", 0, match.start()) + 1
-        raise FormError(
-            f"line {line}: forms cannot import packages ({match[0].strip()}…); "
-            "put what you need in the form itself",
-            message="package imports are not allowed",
-            line=line,
-        )
     if sample is None:
         sample = builtin_form(kind).sample if kind else {}
     form = Form(
@@ -937,62 +939,29 @@ def validate_form(
 
 
 def _trial_compile(source: str, data: str, *, timeout: float) -> dict[str, Any]:
-    """Compile in a child process with a private, empty root and the limits."""
-    base = Path(tempfile.mkdtemp(prefix="printcloud-form-check-"))
+    """Compile once in a sandboxed child (`sandbox.py`) with the upload's limits."""
+    cpu = max(1, int(timeout) + 1)
+    pool = FormProcessPool(
+        Limits(cpu_seconds=cpu, memory_mb=VALIDATE_MEMORY // 1024**2, wall_seconds=timeout), size=1
+    )
     try:
-        dirs = {name: base / name for name in ("root", "packages", "cache", "home")}
-        for path in dirs.values():
-            path.mkdir(mode=0o700)
-        job = {
-            "source": source,
-            "data": data,
-            "root": str(dirs["root"]),
-            "packages": str(dirs["packages"]),
-            "cache": str(dirs["cache"]),
-        }
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(dirs["home"]),
-            "LANG": "C.UTF-8",
-            **{
-                name: _NO_ROUTE
-                for name in (
-                    "https_proxy",
-                    "HTTPS_PROXY",
-                    "http_proxy",
-                    "HTTP_PROXY",
-                    "ALL_PROXY",
-                    "all_proxy",
-                )
-            },
-        }
-        cpu_seconds = max(1, int(timeout) + 1)
-        try:
-            done = subprocess.run(  # noqa: S603 - our own interpreter and code
-                [sys.executable, "-I", "-c", _CHILD, str(VALIDATE_MEMORY), str(cpu_seconds)],
-                input=json.dumps(job).encode("utf-8"),
-                capture_output=True,
-                env=env,
-                cwd=dirs["home"],
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
+        result, _pdf = pool.compile(key="trial", source=source, data=data)
+    except FormLimitExceeded as exc:
+        log.info("trial compile of a form failed: %s", exc.description)
+        if exc.limit in ("cpu", "time"):
             raise InvalidRequest(
                 f"the form took longer than {timeout:g} s to compile with the sample data",
                 field="source",
             ) from None
-        if done.returncode != 0 or not done.stdout:
-            stderr = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            reason = stderr[-1] if stderr else f"exit status {done.returncode}"
-            if done.returncode < 0 or "MemoryError" in reason or "memory" in reason:
-                reason = "it ran out of time or memory"
-            log.info("trial compile of a form failed: %s", reason)
-            raise InvalidRequest(
-                f"the form could not be compiled with the sample data: {reason}", field="source"
-            )
-        result: dict[str, Any] = json.loads(done.stdout)
-        result["root"] = str(dirs["root"])
-        return result
+        raise InvalidRequest(
+            f"the form could not be compiled with the sample data: {exc.description}",
+            field="source",
+        ) from None
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        pool.close()
+    if result.get("fetched"):
+        raise FormError(
+            "forms cannot import packages; put what you need in the form",
+            message="forms cannot import packages",
+        )
+    return result

@@ -29,6 +29,7 @@ from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
 
 from .digest import MemoryNonceStore, NonceStore, nonce_secret
+from .sandbox import FormProcessPool, Limits
 
 #: The Digest realm: the service's name (FIG. 17, 1702).
 REALM = "printcloud docgen"
@@ -54,6 +55,8 @@ class DocgenRuntime:
     refusals: Limiter
     #: The rendered documents and fetched records of the batch flow (`docgen/{request}/…`).
     blobs: FileBlobStore
+    #: Warm child processes that compile tenant forms under the form limits (sandbox.py).
+    form_processes: FormProcessPool = field(default_factory=FormProcessPool)
     #: The process's workflow engine, once `start` is called (None: no batch flow here).
     engine: TaskEngine | None = None
     http: httpx.Client = field(default_factory=lambda: http_client(timeout=10))
@@ -127,6 +130,7 @@ class DocgenRuntime:
     async def aclose(self) -> None:
         await self.guard.aclose()
         self.http.close()
+        self.form_processes.close()
 
 
 def current() -> DocgenRuntime:
@@ -166,4 +170,12 @@ def build_runtime(
             60,
         ),
         blobs=FileBlobStore(settings.data_dir / "blobs"),
+        form_processes=FormProcessPool(
+            Limits(
+                cpu_seconds=settings.form_cpu_seconds,
+                memory_mb=settings.form_memory_mb,
+                wall_seconds=settings.form_wall_seconds,
+            ),
+            size=settings.form_processes,
+        ),
     )

@@ -40,7 +40,7 @@ import simplejpeg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from printcloud.core.blobs import FileBlobStore
-from printcloud.core.errors import InvalidRequest
+from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = [
     "MANIFEST_NAME",
@@ -51,6 +51,7 @@ __all__ = [
     "PageEntry",
     "PageSize",
     "PdfInfo",
+    "check_job_pixels",
     "convert_pdf",
     "inspect_pdf",
     "manifest_key",
@@ -161,6 +162,34 @@ def inspect_pdf(data: bytes, *, max_pages: int = DEFAULT_MAX_PAGES) -> PdfInfo:
     return PdfInfo(page_count=count, page_sizes=sizes)
 
 
+def check_job_pixels(info: PdfInfo, *, dpi: int, max_megapixels: int) -> int:
+    """The pixels the job renders to, all pages at `dpi`, or `PayloadTooLarge` (413)
+    naming the limit: a page larger than one page may be (`DEFAULT_MAX_PAGE_PIXELS`),
+    or the pages together more than `max_megapixels` (`PRINTCLOUD_MAX_JOB_MEGAPIXELS`).
+
+    Page sizes only (from the PDF's page tree, nothing rendered), so it is cheap at intake.
+    """
+    total = 0
+    for number, size in enumerate(info.page_sizes, start=1):
+        width, height = size.pixels(dpi)
+        if width * height > DEFAULT_MAX_PAGE_PIXELS:
+            raise PayloadTooLarge(
+                f"page {number} is {size.width:.0f}x{size.height:.0f} pt: {width}x{height} px "
+                f"at {dpi} dpi is more than {DEFAULT_MAX_PAGE_PIXELS // 1_000_000} megapixels, "
+                "the limit per page",
+                field="file",
+            )
+        total += width * height
+    if total > max_megapixels * 1_000_000:
+        raise PayloadTooLarge(
+            f"the PDF's {info.page_count} page(s) are {math.ceil(total / 1_000_000):,} megapixels "
+            f"at {dpi} dpi; a job may be at most {max_megapixels:,} megapixels "
+            "(PRINTCLOUD_MAX_JOB_MEGAPIXELS)",
+            field="file",
+        )
+    return total
+
+
 def _open(data: bytes) -> pdfium.PdfDocument:
     if not data:
         raise InvalidRequest("the file is empty", field="file")
@@ -238,14 +267,20 @@ def convert_pdf(
     on_page: Callable[[int, int], None] | None = None,
     max_pages: int = DEFAULT_MAX_PAGES,
     max_page_pixels: int = DEFAULT_MAX_PAGE_PIXELS,
+    max_total_pixels: int | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Manifest:
     """Render every page, store `prefix/page-NNNN.jpg` and `prefix/manifest.json`.
 
     Pages are rendered, encoded and written one at a time, so memory holds one
-    page's bitmap and JPEG, plus `data`. `on_page(done, total)` is called after
-    each page is stored. Mono pages are rendered by PDFium in grayscale and
-    stored as one-channel JPEGs. On any error the pages written so far are
-    deleted and nothing is left under `prefix` by this call.
+    page's bitmap and JPEG, plus `data`. `on_start(total)` is called once the
+    document is open and checked, before the first page; `on_page(done, total)` after
+    each page is stored. `max_total_pixels` bounds all pages together at `dpi`
+    (checked from the page sizes before any page is rendered, as intake does: the
+    data a worker downloads may not be what intake saw). Mono pages are
+    rendered by PDFium in grayscale and stored as one-channel JPEGs. On any
+    error the pages written so far are deleted and nothing is left under
+    `prefix` by this call.
     """
     if not MIN_DPI <= dpi <= MAX_DPI:
         raise InvalidRequest(f"dpi must be between {MIN_DPI} and {MAX_DPI}, not {dpi}", field="dpi")
@@ -270,6 +305,8 @@ def convert_pdf(
             on_page=on_page,
             max_pages=max_pages,
             max_page_pixels=max_page_pixels,
+            max_total_pixels=max_total_pixels,
+            on_start=on_start,
             written=written,
         )
         manifest = Manifest(
@@ -301,6 +338,8 @@ def _convert(
     on_page: Callable[[int, int], None] | None,
     max_pages: int,
     max_page_pixels: int,
+    max_total_pixels: int | None,
+    on_start: Callable[[int], None] | None,
     written: list[str],
 ) -> list[PageEntry]:
     with PDFIUM_LOCK:
@@ -308,8 +347,12 @@ def _convert(
     try:
         with PDFIUM_LOCK:
             total = _check_page_count(len(doc), max_pages)
+            if max_total_pixels is not None:
+                _check_total_pixels(doc, total, dpi=dpi, limit=max_total_pixels)
             # Filled-in form fields are part of what the user sees, so they are printed.
             doc.init_forms()
+        if on_start is not None:
+            on_start(total)
         pages: list[PageEntry] = []
         for index in range(total):
             jpeg, width, height = _render_page(
@@ -338,6 +381,19 @@ def _convert(
     finally:
         with PDFIUM_LOCK:
             doc.close()
+
+
+def _check_total_pixels(doc: pdfium.PdfDocument, count: int, *, dpi: int, limit: int) -> None:
+    pixels = 0
+    for index in range(count):
+        width, height = _page_size(doc, index).pixels(dpi)
+        pixels += width * height
+    if pixels > limit:
+        raise InvalidRequest(
+            f"the PDF's {count} page(s) are {math.ceil(pixels / 1_000_000):,} megapixels at "
+            f"{dpi} dpi; a job may be at most {limit // 1_000_000:,} megapixels",
+            field="file",
+        )
 
 
 def _render_page(

@@ -40,7 +40,7 @@ from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
 from . import pipeline, service
-from .convert import PdfInfo, inspect_pdf
+from .convert import PdfInfo, check_job_pixels, inspect_pdf
 from .models import PrintJobRow
 from .runtime import PrintingRuntime
 from .schemas import (
@@ -181,6 +181,7 @@ async def submit(
         # the workers read what was checked here and never ask the URL again.
         data = await fetch_print_data(url, settings=rt.settings)
     info: PdfInfo = await run_in_threadpool(inspect_pdf, data)
+    check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
     job_id = service.new_job_id()
     data_key = job_data_key(job_id)
     await run_in_threadpool(rt.blobs.put, data_key, data)

@@ -68,7 +68,8 @@ from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.web import RefuseNul, SecurityHeaders, install_error_handlers
 
-from .convert import MANIFEST_NAME, convert_pdf, inspect_pdf
+from .convert import MANIFEST_NAME, inspect_pdf
+from .convert_child import ConversionLimits, Converter
 from .models import ConvertedDataRow
 from .sessions import SessionStore, check_data_key, make_store
 
@@ -95,6 +96,8 @@ class Worker:
     worker_id: str
     #: Where this app's `/converted/...` is reachable from printers.
     public_base: str
+    #: Converts in a child process with the conversion limits (convert_child.py).
+    converter: Converter | None = None
 
 
 # -- schemas --------------------------------------------------------------------------------
@@ -229,8 +232,14 @@ def create_worker_app(worker: Worker) -> FastAPI:
         return response
 
     @router.get("/healthz", tags=["worker"])
-    async def healthz() -> dict[str, str | int]:
-        return {"status": "ok", "worker": worker.worker_id, "pid": os.getpid()}
+    async def healthz() -> dict[str, str | int | None]:
+        converter = worker.converter.pid if worker.converter is not None else None
+        return {
+            "status": "ok",
+            "worker": worker.worker_id,
+            "pid": os.getpid(),
+            "converter_pid": converter,
+        }
 
     @router.post(
         "/sessions",
@@ -322,17 +331,16 @@ def create_worker_app(worker: Worker) -> FastAPI:
                     )
         if not session.download_path:
             raise Conflict("the print data of this job has not been downloaded yet", field="job_id")
-        data = worker.blobs.get(session.download_path)
         converted_id = secrets.token_hex(16)
         # under the session's folder, so completion also removes what a killed try left
         prefix = f"{_converted_folder(session.key)}/{converted_id}"
         base = f"{worker.public_base}/converted/{converted_id}"
-        manifest = convert_pdf(
-            data,
+        assert worker.converter is not None
+        manifest = worker.converter.convert(
+            data_key=session.download_path,
             dpi=body.dpi,
             color=body.color,
             quality=body.quality,
-            store=worker.blobs,
             prefix=prefix,
             base_url=base,
         )
@@ -538,4 +546,12 @@ def build_worker(
         guard=guard,
         worker_id=worker_id,
         public_base=public_base.rstrip("/"),
+        converter=Converter(
+            ConversionLimits(
+                memory_mb=settings.convert_memory_mb,
+                page_seconds=settings.convert_page_seconds,
+                max_job_megapixels=settings.max_job_megapixels,
+            ),
+            blob_root=settings.data_dir / "blobs",
+        ),
     )
