@@ -241,7 +241,14 @@ def test_a_missing_search_base_is_unavailable(slapd: Slapd) -> None:
         check_settings(missing)
 
 
-def test_an_unknown_host_is_unavailable(slapd: Slapd) -> None:
+def test_an_unknown_host_is_unavailable(slapd: Slapd, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The resolver answers "no such name" here: asking the machine's real resolver would
+    # send a packet off loopback, which no test does.
+    def no_such_name(host: str, *args: object, **kwargs: object) -> list[object]:
+        assert host == "directory.invalid", host
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(directory.socket, "getaddrinfo", no_such_name)
     with pytest.raises(DirectoryUnavailable, match="does not resolve"):
         verify(reader(slapd, url="ldap://directory.invalid"), "alice", "alice-ldap-pw")
 
