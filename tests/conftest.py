@@ -1,9 +1,10 @@
 """Shared fixtures: a real server on loopback, SQLite and PostgreSQL, peers.
 
-- `PRINTCLOUD_TEST_DATABASE_URL` (e.g. postgresql://postgres@127.0.0.1:5432/test)
-  adds PostgreSQL to the database parametrisation; every test using `stack`
-  runs on SQLite and on PostgreSQL. Each test session works in a database of
-  its own, created and dropped here.
+- `PRINTCLOUD_TEST_DATABASE_URL` (e.g. postgresql://postgres@127.0.0.1:5432/test), or a
+  PostgreSQL answering at the documented default 127.0.0.1:5432 (user postgres) when it
+  is unset, adds PostgreSQL to the database parametrisation; every test using `stack`
+  runs on SQLite and on PostgreSQL. Each test session works in a database of its own,
+  created and dropped here. The first lines of pytest's output say which was used.
 - `PRINTCLOUD_REQUIRE_PEERS=1` (set by CI) turns a missing peer (PostgreSQL,
   Redis, chromium, curl, slapd…) from a skip into a failure.
 """
@@ -29,7 +30,44 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 
 REQUIRE_PEERS = os.environ.get("PRINTCLOUD_REQUIRE_PEERS") == "1"
-PG_URL = os.environ.get("PRINTCLOUD_TEST_DATABASE_URL", "")
+#: Where PostgreSQL is documented to answer (docs, .ci/run): used when nothing else is set.
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _find_postgresql() -> tuple[str, str]:
+    """The PostgreSQL the tests use, and how it was found (for the report header).
+
+    `PRINTCLOUD_TEST_DATABASE_URL` wins; otherwise a server answering at the documented
+    default is used, so a newcomer's `make test` runs the PostgreSQL cases too. Either
+    way the tests only create and drop databases of their own there."""
+    given = os.environ.get("PRINTCLOUD_TEST_DATABASE_URL", "")
+    if given:
+        return given, "from PRINTCLOUD_TEST_DATABASE_URL"
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+        import psycopg
+
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+        ).close()
+    except Exception as exc:  # any failure means "not there": the cases skip
+        return "", f"none (PRINTCLOUD_TEST_DATABASE_URL unset, 127.0.0.1:5432: {exc})"
+    return DEFAULT_PG_URL, "found at the documented default (PRINTCLOUD_TEST_DATABASE_URL unset)"
+
+
+PG_URL, PG_FOUND = _find_postgresql()
+
+
+def pytest_report_header() -> list[str]:
+    shown = PG_URL or "-"
+    skip = "" if PG_URL else "; the PostgreSQL cases skip (or fail with PRINTCLOUD_REQUIRE_PEERS=1)"
+    return [
+        f"printcloud: PostgreSQL {shown} {PG_FOUND}; each session works in databases of its "
+        f"own, created and dropped there{skip}"
+    ]
+
+
 #: The egress allow-list of the tests' stacks: their peers all live on loopback.
 LOOPBACK = ["127.0.0.0/8", "::1"]
 
@@ -68,7 +106,10 @@ def _pg_admin_url() -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped afterwards)."""
-    require_peer(bool(PG_URL), "PRINTCLOUD_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    require_peer(
+        bool(PG_URL),
+        "no PostgreSQL at PRINTCLOUD_TEST_DATABASE_URL or 127.0.0.1:5432",
+    )
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 

@@ -33,7 +33,10 @@ PASSWORD = "correct horse battery"
 
 def new_pg_database() -> tuple[str, Callable[[], None]]:
     """A PostgreSQL database of the test's own, and how to drop it."""
-    require_peer(bool(PG_URL), "PRINTCLOUD_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    require_peer(
+        bool(PG_URL),
+        "no PostgreSQL at PRINTCLOUD_TEST_DATABASE_URL or 127.0.0.1:5432",
+    )
     name = f"pc_mig_{secrets.token_hex(4)}"
     engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:

@@ -60,7 +60,10 @@ def crm_db(
         admin = None
         name = ""
     else:
-        require_peer(bool(PG_URL), "PRINTCLOUD_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+        require_peer(
+            bool(PG_URL),
+            "no PostgreSQL at PRINTCLOUD_TEST_DATABASE_URL or 127.0.0.1:5432",
+        )
         name = f"pc_crm_{secrets.token_hex(4)}"
         admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:

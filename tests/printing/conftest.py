@@ -291,7 +291,10 @@ def drop_databases(names: list[str]) -> None:
 
 
 def _new_pg_database(created: list[str]) -> str:
-    require_peer(bool(PG_URL), "PRINTCLOUD_TEST_DATABASE_URL is not set (PostgreSQL tests)")
+    require_peer(
+        bool(PG_URL),
+        "no PostgreSQL at PRINTCLOUD_TEST_DATABASE_URL or 127.0.0.1:5432",
+    )
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
