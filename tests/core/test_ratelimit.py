@@ -181,13 +181,21 @@ def test_redis_counter_incr_get_delete_items(redis_name: str) -> None:
 def test_redis_counter_window_expires_and_is_not_extended(redis_name: str) -> None:
     counter = RedisCounter(REDIS_URL)
     key = f"{redis_name}:k"
-    counter.incr(key, 1)
-    time.sleep(0.5)
-    count, remaining = counter.incr(key, 1)  # does not push the expiry back (EXPIRE NX)
-    assert count == 2 and remaining <= 0.55
-    time.sleep(0.6)
-    assert counter.get(key) == (0, 0.0)
-    assert counter.incr(key, 1)[0] == 1
+    _, first = counter.incr(key, 60)
+    # Wait (polling, never a fixed sleep) until the window has visibly run down…
+    deadline = time.monotonic() + 60
+    while counter.get(key)[1] > first - 0.2:
+        assert time.monotonic() < deadline, "the window's expiry did not move"
+        time.sleep(0.05)
+    count, remaining = counter.incr(key, 60)  # …then a hit must not push it back (EXPIRE NX)
+    assert count == 2 and remaining < first - 0.1
+    # A short window ends by itself, and the next hit starts a new one.
+    short = f"{redis_name}:short"
+    counter.incr(short, 1)
+    while counter.get(short) != (0, 0.0):
+        assert time.monotonic() < deadline + 60, "a 1 s window never expired"
+        time.sleep(0.05)
+    assert counter.incr(short, 1)[0] == 1
 
 
 @pytest.mark.peer("redis")
