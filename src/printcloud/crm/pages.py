@@ -19,38 +19,28 @@ without JavaScript; every form carries a CSRF token.
 
 from __future__ import annotations
 
-import json
-import secrets
-import time
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
-import httpx
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from printcloud.auth.client import AuthClient, OAuthError, RefreshOnce, WebSession, pkce_challenge
-from printcloud.auth.client import safe_next as client_safe_next
-from printcloud.core import crypto
+from printcloud.auth.sign_in import Issuer, SignInPages
 from printcloud.core.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
     PrintcloudError,
-    Unauthorized,
-    Unavailable,
 )
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
-from printcloud.core.web import check_csrf, csrf_token, set_csrf_cookie, templates
+from printcloud.core.web import check_csrf, templates
 
 from . import routes, service
 from .routes import RuntimeDep, runtime
@@ -60,10 +50,6 @@ from .schemas import BatchJobIn, BatchJobRead, DocgenLinkRead, RecordPage, RunRe
 log = get_logger("crm.pages")
 router = APIRouter(include_in_schema=False)
 
-SESSION_COOKIE = "pc_crm"
-LOGIN_COOKIE = "pc_crm_login"
-LOGIN_TTL = 600
-REFRESH_MARGIN = 30
 SCOPE = "crm.read crm.write profile"
 PAGE_SIZE = 50
 TIMEZONES = sorted(available_timezones())
@@ -76,150 +62,46 @@ def _when(moment: datetime | None) -> str:
 
 
 pages.env.filters["when"] = _when
-pages.env.globals["prefix"] = PREFIX
+pages.env.globals.update(prefix=PREFIX, principal=None, error=None)
 
 
-def _secure(rt: CrmRuntime) -> bool:
-    return rt.settings.public_url.startswith("https://")
+# -- the issuer (idp-b) and the sign-in --------------------------------------------------------
 
 
-def _finish(request: Request, rt: CrmRuntime, response: Response) -> Response:
-    set_csrf_cookie(request, response, secure=_secure(rt))
-    sealed = getattr(request.state, "crm_session", None)
-    if sealed:
-        _set_cookie(rt, response, SESSION_COOKIE, sealed)
-    return response
+def _issuer(request: Request) -> Issuer:
+    """idp-b as the CRM pages use it: the CRM's service client."""
+    rt = runtime(request)
+    return Issuer.own_client(rt, rt.issuer, "crm")
 
 
-def _render(
-    request: Request, rt: CrmRuntime, name: str, status_code: int = 200, **context: Any
-) -> Response:
-    context["csrf"] = csrf_token(request)
-    context.setdefault("principal", None)
-    context.setdefault("error", None)
-    response: HTMLResponse = pages.TemplateResponse(request, name, context, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
-    return _finish(request, rt, response)
+def _may_read(principal: Principal) -> str | None:
+    if not principal.has_scopes("crm.read"):
+        return "your account may not use the CRM (it lacks the scope crm.read)"
+    return None
 
 
-def _message(
-    request: Request, rt: CrmRuntime, status_code: int, title: str, message: str, **context: Any
-) -> Response:
-    return _render(
+def _signed_out(request: Request, issuer: str) -> Response:
+    return site.message(
         request,
-        rt,
-        "message.html",
-        status_code,
-        title=title,
-        message=message,
-        failed=status_code >= 400,
-        **context,
+        200,
+        "Signed out",
+        f"You are signed out of the CRM (you may still be signed in at {issuer}).",
     )
 
 
-def _set_cookie(
-    rt: CrmRuntime, response: Response, name: str, value: str, max_age: int | None = None
-) -> None:
-    response.set_cookie(
-        name, value, max_age=max_age, path=PREFIX, httponly=True, samesite="lax", secure=_secure(rt)
-    )
-
-
-def _delete_cookie(rt: CrmRuntime, response: Response, name: str) -> None:
-    response.delete_cookie(name, path=PREFIX, httponly=True, samesite="lax", secure=_secure(rt))
-
-
-def safe_next(target: str | None) -> str:
-    """Only a path of the CRM pages: no open redirects."""
-    return client_safe_next(target, prefix=PREFIX)
-
-
-def _see(request: Request, rt: CrmRuntime, path: str) -> Response:
-    return _finish(request, rt, RedirectResponse(f"{PREFIX}{path}", status_code=303))
-
-
-# -- the issuer (idp-b) and the session cookie ---------------------------------------------
-
-
-class SignInClient:
-    """idp-b as the CRM pages use it: the CRM's service client (sync: call it in a thread)."""
-
-    def __init__(self, rt: CrmRuntime) -> None:
-        client_id, secret = rt.settings.service_client(rt.issuer, "crm")
-        self.issuer = rt.issuer
-        self.redirect_uri = f"{rt.base_url}/auth/callback"
-        self.client = AuthClient(
-            rt.settings.issuer_url(rt.issuer),
-            client_id=client_id,
-            client_secret=secret,
-            http=rt.http,
-        )
-        #: once per refresh token: see `RefreshOnce`
-        self.refresh = RefreshOnce(self.client.refresh)
-
-
-def sign_in_client(request: Request) -> SignInClient:
-    client: SignInClient | None = getattr(request.app.state, "crm_sign_in", None)
-    if client is None:
-        client = SignInClient(runtime(request))
-        request.app.state.crm_sign_in = client
-    return client
-
-
-SignInDep = Annotated[SignInClient, Depends(sign_in_client)]
-
-
-#: The sealed session cookie's content.
-Tokens = WebSession
-
-
-async def _refresh(
-    request: Request, rt: CrmRuntime, issuer: SignInClient, tokens: Tokens
-) -> Tokens | None:
-    if not tokens.refresh_token:
-        return None
-    try:
-        issued = await run_in_threadpool(issuer.refresh, tokens.refresh_token)
-    except OAuthError as exc:
-        log.info("refresh refused", extra={"fields": {"error": exc.error}})
-        return None
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        raise Unavailable(f"the sign-in service {issuer.issuer} is unreachable") from exc
-    fresh = Tokens.issued(issued, previous=tokens)
-    request.state.crm_session = fresh.seal(rt.box)
-    return fresh
-
-
-def _sign_in_first(request: Request) -> StarletteHTTPException:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if request.method != "GET":
-        here = f"{PREFIX}/"
-    location = f"{PREFIX}/auth/login?{urlencode({'next': safe_next(here)})}"
-    return StarletteHTTPException(303, "sign in first", headers={"Location": location})
-
-
-async def signed_in(request: Request, rt: RuntimeDep, issuer: SignInDep) -> Principal:
-    """The signed-in user (crm.read), the token refreshed when due; else to the sign-in."""
-    tokens = Tokens.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
-    refreshed = False
-    if tokens is not None and tokens.expires_at - REFRESH_MARGIN <= time.time():
-        tokens, refreshed = await _refresh(request, rt, issuer, tokens), True
-    while tokens is not None:
-        try:
-            principal = await rt.guard.verify(tokens.access_token)
-        except Unauthorized:
-            if refreshed:
-                break
-            tokens, refreshed = await _refresh(request, rt, issuer, tokens), True
-            continue
-        if not principal.has_scopes("crm.read"):
-            raise Forbidden("your account may not use the CRM (it lacks the scope crm.read)")
-        request.state.principal = principal
-        return principal
-    raise _sign_in_first(request)
-
-
-SignedIn = Annotated[Principal, Depends(signed_in)]
+site = SignInPages(
+    prefix=PREFIX,
+    pages=pages,
+    issuer=_issuer,
+    scope=SCOPE,
+    check=_may_read,
+    session_cookie="pc_crm",
+    login_cookie="pc_crm_login",
+    signed_out=_signed_out,
+    message_flag="failed",  # `error` is the form error of every CRM page
+)
+router.include_router(site.router)
+SignedIn = Annotated[Principal, Depends(site.signed_in)]
 
 
 def _may_write(principal: Principal) -> None:
@@ -227,157 +109,8 @@ def _may_write(principal: Principal) -> None:
         raise Forbidden("your account may not change the CRM (it lacks the scope crm.write)")
 
 
-# -- sign-in: RFC 6749 §4.1 with RFC 7636 ---------------------------------------------------
-
-
-@router.get("/auth/login")
-async def login(
-    request: Request,
-    rt: RuntimeDep,
-    issuer: SignInDep,
-    next: Annotated[str | None, Query(max_length=2000)] = None,
-) -> Response:
-    try:
-        meta = await run_in_threadpool(issuer.client.metadata)
-        endpoint = str(meta["authorization_endpoint"])
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        log.warning("issuer metadata unavailable: %r", exc)
-        return _message(
-            request,
-            rt,
-            503,
-            "Sign-in is unavailable",
-            f"The sign-in service {issuer.issuer} does not answer. Try again shortly.",
-        )
-    state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-    query = {
-        "response_type": "code",
-        "client_id": issuer.client.client_id,
-        "redirect_uri": issuer.redirect_uri,
-        "scope": SCOPE,
-        "state": state,
-        "code_challenge": pkce_challenge(verifier),
-        "code_challenge_method": "S256",
-    }
-    pending = {
-        "state": state,
-        "verifier": verifier,
-        "next": safe_next(next),
-        "until": time.time() + LOGIN_TTL,
-    }
-    response = RedirectResponse(f"{endpoint}?{urlencode(query)}", status_code=303)
-    response.headers["Cache-Control"] = "no-store"
-    _set_cookie(rt, response, LOGIN_COOKIE, rt.box.seal(json.dumps(pending)), max_age=LOGIN_TTL)
-    return response
-
-
-def _pending(rt: CrmRuntime, request: Request) -> dict[str, str] | None:
-    sealed = request.cookies.get(LOGIN_COOKIE)
-    if not sealed or len(sealed) > 4000:
-        return None
-    try:
-        data = json.loads(rt.box.open(sealed))
-        if float(data["until"]) < time.time():
-            return None
-        return {k: str(data[k]) for k in ("state", "verifier", "next")}
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-@router.get("/auth/callback")
-async def callback(
-    request: Request,
-    rt: RuntimeDep,
-    issuer: SignInDep,
-    code: Annotated[str, Query(max_length=512)] = "",
-    state: Annotated[str, Query(max_length=512)] = "",
-    error: Annotated[str, Query(max_length=100)] = "",
-    error_description: Annotated[str, Query(max_length=1000)] = "",
-) -> Response:
-    pending = _pending(rt, request)
-    retry = f"{PREFIX}/auth/login?{urlencode({'next': pending['next'] if pending else ''})}"
-
-    def failed(status_code: int, message: str) -> Response:
-        response = _message(request, rt, status_code, "You are not signed in", message, retry=retry)
-        _delete_cookie(rt, response, LOGIN_COOKIE)
-        return response
-
-    if error:
-        detail = f"{error}{': ' + error_description if error_description else ''}"
-        return failed(400, f"The sign-in did not complete ({detail}).")
-    if pending is None:
-        return failed(400, "The sign-in took too long or began in another browser.")
-    if not (code and state and crypto.equal(state, pending["state"])):
-        return failed(400, "The sign-in answer does not belong to this browser's sign-in.")
-    try:
-        issued = await run_in_threadpool(
-            partial(
-                issuer.client.exchange_code,
-                code,
-                redirect_uri=issuer.redirect_uri,
-                code_verifier=pending["verifier"],
-            )
-        )
-    except OAuthError as exc:
-        return failed(400, f"The sign-in service refused the sign-in ({exc}).")
-    except (httpx.HTTPError, ValueError, KeyError):
-        return failed(503, f"The sign-in service {issuer.issuer} does not answer.")
-    tokens = Tokens.issued(issued)
-    try:
-        principal = await rt.guard.verify(tokens.access_token)
-    except Unauthorized:
-        return failed(400, "The sign-in service issued a token that is not valid.")
-    except Unavailable:
-        return failed(503, f"The sign-in service {issuer.issuer} does not answer.")
-    if not principal.has_scopes("crm.read"):
-        return failed(403, "Your account may not use the CRM (it lacks the scope crm.read).")
-    log.info(
-        "signed in",
-        extra={"fields": {"tenant": principal.tenant_id, "user": principal.acting_user}},
-    )
-    response = RedirectResponse(pending["next"], status_code=303)
-    response.headers["Cache-Control"] = "no-store"
-    _set_cookie(rt, response, SESSION_COOKIE, tokens.seal(rt.box))
-    _delete_cookie(rt, response, LOGIN_COOKIE)
-    return response
-
-
-def _revoke(issuer: SignInClient, tokens: Tokens) -> None:
-    for token in (tokens.refresh_token, tokens.access_token):
-        if token:
-            try:
-                issuer.client.revoke(token)
-            except (OAuthError, httpx.HTTPError, ValueError, KeyError) as exc:
-                log.warning("token not revoked at sign-out: %r", exc)
-
-
-@router.post("/auth/logout")
-async def logout(
-    request: Request,
-    rt: RuntimeDep,
-    issuer: SignInDep,
-    csrf: Annotated[str, Form(max_length=100)] = "",
-) -> Response:
-    if not check_csrf(request, csrf):
-        return _message(request, rt, 400, "Your form expired", "Go back and sign out again.")
-    tokens = Tokens.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
-    if tokens is not None:
-        rt.guard.forget(tokens.access_token)
-        await run_in_threadpool(_revoke, issuer, tokens)
-    response = RedirectResponse(f"{PREFIX}/auth/signed-out", status_code=303)
-    _delete_cookie(rt, response, SESSION_COOKIE)
-    return _finish(request, rt, response)
-
-
-@router.get("/auth/signed-out")
-async def signed_out(request: Request, rt: RuntimeDep, issuer: SignInDep) -> Response:
-    return _message(
-        request,
-        rt,
-        200,
-        "Signed out",
-        f"You are signed out of the CRM (you may still be signed in at {issuer.issuer}).",
-    )
+def _see(request: Request, path: str) -> Response:
+    return site.finish(request, RedirectResponse(f"{PREFIX}{path}", status_code=303))
 
 
 # -- record sets and records ----------------------------------------------------------------
@@ -401,9 +134,8 @@ async def _home(
     notice: str | None = None,
 ) -> Response:
     sets = await run_in_threadpool(_sets, rt, principal.tenant_id)
-    return _render(
+    return site.render(
         request,
-        rt,
         "home.html",
         status_code,
         principal=principal,
@@ -504,9 +236,8 @@ async def _records(
             _set_page, rt, principal.tenant_id, name, filters, order, page
         )
     except NotFound:
-        return _message(
+        return site.message(
             request,
-            rt,
             404,
             "No such record set",
             "There is no record set with this name in your organisation.",
@@ -515,9 +246,8 @@ async def _records(
     except InvalidRequest as exc:
         result = await run_in_threadpool(_set_page, rt, principal.tenant_id, name, [], "", 1)
         error, status_code = exc.description, 400
-    return _render(
+    return site.render(
         request,
-        rt,
         "records.html",
         status_code,
         principal=principal,
@@ -574,7 +304,7 @@ def _jobs(rt: CrmRuntime, tenant_id: str) -> list[BatchJobRead]:
 async def jobs(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     _may_write(principal)
     listed = await run_in_threadpool(_jobs, rt, principal.tenant_id)
-    return _render(request, rt, "jobs.html", principal=principal, jobs=listed)
+    return site.render(request, "jobs.html", principal=principal, jobs=listed)
 
 
 def _text(value: Any) -> str:
@@ -683,9 +413,8 @@ async def _job_form(
     error: str | None = None,
 ) -> Response:
     sets = await run_in_threadpool(_sets, rt, principal.tenant_id)
-    return _render(
+    return site.render(
         request,
-        rt,
         "job_form.html",
         status_code,
         principal=principal,
@@ -710,9 +439,8 @@ def _load_job(rt: CrmRuntime, tenant_id: str, job_id: str) -> BatchJobRead:
 
 
 def _no_job(request: Request, rt: CrmRuntime, principal: Principal) -> Response:
-    return _message(
+    return site.message(
         request,
-        rt,
         404,
         "No such batch job",
         "There is no batch job with this address in your organisation.",
@@ -786,7 +514,7 @@ async def _save(
             status_code=exc.status_code,
             error=exc.description,
         )
-    return _see(request, rt, "/jobs")
+    return _see(request, "/jobs")
 
 
 @router.post("/jobs/{job_id}/{action}")
@@ -802,8 +530,8 @@ async def job_action(
     if action not in ("pause", "resume", "delete"):
         return _no_job(request, rt, principal)
     if not check_csrf(request, csrf):
-        return _message(
-            request, rt, 400, "Your form expired", "Go back and try again.", principal=principal
+        return site.message(
+            request, 400, "Your form expired", "Go back and try again.", principal=principal
         )
     try:
         if action == "delete":
@@ -812,7 +540,7 @@ async def job_action(
             await run_in_threadpool(routes.change_pause, rt, principal, job_id, action == "pause")
     except NotFound:
         return _no_job(request, rt, principal)
-    return _see(request, rt, "/jobs")
+    return _see(request, "/jobs")
 
 
 def _runs(rt: CrmRuntime, tenant_id: str) -> list[RunRead]:
@@ -824,7 +552,7 @@ def _runs(rt: CrmRuntime, tenant_id: str) -> list[RunRead]:
 async def runs(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     _may_write(principal)
     listed = await run_in_threadpool(_runs, rt, principal.tenant_id)
-    return _render(request, rt, "runs.html", principal=principal, runs=listed)
+    return site.render(request, "runs.html", principal=principal, runs=listed)
 
 
 # -- the docgen link (FIG. 9, S1407–S1412) --------------------------------------------------
@@ -849,9 +577,8 @@ async def _link_page(
     docgen_tenant_id: str | None = None,
 ) -> Response:
     link = await run_in_threadpool(_link, rt, principal.tenant_id)
-    return _render(
+    return site.render(
         request,
-        rt,
         "docgen_link.html",
         status_code,
         principal=principal,

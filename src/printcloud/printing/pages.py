@@ -15,38 +15,27 @@ query filters on the signed-in user's tenant.
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
-import httpx
-from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from printcloud.auth.client import AuthClient, OAuthError, RefreshOnce, WebSession, pkce_challenge
-from printcloud.auth.client import safe_next as client_safe_next
-from printcloud.core import crypto
+from printcloud.auth.sign_in import Issuer, SignInPages, oauth_error_text
 from printcloud.core.errors import (
-    Forbidden,
     InvalidRequest,
     NotFound,
     PrintcloudError,
-    Unauthorized,
-    Unavailable,
 )
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
-from printcloud.core.web import check_csrf, csrf_token, set_csrf_cookie, templates
+from printcloud.core.web import check_csrf, templates
 
 from . import routes, service
 from .routes import RuntimeDep, runtime
@@ -58,12 +47,6 @@ log = get_logger("printing.pages")
 router = APIRouter(include_in_schema=False)
 
 PREFIX = "/printing"
-SESSION_COOKIE = "pc_print"
-LOGIN_COOKIE = "pc_print_login"
-#: How long a sign-in may take at the issuer (the state and PKCE verifier live this long).
-LOGIN_TTL = 600
-#: Refresh the access token this many seconds before it expires.
-REFRESH_MARGIN = 30
 SCOPE = "print profile"
 RESOLUTIONS = (150, 200, 300, 600)
 #: The progress of an active job: its step among these.
@@ -108,29 +91,58 @@ def _when(moment: datetime | None) -> str:
 pages.env.globals["status"] = status
 pages.env.filters["when"] = _when
 
-
-def _secure(rt: PrintingRuntime) -> bool:
-    return rt.settings.public_url.startswith("https://")
+pages.env.globals.update(principal=None, live=False)
 
 
+# -- the issuer (idp-a) and the sign-in ----------------------------------------------------
+
+
+def _issuer(request: Request) -> Issuer:
+    """idp-a as the print pages use it: the print service's client, over the runtime's
+    HTTP client."""
+    rt = runtime(request)
+    return Issuer.own_client(rt, rt.settings.issuers[0], "printing")
+
+
+def _may_print(principal: Principal) -> str | None:
+    if not principal.has_scopes("print"):
+        return "your account may not print (it lacks the scope print)"
+    return None
+
+
+site = SignInPages(
+    prefix=PREFIX,
+    pages=pages,
+    issuer=_issuer,
+    scope=SCOPE,
+    check=_may_print,
+    session_cookie="pc_print",
+    login_cookie="pc_print_login",
+    error_text=oauth_error_text(
+        {
+            "access_denied": "The sign-in was declined.",
+            "login_required": "You are not signed in at the sign-in service.",
+            "invalid_scope": "Your account may not use printing.",
+            "temporarily_unavailable": "The sign-in service is busy. Try again shortly.",
+            "server_error": "The sign-in service failed. Try again shortly.",
+        },
+        "The sign-in did not complete.",
+    ),
+    signed_out="signed_out.html",
+)
+router.include_router(site.router)
+SignedIn = Annotated[Principal, Depends(site.signed_in)]
+
+
+# The print and job pages below call these with their runtime (kept as they were).
 def _finish(request: Request, rt: PrintingRuntime, response: Response) -> Response:
-    """Every answer of these pages: the CSRF cookie, and the session when it was refreshed."""
-    set_csrf_cookie(request, response, secure=_secure(rt))
-    sealed = getattr(request.state, "print_session", None)
-    if sealed:
-        _set_cookie(rt, response, SESSION_COOKIE, sealed)
-    return response
+    return site.finish(request, response)
 
 
 def _render(
     request: Request, rt: PrintingRuntime, name: str, status_code: int = 200, **context: Any
 ) -> Response:
-    context["csrf"] = csrf_token(request)
-    context.setdefault("principal", None)
-    context.setdefault("live", False)
-    response: HTMLResponse = pages.TemplateResponse(request, name, context, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
-    return _finish(request, rt, response)
+    return site.render(request, name, status_code, **context)
 
 
 def _message(
@@ -141,284 +153,7 @@ def _message(
     message: str,
     **context: Any,
 ) -> Response:
-    return _render(
-        request,
-        rt,
-        "message.html",
-        status_code,
-        title=title,
-        message=message,
-        error=status_code >= 400,
-        **context,
-    )
-
-
-def _set_cookie(
-    rt: PrintingRuntime, response: Response, name: str, value: str, max_age: int | None = None
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path=PREFIX,
-        httponly=True,
-        samesite="lax",
-        secure=_secure(rt),
-    )
-
-
-def _delete_cookie(rt: PrintingRuntime, response: Response, name: str) -> None:
-    response.delete_cookie(name, path=PREFIX, httponly=True, samesite="lax", secure=_secure(rt))
-
-
-def safe_next(target: str | None) -> str:
-    """Only a path of the print pages: no open redirects."""
-    return client_safe_next(target, prefix=PREFIX)
-
-
-# -- the issuer (idp-a) --------------------------------------------------------------------
-
-
-class SignInClient:
-    """idp-a as the print pages use it: the print service's client, over the runtime's
-    HTTP client (sync: call it in a thread)."""
-
-    def __init__(self, rt: PrintingRuntime) -> None:
-        issuer = rt.settings.issuers[0]
-        client_id, secret = rt.settings.service_client(issuer, "printing")
-        self.issuer = issuer
-        self.redirect_uri = f"{rt.base_url}/auth/callback"
-        self.client = AuthClient(
-            rt.settings.issuer_url(issuer), client_id=client_id, client_secret=secret, http=rt.http
-        )
-        #: once per refresh token: see `RefreshOnce`
-        self.refresh = RefreshOnce(self.client.refresh)
-
-
-def sign_in_client(request: Request) -> SignInClient:
-    client: SignInClient | None = getattr(request.app.state, "print_sign_in", None)
-    if client is None:
-        client = SignInClient(runtime(request))
-        request.app.state.print_sign_in = client
-    return client
-
-
-SignInDep = Annotated[SignInClient, Depends(sign_in_client)]
-
-
-# -- the session cookie ---------------------------------------------------------------------
-
-
-#: The sealed session cookie's content.
-Tokens = WebSession
-
-
-async def _refresh(
-    request: Request, rt: PrintingRuntime, issuer: SignInClient, tokens: Tokens
-) -> Tokens | None:
-    if not tokens.refresh_token:
-        return None
-    try:
-        issued = await run_in_threadpool(issuer.refresh, tokens.refresh_token)
-    except OAuthError as exc:
-        log.info("refresh refused", extra={"fields": {"error": exc.error}})
-        return None
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        raise Unavailable(f"the sign-in service {issuer.issuer} is unreachable") from exc
-    fresh = Tokens.issued(issued, previous=tokens)
-    request.state.print_session = fresh.seal(rt.box)
-    return fresh
-
-
-def _sign_in_first(request: Request) -> StarletteHTTPException:
-    """A redirect to the sign-in, back here afterwards (after a POST: to the print page).
-    Raised, as a dependency cannot answer; the error handler keeps its Location."""
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if request.method != "GET":
-        here = f"{PREFIX}/"
-    location = f"{PREFIX}/auth/login?{urlencode({'next': safe_next(here)})}"
-    return StarletteHTTPException(303, "sign in first", headers={"Location": location})
-
-
-async def signed_in(request: Request, rt: RuntimeDep, issuer: SignInDep) -> Principal:
-    """The signed-in user, the access token refreshed when due; else a redirect to sign in."""
-    tokens = Tokens.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
-    refreshed = False
-    if tokens is not None and tokens.expires_at - REFRESH_MARGIN <= time.time():
-        tokens, refreshed = await _refresh(request, rt, issuer, tokens), True
-    while tokens is not None:
-        try:
-            principal = await rt.guard.verify(tokens.access_token)
-        except Unauthorized:  # revoked, or expired early: one refresh
-            if refreshed:
-                break
-            tokens, refreshed = await _refresh(request, rt, issuer, tokens), True
-            continue
-        if not principal.has_scopes("print"):
-            raise Forbidden("your account may not print (it lacks the scope print)")
-        request.state.principal = principal
-        return principal
-    raise _sign_in_first(request)
-
-
-SignedIn = Annotated[Principal, Depends(signed_in)]
-
-
-# -- sign-in: RFC 6749 §4.1 with RFC 7636 ---------------------------------------------------
-
-
-@router.get("/auth/login")
-async def login(
-    request: Request,
-    rt: RuntimeDep,
-    issuer: SignInDep,
-    next: Annotated[str | None, Query(max_length=2000)] = None,
-) -> Response:
-    try:
-        meta = await run_in_threadpool(issuer.client.metadata)
-        endpoint = str(meta["authorization_endpoint"])
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        log.warning("issuer metadata unavailable: %r", exc)
-        return _message(
-            request,
-            rt,
-            503,
-            "Sign-in is unavailable",
-            f"The sign-in service {issuer.issuer} does not answer. Try again shortly.",
-        )
-    state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
-    query = {
-        "response_type": "code",
-        "client_id": issuer.client.client_id,
-        "redirect_uri": issuer.redirect_uri,
-        "scope": SCOPE,
-        "state": state,
-        "code_challenge": pkce_challenge(verifier),
-        "code_challenge_method": "S256",
-    }
-    pending = {
-        "state": state,
-        "verifier": verifier,
-        "next": safe_next(next),
-        "until": time.time() + LOGIN_TTL,
-    }
-    response = RedirectResponse(f"{endpoint}?{urlencode(query)}", status_code=303)
-    response.headers["Cache-Control"] = "no-store"
-    _set_cookie(rt, response, LOGIN_COOKIE, rt.box.seal(json.dumps(pending)), max_age=LOGIN_TTL)
-    return response
-
-
-def _pending(rt: PrintingRuntime, request: Request) -> dict[str, Any] | None:
-    sealed = request.cookies.get(LOGIN_COOKIE)
-    if not sealed or len(sealed) > 4000:
-        return None
-    try:
-        data = json.loads(rt.box.open(sealed))
-        if float(data["until"]) < time.time():
-            return None
-        return {k: str(data[k]) for k in ("state", "verifier", "next")}
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-_OAUTH_ERRORS = {
-    "access_denied": "The sign-in was declined.",
-    "login_required": "You are not signed in at the sign-in service.",
-    "invalid_scope": "Your account may not use printing.",
-    "temporarily_unavailable": "The sign-in service is busy. Try again shortly.",
-    "server_error": "The sign-in service failed. Try again shortly.",
-}
-
-
-@router.get("/auth/callback")
-async def callback(
-    request: Request,
-    rt: RuntimeDep,
-    issuer: SignInDep,
-    code: Annotated[str, Query(max_length=512)] = "",
-    state: Annotated[str, Query(max_length=512)] = "",
-    error: Annotated[str, Query(max_length=100)] = "",
-    error_description: Annotated[str, Query(max_length=1000)] = "",
-) -> Response:
-    pending = _pending(rt, request)
-    retry = f"{PREFIX}/auth/login?{urlencode({'next': pending['next'] if pending else ''})}"
-
-    def failed(status_code: int, message: str) -> Response:
-        response = _message(request, rt, status_code, "You are not signed in", message, retry=retry)
-        _delete_cookie(rt, response, LOGIN_COOKIE)
-        return response
-
-    if error:
-        text = _OAUTH_ERRORS.get(error, "The sign-in did not complete.")
-        detail = f" ({error}{': ' + error_description if error_description else ''})"
-        return failed(400, text + detail)
-    if pending is None:
-        return failed(400, "The sign-in took too long or began in another browser.")
-    if not (code and state and crypto.equal(state, pending["state"])):
-        return failed(400, "The sign-in answer does not belong to this browser's sign-in.")
-    try:
-        issued = await run_in_threadpool(
-            partial(
-                issuer.client.exchange_code,
-                code,
-                redirect_uri=issuer.redirect_uri,
-                code_verifier=pending["verifier"],
-            )
-        )
-    except OAuthError as exc:
-        return failed(400, f"The sign-in service refused the sign-in ({exc}).")
-    except (httpx.HTTPError, ValueError, KeyError):
-        return failed(503, f"The sign-in service {issuer.issuer} does not answer.")
-    tokens = Tokens.issued(issued)
-    try:
-        principal = await rt.guard.verify(tokens.access_token)
-    except Unauthorized:
-        return failed(400, "The sign-in service issued a token that is not valid.")
-    except Unavailable:
-        return failed(503, f"The sign-in service {issuer.issuer} does not answer.")
-    if not principal.has_scopes("print"):
-        return failed(403, "Your account may not print (it lacks the scope print).")
-    log.info(
-        "signed in",
-        extra={"fields": {"tenant": principal.tenant_id, "user": principal.acting_user}},
-    )
-    response = RedirectResponse(pending["next"], status_code=303)
-    response.headers["Cache-Control"] = "no-store"
-    _set_cookie(rt, response, SESSION_COOKIE, tokens.seal(rt.box))
-    _delete_cookie(rt, response, LOGIN_COOKIE)
-    return response
-
-
-def _revoke(issuer: SignInClient, tokens: Tokens) -> None:
-    for token in (tokens.refresh_token, tokens.access_token):
-        if token:
-            try:
-                issuer.client.revoke(token)
-            except (OAuthError, httpx.HTTPError, ValueError, KeyError) as exc:
-                log.warning("token not revoked at sign-out: %r", exc)
-
-
-@router.post("/auth/logout")
-async def logout(
-    request: Request,
-    rt: RuntimeDep,
-    issuer: SignInDep,
-    csrf: Annotated[str, Form(max_length=100)] = "",
-) -> Response:
-    if not check_csrf(request, csrf):
-        return _message(request, rt, 400, "Your form expired", "Go back and sign out again.")
-    tokens = Tokens.unseal(rt.box, request.cookies.get(SESSION_COOKIE))
-    if tokens is not None:
-        rt.guard.forget(tokens.access_token)
-        await run_in_threadpool(_revoke, issuer, tokens)
-    response = RedirectResponse(f"{PREFIX}/auth/signed-out", status_code=303)
-    _delete_cookie(rt, response, SESSION_COOKIE)
-    return _finish(request, rt, response)
-
-
-@router.get("/auth/signed-out")
-async def signed_out(request: Request, rt: RuntimeDep, issuer: SignInDep) -> Response:
-    return _render(request, rt, "signed_out.html", issuer=issuer.issuer)
+    return site.message(request, status_code, title, message, **context)
 
 
 @router.get("/static/live.js")
