@@ -5,5 +5,5 @@ scheduled batch-print jobs (FIG. 6–7) and the docgen secret-key registration
 (FIG. 9, S1407–S1412), for the tenants of idp-b, the CRM's own authorization server.
 
 This package imports `printcloud.core` and, of the other services, only
-`printcloud.auth.client` (its pages sign users in at idp-b).
+`printcloud.auth.sign_in` (its pages sign users in at idp-b) and `printcloud.docgen.client`.
 """

@@ -45,17 +45,17 @@ from .digest import DigestRefused, digest_guard
 from .runtime import REALM, DocgenRuntime
 from .schemas import (
     BatchAccepted,
-    BatchPrintIn,
+    BatchRequestCreate,
     BatchRequestList,
     BatchRequestRead,
     BatchSettingsRead,
-    FormIn,
+    FormCreate,
     FormList,
     FormRead,
-    RotateIn,
+    PrintTokenCreate,
     SecretKeyIssued,
     SecretKeyRead,
-    SessionExchangeIn,
+    SecretKeyRotate,
     TokenRead,
 )
 
@@ -212,22 +212,24 @@ async def batch_caller(request: Request) -> Caller:
 BatchCaller = Annotated[Caller, Depends(batch_caller)]
 
 
-async def _batch_body(request: Request) -> BatchPrintIn:
+async def _batch_body(request: Request) -> BatchRequestCreate:
     raw = await request.body()
     if not raw.strip():
-        return BatchPrintIn()
+        return BatchRequestCreate()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise InvalidRequest("the body must be JSON (Content-Type: application/json)", field="body")
     try:
-        return BatchPrintIn.model_validate_json(raw)
+        return BatchRequestCreate.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", field=where) from exc
 
 
-def _accept(rt: DocgenRuntime, caller: Caller, body: BatchPrintIn) -> tuple[BatchAccepted, bool]:
+def _accept(
+    rt: DocgenRuntime, caller: Caller, body: BatchRequestCreate
+) -> tuple[BatchAccepted, bool]:
     parameters = {k: v for k, v in body.parameters.items() if k != batch.SESSION_KEY}
     if caller.user is None:
         source, step = "crm", "S1512"
@@ -368,11 +370,11 @@ async def post_secret_key(
     responses={409: {"description": "no key was issued yet"}},
 )
 async def rotate_secret_key(
-    response: Response, rt: RuntimeDep, caller: AdminCaller, body: RotateIn | None = None
+    response: Response, rt: RuntimeDep, caller: AdminCaller, body: SecretKeyRotate | None = None
 ) -> SecretKeyIssued:
     """A new key; the current one stays accepted for `overlap_hours` (default 7 days)."""
     response.headers.update(NO_STORE)
-    overlap = timedelta(hours=(body or RotateIn()).overlap_hours)
+    overlap = timedelta(hours=(body or SecretKeyRotate()).overlap_hours)
     return await run_in_threadpool(
         partial(
             issue_key,
@@ -404,7 +406,7 @@ async def end_overlap(rt: RuntimeDep, caller: AdminCaller) -> Response:
     responses={400: {"description": "idp-a refused the exchange (FIG. 12), with the reason"}},
 )
 async def post_print_token(
-    body: SessionExchangeIn, rt: RuntimeDep, caller: AdminCaller
+    body: PrintTokenCreate, rt: RuntimeDep, caller: AdminCaller
 ) -> TokenRead:
     """FIG. 11 (S1103–S1108): exchange the admin's idp-a session (AUTH_ID) for the print
     token set (RFC 8693) and store it. The session must be of the caller's tenant."""
@@ -486,7 +488,7 @@ def _form_read(form: tenant_forms.TenantForm) -> FormRead:
     )
 
 
-async def _form_body(request: Request) -> FormIn:
+async def _form_body(request: Request) -> FormCreate:
     """JSON {name, kind, source}, or a multipart form with `name`, `kind` and the
     template as the file `source` (or a text field of that name)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -500,12 +502,12 @@ async def _form_body(request: Request) -> FormIn:
                     source = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise InvalidRequest("the form must be UTF-8 text", field="source") from exc
-            return FormIn(
+            return FormCreate(
                 name=str(sent.get("name") or ""),
                 kind=str(sent.get("kind") or ""),
                 source=source or "",
             )
-        return FormIn.model_validate_json(await request.body())
+        return FormCreate.model_validate_json(await request.body())
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"

@@ -11,7 +11,7 @@ from .models import BatchRequest
 from .service import KeyState, TokenState
 
 
-class BatchPrintIn(BaseModel):
+class BatchRequestCreate(BaseModel):
     """The body of a batch-print request (all optional: the CRM may send none)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -147,14 +147,14 @@ class SecretKeyIssued(BaseModel):
     previous_valid_until: datetime | None = None
 
 
-class RotateIn(BaseModel):
+class SecretKeyRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: How long the current key stays valid beside the new one (0: not at all).
     overlap_hours: float = Field(default=7 * 24, ge=0, le=90 * 24)
 
 
-class SessionExchangeIn(BaseModel):
+class PrintTokenCreate(BaseModel):
     """FIG. 11 by API: the admin's idp-a authentication session ID (seed 000's AUTH_ID),
     in the body, never in the URL."""
 
@@ -163,7 +163,7 @@ class SessionExchangeIn(BaseModel):
     auth_id: str = Field(min_length=1, max_length=200)
 
 
-class FormIn(BaseModel):
+class FormCreate(BaseModel):
     """A tenant form to upload: a Typst template fed the data of a built-in form's kind."""
 
     model_config = ConfigDict(extra="forbid")

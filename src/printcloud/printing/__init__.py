@@ -5,5 +5,7 @@ plus a metafile listing each page's URL (seed 003, FIG. 8, step S1308). The
 HTTP services (intake, the job-acceptance orchestration, the conversion
 workers, the converted-data store) build on it.
 
-This package imports `printcloud.core` and no other service.
+This package imports `printcloud.core`, and of the other services only `auth`'s
+typed client (`printcloud.auth.client`: service tokens, the pages' sign-in), as
+import-linter's independence contract allows.
 """

@@ -21,7 +21,7 @@ from rich.console import Console
 from printcloud.auth import cards, service
 from printcloud.core.db import Database, utcnow
 from printcloud.core.settings import Settings
-from printcloud.demo_printing import make_brochure
+from printcloud.demo.printing import make_brochure
 from printcloud.device.agent import DeviceAgent, DeviceConfig
 from printcloud.device.cards import CardReader, CardSession, RegistrationNeeded
 

@@ -1,0 +1,123 @@
+"""`printcloud admin client`: a tenant's OAuth clients."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from printcloud.cli.common import IssuerOpt, TenantOpt, emit, run, table_of
+
+client_cli = typer.Typer(help="OAuth clients of a tenant.", no_args_is_help=True)
+
+
+def client_dict(c: Any) -> dict[str, Any]:
+    return {
+        "client_id": c.client_id,
+        "name": c.name,
+        "kind": c.kind,
+        "redirect_uris": c.redirect_uris,
+        "grant_types": c.grant_types,
+        "scope": c.scope,
+        "disabled": c.disabled,
+        "created_at": c.created_at,
+    }
+
+
+@client_cli.command("create")
+def client_create(
+    tenant: TenantOpt,
+    name: Annotated[str, typer.Option(help="Display name")],
+    issuer: IssuerOpt = "idp-a",
+    kind: Annotated[str, typer.Option(help="confidential | public | device")] = "confidential",
+    grant: Annotated[
+        list[str] | None, typer.Option(help="Grant type (repeat); default by kind")
+    ] = None,
+    redirect_uri: Annotated[list[str] | None, typer.Option(help="Redirect URI (repeat)")] = None,
+    scope: Annotated[
+        str, typer.Option(help="Space-separated scopes the client may request")
+    ] = "print",
+    client_id: Annotated[
+        str | None, typer.Option(help="Client ID (generated when omitted)")
+    ] = None,
+) -> None:
+    """Register a client. Its secret is printed once."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> dict[str, Any]:
+        c, secret = service.create_client(
+            s,
+            tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant),
+            name=name,
+            kind=kind,
+            grant_types=grant,
+            redirect_uris=redirect_uri,
+            scope=scope,
+            client_id=client_id,
+            actor="cli",
+        )
+        return {**client_dict(c), "client_secret": secret}
+
+    data = run(work)
+    emit(
+        data,
+        message=f"client_id     [bold]{data['client_id']}[/bold]\nclient_secret "
+        f"[bold]{data['client_secret'] or '(public client: none)'}[/bold]  (shown once)",
+    )
+
+
+@client_cli.command("list")
+def client_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """List a tenant's clients."""
+    from printcloud.auth import service
+
+    data = run(
+        lambda s: [
+            client_dict(c)
+            for c in service.list_clients(
+                s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+            )
+        ]
+    )
+    emit(
+        data,
+        table_of(
+            f"clients of {tenant}",
+            ["client_id", "name", "kind", "grants", "scope"],
+            [
+                [d["client_id"], d["name"], d["kind"], " ".join(d["grant_types"]), d["scope"]]
+                for d in data
+            ],
+        ),
+    )
+
+
+@client_cli.command("rotate-secret")
+def client_rotate(client_id: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Issue a new secret for a client (the old one stops working)."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        secret = service.rotate_client_secret(
+            s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id), actor="cli"
+        )
+        return {"client_id": client_id, "client_secret": secret}
+
+    data = run(work)
+    emit(data, message=f"new client_secret [bold]{data['client_secret']}[/bold]  (shown once)")
+
+
+@client_cli.command("delete")
+def client_delete(client_id: str, tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
+    """Delete a client and its tokens."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> None:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        service.delete_client(
+            s, tenant=t, client=service.get_client(s, tenant=t, client_id=client_id), actor="cli"
+        )
+
+    run(work)
+    emit({"deleted": client_id}, message=f"deleted client {client_id}")

@@ -1,0 +1,104 @@
+"""`printcloud admin printer`: a tenant's printers (seed 003, PRT001)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from printcloud.cli.common import TenantOpt, emit, run, table_of
+from printcloud.core.errors import InvalidRequest
+from printcloud.core.settings import Settings
+
+printer_cli = typer.Typer(help="Printers of a tenant (seed 003, PRT001).", no_args_is_help=True)
+
+
+def printer_dict(p: Any) -> dict[str, Any]:
+    return {
+        "printer_id": p.printer_id,
+        "name": p.name,
+        "color": p.color,
+        "client_id": p.client_id,
+        "push_url": p.push_url,
+        "location": p.location,
+        "last_seen_at": p.last_seen_at,
+    }
+
+
+@printer_cli.command("add")
+def printer_add(
+    printer_id: str,
+    tenant: TenantOpt,
+    client_id: Annotated[
+        str, typer.Option("--client-id", help="The device client (of the tenant) that drives it")
+    ],
+    name: Annotated[str, typer.Option(help="Display name")] = "",
+    mono: Annotated[bool, typer.Option("--mono", help="A monochrome printer")] = False,
+    push_url: Annotated[
+        str | None, typer.Option("--push-url", help="Where print requests are pushed")
+    ] = None,
+    location: Annotated[str, typer.Option(help="Where it stands")] = "",
+) -> None:
+    """Register a printer and the device client that drives it."""
+    from printcloud.auth import service as auth_service
+    from printcloud.printing import service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = auth_service.get_tenant(s, issuer="idp-a", tenant_id=tenant)
+        client = auth_service.get_client(s, tenant=t, client_id=client_id)
+        if client.kind != "device":
+            raise InvalidRequest(
+                f"client {client_id!r} is a {client.kind} client; a printer needs a device client",
+                field="client_id",
+            )
+        row = service.add_printer(
+            s,
+            tenant_id=tenant,
+            printer_id=printer_id,
+            name=name,
+            color=not mono,
+            client_id=client_id,
+            push_url=push_url,
+            location=location,
+            egress=Settings().egress_policy,
+        )
+        return printer_dict(row)
+
+    data = run(work)
+    kind = "mono" if mono else "color"
+    emit(data, message=f"added {kind} printer [bold]{printer_id}[/bold] to {tenant}")
+
+
+@printer_cli.command("list")
+def printer_list(tenant: TenantOpt) -> None:
+    """List a tenant's printers."""
+    from printcloud.printing import service
+
+    data = run(lambda s: [printer_dict(p) for p in service.list_printers(s, tenant_id=tenant)])
+    emit(
+        data,
+        table_of(
+            f"printers of {tenant}",
+            ["printer_id", "name", "color", "device client", "push URL", "last seen"],
+            [
+                [
+                    d["printer_id"],
+                    d["name"],
+                    "color" if d["color"] else "mono",
+                    d["client_id"],
+                    d["push_url"],
+                    d["last_seen_at"],
+                ]
+                for d in data
+            ],
+        ),
+    )
+
+
+@printer_cli.command("delete")
+def printer_delete(printer_id: str, tenant: TenantOpt) -> None:
+    """Delete a printer (refused while it has unfinished jobs)."""
+    from printcloud.printing import service
+
+    run(lambda s: service.delete_printer(s, tenant_id=tenant, printer_id=printer_id))
+    emit({"deleted": printer_id}, message=f"deleted printer {printer_id}")

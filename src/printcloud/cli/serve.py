@@ -1,0 +1,71 @@
+"""`printcloud serve`: every service in one process (embedded), or one service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from printcloud import __version__
+from printcloud.cli.common import console, err
+from printcloud.core.settings import Settings
+
+
+def serve(
+    service: Annotated[
+        str | None,
+        typer.Option(help="Run one service only (auth, crm, printing, convert); default: all"),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (PRINTCLOUD_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (PRINTCLOUD_PORT)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="HTTP worker processes (PRINTCLOUD_HTTP_WORKERS)")
+    ] = None,
+) -> None:
+    """Run the platform: every service in one process (embedded), or one service."""
+    import os
+
+    from granian.constants import Interfaces, RuntimeModes
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    from printcloud.stack import SERVICES, prepare
+
+    if service is not None and service not in SERVICES:
+        err.print(
+            f"[red]error[/red] unknown service {service!r}; choose from {', '.join(SERVICES)}"
+        )
+        raise typer.Exit(2)
+    if service:
+        os.environ["PRINTCLOUD_SERVICE"] = service
+    settings = Settings()
+    http_workers = workers or settings.http_workers
+    if http_workers > 1 and service in (None, "printing") and settings.run_workflows:
+        # Each HTTP worker process would run its own workflow executor and conversion pool
+        # under the same executor id; conversions already use every core through the pool.
+        err.print(
+            "[red]error[/red] the print service runs its workflows in one process: serve it "
+            "with --workers 1 (its conversion pool uses the other cores), or run "
+            "`--service auth` with more workers beside it"
+        )
+        raise typer.Exit(2)
+    prepare(settings).dispose()  # migrations once, before the workers start
+    server = Server(
+        "printcloud.stack:app_factory",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host or settings.host,
+        port=port or settings.port,
+        workers=http_workers,
+        runtime_threads=1,
+        runtime_mode=RuntimeModes.st,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_access=False,
+        respawn_failed_workers=True,
+    )
+    console.print(
+        f"printcloud {__version__} serving {service or 'every service'} at "
+        f"http://{host or settings.host}:{port or settings.port} "
+        f"(public URL {settings.public_url})"
+    )
+    server.serve()
