@@ -295,17 +295,23 @@ def list_jobs(rt: RuntimeDep, principal: Admin) -> BatchJobList:
         return BatchJobList(jobs=[BatchJobRead.of(r) for r in rows])
 
 
-@router.post("/api/jobs", status_code=201, response_model=BatchJobRead, tags=["batch jobs"])
-def create_job(body: BatchJobIn, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
+def _save(
+    rt: CrmRuntime, principal: Principal, job_id: str | None, body: BatchJobIn
+) -> BatchJobRead:
     row = service.save_job(
         rt.db,
         tenant_id=principal.tenant_id,
-        job_id=None,
+        job_id=job_id,
         spec=body.spec(),
         by=principal.acting_user,
         changed=rt.job_changed,
     )
     return BatchJobRead.of(row)
+
+
+@router.post("/api/jobs", status_code=201, response_model=BatchJobRead, tags=["batch jobs"])
+def create_job(body: BatchJobIn, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
+    return _save(rt, principal, None, body)
 
 
 @router.get("/api/jobs/{job_id}", response_model=BatchJobRead, tags=["batch jobs"])
@@ -316,15 +322,7 @@ def show_job(job_id: str, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
 
 @router.put("/api/jobs/{job_id}", response_model=BatchJobRead, tags=["batch jobs"])
 def update_job(job_id: str, body: BatchJobIn, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
-    row = service.save_job(
-        rt.db,
-        tenant_id=principal.tenant_id,
-        job_id=job_id,
-        spec=body.spec(),
-        by=principal.acting_user,
-        changed=rt.job_changed,
-    )
-    return BatchJobRead.of(row)
+    return _save(rt, principal, job_id, body)
 
 
 def _pause(rt: CrmRuntime, principal: Principal, job_id: str, paused: bool) -> BatchJobRead:
