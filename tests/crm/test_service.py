@@ -18,6 +18,7 @@ from printcloud.core.db import Database
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from printcloud.crm import service
 from printcloud.crm.models import BatchRunRow, DocgenLinkRow
+from printcloud.crm.service import csv_import
 
 BOX = SecretBox([b"test instance secret"])
 FIELDS = [
@@ -405,10 +406,10 @@ def test_csv_into_an_existing_set(db: Session) -> None:
 
 def test_csv_limits(db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     tenant = new_tenant()
-    monkeypatch.setattr(service, "MAX_CSV_ROWS", 3)
+    monkeypatch.setattr(csv_import, "MAX_CSV_ROWS", 3)
     with pytest.raises(InvalidRequest, match="at most 3 rows"):
         service.import_csv(db, tenant_id=tenant, record_set="p", text="a\n1\n2\n3\n4\n")
-    monkeypatch.setattr(service, "MAX_CSV_BYTES", 10)
+    monkeypatch.setattr(csv_import, "MAX_CSV_BYTES", 10)
     with pytest.raises(PayloadTooLarge):
         service.import_csv(db, tenant_id=tenant, record_set="p", text="a\n" + "1\n" * 10)
     with pytest.raises(InvalidRequest, match="NUL"):

@@ -29,7 +29,6 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     schedules.install(rt)
     install_error_handlers(app)
     app.include_router(routes.router)
-    app.include_router(schedules.router)
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, max_bytes=service.MAX_CSV_BYTES + 64 * 1024)
     app.add_middleware(SecurityHeaders)

@@ -42,10 +42,10 @@ from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf, templates
 
-from . import routes, service
-from .routes import RuntimeDep, runtime
+from . import service
+from .deps import RuntimeDep, runtime
 from .runtime import PREFIX, CrmRuntime
-from .schemas import BatchJobIn, BatchJobRead, DocgenLinkRead, RecordPage, RunRead
+from .schemas import BatchJobIn, BatchJobRead, DocgenLinkRead, ImportRead, RecordPage, RunRead
 
 log = get_logger("crm.pages")
 router = APIRouter(include_in_schema=False)
@@ -150,7 +150,7 @@ async def home(request: Request, rt: RuntimeDep, principal: SignedIn) -> Respons
     return await _home(request, rt, principal)
 
 
-def _import_message(result: Any) -> str:
+def _import_message(result: ImportRead) -> str:
     added = f"; new fields: {', '.join(result.added_fields)}" if result.added_fields else ""
     replaced = f" (replacing {result.replaced})" if result.replaced else ""
     return f"Imported {result.imported} record(s) into {result.record_set}{replaced}{added}."
@@ -170,11 +170,11 @@ async def _upload(
             upload = form.get("file")
             if not isinstance(upload, UploadFile) or not (upload.filename or upload.size):
                 raise InvalidRequest("choose a CSV file", field="file")
-            text = routes.decode_csv(await routes.read_csv_upload(upload))
+            text = service.decode(await service.read_upload(upload))
             result = await run_in_threadpool(
                 partial(
-                    routes.run_import,
-                    rt,
+                    service.import_text,
+                    rt.db,
                     tenant_id=principal.tenant_id,
                     record_set=name,
                     text=text,
@@ -188,7 +188,7 @@ async def _upload(
             return None, f"Nothing was imported. {exc.total} problem(s): {lines}{more}", name
         except PrintcloudError as exc:
             return None, exc.description, name
-    return _import_message(result), None, name
+    return _import_message(ImportRead.of(result)), None, name
 
 
 @router.post("/import")
@@ -458,16 +458,6 @@ async def edit_job(job_id: str, request: Request, rt: RuntimeDep, principal: Sig
     return await _job_form(request, rt, principal, job=job, values=_job_values(job))
 
 
-def _save_job(
-    rt: CrmRuntime, principal: Principal, job_id: str | None, body: BatchJobIn
-) -> BatchJobRead:
-    if job_id is None:
-        answer = routes.create_job(body, rt, principal)
-    else:
-        answer = routes.update_job(job_id, body, rt, principal)
-    return answer
-
-
 @router.post("/jobs")
 async def save_new_job(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     return await _save(request, rt, principal, None)
@@ -503,7 +493,17 @@ async def _save(
         )
     try:
         body = _job_body(values)
-        await run_in_threadpool(_save_job, rt, principal, job_id, body)
+        await run_in_threadpool(
+            partial(
+                service.save_job,
+                rt.db,
+                tenant_id=principal.tenant_id,
+                job_id=job_id,
+                spec=body.spec(),
+                by=principal.acting_user,
+                changed=rt.job_changed,
+            )
+        )
     except PrintcloudError as exc:
         return await _job_form(
             request,
@@ -535,9 +535,27 @@ async def job_action(
         )
     try:
         if action == "delete":
-            await run_in_threadpool(routes.delete_job, job_id, rt, principal)
+            await run_in_threadpool(
+                partial(
+                    service.remove_job,
+                    rt.db,
+                    tenant_id=principal.tenant_id,
+                    job_id=job_id,
+                    changed=rt.job_changed,
+                )
+            )
         else:
-            await run_in_threadpool(routes.change_pause, rt, principal, job_id, action == "pause")
+            await run_in_threadpool(
+                partial(
+                    service.pause_job,
+                    rt.db,
+                    tenant_id=principal.tenant_id,
+                    job_id=job_id,
+                    paused=action == "pause",
+                    by=principal.acting_user,
+                    changed=rt.job_changed,
+                )
+            )
     except NotFound:
         return _no_job(request, rt, principal)
     return _see(request, "/jobs")

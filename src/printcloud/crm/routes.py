@@ -7,28 +7,29 @@
   (crm.write); every bad row named with its line, nothing stored unless all are good.
 - `POST /api/query` {record_set, filters, order, limit, offset} (crm.read): what docgen
   calls with the tenant's CRM token to fetch the business data (S1517–S1518).
-- `GET|POST /api/jobs`, `GET|PUT|DELETE /api/jobs/{id}`, `POST …/pause|resume`,
+- `GET|POST /api/jobs`, `GET|PUT|DELETE /api/jobs/{id}`, `POST …/pause|resume|run`,
   `GET …/runs`, `GET /api/runs`: batch jobs (FIG. 6–7), crm.write.
 - `PUT|GET|DELETE /api/docgen-link`: the docgen tenant ID and secret key (FIG. 9,
   S1410–S1412), crm.write; the key is write-only.
 
 The tenant is the token's (from introspection), never the request's; another
-tenant's object answers 404.
+tenant's object answers 404. Each handler is a thin caller of `service` (and of
+`schedules.run_now`); the pages call the same functions.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 from printcloud.core.guard import Principal
 
-from . import service
+from . import schedules, service
+from .deps import Admin, Reader, RuntimeDep, Writer
 from .runtime import CrmRuntime
 from .schemas import (
     BatchJobIn,
@@ -47,30 +48,10 @@ from .schemas import (
     RecordSetRead,
     RunList,
     RunRead,
+    RunStarted,
 )
 
 router = APIRouter()
-
-
-def runtime(request: Request) -> CrmRuntime:
-    rt: CrmRuntime = request.app.state.crm
-    return rt
-
-
-RuntimeDep = Annotated[CrmRuntime, Depends(runtime)]
-
-
-def _scope(*scopes: str) -> Any:
-    async def dependency(request: Request) -> Principal:
-        return await runtime(request).guard.require(*scopes)(request)
-
-    return Depends(dependency)
-
-
-Reader = Annotated[Principal, _scope("crm.read")]
-Writer = Annotated[Principal, _scope("crm.write")]
-#: Batch jobs and the docgen link are the tenant administrator's (crm.write).
-Admin = Annotated[Principal, _scope("crm.write")]
 
 
 @router.get("/healthz", tags=["health"])
@@ -220,27 +201,6 @@ def _flag(value: Any, name: str, default: bool) -> bool:
     raise InvalidRequest(f"{name} must be true or false", field=name)
 
 
-def decode_csv(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InvalidRequest(
-            f"the CSV must be UTF-8 text (line {line} is not)", field="file"
-        ) from exc
-
-
-async def read_csv_upload(upload: Any) -> bytes:
-    if not isinstance(upload, UploadFile):
-        raise InvalidRequest("file must be an uploaded CSV file", field="file")
-    data = await upload.read(service.MAX_CSV_BYTES + 1)
-    if len(data) > service.MAX_CSV_BYTES:
-        raise PayloadTooLarge(f"a CSV file is at most {service.MAX_CSV_BYTES} bytes")
-    if not data:
-        raise InvalidRequest("the uploaded file is empty (0 bytes)", field="file")
-    return data
-
-
 def rejected(exc: service.ImportRejected) -> JSONResponse:
     """400 with every problem (line, field, message), not only the description's first few."""
     body = {
@@ -252,27 +212,6 @@ def rejected(exc: service.ImportRejected) -> JSONResponse:
         ],
     }
     return JSONResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
-
-
-def run_import(
-    rt: CrmRuntime,
-    *,
-    tenant_id: str,
-    record_set: str,
-    text: str,
-    create_fields: bool,
-    replace: bool,
-) -> ImportRead:
-    with rt.db.session() as db:
-        result = service.import_csv(
-            db,
-            tenant_id=tenant_id,
-            record_set=record_set,
-            text=text,
-            create_fields=create_fields,
-            replace=replace,
-        )
-        return ImportRead.of(result)
 
 
 @router.post(
@@ -296,7 +235,7 @@ async def import_csv(
     options: dict[str, Any] = {"create_fields": create_fields, "replace": replace}
     if content_type.startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=10) as form:
-            raw = await read_csv_upload(form.get("file"))
+            raw = await service.read_upload(form.get("file"))
             for key in options:
                 value = form.get(key)
                 if isinstance(value, str) and value:
@@ -309,11 +248,11 @@ async def import_csv(
         raise InvalidRequest(
             "send multipart/form-data with a CSV `file`, or a text/csv body", field="file"
         )
-    text = decode_csv(raw)
+    text = service.decode(raw)
     try:
-        return await run_in_threadpool(
-            lambda: run_import(
-                rt,
+        result = await run_in_threadpool(
+            lambda: service.import_text(
+                rt.db,
                 tenant_id=principal.tenant_id,
                 record_set=name,
                 text=text,
@@ -323,6 +262,7 @@ async def import_csv(
         )
     except service.ImportRejected as exc:
         return rejected(exc)
+    return ImportRead.of(result)
 
 
 # -- the query docgen calls (S1517) -----------------------------------------------------
@@ -355,15 +295,23 @@ def list_jobs(rt: RuntimeDep, principal: Admin) -> BatchJobList:
         return BatchJobList(jobs=[BatchJobRead.of(r) for r in rows])
 
 
+def _save(
+    rt: CrmRuntime, principal: Principal, job_id: str | None, body: BatchJobIn
+) -> BatchJobRead:
+    row = service.save_job(
+        rt.db,
+        tenant_id=principal.tenant_id,
+        job_id=job_id,
+        spec=body.spec(),
+        by=principal.acting_user,
+        changed=rt.job_changed,
+    )
+    return BatchJobRead.of(row)
+
+
 @router.post("/api/jobs", status_code=201, response_model=BatchJobRead, tags=["batch jobs"])
 def create_job(body: BatchJobIn, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
-    with rt.db.session() as db:
-        row = service.create_job(
-            db, tenant_id=principal.tenant_id, spec=body.spec(), by=principal.acting_user
-        )
-        answer = BatchJobRead.of(row)
-    rt.job_changed(principal.tenant_id, answer.job_id)
-    return answer
+    return _save(rt, principal, None, body)
 
 
 @router.get("/api/jobs/{job_id}", response_model=BatchJobRead, tags=["batch jobs"])
@@ -374,48 +322,42 @@ def show_job(job_id: str, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
 
 @router.put("/api/jobs/{job_id}", response_model=BatchJobRead, tags=["batch jobs"])
 def update_job(job_id: str, body: BatchJobIn, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
-    with rt.db.session() as db:
-        row = service.update_job(
-            db,
-            tenant_id=principal.tenant_id,
-            job_id=job_id,
-            spec=body.spec(),
-            by=principal.acting_user,
-        )
-        answer = BatchJobRead.of(row)
-    rt.job_changed(principal.tenant_id, job_id)
-    return answer
+    return _save(rt, principal, job_id, body)
 
 
-def change_pause(rt: CrmRuntime, principal: Principal, job_id: str, paused: bool) -> BatchJobRead:
-    with rt.db.session() as db:
-        row = service.set_paused(
-            db,
-            tenant_id=principal.tenant_id,
-            job_id=job_id,
-            paused=paused,
-            by=principal.acting_user,
-        )
-        answer = BatchJobRead.of(row)
-    rt.job_changed(principal.tenant_id, job_id)
-    return answer
+def _pause(rt: CrmRuntime, principal: Principal, job_id: str, paused: bool) -> BatchJobRead:
+    row = service.pause_job(
+        rt.db,
+        tenant_id=principal.tenant_id,
+        job_id=job_id,
+        paused=paused,
+        by=principal.acting_user,
+        changed=rt.job_changed,
+    )
+    return BatchJobRead.of(row)
 
 
 @router.post("/api/jobs/{job_id}/pause", response_model=BatchJobRead, tags=["batch jobs"])
 def pause_job(job_id: str, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
-    return change_pause(rt, principal, job_id, True)
+    return _pause(rt, principal, job_id, True)
 
 
 @router.post("/api/jobs/{job_id}/resume", response_model=BatchJobRead, tags=["batch jobs"])
 def resume_job(job_id: str, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
-    return change_pause(rt, principal, job_id, False)
+    return _pause(rt, principal, job_id, False)
+
+
+@router.post(
+    "/api/jobs/{job_id}/run", status_code=202, response_model=RunStarted, tags=["batch jobs"]
+)
+def run_job(job_id: str, rt: RuntimeDep, principal: Admin) -> RunStarted:
+    """Run the job now, as its schedule would (its run appears in `…/runs`)."""
+    return schedules.run_now(rt, tenant_id=principal.tenant_id, job_id=job_id)
 
 
 @router.delete("/api/jobs/{job_id}", status_code=204, tags=["batch jobs"])
 def delete_job(job_id: str, rt: RuntimeDep, principal: Admin) -> Response:
-    with rt.db.session() as db:
-        service.delete_job(db, tenant_id=principal.tenant_id, job_id=job_id)
-    rt.job_changed(principal.tenant_id, job_id)
+    service.remove_job(rt.db, tenant_id=principal.tenant_id, job_id=job_id, changed=rt.job_changed)
     return Response(status_code=204)
 
 

@@ -20,7 +20,8 @@ Each tick runs `fire`, a durable workflow whose steps are recorded on the run:
 4. record docgen's answer: 202 → completed with docgen's request ID; a refusal
    (401 …) → suspended with docgen's reason (S1512).
 
-"Run now" (`POST /api/jobs/{id}/run`) starts the same workflow for the current time.
+"Run now" (`run_now`, behind `POST /api/jobs/{id}/run` in `routes.py`) starts the same
+workflow for the current time.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from fastapi import APIRouter
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from printcloud.core import tasks
@@ -41,11 +40,10 @@ from printcloud.docgen.client import BatchPrintRefused, DocgenClient
 
 from . import service
 from .models import BatchJobRow, BatchRunRow
-from .routes import Admin, RuntimeDep
 from .runtime import CrmRuntime, current
+from .schemas import RunStarted
 
 log = get_logger("crm.schedules")
-router = APIRouter()
 
 #: How long a tick may come before the job's start and still count as it (clock jitter).
 SLACK = timedelta(seconds=1)
@@ -319,12 +317,6 @@ def fire(scheduled_at: datetime, context: Any) -> None:
 # -- "run now" --------------------------------------------------------------------------------
 
 
-class RunStarted(BaseModel):
-    job_id: str
-    scheduled_at: datetime
-    workflow_id: str
-
-
 def run_now(rt: CrmRuntime, *, tenant_id: str, job_id: str) -> RunStarted:
     """Start the job's workflow for the current time (paused or not: a person asked)."""
     with rt.db.session() as db:
@@ -336,11 +328,3 @@ def run_now(rt: CrmRuntime, *, tenant_id: str, job_id: str) -> RunStarted:
     context = {"tenant_id": tenant_id, "job_id": job_id, "manual": True}
     rt.engine.start(fire, workflow_id=workflow_id)(at, context)
     return RunStarted(job_id=job_id, scheduled_at=at, workflow_id=workflow_id)
-
-
-@router.post(
-    "/api/jobs/{job_id}/run", status_code=202, response_model=RunStarted, tags=["batch jobs"]
-)
-def run_job(job_id: str, rt: RuntimeDep, principal: Admin) -> RunStarted:
-    """Run the job now, as its schedule would (its run appears in `…/runs`)."""
-    return run_now(rt, tenant_id=principal.tenant_id, job_id=job_id)

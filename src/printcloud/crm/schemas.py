@@ -217,6 +217,12 @@ class RunList(BaseModel):
     runs: list[RunRead]
 
 
+class RunStarted(BaseModel):  # "run now": the job's workflow, started for the current time
+    job_id: str
+    scheduled_at: datetime
+    workflow_id: str
+
+
 class BatchJobRead(BaseModel):
     job_id: str
     name: str
