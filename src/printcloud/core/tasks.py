@@ -72,6 +72,7 @@ import, and survive any number of launch/shutdown cycles, as tests need.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -141,9 +142,19 @@ def workflow(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         wf_name = name or _default_name(func)
+
+        @functools.wraps(func)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            finally:
+                # A hint, not an effect: whoever waits for this run (a parent's
+                # `result()`, a queue slot) looks again once DBOS has recorded its end.
+                _Waker.ending(DBOS.workflow_id)
+
         if max_recovery_attempts is None:
-            return DBOS.workflow(name=wf_name)(func)
-        return DBOS.workflow(name=wf_name, max_recovery_attempts=max_recovery_attempts)(func)
+            return DBOS.workflow(name=wf_name)(run)
+        return DBOS.workflow(name=wf_name, max_recovery_attempts=max_recovery_attempts)(run)
 
     return decorate
 
@@ -299,8 +310,15 @@ class TaskHandle(Generic[R]):
     def workflow_id(self) -> str:
         return self._handle.get_workflow_id()
 
-    def result(self, *, poll_interval: float = 0.2) -> R:
-        """Wait for the workflow and return its result (or raise its exception)."""
+    def result(self, *, poll_interval: float = 1.0) -> R:
+        """Wait for the workflow and return its result (or raise its exception).
+
+        No polling per handle: a run that ends in this process wakes its waiters at
+        once; one that ends in another process is seen by this process's one sweep
+        of every awaited workflow, at most `poll_interval` seconds later."""
+        waker = _Waker.current
+        if waker is not None:
+            waker.until_done(self._handle.get_workflow_id(), poll_interval)
         return self._handle.get_result(polling_interval_sec=poll_interval)
 
     def status(self) -> TaskStatus:
@@ -354,12 +372,9 @@ class TaskEngine:
         }
         if self.system_schema is not None:
             self._config["dbos_system_schema"] = self.system_schema
-        else:
-            # SQLite has no LISTEN/NOTIFY: DBOS polls for messages (`recv`), 1 s by default.
-            # A printer's result should reach its waiting job in well under that.
-            self._config["notification_listener_polling_interval_sec"] = 0.05
         self._data_dir = settings.data_dir
         self._launched = False
+        self._waker: _Waker | None = None
 
     # lifecycle
 
@@ -373,7 +388,11 @@ class TaskEngine:
             if self.system_schema is None:
                 self._data_dir.mkdir(parents=True, exist_ok=True)
             _route_dbos_logs()
+            _quiet_sqlite_listener()
             DBOS(config=self._config)
+            # Our queues are polled by the waker's workers, which a new enqueue or a
+            # finished run wakes at once; DBOS's own queue thread keeps its internal ones.
+            DBOS.listen_queues([])
             try:
                 with _one_launch_at_a_time(self.system_database_url, self.system_schema):
                     DBOS.launch()
@@ -382,9 +401,15 @@ class TaskEngine:
                     schedules = [x for x in _schedules.values() if self.owns(x["schedule_name"])]
                 for declared in queues:
                     _register_queue(self._limits.get(declared.name, declared))
+                self._waker = _Waker.start(
+                    [self._limits.get(q.name, q) for q in queues], schema=self.system_schema
+                )
                 if schedules:
                     DBOS.apply_schedules(schedules)
             except BaseException:
+                if self._waker is not None:
+                    self._waker.stop()
+                    self._waker = None
                 DBOS.destroy()
                 raise
             TaskEngine._running = self
@@ -430,6 +455,9 @@ class TaskEngine:
             if not self._launched:
                 return
             try:
+                if self._waker is not None:
+                    self._waker.stop()
+                    self._waker = None
                 DBOS.destroy(workflow_completion_timeout_sec=wait_seconds)
             finally:
                 self._launched = False
@@ -481,7 +509,10 @@ class TaskEngine:
 
         def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
             with _options(workflow_id, key):
-                return TaskHandle(DBOS.enqueue_workflow(on.name, func, *args, **kwargs))
+                handle = TaskHandle(DBOS.enqueue_workflow(on.name, func, *args, **kwargs))
+            if self._waker is not None:
+                self._waker.nudge(on.name)
+            return handle
 
         return call
 
@@ -533,6 +564,8 @@ class TaskEngine:
             DBOS.send(workflow_id, message, topic)
         except dbos_error.DBOSNonExistentWorkflowError as exc:
             raise NotFound(f"no workflow {workflow_id!r}") from exc
+        if self._waker is not None:
+            self._waker.sent(workflow_id, topic)
 
     def handle(self, workflow_id: str) -> TaskHandle[Any]:
         """A handle on an existing workflow, to wait for its result (`NotFound` if none)."""
@@ -559,11 +592,323 @@ class TaskEngine:
         # DBOS's recovery entry point (what its admin endpoint and Conductor call):
         # re-enqueues atomically, so duplicate recoveries cannot run a workflow twice.
         handles = DBOS._recover_pending_workflows(list(executor_ids))
+        if self._waker is not None:
+            self._waker.nudge()
         return [h.get_workflow_id() for h in handles]
 
     def _check_launched(self) -> None:
         if not self._launched:
             raise RuntimeError("TaskEngine.launch() has not been called")
+
+
+# -- waking what waits ---------------------------------------------------------------------
+
+#: DBOS re-reads the database for each waiting `recv` this often, as a fallback behind its
+#: listener; the waker's one sweep per process does that job instead.
+_RECHECK_SECONDS = 24 * 3600.0
+#: The waker's sweep of every waiting `recv` of this process, in one query: a safety net
+#: behind PostgreSQL's NOTIFY and the SQLite message watch (`_Waker`).
+_MESSAGE_SWEEP_SECONDS = 60.0
+#: SQLite: how often the waker looks for messages another process sent (one query).
+_MESSAGE_WATCH_SECONDS = 1.0
+#: A queue with nothing announced is polled this often (work enqueued by another process).
+_QUEUE_FALLBACK_SECONDS = 30.0
+#: After a run says it ends, its recorded end is looked for at these delays (seconds).
+_ENDING_CHECKS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_ACTIVE_STATES = ("PENDING", "ENQUEUED", "DELAYED")
+
+
+class _Nudge(threading.Event):
+    """The event DBOS's queue worker waits on between polls, made wakeable.
+
+    DBOS's worker stops when its event is set and otherwise polls every interval.
+    Here `set()` still stops it, while `nudge()` only ends its current wait: it
+    polls now (though not more often than the queue's own interval), and without a
+    nudge it polls every `_QUEUE_FALLBACK_SECONDS`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._poke = threading.Event()
+        self._poke.set()  # one poll at start: work left by a previous run
+
+    def nudge(self) -> None:
+        self._poke.set()
+
+    def set(self) -> None:
+        super().set()
+        self._poke.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # `timeout` is DBOS's interval (the declared one, longer under contention).
+        if super().wait(timeout):
+            return True
+        self._poke.wait(_QUEUE_FALLBACK_SECONDS)
+        self._poke.clear()
+        return self.is_set()
+
+
+class _Waker:
+    """Wakes waiting workflows and queues by events, one thread per process.
+
+    What DBOS does by polling per waiter, done once per process:
+
+    - a `recv` waits on DBOS's in-memory event. A message sent through
+      `TaskEngine.send` in this process sets it at once. On PostgreSQL, DBOS's
+      LISTEN/NOTIFY sets it for messages sent elsewhere; on SQLite (no NOTIFY),
+      one query a second over the messages written since the last one does.
+      DBOS's own per-waiter polling is turned off (`_quiet_sqlite_listener`,
+      `_RECHECK_SECONDS`); one query a minute over every waiter is the safety net;
+    - `TaskHandle.result()` waits on an event set when the run's end is recorded:
+      a run of this process says when it ends (`workflow()`), and the waker reads
+      its status until the end is recorded; runs of other processes are found by
+      one query over every awaited run, every `poll_interval`;
+    - a declared queue is polled when this process enqueues on it, when one of
+      its runs ends here (a slot is free) or when dead executors' work is
+      recovered, else every `_QUEUE_FALLBACK_SECONDS`.
+
+    So the cost of waiting does not grow with the number of waiting workflows.
+    """
+
+    current: ClassVar[_Waker | None] = None
+
+    def __init__(self, schema: str | None) -> None:
+        from dbos._dbos import _get_dbos_instance
+
+        self._dbos = _get_dbos_instance()
+        self._sys_db = self._dbos._sys_db
+        self._prefix = f'"{schema}".' if schema else ""
+        self._sqlite = schema is None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._awaited: dict[str, dict[threading.Event, float]] = {}
+        self._ending: dict[str, tuple[float, int]] = {}
+        self._nudges: dict[str, _Nudge] = {}
+        self._threads: list[threading.Thread] = []
+        self._mark = 0
+
+    @classmethod
+    def start(cls, queues: Sequence[TaskQueue], *, schema: str | None) -> _Waker:
+        from dbos._queue import queue_worker_thread
+
+        waker = cls(schema)
+        waker._sys_db._notification_fallback_polling_interval = _RECHECK_SECONDS
+        if waker._sqlite:
+            waker._mark = waker._newest_message()
+        for declared in queues:
+            queue = DBOS.retrieve_queue(declared.name)
+            if queue is None:
+                raise RuntimeError(f"queue {declared.name!r} missing after registration")
+            nudge = _Nudge()
+            waker._nudges[declared.name] = nudge
+            waker._threads.append(
+                threading.Thread(
+                    target=queue_worker_thread,
+                    args=(nudge, waker._dbos, queue),
+                    name=f"queue-worker-{declared.name}",
+                    daemon=True,
+                )
+            )
+        waker._threads.append(threading.Thread(target=waker._run, name="tasks-waker", daemon=True))
+        for thread in waker._threads:
+            thread.start()
+        cls.current = waker
+        return waker
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            awaited = [e for events in self._awaited.values() for e in events]
+            self._cond.notify_all()
+        for nudge in self._nudges.values():
+            nudge.set()
+        for event in awaited:  # their `result()` falls back on DBOS's own wait
+            event.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if _Waker.current is self:
+            _Waker.current = None
+
+    # events announced by this process
+
+    @staticmethod
+    def ending(workflow_id: str | None) -> None:
+        waker = _Waker.current
+        if waker is None or not workflow_id:
+            return
+        with waker._cond:
+            waker._ending[workflow_id] = (time.monotonic() + _ENDING_CHECKS[0], 0)
+            waker._cond.notify_all()
+
+    def nudge(self, queue: str | None = None) -> None:
+        for name, nudge in self._nudges.items():
+            if queue is None or name == queue:
+                nudge.nudge()
+
+    def sent(self, workflow_id: str, topic: str | None) -> None:
+        self._signal(workflow_id, topic)
+
+    def until_done(self, workflow_id: str, poll_interval: float) -> None:
+        """Return once the run's end is recorded (or the waker stops)."""
+        event = threading.Event()
+        with self._cond:
+            if self._stopped:
+                return
+            self._awaited.setdefault(workflow_id, {})[event] = max(poll_interval, 0.01)
+            self._cond.notify_all()
+        try:
+            if not self._done([workflow_id]):
+                event.wait()
+        finally:
+            with self._cond:
+                events = self._awaited.get(workflow_id, {})
+                events.pop(event, None)
+                if not events:
+                    self._awaited.pop(workflow_id, None)
+
+    # the thread
+
+    def _run(self) -> None:
+        now = time.monotonic()
+        next_sweep = now
+        next_messages = now + _MESSAGE_SWEEP_SECONDS
+        next_watch = now + _MESSAGE_WATCH_SECONDS
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    due = [next_messages]
+                    if self._sqlite:
+                        due.append(next_watch)
+                    if self._awaited:
+                        due.append(next_sweep)
+                    due.extend(at for at, _ in self._ending.values())
+                    if min(due) <= now:
+                        break
+                    self._cond.wait(min(due) - now)
+                if self._stopped:
+                    return
+                ending = [wid for wid, (at, _) in self._ending.items() if at <= now]
+                awaited = list(self._awaited) if self._awaited and next_sweep <= now else []
+                interval = min(
+                    (i for events in self._awaited.values() for i in events.values()),
+                    default=1.0,
+                )
+            try:
+                if ending:
+                    self._check_ending(ending)
+                if awaited:
+                    self._wake_done(awaited)
+                    next_sweep = time.monotonic() + interval
+                elif next_sweep <= now:
+                    next_sweep = now + interval
+                if self._sqlite and next_watch <= now:
+                    self._watch_messages()
+                    next_watch = time.monotonic() + _MESSAGE_WATCH_SECONDS
+                if next_messages <= now:
+                    self._sweep_messages()
+                    next_messages = time.monotonic() + _MESSAGE_SWEEP_SECONDS
+            except Exception:  # the database may be away a while: try again, never die
+                logging.getLogger("printcloud.tasks").warning("waker pass failed", exc_info=True)
+                with self._cond:
+                    self._cond.wait(1.0)
+
+    def _check_ending(self, ids: list[str]) -> None:
+        done = self._wake_done(ids)
+        if done:
+            self.nudge()  # a queue slot may be free
+        with self._cond:
+            now = time.monotonic()
+            for wid in ids:
+                at, attempt = self._ending.pop(wid, (0.0, 0))
+                if wid in done or attempt + 1 >= len(_ENDING_CHECKS):
+                    continue
+                self._ending[wid] = (now + _ENDING_CHECKS[attempt + 1], attempt + 1)
+
+    def _wake_done(self, ids: list[str]) -> set[str]:
+        done = self._finished(ids)
+        with self._cond:
+            events = [e for wid in done for e in self._awaited.get(wid, {})]
+        for event in events:
+            event.set()
+        return done
+
+    def _done(self, ids: list[str]) -> bool:
+        return set(ids) <= self._finished(ids)
+
+    def _finished(self, ids: list[str]) -> set[str]:
+        import sqlalchemy as sa
+
+        query = sa.text(
+            f"SELECT workflow_uuid, status FROM {self._prefix}workflow_status "
+            "WHERE workflow_uuid IN :ids"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        found: set[str] = set()
+        for start in range(0, len(ids), 1000):
+            with self._sys_db.engine.connect() as conn:
+                rows = conn.execute(query, {"ids": ids[start : start + 1000]}).all()
+            found.update(wid for wid, state in rows if state not in _ACTIVE_STATES)
+        return found
+
+    def _signal(self, workflow_id: str, topic: str | None) -> None:
+        from dbos._sys_db import _dbos_null_topic
+
+        payload, _ = self._sys_db._waiter(workflow_id, topic or _dbos_null_topic)
+        signal = self._sys_db.notifications_map.get(payload)
+        if signal is not None:
+            signal.set()
+
+    def _newest_message(self) -> int:
+        import sqlalchemy as sa
+
+        with self._sys_db.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT max(rowid) FROM notifications")).scalar() or 0)
+
+    def _watch_messages(self) -> None:
+        """SQLite: wake the waiters of messages written since the last look."""
+        import sqlalchemy as sa
+
+        with self._sys_db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT rowid, destination_uuid, topic FROM notifications "
+                    "WHERE rowid > :mark ORDER BY rowid LIMIT 5000"
+                ),
+                {"mark": self._mark},
+            ).all()
+        for rowid, destination, topic in rows:
+            self._mark = max(self._mark, int(rowid))
+            self._signal(destination, topic)
+
+    def _sweep_messages(self) -> None:
+        """Every waiting `recv` of this process whose message is there, in one query."""
+        import sqlalchemy as sa
+
+        waiting = {components[0] for _, components, _ in self._sys_db.notifications_map.snapshot()}
+        if not waiting:
+            return
+        query = sa.text(
+            f"SELECT DISTINCT destination_uuid, topic FROM {self._prefix}notifications "
+            "WHERE consumed = false AND destination_uuid IN :ids"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        ids = sorted(waiting)
+        for start in range(0, len(ids), 1000):
+            with self._sys_db.engine.connect() as conn:
+                rows = conn.execute(query, {"ids": ids[start : start + 1000]}).all()
+            for destination, topic in rows:
+                self._signal(destination, topic)
+
+
+def _quiet_sqlite_listener() -> None:
+    """Turn off DBOS's SQLite message poller, which reads the database once per waiting
+    `recv` every interval: `_Waker` does its work with one query for all of them."""
+    from dbos._sys_db_sqlite import SQLiteSystemDatabase
+
+    SQLiteSystemDatabase._notification_listener = _wait_for_stop  # type: ignore[method-assign]
+
+
+def _wait_for_stop(self: Any) -> None:
+    while self._run_background_processes:
+        time.sleep(0.5)
 
 
 def system_database(settings: Settings) -> tuple[str, str | None]:

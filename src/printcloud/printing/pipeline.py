@@ -58,7 +58,7 @@ PRINTER_TOPIC = "printer"
 #: What ends each wait: a held job's release (or cancel); the printer's result (or cancel).
 RELEASE_OUTCOMES = ("released", "owner_cancelled")
 RESULT_OUTCOMES = ("printed", "cancelled", "owner_cancelled")
-_WAIT_SLICE = 600.0
+_WAIT_SLICE = 6 * 3600.0
 
 
 def workflow_id(job_id: str) -> str:
