@@ -611,6 +611,8 @@ _RECHECK_SECONDS = 24 * 3600.0
 _MESSAGE_SWEEP_SECONDS = 60.0
 #: SQLite: how often the waker looks for messages another process sent (one query).
 _MESSAGE_WATCH_SECONDS = 1.0
+#: The looks at awaited runs' status, each one query for all that are due, are this far apart.
+_SWEEP_GAP_SECONDS = 1.0
 #: A queue with nothing announced is polled this often (work enqueued by another process).
 _QUEUE_FALLBACK_SECONDS = 30.0
 #: After a run says it ends, its recorded end is looked for at these delays (seconds).
@@ -661,7 +663,8 @@ class _Waker:
     - `TaskHandle.result()` waits on an event set when the run's end is recorded:
       a run of this process says when it ends (`workflow()`), and the waker reads
       its status until the end is recorded; runs of other processes are found by
-      one query over every awaited run, every `poll_interval`;
+      one query a second at most over the awaited runs due for a look (each
+      every `poll_interval` of its `result()`);
     - a declared queue is polled when this process enqueues on it, when one of
       its runs ends here (a slot is free) or when dead executors' work is
       recovered, else every `_QUEUE_FALLBACK_SECONDS`.
@@ -681,6 +684,7 @@ class _Waker:
         self._cond = threading.Condition()
         self._stopped = False
         self._awaited: dict[str, dict[threading.Event, float]] = {}
+        self._due: dict[str, float] = {}  # next look at an awaited run's status
         self._ending: dict[str, tuple[float, int]] = {}
         self._nudges: dict[str, _Nudge] = {}
         self._threads: list[threading.Thread] = []
@@ -753,7 +757,11 @@ class _Waker:
         with self._cond:
             if self._stopped:
                 return
-            self._awaited.setdefault(workflow_id, {})[event] = max(poll_interval, 0.01)
+            interval = max(poll_interval, 0.01)
+            self._awaited.setdefault(workflow_id, {})[event] = interval
+            self._due[workflow_id] = min(
+                self._due.get(workflow_id, float("inf")), time.monotonic() + interval
+            )
             self._cond.notify_all()
         try:
             if not self._done([workflow_id]):
@@ -764,12 +772,13 @@ class _Waker:
                 events.pop(event, None)
                 if not events:
                     self._awaited.pop(workflow_id, None)
+                    self._due.pop(workflow_id, None)
 
     # the thread
 
     def _run(self) -> None:
         now = time.monotonic()
-        next_sweep = now
+        last_sweep = now - _SWEEP_GAP_SECONDS
         next_messages = now + _MESSAGE_SWEEP_SECONDS
         next_watch = now + _MESSAGE_WATCH_SECONDS
         while True:
@@ -779,8 +788,8 @@ class _Waker:
                     due = [next_messages]
                     if self._sqlite:
                         due.append(next_watch)
-                    if self._awaited:
-                        due.append(next_sweep)
+                    if self._due:
+                        due.append(max(min(self._due.values()), last_sweep + _SWEEP_GAP_SECONDS))
                     due.extend(at for at, _ in self._ending.values())
                     if min(due) <= now:
                         break
@@ -788,19 +797,17 @@ class _Waker:
                 if self._stopped:
                     return
                 ending = [wid for wid, (at, _) in self._ending.items() if at <= now]
-                awaited = list(self._awaited) if self._awaited and next_sweep <= now else []
-                interval = min(
-                    (i for events in self._awaited.values() for i in events.values()),
-                    default=1.0,
-                )
+                swept: list[str] = []
+                if now >= last_sweep + _SWEEP_GAP_SECONDS:
+                    swept = [wid for wid, at in self._due.items() if at <= now]
+                for wid in swept:
+                    self._due[wid] = now + min(self._awaited.get(wid, {}).values(), default=1.0)
             try:
                 if ending:
                     self._check_ending(ending)
-                if awaited:
-                    self._wake_done(awaited)
-                    next_sweep = time.monotonic() + interval
-                elif next_sweep <= now:
-                    next_sweep = now + interval
+                if swept:
+                    last_sweep = now
+                    self._wake_done(swept)
                 if self._sqlite and next_watch <= now:
                     self._watch_messages()
                     next_watch = time.monotonic() + _MESSAGE_WATCH_SECONDS
