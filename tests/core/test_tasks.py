@@ -392,6 +392,23 @@ def test_waiting_workflows_cost_no_polling_and_wake_on_their_message(
     assert sorted(p.result() for p in parents) == sorted(f"{n}:m{n}" for n in range(2 * keys))
 
 
+def test_a_message_nobody_announced_is_found_by_the_sweep(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waker's safety net: a message written behind its back (no local send, and on
+    SQLite no message watch) still wakes its workflow, by the one sweep over all waiters."""
+    from dbos import DBOS
+
+    monkeypatch.setattr(tasks, "_MESSAGE_WATCH_SECONDS", 3600.0)
+    monkeypatch.setattr(tasks, "_MESSAGE_SWEEP_SECONDS", 0.5)
+    token = _token()
+    with tasks.TaskEngine(settings) as engine:
+        handle = engine.start(wait_for_message, workflow_id=f"lone-{token}")(token, 1)
+        _until(lambda: calls[f"{token}:arrived"] == 1, "the workflow waits")
+        DBOS.send(f"lone-{token}", "found", "wake")
+        assert handle.result() == "1:found"
+
+
 def test_runtime_schedule_fires(engine: tasks.TaskEngine, tmp_path: Path) -> None:
     marker = tmp_path / "ticks"
     engine.set_schedule("test-every-second", on_tick, "* * * * * *", context=str(marker))
