@@ -182,7 +182,9 @@ def _pg_database() -> Iterator[str]:
         admin.execute(f"CREATE DATABASE {name}")
         try:
             info = admin.info
-            auth = info.user if not info.password else f"{info.user}:{quote(info.password, safe='')}"
+            auth = (
+                info.user if not info.password else f"{info.user}:{quote(info.password, safe='')}"
+            )
             yield f"postgresql+psycopg://{auth}@{LOOPBACK}:{info.port}/{name}"
         finally:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -340,7 +342,9 @@ def _settle(stack: IdleStack, db: Any, waiting: int, held: int, *, timeout: floa
         if now == want:
             return now
         if time.monotonic() > deadline:
-            raise BenchError(f"jobs did not settle in {timeout:.0f} s: {dict(now)}, want {dict(want)}")
+            raise BenchError(
+                f"jobs did not settle in {timeout:.0f} s: {dict(now)}, want {dict(want)}"
+            )
         time.sleep(1.0)
 
 
@@ -378,11 +382,21 @@ def _threads(pgid: int) -> int:
     return total
 
 
-def _measure(stack: IdleStack, window: float, *, postgres: bool) -> tuple[float, float, float | None]:
+def _measure(
+    stack: IdleStack, window: float, *, postgres: bool
+) -> tuple[float, float, float | None]:
     backends = _db_backends(stack.database_url) if postgres else []
-    serve0, db0, t0 = group_cpu_seconds(stack.proc.pid), _pids_cpu_seconds(backends), time.monotonic()
+    serve0, db0, t0 = (
+        group_cpu_seconds(stack.proc.pid),
+        _pids_cpu_seconds(backends),
+        time.monotonic(),
+    )
     time.sleep(window)
-    serve1, db1, t1 = group_cpu_seconds(stack.proc.pid), _pids_cpu_seconds(backends), time.monotonic()
+    serve1, db1, t1 = (
+        group_cpu_seconds(stack.proc.pid),
+        _pids_cpu_seconds(backends),
+        time.monotonic(),
+    )
     stack.alive()
     return t1 - t0, serve1 - serve0, (db1 - db0) if postgres else None
 
@@ -407,7 +421,13 @@ def _run_target(target: Target, levels: tuple[int, ...], window: float, out_dir:
                     time.sleep(CALM)
                     span, serve_cpu, db_cpu = _measure(stack, window, postgres=postgres)
                     step = Step(
-                        waiting, held, dict(states), settle, span, serve_cpu, db_cpu,
+                        waiting,
+                        held,
+                        dict(states),
+                        settle,
+                        span,
+                        serve_cpu,
+                        db_cpu,
                         _threads(stack.proc.pid),
                     )
                     target.steps.append(step)
@@ -432,7 +452,14 @@ def _run_target(target: Target, levels: tuple[int, ...], window: float, out_dir:
 def _report(targets: list[Target]) -> None:
     table = Table(title="idle_cost: CPU of an idle `printcloud serve` per waiting job")
     for column in (
-        "database", "waiting", "held", "serve CPU", "per job", "database CPU", "threads", "goal",
+        "database",
+        "waiting",
+        "held",
+        "serve CPU",
+        "per job",
+        "database CPU",
+        "threads",
+        "goal",
     ):
         table.add_column(column, justify="left" if column == "database" else "right")
     for target in targets:

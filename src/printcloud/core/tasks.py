@@ -679,7 +679,6 @@ class _Waker:
 
         self._dbos = _get_dbos_instance()
         self._sys_db = self._dbos._sys_db
-        self._prefix = f'"{schema}".' if schema else ""
         self._sqlite = schema is None
         self._cond = threading.Condition()
         self._stopped = False
@@ -826,7 +825,7 @@ class _Waker:
         with self._cond:
             now = time.monotonic()
             for wid in ids:
-                at, attempt = self._ending.pop(wid, (0.0, 0))
+                _, attempt = self._ending.pop(wid, (0.0, 0))
                 if wid in done or attempt + 1 >= len(_ENDING_CHECKS):
                     continue
                 self._ending[wid] = (now + _ENDING_CHECKS[attempt + 1], attempt + 1)
@@ -845,14 +844,14 @@ class _Waker:
     def _finished(self, ids: list[str]) -> set[str]:
         import sqlalchemy as sa
 
-        query = sa.text(
-            f"SELECT workflow_uuid, status FROM {self._prefix}workflow_status "
-            "WHERE workflow_uuid IN :ids"
-        ).bindparams(sa.bindparam("ids", expanding=True))
+        status = self._sys_db.tables.workflow_status
         found: set[str] = set()
         for start in range(0, len(ids), 1000):
+            query = sa.select(status.c.workflow_uuid, status.c.status).where(
+                status.c.workflow_uuid.in_(ids[start : start + 1000])
+            )
             with self._sys_db.engine.connect() as conn:
-                rows = conn.execute(query, {"ids": ids[start : start + 1000]}).all()
+                rows = conn.execute(query).all()
             found.update(wid for wid, state in rows if state not in _ACTIVE_STATES)
         return found
 
@@ -867,21 +866,25 @@ class _Waker:
     def _newest_message(self) -> int:
         import sqlalchemy as sa
 
+        rowid: sa.ColumnClause[int] = sa.literal_column("rowid")
         with self._sys_db.engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT max(rowid) FROM notifications")).scalar() or 0)
+            query = sa.select(sa.func.max(rowid)).select_from(self._sys_db.tables.notifications)
+            return int(conn.execute(query).scalar() or 0)
 
     def _watch_messages(self) -> None:
         """SQLite: wake the waiters of messages written since the last look."""
         import sqlalchemy as sa
 
+        notes = self._sys_db.tables.notifications
+        rowid: sa.ColumnClause[int] = sa.literal_column("rowid")
+        query = (
+            sa.select(rowid, notes.c.destination_uuid, notes.c.topic)
+            .where(rowid > self._mark)
+            .order_by(rowid)
+            .limit(5000)
+        )
         with self._sys_db.engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT rowid, destination_uuid, topic FROM notifications "
-                    "WHERE rowid > :mark ORDER BY rowid LIMIT 5000"
-                ),
-                {"mark": self._mark},
-            ).all()
+            rows = conn.execute(query).all()
         for rowid, destination, topic in rows:
             self._mark = max(self._mark, int(rowid))
             self._signal(destination, topic)
@@ -893,14 +896,17 @@ class _Waker:
         waiting = {components[0] for _, components, _ in self._sys_db.notifications_map.snapshot()}
         if not waiting:
             return
-        query = sa.text(
-            f"SELECT DISTINCT destination_uuid, topic FROM {self._prefix}notifications "
-            "WHERE consumed = false AND destination_uuid IN :ids"
-        ).bindparams(sa.bindparam("ids", expanding=True))
+        notes = self._sys_db.tables.notifications
         ids = sorted(waiting)
         for start in range(0, len(ids), 1000):
+            query = (
+                sa.select(notes.c.destination_uuid, notes.c.topic)
+                .where(notes.c.consumed == sa.false())
+                .where(notes.c.destination_uuid.in_(ids[start : start + 1000]))
+                .distinct()
+            )
             with self._sys_db.engine.connect() as conn:
-                rows = conn.execute(query, {"ids": ids[start : start + 1000]}).all()
+                rows = conn.execute(query).all()
             for destination, topic in rows:
                 self._signal(destination, topic)
 
