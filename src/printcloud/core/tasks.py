@@ -372,6 +372,9 @@ class TaskEngine:
         }
         if self.system_schema is not None:
             self._config["dbos_system_schema"] = self.system_schema
+            # DBOS's notifier thread pushes the NOTIFYs of events and streams (messages have
+            # their own trigger), waking every 10 ms by default; we use neither.
+            self._config["notification_coalesce_sec"] = 0.5
         self._data_dir = settings.data_dir
         self._launched = False
         self._waker: _Waker | None = None
@@ -388,7 +391,7 @@ class TaskEngine:
             if self.system_schema is None:
                 self._data_dir.mkdir(parents=True, exist_ok=True)
             _route_dbos_logs()
-            _quiet_sqlite_listener()
+            _quiet_dbos_pollers()
             DBOS(config=self._config)
             # Our queues are polled by the waker's workers, which a new enqueue or a
             # finished run wakes at once; DBOS's own queue thread keeps its internal ones.
@@ -611,6 +614,8 @@ _RECHECK_SECONDS = 24 * 3600.0
 _MESSAGE_SWEEP_SECONDS = 60.0
 #: SQLite: how often the waker looks for messages another process sent (one query).
 _MESSAGE_WATCH_SECONDS = 1.0
+#: DBOS's background jobs (delayed workflows, timeouts: unused here) run this often.
+_BACKGROUND_JOBS_SECONDS = 10.0
 #: The looks at awaited runs' status, each one query for all that are due, are this far apart.
 _SWEEP_GAP_SECONDS = 1.0
 #: A queue with nothing announced is polled this often (work enqueued by another process).
@@ -658,7 +663,7 @@ class _Waker:
       `TaskEngine.send` in this process sets it at once. On PostgreSQL, DBOS's
       LISTEN/NOTIFY sets it for messages sent elsewhere; on SQLite (no NOTIFY),
       one query a second over the messages written since the last one does.
-      DBOS's own per-waiter polling is turned off (`_quiet_sqlite_listener`,
+      DBOS's own per-waiter polling is turned off (`_quiet_dbos_pollers`,
       `_RECHECK_SECONDS`); one query a minute over every waiter is the safety net;
     - `TaskHandle.result()` waits on an event set when the run's end is recorded:
       a run of this process says when it ends (`workflow()`), and the waker reads
@@ -911,12 +916,17 @@ class _Waker:
                 self._signal(destination, topic)
 
 
-def _quiet_sqlite_listener() -> None:
+def _quiet_dbos_pollers() -> None:
     """Turn off DBOS's SQLite message poller, which reads the database once per waiting
-    `recv` every interval: `_Waker` does its work with one query for all of them."""
+    `recv` every interval: `_Waker` does its work with one query for all of them.
+
+    And run DBOS's background jobs (start delayed workflows, cancel timed-out ones:
+    printcloud uses neither) every `_BACKGROUND_JOBS_SECONDS`, not every second."""
+    from dbos import _workflow_commands
     from dbos._sys_db_sqlite import SQLiteSystemDatabase
 
     SQLiteSystemDatabase._notification_listener = _wait_for_stop  # type: ignore[method-assign]
+    _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = _BACKGROUND_JOBS_SECONDS
 
 
 def _wait_for_stop(self: Any) -> None:
