@@ -63,6 +63,14 @@ tables Alembic manages:
   clean: one database to provision, back up and grant, and no CREATEDB right
   needed. The role needs CREATE on the database the first time.
 
+Waiting costs nothing. A workflow waiting in `recv`, a `TaskHandle.result()` and a
+queue are woken by events through one thread per process (`_Waker`), not polled
+per waiter: DBOS's per-waiter pollers are turned off or slowed down, and the
+figures are in `bench/idle_cost.py` and docs/printing.md ("Waiting costs nothing").
+This leans on a few DBOS internals (named where they are used); the tests in
+tests/core/test_tasks.py that count statements per waiting workflow fail if a DBOS
+upgrade changes them.
+
 One engine per process. DBOS is a process-wide singleton (its registry of
 workflows, its threads, its global executor id and version), so a second
 `TaskEngine` may only be launched after the first one's `shutdown()`, which
