@@ -361,12 +361,19 @@ def _db_backends(database_url: str) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
-def _pids_cpu_seconds(pids: list[int]) -> float:
-    ticks = 0
+def _pids_cpu_ticks(pids: list[int]) -> dict[int, int]:
+    ticks: dict[int, int] = {}
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
+            ticks[pid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def _backends_cpu_seconds(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU of the backends over the window: those alive throughout by difference, those
+    born during it in full; one that ended during it is lost (an underestimate)."""
+    ticks = sum(t - before.get(pid, 0) for pid, t in after.items())
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -388,17 +395,14 @@ def _measure(
     backends = _db_backends(stack.database_url) if postgres else []
     serve0, db0, t0 = (
         group_cpu_seconds(stack.proc.pid),
-        _pids_cpu_seconds(backends),
+        _pids_cpu_ticks(backends),
         time.monotonic(),
     )
     time.sleep(window)
-    serve1, db1, t1 = (
-        group_cpu_seconds(stack.proc.pid),
-        _pids_cpu_seconds(backends),
-        time.monotonic(),
-    )
+    serve1, t1 = group_cpu_seconds(stack.proc.pid), time.monotonic()
+    db1 = _pids_cpu_ticks(_db_backends(stack.database_url)) if postgres else {}
     stack.alive()
-    return t1 - t0, serve1 - serve0, (db1 - db0) if postgres else None
+    return t1 - t0, serve1 - serve0, _backends_cpu_seconds(db0, db1) if postgres else None
 
 
 def _run_target(target: Target, levels: tuple[int, ...], window: float, out_dir: Path) -> None:
