@@ -776,7 +776,11 @@ class _Waker:
             )
             self._cond.notify_all()
         try:
-            if not self._done([workflow_id]):
+            try:
+                done = self._done([workflow_id])
+            except Exception:  # the database is away: the waker's sweep looks again
+                done = False
+            if not done:
                 event.wait()
         finally:
             with self._cond:
