@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "distributed": "bench.distributed",
     "forms": "bench.forms",
     "batch_nightly": "bench.batch_nightly",
+    "idle_cost": "bench.idle_cost",
 }
 
 

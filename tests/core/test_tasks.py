@@ -69,6 +69,31 @@ def keyed_job(token: str, key: str) -> str:
     return key.upper()
 
 
+#: Waiting workflows: one per key runs (and waits for its message), the next waits its turn.
+WAITERS = tasks.queue("test-waiters", per_key_concurrency=1, poll_interval=0.1)
+
+
+@tasks.step()
+def arrive(token: str, number: int) -> None:
+    _count(f"{token}:arrived")
+
+
+@tasks.workflow()
+def wait_for_message(token: str, number: int) -> str:
+    arrive(token, number)
+    message = tasks.recv(topic="wake", timeout=3600)
+    return f"{number}:{message}"
+
+
+@tasks.workflow()
+def await_child(token: str, number: int, key: str) -> str:
+    child = tasks.TaskEngine._running
+    assert child is not None
+    return child.enqueue(WAITERS, wait_for_message, key=key, workflow_id=f"child-{token}-{number}")(
+        token, number
+    ).result()
+
+
 @tasks.workflow()
 def on_tick(when: datetime, marker: str) -> None:
     _append(Path(marker), when.isoformat())
@@ -299,6 +324,89 @@ def test_keyed_queue_runs_each_key(engine: tasks.TaskEngine) -> None:
     assert calls[f"{token}:b"] == 1
     with pytest.raises(ValueError, match="key"):
         engine.enqueue(KEYED, keyed_job)(token, "a")
+
+
+def _statements_per_second(window: float) -> float:
+    """Statements DBOS's engine sends to the system database per second, over `window`."""
+    from dbos._dbos import _get_dbos_instance
+    from sqlalchemy import event
+
+    engine = _get_dbos_instance()._sys_db.engine
+    seen = [0]
+
+    def count(*_: Any) -> None:
+        seen[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        time.sleep(window)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return seen[0] / window
+
+
+def _until(check: Any, what: str, *, deadline: float = 60) -> None:
+    stop = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < stop, f"stuck: {what}"
+        time.sleep(0.05)
+
+
+def test_waiting_workflows_cost_no_polling_and_wake_on_their_message(
+    engine: tasks.TaskEngine,
+) -> None:
+    """Issue 13: 12 workflows wait for a message, 12 more wait their turn on a keyed queue
+    behind them and 24 parents wait for their results. The database sees no more
+    statements per second than with nothing waiting (old code: about 20 per waiting
+    `recv` and 5 per awaited result, every second), and each message, whether sent
+    through the engine or straight through DBOS, wakes its workflow."""
+    from dbos import DBOS
+
+    token, keys = _token(), 12
+    idle = _statements_per_second(3.0)
+    parents = [
+        engine.start(await_child, workflow_id=f"parent-{token}-{n}")(token, n, f"k{n % keys}")
+        for n in range(2 * keys)
+    ]
+    _until(lambda: calls[f"{token}:arrived"] == keys, "the first child of each key waits")
+    time.sleep(1.0)
+    waiting = _statements_per_second(3.0)
+    # One sweep a second over every awaited result, plus what DBOS does with nothing to do.
+    assert waiting <= idle + 3, (idle, waiting)
+
+    def running(n: int) -> bool:
+        status = engine.get_status(f"child-{token}-{n}")
+        return status is not None and status.state == "PENDING"
+
+    first = [n for n in range(2 * keys) if running(n)]
+    assert len(first) == keys
+    for n in first:
+        if n % 2:
+            engine.send(f"child-{token}-{n}", f"m{n}", topic="wake")
+        else:
+            DBOS.send(f"child-{token}-{n}", f"m{n}", "wake")  # not announced by this process
+    # A finished child frees its key's slot: the queue is polled at once for the next one.
+    _until(lambda: calls[f"{token}:arrived"] == 2 * keys, "the second child of each key runs")
+    for n in set(range(2 * keys)) - set(first):
+        engine.send(f"child-{token}-{n}", f"m{n}", topic="wake")
+    assert sorted(p.result() for p in parents) == sorted(f"{n}:m{n}" for n in range(2 * keys))
+
+
+def test_a_message_nobody_announced_is_found_by_the_sweep(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waker's safety net: a message written behind its back (no local send, and on
+    SQLite no message watch) still wakes its workflow, by the one sweep over all waiters."""
+    from dbos import DBOS
+
+    monkeypatch.setattr(tasks, "_MESSAGE_WATCH_SECONDS", 3600.0)
+    monkeypatch.setattr(tasks, "_MESSAGE_SWEEP_SECONDS", 0.5)
+    token = _token()
+    with tasks.TaskEngine(settings) as engine:
+        handle = engine.start(wait_for_message, workflow_id=f"lone-{token}")(token, 1)
+        _until(lambda: calls[f"{token}:arrived"] == 1, "the workflow waits")
+        DBOS.send(f"lone-{token}", "found", "wake")
+        assert handle.result() == "1:found"
 
 
 def test_runtime_schedule_fires(engine: tasks.TaskEngine, tmp_path: Path) -> None:

@@ -63,6 +63,14 @@ tables Alembic manages:
   clean: one database to provision, back up and grant, and no CREATEDB right
   needed. The role needs CREATE on the database the first time.
 
+Waiting costs nothing. A workflow waiting in `recv`, a `TaskHandle.result()` and a
+queue are woken by events through one thread per process (`_Waker`), not polled
+per waiter: DBOS's per-waiter pollers are turned off or slowed down, and the
+figures are in `bench/idle_cost.py` and docs/printing.md ("Waiting costs nothing").
+This leans on a few DBOS internals (named where they are used); the tests in
+tests/core/test_tasks.py that count statements per waiting workflow fail if a DBOS
+upgrade changes them.
+
 One engine per process. DBOS is a process-wide singleton (its registry of
 workflows, its threads, its global executor id and version), so a second
 `TaskEngine` may only be launched after the first one's `shutdown()`, which
@@ -72,6 +80,7 @@ import, and survive any number of launch/shutdown cycles, as tests need.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -141,9 +150,19 @@ def workflow(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         wf_name = name or _default_name(func)
+
+        @functools.wraps(func)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            finally:
+                # A hint, not an effect: whoever waits for this run (a parent's
+                # `result()`, a queue slot) looks again once DBOS has recorded its end.
+                _Waker.ending(DBOS.workflow_id)
+
         if max_recovery_attempts is None:
-            return DBOS.workflow(name=wf_name)(func)
-        return DBOS.workflow(name=wf_name, max_recovery_attempts=max_recovery_attempts)(func)
+            return DBOS.workflow(name=wf_name)(run)
+        return DBOS.workflow(name=wf_name, max_recovery_attempts=max_recovery_attempts)(run)
 
     return decorate
 
@@ -299,8 +318,15 @@ class TaskHandle(Generic[R]):
     def workflow_id(self) -> str:
         return self._handle.get_workflow_id()
 
-    def result(self, *, poll_interval: float = 0.2) -> R:
-        """Wait for the workflow and return its result (or raise its exception)."""
+    def result(self, *, poll_interval: float = 1.0) -> R:
+        """Wait for the workflow and return its result (or raise its exception).
+
+        No polling per handle: a run that ends in this process wakes its waiters at
+        once; one that ends in another process is seen by this process's one sweep
+        of every awaited workflow, at most `poll_interval` seconds later."""
+        waker = _Waker.current
+        if waker is not None:
+            waker.until_done(self._handle.get_workflow_id(), poll_interval)
         return self._handle.get_result(polling_interval_sec=poll_interval)
 
     def status(self) -> TaskStatus:
@@ -354,12 +380,12 @@ class TaskEngine:
         }
         if self.system_schema is not None:
             self._config["dbos_system_schema"] = self.system_schema
-        else:
-            # SQLite has no LISTEN/NOTIFY: DBOS polls for messages (`recv`), 1 s by default.
-            # A printer's result should reach its waiting job in well under that.
-            self._config["notification_listener_polling_interval_sec"] = 0.05
+            # DBOS's notifier thread pushes the NOTIFYs of events and streams (messages have
+            # their own trigger), waking every 10 ms by default; we use neither.
+            self._config["notification_coalesce_sec"] = 0.5
         self._data_dir = settings.data_dir
         self._launched = False
+        self._waker: _Waker | None = None
 
     # lifecycle
 
@@ -373,7 +399,11 @@ class TaskEngine:
             if self.system_schema is None:
                 self._data_dir.mkdir(parents=True, exist_ok=True)
             _route_dbos_logs()
+            _quiet_dbos_pollers()
             DBOS(config=self._config)
+            # Our queues are polled by the waker's workers, which a new enqueue or a
+            # finished run wakes at once; DBOS's own queue thread keeps its internal ones.
+            DBOS.listen_queues([])
             try:
                 with _one_launch_at_a_time(self.system_database_url, self.system_schema):
                     DBOS.launch()
@@ -382,9 +412,15 @@ class TaskEngine:
                     schedules = [x for x in _schedules.values() if self.owns(x["schedule_name"])]
                 for declared in queues:
                     _register_queue(self._limits.get(declared.name, declared))
+                self._waker = _Waker.start(
+                    [self._limits.get(q.name, q) for q in queues], schema=self.system_schema
+                )
                 if schedules:
                     DBOS.apply_schedules(schedules)
             except BaseException:
+                if self._waker is not None:
+                    self._waker.stop()
+                    self._waker = None
                 DBOS.destroy()
                 raise
             TaskEngine._running = self
@@ -430,6 +466,9 @@ class TaskEngine:
             if not self._launched:
                 return
             try:
+                if self._waker is not None:
+                    self._waker.stop()
+                    self._waker = None
                 DBOS.destroy(workflow_completion_timeout_sec=wait_seconds)
             finally:
                 self._launched = False
@@ -481,7 +520,10 @@ class TaskEngine:
 
         def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
             with _options(workflow_id, key):
-                return TaskHandle(DBOS.enqueue_workflow(on.name, func, *args, **kwargs))
+                handle = TaskHandle(DBOS.enqueue_workflow(on.name, func, *args, **kwargs))
+            if self._waker is not None:
+                self._waker.nudge(on.name)
+            return handle
 
         return call
 
@@ -533,6 +575,8 @@ class TaskEngine:
             DBOS.send(workflow_id, message, topic)
         except dbos_error.DBOSNonExistentWorkflowError as exc:
             raise NotFound(f"no workflow {workflow_id!r}") from exc
+        if self._waker is not None:
+            self._waker.sent(workflow_id, topic)
 
     def handle(self, workflow_id: str) -> TaskHandle[Any]:
         """A handle on an existing workflow, to wait for its result (`NotFound` if none)."""
@@ -559,11 +603,347 @@ class TaskEngine:
         # DBOS's recovery entry point (what its admin endpoint and Conductor call):
         # re-enqueues atomically, so duplicate recoveries cannot run a workflow twice.
         handles = DBOS._recover_pending_workflows(list(executor_ids))
+        if self._waker is not None:
+            self._waker.nudge()
         return [h.get_workflow_id() for h in handles]
 
     def _check_launched(self) -> None:
         if not self._launched:
             raise RuntimeError("TaskEngine.launch() has not been called")
+
+
+# -- waking what waits ---------------------------------------------------------------------
+
+#: DBOS re-reads the database for each waiting `recv` this often, as a fallback behind its
+#: listener; the waker's one sweep per process does that job instead.
+_RECHECK_SECONDS = 24 * 3600.0
+#: The waker's sweep of every waiting `recv` of this process, in one query: a safety net
+#: behind PostgreSQL's NOTIFY and the SQLite message watch (`_Waker`).
+_MESSAGE_SWEEP_SECONDS = 60.0
+#: SQLite: how often the waker looks for messages another process sent (one query).
+_MESSAGE_WATCH_SECONDS = 1.0
+#: DBOS's background jobs (delayed workflows, timeouts: unused here) run this often.
+_BACKGROUND_JOBS_SECONDS = 10.0
+#: The looks at awaited runs' status, each one query for all that are due, are this far apart.
+_SWEEP_GAP_SECONDS = 1.0
+#: A queue with nothing announced is polled this often (work enqueued by another process).
+_QUEUE_FALLBACK_SECONDS = 30.0
+#: After a run says it ends, its recorded end is looked for at these delays (seconds).
+_ENDING_CHECKS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_ACTIVE_STATES = ("PENDING", "ENQUEUED", "DELAYED")
+
+
+class _Nudge(threading.Event):
+    """The event DBOS's queue worker waits on between polls, made wakeable.
+
+    DBOS's worker stops when its event is set and otherwise polls every interval.
+    Here `set()` still stops it, while `nudge()` only ends its current wait: it
+    polls now (though not more often than the queue's own interval), and without a
+    nudge it polls every `_QUEUE_FALLBACK_SECONDS`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._poke = threading.Event()
+        self._poke.set()  # one poll at start: work left by a previous run
+
+    def nudge(self) -> None:
+        self._poke.set()
+
+    def set(self) -> None:
+        super().set()
+        self._poke.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # `timeout` is DBOS's interval (the declared one, longer under contention).
+        if super().wait(timeout):
+            return True
+        self._poke.wait(_QUEUE_FALLBACK_SECONDS)
+        self._poke.clear()
+        return self.is_set()
+
+
+class _Waker:
+    """Wakes waiting workflows and queues by events, one thread per process.
+
+    What DBOS does by polling per waiter, done once per process:
+
+    - a `recv` waits on DBOS's in-memory event. A message sent through
+      `TaskEngine.send` in this process sets it at once. On PostgreSQL, DBOS's
+      LISTEN/NOTIFY sets it for messages sent elsewhere; on SQLite (no NOTIFY),
+      one query a second over the messages written since the last one does.
+      DBOS's own per-waiter polling is turned off (`_quiet_dbos_pollers`,
+      `_RECHECK_SECONDS`); one query a minute over every waiter is the safety net;
+    - `TaskHandle.result()` waits on an event set when the run's end is recorded:
+      a run of this process says when it ends (`workflow()`), and the waker reads
+      its status until the end is recorded; runs of other processes are found by
+      one query a second at most over the awaited runs due for a look (each
+      every `poll_interval` of its `result()`);
+    - a declared queue is polled when this process enqueues on it, when one of
+      its runs ends here (a slot is free) or when dead executors' work is
+      recovered, else every `_QUEUE_FALLBACK_SECONDS`.
+
+    So the cost of waiting does not grow with the number of waiting workflows.
+    """
+
+    current: ClassVar[_Waker | None] = None
+
+    def __init__(self, schema: str | None) -> None:
+        from dbos._dbos import _get_dbos_instance
+
+        self._dbos = _get_dbos_instance()
+        self._sys_db = self._dbos._sys_db
+        self._sqlite = schema is None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._awaited: dict[str, dict[threading.Event, float]] = {}
+        self._due: dict[str, float] = {}  # next look at an awaited run's status
+        self._ending: dict[str, tuple[float, int]] = {}
+        self._nudges: dict[str, _Nudge] = {}
+        self._threads: list[threading.Thread] = []
+        self._mark = 0
+
+    @classmethod
+    def start(cls, queues: Sequence[TaskQueue], *, schema: str | None) -> _Waker:
+        from dbos._queue import queue_worker_thread
+
+        waker = cls(schema)
+        waker._sys_db._notification_fallback_polling_interval = _RECHECK_SECONDS
+        if waker._sqlite:
+            waker._mark = waker._newest_message()
+        for declared in queues:
+            queue = DBOS.retrieve_queue(declared.name)
+            if queue is None:
+                raise RuntimeError(f"queue {declared.name!r} missing after registration")
+            nudge = _Nudge()
+            waker._nudges[declared.name] = nudge
+            waker._threads.append(
+                threading.Thread(
+                    target=queue_worker_thread,
+                    args=(nudge, waker._dbos, queue),
+                    name=f"queue-worker-{declared.name}",
+                    daemon=True,
+                )
+            )
+        waker._threads.append(threading.Thread(target=waker._run, name="tasks-waker", daemon=True))
+        for thread in waker._threads:
+            thread.start()
+        cls.current = waker
+        return waker
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            awaited = [e for events in self._awaited.values() for e in events]
+            self._cond.notify_all()
+        for nudge in self._nudges.values():
+            nudge.set()
+        for event in awaited:  # their `result()` falls back on DBOS's own wait
+            event.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if _Waker.current is self:
+            _Waker.current = None
+
+    # events announced by this process
+
+    @staticmethod
+    def ending(workflow_id: str | None) -> None:
+        waker = _Waker.current
+        if waker is None or not workflow_id:
+            return
+        with waker._cond:
+            waker._ending[workflow_id] = (time.monotonic() + _ENDING_CHECKS[0], 0)
+            waker._cond.notify_all()
+
+    def nudge(self, queue: str | None = None) -> None:
+        for name, nudge in self._nudges.items():
+            if queue is None or name == queue:
+                nudge.nudge()
+
+    def sent(self, workflow_id: str, topic: str | None) -> None:
+        self._signal(workflow_id, topic)
+
+    def until_done(self, workflow_id: str, poll_interval: float) -> None:
+        """Return once the run's end is recorded (or the waker stops)."""
+        event = threading.Event()
+        with self._cond:
+            if self._stopped:
+                return
+            interval = max(poll_interval, 0.01)
+            self._awaited.setdefault(workflow_id, {})[event] = interval
+            self._due[workflow_id] = min(
+                self._due.get(workflow_id, float("inf")), time.monotonic() + interval
+            )
+            self._cond.notify_all()
+        try:
+            try:
+                done = self._done([workflow_id])
+            except Exception:  # the database is away: the waker's sweep looks again
+                done = False
+            if not done:
+                event.wait()
+        finally:
+            with self._cond:
+                events = self._awaited.get(workflow_id, {})
+                events.pop(event, None)
+                if not events:
+                    self._awaited.pop(workflow_id, None)
+                    self._due.pop(workflow_id, None)
+
+    # the thread
+
+    def _run(self) -> None:
+        now = time.monotonic()
+        last_sweep = now - _SWEEP_GAP_SECONDS
+        next_messages = now + _MESSAGE_SWEEP_SECONDS
+        next_watch = now + _MESSAGE_WATCH_SECONDS
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    due = [next_messages]
+                    if self._sqlite:
+                        due.append(next_watch)
+                    if self._due:
+                        due.append(max(min(self._due.values()), last_sweep + _SWEEP_GAP_SECONDS))
+                    due.extend(at for at, _ in self._ending.values())
+                    if min(due) <= now:
+                        break
+                    self._cond.wait(min(due) - now)
+                if self._stopped:
+                    return
+                ending = [wid for wid, (at, _) in self._ending.items() if at <= now]
+                swept: list[str] = []
+                if now >= last_sweep + _SWEEP_GAP_SECONDS:
+                    swept = [wid for wid, at in self._due.items() if at <= now]
+                for wid in swept:
+                    self._due[wid] = now + min(self._awaited.get(wid, {}).values(), default=1.0)
+            try:
+                if ending:
+                    self._check_ending(ending)
+                if swept:
+                    last_sweep = now
+                    self._wake_done(swept)
+                if self._sqlite and next_watch <= now:
+                    self._watch_messages()
+                    next_watch = time.monotonic() + _MESSAGE_WATCH_SECONDS
+                if next_messages <= now:
+                    self._sweep_messages()
+                    next_messages = time.monotonic() + _MESSAGE_SWEEP_SECONDS
+            except Exception:  # the database may be away a while: try again, never die
+                logging.getLogger("printcloud.tasks").warning("waker pass failed", exc_info=True)
+                with self._cond:
+                    self._cond.wait(1.0)
+
+    def _check_ending(self, ids: list[str]) -> None:
+        done = self._wake_done(ids)
+        if done:
+            self.nudge()  # a queue slot may be free
+        with self._cond:
+            now = time.monotonic()
+            for wid in ids:
+                _, attempt = self._ending.pop(wid, (0.0, 0))
+                if wid in done or attempt + 1 >= len(_ENDING_CHECKS):
+                    continue
+                self._ending[wid] = (now + _ENDING_CHECKS[attempt + 1], attempt + 1)
+
+    def _wake_done(self, ids: list[str]) -> set[str]:
+        done = self._finished(ids)
+        with self._cond:
+            events = [e for wid in done for e in self._awaited.get(wid, {})]
+        for event in events:
+            event.set()
+        return done
+
+    def _done(self, ids: list[str]) -> bool:
+        return set(ids) <= self._finished(ids)
+
+    def _finished(self, ids: list[str]) -> set[str]:
+        import sqlalchemy as sa
+
+        status = self._sys_db.tables.workflow_status
+        found: set[str] = set()
+        for start in range(0, len(ids), 1000):
+            query = sa.select(status.c.workflow_uuid, status.c.status).where(
+                status.c.workflow_uuid.in_(ids[start : start + 1000])
+            )
+            with self._sys_db.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            found.update(wid for wid, state in rows if state not in _ACTIVE_STATES)
+        return found
+
+    def _signal(self, workflow_id: str, topic: str | None) -> None:
+        from dbos._sys_db import _dbos_null_topic
+
+        payload, _ = self._sys_db._waiter(workflow_id, topic or _dbos_null_topic)
+        signal = self._sys_db.notifications_map.get(payload)
+        if signal is not None:
+            signal.set()
+
+    def _newest_message(self) -> int:
+        import sqlalchemy as sa
+
+        rowid: sa.ColumnClause[int] = sa.literal_column("rowid")
+        with self._sys_db.engine.connect() as conn:
+            query = sa.select(sa.func.max(rowid)).select_from(self._sys_db.tables.notifications)
+            return int(conn.execute(query).scalar() or 0)
+
+    def _watch_messages(self) -> None:
+        """SQLite: wake the waiters of messages written since the last look."""
+        import sqlalchemy as sa
+
+        notes = self._sys_db.tables.notifications
+        rowid: sa.ColumnClause[int] = sa.literal_column("rowid")
+        query = (
+            sa.select(rowid, notes.c.destination_uuid, notes.c.topic)
+            .where(rowid > self._mark)
+            .order_by(rowid)
+            .limit(5000)
+        )
+        with self._sys_db.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for rowid, destination, topic in rows:
+            self._mark = max(self._mark, int(rowid))
+            self._signal(destination, topic)
+
+    def _sweep_messages(self) -> None:
+        """Every waiting `recv` of this process whose message is there, in one query."""
+        import sqlalchemy as sa
+
+        waiting = {components[0] for _, components, _ in self._sys_db.notifications_map.snapshot()}
+        if not waiting:
+            return
+        notes = self._sys_db.tables.notifications
+        ids = sorted(waiting)
+        for start in range(0, len(ids), 1000):
+            query = (
+                sa.select(notes.c.destination_uuid, notes.c.topic)
+                .where(notes.c.consumed == sa.false())
+                .where(notes.c.destination_uuid.in_(ids[start : start + 1000]))
+                .distinct()
+            )
+            with self._sys_db.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for destination, topic in rows:
+                self._signal(destination, topic)
+
+
+def _quiet_dbos_pollers() -> None:
+    """Turn off DBOS's SQLite message poller, which reads the database once per waiting
+    `recv` every interval: `_Waker` does its work with one query for all of them.
+
+    And run DBOS's background jobs (start delayed workflows, cancel timed-out ones:
+    printcloud uses neither) every `_BACKGROUND_JOBS_SECONDS`, not every second."""
+    from dbos import _workflow_commands
+    from dbos._sys_db_sqlite import SQLiteSystemDatabase
+
+    SQLiteSystemDatabase._notification_listener = _wait_for_stop  # type: ignore[method-assign]
+    _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = _BACKGROUND_JOBS_SECONDS
+
+
+def _wait_for_stop(self: Any) -> None:
+    while self._run_background_processes:
+        time.sleep(0.5)
 
 
 def system_database(settings: Settings) -> tuple[str, str | None]:

@@ -62,7 +62,11 @@ PRINTER_TOPIC = "printer"
 #: What ends each wait: a held job's release (or cancel); the printer's result (or cancel).
 RELEASE_OUTCOMES = ("released", "owner_cancelled")
 RESULT_OUTCOMES = ("printed", "cancelled", "owner_cancelled")
-_WAIT_SLICE = 600.0
+#: A waiting job costs nothing until its message comes (`core.tasks`, "waking what
+#: waits"); each slice's end is a checkpoint and a few writes, so slices are long.
+_WAIT_SLICE = 6 * 3600.0
+#: How often the job's workflow looks for its delivery's end when another replica ran it.
+_TURN_POLL = 30.0
 
 
 def workflow_id(job_id: str) -> str:
@@ -447,7 +451,9 @@ def _admit(tenant_id: str, job_id: str) -> str:
         key=printer_key(tenant_id, printer_id),
         workflow_id=deliver_id(job_id),
     )(tenant_id, job_id)
-    return str(turn.result())
+    # Its delivery ends in this process, which wakes this wait at once; the look for an
+    # end in another replica (distributed run) only decides when this workflow ends.
+    return str(turn.result(poll_interval=_TURN_POLL))
 
 
 def _deliver(tenant_id: str, job_id: str) -> str:
