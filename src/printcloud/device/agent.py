@@ -40,9 +40,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urljoin
 
 import httpx
@@ -53,11 +53,10 @@ from printcloud.core.errors import InvalidRequest
 from printcloud.core.http import client as http_client
 from printcloud.core.http import error_of
 from printcloud.core.logs import get_logger
-from printcloud.device.api import DeviceTokens, device_errors, issuer_client, print_client
+from printcloud.device.api import DeviceApi, Page, WorkItem, device_errors
 from printcloud.device.config import (
     FAULT_NAMES,
     MEDIA,
-    SAFE_ID,
     TIMEOUT,
     DeviceConfig,
     DeviceError,
@@ -87,8 +86,6 @@ __all__ = [
 log = get_logger("device.agent")
 
 PREVIEW_WIDTH = 400
-#: The print service refuses larger previews.
-MAX_PREVIEW_BYTES = 2 * 1024 * 1024
 
 
 # -- what the agent reports --------------------------------------------------------
@@ -140,52 +137,6 @@ class DeviceEvent:
 EventHook = Callable[[DeviceEvent], None]
 
 
-@dataclass(frozen=True)
-class _WorkItem:
-    job_id: str
-    title: str
-    state: str
-    manifest_url: str
-    token: str = field(repr=False)
-    pages: int
-    color: bool
-    copies: int
-    duplex: bool
-    media: str
-    dpi: int
-
-    @classmethod
-    def parse(cls, data: Any) -> _WorkItem:
-        try:
-            options = data.get("options") or {}
-            job_id = str(data["job_id"])
-            item = cls(
-                job_id=job_id,
-                title=str(data.get("title") or job_id),
-                state=str(data.get("state", "")),
-                manifest_url=str(data["manifest_url"]),
-                token=str(data["token"]),
-                pages=int(data.get("pages") or 0),
-                color=bool(options.get("color", False)),
-                copies=max(1, int(options.get("copies") or 1)),
-                duplex=bool(options.get("duplex", False)),
-                media=str(options.get("media") or "A4"),
-                dpi=int(options.get("dpi") or 300),
-            )
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise DeviceError(f"malformed work item {data!r:.200}: {exc}") from exc
-        if not SAFE_ID.match(item.job_id):
-            raise DeviceError(f"job id {item.job_id!r:.80} cannot name a folder")
-        return item
-
-
-@dataclass(frozen=True)
-class _Page:
-    number: int
-    url: str
-    sha256: str | None
-
-
 class _Stop(Exception):  # control flow inside one job, not an error
     """The job ends here: `outcome`/`reason` go to the journal and the report."""
 
@@ -213,8 +164,7 @@ class DeviceAgent:
         self.on_event = on_event
         self._own_http = http is None
         self._http = http or http_client(timeout=TIMEOUT)
-        self._tokens = DeviceTokens(issuer_client(config, self._http))
-        self._printing = print_client(config, self._http)
+        self._api = DeviceApi(config, self._http)
         self._faults = list(config.faults)
         self._wake = threading.Event()
         self._listener: PushListener | None = None
@@ -266,12 +216,9 @@ class DeviceAgent:
 
     def register_push_url(self, url: str | None) -> None:
         """Tell the print service where to push print requests (S109); None: poll only."""
-        printer = self.config.printer_id
-        self._tokens.call(
-            "push URL", lambda token: self._printing.set_push_url(printer, url, token=token)
-        )
+        self._api.set_push_url(url)
         self._registered = url is not None
-        log.info("push URL of printer %s set to %s", printer, url)
+        log.info("push URL of printer %s set to %s", self.config.printer_id, url)
 
     def _try_register(self) -> None:
         """Register the listener once the service answers; until then the agent polls.
@@ -373,70 +320,29 @@ class DeviceAgent:
 
     # -- device API calls
 
-    def _work(self) -> list[_WorkItem]:
-        printer = self.config.printer_id
-        jobs = self._tokens.call(
-            "work list", lambda token: self._printing.work(printer, token=token)
-        )
+    def _work(self) -> list[WorkItem]:
+        jobs = self._api.work()
         items = []
         for job in jobs:
             try:
-                items.append(_WorkItem.parse(job))
+                items.append(WorkItem.parse(job))
             except DeviceError as exc:  # one bad item must not block the others
                 log.error("work list: %s", exc)
                 self._emit(DeviceEvent("error", message=str(exc)))
         return items
 
-    def _started(self, item: _WorkItem) -> bool:
-        """S1401: the server agrees the printer starts; False when it refuses (409)."""
-        printer = self.config.printer_id
-        return self._tokens.call(
-            "start",
-            lambda token: self._printing.started(item.job_id, token=token, printer_id=printer),
-        )
-
-    def _report(
-        self, job_id: str, outcome: Outcome, reason: str | None, pages: int, message: str
-    ) -> None:
-        """S1413/S1414/S1415: tell the server how the job ended (idempotent there)."""
-        closed = self._tokens.call(
-            "result",
-            lambda token: self._printing.result(
-                job_id,
-                token=token,
-                printer_id=self.config.printer_id,
-                outcome=outcome,
-                reason=reason[:200] if reason else reason,
-                pages_printed=pages,
-                message=message[:1000],
-            ),
-        )
-        if closed is not None:
-            # Already final on the server (e.g. cancelled by its owner): nothing to add.
-            log.info("job %s: the server had closed it (%s)", job_id, closed)
-
     def _report_final(self, journal: Journal, folder: Path) -> None:
         assert journal.outcome is not None
-        self._report(
+        self._api.report(
             journal.job_id, journal.outcome, journal.reason, journal.pages_printed, journal.message
         )
         journal.reported = True
         journal.save(folder)
 
-    def _upload_preview(self, job_id: str, number: int, png: bytes) -> bool:
-        """The page's preview for the user; False when the server no longer wants the job."""
-        if len(png) > MAX_PREVIEW_BYTES:
-            log.warning("job %s page %d: preview of %d bytes not sent", job_id, number, len(png))
-            return True
-        return self._tokens.call(
-            "preview",
-            lambda token: self._printing.upload_preview(job_id, number, png, token=token),
-        )
-
     def _fetch(self, url: str, token: str, what: str) -> httpx.Response:
         """S1404/S1406: converted data, with the job's conversion token (FIG. 10)."""
         with device_errors(what):
-            resp = self._printing.converted(url, token=token, what=what)
+            resp = self._api.printing.converted(url, token=token, what=what)
         if resp.status_code in (401, 403, 404):
             code, text = error_of(resp)
             if not code and not text:
@@ -452,13 +358,13 @@ class DeviceAgent:
             raise DeviceError(str(refused(what, resp)), status=resp.status_code)
         return resp
 
-    def _manifest(self, item: _WorkItem) -> list[_Page]:
+    def _manifest(self, item: WorkItem) -> list[Page]:
         resp = self._fetch(item.manifest_url, item.token, "metafile")
         try:
             data = resp.json()
             entries = data["pages"]
             pages = [
-                _Page(
+                Page(
                     number=int(entry["number"]),
                     url=urljoin(item.manifest_url, str(entry["url"])),
                     sha256=entry.get("sha256"),
@@ -491,7 +397,7 @@ class DeviceAgent:
 
     def _outcome(
         self,
-        item: _WorkItem,
+        item: WorkItem,
         journal: Journal | None,
         outcome: Literal["printed", "cancelled", "skipped", "error"],
         *,
@@ -526,7 +432,7 @@ class DeviceAgent:
             replayed=replayed,
         )
 
-    def _process(self, item: _WorkItem) -> JobOutcome:
+    def _process(self, item: WorkItem) -> JobOutcome:
         folder = self.config.out_dir / item.job_id
         journal = Journal.load(folder)
         if journal is not None and journal.finished:
@@ -538,7 +444,7 @@ class DeviceAgent:
             self._emit(DeviceEvent("done", job_id=item.job_id, title=item.title, outcome=outcome))
             return outcome
 
-        if not self._started(item):
+        if not self._api.started(item.job_id):
             log.info("job %s is no longer printable; skipped", item.job_id)
             outcome = self._outcome(item, journal, "skipped", message="refused by the server (409)")
             self._emit(DeviceEvent("skipped", job_id=item.job_id, title=item.title))
@@ -564,7 +470,7 @@ class DeviceAgent:
         self._emit(DeviceEvent("done", job_id=item.job_id, title=item.title, outcome=outcome))
         return outcome
 
-    def _stopped(self, item: _WorkItem, journal: Journal, folder: Path, stop: _Stop) -> JobOutcome:
+    def _stopped(self, item: WorkItem, journal: Journal, folder: Path, stop: _Stop) -> JobOutcome:
         log.warning("job %s %s (%s): %s", item.job_id, stop.outcome, stop.reason, stop.message)
         if stop.final:
             journal.finish(stop.outcome, stop.reason, stop.message)
@@ -573,7 +479,7 @@ class DeviceAgent:
         else:
             # S1415: a failed download is reported, but the journal stays open: if the
             # server hands the job again, the pages it lacks are fetched again.
-            self._report(
+            self._api.report(
                 item.job_id, stop.outcome, stop.reason, journal.pages_printed, stop.message
             )
         outcome = self._outcome(
@@ -589,7 +495,7 @@ class DeviceAgent:
                 return fault
         return None
 
-    def _print(self, item: _WorkItem, journal: Journal, folder: Path) -> None:
+    def _print(self, item: WorkItem, journal: Journal, folder: Path) -> None:
         """S1404–S1412 for one job; raises `_Stop` when it ends early."""
         media = MEDIA.get(item.media)
         if media is None:
@@ -645,7 +551,7 @@ class DeviceAgent:
         if not wanted:
             raise _Stop("cancelled", "job_cancelled", "the server cancelled the job", final=True)
 
-    def _page_data(self, item: _WorkItem, page: _Page) -> bytes:
+    def _page_data(self, item: WorkItem, page: Page) -> bytes:
         jpeg = self._fetch(page.url, item.token, f"page {page.number}").content
         if page.sha256 and hashlib.sha256(jpeg).hexdigest() != page.sha256:
             raise DeviceError(f"page {page.number}: content does not match the metafile")
@@ -653,10 +559,10 @@ class DeviceAgent:
 
     def _print_page(
         self,
-        item: _WorkItem,
+        item: WorkItem,
         journal: Journal,
         folder: Path,
-        page: _Page,
+        page: Page,
         jpeg: bytes,
         media: Media,
         page_count: int,
@@ -697,11 +603,11 @@ class DeviceAgent:
         with Image.open(preview) as image:
             image.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH * 4))
             small = _png(image)
-        return self._upload_preview(job_id, number, small)
+        return self._api.upload_preview(job_id, number, small)
 
     def _settle_uploads(
         self,
-        item: _WorkItem,
+        item: WorkItem,
         journal: Journal,
         folder: Path,
         uploads: list[tuple[int, Future[bool]]],
@@ -723,7 +629,7 @@ class DeviceAgent:
             journal.save(folder)
         return wanted
 
-    def _resend_preview(self, item: _WorkItem, journal: Journal, folder: Path, number: int) -> None:
+    def _resend_preview(self, item: WorkItem, journal: Journal, folder: Path, number: int) -> None:
         """A page printed before a restart whose preview never reached the server."""
         path = folder / f"{page_name(number)}-preview.png"
         if not path.is_file():
@@ -732,7 +638,7 @@ class DeviceAgent:
         with Image.open(path) as image:
             image.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH * 4))
             png = _png(image)
-        if not self._upload_preview(item.job_id, number, png):
+        if not self._api.upload_preview(item.job_id, number, png):
             raise _Stop("cancelled", "job_cancelled", "the server cancelled the job", final=True)
         journal.mark_uploaded(number)
         journal.save(folder)

@@ -45,6 +45,11 @@ class PrintServiceError(Exception):
         self.error = error
         self.description = description
 
+    @property
+    def reason(self) -> str:
+        """The service's own words for the refusal, for a caller's record."""
+        return self.description or self.error or str(self)
+
 
 class PrintServiceUnreachable(PrintServiceError):
     """No answer at all, or a 5xx: the service is not there or not well; retry later."""
@@ -80,7 +85,7 @@ def refused(what: str, resp: httpx.Response) -> PrintServiceError:
     """`what: HTTP 404 (not_found: why)`; a 5xx is `PrintServiceUnreachable`."""
     code, description = error_of(resp)
     if not code and not description:
-        description = resp.text.strip()[:200]
+        description = resp.text.strip()[:500]
     detail = ": ".join(part for part in (code, description) if part)
     kind = PrintServiceUnreachable if resp.status_code >= 500 else PrintServiceError
     return kind(
