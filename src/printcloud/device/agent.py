@@ -318,7 +318,7 @@ class DeviceAgent:
             outcomes.append(outcome)
         return outcomes
 
-    # -- device API calls
+    # -- work in, results out (the calls themselves are in api.py)
 
     def _work(self) -> list[WorkItem]:
         jobs = self._api.work()
@@ -345,8 +345,6 @@ class DeviceAgent:
             resp = self._api.printing.converted(url, token=token, what=what)
         if resp.status_code in (401, 403, 404):
             code, text = error_of(resp)
-            if not code and not text:
-                text = resp.text.strip()[:200]
             why = "token refused or timed out" if resp.status_code != 404 else "no such data"
             raise _Stop(
                 "cancelled",
