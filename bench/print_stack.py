@@ -30,6 +30,7 @@ from bench.conversion import _scratch
 from bench.harness import LOOPBACK, BenchError, free_port, log_tail, started, wait_ready
 from printcloud.core.settings import Settings
 from printcloud.printing import service as printing_service
+from printcloud.printing.client import PrintClient, PrintServiceError
 
 ISSUER = "idp-a"
 PRINTER = "bench-color"
@@ -58,7 +59,8 @@ class PrintStack:
     data_dir: Path
     log: Path
     proc: Any
-    api: httpx.Client
+    api: PrintClient
+    token: str
     tenant_id: str
     device_id: str
     device_secret: str
@@ -71,26 +73,30 @@ class PrintStack:
             )
 
     def submit(self, data: bytes, *, dpi: int, color: bool = True) -> str:
-        response = self.api.post(
-            "/api/jobs",
-            files={"file": ("doc10.pdf", data, "application/pdf")},
-            data={"printer_id": self.printer_id, "dpi": str(dpi), "color": str(color).lower()},
-        )
-        if response.status_code != 202:
-            raise BenchError(f"submit answered {response.status_code}: {response.text[:300]}")
-        return str(response.json()["job_id"])
+        try:
+            job = self.api.submit(
+                token=self.token,
+                printer_id=self.printer_id,
+                pdf=data,
+                filename="doc10.pdf",
+                options={"dpi": str(dpi), "color": str(color).lower()},
+            )
+        except PrintServiceError as exc:
+            raise BenchError(f"submit: {exc}") from exc
+        return job.job_id
 
     def job(self, job_id: str) -> dict[str, Any]:
-        response = self.api.get(f"/api/jobs/{job_id}")
-        if response.status_code != 200:
-            raise BenchError(f"GET job answered {response.status_code}: {response.text[:300]}")
-        return dict(response.json())
+        try:
+            return self.api.show(job_id, token=self.token).data
+        except PrintServiceError as exc:
+            raise BenchError(f"GET job: {exc}") from exc
 
     def states(self) -> dict[str, str]:
-        response = self.api.get("/api/jobs", params={"limit": 1000})
-        if response.status_code != 200:
-            raise BenchError(f"GET jobs answered {response.status_code}: {response.text[:300]}")
-        return {job["job_id"]: job["state"] for job in response.json()["jobs"]}
+        try:
+            jobs = self.api.list_jobs(token=self.token, limit=1000)
+        except PrintServiceError as exc:
+            raise BenchError(f"GET jobs: {exc}") from exc
+        return {job.job_id: job.state for job in jobs}
 
     def wait(
         self, job_ids: Iterable[str], states: Iterable[str], *, timeout: float = 300
@@ -111,9 +117,11 @@ class PrintStack:
         """Cancel jobs still active and wait for their clean-up (S112), so runs do not overlap."""
         ids = list(job_ids)
         for job_id in ids:
-            response = self.api.post(f"/api/jobs/{job_id}/cancel")
-            if response.status_code not in (200, 409):
-                raise BenchError(f"cancel answered {response.status_code}: {response.text[:300]}")
+            try:
+                self.api.cancel(job_id, token=self.token)
+            except PrintServiceError as exc:
+                if exc.status != 409:
+                    raise BenchError(f"cancel: {exc}") from exc
         deadline = time.monotonic() + timeout
         for job_id in ids:
             while not any(event["step"] == "S112" for event in self.job(job_id)["history"]):
@@ -218,11 +226,7 @@ def print_stack(
         )
         if token.status_code != 200:
             raise BenchError(f"token request answered {token.status_code}: {token.text[:300]}")
-        api = httpx.Client(
-            base_url=f"{base}/printing",
-            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-            timeout=120,
-            trust_env=False,
-        )
-        stack.callback(api.close)
-        yield PrintStack(base, data_dir, log, proc, api, tenant_id, dev_id, dev_secret)
+        api = PrintClient(f"{base}/printing", http=httpx.Client(timeout=120, trust_env=False))
+        stack.callback(api.http.close)
+        access = str(token.json()["access_token"])
+        yield PrintStack(base, data_dir, log, proc, api, access, tenant_id, dev_id, dev_secret)

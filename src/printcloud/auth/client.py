@@ -19,17 +19,35 @@ from urllib.parse import urlsplit
 import httpx
 
 from printcloud.core.crypto import SecretBox, token_digest
+from printcloud.core.http import error_of
 
 SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"  # noqa: S105
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 
 
 class OAuthError(Exception):
-    def __init__(self, status: int, error: str, description: str = "") -> None:
+    """The issuer refused: `status`, wire `error`, its description, and for a 429 the
+    seconds its `Retry-After` asks to wait."""
+
+    def __init__(
+        self, status: int, error: str, description: str = "", *, retry_after: int | None = None
+    ) -> None:
         super().__init__(f"{error}: {description}" if description else error)
         self.status = status
         self.error = error
         self.description = description
+        self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, resp: httpx.Response) -> OAuthError:
+        code, description = error_of(resp)
+        retry_after = None
+        if resp.status_code == 429:
+            try:
+                retry_after = max(1, int(resp.headers.get("Retry-After") or 60))
+            except ValueError:
+                retry_after = 60
+        return cls(resp.status_code, code or "error", description, retry_after=retry_after)
 
 
 @dataclass(frozen=True)
@@ -81,14 +99,15 @@ class AuthClient:
             resp = self.http.post(url, data={**data, "client_id": self.client_id})
         else:
             resp = self.http.post(url, data=data, auth=(self.client_id, self.client_secret))
-        body: dict[str, Any] = resp.json() if resp.content else {}
         if resp.status_code >= 400:
-            raise OAuthError(
-                resp.status_code,
-                str(body.get("error", "error")),
-                str(body.get("error_description", "")),
-            )
+            raise OAuthError.of(resp)
+        body: dict[str, Any] = resp.json() if resp.content else {}
         return body
+
+    def grant(self, grant_type: str, **params: str) -> dict[str, Any]:
+        """The token endpoint's whole answer for any grant, an extension grant included
+        (the device's card login): the caller reads the fields its grant adds."""
+        return self._post("token_endpoint", {"grant_type": grant_type, **params})
 
     def client_credentials(
         self, *, scope: str | None = None, local_user: dict[str, Any] | None = None
@@ -129,18 +148,19 @@ class AuthClient:
     def introspect(self, token: str) -> dict[str, Any]:
         return self._post("introspection_endpoint", {"token": token})
 
-    def revoke(self, token: str) -> None:
-        self._post("revocation_endpoint", {"token": token})
+    def revoke(self, token: str, *, token_type_hint: str | None = None) -> None:
+        data = {"token": token}
+        if token_type_hint:
+            data["token_type_hint"] = token_type_hint
+        self._post("revocation_endpoint", data)
 
     def me(self, access_token: str) -> dict[str, Any]:
         resp = self.http.get(
             f"{self.issuer_url}/api/me", headers={"Authorization": f"Bearer {access_token}"}
         )
-        body: dict[str, Any] = resp.json()
         if resp.status_code >= 400:
-            raise OAuthError(
-                resp.status_code, str(body.get("error")), str(body.get("error_description", ""))
-            )
+            raise OAuthError.of(resp)
+        body: dict[str, Any] = resp.json()
         return body
 
 

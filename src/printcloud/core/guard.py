@@ -20,7 +20,7 @@ from fastapi import Request
 
 from printcloud.core import crypto
 from printcloud.core.errors import Forbidden, InsufficientScope, Unauthorized, Unavailable
-from printcloud.core.http import async_client
+from printcloud.core.http import async_client, error_of
 from printcloud.core.logs import get_logger
 
 log = get_logger("guard")
@@ -124,7 +124,7 @@ class Guard:
             raise Unavailable(f"authorization server {self.issuer} unreachable") from exc
         if resp.status_code != 200:
             log.warning("introspection failed", extra={"fields": {"status": resp.status_code}})
-            detail = _error_description(resp)
+            detail = error_of(resp)[1][:300]  # why the issuer is down (its database, say)
             raise Unavailable(
                 f"introspection at {self.issuer} answered {resp.status_code}"
                 + (f": {detail}" if detail else "")
@@ -193,15 +193,3 @@ def require_admin(principal: Principal) -> None:
             "the token does not act as an administrator of its tenant "
             "(its user is not, or no longer, an administrator)"
         )
-
-
-def _error_description(resp: httpx.Response) -> str:
-    """The OAuth-style `error_description` of an error answer (why the issuer is down,
-    say: its database), for the caller's own 503; empty when there is none."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    return str(body.get("error_description") or "")[:300]

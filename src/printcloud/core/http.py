@@ -26,3 +26,25 @@ def client(**kwargs: Any) -> httpx.Client:
     kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
     return httpx.Client(headers=headers, **kwargs)
+
+
+def error_of(response: httpx.Response) -> tuple[str, str]:
+    """(`error`, `error_description`) of another service's JSON error answer (the
+    OAuth-style shape every printcloud API answers); an empty string for what it lacks,
+    both when the answer is not a JSON object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    description = body.get("error_description") or body.get("detail") or ""
+    return str(body.get("error") or ""), str(description)
+
+
+def error_text(response: httpx.Response, *, limit: int = 500) -> str:
+    """A short text saying why another service refused: its `error_description`, else
+    its `error`, else the start of its body, else `HTTP <status>`."""
+    code, description = error_of(response)
+    text = description or code or response.text.strip() or f"HTTP {response.status_code}"
+    return text[:limit]

@@ -30,26 +30,24 @@ of it.
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from printcloud.auth.client import OAuthError
 from printcloud.core.http import client as http_client
 from printcloud.core.logs import get_logger
-from printcloud.device.agent import (
-    _SAFE_ID,
-    _TIMEOUT,
+from printcloud.device.api import as_device_error, device_errors, issuer_client, print_client
+from printcloud.device.config import (
+    SAFE_ID,
+    TIMEOUT,
     DeviceConfig,
     DeviceError,
     ServiceUnreachable,
-    _describe,
-    _error,
-    _send,
-    issuer_endpoint,
 )
 
 __all__ = [
@@ -68,6 +66,8 @@ __all__ = [
 ]
 
 log = get_logger("device.cards")
+
+T = TypeVar("T")
 
 #: The token endpoint's grant type for a card login (seed 004), as the issuer names it.
 CARD_GRANT = "urn:printcloud:params:oauth:grant-type:id-card"
@@ -148,7 +148,7 @@ class HeldJob:
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise DeviceError(f"malformed held job {data!r:.200}: {exc}") from exc
-        if not _SAFE_ID.match(job.job_id):
+        if not SAFE_ID.match(job.job_id):
             raise DeviceError(f"held job id {job.job_id!r:.80} is not a job id")
         return job
 
@@ -170,9 +170,9 @@ class CardReader:
         #: None: every scope of the device client (`device`, and `print` if it has it).
         self.scope = scope
         self._own_http = http is None
-        self._http = http or http_client(timeout=_TIMEOUT)
-        self._endpoints: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._http = http or http_client(timeout=TIMEOUT)
+        self._issuer = issuer_client(config, self._http)
+        self._printing = print_client(config, self._http)
 
     def __enter__(self) -> CardReader:
         return self
@@ -183,12 +183,6 @@ class CardReader:
     def close(self) -> None:
         if self._own_http:
             self._http.close()
-
-    def endpoint(self, name: str) -> str:
-        with self._lock:
-            if name not in self._endpoints:
-                self._endpoints[name] = issuer_endpoint(self._http, self.config, name)
-            return self._endpoints[name]
 
     # -- seed 004: login, inquiry, registration
 
@@ -209,21 +203,21 @@ class CardReader:
         card_id = card_id.strip()
         if not card_id:
             raise InvalidCard("no card ID: tap a card or type its ID", status=400)
-        data = {"grant_type": CARD_GRANT, "card_id": card_id, **extra}
+        params = {"card_id": card_id, **extra}
         if self.scope:
-            data["scope"] = self.scope
-        resp = _send(
-            self._http,
-            "POST",
-            self.endpoint("token_endpoint"),
-            data=data,
-            auth=(self.config.client_id, self.config.client_secret),
-        )
-        if resp.status_code == 200:
-            return CardSession._from_token(self, resp)
-        code, text = _describe(resp)
-        status = resp.status_code
-        if status == 400 and code == "registration_required" and not extra:
+            params["scope"] = self.scope
+        try:
+            answer = self._issuer.grant(CARD_GRANT, **params)
+        except OAuthError as exc:
+            return self._refused(card_id, exc, registering=bool(extra))
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise as_device_error("card login", exc) from exc
+        return CardSession._from_answer(self, answer)
+
+    def _refused(self, card_id: str, exc: OAuthError, *, registering: bool) -> RegistrationNeeded:
+        """The issuer's refusal of a card login: the inquiry, or the right `CardError`."""
+        code, text, status = exc.error, exc.description, exc.status
+        if status == 400 and code == "registration_required" and not registering:
             return RegistrationNeeded(card_id, text or "this card is not registered")
         if status == 400 and code == "invalid_request":
             raise InvalidCard(text or "not a card ID", status=status, error=code)
@@ -234,7 +228,7 @@ class CardReader:
                 error=code,
             )
         if status == 429:
-            wait = _retry_after(resp)
+            wait = exc.retry_after or 60
             raise LockedOut(
                 f"{text or 'too many failed attempts'} (locked out: try again in {wait} s)",
                 retry_after=wait,
@@ -245,8 +239,9 @@ class CardReader:
                 status=status,
                 error=code,
             )
+        error = as_device_error("card login", exc)
         if status >= 500:
-            raise ServiceUnreachable(str(_error("card login", resp)), status=status)
+            raise ServiceUnreachable(str(error), status=status)
         if code in ("invalid_client", "unauthorized_client"):
             raise CardError(
                 f"the issuer refused this printer's client {self.config.client_id}"
@@ -254,49 +249,29 @@ class CardReader:
                 status=status,
                 error=code,
             )
-        error = _error("card login", resp)
         raise CardError(str(error), status=status, error=code)
 
     # -- the print service's device API, as the logged-in user
 
-    def _device_call(
-        self, session: CardSession, method: str, path: str, **kwargs: Any
-    ) -> httpx.Response:
+    def _call(self, session: CardSession, what: str, request: Callable[[str], T]) -> T:
         token = session._bearer()
-        url = f"{self.config.printing_url}/api/device/{path}"
-        auth = {"Authorization": f"Bearer {token}"}
-        resp = _send(self._http, method, url, headers=auth, **kwargs)
-        if resp.status_code == 401:
+        try:
+            with device_errors(what):
+                return request(token)
+        except DeviceError as exc:
+            if exc.status != 401:
+                raise
             session._forget()
             raise SessionEnded(
                 "your login at this printer has ended: tap your card again", status=401
-            )
-        if resp.status_code >= 500:
-            raise ServiceUnreachable(str(_error(path, resp)), status=resp.status_code)
-        return resp
+            ) from exc
 
     def _revoke(self, token: str) -> None:
         """RFC 7009: the user walked away; their token should not outlive the session."""
         try:
-            resp = _send(
-                self._http,
-                "POST",
-                self.endpoint("revocation_endpoint"),
-                data={"token": token, "token_type_hint": "access_token"},
-                auth=(self.config.client_id, self.config.client_secret),
-            )
-        except DeviceError as exc:
-            log.warning("card session token not revoked: %s", exc)
-            return
-        if resp.status_code != 200:
-            log.warning("card session token not revoked: %s", _error("revocation", resp))
-
-
-def _retry_after(resp: httpx.Response) -> int:
-    try:
-        return max(1, int(resp.headers.get("Retry-After") or 60))
-    except ValueError:
-        return 60
+            self._issuer.revoke(token, token_type_hint="access_token")  # noqa: S106
+        except (OAuthError, httpx.HTTPError, ValueError, KeyError) as exc:
+            log.warning("card session token not revoked: %s", as_device_error("revocation", exc))
 
 
 class CardSession:
@@ -319,9 +294,8 @@ class CardSession:
         return f"CardSession(user={self.user!r}, active={self.active})"
 
     @classmethod
-    def _from_token(cls, reader: CardReader, resp: httpx.Response) -> CardSession:
+    def _from_answer(cls, reader: CardReader, body: dict[str, Any]) -> CardSession:
         try:
-            body = resp.json()
             local = body["local_user"]
             user = CardUser(id=str(local["id"]), name=str(local.get("name") or local["id"]))
             session = cls(
@@ -331,7 +305,7 @@ class CardSession:
                 expires_in=float(body.get("expires_in") or 300),
                 registered=bool(body.get("registered", False)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DeviceError("the issuer's card login answer has no token or user") from exc
         log.info(
             "card login",
@@ -362,37 +336,30 @@ class CardSession:
     def held(self) -> list[HeldJob]:
         """The user's held jobs for this printer, oldest first."""
         printer = self.reader.config.printer_id
-        resp = self.reader._device_call(self, "GET", f"printers/{printer}/held")
-        if resp.status_code != 200:
-            raise _error(f"held jobs at printer {printer}", resp)
-        try:
-            jobs = resp.json()["jobs"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DeviceError("the held jobs are not {'jobs': [...]}") from exc
-        if not isinstance(jobs, list):
-            raise DeviceError("the held jobs' list is not a list")
+        printing = self.reader._printing
+        jobs = self.reader._call(
+            self, "held jobs", lambda token: printing.held(printer, token=token)
+        )
         parsed = [HeldJob.parse(job) for job in jobs]
         return [job for job in parsed if job.job_id not in self._released]
 
     def release(self, job_id: str) -> str:
         """Release one held job at this printer; answers its new state. A job that is no
         longer held (cancelled, released elsewhere) is a `DeviceError` with status 409."""
-        if not _SAFE_ID.match(job_id):
+        if not SAFE_ID.match(job_id):
             raise DeviceError(f"{job_id!r:.80} is not a job id", status=400)
         if job_id in self._released:
             raise DeviceError(f"job {job_id} is already released", status=409, error="conflict")
         printer = self.reader.config.printer_id
-        resp = self.reader._device_call(
-            self, "POST", f"jobs/{job_id}/release", json={"printer_id": printer}
+        printing = self.reader._printing
+        state = self.reader._call(
+            self,
+            "release",
+            lambda token: printing.release_at_printer(job_id, token=token, printer_id=printer),
         )
-        if resp.status_code != 200:
-            raise _error(f"release of job {job_id}", resp)
         self._released.add(job_id)
         log.info("job released at the printer", extra={"fields": {"job_id": job_id}})
-        try:
-            return str(resp.json().get("state", ""))
-        except (ValueError, AttributeError):
-            return ""
+        return state
 
     def release_all(self) -> list[HeldJob]:
         """Release every held job; answers those released (one that stopped being held

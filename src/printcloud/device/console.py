@@ -1,4 +1,6 @@
-"""`printcloud device --card-reader` / `--panel`: the printer with its card reader.
+"""What a person sees of the printer on a terminal: `Display`, the progress of
+`printcloud device` (a bar per job, then where it went), and `printcloud device
+--card-reader` / `--panel`, the printer with its card reader.
 
 The agent prints in a background thread as usual (polling, pushes) while
 `CardConsole` reads the reader on the terminal: a card ID (a reader that types
@@ -16,6 +18,8 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
@@ -30,9 +34,8 @@ from printcloud.device.agent import (
     DeviceError,
     DeviceEvent,
     EventHook,
+    JobOutcome,
     ServiceUnreachable,
-    _Display,
-    announce,
 )
 from printcloud.device.cards import (
     CardReader,
@@ -45,11 +48,90 @@ from printcloud.device.panel import Panel
 from printcloud.device.raster import warm_up
 from printcloud.device.status import PrintStatus, fan_out
 
-__all__ = ["CardConsole", "main", "parse_choice"]
+__all__ = ["CardConsole", "Display", "announce", "main", "parse_choice"]
 
 TAP_PROMPT = "Tap a card (type its ID), or q to quit: "
 QUIT = ("q", "quit", "exit")
 REGISTER_ATTEMPTS = 3
+
+
+class Display:
+    """Rich output for `printcloud device`: a progress bar per job, then where it went."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    @contextmanager
+    def live(self) -> Iterator[None]:
+        with self.progress:
+            yield
+
+    def __call__(self, event: DeviceEvent) -> None:
+        label = escape(event.title or event.job_id)
+        if event.kind == "push":
+            self.console.print(f"[cyan]print request[/cyan] {escape(event.job_id)}")
+        elif event.kind == "job":
+            task = self.tasks.get(event.job_id)
+            if task is None:
+                self.tasks[event.job_id] = self.progress.add_task(
+                    label, total=event.page_count, completed=event.page, status=""
+                )
+            else:
+                self.progress.update(task, total=event.page_count, completed=event.page)
+        elif event.kind == "page" and event.job_id in self.tasks:
+            task = self.tasks[event.job_id]
+            self.progress.update(task, advance=1, status=f"printed page {event.page}")
+            self.progress.refresh()
+        elif event.kind == "skipped":
+            self.console.print(f"[yellow]skipped[/yellow] {label}: no longer printable")
+        elif event.kind == "error":
+            where = f"job {event.job_id}: " if event.job_id else ""
+            self.console.print(f"[red]error[/red] {escape(where + event.message)}")
+        elif event.kind == "done" and event.outcome is not None:
+            self._done(event.outcome)
+
+    def _done(self, outcome: JobOutcome) -> None:
+        task = self.tasks.pop(outcome.job_id, None)
+        if task is not None:
+            # The line below says how it ended; the live area keeps only running jobs.
+            self.progress.remove_task(task)
+        color = "green" if outcome.outcome == "printed" else "yellow"
+        again = " (already done; reported again)" if outcome.replayed else ""
+        reason = f" ({outcome.reason})" if outcome.reason else ""
+        copies = f" × {outcome.copies} copies" if outcome.copies > 1 else ""
+        text = (
+            f"{outcome.title} [{outcome.job_id}]: {outcome.pages_printed} page(s){copies}{again}"
+            f" → {outcome.folder}"
+        )
+        self.console.print(f"[{color}]{outcome.outcome}{escape(reason)}[/{color}] {escape(text)}")
+        if outcome.outcome == "cancelled" and outcome.message:
+            self.console.print(f"   {escape(outcome.message)}")
+        for path in outcome.previews:
+            self.console.print(f"   preview {path}")
+
+
+def announce(
+    config: DeviceConfig, agent: DeviceAgent, console: Console, *, once: bool = False
+) -> None:
+    """Say which printer this is; start the push listener (not for `once`)."""
+    console.print(
+        f"printer [bold]{escape(config.printer_id)}[/bold] of tenant {escape(config.tenant_id)} "
+        f"→ {config.printing_url}, output in {config.out_dir}"
+    )
+    if config.faults:
+        console.print("faults armed: " + ", ".join(str(f) for f in config.faults))
+    if config.listen and not once:
+        url = agent.start_listener()
+        registered = " (registering it as the printer's push_url)" if config.register_push else ""
+        console.print(f"push listener: [bold]{url}[/bold]{registered}")
 
 
 def parse_choice(text: str, count: int) -> list[int]:
@@ -279,7 +361,7 @@ def _table(jobs: list[HeldJob]) -> Table:
     return table
 
 
-def _lines_only(display: _Display) -> EventHook:
+def _lines_only(display: Display) -> EventHook:
     """The agent's display without its progress bars: they would fight the prompt."""
 
     def hook(event: DeviceEvent) -> None:
@@ -304,7 +386,7 @@ def main(
     with console.status("Loading the raster engine…"):
         warm_up()
     status = PrintStatus()
-    display = _Display(console)
+    display = Display(console)
     hook = fan_out(_lines_only(display) if card_reader else display, status)
     with DeviceAgent(config, on_event=hook) as agent, CardReader(config) as reader:
         announce(config, agent, console)

@@ -38,7 +38,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from printcloud.core.logs import get_logger
-from printcloud.device.agent import DeviceConfig, DeviceError, _parse_listen
 from printcloud.device.cards import (
     CardError,
     CardReader,
@@ -48,6 +47,8 @@ from printcloud.device.cards import (
     RegistrationNeeded,
     SessionEnded,
 )
+from printcloud.device.config import DeviceConfig, DeviceError
+from printcloud.device.push import parse_listen
 from printcloud.device.status import PrintStatus
 
 __all__ = ["COOKIE", "Panel", "panel_address"]
@@ -70,7 +71,7 @@ def panel_address(text: str) -> str:
     text = text.strip()
     if text.isdigit():
         return f"127.0.0.1:{text}"
-    _parse_listen(text)  # a ValueError names what is wrong
+    parse_listen(text)  # a ValueError names what is wrong
     return text
 
 
@@ -142,7 +143,7 @@ class Panel:
 
     def start(self) -> str:
         if self._server is None:
-            host, port = _parse_listen(self.listen)
+            host, port = parse_listen(self.listen)
             server_class = _Server6 if ":" in host else _Server
             server = server_class((host, port), _Handler)
             server.panel = self

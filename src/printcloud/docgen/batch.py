@@ -54,13 +54,13 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from printcloud.core import tasks
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from printcloud.core.logs import get_logger
 from printcloud.crm.client import CrmClient, CrmError, TokenRejected
+from printcloud.printing.client import PrintClient, PrintServiceError
 
 from . import forms, service, tenant_forms, tokens
 from .models import BatchRequest
@@ -511,12 +511,8 @@ def _print_settings(params: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("error_description") or body.get("error") or response.text)[:500]
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
+def _printing(rt: DocgenRuntime) -> PrintClient:
+    return PrintClient(f"{rt.public_url}/printing", http=rt.http)
 
 
 def _sent_before(rt: DocgenRuntime, tenant_id: str, request_id: str, marker: str) -> bool:
@@ -561,24 +557,25 @@ def send(
         return SESSION_EXPIRED if user else "no print token registered"
     title = f"{params.get('job') or 'batch'} {request_id[:8]} {n}/{total}"
     data = rt.blobs.path(key).read_bytes()
-    url = f"{rt.public_url}/printing/api/jobs"
     try:
-        answer = rt.http.post(
-            url,
-            data={**fields, "title": title},
-            files={"file": (f"{n:04d}.pdf", data, "application/pdf")},
-            headers={"Authorization": f"Bearer {access}"},
+        job = _printing(rt).submit(
+            token=access,
+            printer_id=fields["printer_id"],
+            pdf=data,
+            filename=f"{n:04d}.pdf",
+            title=title,
+            options={k: v for k, v in fields.items() if k != "printer_id"},
             timeout=120,
         )
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"the print service does not answer: {exc}") from exc
-    if answer.status_code >= 500 or answer.status_code == 429:
-        raise Unavailable(f"the print service answered {answer.status_code}")
-    if user and answer.status_code == 401:
-        return f"{SESSION_EXPIRED} (the print service refused the token: {_error_text(answer)})"
-    if answer.status_code != 202:
-        return f"the print service refused the document ({_error_text(answer)})"
-    job_id = str(answer.json()["job_id"])
+    except PrintServiceError as exc:
+        if exc.status is None:
+            raise Unavailable(f"the print service does not answer: {exc}") from exc
+        if exc.status >= 500 or exc.status == 429:
+            raise Unavailable(f"the print service answered {exc.status}") from exc
+        if user and exc.status == 401:
+            return f"{SESSION_EXPIRED} (the print service refused the token: {exc.reason})"
+        return f"the print service refused the document ({exc.reason})"
+    job_id = job.job_id
     _advance(
         rt,
         tenant_id,
@@ -710,24 +707,18 @@ def print_job_states(rt: DocgenRuntime, *, tenant_id: str, request_id: str) -> l
             out.append({"job_id": job_id, "error": "no print token registered"})
             continue
         try:
-            answer = rt.http.get(
-                f"{rt.public_url}/printing/api/jobs/{job_id}",
-                headers={"Authorization": f"Bearer {found.access_token}"},
-            )
-        except httpx.HTTPError as exc:
-            out.append({"job_id": job_id, "error": f"the print service does not answer: {exc}"})
+            job = _printing(rt).show(job_id, token=found.access_token)
+        except PrintServiceError as exc:
+            error = exc.reason if exc.status else f"the print service does not answer: {exc}"
+            out.append({"job_id": job_id, "error": error})
             continue
-        if answer.status_code != 200:
-            out.append({"job_id": job_id, "error": _error_text(answer)})
-            continue
-        job = answer.json()
         out.append(
             {
                 "job_id": job_id,
-                "state": job.get("state"),
-                "reason": job.get("reason"),
-                "printer_id": job.get("printer_id"),
-                "pages_printed": job.get("pages_printed"),
+                "state": job.data.get("state"),
+                "reason": job.data.get("reason"),
+                "printer_id": job.data.get("printer_id"),
+                "pages_printed": job.data.get("pages_printed"),
             }
         )
     return out

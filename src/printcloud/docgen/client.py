@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from printcloud.core.http import error_of
+
 
 class BatchPrintRefused(Exception):
     """docgen refused the request: `status`, wire `error` and the reason."""
@@ -79,13 +81,10 @@ class DocgenClient:
 
 def _accepted(resp: httpx.Response) -> Accepted:
     """202 → Accepted; anything else → BatchPrintRefused with docgen's reason."""
-    data: dict[str, Any] = resp.json() if resp.content else {}
     if resp.status_code != 202:
-        raise BatchPrintRefused(
-            resp.status_code,
-            str(data.get("error", "error")),
-            str(data.get("error_description", "")),
-        )
+        code, description = error_of(resp)
+        raise BatchPrintRefused(resp.status_code, code or "error", description)
+    data: dict[str, Any] = resp.json()
     return Accepted(
         request_id=str(data["request_id"]),
         tenant_id=str(data["tenant_id"]),

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 
 from printcloud.core.errors import Unavailable
+from printcloud.core.http import error_text
 from printcloud.core.logs import get_logger
 
 log = get_logger("printing.balancer")
@@ -135,7 +136,7 @@ class Balancer:
                     f"conversion worker {backend.url} failed mid-call: {type(exc).__name__}"
                 ) from exc
             if response.status_code == 503:
-                refused = _description(response)
+                refused = error_text(response, limit=300)
                 self._release(backend, ok=False)
                 tried.add(backend.url)
                 kwargs["headers"] = headers
@@ -156,12 +157,3 @@ class Balancer:
 
     def close(self) -> None:
         self.http.close()
-
-
-def _description(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        text = str(body.get("error_description") or body.get("error") or "")
-    except (ValueError, AttributeError):
-        text = ""
-    return (text or response.text or "HTTP 503")[:300]

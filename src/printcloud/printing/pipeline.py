@@ -51,6 +51,7 @@ from printcloud.core import tasks
 from printcloud.core.db import utcnow
 from printcloud.core.egress import EgressRefused
 from printcloud.core.errors import Unavailable
+from printcloud.core.http import error_text
 from printcloud.core.logs import get_logger
 
 from . import service
@@ -71,14 +72,6 @@ _TURN_POLL = 30.0
 
 def workflow_id(job_id: str) -> str:
     return f"job-{job_id}"
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("error_description") or body.get("error") or response.text)[:500]
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
 
 
 def _record(
@@ -155,7 +148,7 @@ def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any
         )
         sent = rt.balancer.call("POST", "/sessions", json=body)
     if sent.response.status_code != 201:
-        raise Unavailable(f"token request refused: {_error_text(sent.response)}")
+        raise Unavailable(f"token request refused: {error_text(sent.response)}")
     token = sent.response.json()["token"]
     _record(
         job_id,
@@ -195,8 +188,8 @@ def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> d
         )
         return {"ok": True, "worker": sent.worker}
     if status in (400, 404, 413, 415, 422, 502):
-        return {"ok": False, "reason": _error_text(sent.response), "worker": sent.worker}
-    raise Unavailable(f"download answered HTTP {status}: {_error_text(sent.response)}")
+        return {"ok": False, "reason": error_text(sent.response), "worker": sent.worker}
+    raise Unavailable(f"download answered HTTP {status}: {error_text(sent.response)}")
 
 
 @tasks.step(name="printing.convert", retries=30, retry_interval=0.5, backoff=1.2)
@@ -224,8 +217,8 @@ def convert(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool)
         )
         return {"ok": True, "worker": sent.worker}
     if status in (400, 404, 409, 413, 422):
-        return {"ok": False, "reason": _error_text(sent.response), "worker": sent.worker}
-    raise Unavailable(f"conversion answered HTTP {status}: {_error_text(sent.response)}")
+        return {"ok": False, "reason": error_text(sent.response), "worker": sent.worker}
+    raise Unavailable(f"conversion answered HTTP {status}: {error_text(sent.response)}")
 
 
 @tasks.step(name="printing.print_request", retries=30, retry_interval=0.5, backoff=1.2)
