@@ -1,102 +1,73 @@
-"""`printing.client`: what each answer of the print service becomes for the caller.
+"""`printing.client` against a real print service: what each answer becomes.
 
-The answers are a stand-in transport's; the real service is behind the device, docgen
-and bench tests that use this client (test_print_path, test_held_release, test_batch_*).
+A print stack (`printcloud serve` in a subprocess, real HTTP on loopback) with a tenant,
+its submitting client, its device client and a held job; the device, docgen and bench
+tests use the same client through longer stories (test_print_path, test_held_release,
+test_batch_*).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from typing import Any
 
 import httpx
 import pytest
 
 from printcloud.core.http import error_of, error_text
 from printcloud.printing.client import PrintClient, PrintServiceError, PrintServiceUnreachable
-
-JOB = {"job_id": "j1", "printer_id": "p1", "state": "queued", "reason": None, "pages_printed": 0}
-
-
-def client(answer: Callable[[httpx.Request], httpx.Response]) -> PrintClient:
-    return PrintClient(
-        "http://print.test/printing", http=httpx.Client(transport=httpx.MockTransport(answer))
-    )
+from tests.conftest import free_port
+from tests.printing.test_print_path import Tenant, make_pdf
 
 
-def test_submit_sends_the_pdf_and_settings_with_the_token() -> None:
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(202, json=JOB)
-
-    job = client(answer).submit(
-        token="tok", printer_id="p1", pdf=b"%PDF-1.7", title="t", options={"copies": "2"}
-    )
-    assert job.job_id == "j1" and job.state == "queued"
-    request = seen[0]
-    assert request.url.path == "/printing/api/jobs"
-    assert request.headers["Authorization"] == "Bearer tok"
-    body = request.content
-    assert b'name="printer_id"' in body and b'name="copies"' in body and b"%PDF-1.7" in body
-
-
-def test_a_refusal_carries_status_code_and_reason() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(404, json={"error": "not_found", "error_description": "no job j9"})
-
-    with pytest.raises(PrintServiceError) as caught:
-        client(answer).show("j9", token="tok")
-    error = caught.value
-    assert not isinstance(error, PrintServiceUnreachable)
-    assert (error.status, error.error, error.reason) == (404, "not_found", "no job j9")
-    assert str(error) == "job j9: HTTP 404 (not_found: no job j9)"
-
-
-def test_a_5xx_or_no_answer_is_unreachable() -> None:
-    def down(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503, text="upstream gone")
-
-    with pytest.raises(PrintServiceUnreachable) as caught:
-        client(down).work("p1", token="tok")
-    assert caught.value.status == 503 and caught.value.reason == "upstream gone"
-
-    def silent(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    with pytest.raises(PrintServiceUnreachable) as caught:
-        client(silent).work("p1", token="tok")
-    assert caught.value.status is None
-
-
-def test_409_of_the_device_api_is_an_answer_not_an_error() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(409, json={"error": "conflict", "error_description": "cancelled"})
-
-    printing = client(answer)
-    assert printing.started("j1", token="tok", printer_id="p1") is False
-    assert printing.upload_preview("j1", 1, b"png", token="tok") is False
-    assert (
-        printing.result(
-            "j1",
-            token="tok",
-            printer_id="p1",
-            outcome="printed",
-            reason=None,
-            pages_printed=1,
-            message="",
+def test_the_client_against_a_real_print_service(make_print_stack: Any) -> None:
+    stack = make_print_stack(workers=1)
+    t = Tenant(stack)
+    user = stack.token(t.app_id, t.app_secret, "print")
+    device = stack.token(t.dev_id, t.dev_secret, "device print")
+    with PrintClient(f"{stack.base_url}/printing") as printing:
+        # SVC001: the upload with settings, the job as accepted, then seen and listed
+        job = printing.submit(
+            token=user,
+            printer_id="mono-1",
+            pdf=make_pdf(2),
+            title="client test",
+            options={"copies": "2", "hold": "true"},
         )
-        == "cancelled"
-    )
+        assert job.job_id and job.printer_id == "mono-1"
+        deadline = time.monotonic() + 60  # the job's workflow holds it: poll for that
+        while (seen := printing.show(job.job_id, token=user)).state != "held":
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        assert seen.job_id == job.job_id
+        assert job.job_id in {j.job_id for j in printing.list_jobs(token=user)}
+        # the device API: a held job is no work for the printer yet
+        assert printing.work("mono-1", token=device) == []
+        # a refusal carries the status, the wire code and the service's reason
+        with pytest.raises(PrintServiceError) as unknown:
+            printing.show("no-such-job", token=user)
+        assert not isinstance(unknown.value, PrintServiceUnreachable)
+        assert unknown.value.status == 404 and unknown.value.error == "not_found"
+        with pytest.raises(PrintServiceError) as bad:
+            printing.submit(token=user, printer_id="mono-1", pdf=b"not a pdf")
+        assert bad.value.status == 400 and "PDF" in bad.value.reason
+        # cancel once; a second time is the service's 409, a refusal too
+        assert printing.cancel(job.job_id, token=user).state == "cancelled"
+        with pytest.raises(PrintServiceError) as twice:
+            printing.cancel(job.job_id, token=user)
+        assert twice.value.status == 409
+        # the device API answers 409 for a job that is over: an answer, not an error
+        assert printing.started(job.job_id, token=device, printer_id="mono-1") is False
 
 
-def test_the_work_list_and_held_jobs_must_be_lists() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"jobs": {"not": "a list"}})
-
-    with pytest.raises(PrintServiceError, match="work list"):
-        client(answer).work("p1", token="tok")
+def test_no_answer_is_unreachable() -> None:
+    with (
+        PrintClient(f"http://127.0.0.1:{free_port()}/printing") as printing,
+        pytest.raises(PrintServiceUnreachable) as caught,
+    ):
+        printing.work("p1", token="tok")
+    assert caught.value.status is None
 
 
 def test_the_error_helpers_read_json_answers_and_fall_back_to_text() -> None:

@@ -6,6 +6,7 @@ HTTP services (intake, the job-acceptance orchestration, the conversion
 workers, the converted-data store) build on it.
 
 This package imports `printcloud.core`, and of the other services only `auth`'s
-typed client (`printcloud.auth.client`: service tokens, the pages' sign-in), as
-import-linter's independence contract allows.
+typed client (`printcloud.auth.client`: service tokens) and its sign-in router
+(`printcloud.auth.sign_in`, mounted by the pages), as import-linter's independence
+contract allows. Other services call it through `printing.client`.
 """

@@ -108,6 +108,12 @@ class PrintClient:
         if self._own_http:
             self.http.close()
 
+    def __enter__(self) -> PrintClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def send(self, method: str, url: str, *, token: str, **kwargs: Any) -> httpx.Response:
         """One request with `token`; only a failure to get any answer is raised here."""
         headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {token}"}
