@@ -6,8 +6,8 @@ tell what happened. The database rules themselves are in `service.py`.
 
 - the owner: `cancel`, `release` (of a held job), `preview_png` (a printed page);
 - secure release (issue 11, item 4): `release_refusal`, `release_proof`,
-  `refuse_release`, and the API's and the printer's ways in: `release_by_owner`,
-  `held_at_printer`, `release_at_printer`;
+  `refuse_release` (`require_presence`: both), and the API's and the printer's
+  ways in: `release_by_owner`, `held_at_printer`, `release_at_printer`;
 - the printer (PRT001): `work` (S109, ¶0112: it polls), `store_preview` and
   `report_result` (S110: the result goes to the job's delivery workflow, which
   records it, S111).
@@ -166,13 +166,20 @@ def refuse_release(
     raise Forbidden(reason)
 
 
+def require_presence(
+    rt: PrintingRuntime, principal: Principal, *, job_id: str | None, printer_id: str | None
+) -> None:
+    """`refuse_release` unless the token proves its user present (`release_refusal`)."""
+    refusal = release_refusal(principal)
+    if refusal:
+        refuse_release(rt, principal, job_id=job_id, printer_id=printer_id, reason=refusal)
+
+
 def release_by_owner(rt: PrintingRuntime, principal: Principal, *, job_id: str) -> PrintJobRow:
     """The owner releases a held job from anywhere (the printer does it after a card login).
     A device's token acting for its local user must prove the user as at the printer."""
     if principal.acting_kind == "local_user":
-        refusal = release_refusal(principal)
-        if refusal:
-            refuse_release(rt, principal, job_id=job_id, printer_id=None, reason=refusal)
+        require_presence(rt, principal, job_id=job_id, printer_id=None)
     return release(
         rt,
         tenant_id=principal.tenant_id,
@@ -188,9 +195,7 @@ def held_at_printer(
     """The held jobs of the user at the printer, for this printer, oldest first: for a
     card login's token or the owner's own token (or any local user, where the tenant
     trusts its devices' local authentication)."""
-    refusal = release_refusal(principal)
-    if refusal:
-        refuse_release(rt, principal, job_id=None, printer_id=printer_id, reason=refusal)
+    require_presence(rt, principal, job_id=None, printer_id=printer_id)
     with rt.db.session() as db:
         service.printer_for_device(
             db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
@@ -214,9 +219,7 @@ def release_at_printer(
         service.printer_for_device(
             db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
         )
-    refusal = release_refusal(principal)
-    if refusal:
-        refuse_release(rt, principal, job_id=job_id, printer_id=printer_id, reason=refusal)
+    require_presence(rt, principal, job_id=job_id, printer_id=printer_id)
     return release(
         rt,
         tenant_id=principal.tenant_id,
