@@ -47,7 +47,7 @@ from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf, templates
 
 from . import forms, service, tenant_forms, tokens
-from .routes import RuntimeDep, actor_of, issue_key, runtime
+from .deps import RuntimeDep, actor_of, runtime
 from .runtime import PREFIX, DocgenRuntime
 from .schemas import BatchRequestRead
 from .tokens import TokenRefused
@@ -217,6 +217,24 @@ async def settings_page(request: Request, rt: RuntimeDep, principal: SignedIn) -
 _EXPIRED = "Your form expired. Please try again."
 
 
+def _issue_key(
+    rt: DocgenRuntime,
+    principal: Principal,
+    *,
+    rotate: bool = False,
+    overlap: timedelta = service.DEFAULT_OVERLAP,
+) -> service.IssuedKey:
+    with rt.db.session() as db:
+        return service.issue_key(
+            db,
+            tenant_id=principal.tenant_id,
+            box=rt.box,
+            actor=actor_of(principal),
+            rotate=rotate,
+            overlap=overlap,
+        )
+
+
 @router.post("/settings/secret-key")
 async def issue_secret_key(
     request: Request,
@@ -228,9 +246,7 @@ async def issue_secret_key(
     if not check_csrf(request, csrf):
         return await _settings_page(request, rt, principal, status_code=400, error=_EXPIRED)
     try:
-        issued = await run_in_threadpool(
-            partial(issue_key, rt, tenant_id=principal.tenant_id, actor=actor_of(principal))
-        )
+        issued = await run_in_threadpool(_issue_key, rt, principal)
     except Conflict as exc:
         return await _settings_page(request, rt, principal, status_code=409, error=exc.description)
     return site.render(request, "key.html", principal=principal, issued=issued, rotated=False)
@@ -256,14 +272,7 @@ async def rotate_secret_key(
         )
     try:
         issued = await run_in_threadpool(
-            partial(
-                issue_key,
-                rt,
-                tenant_id=principal.tenant_id,
-                actor=actor_of(principal),
-                rotate=True,
-                overlap=timedelta(hours=hours),
-            )
+            partial(_issue_key, rt, principal, rotate=True, overlap=timedelta(hours=hours))
         )
     except (Conflict, InvalidRequest) as exc:
         return await _settings_page(

@@ -25,24 +25,21 @@ Every query filters on the caller's tenant; another tenant's request is 404.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from printcloud.core.db import utcnow
-from printcloud.core.errors import Forbidden, InvalidRequest, NotFound, RateLimited
+from printcloud.core.errors import InvalidRequest, NotFound
 from printcloud.core.guard import Principal
-from printcloud.core.logs import get_logger
 
-from . import batch, service, tenant_forms, tokens
-from .digest import DigestRefused, digest_guard
-from .runtime import REALM, DocgenRuntime
+from . import batch, intake, service, tenant_forms, tokens
+from .deps import AdminCaller, BatchCaller, RuntimeDep, actor_of
+from .runtime import DocgenRuntime
 from .schemas import (
     BatchAccepted,
     BatchRequestCreate,
@@ -59,41 +56,8 @@ from .schemas import (
     TokenRead,
 )
 
-log = get_logger("docgen.routes")
 router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store"}
-#: Refusals that are not a failed batch: the challenge leg (no credentials yet) and a
-#: stale nonce, which every client answers again at once (RFC 7616 §3.3).
-_NOT_RECORDED = ("missing", "stale_nonce")
-#: What the tenant's admin reads for a refusal (the client only reads the generic text,
-#: which does not tell whether the tenant exists).
-_ADMIN_REASONS = {
-    "unknown_tenant": "no secret key is issued for this tenant",
-    "wrong_response": "wrong secret key (the CRM may hold a rotated-out key)",
-}
-
-
-def runtime(request: Request) -> DocgenRuntime:
-    rt: DocgenRuntime = request.app.state.docgen
-    return rt
-
-
-RuntimeDep = Annotated[DocgenRuntime, Depends(runtime)]
-
-
-def _scope(*scopes: str, admin: bool = False) -> Any:
-    async def dependency(request: Request) -> Principal:
-        return await runtime(request).guard.require(*scopes, admin=admin)(request)
-
-    return Depends(dependency)
-
-
-#: The tenant's administrator at idp-a, for docgen.
-AdminCaller = Annotated[Principal, _scope("docgen", "admin", admin=True)]
-
-
-def actor_of(principal: Principal) -> str:
-    return f"{principal.acting_kind}:{principal.acting_user}"
 
 
 @router.get("/healthz", tags=["health"])
@@ -102,114 +66,6 @@ def healthz() -> dict[str, str]:
 
 
 # -- the batch-print endpoint (S1501–S1512, S1525) -----------------------------------------
-
-
-def _record_refusal(rt: DocgenRuntime, tenant_id: str, refused: DigestRefused) -> None:
-    """S1512: the refused job is suspended with its reason, on a tenant docgen knows."""
-    fields = {"tenant": tenant_id, "code": refused.code}
-    with rt.db.session() as db:
-        if not service.has_settings(db, tenant_id=tenant_id):
-            log.info("batch-print refused for an unknown tenant", extra={"fields": fields})
-            return
-        try:
-            rt.refusals.hit(tenant_id)
-        except RateLimited:
-            log.warning("batch-print refused (not recorded: too many)", extra={"fields": fields})
-            return
-        reason = _ADMIN_REASONS.get(refused.code, refused.reason)
-        service.record_request(
-            db,
-            tenant_id=tenant_id,
-            source="crm",
-            state="suspended",
-            step="S1512",
-            reason=f"Digest authentication refused: {reason}",
-            detail=f"Digest authentication refused ({refused.code}): {reason}",
-        )
-    log.info("batch-print refused", extra={"fields": fields})
-
-
-def batch_guard(request: Request) -> str:
-    """The Digest guard of the batch-print endpoint: the authenticated tenant ID.
-
-    `digest.verify` checks one key. During a rotation's overlap the tenant has
-    two: the response is checked against the current key and, only when it does
-    not match it (`wrong_response`, raised before the nonce is used), against
-    the previous one. Synchronous: FastAPI runs it in a worker thread."""
-    rt = runtime(request)
-    keys: list[str] | None = None
-
-    def key(index: int) -> Callable[[str], str | None]:
-        def lookup(tenant_id: str) -> str | None:
-            nonlocal keys
-            if keys is None:
-                with rt.db.session() as db:
-                    keys = service.key_for(db, tenant_id=tenant_id, box=rt.box)
-            return keys[index] if index < len(keys) else None
-
-        return lookup
-
-    def attempt(index: int) -> str:
-        guard = digest_guard(REALM, key(index), rt.nonce_store, rt.nonce_secret)
-        return guard(request)
-
-    try:
-        try:
-            return attempt(0)
-        except DigestRefused as first:
-            if first.code != "wrong_response" or keys is None or len(keys) < 2:
-                raise
-            return attempt(1)
-    except DigestRefused as refused:
-        if refused.code not in _NOT_RECORDED:
-            _record_refusal(rt, request.query_params["tenant_ID"], refused)
-        raise
-
-
-#: The header a user-initiated request carries its CRM (idp-b) access token in.
-CRM_TOKEN_HEADER = "X-CRM-Token"  # noqa: S105 - a header name
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who sent a batch-print request (S1901): the CRM under system authority (Digest),
-    or a signed-in user with their session (idp-a bearer + their idp-b token)."""
-
-    tenant_id: str
-    user: str | None = None
-    print_token: str | None = field(default=None, repr=False)
-    crm_token: str | None = field(default=None, repr=False)
-
-
-async def batch_caller(request: Request) -> Caller:
-    """S1901: a bearer token of idp-a in `Authorization` is a user's session (FIG. 19);
-    anything else (a Digest answer, or nothing: the challenge leg) is the batch path."""
-    scheme, _, _ = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return Caller(tenant_id=await run_in_threadpool(batch_guard, request))
-    rt = runtime(request)
-    principal = await rt.guard.require(tokens.PRINT_SCOPE)(request)
-    tenant_param = request.query_params.get("tenant_ID")
-    if principal.tenant_id != tenant_param:
-        raise Forbidden("the user's session belongs to another tenant than tenant_ID")
-    if principal.acting_kind != "user":
-        raise Forbidden("a user-initiated print request needs a user's token, not a client's")
-    crm_token = request.headers.get(CRM_TOKEN_HEADER, "").strip()
-    if not crm_token:
-        raise InvalidRequest(
-            f"a user-initiated print request carries the user's CRM token in {CRM_TOKEN_HEADER}",
-            field=CRM_TOKEN_HEADER,
-        )
-    _, _, bearer = request.headers["authorization"].partition(" ")
-    return Caller(
-        tenant_id=principal.tenant_id,
-        user=principal.acting_user,
-        print_token=bearer.strip(),
-        crm_token=crm_token,
-    )
-
-
-BatchCaller = Annotated[Caller, Depends(batch_caller)]
 
 
 async def _batch_body(request: Request) -> BatchRequestCreate:
@@ -225,40 +81,6 @@ async def _batch_body(request: Request) -> BatchRequestCreate:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", field=where) from exc
-
-
-def _accept(
-    rt: DocgenRuntime, caller: Caller, body: BatchRequestCreate
-) -> tuple[BatchAccepted, bool]:
-    parameters = {k: v for k, v in body.parameters.items() if k != batch.SESSION_KEY}
-    if caller.user is None:
-        source, step = "crm", "S1512"
-        detail = "Digest authentication accepted; batch printing received"
-    else:
-        source, step = "user", "S1901"
-        detail = f"print request of the signed-in user {caller.user}: acting with their session"
-        parameters[batch.SESSION_KEY] = batch.seal_session(
-            rt, user=caller.user, print_token=caller.print_token, crm_token=caller.crm_token
-        )
-    with rt.db.session() as db:
-        row, created = service.record_request(
-            db,
-            tenant_id=caller.tenant_id,
-            source=source,
-            state="received",
-            step=step,
-            detail=detail,
-            run_id=body.run_id,
-            job=body.job,
-            parameters=parameters,
-        )
-        accepted = BatchAccepted(
-            request_id=row.request_id,
-            tenant_id=row.tenant_id,
-            state=row.state,
-            received_at=row.received_at,
-        )
-    return accepted, created
 
 
 @router.post(
@@ -284,20 +106,7 @@ async def batch_print(
 ) -> BatchAccepted:
     """S1503–S1512 then S1525: the request is recorded and answered at once; the
     batch flow runs on its own (verify the print token, fetch, render, send)."""
-    body = await _batch_body(request)
-    tenant_id = caller.tenant_id
-    accepted, created = await run_in_threadpool(_accept, rt, caller, body)
-    if created:
-        log.info(
-            "batch-print accepted",
-            extra={"fields": {"tenant": tenant_id, "request": accepted.request_id}},
-        )
-        for hook in rt.on_accepted:
-            try:
-                hook(tenant_id, accepted.request_id)
-            except Exception:  # the request stays `received`; the batch flow adopts it
-                log.exception("batch-print hook failed", extra={"fields": {"tenant": tenant_id}})
-    return accepted
+    return await intake.receive(rt, caller, await _batch_body(request))
 
 
 # -- the tenant's settings (FIG. 8) -----------------------------------------------------------
@@ -321,29 +130,23 @@ async def get_settings(rt: RuntimeDep, caller: AdminCaller) -> BatchSettingsRead
     return await run_in_threadpool(_settings_read, rt, caller.tenant_id)
 
 
-def issue_key(
+def _issue_key(
     rt: DocgenRuntime,
+    caller: Principal,
     *,
-    tenant_id: str,
-    actor: str,
     rotate: bool = False,
     overlap: timedelta = service.DEFAULT_OVERLAP,
 ) -> SecretKeyIssued:
-    """Issue (S1403–S1404) or rotate the key; answers it in clear, this once."""
     with rt.db.session() as db:
-        if rotate:
-            key = service.rotate_secret_key(
-                db, tenant_id=tenant_id, box=rt.box, actor=actor, overlap=overlap
-            )
-        else:
-            key = service.issue_secret_key(db, tenant_id=tenant_id, box=rt.box, actor=actor)
-        state = service.key_state(db, tenant_id=tenant_id)
-    return SecretKeyIssued(
-        tenant_id=tenant_id,
-        secret_key=key,
-        issued_at=state.issued_at or utcnow(),
-        previous_valid_until=state.previous_valid_until,
-    )
+        issued = service.issue_key(
+            db,
+            tenant_id=caller.tenant_id,
+            box=rt.box,
+            actor=actor_of(caller),
+            rotate=rotate,
+            overlap=overlap,
+        )
+    return SecretKeyIssued(**asdict(issued))
 
 
 @router.post(
@@ -358,9 +161,7 @@ async def post_secret_key(
 ) -> SecretKeyIssued:
     """S1401–S1405: issue the tenant's secret key, shown this once."""
     response.headers.update(NO_STORE)
-    return await run_in_threadpool(
-        partial(issue_key, rt, tenant_id=caller.tenant_id, actor=actor_of(caller))
-    )
+    return await run_in_threadpool(_issue_key, rt, caller)
 
 
 @router.post(
@@ -375,16 +176,7 @@ async def rotate_secret_key(
     """A new key; the current one stays accepted for `overlap_hours` (default 7 days)."""
     response.headers.update(NO_STORE)
     overlap = timedelta(hours=(body or SecretKeyRotate()).overlap_hours)
-    return await run_in_threadpool(
-        partial(
-            issue_key,
-            rt,
-            tenant_id=caller.tenant_id,
-            actor=actor_of(caller),
-            rotate=True,
-            overlap=overlap,
-        )
-    )
+    return await run_in_threadpool(partial(_issue_key, rt, caller, rotate=True, overlap=overlap))
 
 
 @router.delete("/api/settings/secret-key/previous", status_code=204, tags=["settings"])

@@ -68,6 +68,17 @@ class KeyState:
 
 
 @dataclass(frozen=True)
+class IssuedKey:
+    """S1405: a key just issued or rotated, in clear, shown this once."""
+
+    tenant_id: str
+    secret_key: str
+    issued_at: datetime
+    #: When a rotation keeps the rotated-out key valid (the overlap), until when.
+    previous_valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class StoredTokens:
     """One token set, opened. `stamp` identifies this stored version (for refreshes)."""
 
@@ -235,6 +246,29 @@ def rotate_secret_key(
         extra={"fields": {"tenant": tenant_id, "by": actor, "overlap_s": overlap.total_seconds()}},
     )
     return key
+
+
+def issue_key(
+    db: Session,
+    *,
+    tenant_id: str,
+    box: SecretBox,
+    actor: str,
+    rotate: bool = False,
+    overlap: timedelta = DEFAULT_OVERLAP,
+) -> IssuedKey:
+    """Issue (S1403–S1404) or rotate the key; answers it in clear, this once."""
+    if rotate:
+        key = rotate_secret_key(db, tenant_id=tenant_id, box=box, actor=actor, overlap=overlap)
+    else:
+        key = issue_secret_key(db, tenant_id=tenant_id, box=box, actor=actor)
+    state = key_state(db, tenant_id=tenant_id)
+    return IssuedKey(
+        tenant_id=tenant_id,
+        secret_key=key,
+        issued_at=state.issued_at or utcnow(),
+        previous_valid_until=state.previous_valid_until,
+    )
 
 
 def end_key_overlap(db: Session, *, tenant_id: str, now: datetime | None = None) -> None:

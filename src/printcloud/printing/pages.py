@@ -37,8 +37,8 @@ from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf, templates
 
-from . import routes, service
-from .routes import RuntimeDep, runtime
+from . import intake, jobs, service
+from .deps import RuntimeDep, runtime
 from .runtime import PrintingRuntime
 from .schemas import JobRead, PrinterRead
 from .worker import DownloadFailed
@@ -266,32 +266,14 @@ async def submit(request: Request, rt: RuntimeDep, principal: SignedIn) -> Respo
                 form=values,
             )
         try:
-            for name, value in fields.items():
-                if "\x00" in value:
-                    raise InvalidRequest(f"{name} must not contain a NUL character", field=name)
+            intake.refuse_nul(fields)
             upload = _chosen(form.get("file"))
             url = fields.get("url", "").strip()
             if upload is not None and url:
                 raise InvalidRequest("choose a PDF file or a URL, not both", field="file")
             if upload is None and not url:
                 raise InvalidRequest("choose a PDF file or enter its URL", field="file")
-            options = routes.options_from(fields)
-            printer_id = fields.get("printer_id", "").strip()
-            title = fields.get("title", "").strip()[:300]
-            if upload is not None:
-                data = await routes.read_upload(upload, limit=rt.settings.max_print_bytes)
-                job = await routes.submit(
-                    rt,
-                    principal,
-                    printer_id=printer_id,
-                    options=options,
-                    title=title or (upload.filename or "")[:300],
-                    data=data,
-                )
-            else:
-                job = await routes.submit(
-                    rt, principal, printer_id=printer_id, options=options, title=title, url=url
-                )
+            job = await intake.submit_form(rt, principal, fields=fields, upload=upload, url=url)
         except PrintcloudError as exc:
             # The user's URL not delivering is bad input here, not a gateway error.
             code = 400 if isinstance(exc, DownloadFailed) else exc.status_code
@@ -381,7 +363,7 @@ async def cancel(
     try:
         await run_in_threadpool(
             partial(
-                routes.cancel,
+                jobs.cancel,
                 rt,
                 tenant_id=principal.tenant_id,
                 job_id=job_id,
@@ -405,7 +387,7 @@ async def preview(
     if not _JOB_ID.match(job_id):
         raise NotFound("unknown print job", field="job_id")
     data = await run_in_threadpool(
-        partial(routes.preview_png, rt, tenant_id=principal.tenant_id, job_id=job_id, number=number)
+        partial(jobs.preview_png, rt, tenant_id=principal.tenant_id, job_id=job_id, number=number)
     )
     response = Response(
         data, media_type="image/png", headers={"Cache-Control": "private, max-age=60"}

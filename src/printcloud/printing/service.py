@@ -387,6 +387,31 @@ def release_job(
     return job
 
 
+def job_for_device(
+    db: Session, *, tenant_id: str, client_id: str, job_id: str, printer_id: str
+) -> PrintJobRow:
+    """A job as its printer's device client sees it: on that printer, bound to the client."""
+    printer_for_device(db, tenant_id=tenant_id, printer_id=printer_id, client_id=client_id)
+    job = get_job(db, tenant_id=tenant_id, job_id=job_id)
+    if job.printer_id != printer_id:
+        raise NotFound("unknown print job", field="job_id")
+    return job
+
+
+def job_started(
+    db: Session, *, tenant_id: str, client_id: str, job_id: str, printer_id: str
+) -> PrintJobRow:
+    """S110: the printer started the job (again, after a restart: no change)."""
+    job = job_for_device(
+        db, tenant_id=tenant_id, client_id=client_id, job_id=job_id, printer_id=printer_id
+    )
+    if job.state == "waiting_for_printer":
+        move(db, job, "printing", step="S110", worker=printer_id, detail="the printer started")
+    elif job.state != "printing":
+        raise Conflict(f"the job is no longer printable ({job.state})", field="job_id")
+    return job
+
+
 def record_release_refusal(
     db: Session, *, tenant_id: str, job_id: str, printer_id: str | None, detail: str
 ) -> None:

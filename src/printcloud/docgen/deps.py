@@ -1,0 +1,50 @@
+"""docgen's typed FastAPI dependencies, shared by `routes` and `pages`.
+
+`RuntimeDep` is the running service (`runtime.DocgenRuntime`); `AdminCaller` is the
+tenant's administrator at idp-a (a bearer token with the scopes `docgen` and
+`admin` and the issuer's `admin` claim, checked by `core.guard`); `BatchCaller`
+is whoever sent a batch-print request (S1901: the CRM by Digest, or a signed-in
+user, `intake.batch_caller`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from printcloud.core.guard import Principal
+
+from . import intake
+from .runtime import DocgenRuntime
+
+
+def runtime(request: Request) -> DocgenRuntime:
+    rt: DocgenRuntime = request.app.state.docgen
+    return rt
+
+
+RuntimeDep = Annotated[DocgenRuntime, Depends(runtime)]
+
+
+def _scope(*scopes: str, admin: bool = False) -> Any:
+    async def dependency(request: Request) -> Principal:
+        return await runtime(request).guard.require(*scopes, admin=admin)(request)
+
+    return Depends(dependency)
+
+
+#: The tenant's administrator at idp-a, for docgen.
+AdminCaller = Annotated[Principal, _scope("docgen", "admin", admin=True)]
+
+
+def actor_of(principal: Principal) -> str:
+    """Who did it, as the settings and the history record it: `<kind>:<user>`."""
+    return f"{principal.acting_kind}:{principal.acting_user}"
+
+
+async def _batch_caller(request: Request) -> intake.Caller:
+    return await intake.batch_caller(request, runtime(request))
+
+
+BatchCaller = Annotated[intake.Caller, Depends(_batch_caller)]
