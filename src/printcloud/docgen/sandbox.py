@@ -41,10 +41,8 @@ import contextlib
 import json
 import os
 import re
-import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -54,9 +52,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from printcloud.core.errors import InvalidRequest
+from printcloud.core.frames import HEADER, read_exactly
 from printcloud.core.logs import get_logger
 
 log = get_logger("docgen.sandbox")
@@ -75,7 +74,6 @@ _PROXY_VARIABLES = (
     "all_proxy",
     "ALL_PROXY",
 )
-_HEADER = struct.Struct(">I")
 #: The largest answer a child may send (JSON or PDF).
 _MAX_ANSWER = 512 * 1024 * 1024
 
@@ -230,22 +228,6 @@ class _Child:
                     stream.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def _read(self, stream: IO[bytes], n: int, deadline: float) -> bytes:
-        data = bytearray()
-        fd = stream.fileno()
-        while len(data) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(fd, min(n - len(data), 1 << 20))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return bytes(data)
-
     def compile(self, key: str, source: str, data: str) -> tuple[dict[str, Any], bytes | None]:
         """The child's answer and the PDF; `FormLimitExceeded` when a limit was broken."""
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -253,7 +235,7 @@ class _Child:
         deadline = time.monotonic() + max(60.0, self.limits.wall_seconds)
         try:
             if not self.ready:
-                if self._read(self.process.stdout, 1, deadline) != b"R":
+                if read_exactly(self.process.stdout, 1, deadline) != b"R":
                     raise EOFError
                 self.ready = True
             job = json.dumps(
@@ -261,7 +243,7 @@ class _Child:
             ).encode("utf-8")
             self.documents += 1
             deadline = time.monotonic() + self.limits.wall_seconds
-            self.process.stdin.write(_HEADER.pack(len(job)) + job)
+            self.process.stdin.write(HEADER.pack(len(job)) + job)
             self.process.stdin.flush()
             answer = self._frame(deadline)
             result: dict[str, Any] = json.loads(answer)
@@ -277,10 +259,10 @@ class _Child:
 
     def _frame(self, deadline: float) -> bytes:
         assert self.process.stdout is not None
-        (size,) = _HEADER.unpack(self._read(self.process.stdout, 4, deadline))
+        (size,) = HEADER.unpack(read_exactly(self.process.stdout, 4, deadline))
         if size > _MAX_ANSWER:
             raise EOFError
-        return self._read(self.process.stdout, size, deadline)
+        return read_exactly(self.process.stdout, size, deadline)
 
     def _breach(self) -> FormLimitExceeded:
         """Why the child died: the limit it broke."""

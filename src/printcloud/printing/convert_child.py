@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import resource
-import select
 import struct
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from typing import IO, Any
 
 from printcloud.core.blobs import FileBlobStore
 from printcloud.core.errors import InvalidRequest, Unavailable
+from printcloud.core.frames import read_exactly
 from printcloud.core.logs import get_logger
 
 from .convert import Manifest, convert_pdf
@@ -159,7 +159,7 @@ class Converter:
         done, total = 0, 0
         try:
             if not self._ready:
-                if _read(process.stdout, 1, time.monotonic() + _START_SECONDS) != b"R":
+                if read_exactly(process.stdout, 1, time.monotonic() + _START_SECONDS) != b"R":
                     raise _Dead
                 self._ready = True
             body = json.dumps(job).encode()
@@ -214,28 +214,11 @@ def _of(total: int) -> str:
     return f" of {total}" if total else ""
 
 
-def _read(stream: IO[bytes], n: int, deadline: float) -> bytes:
-    data = bytearray()
-    fd = stream.fileno()
-    while len(data) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            raise TimeoutError
-        chunk = os.read(fd, min(n - len(data), 1 << 20))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return bytes(data)
-
-
 def _frame(stream: IO[bytes], deadline: float) -> dict[str, Any]:
-    (size,) = _HEADER.unpack(_read(stream, 4, deadline))
+    (size,) = _HEADER.unpack(read_exactly(stream, 4, deadline))
     if size > _MAX_FRAME:
         raise _Dead
-    answer: dict[str, Any] = json.loads(_read(stream, size, deadline))
+    answer: dict[str, Any] = json.loads(read_exactly(stream, size, deadline))
     return answer
 
 

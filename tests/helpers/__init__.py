@@ -1,0 +1,1 @@
+"""Helpers the tests share: real peers they start on loopback, nothing mocked."""
