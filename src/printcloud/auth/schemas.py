@@ -1,4 +1,4 @@
-"""Bodies of the admin HTTP API (`admin_api.py`): `ThingCreate`, `ThingUpdate`,
+"""Bodies of the admin HTTP API (`admin_api/`): `ThingCreate`, `ThingUpdate`,
 `ThingRead`. Limits here are the first line of defence; `service.py` checks the
 rules (name patterns, known scopes and grants) and names the field it refuses.
 Update bodies are partial: a field left out (or null) is not changed."""

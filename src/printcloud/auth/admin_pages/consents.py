@@ -1,0 +1,70 @@
+"""The admin pages' consents (seed 002): tenant-wide ones and those users remembered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from .. import service
+from ..runtime import Runtime
+from .base import Csrf, Ctx, Done, Page, RuntimeDep, TenantQuery, row_pk, run_form, show_page
+
+router = APIRouter()
+
+
+def _consents(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+    return {
+        "tenant_consents": service.list_tenant_consents(
+            db, tenant=ctx.tenant, include_revoked=True
+        ),
+        "user_consents": service.list_user_consents(db, tenant=ctx.tenant),
+    }
+
+
+CONSENTS = Page("admin/consents.html", "consents", "Consents", _consents)
+
+
+@router.get("/{issuer}/admin/consents")
+def consents(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
+    return show_page(rt, request, issuer, tenant, CONSENTS)
+
+
+@router.post("/{issuer}/admin/consents/tenant/{consent_id}/revoke")
+def revoke_tenant_consent(
+    request: Request,
+    issuer: str,
+    consent_id: int,
+    rt: RuntimeDep,
+    *,
+    csrf: Csrf = "",
+    tenant: TenantQuery = None,
+) -> Response:
+    def work(db: Session, ctx: Ctx) -> Done:
+        consent = service.revoke_tenant_consent(
+            db, tenant=ctx.tenant, consent_pk=row_pk(consent_id), actor=ctx.admin.actor
+        )
+        return Done(f"Tenant-wide consent for {consent.client.name} revoked.", "/consents")
+
+    return run_form(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page=CONSENTS)
+
+
+@router.post("/{issuer}/admin/consents/user/{consent_id}/revoke")
+def revoke_user_consent(
+    request: Request,
+    issuer: str,
+    consent_id: int,
+    rt: RuntimeDep,
+    *,
+    csrf: Csrf = "",
+    tenant: TenantQuery = None,
+) -> Response:
+    def work(db: Session, ctx: Ctx) -> Done:
+        service.revoke_user_consent(
+            db, tenant=ctx.tenant, consent_pk=row_pk(consent_id), actor=ctx.admin.actor
+        )
+        return Done("The user's consent was revoked.", "/consents")
+
+    return run_form(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page=CONSENTS)

@@ -1,0 +1,130 @@
+"""The admin pages' overview and tenant settings (held-job release, seed 001
+cooperation mode, seed 002 consent, card retention), and new tenants."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from printcloud.core.errors import NotFound
+
+from .. import service
+from ..models import CardBinding, Client, TenantConsent, User
+from ..runtime import Runtime
+from .base import (
+    Csrf,
+    Ctx,
+    Done,
+    Flag,
+    Number,
+    Page,
+    RuntimeDep,
+    TenantQuery,
+    checked,
+    run_form,
+    show_page,
+    whole_number,
+)
+
+router = APIRouter()
+
+
+def _overview(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
+    tenant = ctx.tenant
+    return {
+        "counts": {
+            "users": service.count_rows(db, User, User.tenant_pk == tenant.pk),
+            "clients": service.count_rows(db, Client, Client.tenant_pk == tenant.pk),
+            "cards": service.count_rows(db, CardBinding, CardBinding.tenant_pk == tenant.pk),
+            "tenant_consents": service.count_rows(
+                db,
+                TenantConsent,
+                TenantConsent.tenant_pk == tenant.pk,
+                TenantConsent.revoked_at.is_(None),
+            ),
+        }
+    }
+
+
+OVERVIEW = Page("admin/overview.html", "overview", "Overview", _overview)
+
+
+@router.get("/{issuer}/admin")
+def overview(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
+    return show_page(rt, request, issuer, tenant, OVERVIEW)
+
+
+@router.post("/{issuer}/admin/settings")
+def save_settings(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    *,
+    csrf: Csrf = "",
+    tenant: TenantQuery = None,
+    name: Annotated[str, Form(max_length=200)] = "",
+    local_auth_cooperation: Flag = "",
+    users_may_grant_tenant_consent: Flag = "",
+    card_retention_days: Number = "",
+    held_release: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    def work(db: Session, ctx: Ctx) -> Done:
+        service.update_tenant_settings(
+            db,
+            tenant=ctx.tenant,
+            actor=ctx.admin.actor,
+            name=name,
+            local_auth_cooperation=checked(local_auth_cooperation),
+            users_may_grant_tenant_consent=checked(users_may_grant_tenant_consent),
+            # not sent (an older form): the period stays as it is
+            card_retention_days=whole_number(card_retention_days, "card_retention_days", "days")
+            if card_retention_days
+            else None,
+            held_release=held_release or None,
+        )
+        return Done("Settings saved.", clients_changed=True)
+
+    return run_form(
+        rt,
+        request,
+        issuer,
+        work,
+        tenant_id=tenant,
+        csrf=csrf,
+        page=OVERVIEW,
+        form={"name": name, "card_retention_days": card_retention_days},
+    )
+
+
+@router.post("/{issuer}/admin/tenants")
+def create_tenant(
+    request: Request,
+    issuer: str,
+    rt: RuntimeDep,
+    *,
+    csrf: Csrf = "",
+    tenant: TenantQuery = None,
+    tenant_id: Annotated[str, Form(max_length=64)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    def work(db: Session, ctx: Ctx) -> Done:
+        if not ctx.admin.is_system:
+            raise NotFound("no such page")
+        created = service.create_tenant(
+            db, issuer=issuer, tenant_id=tenant_id.strip(), name=name.strip(), actor=ctx.admin.actor
+        )
+        return Done(f"Tenant {created.tenant_id} created.", tenant_id=created.tenant_id)
+
+    return run_form(
+        rt,
+        request,
+        issuer,
+        work,
+        tenant_id=tenant,
+        csrf=csrf,
+        page=OVERVIEW,
+        form={"new_tenant_id": tenant_id, "new_tenant_name": name},
+    )
