@@ -64,6 +64,13 @@ class Admin:
     #: Set for a user, None for a platform service client.
     username: str | None = None
 
+    @classmethod
+    def user(cls, issuer: str, *, tenant_id: str, username: str) -> Admin:
+        """A user acting as administrator of their tenant (`tenant_id`), through a
+        token or through the pages' browser login; the audit log names them
+        `user:<username>`."""
+        return cls(issuer=issuer, tenant_id=tenant_id, actor=f"user:{username}", username=username)
+
     @property
     def is_system(self) -> bool:
         return self.tenant_id == SYSTEM_TENANT
@@ -85,12 +92,7 @@ def admin_of(db: Session, *, principal: Principal) -> Admin:
         )
         if user is None or user.disabled or not user.is_admin:
             raise Forbidden("the token's user is not an administrator of its tenant")
-        return Admin(
-            issuer=principal.issuer,
-            tenant_id=tenant.tenant_id,
-            actor=f"user:{user.username}",
-            username=user.username,
-        )
+        return Admin.user(principal.issuer, tenant_id=tenant.tenant_id, username=user.username)
     client = service.find_client(db, issuer=principal.issuer, client_id=principal.client_id)
     if (
         client is None

@@ -102,12 +102,7 @@ def admin_gate(
             "Your account may not administer this organisation.",
         )
     home: Tenant = user.tenant
-    admin = Admin(
-        issuer=issuer,
-        tenant_id=home.tenant_id,
-        actor=f"user:{user.username}",
-        username=user.username,
-    )
+    admin = Admin.user(issuer, tenant_id=home.tenant_id, username=user.username)
     try:
         tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id or home.tenant_id)
     except NotFound:
