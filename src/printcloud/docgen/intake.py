@@ -8,7 +8,7 @@
 - `record_refusal` (S1512): a refused job is recorded as `suspended` with its reason,
   for a tenant docgen knows, within the tenant's refusal budget;
 - `receive` (S1525): the request is recorded as `received` and answered at once;
-  the batch flow (`batch.py`) runs on its own.
+  the batch flow (`batch/`) runs on its own.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ docgen acts as the platform service client `svc-docgen` at both issuers: at
 idp-a (the platform's, whose tenants docgen serves) for sign-in, the print
 token and introspection; at idp-b (the CRM's) for the CRM token.
 
-The batch flow's workflows (`batch.py`) are module-level functions, as DBOS
+The batch flow's workflows (`batch/`) are module-level functions, as DBOS
 needs; they reach the running docgen through `current()`, which `start()` sets
 before the process's engine launches (recovered workflows need it at once).
 """
