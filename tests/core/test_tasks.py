@@ -28,6 +28,7 @@ from printcloud.core.db import Database, migrate
 from printcloud.core.errors import Conflict, NotFound
 from printcloud.core.executors import ExecutorLease
 from printcloud.core.settings import Settings
+from printcloud.core.tasks import waker
 
 PG_ENV = "PRINTCLOUD_TEST_DATABASE_URL"
 
@@ -399,8 +400,8 @@ def test_a_message_nobody_announced_is_found_by_the_sweep(
     SQLite no message watch) still wakes its workflow, by the one sweep over all waiters."""
     from dbos import DBOS
 
-    monkeypatch.setattr(tasks, "_MESSAGE_WATCH_SECONDS", 3600.0)
-    monkeypatch.setattr(tasks, "_MESSAGE_SWEEP_SECONDS", 0.5)
+    monkeypatch.setattr(waker, "_MESSAGE_WATCH_SECONDS", 3600.0)
+    monkeypatch.setattr(waker, "_MESSAGE_SWEEP_SECONDS", 0.5)
     token = _token()
     with tasks.TaskEngine(settings) as engine:
         handle = engine.start(wait_for_message, workflow_id=f"lone-{token}")(token, 1)

@@ -1,0 +1,201 @@
+"""Declaring durable work at import: workflows, steps, queues, schedules, and the
+calls a running workflow makes (`recv`, `sleep`). No engine is needed to declare;
+an engine launched later creates what its process owns (`declared_for`)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+from dbos import DBOS, ScheduleInput
+
+from printcloud.core.tasks.waker import Waker
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: A scheduled workflow receives its scheduled time (UTC) and its schedule's context.
+ScheduledWorkflow = Callable[[datetime, Any], None]
+
+
+def workflow(
+    *, name: str | None = None, max_recovery_attempts: int | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Declare a durable workflow. Its body must be deterministic; effects go in steps.
+
+    `max_recovery_attempts` bounds how often a workflow that keeps killing its
+    process is retried before it is parked (DBOS's default: 100).
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        wf_name = name or _default_name(func)
+
+        @functools.wraps(func)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            finally:
+                # A hint, not an effect: whoever waits for this run (a parent's
+                # `result()`, a queue slot) looks again once DBOS has recorded its end.
+                Waker.ending(DBOS.workflow_id)
+
+        if max_recovery_attempts is None:
+            return DBOS.workflow(name=wf_name)(run)
+        return DBOS.workflow(name=wf_name, max_recovery_attempts=max_recovery_attempts)(run)
+
+    return decorate
+
+
+def step(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_interval: float = 1.0,
+    backoff: float = 2.0,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Declare a step: its result is checkpointed, so a resumed workflow skips it.
+
+    It runs at least once, so it must be idempotent. An exception is retried
+    `retries` times, `retry_interval` seconds apart, growing by `backoff`.
+    """
+    if retries < 0:
+        raise ValueError("retries must be >= 0")
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        return DBOS.step(
+            name=name or _default_name(func),
+            retries_allowed=retries > 0,
+            max_attempts=retries + 1,
+            interval_seconds=retry_interval,
+            backoff_rate=backoff,
+        )(func)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class TaskQueue:
+    """A durable queue, declared at import with `queue()` and created at launch.
+
+    `concurrency` caps the queue's running workflows across all executors,
+    `worker_concurrency` per executor, and `per_key_concurrency` per key (a
+    tenant, a printer) across all executors; a queue with a per-key limit needs
+    a `key` on every enqueue. Executors look for work every `poll_interval`
+    seconds.
+    """
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    per_key_concurrency: int | None = None
+    poll_interval: float = 1.0
+
+    @property
+    def keyed(self) -> bool:
+        return self.per_key_concurrency is not None
+
+
+_queues: dict[str, TaskQueue] = {}
+_schedules: dict[str, ScheduleInput] = {}
+_declarations_lock = threading.Lock()
+
+
+def queue(
+    name: str,
+    *,
+    concurrency: int | None = None,
+    worker_concurrency: int | None = None,
+    per_key_concurrency: int | None = None,
+    poll_interval: float = 1.0,
+) -> TaskQueue:
+    """Declare a queue (created, or its limits updated, when an engine launches)."""
+    declared = TaskQueue(name, concurrency, worker_concurrency, per_key_concurrency, poll_interval)
+    with _declarations_lock:
+        existing = _queues.setdefault(name, declared)
+    if existing != declared:
+        raise ValueError(f"queue {name!r} is already declared with other limits: {existing}")
+    return declared
+
+
+def scheduled(
+    cron: str,
+    *,
+    name: str | None = None,
+    backfill: bool = False,
+    timezone: str | None = None,
+    queue: TaskQueue | None = None,
+) -> Callable[[ScheduledWorkflow], ScheduledWorkflow]:
+    """Declare a workflow run on a cron schedule (6 fields allowed: seconds first).
+
+    The schedule is written when an engine launches; every executor writes the
+    same one, and each tick runs once across all of them. With `backfill`,
+    ticks missed while no executor ran are run once each on the next launch.
+    For per-tenant schedules created at run time, use `TaskEngine.set_schedule`
+    (above a few hundred, prefer one dispatcher schedule that fans out).
+    """
+
+    def decorate(func: ScheduledWorkflow) -> ScheduledWorkflow:
+        wf_name = name or _default_name(func)
+        wrapped = DBOS.workflow(name=wf_name)(func)
+        entry = schedule_input(
+            wf_name, wrapped, cron, context=None, backfill=backfill, timezone=timezone, on=queue
+        )
+        with _declarations_lock:
+            _schedules[wf_name] = entry
+        return wrapped
+
+    return decorate
+
+
+def declared_for(owns: Callable[[str], bool]) -> tuple[list[TaskQueue], list[ScheduleInput]]:
+    """The queues and schedules declared so far whose names `owns` accepts."""
+    with _declarations_lock:
+        queues = [q for q in _queues.values() if owns(q.name)]
+        schedules = [x for x in _schedules.values() if owns(x["schedule_name"])]
+    return queues, schedules
+
+
+# -- messages between the outside world and a running workflow --------------
+
+
+def recv(*, topic: str, timeout: float) -> Any:
+    """Inside a workflow: wait up to `timeout` seconds for a message on `topic`
+    (None on timeout). Durable: a resumed workflow gets the same answer."""
+    return DBOS.recv(topic, timeout_seconds=timeout)
+
+
+def sleep(seconds: float) -> None:
+    """Inside a workflow: a durable sleep (a resumed workflow sleeps only what is left)."""
+    DBOS.sleep(seconds)
+
+
+def _default_name(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def schedule_input(
+    name: str,
+    func: ScheduledWorkflow,
+    cron: str,
+    *,
+    context: Any,
+    backfill: bool,
+    timezone: str | None,
+    on: TaskQueue | None,
+) -> ScheduleInput:
+    """DBOS's entry for schedule `name` (a schedule cannot give a queue key)."""
+    if on is not None and on.keyed:
+        raise ValueError(f"queue {on.name!r} has a per-key limit: schedules cannot give a key")
+    return {
+        "schedule_name": name,
+        "workflow_fn": func,
+        "schedule": cron,
+        "context": context,
+        "automatic_backfill": backfill,
+        "cron_timezone": timezone,
+        "queue_name": on.name if on is not None else None,
+    }

@@ -1,0 +1,354 @@
+"""Waking what waits: one thread per process instead of DBOS's per-waiter polling.
+
+Waiting costs nothing. A workflow waiting in `recv`, a `TaskHandle.result()` and a
+queue are woken by events through one thread per process (`Waker`), not polled
+per waiter: DBOS's per-waiter pollers are turned off or slowed down
+(`quiet_dbos_pollers`), and the figures are in `bench/idle_cost.py` and
+docs/printing.md ("Waiting costs nothing"). This leans on a few DBOS internals
+(named where they are used); the tests in tests/core/test_tasks.py that count
+statements per waiting workflow fail if a DBOS upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dbos import DBOS
+
+if TYPE_CHECKING:
+    from printcloud.core.tasks.declarations import TaskQueue
+
+#: DBOS re-reads the database for each waiting `recv` this often, as a fallback behind its
+#: listener; the waker's one sweep per process does that job instead.
+_RECHECK_SECONDS = 24 * 3600.0
+#: The waker's sweep of every waiting `recv` of this process, in one query: a safety net
+#: behind PostgreSQL's NOTIFY and the SQLite message watch (`Waker`).
+_MESSAGE_SWEEP_SECONDS = 60.0
+#: SQLite: how often the waker looks for messages another process sent (one query).
+_MESSAGE_WATCH_SECONDS = 1.0
+#: DBOS's background jobs (delayed workflows, timeouts: unused here) run this often.
+_BACKGROUND_JOBS_SECONDS = 10.0
+#: The looks at awaited runs' status, each one query for all that are due, are this far apart.
+_SWEEP_GAP_SECONDS = 1.0
+#: A queue with nothing announced is polled this often (work enqueued by another process).
+_QUEUE_FALLBACK_SECONDS = 30.0
+#: After a run says it ends, its recorded end is looked for at these delays (seconds).
+_ENDING_CHECKS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_ACTIVE_STATES = ("PENDING", "ENQUEUED", "DELAYED")
+
+
+class _Nudge(threading.Event):
+    """The event DBOS's queue worker waits on between polls, made wakeable.
+
+    DBOS's worker stops when its event is set and otherwise polls every interval.
+    Here `set()` still stops it, while `nudge()` only ends its current wait: it
+    polls now (though not more often than the queue's own interval), and without a
+    nudge it polls every `_QUEUE_FALLBACK_SECONDS`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._poke = threading.Event()
+        self._poke.set()  # one poll at start: work left by a previous run
+
+    def nudge(self) -> None:
+        self._poke.set()
+
+    def set(self) -> None:
+        super().set()
+        self._poke.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # `timeout` is DBOS's interval (the declared one, longer under contention).
+        if super().wait(timeout):
+            return True
+        self._poke.wait(_QUEUE_FALLBACK_SECONDS)
+        self._poke.clear()
+        return self.is_set()
+
+
+class Waker:
+    """Wakes waiting workflows and queues by events, one thread per process.
+
+    What DBOS does by polling per waiter, done once per process:
+
+    - a `recv` waits on DBOS's in-memory event. A message sent through
+      `TaskEngine.send` in this process sets it at once. On PostgreSQL, DBOS's
+      LISTEN/NOTIFY sets it for messages sent elsewhere; on SQLite (no NOTIFY),
+      one query a second over the messages written since the last one does.
+      DBOS's own per-waiter polling is turned off (`quiet_dbos_pollers`,
+      `_RECHECK_SECONDS`); one query a minute over every waiter is the safety net;
+    - `TaskHandle.result()` waits on an event set when the run's end is recorded:
+      a run of this process says when it ends (`workflow()`), and the waker reads
+      its status until the end is recorded; runs of other processes are found by
+      one query a second at most over the awaited runs due for a look (each
+      every `poll_interval` of its `result()`);
+    - a declared queue is polled when this process enqueues on it, when one of
+      its runs ends here (a slot is free) or when dead executors' work is
+      recovered, else every `_QUEUE_FALLBACK_SECONDS`.
+
+    So the cost of waiting does not grow with the number of waiting workflows.
+    """
+
+    current: ClassVar[Waker | None] = None
+
+    def __init__(self, schema: str | None) -> None:
+        from dbos._dbos import _get_dbos_instance
+
+        self._dbos = _get_dbos_instance()
+        self._sys_db = self._dbos._sys_db
+        self._sqlite = schema is None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._awaited: dict[str, dict[threading.Event, float]] = {}
+        self._due: dict[str, float] = {}  # next look at an awaited run's status
+        self._ending: dict[str, tuple[float, int]] = {}
+        self._nudges: dict[str, _Nudge] = {}
+        self._threads: list[threading.Thread] = []
+        self._mark = 0
+
+    @classmethod
+    def start(cls, queues: Sequence[TaskQueue], *, schema: str | None) -> Waker:
+        from dbos._queue import queue_worker_thread
+
+        waker = cls(schema)
+        waker._sys_db._notification_fallback_polling_interval = _RECHECK_SECONDS
+        if waker._sqlite:
+            waker._mark = waker._newest_message()
+        for declared in queues:
+            queue = DBOS.retrieve_queue(declared.name)
+            if queue is None:
+                raise RuntimeError(f"queue {declared.name!r} missing after registration")
+            nudge = _Nudge()
+            waker._nudges[declared.name] = nudge
+            waker._threads.append(
+                threading.Thread(
+                    target=queue_worker_thread,
+                    args=(nudge, waker._dbos, queue),
+                    name=f"queue-worker-{declared.name}",
+                    daemon=True,
+                )
+            )
+        waker._threads.append(threading.Thread(target=waker._run, name="tasks-waker", daemon=True))
+        for thread in waker._threads:
+            thread.start()
+        cls.current = waker
+        return waker
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            awaited = [e for events in self._awaited.values() for e in events]
+            self._cond.notify_all()
+        for nudge in self._nudges.values():
+            nudge.set()
+        for event in awaited:  # their `result()` falls back on DBOS's own wait
+            event.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if Waker.current is self:
+            Waker.current = None
+
+    # events announced by this process
+
+    @staticmethod
+    def ending(workflow_id: str | None) -> None:
+        waker = Waker.current
+        if waker is None or not workflow_id:
+            return
+        with waker._cond:
+            waker._ending[workflow_id] = (time.monotonic() + _ENDING_CHECKS[0], 0)
+            waker._cond.notify_all()
+
+    def nudge(self, queue: str | None = None) -> None:
+        for name, nudge in self._nudges.items():
+            if queue is None or name == queue:
+                nudge.nudge()
+
+    def sent(self, workflow_id: str, topic: str | None) -> None:
+        self._signal(workflow_id, topic)
+
+    def until_done(self, workflow_id: str, poll_interval: float) -> None:
+        """Return once the run's end is recorded (or the waker stops)."""
+        event = threading.Event()
+        with self._cond:
+            if self._stopped:
+                return
+            interval = max(poll_interval, 0.01)
+            self._awaited.setdefault(workflow_id, {})[event] = interval
+            self._due[workflow_id] = min(
+                self._due.get(workflow_id, float("inf")), time.monotonic() + interval
+            )
+            self._cond.notify_all()
+        try:
+            try:
+                done = self._done([workflow_id])
+            except Exception:  # the database is away: the waker's sweep looks again
+                done = False
+            if not done:
+                event.wait()
+        finally:
+            with self._cond:
+                events = self._awaited.get(workflow_id, {})
+                events.pop(event, None)
+                if not events:
+                    self._awaited.pop(workflow_id, None)
+                    self._due.pop(workflow_id, None)
+
+    # the thread
+
+    def _run(self) -> None:
+        now = time.monotonic()
+        last_sweep = now - _SWEEP_GAP_SECONDS
+        next_messages = now + _MESSAGE_SWEEP_SECONDS
+        next_watch = now + _MESSAGE_WATCH_SECONDS
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    due = [next_messages]
+                    if self._sqlite:
+                        due.append(next_watch)
+                    if self._due:
+                        due.append(max(min(self._due.values()), last_sweep + _SWEEP_GAP_SECONDS))
+                    due.extend(at for at, _ in self._ending.values())
+                    if min(due) <= now:
+                        break
+                    self._cond.wait(min(due) - now)
+                if self._stopped:
+                    return
+                ending = [wid for wid, (at, _) in self._ending.items() if at <= now]
+                swept: list[str] = []
+                if now >= last_sweep + _SWEEP_GAP_SECONDS:
+                    swept = [wid for wid, at in self._due.items() if at <= now]
+                for wid in swept:
+                    self._due[wid] = now + min(self._awaited.get(wid, {}).values(), default=1.0)
+            try:
+                if ending:
+                    self._check_ending(ending)
+                if swept:
+                    last_sweep = now
+                    self._wake_done(swept)
+                if self._sqlite and next_watch <= now:
+                    self._watch_messages()
+                    next_watch = time.monotonic() + _MESSAGE_WATCH_SECONDS
+                if next_messages <= now:
+                    self._sweep_messages()
+                    next_messages = time.monotonic() + _MESSAGE_SWEEP_SECONDS
+            except Exception:  # the database may be away a while: try again, never die
+                logging.getLogger("printcloud.tasks").warning("waker pass failed", exc_info=True)
+                with self._cond:
+                    self._cond.wait(1.0)
+
+    def _check_ending(self, ids: list[str]) -> None:
+        done = self._wake_done(ids)
+        if done:
+            self.nudge()  # a queue slot may be free
+        with self._cond:
+            now = time.monotonic()
+            for wid in ids:
+                _, attempt = self._ending.pop(wid, (0.0, 0))
+                if wid in done or attempt + 1 >= len(_ENDING_CHECKS):
+                    continue
+                self._ending[wid] = (now + _ENDING_CHECKS[attempt + 1], attempt + 1)
+
+    def _wake_done(self, ids: list[str]) -> set[str]:
+        done = self._finished(ids)
+        with self._cond:
+            events = [e for wid in done for e in self._awaited.get(wid, {})]
+        for event in events:
+            event.set()
+        return done
+
+    def _done(self, ids: list[str]) -> bool:
+        return set(ids) <= self._finished(ids)
+
+    def _finished(self, ids: list[str]) -> set[str]:
+        import sqlalchemy as sa
+
+        status = self._sys_db.tables.workflow_status
+        found: set[str] = set()
+        for start in range(0, len(ids), 1000):
+            query = sa.select(status.c.workflow_uuid, status.c.status).where(
+                status.c.workflow_uuid.in_(ids[start : start + 1000])
+            )
+            with self._sys_db.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            found.update(wid for wid, state in rows if state not in _ACTIVE_STATES)
+        return found
+
+    def _signal(self, workflow_id: str, topic: str | None) -> None:
+        from dbos._sys_db import _dbos_null_topic
+
+        payload, _ = self._sys_db._waiter(workflow_id, topic or _dbos_null_topic)
+        signal = self._sys_db.notifications_map.get(payload)
+        if signal is not None:
+            signal.set()
+
+    def _newest_message(self) -> int:
+        import sqlalchemy as sa
+
+        rowid: sa.ColumnClause[int] = sa.literal_column("rowid")
+        with self._sys_db.engine.connect() as conn:
+            query = sa.select(sa.func.max(rowid)).select_from(self._sys_db.tables.notifications)
+            return int(conn.execute(query).scalar() or 0)
+
+    def _watch_messages(self) -> None:
+        """SQLite: wake the waiters of messages written since the last look."""
+        import sqlalchemy as sa
+
+        notes = self._sys_db.tables.notifications
+        rowid: sa.ColumnClause[int] = sa.literal_column("rowid")
+        query = (
+            sa.select(rowid, notes.c.destination_uuid, notes.c.topic)
+            .where(rowid > self._mark)
+            .order_by(rowid)
+            .limit(5000)
+        )
+        with self._sys_db.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for rowid, destination, topic in rows:
+            self._mark = max(self._mark, int(rowid))
+            self._signal(destination, topic)
+
+    def _sweep_messages(self) -> None:
+        """Every waiting `recv` of this process whose message is there, in one query."""
+        import sqlalchemy as sa
+
+        waiting = {components[0] for _, components, _ in self._sys_db.notifications_map.snapshot()}
+        if not waiting:
+            return
+        notes = self._sys_db.tables.notifications
+        ids = sorted(waiting)
+        for start in range(0, len(ids), 1000):
+            query = (
+                sa.select(notes.c.destination_uuid, notes.c.topic)
+                .where(notes.c.consumed == sa.false())
+                .where(notes.c.destination_uuid.in_(ids[start : start + 1000]))
+                .distinct()
+            )
+            with self._sys_db.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for destination, topic in rows:
+                self._signal(destination, topic)
+
+
+def quiet_dbos_pollers() -> None:
+    """Turn off DBOS's SQLite message poller, which reads the database once per waiting
+    `recv` every interval: `Waker` does its work with one query for all of them.
+
+    And run DBOS's background jobs (start delayed workflows, cancel timed-out ones:
+    printcloud uses neither) every `_BACKGROUND_JOBS_SECONDS`, not every second."""
+    from dbos import _workflow_commands
+    from dbos._sys_db_sqlite import SQLiteSystemDatabase
+
+    SQLiteSystemDatabase._notification_listener = _wait_for_stop  # type: ignore[method-assign]
+    _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = _BACKGROUND_JOBS_SECONDS
+
+
+def _wait_for_stop(self: Any) -> None:
+    while self._run_background_processes:
+        time.sleep(0.5)
