@@ -356,3 +356,13 @@ def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server.should_exit = True
     thread.join(timeout=10)
     live.db.dispose()
+
+
+@pytest.fixture
+def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start print stacks (`printcloud serve` in its own process), for the tests of every
+    folder that talk to the print service; see `tests.helpers.print_stack.print_stacks`."""
+    from tests.helpers.print_stack import print_stacks  # it imports this module
+
+    with print_stacks(tmp_path_factory) as make:
+        yield make

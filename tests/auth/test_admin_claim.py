@@ -25,8 +25,8 @@ from printcloud.auth.models import Client
 from printcloud.core.db import Database, utcnow
 from printcloud.core.errors import InvalidRequest
 from tests.auth.test_grants import REDIRECT, Setup, introspect, pkce, query_of
-from tests.browser import Browser
 from tests.conftest import PG_URL, Stack, _pg_admin_url, require_peer
+from tests.helpers.browser import Browser
 
 PASSWORD = "correct horse battery"
 

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from tests.browser import Browser, form_to
 from tests.conftest import Stack
+from tests.helpers.browser import Browser, form_to
 
 REDIRECT = "https://app.example/callback"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"

@@ -26,8 +26,8 @@ from tests.auth.test_grants import (
     introspect,
     pkce,
 )
-from tests.browser import Browser, form_to
 from tests.conftest import Stack
+from tests.helpers.browser import Browser, form_to
 
 ROUNDS = 25
 

@@ -32,8 +32,8 @@ from printcloud.cluster.run import Cluster
 from printcloud.core.executors import ExecutorLease
 from printcloud.device.agent import DeviceAgent, DeviceEvent
 from tests.cluster.conftest import MakeCluster
-from tests.printing.conftest import PrintStack
-from tests.printing.test_print_path import Tenant, make_pdf
+from tests.helpers.print_stack import PrintStack
+from tests.helpers.printing import Tenant, make_pdf
 
 SEED_STEPS = ("S106", "S107", "S108", "S109", "S111", "S112")
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.browser import Browser, form_to
 from tests.crm.conftest import CrmStack
+from tests.helpers.browser import Browser, form_to
 
 _CSRF = re.compile(r'<input type="hidden" name="csrf" value="([^"]+)">')
 _JOB_ROW = re.compile(r'<tr id="job-([0-9a-f]+)">')

@@ -15,11 +15,7 @@ import httpx
 import pytest
 
 from printcloud.core.crypto import SecretBox
-from tests.printing import conftest as printing
-from tests.printing.conftest import PrintStack
-
-#: The stack fixture of the print service's tests: `printcloud serve` with every service.
-make_print_stack = printing.make_print_stack
+from tests.helpers.print_stack import PrintStack
 
 
 def crm_tenant(stack: PrintStack) -> tuple[str, httpx.Client]:

@@ -41,12 +41,12 @@ from printcloud.device.console import parse_choice
 from printcloud.device.panel import COOKIE, Panel
 from printcloud.device.status import PrintStatus
 from tests.conftest import free_port
+from tests.helpers.print_stack import PrintStack, print_stacks
+from tests.helpers.printing import make_pdf
 from tests.ldap_server import (
     Slapd,
     slapd_fixture,  # noqa: F401  (the `slapd` fixture)
 )
-from tests.printing.conftest import PrintStack, make_print_stack
-from tests.printing.test_print_path import make_pdf
 
 PASSWORD = "alice-password-1"
 PRINTER = "mfp-1"
@@ -55,13 +55,8 @@ PRINTER = "mfp-1"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrintStack]:
     """One `printcloud serve` for the module (each test has its own tenant)."""
-    stacks = make_print_stack.__wrapped__(tmp_path_factory)
-    make = next(stacks)
-    try:
+    with print_stacks(tmp_path_factory) as make:
         yield make(workers=1)
-    finally:
-        with contextlib.suppress(StopIteration):
-            next(stacks)
 
 
 class Site:

@@ -26,7 +26,6 @@ from printcloud.docgen.app import create_app
 from printcloud.docgen.models import BatchRequest, BatchSettings
 from printcloud.docgen.runtime import DocgenRuntime
 from tests.conftest import Stack, _Server, free_port
-from tests.printing.conftest import make_print_stack  # noqa: F401 - the whole stack, for the batch flow
 
 
 @dataclass

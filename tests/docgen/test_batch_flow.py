@@ -24,8 +24,8 @@ from printcloud.crm import service as crm_service
 from printcloud.device.agent import DeviceAgent, DeviceConfig
 from printcloud.docgen import service, tokens
 from printcloud.docgen.runtime import DocgenRuntime, build_runtime
-from tests.browser import Browser
-from tests.printing.conftest import PrintStack
+from tests.helpers.browser import Browser
+from tests.helpers.print_stack import PrintStack
 
 PASSWORD = "correct horse"
 INVOICE_FIELDS = [

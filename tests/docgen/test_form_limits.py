@@ -21,7 +21,7 @@ from tests.docgen.test_batch_flow import PASSWORD, Org, docgen_runtime, invoice,
 from tests.docgen.test_forms import DATA_LOOP, HIDDEN_IMPORT
 from tests.docgen.test_tenant_forms import MINE, admin
 from tests.docgen.test_token_flows import AdminBrowser
-from tests.printing.conftest import PrintStack
+from tests.helpers.print_stack import PrintStack
 
 CPU_SECONDS = 3
 

@@ -2,7 +2,7 @@
 and the batch-print settings, by API and through the pages (FIG. 8).
 
 `sqlite_stack` runs idp-a (the platform's tenants: docgen's) and idp-b (the CRM's);
-docgen runs beside it (tests/docgen/conftest.py). The browser is `tests.browser`'s:
+docgen runs beside it (tests/docgen/conftest.py). The browser is `tests.helpers.browser`'s:
 it reads the real HTML and submits its forms, following redirects between docgen and
 the issuers.
 """
@@ -21,9 +21,9 @@ import pytest
 
 from printcloud.docgen import service, tokens
 from printcloud.docgen.tokens import TokenRefused
-from tests.browser import Browser, form_to
 from tests.conftest import Stack
 from tests.docgen.conftest import Docgen
+from tests.helpers.browser import Browser, form_to
 
 _KEY = re.compile(r'<output class="key" id="secret-key" aria-label="secret key">([^<]+)</output>')
 PASSWORD = "correct horse"

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.printing.test_print_path import Tenant, make_pdf
+from tests.helpers.printing import Tenant, make_pdf
 
 WAITING = ("waiting_for_printer", "printing")
 

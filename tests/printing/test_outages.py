@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
+from tests.helpers.print_stack import PrintStack
+from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, planes
 from tests.peers import PrivatePostgres, PrivateRedis, postgres_peer, redis_peer
-from tests.printing.conftest import PrintStack
-from tests.printing.test_print_path import Tenant, assert_no_leftovers, make_pdf, planes
 
 __all__ = ["postgres_peer", "redis_peer"]  # the fixtures, for pytest to find
 

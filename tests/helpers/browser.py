@@ -7,12 +7,16 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
+
+from tests.helpers.print_stack import PrintStack
 
 _FORM = re.compile(
     r'<form method="(?P<method>\w+)" action="(?P<action>[^"]*)">(?P<body>.*?)</form>', re.S
 )
+_CSRF = re.compile(r'<input type="hidden" name="csrf" value="([^"]+)">')
 _HIDDEN = re.compile(r'<input type="hidden" name="(?P<name>[^"]+)" value="(?P<value>[^"]*)">')
 
 
@@ -134,3 +138,67 @@ class Browser:
                 data["remember"] = "1"
             result.response = self.http.post(form.action, data=data)
         raise AssertionError("the authorization endpoint kept redirecting")
+
+
+class PrintBrowser(Browser):
+    """A user's browser at the print pages: signs in through idp-a when sent there."""
+
+    def __init__(self, stack: PrintStack, credentials: tuple[str, str, str]) -> None:
+        super().__init__(stack.base_url)
+        self.credentials = credentials
+        self.trail: list[str] = []  # the paths of the last `open`
+
+    def open(self, url: str) -> httpx.Response:
+        """GET `url` and follow redirects on this server, signing in at the login page."""
+        response = self.http.get(url)
+        self.trail = [urlsplit(url).path]
+        for _ in range(12):
+            if not response.is_redirect:
+                return response
+            target = response.headers["location"]
+            parts = urlsplit(target)
+            assert not parts.netloc or target.startswith(self.base_url), f"left for {target}"
+            self.trail.append(parts.path)
+            if parts.path == f"/{self.issuer}/login":
+                response = self.login(*self.credentials, page=self.http.get(target))
+            else:
+                response = self.http.get(target)
+        raise AssertionError(f"too many redirects: {self.trail}")
+
+    def csrf(self, page: httpx.Response) -> str:
+        found = _CSRF.search(page.text)
+        assert found, page.text[:2000]
+        return html.unescape(found.group(1))
+
+    def submit(
+        self,
+        *,
+        printer: str,
+        pdf: bytes | None = None,
+        filename: str = "report.pdf",
+        csrf: str | None = None,
+        **fields: str,
+    ) -> httpx.Response:
+        """Post the print form as a browser does: multipart, with the file part even empty."""
+        page = self.http.get("/printing/")
+        assert page.status_code == 200, page.text[:500]
+        data = {
+            "csrf": self.csrf(page) if csrf is None else csrf,
+            "printer_id": printer,
+            "url": "",
+            "title": "",
+            "color": "color",
+            "copies": "1",
+            "media": "A4",
+            "dpi": "150",
+            **fields,
+        }
+        if pdf is None:
+            files = {"file": ("", b"", "application/octet-stream")}
+        else:
+            files = {"file": (filename, pdf, "application/pdf")}
+        return self.http.post("/printing/jobs", data=data, files=files)
+
+    def post_form(self, page: httpx.Response, action: str) -> httpx.Response:
+        form = form_to(page.text, action)
+        return self.http.post(form.action, data=form.hidden)
