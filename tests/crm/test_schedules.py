@@ -139,9 +139,10 @@ def test_run_now_wrong_key_no_link_paused_and_isolation(make_print_stack: Any) -
     firing = every_seconds(b_api, 1)
     finished(b_api, firing)
     assert b_api.post(f"/api/jobs/{firing}/pause").status_code == 200
-    time.sleep(1.5)  # a tick already started may still finish
+    # A tick already started may still finish: there is no event to poll for when none was.
+    time.sleep(1.5)
     count = len(runs(b_api, firing))
-    time.sleep(3)
+    time.sleep(3)  # deliberate: proves that no tick fires while the job is paused
     assert len(runs(b_api, firing)) == count
     assert runs(b_api, paused) == []
     # B's runs went to B's docgen tenant only.
@@ -156,7 +157,7 @@ def test_run_now_wrong_key_no_link_paused_and_isolation(make_print_stack: Any) -
     [run] = finished(a_api, once)
     assert datetime.fromisoformat(run["scheduled_at"]) == start
     assert run["outcome"] == "completed"
-    time.sleep(2)
+    time.sleep(2)  # deliberate: proves that the run-once job does not fire again
     assert len(runs(a_api, once)) == 1
     for api in (a_api, b_api, c_api, d_api):
         api.close()
@@ -171,7 +172,7 @@ def test_each_tick_runs_once_across_a_crash(make_print_stack: Any) -> None:
     finished(api, job_id, 2)
 
     stack.kill_all()  # kill -9, mid-tick perhaps
-    time.sleep(7)  # about three ticks missed
+    time.sleep(7)  # deliberate: the server is down while about three ticks pass
     stack.start()
     restarted = datetime.now(UTC)
     wait(
@@ -183,7 +184,7 @@ def test_each_tick_runs_once_across_a_crash(make_print_stack: Any) -> None:
     )
     # stop the ticks, so that the runs compared below are all the runs there will be
     assert api.post(f"/api/jobs/{job_id}/pause").status_code == 200
-    time.sleep(1)
+    time.sleep(1)  # a tick already started may still add its run (none may have)
     listed = runs(api, job_id)
     finished(api, job_id, len(listed))
     listed = runs(api, job_id)
@@ -232,7 +233,7 @@ def test_a_run_once_job_fires_once_across_restarts(make_print_stack: Any, databa
     # Once more: both ran, neither fires again; docgen saw one request for each.
     stack.stop()
     stack.start()
-    time.sleep(2)
+    time.sleep(2)  # deliberate: proves that neither job fires again after a restart
     assert [r["run_id"] for r in runs(api, fired)] == [before["run_id"]]
     assert [r["run_id"] for r in runs(api, missed)] == [caught_up["run_id"]]
     assert sorted(q.run_id for q in docgen_requests(stack, docgen_id)) == sorted(

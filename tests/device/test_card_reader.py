@@ -343,7 +343,7 @@ def test_panel_sessions_end_after_inactivity(stack: PrintStack, tmp_path: Path) 
         page = web.get("/panel")
         assert 'id="held"' in page.text
         csrf = _csrf(page.text)
-        time.sleep(1.5)
+        time.sleep(1.5)  # a clock, not an event: the panel's 0.5 s idle session runs out
         late = web.post("/panel/release-all", data={"csrf": csrf})
         assert late.status_code == 303 and COOKIE in late.headers["set-cookie"]
         page = web.get("/panel")

@@ -118,7 +118,7 @@ def assert_no_leftovers(stack: PrintStack, job_id: str) -> None:
 
 
 def wait_completed(t: Tenant, job_id: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         job = t.api.get(f"/api/jobs/{job_id}").json()
         if any(e["step"] == "S112" for e in job["history"]):

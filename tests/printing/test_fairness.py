@@ -30,7 +30,7 @@ def settle(t: Tenant, jobs: list[str], *, ready: int) -> list[str]:
     while sum(s in WAITING for s in states(t, jobs)) < ready:
         assert time.monotonic() < deadline, states(t, jobs)
         time.sleep(0.1)
-    time.sleep(1.5)
+    time.sleep(1.5)  # deliberate: proves that no other job gets to wait for its printer
     return states(t, jobs)
 
 

@@ -266,7 +266,7 @@ def test_sign_in_errors_and_token_refresh(make_print_stack: Any) -> None:
         # Expired: refreshed, the cookie replaced; two requests racing with the old
         # cookie both pass (idp-a revokes a refresh token's family when it is used twice).
         old = alice.http.cookies.get("pc_print", path="/printing")
-        time.sleep(1.5)
+        time.sleep(1.5)  # a clock, not an event: the 31 s token comes within 30 s of its end
         jar = httpx.Cookies()
         jar.set("pc_print", str(old), domain="127.0.0.1", path="/printing")
         with ThreadPoolExecutor(4) as pool:
@@ -281,7 +281,7 @@ def test_sign_in_errors_and_token_refresh(make_print_stack: Any) -> None:
         assert [a.status_code for a in answers] == [200] * 4
         assert all("pc_print=" in a.headers.get("set-cookie", "") for a in answers)
         for _ in range(3):
-            time.sleep(1.2)
+            time.sleep(1.2)  # a clock, not an event: each new token comes due in turn
             page = alice.http.get("/printing/")
             assert page.status_code == 200, page.headers.get("location")
             new = alice.http.cookies.get("pc_print", path="/printing")
