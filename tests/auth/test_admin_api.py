@@ -9,7 +9,6 @@ client's client-credentials token.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -25,21 +24,11 @@ from tests.helpers.admin import (
     service_token,
     user_token,
 )
-
-
-@dataclass
-class World:
-    stack: Stack
-    tenant: str  # managed by `admin`
-    other: str  # another tenant, with its own admin
-    admin: Api
-    other_admin: Api
-    member: Api  # a non-admin user of `tenant` whose token has scope admin
-    system: Api  # the platform's service client
+from tests.helpers.worlds import World
 
 
 @pytest.fixture(scope="module")
-def world(stack: Stack) -> World:
+def world(stack: Stack) -> World[Api]:
     tenant, other = stack.tenant(prefix="adm"), stack.tenant(prefix="oth")
     stack.user(tenant, "boss", PASSWORD, admin=True)
     stack.user(tenant, "member", PASSWORD)
@@ -73,7 +62,7 @@ def audit_events(api: Api, tenant: str) -> list[dict[str, Any]]:
 # -- who may call --------------------------------------------------------------------
 
 
-def test_missing_or_bad_token_is_401(world: World) -> None:
+def test_missing_or_bad_token_is_401(world: World[Api]) -> None:
     path = f"/tenants/{world.tenant}"
     anonymous = Api(world.stack, None)
     answer = anonymous.get(path)
@@ -83,7 +72,7 @@ def test_missing_or_bad_token_is_401(world: World) -> None:
     assert error_of(anonymous.http.get(path, headers={"Authorization": "Basic Zm9vOmJhcg=="}), 401)
 
 
-def test_token_without_admin_role_or_scope_is_403(world: World) -> None:
+def test_token_without_admin_role_or_scope_is_403(world: World[Api]) -> None:
     path = f"/tenants/{world.tenant}/users"
     # A user who is not an administrator is never issued the scope `admin`.
     assert error_of(world.member.get(path), 403)["error"] == "insufficient_scope"
@@ -109,7 +98,7 @@ def test_token_without_admin_role_or_scope_is_403(world: World) -> None:
     assert error_of(Api(world.stack, token).get(path), 403)["error"] == "insufficient_scope"
 
 
-def test_demoted_admin_loses_access_at_once(world: World) -> None:
+def test_demoted_admin_loses_access_at_once(world: World[Api]) -> None:
     stack = world.stack
     stack.user(world.tenant, "shortlived", PASSWORD, admin=True)
     api = Api(stack, user_token(stack, world.tenant, "shortlived"))
@@ -125,7 +114,7 @@ def test_demoted_admin_loses_access_at_once(world: World) -> None:
 # -- tenants -----------------------------------------------------------------------------
 
 
-def test_tenant_settings(world: World) -> None:
+def test_tenant_settings(world: World[Api]) -> None:
     path = f"/tenants/{world.tenant}"
     before = world.admin.get(path).json()
     assert before["tenant_id"] == world.tenant and before["issuer"] == ISSUER
@@ -164,14 +153,14 @@ def test_tenant_settings(world: World) -> None:
     )
 
 
-def test_tenant_admin_cannot_manage_the_tenant_list(world: World) -> None:
+def test_tenant_admin_cannot_manage_the_tenant_list(world: World[Api]) -> None:
     assert error_of(world.admin.get("/tenants"), 403)
     assert error_of(world.admin.post("/tenants", json={"tenant_id": "sneaky"}), 403)
     assert error_of(world.admin.delete(f"/tenants/{world.tenant}"), 403)
     assert world.admin.get(f"/tenants/{world.tenant}").status_code == 200
 
 
-def test_system_manages_tenants(world: World) -> None:
+def test_system_manages_tenants(world: World[Api]) -> None:
     api = world.system
     new = f"sys{secrets.token_hex(4)}"
     created = api.post("/tenants", json={"tenant_id": new, "name": "Made by the platform"})
@@ -196,7 +185,7 @@ def test_system_manages_tenants(world: World) -> None:
     assert error_of(api.delete(f"/tenants/{new}"), 404)
 
 
-def test_system_admin_user_token(world: World) -> None:
+def test_system_admin_user_token(world: World[Api]) -> None:
     stack = world.stack
     name = f"root{secrets.token_hex(3)}"
     stack.user("system", name, PASSWORD, admin=True)
@@ -213,7 +202,7 @@ def test_system_admin_user_token(world: World) -> None:
 # -- tenant isolation ---------------------------------------------------------------------
 
 
-def test_another_tenant_answers_404_and_stays_untouched(world: World) -> None:
+def test_another_tenant_answers_404_and_stays_untouched(world: World[Api]) -> None:
     api, other = world.admin, world.other
     client_id, _ = world.stack.client(other, name="theirs")
     reads = [
@@ -275,7 +264,7 @@ def test_another_tenant_answers_404_and_stays_untouched(world: World) -> None:
 # -- users ------------------------------------------------------------------------------------
 
 
-def test_user_lifecycle(world: World) -> None:
+def test_user_lifecycle(world: World[Api]) -> None:
     api, base = world.admin, f"/tenants/{world.tenant}/users"
     created = api.post(
         base,
@@ -333,12 +322,14 @@ def test_user_lifecycle(world: World) -> None:
         ({"username": "adm", "password": PASSWORD, "is_admin": "very"}, "is_admin"),
     ],
 )
-def test_bad_user_bodies_name_the_field(world: World, body: dict[str, Any], field: str) -> None:
+def test_bad_user_bodies_name_the_field(
+    world: World[Api], body: dict[str, Any], field: str
+) -> None:
     answer = world.admin.post(f"/tenants/{world.tenant}/users", json=body)
     assert error_of(answer, 400)["field"] == field
 
 
-def test_admin_cannot_lock_themselves_out(world: World) -> None:
+def test_admin_cannot_lock_themselves_out(world: World[Api]) -> None:
     me = f"/tenants/{world.tenant}/users/boss"
     assert error_of(world.admin.delete(me), 400)["field"] == "username"
     assert error_of(world.admin.patch(me, json={"disabled": True}), 400)["field"] == "disabled"
@@ -352,7 +343,7 @@ def test_admin_cannot_lock_themselves_out(world: World) -> None:
 # -- clients ----------------------------------------------------------------------------------
 
 
-def test_client_lifecycle(world: World) -> None:
+def test_client_lifecycle(world: World[Api]) -> None:
     api, base = world.admin, f"/tenants/{world.tenant}/clients"
     token_url = f"{world.stack.issuer_url(ISSUER)}/token"
     created = api.post(
@@ -424,7 +415,7 @@ def test_client_lifecycle(world: World) -> None:
         assert (action, "billing-app") in actions
 
 
-def test_public_client_has_no_secret(world: World) -> None:
+def test_public_client_has_no_secret(world: World[Api]) -> None:
     base = f"/tenants/{world.tenant}/clients"
     created = world.admin.post(
         base,
@@ -461,12 +452,14 @@ def test_public_client_has_no_secret(world: World) -> None:
         ({"name": "x", "secret": "mine"}, "secret"),
     ],
 )
-def test_bad_client_bodies_name_the_field(world: World, body: dict[str, Any], field: str) -> None:
+def test_bad_client_bodies_name_the_field(
+    world: World[Api], body: dict[str, Any], field: str
+) -> None:
     answer = world.admin.post(f"/tenants/{world.tenant}/clients", json=body)
     assert error_of(answer, 400)["field"] == field
 
 
-def test_platform_service_clients_are_protected(world: World) -> None:
+def test_platform_service_clients_are_protected(world: World[Api]) -> None:
     client_id, _ = world.stack.settings.service_client(ISSUER, "printing")
     base = f"/tenants/system/clients/{client_id}"
     assert world.system.get(base).json()["kind"] == "service"
@@ -479,7 +472,7 @@ def test_platform_service_clients_are_protected(world: World) -> None:
 # -- consents (seed 002) and audit --------------------------------------------------------------
 
 
-def test_consents_are_listed_and_revoked_with_who_and_when(world: World) -> None:
+def test_consents_are_listed_and_revoked_with_who_and_when(world: World[Api]) -> None:
     stack, api = world.stack, world.admin
     device_id, _ = stack.client(
         world.tenant, kind="device", name="Lobby MFP", scope="print profile"
@@ -536,7 +529,7 @@ def test_consents_are_listed_and_revoked_with_who_and_when(world: World) -> None
     assert error_of(api.post(f"{base}/consents/abc/revoke"), 400)["field"] == "consent_id"
 
 
-def test_audit_log(world: World) -> None:
+def test_audit_log(world: World[Api]) -> None:
     api = world.admin
     events = audit_events(api, world.tenant)
     assert events and {"id", "at", "actor", "action", "target", "details"} <= set(events[0])
@@ -550,7 +543,7 @@ def test_audit_log(world: World) -> None:
     assert all(e["target"] not in ("otherboss", "bob") for e in events)
 
 
-def test_openapi_documents_the_admin_api(world: World) -> None:
+def test_openapi_documents_the_admin_api(world: World[Api]) -> None:
     spec = httpx.get(f"{world.stack.base_url}/openapi.json").json()
     paths = {p: ops for p, ops in spec["paths"].items() if "/api/admin/" in p}
     assert "/{issuer}/api/admin/tenants/{tenant_id}/clients/{client_id}/rotate-secret" in paths
@@ -577,7 +570,7 @@ def test_openapi_documents_the_admin_api(world: World) -> None:
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
-def test_nul_characters_are_bad_input_not_server_errors(world: World) -> None:
+def test_nul_characters_are_bad_input_not_server_errors(world: World[Api]) -> None:
     # PostgreSQL text cannot hold NUL: the API must refuse it as input, naming the field.
     api, base = world.system, f"/tenants/{world.tenant}"
     assert error_of(api.get("/tenants/a%00b"), 400)["field"] == "tenant_id"

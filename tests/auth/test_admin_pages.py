@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,21 +15,14 @@ import pytest
 from printcloud.auth import service
 from tests.conftest import Stack
 from tests.helpers.browser import Browser, Html
+from tests.helpers.worlds import World
 
 ISSUER = "idp-a"
 PASSWORD = "correct horse battery"
 
 
-@dataclass
-class World:
-    stack: Stack
-    tenant: str
-    other: str
-    admin: Browser
-
-
 @pytest.fixture(scope="module")
-def world(stack: Stack) -> World:
+def world(stack: Stack) -> World[Browser]:
     tenant, other = stack.tenant(prefix="pg"), stack.tenant(prefix="pgo")
     stack.user(tenant, "boss", PASSWORD, admin=True)
     stack.user(tenant, "member", PASSWORD)
@@ -48,7 +40,7 @@ def tenant_row(stack: Stack, tenant_id: str) -> Any:
 # -- who may see the pages ----------------------------------------------------------------
 
 
-def test_anonymous_is_sent_to_login(world: World) -> None:
+def test_anonymous_is_sent_to_login(world: World[Browser]) -> None:
     anonymous = Browser(world.stack)
     answer = anonymous.get(f"/{ISSUER}/admin/users?tenant=abc", status=303)
     target = urlsplit(answer.headers["location"])
@@ -61,7 +53,7 @@ def test_anonymous_is_sent_to_login(world: World) -> None:
     assert login.hidden["next"] == f"/{ISSUER}/admin"
 
 
-def test_non_admin_gets_403(world: World) -> None:
+def test_non_admin_gets_403(world: World[Browser]) -> None:
     member = Browser(world.stack).signed_in(world.tenant, "member")
     answer = member.get(f"/{ISSUER}/admin", status=403)
     assert "Administrators only" in answer.text
@@ -75,7 +67,7 @@ def test_non_admin_gets_403(world: World) -> None:
     assert tenant_row(world.stack, world.tenant).name != "Hacked"
 
 
-def test_admin_is_confined_to_their_tenant(world: World) -> None:
+def test_admin_is_confined_to_their_tenant(world: World[Browser]) -> None:
     admin = world.admin
     page = admin.page(f"/{ISSUER}/admin")
     assert not [c for c in page.controls if c.get("name") == "tenant"]  # no tenant picker
@@ -102,7 +94,7 @@ def test_admin_is_confined_to_their_tenant(world: World) -> None:
 # -- overview and settings -------------------------------------------------------------------
 
 
-def test_settings_form_with_csrf_and_post_redirect_get(world: World) -> None:
+def test_settings_form_with_csrf_and_post_redirect_get(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin"
     assert "Administration" in admin.get(f"/{ISSUER}/account").text
     page = admin.get(path).text
@@ -148,7 +140,7 @@ def test_settings_form_with_csrf_and_post_redirect_get(world: World) -> None:
     assert "name must not be empty" in Html(answer.text).alerts[0]
 
 
-def test_held_release_setting_is_shown_and_saved(world: World) -> None:
+def test_held_release_setting_is_shown_and_saved(world: World[Browser]) -> None:
     """Issue 11, item 4: who may release held jobs at a printer, card_or_owner by default."""
     admin, path = world.admin, f"/{ISSUER}/admin"
     page = admin.get(path).text
@@ -172,7 +164,7 @@ def test_held_release_setting_is_shown_and_saved(world: World) -> None:
     assert tenant_row(world.stack, world.tenant).held_release == "card_or_owner"
 
 
-def test_flash_notice_is_shown_once(world: World) -> None:
+def test_flash_notice_is_shown_once(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin"
     answer = admin.submit_form(path, f"{path}/settings", {"name": "Once Co"})
     first = admin.get(answer.headers["location"]).text
@@ -183,7 +175,7 @@ def test_flash_notice_is_shown_once(world: World) -> None:
 # -- users -----------------------------------------------------------------------------------
 
 
-def test_users_create_disable_edit_delete(world: World) -> None:
+def test_users_create_disable_edit_delete(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin/users"
     answer = admin.submit_form(
         path,
@@ -248,7 +240,7 @@ def test_users_create_disable_edit_delete(world: World) -> None:
 # -- clients ---------------------------------------------------------------------------------
 
 
-def test_clients_secret_shown_once_rotate_delete(world: World) -> None:
+def test_clients_secret_shown_once_rotate_delete(world: World[Browser]) -> None:
     admin, path, stack = world.admin, f"/{ISSUER}/admin/clients", world.stack
     token_url = f"{stack.issuer_url(ISSUER)}/token"
     page = admin.page(path)
@@ -330,7 +322,7 @@ def test_clients_secret_shown_once_rotate_delete(world: World) -> None:
 # -- consents and audit ------------------------------------------------------------------------
 
 
-def test_consents_page_shows_who_and_when_and_revokes(world: World) -> None:
+def test_consents_page_shows_who_and_when_and_revokes(world: World[Browser]) -> None:
     admin, stack, path = world.admin, world.stack, f"/{ISSUER}/admin/consents"
     device_id, _ = stack.client(world.tenant, kind="device", name="Copier 3F")
     with stack.db.session() as db:
@@ -381,7 +373,7 @@ def test_consents_page_shows_who_and_when_and_revokes(world: World) -> None:
 # -- the platform's administrators ------------------------------------------------------------
 
 
-def test_system_admin_picks_any_tenant(world: World) -> None:
+def test_system_admin_picks_any_tenant(world: World[Browser]) -> None:
     stack = world.stack
     name = f"root{secrets.token_hex(3)}"
     stack.user("system", name, PASSWORD, admin=True)
@@ -419,14 +411,14 @@ def test_system_admin_picks_any_tenant(world: World) -> None:
     assert "service" in kinds
 
 
-def test_every_page_is_accessible(world: World) -> None:
+def test_every_page_is_accessible(world: World[Browser]) -> None:
     for section in ("", "/users", "/users/boss", "/clients", "/consents", "/audit"):
         page = world.admin.page(f"/{ISSUER}/admin{section}")
         assert page.forms, section
         assert all(f.hidden.get("csrf") for f in page.forms if f.method == "post"), section
 
 
-def test_nul_characters_are_bad_input_not_server_errors(world: World) -> None:
+def test_nul_characters_are_bad_input_not_server_errors(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin/users"
     admin.get(f"{path}/a%00b", status=400)
     admin.get(f"{path}?tenant=a%00b", status=400)

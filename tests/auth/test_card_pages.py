@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +21,7 @@ from printcloud.core.crypto import SecretBox
 from tests.conftest import Stack, free_port, make_settings, start_stack
 from tests.helpers.browser import Browser, Html, form_to
 from tests.helpers.oauth import card_login
+from tests.helpers.worlds import World
 from tests.ldap_server import Slapd, write_test_pki
 
 ISSUER = "idp-a"
@@ -29,18 +29,8 @@ PASSWORD = "correct horse battery"
 ADMIN = f"/{ISSUER}/admin"
 
 
-@dataclass
-class World:
-    stack: Stack
-    tenant: str
-    other: str
-    device: tuple[str, str | None]
-    other_device: tuple[str, str | None]
-    admin: Browser
-
-
 @pytest.fixture
-def world(stack: Stack) -> World:
+def world(stack: Stack) -> World[Browser]:
     tenant, other = stack.tenant(prefix="cp"), stack.tenant(prefix="cpo")
     stack.user(tenant, "boss", PASSWORD, admin=True)
     # not "alice": test_cards.py asserts no card of any alice exists before it registers one
@@ -101,7 +91,7 @@ def rows(page: str) -> list[str]:
 # -- the admin's cards ------------------------------------------------------------------------
 
 
-def test_admin_sees_searches_and_deletes_cards(world: World) -> None:
+def test_admin_sees_searches_and_deletes_cards(world: World[Browser]) -> None:
     stack, admin, path = world.stack, world.admin, f"{ADMIN}/cards"
     register(stack, world.device, "04:A2:B3:C4:D5", "ann")
     register(stack, world.device, "0B0B0B0B01", "bob")
@@ -155,7 +145,7 @@ def test_admin_sees_searches_and_deletes_cards(world: World) -> None:
     assert "…0B01" in bindings(stack, world.tenant)
 
 
-def test_a_tenant_admin_sees_no_other_tenants_cards(world: World) -> None:
+def test_a_tenant_admin_sees_no_other_tenants_cards(world: World[Browser]) -> None:
     stack, admin = world.stack, world.admin
     olga_pw = {"username": "olga", "password": PASSWORD}
     assert card_login(stack, world.other_device, "0123456789", **olga_pw).status_code == 200
@@ -192,7 +182,7 @@ def test_a_tenant_admin_sees_no_other_tenants_cards(world: World) -> None:
 # -- the retention period --------------------------------------------------------------------
 
 
-def test_retention_period_is_edited_on_the_settings_page(world: World) -> None:
+def test_retention_period_is_edited_on_the_settings_page(world: World[Browser]) -> None:
     stack, admin = world.stack, world.admin
     register(stack, world.device, "AAAA0001", "ann")
     field = [c for c in admin.page(ADMIN).controls if c.get("name") == "card_retention_days"]
@@ -308,7 +298,7 @@ def stored_password(stack: Stack, tenant_id: str) -> str | None:
 
 @pytest.mark.peer("slapd")
 def test_directory_form_saves_ldap_and_tests_the_connection(
-    world: World, slapd: Slapd, tmp_path: Path
+    world: World[Browser], slapd: Slapd, tmp_path: Path
 ) -> None:
     stack, admin, path = world.stack, world.admin, f"{ADMIN}/directory"
     test = f"{path}/test"
@@ -412,7 +402,7 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
 # -- the user's own cards ------------------------------------------------------------------------
 
 
-def test_user_removes_their_own_card_on_the_account_page(world: World) -> None:
+def test_user_removes_their_own_card_on_the_account_page(world: World[Browser]) -> None:
     stack, account = world.stack, f"/{ISSUER}/account"
     register(stack, world.device, "04:A2:B3:C4:D5", "ann")
     register(stack, world.device, "A11CE00002", "ann")
@@ -465,7 +455,7 @@ def test_user_removes_their_own_card_on_the_account_page(world: World) -> None:
         assert "…0B01" in text and "…0002" not in text
 
 
-def test_every_card_page_is_accessible(world: World) -> None:
+def test_every_card_page_is_accessible(world: World[Browser]) -> None:
     register(world.stack, world.device, "ACCE55000001", "ann")
     for section in ("/cards", "/cards?q=ann", "/card-lockouts", "/directory", ""):
         page = world.admin.page(f"{ADMIN}{section}")

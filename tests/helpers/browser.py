@@ -153,10 +153,19 @@ class Browser:
     """One person's browser at an issuer (`base`: its URL, or a stack that serves it). Cookies
     (session, CSRF) are kept per path like a browser's."""
 
-    def __init__(self, base: str | _Served, issuer: str = "idp-a") -> None:
+    def __init__(
+        self,
+        base: str | _Served,
+        issuer: str = "idp-a",
+        *,
+        credentials: tuple[str, str, str] | None = None,
+    ) -> None:
         self.base_url = base if isinstance(base, str) else base.base_url
         self.issuer = issuer
         self.http = httpx.Client(base_url=self.base_url, follow_redirects=False, timeout=10)
+        #: who signs in when `open` meets the login page: tenant, user, password
+        self.credentials = credentials
+        self.trail: list[str] = []  # the paths of the last `open`
 
     def __enter__(self) -> Browser:
         return self
@@ -210,6 +219,25 @@ class Browser:
         """This browser, after a successful login."""
         self.login(tenant, username, password)
         return self
+
+    def open(self, url: str) -> httpx.Response:
+        """GET `url` and follow redirects on this server, signing in with `credentials` (tenant,
+        user, password) at the login page."""
+        response = self.http.get(url)
+        self.trail = [urlsplit(url).path]
+        for _ in range(12):
+            if not response.is_redirect:
+                return response
+            target = response.headers["location"]
+            parts = urlsplit(target)
+            assert not parts.netloc or target.startswith(self.base_url), f"left for {target}"
+            self.trail.append(parts.path)
+            if parts.path == f"/{self.issuer}/login":
+                assert self.credentials, "the server asks for a login and no credentials were given"
+                response = self.login(*self.credentials, page=self.http.get(target))
+            else:
+                response = self.http.get(target)
+        raise AssertionError(f"too many redirects: {self.trail}")
 
     # -- pages: GET with the status wanted, the HTML read, forms submitted -------------------
 
@@ -287,26 +315,7 @@ class PrintBrowser(Browser):
     """A user's browser at the print pages: signs in through idp-a when sent there."""
 
     def __init__(self, stack: PrintStack, credentials: tuple[str, str, str]) -> None:
-        super().__init__(stack.base_url)
-        self.credentials = credentials
-        self.trail: list[str] = []  # the paths of the last `open`
-
-    def open(self, url: str) -> httpx.Response:
-        """GET `url` and follow redirects on this server, signing in at the login page."""
-        response = self.http.get(url)
-        self.trail = [urlsplit(url).path]
-        for _ in range(12):
-            if not response.is_redirect:
-                return response
-            target = response.headers["location"]
-            parts = urlsplit(target)
-            assert not parts.netloc or target.startswith(self.base_url), f"left for {target}"
-            self.trail.append(parts.path)
-            if parts.path == f"/{self.issuer}/login":
-                response = self.login(*self.credentials, page=self.http.get(target))
-            else:
-                response = self.http.get(target)
-        raise AssertionError(f"too many redirects: {self.trail}")
+        super().__init__(stack, credentials=credentials)
 
     def submit(
         self,
