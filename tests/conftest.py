@@ -319,7 +319,7 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) ->
     overrides.setdefault("login_attempts_per_minute", 10_000)
     overrides.setdefault("client_auth_failures_per_minute", 10_000)
     # Workflows (DBOS: one engine per process) run in subprocess stacks only
-    # (tests/printing/conftest.py); tests/core/test_tasks.py starts its own engines here.
+    # (tests/helpers/print_stack.py); tests/core/test_tasks.py starts its own engines here.
     overrides.setdefault("run_workflows", False)
     # The tests' printers, devices and URL jobs live on loopback: allow it, as an
     # operator would for a lab (tests that prove the egress guard use their own).

@@ -1,6 +1,6 @@
 """The batch flow over a real stack (seed 000, FIG. 15B–16, claims 2–3).
 
-`printcloud serve` runs every service in a subprocess (tests/printing/conftest.py);
+`printcloud serve` runs every service in a subprocess (tests/helpers/print_stack.py);
 the set-up goes through the service layers on its database, and both tokens are
 obtained for real: the print token by RFC 8693 exchange of the admin's idp-a
 session, the CRM token by the authorization-code flow at idp-b (docgen's own
