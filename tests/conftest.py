@@ -319,7 +319,7 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) ->
     overrides.setdefault("login_attempts_per_minute", 10_000)
     overrides.setdefault("client_auth_failures_per_minute", 10_000)
     # Workflows (DBOS: one engine per process) run in subprocess stacks only
-    # (tests/printing/conftest.py); tests/core/test_tasks.py starts its own engines here.
+    # (tests/helpers/print_stack.py); tests/core/test_tasks.py starts its own engines here.
     overrides.setdefault("run_workflows", False)
     # The tests' printers, devices and URL jobs live on loopback: allow it, as an
     # operator would for a lab (tests that prove the egress guard use their own).
@@ -356,3 +356,13 @@ def sqlite_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server.should_exit = True
     thread.join(timeout=10)
     live.db.dispose()
+
+
+@pytest.fixture
+def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start print stacks (`printcloud serve` in its own process), for the tests of every
+    folder that talk to the print service; see `tests.helpers.print_stack.print_stacks`."""
+    from tests.helpers.print_stack import print_stacks  # it imports this module
+
+    with print_stacks(tmp_path_factory) as make:
+        yield make

@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from printcloud.cli import app
-from tests.printing import conftest as printing_conftest
 
 
 @pytest.fixture
@@ -106,9 +105,6 @@ def test_serve_refuses_several_http_workers_for_the_print_service(cli: CliRunner
 
 # -- admin commands beside a live server (issue 11, item 11) -------------------------------
 
-#: `printcloud serve` in its own process (tests/printing/conftest.py).
-make_print_stack = printing_conftest.make_print_stack
-
 
 def _admin(env: dict[str, str], *args: str) -> Any:
     exe = Path(sys.executable).with_name("printcloud")
@@ -125,7 +121,7 @@ def _admin(env: dict[str, str], *args: str) -> Any:
 
 def _sign_in_to_print(stack: Any, tenant: str) -> str:
     """The browser flow: /printing/ → idp-a's authorize (code + PKCE) → login → callback."""
-    from tests.printing.test_pages import PrintBrowser
+    from tests.helpers.browser import PrintBrowser
 
     with PrintBrowser(stack, (tenant, "alice", "alice's password")) as alice:
         page = alice.open("/printing/")

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from cryptography import x509
 
 from printcloud.core.db import Database, UTCDateTime, migrate
+from tests.helpers.print_stack import drop_databases, new_pg_database
 from tests.ldap_server import write_test_pki
-from tests.printing.conftest import _new_pg_database, drop_databases
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,7 +22,7 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
     else:
-        url = _new_pg_database(created)
+        url = new_pg_database(created)
     db = Database(url)
     yield db
     db.dispose()

@@ -9,7 +9,6 @@ client's client-credentials token.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -17,85 +16,19 @@ import pytest
 
 from printcloud.auth import service
 from tests.conftest import Stack
-
-ISSUER = "idp-a"
-EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-SESSION_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"
-PASSWORD = "correct horse battery"
-
-
-def login(stack: Stack, tenant: str, username: str, password: str = PASSWORD) -> str:
-    """Sign in at the login page; answers the browser session id."""
-    with httpx.Client(base_url=stack.base_url, timeout=10) as web:
-        assert web.get(f"/{ISSUER}/login").status_code == 200
-        answer = web.post(
-            f"/{ISSUER}/login",
-            data={
-                "tenant": tenant,
-                "username": username,
-                "password": password,
-                "csrf": web.cookies["pc_csrf"],
-                "next": f"/{ISSUER}/account",
-            },
-        )
-        assert answer.status_code == 303, answer.text
-        return str(web.cookies[f"pc_sid_{ISSUER.replace('-', '_')}"])
-
-
-def user_token(stack: Stack, tenant: str, username: str, scope: str = "admin") -> str:
-    """A token for the user, exchanged from their browser session by the auth service client."""
-    client_id, secret = stack.settings.service_client(ISSUER, "auth")
-    answer = httpx.post(
-        f"{stack.issuer_url(ISSUER)}/token",
-        auth=(client_id, secret),
-        data={
-            "grant_type": EXCHANGE,
-            "subject_token": login(stack, tenant, username),
-            "subject_token_type": SESSION_TYPE,
-            "scope": scope,
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
-
-
-def service_token(stack: Stack, scope: str = "admin") -> str:
-    client_id, secret = stack.settings.service_client(ISSUER, "auth")
-    answer = httpx.post(
-        f"{stack.issuer_url(ISSUER)}/token",
-        auth=(client_id, secret),
-        data={"grant_type": "client_credentials", "scope": scope},
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
-
-
-class Api:
-    """The admin API with one token."""
-
-    def __init__(self, stack: Stack, token: str | None) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=f"{stack.issuer_url(ISSUER)}/api/admin", headers=headers, timeout=10
-        )
-
-    def __getattr__(self, method: str) -> Any:
-        return getattr(self.http, method)
-
-
-@dataclass
-class World:
-    stack: Stack
-    tenant: str  # managed by `admin`
-    other: str  # another tenant, with its own admin
-    admin: Api
-    other_admin: Api
-    member: Api  # a non-admin user of `tenant` whose token has scope admin
-    system: Api  # the platform's service client
+from tests.helpers.admin import (
+    ISSUER,
+    PASSWORD,
+    Api,
+    login,
+    service_token,
+    user_token,
+)
+from tests.helpers.worlds import World
 
 
 @pytest.fixture(scope="module")
-def world(stack: Stack) -> World:
+def world(stack: Stack) -> World[Api]:
     tenant, other = stack.tenant(prefix="adm"), stack.tenant(prefix="oth")
     stack.user(tenant, "boss", PASSWORD, admin=True)
     stack.user(tenant, "member", PASSWORD)
@@ -129,7 +62,7 @@ def audit_events(api: Api, tenant: str) -> list[dict[str, Any]]:
 # -- who may call --------------------------------------------------------------------
 
 
-def test_missing_or_bad_token_is_401(world: World) -> None:
+def test_missing_or_bad_token_is_401(world: World[Api]) -> None:
     path = f"/tenants/{world.tenant}"
     anonymous = Api(world.stack, None)
     answer = anonymous.get(path)
@@ -139,7 +72,7 @@ def test_missing_or_bad_token_is_401(world: World) -> None:
     assert error_of(anonymous.http.get(path, headers={"Authorization": "Basic Zm9vOmJhcg=="}), 401)
 
 
-def test_token_without_admin_role_or_scope_is_403(world: World) -> None:
+def test_token_without_admin_role_or_scope_is_403(world: World[Api]) -> None:
     path = f"/tenants/{world.tenant}/users"
     # A user who is not an administrator is never issued the scope `admin`.
     assert error_of(world.member.get(path), 403)["error"] == "insufficient_scope"
@@ -165,7 +98,7 @@ def test_token_without_admin_role_or_scope_is_403(world: World) -> None:
     assert error_of(Api(world.stack, token).get(path), 403)["error"] == "insufficient_scope"
 
 
-def test_demoted_admin_loses_access_at_once(world: World) -> None:
+def test_demoted_admin_loses_access_at_once(world: World[Api]) -> None:
     stack = world.stack
     stack.user(world.tenant, "shortlived", PASSWORD, admin=True)
     api = Api(stack, user_token(stack, world.tenant, "shortlived"))
@@ -181,7 +114,7 @@ def test_demoted_admin_loses_access_at_once(world: World) -> None:
 # -- tenants -----------------------------------------------------------------------------
 
 
-def test_tenant_settings(world: World) -> None:
+def test_tenant_settings(world: World[Api]) -> None:
     path = f"/tenants/{world.tenant}"
     before = world.admin.get(path).json()
     assert before["tenant_id"] == world.tenant and before["issuer"] == ISSUER
@@ -220,14 +153,14 @@ def test_tenant_settings(world: World) -> None:
     )
 
 
-def test_tenant_admin_cannot_manage_the_tenant_list(world: World) -> None:
+def test_tenant_admin_cannot_manage_the_tenant_list(world: World[Api]) -> None:
     assert error_of(world.admin.get("/tenants"), 403)
     assert error_of(world.admin.post("/tenants", json={"tenant_id": "sneaky"}), 403)
     assert error_of(world.admin.delete(f"/tenants/{world.tenant}"), 403)
     assert world.admin.get(f"/tenants/{world.tenant}").status_code == 200
 
 
-def test_system_manages_tenants(world: World) -> None:
+def test_system_manages_tenants(world: World[Api]) -> None:
     api = world.system
     new = f"sys{secrets.token_hex(4)}"
     created = api.post("/tenants", json={"tenant_id": new, "name": "Made by the platform"})
@@ -252,7 +185,7 @@ def test_system_manages_tenants(world: World) -> None:
     assert error_of(api.delete(f"/tenants/{new}"), 404)
 
 
-def test_system_admin_user_token(world: World) -> None:
+def test_system_admin_user_token(world: World[Api]) -> None:
     stack = world.stack
     name = f"root{secrets.token_hex(3)}"
     stack.user("system", name, PASSWORD, admin=True)
@@ -269,7 +202,7 @@ def test_system_admin_user_token(world: World) -> None:
 # -- tenant isolation ---------------------------------------------------------------------
 
 
-def test_another_tenant_answers_404_and_stays_untouched(world: World) -> None:
+def test_another_tenant_answers_404_and_stays_untouched(world: World[Api]) -> None:
     api, other = world.admin, world.other
     client_id, _ = world.stack.client(other, name="theirs")
     reads = [
@@ -331,7 +264,7 @@ def test_another_tenant_answers_404_and_stays_untouched(world: World) -> None:
 # -- users ------------------------------------------------------------------------------------
 
 
-def test_user_lifecycle(world: World) -> None:
+def test_user_lifecycle(world: World[Api]) -> None:
     api, base = world.admin, f"/tenants/{world.tenant}/users"
     created = api.post(
         base,
@@ -389,12 +322,14 @@ def test_user_lifecycle(world: World) -> None:
         ({"username": "adm", "password": PASSWORD, "is_admin": "very"}, "is_admin"),
     ],
 )
-def test_bad_user_bodies_name_the_field(world: World, body: dict[str, Any], field: str) -> None:
+def test_bad_user_bodies_name_the_field(
+    world: World[Api], body: dict[str, Any], field: str
+) -> None:
     answer = world.admin.post(f"/tenants/{world.tenant}/users", json=body)
     assert error_of(answer, 400)["field"] == field
 
 
-def test_admin_cannot_lock_themselves_out(world: World) -> None:
+def test_admin_cannot_lock_themselves_out(world: World[Api]) -> None:
     me = f"/tenants/{world.tenant}/users/boss"
     assert error_of(world.admin.delete(me), 400)["field"] == "username"
     assert error_of(world.admin.patch(me, json={"disabled": True}), 400)["field"] == "disabled"
@@ -408,7 +343,7 @@ def test_admin_cannot_lock_themselves_out(world: World) -> None:
 # -- clients ----------------------------------------------------------------------------------
 
 
-def test_client_lifecycle(world: World) -> None:
+def test_client_lifecycle(world: World[Api]) -> None:
     api, base = world.admin, f"/tenants/{world.tenant}/clients"
     token_url = f"{world.stack.issuer_url(ISSUER)}/token"
     created = api.post(
@@ -480,7 +415,7 @@ def test_client_lifecycle(world: World) -> None:
         assert (action, "billing-app") in actions
 
 
-def test_public_client_has_no_secret(world: World) -> None:
+def test_public_client_has_no_secret(world: World[Api]) -> None:
     base = f"/tenants/{world.tenant}/clients"
     created = world.admin.post(
         base,
@@ -517,12 +452,14 @@ def test_public_client_has_no_secret(world: World) -> None:
         ({"name": "x", "secret": "mine"}, "secret"),
     ],
 )
-def test_bad_client_bodies_name_the_field(world: World, body: dict[str, Any], field: str) -> None:
+def test_bad_client_bodies_name_the_field(
+    world: World[Api], body: dict[str, Any], field: str
+) -> None:
     answer = world.admin.post(f"/tenants/{world.tenant}/clients", json=body)
     assert error_of(answer, 400)["field"] == field
 
 
-def test_platform_service_clients_are_protected(world: World) -> None:
+def test_platform_service_clients_are_protected(world: World[Api]) -> None:
     client_id, _ = world.stack.settings.service_client(ISSUER, "printing")
     base = f"/tenants/system/clients/{client_id}"
     assert world.system.get(base).json()["kind"] == "service"
@@ -535,7 +472,7 @@ def test_platform_service_clients_are_protected(world: World) -> None:
 # -- consents (seed 002) and audit --------------------------------------------------------------
 
 
-def test_consents_are_listed_and_revoked_with_who_and_when(world: World) -> None:
+def test_consents_are_listed_and_revoked_with_who_and_when(world: World[Api]) -> None:
     stack, api = world.stack, world.admin
     device_id, _ = stack.client(
         world.tenant, kind="device", name="Lobby MFP", scope="print profile"
@@ -592,7 +529,7 @@ def test_consents_are_listed_and_revoked_with_who_and_when(world: World) -> None
     assert error_of(api.post(f"{base}/consents/abc/revoke"), 400)["field"] == "consent_id"
 
 
-def test_audit_log(world: World) -> None:
+def test_audit_log(world: World[Api]) -> None:
     api = world.admin
     events = audit_events(api, world.tenant)
     assert events and {"id", "at", "actor", "action", "target", "details"} <= set(events[0])
@@ -606,7 +543,7 @@ def test_audit_log(world: World) -> None:
     assert all(e["target"] not in ("otherboss", "bob") for e in events)
 
 
-def test_openapi_documents_the_admin_api(world: World) -> None:
+def test_openapi_documents_the_admin_api(world: World[Api]) -> None:
     spec = httpx.get(f"{world.stack.base_url}/openapi.json").json()
     paths = {p: ops for p, ops in spec["paths"].items() if "/api/admin/" in p}
     assert "/{issuer}/api/admin/tenants/{tenant_id}/clients/{client_id}/rotate-secret" in paths
@@ -633,7 +570,7 @@ def test_openapi_documents_the_admin_api(world: World) -> None:
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
-def test_nul_characters_are_bad_input_not_server_errors(world: World) -> None:
+def test_nul_characters_are_bad_input_not_server_errors(world: World[Api]) -> None:
     # PostgreSQL text cannot hold NUL: the API must refuse it as input, naming the field.
     api, base = world.system, f"/tenants/{world.tenant}"
     assert error_of(api.get("/tenants/a%00b"), 400)["field"] == "tenant_id"

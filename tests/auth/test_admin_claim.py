@@ -24,9 +24,9 @@ from sqlalchemy.engine import make_url
 from printcloud.auth.models import Client
 from printcloud.core.db import Database, utcnow
 from printcloud.core.errors import InvalidRequest
-from tests.auth.test_grants import REDIRECT, Setup, introspect, pkce, query_of
-from tests.browser import Browser
 from tests.conftest import PG_URL, Stack, _pg_admin_url, require_peer
+from tests.helpers.browser import Browser
+from tests.helpers.oauth import REDIRECT, Setup, introspect, pkce, query_of
 
 PASSWORD = "correct horse battery"
 

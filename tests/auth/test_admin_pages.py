@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,153 +14,21 @@ import pytest
 
 from printcloud.auth import service
 from tests.conftest import Stack
+from tests.helpers.browser import Browser, Html
+from tests.helpers.worlds import World
 
 ISSUER = "idp-a"
 PASSWORD = "correct horse battery"
 
 
-@dataclass
-class Form:
-    method: str
-    action: str
-    hidden: dict[str, str] = field(default_factory=dict)
-
-
-class Html(HTMLParser):
-    """What the tests look at in a page: forms, form controls and their labels, headings, tables."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.forms: list[Form] = []
-        self.controls: list[dict[str, str]] = []
-        self.labelled: set[str] = set()
-        self.headings: list[str] = []
-        self.tables = 0
-        self.table_headers = 0
-        self.alerts: list[str] = []
-        self.lang = ""
-        self._open: list[str] = []
-        self._labels = 0
-        self._text_into: list[str] | None = None
-        self.feed(text)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "html":
-            self.lang = a.get("lang", "")
-        elif tag == "form":
-            self.forms.append(Form(a.get("method", "get").lower(), a.get("action", "")))
-        elif tag == "input" and a.get("type") == "hidden" and self.forms:
-            self.forms[-1].hidden[a.get("name", "")] = a.get("value", "")
-        elif tag in ("input", "select", "textarea"):
-            self.controls.append({"tag": tag, **a})
-            if self._labels and a.get("id"):
-                self.labelled.add(a["id"])
-        elif tag == "label":
-            self._labels += 1
-            if a.get("for"):
-                self.labelled.add(a["for"])
-        elif tag == "table":
-            self.tables += 1
-        elif tag == "th":
-            self.table_headers += 1
-        if tag in ("h1", "h2", "h3"):
-            self.headings.append(tag)
-        if a.get("role") == "alert":
-            self._text_into = []
-            self._open.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "label":
-            self._labels -= 1
-        if self._open and tag == self._open[-1] and self._text_into is not None:
-            self.alerts.append("".join(self._text_into).strip())
-            self._text_into = None
-            self._open.pop()
-
-    def handle_data(self, data: str) -> None:
-        if self._text_into is not None:
-            self._text_into.append(data)
-
-    def form_to(self, action: str) -> Form:
-        found = [f for f in self.forms if f.method == "post" and f.action == action]
-        assert found, f"no POST form to {action}; forms: {[f.action for f in self.forms]}"
-        assert found[0].hidden.get("csrf"), "the form carries no CSRF field"
-        return found[0]
-
-
-def assert_accessible(page: Html) -> None:
-    assert page.lang, "the page declares no language"
-    assert page.headings.count("h1") == 1, page.headings
-    for control in page.controls:
-        assert control.get("id") in page.labelled or control.get("aria-label"), (
-            f"unlabelled control {control}"
-        )
-    if page.tables:
-        assert page.table_headers >= page.tables
-
-
-class Browser:
-    """One person's browser at the issuer."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.http = httpx.Client(base_url=stack.base_url, follow_redirects=False, timeout=10)
-
-    def login(self, tenant: str, username: str, password: str = PASSWORD) -> Browser:
-        page = Html(self.get(f"/{ISSUER}/login").text)
-        form = page.form_to(f"/{ISSUER}/login")
-        answer = self.http.post(
-            form.action,
-            data={**form.hidden, "tenant": tenant, "username": username, "password": password},
-        )
-        assert answer.status_code == 303, answer.text
-        return self
-
-    def get(self, path: str, status: int = 200) -> httpx.Response:
-        answer = self.http.get(path)
-        assert answer.status_code == status, (
-            f"GET {path}: {answer.status_code} {answer.text[:1000]}"
-        )
-        return answer
-
-    def page(self, path: str) -> Html:
-        page = Html(self.get(path).text)
-        assert_accessible(page)
-        return page
-
-    def submit(
-        self, path: str, action: str, data: dict[str, Any] | None = None, *, status: int = 303
-    ) -> httpx.Response:
-        """Open `path`, fill in its form to `action` and send it."""
-        form = self.page(path).form_to(action)
-        answer = self.http.post(action, data={**form.hidden, **(data or {})})
-        assert answer.status_code == status, (
-            f"POST {action}: {answer.status_code} {answer.text[:1000]}"
-        )
-        return answer
-
-    def follow(self, answer: httpx.Response) -> Html:
-        assert answer.status_code == 303
-        return self.page(answer.headers["location"])
-
-
-@dataclass
-class World:
-    stack: Stack
-    tenant: str
-    other: str
-    admin: Browser
-
-
 @pytest.fixture(scope="module")
-def world(stack: Stack) -> World:
+def world(stack: Stack) -> World[Browser]:
     tenant, other = stack.tenant(prefix="pg"), stack.tenant(prefix="pgo")
     stack.user(tenant, "boss", PASSWORD, admin=True)
     stack.user(tenant, "member", PASSWORD)
     stack.user(other, "bob", PASSWORD)
     return World(
-        stack=stack, tenant=tenant, other=other, admin=Browser(stack).login(tenant, "boss")
+        stack=stack, tenant=tenant, other=other, admin=Browser(stack).signed_in(tenant, "boss")
     )
 
 
@@ -174,7 +40,7 @@ def tenant_row(stack: Stack, tenant_id: str) -> Any:
 # -- who may see the pages ----------------------------------------------------------------
 
 
-def test_anonymous_is_sent_to_login(world: World) -> None:
+def test_anonymous_is_sent_to_login(world: World[Browser]) -> None:
     anonymous = Browser(world.stack)
     answer = anonymous.get(f"/{ISSUER}/admin/users?tenant=abc", status=303)
     target = urlsplit(answer.headers["location"])
@@ -187,8 +53,8 @@ def test_anonymous_is_sent_to_login(world: World) -> None:
     assert login.hidden["next"] == f"/{ISSUER}/admin"
 
 
-def test_non_admin_gets_403(world: World) -> None:
-    member = Browser(world.stack).login(world.tenant, "member")
+def test_non_admin_gets_403(world: World[Browser]) -> None:
+    member = Browser(world.stack).signed_in(world.tenant, "member")
     answer = member.get(f"/{ISSUER}/admin", status=403)
     assert "Administrators only" in answer.text
     assert "Administration" not in member.get(f"/{ISSUER}/account").text
@@ -201,7 +67,7 @@ def test_non_admin_gets_403(world: World) -> None:
     assert tenant_row(world.stack, world.tenant).name != "Hacked"
 
 
-def test_admin_is_confined_to_their_tenant(world: World) -> None:
+def test_admin_is_confined_to_their_tenant(world: World[Browser]) -> None:
     admin = world.admin
     page = admin.page(f"/{ISSUER}/admin")
     assert not [c for c in page.controls if c.get("name") == "tenant"]  # no tenant picker
@@ -228,14 +94,14 @@ def test_admin_is_confined_to_their_tenant(world: World) -> None:
 # -- overview and settings -------------------------------------------------------------------
 
 
-def test_settings_form_with_csrf_and_post_redirect_get(world: World) -> None:
+def test_settings_form_with_csrf_and_post_redirect_get(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin"
     assert "Administration" in admin.get(f"/{ISSUER}/account").text
     page = admin.get(path).text
     assert world.tenant in page and 'name="local_auth_cooperation"' in page
     assert 'name="users_may_grant_tenant_consent"' in page
 
-    answer = admin.submit(
+    answer = admin.submit_form(
         path,
         f"{path}/settings",
         {
@@ -255,7 +121,7 @@ def test_settings_form_with_csrf_and_post_redirect_get(world: World) -> None:
     assert "Settings saved." not in admin.get(path).text
 
     # Unticked boxes switch the settings off again.
-    admin.submit(path, f"{path}/settings", {"name": "Settings Co"})
+    admin.submit_form(path, f"{path}/settings", {"name": "Settings Co"})
     assert tenant_row(world.stack, world.tenant).local_auth_cooperation is False
 
     # Without the CSRF token, or with a wrong one, nothing changes.
@@ -270,33 +136,37 @@ def test_settings_form_with_csrf_and_post_redirect_get(world: World) -> None:
         assert Html(answer.text).alerts == ["Your form expired. Reload the page and try again."]
     assert tenant_row(world.stack, world.tenant).name == "Settings Co"
 
-    answer = admin.submit(path, f"{path}/settings", {"name": " "}, status=400)
+    answer = admin.submit_form(path, f"{path}/settings", {"name": " "}, status=400)
     assert "name must not be empty" in Html(answer.text).alerts[0]
 
 
-def test_held_release_setting_is_shown_and_saved(world: World) -> None:
+def test_held_release_setting_is_shown_and_saved(world: World[Browser]) -> None:
     """Issue 11, item 4: who may release held jobs at a printer, card_or_owner by default."""
     admin, path = world.admin, f"/{ISSUER}/admin"
     page = admin.get(path).text
     assert 'name="held_release" value="card_or_owner" checked' in page
     assert 'name="held_release" value="device_local_auth">' in page
-    admin.submit(path, f"{path}/settings", {"name": "Held Co", "held_release": "device_local_auth"})
+    admin.submit_form(
+        path, f"{path}/settings", {"name": "Held Co", "held_release": "device_local_auth"}
+    )
     assert tenant_row(world.stack, world.tenant).held_release == "device_local_auth"
     assert 'name="held_release" value="device_local_auth" checked' in admin.get(path).text
-    answer = admin.submit(
+    answer = admin.submit_form(
         path, f"{path}/settings", {"name": "Held Co", "held_release": "anyone"}, status=400
     )
     assert "held_release must be one of" in Html(answer.text).alerts[0]
     # an older form without the field leaves the setting as it is
-    admin.submit(path, f"{path}/settings", {"name": "Held Co"})
+    admin.submit_form(path, f"{path}/settings", {"name": "Held Co"})
     assert tenant_row(world.stack, world.tenant).held_release == "device_local_auth"
-    admin.submit(path, f"{path}/settings", {"name": "Held Co", "held_release": "card_or_owner"})
+    admin.submit_form(
+        path, f"{path}/settings", {"name": "Held Co", "held_release": "card_or_owner"}
+    )
     assert tenant_row(world.stack, world.tenant).held_release == "card_or_owner"
 
 
-def test_flash_notice_is_shown_once(world: World) -> None:
+def test_flash_notice_is_shown_once(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin"
-    answer = admin.submit(path, f"{path}/settings", {"name": "Once Co"})
+    answer = admin.submit_form(path, f"{path}/settings", {"name": "Once Co"})
     first = admin.get(answer.headers["location"]).text
     assert "Settings saved." in first
     assert "Settings saved." not in admin.get(path).text
@@ -305,9 +175,9 @@ def test_flash_notice_is_shown_once(world: World) -> None:
 # -- users -----------------------------------------------------------------------------------
 
 
-def test_users_create_disable_edit_delete(world: World) -> None:
+def test_users_create_disable_edit_delete(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin/users"
-    answer = admin.submit(
+    answer = admin.submit_form(
         path,
         path,
         {
@@ -321,7 +191,7 @@ def test_users_create_disable_edit_delete(world: World) -> None:
     page = admin.get(path).text
     assert "User dave created." in page and "Dave D" in page
 
-    answer = admin.submit(
+    answer = admin.submit_form(
         path, path, {"username": "dave", "password": PASSWORD, "display_name": "Again"}, status=409
     )
     again = Html(answer.text)
@@ -329,44 +199,48 @@ def test_users_create_disable_edit_delete(world: World) -> None:
     assert 'value="Again"' in answer.text  # the form keeps what was typed
     assert 'aria-invalid="true"' in answer.text
 
-    answer = admin.submit(path, path, {"username": "eve", "password": "short"}, status=400)
+    answer = admin.submit_form(path, path, {"username": "eve", "password": "short"}, status=400)
     assert "at least 8 characters" in Html(answer.text).alerts[0]
 
-    admin.submit(path, f"{path}/dave/disable")
+    admin.submit_form(path, f"{path}/dave/disable")
     with world.stack.db.session() as db:
         tenant = service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant)
         assert service.get_user(db, tenant=tenant, username="dave").disabled is True
-    admin.submit(path, f"{path}/dave/enable")
+    admin.submit_form(path, f"{path}/dave/enable")
 
     user_page = f"{path}/dave"
-    admin.submit(
+    admin.submit_form(
         user_page, user_page, {"display_name": "Dave Edited", "is_admin": "on", "password": ""}
     )
     with world.stack.db.session() as db:
         tenant = service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant)
         dave = service.get_user(db, tenant=tenant, username="dave")
         assert (dave.display_name, dave.is_admin, dave.disabled) == ("Dave Edited", True, False)
-    Browser(world.stack).login(world.tenant, "dave")  # an empty password field kept the password
+    Browser(world.stack).signed_in(
+        world.tenant, "dave"
+    )  # an empty password field kept the password
 
-    answer = admin.submit(user_page, f"{user_page}/delete", {}, status=400)  # the box is not ticked
+    answer = admin.submit_form(
+        user_page, f"{user_page}/delete", {}, status=400
+    )  # the box is not ticked
     assert "confirm" in Html(answer.text).alerts[0]
-    answer = admin.submit(user_page, f"{user_page}/delete", {"confirm": "on"})
+    answer = admin.submit_form(user_page, f"{user_page}/delete", {"confirm": "on"})
     assert answer.headers["location"] == path
     admin.get(user_page, status=404)
     admin.get(f"{path}/nobody", status=404)
 
     # The admin cannot delete or demote themselves.
     own = f"{path}/boss"
-    answer = admin.submit(own, f"{own}/delete", {"confirm": "on"}, status=400)
+    answer = admin.submit_form(own, f"{own}/delete", {"confirm": "on"}, status=400)
     assert "your own account" in Html(answer.text).alerts[0]
-    answer = admin.submit(own, own, {"display_name": "Boss"}, status=400)  # admin box unticked
+    answer = admin.submit_form(own, own, {"display_name": "Boss"}, status=400)  # admin box unticked
     assert "administrator role" in Html(answer.text).alerts[0]
 
 
 # -- clients ---------------------------------------------------------------------------------
 
 
-def test_clients_secret_shown_once_rotate_delete(world: World) -> None:
+def test_clients_secret_shown_once_rotate_delete(world: World[Browser]) -> None:
     admin, path, stack = world.admin, f"/{ISSUER}/admin/clients", world.stack
     token_url = f"{stack.issuer_url(ISSUER)}/token"
     page = admin.page(path)
@@ -412,27 +286,27 @@ def test_clients_secret_shown_once_rotate_delete(world: World) -> None:
     assert secret[1] not in again and "new-client-secret" not in again
     assert "Reception PC" in admin.get(path).text
 
-    answer = admin.submit(location, f"{location}/rotate", {}, status=400)  # not confirmed
-    answer = admin.submit(location, f"{location}/rotate", {"confirm": "on"})
+    answer = admin.submit_form(location, f"{location}/rotate", {}, status=400)  # not confirmed
+    answer = admin.submit_form(location, f"{location}/rotate", {"confirm": "on"})
     rotated = re.search(
         r'id="new-client-secret">([^<]+)<', admin.get(answer.headers["location"]).text
     )
     assert rotated and rotated[1] != secret[1]
     assert client_credentials(rotated[1]) == 200 and client_credentials(secret[1]) == 401
 
-    admin.submit(
+    admin.submit_form(
         location,
         location,
         {"name": "Reception", "scope": ["print"], "redirect_uris": "", "disabled": "on"},
     )
     assert client_credentials(rotated[1]) == 401
-    answer = admin.submit(
+    answer = admin.submit_form(
         location, location, {"name": "Reception", "redirect_uris": "not a uri"}, status=400
     )
     assert "redirect URI" in Html(answer.text).alerts[0]
 
-    answer = admin.submit(path, path, {"name": "", "kind": "confidential"}, status=400)
-    answer = admin.submit(
+    answer = admin.submit_form(path, path, {"name": "", "kind": "confidential"}, status=400)
+    answer = admin.submit_form(
         path,
         path,
         {"name": "Web app", "kind": "confidential", "grant_types": ["authorization_code"]},
@@ -441,14 +315,14 @@ def test_clients_secret_shown_once_rotate_delete(world: World) -> None:
     assert "redirect URI" in Html(answer.text).alerts[0]
     assert 'value="Web app"' in answer.text
 
-    admin.submit(location, f"{location}/delete", {"confirm": "on"})
+    admin.submit_form(location, f"{location}/delete", {"confirm": "on"})
     admin.get(location, status=404)
 
 
 # -- consents and audit ------------------------------------------------------------------------
 
 
-def test_consents_page_shows_who_and_when_and_revokes(world: World) -> None:
+def test_consents_page_shows_who_and_when_and_revokes(world: World[Browser]) -> None:
     admin, stack, path = world.admin, world.stack, f"/{ISSUER}/admin/consents"
     device_id, _ = stack.client(world.tenant, kind="device", name="Copier 3F")
     with stack.db.session() as db:
@@ -464,8 +338,8 @@ def test_consents_page_shows_who_and_when_and_revokes(world: World) -> None:
     page = admin.get(path).text
     assert "Copier 3F" in page and "user:boss" in page and "Active" in page
 
-    answer = admin.submit(path, f"{path}/tenant/{consent_pk}/revoke")
-    page = admin.follow(answer)
+    answer = admin.submit_form(path, f"{path}/tenant/{consent_pk}/revoke")
+    page = admin.follow_page(answer)
     text = admin.get(path).text
     assert "Revoked by user:boss at" in text
     assert f"{path}/tenant/{consent_pk}/revoke" not in [f.action for f in page.forms]
@@ -483,7 +357,7 @@ def test_consents_page_shows_who_and_when_and_revokes(world: World) -> None:
             if cl.client_id == device_id
         )
 
-    admin.submit(path, f"{path}/user/{user_pk}/revoke")
+    admin.submit_form(path, f"{path}/user/{user_pk}/revoke")
     assert f"{path}/user/{user_pk}/revoke" not in admin.get(path).text
     answer = admin.http.post(
         f"{path}/user/{user_pk}/revoke", data={"csrf": admin.http.cookies["pc_csrf"]}
@@ -499,11 +373,11 @@ def test_consents_page_shows_who_and_when_and_revokes(world: World) -> None:
 # -- the platform's administrators ------------------------------------------------------------
 
 
-def test_system_admin_picks_any_tenant(world: World) -> None:
+def test_system_admin_picks_any_tenant(world: World[Browser]) -> None:
     stack = world.stack
     name = f"root{secrets.token_hex(3)}"
     stack.user("system", name, PASSWORD, admin=True)
-    root = Browser(stack).login("system", name)
+    root = Browser(stack).signed_in("system", name)
     page = root.page(f"/{ISSUER}/admin")
     picker = [c for c in page.controls if c.get("name") == "tenant"]
     assert picker and picker[0]["tag"] == "select"
@@ -512,21 +386,21 @@ def test_system_admin_picks_any_tenant(world: World) -> None:
     users = root.get(f"/{ISSUER}/admin/users?tenant={world.other}").text
     assert "bob" in users
     path = f"/{ISSUER}/admin/users?tenant={world.other}"
-    answer = root.submit(path, path, {"username": "frank", "password": PASSWORD})
+    answer = root.submit_form(path, path, {"username": "frank", "password": PASSWORD})
     assert answer.headers["location"] == f"/{ISSUER}/admin/users?tenant={world.other}"
     with stack.db.session() as db:
         other = service.get_tenant(db, issuer=ISSUER, tenant_id=world.other)
         assert service.get_user(db, tenant=other, username="frank")
 
     new = f"new{secrets.token_hex(3)}"
-    answer = root.submit(
+    answer = root.submit_form(
         f"/{ISSUER}/admin",
         f"/{ISSUER}/admin/tenants?tenant=system",
         {"tenant_id": new, "name": "Brand New"},
     )
     assert answer.headers["location"] == f"/{ISSUER}/admin?tenant={new}"
     assert "Tenant " + new + " created." in root.get(answer.headers["location"]).text
-    answer = root.submit(
+    answer = root.submit_form(
         f"/{ISSUER}/admin", f"/{ISSUER}/admin/tenants?tenant=system", {"tenant_id": new}, status=409
     )
     assert "already exists" in Html(answer.text).alerts[0]
@@ -537,14 +411,14 @@ def test_system_admin_picks_any_tenant(world: World) -> None:
     assert "service" in kinds
 
 
-def test_every_page_is_accessible(world: World) -> None:
+def test_every_page_is_accessible(world: World[Browser]) -> None:
     for section in ("", "/users", "/users/boss", "/clients", "/consents", "/audit"):
         page = world.admin.page(f"/{ISSUER}/admin{section}")
         assert page.forms, section
         assert all(f.hidden.get("csrf") for f in page.forms if f.method == "post"), section
 
 
-def test_nul_characters_are_bad_input_not_server_errors(world: World) -> None:
+def test_nul_characters_are_bad_input_not_server_errors(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin/users"
     admin.get(f"{path}/a%00b", status=400)
     admin.get(f"{path}?tenant=a%00b", status=400)

@@ -11,37 +11,20 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from tests.conftest import Stack, free_port, start_stack
+from tests.helpers.worlds import World
 
 FORM = "application/x-www-form-urlencoded"
 API = ("token", "introspect", "revoke", "device_authorization")
 REDIRECT = "http://127.0.0.1:9/cb"
 
 
-@dataclass
-class World:
-    stack: Stack
-    tenant: str
-    client_id: str  # confidential: code, refresh, client credentials
-    secret: str
-    device_id: str  # device client: client credentials, device code
-    device_secret: str
-
-    @property
-    def base(self) -> str:
-        return self.stack.base_url
-
-    def url(self, endpoint: str, issuer: str = "idp-a") -> str:
-        return f"{self.base}/{issuer}/{endpoint}"
-
-
 @pytest.fixture(scope="module")
-def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World[None]]:
     """A second server on each session database (PostgreSQL refuses what SQLite stores,
     NUL for one), with limits out of reach. It shares the session stack's settings,
     instance secret included: another secret would re-key the platform's service clients."""
@@ -64,7 +47,7 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     )
     device_id, device_secret = live.client(tenant, kind="device", scope="print device")
     assert secret and device_secret
-    yield World(live, tenant, client_id, secret, device_id, device_secret)
+    yield World(live, tenant, client=(client_id, secret), device=(device_id, device_secret))
     server.should_exit = True
     thread.join(timeout=10)
     live.db.dispose()
@@ -117,7 +100,7 @@ def basic(value: bytes) -> dict[str, str | bytes]:
     ids=["no-body", "json", "text", "multipart"],
 )
 def test_only_urlencoded_forms_are_read(
-    world: World, endpoint: str, body: bytes, content_type: str | None
+    world: World[None], endpoint: str, body: bytes, content_type: str | None
 ) -> None:
     response = raw_post(
         world.url(endpoint), body, auth=(world.client_id, world.secret), content_type=content_type
@@ -128,7 +111,7 @@ def test_only_urlencoded_forms_are_read(
 
 
 @pytest.mark.parametrize("endpoint", API)
-def test_invalid_utf8_body(world: World, endpoint: str) -> None:
+def test_invalid_utf8_body(world: World[None], endpoint: str) -> None:
     response = raw_post(
         world.url(endpoint),
         b"grant_type=client_credentials&token=\xff\xfe\xfd",
@@ -148,14 +131,14 @@ def test_invalid_utf8_body(world: World, endpoint: str) -> None:
     ],
     ids=["value", "scope", "client_id", "raw"],
 )
-def test_nul_characters_are_bad_input(world: World, endpoint: str, body: bytes) -> None:
+def test_nul_characters_are_bad_input(world: World[None], endpoint: str, body: bytes) -> None:
     """PostgreSQL text cannot hold NUL: refused as input on every database, not a 500."""
     response = raw_post(world.url(endpoint), body, auth=(world.client_id, world.secret))
     assert "NUL" in str(oauth_error(response, 400, "invalid_request")["error_description"])
 
 
 @pytest.mark.parametrize("endpoint", API)
-def test_100kb_body_is_too_large(world: World, endpoint: str) -> None:
+def test_100kb_body_is_too_large(world: World[None], endpoint: str) -> None:
     body = b"grant_type=client_credentials&pad=" + b"a" * 100_000
     oauth_error(
         raw_post(world.url(endpoint), body, auth=(world.client_id, world.secret)),
@@ -187,7 +170,9 @@ def test_100kb_body_is_too_large(world: World, endpoint: str) -> None:
         ("device_authorization", "scope=print&scope=print"),
     ],
 )
-def test_repeated_parameters_are_refused_by_name(world: World, endpoint: str, body: str) -> None:
+def test_repeated_parameters_are_refused_by_name(
+    world: World[None], endpoint: str, body: str
+) -> None:
     response = raw_post(world.url(endpoint), body.encode(), auth=(world.client_id, world.secret))
     error = oauth_error(response, 400, "invalid_request")
     repeated = next(name for name in ("grant_type", "scope", "token") if body.count(f"{name}=") > 1)
@@ -195,7 +180,7 @@ def test_repeated_parameters_are_refused_by_name(world: World, endpoint: str, bo
     assert repeated in str(error["error_description"])
 
 
-def test_repeated_client_id_in_body_is_refused(world: World) -> None:
+def test_repeated_client_id_in_body_is_refused(world: World[None]) -> None:
     body = (
         f"grant_type=client_credentials&client_id={world.client_id}&client_id=other"
         f"&client_secret={world.secret}"
@@ -244,12 +229,12 @@ def test_repeated_client_id_in_body_is_refused(world: World) -> None:
         ),
     ],
 )
-def test_token_endpoint_errors(world: World, body: str, error: str, names: str) -> None:
+def test_token_endpoint_errors(world: World[None], body: str, error: str, names: str) -> None:
     response = raw_post(world.url("token"), body.encode(), auth=(world.client_id, world.secret))
     assert names in str(oauth_error(response, 400, error).get("error_description", ""))
 
 
-def test_device_client_errors(world: World) -> None:
+def test_device_client_errors(world: World[None]) -> None:
     auth = (world.device_id, world.device_secret)
     response = raw_post(
         world.url("token"), b"grant_type=client_credentials&local_user=%7Bnot+json", auth=auth
@@ -275,7 +260,7 @@ def test_device_client_errors(world: World) -> None:
 
 
 @pytest.mark.parametrize("endpoint", ["introspect", "revoke"])
-def test_token_parameter_is_required(world: World, endpoint: str) -> None:
+def test_token_parameter_is_required(world: World[None], endpoint: str) -> None:
     response = raw_post(
         world.url(endpoint), b"token_type_hint=access_token", auth=(world.client_id, world.secret)
     )
@@ -283,7 +268,7 @@ def test_token_parameter_is_required(world: World, endpoint: str) -> None:
 
 
 @pytest.mark.parametrize("endpoint", ["introspect", "revoke"])
-def test_unknown_token_type_hint_is_ignored(world: World, endpoint: str) -> None:
+def test_unknown_token_type_hint_is_ignored(world: World[None], endpoint: str) -> None:
     """RFC 7009 §2.1 and RFC 7662 §2.1: an invalid hint does not change the answer."""
     response = raw_post(
         world.url(endpoint),
@@ -294,7 +279,7 @@ def test_unknown_token_type_hint_is_ignored(world: World, endpoint: str) -> None
     assert response.json() == ({"active": False} if endpoint == "introspect" else {})
 
 
-def test_device_authorization_needs_the_grant(world: World) -> None:
+def test_device_authorization_needs_the_grant(world: World[None]) -> None:
     response = raw_post(
         world.url("device_authorization"), b"scope=print", auth=(world.client_id, world.secret)
     )
@@ -305,7 +290,7 @@ def test_device_authorization_needs_the_grant(world: World) -> None:
 
 
 @pytest.mark.parametrize("endpoint", API)
-def test_wrong_or_unknown_client_with_basic_auth_is_401(world: World, endpoint: str) -> None:
+def test_wrong_or_unknown_client_with_basic_auth_is_401(world: World[None], endpoint: str) -> None:
     body = b"grant_type=client_credentials&token=x"
     for auth in [
         (world.client_id, "wrong"),
@@ -345,7 +330,7 @@ def test_wrong_or_unknown_client_with_basic_auth_is_401(world: World, endpoint: 
     ],
 )
 def test_unreadable_client_credentials_are_invalid_client(
-    world: World, endpoint: str, header: dict[str, str | bytes]
+    world: World[None], endpoint: str, header: dict[str, str | bytes]
 ) -> None:
     response = raw_post(
         world.url(endpoint), b"grant_type=client_credentials&token=x", headers=header
@@ -353,7 +338,7 @@ def test_unreadable_client_credentials_are_invalid_client(
     oauth_error(response, 401, "invalid_client")
 
 
-def test_client_secret_post_failures(world: World) -> None:
+def test_client_secret_post_failures(world: World[None]) -> None:
     for body in [
         f"grant_type=client_credentials&client_id={world.client_id}&client_secret=wrong",
         f"grant_type=client_credentials&client_id={'c' * 10_000}&client_secret=x",
@@ -369,7 +354,7 @@ def test_client_secret_post_failures(world: World) -> None:
     oauth_error(response, response.status_code, "invalid_client")
 
 
-def test_two_client_authentications_are_not_mixed(world: World) -> None:
+def test_two_client_authentications_are_not_mixed(world: World[None]) -> None:
     """RFC 6749 §2.3: one method per request. Basic and client_secret together are refused,
     or a wrong Basic secret could be tried while the body's credentials succeed."""
     body = (
@@ -406,7 +391,7 @@ def test_two_client_authentications_are_not_mixed(world: World) -> None:
         ("GET", "api/me"),
     ],
 )
-def test_unknown_issuer_is_404(world: World, method: str, path: str) -> None:
+def test_unknown_issuer_is_404(world: World[None], method: str, path: str) -> None:
     response = httpx.request(
         method,
         world.url(path, issuer="idp-zz"),
@@ -424,7 +409,7 @@ def test_unknown_issuer_is_404(world: World, method: str, path: str) -> None:
 
 
 @pytest.mark.parametrize("size", [8_000, 64_000, 500_000])
-def test_huge_header_values_never_break_the_server(world: World, size: int) -> None:
+def test_huge_header_values_never_break_the_server(world: World[None], size: int) -> None:
     headers: dict[str, str | bytes] = {"x-filler": "a" * size, "user-agent": "u" * size}
     try:
         response = raw_post(
@@ -475,7 +460,7 @@ def csrf(http: httpx.Client, issuer: str = "idp-a") -> str:
     ],
 )
 def test_authorize_refuses_on_a_page_without_redirecting(
-    world: World, query: str, expected: str
+    world: World[None], query: str, expected: str
 ) -> None:
     response = httpx.get(
         world.url("authorize") + "?" + query.replace("{cid}", world.client_id),
@@ -502,7 +487,7 @@ def test_authorize_refuses_on_a_page_without_redirecting(
     ],
 )
 def test_authorize_errors_for_a_known_client_go_back_to_it(
-    world: World, query: str, error: str
+    world: World[None], query: str, error: str
 ) -> None:
     response = httpx.get(world.url("authorize") + "?" + query.replace("{cid}", world.client_id))
     assert response.status_code == 302
@@ -513,7 +498,7 @@ def test_authorize_errors_for_a_known_client_go_back_to_it(
         assert location.params["state"] == "s"
 
 
-def test_authorize_with_a_huge_state_is_no_server_error(world: World) -> None:
+def test_authorize_with_a_huge_state_is_no_server_error(world: World[None]) -> None:
     response = httpx.get(
         world.url("authorize"),
         params={"response_type": "code", "client_id": world.client_id, "state": "s" * 30_000},
@@ -521,7 +506,7 @@ def test_authorize_with_a_huge_state_is_no_server_error(world: World) -> None:
     assert response.status_code < 500
 
 
-def test_login_post_bad_input(world: World) -> None:
+def test_login_post_bad_input(world: World[None]) -> None:
     with httpx.Client(base_url=world.base) as http:
         token = csrf(http)
         cases: list[tuple[httpx.Response, int, str]] = [
@@ -602,7 +587,7 @@ def oauth_error_field(response: httpx.Response) -> object:
     return oauth_error(response, 400, "invalid_request").get("field")
 
 
-def test_device_post_bad_input(world: World) -> None:
+def test_device_post_bad_input(world: World[None]) -> None:
     user, password = world.stack.user(world.tenant, "devin")
     with httpx.Client(base_url=world.base) as http:
         token = csrf(http)

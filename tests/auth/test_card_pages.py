@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -19,10 +18,10 @@ from sqlalchemy import select
 from printcloud.auth import cards, service
 from printcloud.auth.models import AuditEvent
 from printcloud.core.crypto import SecretBox
-from tests import browser
-from tests.auth.test_admin_pages import Browser, Html
-from tests.auth.test_cards import card_login
 from tests.conftest import Stack, free_port, make_settings, start_stack
+from tests.helpers.browser import Browser, Html, form_to
+from tests.helpers.oauth import card_login
+from tests.helpers.worlds import World
 from tests.ldap_server import Slapd, write_test_pki
 
 ISSUER = "idp-a"
@@ -30,18 +29,8 @@ PASSWORD = "correct horse battery"
 ADMIN = f"/{ISSUER}/admin"
 
 
-@dataclass
-class World:
-    stack: Stack
-    tenant: str
-    other: str
-    device: tuple[str, str | None]
-    other_device: tuple[str, str | None]
-    admin: Browser
-
-
 @pytest.fixture
-def world(stack: Stack) -> World:
+def world(stack: Stack) -> World[Browser]:
     tenant, other = stack.tenant(prefix="cp"), stack.tenant(prefix="cpo")
     stack.user(tenant, "boss", PASSWORD, admin=True)
     # not "alice": test_cards.py asserts no card of any alice exists before it registers one
@@ -54,7 +43,7 @@ def world(stack: Stack) -> World:
         other=other,
         device=stack.client(tenant, kind="device", scope="device print", name="Copier 2F"),
         other_device=stack.client(other, kind="device", scope="device"),
-        admin=Browser(stack).login(tenant, "boss"),
+        admin=Browser(stack).signed_in(tenant, "boss"),
     )
 
 
@@ -102,7 +91,7 @@ def rows(page: str) -> list[str]:
 # -- the admin's cards ------------------------------------------------------------------------
 
 
-def test_admin_sees_searches_and_deletes_cards(world: World) -> None:
+def test_admin_sees_searches_and_deletes_cards(world: World[Browser]) -> None:
     stack, admin, path = world.stack, world.admin, f"{ADMIN}/cards"
     register(stack, world.device, "04:A2:B3:C4:D5", "ann")
     register(stack, world.device, "0B0B0B0B01", "bob")
@@ -131,7 +120,7 @@ def test_admin_sees_searches_and_deletes_cards(world: World) -> None:
     assert rows(none) == [] and "No card matches." in none
 
     action = f"{path}/{ann.pk}/delete"
-    answer = admin.submit(path, action)
+    answer = admin.submit_form(path, action)
     assert answer.headers["location"] == path
     after = admin.get(path).text
     assert "Card …C4D5 of ann deleted" in after
@@ -156,7 +145,7 @@ def test_admin_sees_searches_and_deletes_cards(world: World) -> None:
     assert "…0B01" in bindings(stack, world.tenant)
 
 
-def test_a_tenant_admin_sees_no_other_tenants_cards(world: World) -> None:
+def test_a_tenant_admin_sees_no_other_tenants_cards(world: World[Browser]) -> None:
     stack, admin = world.stack, world.admin
     olga_pw = {"username": "olga", "password": PASSWORD}
     assert card_login(stack, world.other_device, "0123456789", **olga_pw).status_code == 200
@@ -178,14 +167,14 @@ def test_a_tenant_admin_sees_no_other_tenants_cards(world: World) -> None:
     # an administrator of the system tenant picks the tenant, and the search keeps it
     name = f"root{secrets.token_hex(3)}"
     stack.user("system", name, PASSWORD, admin=True)
-    root = Browser(stack).login("system", name)
+    root = Browser(stack).signed_in("system", name)
     path = f"{ADMIN}/cards?tenant={world.other}"
     root.page(path)
     text = root.get(path).text
     assert rows(text) == ["…6789"]
     assert f'<input type="hidden" name="tenant" value="{world.other}">' in text
     assert rows(root.get(f"{ADMIN}/cards?tenant={world.other}&q=olga").text) == ["…6789"]
-    answer = root.submit(path, f"{ADMIN}/cards/{theirs.pk}/delete?tenant={world.other}")
+    answer = root.submit_form(path, f"{ADMIN}/cards/{theirs.pk}/delete?tenant={world.other}")
     assert answer.headers["location"] == f"{ADMIN}/cards?tenant={world.other}"
     assert bindings(stack, world.other) == {}
 
@@ -193,13 +182,13 @@ def test_a_tenant_admin_sees_no_other_tenants_cards(world: World) -> None:
 # -- the retention period --------------------------------------------------------------------
 
 
-def test_retention_period_is_edited_on_the_settings_page(world: World) -> None:
+def test_retention_period_is_edited_on_the_settings_page(world: World[Browser]) -> None:
     stack, admin = world.stack, world.admin
     register(stack, world.device, "AAAA0001", "ann")
     field = [c for c in admin.page(ADMIN).controls if c.get("name") == "card_retention_days"]
     assert field and field[0]["value"] == "90"
 
-    answer = admin.submit(
+    answer = admin.submit_form(
         ADMIN, f"{ADMIN}/settings", {"name": "Cards Co", "card_retention_days": "45"}
     )
     assert "Settings saved." in admin.get(answer.headers["location"]).text
@@ -223,14 +212,14 @@ def test_retention_period_is_edited_on_the_settings_page(world: World) -> None:
         ("-5", "whole number"),
         ("9" * 12, "whole number"),
     ):
-        answer = admin.submit(
+        answer = admin.submit_form(
             ADMIN, f"{ADMIN}/settings", {"name": "Cards Co", "card_retention_days": bad}, status=400
         )
         page = Html(answer.text)
         assert page.alerts and message in page.alerts[0], (bad, page.alerts)
         assert 'id="card_retention_days"' in answer.text and 'aria-invalid="true"' in answer.text
     # a form without the field (an older page) keeps the period
-    admin.submit(ADMIN, f"{ADMIN}/settings", {"name": "Cards Co"})
+    admin.submit_form(ADMIN, f"{ADMIN}/settings", {"name": "Cards Co"})
     with stack.db.session() as db:
         assert (
             service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant).card_retention_days == 45
@@ -248,7 +237,7 @@ def test_lockouts_appear_after_repeated_failures(tmp_path: Path) -> None:
         live.user(tenant, "alice", PASSWORD)
         live.user(tenant, "root", PASSWORD, admin=True)
         live.user(other, "olga", PASSWORD, admin=True)
-        admin = Browser(live).login(tenant, "root")
+        admin = Browser(live).signed_in(tenant, "root")
         path = f"{ADMIN}/card-lockouts"
         assert "No lockouts." in admin.get(path).text
 
@@ -269,7 +258,7 @@ def test_lockouts_appear_after_repeated_failures(tmp_path: Path) -> None:
         assert re.search(r"<td>1 min \d+ s</td>|<td>\d+ s</td>", text)
 
         # another tenant's administrator sees none of them
-        other_admin = Browser(live).login(other, "olga")
+        other_admin = Browser(live).signed_in(other, "olga")
         assert "No lockouts." in other_admin.get(path).text
     finally:
         server.should_exit = True
@@ -309,7 +298,7 @@ def stored_password(stack: Stack, tenant_id: str) -> str | None:
 
 @pytest.mark.peer("slapd")
 def test_directory_form_saves_ldap_and_tests_the_connection(
-    world: World, slapd: Slapd, tmp_path: Path
+    world: World[Browser], slapd: Slapd, tmp_path: Path
 ) -> None:
     stack, admin, path = world.stack, world.admin, f"{ADMIN}/directory"
     test = f"{path}/test"
@@ -317,10 +306,10 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     page = admin.page(path)
     assert page.form_to(path) and page.form_to(test)
     assert "Now: this tenant's own users" in admin.get(path).text
-    answer = admin.submit(path, test, status=400)
+    answer = admin.submit_form(path, test, status=400)
     assert "own user store" in Html(answer.text).alerts[0]
 
-    answer = admin.submit(path, path, directory_form(slapd))
+    answer = admin.submit_form(path, path, directory_form(slapd))
     assert answer.headers["location"] == path
     text = admin.get(path).text
     assert "Directory saved." in text and slapd.url in text
@@ -328,7 +317,7 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     assert stored_password(stack, world.tenant) == secret
     assert [e.details["kind"] for e in audit(stack, world.tenant, "directory.set")] == ["ldap"]
 
-    answer = admin.submit(path, test)
+    answer = admin.submit_form(path, test)
     shown = admin.get(answer.headers["location"]).text
     found = re.search(r"The directory answers: (\d+) users found\.", shown)
     assert found and int(found[1]) >= 6, shown
@@ -343,9 +332,9 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     assert "Carol Danvers" in cards_page and "<td>LDAP</td>" in cards_page
 
     # an empty password field keeps the stored password; the box removes it
-    admin.submit(path, path, directory_form(slapd, bind_password=""))
+    admin.submit_form(path, path, directory_form(slapd, bind_password=""))
     assert stored_password(stack, world.tenant) == secret
-    assert "users found" in admin.get(admin.submit(path, test).headers["location"]).text
+    assert "users found" in admin.get(admin.submit_form(path, test).headers["location"]).text
 
     # settings that cannot be saved: the form again with the error, and without the password
     typed = f"typed-{secrets.token_hex(6)}"
@@ -357,7 +346,7 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
         ({"timeout": "600"}, "timeout", "1 to 60 seconds"),
         ({"kind": "ad"}, "kind", "kind must be builtin or ldap"),
     ):
-        answer = admin.submit(
+        answer = admin.submit_form(
             path, path, directory_form(slapd, bind_password=typed, **changes), status=400
         )
         page = Html(answer.text)
@@ -369,14 +358,14 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
 
     # a directory that does not answer: saved, and "test connection" says so
     down = f"ldap://127.0.0.1:{free_port()}"
-    admin.submit(path, path, directory_form(slapd, url=down, bind_password=""))
-    answer = admin.submit(path, test, status=503)
+    admin.submit_form(path, path, directory_form(slapd, url=down, bind_password=""))
+    answer = admin.submit_form(path, test, status=503)
     alert = Html(answer.text).alerts[0]
     assert alert.startswith("directory unavailable") and "cannot connect" in alert, alert
     assert secret not in answer.text
 
     # a CA that is a path on the server, not certificates: refused as it is saved
-    answer = admin.submit(
+    answer = admin.submit_form(
         path,
         path,
         directory_form(slapd, ca_pem="/etc/ssl/certs/ca.pem", bind_password=""),
@@ -385,33 +374,35 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     assert "ca_pem is not PEM X.509 certificates" in Html(answer.text).alerts[0]
     # settings check_settings refuses before connecting: a CA for an unencrypted URL
     ca_file, _, _ = write_test_pki(tmp_path)
-    admin.submit(path, path, directory_form(slapd, ca_pem=ca_file.read_text(), bind_password=""))
-    answer = admin.submit(path, test, status=400)
+    admin.submit_form(
+        path, path, directory_form(slapd, ca_pem=ca_file.read_text(), bind_password="")
+    )
+    answer = admin.submit_form(path, test, status=400)
     assert "ca_pem is set but the connection is not encrypted" in Html(answer.text).alerts[0]
 
     # a wrong service-account password: the directory refuses it
-    admin.submit(path, path, directory_form(slapd, bind_password="not-the-password"))
-    answer = admin.submit(path, test, status=503)
+    admin.submit_form(path, path, directory_form(slapd, bind_password="not-the-password"))
+    answer = admin.submit_form(path, test, status=503)
     assert "refused the service account" in Html(answer.text).alerts[0]
 
     # removing the password (with the box) leaves it unset, and the box disappears
-    admin.submit(
+    admin.submit_form(
         path, path, directory_form(slapd, bind_dn="", bind_password="", remove_bind_password="on")
     )
     assert stored_password(stack, world.tenant) is None
     text = admin.get(path).text
     assert "No password is stored." in text and 'name="remove_bind_password"' not in text
     # anonymous search works against this slapd
-    assert "users found" in admin.get(admin.submit(path, test).headers["location"]).text
+    assert "users found" in admin.get(admin.submit_form(path, test).headers["location"]).text
 
-    admin.submit(path, path, {"kind": "builtin"})
+    admin.submit_form(path, path, {"kind": "builtin"})
     assert "Now: this tenant's own users" in admin.get(path).text
 
 
 # -- the user's own cards ------------------------------------------------------------------------
 
 
-def test_user_removes_their_own_card_on_the_account_page(world: World) -> None:
+def test_user_removes_their_own_card_on_the_account_page(world: World[Browser]) -> None:
     stack, account = world.stack, f"/{ISSUER}/account"
     register(stack, world.device, "04:A2:B3:C4:D5", "ann")
     register(stack, world.device, "A11CE00002", "ann")
@@ -419,7 +410,7 @@ def test_user_removes_their_own_card_on_the_account_page(world: World) -> None:
     bound = bindings(stack, world.tenant)
     mine, other_mine, bobs = bound["…C4D5"], bound["…0002"], bound["…0B01"]
 
-    with browser.Browser(stack.base_url) as ann:
+    with Browser(stack.base_url) as ann:
         ann.login(world.tenant, "ann", PASSWORD)
         page = ann.http.get(account)
         assert page.status_code == 200
@@ -427,7 +418,7 @@ def test_user_removes_their_own_card_on_the_account_page(world: World) -> None:
         assert "…C4D5" in page.text and "…0002" in page.text and "…0B01" not in page.text
         assert f'datetime="{mine.deleted_after.isoformat()}"' in page.text
 
-        form = browser.form_to(page.text, f"{account}/cards/{mine.pk}/delete")
+        form = form_to(page.text, f"{account}/cards/{mine.pk}/delete")
         answer = ann.http.post(form.action, data=form.hidden)
         assert answer.status_code == 303 and answer.headers["location"] == account
         after = ann.http.get(account).text
@@ -450,7 +441,7 @@ def test_user_removes_their_own_card_on_the_account_page(world: World) -> None:
         assert set(bindings(stack, world.tenant)) == {"…0002", "…0B01"}
 
     # signed out: to the login page, nothing deleted
-    with browser.Browser(stack.base_url) as anonymous:
+    with Browser(stack.base_url) as anonymous:
         answer = anonymous.http.post(f"{account}/cards/{other_mine.pk}/delete", data={"csrf": "x"})
         assert answer.status_code == 303 and answer.headers["location"].startswith(
             f"/{ISSUER}/login?"
@@ -458,13 +449,13 @@ def test_user_removes_their_own_card_on_the_account_page(world: World) -> None:
     assert "…0002" in bindings(stack, world.tenant)
 
     # bob sees only his own card; the admin's account page has no cards
-    with browser.Browser(stack.base_url) as bob:
+    with Browser(stack.base_url) as bob:
         bob.login(world.tenant, "bob", PASSWORD)
         text = bob.http.get(account).text
         assert "…0B01" in text and "…0002" not in text
 
 
-def test_every_card_page_is_accessible(world: World) -> None:
+def test_every_card_page_is_accessible(world: World[Browser]) -> None:
     register(world.stack, world.device, "ACCE55000001", "ann")
     for section in ("/cards", "/cards?q=ann", "/card-lockouts", "/directory", ""):
         page = world.admin.page(f"{ADMIN}{section}")

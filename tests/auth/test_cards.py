@@ -13,21 +13,9 @@ from sqlalchemy import select
 
 from printcloud.auth import cards, service
 from printcloud.auth.models import AuditEvent
-from printcloud.auth.service import CARD_GRANT
 from printcloud.core.db import utcnow
 from tests.conftest import Stack, make_settings, start_stack
-
-
-def card_login(
-    stack: Stack, device: tuple[str, str | None], card: str, **extra: str
-) -> httpx.Response:
-    client_id, secret = device
-    assert secret is not None
-    return httpx.post(
-        f"{stack.issuer_url()}/token",
-        data={"grant_type": CARD_GRANT, "card_id": card, **extra},
-        auth=(client_id, secret),
-    )
+from tests.helpers.oauth import card_login
 
 
 @pytest.fixture

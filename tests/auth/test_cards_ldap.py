@@ -10,8 +10,8 @@ from sqlalchemy import select
 from printcloud.auth import cards, service
 from printcloud.auth.models import CardBinding, Directory, User
 from printcloud.core.crypto import SecretBox
-from tests.auth.test_cards import card_login
 from tests.conftest import Stack
+from tests.helpers.oauth import card_login
 from tests.ldap_server import Slapd, start_slapd
 
 

@@ -30,10 +30,10 @@ from typer.testing import CliRunner
 from printcloud.auth import service
 from printcloud.auth.models import Directory
 from printcloud.cli import app
-from tests.auth.test_admin_api import Api, user_token
-from tests.auth.test_admin_pages import Browser, Html
-from tests.auth.test_cards import card_login
 from tests.conftest import Stack, make_settings, start_stack
+from tests.helpers.admin import Api, user_token
+from tests.helpers.browser import Browser, Html
+from tests.helpers.oauth import card_login
 from tests.ldap_server import Slapd, write_test_pki
 
 PASSWORD = "correct horse battery"
@@ -189,7 +189,7 @@ def test_the_admin_pages_refuse_a_directory_on_a_private_address(
     strict_stack: Stack, listener: Listener
 ) -> None:
     tenant, _, _ = _tenant(strict_stack)
-    admin = Browser(strict_stack).login(tenant, "boss")
+    admin = Browser(strict_stack).signed_in(tenant, "boss")
     path, test = f"{ADMIN}/directory", f"{ADMIN}/directory/test"
     form = {
         "kind": "ldap",
@@ -201,14 +201,14 @@ def test_the_admin_pages_refuse_a_directory_on_a_private_address(
         "mail_attr": "mail",
         "timeout": "1",
     }
-    answer = admin.submit(path, path, form, status=400)
+    answer = admin.submit_form(path, path, form, status=400)
     page = Html(answer.text)
     assert page.alerts and "url: 127.0.0.1 is a loopback address" in page.alerts[0], page.alerts
     assert 'id="url"' in answer.text and 'aria-invalid="true"' in answer.text
     assert "Now: this tenant's own users" in admin.get(path).text
 
     _store_unchecked(strict_stack, tenant, listener.url)
-    answer = admin.submit(path, test, status=400)
+    answer = admin.submit_form(path, test, status=400)
     assert "url: 127.0.0.1 is a loopback address" in Html(answer.text).alerts[0]
     assert listener.connections() == 0
 

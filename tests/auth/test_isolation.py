@@ -11,7 +11,6 @@ import base64
 import hashlib
 import inspect
 import json
-import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sqlalchemy import text
 from printcloud.auth import models, service
 from printcloud.core.errors import NotFound
 from tests.conftest import Stack
+from tests.helpers.browser import Browser
 
 REDIRECT = "http://127.0.0.1:9/cb"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -44,87 +44,49 @@ class Flow:
     consent_page: str = ""
 
 
-class Browser:
-    def __init__(self, stack: Stack, issuer: str = "idp-a") -> None:
-        self.issuer = issuer
-        self.http = httpx.Client(base_url=stack.base_url, follow_redirects=False, timeout=10)
-
-    def __enter__(self) -> Browser:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.http.close()
-
-    @property
-    def session_id(self) -> str | None:
-        value = self.http.cookies.get(f"pc_sid_{self.issuer.replace('-', '_')}")
-        return str(value) if value else None
-
-    def csrf(self) -> str:
-        page = self.http.get(f"/{self.issuer}/login")
-        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert found, page.text
-        return found.group(1)
-
-    def login(self, tenant: str, username: str, password: str, next_: str = "") -> httpx.Response:
-        return self.http.post(
-            f"/{self.issuer}/login",
-            data={
-                "csrf": self.csrf(),
-                "tenant": tenant,
-                "username": username,
-                "password": password,
-                "next": next_,
-            },
-        )
-
-    def authorize(
-        self,
-        client_id: str,
-        tenant: str,
-        username: str,
-        password: str,
-        *,
-        scope: str = "print",
-        tenant_wide: bool = False,
-    ) -> Flow:
-        verifier = secrets.token_urlsafe(48)
-        challenge = (
-            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-            .rstrip(b"=")
-            .decode()
-        )
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": REDIRECT,
-                "scope": scope,
-                "state": "st",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            }
-        )
-        path = f"/{self.issuer}/authorize?{query}"
-        first = self.http.get(path)
-        if first.status_code == 303:  # not signed in yet
-            assert "/login" in first.headers["location"]
-            signed_in = self.login(tenant, username, password, next_=path)
-            assert signed_in.status_code == 303, signed_in.text
-            assert signed_in.headers["location"] == path
-            first = self.http.get(path)
-        if first.status_code == 302:
-            return Flow(asked=False, code=_code(first), verifier=verifier)
-        assert first.status_code == 200 and "Allow" in first.text, first.text
-        form: dict[str, str] = {"csrf": self.csrf(), "decision": "allow", "remember": "1"}
-        if tenant_wide:
-            assert 'name="tenant_wide"' in first.text, (
-                "the consent page offers no tenant-wide choice"
-            )
-            form["tenant_wide"] = "1"
-        decided = self.http.post(path, data=form)
-        assert decided.status_code == 302, decided.text
-        return Flow(asked=True, code=_code(decided), verifier=verifier, consent_page=first.text)
+def authorize_code(
+    browser: Browser,
+    client_id: str,
+    tenant: str,
+    username: str,
+    password: str,
+    *,
+    scope: str = "print",
+    tenant_wide: bool = False,
+) -> Flow:
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "scope": scope,
+            "state": "st",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    path = f"/{browser.issuer}/authorize?{query}"
+    first = browser.http.get(path)
+    if first.status_code == 303:  # not signed in yet
+        assert "/login" in first.headers["location"]
+        signed_in = browser.login(tenant, username, password, next_=path, status=None)
+        assert signed_in.status_code == 303, signed_in.text
+        assert signed_in.headers["location"] == path
+        first = browser.http.get(path)
+    if first.status_code == 302:
+        return Flow(asked=False, code=_code(first), verifier=verifier)
+    assert first.status_code == 200 and "Allow" in first.text, first.text
+    form: dict[str, str] = {"csrf": browser.csrf(), "decision": "allow", "remember": "1"}
+    if tenant_wide:
+        assert 'name="tenant_wide"' in first.text, "the consent page offers no tenant-wide choice"
+        form["tenant_wide"] = "1"
+    decided = browser.http.post(path, data=form)
+    assert decided.status_code == 302, decided.text
+    return Flow(asked=True, code=_code(decided), verifier=verifier, consent_page=first.text)
 
 
 def _code(response: httpx.Response) -> str:
@@ -184,7 +146,7 @@ class Pair:
 def pair(stack: Stack) -> Iterator[Pair]:
     x, y = party(stack), party(stack)
     with Browser(stack) as browser:
-        assert browser.login(x.tenant, x.username, x.password).status_code == 303
+        assert browser.login(x.tenant, x.username, x.password, status=None).status_code == 303
         yield Pair(x, y, browser)
 
 
@@ -215,7 +177,7 @@ def redeem(stack: Stack, p: Party, flow: Flow) -> dict[str, Any]:
 
 
 def user_tokens(stack: Stack, p: Party, browser: Browser) -> dict[str, Any]:
-    return redeem(stack, p, browser.authorize(p.client_id, p.tenant, p.username, p.password))
+    return redeem(stack, p, authorize_code(browser, p.client_id, p.tenant, p.username, p.password))
 
 
 def introspect(
@@ -280,7 +242,7 @@ def test_foreign_client_cannot_revoke(stack: Stack, pair: Pair) -> None:
 
 def test_foreign_client_cannot_use_a_code_or_a_refresh_token(stack: Stack, pair: Pair) -> None:
     x, y = pair.x, pair.y
-    flow = pair.x_browser.authorize(x.client_id, x.tenant, x.username, x.password)
+    flow = authorize_code(pair.x_browser, x.client_id, x.tenant, x.username, x.password)
     for redirect in (REDIRECT, "http://127.0.0.1:9/other"):
         stolen = post(
             stack,
@@ -398,12 +360,14 @@ def test_a_user_cannot_log_in_through_another_tenant(stack: Stack, pair: Pair) -
     stack.user(x.tenant, "alice", "x-alice-password")
     stack.user(y.tenant, "alice", "y-alice-password")
     with Browser(stack) as browser:
-        assert browser.login(x.tenant, y.username, y.password).status_code == 401  # Y's user at X
         assert (
-            browser.login(x.tenant, "alice", "y-alice-password").status_code == 401
+            browser.login(x.tenant, y.username, y.password, status=None).status_code == 401
+        )  # Y's user at X
+        assert (
+            browser.login(x.tenant, "alice", "y-alice-password", status=None).status_code == 401
         )  # same name, Y's password
         assert browser.session_id is None
-        assert browser.login(y.tenant, "alice", "y-alice-password").status_code == 303
+        assert browser.login(y.tenant, "alice", "y-alice-password", status=None).status_code == 303
         account = browser.http.get("/idp-a/account")
         assert (
             account.status_code == 200 and y.tenant in account.text and x.tenant not in account.text
@@ -411,7 +375,7 @@ def test_a_user_cannot_log_in_through_another_tenant(stack: Stack, pair: Pair) -
     with Browser(
         stack, "idp-b"
     ) as browser:  # the same tenant id does not exist at the other issuer
-        assert browser.login(y.tenant, y.username, y.password).status_code == 401
+        assert browser.login(y.tenant, y.username, y.password, status=None).status_code == 401
 
 
 def test_tenant_wide_consent_stays_in_its_tenant(stack: Stack) -> None:
@@ -428,16 +392,18 @@ def test_tenant_wide_consent_stays_in_its_tenant(stack: Stack) -> None:
     x_device = Party(x_tenant, device, device_secret, "boss", "boss-password")
 
     with Browser(stack) as browser:
-        granted = browser.authorize(device, x_tenant, "boss", "boss-password", tenant_wide=True)
+        granted = authorize_code(
+            browser, device, x_tenant, "boss", "boss-password", tenant_wide=True
+        )
     assert granted.asked
     with Browser(stack) as browser:
-        worker = browser.authorize(device, x_tenant, "worker", "worker-password")
+        worker = authorize_code(browser, device, x_tenant, "worker", "worker-password")
     assert not worker.asked, "the tenant-wide consent of X should cover X's other users"
     info = introspect(stack, redeem(stack, x_device, worker)["access_token"], service_auth(stack))
     assert info["tenant_id"] == x_tenant and info["username"] == "worker"
 
     with Browser(stack) as browser:
-        outsider = browser.authorize(device, y_tenant, "outsider", "outsider-password")
+        outsider = authorize_code(browser, device, y_tenant, "outsider", "outsider-password")
     assert outsider.asked, "a user of Y skipped consent thanks to X's tenant-wide consent"
     assert y_tenant in outsider.consent_page
     info = introspect(stack, redeem(stack, x_device, outsider)["access_token"], service_auth(stack))
@@ -457,8 +423,8 @@ def test_service_functions_answer_not_found_for_another_tenants_objects(
     stack: Stack, pair: Pair
 ) -> None:
     x, y = pair.x, pair.y
-    pair.x_browser.authorize(
-        x.client_id, x.tenant, x.username, x.password
+    authorize_code(
+        pair.x_browser, x.client_id, x.tenant, x.username, x.password
     )  # a remembered user consent in X
     stack.user(x.tenant, "admin", "admin-password", admin=True)
     with stack.db.session() as s:
@@ -626,7 +592,7 @@ def test_no_secret_is_stored_in_plaintext(stack: Stack) -> None:
     assert client_secret and device_secret
     p = Party(tenant, client_id, client_secret, username, password)
     with Browser(stack) as browser:
-        flow = browser.authorize(client_id, tenant, username, password)
+        flow = authorize_code(browser, client_id, tenant, username, password)
         session_id = browser.session_id
         csrf = browser.http.cookies.get("pc_csrf")
     assert session_id and flow.code and csrf

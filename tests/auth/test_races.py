@@ -16,7 +16,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.auth.test_grants import (
+from tests.conftest import Stack
+from tests.helpers.browser import Browser, form_to
+from tests.helpers.oauth import (
     DEVICE_CODE,
     REDIRECT,
     SESSION_TOKEN_TYPE,
@@ -26,8 +28,6 @@ from tests.auth.test_grants import (
     introspect,
     pkce,
 )
-from tests.browser import Browser, form_to
-from tests.conftest import Stack
 
 ROUNDS = 25
 

@@ -17,7 +17,7 @@ import pytest
 from printcloud.cluster.run import Cluster, ClusterError, balancer_binary
 from printcloud.cluster.topology import BalancerKind, Policy, Topology
 from tests.conftest import _pg_admin_url, require_peer
-from tests.printing.conftest import _new_pg_database, _redis_url, drop_databases
+from tests.helpers.print_stack import drop_databases, new_pg_database, redis_url
 
 
 def require_balancer(kind: str) -> str:
@@ -74,7 +74,7 @@ def cluster_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from sqlalchemy.engine import make_url
 
     databases: list[str] = []
-    url = _new_pg_database(databases)
+    url = new_pg_database(databases)
     subprocess.run(
         [sys.executable, "-c", _TEMPLATE_BUILDER, url, str(tmp_path_factory.mktemp("tpl"))],
         check=True,
@@ -131,7 +131,7 @@ def make_cluster(
             ),
             database_url=database_url,
             data_dir=tmp_path_factory.mktemp(f"cluster-{balancer}"),
-            session_store=_redis_url() if session_store else None,
+            session_store=redis_url() if session_store else None,
             **settings,
         )
         started.append(cluster)

@@ -370,7 +370,7 @@ def test_waiting_workflows_cost_no_polling_and_wake_on_their_message(
         for n in range(2 * keys)
     ]
     _until(lambda: calls[f"{token}:arrived"] == keys, "the first child of each key waits")
-    time.sleep(1.0)
+    time.sleep(1.0)  # deliberate: what starting the workflows cost is not counted
     waiting = _statements_per_second(3.0)
     # One sweep a second over every awaited result, plus what DBOS does with nothing to do.
     assert waiting <= idle + 3, (idle, waiting)

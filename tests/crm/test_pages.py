@@ -7,47 +7,17 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
-import httpx
-
-from tests.browser import Browser, form_to
 from tests.crm.conftest import CrmStack
+from tests.helpers.browser import Browser, form_to
 
-_CSRF = re.compile(r'<input type="hidden" name="csrf" value="([^"]+)">')
 _JOB_ROW = re.compile(r'<tr id="job-([0-9a-f]+)">')
 
 
-class CrmBrowser(Browser):
-    def __init__(self, stack: CrmStack, credentials: tuple[str, str, str]) -> None:
-        super().__init__(stack.base_url, issuer="idp-b")
-        self.credentials = credentials
-
-    def open(self, url: str) -> httpx.Response:
-        """GET `url` and follow redirects on this server, signing in at idp-b's login page."""
-        response = self.http.get(url)
-        for _ in range(12):
-            if not response.is_redirect:
-                return response
-            target = response.headers["location"]
-            parts = urlsplit(target)
-            assert not parts.netloc or target.startswith(self.base_url), f"left for {target}"
-            if parts.path == f"/{self.issuer}/login":
-                response = self.login(*self.credentials, page=self.http.get(target))
-            else:
-                response = self.http.get(target)
-        raise AssertionError("too many redirects")
-
-    def csrf(self, page: httpx.Response) -> str:
-        found = _CSRF.search(page.text)
-        assert found, page.text[:2000]
-        return html.unescape(found.group(1))
-
-
-def sign_in(stack: CrmStack, username: str = "carol") -> tuple[CrmBrowser, str]:
+def sign_in(stack: CrmStack, username: str = "carol") -> tuple[Browser, str]:
     tenant = stack.tenant("idp-b")
     user, password = stack.user(tenant, username, issuer="idp-b", admin=True)
-    browser = CrmBrowser(stack, (tenant, user, password))
+    browser = Browser(stack, "idp-b", credentials=(tenant, user, password))
     home = browser.open("/crm/")
     assert home.status_code == 200, home.text[:1000]
     assert f"{user} · {tenant}" in home.text

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,11 +14,8 @@ import httpx
 import pytest
 
 from printcloud.core.crypto import SecretBox
-from tests.printing import conftest as printing
-from tests.printing.conftest import PrintStack
-
-#: The stack fixture of the print service's tests: `printcloud serve` with every service.
-make_print_stack = printing.make_print_stack
+from tests.helpers.print_stack import PrintStack
+from tests.helpers.schedules import finished, job, link, runs, wait
 
 
 def crm_tenant(stack: PrintStack) -> tuple[str, httpx.Client]:
@@ -69,59 +65,12 @@ def docgen_tenant(stack: PrintStack) -> tuple[str, str]:
     return tenant_id, key
 
 
-def link(api: httpx.Client, docgen_tenant_id: str, key: str) -> None:
-    r = api.put("/api/docgen-link", json={"docgen_tenant_id": docgen_tenant_id, "secret_key": key})
-    assert r.status_code == 200, r.text
-
-
-def job(api: httpx.Client, **changes: Any) -> str:
-    body: dict[str, Any] = {
-        "name": f"job {uuid.uuid4().hex[:6]}",
-        "start_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
-        "recurrence": "daily",
-        "timezone": "Europe/Paris",
-        "print": {"printer_id": "printer-1", "color": False, "copies": 2, "duplex": True},
-        "form": "invoice",
-        "query": {"record_set": "invoices", "filters": [], "order": ["-total"]},
-    }
-    body.update(changes)
-    r = api.post("/api/jobs", json=body)
-    assert r.status_code == 201, r.text
-    return str(r.json()["job_id"])
-
-
 def every_seconds(api: httpx.Client, seconds: int, **changes: Any) -> str:
     start = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     return job(
         api, recurrence="cron", cron=f"*/{seconds} * * * * *", timezone="UTC", start_at=start,
         **changes,
     )  # fmt: skip
-
-
-def runs(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    r = api.get(f"/api/jobs/{job_id}/runs")
-    assert r.status_code == 200, r.text
-    return list(r.json()["runs"])
-
-
-def wait(check: Callable[[], Any], *, timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def finished(api: httpx.Client, job_id: str, count: int = 1) -> list[dict[str, Any]]:
-    def check() -> list[dict[str, Any]] | None:
-        done = [r for r in runs(api, job_id) if r["outcome"] != "running"]
-        return done if len(done) >= count else None
-
-    found: list[dict[str, Any]] = wait(check, what=f"{count} finished run(s) of {job_id}")
-    return found
 
 
 def docgen_requests(stack: PrintStack, tenant_id: str) -> list[Any]:
@@ -190,9 +139,10 @@ def test_run_now_wrong_key_no_link_paused_and_isolation(make_print_stack: Any) -
     firing = every_seconds(b_api, 1)
     finished(b_api, firing)
     assert b_api.post(f"/api/jobs/{firing}/pause").status_code == 200
-    time.sleep(1.5)  # a tick already started may still finish
+    # A tick already started may still finish: there is no event to poll for when none was.
+    time.sleep(1.5)
     count = len(runs(b_api, firing))
-    time.sleep(3)
+    time.sleep(3)  # deliberate: proves that no tick fires while the job is paused
     assert len(runs(b_api, firing)) == count
     assert runs(b_api, paused) == []
     # B's runs went to B's docgen tenant only.
@@ -207,7 +157,7 @@ def test_run_now_wrong_key_no_link_paused_and_isolation(make_print_stack: Any) -
     [run] = finished(a_api, once)
     assert datetime.fromisoformat(run["scheduled_at"]) == start
     assert run["outcome"] == "completed"
-    time.sleep(2)
+    time.sleep(2)  # deliberate: proves that the run-once job does not fire again
     assert len(runs(a_api, once)) == 1
     for api in (a_api, b_api, c_api, d_api):
         api.close()
@@ -222,7 +172,7 @@ def test_each_tick_runs_once_across_a_crash(make_print_stack: Any) -> None:
     finished(api, job_id, 2)
 
     stack.kill_all()  # kill -9, mid-tick perhaps
-    time.sleep(7)  # about three ticks missed
+    time.sleep(7)  # deliberate: the server is down while about three ticks pass
     stack.start()
     restarted = datetime.now(UTC)
     wait(
@@ -234,7 +184,7 @@ def test_each_tick_runs_once_across_a_crash(make_print_stack: Any) -> None:
     )
     # stop the ticks, so that the runs compared below are all the runs there will be
     assert api.post(f"/api/jobs/{job_id}/pause").status_code == 200
-    time.sleep(1)
+    time.sleep(1)  # a tick already started may still add its run (none may have)
     listed = runs(api, job_id)
     finished(api, job_id, len(listed))
     listed = runs(api, job_id)
@@ -283,7 +233,7 @@ def test_a_run_once_job_fires_once_across_restarts(make_print_stack: Any, databa
     # Once more: both ran, neither fires again; docgen saw one request for each.
     stack.stop()
     stack.start()
-    time.sleep(2)
+    time.sleep(2)  # deliberate: proves that neither job fires again after a restart
     assert [r["run_id"] for r in runs(api, fired)] == [before["run_id"]]
     assert [r["run_id"] for r in runs(api, missed)] == [caught_up["run_id"]]
     assert sorted(q.run_id for q in docgen_requests(stack, docgen_id)) == sorted(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -21,32 +20,11 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from printcloud.core.db import Base, Database
-from printcloud.docgen import service
 from printcloud.docgen.app import create_app
 from printcloud.docgen.models import BatchRequest, BatchSettings
 from printcloud.docgen.runtime import DocgenRuntime
 from tests.conftest import Stack, _Server, free_port
-from tests.printing.conftest import make_print_stack  # noqa: F401 - the whole stack, for the batch flow
-
-
-@dataclass
-class Docgen:
-    stack: Stack
-    rt: DocgenRuntime
-    db: Database
-    #: docgen's address, e.g. http://127.0.0.1:PORT/docgen
-    base_url: str
-
-    def batch_url(self, tenant: str) -> str:
-        return f"{self.base_url}/api/batch-print?tenant_ID={tenant}"
-
-    def issue_key(self, tenant: str) -> str:
-        with self.db.session() as s:
-            return service.issue_secret_key(s, tenant_id=tenant, box=self.rt.box, actor="test")
-
-    def requests(self, tenant: str) -> list[BatchRequest]:
-        with self.db.session() as s:
-            return list(reversed(service.list_requests(s, tenant_id=tenant, limit=500)))
+from tests.helpers.docgen import Docgen
 
 
 def register_redirect_uris(stack: Stack, base_url: str) -> dict[str, str]:

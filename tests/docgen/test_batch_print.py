@@ -22,7 +22,7 @@ from printcloud.docgen import service
 from printcloud.docgen.client import BatchPrintRefused, DocgenClient
 from printcloud.docgen.runtime import REFUSALS_RECORDED_PER_MINUTE
 from tests.conftest import require_command
-from tests.docgen.conftest import Docgen
+from tests.helpers.docgen import Docgen
 
 
 def tenant() -> str:

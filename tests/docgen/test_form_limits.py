@@ -16,12 +16,20 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from printcloud.crm import service as crm_service
-from tests.docgen.conftest import Docgen
-from tests.docgen.test_batch_flow import PASSWORD, Org, docgen_runtime, invoice, setup_org
-from tests.docgen.test_forms import DATA_LOOP, HIDDEN_IMPORT
-from tests.docgen.test_tenant_forms import MINE, admin
-from tests.docgen.test_token_flows import AdminBrowser
-from tests.printing.conftest import PrintStack
+from tests.helpers.docgen import (
+    DATA_LOOP,
+    HIDDEN_IMPORT,
+    MINE,
+    PASSWORD,
+    Docgen,
+    Org,
+    admin,
+    docgen_runtime,
+    invoice,
+    setup_org,
+)
+from tests.helpers.docgen_admin import AdminBrowser
+from tests.helpers.print_stack import PrintStack
 
 CPU_SECONDS = 3
 

@@ -31,6 +31,7 @@ from printcloud.docgen.forms import (
 )
 from printcloud.docgen.sandbox import FormLimitExceeded, FormProcessPool, Limits
 from tests.conftest import require_command
+from tests.helpers.docgen import DATA_LOOP, HIDDEN_IMPORT
 
 CENT = Decimal("0.01")
 
@@ -317,21 +318,6 @@ def test_package_imports_and_missing_fonts_are_refused() -> None:
     assert "Libertinus Serif" in caught.value.description
 
 
-# A loop that runs only when the data holds TRIGGER: the upload's sample data passes.
-DATA_LOOP = """#let d = json(bytes(sys.inputs.data))
-#if sys.inputs.data.contains("TRIGGER") {
-  let n = 0
-  for i in range(100000) { for j in range(100000) { n += 1 } }
-}
-= Invoice #d.invoice.number
-"""
-# A package import the old source check missed (`\\u{40}` is "@"), behind the same trigger.
-HIDDEN_IMPORT = """#let d = json(bytes(sys.inputs.data))
-#if sys.inputs.data.contains("TRIGGER") {
-  import "\\u{40}preview/cetz:0.3.0": canvas
-}
-= Invoice #d.invoice.number
-"""
 HUNGRY = """#let d = json(bytes(sys.inputs.data))
 #if sys.inputs.data.contains("TRIGGER") { let s = "x" * 1500000000 }
 = Invoice #d.invoice.number

@@ -6,28 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from tests.docgen.conftest import Docgen
-from tests.docgen.test_batch_flow import PASSWORD, Org, blobs, docgen_runtime, setup_org
-from tests.docgen.test_token_flows import AdminBrowser, org, text_of
-
-MINE = """#let d = json(bytes(sys.inputs.data))
-#set page(paper: "a4")
-= Our own invoice #d.invoice.number
-Customer: #d.customer.name
-
-Total: #d.totals.total #d.currency
-"""
-
-
-def admin(org: Org) -> httpx.Client:
-    bearer = org.stack.user_token(org.tenant, "boss", PASSWORD, "docgen admin")
-    return httpx.Client(
-        base_url=f"{org.stack.base_url}/docgen",
-        headers={"Authorization": f"Bearer {bearer}"},
-        timeout=60,
-    )
+from tests.helpers.docgen import (
+    MINE,
+    Docgen,
+    admin,
+    blobs,
+    docgen_runtime,
+    setup_org,
+)
+from tests.helpers.docgen_admin import AdminBrowser, org, text_of
 
 
 def test_a_tenant_form_is_checked_used_and_kept_to_its_tenant(make_print_stack: Any) -> None:

@@ -2,17 +2,15 @@
 and the batch-print settings, by API and through the pages (FIG. 8).
 
 `sqlite_stack` runs idp-a (the platform's tenants: docgen's) and idp-b (the CRM's);
-docgen runs beside it (tests/docgen/conftest.py). The browser is `tests.browser`'s:
+docgen runs beside it (tests/docgen/conftest.py). The browser is `tests.helpers.browser`'s:
 it reads the real HTML and submits its forms, following redirects between docgen and
 the issuers.
 """
 
 from __future__ import annotations
 
-import html
 import re
 import threading
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -21,30 +19,12 @@ import pytest
 
 from printcloud.docgen import service, tokens
 from printcloud.docgen.tokens import TokenRefused
-from tests.browser import Browser, form_to
 from tests.conftest import Stack
-from tests.docgen.conftest import Docgen
+from tests.helpers.browser import Browser, form_to
+from tests.helpers.docgen import Docgen
+from tests.helpers.docgen_admin import PASSWORD, AdminBrowser, Org, org, text_of
 
 _KEY = re.compile(r'<output class="key" id="secret-key" aria-label="secret key">([^<]+)</output>')
-PASSWORD = "correct horse"
-
-
-@dataclass
-class Org:
-    """A tenant of idp-a with an administrator (and docgen's tenant of the same ID)."""
-
-    tenant: str
-    admin: str = "boss"
-
-    @property
-    def credentials(self) -> tuple[str, str, str]:
-        return self.tenant, self.admin, PASSWORD
-
-
-def org(stack: Stack) -> Org:
-    tenant = stack.tenant(prefix="a")
-    stack.user(tenant, "boss", PASSWORD, admin=True)
-    return Org(tenant)
 
 
 def crm_org(stack: Stack) -> Org:
@@ -291,58 +271,6 @@ def test_the_settings_api_is_for_admins_of_docgen(docgen: Docgen) -> None:
 
 
 # -- the pages (FIG. 8) and the redirect flows (FIG. 11, FIG. 13) --------------------------------
-
-
-class AdminBrowser(Browser):
-    """A browser at docgen's pages that signs in at whichever issuer asks."""
-
-    def __init__(self, docgen: Docgen, logins: dict[str, tuple[str, str, str]]) -> None:
-        super().__init__(docgen.stack.base_url)
-        self.docgen = docgen
-        self.logins = logins
-        self.trail: list[str] = []
-
-    def follow(self, response: httpx.Response) -> httpx.Response:
-        """Follow redirects across docgen and the issuers, signing in when a login page comes."""
-        self.trail = [urlsplit(str(response.url)).path]
-        for _ in range(15):
-            if not response.is_redirect:
-                return response
-            target = urljoin(str(response.url), response.headers["location"])
-            path = urlsplit(target).path
-            self.trail.append(path)
-            issuer = path.split("/")[1]
-            if path == f"/{issuer}/login":
-                page = self.http.get(target)
-                assert page.status_code == 200, page.text
-                form = form_to(page.text, f"/{issuer}/login")
-                tenant, username, password = self.logins[issuer]
-                response = self.http.post(
-                    urljoin(target, form.action),
-                    data={
-                        **form.hidden,
-                        "tenant": tenant,
-                        "username": username,
-                        "password": password,
-                    },
-                )
-            else:
-                response = self.http.get(target)
-        raise AssertionError(f"too many redirects: {self.trail}")
-
-    def open(self, path: str) -> httpx.Response:
-        return self.follow(self.http.get(f"{self.docgen.base_url}{path}"))
-
-    def submit(self, page: httpx.Response, action: str, **fields: str) -> httpx.Response:
-        form = form_to(page.text, f"/docgen{action}")
-        answer = self.http.post(urljoin(str(page.url), form.action), data={**form.hidden, **fields})
-        return self.follow(answer)
-
-
-def text_of(page: httpx.Response, element_id: str) -> str:
-    found = re.search(rf'id="{element_id}"[^>]*>(.*?)</', page.text, re.S)
-    assert found, f"no #{element_id} in {page.text[:3000]}"
-    return html.unescape(found.group(1)).strip()
 
 
 def test_the_settings_page_sets_everything_through_the_redirect_flows(docgen: Docgen) -> None:

@@ -16,8 +16,8 @@ from printcloud.crm import service as crm_service
 from printcloud.docgen import service, tokens
 from printcloud.docgen.models import BatchRequest
 from printcloud.printing.models import PrintJobRow
-from tests.browser import Browser
-from tests.docgen.test_batch_flow import PASSWORD, Org, docgen_runtime, setup_org, steps_of
+from tests.helpers.browser import Browser
+from tests.helpers.docgen import PASSWORD, Org, docgen_runtime, setup_org, steps_of
 
 
 @dataclass

@@ -23,8 +23,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from printcloud.auth import service as auth_service
 from printcloud.crm import service as crm_service
-from tests.docgen.test_batch_flow import INVOICE_FIELDS, PASSWORD, invoice
 from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS
+from tests.helpers.docgen import INVOICE_FIELDS, PASSWORD, invoice
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 

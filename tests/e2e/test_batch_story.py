@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from printcloud.auth import service as auth_service
-from tests.crm.test_schedules import finished, job, link
-from tests.docgen.test_batch_flow import docgen_runtime, setup_org
+from tests.helpers.docgen import docgen_runtime, setup_org
+from tests.helpers.schedules import finished, job, link
 
 
 def test_a_scheduled_job_prints_the_invoices(make_print_stack: Any, tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from playwright.sync_api import Browser, Response, expect
 from printcloud.device.cards import CardReader
 from printcloud.device.panel import Panel
 from printcloud.device.status import PrintStatus
-from tests.device.test_card_reader import PASSWORD, Site
 from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS
-from tests.printing.conftest import PrintStack
+from tests.helpers.device import PASSWORD, Site
+from tests.helpers.print_stack import PrintStack
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 

@@ -27,7 +27,7 @@ from playwright.sync_api import (
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig
 from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS
-from tests.printing.conftest import PrintStack
+from tests.helpers.print_stack import PrintStack
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Authlib's OAuth clients, unchanged, against printcloud's authorization server.
 
 Every endpoint is discovered from RFC 8414 metadata and reached over real HTTP
-on loopback; the browser part of the code flow is `tests.browser.Browser`,
+on loopback; the browser part of the code flow is `tests.helpers.browser.Browser`,
 which reads the real login and consent pages.
 """
 
@@ -16,8 +16,8 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.integrations.requests_client import OAuthError as RequestsOAuthError
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
-from tests.browser import Browser
 from tests.conftest import Stack
+from tests.helpers.browser import Browser
 
 REDIRECT = "https://app.example/callback"
 

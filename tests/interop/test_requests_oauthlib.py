@@ -15,8 +15,8 @@ import pytest
 from oauthlib.oauth2 import BackendApplicationClient, InvalidGrantError, InvalidScopeError
 from requests_oauthlib import OAuth2Session
 
-from tests.browser import Browser
 from tests.conftest import Stack
+from tests.helpers.browser import Browser
 
 REDIRECT = "https://app.example/callback"
 

@@ -79,8 +79,10 @@ def test_least_loaded_avoids_the_busy_worker(workers: list[Named]) -> None:
     lb = Balancer.over([_url(w) for w in workers], policy="least_loaded")
     slow = threading.Thread(target=lambda: lb.call("GET", "/x"))
     slow.start()  # one call in flight on whichever worker it picked
-    time.sleep(0.2)
-    busy = [b["url"] for b in lb.stats() if b["in_flight"] == 1]
+    deadline = time.monotonic() + 60
+    while not (busy := [b["url"] for b in lb.stats() if b["in_flight"] == 1]):
+        assert time.monotonic() < deadline, "the slow call never got in flight"
+        time.sleep(0.02)
     served = {lb.call("GET", "/y").backend for _ in range(4)}
     slow.join()
     assert busy and busy[0] not in served

@@ -18,7 +18,7 @@ import pytest
 from printcloud.core.http import error_of, error_text
 from printcloud.printing.client import PrintClient, PrintServiceError, PrintServiceUnreachable
 from tests.conftest import free_port
-from tests.printing.test_print_path import Tenant, make_pdf
+from tests.helpers.printing import Tenant, make_pdf
 
 
 def test_the_client_against_a_real_print_service(make_print_stack: Any) -> None:

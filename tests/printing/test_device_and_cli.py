@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig, DeviceEvent
-from tests.printing.test_print_path import Tenant, make_pdf
+from tests.helpers.printing import Tenant, make_pdf
 
 
 def test_a_pushed_print_request_wakes_the_printer(make_print_stack: Any, tmp_path: Path) -> None:

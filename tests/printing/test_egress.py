@@ -22,8 +22,8 @@ import pytest
 from printcloud.core.egress import EgressPolicy
 from printcloud.device.agent import DeviceAgent, DeviceConfig
 from tests.helpers.listeners import Listener
-from tests.printing.conftest import PrintStack
-from tests.printing.test_print_path import Tenant, _wait_completed, assert_no_leftovers, make_pdf
+from tests.helpers.print_stack import PrintStack
+from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, wait_completed
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_a_push_url_refused_at_connect_time_sends_nothing_and_the_printer_polls(
     assert pushes[1].startswith("push refused by the egress policy ("), pushes
     assert "loopback" in pushes[1] and pushes[1].endswith("the printer will poll"), pushes
     assert listener.accepted == 0
-    _wait_completed(t, job["job_id"])
+    wait_completed(t, job["job_id"])
     assert_no_leftovers(stack, job["job_id"])
 
 
@@ -228,7 +228,7 @@ def test_a_url_job_is_fetched_once_and_prints(make_print_stack: Any, tmp_path: P
         t.print_all("mono-1", tmp_path, job_id)
         done = stack.wait_for(t.api, job_id, "printed")
         assert done["pages_printed"] == 3 and done["source"] == "url"
-        _wait_completed(t, job_id)
+        wait_completed(t, job_id)
         assert_no_leftovers(stack, job_id)
     finally:
         server.shutdown()

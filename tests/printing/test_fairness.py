@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.printing.test_print_path import Tenant, make_pdf
+from tests.helpers.printing import Tenant, make_pdf
 
 WAITING = ("waiting_for_printer", "printing")
 
@@ -30,7 +30,7 @@ def settle(t: Tenant, jobs: list[str], *, ready: int) -> list[str]:
     while sum(s in WAITING for s in states(t, jobs)) < ready:
         assert time.monotonic() < deadline, states(t, jobs)
         time.sleep(0.1)
-    time.sleep(1.5)
+    time.sleep(1.5)  # deliberate: proves that no other job gets to wait for its printer
     return states(t, jobs)
 
 

@@ -13,7 +13,6 @@ not only the scope: a demoted admin loses them once the guard's cache (1 s here)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -27,9 +26,9 @@ import pytest
 from printcloud.auth import service
 from printcloud.device.agent import DeviceConfig
 from printcloud.device.cards import CardReader
-from tests.browser import Browser, form_to
-from tests.printing.conftest import PrintStack, make_print_stack
-from tests.printing.test_print_path import make_pdf
+from tests.helpers.browser import Browser, form_to
+from tests.helpers.print_stack import PrintStack, print_stacks
+from tests.helpers.printing import make_pdf
 
 PRINTER = "mfp-1"
 PASSWORD = "alice-password-1"
@@ -40,13 +39,8 @@ DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrintStack]:
     """One `printcloud serve` for the module (each test has its own tenant), whose
     resource servers cache an introspection answer for one second."""
-    stacks = make_print_stack.__wrapped__(tmp_path_factory)
-    make = next(stacks)
-    try:
+    with print_stacks(tmp_path_factory) as make:
         yield make(workers=1, guard_cache_ttl=1.0)
-    finally:
-        with contextlib.suppress(StopIteration):
-            next(stacks)
 
 
 class Site:

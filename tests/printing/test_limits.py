@@ -23,8 +23,8 @@ import pytest
 
 from printcloud.core.errors import PayloadTooLarge
 from printcloud.printing.convert import check_job_pixels, inspect_pdf
-from tests.printing.conftest import PrintStack
-from tests.printing.test_print_path import Tenant, _serve_file, _stop_file_server, make_pdf
+from tests.helpers.print_stack import PrintStack
+from tests.helpers.printing import Tenant, make_pdf, serve_file, stop_file_server
 
 
 def blank_pdf(*sizes: tuple[float, float]) -> bytes:
@@ -88,14 +88,14 @@ def test_a_job_too_many_pixels_at_its_dpi_is_refused_at_intake(
     # the same through a URL: fetched at intake, refused before any job exists
     path = tmp_path / "big.pdf"
     path.write_bytes(MANY_LARGE)
-    served = _serve_file(tmp_path, path)
+    served = serve_file(tmp_path, path)
     try:
         by_url = t.api.post(
             "/api/jobs", json={"printer_id": "mono-1", "url": served, "options": {"dpi": 300}}
         )
         assert by_url.status_code == 413, by_url.text
     finally:
-        _stop_file_server()
+        stop_file_server()
     assert t.api.get("/api/jobs").json()["jobs"] == []  # nothing was created
     # at 150 dpi the same pages are a quarter of the pixels: accepted
     accepted = post(MANY_LARGE, "150")

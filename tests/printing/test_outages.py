@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
+from tests.helpers.print_stack import PrintStack
+from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, planes
 from tests.peers import PrivatePostgres, PrivateRedis, postgres_peer, redis_peer
-from tests.printing.conftest import PrintStack
-from tests.printing.test_print_path import Tenant, assert_no_leftovers, make_pdf, planes
 
 __all__ = ["postgres_peer", "redis_peer"]  # the fixtures, for pytest to find
 
@@ -229,7 +229,7 @@ def test_redis_outage_pauses_the_session_store_and_jobs_resume(
         assert stack.wait_for(t.api, waiting["job_id"], "printed")["pages_printed"] == 2
 
         # the jobs' steps meet the outage meanwhile: they wait and retry, no job fails
-        time.sleep(3)
+        time.sleep(3)  # deliberate: proves that no job fails during the outage
         for job_id in late:
             job = t.api.get(f"/api/jobs/{job_id}").json()
             assert job["state"] == "accepted", job

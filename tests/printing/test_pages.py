@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
 from printcloud.printing.models import PrintJobRow
-from tests.browser import Browser, form_to
-from tests.printing.conftest import PrintStack
+from tests.helpers.browser import PrintBrowser, form_to
+from tests.helpers.print_stack import PrintStack
 
 pytestmark = pytest.mark.slow
 
@@ -43,70 +43,6 @@ def make_pdf(pages: int = 2) -> bytes:
     out = io.BytesIO()
     images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72.0)
     return out.getvalue()
-
-
-class PrintBrowser(Browser):
-    """A user's browser at the print pages: signs in through idp-a when sent there."""
-
-    def __init__(self, stack: PrintStack, credentials: tuple[str, str, str]) -> None:
-        super().__init__(stack.base_url)
-        self.credentials = credentials
-        self.trail: list[str] = []  # the paths of the last `open`
-
-    def open(self, url: str) -> httpx.Response:
-        """GET `url` and follow redirects on this server, signing in at the login page."""
-        response = self.http.get(url)
-        self.trail = [urlsplit(url).path]
-        for _ in range(12):
-            if not response.is_redirect:
-                return response
-            target = response.headers["location"]
-            parts = urlsplit(target)
-            assert not parts.netloc or target.startswith(self.base_url), f"left for {target}"
-            self.trail.append(parts.path)
-            if parts.path == f"/{self.issuer}/login":
-                response = self.login(*self.credentials, page=self.http.get(target))
-            else:
-                response = self.http.get(target)
-        raise AssertionError(f"too many redirects: {self.trail}")
-
-    def csrf(self, page: httpx.Response) -> str:
-        found = _CSRF.search(page.text)
-        assert found, page.text[:2000]
-        return html.unescape(found.group(1))
-
-    def submit(
-        self,
-        *,
-        printer: str,
-        pdf: bytes | None = None,
-        filename: str = "report.pdf",
-        csrf: str | None = None,
-        **fields: str,
-    ) -> httpx.Response:
-        """Post the print form as a browser does: multipart, with the file part even empty."""
-        page = self.http.get("/printing/")
-        assert page.status_code == 200, page.text[:500]
-        data = {
-            "csrf": self.csrf(page) if csrf is None else csrf,
-            "printer_id": printer,
-            "url": "",
-            "title": "",
-            "color": "color",
-            "copies": "1",
-            "media": "A4",
-            "dpi": "150",
-            **fields,
-        }
-        if pdf is None:
-            files = {"file": ("", b"", "application/octet-stream")}
-        else:
-            files = {"file": (filename, pdf, "application/pdf")}
-        return self.http.post("/printing/jobs", data=data, files=files)
-
-    def post_form(self, page: httpx.Response, action: str) -> httpx.Response:
-        form = form_to(page.text, action)
-        return self.http.post(form.action, data=form.hidden)
 
 
 def jobs_of(stack: PrintStack, tenant: str) -> int:
@@ -330,7 +266,7 @@ def test_sign_in_errors_and_token_refresh(make_print_stack: Any) -> None:
         # Expired: refreshed, the cookie replaced; two requests racing with the old
         # cookie both pass (idp-a revokes a refresh token's family when it is used twice).
         old = alice.http.cookies.get("pc_print", path="/printing")
-        time.sleep(1.5)
+        time.sleep(1.5)  # a clock, not an event: the 31 s token comes within 30 s of its end
         jar = httpx.Cookies()
         jar.set("pc_print", str(old), domain="127.0.0.1", path="/printing")
         with ThreadPoolExecutor(4) as pool:
@@ -345,7 +281,7 @@ def test_sign_in_errors_and_token_refresh(make_print_stack: Any) -> None:
         assert [a.status_code for a in answers] == [200] * 4
         assert all("pc_print=" in a.headers.get("set-cookie", "") for a in answers)
         for _ in range(3):
-            time.sleep(1.2)
+            time.sleep(1.2)  # a clock, not an event: each new token comes due in turn
             page = alice.http.get("/printing/")
             assert page.status_code == 200, page.headers.get("location")
             new = alice.http.cookies.get("pc_print", path="/printing")

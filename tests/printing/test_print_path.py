@@ -8,124 +8,26 @@ the session store in the database or in Redis.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
-from sqlalchemy import func, select
 
-from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
-from printcloud.printing.models import ConversionSessionRow, ConvertedDataRow
 from tests.conftest import require_command, require_peer
-from tests.printing.conftest import PrintStack
-
-DEBIAN_PDFS = (
-    Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf"),
-    Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf"),
+from tests.helpers.printing import (
+    DEBIAN_PDFS,
+    Tenant,
+    assert_no_leftovers,
+    make_pdf,
+    planes,
+    serve_file,
+    stop_file_server,
+    wait_completed,
 )
-
-
-def make_pdf(pages: int, *, size: tuple[int, int] = (420, 595)) -> bytes:
-    images = [
-        Image.new("RGB", size, ((50 * i) % 256, 120, (255 - 30 * i) % 256)) for i in range(pages)
-    ]
-    out = io.BytesIO()
-    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72)
-    return out.getvalue()
-
-
-class Tenant:
-    """A tenant with a submitting client, a device client and a color and a mono printer."""
-
-    def __init__(self, stack: PrintStack) -> None:
-        self.stack = stack
-        self.id = stack.tenant()
-        self.app_id, self.app_secret = stack.client(self.id, scope="print")
-        self.dev_id, self.dev_secret = stack.client(self.id, kind="device", scope="device print")
-        stack.printer(self.id, "color-1", color=True, client_id=self.dev_id)
-        stack.printer(self.id, "mono-1", color=False, client_id=self.dev_id)
-        self.api = stack.api(stack.token(self.app_id, self.app_secret, "print"))
-
-    def submit(self, data: bytes, printer: str = "color-1", **fields: Any) -> dict[str, Any]:
-        form = {"printer_id": printer, "dpi": "150", **{k: str(v) for k, v in fields.items()}}
-        resp = self.api.post(
-            "/api/jobs", files={"file": ("doc.pdf", data, "application/pdf")}, data=form
-        )
-        assert resp.status_code == 202, resp.text
-        return dict(resp.json())
-
-    def device(self, printer: str, out: Path, *faults: str, **config: Any) -> DeviceAgent:
-        """A virtual printer of this tenant; `config`: further `DeviceConfig` fields."""
-        return DeviceAgent(
-            DeviceConfig(
-                server=self.stack.base_url,
-                tenant_id=self.id,
-                printer_id=printer,
-                client_id=self.dev_id,
-                client_secret=self.dev_secret,
-                out_dir=out,
-                faults=[Fault.parse(f) for f in faults],
-                **config,
-            )
-        )
-
-    def print_all(self, printer: str, out: Path, job_id: str, *faults: str) -> None:
-        """Run the printer until the job is no longer waiting for it."""
-        with self.device(printer, out, *faults) as agent:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                state = self.api.get(f"/api/jobs/{job_id}").json()["state"]
-                if state not in ("accepted", "token_issued", "downloaded", "converted"):
-                    if state not in ("waiting_for_printer", "printing"):
-                        return
-                    agent.poll_once()
-                time.sleep(0.1)
-        raise AssertionError("the printer never got the job")
-
-
-def planes(folder: Path, page: int) -> list[str]:
-    return sorted(p.name for p in folder.glob(f"page-{page:04d}*.pbm"))
-
-
-def assert_no_leftovers(stack: PrintStack, job_id: str) -> None:
-    """FIG. 11: completion leaves no converted data, no download and no session record."""
-    with stack.db.sessions() as s:
-        assert (
-            s.scalar(
-                select(func.count())
-                .select_from(ConvertedDataRow)
-                .where(ConvertedDataRow.job_id == job_id)
-            )
-            == 0
-        )
-        assert (
-            s.scalar(
-                select(func.count())
-                .select_from(ConversionSessionRow)
-                .where(ConversionSessionRow.job_id == job_id)
-            )
-            == 0
-        )
-    blobs = stack.settings.data_dir / "blobs"
-    for folder in ("converted", "downloads", f"jobs/{job_id}"):
-        left = (
-            [p for p in (blobs / folder).rglob("*") if p.is_file()]
-            if (blobs / folder).exists()
-            else []
-        )
-        assert left == [], f"left behind in {folder}: {left}"
-    if stack.settings.session_store:
-        import redis
-
-        r = redis.Redis.from_url(stack.settings.session_store)
-        assert not [k for k in r.scan_iter(f"pc:cnv:*{job_id}*")]
 
 
 def workers_of(job: dict[str, Any], step: str) -> str:
@@ -176,18 +78,8 @@ def test_a_job_prints_in_color_and_mono_through_two_workers(
         # the user sees what was printed
         preview = t.api.get(f"/api/jobs/{job_id}/pages/1/preview")
         assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
-        _wait_completed(t, job_id)
+        wait_completed(t, job_id)
         assert_no_leftovers(stack, job_id)
-
-
-def _wait_completed(t: Tenant, job_id: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        job = t.api.get(f"/api/jobs/{job_id}").json()
-        if any(e["step"] == "S112" for e in job["history"]):
-            return
-        time.sleep(0.1)
-    raise AssertionError("S112 (print completion) never ran")
 
 
 def test_printer_faults_end_in_named_states_and_the_owner_can_cancel(
@@ -203,7 +95,7 @@ def test_printer_faults_end_in_named_states_and_the_owner_can_cancel(
         name, page = fault.split("@")
         assert done["reason"] == name
         assert done["pages_printed"] == int(page) - 1
-        _wait_completed(t, job["job_id"])
+        wait_completed(t, job["job_id"])
         assert_no_leftovers(stack, job["job_id"])
 
     # the owner cancels a job waiting for its printer; the workflow cleans up
@@ -211,7 +103,7 @@ def test_printer_faults_end_in_named_states_and_the_owner_can_cancel(
     stack.wait_for(t.api, job["job_id"], "waiting_for_printer")
     resp = t.api.post(f"/api/jobs/{job['job_id']}/cancel")
     assert resp.status_code == 200 and resp.json()["state"] == "cancelled"
-    _wait_completed(t, job["job_id"])
+    wait_completed(t, job["job_id"])
     assert_no_leftovers(stack, job["job_id"])
     again = t.api.post(f"/api/jobs/{job['job_id']}/cancel")
     assert again.status_code == 409 and "already ended" in again.json()["error_description"]
@@ -371,39 +263,14 @@ def test_bad_input_is_refused_before_a_job_exists(make_print_stack: Any, tmp_pat
     assert device_api.get("/api/jobs").status_code == 403
     assert t.api.get("/api/jobs/" + "x" * 300).status_code == 404
     # a URL job that answers a PDF is accepted (the workers download it again, S107)
-    served = _serve_file(tmp_path, plain)
+    served = serve_file(tmp_path, plain)
     try:
         ok = post("/api/jobs", json={"printer_id": "mono-1", "url": served})
         assert ok.status_code == 202, ok.text
         assert ok.json()["source"] == "url"
         stack.wait_for(t.api, ok.json()["job_id"], "waiting_for_printer")
     finally:
-        _stop_file_server()
-
-
-_file_server: list[Any] = []
-
-
-def _serve_file(folder: Path, file: Path) -> str:
-    import threading
-    from functools import partial
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _file_server.append(server)
-    return f"http://127.0.0.1:{server.server_address[1]}/{file.name}"
-
-
-def _stop_file_server() -> None:
-    while _file_server:
-        server = _file_server.pop()
-        server.shutdown()
-        server.server_close()
+        stop_file_server()
 
 
 # -- faults of the platform itself ----------------------------------------------------------
@@ -442,7 +309,7 @@ def test_killed_workers_and_a_killed_workflow_process_lose_nothing(
         assert len(planes(tmp_path / job["job_id"], page)) == 4
     t.print_all("mono-1", tmp_path / "mono", second["job_id"])
     stack.wait_for(t.api, second["job_id"], "printed", timeout=60)
-    _wait_completed(t, job["job_id"])
+    wait_completed(t, job["job_id"])
     assert_no_leftovers(stack, job["job_id"])
 
 
@@ -466,5 +333,5 @@ def test_a_held_job_waits_for_its_owner(make_print_stack: Any, tmp_path: Path) -
     dropped = t.submit(make_pdf(1), "mono-1", hold="true")
     stack.wait_for(t.api, dropped["job_id"], "held")
     assert t.api.post(f"/api/jobs/{dropped['job_id']}/cancel").json()["state"] == "cancelled"
-    _wait_completed(t, dropped["job_id"])
+    wait_completed(t, dropped["job_id"])
     assert_no_leftovers(stack, dropped["job_id"])

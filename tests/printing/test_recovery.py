@@ -26,7 +26,7 @@ from printcloud.printing.pool import WorkerPool
 from printcloud.printing.sessions import SessionStore, SqlBackend
 from printcloud.printing.worker import sweep_stores
 from printcloud.stack import prepare
-from tests.printing.test_print_path import Tenant, make_pdf
+from tests.helpers.printing import Tenant, make_pdf
 
 
 def test_the_pool_restarts_a_worker_that_dies(tmp_path: Path) -> None:

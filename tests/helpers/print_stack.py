@@ -222,8 +222,51 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def drop_databases(names: list[str]) -> None:
+    """Drop the PostgreSQL databases a fixture created (their connections closed first)."""
+    if not names:
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for name in names:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def new_pg_database(created: list[str]) -> str:
+    require_peer(
+        bool(PG_URL),
+        "no PostgreSQL at PRINTCLOUD_TEST_DATABASE_URL or 127.0.0.1:5432",
+    )
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"pc_print_{secrets.token_hex(4)}"
+    try:
+        engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+    except Exception as exc:
+        require_peer(False, f"PostgreSQL at {PG_URL} is not usable: {exc}")
+    created.append(name)
+    return make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+
+
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        require_peer(False, f"Redis at {REDIS_URL} is not usable: {exc}")
+    return REDIS_URL
+
+
+@contextlib.contextmanager
+def print_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start print stacks: `make_print_stack(database="sqlite"|"postgresql", sessions="sql"|"redis",
     workers=2, **settings)`. Each gets its own data folder (and PostgreSQL database).
 
@@ -245,9 +288,9 @@ def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         data_dir = tmp_path_factory.mktemp("print")
         url: str | None = database_url
         if url is None and database == "postgresql":
-            url = _new_pg_database(databases)
+            url = new_pg_database(databases)
         if session_store is None and sessions == "redis":
-            session_store = _redis_url()
+            session_store = redis_url()
         port = free_port()
         overrides.setdefault("egress_allow", LOOPBACK)
         settings = Settings(
@@ -270,51 +313,10 @@ def make_print_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         stack.start()
         return stack
 
-    yield make
-    for stack in started:
-        stack.stop()
-        stack.db.dispose()
-    drop_databases(databases)
-
-
-def drop_databases(names: list[str]) -> None:
-    """Drop the PostgreSQL databases a fixture created (their connections closed first)."""
-    if not names:
-        return
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
-
-
-def _new_pg_database(created: list[str]) -> str:
-    require_peer(
-        bool(PG_URL),
-        "no PostgreSQL at PRINTCLOUD_TEST_DATABASE_URL or 127.0.0.1:5432",
-    )
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"pc_print_{secrets.token_hex(4)}"
     try:
-        engine = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-    except Exception as exc:
-        require_peer(False, f"PostgreSQL at {PG_URL} is not usable: {exc}")
-    created.append(name)
-    return make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
-
-
-def _redis_url() -> str:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        require_peer(False, f"Redis at {REDIS_URL} is not usable: {exc}")
-    return REDIS_URL
+        yield make
+    finally:
+        for stack in started:
+            stack.stop()
+            stack.db.dispose()
+        drop_databases(databases)
