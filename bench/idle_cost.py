@@ -218,7 +218,7 @@ def _set_up(database_url: str) -> tuple[str, str, str]:
         with db.session() as s:
             tenant = auth.get_tenant(s, issuer=ISSUER, tenant_id=tenant_id)
             app, app_secret = auth.create_client(
-                s, tenant=tenant, name="bench app", kind="confidential", scope="print admin"
+                s, tenant=tenant, name="bench app", kind="confidential", scope="print"
             )
             dev, _ = auth.create_client(
                 s, tenant=tenant, name="bench printers", kind="device", scope="device print"
@@ -273,7 +273,7 @@ def idle_stack(database: str, out_dir: Path) -> Iterator[IdleStack]:
         tenant_id, app_id, app_secret = _set_up(database_url)
         token = httpx.post(
             f"{base}/{ISSUER}/token",
-            data={"grant_type": "client_credentials", "scope": "print admin"},
+            data={"grant_type": "client_credentials", "scope": "print"},
             auth=(app_id, app_secret),
             timeout=30,
             trust_env=False,
