@@ -134,28 +134,6 @@ router.include_router(site.router)
 SignedIn = Annotated[Principal, Depends(site.signed_in)]
 
 
-# The print and job pages below call these with their runtime (kept as they were).
-def _finish(request: Request, rt: PrintingRuntime, response: Response) -> Response:
-    return site.finish(request, response)
-
-
-def _render(
-    request: Request, rt: PrintingRuntime, name: str, status_code: int = 200, **context: Any
-) -> Response:
-    return site.render(request, name, status_code, **context)
-
-
-def _message(
-    request: Request,
-    rt: PrintingRuntime,
-    status_code: int,
-    title: str,
-    message: str,
-    **context: Any,
-) -> Response:
-    return site.message(request, status_code, title, message, **context)
-
-
 @router.get("/static/live.js")
 async def live_js() -> Response:
     return Response(
@@ -225,9 +203,8 @@ async def _print_page(
     context = await run_in_threadpool(_print_context, rt, principal)
     # Refresh only a page got by GET: reloading a form's answer would post it again.
     live = status_code == 200 and any(j.state in service.ACTIVE for j in context["jobs"])
-    return _render(
+    return site.render(
         request,
-        rt,
         "print.html",
         status_code,
         principal=principal,
@@ -281,7 +258,7 @@ async def submit(request: Request, rt: RuntimeDep, principal: SignedIn) -> Respo
                 request, rt, principal, status_code=code, error=exc.description, form=values
             )
     log.info("job submitted from the print page", extra={"fields": {"job": job.job_id}})
-    return _finish(request, rt, RedirectResponse(f"{PREFIX}/jobs/{job.job_id}", status_code=303))
+    return site.finish(request, RedirectResponse(f"{PREFIX}/jobs/{job.job_id}", status_code=303))
 
 
 # -- a job --------------------------------------------------------------------------------
@@ -320,18 +297,16 @@ async def _job_page(
     try:
         context = await run_in_threadpool(_job_context, rt, principal, job_id)
     except NotFound:
-        return _message(
+        return site.message(
             request,
-            rt,
             404,
             "No such print job",
             "There is no print job with this address in your organisation.",
             principal=principal,
             back=True,
         )
-    return _render(
+    return site.render(
         request,
-        rt,
         "job.html",
         status_code,
         principal=principal,
@@ -376,7 +351,7 @@ async def cancel(
         return await _job_page(
             request, rt, principal, job_id, status_code=exc.status_code, error=exc.description
         )
-    return _finish(request, rt, RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303))
+    return site.finish(request, RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303))
 
 
 @router.get("/jobs/{job_id}/pages/{number}/preview.png")
@@ -392,4 +367,4 @@ async def preview(
     response = Response(
         data, media_type="image/png", headers={"Cache-Control": "private, max-age=60"}
     )
-    return _finish(request, rt, response)
+    return site.finish(request, response)
