@@ -111,7 +111,6 @@ _ASCII_TAGS = frozenset(
         ValueTag.CHARSET,
         ValueTag.NATURAL_LANGUAGE,
         ValueTag.MIME_MEDIA_TYPE,
-        ValueTag.MEMBER_ATTR_NAME,
     }
 )
 _TIMEZONES: dict[int, timezone] = {}

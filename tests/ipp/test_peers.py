@@ -1,0 +1,230 @@
+"""Real requests from real clients, decoded byte for byte: `ipptool` running
+CUPS's own test files, and CUPS's `lp`, `lpstat` and `cancel`, against a loopback
+IPP server answering with this codec (tests/ipp/capture.py).
+
+Every request they send decodes, and encodes back to exactly the bytes received;
+the document after end-of-attributes-tag is the file sent. ipptool is also a
+referee of the other direction: it reads our encoded answers (collections
+included) and passes the RFC 8011 §4.1 request checks of `ipp-1.1.test`."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from printcloud import ipp
+from printcloud.ipp import GroupTag, Operation, ValueTag
+from tests.conftest import require_command
+from tests.ipp.capture import Captured, CaptureServer
+
+IPPTOOL_TESTS = Path("/usr/share/cups/ipptool")
+#: a one-page PDF, small enough to read in a failure message
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
+FILES = [
+    "get-printer-attributes.test",
+    "ipp-1.1.test",
+    "ipp-2.0.test",
+    "ipp-2.1.test",
+    "ipp-2.2.test",
+    "ipp-everywhere.test",
+    "print-job-gzip.test",
+    "print-job-deflate.test",
+    "print-job-media-col.test",
+    "create-job.test",
+    "validate-job.test",
+    "get-jobs.test",
+    "identify-printer.test",
+]
+RESULT = re.compile(r"^\s+(?P<name>.+?)\s+\[(?P<result>PASS|FAIL|SKIP)\]\s*$")
+
+
+@pytest.fixture
+def document(tmp_path: Path) -> Path:
+    path = tmp_path / "one-page.pdf"
+    path.write_bytes(PDF)
+    return path
+
+
+def run_ipptool(server: CaptureServer, test_file: str, document: Path) -> dict[str, str]:
+    """Run one of CUPS's test files (-I: on past failures); returns test name -> result."""
+    ipptool = require_command("ipptool")
+    path = IPPTOOL_TESTS / test_file
+    if not path.exists():
+        pytest.fail(f"{path} is missing: cups-ipp-utils ships it")
+    done = subprocess.run(
+        [ipptool, "-I", "-t", "-f", str(document), server.uri, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    results = {}
+    for line in done.stdout.splitlines():
+        found = RESULT.match(line)
+        if found:
+            results[found["name"]] = found["result"]
+    assert results, f"ipptool {test_file} ran no test:\n{done.stdout}\n{done.stderr}"
+    return results
+
+
+def decoded_exactly(captured: Captured) -> ipp.Message:
+    message = ipp.decode(captured.body)
+    assert ipp.encode(message) == captured.body, f"{captured.path}: {message!r}"
+    return message
+
+
+def document_of(message: ipp.Message) -> bytes:
+    compression = message.value(GroupTag.OPERATION, "compression", "none")
+    data = bytes(message.data)
+    if compression == "gzip":
+        return gzip.decompress(data)
+    if compression == "deflate":
+        return (
+            zlib.decompress(data, -zlib.MAX_WBITS) if data[:1] != b"\x78" else zlib.decompress(data)
+        )
+    return data
+
+
+@pytest.mark.peer("ipptool")
+def test_ipptool_requests_decode_and_encode_back_byte_for_byte(document: Path) -> None:
+    with CaptureServer() as server:
+        for test_file in FILES:
+            run_ipptool(server, test_file, document)
+    assert len(server.captured) > 100
+    seen: set[int] = set()
+    refused_versions = 0
+    for captured in server.captured:
+        try:
+            message = decoded_exactly(captured)
+        except ipp.IPPError as error:
+            # ipp-1.1.test sends IPP/0.0 on purpose (RFC 8011 §4.1.8)
+            assert error.status == ipp.Status.SERVER_ERROR_VERSION_NOT_SUPPORTED, error
+            assert captured.body[:2] == b"\x00\x00"
+            refused_versions += 1
+            continue
+        seen.add(message.code)
+        if message.code in (Operation.PRINT_JOB, Operation.SEND_DOCUMENT) and message.data:
+            assert document_of(message) == PDF
+            assert captured.body[message.data_offset :] == bytes(message.data)
+    assert refused_versions >= 1
+    assert {
+        Operation.PRINT_JOB,
+        Operation.VALIDATE_JOB,
+        Operation.CREATE_JOB,
+        Operation.SEND_DOCUMENT,
+        Operation.CANCEL_JOB,
+        Operation.GET_JOB_ATTRIBUTES,
+        Operation.GET_JOBS,
+        Operation.GET_PRINTER_ATTRIBUTES,
+        Operation.IDENTIFY_PRINTER,
+    } <= seen
+    compressed = [
+        m.value(GroupTag.OPERATION, "compression")
+        for m in (ipp.decode(c.body) for c in server.captured if c.body[:2] != b"\x00\x00")
+        if m.code == Operation.PRINT_JOB
+    ]
+    assert {"gzip", "deflate"} <= set(compressed)
+
+
+@pytest.mark.peer("ipptool")
+def test_ipptool_get_printer_attributes_request_decodes_to_what_the_test_file_says(
+    document: Path,
+) -> None:
+    with CaptureServer() as server:
+        results = run_ipptool(server, "get-printer-attributes.test", document)
+    # ipptool read our answer, the collections of media-col-default included
+    assert results == {"Get printer attributes using get-printer-attributes": "PASS"}
+    (captured,) = server.captured
+    assert captured.path == "/ipp/print"
+    assert captured.headers["content-type"] == "application/ipp"
+    message = decoded_exactly(captured)
+    assert message.version == (2, 0)
+    assert message.operation is Operation.GET_PRINTER_ATTRIBUTES
+    assert message.request_id > 0
+    assert [g.tag for g in message.groups] == [GroupTag.OPERATION]
+    expected = [
+        ipp.Attribute("attributes-charset", ValueTag.CHARSET, "utf-8"),
+        ipp.Attribute("attributes-natural-language", ValueTag.NATURAL_LANGUAGE, "en"),
+        ipp.Attribute("printer-uri", ValueTag.URI, server.uri),
+        ipp.Attribute("requested-attributes", ValueTag.KEYWORD, ["all", "media-col-database"]),
+    ]
+    assert list(message.groups[0].attributes) == expected
+    assert bytes(message.data) == b""
+    assert message.data_offset == len(captured.body)
+
+
+@pytest.mark.peer("ipptool")
+def test_ipptool_referees_the_rfc_8011_request_checks(document: Path) -> None:
+    with CaptureServer() as server:
+        results = run_ipptool(server, "ipp-1.1.test", document)
+    checks = [
+        "RFC 8011 section 4.1.1: Bad request-id value 0",
+        "RFC 8011 section 4.1.4: No Operation Attributes",
+        "RFC 8011 section 4.1.4: attributes-charset",
+        "RFC 8011 section 4.1.4: attributes-natural-language",
+        "RFC 8011 section 4.1.8: Unsupported IPP version 0.0",
+        "RFC 8011 section 4.2: No printer-uri operation attribute",
+        "RFC 8011 section 4.2.5: Get-Printer-Attributes Operation (default)",
+    ]
+    for name in checks:
+        assert results.get(name) == "PASS", (name, results)
+    in_order = [n for n in results if n.startswith("RFC 8011 section 4.1.4: attributes-")]
+    assert len(in_order) == 4 and all(results[n] == "PASS" for n in in_order), results
+
+
+@pytest.mark.peer("lp")
+def test_cups_clients_requests_decode_and_encode_back_byte_for_byte(
+    document: Path, tmp_path: Path
+) -> None:
+    lp, lpstat, cancel = (require_command(c) for c in ("lp", "lpstat", "cancel"))
+    env = {**os.environ, "HOME": str(tmp_path), "CUPS_SERVERROOT": str(tmp_path)}
+    env.pop("CUPS_SERVER", None)
+    with CaptureServer() as server:
+        host = f"127.0.0.1:{server.port}"
+        for argv in (
+            [
+                lp,
+                "-h",
+                host,
+                "-d",
+                "cloud",
+                "-n",
+                "2",
+                "-o",
+                "sides=two-sided-long-edge",
+                str(document),
+            ],
+            [lpstat, "-h", host, "-o", "cloud"],
+            [cancel, "-h", host, "cloud-1"],
+        ):
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL
+            )
+            assert done.returncode == 0, (argv, done.stdout, done.stderr)
+    messages = [decoded_exactly(c) for c in server.captured]
+    by_operation = {m.code: m for m in messages}
+    create = by_operation[Operation.CREATE_JOB]
+    send = by_operation[Operation.SEND_DOCUMENT]
+    assert create.get(GroupTag.JOB, "copies") == ipp.Attribute("copies", ValueTag.INTEGER, 2)
+    assert create.value(GroupTag.JOB, "sides") == "two-sided-long-edge"
+    assert send.value(GroupTag.OPERATION, "last-document") is True
+    # lp types the file itself only with a local cupsd; to a bare server it says octet-stream
+    assert send.value(GroupTag.OPERATION, "document-format") in {
+        "application/pdf",
+        "application/octet-stream",
+    }
+    assert document_of(send) == PDF
+    assert by_operation[Operation.GET_JOBS].value(GroupTag.OPERATION, "which-jobs")
+    cancel_job = by_operation[Operation.CANCEL_JOB]
+    assert cancel_job.value(GroupTag.OPERATION, "job-uri").endswith("/jobs/1")
