@@ -171,12 +171,13 @@ class Attribute:
 
 
 def _values_equal(a: list[Any], b: list[Any]) -> bool:
-    # bool == int in Python (True == 1); the tags already tell them apart. datetime
-    # compares instants; the offset must match too for the same wire bytes.
+    # An IntEnum equals its int (JobState.COMPLETED == 9), but a bool is not an int here
+    # (True == 1 in Python). Aware datetimes compare instants: the UTC offset must match
+    # too for the same wire bytes.
     if len(a) != len(b):
         return False
     for x, y in zip(a, b, strict=True):
-        if x != y or type(x) is not type(y):
+        if x != y or isinstance(x, bool) is not isinstance(y, bool):
             return False
         if isinstance(x, datetime) and x.utcoffset() != y.utcoffset():
             return False
