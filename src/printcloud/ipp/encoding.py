@@ -182,31 +182,34 @@ class _Reader:
             version=self.version,
         )
 
-    def tag(self) -> int:
-        pos = self.pos
-        if pos >= self.limit:
+    def next(self) -> tuple[int, bytes, bytes]:
+        """The next tag and, unless it is a delimiter, the name and value that follow it
+        (RFC 8010 §3.1.4: value-tag, name-length, name, value-length, value)."""
+        buf, pos, limit = self.buf, self.pos, self.limit
+        if pos >= limit:
             raise self.overrun(pos + 1)
-        self.pos = pos + 1
-        return self.buf[pos]
-
-    def element(self, tag: int) -> tuple[bytes, bytes]:
-        """name-length, name, value-length, value (RFC 8010 §3.1.4), after the tag."""
-        buf, pos, limits = self.buf, self.pos, self.limits
-        if pos + 2 > self.limit:
-            raise self.overrun(pos + 2)
-        name_length = (buf[pos] << 8) | buf[pos + 1]
+        tag = buf[pos]
+        if tag < 0x10:
+            self.pos = pos + 1
+            return tag, b"", b""
+        if pos + 3 > limit:
+            raise self.overrun(pos + 3)
+        name_length = (buf[pos + 1] << 8) | buf[pos + 2]
+        limits = self.limits
         if name_length > limits.max_name_length:
+            self.pos = pos + 1
             if name_length > 0x7FFF:  # SIGNED-SHORT: the high bit makes it negative
                 raise self.bad("a negative name-length")
             raise self.fail(
                 Status.CLIENT_ERROR_REQUEST_VALUE_TOO_LONG,
                 f"an attribute name of {name_length} octets (at most {limits.max_name_length})",
             )
-        name_end = pos + 2 + name_length
-        if name_end + 2 > self.limit:
+        name_end = pos + 3 + name_length
+        if name_end + 2 > limit:
             raise self.overrun(name_end + 2)
         value_length = (buf[name_end] << 8) | buf[name_end + 1]
         if value_length > limits.max_value_length:
+            self.pos = name_end
             if value_length > 0x7FFF:
                 raise self.bad("a negative value-length")
             raise self.fail(
@@ -215,10 +218,10 @@ class _Reader:
                 f" for tag {tag:#04x}",
             )
         stop = name_end + 2 + value_length
-        if stop > self.limit:
+        if stop > limit:
             raise self.overrun(stop)
         self.pos = stop
-        return buf[pos + 2 : name_end], buf[name_end + 2 : stop]
+        return tag, buf[pos + 3 : name_end], buf[name_end + 2 : stop]
 
     def new_attribute(self) -> None:
         self.attributes += 1
@@ -246,6 +249,8 @@ class _Reader:
     # -- values (RFC 8010 §3.9) --------------------------------------------------------
 
     def value(self, tag: int, raw: bytes, depth: int) -> Any:
+        if (tag == 0x21 or tag == 0x23) and len(raw) == 4:  # noqa: PLR1714  # integer, enum
+            return int.from_bytes(raw, "big", signed=True)
         if tag in _UTF8_TAGS:
             try:
                 return raw.decode("utf-8")
@@ -353,10 +358,9 @@ class _Reader:
         current: Attribute | None = None
         pending: str | None = None  # a memberAttrName still waiting for its value
         while True:
-            tag = self.tag()
+            tag, name, raw = self.next()
             if tag < 0x10:
                 raise self.bad("a collection not closed by endCollection")
-            name, raw = self.element(tag)
             if name:
                 raise self.bad("a collection member value with a name")
             if tag == _END_COLLECTION:
@@ -414,7 +418,7 @@ class _Reader:
         last: Attribute | None = None
         max_values = self.limits.max_values
         while True:
-            tag = self.tag()
+            tag, name, raw = self.next()
             if tag < 0x10:  # a delimiter
                 if tag == GroupTag.END:
                     break
@@ -426,7 +430,6 @@ class _Reader:
                 continue
             if group is None:
                 raise self.bad("an attribute before any attribute group")
-            name, raw = self.element(tag)
             if name:
                 self.new_attribute()
                 last = group.add(_attribute(self.attribute_name(name), tag, None))
