@@ -10,6 +10,7 @@ import socketserver
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BufferedIOBase
 
 from printcloud import ipp
 from printcloud.ipp import Attribute, Collection, Group, GroupTag, Operation, ValueTag
@@ -144,9 +145,8 @@ class CaptureServer:
         self._server.server_close()
         self._thread.join(timeout=60)
 
-    def _serve_one(self, rfile: object, conn: socket.socket) -> bool:
-        readline = rfile.readline  # type: ignore[attr-defined]
-        read = rfile.read  # type: ignore[attr-defined]
+    def _serve_one(self, rfile: BufferedIOBase, conn: socket.socket) -> bool:
+        readline, read = rfile.readline, rfile.read
         line = readline(65537)
         if not line:
             return False

@@ -353,3 +353,15 @@ def test_group_lookup_and_repeated_names() -> None:
     assert group["copies"].value == 1
     assert group.repeated == ["copies"]
     assert "copies" in group and "sides" not in group and group.get("sides") is None
+
+
+def test_a_large_body_in_a_bytearray_is_read_without_copying_the_document() -> None:
+    document = bytes(range(256)) * 8192  # 2 MiB, past max_size: only the attributes count
+    body = bytearray(message(element(0x21, b"copies", b"\0\0\0\2")) + document)
+    decoded = decode(memoryview(body), limits=Limits(max_size=1 << 20))
+    assert decoded.value(GroupTag.OPERATION, "copies") == 2
+    assert decoded.data_offset == len(body) - len(document)
+    assert isinstance(decoded.data, memoryview) and decoded.data.obj is body
+    assert decoded.data == document
+    # the same prefix cut inside the attributes is incomplete, not malformed
+    assert decode_head(bytearray(body[:20])) is None

@@ -368,9 +368,7 @@ class _Reader:
                     raise self.bad("an endCollection with a value")
                 if pending is not None:
                     raise self.bad(f"collection member {pending!r} without a value")
-                collection = Collection.__new__(Collection)
-                collection._members = members
-                return collection
+                return Collection(members.values())
             if tag == _MEMBER_ATTR_NAME:
                 if pending is not None:
                     raise self.bad(f"collection member {pending!r} without a value")
@@ -483,7 +481,9 @@ def _attribute(name: str, tag: int, value: Any) -> Attribute:
 def decode(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> Message:
     """Read a whole message; what follows end-of-attributes-tag becomes `Message.data`.
 
-    Raises `IPPError` (and nothing else) for anything malformed or past `limits`.
+    `Message.data` is a memoryview of `data` (no copy of the document): a bytearray
+    cannot be resized while it lives. Raises `IPPError` (and nothing else) for
+    anything malformed or past `limits`.
     """
     try:
         return _Reader(data, limits).message()
@@ -618,24 +618,25 @@ def _write(tag: int, name: bytes, value: Any, out: list[bytes]) -> None:
         if not isinstance(value, Collection):
             raise TypeError(f"a Collection is needed, not {type(value).__name__}")
         out.append(_TAG_AND_LENGTH.pack(tag, len(name)) + name + b"\x00\x00")
-        for member in value.values():
+        for member in value.members:
             member_name = member.name.encode("ascii")
-            if not member_name:
-                raise ValueError("a collection member needs a name")
-            out.append(_element(_MEMBER_ATTR_NAME, b"", member_name))
-            for member_tag, member_value in zip(member.tags, member.values, strict=True):
-                _write(member_tag, b"", member_value, out)
+            if not 0 < len(member_name) <= 0x7FFF:
+                raise ValueError("a collection member needs a name of 1 to 32767 octets")
+            # memberAttrName (0x4A), no name, the member's name as its value
+            out.append(b"\x4a\x00\x00" + _U16.pack(len(member_name)) + member_name)
+            tags, values = member.tags, member.values
+            if len(tags) != len(values):
+                raise ValueError(f"member {member.name!r}: tags and values differ in number")
+            for index, member_value in enumerate(values):
+                _write(tags[index], b"", member_value, out)
         out.append(b"\x37\x00\x00\x00\x00")  # endCollection, no name, no value
         return
     writer = _VALUE_WRITERS.get(tag)
-    out.append(_element(tag, name, _raw(tag, value) if writer is None else writer(value)))
-
-
-def _element(tag: int, name: bytes, value: bytes) -> bytes:
-    length = len(value)
+    data = _raw(tag, value) if writer is None else writer(value)
+    length = len(data)
     if length > 0x7FFF:
         raise ValueError(f"a value of {length} octets (RFC 8010 allows 32767)")
-    return _TAG_AND_LENGTH.pack(tag, len(name)) + name + _U16.pack(length) + value
+    out.append(_TAG_AND_LENGTH.pack(tag, len(name)) + name + _U16.pack(length) + data)
 
 
 def encode_attribute(attribute: Attribute) -> bytes:

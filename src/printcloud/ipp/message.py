@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, ValuesView
 from datetime import datetime
 from enum import IntEnum
 from typing import Any, TypeAlias
@@ -224,11 +224,12 @@ class Collection(Mapping[str, Attribute]):
     __hash__ = None  # type: ignore[assignment]
 
     @property
-    def members(self) -> list[Attribute]:
-        return list(self._members.values())
+    def members(self) -> ValuesView[Attribute]:
+        """The member attributes, in order."""
+        return self._members.values()
 
     def __repr__(self) -> str:
-        return f"Collection({self.members!r})"
+        return f"Collection({list(self.members)!r})"
 
 
 class Group:
