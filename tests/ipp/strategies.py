@@ -119,3 +119,35 @@ MESSAGES = st.builds(
     st.lists(GROUPS, max_size=4),
     st.binary(max_size=64),
 )
+
+
+_COMMON = [
+    Attribute("attributes-charset", ValueTag.CHARSET, "utf-8"),
+    Attribute("attributes-natural-language", ValueTag.NATURAL_LANGUAGE, "en"),
+    Attribute("printer-uri", ValueTag.URI, "ipp://127.0.0.1/ipp/print"),
+    Attribute("job-uri", ValueTag.URI, "ipp://127.0.0.1/ipp/print/1"),
+    Attribute("job-id", ValueTag.INTEGER, 1),
+    Attribute("requesting-user-name", ValueTag.NAME, "alice"),
+    Attribute("attributes-charset", ValueTag.CHARSET, "iso-8859-1"),
+    Attribute("job-id", ValueTag.KEYWORD, "one"),
+]
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> Message:
+    """Requests near the valid ones: the common operation attributes, some left out,
+    reordered, repeated or of the wrong syntax, then random attributes and groups."""
+    common = draw(st.lists(st.sampled_from(_COMMON), max_size=6))
+    if draw(st.booleans()):
+        common = [_COMMON[0], _COMMON[1], *common]
+    extra = draw(st.lists(ATTRIBUTES, max_size=3))
+    groups = [Group(0x01, [*common, *extra]), *draw(st.lists(GROUPS, max_size=2))]
+    return Message(
+        draw(st.sampled_from([0x0002, 0x0004, 0x0006, 0x0008, 0x000A, 0x000B, 0x003B, 0x4002])),
+        draw(st.sampled_from([-1, 0, 1, 2**31 - 1])),
+        groups,
+        version=draw(st.sampled_from([(1, 0), (1, 1), (2, 0), (2, 2), (2, 3)])),
+    )
+
+
+REQUESTS = _requests()

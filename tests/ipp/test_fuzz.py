@@ -10,6 +10,7 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from printcloud import ipp
 from printcloud.ipp import IPPError, Limits, Message, Status, decode, decode_head, encode
 from tests.ipp.strategies import MESSAGES
 
@@ -62,6 +63,14 @@ def test_mutated_messages_decode_or_get_a_decoder_status(wire: bytes) -> None:
     if isinstance(result, Message):
         # what decodes encodes back to a message that decodes the same way
         assert decode(encode(result)) == result
+        try:
+            ipp.check_request(result)
+        except IPPError as error:
+            result = error
+    if isinstance(result, IPPError):
+        # and a server can always answer it (RFC 8011 §4.1.6), whatever the input was
+        answer = decode(encode(ipp.error_response(result)))
+        assert answer.status == result.status
 
 
 @FUZZ
@@ -71,7 +80,7 @@ def test_random_bytes_after_a_valid_header(tail: bytes) -> None:
     read(tail)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=150)
 @given(MESSAGES, st.data())
 def test_every_truncation_is_incomplete_or_an_error(original: Message, data: st.DataObject) -> None:
     wire = encode(original)

@@ -4,6 +4,7 @@ and the model's names (ipp/model.py)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from printcloud import ipp
 from printcloud.ipp import (
@@ -20,6 +21,7 @@ from printcloud.ipp import (
     ValueTag,
 )
 from printcloud.ipp.model import is_printer_job_template
+from tests.ipp.strategies import REQUESTS
 
 URI = "ipp://127.0.0.1:8631/ipp/print/acme/office"
 
@@ -357,3 +359,30 @@ def test_model_names() -> None:
     assert not is_printer_job_template("printer-state")
     assert not is_printer_job_template("copies")  # a Job's name, not a Printer's
     assert ipp.Range(1, 9).__contains__(9) and 10 not in ipp.Range(1, 9)
+
+
+RFC_8011_STATUSES = {
+    Status.CLIENT_ERROR_BAD_REQUEST,
+    Status.CLIENT_ERROR_CHARSET_NOT_SUPPORTED,
+    Status.SERVER_ERROR_VERSION_NOT_SUPPORTED,
+    Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED,
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(REQUESTS)
+def test_any_request_is_accepted_or_refused_with_an_rfc_8011_status(message: Message) -> None:
+    served = {Operation.PRINT_JOB, Operation.GET_PRINTER_ATTRIBUTES, Operation.CANCEL_JOB}
+    wire = ipp.encode(message)
+    decoded = ipp.decode(wire)
+    try:
+        checked = ipp.check_request(decoded, operations=served)
+    except IPPError as error:
+        assert error.status in RFC_8011_STATUSES
+        answer = ipp.decode(ipp.encode(ipp.error_response(error)))
+        assert answer.request_id == message.request_id
+        return
+    assert checked.operation in served
+    assert checked.charset in {"utf-8", "us-ascii"}
+    assert decoded.version in {(1, 1), (2, 0), (2, 1), (2, 2)}
+    assert checked.printer_uri or checked.job_uri
