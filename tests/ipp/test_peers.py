@@ -1,36 +1,39 @@
 """Real requests from real clients, decoded byte for byte: `ipptool` running
-CUPS's own test files, and CUPS's `lp`, `lpstat` and `cancel`, against a loopback
-IPP server answering with this codec (tests/ipp/capture.py).
+CUPS's own test files, CUPS's `lp`, `lpstat` and `cancel`, and a private `cupsd`
+whose queue (`lpadmin -m everywhere`) prints through CUPS's ipp backend, all
+against a loopback IPP server answering with this codec (tests/ipp/capture.py).
 
 Every request they send decodes, and encodes back to exactly the bytes received;
-the document after end-of-attributes-tag is the file sent. ipptool is also a
-referee of the other direction: it reads our encoded answers (collections
-included) and passes the RFC 8011 §4.1 request checks of `ipp-1.1.test`."""
+the document after end-of-attributes-tag is the file sent. They are also referees
+of the other direction: ipptool reads our encoded answers (collections included)
+and passes the RFC 8011 §4.1 request checks of `ipp-1.1.test`, and CUPS builds its
+driverless PPD from our encoded Get-Printer-Attributes answer."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
+import shutil
+import socket
 import subprocess
+import tempfile
+import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
+from PIL import Image
 
 from printcloud import ipp
 from printcloud.ipp import GroupTag, Operation, ValueTag
-from tests.conftest import require_command
+from tests.conftest import free_port, require_command, require_peer
 from tests.ipp.capture import Captured, CaptureServer
 
 IPPTOOL_TESTS = Path("/usr/share/cups/ipptool")
-#: a one-page PDF, small enough to read in a failure message
-PDF = (
-    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
-    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
-    b"trailer<</Root 1 0 R>>\n%%EOF\n"
-)
 FILES = [
     "get-printer-attributes.test",
     "ipp-1.1.test",
@@ -51,8 +54,9 @@ RESULT = re.compile(r"^\s+(?P<name>.+?)\s+\[(?P<result>PASS|FAIL|SKIP)\]\s*$")
 
 @pytest.fixture
 def document(tmp_path: Path) -> Path:
+    """A one-page PDF (A4 at 24 dpi: a blank page of 2 kB)."""
     path = tmp_path / "one-page.pdf"
-    path.write_bytes(PDF)
+    Image.new("L", (198, 281), 255).save(path, resolution=24)
     return path
 
 
@@ -115,7 +119,7 @@ def test_ipptool_requests_decode_and_encode_back_byte_for_byte(document: Path) -
             continue
         seen.add(message.code)
         if message.code in (Operation.PRINT_JOB, Operation.SEND_DOCUMENT) and message.data:
-            assert document_of(message) == PDF
+            assert document_of(message) == document.read_bytes()
             assert captured.body[message.data_offset :] == bytes(message.data)
     assert refused_versions >= 1
     assert {
@@ -224,7 +228,126 @@ def test_cups_clients_requests_decode_and_encode_back_byte_for_byte(
         "application/pdf",
         "application/octet-stream",
     }
-    assert document_of(send) == PDF
+    assert document_of(send) == document.read_bytes()
     assert by_operation[Operation.GET_JOBS].value(GroupTag.OPERATION, "which-jobs")
     cancel_job = by_operation[Operation.CANCEL_JOB]
     assert cancel_job.value(GroupTag.OPERATION, "job-uri").endswith("/jobs/1")
+
+
+@contextlib.contextmanager
+def private_cupsd() -> Iterator[dict[str, str]]:
+    """`cupsd -f` from a configuration folder of its own on 127.0.0.1:PORT; yields the
+    environment that points CUPS's commands at it. Stopped (by its pid) afterwards."""
+    program = require_command("cupsd")
+    for needed in ("/usr/lib/cups/backend/ipp", "/usr/lib/cups/filter/pdftopdf"):
+        require_peer(Path(needed).exists(), f"{needed} is missing (cups-daemon, cups-filters)")
+    # cupsd runs its filters and backends as `lp`: the folder must be open to it,
+    # which pytest's private temporary folders are not.
+    root = Path(tempfile.mkdtemp(prefix="pc-cupsd-"))
+    port = free_port()
+    try:
+        for name in ("log", "spool/tmp", "cache", "state", "ppd"):
+            (root / name).mkdir(parents=True)
+        (root / "cupsd.conf").write_text(
+            f"Listen 127.0.0.1:{port}\n"
+            "LogLevel debug\nWebInterface No\nBrowsing No\nDefaultAuthType None\n"
+            "<Location />\n  Order allow,deny\n  Allow all\n</Location>\n"
+            "<Location /admin>\n  Order allow,deny\n  Allow all\n</Location>\n"
+            "<Policy default>\n  <Limit All>\n    Order deny,allow\n  </Limit>\n</Policy>\n"
+        )
+        (root / "cups-files.conf").write_text(
+            f"ServerRoot {root}\nRequestRoot {root}/spool\nTempDir {root}/spool/tmp\n"
+            f"CacheDir {root}/cache\nStateDir {root}/state\n"
+            f"AccessLog {root}/log/access_log\nErrorLog {root}/log/error_log\n"
+            f"PageLog {root}/log/page_log\n"
+            "ServerBin /usr/lib/cups\nDataDir /usr/share/cups\n"
+            # cupsd refuses to run its children as root
+            "User lp\nGroup lp\nSandboxing relaxed\n"
+        )
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        env = {**os.environ, "CUPS_SERVER": f"127.0.0.1:{port}", "LANG": "C"}
+        process = subprocess.Popen(
+            [program, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"cupsd exited with {process.returncode}:\n{_cups_log(root)}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"cupsd did not listen within 60 s:\n{_cups_log(root)}")
+                    time.sleep(0.2)
+            env["PC_CUPS_LOG"] = str(root / "log" / "error_log")
+            yield env
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _cups_log(root: Path) -> str:
+    path = root / "log" / "error_log"
+    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
+
+
+@pytest.mark.peer("cupsd")
+def test_cupsd_queue_prints_through_requests_that_decode_byte_for_byte(document: Path) -> None:
+    lpadmin, lp, lpstat = (require_command(c) for c in ("lpadmin", "lp", "lpstat"))
+    with private_cupsd() as env, CaptureServer() as server:
+
+        def run(*argv: str) -> str:
+            done = subprocess.run(
+                list(argv),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+            )
+            log = Path(env["PC_CUPS_LOG"])
+            assert done.returncode == 0, (
+                argv,
+                done.stdout,
+                done.stderr,
+                _cups_log(log.parent.parent),
+            )
+            return done.stdout
+
+        # CUPS builds its driverless PPD from our encoded Get-Printer-Attributes answer
+        run(lpadmin, "-p", "capture", "-E", "-v", server.uri, "-m", "everywhere")
+        run(lp, "-d", "capture", "-o", "sides=two-sided-long-edge", str(document))
+        deadline = time.monotonic() + 120
+        while "capture-1" not in run(lpstat, "-W", "completed", "-o", "capture"):
+            assert time.monotonic() < deadline, "the job did not complete within 120 s"
+            time.sleep(0.5)
+    messages = [decoded_exactly(c) for c in server.captured]
+    operations = [m.code for m in messages]
+    assert Operation.GET_PRINTER_ATTRIBUTES in operations
+    assert Operation.SEND_DOCUMENT in operations or Operation.PRINT_JOB in operations
+    (sent,) = [m for m in messages if m.code in (Operation.SEND_DOCUMENT, Operation.PRINT_JOB)]
+    # pdftopdf rewrote the file: a PDF of one page, after the attributes
+    data = document_of(sent)
+    assert data.startswith(b"%PDF-")
+    pdf = pdfium.PdfDocument(data)
+    try:
+        assert len(pdf) == 1
+    finally:
+        pdf.close()
+    created = next(m for m in messages if m.code in (Operation.CREATE_JOB, Operation.PRINT_JOB))
+    assert created.value(GroupTag.JOB, "sides") == "two-sided-long-edge"
+    assert created.value(GroupTag.OPERATION, "requesting-user-name")
