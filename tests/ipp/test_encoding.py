@@ -365,3 +365,15 @@ def test_a_large_body_in_a_bytearray_is_read_without_copying_the_document() -> N
     assert decoded.data == document
     # the same prefix cut inside the attributes is incomplete, not malformed
     assert decode_head(bytearray(body[:20])) is None
+
+
+def test_limits_must_make_sense() -> None:
+    for bad in (
+        {"max_depth": 0},
+        {"max_depth": 65},
+        {"max_size": 0},
+        {"max_values": -1},
+        {"max_value_length": 40_000},
+    ):
+        with pytest.raises(ValueError, match=r"max_|limit"):
+            Limits(**bad)  # type: ignore[arg-type]

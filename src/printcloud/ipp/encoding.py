@@ -88,8 +88,12 @@ class Limits:
     max_depth: int = 8
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_depth <= 64:
+        if not 1 <= self.max_depth <= 64:  # the decoder recurses once per level
             raise ValueError("max_depth must be between 1 and 64")
+        if min(self.max_size, self.max_attributes, self.max_values, self.max_name_length) < 1:
+            raise ValueError("every limit must be positive")
+        if not 0 <= self.max_value_length <= 0x7FFF:
+            raise ValueError("max_value_length must be between 0 and 32767")
 
 
 DEFAULT_LIMITS = Limits()
