@@ -645,15 +645,24 @@ def _write(tag: int, name: bytes, value: Any, out: list[bytes]) -> None:
 
 def encode_attribute(attribute: Attribute) -> bytes:
     """The bytes of one attribute, all its values (RFC 8010 §3.1.4-§3.1.6)."""
-    out: list[bytes] = []
     try:
         name = attribute.name.encode("ascii")
         if not name or len(name) > 0x7FFF:
             raise ValueError("an attribute name must be 1 to 32767 US-ASCII octets")
-        first = True
-        for tag, value in zip(attribute.tags, attribute.values, strict=True):
-            _write(tag, name if first else b"", value, out)
-            first = False
+        tags, values = attribute.tags, attribute.values
+        if len(tags) != len(values):
+            raise ValueError("tags and values differ in number")
+        tag = tags[0]
+        writer = _VALUE_WRITERS.get(tag)
+        if len(values) == 1 and writer is not None:  # the common case, without a list
+            data = writer(values[0])
+            if len(data) > 0x7FFF:
+                raise ValueError(f"a value of {len(data)} octets (RFC 8010 allows 32767)")
+            return _TAG_AND_LENGTH.pack(tag, len(name)) + name + _U16.pack(len(data)) + data
+        out: list[bytes] = []
+        _write(tag, name, values[0], out)
+        for index in range(1, len(values)):
+            _write(tags[index], b"", values[index], out)
     except (TypeError, ValueError, AttributeError, struct.error) as exc:
         raise ValueError(f"attribute {attribute.name!r}: {exc}") from exc
     return b"".join(out)
