@@ -32,7 +32,7 @@ from printcloud.ipp import (
     encode_attribute,
     encode_message,
 )
-from tests.ipp.strategies import MESSAGES
+from tests.ipp.codec_strategies import MESSAGES
 
 ROUND_TRIP = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

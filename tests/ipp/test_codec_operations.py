@@ -21,7 +21,7 @@ from printcloud.ipp import (
     ValueTag,
 )
 from printcloud.ipp.model import is_printer_job_template
-from tests.ipp.strategies import REQUESTS
+from tests.ipp.codec_strategies import REQUESTS
 
 URI = "ipp://127.0.0.1:8631/ipp/print/acme/office"
 

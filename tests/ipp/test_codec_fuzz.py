@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from printcloud import ipp
 from printcloud.ipp import IPPError, Limits, Message, Status, decode, decode_head, encode
-from tests.ipp.strategies import MESSAGES
+from tests.ipp.codec_strategies import MESSAGES
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DECODER_STATUSES = {

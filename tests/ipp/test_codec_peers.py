@@ -1,7 +1,7 @@
 """Real requests from real clients, decoded byte for byte: `ipptool` running
 CUPS's own test files, CUPS's `lp`, `lpstat` and `cancel`, and a private `cupsd`
 whose queue (`lpadmin -m everywhere`) prints through CUPS's ipp backend, all
-against a loopback IPP server answering with this codec (tests/ipp/capture.py).
+against a loopback IPP server answering with this codec (tests/ipp/codec_capture.py).
 
 Every request they send decodes, and encodes back to exactly the bytes received;
 the document after end-of-attributes-tag is the file sent. They are also referees
@@ -31,7 +31,7 @@ from PIL import Image
 from printcloud import ipp
 from printcloud.ipp import GroupTag, Operation, ValueTag
 from tests.conftest import free_port, require_command, require_peer
-from tests.ipp.capture import Captured, CaptureServer
+from tests.ipp.codec_capture import Captured, CaptureServer
 
 IPPTOOL_TESTS = Path("/usr/share/cups/ipptool")
 FILES = [
