@@ -9,11 +9,13 @@ import socket
 import socketserver
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta, timezone
 from io import BufferedIOBase
 
 from printcloud import ipp
 from printcloud.ipp import Attribute, Collection, Group, GroupTag, Operation, ValueTag
+
+CURRENT_TIME = datetime(2026, 12, 7, 4, 5, 6, tzinfo=timezone(timedelta(hours=5, minutes=30)))
 
 
 @dataclass
@@ -72,7 +74,8 @@ def printer_attributes(uri: str) -> list[Attribute]:
         Attribute("printer-state-reasons", kw, "none"),
         Attribute("printer-is-accepting-jobs", ValueTag.BOOLEAN, True),
         Attribute("printer-up-time", ValueTag.INTEGER, 1000),
-        Attribute("printer-current-time", ValueTag.DATE_TIME, datetime.now(UTC)),
+        # fixed, so an answer encodes the same twice; an offset, so readers convert it
+        Attribute("printer-current-time", ValueTag.DATE_TIME, CURRENT_TIME),
         Attribute("queued-job-count", ValueTag.INTEGER, 0),
         Attribute("operations-supported", ValueTag.ENUM, operations),
         Attribute("charset-configured", ValueTag.CHARSET, "utf-8"),

@@ -22,6 +22,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -351,3 +352,86 @@ def test_cupsd_queue_prints_through_requests_that_decode_byte_for_byte(document:
     created = next(m for m in messages if m.code in (Operation.CREATE_JOB, Operation.PRINT_JOB))
     assert created.value(GroupTag.JOB, "sides") == "two-sided-long-edge"
     assert created.value(GroupTag.OPERATION, "requesting-user-name")
+
+
+# -- ipptool's own reading of the bytes, line by line -----------------------------------
+
+SYNTAX = {
+    ValueTag.CHARSET: "charset",
+    ValueTag.NATURAL_LANGUAGE: "naturalLanguage",
+    ValueTag.URI: "uri",
+    ValueTag.KEYWORD: "keyword",
+    ValueTag.NAME: "nameWithoutLanguage",
+    ValueTag.TEXT: "textWithoutLanguage",
+    ValueTag.ENUM: "enum",
+    ValueTag.BOOLEAN: "boolean",
+    ValueTag.INTEGER: "integer",
+    ValueTag.DATE_TIME: "dateTime",
+    ValueTag.RANGE_OF_INTEGER: "rangeOfInteger",
+    ValueTag.RESOLUTION: "resolution",
+    ValueTag.BEG_COLLECTION: "collection",
+    ValueTag.MIME_MEDIA_TYPE: "mimeMediaType",
+}
+
+
+def ipptool_value(name: str, tag: int, value: object) -> str:
+    """A value as `ipptool -v` prints it (libcups' ippAttributeString)."""
+    if isinstance(value, ipp.Collection):
+        return "{" + " ".join(f"{m.name}={ipptool_values(m)}" for m in value.members) + "}"
+    if tag == ValueTag.ENUM and name == "operations-supported":
+        return Operation(value).keyword
+    if tag == ValueTag.ENUM and name == "printer-state":
+        return ipp.PrinterState(value).name.lower()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, ipp.Range):
+        return f"{value.lower}-{value.upper}"
+    if isinstance(value, ipp.Resolution):
+        units = "dpi" if value.units == ipp.ResolutionUnits.DOTS_PER_INCH else "dpcm"
+        size = f"{value.x}" if value.x == value.y else f"{value.x}x{value.y}"
+        return size + units
+    if isinstance(value, datetime):  # the wire's local time and offset, as sent
+        zone = "Z" if not value.utcoffset() else value.strftime("%z")
+        return value.strftime("%Y-%m-%dT%H:%M:%S") + zone
+    return str(value)
+
+
+def ipptool_values(attribute: ipp.Attribute) -> str:
+    return ",".join(
+        ipptool_value(attribute.name, t, v)
+        for t, v in zip(attribute.tags, attribute.values, strict=True)
+    )
+
+
+def ipptool_line(attribute: ipp.Attribute) -> str:
+    syntax = SYNTAX[attribute.tag]
+    if len(attribute.values) > 1:
+        syntax = f"1setOf {syntax}"
+    return f"{attribute.name} ({syntax}) = {ipptool_values(attribute)}"
+
+
+@pytest.mark.peer("ipptool")
+def test_ipptool_reads_the_bytes_as_the_codec_does() -> None:
+    ipptool = require_command("ipptool")
+    path = IPPTOOL_TESTS / "get-printer-attributes.test"
+    with CaptureServer() as server:
+        done = subprocess.run(
+            [ipptool, "-tv", server.uri, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+    printed = [line.strip() for line in done.stdout.splitlines()]
+    (captured,) = server.captured
+    request = decoded_exactly(captured)
+    answer = ipp.decode(server.answer(captured.path, captured.body))
+    # what ipptool says it sent is what the codec read from the wire
+    start = printed.index("Get-Printer-Attributes:") + 1
+    sent = [ipptool_line(a) for a in request.groups[0]]
+    assert printed[start : start + len(sent)] == sent
+    # and what ipptool read from our answer is what the codec encoded, line for line
+    received = [ipptool_line(a) for group in answer.groups for a in group]
+    start = printed.index("status-code = successful-ok (successful-ok)") + 1
+    assert printed[start : start + len(received)] == received
+    assert any("media-col-database (1setOf collection)" in line for line in received)
