@@ -347,6 +347,8 @@ def test_decoder_errors_are_answered_with_the_request_id() -> None:
 def test_model_names() -> None:
     assert Operation.GET_PRINTER_ATTRIBUTES.keyword == "Get-Printer-Attributes"
     assert Operation.CUPS_GET_PRINTERS.keyword == "CUPS-Get-Printers"
+    assert Operation.PRINT_URI.keyword == "Print-URI"
+    assert Operation.CUPS_GET_PPDS.keyword == "CUPS-Get-PPDs"
     assert Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE == 0x0408
     assert (
         Status.CLIENT_ERROR_REQUEST_VALUE_TOO_LONG.keyword == "client-error-request-value-too-long"
