@@ -388,3 +388,25 @@ def test_any_request_is_accepted_or_refused_with_an_rfc_8011_status(message: Mes
     assert checked.charset in {"utf-8", "us-ascii"}
     assert decoded.version in {(1, 1), (2, 0), (2, 1), (2, 2)}
     assert checked.printer_uri or checked.job_uri
+
+
+def test_request_builds_what_check_request_accepts() -> None:
+    job = Group(GroupTag.JOB, [Attribute("copies", ValueTag.INTEGER, 2)])
+    built = ipp.request(
+        Operation.PRINT_JOB,
+        printer_uri=URI,
+        requesting_user_name="alice",
+        attributes=[Attribute("document-format", ValueTag.MIME_MEDIA_TYPE, "application/pdf")],
+        groups=[job],
+        request_id=9,
+        data=b"%PDF-1.7",
+    )
+    decoded = ipp.decode(ipp.encode(built))
+    assert decoded == built
+    checked = ipp.check_request(decoded, operations={Operation.PRINT_JOB})
+    assert (checked.printer_uri, checked.requesting_user_name) == (URI, "alice")
+    assert decoded.value(GroupTag.JOB, "copies") == 2
+    cancel = ipp.check_request(ipp.request(Operation.CANCEL_JOB, job_uri=f"{URI}/3"))
+    assert cancel.job_uri == f"{URI}/3"
+    by_id = ipp.check_request(ipp.request(Operation.CANCEL_JOB, printer_uri=URI, job_id=3))
+    assert by_id.job_id == 3
