@@ -56,16 +56,6 @@ from printcloud.ipp.model import (
     TextWithLanguage,
 )
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "Limits",
-    "decode",
-    "decode_head",
-    "encode",
-    "encode_attribute",
-    "encode_message",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
