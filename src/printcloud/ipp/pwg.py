@@ -180,7 +180,7 @@ class RasterPage:
     def pixels(self) -> np.ndarray:
         """8-bit samples, `(height, width, colors)`: gray with 0 black, RGB, or CMYK.
 
-        16-bit samples keep their high byte; 1-bit ones become 0 or 255; Black
+        16-bit samples are rounded to 8 bits; 1-bit ones become 0 or 255; Black
         becomes gray. A flipped back side (`CrossFeedTransform`/`FeedTransform`
         of -1) is turned back, so every page reads the right way up.
         """
@@ -190,8 +190,9 @@ class RasterPage:
             bits = np.unpackbits(self.data, axis=1)[:, : h.width]
             out = bits * np.uint8(255)
         elif h.bits_per_color == 16:
-            # big-endian samples: the high byte comes first
-            out = self.data[:, : h.width * colors * 2 : 2]
+            # big-endian samples, rounded to the nearest 8-bit level
+            wide = self.data.view(">u2")[:, : h.width * colors].astype(np.uint32)
+            out = ((wide * 255 + 32767) // 65535).astype(np.uint8)
         else:
             out = self.data[:, : h.width * colors]
         out = out.reshape(h.height, h.width, colors)
