@@ -31,14 +31,34 @@ REPO = Path(__file__).resolve().parents[2]
 DOC10 = REPO.parent / "shared" / "bench-data" / "doc10.pdf"
 
 
-def ghostscript(pdf: Path, out: Path, device: str, *, dpi: int, args: tuple[str, ...] = (),
-                pages: tuple[int, int] = (1, 1)) -> Path:
+def ghostscript(
+    pdf: Path,
+    out: Path,
+    device: str,
+    *,
+    dpi: int,
+    args: tuple[str, ...] = (),
+    pages: tuple[int, int] = (1, 1),
+) -> Path:
     gs = require_command("gs")
     subprocess.run(
-        [gs, "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE", f"-sDEVICE={device}", f"-r{dpi}",
-         f"-dFirstPage={pages[0]}", f"-dLastPage={pages[1]}", *args,
-         f"-sOutputFile={out}", str(pdf)],
-        check=True, capture_output=True, timeout=300,
+        [
+            gs,
+            "-q",
+            "-dSAFER",
+            "-dBATCH",
+            "-dNOPAUSE",
+            f"-sDEVICE={device}",
+            f"-r{dpi}",
+            f"-dFirstPage={pages[0]}",
+            f"-dLastPage={pages[1]}",
+            *args,
+            f"-sOutputFile={out}",
+            str(pdf),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return out
 
@@ -46,9 +66,24 @@ def ghostscript(pdf: Path, out: Path, device: str, *, dpi: int, args: tuple[str,
 def mutool(pdf: Path, out: Path, fmt: str, *, dpi: int, colorspace: str, page: int = 1) -> Path:
     tool = require_command("mutool")
     subprocess.run(
-        [tool, "draw", "-q", "-F", fmt, "-r", str(dpi), "-c", colorspace, "-o", str(out),
-         str(pdf), str(page)],
-        check=True, capture_output=True, timeout=300,
+        [
+            tool,
+            "draw",
+            "-q",
+            "-F",
+            fmt,
+            "-r",
+            str(dpi),
+            "-c",
+            colorspace,
+            "-o",
+            str(out),
+            str(pdf),
+            str(page),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return out
 
@@ -112,9 +147,18 @@ class CupsRasterReader:
 # -- an independent PWG writer for the round-trip properties ------------------------------
 
 
-def pwg_header(*, width: int, height: int, dpi: tuple[int, int] = (300, 300), bpc: int = 8,
-               colors: int = 3, color_space: int = 19, bpl: int | None = None,
-               order: int = 0, transforms: tuple[int, int] = (1, 1)) -> bytes:
+def pwg_header(
+    *,
+    width: int,
+    height: int,
+    dpi: tuple[int, int] = (300, 300),
+    bpc: int = 8,
+    colors: int = 3,
+    color_space: int = 19,
+    bpl: int | None = None,
+    order: int = 0,
+    transforms: tuple[int, int] = (1, 1),
+) -> bytes:
     """A 1796-byte page header (PWG 5102.4 §4.3) with the given fields, the rest zero."""
     raw = bytearray(1796)
     raw[0:9] = b"PwgRaster"
@@ -153,8 +197,10 @@ def encode_lines(rows: np.ndarray, bpp: int) -> bytes:
                 i += run
                 continue
             start = i
-            while i < len(pixels) and i - start < 128 and (
-                i + 1 >= len(pixels) or pixels[i + 1] != pixels[i]
+            while (
+                i < len(pixels)
+                and i - start < 128
+                and (i + 1 >= len(pixels) or pixels[i + 1] != pixels[i])
             ):
                 i += 1
             # 129-255 stand for 128-2 literal pixels: a lone pixel is a repeat of one

@@ -56,11 +56,19 @@ def image_doc(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.peer("gs")
 @pytest.mark.parametrize(("space", "bits", "device", "mode", "tolerance"), CASES)
 def test_ghostscript_pwg_equals_ghostscript_png(
-    image_doc: Path, tmp_path: Path, space: int, bits: int, device: str, mode: str,
+    image_doc: Path,
+    tmp_path: Path,
+    space: int,
+    bits: int,
+    device: str,
+    mode: str,
     tolerance: int,
 ) -> None:
     raster = ghostscript(
-        image_doc, tmp_path / "page.pwg", "pwgraster", dpi=DPI,
+        image_doc,
+        tmp_path / "page.pwg",
+        "pwgraster",
+        dpi=DPI,
         args=(f"-dcupsColorSpace={space}", f"-dcupsBitsPerColor={bits}"),
     )
     reference = png_pixels(ghostscript(image_doc, tmp_path / "page.png", device, dpi=DPI), mode)
@@ -80,7 +88,10 @@ def test_ghostscript_pwg_equals_ghostscript_png(
 @pytest.mark.parametrize("space", [18, 3])
 def test_ghostscript_one_bit_pages(image_doc: Path, tmp_path: Path, space: int) -> None:
     raster = ghostscript(
-        image_doc, tmp_path / "page.pwg", "pwgraster", dpi=DPI,
+        image_doc,
+        tmp_path / "page.pwg",
+        "pwgraster",
+        dpi=DPI,
         args=(f"-dcupsColorSpace={space}", "-dcupsBitsPerColor=1"),
     )
     reference = png_pixels(ghostscript(image_doc, tmp_path / "m.png", "pngmono", dpi=DPI), "L")
@@ -94,7 +105,10 @@ def test_ghostscript_one_bit_pages(image_doc: Path, tmp_path: Path, space: int) 
 @pytest.mark.peer("gs")
 def test_ghostscript_cmyk_equals_ghostscript_tiff(image_doc: Path, tmp_path: Path) -> None:
     raster = ghostscript(
-        image_doc, tmp_path / "page.pwg", "pwgraster", dpi=DPI,
+        image_doc,
+        tmp_path / "page.pwg",
+        "pwgraster",
+        dpi=DPI,
         args=("-dcupsColorSpace=6", "-dcupsBitsPerColor=8"),
     )
     reference = png_pixels(
@@ -113,7 +127,11 @@ def test_doc10_decodes_like_libcups(tmp_path: Path, space: int, bits: int) -> No
     if not DOC10.exists():
         pytest.skip(f"{DOC10} (the shared bench document) is not here")
     raster = ghostscript(
-        DOC10, tmp_path / "doc.pwg", "pwgraster", dpi=150, pages=(1, 2),
+        DOC10,
+        tmp_path / "doc.pwg",
+        "pwgraster",
+        dpi=150,
+        pages=(1, 2),
         args=(f"-dcupsColorSpace={space}", f"-dcupsBitsPerColor={bits}"),
     )
     cups = CupsRasterReader().read(raster)
@@ -121,12 +139,14 @@ def test_doc10_decodes_like_libcups(tmp_path: Path, space: int, bits: int) -> No
     assert len(ours) == len(cups) == 2
     for page, ((width, height, bpl), data) in zip(ours, cups, strict=True):
         assert (page.header.width, page.header.height, page.header.bytes_per_line) == (
-            width, height, bpl,
+            width,
+            height,
+            bpl,
         )
         if bits == 16:  # libcups swaps 16-bit samples to the host's byte order
-            assert np.array_equal(page.data.view(">u2"), np.frombuffer(data, "=u2").reshape(
-                height, bpl // 2
-            ))
+            assert np.array_equal(
+                page.data.view(">u2"), np.frombuffer(data, "=u2").reshape(height, bpl // 2)
+            )
         else:
             assert page.data.tobytes() == data
 
@@ -138,7 +158,10 @@ def test_doc10_against_ghostscript_png(tmp_path: Path) -> None:
     if not DOC10.exists():
         pytest.skip(f"{DOC10} (the shared bench document) is not here")
     raster = ghostscript(
-        DOC10, tmp_path / "p.pwg", "pwgraster", dpi=DPI,
+        DOC10,
+        tmp_path / "p.pwg",
+        "pwgraster",
+        dpi=DPI,
         args=("-dcupsColorSpace=19", "-dcupsBitsPerColor=8"),
     )
     reference = png_pixels(ghostscript(DOC10, tmp_path / "p.png", "png16m", dpi=DPI), "RGB")
@@ -161,7 +184,10 @@ def test_mupdf_pwg_equals_mupdf_png(tmp_path: Path, colorspace: str, mode: str) 
     )
     (page,) = pwg.read_pages(raster.read_bytes())
     assert np.array_equal(page.pixels(), reference)
-    assert np.array_equal(page.data, np.frombuffer(CupsRasterReader().read(raster)[0][1], np.uint8).reshape(page.data.shape))
+    assert np.array_equal(
+        page.data,
+        np.frombuffer(CupsRasterReader().read(raster)[0][1], np.uint8).reshape(page.data.shape),
+    )
 
 
 # -- headers and limits ------------------------------------------------------------------
@@ -276,7 +302,11 @@ def test_truncated_or_mutated_raster_raises_only_raster_errors(
         offset = data.draw(st.sampled_from([276, 372, 376, 384, 388, 392, 396, 400, 452, 456]))
         struct.pack_into(">I", mutated, 4 + offset, data.draw(st.integers(0, 2**32 - 1)))
     small = pwg.RasterLimits(max_page_pixels=1_000_000, max_total_pixels=2_000_000, max_pages=4)
-    for candidate in (body[:cut], bytes(mutated), bytes(mutated) + data.draw(st.binary(max_size=64))):
+    for candidate in (
+        body[:cut],
+        bytes(mutated),
+        bytes(mutated) + data.draw(st.binary(max_size=64)),
+    ):
         try:
             for page in pwg.read_pages(candidate, limits=small):
                 page.pixels()

@@ -14,7 +14,8 @@ compressed (RFC 8011 §4.2.1.1 `compression`, §5.4.32 `compression-supported`).
 - `image/pwg-raster` (`ipp/pwg.py`), `image/urf` (`ipp/urf.py`): one page per
   raster page, exactly its pixel size at its resolution; gray and colour pages as
   JPEG (simplejpeg, quality 90, 4:4:4), 1-bit pages lossless (FlateDecode, 1 bit per
-  pixel); CMYK pages become RGB (1 − C)(1 − K)…: the printer separates again;
+  pixel); CMYK pages become sRGB through Ghostscript's CMYK profile (`cmyk_to_rgb`),
+  the one the virtual printer separates with again;
 - `application/octet-stream`: sniffed by magic (`%PDF-`, JPEG's SOI `FF D8 FF`,
   `RaS2`, `UNIRAST`), then as above.
 
@@ -36,20 +37,25 @@ RFC 8011 §B.1.5 status code the IPP handlers answer with):
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import warnings
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 from printcloud.ipp import pwg, urf
 
 from .convert import DEFAULT_MAX_PAGE_PIXELS, DEFAULT_MAX_PAGES
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPRESSIONS",
@@ -291,11 +297,41 @@ def _encode(pixels: np.ndarray) -> bytes:
     return bytes(simplejpeg.encode_jpeg(pixels, JPEG_QUALITY, "RGB", "444"))
 
 
+#: The CMYK profile a CMYK page is read with: Ghostscript's (SWOP), the one the virtual
+#: printer separates with (device/raster.py), so a CMYK page comes back near its inks.
+CMYK_PROFILES = (
+    Path("/usr/share/color/icc/ghostscript/default_cmyk.icc"),
+    Path("/usr/share/ghostscript/iccprofiles/default_cmyk.icc"),
+)
+
+
+@functools.cache
+def _cmyk_transform() -> ImageCms.ImageCmsTransform | None:
+    for path in CMYK_PROFILES:
+        try:
+            return ImageCms.buildTransform(
+                ImageCms.getOpenProfile(str(path)),
+                ImageCms.createProfile("sRGB"),
+                "CMYK",
+                "RGB",
+                renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            )
+        except (OSError, ImageCms.PyCMSError):
+            continue
+    log.warning("no CMYK profile in %s: CMYK pages use the naive formula", CMYK_PROFILES)
+    return None
+
+
 def cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
-    """Naive CMYK → RGB, R = 255 − min(255, C + K)…, as PDF §10.3.5 (DeviceCMYK to RGB)."""
-    c = cmyk.astype(np.uint16)
-    k = c[..., 3:4]
-    return (255 - np.minimum(255, c[..., :3] + k)).astype(np.uint8)
+    """CMYK pixels to sRGB through the CMYK profile (LittleCMS), or when there is none
+    the naive formula of PDF (ISO 32000-1 §10.3.5): R = 255 − min(255, C + K)…"""
+    transform = _cmyk_transform()
+    if transform is not None:
+        image = ImageCms.applyTransform(Image.fromarray(cmyk, "CMYK"), transform)
+        if image is not None:
+            return np.asarray(image)
+    wide = cmyk.astype(np.uint16)
+    return (255 - np.minimum(255, wide[..., :3] + wide[..., 3:4])).astype(np.uint8)
 
 
 # -- JPEG -----------------------------------------------------------------------------
