@@ -312,3 +312,11 @@ def test_truncated_or_mutated_raster_raises_only_raster_errors(
                 page.pixels()
         except (pwg.RasterError, pwg.RasterTooLarge):
             pass
+
+
+def test_reused_buffers_give_the_same_pages() -> None:
+    rows = [np.full((4, 9), value, np.uint8) for value in (10, 20, 30)]
+    page = [pwg_header(width=3, height=4) + encode_lines(r, 3) for r in rows]
+    data = pwg.SYNC + b"".join(page)
+    reused = [p.data.copy() for p in pwg.read_pages(data, reuse=True)]
+    assert all(np.array_equal(a, b) for a, b in zip(reused, rows, strict=True))

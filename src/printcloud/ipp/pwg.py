@@ -305,30 +305,36 @@ def _unpack_lines(src: np.ndarray, pos: int, out: np.ndarray, bpp: int, fill: in
     """§4.4's line compression into `out` (height x bytes_per_line) from `src[pos:]`.
 
     Returns the offset after the page, or -1 - y when the data ends in line y.
+    Plain loops over a flat view, not slice assignments: numba checks slices of
+    one array for overlap and copies through a temporary (measured 20-25% slower).
     """
     n = src.shape[0]
     height, bpl = out.shape
+    flat = out.reshape(-1)
     y = 0
     while y < height:
         if pos >= n:
             return -1 - y
         repeat = src[pos] + 1
         pos += 1
-        row = out[y]
+        base = y * bpl
         x = 0
         while x < bpl:
             if pos >= n:
                 return -1 - y
             code = src[pos]
             pos += 1
+            at = base + x
             if code == 128:
-                row[x:] = fill
+                for i in range(at, base + bpl):
+                    flat[i] = fill
                 x = bpl
             elif code > 128:
                 count = min((257 - code) * bpp, bpl - x)
                 if pos + count > n:
                     return -1 - y
-                row[x : x + count] = src[pos : pos + count]
+                for i in range(count):
+                    flat[at + i] = src[pos + i]
                 pos += count
                 x += count
             else:
@@ -336,15 +342,26 @@ def _unpack_lines(src: np.ndarray, pos: int, out: np.ndarray, bpp: int, fill: in
                 if pos + bpp > n:
                     return -1 - y
                 if bpp == 1:
-                    row[x : x + count] = src[pos]
+                    value = src[pos]
+                    for i in range(at, at + count):
+                        flat[i] = value
+                elif bpp == 3:
+                    r, g, b = src[pos], src[pos + 1], src[pos + 2]
+                    for i in range(at, at + count, 3):
+                        flat[i] = r
+                        flat[i + 1] = g
+                        flat[i + 2] = b
                 else:
-                    for k in range(count):
-                        row[x + k] = src[pos + k % bpp]
+                    for i in range(at, at + count, bpp):
+                        for k in range(bpp):
+                            flat[i + k] = src[pos + k]
                 pos += bpp
                 x += count
         last = min(y + repeat, height)
         for other in range(y + 1, last):
-            out[other, :] = row
+            to = other * bpl
+            for i in range(bpl):
+                flat[to + i] = flat[base + i]
         y = last
     return pos
 
@@ -357,21 +374,31 @@ def decode_pixels(
     bytes_per_line: int,
     bytes_per_pixel: int,
     white: int,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Decode one page's compressed lines (§4.4) from `src[pos:]`: (rows, next offset).
 
     `src` is the whole stream as a uint8 array; the caller has checked the sizes
     against its limits. `white` is the byte run 128 fills the line's rest with.
+    `out`, when given, is a buffer of a previous page of this size to decode into.
     """
-    out = np.empty((height, bytes_per_line), np.uint8)
+    if out is None or out.shape != (height, bytes_per_line):
+        out = np.empty((height, bytes_per_line), np.uint8)
     end = int(_unpack_lines(src, pos, out, bytes_per_pixel, white))
     if end < 0:
         raise RasterError(f"the raster data ends in line {-end} of a {height}-line page")
     return out, end
 
 
-def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[RasterPage]:
-    """Yield the pages of a PWG raster stream, one at a time, each checked before decoding."""
+def read_pages(
+    data: bytes, *, limits: RasterLimits | None = None, reuse: bool = False
+) -> Iterator[RasterPage]:
+    """Yield the pages of a PWG raster stream, one at a time, each checked before decoding.
+
+    With `reuse`, a page's `data` is overwritten by the next page of the same size:
+    for a caller that is done with each page before asking for the next (a fresh
+    26 MB buffer per 300 dpi page costs the kernel's page faults and zeroing).
+    """
     limits = limits or RasterLimits()
     if data[:4] != SYNC:
         raise RasterError("not PWG raster: the stream does not start with 'RaS2'")
@@ -379,6 +406,7 @@ def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[R
     pos = len(SYNC)
     seen = 0
     count = 0
+    buffer: np.ndarray | None = None
     while pos < len(data):
         if count >= limits.max_pages:
             raise RasterTooLarge(f"the document has more than {limits.max_pages} pages")
@@ -402,11 +430,14 @@ def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[R
                 bytes_per_line=header.bytes_per_line,
                 bytes_per_pixel=max(1, header.bits_per_pixel // 8),
                 white=0xFF if header.color_space.additive else 0x00,
+                out=buffer,
             )
         except RasterError as exc:
             raise RasterError(f"page {count + 1}: {exc.description}") from None
         seen += header.width * header.height
         count += 1
+        if reuse:
+            buffer = rows
         yield RasterPage(header=header, data=rows)
     if count == 0:
         raise RasterError("the PWG raster stream has no pages")

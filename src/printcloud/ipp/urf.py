@@ -112,8 +112,13 @@ def read_header(raw: bytes | memoryview) -> PageHeader:
     )
 
 
-def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[RasterPage]:
-    """Yield the pages of a URF stream, one at a time, each checked before decoding."""
+def read_pages(
+    data: bytes, *, limits: RasterLimits | None = None, reuse: bool = False
+) -> Iterator[RasterPage]:
+    """Yield the pages of a URF stream, one at a time, each checked before decoding.
+
+    `reuse`: as `pwg.read_pages` (a page's data is overwritten by the next one's).
+    """
     limits = limits or RasterLimits()
     if data[:8] != SYNC:
         raise RasterError("not Apple raster: the stream does not start with 'UNIRAST'")
@@ -123,6 +128,7 @@ def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[R
     pos = FILE_HEADER_SIZE
     seen = 0
     count = 0
+    buffer: np.ndarray | None = None
     while pos < len(data):
         if count >= limits.max_pages:
             raise RasterTooLarge(f"the document has more than {limits.max_pages} pages")
@@ -147,11 +153,14 @@ def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[R
                 bytes_per_line=header.bytes_per_line,
                 bytes_per_pixel=max(1, header.bits_per_pixel // 8),
                 white=0xFF if header.color_space.additive else 0x00,
+                out=buffer,
             )
         except RasterError as exc:
             raise RasterError(f"page {count + 1}: {exc.description}") from None
         seen += header.width * header.height
         count += 1
+        if reuse:
+            buffer = rows
         yield RasterPage(header=header, data=rows)
     if count == 0:
         raise RasterError("the URF stream has no pages")

@@ -245,7 +245,7 @@ def to_pdf(
     reader = pwg.read_pages if declared == PWG_RASTER else urf.read_pages
     builder = PdfBuilder()
     try:
-        for page in reader(data, limits=limits.raster):
+        for page in reader(data, limits=limits.raster, reuse=True):
             _add_raster_page(builder, page)
     except pwg.RasterTooLarge as exc:
         raise DocumentTooLarge(exc.description) from exc
