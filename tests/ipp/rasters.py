@@ -125,7 +125,8 @@ class CupsRasterReader:
         self.lib = lib
 
     def read(self, path: Path) -> list[tuple[tuple[int, int, int], bytes]]:
-        """[((width, height, bytes per line), pixels)] for each page of the file."""
+        """[((width, height, bytes per line), pixels)] for each page of the file;
+        `OSError` when libcups cannot read a page's pixels."""
         fd = os.open(path, os.O_RDONLY)
         raster = self.lib.cupsRasterOpen(fd, 0)  # CUPS_RASTER_READ
         pages = []
@@ -136,7 +137,8 @@ class CupsRasterReader:
                 (bpl,) = struct.unpack_from("=I", header, 392)
                 buffer = ctypes.create_string_buffer(bpl * height)
                 got = self.lib.cupsRasterReadPixels(raster, buffer, bpl * height)
-                assert got == bpl * height, f"libcups read {got} of {bpl * height} bytes"
+                if got != bpl * height:
+                    raise OSError(f"libcups read {got} of {bpl * height} bytes")
                 pages.append(((width, height, bpl), buffer.raw))
         finally:
             self.lib.cupsRasterClose(raster)
