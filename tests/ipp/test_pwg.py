@@ -210,6 +210,7 @@ def test_flipped_back_side_is_turned_back() -> None:
         ({"bpc": 1}, "1 bits per colour"),
         ({"bpl": 10}, "10 bytes per line"),
         ({"dpi": (0, 300)}, "resolution"),
+        ({"dpi": (300, 4_000_000_000)}, "outside 10-10000 dpi"),
         ({"width": 0}, "positive"),
     ],
 )

@@ -62,6 +62,10 @@ SYNC = b"RaS2"
 HEADER_SIZE = 1796
 #: PWG 5102.4 allows 1, 8 and 16 bits per colour (§4.3.1.24).
 BITS_PER_COLOR = (1, 8, 16)
+#: Resolutions a page may have: beyond them its size in points is absurd (a 0-point
+#: or a mile-long PDF page); printers list 75-2400 dpi.
+MIN_DPI = 10
+MAX_DPI = 10_000
 
 
 class RasterError(InvalidRequest):
@@ -230,8 +234,10 @@ def check_geometry(
     """The sizes of a page header must agree with each other (shared with `ipp/urf.py`)."""
     if width <= 0 or height <= 0:
         raise RasterError(f"the page is {width}x{height} pixels: both must be positive")
-    if resolution[0] <= 0 or resolution[1] <= 0:
-        raise RasterError(f"the resolution {resolution[0]}x{resolution[1]} dpi is not positive")
+    if not all(MIN_DPI <= value <= MAX_DPI for value in resolution):
+        raise RasterError(
+            f"the resolution {resolution[0]}x{resolution[1]} dpi is outside {MIN_DPI}-{MAX_DPI} dpi"
+        )
     colors = color_space.colors
     if bits_per_color not in BITS_PER_COLOR or (bits_per_color == 1 and colors != 1):
         raise RasterError(
