@@ -354,3 +354,17 @@ def test_mutated_raster_decodes_like_libcups(
         return
     if len(ours) == len(theirs):  # libcups stops quietly where we name a fault
         assert ours == theirs
+
+
+@pytest.mark.parametrize("keyword", sorted(pwg.DOCUMENT_TYPES))
+def test_every_advertised_type_decodes(keyword: str) -> None:
+    """`pwg-raster-document-type-supported` lists only what the decoder reads."""
+    space, bits = pwg.DOCUMENT_TYPES[keyword]
+    colors = space.colors
+    width, height = 9, 3
+    bpl = (width * colors * bits + 7) // 8
+    rows = (np.arange(height * bpl) % 251).astype(np.uint8).reshape(height, bpl)
+    header = pwg_header(width=width, height=height, colors=colors, color_space=space, bpc=bits)
+    (page,) = pwg.read_pages(pwg.SYNC + header + encode_lines(rows, max(1, colors * bits // 8)))
+    assert np.array_equal(page.data, rows)
+    assert page.pixels().shape == (height, width, colors)

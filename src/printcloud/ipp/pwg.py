@@ -43,6 +43,7 @@ from numba import njit
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = [
+    "DOCUMENT_TYPES",
     "HEADER_SIZE",
     "SYNC",
     "ColorSpace",
@@ -100,6 +101,25 @@ class ColorSpace(IntEnum):
         """True when 0 is black and the largest value white (gray and RGB spaces)."""
         return self not in (ColorSpace.BLACK, ColorSpace.CMYK)
 
+
+#: `pwg-raster-document-type-supported` (PWG 5102.4 §4.3.1.28 with the depths of
+#: §4.3.1.24): every colour space and depth this decoder reads, by keyword.
+DOCUMENT_TYPES: dict[str, tuple[ColorSpace, int]] = {
+    "adobe-rgb_8": (ColorSpace.ADOBE_RGB, 8),
+    "adobe-rgb_16": (ColorSpace.ADOBE_RGB, 16),
+    "black_1": (ColorSpace.BLACK, 1),
+    "black_8": (ColorSpace.BLACK, 8),
+    "black_16": (ColorSpace.BLACK, 16),
+    "cmyk_8": (ColorSpace.CMYK, 8),
+    "cmyk_16": (ColorSpace.CMYK, 16),
+    "rgb_8": (ColorSpace.RGB, 8),
+    "rgb_16": (ColorSpace.RGB, 16),
+    "sgray_1": (ColorSpace.SGRAY, 1),
+    "sgray_8": (ColorSpace.SGRAY, 8),
+    "sgray_16": (ColorSpace.SGRAY, 16),
+    "srgb_8": (ColorSpace.SRGB, 8),
+    "srgb_16": (ColorSpace.SRGB, 16),
+}
 
 _COLORS = {
     ColorSpace.W: 1,

@@ -47,6 +47,7 @@ __all__ = [
     "FILE_HEADER_SIZE",
     "PAGE_HEADER_SIZE",
     "SYNC",
+    "URF_TYPES",
     "UrfFileHeader",
     "file_header",
     "read_header",
@@ -65,6 +66,24 @@ _COLOR_SPACES = {
     4: ColorSpace.W,
     5: ColorSpace.RGB,
     6: ColorSpace.CMYK,
+}
+
+
+#: The colour-space-and-depth keywords of `urf-supported` this decoder reads (the
+#: printer adds its own: `V1.4`, `CP1`, `RS300-600`, `DM1`…), with their header bytes.
+URF_TYPES: dict[str, tuple[int, int]] = {
+    "W8": (0, 8),
+    "W16": (0, 16),
+    "SRGB24": (1, 24),
+    "SRGB48": (1, 48),
+    "ADOBERGB24": (3, 24),
+    "ADOBERGB48": (3, 48),
+    "DEVW8": (4, 8),
+    "DEVW16": (4, 16),
+    "DEVRGB24": (5, 24),
+    "DEVRGB48": (5, 48),
+    "DEVCMYK32": (6, 32),
+    "DEVCMYK64": (6, 64),
 }
 
 
