@@ -214,9 +214,13 @@ class RasterPage:
             bits = np.unpackbits(self.data, axis=1)[:, : h.width]
             out = bits * np.uint8(255)
         elif h.bits_per_color == 16:
-            # big-endian samples, rounded to the nearest 8-bit level
-            wide = self.data.view(">u2")[:, : h.width * colors].astype(np.uint32)
-            out = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+            # big-endian samples, rounded to the nearest 8-bit level (v / 257), in
+            # bands so the 32-bit intermediate stays small on a large page
+            wide = self.data.view(">u2")[:, : h.width * colors]
+            out = np.empty(wide.shape, np.uint8)
+            for top in range(0, h.height, 64):
+                band = wide[top : top + 64].astype(np.uint32)
+                out[top : top + 64] = (band + 128) // 257
         else:
             out = self.data[:, : h.width * colors]
         out = out.reshape(h.height, h.width, colors)
