@@ -8,6 +8,7 @@ Every refusal is its own class with its own IPP status code.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import zlib
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge
@@ -300,3 +303,60 @@ def test_each_refusal_has_its_own_class_and_status() -> None:
         formats.DocumentTooLarge,
     ]
     assert len({c.ipp_status for c in classes}) == len({c.error for c in classes}) == 5
+
+
+_REFUSALS = (
+    formats.DocumentFormatNotSupported,
+    formats.CompressionNotSupported,
+    formats.CompressionError,
+    formats.DocumentFormatError,
+    formats.DocumentTooLarge,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(
+        [
+            b"",
+            b"%PDF-",
+            b"\xff\xd8\xff",
+            b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+            b"RaS2",
+            b"UNIRAST\x00",
+        ]
+    ),
+    st.binary(max_size=3000),
+    st.sampled_from(
+        [
+            "application/octet-stream",
+            "image/jpeg",
+            "image/pwg-raster",
+            "image/urf",
+            "application/pdf",
+        ]
+    ),
+    st.sampled_from(["none", "gzip", "deflate"]),
+    st.booleans(),
+)
+def test_any_bytes_get_a_converted_document_or_a_named_refusal(
+    prefix: bytes, rest: bytes, declared: str, compression: str, compress: bool
+) -> None:
+    data = prefix + rest
+    if compress and compression == "gzip":
+        data = gzip.compress(data)
+    elif compress and compression == "deflate":
+        data = zlib.compress(data)
+    limits = formats.FormatLimits(max_bytes=1 << 20, max_megapixels=2, max_page_pixels=1_000_000)
+    with contextlib.suppress(*_REFUSALS):
+        formats.to_pdf(data, document_format=declared, compression=compression, limits=limits)
+
+
+def test_a_real_jpeg_cut_anywhere_is_refused_or_printed() -> None:
+    whole = jpeg_bytes(64, 48)
+    for cut in range(0, len(whole), 7):
+        try:
+            converted = formats.to_pdf(whole[:cut], document_format="image/jpeg")
+        except _REFUSALS:
+            continue
+        assert render(converted.pdf)  # what was accepted opens in PDFium

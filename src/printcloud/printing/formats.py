@@ -172,15 +172,25 @@ def decompress(data: bytes, *, compression: str | None, max_bytes: int) -> bytes
             raise DocumentTooLarge(f"the document is larger than {max_bytes} bytes")
         return data
     if name == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    elif name == "deflate":
-        # A zlib header is two bytes whose big-endian value is a multiple of 31, method 8.
-        zlib_wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-        wbits = zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS
-    else:
+        return _inflate(data, wbits=16 + zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+    if name != "deflate":
         raise CompressionNotSupported(
             f"compression {compression!r} is not supported (one of {', '.join(COMPRESSIONS)})"
         )
+    # A zlib header (RFC 1950): method 8, and the first two bytes a multiple of 31. Raw
+    # DEFLATE can start like one by chance (about 1 in 500), so it gets its turn after.
+    if len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0:
+        try:
+            return _inflate(data, wbits=zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+        except CompressionError as wrapped:
+            try:
+                return _inflate(data, wbits=-zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+            except CompressionError:
+                raise wrapped from None  # it looked like zlib: say what zlib found
+    return _inflate(data, wbits=-zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+
+
+def _inflate(data: bytes, *, wbits: int, name: str, max_bytes: int) -> bytes:
     out = bytearray()
     rest = data
     try:
@@ -188,6 +198,7 @@ def decompress(data: bytes, *, compression: str | None, max_bytes: int) -> bytes
             engine = zlib.decompressobj(wbits)
             pending = rest
             while pending:
+                # One byte over the limit is enough to know the limit is passed.
                 out += engine.decompress(pending, max_bytes + 1 - len(out))
                 if len(out) > max_bytes:
                     raise DocumentTooLarge(
@@ -203,7 +214,7 @@ def decompress(data: bytes, *, compression: str | None, max_bytes: int) -> bytes
                 break
     except zlib.error as exc:
         raise CompressionError(f"the {name} stream is corrupt: {exc}") from exc
-    if rest and name != "gzip":
+    if rest:
         raise CompressionError(f"{len(rest)} bytes follow the end of the {name} stream")
     return bytes(out)
 
