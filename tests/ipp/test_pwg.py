@@ -368,3 +368,17 @@ def test_every_advertised_type_decodes(keyword: str) -> None:
     (page,) = pwg.read_pages(pwg.SYNC + header + encode_lines(rows, max(1, colors * bits // 8)))
     assert np.array_equal(page.data, rows)
     assert page.pixels().shape == (height, width, colors)
+
+
+def test_warm_up_compiles_what_read_pages_runs() -> None:
+    """One compiled signature serves warm-up and decoding: a first job never compiles."""
+    pwg.warm_up()
+    before = list(pwg._unpack_lines.signatures)
+    sizes = [(3, 2), (5, 4)]  # two page sizes: a buffer reused, then a new one
+    data = pwg.SYNC + b"".join(
+        pwg_header(width=w, height=h) + encode_lines(np.zeros((h, w * 3), np.uint8), 3)
+        for w, h in sizes
+    )
+    pages = [(p.header.width, p.data.shape) for p in pwg.read_pages(data, reuse=True)]
+    assert pages == [(3, (2, 9)), (5, (4, 15))]
+    assert list(pwg._unpack_lines.signatures) == before
