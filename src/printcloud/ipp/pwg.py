@@ -18,7 +18,7 @@ What `image/pwg-raster` documents are made of, by section of PWG 5102.4:
   CUPS's reader does, so what CUPS prints we print.
 
 Why numba: the runs are a sequential code (each control byte says where the next
-one is), which no NumPy expression decodes; the numba loop decodes at about 1.4x
+one is), which no NumPy expression decodes; the numba loop decodes at 1.1-1.4x
 CUPS's own C reader on the same file (bench/raster_decode.py). `warm_up` compiles
 it (or loads it from numba's cache) at start.
 
