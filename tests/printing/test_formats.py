@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 from printcloud.ipp import pwg, urf
 from printcloud.printing import formats
 from printcloud.printing.convert import PDFIUM_LOCK
+from tests.conftest import require_command
 from tests.ipp.rasters import encode_lines, ghostscript, image_pdf, png_pixels, pwg_header
 
 DPI = 100
@@ -360,3 +362,32 @@ def test_a_real_jpeg_cut_anywhere_is_refused_or_printed() -> None:
         except _REFUSALS:
             continue
         assert render(converted.pdf)  # what was accepted opens in PDFium
+
+
+@pytest.mark.peer("pdfinfo")
+def test_the_pdf_is_clean_for_poppler_and_ghostscript(tmp_path: Path) -> None:
+    """Beyond PDFium: poppler reads the file without a syntax warning, and Ghostscript
+    interprets every page with -dPDFSTOPONERROR."""
+    rows = np.full((40, 60), 90, np.uint8)
+    one_bit = pwg_header(width=160, height=40, colors=1, color_space=3, bpc=1)
+    raw = (
+        pwg.SYNC
+        + pwg_header(width=20, height=40, dpi=(150, 150))
+        + encode_lines(rows, 3)
+        + one_bit
+        + encode_lines(np.zeros((40, 20), np.uint8), 1)
+    )
+    path = tmp_path / "out.pdf"
+    path.write_bytes(formats.to_pdf(raw, document_format="image/pwg-raster").pdf)
+    info = subprocess.run(
+        [require_command("pdfinfo"), str(path)], capture_output=True, text=True, check=True
+    )
+    assert info.stderr == ""
+    assert "Pages:           2" in info.stdout
+    done = subprocess.run(
+        [require_command("gs"), "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-dPDFSTOPONERROR",
+         "-sDEVICE=nullpage", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout == ""
