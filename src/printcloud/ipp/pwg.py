@@ -1,21 +1,22 @@
 """PWG Raster Format (PWG 5102.4-2012): a bounded decoder, NumPy + numba.
 
-What `image/pwg-raster` documents are made of, by section of PWG 5102.4:
+What `image/pwg-raster` documents are made of (PWG 5102.4, its file format;
+field names as the standard and CUPS's `cups_page_header2_t` give them):
 
-- §4.1 the synchronization word `RaS2` (`SYNC`), once at the start of the stream;
-- §4.3 one 1796-byte page header per page, every number a big-endian unsigned
-  32-bit integer (`read_header`, `PageHeader`): `HWResolution` (§4.3.1.8),
-  `cupsWidth`/`cupsHeight` (§4.3.1.21–22), `cupsBitsPerColor`/`-PerPixel`/
-  `-BytesPerLine` (§4.3.1.24–26), `cupsColorOrder` (§4.3.1.27, chunked only),
-  `cupsColorSpace` (§4.3.1.28: sGray 18, sRGB 19, AdobeRGB 20, Black 3, CMYK 6,
-  RGB 1), `TotalPageCount`, `CrossFeedTransform`/`FeedTransform` (the back side
-  of a duplex sheet, §4.3.1.31–33), `PrintQuality`, the media strings;
-- §4.4 the page's lines, compressed (`decode_pixels`): one line-repeat byte
-  (the line occurs n + 1 times), then runs until the line is full — 0–127: the
-  next pixel n + 1 times; 129–255: 257 − n literal pixels; 128: the rest of
-  the line is white (0xFF for the additive spaces, 0x00 for Black and CMYK, as
-  CUPS does). A run that would cross the end of the line is cut at it, as
-  CUPS's reader does, so what CUPS prints we print.
+- the synchronization word `RaS2` (`SYNC`), once at the start of the stream;
+- one 1796-byte page header per page, every number a big-endian unsigned 32-bit
+  integer (`read_header`, `PageHeader`): `HWResolution`, `cupsWidth`/`cupsHeight`,
+  `cupsBitsPerColor`/`-PerPixel`/`-BytesPerLine`, `cupsColorOrder` (Table 2:
+  chunky only), `cupsColorSpace` (Table 3: sGray 18, sRGB 19, AdobeRGB 20,
+  Black 3, CMYK 6, RGB 1), `TotalPageCount`, `CrossFeedTransform`/`FeedTransform`
+  (the back side of a duplex sheet, Table 9), `PrintQuality`, the media strings;
+  the depths of `pwg-raster-document-type-supported` (Table 12, `DOCUMENT_TYPES`);
+- the page's lines, compressed (`decode_pixels`): one line-repeat byte (the line
+  occurs n + 1 times), then runs until the line is full — 0–127: the next pixel
+  n + 1 times; 129–255: 257 − n literal pixels; 128: the rest of the line is
+  white (0xFF for the additive spaces, 0x00 for Black and CMYK, as CUPS does). A
+  run that would cross the end of the line is cut at it, as CUPS's reader does,
+  so what CUPS prints we print.
 
 Why numba: the runs are a sequential code (each control byte says where the next
 one is), which no NumPy expression decodes; the numba loop decodes at 1.1-1.4x
@@ -66,7 +67,7 @@ __all__ = [
 
 SYNC = b"RaS2"
 HEADER_SIZE = 1796
-#: PWG 5102.4 allows 1, 8 and 16 bits per colour (§4.3.1.24).
+#: PWG 5102.4 allows 1, 8 and 16 bits per colour (`cupsBitsPerColor`).
 BITS_PER_COLOR = (1, 8, 16)
 #: Resolutions a page may have: beyond them its size in points is absurd (a 0-point
 #: or a mile-long PDF page); printers list 75-2400 dpi.
@@ -87,7 +88,7 @@ class RasterTooLarge(PayloadTooLarge):
 
 
 class ColorSpace(IntEnum):
-    """`cupsColorSpace` values this decoder reads (CUPS numbering, PWG 5102.4 §4.3.1.28)."""
+    """`cupsColorSpace` values this decoder reads (PWG 5102.4 Table 3; 0 is CUPS's)."""
 
     W = 0  # device gray (Apple raster's DeviceW); not in PWG raster
     RGB = 1
@@ -107,8 +108,8 @@ class ColorSpace(IntEnum):
         return self not in (ColorSpace.BLACK, ColorSpace.CMYK)
 
 
-#: `pwg-raster-document-type-supported` (PWG 5102.4 §4.3.1.28 with the depths of
-#: §4.3.1.24): every colour space and depth this decoder reads, by keyword.
+#: `pwg-raster-document-type-supported` (PWG 5102.4 Table 12): every colour space
+#: and depth this decoder reads, by keyword.
 DOCUMENT_TYPES: dict[str, tuple[ColorSpace, int]] = {
     "adobe-rgb_8": (ColorSpace.ADOBE_RGB, 8),
     "adobe-rgb_16": (ColorSpace.ADOBE_RGB, 16),
@@ -167,7 +168,7 @@ class RasterLimits:
 
 @dataclass(frozen=True)
 class PageHeader:
-    """The fields of a PWG page header (§4.3) this service uses; the rest are ignored."""
+    """The fields of a PWG page header this service uses; the rest are ignored."""
 
     width: int
     height: int
@@ -179,7 +180,7 @@ class PageHeader:
     total_page_count: int = 0
     duplex: bool = False
     tumble: bool = False
-    #: -1 when the back side of a duplex sheet was flipped in that direction (§4.3.1.31–32).
+    #: -1 when the back side of a duplex sheet was flipped in that direction (Table 9).
     cross_feed_transform: int = 1
     feed_transform: int = 1
     num_copies: int = 0
@@ -285,7 +286,7 @@ def check_geometry(
 
 
 def read_header(raw: bytes | memoryview) -> PageHeader:
-    """Parse and check one 1796-byte page header (§4.3); `RasterError` when it is wrong."""
+    """Parse and check one 1796-byte page header; `RasterError` when it is wrong."""
     raw = bytes(raw)
     if len(raw) != HEADER_SIZE:
         raise RasterError(f"a page header is {HEADER_SIZE} bytes, not {len(raw)}")
@@ -337,7 +338,7 @@ def read_header(raw: bytes | memoryview) -> PageHeader:
 
 @njit(cache=True, nogil=True)
 def _unpack_lines(src: np.ndarray, pos: int, out: np.ndarray, bpp: int, fill: int) -> int:
-    """§4.4's line compression into `out` (height x bytes_per_line) from `src[pos:]`.
+    """The line compression into `out` (height x bytes_per_line) from `src[pos:]`.
 
     Returns the offset after the page, or -1 - y when the data ends in line y.
     Copies are 1-D slices of a flat view (memcpy-like in numba; measured 1.5x
@@ -409,7 +410,7 @@ def decode_pixels(
     white: int,
     out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode one page's compressed lines (§4.4) from `src[pos:]`: (rows, next offset).
+    """Decode one page's compressed lines from `src[pos:]`: (rows, next offset).
 
     `src` is the whole stream as a uint8 array; the caller has checked the sizes
     against its limits. `white` is the byte run 128 fills the line's rest with.

@@ -12,7 +12,7 @@ tests/ipp/test_urf.py):
   edge), 3 print quality (3 draft, 4 normal, 5 high), 4 media type,
   5 input slot; bytes 12–15 the width, 16–19 the height, 20–23 the
   resolution in dpi (one value for both directions), all big-endian;
-- the page's lines in PWG 5102.4 §4.4's compression (`pwg.decode_pixels`):
+- the page's lines in PWG 5102.4 line compression (`pwg.decode_pixels`):
   line repeat, then runs of repeated and literal pixels; 128 fills the rest of
   the line with white (0xFF for the gray and RGB spaces, 0x00 for CMYK).
 

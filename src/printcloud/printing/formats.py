@@ -1,9 +1,9 @@
 """Document formats in, PDF out: what an IPP client may send, made into today's print data.
 
 The print path takes PDF (seed 003, S1307–S1308 convert PDF pages). IPP Everywhere
-clients also send JPEG, PWG raster and Apple raster (PWG 5100.14 §4.1: a printer
-must take `image/pwg-raster` and `image/jpeg`; AirPrint sends `image/urf`), maybe
-compressed (RFC 8011 §4.2.1.1 `compression`, §5.4.32 `compression-supported`).
+clients also send JPEG, PWG raster and Apple raster (IPP Everywhere, PWG 5100.14,
+requires `image/pwg-raster` of a printer; phones send `image/jpeg`; AirPrint sends
+`image/urf`), maybe compressed (RFC 8011 §4.2.1.1 `compression`, §5.4.32 `compression-supported`).
 `to_pdf` turns any of them into PDF bytes for the intake:
 
 - `application/pdf`: unchanged (the intake inspects it as today);
@@ -26,7 +26,7 @@ costs at most that much memory; raster headers are checked against the pixel
 limits before any page buffer exists (`ipp/pwg.RasterLimits`).
 
 Errors (each a `core.errors` class with its HTTP status, and `ipp_status`, the
-RFC 8011 §B.1.5 status code the IPP handlers answer with):
+RFC 8011 Appendix B.1.4 client-error status code the IPP handlers answer with):
 
     DocumentFormatNotSupported  400  0x040A client-error-document-format-not-supported
     CompressionNotSupported     400  0x040F client-error-compression-not-supported
