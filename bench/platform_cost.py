@@ -20,9 +20,10 @@ ended, and split by what the process is:
   counting), shown as two lines.
 
 Each figure is divided by the pages printed. The platform figure includes the
-serve stack's idle cost over the window (a few ms/s since goal 1) and the
-bench's own once-a-second poll. A warm-up job first (unless `--warm 0`), so
-first-call imports and the printer's raster compilation do not count.
+serve stack's idle cost over the run, read first over 10 quiet seconds and
+reported as its share, and the bench's own once-a-second poll. A warm-up job
+first (unless `--warm 0`), so first-call imports and the printer's raster
+compilation do not count.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ DPI = 300
 WORKERS = 2
 GOAL_MS = 10.0
 PRINTER_POLL = 2.0
+#: The idle stack's own CPU is read over this window first (after a calm), to tell it apart.
+IDLE_WINDOW = 10.0
+CALM = 3.0
 TIERS = ("service", "worker", "conversion", "printer")
 LABELS = {
     "service": "platform: print service (serve, its HTTP, workflows, auth)",
@@ -232,6 +236,12 @@ def run(options: Options, out_dir: Path) -> bool:
         if warm:
             with console.status("warm-up job"):
                 _batch(stack, printer, log, data, 1)
+        with console.status(f"the idle stack, {IDLE_WINDOW:g} s"):
+            time.sleep(CALM)
+            idle_before, idle_began = Sample.take(stack.proc.pid, printer.pid), time.monotonic()
+            time.sleep(IDLE_WINDOW)
+            idle = Sample.take(stack.proc.pid, printer.pid).seconds_since(idle_before)
+            idle_rate = (idle["service"] + idle["worker"]) / (time.monotonic() - idle_began)
         before = Sample.take(stack.proc.pid, printer.pid)
         with console.status(f"{jobs} jobs through the stack and the printer"):
             seconds = _batch(stack, printer, log, data, jobs)
@@ -239,6 +249,12 @@ def run(options: Options, out_dir: Path) -> bool:
     pages = jobs * PAGES
     per_page = {tier: 1000 * spent[tier] / pages for tier in TIERS}
     ratios = _report(per_page, pages, seconds)
+    idle_ms = 1000 * idle_rate * seconds / pages
+    ratios["platform_idle_share_ms_per_page"] = round(idle_ms, 2)
+    console.print(
+        f"of the platform's figure, {idle_ms:.1f} ms/page is what the idle stack spends anyway "
+        f"({100 * idle_rate:.2f} % of a core over the {seconds:.0f} s run)"
+    )
     summary = {
         "benchmark": "platform_cost",
         "started": started_at.isoformat(timespec="seconds"),
