@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "batch_nightly": "bench.batch_nightly",
     "idle_cost": "bench.idle_cost",
     "ipp_codec": "bench.ipp_codec",
+    "platform_cost": "bench.platform_cost",
 }
 
 

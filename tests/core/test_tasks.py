@@ -577,3 +577,31 @@ def _child(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _child(sys.argv[1:])
+
+
+def test_the_latest_version_answer_is_remembered_a_few_seconds(engine: tasks.TaskEngine) -> None:
+    """Issue 13: DBOS asks whether this executor runs the latest application version on
+    every claim of every queue partition; the answer is read once and then kept for
+    `_LATEST_VERSION_SECONDS`, and it is the database's answer."""
+    from dbos._dbos import _get_dbos_instance
+    from sqlalchemy import event
+
+    sys_db = _get_dbos_instance()._sys_db
+    sys_db.__dict__.pop("_latest_memo", None)  # whatever the queues asked before
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "application_versions" in statement:
+            seen.append(statement)
+
+    event.listen(sys_db.engine, "before_cursor_execute", count)
+    try:
+        answers = [sys_db._is_latest_version(engine.app_version) for _ in range(5)]
+    finally:
+        event.remove(sys_db.engine, "before_cursor_execute", count)
+    assert answers == [True] * 5  # one release registered: this one
+    # once (twice if a queue's poll asked at the very same moment), not once per call
+    assert 1 <= len(seen) <= 2, seen
+    remembered, until = sys_db.__dict__["_latest_memo"][engine.app_version]
+    assert remembered is True
+    assert 0 < until - time.monotonic() <= waker._LATEST_VERSION_SECONDS

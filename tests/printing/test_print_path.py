@@ -335,3 +335,30 @@ def test_a_held_job_waits_for_its_owner(make_print_stack: Any, tmp_path: Path) -
     assert t.api.post(f"/api/jobs/{dropped['job_id']}/cancel").json()["state"] == "cancelled"
     wait_completed(t, dropped["job_id"])
     assert_no_leftovers(stack, dropped["job_id"])
+
+
+def test_the_printer_gets_its_pages_as_files_from_the_served_stack(make_print_stack: Any) -> None:
+    """Issue 13: `printcloud serve` (granian) sends a converted page from its blob file
+    (a file response: ranges work, no X-Accel-Redirect without nginx in front), after
+    the conversion-token check, which still refuses a wrong token."""
+    stack = make_print_stack(workers=1)
+    t = Tenant(stack)
+    job_id = t.submit(make_pdf(2), "color-1")["job_id"]
+    stack.wait_for(t.api, job_id, "waiting_for_printer")
+    device_api = stack.api(stack.token(t.dev_id, t.dev_secret, "device"))
+    (item,) = [j for j in device_api.get("/api/device/printers/color-1/work").json()["jobs"]]
+    bearer = {"Authorization": f"Bearer {item['token']}"}
+    page_url = httpx.get(item["manifest_url"], headers=bearer).json()["pages"][1]["url"]
+    page = httpx.get(page_url, headers=bearer)
+    assert page.status_code == 200 and page.headers["content-type"] == "image/jpeg"
+    assert "x-accel-redirect" not in page.headers
+    converted_id = page_url.rsplit("/", 2)[1]
+    (stored,) = (stack.settings.data_dir / "blobs" / "converted").rglob(
+        f"*/{converted_id}/page-0002.jpg"
+    )
+    assert page.content == stored.read_bytes()
+    tail = httpx.get(page_url, headers={**bearer, "Range": "bytes=-16"})
+    assert tail.status_code == 206 and tail.content == page.content[-16:]
+    refused = httpx.get(page_url, headers={"Authorization": "Bearer not-it"})
+    assert refused.status_code == 401 and refused.content != page.content
+    device_api.close()

@@ -346,3 +346,79 @@ def test_only_platform_services_call_the_workers(farm: Farm, sqlite_stack: Stack
         "/sessions", json=body, headers={"Authorization": f"Bearer {token}"}
     )
     assert refused.status_code == 403
+
+
+def _converted(farm: Farm, pages: int = 2) -> tuple[str, str, dict[str, str]]:
+    """A job converted by the farm: (converted ID, first page's file name, bearer header)."""
+    w1, w2 = farm.workers
+    job, printer, token = new_job(farm, w1, f"prn-{secrets.token_hex(2)}")
+    down = w2.post(
+        f"/sessions/{job}/{printer}/download",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "url": serve(farm, make_pdf(pages))},
+    )
+    assert down.status_code == 200, down.text
+    conv = w1.post(
+        f"/sessions/{job}/{printer}/convert", headers=farm.auth, json={"tenant_id": TENANT}
+    )
+    assert conv.status_code == 200, conv.text
+    return conv.json()["converted_id"], "page-0001.jpg", {"Authorization": f"Bearer {token}"}
+
+
+def _blob_file(farm: Farm, converted_id: str, name: str) -> Path:
+    (key,) = [k for k in farm.states[0].blobs.keys("converted") if k.endswith(f"/{name}")]
+    assert f"/{converted_id}/" in key
+    return farm.states[0].blobs.path(key)
+
+
+def test_a_page_is_sent_from_its_file_and_the_token_is_checked_every_time(farm: Farm) -> None:
+    """Issue 13: the page leaves as a file response (no copy through Python: the server
+    sends the file, ranges included); the record may be remembered, the token is not."""
+    w1 = farm.workers[0]
+    converted_id, page, bearer = _converted(farm)
+    path = f"/converted/{converted_id}/{page}"
+    whole = w1.get(path, headers=bearer)
+    assert whole.status_code == 200 and whole.headers["content-type"] == "image/jpeg"
+    assert whole.content == _blob_file(farm, converted_id, page).read_bytes()
+    assert whole.headers["cache-control"] == "no-store"
+    assert "x-accel-redirect" not in whole.headers
+    # A file response: byte ranges come from the file itself.
+    head = w1.get(path, headers={**bearer, "Range": "bytes=0-9"})
+    assert head.status_code == 206 and head.content == whole.content[:10]
+    assert len(farm.states[0].index or ()) >= 1  # the record is remembered here now
+    # ... and still every request proves its token: wrong, missing, then timed out.
+    assert w1.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert w1.get(path).status_code == 401
+    farm.states[0].sessions.token_timeout = timedelta(seconds=-1)
+    expired = w1.get(path, headers=bearer)
+    assert expired.status_code == 401 and "timed out" in expired.json()["error_description"]
+
+
+def test_behind_nginx_the_answer_names_the_file_for_nginx_after_the_same_check(
+    farm: Farm,
+) -> None:
+    """PRINTCLOUD_CONVERTED_ACCEL: an empty answer whose X-Accel-Redirect names the file
+    under nginx's internal location; a refused token gets its 401 and no such header."""
+    w2, state = farm.workers[1], farm.states[1]
+    state.settings = state.settings.model_copy(update={"converted_accel": "/_pc_converted/"})
+    converted_id, page, bearer = _converted(farm)
+    path = f"/converted/{converted_id}/{page}"
+    answer = w2.get(path, headers=bearer)
+    assert answer.status_code == 200 and answer.content == b""
+    target = answer.headers["x-accel-redirect"]
+    assert target.startswith("/_pc_converted/") and target.endswith(f"/{converted_id}/{page}")
+    # the location's folder is the blob store's converted/: the name leads to the file
+    file = state.blobs.root / "converted" / target.removeprefix("/_pc_converted/")
+    assert file == _blob_file(farm, converted_id, page) and file.is_file()
+    manifest = w2.get(f"/converted/{converted_id}/manifest.json", headers=bearer)
+    assert manifest.headers["content-type"] == "application/json"
+    assert manifest.headers["x-accel-redirect"].endswith("/manifest.json")
+    for refused in (
+        w2.get(path, headers={"Authorization": "Bearer wrong"}),
+        w2.get(path),
+        w2.get(f"/converted/{converted_id}/../../secret", headers=bearer),
+    ):
+        assert refused.status_code in (401, 404) and "x-accel-redirect" not in refused.headers
+    state.sessions.token_timeout = timedelta(seconds=-1)
+    expired = w2.get(path, headers=bearer)
+    assert expired.status_code == 401 and "x-accel-redirect" not in expired.headers

@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from .topology import Topology
+from .topology import CONVERTED_ACCEL, Topology
 
 #: Where each rendered file goes, under `deploy/` (systemd files: see `render_units`).
 NGINX_FILE = "nginx/printcloud.conf"
@@ -46,8 +46,13 @@ def _local_user(run_dir: str | Path | None) -> str | None:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def render_nginx(topo: Topology, *, run_dir: str | Path | None = None) -> str:
-    """A complete nginx.conf: system paths, or everything under `run_dir`."""
+def render_nginx(
+    topo: Topology, *, run_dir: str | Path | None = None, blob_root: str | Path | None = None
+) -> str:
+    """A complete nginx.conf: system paths, or everything under `run_dir`. `blob_root`:
+    the services' blob store (`<PRINTCLOUD_DATA_DIR>/blobs`, default under the topology's
+    state folder), whose `converted/` folder nginx serves after the print service's
+    token check (X-Accel-Redirect)."""
     if run_dir is None:
         paths: dict[str, str | None] = {
             "pid": "/run/nginx.pid",
@@ -65,7 +70,16 @@ def render_nginx(topo: Topology, *, run_dir: str | Path | None = None) -> str:
             "temp": str(run / "nginx-temp"),
         }
         user = _local_user(run_dir)
-    return _render("nginx.conf.j2", topo=topo, paths=paths, user=user, run_dir=run_dir)
+    blobs = str(blob_root) if blob_root is not None else f"{topo.state_dir}/blobs"
+    return _render(
+        "nginx.conf.j2",
+        topo=topo,
+        paths=paths,
+        user=user,
+        run_dir=run_dir,
+        accel=CONVERTED_ACCEL,
+        blob_root=blobs.rstrip("/"),
+    )
 
 
 def render_haproxy(topo: Topology, *, run_dir: str | Path | None = None) -> str:
@@ -91,7 +105,9 @@ def render_units(topo: Topology) -> dict[str, str]:
         "distributed.env.example": _render("distributed.env.j2", topo=topo),
     }
     for backend in topo.backends:
-        files[f"instances/{backend.name}.env"] = _render("instance.env.j2", topo=topo, b=backend)
+        files[f"instances/{backend.name}.env"] = _render(
+            "instance.env.j2", topo=topo, b=backend, accel=CONVERTED_ACCEL
+        )
     return files
 
 

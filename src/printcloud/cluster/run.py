@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from printcloud.core.settings import Settings
 
 from .render import render_haproxy, render_nginx
-from .topology import Backend, Topology
+from .topology import CONVERTED_ACCEL, Backend, Topology
 
 _PR_SET_PDEATHSIG = 1
 #: Where balancers live when they are not on PATH (Debian puts them in /usr/sbin).
@@ -304,6 +304,8 @@ class Cluster:
         if backend.service == "printing":
             # The conversion tier behind the balancer, never a local pool of its own.
             env["PRINTCLOUD_CONVERT_URLS"] = self.convert_url
+            if self.balancer == "nginx":  # nginx sends the converted pages (X-Accel-Redirect)
+                env["PRINTCLOUD_CONVERTED_ACCEL"] = CONVERTED_ACCEL
         return ProcessInfo(
             name=backend.name,
             service=backend.service,
@@ -319,7 +321,11 @@ class Cluster:
         kind = self.balancer
         if kind == "nginx":
             conf = self.run_dir / "nginx.conf"
-            conf.write_text(render_nginx(self.topology, run_dir=self.run_dir))
+            conf.write_text(
+                render_nginx(
+                    self.topology, run_dir=self.run_dir, blob_root=self.settings.data_dir / "blobs"
+                )
+            )
             (self.run_dir / "nginx-temp").mkdir(exist_ok=True)
             command = [binary, "-p", str(self.run_dir), "-c", str(conf), "-g", "daemon off;"]
         else:

@@ -29,6 +29,11 @@ HEALTH_PATHS = {
     "printing": "/printing/healthz",
     "convert": "/healthz",
 }
+#: nginx's `internal` location of the blob store's `converted/` folder: behind nginx the
+#: print service answers a page download, once the conversion token is checked, with an
+#: `X-Accel-Redirect` there (`PRINTCLOUD_CONVERTED_ACCEL`) and nginx sends the file.
+#: HAProxy serves no files from disk: behind it the print service sends them itself.
+CONVERTED_ACCEL = "/_printcloud_converted/"
 
 
 @dataclass(frozen=True)

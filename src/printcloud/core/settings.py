@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     session_store: str | None = None
     #: How long a conversion token stays valid (seed 003, FIG. 10).
     conversion_token_timeout: int = 3600
+    #: Behind nginx only: its `internal` location of the blob store's `converted/` folder
+    #: (`/_printcloud_converted/`). The print service then answers a page download, after
+    #: the token check, with an `X-Accel-Redirect` there and nginx sends the file. Unset:
+    #: the print service sends it (sendfile). Never set it behind HAProxy or nothing.
+    converted_accel: str | None = None
 
     #: Days the printed-page previews of a finished job are kept (for the user's job page).
     preview_retention_days: int = 30
@@ -139,6 +144,15 @@ class Settings(BaseSettings):
     def _split_issuers(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("converted_accel")
+    @classmethod
+    def _check_accel(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not (value.startswith("/") and value.endswith("/")):
+            raise ValueError("converted_accel is a location path that starts and ends with /")
         return value
 
     @field_validator("convert_urls", mode="before")

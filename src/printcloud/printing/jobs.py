@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 from typing import NoReturn
 
+from sqlalchemy import select, update
+
 from printcloud.core.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
 from . import pipeline, service
-from .models import PrintJobRow
+from .models import PrinterRow, PrintJobRow
 from .runtime import PrintingRuntime
 from .schemas import DeviceResult, WorkItem
 
@@ -268,19 +270,41 @@ def work(rt: PrintingRuntime, principal: Principal, *, printer_id: str) -> list[
 def store_preview(
     rt: PrintingRuntime, principal: Principal, *, job_id: str, number: int, png: bytes
 ) -> None:
-    """S110: a printed page as the printer rendered it, for the job's page."""
+    """S110: a printed page as the printer rendered it, for the job's page.
+
+    One query checks the job (the caller's tenant) and that the caller is its printer's
+    device client, and one conditional update counts the preview: a page's upload is a
+    hot path (issue 13). The printer's `last_seen_at` moves with its polls, start and
+    result, not with each preview."""
+    if len(job_id) > 64:
+        raise NotFound("unknown print job", field="job_id")
     with rt.db.session() as db:
-        job = service.get_job(db, tenant_id=principal.tenant_id, job_id=job_id)
-        service.printer_for_device(
-            db,
-            tenant_id=principal.tenant_id,
-            printer_id=job.printer_id,
-            client_id=principal.client_id,
-        )
-        if not 1 <= number <= (job.page_count or 0):
+        found = db.execute(
+            select(PrintJobRow.printer_id, PrintJobRow.page_count, PrinterRow.client_id)
+            .outerjoin(
+                PrinterRow,
+                (PrinterRow.tenant_id == PrintJobRow.tenant_id)
+                & (PrinterRow.printer_id == PrintJobRow.printer_id),
+            )
+            .where(PrintJobRow.job_id == job_id, PrintJobRow.tenant_id == principal.tenant_id)
+        ).first()
+        if found is None:
+            raise NotFound("unknown print job", field="job_id")
+        printer_id, pages, client_id = found
+        if client_id != principal.client_id:
+            raise NotFound(f"unknown printer {printer_id!r}", field="printer_id")
+        if not 1 <= number <= (pages or 0):
             raise InvalidRequest(f"the job has no page {number}", field="number")
         rt.blobs.put(_preview_key(job_id, number), png)
-        job.previews = max(job.previews, number)
+        db.execute(
+            update(PrintJobRow)
+            .where(
+                PrintJobRow.job_id == job_id,
+                PrintJobRow.tenant_id == principal.tenant_id,
+                PrintJobRow.previews < number,
+            )
+            .values(previews=number)
+        )
 
 
 def report_result(

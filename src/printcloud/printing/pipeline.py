@@ -168,11 +168,16 @@ def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> d
     session names its key), or, for a URL job with no stored data, from its URL."""
     rt = current()
     assert rt.balancer is not None
+    with rt.db.sessions() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id or job.state not in service.ACTIVE:
+            return {"ok": False, "cancelled": True}  # its owner cancelled it since the token
+        data_key = job.data_key
     body: dict[str, Any] = {"tenant_id": tenant_id}
     if url:
         body["url"] = url
     else:  # also names the blob to a session opened before the token request did
-        body["data_key"] = _data_key(tenant_id, job_id)
+        body["data_key"] = data_key
     sent = rt.balancer.call("POST", f"/sessions/{job_id}/{printer_id}/download", json=body)
     status = sent.response.status_code
     if status == 200:
@@ -197,6 +202,8 @@ def convert(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool)
     """S108 (FIG. 8): a worker converts to JPEG pages and a metafile."""
     rt = current()
     assert rt.balancer is not None
+    if not _still_wanted(job_id, tenant_id):
+        return {"ok": False, "cancelled": True}
     sent = rt.balancer.call(
         "POST",
         f"/sessions/{job_id}/{printer_id}/convert",
@@ -326,11 +333,6 @@ def complete(tenant_id: str, job_id: str, printer_id: str) -> str:
     return sent.worker
 
 
-@tasks.step(name="printing.still_wanted", retries=30, retry_interval=0.5, backoff=1.2)
-def still_wanted(tenant_id: str, job_id: str) -> bool:
-    return _still_wanted(job_id, tenant_id)
-
-
 # -- the workflow ------------------------------------------------------------------------
 
 
@@ -400,15 +402,17 @@ def prepare(
 ) -> dict[str, Any]:
     """On the tenant's queue: S106 token, S107 download, S108 conversion."""
     request_token(tenant_id, job_id, printer_id)
-    if not still_wanted(tenant_id, job_id):
-        return {"ok": False, "outcome": "cancelled"}
+    # Each step first looks whether the job is still wanted (its owner may cancel at any
+    # time): one checkpoint per seed step, not one more per look (issue 13).
     got = download(tenant_id, job_id, printer_id, url)
+    if got.get("cancelled"):
+        return {"ok": False, "outcome": "cancelled"}
     if not got["ok"]:
         fail(tenant_id, job_id, "download_failed", "S107", got["reason"], got["worker"])
         return {"ok": False, "outcome": "download_failed"}
-    if not still_wanted(tenant_id, job_id):
-        return {"ok": False, "outcome": "cancelled"}
     made = convert(tenant_id, job_id, printer_id, dpi, color)
+    if made.get("cancelled"):
+        return {"ok": False, "outcome": "cancelled"}
     if not made["ok"]:
         fail(tenant_id, job_id, "conversion_failed", "S108", made["reason"], made["worker"])
         return {"ok": False, "outcome": "conversion_failed"}

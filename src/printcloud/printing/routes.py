@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, Unavailable
 
 from . import intake, jobs, service
+from .converted import serve_converted
 from .deps import AdminCaller, DeviceCaller, PrintCaller, RuntimeDep
 from .schemas import (
     DeviceResult,
@@ -48,7 +49,6 @@ from .schemas import (
     StateRead,
     WorkList,
 )
-from .worker import serve_converted
 
 router = APIRouter()
 MAX_PREVIEW_BYTES = 2 * 1024 * 1024
@@ -281,7 +281,8 @@ def result(job_id: str, body: DeviceResult, rt: RuntimeDep, principal: DeviceCal
 
 @router.get("/converted/{converted_id}/{name}", tags=["store"])
 def converted(converted_id: str, name: str, request: Request, rt: RuntimeDep) -> Response:
-    """FIG. 10: the metafile and pages, with the conversion token (SVC004/SVC005)."""
+    """FIG. 10: the metafile and pages, with the conversion token (SVC004/SVC005); the
+    bytes go out zero-copy (`converted.py`: sendfile here, or nginx's X-Accel-Redirect)."""
     return serve_converted(
         db=rt.db,
         blobs=rt.blobs,
@@ -289,4 +290,6 @@ def converted(converted_id: str, name: str, request: Request, rt: RuntimeDep) ->
         converted_id=converted_id,
         name=name,
         authorization=request.headers.get("authorization", ""),
+        index=rt.index,
+        accel=rt.settings.converted_accel,
     )

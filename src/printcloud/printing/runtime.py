@@ -26,6 +26,7 @@ from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
 
 from .balancer import Balancer
+from .converted import ConvertedIndex
 from .pool import WorkerPool
 from .sessions import SessionStore, make_store
 
@@ -74,6 +75,8 @@ class PrintingRuntime:
     balancer: Balancer | None = None
     pool: WorkerPool | None = None
     service_token: ServiceToken | None = None
+    #: The converted-data records the page downloads looked up, kept while their token lives.
+    index: ConvertedIndex | None = None
     started: bool = False
     #: Called with the engine before it launches (the app sets the queues' limits).
     before_launch: list[Callable[[TaskEngine], object]] = field(default_factory=list)
@@ -158,4 +161,5 @@ def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:
         ),
         box=SecretBox(settings.instance_secrets),
         push_http=egress.client(settings.egress_policy, timeout=5),
+        index=ConvertedIndex(),
     )

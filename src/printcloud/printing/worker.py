@@ -36,7 +36,6 @@ or refused URL, a file that is not a PDF) ends the job.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import threading
 from collections.abc import Awaitable, Callable
@@ -53,7 +52,7 @@ from starlette.concurrency import run_in_threadpool
 from printcloud import __version__
 from printcloud.core import crypto, egress
 from printcloud.core.blobs import FileBlobStore
-from printcloud.core.db import Database, utcnow
+from printcloud.core.db import Database
 from printcloud.core.errors import (
     Conflict,
     Forbidden,
@@ -61,7 +60,6 @@ from printcloud.core.errors import (
     NotFound,
     PayloadTooLarge,
     PrintcloudError,
-    Unauthorized,
 )
 from printcloud.core.guard import Guard, Principal
 from printcloud.core.logs import get_logger
@@ -70,13 +68,13 @@ from printcloud.core.web import RefuseNul, SecurityHeaders, install_error_handle
 
 from .convert import MANIFEST_NAME, inspect_pdf
 from .convert_child import ConversionLimits, Converter
+from .converted import ConvertedIndex, serve_converted
 from .models import ConvertedDataRow
 from .sessions import SessionStore, check_data_key, make_store
 
 log = get_logger("printing.worker")
 SYSTEM_TENANT = "system"
 _CONVERTING = threading.Lock()
-_FILE = re.compile(r"^(manifest\.json|page-\d{4,5}\.jpg)$")
 
 
 class DownloadFailed(PrintcloudError):
@@ -98,6 +96,8 @@ class Worker:
     public_base: str
     #: Converts in a child process with the conversion limits (convert_child.py).
     converter: Converter | None = None
+    #: The converted-data records looked up here, kept while their token lives.
+    index: ConvertedIndex | None = None
 
 
 # -- schemas --------------------------------------------------------------------------------
@@ -413,42 +413,12 @@ def create_worker_app(worker: Worker) -> FastAPI:
             converted_id=converted_id,
             name=name,
             authorization=request.headers.get("authorization", ""),
+            index=worker.index,
+            accel=worker.settings.converted_accel,
         )
 
     app.include_router(router)
     return app
-
-
-def serve_converted(
-    *,
-    db: Database,
-    blobs: FileBlobStore,
-    sessions: SessionStore,
-    converted_id: str,
-    name: str,
-    authorization: str,
-) -> Response:
-    """FIG. 10: the metafile or a page, only with the right ID and an unexpired token."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the conversion token is required (Authorization: Bearer <token>)")
-    if not _FILE.match(name) or len(converted_id) > 64:
-        raise NotFound("no such converted file")
-    with db.sessions() as s:
-        row = s.get(ConvertedDataRow, converted_id)
-        if row is None:
-            raise NotFound("unknown converted data")
-        digest, created, prefix = row.token_digest, row.token_created_at, row.blob_prefix
-    if not crypto.equal(digest, crypto.token_digest(token.strip())):
-        raise Unauthorized("the token does not match this converted data")
-    if utcnow() - created > sessions.token_timeout:
-        raise Unauthorized("the token has timed out")
-    try:
-        data = blobs.get(f"{prefix}/{name}")
-    except FileNotFoundError as exc:
-        raise NotFound("no such converted file") from exc
-    media = "application/json" if name == MANIFEST_NAME else "image/jpeg"
-    return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
 
 
 def discard_session(
@@ -546,6 +516,7 @@ def build_worker(
         guard=guard,
         worker_id=worker_id,
         public_base=public_base.rstrip("/"),
+        index=ConvertedIndex(),
         converter=Converter(
             ConversionLimits(
                 memory_mb=settings.convert_memory_mb,

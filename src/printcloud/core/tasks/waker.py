@@ -30,6 +30,8 @@ _RECHECK_SECONDS = 24 * 3600.0
 _MESSAGE_SWEEP_SECONDS = 60.0
 #: SQLite: how often the waker looks for messages another process sent (one query).
 _MESSAGE_WATCH_SECONDS = 1.0
+#: How long an executor takes its "am I the latest application version" answer as true.
+_LATEST_VERSION_SECONDS = 5.0
 #: DBOS's background jobs (delayed workflows, timeouts: unused here) run this often.
 _BACKGROUND_JOBS_SECONDS = 10.0
 #: The looks at awaited runs' status, each one query for all that are due, are this far apart.
@@ -341,12 +343,38 @@ def quiet_dbos_pollers() -> None:
     `recv` every interval: `Waker` does its work with one query for all of them.
 
     And run DBOS's background jobs (start delayed workflows, cancel timed-out ones:
-    printcloud uses neither) every `_BACKGROUND_JOBS_SECONDS`, not every second."""
+    printcloud uses neither) every `_BACKGROUND_JOBS_SECONDS`, not every second.
+
+    And remember for `_LATEST_VERSION_SECONDS` whether this executor runs the latest
+    application version: DBOS asks the database (a union query it builds anew) on
+    every claim of every queue partition, a fifth of a busy print service's CPU
+    (issue 13). The version is pinned to the release; the answer changes only when
+    another release registers, which an executor then sees a few seconds late."""
     from dbos import _workflow_commands
+    from dbos._sys_db import SystemDatabase
     from dbos._sys_db_sqlite import SQLiteSystemDatabase
 
     SQLiteSystemDatabase._notification_listener = _wait_for_stop  # type: ignore[method-assign]
     _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = _BACKGROUND_JOBS_SECONDS
+    if not getattr(SystemDatabase._is_latest_version, "remembered", False):
+        SystemDatabase._is_latest_version = _remembered(SystemDatabase._is_latest_version)  # type: ignore[method-assign]
+
+
+def _remembered(ask: Any) -> Any:
+    """DBOS's `_is_latest_version(self, app_version, c=None)`, its answer kept a while."""
+
+    def is_latest_version(self: Any, app_version: str, c: Any = None) -> bool:
+        memo: dict[str, tuple[bool, float]] = self.__dict__.setdefault("_latest_memo", {})
+        now = time.monotonic()
+        hit = memo.get(app_version)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        answer = bool(ask(self, app_version, c))
+        memo[app_version] = (answer, now + _LATEST_VERSION_SECONDS)
+        return answer
+
+    is_latest_version.remembered = True  # type: ignore[attr-defined]
+    return is_latest_version
 
 
 def _wait_for_stop(self: Any) -> None:
