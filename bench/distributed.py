@@ -619,7 +619,9 @@ class Cost:
         return sum(v for k, v in self.cpu_s.items() if k not in ("convert", "printers", "database"))
 
     def ms_per_page(self, tier: str) -> float:
-        value = self.platform_s if tier == "platform" else self.cpu_s.get(tier, 0.0)
+        if tier != "platform" and tier not in self.cpu_s:
+            return float("nan")  # no PostgreSQL: SQLite's work is in the platform's process
+        value = self.platform_s if tier == "platform" else self.cpu_s[tier]
         return 1000 * value / self.pages if self.pages else float("nan")
 
     def per_job(self, key: str) -> float:
@@ -932,8 +934,9 @@ class TargetResult:
                 "median_printer_cores": round(self.median("printer_cores"), 2),
                 "median_convert_cores": round(self.median("convert_cores"), 2),
                 "median_cpu_ms_per_page": {
-                    tier: round(self.cost_ms(tier), 2)
+                    tier: None if math.isnan(ms) else round(ms, 2)
                     for tier in ("convert", "platform", "database", "printers")
+                    for ms in (self.cost_ms(tier),)
                 },
                 "batches": [b.to_json() for b in self.batches],
             }
@@ -989,7 +992,7 @@ def _run_target(name: str, runs: int, warm: bool, out_dir: Path) -> TargetResult
                 console.print(
                     f"            CPU ms/page: conversion {cost.ms_per_page('convert'):.1f}, "
                     f"platform {cost.ms_per_page('platform'):.1f}, database "
-                    f"{cost.ms_per_page('database'):.1f}, printers "
+                    f"{_shown(cost.ms_per_page('database'), 1)}, printers "
                     f"{cost.ms_per_page('printers'):.1f}{db}"
                 )
                 for error in batch.errors:
