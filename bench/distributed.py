@@ -111,6 +111,9 @@ PRINTING_REPLICAS = 1
 CLUSTER_POLICY: Final = "least_conn"
 EMBEDDED_BALANCE = "least_loaded"
 PRINTER_POLL = 0.5
+#: How often the benchmark reads its jobs' states while a batch runs: its own API calls
+#: are platform work, so they are kept few (jobs/s comes from the histories' S111).
+BATCH_POLL_S = 1.0
 JOB_TIMEOUT = 300.0
 PG_ADMIN_URL = os.environ.get(
     "PRINTCLOUD_BENCH_PG_ADMIN_URL", f"postgresql://postgres@{LOOPBACK}:5432/postgres"
@@ -613,12 +616,21 @@ class Cost:
     #: target did not use went to the benchmark itself and to other work on the machine.
     seconds: float = 0.0
     machine_cores: float = 0.0
+    #: The platform's CPU ms per printer poll with no jobs (`_idle_polls`), once known.
+    poll_ms: float | None = None
+    printers: int = 0
 
     @property
     def platform_s(self) -> float:
         return sum(v for k, v in self.cpu_s.items() if k not in ("convert", "printers", "database"))
 
     def ms_per_page(self, tier: str) -> float:
+        if tier == "platform_net":
+            # Without the printers' fallback polls (every PRINTER_POLL s, jobs or not).
+            if self.poll_ms is None or not self.pages:
+                return float("nan")
+            polls = self.printers * self.seconds / PRINTER_POLL
+            return self.ms_per_page("platform") - self.poll_ms * polls / self.pages
         if tier != "platform" and tier not in self.cpu_s:
             return float("nan")  # no PostgreSQL: SQLite's work is in the platform's process
         value = self.platform_s if tier == "platform" else self.cpu_s[tier]
@@ -628,11 +640,15 @@ class Cost:
         return self.db[key] / self.jobs if self.db and self.jobs else float("nan")
 
     def to_json(self) -> dict[str, Any]:
-        tiers = sorted({*self.cpu_s, "platform"})
+        tiers = sorted({*self.cpu_s, "platform", "platform_net"})
         return {
             "pages": self.pages,
             "cpu_s": {k: round(v, 3) for k, v in self.cpu_s.items()},
-            "cpu_ms_per_page": {k: round(self.ms_per_page(k), 2) for k in tiers},
+            "cpu_ms_per_page": {
+                k: None if math.isnan(ms) else round(ms, 2)
+                for k in tiers
+                for ms in (self.ms_per_page(k),)
+            },
             "database": self.db,
             "database_per_job": (
                 {k: round(self.per_job(k), 2) for k in self.db if k != "backends"}
@@ -688,6 +704,7 @@ def _cost(
         api_calls=calls,
         seconds=seconds,
         machine_cores=machine_cores,
+        printers=len(printers),
     )
 
 
@@ -710,6 +727,8 @@ def _idle_polls(dep: Deployment, printers: list[int]) -> dict[str, Any]:
         "cpu_s": {k: round(v, 3) for k, v in cost.cpu_s.items()},
         "platform_ms_per_s": round(1000 * platform / IDLE_WINDOW_S, 2),
         "platform_ms_per_poll": round(1000 * platform / polls, 3) if polls else None,
+        # the same without the database's backends: what `Cost.platform_s` counts
+        "services_ms_per_poll": round(1000 * cost.platform_s / polls, 3) if polls else None,
     }
 
 
@@ -836,7 +855,7 @@ def _batch(
         if time.monotonic() > deadline:
             left = sum(len(p) for p in pending)
             raise BenchError(f"{left} job(s) not final after {JOB_TIMEOUT:.0f} s")
-        time.sleep(0.2)
+        time.sleep(BATCH_POLL_S)  # the end is read from S111, not from here
     busy1, total1 = _cpu_times()
     printer1 = sum(group_cpu_seconds(pgid) for pgid in printers)
     convert1 = _tree_cpu_seconds(converters)
@@ -880,7 +899,7 @@ def _settle(tenants: list[Tenant], timeout: float = 60.0) -> None:
             while not any(e["step"] == "S112" for e in _job(tenant.api, job_id)["history"]):
                 if time.monotonic() > deadline:
                     return  # the next batch overlaps a little; not worth failing for
-                time.sleep(0.1)
+                time.sleep(0.5)
 
 
 # -- one target ------------------------------------------------------------------
@@ -935,7 +954,7 @@ class TargetResult:
                 "median_convert_cores": round(self.median("convert_cores"), 2),
                 "median_cpu_ms_per_page": {
                     tier: None if math.isnan(ms) else round(ms, 2)
-                    for tier in ("convert", "platform", "database", "printers")
+                    for tier in ("convert", "platform", "platform_net", "database", "printers")
                     for ms in (self.cost_ms(tier),)
                 },
                 "batches": [b.to_json() for b in self.batches],
@@ -1003,6 +1022,9 @@ def _run_target(name: str, runs: int, warm: bool, out_dir: Path) -> TargetResult
             with console.status(f"{name}: {IDLE_WINDOW_S:.0f} s with the printers polling"):
                 idle = _idle_polls(dep, pgids)
             result.info["idle_polls"] = idle
+            for measured in result.batches:
+                if measured.cost is not None:
+                    measured.cost.poll_ms = idle["services_ms_per_poll"]
             console.print(
                 f"  idle      {idle['polls']} work-list polls in {IDLE_WINDOW_S:.0f} s, no jobs: "
                 f"platform + database {idle['platform_ms_per_s']:.1f} ms/s, "
@@ -1085,6 +1107,7 @@ def _report(results: dict[str, TargetResult]) -> dict[str, Any]:
         "target",
         "conversion",
         "platform",
+        "net of polls",
         "database",
         "printers",
         "xacts/job",
@@ -1100,7 +1123,7 @@ def _report(results: dict[str, TargetResult]) -> dict[str, Any]:
                 name,
                 *(
                     _shown(result.cost_ms(tier), 1)
-                    for tier in ("convert", "platform", "database", "printers")
+                    for tier in ("convert", "platform", "platform_net", "database", "printers")
                 ),
                 _shown(result.db_per_job("xact_commit"), 0),
                 _shown(written, 0),
