@@ -712,24 +712,35 @@ def _cost(
 IDLE_WINDOW_S = 15.0
 
 
-def _idle_polls(dep: Deployment, printers: list[int]) -> dict[str, Any]:
-    """The platform's CPU while the printers only poll their work lists: what a printer
-    costs between jobs (each poll is a token check and a work-list query). Includes the
-    idle stack's own fixed cost (DBOS's pollers, the waker: `bench/idle_cost.py`)."""
+def _idle_polls(
+    dep: Deployment, printers: list[int], baseline: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The platform's CPU with no jobs: with `printers` polling their work lists, what a
+    printer costs between jobs (each poll is a token check and a work-list query), net of
+    `baseline` — the same window measured before the printers started, the idle stack's
+    own fixed cost (DBOS's pollers, the waker: `bench/idle_cost.py`)."""
     before = _snapshot(dep, printers)
     time.sleep(IDLE_WINDOW_S)
     cost = _cost(dep, printers, before, 0, settle=False)
     polls = round(len(printers) * IDLE_WINDOW_S / PRINTER_POLL)
     platform = cost.platform_s + cost.cpu_s.get("database", 0.0)
-    return {
+    out: dict[str, Any] = {
         "seconds": IDLE_WINDOW_S,
         "polls": polls,
         "cpu_s": {k: round(v, 3) for k, v in cost.cpu_s.items()},
         "platform_ms_per_s": round(1000 * platform / IDLE_WINDOW_S, 2),
-        "platform_ms_per_poll": round(1000 * platform / polls, 3) if polls else None,
-        # the same without the database's backends: what `Cost.platform_s` counts
-        "services_ms_per_poll": round(1000 * cost.platform_s / polls, 3) if polls else None,
+        "services_ms_per_s": round(1000 * cost.platform_s / IDLE_WINDOW_S, 2),
     }
+    if baseline is not None and polls:
+        out["baseline_ms_per_s"] = baseline["platform_ms_per_s"]
+        out["platform_ms_per_poll"] = round(
+            (out["platform_ms_per_s"] - baseline["platform_ms_per_s"]) * IDLE_WINDOW_S / polls, 3
+        )
+        # without the database's backends: what `Cost.platform_s` counts
+        out["services_ms_per_poll"] = round(
+            (out["services_ms_per_s"] - baseline["services_ms_per_s"]) * IDLE_WINDOW_S / polls, 3
+        )
+    return out
 
 
 # -- one batch -------------------------------------------------------------------
@@ -980,6 +991,9 @@ def _run_target(name: str, runs: int, warm: bool, out_dir: Path) -> TargetResult
                 tenants = _set_up(dep.database_url, TENANTS)
                 for tenant in tenants:
                     tenant.api = stack.enter_context(_api(dep.base, tenant))
+            with console.status(f"{name}: {IDLE_WINDOW_S:.0f} s idle, no printers yet"):
+                baseline = _idle_polls(dep, [])
+            with console.status(f"{name}: starting the printers"):
                 printers = stack.enter_context(_printers(dep.base, tenants, target_dir))
             pgids = [pgid for _, pgid, _ in printers]
             for index in range(-1 if warm else 0, runs):
@@ -1020,15 +1034,16 @@ def _run_target(name: str, runs: int, warm: bool, out_dir: Path) -> TargetResult
                     result.batches.append(batch)
                 dep.alive()
             with console.status(f"{name}: {IDLE_WINDOW_S:.0f} s with the printers polling"):
-                idle = _idle_polls(dep, pgids)
+                idle = _idle_polls(dep, pgids, baseline)
             result.info["idle_polls"] = idle
             for measured in result.batches:
                 if measured.cost is not None:
-                    measured.cost.poll_ms = idle["services_ms_per_poll"]
+                    measured.cost.poll_ms = idle.get("services_ms_per_poll")
             console.print(
                 f"  idle      {idle['polls']} work-list polls in {IDLE_WINDOW_S:.0f} s, no jobs: "
-                f"platform + database {idle['platform_ms_per_s']:.1f} ms/s, "
-                f"{idle['platform_ms_per_poll']:.2f} ms a poll (the idle stack's own cost included)"
+                f"platform + database {idle['platform_ms_per_s']:.1f} ms/s "
+                f"({idle['baseline_ms_per_s']:.1f} before the printers started): "
+                f"{idle['platform_ms_per_poll']:.2f} ms a poll"
             )
             if dep.tier is not None:
                 with console.status(f"{name}: the conversion tier alone"):
