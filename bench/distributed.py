@@ -569,7 +569,7 @@ def _pg_stats(database_url: str) -> dict[str, Any] | None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
         row = admin.execute(
             "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, "
-            "numbackends FROM pg_stat_database WHERE datname = %s",
+            "sessions, numbackends FROM pg_stat_database WHERE datname = %s",
             (name,),
         ).fetchone()
         pids = admin.execute(
@@ -580,7 +580,8 @@ def _pg_stats(database_url: str) -> dict[str, Any] | None:
         return None
     keys = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted")
     stats: dict[str, Any] = dict(zip(keys, (int(v) for v in row[:5]), strict=True))
-    stats["backends"] = int(row[5])
+    stats["sessions"] = int(row[5])  # connections opened (PostgreSQL 14 and later)
+    stats["backends"] = int(row[6])
     stats["pids"] = [int(r[0]) for r in pids]
     return stats
 
@@ -1018,6 +1019,7 @@ def _run_target(name: str, runs: int, warm: bool, out_dir: Path) -> TargetResult
                     f"; per job {cost.per_job('xact_commit'):.0f} transactions, "
                     f"{cost.per_job('tup_inserted'):.0f}+{cost.per_job('tup_updated'):.0f}+"
                     f"{cost.per_job('tup_deleted'):.0f} rows ins+upd+del, "
+                    f"{cost.per_job('sessions'):.2f} connections opened, "
                     f"{cost.db['backends']} backends"
                     if cost.db
                     else ""
