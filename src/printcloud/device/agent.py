@@ -42,7 +42,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urljoin
@@ -493,7 +495,7 @@ class DeviceAgent:
                     jpeg = fetches.pop(number).result()
                     thumb = self._print_page(item, journal, folder, page, jpeg, media, len(pages))
                     if thumb is not None:
-                        upload = pool.submit(self._api.upload_preview, item.job_id, number, thumb)
+                        upload = pool.submit(self._send_thumbnail, item.job_id, number, thumb)
                         uploads.append((number, upload))
             finally:
                 for pending in fetches.values():
@@ -517,22 +519,15 @@ class DeviceAgent:
         jpeg: bytes,
         media: Media,
         page_count: int,
-    ) -> bytes | None:
-        """S1406–S1410: render, separate, halftone and "print" one page; its thumbnail
-        (PNG) when the printer sends previews. A sink printer only counts the page."""
+    ) -> Callable[[], bytes] | None:
+        """S1406–S1410: render, separate, halftone and "print" one page. Answers what
+        makes its thumbnail (PNG, made beside the next page's rendering) when the
+        printer sends previews. A sink printer only counts the page."""
         if self.config.sink:
-            thumb = None
-            if self.config.sends_previews:
-                try:
-                    thumb = thumbnails.of_jpeg(jpeg)
-                except ValueError as exc:
-                    raise _Stop(
-                        "cancelled", "invalid_data", f"page {page.number}: {exc}", final=True
-                    ) from exc
             journal.mark_printed(page.number)
             journal.save(folder)
             self._page_event(item, page.number, page_count, None)
-            return thumb
+            return partial(thumbnails.of_jpeg, jpeg) if self.config.sends_previews else None
         try:
             rendered = render_page(
                 jpeg,
@@ -551,7 +546,17 @@ class DeviceAgent:
         journal.mark_printed(page.number)
         journal.save(folder)
         self._page_event(item, page.number, page_count, written[-1])
-        return thumbnails.of_rendered(rendered) if self.config.sends_previews else None
+        return partial(thumbnails.of_rendered, rendered) if self.config.sends_previews else None
+
+    def _send_thumbnail(self, job_id: str, number: int, make: Callable[[], bytes]) -> bool:
+        """Make a page's thumbnail and upload it; False when the server no longer wants
+        the job. A page whose thumbnail cannot be made is printed all the same."""
+        try:
+            png = make()
+        except (ValueError, InvalidRequest) as exc:
+            log.warning("job %s page %d: no thumbnail: %s", job_id, number, exc)
+            return True
+        return self._api.upload_preview(job_id, number, png)
 
     def _page_event(self, item: WorkItem, number: int, page_count: int, path: Path | None) -> None:
         self._emit(
