@@ -42,6 +42,22 @@ def device(
         bool, typer.Option(help="Register the listener as the printer's push URL")
     ] = True,
     profile: Annotated[Path | None, typer.Option(help="CMYK ICC output profile")] = None,
+    sink: Annotated[
+        bool,
+        typer.Option(
+            "--sink",
+            help="Fetch every page and report it printed without rendering it (no raster, "
+            "no engine output): a stand-in printer for measuring the platform",
+        ),
+    ] = False,
+    previews: Annotated[
+        bool | None,
+        typer.Option(
+            "--previews/--no-previews",
+            help="Send a thumbnail of each printed page for the job's page "
+            "(default: yes, except with --sink)",
+        ),
+    ] = None,
     once: Annotated[bool, typer.Option(help="Print what is waiting, then stop")] = False,
     card_reader: Annotated[
         bool,
@@ -63,6 +79,9 @@ def device(
     ] = 180.0,
 ) -> None:
     """Run a virtual printer (seed 003 PRT001): poll or take pushes, print, report.
+
+    With --sink it only fetches and counts the pages (issue 13: the platform's load
+    without the printers' raster).
 
     With --card-reader and/or --panel, users log in at the printer with an ID card
     (registering an unknown one with their directory account) and release their held jobs.
@@ -101,6 +120,8 @@ def device(
         listen=listen,
         register_push=register_push,
         profile=profile,
+        sink=sink,
+        previews=previews,
     )
     if card_reader or panel:
         from printcloud.device.console import main as card_main

@@ -14,8 +14,13 @@ listener (registered as the printer's push_url), at once on a print request
 - S1406–S1410, per page: downloads the JPEG, renders it to the job's media and
   resolution, separates it (CMYK, or gray for a mono job, ¶0107), halftones it
   to one bit per colorant (`raster.render_page`) and "prints" it: one PBM per
-  colorant and a preview PNG in `out_dir/<job_id>/`; the preview, downscaled,
-  is uploaded for the user's job page;
+  colorant and a preview PNG in `out_dir/<job_id>/`; a thumbnail (at most 256 px,
+  `thumbnails.py`) is uploaded for the user's job page, unless the printer is
+  configured to send none (`DeviceConfig.previews`);
+- a **sink** printer (`DeviceConfig.sink`, issue 13) downloads and checks every
+  page the same way, then counts it printed without rendering anything (no raster,
+  no engine output, and by default no thumbnail): the platform's load without the
+  printers' own work, for measuring it;
 - S1411: before each page, an injected fault (`paper_out@2`, …) cancels the job;
 - S1412–S1414: reports `printed` or `cancelled` with a reason and the pages printed.
 
@@ -34,25 +39,24 @@ the report's message and `JobOutcome.impressions` count `pages × copies`;
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urljoin
 
 import httpx
-from PIL import Image
 from rich.console import Console
 
 from printcloud.core.errors import InvalidRequest
 from printcloud.core.http import client as http_client
 from printcloud.core.http import error_of
 from printcloud.core.logs import get_logger
+from printcloud.device import thumbnails
 from printcloud.device.api import DeviceApi, Page, WorkItem, device_errors
 from printcloud.device.config import (
     FAULT_NAMES,
@@ -63,6 +67,7 @@ from printcloud.device.config import (
     Fault,
     ServiceUnreachable,
 )
+from printcloud.device.events import DeviceEvent, EventHook, JobOutcome
 from printcloud.device.journal import Journal, Outcome, page_name
 from printcloud.device.push import PushListener
 from printcloud.device.raster import Media, render_page, warm_up
@@ -84,57 +89,6 @@ __all__ = [
 ]
 
 log = get_logger("device.agent")
-
-PREVIEW_WIDTH = 400
-
-
-# -- what the agent reports --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """What happened to one job of the work list in one poll.
-
-    `outcome`: `printed` / `cancelled` (reported to the server, or to be reported
-    again when `reported` is False), `skipped` (the server refused the start,
-    409), `error` (nothing final; the job is tried again at the next poll).
-    `replayed`: the journal showed the job finished, so it was only reported.
-    """
-
-    job_id: str
-    title: str
-    outcome: Literal["printed", "cancelled", "skipped", "error"]
-    reason: str | None
-    pages_printed: int
-    copies: int
-    folder: Path
-    previews: tuple[Path, ...]
-    message: str = ""
-    reported: bool = False
-    replayed: bool = False
-
-    @property
-    def impressions(self) -> int:
-        return self.pages_printed * self.copies
-
-
-@dataclass(frozen=True)
-class DeviceEvent:
-    """Progress for a display: `job` (printing starts; `page_count` known), `page`
-    (one page printed; `path` is its preview), `done` (the job's `outcome`),
-    `skipped`, `error` (`message`), `push` (a print request arrived)."""
-
-    kind: Literal["job", "page", "done", "skipped", "error", "push"]
-    job_id: str = ""
-    title: str = ""
-    page: int = 0
-    page_count: int = 0
-    path: Path | None = None
-    outcome: JobOutcome | None = None
-    message: str = ""
-
-
-EventHook = Callable[[DeviceEvent], None]
 
 
 class _Stop(Exception):  # control flow inside one job, not an error
@@ -511,12 +465,13 @@ class DeviceAgent:
                 page_count=len(pages),
             )
         )
-        for number in journal.pages_done:
-            if number not in journal.previews_uploaded:
-                self._resend_preview(item, journal, folder, number)
+        if self.config.sends_previews:
+            for number in journal.pages_done:
+                if number not in journal.previews_uploaded:
+                    self._resend_preview(item, journal, folder, number)
         by_number = {page.number: page for page in pages}
         todo = journal.pages_to_print(list(by_number))
-        # I/O beside the engine: the next page downloads and the last preview uploads
+        # I/O beside the engine: the next page downloads and the last thumbnail uploads
         # while this page renders (two threads; the httpx client is thread-safe).
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="device-io") as pool:
             fetches: dict[int, Future[bytes]] = {}
@@ -538,10 +493,10 @@ class DeviceAgent:
                         following = by_number[todo[index + 1]]
                         fetches[following.number] = pool.submit(self._page_data, item, following)
                     jpeg = fetches.pop(number).result()
-                    preview = self._print_page(item, journal, folder, page, jpeg, media, len(pages))
-                    uploads.append(
-                        (number, pool.submit(self._upload_file, item.job_id, number, preview))
-                    )
+                    thumb = self._print_page(item, journal, folder, page, jpeg, media, len(pages))
+                    if thumb is not None:
+                        upload = pool.submit(self._send_thumbnail, item.job_id, number, thumb)
+                        uploads.append((number, upload))
             finally:
                 for pending in fetches.values():
                     pending.cancel()
@@ -564,8 +519,15 @@ class DeviceAgent:
         jpeg: bytes,
         media: Media,
         page_count: int,
-    ) -> Path:
-        """S1406–S1410: render, separate, halftone and "print" one page; its preview."""
+    ) -> Callable[[], bytes] | None:
+        """S1406–S1410: render, separate, halftone and "print" one page. Answers what
+        makes its thumbnail (PNG, made beside the next page's rendering) when the
+        printer sends previews. A sink printer only counts the page."""
+        if self.config.sink:
+            journal.mark_printed(page.number)
+            journal.save(folder)
+            self._page_event(item, page.number, page_count, None)
+            return partial(thumbnails.of_jpeg, jpeg) if self.config.sends_previews else None
         try:
             rendered = render_page(
                 jpeg,
@@ -583,25 +545,30 @@ class DeviceAgent:
         written = rendered.write(folder, name=page_name(page.number))
         journal.mark_printed(page.number)
         journal.save(folder)
-        preview = written[-1]
+        self._page_event(item, page.number, page_count, written[-1])
+        return partial(thumbnails.of_rendered, rendered) if self.config.sends_previews else None
+
+    def _send_thumbnail(self, job_id: str, number: int, make: Callable[[], bytes]) -> bool:
+        """Make a page's thumbnail and upload it; False when the server no longer wants
+        the job. A page whose thumbnail cannot be made is printed all the same."""
+        try:
+            png = make()
+        except (ValueError, InvalidRequest) as exc:
+            log.warning("job %s page %d: no thumbnail: %s", job_id, number, exc)
+            return True
+        return self._api.upload_preview(job_id, number, png)
+
+    def _page_event(self, item: WorkItem, number: int, page_count: int, path: Path | None) -> None:
         self._emit(
             DeviceEvent(
                 "page",
                 job_id=item.job_id,
                 title=item.title,
-                page=page.number,
+                page=number,
                 page_count=page_count,
-                path=preview,
+                path=path,
             )
         )
-        return preview
-
-    def _upload_file(self, job_id: str, number: int, preview: Path) -> bool:
-        # the preview written beside the engine output, shrunk: not rendered twice
-        with Image.open(preview) as image:
-            image.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH * 4))
-            small = _png(image)
-        return self._api.upload_preview(job_id, number, small)
 
     def _settle_uploads(
         self,
@@ -610,8 +577,8 @@ class DeviceAgent:
         folder: Path,
         uploads: list[tuple[int, Future[bool]]],
     ) -> bool:
-        """Wait for the previews; False when the server no longer wants the job. A
-        preview that failed is sent again the next time the job is handed over."""
+        """Wait for the thumbnails; False when the server no longer wants the job. A
+        thumbnail that failed is sent again the next time the job is handed over."""
         wanted = True
         for number, upload in uploads:
             try:
@@ -633,19 +600,10 @@ class DeviceAgent:
         if not path.is_file():
             log.warning("job %s page %d: no preview to send", item.job_id, number)
             return
-        with Image.open(path) as image:
-            image.thumbnail((PREVIEW_WIDTH, PREVIEW_WIDTH * 4))
-            png = _png(image)
-        if not self._api.upload_preview(item.job_id, number, png):
+        if not self._api.upload_preview(item.job_id, number, thumbnails.of_file(path)):
             raise _Stop("cancelled", "job_cancelled", "the server cancelled the job", final=True)
         journal.mark_uploaded(number)
         journal.save(folder)
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def main(config: DeviceConfig, *, once: bool = False, console: Console | None = None) -> int:
@@ -659,8 +617,9 @@ def main(config: DeviceConfig, *, once: bool = False, console: Console | None = 
 
     console = console or Console()
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    with console.status("Loading the raster engine…"):
-        warm_up()
+    if not config.sink:  # a sink printer renders nothing
+        with console.status("Loading the raster engine…"):
+            warm_up()
     display = Display(console)
     with DeviceAgent(config, on_event=display) as agent:
         announce(config, agent, console, once=once)

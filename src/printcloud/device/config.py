@@ -107,6 +107,17 @@ class DeviceConfig:
     register_push: bool = True
     #: CMYK output profile; None: raster's default (Ghostscript's), else the formula.
     profile: Path | None = None
+    #: A sink printer (issue 13): fetches every page, checks it against the metafile and
+    #: reports it printed, with no raster and no engine output — a stand-in for a real
+    #: printer when measuring the platform, whose printers are other machines.
+    sink: bool = False
+    #: Send each printed page's thumbnail for the user's job page (S110); None: yes,
+    #: except for a sink printer.
+    previews: bool | None = None
+
+    @property
+    def sends_previews(self) -> bool:
+        return self.previews if self.previews is not None else not self.sink
 
     @property
     def printing_url(self) -> str:

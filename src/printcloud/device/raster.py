@@ -383,7 +383,14 @@ class RenderedPage:
 
     def preview(self, max_width: int = 620) -> Image.Image:
         """An RGB picture of the printed sheet: dot coverage per cell, inks multiplied."""
-        factor = max(1, -(-self.width // max_width))
+        return self._recompose(max(1, -(-self.width // max_width)))
+
+    def thumbnail(self, max_side: int = 256) -> Image.Image:
+        """`preview` at most `max_side` pixels on the long side (what the printer uploads)."""
+        return self._recompose(max(1, -(-max(self.width, self.height) // max_side)))
+
+    def _recompose(self, factor: int) -> Image.Image:
+        """One pixel per `factor` x `factor` cell of dots: its coverage, inks multiplied."""
         h, w = self.height // factor, self.width // factor
         light = np.ones((h, w, 3), np.float32)
         # Paper reflectance multiplied by each ink's (an ideal ink absorbs its complement).
