@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from .models import JobEventRow, PrinterRow, PrintJobRow
 
 
-class JobOptionsIn(BaseModel):
+class JobOptions(BaseModel):
     color: bool = True
     copies: int = Field(default=1, ge=1, le=999)
     duplex: bool = False
@@ -19,13 +19,13 @@ class JobOptionsIn(BaseModel):
     hold: bool = False
 
 
-class JobByUrl(BaseModel):
+class JobCreate(BaseModel):
     """SVC001 by URL: the workers download the print data from `url`."""
 
     printer_id: str = Field(min_length=1, max_length=128)
     url: str = Field(min_length=1, max_length=2000)
     title: str = Field(default="", max_length=300)
-    options: JobOptionsIn = Field(default_factory=JobOptionsIn)
+    options: JobOptions = Field(default_factory=JobOptions)
 
 
 class EventRead(BaseModel):
@@ -119,7 +119,7 @@ class PrinterList(BaseModel):
     printers: list[PrinterRead]
 
 
-class PushUrl(BaseModel):
+class PrinterPushUpdate(BaseModel):
     push_url: str | None = Field(default=None, max_length=1000)
 
 
@@ -158,5 +158,5 @@ class StateRead(BaseModel):
     state: str
 
 
-class Release(BaseModel):
+class JobRelease(BaseModel):
     printer_id: str = Field(min_length=1, max_length=128)
