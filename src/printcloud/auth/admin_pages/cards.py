@@ -12,14 +12,7 @@ from .. import cards
 from ..admin_api.cards import card_read, tenant_lockouts
 from ..models import CardBinding
 from ..runtime import Runtime
-from .base import (
-    Ctx,
-    Done,
-    FormCall,
-    Page,
-    PageCall,
-    row_pk,
-)
+from .base import Ctx, Done, FormCall, Page, PageCall, row_pk
 
 router = APIRouter()
 

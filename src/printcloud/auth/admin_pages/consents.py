@@ -10,14 +10,7 @@ from sqlalchemy.orm import Session
 
 from .. import service
 from ..runtime import Runtime
-from .base import (
-    Ctx,
-    Done,
-    FormCall,
-    Page,
-    PageCall,
-    row_pk,
-)
+from .base import Ctx, Done, FormCall, Page, PageCall, row_pk
 
 router = APIRouter()
 

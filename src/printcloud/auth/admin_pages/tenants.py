@@ -14,17 +14,7 @@ from printcloud.core.errors import NotFound
 from .. import service
 from ..models import CardBinding, Client, TenantConsent, User
 from ..runtime import Runtime
-from .base import (
-    Ctx,
-    Done,
-    Flag,
-    FormCall,
-    Number,
-    Page,
-    PageCall,
-    checked,
-    whole_number,
-)
+from .base import Ctx, Done, Flag, FormCall, Number, Page, PageCall, checked, whole_number
 
 router = APIRouter()
 

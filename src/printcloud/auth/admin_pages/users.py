@@ -11,17 +11,7 @@ from sqlalchemy.orm import Session
 from .. import service
 from ..admin_api.deps import refuse_self_lockout
 from ..runtime import Runtime
-from .base import (
-    AdminCall,
-    Ctx,
-    Done,
-    Flag,
-    FormCall,
-    Page,
-    PageCall,
-    checked,
-    confirm_missing,
-)
+from .base import AdminCall, Ctx, Done, Flag, FormCall, Page, PageCall, checked, confirm_missing
 
 router = APIRouter()
 
