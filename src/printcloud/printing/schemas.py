@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .models import JobEventRow, PrinterRow, PrintJobRow
 
@@ -94,6 +94,8 @@ class PrinterCreate(BaseModel):
 
 
 class PrinterRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     printer_id: str
     name: str
     color: bool
@@ -104,15 +106,7 @@ class PrinterRead(BaseModel):
 
     @classmethod
     def of(cls, row: PrinterRow) -> PrinterRead:
-        return cls(
-            printer_id=row.printer_id,
-            name=row.name,
-            color=row.color,
-            client_id=row.client_id,
-            push_url=row.push_url,
-            location=row.location,
-            last_seen_at=row.last_seen_at,
-        )
+        return cls.model_validate(row)
 
 
 class PrinterList(BaseModel):
