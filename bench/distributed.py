@@ -93,6 +93,7 @@ from bench.harness import (
     wait_ready,
 )
 from bench.print_stack import FINAL, at, group_cpu_seconds
+from printcloud.printing.client import PrintClient, PrintServiceError
 
 DPI = 200
 COLOR = False
@@ -400,7 +401,15 @@ class Tenant:
     app_secret: str
     device_id: str
     device_secret: str
-    api: httpx.Client | None = None
+    api: PrintApi | None = None
+
+
+@dataclass(frozen=True)
+class PrintApi:
+    """A tenant's print-service client and the bearer token it calls with."""
+
+    client: PrintClient
+    token: str
 
 
 def _set_up(database_url: str, count: int) -> list[Tenant]:
@@ -442,7 +451,8 @@ def _set_up(database_url: str, count: int) -> list[Tenant]:
     return tenants
 
 
-def _api(base: str, tenant: Tenant) -> httpx.Client:
+@contextlib.contextmanager
+def _api(base: str, tenant: Tenant) -> Iterator[PrintApi]:
     token = httpx.post(
         f"{base}/{ISSUER}/token",
         data={"grant_type": "client_credentials", "scope": "print"},
@@ -452,12 +462,10 @@ def _api(base: str, tenant: Tenant) -> httpx.Client:
     )
     if token.status_code != 200:
         raise BenchError(f"token request answered {token.status_code}: {token.text[:300]}")
-    return httpx.Client(
-        base_url=f"{base}/printing",
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-        timeout=120,
-        trust_env=False,
-    )
+    with httpx.Client(timeout=120, trust_env=False) as http:
+        yield PrintApi(
+            PrintClient(f"{base}/printing", http=http), str(token.json()["access_token"])
+        )
 
 
 @contextlib.contextmanager
@@ -812,37 +820,28 @@ def _tree_cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _submit(api: httpx.Client, data: bytes, count: int) -> list[tuple[str, float]]:
+def _submit(api: PrintApi, data: bytes, count: int) -> list[tuple[str, float]]:
     """POST `count` jobs one after the other: (job id, wall time the POST began) each."""
     posted = []
+    options = {"dpi": str(DPI), "color": str(COLOR).lower()}
     for _ in range(count):
         API_CALLS.add()
         begun = time.time()
-        response = api.post(
-            "/api/jobs",
-            files={"file": ("doc10.pdf", data, "application/pdf")},
-            data={"printer_id": PRINTER, "dpi": str(DPI), "color": str(COLOR).lower()},
+        job = api.client.submit(
+            token=api.token, printer_id=PRINTER, pdf=data, filename="doc10.pdf", options=options
         )
-        if response.status_code != 202:
-            raise BenchError(f"submit answered {response.status_code}: {response.text[:300]}")
-        posted.append((str(response.json()["job_id"]), begun))
+        posted.append((job.job_id, begun))
     return posted
 
 
-def _states(api: httpx.Client) -> dict[str, str]:
+def _states(api: PrintApi) -> dict[str, str]:
     API_CALLS.add()
-    response = api.get("/api/jobs", params={"limit": 1000})
-    if response.status_code != 200:
-        raise BenchError(f"GET jobs answered {response.status_code}: {response.text[:300]}")
-    return {job["job_id"]: job["state"] for job in response.json()["jobs"]}
+    return {job.job_id: job.state for job in api.client.list_jobs(token=api.token, limit=1000)}
 
 
-def _job(api: httpx.Client, job_id: str) -> dict[str, Any]:
+def _job(api: PrintApi, job_id: str) -> dict[str, Any]:
     API_CALLS.add()
-    response = api.get(f"/api/jobs/{job_id}")
-    if response.status_code != 200:
-        raise BenchError(f"GET job answered {response.status_code}: {response.text[:300]}")
-    return dict(response.json())
+    return api.client.show(job_id, token=api.token).data
 
 
 def _batch(
@@ -1060,7 +1059,15 @@ def _run_target(name: str, runs: int, warm: bool, out_dir: Path) -> TargetResult
     except Skip as exc:
         result.skipped = str(exc)
         console.print(f"[yellow]skipped {name}: {exc}[/]")
-    except (BenchError, httpx.HTTPError, OSError, RuntimeError, ValueError, KeyError) as exc:
+    except (
+        BenchError,
+        PrintServiceError,
+        httpx.HTTPError,
+        OSError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+    ) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         console.print(f"[bold red]{name} FAILED: {result.error}[/]")
     return result

@@ -66,6 +66,7 @@ from bench.harness import (
     wait_ready,
 )
 from bench.print_stack import group_cpu_seconds
+from printcloud.printing.client import PrintClient, PrintServiceError
 
 ISSUER = "idp-a"
 PRINTERS = 100
@@ -196,7 +197,8 @@ class IdleStack:
     proc: Any
     log: Path
     database_url: str
-    api: httpx.Client
+    api: PrintClient
+    token: str
     tenant_id: str
 
     def alive(self) -> None:
@@ -280,15 +282,13 @@ def idle_stack(database: str, out_dir: Path) -> Iterator[IdleStack]:
         )
         if token.status_code != 200:
             raise BenchError(f"token request answered {token.status_code}: {token.text[:300]}")
-        api = httpx.Client(
-            base_url=f"{base}/printing",
-            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-            timeout=300,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=SUBMITTERS),
+        http = httpx.Client(
+            timeout=300, trust_env=False, limits=httpx.Limits(max_connections=SUBMITTERS)
         )
-        stack.callback(api.close)
-        yield IdleStack(base, proc, log, database_url, api, tenant_id)
+        stack.callback(http.close)
+        api = PrintClient(f"{base}/printing", http=http)
+        access = str(token.json()["access_token"])
+        yield IdleStack(base, proc, log, database_url, api, access, tenant_id)
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -298,14 +298,19 @@ def _submit_all(stack: IdleStack, pdf: bytes, first: int, count: int, *, hold: b
     """Submit jobs number `first` to `first + count - 1`, spread over the printers."""
 
     def one(number: int) -> None:
-        form = {"printer_id": f"p{number % PRINTERS:03d}", "dpi": "150", "color": "false"}
+        options = {"dpi": "150", "color": "false"}
         if hold:
-            form["hold"] = "true"
-        response = stack.api.post(
-            "/api/jobs", files={"file": (f"{number}.pdf", pdf, "application/pdf")}, data=form
-        )
-        if response.status_code != 202:
-            raise BenchError(f"submit answered {response.status_code}: {response.text[:300]}")
+            options["hold"] = "true"
+        try:
+            stack.api.submit(
+                token=stack.token,
+                printer_id=f"p{number % PRINTERS:03d}",
+                pdf=pdf,
+                filename=f"{number}.pdf",
+                options=options,
+            )
+        except PrintServiceError as exc:
+            raise BenchError(f"submit: {exc}") from exc
 
     with ThreadPoolExecutor(SUBMITTERS) as pool:
         list(pool.map(one, range(first, first + count)))

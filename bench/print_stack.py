@@ -130,7 +130,7 @@ class PrintStack:
                 time.sleep(0.1)
 
     def workers(self) -> int:
-        return len(httpx.get(f"{self.base}/printing/healthz", timeout=5).json().get("workers", []))
+        return len(self.api.health().get("workers", []))
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by the stack's processes (its process group)."""

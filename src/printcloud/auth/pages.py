@@ -29,6 +29,8 @@ from .runtime import Runtime, runtime
 
 router = APIRouter(include_in_schema=False)
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
+Csrf = Annotated[str, Form(max_length=100)]
+Choice = Annotated[str, Form(max_length=10)]
 
 SCOPE_TEXT = {
     "print": "Print documents and see your print jobs",
@@ -128,7 +130,7 @@ async def login(
     tenant: Annotated[str, Form(max_length=64)] = "",
     username: Annotated[str, Form(max_length=128)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
-    csrf: Annotated[str, Form(max_length=100)] = "",
+    csrf: Csrf = "",
     next: Annotated[str, Form(max_length=4096)] = "",
 ) -> Response:
     rt.server(issuer)
@@ -193,9 +195,7 @@ async def login(
 
 
 @router.post("/{issuer}/logout")
-async def logout(
-    request: Request, issuer: str, rt: RuntimeDep, csrf: Annotated[str, Form(max_length=100)] = ""
-) -> Response:
+async def logout(request: Request, issuer: str, rt: RuntimeDep, csrf: Csrf = "") -> Response:
     rt.server(issuer)
     sid = request.cookies.get(rt.session_cookie(issuer))
     if sid and check_csrf(request, csrf):
@@ -248,7 +248,7 @@ async def remove_card(
     issuer: str,
     card_id: int,
     rt: RuntimeDep,
-    csrf: Annotated[str, Form(max_length=100)] = "",
+    csrf: Csrf = "",
 ) -> Response:
     """The user removes one of their own cards (seed 004's binding): it must be
     registered again. Another user's card is not found, whoever asks."""
@@ -285,15 +285,13 @@ async def remove_card(
     if result == "login":
         return _account_login(issuer)
     if result == "expired":
-        return render(
-            rt,
-            request,
-            "message.html",
-            400,
-            title="Your form expired",
-            message="Reload your account page and try again.",
-        )
+        return _form_expired(rt, request, "Reload your account page and try again.")
     return RedirectResponse(f"/{issuer}/account", status_code=303)
+
+
+def _form_expired(rt: Runtime, request: Request, what_next: str) -> Response:
+    """400: the form's CSRF token is stale (or missing); `what_next` says how to go on."""
+    return render(rt, request, "message.html", 400, title="Your form expired", message=what_next)
 
 
 # -- authorization endpoint with consent (seed 002) ------------------------------------
@@ -429,21 +427,14 @@ async def authorize_decision(
     request: Request,
     issuer: str,
     rt: RuntimeDep,
-    decision: Annotated[str, Form(max_length=10)] = "",
-    remember: Annotated[str, Form(max_length=10)] = "",
-    tenant_wide: Annotated[str, Form(max_length=10)] = "",
-    csrf: Annotated[str, Form(max_length=100)] = "",
+    decision: Choice = "",
+    remember: Choice = "",
+    tenant_wide: Choice = "",
+    csrf: Csrf = "",
 ) -> Response:
     rt.server(issuer)
     if not check_csrf(request, csrf):
-        return render(
-            rt,
-            request,
-            "message.html",
-            400,
-            title="Your form expired",
-            message="Go back to the application and start signing in again.",
-        )
+        return _form_expired(rt, request, "Go back to the application and start signing in again.")
     choice = {
         "allow": decision == "allow",
         "remember": bool(remember),
@@ -502,19 +493,12 @@ async def device_decision(
     issuer: str,
     rt: RuntimeDep,
     user_code: Annotated[str, Form(max_length=20)] = "",
-    decision: Annotated[str, Form(max_length=10)] = "",
-    csrf: Annotated[str, Form(max_length=100)] = "",
+    decision: Choice = "",
+    csrf: Csrf = "",
 ) -> Response:
     rt.server(issuer)
     if not check_csrf(request, csrf):
-        return render(
-            rt,
-            request,
-            "message.html",
-            400,
-            title="Your form expired",
-            message="Enter the code again.",
-        )
+        return _form_expired(rt, request, "Enter the code again.")
 
     def decide() -> str | None:
         with rt.db.session() as db:

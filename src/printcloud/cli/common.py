@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ from rich.table import Table
 from printcloud.core.errors import PrintcloudError
 from printcloud.core.settings import Settings
 
+T = TypeVar("T")
 console = Console()
 err = Console(stderr=True)
 
@@ -62,6 +63,24 @@ def run(fn: Callable[[Any], Any]) -> Any:
         else:
             err.print(f"[red]error[/red] {exc.error}: {exc.description}")
         raise typer.Exit(2) from exc
+
+
+def in_tenant(issuer: str, tenant: str, work: Callable[[Any, Any], T]) -> T:
+    """`run(work)` for one tenant: `work(session, tenant_row)`."""
+    from printcloud.auth import service
+
+    return run(lambda s: work(s, service.get_tenant(s, issuer=issuer, tenant_id=tenant)))
+
+
+def fields_of(row: Any, names: str) -> dict[str, Any]:
+    """The attributes of a database row named in `names` (space-separated, as for a
+    namedtuple), as a command shows them."""
+    return {name: getattr(row, name) for name in names.split()}
+
+
+def rows_of(data: Iterable[Mapping[str, Any]], *keys: str) -> list[list[Any]]:
+    """A table's rows: the values of `keys` in each of `data`, in order."""
+    return [[d[key] for key in keys] for d in data]
 
 
 def table_of(title: str, columns: list[str], rows: list[list[Any]]) -> Callable[[], Table]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from fastapi import Request
+from fastapi import Depends, Request
 
 from printcloud.core import crypto
 from printcloud.core.errors import Forbidden, InsufficientScope, Unauthorized, Unavailable
@@ -184,6 +184,17 @@ class Guard:
             return principal
 
         return dependency
+
+
+def scoped(guard_of: Callable[[Request], Guard], *scopes: str, admin: bool = False) -> Any:
+    """`Depends(...)` on the Principal of a service whose guard `guard_of` finds (the
+    service's runtime, made at start), with `scopes` and, with `admin`, the admin claim:
+    `PrintCaller = Annotated[Principal, scoped(guard_of, "print")]`."""
+
+    async def dependency(request: Request) -> Principal:
+        return await guard_of(request).require(*scopes, admin=admin)(request)
+
+    return Depends(dependency)
 
 
 def require_admin(principal: Principal) -> None:

@@ -28,18 +28,27 @@ def client(**kwargs: Any) -> httpx.Client:
     return httpx.Client(headers=headers, **kwargs)
 
 
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def error_of(response: httpx.Response) -> tuple[str, str]:
     """(`error`, `error_description`) of another service's JSON error answer (the
     OAuth-style shape every printcloud API answers); an empty string for what it lacks,
     both when the answer is not a JSON object."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "", ""
-    if not isinstance(body, dict):
-        return "", ""
+    body = _error_body(response)
     description = body.get("error_description") or body.get("detail") or ""
     return str(body.get("error") or ""), str(description)
+
+
+def error_field(response: httpx.Response) -> str | None:
+    """The input field another service's error answer blames (`field`), if it names one."""
+    field = _error_body(response).get("field")
+    return None if field is None else str(field)
 
 
 def error_text(response: httpx.Response, *, limit: int = 500) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from printcloud.core.http import error_field, error_of
+
 
 class CrmError(Exception):
     """The CRM refused a request, or could not be reached (`status` 0)."""
@@ -140,14 +142,18 @@ class CrmClient:
             offset = page.next_offset
 
     def _json(self, resp: httpx.Response) -> dict[str, Any]:
-        try:
-            data = resp.json()
-        except ValueError:
-            data = None
-        if resp.status_code >= 400 or not isinstance(data, dict):
-            body = data if isinstance(data, dict) else {}
-            error = str(body.get("error") or "error")
-            description = str(body.get("error_description") or f"HTTP {resp.status_code}")
-            kind = TokenRejected if resp.status_code == 401 else CrmError
-            raise kind(resp.status_code, error, description, body.get("field"))
-        return data
+        if resp.status_code < 400:
+            try:
+                data = resp.json()
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                return data
+        code, description = error_of(resp)
+        kind = TokenRejected if resp.status_code == 401 else CrmError
+        raise kind(
+            resp.status_code,
+            code or "error",
+            description or f"HTTP {resp.status_code}",
+            error_field(resp),
+        )

@@ -3,11 +3,11 @@ and the idp-b principal with the scope each action needs."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from printcloud.core.guard import Principal
+from printcloud.core.guard import Guard, Principal, scoped
 
 from .runtime import CrmRuntime
 
@@ -20,14 +20,11 @@ def runtime(request: Request) -> CrmRuntime:
 RuntimeDep = Annotated[CrmRuntime, Depends(runtime)]
 
 
-def _scope(*scopes: str) -> Any:
-    async def dependency(request: Request) -> Principal:
-        return await runtime(request).guard.require(*scopes)(request)
-
-    return Depends(dependency)
+def _guard(request: Request) -> Guard:
+    return runtime(request).guard
 
 
-Reader = Annotated[Principal, _scope("crm.read")]
-Writer = Annotated[Principal, _scope("crm.write")]
+Reader = Annotated[Principal, scoped(_guard, "crm.read")]
+Writer = Annotated[Principal, scoped(_guard, "crm.write")]
 #: Batch jobs and the docgen link are the tenant administrator's (crm.write).
-Admin = Annotated[Principal, _scope("crm.write")]
+Admin = Annotated[Principal, scoped(_guard, "crm.write")]

@@ -45,7 +45,7 @@ from printcloud.core.web import check_csrf, templates
 from . import service
 from .deps import RuntimeDep, runtime
 from .runtime import PREFIX, CrmRuntime
-from .schemas import BatchJobIn, BatchJobRead, DocgenLinkRead, ImportRead, RecordPage, RunRead
+from .schemas import BatchJobCreate, BatchJobRead, DocgenLinkRead, ImportRead, RecordPage, RunRead
 
 log = get_logger("crm.pages")
 router = APIRouter(include_in_schema=False)
@@ -371,7 +371,7 @@ def _form_values(fields: dict[str, str]) -> dict[str, Any]:
     return values
 
 
-def _job_body(values: dict[str, Any]) -> BatchJobIn:
+def _job_body(values: dict[str, Any]) -> BatchJobCreate:
     """The form as the API's body; pydantic's complaint as a 400 naming the field."""
     raw = {
         "name": values["name"],
@@ -395,7 +395,7 @@ def _job_body(values: dict[str, Any]) -> BatchJobIn:
         },
     }
     try:
-        return BatchJobIn.model_validate(raw)
+        return BatchJobCreate.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ()))

@@ -32,16 +32,16 @@ from . import schedules, service
 from .deps import Admin, Reader, RuntimeDep, Writer
 from .runtime import CrmRuntime
 from .schemas import (
-    BatchJobIn,
+    BatchJobCreate,
     BatchJobList,
     BatchJobRead,
-    DocgenLinkIn,
     DocgenLinkRead,
+    DocgenLinkUpdate,
     ImportProblem,
     ImportRead,
-    QueryIn,
-    RecordIn,
+    RecordCreate,
     RecordPage,
+    RecordQuery,
     RecordRead,
     RecordSetCreate,
     RecordSetList,
@@ -144,7 +144,7 @@ def list_records(
     response_model=RecordRead,
     tags=["records"],
 )
-def add_record(name: str, body: RecordIn, rt: RuntimeDep, principal: Writer) -> RecordRead:
+def add_record(name: str, body: RecordCreate, rt: RuntimeDep, principal: Writer) -> RecordRead:
     with rt.db.session() as db:
         row = service.add_record(db, tenant_id=principal.tenant_id, record_set=name, data=body.data)
         return RecordRead.of(row)
@@ -165,7 +165,7 @@ def show_record(name: str, record_id: str, rt: RuntimeDep, principal: Reader) ->
     "/api/record-sets/{name}/records/{record_id}", response_model=RecordRead, tags=["records"]
 )
 def update_record(
-    name: str, record_id: str, body: RecordIn, rt: RuntimeDep, principal: Writer
+    name: str, record_id: str, body: RecordCreate, rt: RuntimeDep, principal: Writer
 ) -> RecordRead:
     with rt.db.session() as db:
         row = service.update_record(
@@ -269,7 +269,7 @@ async def import_csv(
 
 
 @router.post("/api/query", response_model=RecordPage, tags=["query"])
-def query(body: QueryIn, rt: RuntimeDep, principal: Reader) -> RecordPage:
+def query(body: RecordQuery, rt: RuntimeDep, principal: Reader) -> RecordPage:
     """The records of `record_set` that pass every filter, in `order`, one page
     (`next_offset` is set when there are more)."""
     with rt.db.sessions() as db:
@@ -296,7 +296,7 @@ def list_jobs(rt: RuntimeDep, principal: Admin) -> BatchJobList:
 
 
 def _save(
-    rt: CrmRuntime, principal: Principal, job_id: str | None, body: BatchJobIn
+    rt: CrmRuntime, principal: Principal, job_id: str | None, body: BatchJobCreate
 ) -> BatchJobRead:
     row = service.save_job(
         rt.db,
@@ -310,7 +310,7 @@ def _save(
 
 
 @router.post("/api/jobs", status_code=201, response_model=BatchJobRead, tags=["batch jobs"])
-def create_job(body: BatchJobIn, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
+def create_job(body: BatchJobCreate, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
     return _save(rt, principal, None, body)
 
 
@@ -321,7 +321,7 @@ def show_job(job_id: str, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
 
 
 @router.put("/api/jobs/{job_id}", response_model=BatchJobRead, tags=["batch jobs"])
-def update_job(job_id: str, body: BatchJobIn, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
+def update_job(job_id: str, body: BatchJobCreate, rt: RuntimeDep, principal: Admin) -> BatchJobRead:
     return _save(rt, principal, job_id, body)
 
 
@@ -386,7 +386,7 @@ def runs(
 
 
 @router.put("/api/docgen-link", response_model=DocgenLinkRead, tags=["docgen link"])
-def set_docgen_link(body: DocgenLinkIn, rt: RuntimeDep, principal: Admin) -> DocgenLinkRead:
+def set_docgen_link(body: DocgenLinkUpdate, rt: RuntimeDep, principal: Admin) -> DocgenLinkRead:
     with rt.db.session() as db:
         row = service.set_docgen_link(
             db,

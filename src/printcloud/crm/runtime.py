@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import httpx
 
@@ -15,6 +16,7 @@ from printcloud.core.http import client as http_client
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
+from printcloud.core.tasks.running import EngineHooks, Running
 
 log = get_logger("crm.runtime")
 #: Where the stack mounts the CRM (its pages' links and sign-in redirect live under it).
@@ -29,7 +31,9 @@ def crm_issuer(settings: Settings) -> str:
 
 
 @dataclass
-class CrmRuntime:
+class CrmRuntime(EngineHooks):
+    running: ClassVar[Running[CrmRuntime]] = Running("the CRM")
+
     settings: Settings
     db: Database
     guard: Guard
@@ -57,35 +61,14 @@ class CrmRuntime:
                     "batch job hook failed", extra={"fields": {"tenant": tenant_id, "job": job_id}}
                 )
 
-    def start(self, engine: TaskEngine | None) -> None:
-        """Before the engine launches: recovered and backfilled runs find the CRM here."""
-        self.engine = engine
-        _running["current"] = self
-
-    def started(self) -> None:
-        """After the engine launched."""
-        for hook in self.on_started:
-            hook()
-
-    def stop(self) -> None:
-        self.engine = None
-        if _running.get("current") is self:
-            del _running["current"]
-
     async def aclose(self) -> None:
         await self.guard.aclose()
         self.http.close()
 
 
-_running: dict[str, CrmRuntime] = {}
-
-
 def current() -> CrmRuntime:
     """The CRM started in this process (what its scheduled workflows act with)."""
-    try:
-        return _running["current"]
-    except KeyError:
-        raise RuntimeError("the CRM is not started in this process") from None
+    return CrmRuntime.running.current()
 
 
 def build_runtime(settings: Settings, *, db: Database) -> CrmRuntime:

@@ -50,7 +50,7 @@ class RecordSetList(BaseModel):
     record_sets: list[RecordSetRead]
 
 
-class RecordIn(BaseModel):
+class RecordCreate(BaseModel):
     """A record's values by field name: decimals as strings ("12.50") or numbers,
     dates as "YYYY-MM-DD"; null or missing for no value."""
 
@@ -73,17 +73,17 @@ class RecordRead(BaseModel):
         )
 
 
-class FilterIn(BaseModel):
+class QueryFilter(BaseModel):
     field: str = Field(min_length=1, max_length=64)
     op: Op = "eq"
     value: Any = None
 
 
-class QueryIn(BaseModel):
+class RecordQuery(BaseModel):
     """What docgen asks for (S1517): a record set, filters, an order, a page."""
 
     record_set: str = Field(min_length=1, max_length=64)
-    filters: list[FilterIn] = Field(default_factory=list, max_length=service.MAX_FILTERS)
+    filters: list[QueryFilter] = Field(default_factory=list, max_length=service.MAX_FILTERS)
     order: list[str] = Field(default_factory=list, max_length=service.MAX_ORDER)
     limit: int | None = Field(default=None, ge=1, le=service.MAX_QUERY_LIMIT)
     offset: int = Field(default=0, ge=0)
@@ -149,12 +149,12 @@ class PrintParams(BaseModel):
 
 class JobQuery(BaseModel):
     record_set: str = Field(min_length=1, max_length=64)
-    filters: list[FilterIn] = Field(default_factory=list, max_length=service.MAX_FILTERS)
+    filters: list[QueryFilter] = Field(default_factory=list, max_length=service.MAX_FILTERS)
     order: list[str] = Field(default_factory=list, max_length=service.MAX_ORDER)
     limit: int | None = Field(default=None, ge=1, le=service.MAX_QUERY_LIMIT)
 
 
-class BatchJobIn(BaseModel):
+class BatchJobCreate(BaseModel):
     """A batch job. `start_at` without an offset is a local time in `timezone`."""
 
     name: str = Field(min_length=1, max_length=200)
@@ -258,7 +258,7 @@ class BatchJobRead(BaseModel):
             form=row.form,
             query=JobQuery(
                 record_set=row.record_set,
-                filters=[FilterIn(**f) for f in row.filters],
+                filters=[QueryFilter(**f) for f in row.filters],
                 order=list(row.order),
                 limit=row.limit,
             ),
@@ -278,7 +278,7 @@ class BatchJobList(BaseModel):
 # -- the docgen link (FIG. 9) -----------------------------------------------------------
 
 
-class DocgenLinkIn(BaseModel):
+class DocgenLinkUpdate(BaseModel):
     """S1410: the docgen tenant ID and the secret key docgen showed (S1406)."""
 
     docgen_tenant_id: str = Field(min_length=1, max_length=64)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
-import httpx
 from rich.console import Console
 
 from printcloud.auth import cards, service
@@ -24,7 +23,9 @@ from printcloud.core.settings import Settings
 from printcloud.demo.printing import make_brochure
 from printcloud.device.agent import DeviceAgent, DeviceConfig
 from printcloud.device.cards import CardReader, CardSession, RegistrationNeeded
+from printcloud.printing.client import Job, PrintClient
 
+FINAL = ("printed", "printer_cancelled", "failed")
 CARD = "04:A2:B3:C4:D5:E6"
 DANA_PASSWORD = "demo-password-4"  # noqa: S105 - the demo's own user, printed on screen
 
@@ -61,19 +62,16 @@ def walk_cards(
         f"cards unused for {retention} days are deleted"
     )
     # dana prints from her desk, to be released at the printer
-    api = httpx.Client(
-        base_url=f"{base}/printing",
-        headers={"Authorization": f"Bearer {user_token('dana', DANA_PASSWORD)}"},
-        timeout=60,
-    )
-    resp = api.post(
-        "/api/jobs",
-        files={"file": ("payslip.pdf", make_brochure(2), "application/pdf")},
-        data={"printer_id": "office-mono", "dpi": "150", "hold": "true"},
-    )
-    resp.raise_for_status()
-    job_id = resp.json()["job_id"]
-    _wait(api, job_id, "held")
+    api = PrintClient(f"{base}/printing", timeout=60)
+    token = user_token("dana", DANA_PASSWORD)
+    job_id = api.submit(
+        token=token,
+        printer_id="office-mono",
+        pdf=make_brochure(2),
+        filename="payslip.pdf",
+        options={"dpi": "150", "hold": "true"},
+    ).job_id
+    _wait(api, token, job_id, "held")
     report.check("dana's job is held", True, f"job {job_id} waits for dana at the printer")
 
     config = DeviceConfig(
@@ -109,16 +107,20 @@ def walk_cards(
         again.release(job_id)
         with DeviceAgent(config) as agent:
             deadline = time.monotonic() + 60
-            while _state(api, job_id) not in ("printed", "printer_cancelled", "failed"):
+            while api.show(job_id, token=token).state not in (
+                "printed",
+                "printer_cancelled",
+                "failed",
+            ):
                 if time.monotonic() > deadline:
                     break
                 agent.poll_once()
                 time.sleep(0.05)
-        done = api.get(f"/api/jobs/{job_id}").json()
+        done = api.show(job_id, token=token)
         report.check(
             "released at the printer and printed",
-            done["state"] == "printed",
-            f"{done['state']}: {done['pages_printed']} pages",
+            done.state == "printed",
+            f"{done.state}: {done.pages_printed} pages",
         )
         again.logout()
 
@@ -132,17 +134,14 @@ def walk_cards(
             bool(mine) and isinstance(after, RegistrationNeeded),
             f"expired: {', '.join(f'{u} {h}' for _, u, h in mine)}; the card asks to register",
         )
+    api.close()
     db.dispose()
 
 
-def _state(api: httpx.Client, job_id: str) -> str:
-    return str(api.get(f"/api/jobs/{job_id}").json()["state"])
-
-
-def _wait(api: httpx.Client, job_id: str, state: str) -> dict[str, Any]:
+def _wait(api: PrintClient, token: str, job_id: str, state: str) -> Job:
     deadline = time.monotonic() + 30
     while True:
-        job = dict(api.get(f"/api/jobs/{job_id}").json())
-        if job["state"] == state or time.monotonic() > deadline:
+        job = api.show(job_id, token=token)
+        if job.state == state or time.monotonic() > deadline:
             return job
         time.sleep(0.05)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +24,7 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.device.agent import DeviceAgent, DeviceConfig, DeviceEvent, Fault
 from printcloud.printing import service as printing_service
+from printcloud.printing.client import PrintClient
 
 STEPS = ("S106", "S107", "S108", "S109", "S110", "S111", "S112")
 STEP_TEXT = {
@@ -79,7 +79,9 @@ def make_brochure(pages: int = 4) -> bytes:
     return out.getvalue()
 
 
-def _follow(api: httpx.Client, jobs: dict[str, str], console: Console) -> dict[str, dict[str, Any]]:
+def _follow(
+    api: PrintClient, token: str, jobs: dict[str, str], console: Console
+) -> dict[str, dict[str, Any]]:
     """Show each job's progress through the workflow until it waits for its printer."""
     final: dict[str, dict[str, Any]] = {}
     with Progress(
@@ -98,7 +100,7 @@ def _follow(api: httpx.Client, jobs: dict[str, str], console: Console) -> dict[s
             for job_id, task in tasks.items():
                 if job_id in final:
                     continue
-                job = api.get(f"/api/jobs/{job_id}").json()
+                job = api.show(job_id, token=token).data
                 done = [e for e in job["history"] if e["step"] in STEPS[:4]]
                 last = job["history"][-1]
                 where = f" on [bold]{last['worker']}[/bold]" if last["worker"] else ""
@@ -141,8 +143,8 @@ def walk_printing(
                 location="demo",
             )
     db.dispose()
-    health = httpx.get(f"{base}/printing/healthz", timeout=10).json()
-    workers = [w["url"] for w in health["workers"]]
+    api = PrintClient(f"{base}/printing", timeout=60)
+    workers = [w["url"] for w in api.health()["workers"]]
     console.print(
         f"  printers [bold]lobby-color[/bold] (color) and [bold]office-mono[/bold] (mono), "
         f"driven by device client {device_id}; {len(workers)} conversion worker processes "
@@ -150,18 +152,15 @@ def walk_printing(
     )
 
     pdf = make_brochure(4)
-    api = httpx.Client(
-        base_url=f"{base}/printing", headers={"Authorization": f"Bearer {user_token}"}, timeout=60
-    )
 
-    def submit(printer: str, **fields: str) -> dict[str, Any]:
-        resp = api.post(
-            "/api/jobs",
-            files={"file": ("brochure.pdf", pdf, "application/pdf")},
-            data={"printer_id": printer, "dpi": "150", **fields},
-        )
-        resp.raise_for_status()
-        return dict(resp.json())
+    def submit(printer: str, **options: str) -> dict[str, Any]:
+        return api.submit(
+            token=user_token,
+            printer_id=printer,
+            pdf=pdf,
+            filename="brochure.pdf",
+            options={"dpi": "150", **options},
+        ).data
 
     jobs: dict[str, str] = {}
     color = submit("lobby-color")
@@ -171,13 +170,13 @@ def walk_printing(
         color["state"] == "accepted" and color["page_count"] == 4,
         f"job {color['job_id']} answered at once: {color['state']}, {color['page_count']} pages",
     )
-    waiting = _follow(api, {color["job_id"]: "lobby-color"}, console)
+    waiting = _follow(api, user_token, {color["job_id"]: "lobby-color"}, console)
     mono = submit("office-mono", copies="2")
     jobs[mono["job_id"]] = "office-mono"
-    waiting |= _follow(api, {mono["job_id"]: "office-mono"}, console)
+    waiting |= _follow(api, user_token, {mono["job_id"]: "office-mono"}, console)
 
     for job_id, printer in jobs.items():
-        job = waiting.get(job_id) or api.get(f"/api/jobs/{job_id}").json()
+        job = waiting.get(job_id) or api.show(job_id, token=user_token).data
         served = {e["step"]: e["worker"] for e in job["history"] if e["worker"]}
         report.check(
             f"{printer}: token, download, conversion (no sticky sessions)",
@@ -194,7 +193,7 @@ def walk_printing(
     for column in ("printer", "state", "pages", "workers (S106 / S107 / S108 / S112)", "previews"):
         table.add_column(column, overflow="fold")
     for job_id, printer in jobs.items():
-        job = _wait_final(api, job_id)
+        job = _wait_final(api, user_token, job_id)
         served = {e["step"]: e["worker"] or "" for e in job["history"]}
         folder = out_dir / printer / job_id
         previews = sorted(folder.glob("page-*-preview.png"))
@@ -217,7 +216,7 @@ def walk_printing(
     console.print(table)
 
     jammed = submit("office-mono")
-    _follow(api, {jammed["job_id"]: "office-mono"}, console)
+    _follow(api, user_token, {jammed["job_id"]: "office-mono"}, console)
     _print(
         settings,
         console,
@@ -229,7 +228,7 @@ def walk_printing(
         out_dir,
         fault="paper_out@3",
     )
-    job = _wait_final(api, jammed["job_id"])
+    job = _wait_final(api, user_token, jammed["job_id"])
     report.check(
         "paper runs out on page 3",
         job["state"] == "printer_cancelled" and job["reason"] == "paper_out",
@@ -240,6 +239,7 @@ def walk_printing(
         "page-NNNN-preview.png; the engine output (1-bit PBM per colorant) beside them; "
         f"the jobs' page at {base}/printing/ (sign in as alice)"
     )
+    api.close()
 
 
 def _print(
@@ -286,10 +286,10 @@ def _print(
             agent.poll_once()
 
 
-def _wait_final(api: httpx.Client, job_id: str) -> dict[str, Any]:
+def _wait_final(api: PrintClient, token: str, job_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while True:
-        job = dict(api.get(f"/api/jobs/{job_id}").json())
+        job = api.show(job_id, token=token).data
         cleaned = any(e["step"] == "S112" for e in job["history"])
         if job["state"] in printing_service.FINAL and cleaned:
             return job

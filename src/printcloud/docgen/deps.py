@@ -9,11 +9,11 @@ user, `intake.batch_caller`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from printcloud.core.guard import Principal
+from printcloud.core.guard import Guard, Principal, scoped
 
 from . import intake
 from .runtime import DocgenRuntime
@@ -27,15 +27,12 @@ def runtime(request: Request) -> DocgenRuntime:
 RuntimeDep = Annotated[DocgenRuntime, Depends(runtime)]
 
 
-def _scope(*scopes: str, admin: bool = False) -> Any:
-    async def dependency(request: Request) -> Principal:
-        return await runtime(request).guard.require(*scopes, admin=admin)(request)
-
-    return Depends(dependency)
+def _guard(request: Request) -> Guard:
+    return runtime(request).guard
 
 
 #: The tenant's administrator at idp-a, for docgen.
-AdminCaller = Annotated[Principal, _scope("docgen", "admin", admin=True)]
+AdminCaller = Annotated[Principal, scoped(_guard, "docgen", "admin", admin=True)]
 
 
 def actor_of(principal: Principal) -> str:

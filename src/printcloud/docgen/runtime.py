@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import httpx
 
@@ -27,6 +28,7 @@ from printcloud.core.http import client as http_client
 from printcloud.core.ratelimit import Limiter, make_counter
 from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
+from printcloud.core.tasks.running import EngineHooks, Running
 
 from .digest import MemoryNonceStore, NonceStore, nonce_secret
 from .sandbox import FormProcessPool, Limits
@@ -38,12 +40,13 @@ PREFIX = "/docgen"
 #: Refused Digest attempts recorded per tenant and minute; beyond, only logged, so that
 #: anyone who knows a tenant ID cannot fill the tenant's request list.
 REFUSALS_RECORDED_PER_MINUTE = 20
-#: The started docgen of this process (at most one: DBOS is per process).
-_running: dict[str, DocgenRuntime] = {}
 
 
 @dataclass
-class DocgenRuntime:
+class DocgenRuntime(EngineHooks):
+    #: The started docgen of this process (at most one: DBOS is per process).
+    running: ClassVar[Running[DocgenRuntime]] = Running("docgen")
+
     settings: Settings
     db: Database
     box: SecretBox
@@ -112,21 +115,6 @@ class DocgenRuntime:
         """Where the stack is reachable: the CRM (`/crm`) and the print service (`/printing`)."""
         return self.base_url.removesuffix(PREFIX)
 
-    def start(self, engine: TaskEngine) -> None:
-        """Make this docgen the process's, with `engine`: call it before the engine
-        launches (recovered batch workflows run at launch), then `started()` after."""
-        self.engine = engine
-        _running["current"] = self
-
-    def started(self) -> None:
-        for hook in self.on_started:
-            hook()
-
-    def stop(self) -> None:
-        self.engine = None
-        if _running.get("current") is self:
-            del _running["current"]
-
     async def aclose(self) -> None:
         await self.guard.aclose()
         self.http.close()
@@ -134,10 +122,8 @@ class DocgenRuntime:
 
 
 def current() -> DocgenRuntime:
-    try:
-        return _running["current"]
-    except KeyError:
-        raise RuntimeError("docgen is not started in this process") from None
+    """The docgen started in this process (what the batch flow's workflows act with)."""
+    return DocgenRuntime.running.current()
 
 
 def build_runtime(

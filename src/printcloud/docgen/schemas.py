@@ -82,6 +82,8 @@ class BatchRequestList(BaseModel):
 
 
 class SecretKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     issued: bool
     issued_at: datetime | None = None
     issued_by: str | None = None
@@ -89,16 +91,13 @@ class SecretKeyRead(BaseModel):
 
     @classmethod
     def of(cls, state: KeyState) -> SecretKeyRead:
-        return cls(
-            issued=state.issued,
-            issued_at=state.issued_at,
-            issued_by=state.issued_by,
-            previous_valid_until=state.previous_valid_until,
-        )
+        return cls.model_validate(state)
 
 
 class TokenRead(BaseModel):
     """A stored token set as the admin sees it: who, when, until when — never the tokens."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     present: bool
     issuer: str | None = None
@@ -114,19 +113,7 @@ class TokenRead(BaseModel):
 
     @classmethod
     def of(cls, state: TokenState) -> TokenRead:
-        return cls(
-            present=state.present,
-            issuer=state.issuer,
-            tenant_id=state.tenant_id,
-            user=state.user,
-            scope=state.scope,
-            expires_at=state.expires_at,
-            set_at=state.set_at,
-            set_by=state.set_by,
-            refreshed_at=state.refreshed_at,
-            refreshable=state.refreshable,
-            problem=state.problem,
-        )
+        return cls.model_validate(state)
 
 
 class BatchSettingsRead(BaseModel):

@@ -25,7 +25,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -324,6 +324,33 @@ def key_state(db: Session, *, tenant_id: str, now: datetime | None = None) -> Ke
 # -- the token sets (FIG. 10) ----------------------------------------------------------------
 
 
+class TokenSet(TypedDict):
+    """A token set as an issuer gave it, to be sealed and stored for a tenant."""
+
+    box: SecretBox
+    actor: str
+    issuer: str
+    access_token: str
+    refresh_token: str | None
+    scope: str
+    expires_at: datetime | None
+    user: NotRequired[str | None]
+    refreshed: NotRequired[bool]  # S1605/S1610: a refresh, not a new consent
+    now: NotRequired[datetime | None]
+
+
+def store_crm_tokens(
+    db: Session, *, tenant_id: str, crm_tenant_id: str, **tokens: Unpack[TokenSet]
+) -> None:
+    """S1313 (and S1605 with `refreshed`): the CRM's tokens, sealed, for the tenant."""
+    _store(db, kind="crm", tenant_id=tenant_id, extra={"tenant_id": crm_tenant_id}, **tokens)
+
+
+def store_print_tokens(db: Session, *, tenant_id: str, **tokens: Unpack[TokenSet]) -> None:
+    """S1108 (and S1610 with `refreshed`): the print service's tokens, sealed."""
+    _store(db, kind="print", tenant_id=tenant_id, **tokens)
+
+
 def _store(
     db: Session,
     *,
@@ -336,9 +363,9 @@ def _store(
     refresh_token: str | None,
     scope: str,
     expires_at: datetime | None,
-    user: str | None,
-    refreshed: bool,
-    now: datetime | None,
+    user: str | None = None,
+    refreshed: bool = False,
+    now: datetime | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
     now = now or utcnow()
@@ -365,74 +392,6 @@ def _store(
         .where(BatchSettings.tenant_id == tenant_id)
         .values(updated_at=now, **{f"{kind}_{name}": value for name, value in values.items()})
         .execution_options(synchronize_session=False)
-    )
-
-
-def store_crm_tokens(
-    db: Session,
-    *,
-    tenant_id: str,
-    box: SecretBox,
-    actor: str,
-    issuer: str,
-    crm_tenant_id: str,
-    access_token: str,
-    refresh_token: str | None,
-    scope: str,
-    expires_at: datetime | None,
-    user: str | None = None,
-    refreshed: bool = False,
-    now: datetime | None = None,
-) -> None:
-    """S1313 (and S1605 with `refreshed`): the CRM's tokens, sealed, for the tenant."""
-    _store(
-        db,
-        kind="crm",
-        tenant_id=tenant_id,
-        box=box,
-        actor=actor,
-        issuer=issuer,
-        access_token=access_token,
-        refresh_token=refresh_token,
-        scope=scope,
-        expires_at=expires_at,
-        user=user,
-        refreshed=refreshed,
-        now=now,
-        extra={"tenant_id": crm_tenant_id},
-    )
-
-
-def store_print_tokens(
-    db: Session,
-    *,
-    tenant_id: str,
-    box: SecretBox,
-    actor: str,
-    issuer: str,
-    access_token: str,
-    refresh_token: str | None,
-    scope: str,
-    expires_at: datetime | None,
-    user: str | None = None,
-    refreshed: bool = False,
-    now: datetime | None = None,
-) -> None:
-    """S1108 (and S1610 with `refreshed`): the print service's tokens, sealed."""
-    _store(
-        db,
-        kind="print",
-        tenant_id=tenant_id,
-        box=box,
-        actor=actor,
-        issuer=issuer,
-        access_token=access_token,
-        refresh_token=refresh_token,
-        scope=scope,
-        expires_at=expires_at,
-        user=user,
-        refreshed=refreshed,
-        now=now,
     )
 
 

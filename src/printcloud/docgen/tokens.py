@@ -330,9 +330,7 @@ def _refresh(
             service.release_refresh(db, tenant_id=tenant_id, kind=kind)
         raise _unreachable(issuer, exc) from exc
     with rt.db.session() as db:
-        store = service.store_crm_tokens if kind == "crm" else service.store_print_tokens
-        common: dict[str, Any] = {
-            "tenant_id": tenant_id,
+        tokens: service.TokenSet = {
             "box": rt.box,
             "actor": "refresh",
             "issuer": issuer,
@@ -345,8 +343,10 @@ def _refresh(
             "refreshed": True,
         }
         if kind == "crm":
-            common["crm_tenant_id"] = current.tenant_id
-        store(db, **common)
+            crm_tenant = current.tenant_id
+            service.store_crm_tokens(db, tenant_id=tenant_id, crm_tenant_id=crm_tenant, **tokens)
+        else:
+            service.store_print_tokens(db, tenant_id=tenant_id, **tokens)
         fresh = service.token_set(db, tenant_id=tenant_id, kind=kind, box=rt.box)
     assert fresh is not None
     log.info("token refreshed", extra={"fields": {"tenant": tenant_id, "kind": kind}})

@@ -3,8 +3,8 @@
 
 Two halves, each with the caller's bearer token:
 
-- the jobs API (SVC001 and after): `submit` (a PDF upload) / `submit_url`, `show`,
-  `list`, `cancel`, `release`, `preview`;
+- `health` (no token), and the jobs API (SVC001 and after): `submit` (a PDF upload) /
+  `submit_url`, `show`, `list`, `cancel`, `release`, `preview`;
 - the device API (`/api/device/…`): `work`, `started`, `result`, `upload_preview`,
   `held`, `release_at_printer`, `set_push_url`; and `converted`, the converted data
   fetched with the job's conversion token (FIG. 10).
@@ -99,10 +99,12 @@ def refused(what: str, resp: httpx.Response) -> PrintServiceError:
 class PrintClient:
     """The print service at `base_url` (e.g. `http://127.0.0.1:8000/printing`)."""
 
-    def __init__(self, base_url: str, *, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self, base_url: str, *, http: httpx.Client | None = None, timeout: float = 30
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._own_http = http is None
-        self.http = http or httpx.Client(timeout=30)
+        self.http = http or httpx.Client(timeout=timeout)
 
     def close(self) -> None:
         if self._own_http:
@@ -137,6 +139,17 @@ class PrintClient:
             return resp.json()
         except ValueError as exc:
             raise PrintServiceError(f"{what}: the answer is not JSON") from exc
+
+    def health(self) -> dict[str, Any]:
+        """`GET /healthz` (no token): the service's state and its conversion workers."""
+        try:
+            resp = self.http.get(f"{self.base_url}/healthz")
+        except httpx.TransportError as exc:
+            raise PrintServiceUnreachable(f"health: {exc.__class__.__name__}: {exc}") from exc
+        data = self._json(resp, "health")
+        if not isinstance(data, dict):
+            raise PrintServiceError("health: the answer is not a JSON object")
+        return data
 
     # -- jobs (SVC001 and the user's view)
 

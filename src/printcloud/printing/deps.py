@@ -8,11 +8,11 @@ tenant's administrator, scope `device` for a printer's own device client.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from printcloud.core.guard import Principal
+from printcloud.core.guard import Guard, Principal, scoped
 
 from .runtime import PrintingRuntime
 
@@ -25,13 +25,10 @@ def runtime(request: Request) -> PrintingRuntime:
 RuntimeDep = Annotated[PrintingRuntime, Depends(runtime)]
 
 
-def _scope(*scopes: str, admin: bool = False) -> Any:
-    async def dependency(request: Request) -> Principal:
-        return await runtime(request).guard.require(*scopes, admin=admin)(request)
-
-    return Depends(dependency)
+def _guard(request: Request) -> Guard:
+    return runtime(request).guard
 
 
-PrintCaller = Annotated[Principal, _scope("print")]
-AdminCaller = Annotated[Principal, _scope("admin", admin=True)]
-DeviceCaller = Annotated[Principal, _scope("device")]
+PrintCaller = Annotated[Principal, scoped(_guard, "print")]
+AdminCaller = Annotated[Principal, scoped(_guard, "admin", admin=True)]
+DeviceCaller = Annotated[Principal, scoped(_guard, "device")]

@@ -37,14 +37,14 @@ from .converted import serve_converted
 from .deps import AdminCaller, DeviceCaller, PrintCaller, RuntimeDep
 from .schemas import (
     DeviceResult,
-    JobByUrl,
+    JobCreate,
     JobList,
     JobRead,
+    JobRelease,
     PrinterCreate,
     PrinterList,
+    PrinterPushUpdate,
     PrinterRead,
-    PushUrl,
-    Release,
     Started,
     StateRead,
     WorkList,
@@ -78,7 +78,7 @@ async def create_job(request: Request, rt: RuntimeDep, principal: PrintCaller) -
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         try:
-            body = JobByUrl.model_validate_json(await request.body())
+            body = JobCreate.model_validate_json(await request.body())
         except ValueError as exc:
             raise InvalidRequest(f"invalid JSON body: {str(exc)[:300]}") from exc
         options = service.JobOptions(**body.options.model_dump())
@@ -194,7 +194,7 @@ def delete_printer(printer_id: str, rt: RuntimeDep, principal: AdminCaller) -> R
     "/api/device/printers/{printer_id}/push_url", response_model=PrinterRead, tags=["device"]
 )
 def set_push_url(
-    printer_id: str, body: PushUrl, rt: RuntimeDep, principal: DeviceCaller
+    printer_id: str, body: PrinterPushUpdate, rt: RuntimeDep, principal: DeviceCaller
 ) -> PrinterRead:
     """A device tells where it listens for print requests (S109 push); null: it polls.
 
@@ -233,7 +233,7 @@ def held_jobs(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> JobLi
 
 @router.post("/api/device/jobs/{job_id}/release", response_model=JobRead, tags=["device"])
 def release_at_printer(
-    job_id: str, body: Release, rt: RuntimeDep, principal: DeviceCaller
+    job_id: str, body: JobRelease, rt: RuntimeDep, principal: DeviceCaller
 ) -> JobRead:
     """The user at the printer releases one of their held jobs there (the same proof as
     for the list); the job's history says who, where and by what proof."""

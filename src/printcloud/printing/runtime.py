@@ -24,6 +24,7 @@ from printcloud.core.http import client as http_client
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
+from printcloud.core.tasks.running import Running
 
 from .balancer import Balancer
 from .converted import ConvertedIndex
@@ -32,7 +33,7 @@ from .sessions import SessionStore, make_store
 
 log = get_logger("printing.runtime")
 #: The started print service of this process (at most one: DBOS is per process).
-_running: dict[str, PrintingRuntime] = {}
+_running: Running[PrintingRuntime] = Running("the print service")
 
 
 class ServiceToken:
@@ -106,7 +107,7 @@ class PrintingRuntime:
         self.balancer = Balancer.over(
             urls, policy=settings.balance, token=self.service_token, http=http_client(timeout=300)
         )
-        _running["current"] = self
+        _running.set(self)
         if engine is not None:
             self.engine = engine
             for prepare in self.before_launch:
@@ -128,16 +129,12 @@ class PrintingRuntime:
             self.service_token.close()
         self.http.close()
         self.push_http.close()
-        if _running.get("current") is self:
-            del _running["current"]
+        _running.clear(self)
         self.started = False
 
 
 def current() -> PrintingRuntime:
-    try:
-        return _running["current"]
-    except KeyError:
-        raise RuntimeError("the print service is not started in this process") from None
+    return _running.current()
 
 
 def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:

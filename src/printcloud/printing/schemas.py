@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .models import JobEventRow, PrinterRow, PrintJobRow
 
 
-class JobOptionsIn(BaseModel):
+class JobOptions(BaseModel):
     color: bool = True
     copies: int = Field(default=1, ge=1, le=999)
     duplex: bool = False
@@ -19,13 +19,13 @@ class JobOptionsIn(BaseModel):
     hold: bool = False
 
 
-class JobByUrl(BaseModel):
+class JobCreate(BaseModel):
     """SVC001 by URL: the workers download the print data from `url`."""
 
     printer_id: str = Field(min_length=1, max_length=128)
     url: str = Field(min_length=1, max_length=2000)
     title: str = Field(default="", max_length=300)
-    options: JobOptionsIn = Field(default_factory=JobOptionsIn)
+    options: JobOptions = Field(default_factory=JobOptions)
 
 
 class EventRead(BaseModel):
@@ -94,6 +94,8 @@ class PrinterCreate(BaseModel):
 
 
 class PrinterRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     printer_id: str
     name: str
     color: bool
@@ -104,22 +106,14 @@ class PrinterRead(BaseModel):
 
     @classmethod
     def of(cls, row: PrinterRow) -> PrinterRead:
-        return cls(
-            printer_id=row.printer_id,
-            name=row.name,
-            color=row.color,
-            client_id=row.client_id,
-            push_url=row.push_url,
-            location=row.location,
-            last_seen_at=row.last_seen_at,
-        )
+        return cls.model_validate(row)
 
 
 class PrinterList(BaseModel):
     printers: list[PrinterRead]
 
 
-class PushUrl(BaseModel):
+class PrinterPushUpdate(BaseModel):
     push_url: str | None = Field(default=None, max_length=1000)
 
 
@@ -158,5 +152,5 @@ class StateRead(BaseModel):
     state: str
 
 
-class Release(BaseModel):
+class JobRelease(BaseModel):
     printer_id: str = Field(min_length=1, max_length=128)

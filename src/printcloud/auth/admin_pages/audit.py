@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from .. import service
 from ..runtime import Runtime
-from .base import Ctx, Page, RuntimeDep, TenantQuery, show_page
+from .base import Ctx, Page, PageCall
 
 router = APIRouter()
 
@@ -23,5 +23,5 @@ AUDIT = Page("admin/audit.html", "audit", "Audit log", _audit)
 
 
 @router.get("/{issuer}/admin/audit")
-def audit(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
-    return show_page(rt, request, issuer, tenant, AUDIT)
+def audit(call: PageCall) -> Response:
+    return call.show(AUDIT)

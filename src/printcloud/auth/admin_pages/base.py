@@ -203,16 +203,6 @@ def render_page(
     return response
 
 
-def show_page(
-    rt: Runtime, request: Request, issuer: str, tenant_id: str | None, page: Page, **params: str
-) -> Response:
-    with admin_session(rt) as db:
-        ctx = admin_gate(rt, request, db, issuer, tenant_id)
-        if isinstance(ctx, Response):
-            return ctx
-        return render_page(rt, request, db, ctx, page, params=params)
-
-
 @dataclass
 class Done:
     """What a successful change answers: a notice, where to go, maybe a new secret."""
@@ -225,50 +215,85 @@ class Done:
     clients_changed: bool = False
 
 
-def run_form(
-    rt: Runtime,
-    request: Request,
-    issuer: str,
-    work: Callable[[Session, Ctx], Done],
-    *,
-    tenant_id: str | None,
-    csrf: str,
-    page: Page,
-    form: dict[str, Any] | None = None,
-    params: dict[str, str] | None = None,
-) -> Response:
-    """Run one change of a form: sign-in, CSRF, the change, then redirect (or the page again,
-    with the error and the form as it was sent)."""
-    with admin_session(rt) as db:
-        ctx = admin_gate(rt, request, db, issuer, tenant_id)
-        if isinstance(ctx, Response):
-            return ctx
-        if not check_csrf(request, csrf):
-            return render_page(
-                rt, request, db, ctx, page, status=400, error=EXPIRED, form=form, params=params
-            )
-        try:
-            done = work(db, ctx)
-        except PrintcloudError as exc:
-            db.rollback()
-            return render_page(
-                rt,
-                request,
-                db,
-                ctx,
-                page,
-                status=exc.status_code,
-                error=exc.description,
-                error_field=exc.field,
-                form=form,
-                params=params,
-            )
-    if done.clients_changed:
-        rt.clients.invalidate()
-    query = {"tenant": done.tenant_id} if done.tenant_id else {}
-    response = RedirectResponse(ctx.url(done.path, **query), status_code=303)
-    set_flash(rt, response, ctx, done.notice, done.secret)
-    return response
+@dataclass(frozen=True)
+class AdminCall:
+    """One request to an admin page: the runtime, the request, the issuer and the tenant
+    it is about (`?tenant=`, for a system administrator), and a form's CSRF token. Pages
+    and forms take it as `PageCall` / `FormCall` and answer with `show` / `run`."""
+
+    rt: Runtime
+    request: Request
+    issuer: str
+    tenant_id: str | None
+    csrf: str = ""
+
+    def show(self, page: Page, **params: str) -> Response:
+        """`page`, for the signed-in administrator (else the sign-in gate's answer)."""
+        rt, request = self.rt, self.request
+        with admin_session(rt) as db:
+            ctx = admin_gate(rt, request, db, self.issuer, self.tenant_id)
+            if isinstance(ctx, Response):
+                return ctx
+            return render_page(rt, request, db, ctx, page, params=params)
+
+    def run(
+        self,
+        work: Callable[[Session, Ctx], Done],
+        *,
+        page: Page,
+        form: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Response:
+        """Run one change of a form: sign-in, CSRF, the change, then redirect (or `page`
+        again, with the error and the form as it was sent)."""
+        rt, request = self.rt, self.request
+        with admin_session(rt) as db:
+            ctx = admin_gate(rt, request, db, self.issuer, self.tenant_id)
+            if isinstance(ctx, Response):
+                return ctx
+            if not check_csrf(request, self.csrf):
+                return render_page(
+                    rt, request, db, ctx, page, status=400, error=EXPIRED, form=form, params=params
+                )
+            try:
+                done = work(db, ctx)
+            except PrintcloudError as exc:
+                db.rollback()
+                return render_page(
+                    rt,
+                    request,
+                    db,
+                    ctx,
+                    page,
+                    status=exc.status_code,
+                    error=exc.description,
+                    error_field=exc.field,
+                    form=form,
+                    params=params,
+                )
+        if done.clients_changed:
+            rt.clients.invalidate()
+        query = {"tenant": done.tenant_id} if done.tenant_id else {}
+        response = RedirectResponse(ctx.url(done.path, **query), status_code=303)
+        set_flash(rt, response, ctx, done.notice, done.secret)
+        return response
+
+
+def _page_call(
+    request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None
+) -> AdminCall:
+    return AdminCall(rt, request, issuer, tenant)
+
+
+def _form_call(
+    request: Request, issuer: str, rt: RuntimeDep, csrf: Csrf = "", tenant: TenantQuery = None
+) -> AdminCall:
+    return AdminCall(rt, request, issuer, tenant, csrf)
+
+
+#: A page shown (GET) and a form sent (POST): `/{issuer}/admin/…?tenant=…`, and `csrf`.
+PageCall = Annotated[AdminCall, Depends(_page_call)]
+FormCall = Annotated[AdminCall, Depends(_form_call)]
 
 
 # -- form fields ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -12,7 +12,7 @@ from .. import cards
 from ..admin_api.cards import card_read, tenant_lockouts
 from ..models import CardBinding
 from ..runtime import Runtime
-from .base import Csrf, Ctx, Done, Page, RuntimeDep, TenantQuery, row_pk, run_form, show_page
+from .base import Ctx, Done, FormCall, Page, PageCall, row_pk
 
 router = APIRouter()
 
@@ -35,26 +35,12 @@ CARD_LOCKOUTS = Page("admin/card_lockouts.html", "card-lockouts", "Card lockouts
 
 
 @router.get("/{issuer}/admin/cards")
-def cards_page(
-    request: Request,
-    issuer: str,
-    rt: RuntimeDep,
-    tenant: TenantQuery = None,
-    q: Annotated[str, Query(max_length=128)] = "",
-) -> Response:
-    return show_page(rt, request, issuer, tenant, CARDS, q=q)
+def cards_page(call: PageCall, q: Annotated[str, Query(max_length=128)] = "") -> Response:
+    return call.show(CARDS, q=q)
 
 
 @router.post("/{issuer}/admin/cards/{card_id}/delete")
-def delete_card(
-    request: Request,
-    issuer: str,
-    card_id: int,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-) -> Response:
+def delete_card(call: FormCall, card_id: int) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         binding = db.get(CardBinding, row_pk(card_id, "card"))
         # cards.delete_binding refuses a card of another tenant: only then is `binding` named
@@ -66,11 +52,9 @@ def delete_card(
             "/cards",
         )
 
-    return run_form(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page=CARDS)
+    return call.run(work, page=CARDS)
 
 
 @router.get("/{issuer}/admin/card-lockouts")
-def card_lockouts(
-    request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None
-) -> Response:
-    return show_page(rt, request, issuer, tenant, CARD_LOCKOUTS)
+def card_lockouts(call: PageCall) -> Response:
+    return call.show(CARD_LOCKOUTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -13,18 +13,15 @@ from ..admin_api.deps import refuse_platform_client
 from ..pages import SCOPE_TEXT
 from ..runtime import Runtime
 from .base import (
-    Csrf,
     Ctx,
     Done,
     Flag,
+    FormCall,
     Page,
-    RuntimeDep,
-    TenantQuery,
+    PageCall,
     checked,
     confirm_missing,
     nonblank_lines,
-    run_form,
-    show_page,
 )
 
 router = APIRouter()
@@ -67,18 +64,14 @@ CLIENT = Page("admin/client.html", "clients", "Client", _client)
 
 
 @router.get("/{issuer}/admin/clients")
-def clients(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
-    return show_page(rt, request, issuer, tenant, CLIENTS)
+def clients(call: PageCall) -> Response:
+    return call.show(CLIENTS)
 
 
 @router.post("/{issuer}/admin/clients")
 def create_client(
-    request: Request,
-    issuer: str,
-    rt: RuntimeDep,
+    call: FormCall,
     *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
     name: Annotated[str, Form(max_length=200)] = "",
     kind: Annotated[str, Form(max_length=16)] = "confidential",
     redirect_uris: Annotated[str, Form(max_length=20_000)] = "",
@@ -104,13 +97,8 @@ def create_client(
             clients_changed=True,
         )
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=CLIENTS,
         form={
             "name": name,
@@ -123,21 +111,15 @@ def create_client(
 
 
 @router.get("/{issuer}/admin/clients/{client_id}")
-def client_page(
-    request: Request, issuer: str, client_id: str, rt: RuntimeDep, tenant: TenantQuery = None
-) -> Response:
-    return show_page(rt, request, issuer, tenant, CLIENT, client_id=client_id)
+def client_page(call: PageCall, client_id: str) -> Response:
+    return call.show(CLIENT, client_id=client_id)
 
 
 @router.post("/{issuer}/admin/clients/{client_id}")
 def update_client(
-    request: Request,
-    issuer: str,
+    call: FormCall,
     client_id: str,
-    rt: RuntimeDep,
     *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
     name: Annotated[str, Form(max_length=200)] = "",
     redirect_uris: Annotated[str, Form(max_length=20_000)] = "",
     scope: Annotated[list[str] | None, Form()] = None,
@@ -145,7 +127,7 @@ def update_client(
 ) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         client = service.get_client(db, tenant=ctx.tenant, client_id=client_id)
-        refuse_platform_client(rt.settings, client, "changed")
+        refuse_platform_client(call.rt.settings, client, "changed")
         service.update_client(
             db,
             tenant=ctx.tenant,
@@ -160,34 +142,20 @@ def update_client(
             f"Client {client.name} saved.", f"/clients/{client.client_id}", clients_changed=True
         )
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=CLIENT,
         params={"client_id": client_id},
     )
 
 
 @router.post("/{issuer}/admin/clients/{client_id}/rotate")
-def rotate_client(
-    request: Request,
-    issuer: str,
-    client_id: str,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-    confirm: Flag = "",
-) -> Response:
+def rotate_client(call: FormCall, client_id: str, *, confirm: Flag = "") -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         client = service.get_client(db, tenant=ctx.tenant, client_id=client_id)
         if not checked(confirm):
             raise confirm_missing("Tick the box to confirm that the old secret stops working.")
-        refuse_platform_client(rt.settings, client, "rotated")
+        refuse_platform_client(call.rt.settings, client, "rotated")
         secret = service.rotate_client_secret(
             db, tenant=ctx.tenant, client=client, actor=ctx.admin.actor
         )
@@ -198,44 +166,25 @@ def rotate_client(
             clients_changed=True,
         )
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=CLIENT,
         params={"client_id": client_id},
     )
 
 
 @router.post("/{issuer}/admin/clients/{client_id}/delete")
-def delete_client(
-    request: Request,
-    issuer: str,
-    client_id: str,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-    confirm: Flag = "",
-) -> Response:
+def delete_client(call: FormCall, client_id: str, *, confirm: Flag = "") -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         client = service.get_client(db, tenant=ctx.tenant, client_id=client_id)
         if not checked(confirm):
             raise confirm_missing(f"Tick the box to confirm deleting {client.name}.")
-        refuse_platform_client(rt.settings, client, "deleted")
+        refuse_platform_client(call.rt.settings, client, "deleted")
         service.delete_client(db, tenant=ctx.tenant, client=client, actor=ctx.admin.actor)
         return Done(f"Client {client.name} deleted.", "/clients", clients_changed=True)
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=CLIENT,
         params={"client_id": client_id},
     )

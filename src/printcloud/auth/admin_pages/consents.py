@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from .. import service
 from ..runtime import Runtime
-from .base import Csrf, Ctx, Done, Page, RuntimeDep, TenantQuery, row_pk, run_form, show_page
+from .base import Ctx, Done, FormCall, Page, PageCall, row_pk
 
 router = APIRouter()
 
@@ -28,43 +28,27 @@ CONSENTS = Page("admin/consents.html", "consents", "Consents", _consents)
 
 
 @router.get("/{issuer}/admin/consents")
-def consents(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
-    return show_page(rt, request, issuer, tenant, CONSENTS)
+def consents(call: PageCall) -> Response:
+    return call.show(CONSENTS)
 
 
 @router.post("/{issuer}/admin/consents/tenant/{consent_id}/revoke")
-def revoke_tenant_consent(
-    request: Request,
-    issuer: str,
-    consent_id: int,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-) -> Response:
+def revoke_tenant_consent(call: FormCall, consent_id: int) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         consent = service.revoke_tenant_consent(
             db, tenant=ctx.tenant, consent_pk=row_pk(consent_id), actor=ctx.admin.actor
         )
         return Done(f"Tenant-wide consent for {consent.client.name} revoked.", "/consents")
 
-    return run_form(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page=CONSENTS)
+    return call.run(work, page=CONSENTS)
 
 
 @router.post("/{issuer}/admin/consents/user/{consent_id}/revoke")
-def revoke_user_consent(
-    request: Request,
-    issuer: str,
-    consent_id: int,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-) -> Response:
+def revoke_user_consent(call: FormCall, consent_id: int) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         service.revoke_user_consent(
             db, tenant=ctx.tenant, consent_pk=row_pk(consent_id), actor=ctx.admin.actor
         )
         return Done("The user's consent was revoked.", "/consents")
 
-    return run_form(rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page=CONSENTS)
+    return call.run(work, page=CONSENTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -19,20 +19,17 @@ from ..directory import LdapSettings, check_settings
 from ..runtime import Runtime
 from .base import (
     EXPIRED,
-    Csrf,
     Ctx,
     Done,
     Flag,
+    FormCall,
     Number,
     Page,
-    RuntimeDep,
-    TenantQuery,
+    PageCall,
     admin_gate,
     checked,
     render_page,
-    run_form,
     set_flash,
-    show_page,
     whole_number,
 )
 
@@ -51,10 +48,8 @@ def _directory(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
 
 
 @router.get("/{issuer}/admin/directory")
-def directory_page(
-    request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None
-) -> Response:
-    return show_page(rt, request, issuer, tenant, DIRECTORY)
+def directory_page(call: PageCall) -> Response:
+    return call.show(DIRECTORY)
 
 
 DIRECTORY = Page("admin/directory.html", "directory", "Directory", _directory)
@@ -62,12 +57,8 @@ DIRECTORY = Page("admin/directory.html", "directory", "Directory", _directory)
 
 @router.post("/{issuer}/admin/directory")
 def save_directory(
-    request: Request,
-    issuer: str,
-    rt: RuntimeDep,
+    call: FormCall,
     *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
     kind: Annotated[str, Form(max_length=16)] = "builtin",
     url: Long = "",
     base_dn: Long = "",
@@ -88,8 +79,8 @@ def save_directory(
         cards.set_directory(
             db,
             tenant=ctx.tenant,
-            box=rt.box,
-            egress=rt.settings.egress_policy,
+            box=call.rt.box,
+            egress=call.rt.settings.egress_policy,
             actor=ctx.admin.actor,
             kind=kind,
             url=url.strip(),
@@ -121,29 +112,21 @@ def save_directory(
         "ca_pem": ca_pem,
         "timeout": timeout,
     }
-    return run_form(
-        rt, request, issuer, work, tenant_id=tenant, csrf=csrf, page=DIRECTORY, form=sent
-    )
+    return call.run(work, page=DIRECTORY, form=sent)
 
 
 @router.post("/{issuer}/admin/directory/test")
-def try_directory(
-    request: Request,
-    issuer: str,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-) -> Response:
+def try_directory(call: FormCall) -> Response:
     """The saved LDAP settings' "test connection": bind and count the users.
 
     A plain `def`, so FastAPI runs it in its threadpool; the directory is asked with
     no database connection held, as it may take its whole timeout to answer."""
+    rt, request = call.rt, call.request
     with admin_session(rt) as db:
-        ctx = admin_gate(rt, request, db, issuer, tenant)
+        ctx = admin_gate(rt, request, db, call.issuer, call.tenant_id)
         if isinstance(ctx, Response):
             return ctx
-        if not check_csrf(request, csrf):
+        if not check_csrf(request, call.csrf):
             return render_page(rt, request, db, ctx, DIRECTORY, status=400, error=EXPIRED)
         row = cards.directory_of(db, tenant=ctx.tenant)
         settings: LdapSettings | PrintcloudError
@@ -166,7 +149,7 @@ def try_directory(
         found = check_settings(settings, egress=rt.settings.egress_policy, limit=COUNT_LIMIT)
     except PrintcloudError as exc:
         with admin_session(rt) as db:
-            again = admin_gate(rt, request, db, issuer, tenant)
+            again = admin_gate(rt, request, db, call.issuer, call.tenant_id)
             if isinstance(again, Response):
                 return again
             return render_page(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -14,20 +14,7 @@ from printcloud.core.errors import NotFound
 from .. import service
 from ..models import CardBinding, Client, TenantConsent, User
 from ..runtime import Runtime
-from .base import (
-    Csrf,
-    Ctx,
-    Done,
-    Flag,
-    Number,
-    Page,
-    RuntimeDep,
-    TenantQuery,
-    checked,
-    run_form,
-    show_page,
-    whole_number,
-)
+from .base import Ctx, Done, Flag, FormCall, Number, Page, PageCall, checked, whole_number
 
 router = APIRouter()
 
@@ -53,18 +40,14 @@ OVERVIEW = Page("admin/overview.html", "overview", "Overview", _overview)
 
 
 @router.get("/{issuer}/admin")
-def overview(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
-    return show_page(rt, request, issuer, tenant, OVERVIEW)
+def overview(call: PageCall) -> Response:
+    return call.show(OVERVIEW)
 
 
 @router.post("/{issuer}/admin/settings")
 def save_settings(
-    request: Request,
-    issuer: str,
-    rt: RuntimeDep,
+    call: FormCall,
     *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
     name: Annotated[str, Form(max_length=200)] = "",
     local_auth_cooperation: Flag = "",
     users_may_grant_tenant_consent: Flag = "",
@@ -87,13 +70,8 @@ def save_settings(
         )
         return Done("Settings saved.", clients_changed=True)
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=OVERVIEW,
         form={"name": name, "card_retention_days": card_retention_days},
     )
@@ -101,12 +79,8 @@ def save_settings(
 
 @router.post("/{issuer}/admin/tenants")
 def create_tenant(
-    request: Request,
-    issuer: str,
-    rt: RuntimeDep,
+    call: FormCall,
     *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
     tenant_id: Annotated[str, Form(max_length=64)] = "",
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
@@ -114,17 +88,16 @@ def create_tenant(
         if not ctx.admin.is_system:
             raise NotFound("no such page")
         created = service.create_tenant(
-            db, issuer=issuer, tenant_id=tenant_id.strip(), name=name.strip(), actor=ctx.admin.actor
+            db,
+            issuer=call.issuer,
+            tenant_id=tenant_id.strip(),
+            name=name.strip(),
+            actor=ctx.admin.actor,
         )
         return Done(f"Tenant {created.tenant_id} created.", tenant_id=created.tenant_id)
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=OVERVIEW,
         form={"new_tenant_id": tenant_id, "new_tenant_name": name},
     )

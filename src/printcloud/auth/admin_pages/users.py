@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from .. import service
 from ..admin_api.deps import refuse_self_lockout
 from ..runtime import Runtime
-from .base import (
-    Csrf,
-    Ctx,
-    Done,
-    Flag,
-    Page,
-    RuntimeDep,
-    TenantQuery,
-    checked,
-    confirm_missing,
-    run_form,
-    show_page,
-)
+from .base import AdminCall, Ctx, Done, Flag, FormCall, Page, PageCall, checked, confirm_missing
 
 router = APIRouter()
 
@@ -41,18 +29,14 @@ USER = Page("admin/user.html", "users", "User", _user)
 
 
 @router.get("/{issuer}/admin/users")
-def users(request: Request, issuer: str, rt: RuntimeDep, tenant: TenantQuery = None) -> Response:
-    return show_page(rt, request, issuer, tenant, USERS)
+def users(call: PageCall) -> Response:
+    return call.show(USERS)
 
 
 @router.post("/{issuer}/admin/users")
 def create_user(
-    request: Request,
-    issuer: str,
-    rt: RuntimeDep,
+    call: FormCall,
     *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
     username: Annotated[str, Form(max_length=128)] = "",
     display_name: Annotated[str, Form(max_length=200)] = "",
     email: Annotated[str, Form(max_length=320)] = "",
@@ -72,13 +56,8 @@ def create_user(
         )
         return Done(f"User {user.username} created.", "/users")
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=USERS,
         form={
             "username": username,
@@ -90,21 +69,15 @@ def create_user(
 
 
 @router.get("/{issuer}/admin/users/{username}")
-def user_page(
-    request: Request, issuer: str, username: str, rt: RuntimeDep, tenant: TenantQuery = None
-) -> Response:
-    return show_page(rt, request, issuer, tenant, USER, username=username)
+def user_page(call: PageCall, username: str) -> Response:
+    return call.show(USER, username=username)
 
 
 @router.post("/{issuer}/admin/users/{username}")
 def update_user(
-    request: Request,
-    issuer: str,
+    call: FormCall,
     username: str,
-    rt: RuntimeDep,
     *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
     display_name: Annotated[str, Form(max_length=200)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     is_admin: Flag = "",
@@ -131,58 +104,24 @@ def update_user(
         )
         return Done(f"User {user.username} saved.", f"/users/{user.username}")
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=USER,
         params={"username": username},
     )
 
 
 @router.post("/{issuer}/admin/users/{username}/disable")
-def disable_user(
-    request: Request,
-    issuer: str,
-    username: str,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-) -> Response:
-    return _set_disabled(
-        rt, request, issuer, tenant_id=tenant, csrf=csrf, username=username, disabled=True
-    )
+def disable_user(call: FormCall, username: str) -> Response:
+    return _set_disabled(call, username, disabled=True)
 
 
 @router.post("/{issuer}/admin/users/{username}/enable")
-def enable_user(
-    request: Request,
-    issuer: str,
-    username: str,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-) -> Response:
-    return _set_disabled(
-        rt, request, issuer, tenant_id=tenant, csrf=csrf, username=username, disabled=False
-    )
+def enable_user(call: FormCall, username: str) -> Response:
+    return _set_disabled(call, username, disabled=False)
 
 
-def _set_disabled(
-    rt: Runtime,
-    request: Request,
-    issuer: str,
-    *,
-    tenant_id: str | None,
-    csrf: str,
-    username: str,
-    disabled: bool,
-) -> Response:
+def _set_disabled(call: AdminCall, username: str, *, disabled: bool) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         user = service.get_user(db, tenant=ctx.tenant, username=username)
         refuse_self_lockout(ctx.admin, tenant=ctx.tenant, user=user, disabled=disabled)
@@ -191,20 +130,11 @@ def _set_disabled(
         )
         return Done(f"User {user.username} {'disabled' if disabled else 'enabled'}.", "/users")
 
-    return run_form(rt, request, issuer, work, tenant_id=tenant_id, csrf=csrf, page=USERS)
+    return call.run(work, page=USERS)
 
 
 @router.post("/{issuer}/admin/users/{username}/delete")
-def delete_user(
-    request: Request,
-    issuer: str,
-    username: str,
-    rt: RuntimeDep,
-    *,
-    csrf: Csrf = "",
-    tenant: TenantQuery = None,
-    confirm: Flag = "",
-) -> Response:
+def delete_user(call: FormCall, username: str, *, confirm: Flag = "") -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
         user = service.get_user(db, tenant=ctx.tenant, username=username)
         if not checked(confirm):
@@ -213,13 +143,8 @@ def delete_user(
         service.delete_user(db, tenant=ctx.tenant, user=user, actor=ctx.admin.actor)
         return Done(f"User {username} deleted.", "/users")
 
-    return run_form(
-        rt,
-        request,
-        issuer,
+    return call.run(
         work,
-        tenant_id=tenant,
-        csrf=csrf,
         page=USER,
         params={"username": username},
     )

@@ -7,10 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import (
-    AuditEvent,
-    Tenant,
-)
+from ..models import AuditEvent, Tenant
 
 
 def audit(

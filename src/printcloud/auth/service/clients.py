@@ -12,10 +12,7 @@ from printcloud.core import crypto
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
 from .. import store
-from ..models import (
-    Client,
-    Tenant,
-)
+from ..models import Client, Tenant
 from .audit import audit
 from .tenants import ID_PATTERN
 
@@ -241,24 +238,12 @@ def rotate_client_secret(db: Session, *, tenant: Tenant, client: Client, actor: 
         raise InvalidRequest("a public client has no secret", field="client_id")
     secret = crypto.new_token()
     client.secret_digest = crypto.token_digest(secret)
-    audit(
-        db,
-        tenant=tenant,
-        actor=actor,
-        action="client.rotate_secret",
-        target=client.client_id,
-    )
+    audit(db, tenant=tenant, actor=actor, action="client.rotate_secret", target=client.client_id)
     return secret
 
 
 def delete_client(db: Session, *, tenant: Tenant, client: Client, actor: str) -> None:
     if client.tenant_pk != tenant.pk:
         raise NotFound("no such client")
-    audit(
-        db,
-        tenant=tenant,
-        actor=actor,
-        action="client.delete",
-        target=client.client_id,
-    )
+    audit(db, tenant=tenant, actor=actor, action="client.delete", target=client.client_id)
     db.delete(client)

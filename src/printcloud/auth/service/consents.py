@@ -8,13 +8,7 @@ from sqlalchemy.orm import Session
 from printcloud.core.db import utcnow
 from printcloud.core.errors import InvalidRequest, NotFound
 
-from ..models import (
-    Client,
-    Tenant,
-    TenantConsent,
-    User,
-    UserConsent,
-)
+from ..models import Client, Tenant, TenantConsent, User, UserConsent
 from ..store import ClientSnapshot
 from .audit import audit
 
@@ -152,11 +146,5 @@ def revoke_user_consent(db: Session, *, tenant: Tenant, consent_pk: int, actor: 
     )
     if consent is None:
         raise NotFound(f"no user consent {consent_pk}")
-    audit(
-        db,
-        tenant=tenant,
-        actor=actor,
-        action="consent.user.revoke",
-        target=str(consent_pk),
-    )
+    audit(db, tenant=tenant, actor=actor, action="consent.user.revoke", target=str(consent_pk))
     db.delete(consent)

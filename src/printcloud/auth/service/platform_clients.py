@@ -9,11 +9,7 @@ from sqlalchemy.orm import Session
 from printcloud.core import crypto
 from printcloud.core.settings import Settings
 
-from ..models import (
-    SYSTEM_TENANT,
-    Client,
-    Tenant,
-)
+from ..models import SYSTEM_TENANT, Client, Tenant
 from .clients import SCOPES
 
 # -- bootstrap ----------------------------------------------------------------

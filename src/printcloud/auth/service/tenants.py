@@ -10,9 +10,7 @@ from sqlalchemy.orm import Session
 
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
-from ..models import (
-    Tenant,
-)
+from ..models import Tenant
 from .audit import audit
 
 #: Issue 11, item 4: who may list and release a user's held jobs at a printer.

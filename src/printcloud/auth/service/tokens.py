@@ -13,13 +13,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.errors import InvalidRequest
 
 from .. import store
-from ..models import (
-    AccessToken,
-    AuthorizationCode,
-    AuthSession,
-    DeviceGrant,
-    RefreshToken,
-)
+from ..models import AccessToken, AuthorizationCode, AuthSession, DeviceGrant, RefreshToken
 from ..store import TokenInfo
 
 _LOCAL_USER_MAX = 2048

@@ -13,13 +13,7 @@ from printcloud.core import crypto
 from printcloud.core.db import utcnow
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
-from ..models import (
-    AccessToken,
-    AuthSession,
-    RefreshToken,
-    Tenant,
-    User,
-)
+from ..models import AccessToken, AuthSession, RefreshToken, Tenant, User
 from .audit import audit
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -115,12 +109,7 @@ def update_user(
     if display_name is not None:
         user.display_name = changes["display_name"] = display_name
     audit(
-        db,
-        tenant=tenant,
-        actor=actor,
-        action="user.update",
-        target=user.username,
-        details=changes,
+        db, tenant=tenant, actor=actor, action="user.update", target=user.username, details=changes
     )
     return user
 
@@ -128,13 +117,7 @@ def update_user(
 def delete_user(db: Session, *, tenant: Tenant, user: User, actor: str) -> None:
     if user.tenant_pk != tenant.pk:
         raise NotFound("no such user")
-    audit(
-        db,
-        tenant=tenant,
-        actor=actor,
-        action="user.delete",
-        target=user.username,
-    )
+    audit(db, tenant=tenant, actor=actor, action="user.delete", target=user.username)
     db.delete(user)
 
 

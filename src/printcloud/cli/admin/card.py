@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import IssuerOpt, TenantOpt, emit, run, table_of
+from printcloud.cli.common import IssuerOpt, TenantOpt, emit, in_tenant, rows_of, run, table_of
 
 card_cli = typer.Typer(help="ID cards bound to users (seed 004).", no_args_is_help=True)
 
@@ -33,32 +33,21 @@ def card_list(
     issuer: IssuerOpt = "idp-a",
 ) -> None:
     """List a tenant's card bindings, most recently used first."""
-    from printcloud.auth import cards, service
+    from printcloud.auth import cards
 
-    def work(s: Any) -> list[dict[str, Any]]:
-        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+    def work(s: Any, t: Any) -> list[dict[str, Any]]:
         return [
             card_dict(b, t.card_retention_days)
             for b in cards.list_bindings(s, tenant=t, text=search)
         ]
 
-    data = run(work)
+    data = in_tenant(issuer, tenant, work)
     emit(
         data,
         table_of(
             f"cards of {tenant}",
             ["id", "user", "card", "directory", "last login", "deleted after"],
-            [
-                [
-                    d["id"],
-                    d["username"],
-                    d["hint"],
-                    d["directory"],
-                    d["last_login_at"],
-                    d["expires_at"],
-                ]
-                for d in data
-            ],
+            rows_of(data, "id", "username", "hint", "directory", "last_login_at", "expires_at"),
         ),
     )
 
@@ -109,6 +98,6 @@ def card_expire(
         table_of(
             "expired card bindings",
             ["tenant", "user", "card"],
-            [[d["tenant"], d["username"], d["card"]] for d in data],
+            rows_of(data, "tenant", "username", "card"),
         ),
     )

@@ -6,22 +6,13 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import IssuerOpt, TenantOpt, emit, run, table_of
+from printcloud.cli.common import IssuerOpt, TenantOpt, emit, fields_of, in_tenant, run, table_of
 
 client_cli = typer.Typer(help="OAuth clients of a tenant.", no_args_is_help=True)
 
 
 def client_dict(c: Any) -> dict[str, Any]:
-    return {
-        "client_id": c.client_id,
-        "name": c.name,
-        "kind": c.kind,
-        "redirect_uris": c.redirect_uris,
-        "grant_types": c.grant_types,
-        "scope": c.scope,
-        "disabled": c.disabled,
-        "created_at": c.created_at,
-    }
+    return fields_of(c, "client_id name kind redirect_uris grant_types scope disabled created_at")
 
 
 @client_cli.command("create")
@@ -71,13 +62,8 @@ def client_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
     """List a tenant's clients."""
     from printcloud.auth import service
 
-    data = run(
-        lambda s: [
-            client_dict(c)
-            for c in service.list_clients(
-                s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant)
-            )
-        ]
+    data = in_tenant(
+        issuer, tenant, lambda s, t: [client_dict(c) for c in service.list_clients(s, tenant=t)]
     )
     emit(
         data,

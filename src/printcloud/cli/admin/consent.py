@@ -6,7 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import IssuerOpt, TenantOpt, console, emit, run, state, table_of
+from printcloud.cli.common import (
+    IssuerOpt,
+    TenantOpt,
+    console,
+    emit,
+    in_tenant,
+    rows_of,
+    run,
+    state,
+    table_of,
+)
 
 consent_cli = typer.Typer(
     help="Tenant-wide and per-user consents (seed 002).", no_args_is_help=True
@@ -35,8 +45,7 @@ def consent_list(
     """List tenant-wide consents (who granted them, when) and per-user consents."""
     from printcloud.auth import service
 
-    def work(s: Any) -> dict[str, Any]:
-        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+    def work(s: Any, t: Any) -> dict[str, Any]:
         return {
             "tenant_wide": [
                 consent_dict(c)
@@ -54,23 +63,16 @@ def consent_list(
             ],
         }
 
-    data = run(work)
+    data = in_tenant(issuer, tenant, work)
     emit(
         data,
         table_of(
             f"tenant-wide consents of {tenant}",
             ["id", "client", "scope", "granted by", "granted at", "revoked"],
-            [
-                [
-                    d["id"],
-                    d["client_name"],
-                    d["scope"],
-                    d["granted_by"],
-                    d["granted_at"],
-                    d["revoked_at"] or "",
-                ]
-                for d in data["tenant_wide"]
-            ],
+            rows_of(
+                data["tenant_wide"],
+                *("id", "client_name", "scope", "granted_by", "granted_at", "revoked_at"),
+            ),
         ),
     )
     if not state.json and data["per_user"]:
@@ -78,10 +80,7 @@ def consent_list(
             table_of(
                 "per-user consents",
                 ["id", "user", "client", "scope", "granted at"],
-                [
-                    [d["id"], d["username"], d["client_id"], d["scope"], d["granted_at"]]
-                    for d in data["per_user"]
-                ],
+                rows_of(data["per_user"], "id", "username", "client_id", "scope", "granted_at"),
             )()
         )
 

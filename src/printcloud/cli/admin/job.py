@@ -6,24 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import TenantOpt, emit, run, table_of
+from printcloud.cli.common import TenantOpt, emit, fields_of, rows_of, run, table_of
 
 job_cli = typer.Typer(help="Print jobs of a tenant.", no_args_is_help=True)
 
 
 def job_dict(j: Any) -> dict[str, Any]:
-    return {
-        "job_id": j.job_id,
-        "printer_id": j.printer_id,
-        "owner": j.owner,
-        "title": j.title,
-        "state": j.state,
-        "reason": j.reason,
-        "page_count": j.page_count,
-        "pages_printed": j.pages_printed,
-        "created_at": j.created_at,
-        "finished_at": j.finished_at,
-    }
+    return fields_of(
+        j,
+        "job_id printer_id owner title state reason page_count pages_printed created_at"
+        " finished_at",
+    )
 
 
 @job_cli.command("list")
@@ -83,6 +76,6 @@ def job_show(job_id: str, tenant: TenantOpt) -> None:
         table_of(
             f"job {job_id}: {data['state']}" + (f" ({data['reason']})" if data["reason"] else ""),
             ["at", "step", "state", "worker", "detail"],
-            [[h["at"], h["step"], h["state"], h["worker"], h["detail"]] for h in data["history"]],
+            rows_of(data["history"], "at", "step", "state", "worker", "detail"),
         ),
     )

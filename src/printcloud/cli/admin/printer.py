@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import TenantOpt, emit, run, table_of
+from printcloud.cli.common import TenantOpt, emit, fields_of, run, table_of
 from printcloud.core.errors import InvalidRequest
 from printcloud.core.settings import Settings
 
@@ -14,15 +14,7 @@ printer_cli = typer.Typer(help="Printers of a tenant (seed 003, PRT001).", no_ar
 
 
 def printer_dict(p: Any) -> dict[str, Any]:
-    return {
-        "printer_id": p.printer_id,
-        "name": p.name,
-        "color": p.color,
-        "client_id": p.client_id,
-        "push_url": p.push_url,
-        "location": p.location,
-        "last_seen_at": p.last_seen_at,
-    }
+    return fields_of(p, "printer_id name color client_id push_url location last_seen_at")
 
 
 @printer_cli.command("add")

@@ -6,22 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import IssuerOpt, emit, run, table_of
+from printcloud.cli.common import IssuerOpt, emit, fields_of, rows_of, run, table_of
 
 tenant_cli = typer.Typer(help="Tenants.", no_args_is_help=True)
 
 
 def tenant_dict(t: Any) -> dict[str, Any]:
-    return {
-        "issuer": t.issuer,
-        "tenant_id": t.tenant_id,
-        "name": t.name,
-        "created_at": t.created_at,
-        "local_auth_cooperation": t.local_auth_cooperation,
-        "users_may_grant_tenant_consent": t.users_may_grant_tenant_consent,
-        "card_retention_days": t.card_retention_days,
-        "held_release": t.held_release,
-    }
+    return fields_of(
+        t,
+        "issuer tenant_id name created_at local_auth_cooperation"
+        " users_may_grant_tenant_consent card_retention_days held_release",
+    )
 
 
 @tenant_cli.command("create")
@@ -52,7 +47,7 @@ def tenant_list(issuer: IssuerOpt = "idp-a") -> None:
         table_of(
             f"tenants at {issuer}",
             ["tenant_id", "name", "local auth cooperation"],
-            [[d["tenant_id"], d["name"], d["local_auth_cooperation"]] for d in data],
+            rows_of(data, "tenant_id", "name", "local_auth_cooperation"),
         ),
     )
 

@@ -6,21 +6,22 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import IssuerOpt, TenantOpt, emit, run, table_of
+from printcloud.cli.common import (
+    IssuerOpt,
+    TenantOpt,
+    emit,
+    fields_of,
+    in_tenant,
+    rows_of,
+    run,
+    table_of,
+)
 
 user_cli = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
 
 
 def user_dict(u: Any) -> dict[str, Any]:
-    return {
-        "username": u.username,
-        "display_name": u.display_name,
-        "email": u.email,
-        "is_admin": u.is_admin,
-        "disabled": u.disabled,
-        "created_at": u.created_at,
-        "last_login_at": u.last_login_at,
-    }
+    return fields_of(u, "username display_name email is_admin disabled created_at last_login_at")
 
 
 @user_cli.command("create")
@@ -60,23 +61,15 @@ def user_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
     """List a tenant's users."""
     from printcloud.auth import service
 
-    data = run(
-        lambda s: [
-            user_dict(u)
-            for u in service.list_users(
-                s, tenant=service.get_tenant(s, issuer=issuer, tenant_id=tenant)
-            )
-        ]
+    data = in_tenant(
+        issuer, tenant, lambda s, t: [user_dict(u) for u in service.list_users(s, tenant=t)]
     )
     emit(
         data,
         table_of(
             f"users of {tenant}",
             ["username", "display name", "admin", "disabled", "last login"],
-            [
-                [d["username"], d["display_name"], d["is_admin"], d["disabled"], d["last_login_at"]]
-                for d in data
-            ],
+            rows_of(data, "username", "display_name", "is_admin", "disabled", "last_login_at"),
         ),
     )
 
