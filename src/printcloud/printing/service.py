@@ -34,7 +34,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
-from .models import JobEventRow, PrinterRow, PrintJobRow
+from .models import JobEventRow, PrinterRow, PrintJobRow, QueueRow
 
 ACTIVE = (
     "accepted",
@@ -200,6 +200,17 @@ def delete_printer(db: Session, *, tenant_id: str, printer_id: str) -> None:
     )
     if busy:
         raise Conflict(f"printer {printer_id!r} still has {busy} unfinished job(s)")
+    targeted = db.scalars(
+        select(QueueRow.name).where(
+            QueueRow.tenant_id == tenant_id, QueueRow.printer_id == printer_id
+        )
+    ).all()
+    if targeted:
+        # a queue whose printer is gone would accept jobs nobody can print
+        raise Conflict(
+            f"printer {printer_id!r} is the target of queue(s) {', '.join(targeted)}: "
+            "delete them first"
+        )
     db.delete(row)
 
 
