@@ -151,3 +151,31 @@ class QueueRow(Base):
     #: "attributes" (state and times, name and owner hidden) or "none" (not listed).
     job_privacy: Mapped[str] = mapped_column(String(16), default="attributes")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IppJobRow(Base):
+    """An IPP job of a queue (issue 14): its integer job-id (RFC 8011 §5.3.2) and what the
+    print job does not hold. Print-Job makes it with its print job at once; Create-Job
+    makes it first (`pending_document`), and Send-Document gives it its print job."""
+
+    __tablename__ = "printing_ipp_jobs"
+    __table_args__ = (Index("ix_printing_ipp_jobs_queue", "tenant_id", "queue", "job_number"),)
+
+    #: The job-id: one sequence for every queue (an integer is all IPP can carry).
+    job_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(64))
+    #: The print job (`PrintJobRow.job_id`) once the document is in.
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(300))
+    uuid: Mapped[str] = mapped_column(String(36))
+    #: What the job was given (the Job Template attributes as `JobOptions` and the IPP
+    #: values to answer with: document-format, job-hold-until, sides, ...).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Before the print job exists: `pending_document`, or how it ended (`canceled`,
+    #: `aborted`); `submitted` once it has one (whose state is then the job's).
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
