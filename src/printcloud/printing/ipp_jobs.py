@@ -200,9 +200,7 @@ def _epoch(value: datetime | None) -> int:
     return int(value.timestamp()) if value is not None else 0
 
 
-def job_attributes(
-    v: JobView, *, printer_uri: str, visible: bool
-) -> list[Attribute]:
+def job_attributes(v: JobView, *, printer_uri: str, visible: bool) -> list[Attribute]:
     """Every attribute of the job; `visible`: the caller may see its name and owner."""
     row, job = v.row, v.job
     finished = job.finished_at if job is not None else row.finished_at

@@ -21,6 +21,7 @@ is never believed. Another user's job shows only its state and times, or nothing
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -83,7 +84,9 @@ class Call:
             )
         )
 
-    def fail(self, status: Status, text: str, unsupported: list[Attribute] | None = None) -> IPPError:
+    def fail(
+        self, status: Status, text: str, unsupported: list[Attribute] | None = None
+    ) -> IPPError:
         return IPPError(
             status,
             text,
@@ -212,7 +215,13 @@ async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: by
     assert call.principal is not None
     try:
         pdf = await run_in_threadpool(
-            partial(to_pdf, data, fmt, compression=compression_of(call.request), settings=call.rt.settings)
+            partial(
+                to_pdf,
+                data,
+                fmt,
+                compression=compression_of(call.request),
+                settings=call.rt.settings,
+            )
         )
         job = await intake.submit(
             call.rt,
@@ -333,7 +342,10 @@ async def close_job(call: Call) -> bytes:
     v = await _own_job(call)
     if v.row.state == "pending_document":
         await call.db(
-            ipp_queue.end, job_number=v.row.job_number, state="aborted", reason="closed without a document"
+            ipp_queue.end,
+            job_number=v.row.job_number,
+            state="aborted",
+            reason="closed without a document",
         )
         v = await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=v.row.job_number)
     return call.answer(groups=[_job_group(v, call)])
@@ -345,10 +357,15 @@ async def close_job(call: Call) -> bytes:
 async def _cancel(call: Call, v: JobView) -> None:
     if v.row.job_id is None:
         await call.db(
-            ipp_queue.end, job_number=v.row.job_number, state="canceled", reason=f"canceled by {call.user}"
+            ipp_queue.end,
+            job_number=v.row.job_number,
+            state="canceled",
+            reason=f"canceled by {call.user}",
         )
         return
-    cancel = partial(jobs.cancel, call.rt, tenant_id=call.facts.tenant_id, job_id=v.row.job_id, by=call.user)
+    cancel = partial(
+        jobs.cancel, call.rt, tenant_id=call.facts.tenant_id, job_id=v.row.job_id, by=call.user
+    )
     try:
         await run_in_threadpool(cancel)
     except Conflict as exc:
@@ -416,7 +433,9 @@ async def get_jobs(call: Call) -> bytes:
         )
     mine = ops.get("my-jobs") is not None and ops["my-jobs"].value is True
     limit_attr = ops.get("limit")
-    limit = limit_attr.value if limit_attr is not None and isinstance(limit_attr.value, int) else 1000
+    limit = (
+        limit_attr.value if limit_attr is not None and isinstance(limit_attr.value, int) else 1000
+    )
     if limit < 1:
         raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "limit must be at least 1")
     private = call.queue.job_privacy == "none"
@@ -431,7 +450,8 @@ async def get_jobs(call: Call) -> bytes:
     return call.answer(groups=[_job_attrs(call, v, requested) for v in views])
 
 
-HANDLERS = {
+#: The operations a queue serves, by operation-id.
+HANDLERS: dict[int, Callable[[Call], Awaitable[bytes]]] = {
     Operation.GET_PRINTER_ATTRIBUTES: get_printer_attributes,
     Operation.VALIDATE_JOB: validate_job,
     Operation.PRINT_JOB: print_job,

@@ -89,6 +89,7 @@ OCTET_STREAM = "application/octet-stream"
 PDF = "application/pdf"
 #: How long a Create-Job waits for its Send-Document (RFC 8011 §5.4.31).
 MULTIPLE_OPERATION_TIME_OUT = 120
+PAGES_PER_MINUTE = 20
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,9 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         # PWG 5100.6's spelling; Debian's ipp-everywhere.test wants "document-number"
         _kw("overrides-supported", "document-numbers", "pages"),
         _bool("page-ranges-supported", False),
+        # PWG 5100.12 requires them; a nominal figure (the real one is the printer's)
+        _int("pages-per-minute", PAGES_PER_MINUTE),
+        *([_int("pages-per-minute-color", PAGES_PER_MINUTE)] if q.color else []),
         _kw("pdl-override-supported", "attempted"),
         _bool("preferred-attributes-supported", False),
         _kw("print-color-mode-default", "color" if q.color else "monochrome"),

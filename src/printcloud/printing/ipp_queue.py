@@ -172,14 +172,18 @@ def list_jobs(
         query = query.where(IppJobRow.owner == owner)
     rows = list(db.scalars(query.order_by(IppJobRow.job_number.desc()).limit(5000)))
     ids = [r.job_id for r in rows if r.job_id]
-    jobs = {
-        j.job_id: j
-        for j in db.scalars(
-            select(PrintJobRow).where(
-                PrintJobRow.tenant_id == tenant_id, PrintJobRow.job_id.in_(ids)
+    jobs = (
+        {
+            j.job_id: j
+            for j in db.scalars(
+                select(PrintJobRow).where(
+                    PrintJobRow.tenant_id == tenant_id, PrintJobRow.job_id.in_(ids)
+                )
             )
-        )
-    } if ids else {}
+        }
+        if ids
+        else {}
+    )
     out: list[JobView] = []
     for row in rows:
         _expire(row)

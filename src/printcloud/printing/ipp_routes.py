@@ -43,7 +43,8 @@ from .deps import RuntimeDep
 from .ipp_auth import QueueAuthenticator
 from .ipp_documents import FORMATS
 from .ipp_operations import ANONYMOUS, HANDLERS, Call
-from .ipp_printer import AttributeCache
+from .ipp_printer import AttributeCache, QueueFacts
+from .models import QueueRow
 from .queues import IPP_PATH
 from .runtime import PrintingRuntime
 
@@ -129,7 +130,7 @@ async def ipp_request(
             formats=FORMATS,
         )
 
-        def read() -> tuple[object, object]:
+        def read() -> tuple[QueueRow, QueueFacts]:
             with rt.db.sessions() as db:
                 return load(db)
 
@@ -137,8 +138,8 @@ async def ipp_request(
         call = Call(
             rt=rt,
             request=checked,
-            queue=row,  # type: ignore[arg-type]
-            facts=facts,  # type: ignore[arg-type]
+            queue=row,
+            facts=facts,
             principal=principal,
             cache=state.cache,
         )

@@ -43,7 +43,6 @@ def upgrade() -> None:
             batch_op.f("ix_printing_queues_tenant_id"), ["tenant_id"], unique=False
         )
 
-
     op.create_table(
         "printing_ipp_jobs",
         sa.Column("job_number", sa.Integer(), autoincrement=True, nullable=False),
