@@ -9,7 +9,8 @@
 
 Modules: `model` (RFC 8011 enums and syntaxes), `message` (the message as objects),
 `encoding` (RFC 8010 wire format, bounded decoding), `operations` (RFC 8011 §4.1
-request checks, requested-attributes, responses). This package imports no service.
+request checks, requested-attributes, responses), `pwg` (PWG 5102.4 raster) and
+`urf` (Apple raster). This package imports no service.
 """
 
 from printcloud.ipp.encoding import (

@@ -1,0 +1,165 @@
+"""Apple raster (URF, `image/urf`, "UNIRAST"): a bounded decoder on `ipp/pwg.py`'s lines.
+
+Apple has not published URF; this follows the layout that CUPS's raster reader
+and Ghostscript's `urf`/`appleraster` devices agree on (both read here, see
+tests/ipp/test_urf.py):
+
+- the file header: `UNIRAST\\0` (8 bytes) and the page count, a big-endian
+  unsigned 32-bit integer (0 when the writer did not know it);
+- one 32-byte page header per page (`read_header`): byte 0 bits per pixel,
+  1 colour space (0 sGray, 1 sRGB, 2 CIELab, 3 AdobeRGB, 4 DeviceW,
+  5 DeviceRGB, 6 DeviceCMYK), 2 duplex (1 one-sided, 2 short edge, 3 long
+  edge), 3 print quality (3 draft, 4 normal, 5 high), 4 media type,
+  5 input slot; bytes 12–15 the width, 16–19 the height, 20–23 the
+  resolution in dpi (one value for both directions), all big-endian;
+- the page's lines in PWG 5102.4 §4.4's compression (`pwg.decode_pixels`):
+  line repeat, then runs of repeated and literal pixels; 128 fills the rest of
+  the line with white (0xFF for the gray and RGB spaces, 0x00 for CMYK).
+
+URF has 8 or 16 bits per colour (AirPrint's `urf-supported`: W8, SRGB24,
+DEVCMYK32, …). Ghostscript's `urf` device writes 1-bit pages when asked for no
+depth, labelled sGray although 1 means black there: they are refused, as are
+CIELab pages (`RasterError`): no client this service meets sends them, and a
+PDF page is RGB, gray or CMYK.
+Sizes are checked against `pwg.RasterLimits` before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .pwg import (
+    ColorSpace,
+    PageHeader,
+    RasterError,
+    RasterLimits,
+    RasterPage,
+    RasterTooLarge,
+    check_geometry,
+    decode_pixels,
+)
+
+__all__ = [
+    "FILE_HEADER_SIZE",
+    "PAGE_HEADER_SIZE",
+    "SYNC",
+    "UrfFileHeader",
+    "file_header",
+    "read_header",
+    "read_pages",
+]
+
+SYNC = b"UNIRAST\0"
+FILE_HEADER_SIZE = 12
+PAGE_HEADER_SIZE = 32
+
+#: URF colour space byte -> CUPS colour space (2, CIELab, is refused).
+_COLOR_SPACES = {
+    0: ColorSpace.SGRAY,
+    1: ColorSpace.SRGB,
+    3: ColorSpace.ADOBE_RGB,
+    4: ColorSpace.W,
+    5: ColorSpace.RGB,
+    6: ColorSpace.CMYK,
+}
+
+
+@dataclass(frozen=True)
+class UrfFileHeader:
+    page_count: int
+
+
+def read_header(raw: bytes | memoryview) -> PageHeader:
+    """Parse and check one 32-byte URF page header into the PWG header fields it carries."""
+    raw = bytes(raw)
+    if len(raw) != PAGE_HEADER_SIZE:
+        raise RasterError(f"a URF page header is {PAGE_HEADER_SIZE} bytes, not {len(raw)}")
+    bpp, space, duplex, quality = raw[0], raw[1], raw[2], raw[3]
+    width, height, dpi = struct.unpack_from(">3I", raw, 12)
+    color_space = _COLOR_SPACES.get(space)
+    if color_space is None:
+        name = "CIELab" if space == 2 else str(space)
+        raise RasterError(f"URF colour space {name} is not supported")
+    colors = color_space.colors
+    bits_per_color = bpp // colors if bpp % colors == 0 else 0
+    if bits_per_color not in (8, 16):
+        raise RasterError(f"{bpp} bits per pixel in URF colour space {space} is not supported")
+    bytes_per_line = (width * bpp + 7) // 8
+    check_geometry(
+        width=width,
+        height=height,
+        resolution=(dpi, dpi),
+        bits_per_color=bits_per_color,
+        bits_per_pixel=bpp,
+        bytes_per_line=bytes_per_line,
+        color_space=color_space,
+    )
+    return PageHeader(
+        width=width,
+        height=height,
+        resolution=(dpi, dpi),
+        bits_per_color=bits_per_color,
+        bits_per_pixel=bpp,
+        bytes_per_line=bytes_per_line,
+        color_space=color_space,
+        duplex=duplex >= 2,
+        tumble=duplex == 2,
+        print_quality=quality,
+    )
+
+
+def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[RasterPage]:
+    """Yield the pages of a URF stream, one at a time, each checked before decoding."""
+    limits = limits or RasterLimits()
+    if data[:8] != SYNC:
+        raise RasterError("not Apple raster: the stream does not start with 'UNIRAST'")
+    if len(data) < FILE_HEADER_SIZE:
+        raise RasterError("the URF file header is cut short")
+    src = np.frombuffer(data, np.uint8)
+    pos = FILE_HEADER_SIZE
+    seen = 0
+    count = 0
+    while pos < len(data):
+        if count >= limits.max_pages:
+            raise RasterTooLarge(f"the document has more than {limits.max_pages} pages")
+        if len(data) - pos < PAGE_HEADER_SIZE:
+            raise RasterError(
+                f"page {count + 1}'s header is cut short ({len(data) - pos} of "
+                f"{PAGE_HEADER_SIZE} bytes)"
+            )
+        header = read_header(data[pos : pos + PAGE_HEADER_SIZE])
+        pos += PAGE_HEADER_SIZE
+        limits.check_page(
+            width=header.width,
+            height=header.height,
+            bytes_per_line=header.bytes_per_line,
+            seen=seen,
+        )
+        try:
+            rows, pos = decode_pixels(
+                src,
+                pos,
+                height=header.height,
+                bytes_per_line=header.bytes_per_line,
+                bytes_per_pixel=max(1, header.bits_per_pixel // 8),
+                white=0xFF if header.color_space.additive else 0x00,
+            )
+        except RasterError as exc:
+            raise RasterError(f"page {count + 1}: {exc.description}") from None
+        seen += header.width * header.height
+        count += 1
+        yield RasterPage(header=header, data=rows)
+    if count == 0:
+        raise RasterError("the URF stream has no pages")
+
+
+def file_header(data: bytes) -> UrfFileHeader:
+    """The page count the writer announced (0: not known)."""
+    if data[:8] != SYNC or len(data) < FILE_HEADER_SIZE:
+        raise RasterError("not Apple raster: the stream does not start with 'UNIRAST'")
+    (pages,) = struct.unpack_from(">I", data, 8)
+    return UrfFileHeader(page_count=pages)
