@@ -1,30 +1,35 @@
 """The document of an IPP job (issue 14; RFC 8011 §4.2.1.1 document-format and
-compression, §5.4.32 compression-supported): which format it is, and its bytes as
-the PDF today's intake takes.
+compression, §5.2.7 page-ranges): which format it is, and its bytes as the PDF
+today's intake takes.
 
-`compression` gzip (RFC 1952) and deflate (RFC 1951, or zlib-wrapped as some clients
-send it) are undone here with a bound: no more than `PRINTCLOUD_MAX_PRINT_BYTES`
-come out, however small the compressed document (no decompression bombs).
-`application/octet-stream` is answered by sniffing the first bytes.
+The conversion is `formats.to_pdf` (PDF unchanged; JPEG, PWG raster and Apple raster
+to PDF pages; `application/octet-stream` sniffed; gzip/deflate undone, bounded);
+here are the request's checks before any job exists (`document_format`), the
+mapping of its errors to IPP statuses (`DocumentError`), and `page-ranges` on the
+resulting PDF (the pages kept, in order, through pypdfium2).
 """
 
 from __future__ import annotations
 
-import zlib
+import io
 from collections.abc import Callable
+
+import pypdfium2 as pdfium
 
 from printcloud.core.errors import InvalidRequest
 from printcloud.core.settings import Settings
 from printcloud.ipp.message import Attribute, IPPError, ValueTag
-from printcloud.ipp.model import Status
+from printcloud.ipp.model import Range, Status
 from printcloud.ipp.operations import Request
 
-OCTET_STREAM = "application/octet-stream"
-PDF = "application/pdf"
-#: The formats a queue takes, `application/octet-stream` first (its default).
-FORMATS: tuple[str, ...] = (OCTET_STREAM, PDF)
-COMPRESSIONS = ("none", "gzip", "deflate")
-_MAGIC = ((b"%PDF-", PDF),)
+from . import formats
+
+OCTET_STREAM = formats.OCTET_STREAM
+#: document-format-supported: application/octet-stream first (its default).
+FORMATS: tuple[str, ...] = (
+    OCTET_STREAM,
+    *(f for f in formats.DOCUMENT_FORMATS if f != OCTET_STREAM),
+)
 
 
 class DocumentError(InvalidRequest):
@@ -39,8 +44,8 @@ Fail = Callable[..., IPPError]
 
 
 def document_format(request: Request, *, formats: tuple[str, ...], fail: Fail) -> str:
-    """The request's document-format (default application/octet-stream) if the queue
-    takes it, and its compression; IPPError with the RFC 8011 status otherwise."""
+    """The request's document-format (default application/octet-stream) when the queue
+    takes it and its compression is one the queue undoes; IPPError otherwise."""
     ops = request.operation_attributes
     attr = ops.get("document-format")
     fmt = OCTET_STREAM
@@ -56,7 +61,7 @@ def document_format(request: Request, *, formats: tuple[str, ...], fail: Fail) -
             )
     compression = ops.get("compression")
     if compression is not None and (
-        len(compression.values) != 1 or str(compression.value) not in COMPRESSIONS
+        len(compression.values) != 1 or str(compression.value) not in formats_compressions()
     ):
         raise fail(
             Status.CLIENT_ERROR_COMPRESSION_NOT_SUPPORTED,
@@ -66,60 +71,65 @@ def document_format(request: Request, *, formats: tuple[str, ...], fail: Fail) -
     return fmt
 
 
+def formats_compressions() -> tuple[str, ...]:
+    return tuple(formats.COMPRESSIONS)
+
+
 def compression_of(request: Request) -> str:
     attr = request.operation_attributes.get("compression")
     return str(attr.value) if attr is not None else "none"
 
 
-def decompress(data: bytes, compression: str, *, limit: int) -> bytes:
-    """`data` uncompressed, refused past `limit` bytes or when it does not inflate."""
-    if compression == "none":
-        return data
-    if compression == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    elif data[:1] == b"\x78":  # a zlib header: RFC 1950-wrapped deflate
-        wbits = zlib.MAX_WBITS
-    else:
-        wbits = -zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
+def page_ranges(values: list[Range], *, pages: int) -> list[int]:
+    """The 0-based pages `page-ranges` keeps, in document order (RFC 8011 §5.2.7)."""
+    keep = sorted({p - 1 for r in values for p in range(r.lower, min(r.upper, pages) + 1)})
+    return [p for p in keep if 0 <= p < pages]
+
+
+def select_pages(pdf: bytes, ranges: list[Range]) -> bytes:
+    """The PDF with only the pages in `ranges`; DocumentError when none is left."""
     try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise DocumentError(
-            Status.CLIENT_ERROR_COMPRESSION_ERROR, f"the {compression} document does not inflate"
-        ) from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise DocumentError(
-            Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
-            f"the document is larger than {limit} bytes uncompressed",
-        )
-    if not inflater.eof:
-        raise DocumentError(
-            Status.CLIENT_ERROR_COMPRESSION_ERROR, f"the {compression} document is truncated"
-        )
-    return out
-
-
-def sniff(data: bytes) -> str | None:
-    for magic, fmt in _MAGIC:
-        if data.startswith(magic):
-            return fmt
-    return None
-
-
-def to_pdf(data: bytes, fmt: str, *, compression: str, settings: Settings) -> bytes:
-    """The document as PDF for the intake (which reads and bounds it further)."""
-    raw = decompress(data, compression, limit=settings.max_print_bytes)
-    if fmt == OCTET_STREAM:
-        found = sniff(raw)
-        if found is None:
+        source = pdfium.PdfDocument(pdf)
+    except pdfium.PdfiumError as exc:
+        raise DocumentError(Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR, "unreadable PDF") from exc
+    try:
+        keep = page_ranges(ranges, pages=len(source))
+        if not keep:
             raise DocumentError(
-                Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
-                "the document's format could not be recognised",
+                Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+                f"page-ranges selects none of the document's {len(source)} page(s)",
             )
-        fmt = found
-    if fmt == PDF:
-        return raw
-    raise DocumentError(
-        Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED, f"document-format {fmt} is not supported"
-    )
+        out = pdfium.PdfDocument.new()
+        try:
+            out.import_pages(source, keep)
+            buffer = io.BytesIO()
+            out.save(buffer)
+            return buffer.getvalue()
+        finally:
+            out.close()
+    finally:
+        source.close()
+
+
+def to_pdf(
+    data: bytes,
+    fmt: str,
+    *,
+    compression: str,
+    settings: Settings,
+    ranges: list[Range] | None = None,
+) -> bytes:
+    """The document as PDF for the intake (which reads and bounds it further)."""
+    try:
+        converted = formats.to_pdf(
+            data,
+            document_format=fmt,
+            compression=compression,
+            limits=formats.FormatLimits.from_settings(settings),
+        )
+    except (formats.DocumentTooLarge, InvalidRequest) as exc:
+        status = getattr(exc, "ipp_status", Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR)
+        raise DocumentError(Status(status), exc.description) from exc
+    if ranges:
+        return select_pages(converted.pdf, ranges)
+    return converted.pdf

@@ -25,6 +25,7 @@ from printcloud.ipp.model import (
     Finishings,
     OrientationRequested,
     PrintQuality,
+    Range,
     Resolution,
     ResolutionUnits,
 )
@@ -60,6 +61,8 @@ class Template:
     values: dict[str, Any] = field(default_factory=dict)
     #: Entries of the unsupported-attributes group.
     unsupported: list[Attribute] = field(default_factory=list)
+    #: page-ranges (RFC 8011 §5.2.7): the pages to print, None for all.
+    ranges: list[Range] | None = None
 
 
 def _media_of(value: Any) -> str | None:
@@ -89,6 +92,7 @@ def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template
     """The print settings a request's job attributes group asks for (RFC 8011 §5.2)."""
     copies, duplex, media, dpi, hold = 1, False, "A4", 300, follow_me
     want_color = color
+    page_ranges: list[Range] | None = None
     values: dict[str, Any] = {
         "copies": 1,
         "sides": "one-sided",
@@ -154,6 +158,17 @@ def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template
                 bad.append(unsupported(attr))
                 hold = True
                 values[name] = "indefinite"
+        elif name == "page-ranges":
+            ranges = [v for v in attr.values if isinstance(v, Range)]
+            ordered = all(
+                1 <= r.lower <= r.upper and (i == 0 or ranges[i - 1].upper < r.lower)
+                for i, r in enumerate(ranges)
+            )
+            if ranges and len(ranges) == len(attr.values) and ordered:
+                page_ranges = ranges
+                values[name] = [[r.lower, r.upper] for r in ranges]
+            else:
+                bad.append(unsupported(attr))
         elif name in ACCEPTED_AS_IS:
             if not all(v in ACCEPTED_AS_IS[name] for v in attr.values):
                 bad.append(unsupported(attr))
@@ -164,7 +179,7 @@ def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template
     options = JobOptions(
         color=want_color, copies=copies, duplex=duplex, media=media, dpi=dpi, hold=hold
     )
-    return Template(options=options, values=values, unsupported=bad)
+    return Template(options=options, values=values, unsupported=bad, ranges=page_ranges)
 
 
 # -- a job's attributes ------------------------------------------------------------------
@@ -253,4 +268,7 @@ def job_attributes(v: JobView, *, printer_uri: str, visible: bool) -> list[Attri
     if "printer-resolution" in values:
         dpi = int(values["printer-resolution"])
         attrs.append(Attribute("printer-resolution", ValueTag.RESOLUTION, Resolution(dpi, dpi)))
+    if "page-ranges" in values:
+        ranges = [Range(int(lo), int(hi)) for lo, hi in values["page-ranges"]]
+        attrs.append(Attribute("page-ranges", ValueTag.RANGE_OF_INTEGER, ranges))
     return attrs

@@ -221,6 +221,7 @@ async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: by
                 fmt,
                 compression=compression_of(call.request),
                 settings=call.rt.settings,
+                ranges=template.ranges,
             )
         )
         job = await intake.submit(
@@ -228,7 +229,7 @@ async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: by
             call.principal,
             printer_id=printer_id,
             options=template.options,
-            title=v.row.name or "document",
+            title=v.row.name or "untitled",
             data=pdf,
         )
     except (DocumentError, InvalidRequest, PayloadTooLarge) as exc:
@@ -325,7 +326,7 @@ async def send_document(call: Call) -> bytes:
 
 def _stored_group(stored: dict[str, Any]) -> Group:
     """Create-Job's accepted template values, as a job group again."""
-    from printcloud.ipp.model import Resolution
+    from printcloud.ipp.model import Range, Resolution
 
     values = stored.get("values", {})
     attrs = [Attribute("copies", ValueTag.INTEGER, int(values.get("copies", 1)))]
@@ -335,6 +336,9 @@ def _stored_group(stored: dict[str, Any]) -> Group:
     if "printer-resolution" in values:
         dpi = int(values["printer-resolution"])
         attrs.append(Attribute("printer-resolution", ValueTag.RESOLUTION, Resolution(dpi, dpi)))
+    if "page-ranges" in values:
+        ranges = [Range(int(lo), int(hi)) for lo, hi in values["page-ranges"]]
+        attrs.append(Attribute("page-ranges", ValueTag.RANGE_OF_INTEGER, ranges))
     return Group(GroupTag.JOB, attrs)
 
 

@@ -80,6 +80,7 @@ JOB_CREATION_ATTRIBUTES = (
     "job-name",
     "media",
     "media-col",
+    "page-ranges",
     "print-color-mode",
     "printer-resolution",
     "sides",
@@ -242,7 +243,7 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         _kw("output-bin-supported", "face-down"),
         # PWG 5100.6's spelling; Debian's ipp-everywhere.test wants "document-number"
         _kw("overrides-supported", "document-numbers", "pages"),
-        _bool("page-ranges-supported", False),
+        _bool("page-ranges-supported", True),
         # PWG 5100.12 requires them; a nominal figure (the real one is the printer's)
         _int("pages-per-minute", PAGES_PER_MINUTE),
         *([_int("pages-per-minute-color", PAGES_PER_MINUTE)] if q.color else []),
