@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -273,7 +274,10 @@ def cupsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cups]:
     program = require_command("cupsd")
     require_command("lpadmin")
     require_peer(Path("/usr/lib/cups/backend/ipp").exists(), "CUPS's ipp backend is missing")
-    root = tmp_path_factory.mktemp("cups")
+    # Not under pytest's private temp folder: cupsd runs its filters as user lp, who
+    # must reach the spool (cupsd sets the modes of the folders it owns itself).
+    root = Path(tempfile.mkdtemp(prefix="pc-cups-"))
+    root.chmod(0o755)
     port = free_port()
     for name in ("log", "spool", "cache", "state", "spool/tmp", "ppd"):
         (root / name).mkdir(parents=True, exist_ok=True)
@@ -298,7 +302,6 @@ def cupsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cups]:
         f"PageLog {root / 'log' / 'page_log'}\n"
         "ServerBin /usr/lib/cups\n"
         "DataDir /usr/share/cups\n"
-        "User root\nGroup root\n"
         "Sandboxing relaxed\n"
     )
     env = {**os.environ, "CUPS_SERVER": f"127.0.0.1:{port}", "LANG": "C"}
@@ -330,3 +333,4 @@ def cupsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cups]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import require_command
+from tests.conftest import require_command, require_peer
 from tests.helpers.printing import make_pdf
 from tests.ipp.conftest import USER, Cups, IppWorld
 
@@ -35,7 +35,9 @@ def _wait(what: str, check: Any, *, timeout: float = 180) -> Any:
 
 def test_cups_prints_through_the_queue(ipp_world: IppWorld, cupsd: Cups, tmp_path: Path) -> None:
     lpadmin, lp, lpstat = (require_command(c) for c in ("lpadmin", "lp", "lpstat"))
-    require_command("texttopdf")
+    for cups_filter in ("texttopdf", "imagetopdf", "pdftopdf"):
+        path = Path("/usr/lib/cups/filter") / cups_filter
+        require_peer(path.exists(), f"cups-filters' {cups_filter} is not installed")
     cupsd.run(lpadmin, "-p", "cloud", "-E", "-v", ipp_world.uri_as(), "-m", "everywhere")
     ppd = (cupsd.root / "ppd" / "cloud.ppd").read_text(errors="replace")
     assert "*cupsIPPSupplies" in ppd or "*PCFileName" in ppd

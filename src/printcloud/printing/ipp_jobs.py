@@ -177,7 +177,13 @@ def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template
         else:
             bad.append(unsupported(name))
     options = JobOptions(
-        color=want_color, copies=copies, duplex=duplex, media=media, dpi=dpi, hold=hold
+        color=want_color,
+        copies=copies,
+        duplex=duplex,
+        media=media,
+        dpi=dpi,
+        hold=hold,
+        follow_me=follow_me,
     )
     return Template(options=options, values=values, unsupported=bad, ranges=page_ranges)
 

@@ -247,8 +247,8 @@ async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: by
 
 
 def follow_me_printer(db: Any, *, tenant_id: str) -> str:
-    """Where a follow-me job waits: the tenant's first printer; it is held until its
-    owner releases it by card (docs/ipp.md)."""
+    """Where a follow-me job waits until its owner releases it at any printer of the
+    tenant (which then prints it): the tenant's first printer, by name."""
     from .service import list_printers
 
     printers = list_printers(db, tenant_id=tenant_id)

@@ -45,6 +45,8 @@ MEDIA_SIZES: dict[str, tuple[str, int, int]] = {
 }
 PWG_MEDIA = {pwg: name for name, (pwg, _, _) in MEDIA_SIZES.items()}
 RESOLUTIONS = (150, 200, 300, 600)
+#: pwg-raster-document-resolution-supported: what clients may render at for us.
+RASTER_RESOLUTIONS = (150, 300, 600)
 DEFAULT_DPI = 300
 #: Our conversion renders the whole page: no unprintable margins.
 MARGIN = 0
@@ -162,8 +164,8 @@ def media_col(media: str, *, source: str | None = None, kind: str | None = None)
 def static_attributes(q: QueueFacts) -> list[Attribute]:
     """Every attribute of the queue that changes only with its configuration."""
     color_modes = ("auto", "color", "monochrome") if q.color else ("monochrome",)
-    raster_types = ("sgray_8", "srgb_8") if q.color else ("sgray_8",)
-    urf = ["V1.4", "CP1", "W8", "RS300", "DM1", "MT1", "IS1"]
+    raster_types = ("black_1", "sgray_8", "srgb_8") if q.color else ("black_1", "sgray_8")
+    urf = ["V1.4", "CP1", "W8", "RS150-300-600", "DM1", "MT1", "IS1"]
     if q.color:
         urf.insert(3, "SRGB24")
     make = "printcloud" + (" follow-me" if q.printer_id is None else "")
@@ -289,7 +291,7 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         Attribute(
             "pwg-raster-document-resolution-supported",
             ValueTag.RESOLUTION,
-            [Resolution(150, 150), Resolution(300, 300)],
+            [Resolution(d, d) for d in RASTER_RESOLUTIONS],
         ),
         _kw("pwg-raster-document-sheet-back", "normal"),
         _kw("pwg-raster-document-type-supported", *raster_types),
