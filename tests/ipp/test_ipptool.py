@@ -7,8 +7,8 @@ ipptool would skip its tests and could still report "Score: 100%"."""
 from __future__ import annotations
 
 import re
-import time
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
