@@ -8,6 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
+from tests.helpers.browser import Browser
 from tests.helpers.printing import Tenant
 
 
@@ -53,6 +54,13 @@ def test_queues_through_the_admin_api_and_the_cli(make_print_stack: Any) -> None
     # a printer a queue prints on cannot be deleted from under it
     refused = admin.delete("/api/printers/color-1")
     assert refused.status_code == 409 and "office" in refused.json()["error_description"]
+
+    # the print page shows each queue with the line that adds it
+    with Browser(stack.base_url, credentials=(t.id, "root", "admin password 1")) as browser:
+        page = browser.open("/printing/")
+        assert page.status_code == 200, page.text
+        assert f"lpadmin -p office -E -v {uri} -m everywhere" in page.text
+        assert "follow-me" in page.text
 
     # another tenant sees none of them, and cannot delete them
     other = Tenant(stack)
