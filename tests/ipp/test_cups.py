@@ -39,8 +39,9 @@ def test_cups_prints_through_the_queue(ipp_world: IppWorld, cupsd: Cups, tmp_pat
         path = Path("/usr/lib/cups/filter") / cups_filter
         require_peer(path.exists(), f"cups-filters' {cups_filter} is not installed")
     cupsd.run(lpadmin, "-p", "cloud", "-E", "-v", ipp_world.uri_as(), "-m", "everywhere")
-    ppd = (cupsd.root / "ppd" / "cloud.ppd").read_text(errors="replace")
-    assert "*cupsIPPSupplies" in ppd or "*PCFileName" in ppd
+    got = httpx.get(f"http://127.0.0.1:{cupsd.port}/printers/cloud.ppd", timeout=30)
+    assert got.status_code == 200, got.text[:500]
+    ppd = got.text
     assert "*DefaultPageSize: A4" in ppd and "*PageSize Letter" in ppd
     assert "*ColorDevice: True" in ppd and "*Duplex DuplexNoTumble" in ppd
 
