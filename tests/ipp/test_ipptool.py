@@ -6,10 +6,10 @@ ipptool would skip its tests and could still report "Score: 100%"."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,7 +79,6 @@ def test_the_queue_passes_what_the_reference_passes(
     ipp_world: IppWorld,
     ippeveprinter: str,
     ipp_samples: Path,
-    record_property: Callable[[str, object], None],
 ) -> None:
     reference, _ = run_suite(ippeveprinter, suite, ipp_samples)
     wait_idle(ipp_world)
@@ -98,12 +97,14 @@ def test_the_queue_passes_what_the_reference_passes(
     passed = sum(r == "PASS" for _, _, r in ours)
     reference_passed = sum(r == "PASS" for _, _, r in reference)
     assert passed >= reference_passed - len(EXPECTED_DIFFERENCES), (passed, reference_passed)
-    # for the report (`--junitxml`): the scores and every other difference
-    record_property("queue", f"{passed} passed of {len(ours)}")
-    record_property("reference", f"{reference_passed} passed of {len(reference)}")
-    differences = [
-        f"{s}: {n}: reference {want}, queue {got}"
-        for (s, n, want), (_, _, got) in zip(reference, ours, strict=True)
-        if want != got
-    ]
-    record_property("differences", "; ".join(differences))
+    report = os.environ.get("PRINTCLOUD_IPP_REPORT")
+    if report:  # the scores and every difference, for whoever asked (docs/ipp.md)
+        score = f"queue {passed}/{len(ours)}, reference {reference_passed}/{len(reference)}"
+        lines = [f"{suite}: passed: {score}"]
+        lines += [
+            f"  {s}: {n}: reference {want}, queue {got}"
+            for (s, n, want), (_, _, got) in zip(reference, ours, strict=True)
+            if want != got
+        ]
+        with open(report, "a") as out:
+            out.write("\n".join(lines) + "\n")
