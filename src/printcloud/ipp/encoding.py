@@ -32,7 +32,7 @@ answers from the bytes with `encode_message()`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -56,16 +56,6 @@ from printcloud.ipp.model import (
     TextWithLanguage,
 )
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "Limits",
-    "decode",
-    "decode_head",
-    "encode",
-    "encode_attribute",
-    "encode_message",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -88,8 +78,12 @@ class Limits:
     max_depth: int = 8
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_depth <= 64:
+        if not 1 <= self.max_depth <= 64:  # the decoder recurses once per level
             raise ValueError("max_depth must be between 1 and 64")
+        if min(self.max_size, self.max_attributes, self.max_values, self.max_name_length) < 1:
+            raise ValueError("every limit must be positive")
+        if not 0 <= self.max_value_length <= 0x7FFF:
+            raise ValueError("max_value_length must be between 0 and 32767")
 
 
 DEFAULT_LIMITS = Limits()
@@ -100,6 +94,7 @@ _I32 = struct.Struct(">i")
 _RESOLUTION = struct.Struct(">iiB")
 _RANGE = struct.Struct(">ii")
 _DATE_TIME = struct.Struct(">HBBBBBBcBB")
+_TAG_AND_LENGTH = struct.Struct(">BH")
 
 _OUT_OF_BAND = frozenset(int(t) for t in OutOfBand)
 _UTF8_TAGS = frozenset({ValueTag.TEXT, ValueTag.NAME})
@@ -111,10 +106,12 @@ _ASCII_TAGS = frozenset(
         ValueTag.CHARSET,
         ValueTag.NATURAL_LANGUAGE,
         ValueTag.MIME_MEDIA_TYPE,
-        ValueTag.MEMBER_ATTR_NAME,
     }
 )
 _TIMEZONES: dict[int, timezone] = {}
+_BEG_COLLECTION = int(ValueTag.BEG_COLLECTION)
+_END_COLLECTION = int(ValueTag.END_COLLECTION)
+_MEMBER_ATTR_NAME = int(ValueTag.MEMBER_ATTR_NAME)
 
 
 class _Truncated(IPPError):
@@ -122,13 +119,32 @@ class _Truncated(IPPError):
 
 
 class _Reader:
-    """One pass over the bytes; every read moves `pos` forward or raises."""
+    """One pass over the bytes; every read moves `pos` forward or raises.
 
-    __slots__ = ("attributes", "buf", "end", "limits", "pos", "request_id", "values", "version")
+    `limit` is where reading must stop: the end of the bytes or `max_size`,
+    whichever comes first; `overrun` says which of the two was hit.
+    """
 
-    def __init__(self, buf: bytes | bytearray | memoryview, limits: Limits) -> None:
-        self.buf = buf
-        self.end = len(buf)
+    __slots__ = (
+        "attributes",
+        "buf",
+        "limit",
+        "limits",
+        "pos",
+        "request_id",
+        "source",
+        "total",
+        "values",
+        "version",
+    )
+
+    def __init__(self, data: bytes | bytearray | memoryview, limits: Limits) -> None:
+        # The attribute section is at most max_size octets: only that much is copied
+        # out of a buffer that is not `bytes` (a large document stays where it is).
+        self.source = data
+        self.buf = data if isinstance(data, bytes) else bytes(memoryview(data)[: limits.max_size])
+        self.total = len(data)
+        self.limit = min(len(self.buf), limits.max_size)
         self.limits = limits
         self.pos = 0
         self.attributes = 0
@@ -147,69 +163,76 @@ class _Reader:
     def bad(self, text: str) -> IPPError:
         return self.fail(Status.CLIENT_ERROR_BAD_REQUEST, text)
 
-    def take(self, count: int) -> int:
-        """Reserve `count` octets; returns where they start."""
-        start = self.pos
-        stop = start + count
+    def overrun(self, stop: int) -> IPPError:
         if stop > self.limits.max_size:
-            raise self.fail(
+            return self.fail(
                 Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
                 f"the attributes exceed {self.limits.max_size} octets",
             )
-        if stop > self.end:
-            raise _Truncated(
-                Status.CLIENT_ERROR_BAD_REQUEST,
-                f"the message ends inside its attributes (at octet {self.end})",
-                request_id=self.request_id,
-                version=self.version,
-            )
-        self.pos = stop
-        return start
+        return _Truncated(
+            Status.CLIENT_ERROR_BAD_REQUEST,
+            f"the message ends inside its attributes (at octet {self.total})",
+            request_id=self.request_id,
+            version=self.version,
+        )
 
-    def byte(self) -> int:
-        return self.buf[self.take(1)]
-
-    def short(self, what: str) -> int:
-        (value,) = _U16.unpack_from(self.buf, self.take(2))
-        if value > 0x7FFF:  # a SIGNED-SHORT length: the high bit set is a negative length
-            raise self.bad(f"negative {what}")
-        return int(value)
-
-    def element(self, tag: int) -> tuple[bytes, bytes]:
-        """name-length, name, value-length, value (RFC 8010 §3.1.4)."""
-        name_length = self.short("name-length")
-        if name_length > self.limits.max_name_length:
+    def next(self) -> tuple[int, bytes, bytes]:
+        """The next tag and, unless it is a delimiter, the name and value that follow it
+        (RFC 8010 §3.1.4: value-tag, name-length, name, value-length, value)."""
+        buf, pos, limit = self.buf, self.pos, self.limit
+        if pos >= limit:
+            raise self.overrun(pos + 1)
+        tag = buf[pos]
+        if tag < 0x10:
+            self.pos = pos + 1
+            return tag, b"", b""
+        if pos + 3 > limit:
+            raise self.overrun(pos + 3)
+        name_length = (buf[pos + 1] << 8) | buf[pos + 2]
+        limits = self.limits
+        if name_length > limits.max_name_length:
+            self.pos = pos + 1
+            if name_length > 0x7FFF:  # SIGNED-SHORT: the high bit makes it negative
+                raise self.bad("a negative name-length")
             raise self.fail(
                 Status.CLIENT_ERROR_REQUEST_VALUE_TOO_LONG,
-                f"an attribute name of {name_length} octets"
-                f" (at most {self.limits.max_name_length})",
+                f"an attribute name of {name_length} octets (at most {limits.max_name_length})",
             )
-        start = self.take(name_length)
-        name = bytes(self.buf[start : start + name_length])
-        value_length = self.short("value-length")
-        if value_length > self.limits.max_value_length:
+        name_end = pos + 3 + name_length
+        if name_end + 2 > limit:
+            raise self.overrun(name_end + 2)
+        value_length = (buf[name_end] << 8) | buf[name_end + 1]
+        if value_length > limits.max_value_length:
+            self.pos = name_end
+            if value_length > 0x7FFF:
+                raise self.bad("a negative value-length")
             raise self.fail(
                 Status.CLIENT_ERROR_REQUEST_VALUE_TOO_LONG,
-                f"a value of {value_length} octets (at most {self.limits.max_value_length})"
+                f"a value of {value_length} octets (at most {limits.max_value_length})"
                 f" for tag {tag:#04x}",
             )
-        start = self.take(value_length)
-        return name, bytes(self.buf[start : start + value_length])
+        stop = name_end + 2 + value_length
+        if stop > limit:
+            raise self.overrun(stop)
+        self.pos = stop
+        return tag, buf[pos + 3 : name_end], buf[name_end + 2 : stop]
 
-    def count(self, *, attribute: bool) -> None:
+    def new_attribute(self) -> None:
+        self.attributes += 1
         self.values += 1
-        if self.values > self.limits.max_values:
+        if self.attributes > self.limits.max_attributes:
             raise self.fail(
                 Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
-                f"more than {self.limits.max_values} values",
+                f"more than {self.limits.max_attributes} attributes",
             )
-        if attribute:
-            self.attributes += 1
-            if self.attributes > self.limits.max_attributes:
-                raise self.fail(
-                    Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
-                    f"more than {self.limits.max_attributes} attributes",
-                )
+        if self.values > self.limits.max_values:
+            raise self.too_many_values()
+
+    def too_many_values(self) -> IPPError:
+        return self.fail(
+            Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
+            f"more than {self.limits.max_values} values",
+        )
 
     def attribute_name(self, raw: bytes) -> str:
         try:
@@ -220,6 +243,8 @@ class _Reader:
     # -- values (RFC 8010 §3.9) --------------------------------------------------------
 
     def value(self, tag: int, raw: bytes, depth: int) -> Any:
+        if (tag == 0x21 or tag == 0x23) and len(raw) == 4:  # noqa: PLR1714  # integer, enum
+            return int.from_bytes(raw, "big", signed=True)
         if tag in _UTF8_TAGS:
             try:
                 return raw.decode("utf-8")
@@ -232,50 +257,60 @@ class _Reader:
                 raise self.bad(
                     f"a {ValueTag(tag).name.lower()} value that is not US-ASCII"
                 ) from None
-        if tag in (ValueTag.INTEGER, ValueTag.ENUM):
-            if len(raw) != 4:
-                raise self.bad(f"an integer or enum of {len(raw)} octets")
-            return _I32.unpack(raw)[0]
-        if tag == ValueTag.BOOLEAN:
-            if raw not in (b"\x00", b"\x01"):
-                raise self.bad("a boolean that is not one octet 0 or 1")
-            return raw == b"\x01"
-        if tag in _OUT_OF_BAND:
-            if raw:
-                raise self.bad(f"an out-of-band value {tag:#04x} with a value")
-            return OutOfBand(tag)
-        if tag == ValueTag.BEG_COLLECTION:
-            if raw:
-                raise self.bad("a begCollection with a value")
-            return self.collection(depth + 1)
-        if tag == ValueTag.OCTET_STRING:
-            return raw
-        if tag == ValueTag.DATE_TIME:
-            return self.date_time(raw)
-        if tag == ValueTag.RESOLUTION:
-            if len(raw) != 9:
-                raise self.bad(f"a resolution of {len(raw)} octets")
-            x, y, units = _RESOLUTION.unpack(raw)
-            if units not in (3, 4):
-                raise self.bad(f"resolution units {units}")
-            return Resolution(x, y, ResolutionUnits(units))
-        if tag == ValueTag.RANGE_OF_INTEGER:
-            if len(raw) != 8:
-                raise self.bad(f"a rangeOfInteger of {len(raw)} octets")
-            return Range(*_RANGE.unpack(raw))
-        if tag in (ValueTag.TEXT_WITH_LANGUAGE, ValueTag.NAME_WITH_LANGUAGE):
-            return self.with_language(tag, raw)
-        if tag in (ValueTag.END_COLLECTION, ValueTag.MEMBER_ATTR_NAME):
-            raise self.bad(f"value tag {tag:#04x} outside a collection")
-        if tag == ValueTag.EXTENSION:
-            if len(raw) < 4 or raw[0] & 0x80:
-                raise self.bad("an extension value without its four-octet tag")
-            return raw
+        reader = _VALUE_READERS.get(tag)
+        if reader is not None:
+            return reader(self, tag, raw, depth)
         if tag >= 0x80:
             raise self.bad(f"value tag {tag:#04x}")
         return raw  # a reserved tag: passed on as it came
 
-    def date_time(self, raw: bytes) -> datetime:
+    def integer(self, tag: int, raw: bytes, depth: int) -> int:
+        if len(raw) != 4:
+            raise self.bad(f"an integer or enum of {len(raw)} octets")
+        return int(_I32.unpack(raw)[0])
+
+    def boolean(self, tag: int, raw: bytes, depth: int) -> bool:
+        if raw == b"\x01":
+            return True
+        if raw == b"\x00":
+            return False
+        raise self.bad("a boolean that is not one octet 0 or 1")
+
+    def out_of_band(self, tag: int, raw: bytes, depth: int) -> OutOfBand:
+        if raw:
+            raise self.bad(f"an out-of-band value {tag:#04x} with a value")
+        return OutOfBand(tag)
+
+    def beg_collection(self, tag: int, raw: bytes, depth: int) -> Collection:
+        if raw:
+            raise self.bad("a begCollection with a value")
+        return self.collection(depth + 1)
+
+    def octet_string(self, tag: int, raw: bytes, depth: int) -> bytes:
+        return raw
+
+    def resolution(self, tag: int, raw: bytes, depth: int) -> Resolution:
+        if len(raw) != 9:
+            raise self.bad(f"a resolution of {len(raw)} octets")
+        x, y, units = _RESOLUTION.unpack(raw)
+        if units not in (3, 4):
+            raise self.bad(f"resolution units {units}")
+        return Resolution(x, y, ResolutionUnits(units))
+
+    def range_of_integer(self, tag: int, raw: bytes, depth: int) -> Range:
+        if len(raw) != 8:
+            raise self.bad(f"a rangeOfInteger of {len(raw)} octets")
+        return Range(*_RANGE.unpack(raw))
+
+    def outside_collection(self, tag: int, raw: bytes, depth: int) -> Any:
+        raise self.bad(f"value tag {tag:#04x} outside a collection")
+
+    def extension(self, tag: int, raw: bytes, depth: int) -> bytes:
+        if len(raw) < 4 or raw[0] & 0x80:
+            raise self.bad("an extension value without its four-octet tag")
+        return raw
+
+    def date_time(self, tag: int, raw: bytes, depth: int) -> datetime:
         if len(raw) != 11:
             raise self.bad(f"a dateTime of {len(raw)} octets")
         year, month, day, hour, minute, second, deci, sign, tz_h, tz_m = _DATE_TIME.unpack(raw)
@@ -290,7 +325,9 @@ class _Reader:
         except ValueError:
             raise self.bad("a dateTime out of range") from None
 
-    def with_language(self, tag: int, raw: bytes) -> TextWithLanguage | NameWithLanguage:
+    def with_language(
+        self, tag: int, raw: bytes, depth: int
+    ) -> TextWithLanguage | NameWithLanguage:
         try:
             (lang_length,) = _U16.unpack_from(raw, 0)
             language = raw[2 : 2 + lang_length].decode("ascii")
@@ -315,21 +352,18 @@ class _Reader:
         current: Attribute | None = None
         pending: str | None = None  # a memberAttrName still waiting for its value
         while True:
-            tag = self.byte()
+            tag, name, raw = self.next()
             if tag < 0x10:
                 raise self.bad("a collection not closed by endCollection")
-            name, raw = self.element(tag)
             if name:
                 raise self.bad("a collection member value with a name")
-            if tag == ValueTag.END_COLLECTION:
+            if tag == _END_COLLECTION:
                 if raw:
                     raise self.bad("an endCollection with a value")
                 if pending is not None:
                     raise self.bad(f"collection member {pending!r} without a value")
-                collection = Collection.__new__(Collection)
-                collection._members = members
-                return collection
-            if tag == ValueTag.MEMBER_ATTR_NAME:
+                return Collection(members.values())
+            if tag == _MEMBER_ATTR_NAME:
                 if pending is not None:
                     raise self.bad(f"collection member {pending!r} without a value")
                 if not raw:
@@ -342,14 +376,16 @@ class _Reader:
                 pending = self.attribute_name(raw)
                 if pending in members:
                     raise self.bad(f"collection member {pending!r} given twice")
-                self.count(attribute=True)
+                self.new_attribute()
                 continue
             if pending is not None:
                 current = _attribute(pending, tag, self.value(tag, raw, depth))
                 members[pending] = current
                 pending = None
             elif current is not None:
-                self.count(attribute=False)
+                self.values += 1
+                if self.values > self.limits.max_values:
+                    raise self.too_many_values()
                 current.values.append(self.value(tag, raw, depth))
                 current.tags.append(tag)
             else:
@@ -358,7 +394,10 @@ class _Reader:
     # -- the message (RFC 8010 §3.1.1) --------------------------------------------------
 
     def message(self) -> Message:
-        major, minor, code, request_id = _HEADER.unpack_from(self.buf, self.take(8))
+        if self.limit < 8:
+            raise self.overrun(8)
+        major, minor, code, request_id = _HEADER.unpack_from(self.buf, 0)
+        self.pos = 8
         self.request_id = request_id
         self.version = (major, minor)
         if major not in (1, 2):
@@ -369,8 +408,9 @@ class _Reader:
         groups: list[Group] = []
         group: Group | None = None
         last: Attribute | None = None
+        max_values = self.limits.max_values
         while True:
-            tag = self.byte()
+            tag, name, raw = self.next()
             if tag < 0x10:  # a delimiter
                 if tag == GroupTag.END:
                     break
@@ -382,15 +422,16 @@ class _Reader:
                 continue
             if group is None:
                 raise self.bad("an attribute before any attribute group")
-            name, raw = self.element(tag)
             if name:
-                self.count(attribute=True)
+                self.new_attribute()
                 last = group.add(_attribute(self.attribute_name(name), tag, None))
                 last.values.append(self.value(tag, raw, 0))
             elif last is None:
                 raise self.bad("an additional value with no attribute before it")
             else:
-                self.count(attribute=False)
+                self.values += 1
+                if self.values > max_values:
+                    raise self.too_many_values()
                 last.values.append(self.value(tag, raw, 0))
                 last.tags.append(tag)
         return Message(
@@ -398,9 +439,28 @@ class _Reader:
             request_id,
             groups,
             version=(major, minor),
-            data=memoryview(self.buf)[self.pos :],
+            data=memoryview(self.source)[self.pos :],
             data_offset=self.pos,
         )
+
+
+_ValueReader = Callable[[_Reader, int, bytes, int], Any]
+_VALUE_READERS: dict[int, _ValueReader] = {
+    ValueTag.INTEGER: _Reader.integer,
+    ValueTag.ENUM: _Reader.integer,
+    ValueTag.BOOLEAN: _Reader.boolean,
+    **{tag: _Reader.out_of_band for tag in _OUT_OF_BAND},
+    ValueTag.BEG_COLLECTION: _Reader.beg_collection,
+    ValueTag.OCTET_STRING: _Reader.octet_string,
+    ValueTag.DATE_TIME: _Reader.date_time,
+    ValueTag.RESOLUTION: _Reader.resolution,
+    ValueTag.RANGE_OF_INTEGER: _Reader.range_of_integer,
+    ValueTag.TEXT_WITH_LANGUAGE: _Reader.with_language,
+    ValueTag.NAME_WITH_LANGUAGE: _Reader.with_language,
+    ValueTag.END_COLLECTION: _Reader.outside_collection,
+    ValueTag.MEMBER_ATTR_NAME: _Reader.outside_collection,
+    ValueTag.EXTENSION: _Reader.extension,
+}
 
 
 def _attribute(name: str, tag: int, value: Any) -> Attribute:
@@ -415,7 +475,9 @@ def _attribute(name: str, tag: int, value: Any) -> Attribute:
 def decode(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> Message:
     """Read a whole message; what follows end-of-attributes-tag becomes `Message.data`.
 
-    Raises `IPPError` (and nothing else) for anything malformed or past `limits`.
+    `Message.data` is a memoryview of `data` (no copy of the document): a bytearray
+    cannot be resized while it lives. Raises `IPPError` (and nothing else) for
+    anything malformed or past `limits`.
     """
     try:
         return _Reader(data, limits).message()
@@ -444,98 +506,153 @@ def decode_head(
 # -- encoding ---------------------------------------------------------------------------
 
 
-def _utc_offset_minutes(value: datetime) -> int:
+def _text(value: str) -> bytes:
+    return value.encode("utf-8")
+
+
+def _ascii(value: str) -> bytes:
+    return value.encode("ascii")
+
+
+def _integer(value: int) -> bytes:
+    if value.__class__ is bool or not isinstance(value, int):
+        raise TypeError(f"an integer is needed, not {type(value).__name__}")
+    return _I32.pack(value)
+
+
+def _boolean(value: bool) -> bytes:
+    if value is True:
+        return b"\x01"
+    if value is False:
+        return b"\x00"
+    raise TypeError(f"a bool is needed, not {type(value).__name__}")
+
+
+def _nothing(value: object) -> bytes:
+    return b""
+
+
+def _resolution(value: Resolution) -> bytes:
+    return _RESOLUTION.pack(value.x, value.y, int(value.units))
+
+
+def _range(value: Range) -> bytes:
+    return _RANGE.pack(value.lower, value.upper)
+
+
+def _date_time(value: datetime) -> bytes:
     offset = value.utcoffset()
     if offset is None:
         raise ValueError("a dateTime value must be timezone-aware")
-    return int(offset.total_seconds()) // 60
+    minutes = int(offset.total_seconds()) // 60
+    hours, mins = divmod(abs(minutes), 60)
+    return _DATE_TIME.pack(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond // 100_000,
+        b"-" if minutes < 0 else b"+",
+        hours,
+        mins,
+    )
 
 
-def _value_bytes(tag: int, value: Any) -> bytes:
-    if tag in _UTF8_TAGS:
-        return bytes(value.encode("utf-8"))
-    if tag in _ASCII_TAGS:
-        return bytes(value.encode("ascii"))
-    if tag in (ValueTag.INTEGER, ValueTag.ENUM):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"an integer is needed, not {type(value).__name__}")
-        return _I32.pack(value)
-    if tag == ValueTag.BOOLEAN:
-        if not isinstance(value, bool):
-            raise TypeError(f"a bool is needed, not {type(value).__name__}")
-        return b"\x01" if value else b"\x00"
-    if tag in _OUT_OF_BAND:
-        return b""
-    if tag == ValueTag.RESOLUTION:
-        return _RESOLUTION.pack(value.x, value.y, int(value.units))
-    if tag == ValueTag.RANGE_OF_INTEGER:
-        return _RANGE.pack(value.lower, value.upper)
-    if tag == ValueTag.DATE_TIME:
-        minutes = _utc_offset_minutes(value)
-        sign = b"-" if minutes < 0 else b"+"
-        hours, mins = divmod(abs(minutes), 60)
-        return _DATE_TIME.pack(
-            value.year,
-            value.month,
-            value.day,
-            value.hour,
-            value.minute,
-            value.second,
-            value.microsecond // 100_000,
-            sign,
-            hours,
-            mins,
-        )
-    if tag in (ValueTag.TEXT_WITH_LANGUAGE, ValueTag.NAME_WITH_LANGUAGE):
-        text = value.text if tag == ValueTag.TEXT_WITH_LANGUAGE else value.name
-        language = value.language.encode("ascii")
-        if not language:
-            raise ValueError("a natural language is needed")
-        encoded = text.encode("utf-8")
-        return _U16.pack(len(language)) + language + _U16.pack(len(encoded)) + encoded
-    if tag in (ValueTag.END_COLLECTION, ValueTag.MEMBER_ATTR_NAME) or tag > 255:
-        raise ValueError(f"value tag {tag:#04x} cannot be given as a value")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"bytes are needed for tag {tag:#04x}, not {type(value).__name__}")
+def _with_language(text: str, language: str) -> bytes:
+    lang = language.encode("ascii")
+    if not lang:
+        raise ValueError("a natural language is needed")
+    encoded = text.encode("utf-8")
+    return _U16.pack(len(lang)) + lang + _U16.pack(len(encoded)) + encoded
 
 
-def _element(tag: int, name: bytes, value: bytes) -> bytes:
-    if len(value) > 0x7FFF:
-        raise ValueError(f"a value of {len(value)} octets (RFC 8010 allows 32767)")
-    return b"".join((bytes((tag,)), _U16.pack(len(name)), name, _U16.pack(len(value)), value))
+def _text_with_language(value: TextWithLanguage) -> bytes:
+    return _with_language(value.text, value.language)
 
 
-def _collection_bytes(collection: Collection, out: list[bytes]) -> None:
-    for member in collection.values():
-        name = member.name.encode("ascii")
-        out.append(_element(ValueTag.MEMBER_ATTR_NAME, b"", name))
-        for tag, value in zip(member.tags, member.values, strict=True):
-            _value_into(tag, b"", value, out)
-    out.append(b"\x37\x00\x00\x00\x00")  # endCollection, no name, no value
+def _name_with_language(value: NameWithLanguage) -> bytes:
+    return _with_language(value.name, value.language)
 
 
-def _value_into(tag: int, name: bytes, value: Any, out: list[bytes]) -> None:
-    if tag == ValueTag.BEG_COLLECTION:
+def _not_a_value(value: object) -> bytes:
+    raise ValueError("endCollection and memberAttrName are not values")
+
+
+_VALUE_WRITERS: dict[int, Callable[[Any], bytes]] = {
+    **{tag: _text for tag in _UTF8_TAGS},
+    **{tag: _ascii for tag in _ASCII_TAGS},
+    ValueTag.INTEGER: _integer,
+    ValueTag.ENUM: _integer,
+    ValueTag.BOOLEAN: _boolean,
+    **{tag: _nothing for tag in _OUT_OF_BAND},
+    ValueTag.RESOLUTION: _resolution,
+    ValueTag.RANGE_OF_INTEGER: _range,
+    ValueTag.DATE_TIME: _date_time,
+    ValueTag.TEXT_WITH_LANGUAGE: _text_with_language,
+    ValueTag.NAME_WITH_LANGUAGE: _name_with_language,
+    ValueTag.END_COLLECTION: _not_a_value,
+    ValueTag.MEMBER_ATTR_NAME: _not_a_value,
+}
+
+
+def _raw(tag: int, value: Any) -> bytes:
+    """octetString, the extension tag and reserved tags: the value's own bytes."""
+    if not 0x10 <= tag <= 0x7F:
+        raise ValueError(f"{tag:#04x} is not a value tag")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"bytes are needed for tag {tag:#04x}, not {type(value).__name__}")
+    return bytes(value)
+
+
+def _write(tag: int, name: bytes, value: Any, out: list[bytes]) -> None:
+    """One value as an element (RFC 8010 §3.1.4); a collection as its §3.1.6 sequence."""
+    if tag == _BEG_COLLECTION:
         if not isinstance(value, Collection):
             raise TypeError(f"a Collection is needed, not {type(value).__name__}")
-        out.append(_element(tag, name, b""))
-        _collection_bytes(value, out)
-    else:
-        out.append(_element(tag, name, _value_bytes(tag, value)))
+        out.append(_TAG_AND_LENGTH.pack(tag, len(name)) + name + b"\x00\x00")
+        for member in value.members:
+            member_name = member.name.encode("ascii")
+            if not 0 < len(member_name) <= 0x7FFF:
+                raise ValueError("a collection member needs a name of 1 to 32767 octets")
+            # memberAttrName (0x4A), no name, the member's name as its value
+            out.append(b"\x4a\x00\x00" + _U16.pack(len(member_name)) + member_name)
+            tags, values = member.tags, member.values
+            if len(tags) != len(values):
+                raise ValueError(f"member {member.name!r}: tags and values differ in number")
+            for index, member_value in enumerate(values):
+                _write(tags[index], b"", member_value, out)
+        out.append(b"\x37\x00\x00\x00\x00")  # endCollection, no name, no value
+        return
+    writer = _VALUE_WRITERS.get(tag)
+    data = _raw(tag, value) if writer is None else writer(value)
+    length = len(data)
+    if length > 0x7FFF:
+        raise ValueError(f"a value of {length} octets (RFC 8010 allows 32767)")
+    out.append(_TAG_AND_LENGTH.pack(tag, len(name)) + name + _U16.pack(length) + data)
 
 
 def encode_attribute(attribute: Attribute) -> bytes:
     """The bytes of one attribute, all its values (RFC 8010 §3.1.4-§3.1.6)."""
-    out: list[bytes] = []
     try:
         name = attribute.name.encode("ascii")
         if not name or len(name) > 0x7FFF:
             raise ValueError("an attribute name must be 1 to 32767 US-ASCII octets")
-        first = True
-        for tag, value in zip(attribute.tags, attribute.values, strict=True):
-            _value_into(tag, name if first else b"", value, out)
-            first = False
+        tags, values = attribute.tags, attribute.values
+        if len(tags) != len(values):
+            raise ValueError("tags and values differ in number")
+        tag = tags[0]
+        writer = _VALUE_WRITERS.get(tag)
+        if len(values) == 1 and writer is not None:  # the common case, without a list
+            data = writer(values[0])
+            if len(data) > 0x7FFF:
+                raise ValueError(f"a value of {len(data)} octets (RFC 8010 allows 32767)")
+            return _TAG_AND_LENGTH.pack(tag, len(name)) + name + _U16.pack(len(data)) + data
+        out: list[bytes] = []
+        _write(tag, name, values[0], out)
+        for index in range(1, len(values)):
+            _write(tags[index], b"", values[index], out)
     except (TypeError, ValueError, AttributeError, struct.error) as exc:
         raise ValueError(f"attribute {attribute.name!r}: {exc}") from exc
     return b"".join(out)

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, ValuesView
 from datetime import datetime
 from enum import IntEnum
 from typing import Any, TypeAlias
@@ -171,12 +171,13 @@ class Attribute:
 
 
 def _values_equal(a: list[Any], b: list[Any]) -> bool:
-    # bool == int in Python (True == 1); the tags already tell them apart. datetime
-    # compares instants; the offset must match too for the same wire bytes.
+    # An IntEnum equals its int (JobState.COMPLETED == 9), but a bool is not an int here
+    # (True == 1 in Python). Aware datetimes compare instants: the UTC offset must match
+    # too for the same wire bytes.
     if len(a) != len(b):
         return False
     for x, y in zip(a, b, strict=True):
-        if x != y or type(x) is not type(y):
+        if x != y or isinstance(x, bool) is not isinstance(y, bool):
             return False
         if isinstance(x, datetime) and x.utcoffset() != y.utcoffset():
             return False
@@ -223,11 +224,12 @@ class Collection(Mapping[str, Attribute]):
     __hash__ = None  # type: ignore[assignment]
 
     @property
-    def members(self) -> list[Attribute]:
-        return list(self._members.values())
+    def members(self) -> ValuesView[Attribute]:
+        """The member attributes, in order."""
+        return self._members.values()
 
     def __repr__(self) -> str:
-        return f"Collection({self.members!r})"
+        return f"Collection({list(self.members)!r})"
 
 
 class Group:

@@ -149,11 +149,14 @@ class Operation(IntEnum):
         return _operation_name(self.name)
 
 
+_ACRONYMS = {"URI": "URI", "PPD": "PPD", "PPDS": "PPDs"}
+
+
 def _operation_name(enum_name: str) -> str:
-    words = enum_name.split("_")
-    if words[0] == "CUPS":
-        return "CUPS-" + "-".join(w.capitalize() for w in words[1:])
-    return "-".join(w.capitalize() for w in words)
+    words = [_ACRONYMS.get(w, w.capitalize()) for w in enum_name.split("_")]
+    if words[0] == "Cups":
+        words[0] = "CUPS"
+    return "-".join(words)
 
 
 class Status(IntEnum):

@@ -13,6 +13,8 @@
 - `select_attributes` — §4.2.5.1 / §4.3.4.1 `requested-attributes`, the groups
   'all', 'job-template', 'printer-description' and 'job-description' expanded
   against the attributes the object has.
+- `request` — a client's request with those operation attributes first (tests, and
+  printers that fetch their jobs over IPP).
 - `response` / `error_response` — §4.1.6: the same request-id, the version the
   request used (or the nearest one served), attributes-charset and
   attributes-natural-language first, status-message, and §4.1.7 the
@@ -276,6 +278,43 @@ def unsupported(attribute: Attribute | str, values: Sequence[object] | None = No
     return Attribute(
         attribute.name, chosen[0][0], [v for _, v in chosen], tags=[t for t, _ in chosen]
     )
+
+
+def request(
+    operation: int,
+    *,
+    printer_uri: str | None = None,
+    job_uri: str | None = None,
+    job_id: int | None = None,
+    requesting_user_name: str | None = None,
+    attributes: Iterable[Attribute] = (),
+    groups: Iterable[Group] = (),
+    request_id: int = 1,
+    version: tuple[int, int] = (2, 0),
+    natural_language: str = "en",
+    data: bytes = b"",
+) -> Message:
+    """A request as a client sends it (RFC 8011 §4.1.4, §4.1.5): attributes-charset,
+    attributes-natural-language, the target, requesting-user-name, then `attributes`
+    in the operation group; `groups` (job attributes, ...) after it."""
+    operation_group = Group(
+        GroupTag.OPERATION,
+        [
+            Attribute("attributes-charset", ValueTag.CHARSET, "utf-8"),
+            Attribute("attributes-natural-language", ValueTag.NATURAL_LANGUAGE, natural_language),
+        ],
+    )
+    if printer_uri is not None:
+        operation_group.add(Attribute("printer-uri", ValueTag.URI, printer_uri))
+    if job_uri is not None:
+        operation_group.add(Attribute("job-uri", ValueTag.URI, job_uri))
+    if job_id is not None:
+        operation_group.add(Attribute("job-id", ValueTag.INTEGER, job_id))
+    if requesting_user_name is not None:
+        operation_group.add(Attribute("requesting-user-name", ValueTag.NAME, requesting_user_name))
+    for attribute in attributes:
+        operation_group.add(attribute)
+    return Message(operation, request_id, [operation_group, *groups], version=version, data=data)
 
 
 def response(
