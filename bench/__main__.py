@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "auth_tokens": "bench.auth_tokens",
     "card_logins": "bench.card_logins",
     "raster": "bench.raster",
+    "raster_decode": "bench.raster_decode",
     "conversion": "bench.conversion",
     "conversion_service": "bench.conversion_service",
     "print_e2e": "bench.print_e2e",

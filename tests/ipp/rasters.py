@@ -9,7 +9,7 @@
   must equal;
 - `image_pdf`: a one-image PDF whose image lands 1:1 on the device pixels, so a
   renderer's PNG and its raster carry the very same pixels;
-- `encode_pwg`: a small writer of PWG 5102.4 §4.4 lines, written from the
+- `encode_pwg`: a small writer of PWG 5102.4 compressed lines, written from the
   specification for the round-trip properties (independent of the decoder).
 """
 
@@ -125,7 +125,8 @@ class CupsRasterReader:
         self.lib = lib
 
     def read(self, path: Path) -> list[tuple[tuple[int, int, int], bytes]]:
-        """[((width, height, bytes per line), pixels)] for each page of the file."""
+        """[((width, height, bytes per line), pixels)] for each page of the file;
+        `OSError` when libcups cannot read a page's pixels."""
         fd = os.open(path, os.O_RDONLY)
         raster = self.lib.cupsRasterOpen(fd, 0)  # CUPS_RASTER_READ
         pages = []
@@ -136,7 +137,8 @@ class CupsRasterReader:
                 (bpl,) = struct.unpack_from("=I", header, 392)
                 buffer = ctypes.create_string_buffer(bpl * height)
                 got = self.lib.cupsRasterReadPixels(raster, buffer, bpl * height)
-                assert got == bpl * height, f"libcups read {got} of {bpl * height} bytes"
+                if got != bpl * height:
+                    raise OSError(f"libcups read {got} of {bpl * height} bytes")
                 pages.append(((width, height, bpl), buffer.raw))
         finally:
             self.lib.cupsRasterClose(raster)
@@ -159,7 +161,7 @@ def pwg_header(
     order: int = 0,
     transforms: tuple[int, int] = (1, 1),
 ) -> bytes:
-    """A 1796-byte page header (PWG 5102.4 §4.3) with the given fields, the rest zero."""
+    """A 1796-byte PWG 5102.4 page header with the given fields, the rest zero."""
     raw = bytearray(1796)
     raw[0:9] = b"PwgRaster"
     bpp = bpc * colors
@@ -175,7 +177,7 @@ def pwg_header(
 
 
 def encode_lines(rows: np.ndarray, bpp: int) -> bytes:
-    """§4.4: equal neighbouring lines share a line-repeat byte; in a line, runs of equal
+    """PWG 5102.4 lines: equal neighbouring lines share a line-repeat byte; in a line, runs of equal
     pixels become repeat runs and the rest literal runs (at most 128 pixels each)."""
     out = bytearray()
     height = rows.shape[0]

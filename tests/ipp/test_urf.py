@@ -198,3 +198,16 @@ def test_truncated_or_mutated_urf_raises_only_raster_errors(
                 decoded.pixels()
         except (pwg.RasterError, pwg.RasterTooLarge):
             pass
+
+
+@pytest.mark.parametrize("keyword", sorted(urf.URF_TYPES))
+def test_every_advertised_urf_type_decodes(keyword: str) -> None:
+    """`urf-supported`'s colour keywords list only what the decoder reads."""
+    space, bpp = urf.URF_TYPES[keyword]
+    width, height = 5, 2
+    bpl = width * bpp // 8
+    rows = (np.arange(height * bpl) % 251).astype(np.uint8).reshape(height, bpl)
+    body = urf_page_header(width=width, height=height, bpp=bpp, space=space)
+    (page,) = urf.read_pages(urf.SYNC + bytes(4) + body + encode_lines(rows, bpp // 8))
+    assert np.array_equal(page.data, rows)
+    assert page.pixels().shape[:2] == (height, width)

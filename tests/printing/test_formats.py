@@ -8,20 +8,25 @@ Every refusal is its own class with its own IPP status code.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import subprocess
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 from printcloud.ipp import pwg, urf
 from printcloud.printing import formats
 from printcloud.printing.convert import PDFIUM_LOCK
+from tests.conftest import require_command
 from tests.ipp.rasters import encode_lines, ghostscript, image_pdf, png_pixels, pwg_header
 
 DPI = 100
@@ -217,7 +222,7 @@ def test_exif_rotated_and_cmyk_jpegs_are_made_upright_rgb() -> None:
             "corrupt",
         ),
         (
-            gzip.compress(b"%PDF-1.4 " * 100)[:30],
+            gzip.compress(b"%PDF-1.4 " * 100, mtime=0)[:30],
             {"document_format": "application/pdf", "compression": "gzip"},
             formats.CompressionError,
             0x0410,
@@ -300,3 +305,89 @@ def test_each_refusal_has_its_own_class_and_status() -> None:
         formats.DocumentTooLarge,
     ]
     assert len({c.ipp_status for c in classes}) == len({c.error for c in classes}) == 5
+
+
+_REFUSALS = (
+    formats.DocumentFormatNotSupported,
+    formats.CompressionNotSupported,
+    formats.CompressionError,
+    formats.DocumentFormatError,
+    formats.DocumentTooLarge,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(
+        [
+            b"",
+            b"%PDF-",
+            b"\xff\xd8\xff",
+            b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+            b"RaS2",
+            b"UNIRAST\x00",
+        ]
+    ),
+    st.binary(max_size=3000),
+    st.sampled_from(
+        [
+            "application/octet-stream",
+            "image/jpeg",
+            "image/pwg-raster",
+            "image/urf",
+            "application/pdf",
+        ]
+    ),
+    st.sampled_from(["none", "gzip", "deflate"]),
+    st.booleans(),
+)
+def test_any_bytes_get_a_converted_document_or_a_named_refusal(
+    prefix: bytes, rest: bytes, declared: str, compression: str, compress: bool
+) -> None:
+    data = prefix + rest
+    if compress and compression == "gzip":
+        data = gzip.compress(data)
+    elif compress and compression == "deflate":
+        data = zlib.compress(data)
+    limits = formats.FormatLimits(max_bytes=1 << 20, max_megapixels=2, max_page_pixels=1_000_000)
+    with contextlib.suppress(*_REFUSALS):
+        formats.to_pdf(data, document_format=declared, compression=compression, limits=limits)
+
+
+def test_a_real_jpeg_cut_anywhere_is_refused_or_printed() -> None:
+    whole = jpeg_bytes(64, 48)
+    for cut in range(0, len(whole), 7):
+        try:
+            converted = formats.to_pdf(whole[:cut], document_format="image/jpeg")
+        except _REFUSALS:
+            continue
+        assert render(converted.pdf)  # what was accepted opens in PDFium
+
+
+@pytest.mark.peer("pdfinfo")
+def test_the_pdf_is_clean_for_poppler_and_ghostscript(tmp_path: Path) -> None:
+    """Beyond PDFium: poppler reads the file without a syntax warning, and Ghostscript
+    interprets every page with -dPDFSTOPONERROR."""
+    rows = np.full((40, 60), 90, np.uint8)
+    one_bit = pwg_header(width=160, height=40, colors=1, color_space=3, bpc=1)
+    raw = (
+        pwg.SYNC
+        + pwg_header(width=20, height=40, dpi=(150, 150))
+        + encode_lines(rows, 3)
+        + one_bit
+        + encode_lines(np.zeros((40, 20), np.uint8), 1)
+    )
+    path = tmp_path / "out.pdf"
+    path.write_bytes(formats.to_pdf(raw, document_format="image/pwg-raster").pdf)
+    info = subprocess.run(
+        [require_command("pdfinfo"), str(path)], capture_output=True, text=True, check=True
+    )
+    assert info.stderr == ""
+    assert "Pages:           2" in info.stdout
+    done = subprocess.run(
+        [require_command("gs"), "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-dPDFSTOPONERROR",
+         "-sDEVICE=nullpage", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout == ""

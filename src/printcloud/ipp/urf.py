@@ -12,7 +12,7 @@ tests/ipp/test_urf.py):
   edge), 3 print quality (3 draft, 4 normal, 5 high), 4 media type,
   5 input slot; bytes 12–15 the width, 16–19 the height, 20–23 the
   resolution in dpi (one value for both directions), all big-endian;
-- the page's lines in PWG 5102.4 §4.4's compression (`pwg.decode_pixels`):
+- the page's lines in PWG 5102.4 line compression (`pwg.decode_pixels`):
   line repeat, then runs of repeated and literal pixels; 128 fills the rest of
   the line with white (0xFF for the gray and RGB spaces, 0x00 for CMYK).
 
@@ -47,6 +47,7 @@ __all__ = [
     "FILE_HEADER_SIZE",
     "PAGE_HEADER_SIZE",
     "SYNC",
+    "URF_TYPES",
     "UrfFileHeader",
     "file_header",
     "read_header",
@@ -65,6 +66,24 @@ _COLOR_SPACES = {
     4: ColorSpace.W,
     5: ColorSpace.RGB,
     6: ColorSpace.CMYK,
+}
+
+
+#: The colour-space-and-depth keywords of `urf-supported` this decoder reads (the
+#: printer adds its own: `V1.4`, `CP1`, `RS300-600`, `DM1`…), with their header bytes.
+URF_TYPES: dict[str, tuple[int, int]] = {
+    "W8": (0, 8),
+    "W16": (0, 16),
+    "SRGB24": (1, 24),
+    "SRGB48": (1, 48),
+    "ADOBERGB24": (3, 24),
+    "ADOBERGB48": (3, 48),
+    "DEVW8": (4, 8),
+    "DEVW16": (4, 16),
+    "DEVRGB24": (5, 24),
+    "DEVRGB48": (5, 48),
+    "DEVCMYK32": (6, 32),
+    "DEVCMYK64": (6, 64),
 }
 
 
@@ -112,8 +131,13 @@ def read_header(raw: bytes | memoryview) -> PageHeader:
     )
 
 
-def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[RasterPage]:
-    """Yield the pages of a URF stream, one at a time, each checked before decoding."""
+def read_pages(
+    data: bytes, *, limits: RasterLimits | None = None, reuse: bool = False
+) -> Iterator[RasterPage]:
+    """Yield the pages of a URF stream, one at a time, each checked before decoding.
+
+    `reuse`: as `pwg.read_pages` (a page's data is overwritten by the next one's).
+    """
     limits = limits or RasterLimits()
     if data[:8] != SYNC:
         raise RasterError("not Apple raster: the stream does not start with 'UNIRAST'")
@@ -123,6 +147,7 @@ def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[R
     pos = FILE_HEADER_SIZE
     seen = 0
     count = 0
+    buffer: np.ndarray | None = None
     while pos < len(data):
         if count >= limits.max_pages:
             raise RasterTooLarge(f"the document has more than {limits.max_pages} pages")
@@ -147,11 +172,14 @@ def read_pages(data: bytes, *, limits: RasterLimits | None = None) -> Iterator[R
                 bytes_per_line=header.bytes_per_line,
                 bytes_per_pixel=max(1, header.bits_per_pixel // 8),
                 white=0xFF if header.color_space.additive else 0x00,
+                out=buffer,
             )
         except RasterError as exc:
             raise RasterError(f"page {count + 1}: {exc.description}") from None
         seen += header.width * header.height
         count += 1
+        if reuse:
+            buffer = rows
         yield RasterPage(header=header, data=rows)
     if count == 0:
         raise RasterError("the URF stream has no pages")

@@ -1,9 +1,9 @@
 """Document formats in, PDF out: what an IPP client may send, made into today's print data.
 
 The print path takes PDF (seed 003, S1307–S1308 convert PDF pages). IPP Everywhere
-clients also send JPEG, PWG raster and Apple raster (PWG 5100.14 §4.1: a printer
-must take `image/pwg-raster` and `image/jpeg`; AirPrint sends `image/urf`), maybe
-compressed (RFC 8011 §4.2.1.1 `compression`, §5.4.32 `compression-supported`).
+clients also send JPEG, PWG raster and Apple raster (IPP Everywhere, PWG 5100.14,
+requires `image/pwg-raster` of a printer; phones send `image/jpeg`; AirPrint sends
+`image/urf`), maybe compressed (RFC 8011 §4.2.1.1 `compression`, §5.4.32 `compression-supported`).
 `to_pdf` turns any of them into PDF bytes for the intake:
 
 - `application/pdf`: unchanged (the intake inspects it as today);
@@ -26,7 +26,7 @@ costs at most that much memory; raster headers are checked against the pixel
 limits before any page buffer exists (`ipp/pwg.RasterLimits`).
 
 Errors (each a `core.errors` class with its HTTP status, and `ipp_status`, the
-RFC 8011 §B.1.5 status code the IPP handlers answer with):
+RFC 8011 Appendix B.1.4 client-error status code the IPP handlers answer with):
 
     DocumentFormatNotSupported  400  0x040A client-error-document-format-not-supported
     CompressionNotSupported     400  0x040F client-error-compression-not-supported
@@ -172,15 +172,25 @@ def decompress(data: bytes, *, compression: str | None, max_bytes: int) -> bytes
             raise DocumentTooLarge(f"the document is larger than {max_bytes} bytes")
         return data
     if name == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    elif name == "deflate":
-        # A zlib header is two bytes whose big-endian value is a multiple of 31, method 8.
-        zlib_wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
-        wbits = zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS
-    else:
+        return _inflate(data, wbits=16 + zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+    if name != "deflate":
         raise CompressionNotSupported(
             f"compression {compression!r} is not supported (one of {', '.join(COMPRESSIONS)})"
         )
+    # A zlib header (RFC 1950): method 8, and the first two bytes a multiple of 31. Raw
+    # DEFLATE can start like one by chance (about 1 in 500), so it gets its turn after.
+    if len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0:
+        try:
+            return _inflate(data, wbits=zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+        except CompressionError as wrapped:
+            try:
+                return _inflate(data, wbits=-zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+            except CompressionError:
+                raise wrapped from None  # it looked like zlib: say what zlib found
+    return _inflate(data, wbits=-zlib.MAX_WBITS, name=name, max_bytes=max_bytes)
+
+
+def _inflate(data: bytes, *, wbits: int, name: str, max_bytes: int) -> bytes:
     out = bytearray()
     rest = data
     try:
@@ -188,6 +198,7 @@ def decompress(data: bytes, *, compression: str | None, max_bytes: int) -> bytes
             engine = zlib.decompressobj(wbits)
             pending = rest
             while pending:
+                # One byte over the limit is enough to know the limit is passed.
                 out += engine.decompress(pending, max_bytes + 1 - len(out))
                 if len(out) > max_bytes:
                     raise DocumentTooLarge(
@@ -203,7 +214,7 @@ def decompress(data: bytes, *, compression: str | None, max_bytes: int) -> bytes
                 break
     except zlib.error as exc:
         raise CompressionError(f"the {name} stream is corrupt: {exc}") from exc
-    if rest and name != "gzip":
+    if rest:
         raise CompressionError(f"{len(rest)} bytes follow the end of the {name} stream")
     return bytes(out)
 
@@ -245,7 +256,7 @@ def to_pdf(
     reader = pwg.read_pages if declared == PWG_RASTER else urf.read_pages
     builder = PdfBuilder()
     try:
-        for page in reader(data, limits=limits.raster):
+        for page in reader(data, limits=limits.raster, reuse=True):
             _add_raster_page(builder, page)
     except pwg.RasterTooLarge as exc:
         raise DocumentTooLarge(exc.description) from exc
