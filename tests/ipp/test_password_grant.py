@@ -35,7 +35,7 @@ def test_only_the_print_service_exchanges_directory_credentials(make_print_stack
     # a tenant's own client may not, even a confidential one with every grant it can get
     app = stack.client(tenant, scope="print")
     refused = ask(app, tenant=tenant, username="alice", password="correct horse")
-    assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
+    assert refused.status_code == 400 and refused.json()["error"] == "unsupported_grant_type"
     # another platform service has no such grant either
     crm = stack.settings.service_client("idp-a", "crm")
     assert ask(crm, tenant=tenant, username="alice", password="correct horse").status_code == 400

@@ -31,7 +31,6 @@ def server_metadata(settings: Settings, issuer: str) -> dict[str, Any]:
             DEVICE_CODE,
             TOKEN_EXCHANGE,
             service.CARD_GRANT,
-            "password",  # the print service's only (oauth/password.py)
         ],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",

@@ -9,8 +9,9 @@ RFC 6749 §8.2: the service client lives in the system tenant), and gets a token
 that user, or `invalid_grant`. The directory is the same one the card registration
 checks (seed 004, `cards.directory_user`: built-in users or LDAP).
 
-Safety: only a platform service client may use the grant (a tenant's own clients
-get `unauthorized_client`, whatever their grant list says); attempts count on the
+Safety: only the platform's print service client may use the grant (for any other
+client it does not exist: `unsupported_grant_type`, and the issuer's metadata does
+not list it); attempts count on the
 same per-account limiter as the sign-in page (`login`, key issuer:tenant:user), so
 a password cannot be guessed faster through IPP than through the page; an unknown
 tenant costs the same password-hash time as a known one and answers the same.
@@ -23,7 +24,7 @@ from typing import Any
 from authlib.oauth2.rfc6749.errors import (
     InvalidGrantError,
     InvalidRequestError,
-    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
 )
 from authlib.oauth2.rfc6749.grants.base import BaseGrant, TokenEndpointMixin
 from sqlalchemy import select
@@ -53,9 +54,10 @@ class PasswordGrant(ScopeMixin, BaseGrant, TokenEndpointMixin):
             or not client.row.tenant.is_system
             or not client.check_grant_type(self.GRANT_TYPE)
         ):
-            raise UnauthorizedClientError(
-                "only the platform's print service exchanges directory credentials"
-            )
+            # for any other client the grant does not exist (the answer it always had)
+            refused = UnsupportedGrantTypeError(self.GRANT_TYPE)
+            refused.description = refused.get_error_description()
+            raise refused
         self.request.client = client
         self.validate_requested_scope()
         form = self.request.form
