@@ -293,6 +293,8 @@ def print_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             session_store = redis_url()
         port = free_port()
         overrides.setdefault("egress_allow", LOOPBACK)
+        overrides.setdefault("login_attempts_per_minute", 10_000)
+        overrides.setdefault("client_auth_failures_per_minute", 10_000)
         settings = Settings(
             data_dir=data_dir,
             database_url=url,
@@ -302,8 +304,6 @@ def print_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             log_level="WARNING",
             convert_workers=workers,
             session_store=session_store,
-            login_attempts_per_minute=10_000,
-            client_auth_failures_per_minute=10_000,
             **overrides,
         )
         stack = PrintStack(

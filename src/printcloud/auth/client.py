@@ -119,6 +119,21 @@ class AuthClient:
             data["local_user"] = json.dumps(local_user)
         return TokenSet.from_json(self._post("token_endpoint", data))
 
+    def password_token(
+        self, *, tenant: str, username: str, password: str, scope: str = "print"
+    ) -> TokenSet:
+        """RFC 6749 §4.3 for a platform service (the print service's IPP queues): a token
+        of the tenant's user whose directory credentials were given; `OAuthError`
+        `invalid_grant` when the directory refuses them, 429 when the account is locked."""
+        data = {
+            "grant_type": "password",
+            "tenant": tenant,
+            "username": username,
+            "password": password,
+            "scope": scope,
+        }
+        return TokenSet.from_json(self._post("token_endpoint", data))
+
     def exchange_session(self, session_id: str, *, scope: str | None = None) -> TokenSet:
         """RFC 8693: a browser's authentication session (seed 000's AUTH_ID) → tokens."""
         data = {

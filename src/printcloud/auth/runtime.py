@@ -93,6 +93,7 @@ class Runtime:
                     cards=self.card_limits,
                     card_key=self.card_key,
                     box=self.box,
+                    login=self.login_limiter,
                 )
             )
             try:

@@ -206,10 +206,11 @@ def held_at_printer(
             db,
             tenant_id=principal.tenant_id,
             owner=principal.acting_user,
-            printer_id=printer_id,
             states=("held",),
         )
-    return list(reversed(rows))
+    # this printer's, and the follow-me ones (released at any printer, issue 14)
+    mine = [r for r in rows if r.printer_id == printer_id or r.options.get("follow_me")]
+    return list(reversed(mine))
 
 
 def release_at_printer(

@@ -125,3 +125,57 @@ class JobEventRow(Base):
     state: Mapped[str] = mapped_column(String(40))
     worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
     detail: Mapped[str] = mapped_column(String(1000), default="")
+
+
+class QueueRow(Base):
+    """An IPP Everywhere print queue of a tenant (issue 14): what an operating system adds
+    as a printer at `ipp://…/printing/ipp/print/{tenant}/{name}`. It targets one printer
+    of the tenant, or none: a follow-me queue, whose jobs are held until their owner logs
+    in by card at any printer of the tenant (seeds 003 + 004)."""
+
+    __tablename__ = "printing_queues"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_printing_queue"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    #: The last segment of the queue's URI (and CUPS's default printer name).
+    name: Mapped[str] = mapped_column(String(64))
+    #: The target printer (a `PrinterRow.printer_id` of the tenant); None: follow-me.
+    printer_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    #: RFC 8011 printer-info / printer-location as clients show them.
+    info: Mapped[str] = mapped_column(String(200), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    #: printer-uuid (RFC 4122 URN): stable for the queue's life, so clients know it again.
+    uuid: Mapped[str] = mapped_column(String(36))
+    #: What another user of the tenant sees of a job (RFC 8011 §5.3.1 job privacy):
+    #: "attributes" (state and times, name and owner hidden) or "none" (not listed).
+    job_privacy: Mapped[str] = mapped_column(String(16), default="attributes")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IppJobRow(Base):
+    """An IPP job of a queue (issue 14): its integer job-id (RFC 8011 §5.3.2) and what the
+    print job does not hold. Print-Job makes it with its print job at once; Create-Job
+    makes it first (`pending_document`), and Send-Document gives it its print job."""
+
+    __tablename__ = "printing_ipp_jobs"
+    __table_args__ = (Index("ix_printing_ipp_jobs_queue", "tenant_id", "queue", "job_number"),)
+
+    #: The job-id: one sequence for every queue (an integer is all IPP can carry).
+    job_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(64))
+    #: The print job (`PrintJobRow.job_id`) once the document is in.
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(300))
+    uuid: Mapped[str] = mapped_column(String(36))
+    #: What the job was given (the Job Template attributes as `JobOptions` and the IPP
+    #: values to answer with: document-format, job-hold-until, sides, ...).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Before the print job exists: `pending_document`, or how it ended (`canceled`,
+    #: `aborted`); `submitted` once it has one (whose state is then the job's).
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

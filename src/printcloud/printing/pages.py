@@ -37,10 +37,10 @@ from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf, templates
 
-from . import intake, jobs, service
+from . import intake, jobs, queues, service
 from .deps import RuntimeDep, runtime
 from .runtime import PrintingRuntime
-from .schemas import JobRead, PrinterRead
+from .schemas import JobRead, PrinterRead, QueueRead
 from .worker import DownloadFailed
 
 log = get_logger("printing.pages")
@@ -182,7 +182,12 @@ def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
                 db, tenant_id=principal.tenant_id, owner=principal.acting_user, limit=50
             )
         ]
+        ipp_queues = [
+            QueueRead.of(q, public_url=rt.settings.public_url)
+            for q in queues.list_queues(db, tenant_id=principal.tenant_id)
+        ]
     return {
+        "queues": ipp_queues,
         "printers": printers,
         "printer_names": {p.printer_id: p.name for p in printers},
         "jobs": jobs,

@@ -5,6 +5,8 @@
   `POST /api/jobs/{id}/cancel`: the owner (SVC001).
 - `GET /api/printers`: scope `print`; `POST`/`DELETE`: scope `admin` and the issuer's
   `admin` claim (the tenant's administrator now, PRT001 registry).
+- `GET /api/queues`: scope `print`; `POST`/`DELETE /api/queues/{name}`: the tenant's
+  administrator (IPP Everywhere queues, issue 14; the IPP endpoint is `ipp_routes.py`).
 - `GET /api/device/printers/{p}/work` (S109, ¶0112: the printer polls),
   `POST /api/device/jobs/{id}/started`, `…/result`, `PUT …/pages/{n}/preview` (S110):
   the printer's own device client, scope `device`.
@@ -32,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, Unavailable
 
-from . import intake, jobs, service
+from . import intake, jobs, queues, service
 from .converted import serve_converted
 from .deps import AdminCaller, DeviceCaller, PrintCaller, RuntimeDep
 from .schemas import (
@@ -45,6 +47,9 @@ from .schemas import (
     PrinterList,
     PrinterPushUpdate,
     PrinterRead,
+    QueueCreate,
+    QueueList,
+    QueueRead,
     Started,
     StateRead,
     WorkList,
@@ -184,6 +189,38 @@ def add_printer(body: PrinterCreate, rt: RuntimeDep, principal: AdminCaller) -> 
 def delete_printer(printer_id: str, rt: RuntimeDep, principal: AdminCaller) -> Response:
     with rt.db.session() as db:
         service.delete_printer(db, tenant_id=principal.tenant_id, printer_id=printer_id)
+    return Response(status_code=204)
+
+
+# -- IPP Everywhere queues (issue 14) ------------------------------------------------------
+
+
+@router.get("/api/queues", response_model=QueueList, tags=["queues"])
+def list_queues(rt: RuntimeDep, principal: PrintCaller) -> QueueList:
+    with rt.db.sessions() as db:
+        rows = queues.list_queues(db, tenant_id=principal.tenant_id)
+        return QueueList(queues=[QueueRead.of(r, public_url=rt.settings.public_url) for r in rows])
+
+
+@router.post("/api/queues", status_code=201, response_model=QueueRead, tags=["queues"])
+def add_queue(body: QueueCreate, rt: RuntimeDep, principal: AdminCaller) -> QueueRead:
+    with rt.db.session() as db:
+        row = queues.add_queue(
+            db,
+            tenant_id=principal.tenant_id,
+            name=body.name,
+            printer_id=body.printer_id,
+            info=body.info,
+            location=body.location,
+            job_privacy=body.job_privacy,
+        )
+        return QueueRead.of(row, public_url=rt.settings.public_url)
+
+
+@router.delete("/api/queues/{name}", status_code=204, tags=["queues"])
+def delete_queue(name: str, rt: RuntimeDep, principal: AdminCaller) -> Response:
+    with rt.db.session() as db:
+        queues.delete_queue(db, tenant_id=principal.tenant_id, name=name)
     return Response(status_code=204)
 
 

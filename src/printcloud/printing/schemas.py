@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import JobEventRow, PrinterRow, PrintJobRow
+from .models import JobEventRow, PrinterRow, PrintJobRow, QueueRow
+from .queues import add_commands, queue_uri
 
 
 class JobOptions(BaseModel):
@@ -154,3 +155,50 @@ class StateRead(BaseModel):
 
 class JobRelease(BaseModel):
     printer_id: str = Field(min_length=1, max_length=128)
+
+
+class QueueCreate(BaseModel):
+    """An IPP Everywhere queue: `printer_id` of the tenant, or null for follow-me."""
+
+    name: str = Field(min_length=1, max_length=64)
+    printer_id: str | None = Field(default=None, min_length=1, max_length=128)
+    info: str = Field(default="", max_length=200)
+    location: str = Field(default="", max_length=200)
+    job_privacy: Literal["attributes", "none"] = "attributes"
+
+
+class QueueRead(BaseModel):
+    name: str
+    printer_id: str | None
+    follow_me: bool
+    info: str
+    location: str
+    uuid: str
+    job_privacy: str
+    uri: str
+    #: One line per operating system to add the queue as a printer.
+    add_linux: str
+    add_macos: str
+    add_windows: str
+
+    @classmethod
+    def of(cls, row: QueueRow, *, public_url: str) -> QueueRead:
+        uri = queue_uri(public_url, tenant_id=row.tenant_id, name=row.name)
+        commands = add_commands(uri, name=row.name)
+        return cls(
+            name=row.name,
+            printer_id=row.printer_id,
+            follow_me=row.printer_id is None,
+            info=row.info,
+            location=row.location,
+            uuid=row.uuid,
+            job_privacy=row.job_privacy,
+            uri=uri,
+            add_linux=commands.linux,
+            add_macos=commands.macos,
+            add_windows=commands.windows,
+        )
+
+
+class QueueList(BaseModel):
+    queues: list[QueueRead]

@@ -34,7 +34,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
-from .models import JobEventRow, PrinterRow, PrintJobRow
+from .models import JobEventRow, PrinterRow, PrintJobRow, QueueRow
 
 ACTIVE = (
     "accepted",
@@ -72,6 +72,9 @@ class JobOptions:
     dpi: int = 300
     #: Held until its owner releases it at the printer (after a card login, seed 004).
     hold: bool = False
+    #: From a follow-me IPP queue (issue 14): held, and released at any printer of the
+    #: tenant, which then prints it.
+    follow_me: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.copies <= 999:
@@ -89,6 +92,7 @@ class JobOptions:
             "media": self.media,
             "dpi": self.dpi,
             "hold": self.hold,
+            **({"follow_me": True} if self.follow_me else {}),
         }
 
 
@@ -200,6 +204,17 @@ def delete_printer(db: Session, *, tenant_id: str, printer_id: str) -> None:
     )
     if busy:
         raise Conflict(f"printer {printer_id!r} still has {busy} unfinished job(s)")
+    targeted = db.scalars(
+        select(QueueRow.name).where(
+            QueueRow.tenant_id == tenant_id, QueueRow.printer_id == printer_id
+        )
+    ).all()
+    if targeted:
+        # a queue whose printer is gone would accept jobs nobody can print
+        raise Conflict(
+            f"printer {printer_id!r} is the target of queue(s) {', '.join(targeted)}: "
+            "delete them first"
+        )
     db.delete(row)
 
 
@@ -369,10 +384,14 @@ def release_job(
     """The owner releases a held job (at its printer, `printer_id`, or from anywhere);
     `proof`: what showed the owner present, recorded in the job's history."""
     job = get_job(db, tenant_id=tenant_id, job_id=job_id)
-    if job.owner != by or (printer_id is not None and job.printer_id != printer_id):
+    elsewhere = printer_id is not None and job.printer_id != printer_id
+    if job.owner != by or (elsewhere and not job.options.get("follow_me")):
         raise NotFound("unknown print job", field="job_id")
     if job.state != "held":
         raise Conflict(f"the job is not held ({job.state})", field="job_id")
+    if elsewhere and printer_id is not None:
+        # a follow-me job prints where its owner released it (the workflow reads it)
+        job.printer_id = get_printer(db, tenant_id=tenant_id, printer_id=printer_id).printer_id
     where = f" at printer {printer_id}" if printer_id else ""
     how = f" ({proof})" if proof else ""
     # moved here, in the caller's transaction: a second release finds it no longer held

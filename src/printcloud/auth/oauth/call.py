@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import OAuth2Request
 from sqlalchemy.orm import Session
 
 from printcloud.core.crypto import SecretBox
+from printcloud.core.ratelimit import Limiter
 from printcloud.core.settings import Settings
 
 from .. import cards, store
@@ -40,6 +41,8 @@ class Call:
     card_key: bytes = b""
     box: SecretBox | None = None
     pending_logins: list[store.Login] = field(default_factory=list)
+    #: The sign-in page's per-account limiter, which the password grant counts on too.
+    login: Limiter | None = None
 
 
 class NeedsSession(Exception):

@@ -31,6 +31,7 @@ from .code import CodeGrant, S256Challenge
 from .device import DeviceAuthorization, DeviceGrantType
 from .introspection import Introspection
 from .metadata import server_metadata
+from .password import PasswordGrant
 from .refresh import RefreshGrant
 from .request import Request
 from .revocation import Revocation
@@ -55,6 +56,7 @@ class IssuerServer(rfc6749.AuthorizationServer):
         self.register_grant(DeviceGrantType)
         self.register_grant(TokenExchangeGrant)
         self.register_grant(CardGrant)
+        self.register_grant(PasswordGrant)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
         self.register_endpoint(DeviceAuthorization)

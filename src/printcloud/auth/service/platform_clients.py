@@ -66,6 +66,8 @@ def bootstrap(db: Session, *, settings: Settings, reconcile: bool) -> list[str]:
                     "refresh_token",
                     "urn:ietf:params:oauth:grant-type:token-exchange",
                     *(["authorization_code"] if redirects else []),
+                    # IPP queues: HTTP Basic credentials → the user's token (oauth/password.py)
+                    *(["password"] if service == "printing" else []),
                 ]
             )
             if existing is None:

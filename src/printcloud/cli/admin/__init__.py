@@ -1,5 +1,5 @@
-"""`printcloud admin`: tenants, users, clients, settings, consents, printers, print jobs,
-executors, ID cards and directories, one module per sub-group; the group's own
+"""`printcloud admin`: tenants, users, clients, settings, consents, printers, IPP queues,
+print jobs, executors, ID cards and directories, one module per sub-group; the group's own
 commands (`purge-expired`, `bootstrap`) are here."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from printcloud.cli.admin.directory import directory_cli
 from printcloud.cli.admin.executor import executor_cli
 from printcloud.cli.admin.job import job_cli
 from printcloud.cli.admin.printer import printer_cli
+from printcloud.cli.admin.queue import queue_cli
 from printcloud.cli.admin.settings import settings_cli
 from printcloud.cli.admin.tenant import tenant_cli
 from printcloud.cli.admin.user import user_cli
@@ -32,6 +33,7 @@ admin.add_typer(client_cli, name="client")
 admin.add_typer(settings_cli, name="settings")
 admin.add_typer(consent_cli, name="consent")
 admin.add_typer(printer_cli, name="printer")
+admin.add_typer(queue_cli, name="queue")
 admin.add_typer(job_cli, name="job")
 admin.add_typer(executor_cli, name="executor")
 admin.add_typer(card_cli, name="card")

@@ -1,0 +1,473 @@
+"""The operations of an IPP Everywhere queue (issue 14; RFC 8011 §4.2-§4.3, PWG 5100.11
+Cancel-My-Jobs / Close-Job, PWG 5100.13 Identify-Printer).
+
+`Call` is one decoded, checked request to one queue, with its caller (None only for
+Get-Printer-Attributes, which a client may ask before it has credentials, as
+`lpadmin -m everywhere` does). Each handler answers a `Message` (Get-Printer-Attributes
+answers bytes: its attributes come from the cache of encodings):
+
+- Get-Printer-Attributes (§4.2.5): `ipp_printer`'s attributes, `requested-attributes`;
+- Validate-Job (§4.2.3), Print-Job (§4.2.1), Create-Job (§4.2.4), Send-Document
+  (§4.3.1), Close-Job: the job template (`ipp_jobs.job_template`), the document
+  format, then today's intake (`intake.submit`) with the document as PDF;
+- Get-Job-Attributes (§4.3.4), Get-Jobs (§4.2.6: which-jobs, my-jobs, limit),
+  Cancel-Job (§4.3.3), Cancel-My-Jobs, Identify-Printer.
+
+Only the job's owner (the authenticated user) cancels it; `requesting-user-name`
+is never believed. Another user's job shows only its state and times, or nothing
+(the queue's `job_privacy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from printcloud.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from printcloud.core.guard import Principal
+from printcloud.core.logs import get_logger
+from printcloud.ipp.encoding import encode, encode_message
+from printcloud.ipp.message import Attribute, Group, GroupTag, IPPError, Message, ValueTag
+from printcloud.ipp.model import Operation, Status
+from printcloud.ipp.operations import Request, requested_names, response, select_attributes
+
+from . import intake, ipp_queue, jobs
+from .ipp_documents import DocumentError, compression_of, document_format, to_pdf
+from .ipp_jobs import JobView, Template, job_attributes, job_template
+from .ipp_printer import EXPLICIT_ONLY, AttributeCache, PrinterStatus, QueueFacts
+from .models import QueueRow
+from .runtime import PrintingRuntime
+
+log = get_logger("printing.ipp")
+OK = Status.SUCCESSFUL_OK
+SUBSTITUTED = Status.SUCCESSFUL_OK_IGNORED_OR_SUBSTITUTED_ATTRIBUTES
+
+
+@dataclass
+class Call:
+    rt: PrintingRuntime
+    request: Request
+    queue: QueueRow
+    facts: QueueFacts
+    principal: Principal | None
+    cache: AttributeCache
+
+    @property
+    def message(self) -> Message:
+        return self.request.message
+
+    @property
+    def user(self) -> str:
+        assert self.principal is not None  # every operation but Get-Printer-Attributes
+        return self.principal.acting_user
+
+    def answer(
+        self,
+        status: Status = OK,
+        groups: list[Group] | None = None,
+        *,
+        unsupported: list[Attribute] | None = None,
+        message: str | None = None,
+    ) -> bytes:
+        return encode(
+            response(
+                self.message,
+                status,
+                groups or [],
+                unsupported_attributes=unsupported or [],
+                status_message=message,
+            )
+        )
+
+    def fail(
+        self, status: Status, text: str, unsupported: list[Attribute] | None = None
+    ) -> IPPError:
+        return IPPError(
+            status,
+            text,
+            request_id=self.message.request_id,
+            version=self.message.version,
+            unsupported=unsupported or [],
+        )
+
+    async def db(self, fn: Any, /, **kwargs: Any) -> Any:
+        """`fn(db, tenant_id=…, **kwargs)` in a unit of work, in a worker thread."""
+
+        def work() -> Any:
+            with self.rt.db.session() as db:
+                return fn(db, tenant_id=self.facts.tenant_id, **kwargs)
+
+        return await run_in_threadpool(work)
+
+
+# -- the printer -------------------------------------------------------------------------
+
+
+async def printer_status(call: Call) -> PrinterStatus:
+    active, printing = await call.db(ipp_queue.busy_jobs, queue=call.facts.name)
+    from printcloud.ipp.model import PrinterState
+
+    state = PrinterState.PROCESSING if printing else PrinterState.IDLE
+    text = f"{active} job(s) in progress" if active else "Ready to print."
+    return PrinterStatus(
+        state=state,
+        reasons=("none",),
+        message=text,
+        queued=active,
+        changed=call.facts.config_changed,
+    )
+
+
+async def get_printer_attributes(call: Call) -> bytes:
+    attributes = call.cache.get(call.facts)
+    names, _ = select_attributes(
+        requested_names(call.message),
+        attributes.names_in_order,
+        target="printer",
+        explicit_only=EXPLICIT_ONLY,
+    )
+    encoded = attributes.encode(frozenset(names), await printer_status(call))
+    head = response(call.message, OK)
+    return encode_message(
+        head.code,
+        head.request_id,
+        [(g.tag, list(g)) for g in head.groups] + [(GroupTag.PRINTER, encoded)],
+        version=head.version,
+    )
+
+
+async def identify_printer(call: Call) -> bytes:
+    # The device API has no channel to make a printer show itself: the request is logged
+    # for the operator, and the answer says what happened (docs/ipp.md).
+    log.info(
+        "identify-printer",
+        extra={"fields": {"tenant": call.facts.tenant_id, "queue": call.facts.name}},
+    )
+    return call.answer(message="identify request logged for the operator")
+
+
+# -- new jobs ----------------------------------------------------------------------------
+
+
+def _template(call: Call) -> Template:
+    job_group = call.message.group(GroupTag.JOB)
+    template = job_template(
+        job_group, color=call.facts.color, follow_me=call.facts.printer_id is None
+    )
+    fidelity = call.message.value(GroupTag.OPERATION, "ipp-attribute-fidelity", False)
+    if template.unsupported and fidelity is True:
+        raise call.fail(
+            Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+            "the queue does not support " + ", ".join(a.name for a in template.unsupported),
+            template.unsupported,
+        )
+    return template
+
+
+def _job_name(call: Call) -> str:
+    ops = call.request.operation_attributes
+    for name in ("job-name", "document-name"):
+        attr = ops.get(name)
+        if attr is not None and not attr.out_of_band:
+            return str(attr.value)[:300]
+    return ""
+
+
+def _job_group(v: JobView, call: Call, *, message: str | None = None) -> Group:
+    attrs = [
+        Attribute("job-id", ValueTag.INTEGER, v.row.job_number),
+        Attribute("job-uri", ValueTag.URI, f"{call.facts.uri}/{v.row.job_number}"),
+        Attribute("job-state", ValueTag.ENUM, v.state.state),
+        Attribute("job-state-reasons", ValueTag.KEYWORD, list(v.state.reasons)),
+        Attribute("job-state-message", ValueTag.TEXT, message or v.message),
+    ]
+    return Group(GroupTag.JOB, attrs)
+
+
+async def validate_job(call: Call) -> bytes:
+    template = _template(call)
+    document_format(call.request, formats=call.facts.formats, fail=call.fail)
+    status = SUBSTITUTED if template.unsupported else OK
+    return call.answer(status, unsupported=template.unsupported)
+
+
+async def _create(call: Call, template: Template, fmt: str) -> JobView:
+    row = await call.db(
+        ipp_queue.new_job,
+        queue=call.facts.name,
+        owner=call.user,
+        name=_job_name(call),
+        attributes={"values": template.values, "document-format": fmt},
+    )
+    return await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=row.job_number)
+
+
+async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: bytes) -> JobView:
+    """The document through today's intake; the job ends `aborted` with the reason when
+    it is refused, so nothing is left half-made."""
+    number = v.row.job_number
+    printer_id = call.facts.printer_id or await call.db(follow_me_printer)
+    assert call.principal is not None
+    try:
+        pdf = await run_in_threadpool(
+            partial(
+                to_pdf,
+                data,
+                fmt,
+                compression=compression_of(call.request),
+                settings=call.rt.settings,
+                ranges=template.ranges,
+            )
+        )
+        job = await intake.submit(
+            call.rt,
+            call.principal,
+            printer_id=printer_id,
+            options=template.options,
+            title=v.row.name or "untitled",
+            data=pdf,
+        )
+    except (DocumentError, InvalidRequest, PayloadTooLarge) as exc:
+        await call.db(ipp_queue.end, job_number=number, state="aborted", reason=exc.description)
+        if isinstance(exc, DocumentError):
+            raise call.fail(exc.status, exc.description) from exc
+        if isinstance(exc, PayloadTooLarge):
+            raise call.fail(Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, exc.description) from exc
+        raise call.fail(Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR, exc.description) from exc
+    except BaseException:
+        await call.db(ipp_queue.end, job_number=number, state="aborted", reason="not accepted")
+        raise
+    await call.db(ipp_queue.submitted, job_number=number, job_id=job.job_id)
+    return await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=number)
+
+
+def follow_me_printer(db: Any, *, tenant_id: str) -> str:
+    """Where a follow-me job waits until its owner releases it at any printer of the
+    tenant (which then prints it): the tenant's first printer, by name."""
+    from .service import list_printers
+
+    printers = list_printers(db, tenant_id=tenant_id)
+    if not printers:
+        raise NotFound("the tenant has no printer for a follow-me job")
+    return printers[0].printer_id
+
+
+async def print_job(call: Call) -> bytes:
+    template = _template(call)
+    fmt = document_format(call.request, formats=call.facts.formats, fail=call.fail)
+    data = bytes(call.message.data)
+    if not data:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "Print-Job without a document")
+    v = await _create(call, template, fmt)
+    v = await _submit(call, v, template, fmt, data)
+    status = SUBSTITUTED if template.unsupported else OK
+    return call.answer(status, [_job_group(v, call)], unsupported=template.unsupported)
+
+
+async def create_job(call: Call) -> bytes:
+    template = _template(call)
+    v = await _create(call, template, "")
+    status = SUBSTITUTED if template.unsupported else OK
+    return call.answer(status, [_job_group(v, call)], unsupported=template.unsupported)
+
+
+async def _own_job(call: Call) -> JobView:
+    number = _job_number(call)
+    try:
+        v: JobView = await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=number)
+    except NotFound as exc:
+        raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
+    if v.row.owner != call.user:
+        raise call.fail(Status.CLIENT_ERROR_NOT_AUTHORIZED, "the job belongs to another user")
+    return v
+
+
+def _job_number(call: Call) -> int:
+    if call.request.job_id is not None:
+        return call.request.job_id
+    tail = (call.request.job_uri or "").rstrip("/").rsplit("/", 1)[-1]
+    if not tail.isdigit():
+        raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, "job-uri names no job of this queue")
+    return int(tail)
+
+
+async def send_document(call: Call) -> bytes:
+    last = call.request.operation_attributes.get("last-document")
+    if last is None or last.tag != ValueTag.BOOLEAN:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "last-document is required")
+    v = await _own_job(call)
+    if v.row.state == "submitted":
+        raise call.fail(
+            Status.SERVER_ERROR_MULTIPLE_DOCUMENT_JOBS_NOT_SUPPORTED, "the job has its document"
+        )
+    if ipp_queue.is_terminal(v):
+        raise call.fail(Status.CLIENT_ERROR_NOT_POSSIBLE, f"the job is {v.message}")
+    fmt = document_format(call.request, formats=call.facts.formats, fail=call.fail)
+    data = bytes(call.message.data)
+    if not data:
+        if last.value is True:
+            await call.db(
+                ipp_queue.end, job_number=v.row.job_number, state="aborted", reason="no document"
+            )
+        v = await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=v.row.job_number)
+        return call.answer(groups=[_job_group(v, call)])
+    stored = v.row.attributes
+    template = job_template(
+        _stored_group(stored), color=call.facts.color, follow_me=call.facts.printer_id is None
+    )
+    v = await _submit(call, v, template, fmt, data)
+    return call.answer(groups=[_job_group(v, call)])
+
+
+def _stored_group(stored: dict[str, Any]) -> Group:
+    """Create-Job's accepted template values, as a job group again."""
+    from printcloud.ipp.model import Range, Resolution
+
+    values = stored.get("values", {})
+    attrs = [Attribute("copies", ValueTag.INTEGER, int(values.get("copies", 1)))]
+    for name in ("sides", "print-color-mode", "media", "job-hold-until"):
+        if name in values:
+            attrs.append(Attribute(name, ValueTag.KEYWORD, str(values[name])))
+    if "printer-resolution" in values:
+        dpi = int(values["printer-resolution"])
+        attrs.append(Attribute("printer-resolution", ValueTag.RESOLUTION, Resolution(dpi, dpi)))
+    if "page-ranges" in values:
+        ranges = [Range(int(lo), int(hi)) for lo, hi in values["page-ranges"]]
+        attrs.append(Attribute("page-ranges", ValueTag.RANGE_OF_INTEGER, ranges))
+    return Group(GroupTag.JOB, attrs)
+
+
+async def close_job(call: Call) -> bytes:
+    v = await _own_job(call)
+    if v.row.state == "pending_document":
+        await call.db(
+            ipp_queue.end,
+            job_number=v.row.job_number,
+            state="aborted",
+            reason="closed without a document",
+        )
+        v = await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=v.row.job_number)
+    return call.answer(groups=[_job_group(v, call)])
+
+
+# -- existing jobs -----------------------------------------------------------------------
+
+
+async def _cancel(call: Call, v: JobView) -> None:
+    if v.row.job_id is None:
+        await call.db(
+            ipp_queue.end,
+            job_number=v.row.job_number,
+            state="canceled",
+            reason=f"canceled by {call.user}",
+        )
+        return
+    cancel = partial(
+        jobs.cancel, call.rt, tenant_id=call.facts.tenant_id, job_id=v.row.job_id, by=call.user
+    )
+    try:
+        await run_in_threadpool(cancel)
+    except Conflict as exc:
+        raise call.fail(Status.CLIENT_ERROR_NOT_POSSIBLE, exc.description) from exc
+
+
+async def cancel_job(call: Call) -> bytes:
+    v = await _own_job(call)
+    if ipp_queue.is_terminal(v):
+        raise call.fail(Status.CLIENT_ERROR_NOT_POSSIBLE, f"the job is already {v.message}")
+    await _cancel(call, v)
+    return call.answer()
+
+
+async def cancel_my_jobs(call: Call) -> bytes:
+    ids = call.request.operation_attributes.get("job-ids")
+    views: list[JobView] = await call.db(
+        ipp_queue.list_jobs,
+        queue=call.facts.name,
+        states=(3, 4, 5, 6),
+        owner=call.user,
+        limit=1000,
+    )
+    if ids is not None:
+        wanted = {int(i) for i in ids.values if isinstance(i, int)}
+        views = [v for v in views if v.row.job_number in wanted]
+    for v in views:
+        with contextlib.suppress(IPPError):  # ended meanwhile: nothing to cancel
+            await _cancel(call, v)
+    return call.answer()
+
+
+JOB_DEFAULT = ("job-id", "job-uri")
+
+
+def _visible(call: Call, v: JobView) -> bool:
+    return v.row.owner == call.user
+
+
+def _job_attrs(call: Call, v: JobView, requested: list[str]) -> Group:
+    attrs = job_attributes(v, printer_uri=call.facts.uri, visible=_visible(call, v))
+    names, _ = select_attributes(requested, [a.name for a in attrs], target="job")
+    chosen = set(names)
+    return Group(GroupTag.JOB, [a for a in attrs if a.name in chosen])
+
+
+async def get_job_attributes(call: Call) -> bytes:
+    number = _job_number(call)
+    try:
+        v: JobView = await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=number)
+    except NotFound as exc:
+        raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
+    if not _visible(call, v) and call.queue.job_privacy == "none":
+        raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, f"no job {number} on this queue")
+    return call.answer(groups=[_job_attrs(call, v, requested_names(call.message))])
+
+
+async def get_jobs(call: Call) -> bytes:
+    ops = call.request.operation_attributes
+    which = str(ops["which-jobs"].value) if "which-jobs" in ops else "not-completed"
+    if which not in ipp_queue.WHICH_JOBS:
+        bad = Attribute("which-jobs", ValueTag.KEYWORD, which)
+        raise call.fail(
+            Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED, f"which-jobs {which!r}", [bad]
+        )
+    mine = ops.get("my-jobs") is not None and ops["my-jobs"].value is True
+    limit_attr = ops.get("limit")
+    limit = (
+        limit_attr.value if limit_attr is not None and isinstance(limit_attr.value, int) else 1000
+    )
+    if limit < 1:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "limit must be at least 1")
+    private = call.queue.job_privacy == "none"
+    views: list[JobView] = await call.db(
+        ipp_queue.list_jobs,
+        queue=call.facts.name,
+        states=ipp_queue.WHICH_JOBS[which],
+        owner=call.user if (mine or private) else None,
+        limit=min(limit, 1000),
+    )
+    requested = requested_names(call.message, JOB_DEFAULT)
+    return call.answer(groups=[_job_attrs(call, v, requested) for v in views])
+
+
+#: The operations a queue serves, by operation-id.
+HANDLERS: dict[int, Callable[[Call], Awaitable[bytes]]] = {
+    Operation.GET_PRINTER_ATTRIBUTES: get_printer_attributes,
+    Operation.VALIDATE_JOB: validate_job,
+    Operation.PRINT_JOB: print_job,
+    Operation.CREATE_JOB: create_job,
+    Operation.SEND_DOCUMENT: send_document,
+    Operation.CLOSE_JOB: close_job,
+    Operation.CANCEL_JOB: cancel_job,
+    Operation.CANCEL_MY_JOBS: cancel_my_jobs,
+    Operation.GET_JOB_ATTRIBUTES: get_job_attributes,
+    Operation.GET_JOBS: get_jobs,
+    Operation.IDENTIFY_PRINTER: identify_printer,
+}
+#: Answered before a client has credentials (RFC 8011 §5.4.2: uri-authentication applies
+#: to the operations that make or touch jobs).
+ANONYMOUS = frozenset({Operation.GET_PRINTER_ATTRIBUTES})

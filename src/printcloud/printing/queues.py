@@ -1,0 +1,148 @@
+"""IPP Everywhere print queues of a tenant (issue 14): the registry, and how a queue is
+reached and added on a computer.
+
+A queue is what an operating system adds as a printer. It has a name unique in its
+tenant (the last segment of its URI, `…/printing/ipp/print/{tenant}/{name}`) and
+targets one printer of the tenant, or none: a follow-me queue, whose jobs are held
+until their owner logs in by card at any printer of the tenant (seeds 003 + 004).
+
+Every function takes the tenant explicitly; another tenant's queue is "not found".
+`queue_uri` and `add_commands` are what the admin API, pages and CLI show.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from printcloud.core.errors import Conflict, InvalidRequest, NotFound
+
+from . import service
+from .models import QueueRow
+
+#: A queue's name is a URI path segment and a CUPS printer name (no '/', '#', space).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PRIVACY = ("attributes", "none")
+#: Where the print service's app is mounted in the embedded stack and behind the proxies.
+IPP_PATH = "/printing/ipp/print"
+
+
+def add_queue(
+    db: Session,
+    *,
+    tenant_id: str,
+    name: str,
+    printer_id: str | None,
+    info: str = "",
+    location: str = "",
+    job_privacy: str = "attributes",
+) -> QueueRow:
+    """A new queue targeting `printer_id` (a printer of the tenant), or follow-me (None)."""
+    if not _NAME.match(name):
+        raise InvalidRequest(
+            "name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            field="name",
+        )
+    if job_privacy not in PRIVACY:
+        raise InvalidRequest(
+            f"job_privacy must be one of {', '.join(PRIVACY)}", field="job_privacy"
+        )
+    printer = None
+    if printer_id is not None:
+        try:
+            printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+        except NotFound as exc:
+            raise InvalidRequest(
+                f"unknown printer {printer_id!r} in this tenant", field="printer_id"
+            ) from exc
+    row = QueueRow(
+        tenant_id=tenant_id,
+        name=name,
+        printer_id=printer_id,
+        info=(info.strip() or (printer.name if printer else f"{name} (follow-me)"))[:200],
+        location=(location.strip() or (printer.location if printer else ""))[:200],
+        uuid=str(uuid.uuid4()),
+        job_privacy=job_privacy,
+    )
+    db.add(row)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        db.rollback()
+        raise Conflict(f"queue {name!r} already exists", field="name") from exc
+    return row
+
+
+def get_queue(db: Session, *, tenant_id: str, name: str) -> QueueRow:
+    row = db.scalar(select(QueueRow).where(QueueRow.tenant_id == tenant_id, QueueRow.name == name))
+    if row is None:
+        raise NotFound(f"unknown queue {name!r}", field="name")
+    return row
+
+
+def list_queues(db: Session, *, tenant_id: str) -> list[QueueRow]:
+    return list(
+        db.scalars(select(QueueRow).where(QueueRow.tenant_id == tenant_id).order_by(QueueRow.name))
+    )
+
+
+def delete_queue(db: Session, *, tenant_id: str, name: str) -> None:
+    """Jobs already accepted through the queue go on: they belong to their printer."""
+    db.delete(get_queue(db, tenant_id=tenant_id, name=name))
+
+
+def queues_of_printer(db: Session, *, tenant_id: str, printer_id: str) -> list[QueueRow]:
+    return list(
+        db.scalars(
+            select(QueueRow).where(
+                QueueRow.tenant_id == tenant_id, QueueRow.printer_id == printer_id
+            )
+        )
+    )
+
+
+# -- how a computer reaches it --------------------------------------------------------------
+
+
+def queue_uri(public_url: str, *, tenant_id: str, name: str) -> str:
+    """The queue's ipp:// (plain) or ipps:// (TLS) URI under the deployment's public URL.
+
+    The port is always written: IPP's default port is 631, not HTTP's 80 or 443."""
+    parts = urlsplit(public_url)
+    scheme = "ipps" if parts.scheme == "https" else "ipp"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    base = parts.path.rstrip("/")
+    return f"{scheme}://{host}:{port}{base}{IPP_PATH}/{quote(tenant_id, safe='')}/{name}"
+
+
+@dataclass(frozen=True)
+class AddCommands:
+    """How to add the queue as a printer on each operating system."""
+
+    linux: str
+    macos: str
+    windows: str
+
+
+def add_commands(uri: str, *, name: str) -> AddCommands:
+    http_url = "http" + uri.removeprefix("ipp") if uri.startswith("ipp") else uri
+    return AddCommands(
+        linux=f"lpadmin -p {name} -E -v {uri} -m everywhere",
+        macos=(
+            f"lpadmin -p {name} -E -v {uri} -m everywhere  (or System Settings > Printers & "
+            f"Scanners > Add > IP: address and queue of {uri}, protocol IPP)"
+        ),
+        windows=(
+            "Settings > Bluetooth & devices > Printers & scanners > Add device > "
+            f'Add manually > "Select a shared printer by name": {http_url}'
+        ),
+    )

@@ -1,0 +1,241 @@
+"""The queue's operations over HTTP (issue 14): who may do what (HTTP Basic against the
+tenant's directory, bearer tokens of idp-a, never requesting-user-name), tenant
+isolation, RFC 8011's answers for bad requests and unsupported attributes, the job
+life through Create-Job / Send-Document / Cancel, held jobs, job privacy."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from printcloud.ipp.message import Attribute, GroupTag, ValueTag
+from printcloud.ipp.model import Operation, Status
+from tests.helpers.printing import Tenant, make_pdf
+from tests.ipp.client import call, job_values, request, send
+from tests.ipp.conftest import PASSWORD, USER, IppWorld
+
+ALICE = (USER, PASSWORD)
+PDF = Attribute("document-format", ValueTag.MIME_MEDIA_TYPE, "application/pdf")
+
+
+def _job_id(uri: str, number: int) -> list[Attribute]:
+    return [Attribute("job-id", ValueTag.INTEGER, number)]
+
+
+def _print(uri: str, auth: Any = ALICE, **kwargs: Any) -> Any:
+    body = request(Operation.PRINT_JOB, uri, ops=[PDF], data=make_pdf(1), **kwargs)
+    return call(uri, body, auth=auth)
+
+
+def test_who_may_print(ipp_world: IppWorld) -> None:
+    uri, stack = ipp_world.queue_uri, ipp_world.stack
+    other = Tenant(stack)
+    stack.user(other.id, "bob", "bob's password")
+    body = request(Operation.PRINT_JOB, uri, ops=[PDF], data=make_pdf(1))
+    for auth in (None, (USER, "wrong"), ("nobody", PASSWORD), ("bob", "bob's password")):
+        refused = send(uri, body, auth=auth)
+        assert refused.status_code == 401, (auth, refused.status_code)
+        assert refused.headers["www-authenticate"].startswith('Basic realm="printcloud ')
+    garbled = send(uri, body, headers={"Authorization": "Basic !!!"})
+    assert garbled.status_code == 401
+    # a token of another tenant finds no such queue
+    token = stack.token(other.app_id, other.app_secret, "print")
+    answer = call(uri, body, headers={"Authorization": f"Bearer {token}"})
+    assert answer.code == Status.CLIENT_ERROR_NOT_FOUND
+    # a token of the queue's tenant prints, as its client (no user)
+    mine = stack.token(ipp_world.tenant.app_id, ipp_world.tenant.app_secret, "print")
+    ok = call(uri, body, headers={"Authorization": f"Bearer {mine}"})
+    assert ok.code == Status.SUCCESSFUL_OK
+    # requesting-user-name never authenticates: the job is alice's
+    printed = _print(uri, user="the-ceo")
+    assert printed.code == Status.SUCCESSFUL_OK
+    number = job_values(printed)["job-id"]
+    got = call(
+        uri, request(Operation.GET_JOB_ATTRIBUTES, uri, ops=_job_id(uri, number)), auth=ALICE
+    )
+    assert job_values(got)["job-originating-user-name"] == USER
+
+
+def test_get_printer_attributes_needs_no_credentials_but_a_queue(ipp_world: IppWorld) -> None:
+    uri = ipp_world.queue_uri
+    answer = call(uri, request(Operation.GET_PRINTER_ATTRIBUTES, uri))
+    assert answer.code == Status.SUCCESSFUL_OK
+    printer = answer.group(GroupTag.PRINTER)
+    assert printer is not None and printer["printer-uri-supported"].value == uri
+    assert printer["uri-authentication-supported"].value == "basic"
+    assert "media-col-database" not in printer  # only when asked for by name
+    for wrong in (uri.rsplit("/", 1)[0] + "/nope", uri.replace(ipp_world.tenant.id, "t000")):
+        missing = call(wrong, request(Operation.GET_PRINTER_ATTRIBUTES, wrong))
+        assert missing.code == Status.CLIENT_ERROR_NOT_FOUND
+    asked = request(
+        Operation.GET_PRINTER_ATTRIBUTES,
+        uri,
+        ops=[
+            Attribute(
+                "requested-attributes", ValueTag.KEYWORD, ["printer-state", "media-col-database"]
+            )
+        ],
+    )
+    names = {a.name for a in call(uri, asked).group(GroupTag.PRINTER) or []}
+    assert names == {"printer-state", "media-col-database"}
+
+
+def test_bad_requests_get_ipp_answers(ipp_world: IppWorld) -> None:
+    uri = ipp_world.queue_uri
+    garbage = send(uri, b"\x02\x00\x00\x0b\x00\x00\x00\x01\x01\x47\xff\xff", auth=ALICE)
+    assert garbage.status_code == 200 and garbage.content[2:4] == b"\x04\x00"
+    wrong_type = httpx.post(
+        "http" + uri.removeprefix("ipp"), content=b"x", headers={"Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 400
+    unknown_op = call(uri, request(Operation.PAUSE_PRINTER, uri), auth=ALICE)
+    assert unknown_op.code == Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED
+    text = Attribute("document-format", ValueTag.MIME_MEDIA_TYPE, "text/plain")
+    refused = call(uri, request(Operation.VALIDATE_JOB, uri, ops=[text]), auth=ALICE)
+    assert refused.code == Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED
+    broken = request(Operation.PRINT_JOB, uri, ops=[PDF], data=b"%PDF-1.4 not really")
+    answer = call(uri, broken, auth=ALICE)
+    assert answer.code == Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR
+    jobs = call(uri, request(Operation.GET_JOBS, uri, ops=[_which("all")]), auth=ALICE)
+    assert all(v for v in jobs.groups_of(GroupTag.JOB))  # the refused job ended, named
+
+
+def _which(value: str) -> Attribute:
+    return Attribute("which-jobs", ValueTag.KEYWORD, value)
+
+
+def test_unsupported_values_are_substituted_or_refused(ipp_world: IppWorld) -> None:
+    uri = ipp_world.queue_uri
+    short_edge = Attribute("sides", ValueTag.KEYWORD, "two-sided-short-edge")
+    copies = Attribute("copies", ValueTag.INTEGER, 2)
+    answer = call(uri, request(Operation.VALIDATE_JOB, uri, job=[short_edge, copies]), auth=ALICE)
+    assert answer.code == Status.SUCCESSFUL_OK_IGNORED_OR_SUBSTITUTED_ATTRIBUTES
+    unsupported = answer.group(GroupTag.UNSUPPORTED)
+    assert unsupported is not None and unsupported["sides"].value == "two-sided-short-edge"
+    fidelity = Attribute("ipp-attribute-fidelity", ValueTag.BOOLEAN, True)
+    strict = request(Operation.VALIDATE_JOB, uri, ops=[fidelity], job=[short_edge])
+    refused = call(uri, strict, auth=ALICE)
+    assert refused.code == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
+    assert refused.group(GroupTag.UNSUPPORTED)["sides"].value == "two-sided-short-edge"  # type: ignore[index]
+    fine = [
+        Attribute("sides", ValueTag.KEYWORD, "two-sided-long-edge"),
+        Attribute("print-color-mode", ValueTag.KEYWORD, "monochrome"),
+        Attribute("media", ValueTag.KEYWORD, "na_letter_8.5x11in"),
+        copies,
+    ]
+    named = Attribute("job-name", ValueTag.NAME, "substituted")
+    printed = call(
+        uri,
+        request(Operation.PRINT_JOB, uri, ops=[PDF, named], job=fine, data=make_pdf(2)),
+        auth=ALICE,
+    )
+    assert printed.code == Status.SUCCESSFUL_OK
+    number = job_values(printed)["job-id"]
+    job = _wait_state(uri, number, 9)
+    assert job["copies"] == 2 and job["sides"] == "two-sided-long-edge"
+    options = _printcloud_job(ipp_world, job["job-name"])["options"]
+    assert options["duplex"] is True and options["color"] is False and options["media"] == "Letter"
+
+
+def _wait_state(uri: str, number: int, state: int, auth: Any = ALICE) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        got = job_values(
+            call(
+                uri, request(Operation.GET_JOB_ATTRIBUTES, uri, ops=_job_id(uri, number)), auth=auth
+            )
+        )
+        if got["job-state"] == state:
+            return got
+        assert time.monotonic() < deadline, f"job {number} stayed {got['job-state']}: {got}"
+        time.sleep(0.2)
+
+
+def _printcloud_job(world: IppWorld, title: str) -> dict[str, Any]:
+    jobs = world.tenant.api.get("/api/jobs", params={"limit": 1000}).json()["jobs"]
+    return next(j for j in jobs if j["title"] == title)
+
+
+def test_create_send_hold_cancel_and_privacy(ipp_world: IppWorld) -> None:
+    uri, stack, tenant = ipp_world.queue_uri, ipp_world.stack, ipp_world.tenant
+    stack.user(tenant.id, "carol", "carol's password")
+    carol = ("carol", "carol's password")
+    name = Attribute("job-name", ValueTag.NAME, "two-step")
+    created = call(uri, request(Operation.CREATE_JOB, uri, ops=[name]), auth=ALICE)
+    assert created.code == Status.SUCCESSFUL_OK
+    number = job_values(created)["job-id"]
+    assert job_values(created)["job-state"] == 3
+    last = Attribute("last-document", ValueTag.BOOLEAN, True)
+    # only the owner sends its document or cancels it
+    theirs = request(
+        Operation.SEND_DOCUMENT, uri, ops=[*_job_id(uri, number), last, PDF], data=make_pdf(1)
+    )
+    assert call(uri, theirs, auth=carol).code == Status.CLIENT_ERROR_NOT_AUTHORIZED
+    no_last = request(
+        Operation.SEND_DOCUMENT, uri, ops=[*_job_id(uri, number), PDF], data=make_pdf(1)
+    )
+    assert call(uri, no_last, auth=ALICE).code == Status.CLIENT_ERROR_BAD_REQUEST
+    sent = call(uri, theirs, auth=ALICE)
+    assert sent.code == Status.SUCCESSFUL_OK
+    _wait_state(uri, number, 9)
+    again = call(uri, request(Operation.CANCEL_JOB, uri, ops=_job_id(uri, number)), auth=ALICE)
+    assert again.code == Status.CLIENT_ERROR_NOT_POSSIBLE
+
+    # job-hold-until → a held job (pending-held), cancelled by its owner only
+    hold = Attribute("job-hold-until", ValueTag.KEYWORD, "indefinite")
+    held = call(
+        uri, request(Operation.PRINT_JOB, uri, ops=[PDF], job=[hold], data=make_pdf(1)), auth=ALICE
+    )
+    held_number = job_values(held)["job-id"]
+    job = _wait_state(uri, held_number, 4)
+    assert job["job-state-reasons"] == "job-hold-until-specified"
+    cancel = request(Operation.CANCEL_JOB, uri, ops=_job_id(uri, held_number))
+    assert call(uri, cancel, auth=carol).code == Status.CLIENT_ERROR_NOT_AUTHORIZED
+    # carol sees alice's job, without its name or owner
+    seen = job_values(
+        call(
+            uri,
+            request(Operation.GET_JOB_ATTRIBUTES, uri, ops=_job_id(uri, held_number)),
+            auth=carol,
+        )
+    )
+    assert (
+        seen["job-state"] == 4
+        and "job-name" not in seen
+        and "job-originating-user-name" not in seen
+    )
+    mine = Attribute("my-jobs", ValueTag.BOOLEAN, True)
+    listed = call(uri, request(Operation.GET_JOBS, uri, ops=[mine]), auth=carol)
+    assert listed.groups_of(GroupTag.JOB) == []
+    everyone = call(uri, request(Operation.GET_JOBS, uri), auth=carol)
+    assert held_number in [g["job-id"].value for g in everyone.groups_of(GroupTag.JOB)]
+    assert call(uri, cancel, auth=ALICE).code == Status.SUCCESSFUL_OK
+    gone = _wait_state(uri, held_number, 7)
+    assert gone["job-state-reasons"] == "job-canceled-by-user"
+
+    # Cancel-My-Jobs cancels what is still to come, Close-Job ends an empty job
+    pending = [
+        job_values(call(uri, request(Operation.CREATE_JOB, uri), auth=ALICE))["job-id"]
+        for _ in range(2)
+    ]
+    closed = call(uri, request(Operation.CLOSE_JOB, uri, ops=_job_id(uri, pending[0])), auth=ALICE)
+    assert closed.code == Status.SUCCESSFUL_OK and job_values(closed)["job-state"] == 8
+    assert (
+        call(uri, request(Operation.CANCEL_MY_JOBS, uri), auth=ALICE).code == Status.SUCCESSFUL_OK
+    )
+    assert _wait_state(uri, pending[1], 7)["job-state"] == 7
+
+    # a private queue shows carol nothing of alice's
+    root = stack.api(stack.user_token(tenant.id, "root", "admin password", "admin"))
+    made = root.post(
+        "/api/queues", json={"name": "private", "printer_id": "color-1", "job_privacy": "none"}
+    )
+    assert made.status_code == 201, made.text
+    private = made.json()["uri"]
+    alices = job_values(_print(private))["job-id"]
+    peek = request(Operation.GET_JOB_ATTRIBUTES, private, ops=_job_id(private, alices))
+    assert call(private, peek, auth=carol).code == Status.CLIENT_ERROR_NOT_FOUND
+    listing = call(private, request(Operation.GET_JOBS, private, ops=[_which("all")]), auth=carol)
+    assert listing.groups_of(GroupTag.JOB) == []
