@@ -304,6 +304,10 @@ class Cluster:
         if backend.service == "printing":
             # The conversion tier behind the balancer, never a local pool of its own.
             env["PRINTCLOUD_CONVERT_URLS"] = self.convert_url
+        if not self.settings.trusted_proxies:
+            # The balancer's X-Forwarded-* say who the client is and whether it used TLS
+            # (plain IPP from afar is refused: printing/ipp_transport.py).
+            env["PRINTCLOUD_TRUSTED_PROXIES"] = self.topology.host
         return ProcessInfo(
             name=backend.name,
             service=backend.service,

@@ -114,7 +114,13 @@ def require_transport(request: Request, settings: Settings) -> None:
     transport = transport_of(
         peer=request.client.host if request.client else None,
         scheme=request.url.scheme,
-        headers={k: v for k, v in request.headers.items() if k in _FORWARDED},
+        # A header given on several lines is one list (HAProxy's `option forwardfor`
+        # adds its own X-Forwarded-For line after the client's).
+        headers={
+            name: ", ".join(request.headers.getlist(name))
+            for name in _FORWARDED
+            if name in request.headers
+        },
         trusted_proxies=settings.trusted_proxies,
     )
     if plain_allowed(transport, allow_plain=settings.ipp_allow_plain):
