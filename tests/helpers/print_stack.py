@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -57,6 +58,15 @@ class PrintStack:
     def printing(self) -> str:
         return f"{self.base_url}/printing"
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTPS client trusts to reach this stack: its own certificate when it
+        serves TLS (`tls=True`: the one `printcloud serve` made in its data folder)."""
+        if not self.settings.serves_tls:
+            return True
+        cert = self.settings.tls_cert or self.settings.data_dir / "tls" / "cert.pem"
+        return ssl.create_default_context(cafile=str(cert))
+
     # -- process control ----------------------------------------------------------------
 
     def start(self, *, timeout: float = 120) -> None:
@@ -77,17 +87,17 @@ class PrintStack:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"printcloud serve exited; log:\n{self.log()}")
             try:
-                resp = httpx.get(f"{self.printing}/healthz", timeout=2)
+                resp = httpx.get(f"{self.printing}/healthz", timeout=2, verify=self.verify)
                 if resp.status_code == 200:
                     return dict(resp.json())
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError):  # OSError: no certificate made yet
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"printcloud serve did not become healthy; log:\n{self.log()}")
             time.sleep(0.2)
 
     def health(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.printing}/healthz", timeout=5).json())
+        return dict(httpx.get(f"{self.printing}/healthz", timeout=5, verify=self.verify).json())
 
     def workers(self) -> list[dict[str, Any]]:
         path = self.settings.data_dir / "run" / "convert-workers.json"
@@ -194,13 +204,17 @@ class PrintStack:
             f"{self.base_url}/idp-a/token",
             data={"grant_type": "client_credentials", "scope": scope},
             auth=(client_id, secret),
+            verify=self.verify,
         )
         resp.raise_for_status()
         return str(resp.json()["access_token"])
 
     def api(self, token: str) -> httpx.Client:
         return httpx.Client(
-            base_url=self.printing, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            base_url=self.printing,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+            verify=self.verify,
         )
 
     def wait_for(
@@ -299,7 +313,7 @@ def print_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             data_dir=data_dir,
             database_url=url,
             port=port,
-            public_url=f"http://127.0.0.1:{port}",
+            public_url=f"{'https' if overrides.get('tls') else 'http'}://127.0.0.1:{port}",
             secret_key=secrets.token_urlsafe(32),
             log_level="WARNING",
             convert_workers=workers,

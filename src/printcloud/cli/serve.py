@@ -25,7 +25,7 @@ def serve(
     """Run the platform: every service in one process (embedded), or one service."""
     import os
 
-    from granian.constants import Interfaces, RuntimeModes
+    from granian.constants import Interfaces, RuntimeModes, SSLProtocols
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -50,6 +50,16 @@ def serve(
         )
         raise typer.Exit(2)
     prepare(settings).dispose()  # migrations once, before the workers start
+    cert = None
+    if settings.serves_tls:
+        from printcloud.core.tls import server_certificate
+
+        try:
+            cert = server_certificate(settings)
+        except ValueError as exc:
+            err.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(2) from exc
+    scheme = "https" if settings.serves_tls else "http"
     server = Server(
         "printcloud.stack:app_factory",
         factory=True,
@@ -62,10 +72,15 @@ def serve(
         log_level=LogLevels(settings.log_level.lower()),
         log_access=False,
         respawn_failed_workers=True,
+        ssl_cert=cert.cert if cert else None,
+        ssl_key=cert.key if cert else None,
+        # TLS 1.2 at least, as RFC 7472 asks of IPP over HTTPS: granian's default minimum
+        # (1.3) would shut out print clients of a few years ago.
+        ssl_protocol_min=SSLProtocols.tls12,
     )
     console.print(
         f"printcloud {__version__} serving {service or 'every service'} at "
-        f"http://{host or settings.host}:{port or settings.port} "
+        f"{scheme}://{host or settings.host}:{port or settings.port} "
         f"(public URL {settings.public_url})"
     )
     server.serve()

@@ -306,6 +306,10 @@ class Cluster:
             env["PRINTCLOUD_CONVERT_URLS"] = self.convert_url
             if self.balancer == "nginx":  # nginx sends the converted pages (X-Accel-Redirect)
                 env["PRINTCLOUD_CONVERTED_ACCEL"] = CONVERTED_ACCEL
+        if not self.settings.trusted_proxies:
+            # The balancer's X-Forwarded-* say who the client is and whether it used TLS
+            # (plain IPP from afar is refused: printing/ipp_transport.py).
+            env["PRINTCLOUD_TRUSTED_PROXIES"] = self.topology.host
         return ProcessInfo(
             name=backend.name,
             service=backend.service,

@@ -8,6 +8,7 @@
     ├── NotFound                     404 not_found
     ├── Conflict                     409 conflict
     ├── PayloadTooLarge              413 payload_too_large
+    ├── UpgradeRequired              426 upgrade_required  (plain HTTP where TLS is due)
     ├── RateLimited                  429 rate_limited      (carries retry_after)
     └── Unavailable                  503 temporarily_unavailable
 
@@ -78,6 +79,17 @@ class Conflict(PrintcloudError):
 class PayloadTooLarge(PrintcloudError):
     status_code = 413
     error = "payload_too_large"
+
+
+class UpgradeRequired(PrintcloudError):
+    """TLS is required (RFC 2817 §4.2, RFC 9110 §15.5.22): the client must come back
+    over https / ipps."""
+
+    status_code = 426
+    error = "upgrade_required"
+
+    def headers(self) -> dict[str, str]:
+        return {"Upgrade": "TLS/1.2, HTTP/1.1", "Connection": "Upgrade"}
 
 
 class RateLimited(PrintcloudError):

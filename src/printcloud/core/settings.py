@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .egress import EgressPolicy
@@ -47,6 +48,21 @@ class Settings(BaseSettings):
     service: str | None = None
     #: HTTP worker processes of `printcloud serve`.
     http_workers: int = 1
+    #: `printcloud serve` speaks TLS (HTTPS, IPPS) on its port instead of plain HTTP,
+    #: with `tls_cert`/`tls_key` or, when they are unset, a self-signed certificate it
+    #: makes at first start in `<data_dir>/tls/` (core/tls.py). The public URL is then
+    #: https (the default one becomes https://127.0.0.1:8000).
+    tls: bool = False
+    #: A certificate chain and its private key (PEM files) for `tls`; setting both turns
+    #: `tls` on.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Clients (CIDRs or addresses) whose X-Forwarded-For / X-Forwarded-Proto are
+    #: believed: the balancers in front of the services. Empty: none.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Serve plain IPP (http, not https) to clients that are not on loopback. Off: they
+    #: get 426 Upgrade Required and use the queue's ipps:// URI (printing/ipp_transport.py).
+    ipp_allow_plain: bool = False
 
     issuers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["idp-a", "idp-b"])
     #: Instance secret: derives the encryption key for stored secrets and the
@@ -162,6 +178,36 @@ class Settings(BaseSettings):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {entry!r} is not an address or CIDR") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("PRINTCLOUD_TLS_CERT and PRINTCLOUD_TLS_KEY are set together")
+        if not self.serves_tls or self.public_url.startswith("https://"):
+            return self
+        if "public_url" in self.model_fields_set:
+            raise ValueError("PRINTCLOUD_TLS is on: PRINTCLOUD_PUBLIC_URL must be an https:// URL")
+        # The default public URL follows the scheme the server speaks (frozen model:
+        # set once, here, while it is being built).
+        object.__setattr__(self, "public_url", "https://" + self.public_url.split("://", 1)[1])
+        return self
+
     @field_validator("egress_allow", mode="before")
     @classmethod
     def _split_allow(cls, value: object) -> object:
@@ -191,6 +237,11 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     # -- derived values -------------------------------------------------
+
+    @property
+    def serves_tls(self) -> bool:
+        """`printcloud serve` speaks TLS on its port (`tls`, or a certificate given)."""
+        return self.tls or self.tls_cert is not None
 
     @property
     def effective_database_url(self) -> str:

@@ -44,6 +44,7 @@ from .ipp_auth import QueueAuthenticator
 from .ipp_documents import FORMATS
 from .ipp_operations import ANONYMOUS, HANDLERS, Call
 from .ipp_printer import AttributeCache, QueueFacts
+from .ipp_transport import require_transport
 from .models import QueueRow
 from .queues import IPP_PATH
 from .runtime import PrintingRuntime
@@ -103,6 +104,7 @@ async def ipp_request(
     request: Request, tenant_id: str, queue: str, rt: RuntimeDep, job: str | None = None
 ) -> Response:
     """One IPP request to a queue (RFC 8010 §4: HTTP POST, application/ipp both ways)."""
+    require_transport(request, rt.settings)  # 426 for plain IPP from afar (ipp_transport)
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != IPP:
         raise InvalidRequest("an IPP request is sent as Content-Type: application/ipp")

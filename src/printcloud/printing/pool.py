@@ -84,7 +84,12 @@ class WorkerPool:
             "PRINTCLOUD_HOST": "127.0.0.1",
             "PRINTCLOUD_WORKER_ID": worker.name,
             "PRINTCLOUD_HTTP_WORKERS": "1",
+            # Loopback only, called by this process alone: plain HTTP, whatever the
+            # public port speaks (PRINTCLOUD_TLS).
+            "PRINTCLOUD_TLS": "false",
         }
+        env.pop("PRINTCLOUD_TLS_CERT", None)
+        env.pop("PRINTCLOUD_TLS_KEY", None)
         log_path = self.run_dir / f"{worker.name}.log"
         with open(log_path, "ab") as out:
             worker.process = subprocess.Popen(
