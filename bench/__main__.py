@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "forms": "bench.forms",
     "batch_nightly": "bench.batch_nightly",
     "idle_cost": "bench.idle_cost",
+    "ipp_server": "bench.ipp_server",
 }
 
 
