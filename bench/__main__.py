@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "idle_cost": "bench.idle_cost",
     "ipp_codec": "bench.ipp_codec",
     "platform_cost": "bench.platform_cost",
+    "ipp_server": "bench.ipp_server",
 }
 
 
