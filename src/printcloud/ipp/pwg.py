@@ -39,7 +39,7 @@ escapes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -60,6 +60,7 @@ __all__ = [
     "RasterTooLarge",
     "check_geometry",
     "decode_pixels",
+    "decode_stream",
     "read_header",
     "read_pages",
     "warm_up",
@@ -436,20 +437,43 @@ def read_pages(
     limits = limits or RasterLimits()
     if data[:4] != SYNC:
         raise RasterError("not PWG raster: the stream does not start with 'RaS2'")
+    yield from decode_stream(
+        data,
+        start=len(SYNC),
+        header_size=HEADER_SIZE,
+        read_header=read_header,
+        limits=limits,
+        reuse=reuse,
+        kind="PWG raster",
+    )
+
+
+def decode_stream(
+    data: bytes,
+    *,
+    start: int,
+    header_size: int,
+    read_header: Callable[[bytes], PageHeader],
+    limits: RasterLimits,
+    reuse: bool,
+    kind: str,
+) -> Iterator[RasterPage]:
+    """The pages of a raster stream whose pages are a fixed-size header and PWG-style
+    compressed lines (PWG raster, and Apple raster, which compresses the same way)."""
     src = np.frombuffer(data, np.uint8)
-    pos = len(SYNC)
+    pos = start
     seen = 0
     count = 0
     buffer: np.ndarray | None = None
     while pos < len(data):
         if count >= limits.max_pages:
             raise RasterTooLarge(f"the document has more than {limits.max_pages} pages")
-        if len(data) - pos < HEADER_SIZE:
+        if len(data) - pos < header_size:
             raise RasterError(
-                f"page {count + 1}'s header is cut short ({len(data) - pos} of {HEADER_SIZE} bytes)"
+                f"page {count + 1}'s header is cut short ({len(data) - pos} of {header_size} bytes)"
             )
-        header = read_header(data[pos : pos + HEADER_SIZE])
-        pos += HEADER_SIZE
+        header = read_header(data[pos : pos + header_size])
+        pos += header_size
         limits.check_page(
             width=header.width,
             height=header.height,
@@ -474,7 +498,7 @@ def read_pages(
             buffer = rows
         yield RasterPage(header=header, data=rows)
     if count == 0:
-        raise RasterError("the PWG raster stream has no pages")
+        raise RasterError(f"the {kind} stream has no pages")
 
 
 def warm_up() -> None:

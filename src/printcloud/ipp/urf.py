@@ -30,17 +30,14 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-
 from .pwg import (
     ColorSpace,
     PageHeader,
     RasterError,
     RasterLimits,
     RasterPage,
-    RasterTooLarge,
     check_geometry,
-    decode_pixels,
+    decode_stream,
 )
 
 __all__ = [
@@ -143,46 +140,15 @@ def read_pages(
         raise RasterError("not Apple raster: the stream does not start with 'UNIRAST'")
     if len(data) < FILE_HEADER_SIZE:
         raise RasterError("the URF file header is cut short")
-    src = np.frombuffer(data, np.uint8)
-    pos = FILE_HEADER_SIZE
-    seen = 0
-    count = 0
-    buffer: np.ndarray | None = None
-    while pos < len(data):
-        if count >= limits.max_pages:
-            raise RasterTooLarge(f"the document has more than {limits.max_pages} pages")
-        if len(data) - pos < PAGE_HEADER_SIZE:
-            raise RasterError(
-                f"page {count + 1}'s header is cut short ({len(data) - pos} of "
-                f"{PAGE_HEADER_SIZE} bytes)"
-            )
-        header = read_header(data[pos : pos + PAGE_HEADER_SIZE])
-        pos += PAGE_HEADER_SIZE
-        limits.check_page(
-            width=header.width,
-            height=header.height,
-            bytes_per_line=header.bytes_per_line,
-            seen=seen,
-        )
-        try:
-            rows, pos = decode_pixels(
-                src,
-                pos,
-                height=header.height,
-                bytes_per_line=header.bytes_per_line,
-                bytes_per_pixel=max(1, header.bits_per_pixel // 8),
-                white=0xFF if header.color_space.additive else 0x00,
-                out=buffer,
-            )
-        except RasterError as exc:
-            raise RasterError(f"page {count + 1}: {exc.description}") from None
-        seen += header.width * header.height
-        count += 1
-        if reuse:
-            buffer = rows
-        yield RasterPage(header=header, data=rows)
-    if count == 0:
-        raise RasterError("the URF stream has no pages")
+    yield from decode_stream(
+        data,
+        start=FILE_HEADER_SIZE,
+        header_size=PAGE_HEADER_SIZE,
+        read_header=read_header,
+        limits=limits,
+        reuse=reuse,
+        kind="URF",
+    )
 
 
 def file_header(data: bytes) -> UrfFileHeader:
