@@ -34,12 +34,13 @@ from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.ipp.encoding import encode, encode_message
 from printcloud.ipp.message import Attribute, Group, GroupTag, IPPError, Message, ValueTag
-from printcloud.ipp.model import Operation, Status
+from printcloud.ipp.model import Operation, PrinterState, Status
 from printcloud.ipp.operations import Request, requested_names, response, select_attributes
 
-from . import intake, ipp_queue, jobs
+from . import changes, intake, ipp_queue, jobs
 from .ipp_documents import DocumentError, compression_of, document_format, to_pdf
 from .ipp_jobs import JobView, Template, job_attributes, job_template, view
+from .ipp_memo import QueueMemo
 from .ipp_printer import EXPLICIT_ONLY, AttributeCache, PrinterStatus, QueueFacts
 from .models import IppJobRow, PrintJobRow, QueueRow
 from .runtime import PrintingRuntime
@@ -57,6 +58,8 @@ class Call:
     facts: QueueFacts
     principal: Principal | None
     cache: AttributeCache
+    #: The process's queue facts and printer status (None: read every time).
+    memo: QueueMemo | None = None
 
     @property
     def message(self) -> Message:
@@ -110,18 +113,26 @@ class Call:
 
 
 async def printer_status(call: Call) -> PrinterStatus:
+    """The queue's printer now: from the memo (at most `ipp_memo.TTL` old for changes
+    made by another process), else from its jobs."""
+    if call.memo is not None:
+        found = call.memo.status(call.facts)
+        if found is not None:
+            return found
+    generation = changes.generation(changes.JOBS)
     active, printing = await call.db(ipp_queue.busy_jobs, queue=call.facts.name)
-    from printcloud.ipp.model import PrinterState
-
     state = PrinterState.PROCESSING if printing else PrinterState.IDLE
     text = f"{active} job(s) in progress" if active else "Ready to print."
-    return PrinterStatus(
+    status = PrinterStatus(
         state=state,
         reasons=("none",),
         message=text,
         queued=active,
         changed=call.facts.config_changed,
     )
+    if call.memo is not None:
+        call.memo.keep_status(call.facts, status, generation=generation)
+    return status
 
 
 async def get_printer_attributes(call: Call) -> bytes:
