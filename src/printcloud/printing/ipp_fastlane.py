@@ -5,8 +5,11 @@ A print dialog asks Get-Printer-Attributes over and over; the framework's per-re
 machinery (routing, dependencies, the middleware stack) cost more than the answer
 (bench/README.md "Where Get-Printer-Attributes time goes"). This lane answers it with
 the same code the route runs (`ipp_operations.get_printer_attributes`: the cached
-encodings, with the request's request-id and `requested-attributes` selection), from
-the process's memo of the queue (`ipp_memo`: no database read while it is fresh).
+encodings, with the request's `requested-attributes` selection), from the process's
+memo of the queue (`ipp_memo`: no database read while it is fresh). The whole answer
+is kept for the current second, by queue, printer status, version and selection, and
+the request's request-id spliced into it (so `printer-current-time` and
+`printer-up-time` are at most one second old).
 
 It serves a request only when everything the route would check passes: `POST
 …/ipp/print/{tenant}/{queue}` with `Content-Type: application/ipp`, no query string,
@@ -20,6 +23,8 @@ request, every other operation, a failure here — passes to the route untouched
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,9 +32,9 @@ from printcloud.core.logs import get_logger
 from printcloud.core.web import SecurityHeaders
 from printcloud.ipp.encoding import decode
 from printcloud.ipp.model import Operation
-from printcloud.ipp.operations import check_request
+from printcloud.ipp.operations import check_request, requested_names
 
-from .ipp_operations import HANDLERS, Call, get_printer_attributes
+from .ipp_operations import HANDLERS, Call, get_printer_attributes, printer_status
 from .ipp_routes import IPP, IppQueues, _targets_queue
 from .ipp_transport import require_transport
 from .runtime import PrintingRuntime
@@ -38,25 +43,40 @@ log = get_logger("printing.ipp.fastlane")
 #: Larger bodies (a Get-Printer-Attributes is a few hundred bytes) go to the route.
 MAX_BODY = 64 * 1024
 PREFIX = "/ipp/print/"
+#: Whole answers kept per second at most (distinct selections of all queues).
+MAX_ANSWERS = 1000
+#: Marks a request a lane has seen (a fall-through is not looked at twice).
+SEEN = "printcloud.ipp_lane"
 OPERATIONS = frozenset(HANDLERS)
 
 
 class IppFastLane:
-    def __init__(self, app: ASGIApp, *, rt: PrintingRuntime, state: IppQueues) -> None:
+    def __init__(
+        self, app: ASGIApp, *, rt: PrintingRuntime, state: IppQueues, mount: str = ""
+    ) -> None:
+        """`mount`: where the print service's app is mounted in `app` ("" for the app
+        itself; the embedded stack puts a second lane at "/printing" in front of
+        everything, and the first lane to see a request is the only one to serve it)."""
         self.app = app
         self.rt = rt
         self.state = state
+        self.prefix = mount + PREFIX
+        #: This second's answers by (queue, printer status, version, requested-attributes).
+        self._answers: dict[tuple[object, ...], bytes] = {}
+        self._second = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and scope["method"] == "POST"
             and not scope.get("query_string")
+            and SEEN not in scope
             and _content_type(scope) == IPP.encode()
         ):
+            scope[SEEN] = True
             path = _route_path(scope)
-            if path.startswith(PREFIX):
-                parts = path[len(PREFIX) :].split("/")
+            if path.startswith(self.prefix):
+                parts = path[len(self.prefix) :].split("/")
                 if len(parts) == 2 and all(parts):
                     await self._serve(scope, receive, send, parts[0], parts[1])
                     return
@@ -114,10 +134,22 @@ class IppFastLane:
             memo=self.state.memo,
         )
         try:
-            return await get_printer_attributes(call)
+            status = await printer_status(call)
+            key = (facts, status, checked.message.version, tuple(requested_names(checked.message)))
+            second = int(time.time())
+            if second != self._second:  # printer-current-time / -up-time: this second's
+                self._answers.clear()
+                self._second = second
+            answer = self._answers.get(key)
+            if answer is None:
+                answer = await get_printer_attributes(call, status)
+                if len(self._answers) < MAX_ANSWERS:
+                    self._answers[key] = answer
         except Exception:
             log.exception("fast Get-Printer-Attributes failed; the route answers")
             return None
+        # RFC 8010 §3.1.1: the request-id is octets 4-7 of the answer
+        return answer[:4] + checked.message.request_id.to_bytes(4, "big") + answer[8:]
 
 
 def _content_type(scope: Scope) -> bytes:

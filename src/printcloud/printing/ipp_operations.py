@@ -135,7 +135,7 @@ async def printer_status(call: Call) -> PrinterStatus:
     return status
 
 
-async def get_printer_attributes(call: Call) -> bytes:
+async def get_printer_attributes(call: Call, status: PrinterStatus | None = None) -> bytes:
     attributes = call.cache.get(call.facts)
     names, _ = select_attributes(
         requested_names(call.message),
@@ -143,7 +143,7 @@ async def get_printer_attributes(call: Call) -> bytes:
         target="printer",
         explicit_only=EXPLICIT_ONLY,
     )
-    encoded = attributes.encode(frozenset(names), await printer_status(call))
+    encoded = attributes.encode(frozenset(names), status or await printer_status(call))
     head = response(call.message, OK)
     return encode_message(
         head.code,
