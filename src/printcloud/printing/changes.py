@@ -37,17 +37,24 @@ def bump(kind: str) -> None:
 
 def bump_on_commit(db: Session, kind: str) -> None:
     """Bump `kind` once the session's transaction commits (nothing on a rollback)."""
-    flags: set[str] = db.info.setdefault("printing.changes", set())
-    if kind in flags:
-        return
-    flags.add(kind)
+    pending: set[str] | None = db.info.get(_PENDING)
+    if pending is None:
+        # one pair of listeners per session, however many transactions it runs
+        pending = db.info[_PENDING] = set()
+        event.listen(db, "after_commit", _committed)
+        event.listen(db, "after_soft_rollback", _rolled_back)
+    pending.add(kind)
 
-    def committed(session: Session) -> None:
-        session.info.get("printing.changes", set()).discard(kind)
+
+_PENDING = "printing.changes"
+
+
+def _committed(session: Session) -> None:
+    pending: set[str] = session.info.get(_PENDING, set())
+    for kind in sorted(pending):
         bump(kind)
+    pending.clear()
 
-    def rolled_back(session: Session) -> None:
-        session.info.get("printing.changes", set()).discard(kind)
 
-    event.listen(db, "after_commit", committed, once=True)
-    event.listen(db, "after_soft_rollback", rolled_back, once=True)
+def _rolled_back(session: Session, previous_transaction: object) -> None:
+    session.info.get(_PENDING, set()).clear()
