@@ -30,6 +30,7 @@ from printcloud.docgen.digest import MemoryNonceStore, NonceStore, RedisNonceSto
 from printcloud.docgen.runtime import DocgenRuntime
 from printcloud.printing.app import create_app as create_printing
 from printcloud.printing.app import create_convert_app
+from printcloud.printing.ipp_fastlane import IppFastLane
 from printcloud.printing.runtime import PrintingRuntime
 
 log = get_logger("stack")
@@ -166,7 +167,13 @@ def create_stack(
         return RedirectResponse(f"/{settings.issuers[0]}/account")
 
     root.mount("/", auth)
-    return OAuthFastLane(root, runtime)
+    lanes: ASGIApp = OAuthFastLane(root, runtime)
+    if printing is not None:
+        # Get-Printer-Attributes ahead of the root's routing too (printing/ipp_fastlane.py)
+        lanes = IppFastLane(
+            lanes, rt=printing.state.printing, state=printing.state.ipp_queues, mount="/printing"
+        )
+    return lanes
 
 
 def app_factory() -> ASGIApp:

@@ -9,7 +9,7 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import ipp_routes, pages, pipeline, routes
+from . import ipp_fastlane, ipp_routes, pages, pipeline, routes
 from .pool import die_with_parent
 from .runtime import PrintingRuntime, build_runtime
 from .worker import build_worker, create_worker_app
@@ -36,6 +36,8 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RefuseNul)
+    # outermost: Get-Printer-Attributes is answered ahead of the rest (ipp_fastlane)
+    app.add_middleware(ipp_fastlane.IppFastLane, rt=rt, state=app.state.ipp_queues)
     return app
 
 

@@ -18,8 +18,10 @@ Nothing is created when the data is refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -121,8 +123,12 @@ async def submit(
     title: str,
     data: bytes | None = None,
     url: str | None = None,
+    also: Callable[[Session, PrintJobRow], None] | None = None,
 ) -> PrintJobRow:
-    """Validate, record and start a job. Nothing is created when the data is refused."""
+    """Validate, record and start a job. Nothing is created when the data is refused.
+
+    `also(db, job)` records what a way in keeps beside the job (an IPP queue's job row)
+    in the job's own transaction: both exist, or neither."""
     tenant_id = principal.tenant_id
     if not printer_id:
         raise InvalidRequest("printer_id is required", field="printer_id")
@@ -167,6 +173,8 @@ async def submit(
                 page_count=info.page_count,
             )
             db.flush()
+            if also is not None:
+                also(db, job)
             db.expunge(job)
             return job
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
@@ -33,14 +34,15 @@ from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.ipp.encoding import encode, encode_message
 from printcloud.ipp.message import Attribute, Group, GroupTag, IPPError, Message, ValueTag
-from printcloud.ipp.model import Operation, Status
+from printcloud.ipp.model import Operation, PrinterState, Status
 from printcloud.ipp.operations import Request, requested_names, response, select_attributes
 
-from . import intake, ipp_queue, jobs
+from . import changes, intake, ipp_queue, jobs
 from .ipp_documents import DocumentError, compression_of, document_format, to_pdf
-from .ipp_jobs import JobView, Template, job_attributes, job_template
+from .ipp_jobs import JobView, Template, job_attributes, job_template, view
+from .ipp_memo import QueueMemo
 from .ipp_printer import EXPLICIT_ONLY, AttributeCache, PrinterStatus, QueueFacts
-from .models import QueueRow
+from .models import IppJobRow, PrintJobRow, QueueRow
 from .runtime import PrintingRuntime
 
 log = get_logger("printing.ipp")
@@ -56,6 +58,8 @@ class Call:
     facts: QueueFacts
     principal: Principal | None
     cache: AttributeCache
+    #: The process's queue facts and printer status (None: read every time).
+    memo: QueueMemo | None = None
 
     @property
     def message(self) -> Message:
@@ -109,21 +113,29 @@ class Call:
 
 
 async def printer_status(call: Call) -> PrinterStatus:
+    """The queue's printer now: from the memo (at most `ipp_memo.TTL` old for changes
+    made by another process), else from its jobs."""
+    if call.memo is not None:
+        found = call.memo.status(call.facts)
+        if found is not None:
+            return found
+    generation = changes.generation(changes.JOBS)
     active, printing = await call.db(ipp_queue.busy_jobs, queue=call.facts.name)
-    from printcloud.ipp.model import PrinterState
-
     state = PrinterState.PROCESSING if printing else PrinterState.IDLE
     text = f"{active} job(s) in progress" if active else "Ready to print."
-    return PrinterStatus(
+    status = PrinterStatus(
         state=state,
         reasons=("none",),
         message=text,
         queued=active,
         changed=call.facts.config_changed,
     )
+    if call.memo is not None:
+        call.memo.keep_status(call.facts, status, generation=generation)
+    return status
 
 
-async def get_printer_attributes(call: Call) -> bytes:
+async def get_printer_attributes(call: Call, status: PrinterStatus | None = None) -> bytes:
     attributes = call.cache.get(call.facts)
     names, _ = select_attributes(
         requested_names(call.message),
@@ -131,7 +143,7 @@ async def get_printer_attributes(call: Call) -> bytes:
         target="printer",
         explicit_only=EXPLICIT_ONLY,
     )
-    encoded = attributes.encode(frozenset(names), await printer_status(call))
+    encoded = attributes.encode(frozenset(names), status or await printer_status(call))
     head = response(call.message, OK)
     return encode_message(
         head.code,
@@ -204,45 +216,72 @@ async def _create(call: Call, template: Template, fmt: str) -> JobView:
         name=_job_name(call),
         attributes={"values": template.values, "document-format": fmt},
     )
-    return await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=row.job_number)
+    return view(row, None)
+
+
+def _refusal(call: Call, exc: InvalidRequest | PayloadTooLarge) -> IPPError:
+    """The IPP error for a document the conversion or the intake refused."""
+    if isinstance(exc, DocumentError):
+        return call.fail(exc.status, exc.description)
+    if isinstance(exc, PayloadTooLarge):
+        return call.fail(Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, exc.description)
+    return call.fail(Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR, exc.description)
+
+
+async def _convert(call: Call, template: Template, fmt: str, data: bytes) -> bytes:
+    """The document as the PDF the intake takes (DocumentError when it cannot be)."""
+    return await run_in_threadpool(
+        partial(
+            to_pdf,
+            data,
+            fmt,
+            compression=compression_of(call.request),
+            settings=call.rt.settings,
+            ranges=template.ranges,
+        )
+    )
+
+
+async def _intake(
+    call: Call,
+    template: Template,
+    *,
+    title: str,
+    pdf: bytes,
+    also: Callable[[Session, PrintJobRow], None],
+) -> PrintJobRow:
+    """Today's intake; `also` records the IPP side in the print job's transaction."""
+    printer_id = call.facts.printer_id or await call.db(follow_me_printer)
+    assert call.principal is not None
+    return await intake.submit(
+        call.rt,
+        call.principal,
+        printer_id=printer_id,
+        options=template.options,
+        title=title or "untitled",
+        data=pdf,
+        also=also,
+    )
 
 
 async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: bytes) -> JobView:
-    """The document through today's intake; the job ends `aborted` with the reason when
-    it is refused, so nothing is left half-made."""
+    """Send-Document: the document of a job Create-Job made (and told the client of).
+    The job ends `aborted` with the reason when the document is refused."""
     number = v.row.job_number
-    printer_id = call.facts.printer_id or await call.db(follow_me_printer)
-    assert call.principal is not None
+    tenant_id = call.facts.tenant_id
+
+    def attach(db: Session, job: PrintJobRow) -> None:
+        ipp_queue.submitted(db, tenant_id=tenant_id, job_number=number, job_id=job.job_id)
+
     try:
-        pdf = await run_in_threadpool(
-            partial(
-                to_pdf,
-                data,
-                fmt,
-                compression=compression_of(call.request),
-                settings=call.rt.settings,
-                ranges=template.ranges,
-            )
-        )
-        job = await intake.submit(
-            call.rt,
-            call.principal,
-            printer_id=printer_id,
-            options=template.options,
-            title=v.row.name or "untitled",
-            data=pdf,
-        )
-    except (DocumentError, InvalidRequest, PayloadTooLarge) as exc:
+        pdf = await _convert(call, template, fmt, data)
+        await _intake(call, template, title=v.row.name, pdf=pdf, also=attach)
+    except (InvalidRequest, PayloadTooLarge) as exc:
         await call.db(ipp_queue.end, job_number=number, state="aborted", reason=exc.description)
-        if isinstance(exc, DocumentError):
-            raise call.fail(exc.status, exc.description) from exc
-        if isinstance(exc, PayloadTooLarge):
-            raise call.fail(Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, exc.description) from exc
-        raise call.fail(Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR, exc.description) from exc
+        raise _refusal(call, exc) from exc
     except BaseException:
         await call.db(ipp_queue.end, job_number=number, state="aborted", reason="not accepted")
         raise
-    await call.db(ipp_queue.submitted, job_number=number, job_id=job.job_id)
     return await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=number)
 
 
@@ -258,13 +297,38 @@ def follow_me_printer(db: Any, *, tenant_id: str) -> str:
 
 
 async def print_job(call: Call) -> bytes:
+    """RFC 8011 §4.2.1: the document is converted and checked before any job exists,
+    and the IPP job row is written in the intake's own transaction, so a refused
+    Print-Job (an error answer) leaves no job at all (§4.2.1.2)."""
     template = _template(call)
     fmt = document_format(call.request, formats=call.facts.formats, fail=call.fail)
     data = bytes(call.message.data)
     if not data:
         raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "Print-Job without a document")
-    v = await _create(call, template, fmt)
-    v = await _submit(call, v, template, fmt, data)
+    made: list[IppJobRow] = []
+    name = _job_name(call)
+    tenant_id, queue, owner = call.facts.tenant_id, call.facts.name, call.user
+    attributes: dict[str, object] = {"values": template.values, "document-format": fmt}
+
+    def record(db: Session, job: PrintJobRow) -> None:
+        row = ipp_queue.new_job(
+            db,
+            tenant_id=tenant_id,
+            queue=queue,
+            owner=owner,
+            name=name,
+            attributes=attributes,
+            job_id=job.job_id,
+        )
+        db.expunge(row)
+        made.append(row)
+
+    try:
+        pdf = await _convert(call, template, fmt, data)
+        job = await _intake(call, template, title=name, pdf=pdf, also=record)
+    except (InvalidRequest, PayloadTooLarge) as exc:
+        raise _refusal(call, exc) from exc
+    v = view(made[0], job)
     status = SUBSTITUTED if template.unsupported else OK
     return call.answer(status, [_job_group(v, call)], unsupported=template.unsupported)
 

@@ -90,8 +90,10 @@ def new_job(
     owner: str,
     name: str,
     attributes: dict[str, object],
+    job_id: str | None = None,
 ) -> IppJobRow:
-    """A job waiting for its document (Create-Job; Print-Job's before its intake)."""
+    """A job waiting for its document (Create-Job), or with its print job `job_id` at
+    once (Print-Job, in the intake's transaction: `intake.submit(also=...)`)."""
     row = IppJobRow(
         tenant_id=tenant_id,
         queue=queue,
@@ -99,7 +101,8 @@ def new_job(
         name=name[:300],
         uuid=str(uuid.uuid4()),
         attributes=attributes,
-        state="pending_document",
+        job_id=job_id,
+        state="pending_document" if job_id is None else "submitted",
     )
     db.add(row)
     db.flush()

@@ -38,10 +38,11 @@ from printcloud.ipp.message import IPPError, Message
 from printcloud.ipp.model import Status
 from printcloud.ipp.operations import check_request, error_response
 
-from . import ipp_queue
+from . import changes, ipp_queue
 from .deps import RuntimeDep
 from .ipp_auth import QueueAuthenticator
 from .ipp_documents import FORMATS
+from .ipp_memo import QueueMemo
 from .ipp_operations import ANONYMOUS, HANDLERS, Call
 from .ipp_printer import AttributeCache, QueueFacts
 from .ipp_transport import require_transport
@@ -60,10 +61,35 @@ class IppQueues:
 
     authenticator: QueueAuthenticator
     cache: AttributeCache
+    memo: QueueMemo
 
     @classmethod
     def of(cls, rt: PrintingRuntime) -> IppQueues:
-        return cls(QueueAuthenticator(rt.settings, rt.guard), AttributeCache())
+        return cls(QueueAuthenticator(rt.settings, rt.guard), AttributeCache(), QueueMemo())
+
+    async def facts(
+        self, rt: PrintingRuntime, *, tenant_id: str, queue: str
+    ) -> tuple[QueueRow, QueueFacts]:
+        """The tenant's queue (NotFound otherwise), from the memo when it is fresh."""
+        found = self.memo.facts(tenant_id, queue)
+        if found is not None:
+            return found
+        generation = changes.generation(changes.CONFIG)
+        load = partial(
+            ipp_queue.facts,
+            tenant_id=tenant_id,
+            name=queue,
+            public_url=rt.settings.public_url,
+            formats=FORMATS,
+        )
+
+        def read() -> tuple[QueueRow, QueueFacts]:
+            with rt.db.sessions() as db:
+                return load(db)
+
+        found = await run_in_threadpool(read)
+        self.memo.keep_facts(tenant_id, queue, found, generation=generation)
+        return found
 
 
 def _ipp(body: bytes, status: int = 200) -> Response:
@@ -124,19 +150,7 @@ async def ipp_request(
         target = checked.job_uri or checked.printer_uri
         if not _targets_queue(target, tenant_id=tenant_id, queue=queue):
             raise NotFound("the request's printer-uri names another queue")
-        load = partial(
-            ipp_queue.facts,
-            tenant_id=tenant_id,
-            name=queue,
-            public_url=rt.settings.public_url,
-            formats=FORMATS,
-        )
-
-        def read() -> tuple[QueueRow, QueueFacts]:
-            with rt.db.sessions() as db:
-                return load(db)
-
-        row, facts = await run_in_threadpool(read)
+        row, facts = await state.facts(rt, tenant_id=tenant_id, queue=queue)
         call = Call(
             rt=rt,
             request=checked,
@@ -144,6 +158,7 @@ async def ipp_request(
             facts=facts,
             principal=principal,
             cache=state.cache,
+            memo=state.memo,
         )
         return _ipp(await HANDLERS[checked.operation](call))
     except IPPError as exc:

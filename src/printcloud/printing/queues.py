@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
 from . import service
+from .changes import CONFIG, bump_on_commit
 from .models import QueueRow
 
 #: A queue's name is a URI path segment and a CUPS printer name (no '/', '#', space).
@@ -76,6 +77,7 @@ def add_queue(
     except IntegrityError as exc:
         db.rollback()
         raise Conflict(f"queue {name!r} already exists", field="name") from exc
+    bump_on_commit(db, CONFIG)
     return row
 
 
@@ -95,6 +97,7 @@ def list_queues(db: Session, *, tenant_id: str) -> list[QueueRow]:
 def delete_queue(db: Session, *, tenant_id: str, name: str) -> None:
     """Jobs already accepted through the queue go on: they belong to their printer."""
     db.delete(get_queue(db, tenant_id=tenant_id, name=name))
+    bump_on_commit(db, CONFIG)
 
 
 def queues_of_printer(db: Session, *, tenant_id: str, printer_id: str) -> list[QueueRow]:

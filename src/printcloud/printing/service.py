@@ -34,6 +34,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
+from .changes import CONFIG, JOBS, bump_on_commit
 from .models import JobEventRow, PrinterRow, PrintJobRow, QueueRow
 
 ACTIVE = (
@@ -147,6 +148,7 @@ def add_printer(
     except IntegrityError as exc:
         db.rollback()
         raise Conflict(f"printer {printer_id!r} already exists", field="printer_id") from exc
+    bump_on_commit(db, CONFIG)  # a follow-me queue's color depends on the tenant's printers
     return row
 
 
@@ -188,6 +190,7 @@ def update_printer(
         row.push_url = None
     if name:
         row.name = name
+    bump_on_commit(db, CONFIG)
     return row
 
 
@@ -216,6 +219,7 @@ def delete_printer(db: Session, *, tenant_id: str, printer_id: str) -> None:
             "delete them first"
         )
     db.delete(row)
+    bump_on_commit(db, CONFIG)
 
 
 def printer_for_device(
@@ -272,6 +276,7 @@ def create_job(
     db.add(row)
     db.flush()
     add_event(db, row, step="S105", state="accepted", detail=f"accepted from {source}")
+    bump_on_commit(db, JOBS)
     return row
 
 
@@ -356,6 +361,7 @@ def move(
         job.reason = reason[:1000]
     if state in FINAL:
         job.finished_at = now
+    bump_on_commit(db, JOBS)  # an IPP queue's printer-state (ipp_memo)
     add_event(db, job, step=step, state=state, worker=worker, detail=detail or (reason or ""))
     return True
 
