@@ -190,6 +190,22 @@ def _walk(settings: Settings, report: Report) -> None:
         tenant_id="1000AA",
     )
 
+    console.rule("Issue 14: an IPP Everywhere queue, printed to by CUPS's own lp")
+    from printcloud.demo.ipp import walk_ipp
+
+    walk_ipp(
+        settings,
+        report,
+        console,
+        tenant_id="1000AA",
+        printer_id="lobby-color",
+        device_id=device_id,
+        device_secret=device_secret,
+        username="alice",
+        password="demo-password-1",
+        user_token=consented.access_token,
+    )
+
     console.rule("Seed 004: a new ID card at the printer, registered once, then it just works")
     from printcloud.demo.cards import walk_cards
 
