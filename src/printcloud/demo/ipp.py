@@ -44,6 +44,7 @@ CUPS_PRINTER = "printcloud-demo"
 #: cupsd and lpadmin live in sbin, which an ordinary user's PATH may leave out.
 _SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin"])
 _BACKEND = Path("/usr/lib/cups/backend/ipp")
+PROGRAMS = ("cupsd", "lp", "lpadmin", "lpstat")
 #: Deadline of each wait (the machine may be busy: generous, polled).
 DEADLINE = 120.0
 STAGES = (
@@ -81,11 +82,11 @@ class Cups:
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
 
-def cups_programs() -> dict[str, str] | None:
-    """Where cupsd, lp, lpadmin and lpstat are, or None when CUPS is not installed."""
-    found = {name: shutil.which(name, path=_SEARCH) for name in ("cupsd", "lp", "lpadmin")}
-    found["lpstat"] = shutil.which("lpstat", path=_SEARCH)
-    if any(v is None for v in found.values()) or not _BACKEND.exists():
+def cups_programs(search: str = _SEARCH, backend: Path = _BACKEND) -> dict[str, str] | None:
+    """Where cupsd, lp, lpadmin and lpstat are (in `search`, a PATH), or None when CUPS
+    or its `ipp` backend is not installed."""
+    found = {name: shutil.which(name, path=search) for name in PROGRAMS}
+    if any(v is None for v in found.values()) or not backend.exists():
         return None
     return {k: v for k, v in found.items() if v is not None}
 

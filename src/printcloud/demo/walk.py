@@ -57,7 +57,8 @@ def _start(settings: Settings) -> tuple[_Server, threading.Thread]:
     return server, thread
 
 
-def run_demo(base: Settings, *, keep_running: bool = False) -> int:
+def run_demo(base: Settings, *, keep_running: bool = False, report: Report | None = None) -> int:
+    """Run the demo; 0 when every step held. `report` collects the checks (tests read it)."""
     data_dir = base.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     port = _free_port(base.port)
@@ -75,7 +76,7 @@ def run_demo(base: Settings, *, keep_running: bool = False) -> int:
     console.print(
         f"Stack up at [link]{settings.public_url}[/link]; data in [bold]{data_dir}[/bold]"
     )
-    report = Report()
+    report = report if report is not None else Report()
     try:
         _walk(settings, report)
     finally:
