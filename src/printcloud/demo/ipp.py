@@ -35,7 +35,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from printcloud.core.db import Database
 from printcloud.core.settings import Settings
-from printcloud.demo.printing import Checks, _print, make_brochure
+from printcloud.demo.printing import Checks, make_brochure, print_at_printer
 from printcloud.printing import queues
 from printcloud.printing.client import PrintClient
 
@@ -205,13 +205,14 @@ def walk_ipp(
     report.check(
         f"IPP queue {QUEUE!r} on {printer_id}",
         True,
-        f"{uri} (`printcloud admin queue add {QUEUE} --printer {printer_id}` does the same)",
+        f"{uri} (as `printcloud admin queue add {QUEUE} --tenant {tenant_id} "
+        f"--printer {printer_id}` adds it)",
     )
     programs = cups_programs()
     if programs is None:
         console.print(
-            f"  CUPS is not installed here (cupsd, lp, lpadmin): skipped; add it with [bold]"
-            f"{command}[/bold]"
+            "  CUPS (cupsd, lp, lpadmin, lpstat, its ipp backend) is not installed here: "
+            f"printing through it skipped; on a computer with CUPS: [bold]{command}[/bold]"
         )
         return
     console.print(f"  a private cupsd adds the queue: [bold]{command}[/bold]")
@@ -278,7 +279,7 @@ def _print_through_cups(
                 cups_id
                 in cups.run(programs["lpstat"], "-W", "completed", "-o", CUPS_PRINTER).stdout
             ),
-            print_now=lambda job_id: _print(
+            print_now=lambda job_id: print_at_printer(
                 settings,
                 console,
                 printer_id,
