@@ -252,7 +252,13 @@ def _print_through_cups(
     user_token: str,
 ) -> None:
     cups.run(programs["lpadmin"], "-p", CUPS_PRINTER, "-E", "-v", uri, "-m", "everywhere")
-    got = httpx.get(f"http://127.0.0.1:{cups.port}/printers/{CUPS_PRINTER}.ppd", timeout=30)
+    # cupsd may answer 404 for a moment after lpadmin returns: poll for the PPD
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        got = httpx.get(f"http://127.0.0.1:{cups.port}/printers/{CUPS_PRINTER}.ppd", timeout=30)
+        if got.status_code != 404 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     sizes = [line for line in got.text.splitlines() if line.startswith("*PageSize ")]
     report.check(
         "lpadmin -m everywhere builds a driverless PPD from the queue",
