@@ -210,7 +210,7 @@ def test_ipptool_over_ipps_with_the_generated_certificate(
     # CUPS keeps the certificates it trusted on first use in ~/.cups/ssl: a HOME of the
     # test's own. Over TLS 1.3, Debian 12's libcups 2.4.2 (GnuTLS) reads no answer from
     # any server (OpenSSL's as well as granian's rustls); over TLS 1.2 it is served. So
-    # CUPS is pinned to TLS 1.2 here (docs/ipp-tls.md, "Known client problem").
+    # CUPS is pinned to TLS 1.2 here (docs/ipp.md, "Known client problem").
     home = tmp_path / "home"
     (home / ".cups").mkdir(parents=True)
     (home / ".cups" / "client.conf").write_text("SSLOptions MaxTLS1.2\n")

@@ -18,6 +18,9 @@ showing what each step answered:
   virtual printer through the load-balanced conversion workers, with progress
   per step, the worker that served it, and where the previews are; a third
   job runs out of paper (`printing.py`);
+- issue 14: an IPP Everywhere queue on the color printer; with CUPS installed, a
+  private cupsd adds it (`lpadmin -m everywhere`) and CUPS's own `lp` prints to it,
+  followed to the virtual printer and CUPS's completed list (`ipp.py`);
 - seed 004: a new ID card is tapped at a printer, registered with directory
   credentials, tapped again to release a held job; past the retention period
   the binding is gone (`cards.py`);

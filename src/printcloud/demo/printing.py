@@ -187,7 +187,9 @@ def walk_printing(
 
     console.print("  the virtual printers poll, render, separate, halftone and print:")
     for job_id, printer in jobs.items():
-        _print(settings, console, printer, job_id, device_id, device_secret, tenant_id, out_dir)
+        print_at_printer(
+            settings, console, printer, job_id, device_id, device_secret, tenant_id, out_dir
+        )
 
     table = Table(title="print jobs", show_lines=False)
     for column in ("printer", "state", "pages", "workers (S106 / S107 / S108 / S112)", "previews"):
@@ -217,7 +219,7 @@ def walk_printing(
 
     jammed = submit("office-mono")
     _follow(api, user_token, {jammed["job_id"]: "office-mono"}, console)
-    _print(
+    print_at_printer(
         settings,
         console,
         "office-mono",
@@ -242,7 +244,7 @@ def walk_printing(
     api.close()
 
 
-def _print(
+def print_at_printer(
     settings: Settings,
     console: Console,
     printer: str,
@@ -254,6 +256,7 @@ def _print(
     *,
     fault: str | None = None,
 ) -> None:
+    """The virtual printer `printer` polls once and prints `job_id`, with a progress bar."""
     with Progress(
         TextColumn("  {task.fields[name]:<14}"),
         BarColumn(bar_width=24),

@@ -57,7 +57,8 @@ def _start(settings: Settings) -> tuple[_Server, threading.Thread]:
     return server, thread
 
 
-def run_demo(base: Settings, *, keep_running: bool = False) -> int:
+def run_demo(base: Settings, *, keep_running: bool = False, report: Report | None = None) -> int:
+    """Run the demo; 0 when every step held. `report` collects the checks (tests read it)."""
     data_dir = base.data_dir / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     port = _free_port(base.port)
@@ -75,7 +76,7 @@ def run_demo(base: Settings, *, keep_running: bool = False) -> int:
     console.print(
         f"Stack up at [link]{settings.public_url}[/link]; data in [bold]{data_dir}[/bold]"
     )
-    report = Report()
+    report = report if report is not None else Report()
     try:
         _walk(settings, report)
     finally:
@@ -188,6 +189,22 @@ def _walk(settings: Settings, report: Report) -> None:
         device_id=device_id,
         device_secret=device_secret,
         tenant_id="1000AA",
+    )
+
+    console.rule("Issue 14: an IPP Everywhere queue, printed to by CUPS's own lp")
+    from printcloud.demo.ipp import walk_ipp
+
+    walk_ipp(
+        settings,
+        report,
+        console,
+        tenant_id="1000AA",
+        printer_id="lobby-color",
+        device_id=device_id,
+        device_secret=device_secret,
+        username="alice",
+        password="demo-password-1",
+        user_token=consented.access_token,
     )
 
     console.rule("Seed 004: a new ID card at the printer, registered once, then it just works")
