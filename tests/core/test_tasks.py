@@ -7,6 +7,7 @@ with SIGKILL mid-workflow, and count step executions in marker files.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -607,3 +608,36 @@ def test_the_latest_version_answer_is_remembered_a_few_seconds(engine: tasks.Tas
     remembered, until = sys_db.__dict__["_latest_memo"][engine.app_version]
     assert remembered is True
     assert 0 < until - time.monotonic() <= waker._LATEST_VERSION_SECONDS
+
+
+def test_a_restarted_schedule_backfills_up_to_the_moment_its_thread_starts() -> None:
+    """A tick that fell due while DBOS enqueued a schedule's backfill was in neither the
+    backfill's window (it ends at a `now` read before the writes) nor the thread's (from a
+    `now` read after them): a schedule restarted after a crash lost one tick. The
+    backfill goes on from where it stopped until a pass finds nothing due."""
+    from croniter import croniter
+
+    windows: list[tuple[datetime, datetime]] = []
+
+    def dbos_backfill(_sys_db: Any, _name: str, start: datetime, end: datetime) -> list[str]:
+        """DBOS's enumeration: the every-second ticks after `start` and before `end`."""
+        windows.append((start, end))
+        it = croniter("* * * * * *", start, second_at_beginning=True)
+        ids = []
+        while (tick := it.get_next(datetime)) < end:
+            ids.append(f"sched-s-{tick.isoformat()}")
+        return ids
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    last_fired = now - timedelta(seconds=10)
+    # The first pass's end as DBOS read it, 3 s before the writes ended (a busy machine).
+    first_end = now - timedelta(seconds=3)
+    ids = waker._backfill_to_now(dbos_backfill)(None, "s", last_fired, first_end)
+    ticks = sorted(datetime.fromisoformat(i.removeprefix("sched-s-")) for i in ids)
+    assert len(ticks) == len(set(ticks)), "a tick enqueued twice"
+    assert ticks[0] == last_fired + timedelta(seconds=1)
+    gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
+    assert gaps == {1.0}, ticks  # first_end's own tick included, none skipped
+    assert ticks[-1] >= now - timedelta(seconds=1)  # up to the last pass's `now`
+    assert windows[-1][1] > first_end  # it went on past DBOS's own end
+    assert waker._backfill_to_now(dbos_backfill).to_now is True

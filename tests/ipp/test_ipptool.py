@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -80,9 +81,13 @@ def test_the_queue_passes_what_the_reference_passes(
     ippeveprinter: str,
     ipp_samples: Path,
 ) -> None:
-    reference, _ = run_suite(ippeveprinter, suite, ipp_samples)
     wait_idle(ipp_world)
-    ours, ours_out = run_suite(ipp_world.uri_as(), suite, ipp_samples)
+    # The two servers are separate processes and the suites mostly wait for jobs to
+    # finish: run them side by side (it halves the wall time of the slowest CI test).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        theirs = pool.submit(run_suite, ippeveprinter, suite, ipp_samples)
+        ours, ours_out = run_suite(ipp_world.uri_as(), suite, ipp_samples)
+        reference, _ = theirs.result()
     assert [(s, n) for s, n, _ in ours] == [(s, n) for s, n, _ in reference], (
         "the two runs ran different tests"
     )

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dbos import DBOS
@@ -358,6 +359,41 @@ def quiet_dbos_pollers() -> None:
     _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = _BACKGROUND_JOBS_SECONDS
     if not getattr(SystemDatabase._is_latest_version, "remembered", False):
         SystemDatabase._is_latest_version = _remembered(SystemDatabase._is_latest_version)  # type: ignore[method-assign]
+    close_backfill_gap()
+
+
+def close_backfill_gap() -> None:
+    """Make DBOS's automatic backfill reach the moment the schedule's thread starts.
+
+    When a schedule starts with `automatic_backfill`, DBOS enqueues the ticks between
+    the last fired one and a `now` it reads first, then starts the schedule's thread,
+    whose first tick is the next after a second `now`. A tick that falls due while the
+    backfill is enqueueing (several writes; a second or more on a busy machine) was in
+    neither window and never ran: a schedule restarted after a crash lost a tick. The
+    backfill now runs again from where it stopped until a pass finds nothing due: the
+    window left is the few microseconds before the thread starts. Workflow IDs are per
+    tick, so a tick both would start runs once."""
+    from dbos import _scheduler
+
+    if not getattr(_scheduler.backfill_schedule, "to_now", False):
+        _scheduler.backfill_schedule = _backfill_to_now(_scheduler.backfill_schedule)
+
+
+def _backfill_to_now(backfill: Any) -> Any:
+    def backfill_to_now(sys_db: Any, schedule_name: str, start: Any, end: Any) -> list[str]:
+        ids: list[str] = list(backfill(sys_db, schedule_name, start, end))
+        for _ in range(100):  # each pass is shorter than the one before; 100 is "stuck"
+            now = datetime.now(UTC)
+            # `start` is exclusive: begin a hair before `end` so a tick at `end` counts
+            more = list(backfill(sys_db, schedule_name, end - timedelta(microseconds=1), now))
+            ids += more
+            end = now
+            if not more:
+                break
+        return ids
+
+    backfill_to_now.to_now = True  # type: ignore[attr-defined]
+    return backfill_to_now
 
 
 def _remembered(ask: Any) -> Any:
