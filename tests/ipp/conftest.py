@@ -21,6 +21,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from printcloud.demo.ipp import write_cupsd_config
 from printcloud.device.agent import DeviceAgent
 from tests.conftest import free_port, require_command, require_peer
 from tests.helpers.print_stack import PrintStack, print_stacks
@@ -279,31 +280,7 @@ def cupsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cups]:
     root = Path(tempfile.mkdtemp(prefix="pc-cups-"))
     root.chmod(0o755)
     port = free_port()
-    for name in ("log", "spool", "cache", "state", "spool/tmp", "ppd"):
-        (root / name).mkdir(parents=True, exist_ok=True)
-    (root / "cupsd.conf").write_text(
-        f"Listen 127.0.0.1:{port}\n"
-        "LogLevel debug\n"
-        "WebInterface No\n"
-        "Browsing No\n"
-        "DefaultAuthType None\n"
-        "<Location />\n  Order allow,deny\n  Allow all\n</Location>\n"
-        "<Location /admin>\n  Order allow,deny\n  Allow all\n</Location>\n"
-        "<Policy default>\n  <Limit All>\n    Order deny,allow\n  </Limit>\n</Policy>\n"
-    )
-    (root / "cups-files.conf").write_text(
-        f"ServerRoot {root}\n"
-        f"RequestRoot {root / 'spool'}\n"
-        f"TempDir {root / 'spool' / 'tmp'}\n"
-        f"CacheDir {root / 'cache'}\n"
-        f"StateDir {root / 'state'}\n"
-        f"AccessLog {root / 'log' / 'access_log'}\n"
-        f"ErrorLog {root / 'log' / 'error_log'}\n"
-        f"PageLog {root / 'log' / 'page_log'}\n"
-        "ServerBin /usr/lib/cups\n"
-        "DataDir /usr/share/cups\n"
-        "Sandboxing relaxed\n"
-    )
+    write_cupsd_config(root, port, log_level="debug")
     env = {**os.environ, "CUPS_SERVER": f"127.0.0.1:{port}", "LANG": "C"}
     process = subprocess.Popen(
         [program, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],

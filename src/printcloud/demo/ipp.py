@@ -108,23 +108,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def private_cupsd(cupsd: str, data_dir: Path) -> Iterator[Cups]:
-    """`cupsd -f` from a configuration folder under the demo's data folder (or, when
-    run as root and that folder is closed to user lp, a folder under /tmp opened to
-    lp), on 127.0.0.1:PORT; stopped and its folder removed on the way out."""
-    if os.geteuid() == 0 and not _reachable_by_others(data_dir):
-        root = Path(tempfile.mkdtemp(prefix="printcloud-demo-cups-"))
-    else:
-        root = data_dir / "cups"
-        root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o755)
-    port = _free_port()
+def write_cupsd_config(root: Path, port: int, *, log_level: str = "warn") -> None:
+    """A private cupsd's folders and configuration under `root`: it listens on
+    127.0.0.1:`port` only, shares nothing, asks no one for a password (our queue does),
+    and keeps its spool, cache, state and logs in `root` (the tests' cupsd uses it too)."""
     for name in ("log", "spool", "cache", "state", "spool/tmp", "ppd"):
         (root / name).mkdir(parents=True, exist_ok=True)
     (root / "cupsd.conf").write_text(
         f"Listen 127.0.0.1:{port}\n"
-        "LogLevel warn\n"
+        f"LogLevel {log_level}\n"
         "WebInterface No\n"
         "Browsing No\n"
         "DefaultAuthType None\n"
@@ -145,6 +137,21 @@ def private_cupsd(cupsd: str, data_dir: Path) -> Iterator[Cups]:
         "DataDir /usr/share/cups\n"
         "Sandboxing relaxed\n"
     )
+
+
+@contextmanager
+def private_cupsd(cupsd: str, data_dir: Path) -> Iterator[Cups]:
+    """`cupsd -f` from a configuration folder under the demo's data folder (or, when
+    run as root and that folder is closed to user lp, a folder under /tmp opened to
+    lp), on 127.0.0.1:PORT; stopped and its folder removed on the way out."""
+    if os.geteuid() == 0 and not _reachable_by_others(data_dir):
+        root = Path(tempfile.mkdtemp(prefix="printcloud-demo-cups-"))
+    else:
+        root = data_dir / "cups"
+        root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    port = _free_port()
+    write_cupsd_config(root, port)
     env = {**os.environ, "CUPS_SERVER": f"127.0.0.1:{port}", "LANG": "C"}
     process = subprocess.Popen(  # noqa: S603 - cupsd found by cups_programs
         [cupsd, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],
