@@ -6,7 +6,6 @@ missing program skips (or fails under PRINTCLOUD_REQUIRE_PEERS=1)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -17,11 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
-from printcloud.demo.ipp import write_cupsd_config
+from printcloud.demo.ipp import cupsd_running
 from printcloud.device.agent import DeviceAgent
 from tests.conftest import free_port, require_command, require_peer
 from tests.helpers.print_stack import PrintStack, print_stacks
@@ -279,35 +277,5 @@ def cupsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cups]:
     # must reach the spool (cupsd sets the modes of the folders it owns itself).
     root = Path(tempfile.mkdtemp(prefix="pc-cups-"))
     root.chmod(0o755)
-    port = free_port()
-    write_cupsd_config(root, port, log_level="debug")
-    env = {**os.environ, "CUPS_SERVER": f"127.0.0.1:{port}", "LANG": "C"}
-    process = subprocess.Popen(
-        [program, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=env,
-    )
-    cups = Cups(port=port, root=root, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"cupsd exited with {process.returncode}:\n{cups.log()}")
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cupsd did not answer:\n{cups.log()}") from None
-                time.sleep(0.2)
-        yield cups
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        shutil.rmtree(root, ignore_errors=True)
+    with cupsd_running(program, root, log_level="debug") as (port, env, _):
+        yield Cups(port=port, root=root, env=env)

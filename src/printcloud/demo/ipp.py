@@ -150,30 +150,43 @@ def private_cupsd(cupsd: str, data_dir: Path) -> Iterator[Cups]:
         root = data_dir / "cups"
         root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
+    with cupsd_running(cupsd, root) as (port, env, process):
+        yield Cups(port=port, root=root, env=env, process=process)
+
+
+@contextmanager
+def cupsd_running(
+    cupsd: str, root: Path, *, log_level: str = "warn"
+) -> Iterator[tuple[int, dict[str, str], subprocess.Popen[bytes]]]:
+    """`cupsd -f` configured in `root` on a free loopback port, once it answers: (port,
+    the environment that points CUPS's commands at it, the process); stopped and `root`
+    removed on the way out (the demo's cupsd and the tests' one)."""
     port = _free_port()
-    write_cupsd_config(root, port)
+    write_cupsd_config(root, port, log_level=log_level)
     env = {**os.environ, "CUPS_SERVER": f"127.0.0.1:{port}", "LANG": "C"}
-    process = subprocess.Popen(  # noqa: S603 - cupsd found by cups_programs
+    process = subprocess.Popen(  # noqa: S603 - the caller found cupsd
         [cupsd, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
         env=env,
     )
-    cups = Cups(port=port, root=root, env=env, process=process)
+    log = root / "log" / "error_log"
     try:
         deadline = time.monotonic() + DEADLINE
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"cupsd exited with {process.returncode}: {cups.log()}")
+                tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
+                raise RuntimeError(f"cupsd exited with {process.returncode}:\n{tail}")
             try:
                 httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"cupsd did not answer: {cups.log()}") from None
+                    tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
+                    raise RuntimeError(f"cupsd did not answer:\n{tail}") from None
                 time.sleep(0.2)
-        yield cups
+        yield port, env, process
     finally:
         process.terminate()
         try:
