@@ -266,6 +266,13 @@ def job_attributes(v: JobView, *, printer_uri: str, visible: bool) -> list[Attri
         fmt = row.attributes.get("document-format")
         if fmt:
             attrs.append(Attribute("document-format-supplied", ValueTag.MIME_MEDIA_TYPE, fmt))
+    attrs += template_attributes(values)
+    return attrs
+
+
+def template_attributes(values: dict[str, Any]) -> list[Attribute]:
+    """A job's stored Job Template values (as `job_template` accepted them), as attributes."""
+    attrs: list[Attribute] = []
     if "copies" in values:
         attrs.append(Attribute("copies", ValueTag.INTEGER, int(values["copies"])))
     for name in ("sides", "print-color-mode", "media", "job-hold-until"):

@@ -39,7 +39,7 @@ from printcloud.ipp.operations import Request, requested_names, response, select
 
 from . import changes, intake, ipp_queue, jobs
 from .ipp_documents import DocumentError, compression_of, document_format, to_pdf
-from .ipp_jobs import JobView, Template, job_attributes, job_template, view
+from .ipp_jobs import JobView, Template, job_attributes, job_template, template_attributes, view
 from .ipp_memo import QueueMemo
 from .ipp_printer import EXPLICIT_ONLY, AttributeCache, PrinterStatus, QueueFacts
 from .models import IppJobRow, PrintJobRow, QueueRow
@@ -390,19 +390,8 @@ async def send_document(call: Call) -> bytes:
 
 def _stored_group(stored: dict[str, Any]) -> Group:
     """Create-Job's accepted template values, as a job group again."""
-    from printcloud.ipp.model import Range, Resolution
-
-    values = stored.get("values", {})
-    attrs = [Attribute("copies", ValueTag.INTEGER, int(values.get("copies", 1)))]
-    for name in ("sides", "print-color-mode", "media", "job-hold-until"):
-        if name in values:
-            attrs.append(Attribute(name, ValueTag.KEYWORD, str(values[name])))
-    if "printer-resolution" in values:
-        dpi = int(values["printer-resolution"])
-        attrs.append(Attribute("printer-resolution", ValueTag.RESOLUTION, Resolution(dpi, dpi)))
-    if "page-ranges" in values:
-        ranges = [Range(int(lo), int(hi)) for lo, hi in values["page-ranges"]]
-        attrs.append(Attribute("page-ranges", ValueTag.RANGE_OF_INTEGER, ranges))
+    values = {"copies": 1, **stored.get("values", {})}
+    attrs = template_attributes(values)
     return Group(GroupTag.JOB, attrs)
 
 
