@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.mdns import ensure_mdns
 
 from bench.conversion import _scratch
 from bench.harness import (
@@ -184,17 +185,6 @@ def pin_group(pgid: int, cpu: int) -> None:
                     timeout=10,
                     check=False,
                 )
-
-
-def ensure_mdns() -> None:
-    """ippeveprinter registers over DNS-SD: D-Bus and avahi-daemon, started if not running."""
-    if not Path("/run/dbus/system_bus_socket").exists():
-        Path("/run/dbus").mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dbus-daemon", "--system", "--fork"], check=True, timeout=60)
-    if subprocess.run(["avahi-daemon", "--check"], check=False).returncode != 0:
-        subprocess.run(
-            ["avahi-daemon", "-D", "--no-drop-root", "--no-chroot"], check=True, timeout=60
-        )
 
 
 @contextlib.contextmanager
