@@ -55,6 +55,28 @@ def test_queues_through_the_admin_api_and_the_cli(make_print_stack: Any) -> None
     refused = admin.delete("/api/printers/color-1")
     assert refused.status_code == 409 and "office" in refused.json()["error_description"]
 
+    # PATCH: another printer (an info left at its default follows it), follow-me, back;
+    # the URI and printer-uuid stay
+    moved = admin.patch("/api/queues/office", json={"printer_id": "mono-1"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["printer_id"] == "mono-1" and moved.json()["info"] == "MONO-1"
+    assert moved.json()["uri"] == uri and moved.json()["uuid"] == queue["uuid"]
+    told = admin.patch("/api/queues/office", json={"info": "2nd floor", "job_privacy": "none"})
+    assert told.json()["info"] == "2nd floor" and told.json()["job_privacy"] == "none"
+    assert told.json()["printer_id"] == "mono-1"
+    follows = admin.patch("/api/queues/office", json={"printer_id": None}).json()
+    assert follows["follow_me"] and follows["info"] == "2nd floor"
+    back = admin.patch("/api/queues/office", json={"printer_id": "color-1", "info": ""}).json()
+    assert back["printer_id"] == "color-1" and back["info"] == "COLOR-1"
+    for body, status, field in [
+        ({"printer_id": "nope"}, 400, "printer_id"),
+        ({"info": "two\nlines"}, 400, "info"),
+    ]:
+        answer = admin.patch("/api/queues/office", json=body)
+        assert answer.status_code == status and answer.json()["field"] == field, answer.text
+    assert admin.patch("/api/queues/none-such", json={"info": "x"}).status_code == 404
+    assert t.api.patch("/api/queues/office", json={"info": "mine"}).status_code == 403
+
     # the print page shows each queue with the line that adds it
     with Browser(stack.base_url, credentials=(t.id, "root", "admin password 1")) as browser:
         page = browser.open("/printing/")
@@ -68,6 +90,14 @@ def test_queues_through_the_admin_api_and_the_cli(make_print_stack: Any) -> None
     stack.user(other.id, "root", "admin password 2", admin=True)
     other_admin = stack.api(stack.user_token(other.id, "root", "admin password 2", "admin"))
     assert other_admin.delete("/api/queues/office").status_code == 404
+    assert other_admin.patch("/api/queues/office", json={"info": "x"}).status_code == 404
+    # nor point a queue of theirs at a printer of this tenant (IDs are per tenant)
+    stack.printer(t.id, "hall-9", client_id=t.dev_id)
+    stolen = other_admin.post("/api/queues", json={"name": "theirs", "printer_id": "hall-9"})
+    assert stolen.status_code == 400 and stolen.json()["field"] == "printer_id"
+    other_admin.post("/api/queues", json={"name": "theirs"})
+    stolen = other_admin.patch("/api/queues/theirs", json={"printer_id": "hall-9"})
+    assert stolen.status_code == 400 and stolen.json()["field"] == "printer_id"
     assert other_admin.post("/api/queues", json={"name": "office"}).status_code == 201
 
     env = dict(stack.env)
@@ -81,6 +111,16 @@ def test_queues_through_the_admin_api_and_the_cli(make_print_stack: Any) -> None
     assert [q["name"] for q in listed] == ["anywhere", "lobby", "office"]
     assert listed[1]["uri"] == lobby_uri
     assert "Add manually" in listed[1]["add_windows"]
+    edited = _cli(env, "--json", "queue", "edit", "lobby", "--tenant", t.id, "--follow-me")
+    assert edited.returncode == 0, edited.stderr
+    assert json.loads(edited.stdout)["follow_me"]
+    assert json.loads(edited.stdout)["info"] == "lobby (follow-me)"
+    edited = _cli(env, "queue", "edit", "lobby", "--tenant", t.id, "--info", "Front desk")
+    assert edited.returncode == 0 and "Front desk" in edited.stdout, edited.stderr
+    nothing = _cli(env, "queue", "edit", "lobby", "--tenant", t.id)
+    assert nothing.returncode == 2 and "give what changes" in nothing.stderr
+    both = _cli(env, "queue", "edit", "lobby", "--tenant", t.id, "--printer", "x", "--follow-me")
+    assert both.returncode == 2 and "not both" in both.stderr
     gone = _cli(env, "queue", "delete", "lobby", "--tenant", t.id)
     assert gone.returncode == 0, gone.stderr
     assert _cli(env, "queue", "delete", "lobby", "--tenant", t.id).returncode == 2

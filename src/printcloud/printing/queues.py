@@ -6,7 +6,9 @@ tenant (the last segment of its URI, `…/printing/ipp/print/{tenant}/{name}`) a
 targets one printer of the tenant, or none: a follow-me queue, whose jobs are held
 until their owner logs in by card at any printer of the tenant (seeds 003 + 004).
 
-Every function takes the tenant explicitly; another tenant's queue is "not found".
+Every function takes the tenant explicitly; another tenant's queue is "not found", and
+another tenant's printer is an unknown printer. The admin API, pages and CLI all add,
+change and delete queues through these functions, so they refuse the same input alike.
 `queue_uri` and `add_commands` are what the admin API, pages and CLI show.
 """
 
@@ -25,11 +27,13 @@ from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
 from . import service
 from .changes import CONFIG, bump_on_commit
-from .models import QueueRow
+from .models import PrinterRow, QueueRow
 
 #: A queue's name is a URI path segment and a CUPS printer name (no '/', '#', space).
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PRIVACY = ("attributes", "none")
+#: printer-info and printer-location (the columns' width).
+_TEXT_MAX = 200
 #: Where the print service's app is mounted in the embedded stack and behind the proxies.
 IPP_PATH = "/printing/ipp/print"
 
@@ -44,30 +48,21 @@ def add_queue(
     location: str = "",
     job_privacy: str = "attributes",
 ) -> QueueRow:
-    """A new queue targeting `printer_id` (a printer of the tenant), or follow-me (None)."""
+    """A new queue targeting `printer_id` (a printer of the tenant), or follow-me (None).
+    An empty `info` or `location` is the printer's (for follow-me: the name, and none)."""
     if not _NAME.match(name):
         raise InvalidRequest(
             "name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             field="name",
         )
-    if job_privacy not in PRIVACY:
-        raise InvalidRequest(
-            f"job_privacy must be one of {', '.join(PRIVACY)}", field="job_privacy"
-        )
-    printer = None
-    if printer_id is not None:
-        try:
-            printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
-        except NotFound as exc:
-            raise InvalidRequest(
-                f"unknown printer {printer_id!r} in this tenant", field="printer_id"
-            ) from exc
+    _check_privacy(job_privacy)
+    printer = _target(db, tenant_id=tenant_id, printer_id=printer_id)
     row = QueueRow(
         tenant_id=tenant_id,
         name=name,
         printer_id=printer_id,
-        info=(info.strip() or (printer.name if printer else f"{name} (follow-me)"))[:200],
-        location=(location.strip() or (printer.location if printer else ""))[:200],
+        info=_text(info, "info") or _default_info(name, printer),
+        location=_text(location, "location") or _default_location(printer),
         uuid=str(uuid.uuid4()),
         job_privacy=job_privacy,
     )
@@ -79,6 +74,89 @@ def add_queue(
         raise Conflict(f"queue {name!r} already exists", field="name") from exc
     bump_on_commit(db, CONFIG)
     return row
+
+
+def update_queue(
+    db: Session,
+    *,
+    tenant_id: str,
+    name: str,
+    printer_id: str | None = None,
+    follow_me: bool = False,
+    info: str | None = None,
+    location: str | None = None,
+    job_privacy: str | None = None,
+) -> QueueRow:
+    """Change a queue's target (`printer_id`, or `follow_me`), `info`, `location` or
+    `job_privacy`; None leaves a value as it is. Its name, URI and printer-uuid stay.
+
+    An empty `info` or `location` is the target's default, as when the queue was added;
+    one left at the old target's default follows the new target. Jobs already accepted
+    keep the printer they were accepted for."""
+    if printer_id is not None and follow_me:
+        raise InvalidRequest("give a printer or follow-me, not both", field="printer_id")
+    if job_privacy is not None:
+        _check_privacy(job_privacy)
+    row = get_queue(db, tenant_id=tenant_id, name=name)
+    before = _target(db, tenant_id=tenant_id, printer_id=row.printer_id, gone_ok=True)
+    after = before
+    if printer_id is not None or follow_me:
+        after = _target(db, tenant_id=tenant_id, printer_id=printer_id)
+        if info is None and row.info == _default_info(name, before):
+            info = ""
+        if location is None and row.location == _default_location(before):
+            location = ""
+        row.printer_id = printer_id
+    if info is not None:
+        row.info = _text(info, "info") or _default_info(name, after)
+    if location is not None:
+        row.location = _text(location, "location") or _default_location(after)
+    if job_privacy is not None:
+        row.job_privacy = job_privacy
+    bump_on_commit(db, CONFIG)
+    return row
+
+
+def _check_privacy(job_privacy: str) -> None:
+    if job_privacy not in PRIVACY:
+        raise InvalidRequest(
+            f"job_privacy must be one of {', '.join(PRIVACY)}", field="job_privacy"
+        )
+
+
+def _target(
+    db: Session, *, tenant_id: str, printer_id: str | None, gone_ok: bool = False
+) -> PrinterRow | None:
+    """The printer a queue prints on: the tenant's (another tenant's is unknown here), or
+    None for follow-me. `gone_ok`: a printer that no longer exists is None too."""
+    if printer_id is None:
+        return None
+    try:
+        return service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+    except NotFound as exc:
+        if gone_ok:
+            return None
+        raise InvalidRequest(
+            f"unknown printer {printer_id!r} in this tenant", field="printer_id"
+        ) from exc
+
+
+def _text(value: str, field: str) -> str:
+    """printer-info and printer-location: one line of at most 200 characters."""
+    value = value.strip()
+    if len(value) > _TEXT_MAX:
+        raise InvalidRequest(f"{field} must be at most {_TEXT_MAX} characters", field=field)
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidRequest(f"{field} must be one line of text", field=field)
+    return value
+
+
+def _default_info(name: str, printer: PrinterRow | None) -> str:
+    return (printer.name if printer else f"{name} (follow-me)")[:_TEXT_MAX]
+
+
+def _default_location(printer: PrinterRow | None) -> str:
+    return (printer.location if printer else "")[:_TEXT_MAX]
 
 
 def get_queue(db: Session, *, tenant_id: str, name: str) -> QueueRow:

@@ -5,8 +5,9 @@
   `POST /api/jobs/{id}/cancel`: the owner (SVC001).
 - `GET /api/printers`: scope `print`; `POST`/`DELETE`: scope `admin` and the issuer's
   `admin` claim (the tenant's administrator now, PRT001 registry).
-- `GET /api/queues`: scope `print`; `POST`/`DELETE /api/queues/{name}`: the tenant's
-  administrator (IPP Everywhere queues, issue 14; the IPP endpoint is `ipp_routes.py`).
+- `GET /api/queues`: scope `print`; `POST /api/queues`, `PATCH`/`DELETE
+  /api/queues/{name}`: the tenant's administrator (IPP Everywhere queues, issue 14;
+  the IPP endpoint is `ipp_routes.py`).
 - `GET /api/device/printers/{p}/work` (S109, ¶0112: the printer polls),
   `POST /api/device/jobs/{id}/started`, `…/result`, `PUT …/pages/{n}/preview` (S110):
   the printer's own device client, scope `device`.
@@ -50,6 +51,7 @@ from .schemas import (
     QueueCreate,
     QueueList,
     QueueRead,
+    QueueUpdate,
     Started,
     StateRead,
     WorkList,
@@ -210,6 +212,22 @@ def add_queue(body: QueueCreate, rt: RuntimeDep, principal: AdminCaller) -> Queu
             tenant_id=principal.tenant_id,
             name=body.name,
             printer_id=body.printer_id,
+            info=body.info,
+            location=body.location,
+            job_privacy=body.job_privacy,
+        )
+        return QueueRead.of(row, public_url=rt.settings.public_url)
+
+
+@router.patch("/api/queues/{name}", response_model=QueueRead, tags=["queues"])
+def update_queue(name: str, body: QueueUpdate, rt: RuntimeDep, principal: AdminCaller) -> QueueRead:
+    with rt.db.session() as db:
+        row = queues.update_queue(
+            db,
+            tenant_id=principal.tenant_id,
+            name=name,
+            printer_id=body.printer_id,
+            follow_me=body.follow_me,
             info=body.info,
             location=body.location,
             job_privacy=body.job_privacy,

@@ -167,6 +167,22 @@ class QueueCreate(BaseModel):
     job_privacy: Literal["attributes", "none"] = "attributes"
 
 
+class QueueUpdate(BaseModel):
+    """A change to a queue; a field left out stays as it is. `printer_id`: another printer
+    of the tenant, or null to make it a follow-me queue. An empty `info` or `location`
+    is the target's default."""
+
+    printer_id: str | None = Field(default=None, min_length=1, max_length=128)
+    info: str | None = Field(default=None, max_length=200)
+    location: str | None = Field(default=None, max_length=200)
+    job_privacy: Literal["attributes", "none"] | None = None
+
+    @property
+    def follow_me(self) -> bool:
+        """`printer_id` sent as null."""
+        return "printer_id" in self.model_fields_set and self.printer_id is None
+
+
 class QueueRead(BaseModel):
     name: str
     printer_id: str | None

@@ -80,6 +80,60 @@ def queue_add(
         console.print(f"add it: {data['add_linux']}", soft_wrap=True, markup=False)
 
 
+@queue_cli.command("edit")
+def queue_edit(
+    name: str,
+    tenant: TenantOpt,
+    printer: Annotated[
+        str | None, typer.Option("--printer", help="Print on this printer of the tenant")
+    ] = None,
+    follow_me: Annotated[
+        bool, typer.Option("--follow-me", help="Make it a follow-me queue")
+    ] = False,
+    info: Annotated[
+        str | None, typer.Option(help="printer-info shown by clients ('' for the default)")
+    ] = None,
+    location: Annotated[
+        str | None, typer.Option(help="printer-location shown by clients ('' for the default)")
+    ] = None,
+    private: Annotated[
+        bool | None,
+        typer.Option(
+            "--private/--not-private", help="Other users see none of a user's jobs (or their state)"
+        ),
+    ] = None,
+) -> None:
+    """Change a queue's printer (--printer or --follow-me), info, location or privacy;
+    its URI stays."""
+    from printcloud.printing import queues
+
+    public_url = Settings().public_url
+
+    def work(s: Any) -> dict[str, Any]:
+        if not follow_me and all(v is None for v in (printer, info, location, private)):
+            raise InvalidRequest(
+                "give what changes: --printer, --follow-me, --info, --location or --private",
+                field="printer",
+            )
+        row = queues.update_queue(
+            s,
+            tenant_id=tenant,
+            name=name,
+            printer_id=printer,
+            follow_me=follow_me,
+            info=info,
+            location=location,
+            job_privacy=None if private is None else ("none" if private else "attributes"),
+        )
+        return queue_dict(row, public_url)
+
+    data = run(work)
+    target = f"printer {data['printer_id']}" if data["printer_id"] else "follow-me"
+    emit(data, message=f"changed queue [bold]{name}[/bold] of {tenant}: {target}")
+    if not state.json:
+        console.print(f"info: {data['info']}", soft_wrap=True, markup=False)
+
+
 @queue_cli.command("list")
 def queue_list(tenant: TenantOpt) -> None:
     """List a tenant's queues with their URIs and the line that adds each."""
