@@ -92,7 +92,7 @@ def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_pa
     authorize = urlsplit(login.headers["location"])
     query = {k: v[0] for k, v in parse_qs(authorize.query).items()}
     assert authorize.path == "/idp-a/authorize"
-    assert query["response_type"] == "code" and query["scope"] == "print profile"
+    assert query["response_type"] == "code" and query["scope"] == "print profile admin"
     assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
     assert query["redirect_uri"] == f"{stack.printing}/auth/callback"
     page = alice.open(login.headers["location"])

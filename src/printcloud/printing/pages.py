@@ -4,9 +4,14 @@
   RFC 7636, S256): the print service's own client, registered by the platform's
   bootstrap and exempt from consent (first party). The tokens live in a cookie
   sealed with the instance secret (`pc_print`), refreshed when they expire.
-- `/printing/`: the print form (a PDF upload or URL, a printer, print settings)
-  and the user's jobs; `/printing/jobs/{id}`: a job's state, settings, history
-  (seed step, worker) and the previews of its printed pages, with Cancel.
+- `/printing/`: the print form (a PDF upload or URL, a printer, print settings),
+  the user's jobs and the tenant's IPP queues with the line that adds each;
+  `/printing/jobs/{id}`: a job's state, settings, history (seed step, worker) and
+  the previews of its printed pages, with Cancel.
+- `/printing/queues`: the tenant's administrator adds, changes and deletes IPP
+  Everywhere queues (issue 14, "Admin") through `queues.py`, as the admin API does.
+  Administrator: the scope `admin` (idp-a grants it to its tenants' administrators
+  only) and the issuer's `admin` claim, now; the admin API's `AdminCaller` rule.
 
 The pages work without JavaScript (a `<noscript>` meta refresh while a job is
 active); `static/live.js` refreshes only the changing parts when it can. Every
@@ -15,7 +20,10 @@ query filters on the signed-in user's tenant.
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -24,6 +32,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -47,7 +56,9 @@ log = get_logger("printing.pages")
 router = APIRouter(include_in_schema=False)
 
 PREFIX = "/printing"
-SCOPE = "print profile"
+#: `admin`: idp-a drops it for users who are not their tenant's administrators, so asking
+#: for it costs the others nothing, and the queues page needs it.
+SCOPE = "print profile admin"
 RESOLUTIONS = (150, 200, 300, 600)
 #: The progress of an active job: its step among these.
 STEPS = (*service.ACTIVE, "printed")
@@ -171,6 +182,11 @@ class FormValues:
         )
 
 
+def manages_queues(principal: Principal) -> bool:
+    """The tenant's administrator now (the admin API's rule: the scope and the claim)."""
+    return principal.has_scopes("admin") and principal.admin
+
+
 def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
     with rt.db.sessions() as db:
         printers = [
@@ -193,6 +209,7 @@ def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
         "jobs": jobs,
         "media": service.MEDIA,
         "resolutions": RESOLUTIONS,
+        "manage_queues": manages_queues(principal),
     }
 
 
@@ -264,6 +281,221 @@ async def submit(request: Request, rt: RuntimeDep, principal: SignedIn) -> Respo
             )
     log.info("job submitted from the print page", extra={"fields": {"job": job.job_id}})
     return site.finish(request, RedirectResponse(f"{PREFIX}/jobs/{job.job_id}", status_code=303))
+
+
+# -- the tenant's IPP queues (issue 14, "Admin") ----------------------------------------------
+
+_FLASH = "pc_print_flash"
+_FLASH_TTL = 300
+#: The target field: `printer:{printer ID}`, or this.
+FOLLOW_ME = "follow-me"
+_EXPIRED = "Your form expired. Reload the page and try again."
+
+
+@dataclass(frozen=True)
+class QueueForm:
+    """What the queue forms show again after an error: the add form's fields, or those
+    of the queue `editing`."""
+
+    name: str = ""
+    target: str = ""
+    info: str = ""
+    editing: str = ""
+
+
+def _target_of(value: str) -> str | None:
+    """The target field as `queues` takes it: a printer ID, or None for follow-me."""
+    if value == FOLLOW_ME:
+        return None
+    printer_id = value.removeprefix("printer:")
+    if value.startswith("printer:") and printer_id:
+        return printer_id
+    raise InvalidRequest("choose the printer the queue prints on, or follow-me", field="printer_id")
+
+
+def _prints_on(db: Session, *, tenant_id: str, printer_id: str | None) -> str:
+    if printer_id is None:
+        return "any printer, by card (follow-me)"
+    return service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).name
+
+
+def _set_flash(request: Request, response: Response, principal: Principal, notice: str) -> None:
+    """What the change did, for the page the browser is sent to (sealed, for this user)."""
+    who = [principal.tenant_id, principal.acting_user]
+    payload = {"notice": notice, "at": time.time(), "who": who}
+    sealed = site.issuer(request).box.seal(json.dumps(payload))
+    site.set_cookie(request, response, _FLASH, sealed, max_age=_FLASH_TTL)
+
+
+def _take_flash(request: Request, principal: Principal) -> str | None:
+    sealed = request.cookies.get(_FLASH)
+    if not sealed or len(sealed) > 4096:
+        return None
+    try:
+        payload = json.loads(site.issuer(request).box.open(sealed))
+        fresh = time.time() - float(payload["at"]) < _FLASH_TTL
+        ours = payload["who"] == [principal.tenant_id, principal.acting_user]
+        notice = str(payload["notice"])
+    except (ValueError, TypeError, KeyError):
+        return None  # sealed under another instance secret, or not ours: show nothing
+    return notice if fresh and ours else None
+
+
+def _queues_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
+    with rt.db.sessions() as db:
+        printers = [
+            PrinterRead.of(p) for p in service.list_printers(db, tenant_id=principal.tenant_id)
+        ]
+        rows = queues.list_queues(db, tenant_id=principal.tenant_id)
+        listed = [QueueRead.of(q, public_url=rt.settings.public_url) for q in rows]
+    return {
+        "queues": listed,
+        "printers": printers,
+        "printer_names": {p.printer_id: p.name for p in printers},
+        "follow_me": FOLLOW_ME,
+    }
+
+
+def _administrators_only(request: Request, principal: Principal) -> Response:
+    return site.message(
+        request,
+        403,
+        "Administrators only",
+        "Print queues are managed by your organisation's administrators.",
+        principal=principal,
+        back=True,
+    )
+
+
+async def _queues_page(
+    request: Request,
+    rt: PrintingRuntime,
+    principal: Principal,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    form: QueueForm | None = None,
+) -> Response:
+    context = await run_in_threadpool(_queues_context, rt, principal)
+    notice = _take_flash(request, principal) if request.method == "GET" else None
+    response = site.render(
+        request,
+        "queues.html",
+        status_code,
+        principal=principal,
+        error=error,
+        notice=notice,
+        form=form or QueueForm(),
+        **context,
+    )
+    if request.cookies.get(_FLASH) and request.method == "GET":
+        site.delete_cookie(request, response, _FLASH)
+    return response
+
+
+@router.get("/queues")
+async def queues_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    return await _queues_page(request, rt, principal)
+
+
+async def _change_queue(
+    request: Request,
+    rt: PrintingRuntime,
+    principal: Principal,
+    work: Callable[[Session, dict[str, str]], str],
+    *,
+    queue: str = "",
+    edits: bool = False,
+) -> Response:
+    """One queue form (of `queue`, for a change of one): the administrator, CSRF,
+    `work(db, fields)` (its notice), then back to the queues page with the notice
+    (post/redirect/get); refused input shows the page with the reason and its status."""
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    async with request.form(max_files=0, max_fields=10) as sent:
+        fields = {k: v for k, v in sent.items() if isinstance(v, str)}
+    form = QueueForm(
+        name="" if queue else fields.get("name", "").strip(),
+        target=fields.get("target", ""),
+        info=fields.get("info", ""),
+        editing=queue if edits else "",
+    )
+    if not check_csrf(request, fields.get("csrf")):
+        return await _queues_page(
+            request, rt, principal, status_code=400, error=_EXPIRED, form=form
+        )
+
+    def in_session() -> str:
+        with rt.db.session() as db:
+            return work(db, fields)
+
+    try:
+        notice = await run_in_threadpool(in_session)
+    except PrintcloudError as exc:
+        error = f"Queue {queue}: {exc.description}" if queue else exc.description
+        return await _queues_page(
+            request, rt, principal, status_code=exc.status_code, error=error, form=form
+        )
+    log.info(
+        "queue changed from the queues page",
+        extra={"fields": {"tenant": principal.tenant_id, "by": principal.acting_user}},
+    )
+    response = RedirectResponse(f"{PREFIX}/queues", status_code=303)
+    _set_flash(request, response, principal, notice)
+    return site.finish(request, response)
+
+
+@router.post("/queues")
+async def add_queue(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    tenant_id = principal.tenant_id
+
+    def work(db: Session, fields: dict[str, str]) -> str:
+        row = queues.add_queue(
+            db,
+            tenant_id=tenant_id,
+            name=fields.get("name", "").strip(),
+            printer_id=_target_of(fields.get("target", "")),
+            info=fields.get("info", ""),
+        )
+        where = _prints_on(db, tenant_id=tenant_id, printer_id=row.printer_id)
+        return f"Queue {row.name} added: it prints on {where}."
+
+    return await _change_queue(request, rt, principal, work)
+
+
+@router.post("/queues/{name}/edit")
+async def edit_queue(name: str, request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    tenant_id = principal.tenant_id
+
+    def work(db: Session, fields: dict[str, str]) -> str:
+        printer_id = _target_of(fields.get("target", ""))
+        row = queues.update_queue(
+            db,
+            tenant_id=tenant_id,
+            name=name,
+            printer_id=printer_id,
+            follow_me=printer_id is None,
+            info=fields.get("info", ""),
+        )
+        where = _prints_on(db, tenant_id=tenant_id, printer_id=row.printer_id)
+        return f"Queue {row.name} saved: it prints on {where}."
+
+    return await _change_queue(request, rt, principal, work, queue=name, edits=True)
+
+
+@router.post("/queues/{name}/delete")
+async def delete_queue(
+    name: str, request: Request, rt: RuntimeDep, principal: SignedIn
+) -> Response:
+    tenant_id = principal.tenant_id
+
+    def work(db: Session, fields: dict[str, str]) -> str:
+        queues.delete_queue(db, tenant_id=tenant_id, name=name)
+        return f"Queue {name} deleted. Computers that added it can no longer print to it."
+
+    return await _change_queue(request, rt, principal, work, queue=name)
 
 
 # -- a job --------------------------------------------------------------------------------
