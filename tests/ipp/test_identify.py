@@ -7,6 +7,7 @@ once it is older than a few minutes."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from printcloud.ipp.model import Operation, Status
 from printcloud.printing import identify
 from printcloud.printing.client import PrintClient
 from printcloud.printing.models import IdentifyRequestRow
+from tests.conftest import require_command
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import Tenant
 from tests.ipp.client import call, request
@@ -175,6 +177,25 @@ def test_identify_reaches_the_running_printer_and_no_other(world: World) -> None
     printing, token = _device_client(world, first.tenant)
     with printing:
         assert printing.work("color-1", token=token).identify == []
+
+
+def test_cups_ipptool_identifies_the_printer(world: World) -> None:
+    """CUPS's own identify-printer.test (identify-actions sound) passes, and it rings."""
+    ipptool = require_command("ipptool")
+    first = world.first
+    uri = first.queue_uri.replace("ipp://", f"ipp://alice:{PASSWORD}@", 1)
+    done = subprocess.run(
+        [ipptool, "-t", "-T", "60", uri, "identify-printer.test"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    _wait_for(
+        lambda: any(i.actions == ("sound",) for i in first.status.identified()),
+        "ipptool's identify request at the printer",
+    )
 
 
 def test_a_follow_me_queue_has_no_printer_to_identify(world: World) -> None:
