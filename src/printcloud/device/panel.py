@@ -473,7 +473,8 @@ body{font:16px/1.4 system-ui,sans-serif;margin:0 auto;max-width:46rem;padding:1r
 h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.15rem;margin:1.2rem 0 .5rem}
 header p{margin:0;color:#555}.quiet{color:#666}
 .msg{padding:.5rem .75rem;border-radius:4px;margin:.5rem 0}
-.ok{background:#e6f4ea}.info{background:#e8f0fe}.identify{background:#fef7e0;font-size:1.2rem}.error{background:#fce8e6;color:#8c1d18}
+.ok{background:#e6f4ea}.info{background:#e8f0fe}.error{background:#fce8e6;color:#8c1d18}
+.identify{background:#fef7e0;font-size:1.2rem}
 table{border-collapse:collapse;width:100%}td,th{padding:.3rem .5rem;text-align:left;
 border-bottom:1px solid #ddd}form.inline{display:inline}
 input{font-size:1rem;padding:.3rem}button{font-size:1rem;padding:.3rem .8rem}
