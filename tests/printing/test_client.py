@@ -43,7 +43,7 @@ def test_the_client_against_a_real_print_service(make_print_stack: Any) -> None:
         assert seen.job_id == job.job_id
         assert job.job_id in {j.job_id for j in printing.list_jobs(token=user)}
         # the device API: a held job is no work for the printer yet
-        assert printing.work("mono-1", token=device) == []
+        assert printing.work("mono-1", token=device).jobs == []
         # a refusal carries the status, the wire code and the service's reason
         with pytest.raises(PrintServiceError) as unknown:
             printing.show("no-such-job", token=user)

@@ -24,6 +24,10 @@ listener (registered as the printer's push_url), at once on a print request
 - S1411: before each page, an injected fault (`paper_out@2`, …) cancels the job;
 - S1412–S1414: reports `printed` or `cancelled` with a reason and the pages printed.
 
+The poll also brings the printer's Identify-Printer requests (issue 14, PWG 5100.13
+§4.1.2), pushed like a print request; `identify` performs each (a WARNING log line
+and the panel's banner with the message; a bell) and emits an `identify` event.
+
 Exactly-once pages: `out_dir/<job_id>/journal.json` (`Journal`) is replaced
 atomically after each page. A job handed again — the agent restarted, or the
 server's workflow resumed after a crash — prints only the pages the journal
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -71,7 +76,7 @@ from printcloud.device.events import DeviceEvent, EventHook, JobOutcome
 from printcloud.device.journal import Journal, Outcome, page_name
 from printcloud.device.push import PushListener
 from printcloud.device.raster import Media, render_page, warm_up
-from printcloud.printing.client import refused
+from printcloud.printing.client import IdentifyRequest, refused
 
 __all__ = [
     "FAULT_NAMES",
@@ -205,10 +210,31 @@ class DeviceAgent:
             )
 
     def wake(self, job_id: str = "") -> None:
-        """A print request arrived (S1401): poll now."""
+        """A print request (or an identify request) arrived (S1401): poll now."""
         log.info("print request pushed", extra={"fields": {"job_id": job_id}})
         self._emit(DeviceEvent("push", job_id=job_id))
         self._wake.set()
+
+    def identify(self, request: IdentifyRequest) -> None:
+        """Show this printer to whoever looks for it (PWG 5100.13 §4.1.2, Identify-Printer).
+
+        `display`: the client's message in a WARNING log line and, through the
+        `identify` event, as a banner on the printer's panel (`status.PrintStatus`).
+        `sound`: the terminal's bell when the agent runs in one, and an INFO "beep" log
+        line: a virtual printer has no speaker. The service asks for no other action
+        (its `identify-actions-supported`); one it did would only be logged."""
+        actions = tuple(a for a in request.actions if a in ("display", "sound"))
+        fields = {"actions": ",".join(request.actions), "requested_by": request.requested_by}
+        if "display" in actions:
+            log.warning("identify: %s", request.message or "(no message)", extra={"fields": fields})
+        if "sound" in actions:
+            if sys.stderr.isatty():
+                sys.stderr.write("\a")
+                sys.stderr.flush()
+            log.info("identify: beep", extra={"fields": fields})
+        if len(actions) != len(request.actions):
+            log.info("identify: actions not performed here", extra={"fields": fields})
+        self._emit(DeviceEvent("identify", message=request.message, actions=actions))
 
     # -- the loop
 
@@ -275,9 +301,11 @@ class DeviceAgent:
     # -- work in, results out (the calls themselves are in api.py)
 
     def _work(self) -> list[WorkItem]:
-        jobs = self._api.work()
+        work = self._api.work()
+        for request in work.identify:
+            self.identify(request)
         items = []
-        for job in jobs:
+        for job in work.jobs:
             try:
                 items.append(WorkItem.parse(job))
             except DeviceError as exc:  # one bad item must not block the others

@@ -18,7 +18,12 @@ import httpx
 from printcloud.auth.client import AuthClient, OAuthError
 from printcloud.core.logs import get_logger
 from printcloud.device.config import SAFE_ID, DeviceConfig, DeviceError, ServiceUnreachable
-from printcloud.printing.client import PrintClient, PrintServiceError, PrintServiceUnreachable
+from printcloud.printing.client import (
+    PrintClient,
+    PrintServiceError,
+    PrintServiceUnreachable,
+    Work,
+)
 
 __all__ = [
     "MAX_PREVIEW_BYTES",
@@ -173,8 +178,9 @@ class DeviceApi:
         self.printing = print_client(config, http)
         self.tokens = DeviceTokens(issuer_client(config, http))
 
-    def work(self) -> list[Any]:
-        """¶0112: the work list, each item still to parse (`WorkItem.parse`)."""
+    def work(self) -> Work:
+        """¶0112: the work list, each job still to parse (`WorkItem.parse`), and the
+        printer's identify requests (handed over once: the service forgets them)."""
         return self.tokens.call(
             "work list", lambda token: self.printing.work(self.printer_id, token=token)
         )

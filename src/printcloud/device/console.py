@@ -78,6 +78,10 @@ class Display:
         label = escape(event.title or event.job_id)
         if event.kind == "push":
             self.console.print(f"[cyan]print request[/cyan] {escape(event.job_id)}")
+        elif event.kind == "identify":
+            said = f": {escape(event.message)}" if event.message else ""
+            actions = escape(", ".join(event.actions))
+            self.console.print(f"[bold yellow]identify[/bold yellow] ({actions}){said}")
         elif event.kind == "job":
             task = self.tasks.get(event.job_id)
             if task is None:

@@ -44,9 +44,10 @@ class DeviceEvent:
     """Progress for a display: `job` (printing starts; `page_count` known), `page`
     (one page printed; `path` is its local preview, None for a sink printer), `done`
     (the job's `outcome`), `skipped`, `error` (`message`), `push` (a print request
-    arrived)."""
+    arrived), `identify` (the printer was asked to show itself, PWG 5100.13 §4.1.2:
+    `actions` it performed, the client's `message`)."""
 
-    kind: Literal["job", "page", "done", "skipped", "error", "push"]
+    kind: Literal["job", "page", "done", "skipped", "error", "push", "identify"]
     job_id: str = ""
     title: str = ""
     page: int = 0
@@ -54,6 +55,7 @@ class DeviceEvent:
     path: Path | None = None
     outcome: JobOutcome | None = None
     message: str = ""
+    actions: tuple[str, ...] = ()
 
 
 EventHook = Callable[[DeviceEvent], None]

@@ -20,7 +20,9 @@ Requests naming a host other than the panel's own address are refused (DNS
 rebinding), unless the panel listens on every address. All output is escaped.
 
 The recent printing status names only the jobs released in this browser
-session; other people's jobs show without their titles.
+session; other people's jobs show without their titles. An Identify-Printer request
+(PWG 5100.13 §4.1.2) shows as a banner with the client's message on every page
+served in the minute after it arrived (`status.BANNER_SECONDS`).
 """
 
 from __future__ import annotations
@@ -333,6 +335,13 @@ class Panel:
                 flash.append(("error", str(exc)))
             except DeviceError as exc:
                 flash.append(("error", f"Your held jobs could not be listed: {exc}"))
+        banner = self.status.banner()
+        if banner is not None:  # Identify-Printer: someone is looking for this printer
+            said = f": {_e(banner.message)}" if banner.message else ""
+            parts.append(
+                f'<p class="msg identify" id="identify" role="alert">'
+                f"<strong>This printer was asked to identify itself</strong>{said}</p>"
+            )
         for kind, text in flash:
             parts.append(f'<p class="msg {kind}" role="status">{_e(text)}</p>')
         if card is not None:
@@ -465,6 +474,7 @@ h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.15rem;margin:1.2rem 0 .5rem}
 header p{margin:0;color:#555}.quiet{color:#666}
 .msg{padding:.5rem .75rem;border-radius:4px;margin:.5rem 0}
 .ok{background:#e6f4ea}.info{background:#e8f0fe}.error{background:#fce8e6;color:#8c1d18}
+.identify{background:#fef7e0;font-size:1.2rem}
 table{border-collapse:collapse;width:100%}td,th{padding:.3rem .5rem;text-align:left;
 border-bottom:1px solid #ddd}form.inline{display:inline}
 input{font-size:1rem;padding:.3rem}button{font-size:1rem;padding:.3rem .8rem}

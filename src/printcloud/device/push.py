@@ -1,7 +1,8 @@
 """The push listener (seed 003, S109 → S1401): a small HTTP server where the print
-service announces a print request, so the agent polls at once instead of at its
-next tick. Unauthenticated on purpose: a push only makes the agent poll, and the
-poll is authenticated."""
+service announces a print request (`{"event": "print_request", "job_id": …}`), or an
+Identify-Printer request (`{"event": "identify_request"}`, issue 14), so the agent
+polls at once instead of at its next tick. Unauthenticated on purpose: a push only
+makes the agent poll, and the poll is authenticated."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from printcloud.core.logs import get_logger
 __all__ = ["PushListener", "parse_listen"]
 
 log = get_logger("device.push")
+
+#: What the print service announces; either way the agent polls, and learns what it is.
+_EVENTS = ("print_request", "identify_request")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -64,8 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
             body = None
-        if not isinstance(body, dict) or body.get("event") != "print_request":
-            description = 'expected {"event": "print_request", ...}'
+        if not isinstance(body, dict) or body.get("event") not in _EVENTS:
+            description = 'expected {"event": "print_request" or "identify_request", ...}'
             self._answer(400, {"error": "invalid_request", "error_description": description})
             return
         listener = self.server.listener

@@ -2,7 +2,9 @@
 
 `PrintStatus` is an event hook of `DeviceAgent` (`on_event`): it keeps the jobs
 being printed and the last few finished ones, and lets a caller wait until given
-jobs are finished (the console, after a user released them at the printer).
+jobs are finished (the console, after a user released them at the printer). It
+also keeps the printer's last Identify-Printer requests (`Identified`): the panel
+shows the newest as a banner for `BANNER_SECONDS`.
 The agent's loop calls it from its own thread; readers take snapshots.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,11 +20,22 @@ from datetime import UTC, datetime
 from printcloud.core.logs import get_logger
 from printcloud.device.agent import DeviceEvent, EventHook
 
-__all__ = ["JobStatus", "PrintStatus", "fan_out"]
+__all__ = ["BANNER_SECONDS", "Identified", "JobStatus", "PrintStatus", "fan_out"]
 
 log = get_logger("device.status")
 
 FINAL = ("printed", "cancelled", "skipped")
+#: How long the panel shows an identify request's banner.
+BANNER_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Identified:
+    """An Identify-Printer request the printer performed (`actions`, the `message`)."""
+
+    actions: tuple[str, ...]
+    message: str
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -49,9 +62,15 @@ class PrintStatus:
     def __init__(self, keep: int = 20) -> None:
         self.keep = keep
         self._jobs: OrderedDict[str, JobStatus] = OrderedDict()
+        self._identified: deque[Identified] = deque(maxlen=keep)
         self._changed = threading.Condition()
 
     def __call__(self, event: DeviceEvent) -> None:
+        if event.kind == "identify":
+            with self._changed:
+                self._identified.append(Identified(event.actions, event.message))
+                self._changed.notify_all()
+            return
         if not event.job_id or event.kind == "push":
             return
         now = datetime.now(UTC)
@@ -103,6 +122,21 @@ class PrintStatus:
         """The jobs, newest first."""
         with self._changed:
             return list(reversed(self._jobs.values()))
+
+    def identified(self) -> list[Identified]:
+        """The identify requests performed lately, newest first."""
+        with self._changed:
+            return list(reversed(self._identified))
+
+    def banner(self) -> Identified | None:
+        """The identify request to show now: the newest, when it asked for `display` and
+        is younger than `BANNER_SECONDS`."""
+        with self._changed:
+            shown = [i for i in self._identified if "display" in i.actions]
+        if not shown:
+            return None
+        age = (datetime.now(UTC) - shown[-1].at).total_seconds()
+        return shown[-1] if age < BANNER_SECONDS else None
 
     def get(self, job_id: str) -> JobStatus | None:
         with self._changed:

@@ -5,9 +5,10 @@ Two halves, each with the caller's bearer token:
 
 - `health` (no token), and the jobs API (SVC001 and after): `submit` (a PDF upload) /
   `submit_url`, `show`, `list`, `cancel`, `release`, `preview`;
-- the device API (`/api/device/…`): `work`, `started`, `result`, `upload_preview`,
-  `held`, `release_at_printer`, `set_push_url`; and `converted`, the converted data
-  fetched with the job's conversion token (FIG. 10).
+- the device API (`/api/device/…`): `work` (`Work`: the jobs, each still to parse,
+  and the Identify-Printer requests, `IdentifyRequest`, handed over once), `started`,
+  `result`, `upload_preview`, `held`, `release_at_printer`, `set_push_url`; and
+  `converted`, the converted data fetched with the job's conversion token (FIG. 10).
 
 A refusal is a `PrintServiceError` carrying the status, the wire code and the
 service's reason; no answer at all (refused, timed out), or a 5xx, is its subclass
@@ -18,6 +19,7 @@ service's reason; no answer at all (refused, timed out), or a 5xx, is its subcla
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -25,10 +27,12 @@ import httpx
 from printcloud.core.http import error_of
 
 __all__ = [
+    "IdentifyRequest",
     "Job",
     "PrintClient",
     "PrintServiceError",
     "PrintServiceUnreachable",
+    "Work",
     "refused",
 ]
 
@@ -79,6 +83,43 @@ class Job:
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise PrintServiceError(f"malformed job {data!r:.200}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class IdentifyRequest:
+    """An Identify-Printer request for the printer (PWG 5100.13 §4.1.2): `actions`
+    (`display`, `sound`), the client's `message` (at most 127 octets, no control
+    characters), who asked and when."""
+
+    actions: tuple[str, ...]
+    message: str
+    requested_by: str
+    requested_at: datetime
+
+    @classmethod
+    def of(cls, data: Any) -> IdentifyRequest:
+        try:
+            actions = data["actions"]
+            if not isinstance(actions, list):
+                raise TypeError("actions is not a list")
+            return cls(
+                actions=tuple(str(a) for a in actions),
+                message=str(data.get("message") or ""),
+                requested_by=str(data.get("requested_by") or ""),
+                requested_at=datetime.fromisoformat(str(data["requested_at"])),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise PrintServiceError(f"malformed identify request {data!r:.200}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Work:
+    """The device's poll (¶0112): its `jobs`, as the service sends them (one item may be
+    malformed without spoiling the others: the caller parses each), and its `identify`
+    requests, which the service has now forgotten (a second poll does not see them)."""
+
+    jobs: list[Any]
+    identify: list[IdentifyRequest]
 
 
 def refused(what: str, resp: httpx.Response) -> PrintServiceError:
@@ -226,11 +267,15 @@ class PrintClient:
     def _device(self, method: str, path: str, *, token: str, **kwargs: Any) -> httpx.Response:
         return self._api(method, f"device/{path}", token=token, **kwargs)
 
-    def work(self, printer_id: str, *, token: str) -> list[Any]:
-        """S109/¶0112: the printer's work list, as the service sends it (one item may be
-        malformed without spoiling the others: the caller parses each)."""
+    def work(self, printer_id: str, *, token: str) -> Work:
+        """S109/¶0112: the printer's work list and its identify requests (`Work`)."""
         resp = self._device("GET", f"printers/{printer_id}/work", token=token)
-        return self._jobs(self._json(resp, f"work list of printer {printer_id}"), "work list")
+        data = self._json(resp, f"work list of printer {printer_id}")
+        jobs = self._jobs(data, "work list")
+        pending = data.get("identify") or []
+        if not isinstance(pending, list):
+            raise PrintServiceError("the work list: identify is not a list")
+        return Work(jobs=jobs, identify=[IdentifyRequest.of(each) for each in pending])
 
     def started(self, job_id: str, *, token: str, printer_id: str) -> bool:
         """S1401: the printer starts; False when the job is no longer printable (409)."""

@@ -11,7 +11,9 @@ answers bytes: its attributes come from the cache of encodings):
   (§4.3.1), Close-Job: the job template (`ipp_jobs.job_template`), the document
   format, then today's intake (`intake.submit`) with the document as PDF;
 - Get-Job-Attributes (§4.3.4), Get-Jobs (§4.2.6: which-jobs, my-jobs, limit),
-  Cancel-Job (§4.3.3), Cancel-My-Jobs, Identify-Printer.
+  Cancel-Job (§4.3.3), Cancel-My-Jobs;
+- Identify-Printer (PWG 5100.13 §4.1.2): a request for the queue's printer, which its
+  device receives at its next poll, at once when it listens for pushes (`identify.py`).
 
 Only the job's owner (the authenticated user) cancels it; `requesting-user-name`
 is never believed. Another user's job shows only its state and times, or nothing
@@ -37,7 +39,7 @@ from printcloud.ipp.message import Attribute, Group, GroupTag, IPPError, Message
 from printcloud.ipp.model import Operation, PrinterState, Status
 from printcloud.ipp.operations import Request, requested_names, response, select_attributes
 
-from . import changes, intake, ipp_queue, jobs
+from . import changes, identify, intake, ipp_queue, jobs
 from .ipp_documents import DocumentError, compression_of, document_format, to_pdf
 from .ipp_jobs import JobView, Template, job_attributes, job_template, template_attributes, view
 from .ipp_memo import QueueMemo
@@ -154,13 +156,79 @@ async def get_printer_attributes(call: Call, status: PrinterStatus | None = None
 
 
 async def identify_printer(call: Call) -> bytes:
-    # The device API has no channel to make a printer show itself: the request is logged
-    # for the operator, and the answer says what happened (docs/ipp.md).
+    """PWG 5100.13 §4.1.2: the queue's printer shows itself. The request is recorded for
+    the tenant's printer the queue targets and its device is pushed to poll at once
+    (`identify.py`); a follow-me queue has no one printer to show."""
+    if call.facts.printer_id is None:
+        raise call.fail(
+            Status.CLIENT_ERROR_NOT_POSSIBLE,
+            "a follow-me queue prints at whichever printer its owner badges in at: there is "
+            "no one printer to identify; identify a queue of the printer itself",
+        )
+    actions, unsupported = _identify_actions(call)
+    message = _identify_message(call, unsupported)
+    printer_id = call.facts.printer_id
+    try:
+        await call.db(
+            identify.record,
+            printer_id=printer_id,
+            actions=actions,
+            message=message,
+            queue=call.facts.name,
+            requested_by=call.user,
+        )
+    except NotFound as exc:
+        raise call.fail(
+            Status.CLIENT_ERROR_NOT_POSSIBLE,
+            f"the queue's printer {printer_id!r} no longer exists",
+        ) from exc
+    pushed = await run_in_threadpool(
+        partial(identify.push, call.rt, tenant_id=call.facts.tenant_id, printer_id=printer_id)
+    )
     log.info(
         "identify-printer",
-        extra={"fields": {"tenant": call.facts.tenant_id, "queue": call.facts.name}},
+        extra={
+            "fields": {
+                "tenant": call.facts.tenant_id,
+                "queue": call.facts.name,
+                "printer": printer_id,
+                "actions": ",".join(actions),
+                "delivery": pushed,
+            }
+        },
     )
-    return call.answer(message="identify request logged for the operator")
+    how = "the printer was told at once" if pushed == "pushed" else "at the printer's next poll"
+    return call.answer(
+        SUBSTITUTED if unsupported else OK,
+        unsupported=unsupported,
+        message=f"{' and '.join(actions)} requested; {how}",
+    )
+
+
+def _identify_actions(call: Call) -> tuple[tuple[str, ...], list[Attribute]]:
+    """The requested identify-actions the device performs, and the rest to return in the
+    unsupported group (RFC 8011 §4.1.7); none left: the default, `display`."""
+    attr = call.message.get(GroupTag.OPERATION, "identify-actions")
+    if attr is None:
+        return ("display",), []
+    if attr.out_of_band or any(t != ValueTag.KEYWORD for t in attr.tags):
+        return ("display",), [attr]
+    wanted = [str(v) for v in attr.values]
+    actions = tuple(dict.fromkeys(v for v in wanted if v in identify.ACTIONS))
+    others = [v for v in wanted if v not in identify.ACTIONS]
+    unsupported = [Attribute("identify-actions", ValueTag.KEYWORD, others)] if others else []
+    return actions or ("display",), unsupported
+
+
+def _identify_message(call: Call, unsupported: list[Attribute]) -> str:
+    """The `message` operation attribute (text(127), cut to that by `identify.record`)."""
+    attr = call.message.get(GroupTag.OPERATION, "message")
+    if attr is None:
+        return ""
+    if attr.tag not in (ValueTag.TEXT, ValueTag.TEXT_WITH_LANGUAGE):
+        unsupported.append(attr)
+        return ""
+    return str(attr.value)
 
 
 # -- new jobs ----------------------------------------------------------------------------

@@ -95,6 +95,12 @@ MULTIPLE_OPERATION_TIME_OUT = 120
 PAGES_PER_MINUTE = 20
 
 
+#: The identify-actions (PWG 5100.13 §5.2.5) a printcloud device performs when it is
+#: asked to show itself (`identify.py`): a banner with the message on its panel, and a
+#: bell. `flash` and `speak` are not.
+IDENTIFY_ACTIONS = ("display", "sound")
+
+
 @dataclass(frozen=True)
 class QueueFacts:
     """What a queue's attributes depend on; a change makes new cached encodings."""
@@ -182,7 +188,7 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         _enum("finishings-supported", Finishings.NONE),
         Attribute("generated-natural-language-supported", ValueTag.NATURAL_LANGUAGE, "en"),
         _kw("identify-actions-default", "display"),
-        _kw("identify-actions-supported", "display"),
+        _kw("identify-actions-supported", *IDENTIFY_ACTIONS),
         _kw("ipp-features-supported", "ipp-everywhere"),
         _kw("ipp-versions-supported", "1.1", "2.0"),
         _kw("job-creation-attributes-supported", *JOB_CREATION_ATTRIBUTES),

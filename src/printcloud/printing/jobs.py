@@ -24,10 +24,10 @@ from printcloud.core.errors import Forbidden, InvalidRequest, NotFound, Unavaila
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
-from . import pipeline, service
+from . import identify, pipeline, service
 from .models import PrinterRow, PrintJobRow
 from .runtime import PrintingRuntime
-from .schemas import DeviceResult, WorkItem
+from .schemas import DeviceResult, IdentifyItem, WorkItem, WorkList
 
 log = get_logger("printing.jobs")
 
@@ -236,8 +236,9 @@ def release_at_printer(
 # -- the printer (PRT001) -----------------------------------------------------------------
 
 
-def work(rt: PrintingRuntime, principal: Principal, *, printer_id: str) -> list[WorkItem]:
-    """¶0112: the printer's print requests, oldest first, each with its conversion token."""
+def work(rt: PrintingRuntime, principal: Principal, *, printer_id: str) -> WorkList:
+    """¶0112: the printer's print requests, oldest first, each with its conversion token;
+    and its Identify-Printer requests, each handed over once (`identify.take`)."""
     with rt.db.session() as db:
         printer = service.printer_for_device(
             db, tenant_id=principal.tenant_id, printer_id=printer_id, client_id=principal.client_id
@@ -249,7 +250,7 @@ def work(rt: PrintingRuntime, principal: Principal, *, printer_id: str) -> list[
             states=service.PRINTABLE,
             limit=50,
         )
-        return [
+        items = [
             WorkItem(
                 job_id=r.job_id,
                 title=r.title,
@@ -266,6 +267,19 @@ def work(rt: PrintingRuntime, principal: Principal, *, printer_id: str) -> list[
             for r in reversed(rows)
             if r.token_sealed and r.manifest_url
         ]
+        pending = identify.take(db, tenant_id=principal.tenant_id, printer_id=printer_id)
+        return WorkList(
+            jobs=items,
+            identify=[
+                IdentifyItem(
+                    actions=list(p.actions),
+                    message=p.message,
+                    requested_by=p.requested_by,
+                    requested_at=p.requested_at,
+                )
+                for p in pending
+            ],
+        )
 
 
 def store_preview(

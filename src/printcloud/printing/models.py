@@ -179,3 +179,27 @@ class IppJobRow(Base):
     reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class IdentifyRequestRow(Base):
+    """An Identify-Printer request (issue 14, PWG 5100.13 §4.1.2) waiting for its printer:
+    short-lived (`identify.TTL`), handed to the printer's device once with its work list
+    and deleted then. A table rather than the seed 003 session store, whose records are
+    conversion sessions its sweeper walks; this one is shared by every process alike."""
+
+    __tablename__ = "printing_identify_requests"
+    __table_args__ = (
+        Index("ix_printing_identify_requests_printer", "tenant_id", "printer_id", "created_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    printer_id: Mapped[str] = mapped_column(String(128))
+    #: The requested identify-actions that the printer performs (`display`, `sound`).
+    actions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The client's `message` operation attribute (text(127)), cleaned for a display.
+    message: Mapped[str] = mapped_column(String(200), default="")
+    #: The queue it came through and the authenticated user who asked.
+    queue: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

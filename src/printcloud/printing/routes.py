@@ -8,7 +8,8 @@
 - `GET /api/queues`: scope `print`; `POST /api/queues`, `PATCH`/`DELETE
   /api/queues/{name}`: the tenant's administrator (IPP Everywhere queues, issue 14;
   the IPP endpoint is `ipp_routes.py`).
-- `GET /api/device/printers/{p}/work` (S109, ¶0112: the printer polls),
+- `GET /api/device/printers/{p}/work` (S109, ¶0112: the printer polls; with its
+  Identify-Printer requests, each answered once),
   `POST /api/device/jobs/{id}/started`, `…/result`, `PUT …/pages/{n}/preview` (S110):
   the printer's own device client, scope `device`.
 - `GET /converted/{id}/{file}`: a printer, with the conversion token (FIG. 10).
@@ -273,8 +274,9 @@ def set_push_url(
 
 @router.get("/api/device/printers/{printer_id}/work", response_model=WorkList, tags=["device"])
 def work(printer_id: str, rt: RuntimeDep, principal: DeviceCaller) -> WorkList:
-    """¶0112: the printer polls for its print requests."""
-    return WorkList(jobs=jobs.work(rt, principal, printer_id=printer_id))
+    """¶0112: the printer polls for its print requests, and its Identify-Printer requests
+    (issue 14), each of those answered once."""
+    return jobs.work(rt, principal, printer_id=printer_id)
 
 
 @router.get("/api/device/printers/{printer_id}/held", response_model=JobList, tags=["device"])

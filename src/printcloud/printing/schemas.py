@@ -130,8 +130,20 @@ class WorkItem(BaseModel):
     options: dict[str, object]
 
 
+class IdentifyItem(BaseModel):
+    """An Identify-Printer request for the printer (PWG 5100.13 §4.1.2): what to do
+    (`display`, `sound`) and the client's message; handed over once."""
+
+    actions: list[str]
+    message: str
+    requested_by: str
+    requested_at: datetime
+
+
 class WorkList(BaseModel):
     jobs: list[WorkItem]
+    #: Identify-Printer requests waiting for the printer (issue 14), each sent once.
+    identify: list[IdentifyItem] = Field(default_factory=list)
 
 
 class Started(BaseModel):
