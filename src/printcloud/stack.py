@@ -21,9 +21,11 @@ from printcloud.auth import service as auth_service
 from printcloud.auth.app import create_app as create_auth
 from printcloud.auth.fastlane import OAuthFastLane
 from printcloud.core.db import Database, migrate
+from printcloud.core.http import trust_certificate
 from printcloud.core.logs import configure, get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
+from printcloud.core.tls import served_certificate
 from printcloud.crm.app import create_app as create_crm
 from printcloud.docgen.app import create_app as create_docgen
 from printcloud.docgen.digest import MemoryNonceStore, NonceStore, RedisNonceStore
@@ -81,6 +83,8 @@ def create_stack(
     configure(settings.log_level, json_lines=settings.log_json)
     if service not in (None, *SERVICES):
         raise ValueError(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    if settings.serves_tls and served_certificate(settings).exists():
+        trust_certificate(served_certificate(settings))  # it calls its own https:// URL
     db = prepare(settings)
     if service == "convert":
         return create_convert_app(settings, db=db)

@@ -232,3 +232,36 @@ def test_ipptool_over_ipps_with_the_generated_certificate(
     )
     assert answered.status_code == 200
     assert decode(answered.content).status == Status.SUCCESSFUL_OK
+
+    # The server calls itself at its https:// public URL, and trusts its own certificate
+    # for it: an IPP login (idp-a's token endpoint) and the print page's sign-in (idp-a's
+    # metadata) both work over TLS.
+    stack.user(tenant, "alice", "correct horse")
+    jobs = Message(
+        Operation.GET_JOBS,
+        8,
+        [
+            Group(
+                GroupTag.OPERATION,
+                [
+                    Attribute("attributes-charset", ValueTag.CHARSET, "utf-8"),
+                    Attribute("attributes-natural-language", ValueTag.NATURAL_LANGUAGE, "en"),
+                    Attribute("printer-uri", ValueTag.URI, f"ipps://127.0.0.1:{port}{path}"),
+                    Attribute("my-jobs", ValueTag.BOOLEAN, True),
+                ],
+            )
+        ],
+        version=(2, 0),
+    )
+    signed_in = httpx.post(
+        f"{stack.printing}/ipp/print/{tenant}/lobby",
+        content=encode(jobs),
+        headers={"Content-Type": "application/ipp"},
+        auth=("alice", "correct horse"),
+        verify=stack.verify,
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert decode(signed_in.content).status == Status.SUCCESSFUL_OK
+    login = httpx.get(f"{stack.printing}/auth/login", verify=stack.verify)
+    assert login.status_code in (302, 303), login.text
+    assert login.headers["location"].startswith(f"https://127.0.0.1:{port}/idp-a/authorize?")

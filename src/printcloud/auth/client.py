@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from printcloud.core.crypto import SecretBox, token_digest
+from printcloud.core.http import client as http_client
 from printcloud.core.http import error_of
 
 SESSION_TOKEN_TYPE = "urn:printcloud:params:oauth:token-type:auth_session"  # noqa: S105
@@ -83,7 +84,7 @@ class AuthClient:
         self.issuer_url = issuer_url.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
-        self.http = http or httpx.Client(timeout=10)
+        self.http = http or http_client(timeout=10)
         self._meta: dict[str, Any] | None = None
 
     def metadata(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def server_certificate(settings: Settings) -> Certificate:
         _check_given(settings.tls_cert, settings.tls_key)
         return Certificate(settings.tls_cert, settings.tls_key, generated=False)
     folder = settings.data_dir / "tls"
-    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert, key = served_certificate(settings), folder / "key.pem"
     names = subject_names(settings.public_url)
     if not _usable(cert, key, names):
         _generate(folder, cert, key, names)
@@ -60,6 +60,15 @@ def server_certificate(settings: Settings) -> Certificate:
             extra={"fields": {"path": str(cert), "names": ",".join(names)}},
         )
     return Certificate(cert, key, generated=True)
+
+
+def served_certificate(settings: Settings) -> Path:
+    """Where the certificate served is (the operator's, or the generated one's place),
+    without making it: each HTTP worker process trusts it for calls to itself
+    (`core.http.trust_certificate`) once `server_certificate` has run in `serve`."""
+    if settings.tls_cert is not None:
+        return settings.tls_cert
+    return settings.data_dir / "tls" / "cert.pem"
 
 
 def subject_names(public_url: str) -> tuple[str, ...]:

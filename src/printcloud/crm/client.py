@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from printcloud.core.http import client as http_client
 from printcloud.core.http import error_field, error_of
 
 
@@ -66,7 +67,7 @@ class CrmClient:
 
     def __init__(self, base_url: str, *, http: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = http or httpx.Client(timeout=30)
+        self.http = http or http_client(timeout=30)
 
     def close(self) -> None:
         self.http.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from printcloud.core.http import client as http_client
 from printcloud.core.http import error_of
 
 __all__ = [
@@ -145,7 +146,7 @@ class PrintClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._own_http = http is None
-        self.http = http or httpx.Client(timeout=timeout)
+        self.http = http or http_client(timeout=timeout)
 
     def close(self) -> None:
         if self._own_http:
