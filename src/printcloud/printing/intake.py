@@ -133,30 +133,43 @@ async def submit(
     if not printer_id:
         raise InvalidRequest("printer_id is required", field="printer_id")
 
-    def check_printer() -> None:
-        with rt.db.sessions() as db:
-            try:
-                service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
-            except NotFound as exc:
-                raise InvalidRequest(
-                    f"unknown printer {printer_id!r} in this tenant", field="printer_id"
-                ) from exc
+    def check_printer(db: Session) -> None:
+        try:
+            service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+        except NotFound as exc:
+            raise InvalidRequest(
+                f"unknown printer {printer_id!r} in this tenant", field="printer_id"
+            ) from exc
 
-    await run_in_threadpool(check_printer)
     if data is None:
         if not url:
             raise InvalidRequest("send a PDF file or a url", field="file")
+
+        def check_printer_alone() -> None:
+            with rt.db.sessions() as db:
+                check_printer(db)
+
+        await run_in_threadpool(check_printer_alone)  # before anything is fetched
         # The one fetch of a URL job (item 6 of issue 11): kept as the job's blob, so
         # the workers read what was checked here and never ask the URL again.
         data = await fetch_print_data(url, settings=rt.settings)
-    info: PdfInfo = await run_in_threadpool(inspect_pdf, data)
-    check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
     job_id = service.new_job_id()
     data_key = job_data_key(job_id)
-    await run_in_threadpool(rt.blobs.put, data_key, data)
+    document = data
+
+    # Two trips to the thread pool in all (each costs about as much as a small query):
+    # the document's checks and storage, then the records and the workflow's start.
+    def keep() -> PdfInfo:
+        info = inspect_pdf(document)
+        check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
+        rt.blobs.put(data_key, document)
+        return info
+
+    info = await run_in_threadpool(keep)
 
     def record() -> PrintJobRow:
         with rt.db.session() as db:
+            check_printer(db)  # in the job's transaction: a printer deleted meanwhile
             job = service.create_job(
                 db,
                 tenant_id=tenant_id,
@@ -169,18 +182,21 @@ async def submit(
                 job_id=job_id,
                 source_url=url,
                 data_key=data_key,
-                size=len(data),
+                size=len(document),
                 page_count=info.page_count,
             )
             db.flush()
             if also is not None:
                 also(db, job)
             db.expunge(job)
-            return job
+        start_workflow(rt, tenant_id, job_id)
+        return job
 
-    job = await run_in_threadpool(record)
-    await run_in_threadpool(start_workflow, rt, tenant_id, job_id)
-    return job
+    try:
+        return await run_in_threadpool(record)
+    except InvalidRequest:
+        await run_in_threadpool(rt.blobs.delete, data_key)  # refused: nothing is kept
+        raise
 
 
 def start_workflow(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
