@@ -85,9 +85,11 @@ def release(
     return job
 
 
-def preview_png(rt: PrintingRuntime, *, tenant_id: str, job_id: str, number: int) -> bytes:
+def preview_png(
+    rt: PrintingRuntime, *, tenant_id: str, job_id: str, number: int, viewer: str | None = None
+) -> bytes:
     with rt.db.sessions() as db:
-        job = service.get_job(db, tenant_id=tenant_id, job_id=job_id)
+        job = service.get_job(db, tenant_id=tenant_id, job_id=job_id, viewer=viewer)
         if not 1 <= number <= job.previews:
             raise NotFound("no preview of that page (yet)")
     try:

@@ -1,7 +1,8 @@
 """The print service's HTTP API (seed 003).
 
 - `POST /api/jobs` (upload or URL): a user or client of idp-a, scope `print` (SVC001).
-- `GET /api/jobs`, `GET /api/jobs/{id}`, `GET …/pages/{n}/preview`: the same tenant;
+- `GET /api/jobs`, `GET /api/jobs/{id}`, `GET …/pages/{n}/preview`: a user's own jobs;
+  every job of the tenant for its administrator and a service's own token;
   `POST /api/jobs/{id}/cancel`: the owner (SVC001).
 - `GET /api/printers`: scope `print`; `POST`/`DELETE`: scope `admin` and the issuer's
   `admin` claim (the tenant's administrator now, PRT001 registry).
@@ -35,6 +36,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, Unavailable
+from printcloud.core.guard import Principal
 
 from . import intake, jobs, queues, service
 from .converted import serve_converted
@@ -115,6 +117,16 @@ async def create_job(request: Request, rt: RuntimeDep, principal: PrintCaller) -
     return JobRead.of(job)
 
 
+def _viewer(principal: Principal) -> str | None:
+    """Whose jobs the caller may read: a user, their own (CUPS's and PaperCut's default
+    privacy: another user's job titles are theirs); None, every job of the tenant, for
+    the tenant's administrator and for a service's own token (seed 000's nightly batch
+    submits and watches the tenant's jobs as a client)."""
+    if principal.admin or principal.acting_kind == "client":
+        return None
+    return principal.acting_user
+
+
 @router.get("/api/jobs", response_model=JobList, tags=["jobs"])
 def list_jobs(
     rt: RuntimeDep,
@@ -127,7 +139,7 @@ def list_jobs(
         rows = service.list_jobs(
             db,
             tenant_id=principal.tenant_id,
-            owner=principal.acting_user if mine else None,
+            owner=principal.acting_user if mine else _viewer(principal),
             states=(state,) if state else None,
             limit=limit,
         )
@@ -137,7 +149,9 @@ def list_jobs(
 @router.get("/api/jobs/{job_id}", response_model=JobRead, tags=["jobs"])
 def show_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
     with rt.db.sessions() as db:
-        job = service.get_job(db, tenant_id=principal.tenant_id, job_id=job_id)
+        job = service.get_job(
+            db, tenant_id=principal.tenant_id, job_id=job_id, viewer=_viewer(principal)
+        )
         return JobRead.of(job, service.events(db, tenant_id=principal.tenant_id, job_id=job_id))
 
 
@@ -157,7 +171,9 @@ def release_job(job_id: str, rt: RuntimeDep, principal: PrintCaller) -> JobRead:
 
 @router.get("/api/jobs/{job_id}/pages/{number}/preview", tags=["jobs"])
 def job_preview(job_id: str, number: int, rt: RuntimeDep, principal: PrintCaller) -> Response:
-    data = jobs.preview_png(rt, tenant_id=principal.tenant_id, job_id=job_id, number=number)
+    data = jobs.preview_png(
+        rt, tenant_id=principal.tenant_id, job_id=job_id, number=number, viewer=_viewer(principal)
+    )
     return Response(data, media_type="image/png", headers={"Cache-Control": "private"})
 
 

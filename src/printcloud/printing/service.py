@@ -280,9 +280,11 @@ def create_job(
     return row
 
 
-def get_job(db: Session, *, tenant_id: str, job_id: str) -> PrintJobRow:
+def get_job(db: Session, *, tenant_id: str, job_id: str, viewer: str | None = None) -> PrintJobRow:
+    """The tenant's job; with `viewer`, only when it is theirs (another user's job is
+    "unknown" to them, as it would be to another tenant)."""
     row = db.get(PrintJobRow, job_id) if len(job_id) <= 64 else None
-    if row is None or row.tenant_id != tenant_id:
+    if row is None or row.tenant_id != tenant_id or (viewer is not None and row.owner != viewer):
         raise NotFound("unknown print job", field="job_id")
     return row
 
