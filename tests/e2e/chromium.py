@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
 
 from tests.conftest import require_peer
 
@@ -33,3 +35,30 @@ def browser_fixture() -> Iterator[Browser]:
         )
         yield browser
         browser.close()
+
+
+@dataclass
+class Watched:
+    """What a page did wrong while a test drove it: script errors (a script refused by
+    the CSP, say) and answers of 400 or more, as (status, path)."""
+
+    problems: list[str] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def watch(page: Page) -> Watched:
+    """Record `page`'s console errors, uncaught errors and refused answers from now on."""
+    seen = Watched()
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            seen.problems.append(message.text)
+
+    def on_response(response: Response) -> None:
+        if response.status >= 400:
+            seen.refused.append((response.status, urlsplit(response.url).path))
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: seen.problems.append(str(error)))
+    page.on("response", on_response)
+    return seen

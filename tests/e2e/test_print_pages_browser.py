@@ -13,20 +13,17 @@ import io
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 from playwright.sync_api import (
     Browser,
-    ConsoleMessage,
     Page,
-    Response,
     expect,
 )
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig
-from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS
+from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS, watch
 from tests.helpers.print_stack import PrintStack
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
@@ -63,20 +60,7 @@ def test_sign_in_upload_and_watch_the_job_print(
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    problems: list[str] = []  # a script refused by the CSP, say
-    refused: list[tuple[int, str]] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            problems.append(message.text)
-
-    def on_response(response: Response) -> None:
-        if response.status >= 400:
-            refused.append((response.status, urlsplit(response.url).path))
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("response", on_response)
+    watched = watch(page)
 
     page.goto(f"{stack.printing}/")
     assert "/idp-a/login" in page.url
@@ -151,6 +135,6 @@ def test_sign_in_upload_and_watch_the_job_print(
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.goto(f"{stack.printing}/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # asked again
-    assert problems == []
-    assert refused == [(400, "/printing/jobs")]  # the text file, and nothing else
+    assert watched.problems == []
+    assert watched.refused == [(400, "/printing/jobs")]  # the text file, and nothing else
     context.close()

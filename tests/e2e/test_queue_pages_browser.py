@@ -10,12 +10,11 @@ administrator sees no link and is refused the page.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS
+from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS, watch
 from tests.helpers.print_stack import PrintStack
 from tests.helpers.printing import Tenant
 
@@ -45,20 +44,7 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    problems: list[str] = []
-    refused: list[tuple[int, str]] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            problems.append(message.text)
-
-    def on_response(response: Response) -> None:
-        if response.status >= 400:
-            refused.append((response.status, urlsplit(response.url).path))
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("response", on_response)
+    watched = watch(page)
 
     page.goto(f"{stack.printing}/")
     sign_in(page, t.id, "root")
@@ -118,7 +104,7 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     context = browser.new_context()
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.on("response", on_response)
+    bob = watch(page)
     page.goto(f"{stack.printing}/")
     sign_in(page, t.id, "bob")
     expect(page.get_by_role("heading", name="Print", exact=True)).to_be_visible()
@@ -128,5 +114,6 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     expect(page.get_by_role("button", name="Add queue")).to_have_count(0)
     context.close()
 
-    assert problems == []
-    assert refused == [(409, "/printing/queues"), (403, "/printing/queues")]
+    assert watched.problems == bob.problems == []
+    assert watched.refused == [(409, "/printing/queues")]
+    assert bob.refused == [(403, "/printing/queues")]
