@@ -211,7 +211,8 @@ class DeviceAgent:
 
     def wake(self, job_id: str = "") -> None:
         """A print request (or an identify request) arrived (S1401): poll now."""
-        log.info("print request pushed", extra={"fields": {"job_id": job_id}})
+        what = "print request pushed" if job_id else "pushed: poll now"  # identify: no job
+        log.info(what, extra={"fields": {"job_id": job_id}})
         self._emit(DeviceEvent("push", job_id=job_id))
         self._wake.set()
 

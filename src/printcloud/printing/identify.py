@@ -26,15 +26,13 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from printcloud.core.db import utcnow
-from printcloud.core.egress import EgressRefused
 from printcloud.core.logs import get_logger
 
-from . import service
+from . import pipeline, service
 from .ipp_printer import IDENTIFY_ACTIONS
 from .models import IdentifyRequestRow
 from .runtime import PrintingRuntime
@@ -156,28 +154,12 @@ def push(rt: PrintingRuntime, *, tenant_id: str, printer_id: str) -> str:
     """Tell the printer's device to poll now; what happened, for the log and the answer:
     `pushed`, `poll` (no push URL, or the push failed: the device finds it at its next
     poll) or `refused` (the egress policy does not connect there)."""
-    with rt.db.sessions() as db:
-        push_url = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).push_url
-    if not push_url:
-        return "poll"
-    try:
-        # Pinned, as for a job (pipeline.print_request): the address the policy checks
-        # now is the one connected to.
-        answer = rt.push_http.post(
-            push_url, json={"event": "identify_request", "printer_id": printer_id}
-        )
-    except EgressRefused as exc:
-        log.warning(
-            "identify request not pushed: %s",
-            exc.description,
-            extra={"fields": {"tenant": tenant_id, "printer": printer_id}},
-        )
-        return "refused"
-    except httpx.HTTPError as exc:
+    body = {"event": "identify_request", "printer_id": printer_id}
+    outcome, detail = pipeline.push(rt, tenant_id=tenant_id, printer_id=printer_id, body=body)
+    if outcome in ("refused", "poll"):
         log.info(
-            "identify request not pushed (%s); the printer will poll",
-            type(exc).__name__,
+            "identify request not pushed: %s",
+            detail,
             extra={"fields": {"tenant": tenant_id, "printer": printer_id}},
         )
-        return "poll"
-    return "pushed" if answer.status_code < 300 else "poll"
+    return "poll" if outcome == "none" else outcome

@@ -236,32 +236,42 @@ def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
         job_id, tenant_id, "waiting_for_printer", step="S109", detail="waiting for the printer"
     ):
         return "ended"
-    with rt.db.sessions() as db:
-        printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
-        push_url = printer.push_url
-    if not push_url:
+    body = {"event": "print_request", "job_id": job_id, "printer_id": printer_id}
+    outcome, detail = push(rt, tenant_id=tenant_id, printer_id=printer_id, body=body)
+    if outcome == "none":
         return "poll"
-    try:
-        # Pinned: the address the policy checks now is the one connected to. The URL
-        # passed when it was saved, but its name may answer otherwise today.
-        answer = rt.push_http.post(
-            push_url,
-            json={"event": "print_request", "job_id": job_id, "printer_id": printer_id},
-        )
-        ok = answer.status_code < 300
-        detail = "print request pushed" if ok else "push failed; the printer will poll"
-    except EgressRefused as exc:
-        # Nothing was sent: the history says so, and not whether anything listens there.
-        ok = False
-        detail = f"push refused by the egress policy ({exc.description}); the printer will poll"
-    except httpx.HTTPError:
-        ok = False
-        detail = "push failed; the printer will poll"
     with rt.db.session() as db:
         job = db.get(PrintJobRow, job_id)
         if job is not None:
             service.add_event(db, job, step="S109", state=job.state, detail=detail)
-    return "pushed" if ok else "poll"
+    return "pushed" if outcome == "pushed" else "poll"
+
+
+def push(
+    rt: PrintingRuntime, *, tenant_id: str, printer_id: str, body: dict[str, Any]
+) -> tuple[str, str]:
+    """Tell the printer's device to poll now (a print request, S109, or an
+    Identify-Printer request): `("pushed" | "poll" | "refused" | "none", detail)`, where
+    `none` means the printer gives no push URL (it polls) and `refused` that the egress
+    policy does not connect there (nothing was sent)."""
+    with rt.db.sessions() as db:
+        push_url = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).push_url
+    if not push_url:
+        return "none", "the printer polls"
+    try:
+        # Pinned: the address the policy checks now is the one connected to. The URL
+        # passed when it was saved, but its name may answer otherwise today.
+        answer = rt.push_http.post(push_url, json=body)
+    except EgressRefused as exc:
+        # Nothing was sent: say so, and not whether anything listens there.
+        return "refused", (
+            f"push refused by the egress policy ({exc.description}); the printer will poll"
+        )
+    except httpx.HTTPError:
+        return "poll", "push failed; the printer will poll"
+    if answer.status_code < 300:
+        return "pushed", f"{str(body.get('event', 'request')).replace('_', ' ')} pushed"
+    return "poll", "push failed; the printer will poll"
 
 
 @tasks.step(name="printing.notify", retries=30, retry_interval=0.5, backoff=1.2)
