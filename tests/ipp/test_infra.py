@@ -9,6 +9,7 @@ grade itself."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from printcloud.ipp.encoding import decode, encode
 from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
 from printcloud.ipp.model import JobState, Operation, Status
 from printcloud.ipp.operations import request as ipp_request
+from tests.conftest import require_command
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, wait_completed
 from tests.ipp.client import http_uri, send
@@ -260,6 +262,15 @@ def test_a_fault_ends_the_job_with_its_reason(infra_world: InfraWorld) -> None:
     number = int(_wait_event(world, subscription, "job-fetchable", printer="mono-1")["job-id"])
     acked = _send(world, Operation.ACKNOWLEDGE_JOB, printer="mono-1", ops=_job_ops(device, number))
     assert acked.code == Status.SUCCESSFUL_OK
+    bogus = Group(GroupTag.JOB, [Attribute("output-device-job-state", ValueTag.ENUM, 0)])
+    refused = _send(
+        world,
+        Operation.UPDATE_JOB_STATUS,
+        printer="mono-1",
+        ops=_job_ops(device, number),
+        groups=[bogus],
+    )
+    assert refused.code == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
     status = Group(
         GroupTag.JOB,
         [
@@ -351,3 +362,36 @@ def test_only_the_printers_own_device_is_served(infra_world: InfraWorld) -> None
     answer = send(uri, wrong, headers={"Authorization": f"Bearer {world.token}"})
     assert decode(answer.content).code == Status.CLIENT_ERROR_NOT_FOUND
     assert http_uri(uri).startswith("http://127.0.0.1")
+
+
+def test_ipptool_runs_the_proxys_conversation(infra_world: InfraWorld) -> None:
+    """CUPS's ipptool as the proxy (tests/ipp/infra/*.test): it checks the encoding and
+    the answers. It sends no bearer token, so it gives the device client's own
+    credentials in the URI, which it sends as HTTP Basic when challenged."""
+    from urllib.parse import quote
+
+    ipptool = require_command("ipptool")
+    world, stack, t = infra_world, infra_world.stack, infra_world.tenant
+    stack.printer(t.id, "proxy-1", client_id=t.dev_id)
+    pdf = make_pdf(2)
+    job_id = t.submit(pdf, printer="proxy-1")["job_id"]
+    stack.wait_for(t.api, job_id, "waiting_for_printer")
+    creds = f"{quote(t.dev_id, safe='')}:{quote(t.dev_secret, safe='')}@"
+    uri = world.uri("proxy-1").replace("ipp://", f"ipp://{creds}", 1)
+    device = f"urn:uuid:{uuid.uuid4()}"
+    files = sorted(str(p) for p in TESTS.glob("*.test"))
+    done = subprocess.run(
+        [ipptool, "-t", "-T", "60", "-d", f"uuid={device}", "-d", "impressions=2", uri, *files],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert output.count("[PASS]") == 13, output
+    assert "[FAIL]" not in output and "[SKIP]" not in output, output
+    job = stack.wait_for(t.api, job_id, "printed")
+    assert job["pages_printed"] == 2
+    wait_completed(t, job_id)
+    assert_no_leftovers(stack, job_id)

@@ -583,6 +583,11 @@ async def update_job_status(call: InfraCall) -> bytes:
             Status.CLIENT_ERROR_BAD_REQUEST, "output-device-job-state (enum) is required"
         )
     state = int(state_attr.value)
+    if not 3 <= state <= 9:  # RFC 8011 §5.3.7 job-state values
+        raise call.fail(
+            Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+            f"output-device-job-state {state} is no job-state",
+        )
     reasons_attr = _job_value(call, "output-device-job-state-reasons")
     reasons = [str(v) for v in reasons_attr.values] if reasons_attr is not None else []
     message_attr = _job_value(call, "output-device-job-state-message")
