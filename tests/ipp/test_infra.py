@@ -43,10 +43,17 @@ class InfraWorld:
         return f"{base}/ipp/infra/{tenant or self.tenant.id}/{printer}"
 
 
-@pytest.fixture(scope="module")
-def infra_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfraWorld]:
+@pytest.fixture(
+    scope="module", params=[("sqlite", "sql"), ("postgresql", "redis")], ids=lambda p: p[0]
+)
+def infra_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InfraWorld]:
+    """A print stack on SQLite with the database session store, and on PostgreSQL with
+    Redis (the row locks and savepoints of `infra.py`, Redis's conversion sessions)."""
+    database, sessions = request.param
     with print_stacks(tmp_path_factory) as make_print_stack:
-        stack = make_print_stack(workers=1)
+        stack = make_print_stack(workers=1, database=database, sessions=sessions)
         tenant = Tenant(stack)
         token = stack.token(tenant.dev_id, tenant.dev_secret, "device")
         yield InfraWorld(stack=stack, tenant=tenant, token=token)
@@ -179,6 +186,20 @@ def test_the_whole_conversation_prints_the_job(infra_world: InfraWorld) -> None:
     assert event["job-state"] == JobState.PROCESSING
     assert "job-fetchable" in event["job-state-reasons"]
 
+    listed = _send(
+        world,
+        Operation.GET_JOBS,
+        ops=[
+            Attribute("which-jobs", ValueTag.KEYWORD, "fetchable"),
+            Attribute("requested-attributes", ValueTag.KEYWORD, ["job-id", "job-state"]),
+        ],
+    )
+    assert listed.code == Status.SUCCESSFUL_OK, listed
+    assert [g["job-id"].value for g in listed.groups_of(GroupTag.JOB)] == [number]
+    others = _send(
+        world, Operation.GET_JOBS, ops=[Attribute("which-jobs", ValueTag.KEYWORD, "completed")]
+    )
+    assert others.code == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
     fetched = _send(world, Operation.FETCH_JOB, ops=_job_ops(device, number))
     assert fetched.code == Status.SUCCESSFUL_OK, fetched
     assert fetched.value(GroupTag.JOB, "job-id") == number
@@ -379,6 +400,17 @@ def test_ipptool_runs_the_proxys_conversation(infra_world: InfraWorld) -> None:
     creds = f"{quote(t.dev_id, safe='')}:{quote(t.dev_secret, safe='')}@"
     uri = world.uri("proxy-1").replace("ipp://", f"ipp://{creds}", 1)
     device = f"urn:uuid:{uuid.uuid4()}"
+    # ippsample's own test first: which-jobs-supported has fetchable, and Get-Jobs
+    # which-jobs=fetchable lists the job
+    listed = subprocess.run(
+        [ipptool, "-t", "-T", "60", uri, str(TESTS / "ippsample" / "get-jobs-fetchable.test")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert listed.stdout.count("[PASS]") == 2, listed.stdout
     files = sorted(str(p) for p in TESTS.glob("*.test"))
     done = subprocess.run(
         [ipptool, "-t", "-T", "60", "-d", f"uuid={device}", "-d", "impressions=2", uri, *files],
@@ -395,3 +427,77 @@ def test_ipptool_runs_the_proxys_conversation(infra_world: InfraWorld) -> None:
     assert job["pages_printed"] == 2
     wait_completed(t, job_id)
     assert_no_leftovers(stack, job_id)
+
+
+def test_bad_requests_get_ipp_answers(infra_world: InfraWorld) -> None:
+    """Malformed or unsupported input: the IPP status naming why, never a 500."""
+    world = infra_world
+    uri = world.uri("mono-1")
+    bearer = {"Authorization": f"Bearer {world.token}"}
+    device = f"urn:uuid:{uuid.uuid4()}"
+    _register(world, device, printer="mono-1")
+    good = encode(ipp_request(Operation.GET_JOBS, printer_uri=uri))
+    for body in (b"", b"\x02", good[:-1] + b"\x07", good[:12]):
+        answer = send(uri, body, headers=bearer)
+        assert answer.status_code == 200
+        assert decode(answer.content).code == Status.CLIENT_ERROR_BAD_REQUEST, body
+    wrong_type = send(uri, good, headers={**bearer, "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 400
+    cases: list[tuple[Operation, list[Attribute], list[Group], Status]] = [
+        # another device while this one is registered
+        (
+            Operation.UPDATE_OUTPUT_DEVICE_ATTRIBUTES,
+            [_device(f"urn:uuid:{uuid.uuid4()}")],
+            [],
+            Status.CLIENT_ERROR_NOT_POSSIBLE,
+        ),
+        (
+            Operation.FETCH_JOB,
+            [_device("not-a-uuid"), Attribute("job-id", ValueTag.INTEGER, 1)],
+            [],
+            Status.CLIENT_ERROR_BAD_REQUEST,
+        ),
+        (
+            Operation.FETCH_JOB,
+            [_device(device), Attribute("job-id", ValueTag.TEXT, "one")],
+            [],
+            Status.CLIENT_ERROR_BAD_REQUEST,
+        ),
+        (Operation.FETCH_JOB, [_device(device)], [], Status.CLIENT_ERROR_BAD_REQUEST),
+        (
+            Operation.FETCH_DOCUMENT,
+            _job_ops(device, 1, Attribute("document-number", ValueTag.INTEGER, 2)),
+            [],
+            Status.CLIENT_ERROR_NOT_FOUND,
+        ),
+        (Operation.GET_NOTIFICATIONS, [], [], Status.CLIENT_ERROR_BAD_REQUEST),
+        (
+            Operation.GET_NOTIFICATIONS,
+            [Attribute("notify-subscription-ids", ValueTag.INTEGER, 999_999)],
+            [],
+            Status.CLIENT_ERROR_NOT_FOUND,
+        ),
+        (
+            Operation.CREATE_PRINTER_SUBSCRIPTIONS,
+            [],
+            [
+                Group(
+                    GroupTag.SUBSCRIPTION,
+                    [Attribute("notify-recipient-uri", ValueTag.URI, "ipps://elsewhere/")],
+                )
+            ],
+            Status.CLIENT_ERROR_IGNORED_ALL_SUBSCRIPTIONS,
+        ),
+        (Operation.CREATE_PRINTER_SUBSCRIPTIONS, [], [], Status.CLIENT_ERROR_BAD_REQUEST),
+        (
+            Operation.CANCEL_SUBSCRIPTION,
+            [Attribute("notify-subscription-id", ValueTag.INTEGER, 999_999)],
+            [],
+            Status.CLIENT_ERROR_NOT_FOUND,
+        ),
+        (Operation.PRINT_JOB, [], [], Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED),
+    ]
+    for operation, ops, groups, status in cases:
+        answer = _send(world, operation, printer="mono-1", ops=ops, groups=groups)
+        assert answer.code == status, (operation, answer)
+    _send(world, Operation.DEREGISTER_OUTPUT_DEVICE, printer="mono-1", ops=[_device(device)])

@@ -51,6 +51,21 @@ EVENTS = ("job-fetchable", "job-state-changed")
 MAX_ATTRIBUTE_BYTES = 256 * 1024
 
 
+def fetchable_jobs(db: Session, *, tenant_id: str, printer_id: str) -> list[PrintJobRow]:
+    """The printer's fetchable jobs, oldest first (Get-Jobs which-jobs=fetchable)."""
+    rows = db.scalars(
+        select(PrintJobRow)
+        .where(
+            PrintJobRow.tenant_id == tenant_id,
+            PrintJobRow.printer_id == printer_id,
+            PrintJobRow.state.in_(service.PRINTABLE),
+        )
+        .order_by(PrintJobRow.created_at)
+        .limit(500)
+    ).all()
+    return [r for r in rows if fetchable(r)]
+
+
 def fetchable(job: PrintJobRow) -> bool:
     """A job its printer may fetch: converted, with its conversion token, and waiting for
     the printer or printing (fetched again after a restart), as the device API hands it."""

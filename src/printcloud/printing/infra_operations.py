@@ -5,6 +5,9 @@ The output device (a printer that fetches its jobs, or a proxy in front of one) 
 the printer's own device client at idp-a (`infra_routes.py` authenticates it). Its
 conversation, and what each step does in printcloud:
 
+0. Get-Printer-Attributes (RFC 8011 §4.2.5: the operations, `which-jobs-supported`
+   `fetchable`, the notifications and formats offered) and Get-Jobs with
+   `which-jobs` `fetchable` (§5.1: what the device may fetch, after a restart say).
 1. Update-Output-Device-Attributes (§6.2): registration with `output-device-uuid`;
    the reported printer attributes are kept on the printer (`infra.register`), and
    Get-Output-Device-Attributes (§6.6) answers them; Deregister-Output-Device (§6.7)
@@ -128,6 +131,124 @@ class InfraCall:
                 return fn(db, tenant_id=self.tenant_id, printer_id=self.printer_id, **kwargs)
 
         return await run_in_threadpool(work)
+
+
+# -- the Infrastructure Printer -----------------------------------------------------------
+
+
+async def get_printer_attributes(call: InfraCall) -> bytes:
+    """RFC 8011 §4.2.5 for the Infrastructure Printer: what an output device (and
+    ippsample's get-jobs-fetchable.test) reads first: its operations, `which-jobs`
+    `fetchable`, the notifications it offers, the formats Fetch-Document offers."""
+
+    def read(db: Session, *, tenant_id: str, printer_id: str) -> tuple[Any, int, int]:
+        printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+        jobs_now = service.list_jobs(
+            db, tenant_id=tenant_id, printer_id=printer_id, states=service.ACTIVE, limit=1000
+        )
+        printing = sum(1 for j in jobs_now if j.state == "printing")
+        return (printer.name, printer.location, printer.color), len(jobs_now), printing
+
+    (name, location, color), queued, printing = await call.db(read)
+    operations = sorted(int(o) for o in HANDLERS)
+    attributes = [
+        Attribute("printer-uri-supported", ValueTag.URI, call.printer_uri),
+        Attribute(
+            "uri-security-supported",
+            ValueTag.KEYWORD,
+            "tls" if call.printer_uri.startswith("ipps:") else "none",
+        ),
+        Attribute("uri-authentication-supported", ValueTag.KEYWORD, "basic"),
+        Attribute("printer-name", ValueTag.NAME, call.printer_id),
+        Attribute("printer-info", ValueTag.TEXT, name),
+        Attribute("printer-location", ValueTag.TEXT, location),
+        Attribute("printer-make-and-model", ValueTag.TEXT, "printcloud Infrastructure Printer"),
+        Attribute("printer-uuid", ValueTag.URI, _printer_uuid(call)),
+        Attribute("printer-state", ValueTag.ENUM, 4 if printing else 3),
+        Attribute("printer-state-reasons", ValueTag.KEYWORD, "none"),
+        Attribute("printer-is-accepting-jobs", ValueTag.BOOLEAN, True),
+        Attribute("queued-job-count", ValueTag.INTEGER, queued),
+        Attribute("printer-up-time", ValueTag.INTEGER, int(time.time())),
+        Attribute("operations-supported", ValueTag.ENUM, operations),
+        Attribute("which-jobs-supported", ValueTag.KEYWORD, "fetchable"),
+        Attribute("charset-configured", ValueTag.CHARSET, "utf-8"),
+        Attribute("charset-supported", ValueTag.CHARSET, ["utf-8", "us-ascii"]),
+        Attribute("natural-language-configured", ValueTag.NATURAL_LANGUAGE, "en"),
+        Attribute("generated-natural-language-supported", ValueTag.NATURAL_LANGUAGE, "en"),
+        Attribute("ipp-versions-supported", ValueTag.KEYWORD, ["1.1", "2.0", "2.1", "2.2"]),
+        Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, [PDF, JPEG]),
+        Attribute("color-supported", ValueTag.BOOLEAN, bool(color)),
+        Attribute("notify-pull-method-supported", ValueTag.KEYWORD, "ippget"),
+        Attribute("notify-events-supported", ValueTag.KEYWORD, list(infra.EVENTS)),
+        Attribute("notify-events-default", ValueTag.KEYWORD, list(infra.EVENTS)),
+        Attribute("notify-lease-duration-default", ValueTag.INTEGER, infra.DEFAULT_LEASE),
+        Attribute("notify-max-events-supported", ValueTag.INTEGER, len(infra.EVENTS)),
+        Attribute("notify-get-interval", ValueTag.INTEGER, GET_INTERVAL),
+    ]
+    names, _ = select_attributes(
+        requested_names(call.message), [a.name for a in attributes], target="printer"
+    )
+    wanted = set(names)
+    return call.answer([Group(GroupTag.PRINTER, [a for a in attributes if a.name in wanted])])
+
+
+def _printer_uuid(call: InfraCall) -> str:
+    key = f"printcloud-infra:{call.tenant_id}/{call.printer_id}"
+    return f"urn:uuid:{uuidlib.uuid5(uuidlib.NAMESPACE_URL, key)}"
+
+
+async def get_jobs(call: InfraCall) -> bytes:
+    """RFC 8011 §4.2.6 with PWG 5100.18's `which-jobs` `fetchable` (the only value here:
+    an output device lists what it may fetch, e.g. after a restart)."""
+    which = call.operation_value("which-jobs", (ValueTag.KEYWORD,), required=False)
+    if which is not None and which != "fetchable":
+        raise IPPError(
+            Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+            f"which-jobs {which!r}: an Infrastructure Printer lists its fetchable jobs",
+            request_id=call.message.request_id,
+            version=call.message.version,
+            unsupported=[Attribute("which-jobs", ValueTag.KEYWORD, str(which))],
+        )
+    limit = call.operation_value("limit", (ValueTag.INTEGER,), required=False)
+
+    def read(db: Session, *, tenant_id: str, printer_id: str) -> list[dict[str, Any]]:
+        printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+        device = infra.registered_uuid(printer)
+        found = []
+        for job in infra.fetchable_jobs(db, tenant_id=tenant_id, printer_id=printer_id):
+            number = infra.job_number(
+                db, tenant_id=tenant_id, printer_id=printer_id, job_id=job.job_id
+            )
+            taken = job.state == "printing" and device is not None
+            found.append({"number": number, "job": job, "device": device if taken else None})
+        return found
+
+    found = await call.db(read)
+    if isinstance(limit, int) and limit > 0:
+        found = found[:limit]
+    groups = []
+    for item in found:
+        job = item["job"]
+        attributes = [
+            Attribute("job-id", ValueTag.INTEGER, item["number"]),
+            Attribute("job-uuid", ValueTag.URI, _job_uuid(job.job_id)),
+            Attribute("job-name", ValueTag.NAME, job.title or "untitled"),
+            Attribute("job-originating-user-name", ValueTag.NAME, job.owner),
+            Attribute("job-state", ValueTag.ENUM, PROCESSING),
+            Attribute("job-state-reasons", ValueTag.KEYWORD, "job-fetchable"),
+        ]
+        if item["device"]:
+            attributes.append(
+                Attribute("output-device-uuid-assigned", ValueTag.URI, item["device"])
+            )
+        names, _ = select_attributes(
+            requested_names(call.message, ("job-id", "job-uri")),
+            [a.name for a in attributes],
+            target="job",
+        )
+        wanted = set(names)
+        groups.append(Group(GroupTag.JOB, [a for a in attributes if a.name in wanted]))
+    return call.answer(groups)
 
 
 # -- the output device ------------------------------------------------------------------
@@ -621,6 +742,8 @@ async def update_job_status(call: InfraCall) -> bytes:
 
 
 HANDLERS: dict[int, Callable[[InfraCall], Awaitable[bytes]]] = {
+    Operation.GET_PRINTER_ATTRIBUTES: get_printer_attributes,
+    Operation.GET_JOBS: get_jobs,
     Operation.UPDATE_OUTPUT_DEVICE_ATTRIBUTES: update_output_device_attributes,
     Operation.GET_OUTPUT_DEVICE_ATTRIBUTES: get_output_device_attributes,
     Operation.DEREGISTER_OUTPUT_DEVICE: deregister_output_device,
