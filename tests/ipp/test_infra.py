@@ -411,6 +411,23 @@ def test_ipptool_runs_the_proxys_conversation(infra_world: InfraWorld) -> None:
     )
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert listed.stdout.count("[PASS]") == 2, listed.stdout
+    # CUPS's get-notifications.test on a subscription of the printer. It expects an
+    # attribute `notify-event`, which RFC 3995 does not define: an event notification
+    # names its event in `notify-subscribed-event`, which printcloud sends. That
+    # expectation is the one failure allowed; the answer is successful-ok with the event.
+    subscription = _subscribe(world, printer="proxy-1")
+    notified = subprocess.run(
+        [ipptool, "-t", "-T", "60", "-d", f"id={subscription}", uri, "get-notifications.test"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = notified.stdout.splitlines()
+    expected = [line.strip() for line in lines if "EXPECTED:" in line]
+    assert expected == ["EXPECTED: notify-event"], notified.stdout + notified.stderr
+    assert "status-code = successful-ok" in notified.stdout, notified.stdout
+    assert "job-fetchable" in notified.stdout, notified.stdout  # notify-text shown
     files = sorted(str(p) for p in TESTS.glob("*.test"))
     done = subprocess.run(
         [ipptool, "-t", "-T", "60", "-d", f"uuid={device}", "-d", "impressions=2", uri, *files],
