@@ -518,3 +518,28 @@ def test_bad_requests_get_ipp_answers(infra_world: InfraWorld) -> None:
         answer = _send(world, operation, printer="mono-1", ops=ops, groups=groups)
         assert answer.code == status, (operation, answer)
     _send(world, Operation.DEREGISTER_OUTPUT_DEVICE, printer="mono-1", ops=[_device(device)])
+
+
+def test_an_expired_conversion_token_is_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """FIG. 10: the document is served only while the job's conversion token lives."""
+    with print_stacks(tmp_path_factory) as make_print_stack:
+        stack = make_print_stack(workers=1, conversion_token_timeout=1)
+        tenant = Tenant(stack)
+        token = stack.token(tenant.dev_id, tenant.dev_secret, "device")
+        world = InfraWorld(stack=stack, tenant=tenant, token=token)
+        device = f"urn:uuid:{uuid.uuid4()}"
+        _register(world, device)
+        subscription = _subscribe(world)
+        tenant.submit(make_pdf(1))
+        number = int(_wait_event(world, subscription, "job-fetchable")["job-id"])
+        ops = _job_ops(device, number, Attribute("document-number", ValueTag.INTEGER, 1))
+        deadline = time.monotonic() + 90
+        while True:
+            answer = _send(world, Operation.FETCH_DOCUMENT, ops=ops)
+            if answer.code != Status.SUCCESSFUL_OK:
+                break
+            assert time.monotonic() < deadline, "the document was served after its token expired"
+            time.sleep(0.2)
+        assert answer.code == Status.CLIENT_ERROR_NOT_FETCHABLE
+        assert "timed out" in answer.value(GroupTag.OPERATION, "status-message")
+        assert answer.data == b""

@@ -249,6 +249,8 @@ def refresh(db: Session, row: InfraSubscriptionRow) -> None:
         .order_by(PrintJobRow.created_at)
         .limit(500)
     ).all()
+    # a job no longer there (its history dropped) is forgotten with it
+    seen = {k: v for k, v in seen.items() if k in {j.job_id for j in jobs}}
     events: list[dict[str, Any]] = []
     now = utcnow().isoformat()
     for job in jobs:

@@ -66,6 +66,7 @@ OK = Status.SUCCESSFUL_OK
 WAIT_LIMIT = 30.0
 GET_INTERVAL = 30
 _LOOK = 1.0
+_SOONEST = 0.2
 #: What a device may ask Fetch-Document for (document-format-accepted).
 PDF, JPEG = "application/pdf", "image/jpeg"
 
@@ -425,11 +426,11 @@ async def get_notifications(call: InfraCall) -> bytes:
             raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
         if events or not wait or time.monotonic() >= deadline:
             break
+        # look again after a move here (not more often than `_SOONEST`: moves come in
+        # bursts), or after `_LOOK` for the moves of other processes
         looked = time.monotonic()
-        while (
-            time.monotonic() - looked < _LOOK
-            and changes.generation(changes.JOBS) == seen_moves
-            and time.monotonic() < deadline
+        while time.monotonic() < min(looked + _LOOK, deadline) and (
+            changes.generation(changes.JOBS) == seen_moves or time.monotonic() - looked < _SOONEST
         ):
             await asyncio.sleep(0.05)
     head = response(call.message, OK)
