@@ -279,8 +279,23 @@ def test_a_fault_ends_the_job_with_its_reason(infra_world: InfraWorld) -> None:
     device = f"urn:uuid:{uuid.uuid4()}"
     _register(world, device, printer="mono-1")
     subscription = _subscribe(world, printer="mono-1")
-    job_id = t.submit(make_pdf(3), printer="mono-1")["job_id"]
+    job_id = t.submit(make_pdf(1), printer="mono-1")["job_id"]
     number = int(_wait_event(world, subscription, "job-fetchable", printer="mono-1")["job-id"])
+    # a one-page job is also offered as its converted JPEG page
+    page = _send(
+        world,
+        Operation.FETCH_DOCUMENT,
+        printer="mono-1",
+        ops=_job_ops(
+            device,
+            number,
+            Attribute("document-number", ValueTag.INTEGER, 1),
+            Attribute("document-format-accepted", ValueTag.MIME_MEDIA_TYPE, "image/jpeg"),
+        ),
+    )
+    assert page.code == Status.SUCCESSFUL_OK, page
+    assert page.value(GroupTag.DOCUMENT, "document-format") == "image/jpeg"
+    assert bytes(page.data).startswith(b"\xff\xd8\xff")
     acked = _send(world, Operation.ACKNOWLEDGE_JOB, printer="mono-1", ops=_job_ops(device, number))
     assert acked.code == Status.SUCCESSFUL_OK
     bogus = Group(GroupTag.JOB, [Attribute("output-device-job-state", ValueTag.ENUM, 0)])

@@ -34,15 +34,17 @@ conversation, and what each step does in printcloud:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response, StreamingResponse
 
 from printcloud.core.errors import Conflict, NotFound, Unauthorized
 from printcloud.core.guard import Principal
@@ -69,6 +71,8 @@ _LOOK = 1.0
 _SOONEST = 0.2
 #: What a device may ask Fetch-Document for (document-format-accepted).
 PDF, JPEG = "application/pdf", "image/jpeg"
+IPP = "application/ipp"
+_CHUNK = 1024 * 1024
 
 #: PWG 5100.18 output-device-job-state-reasons (and RFC 8011 printer-state-reasons a
 #: device passes on) → the device API's fault reasons (`service.PRINTER_FAULTS`).
@@ -602,9 +606,11 @@ def _document_number(call: InfraCall) -> None:
         raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, "a job has one document, number 1")
 
 
-async def fetch_document(call: InfraCall) -> bytes:
+async def fetch_document(call: InfraCall) -> bytes | Response:
     """§6.9: document 1, in a format the device accepts, while the job's conversion
-    token lives (FIG. 10): the submitted PDF, or a one-page job's JPEG page."""
+    token lives (FIG. 10): the submitted PDF, or a one-page job's JPEG page. The
+    document follows the attributes as it is read from the blob store (a PDF may be
+    as large as `PRINTCLOUD_MAX_PRINT_BYTES`: it is never held in memory whole)."""
     await _registered(call)
     _document_number(call)
     job = await _job(call)
@@ -618,7 +624,7 @@ async def fetch_document(call: InfraCall) -> bytes:
             Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
             f"this job is offered as {', '.join(offered)}",
         )
-    data = await run_in_threadpool(partial(_document_data, call, job, chosen))
+    source, size = await run_in_threadpool(partial(_open_document, call, job, chosen))
     document = Group(
         GroupTag.DOCUMENT,
         [
@@ -629,10 +635,22 @@ async def fetch_document(call: InfraCall) -> bytes:
             Attribute("last-document", ValueTag.BOOLEAN, True),
         ],
     )
-    return call.answer([document], data=data)
+    head = call.answer([document])
+
+    def body() -> Iterator[bytes]:
+        with source:
+            yield head
+            while chunk := source.read(_CHUNK):
+                yield chunk
+
+    return StreamingResponse(
+        body(), media_type=IPP, headers={"Content-Length": str(len(head) + size)}
+    )
 
 
-def _document_data(call: InfraCall, job: _Job, chosen: str) -> bytes:
+def _open_document(call: InfraCall, job: _Job, chosen: str) -> tuple[BinaryIO, int]:
+    """The document's file, opened (a completion that deletes it meanwhile leaves the
+    open file readable to its end), and its size."""
     rt = call.rt
     try:
         session = rt.sessions.require(
@@ -643,21 +661,21 @@ def _document_data(call: InfraCall, job: _Job, chosen: str) -> bytes:
         raise call.fail(
             Status.CLIENT_ERROR_NOT_FETCHABLE, f"the job's converted data is gone: {exc}"
         ) from exc
-    try:
-        if chosen == PDF:
-            if job.data_key is None:
-                raise FileNotFoundError(job.job_id)
-            return rt.blobs.get(job.data_key)
+    key: str | None = job.data_key
+    if chosen != PDF:
         with rt.db.sessions() as db:
             converted = db.get(ConvertedDataRow, session.converted_id or "")
-            if converted is None or converted.tenant_id != call.tenant_id:
-                raise FileNotFoundError(job.job_id)
-            prefix = converted.blob_prefix
-        return rt.blobs.get(f"{prefix}/page-0001.jpg")
+            ours = converted is not None and converted.tenant_id == call.tenant_id
+            key = f"{converted.blob_prefix}/page-0001.jpg" if ours and converted else None
+    try:
+        if key is None:
+            raise FileNotFoundError(job.job_id)
+        source = rt.blobs.path(key).open("rb")
     except FileNotFoundError as exc:
         raise call.fail(
             Status.CLIENT_ERROR_NOT_FETCHABLE, "the job's document is no longer stored"
         ) from exc
+    return source, os.fstat(source.fileno()).st_size
 
 
 async def acknowledge_document(call: InfraCall) -> bytes:
@@ -742,7 +760,7 @@ async def update_job_status(call: InfraCall) -> bytes:
     return call.answer()
 
 
-HANDLERS: dict[int, Callable[[InfraCall], Awaitable[bytes]]] = {
+HANDLERS: dict[int, Callable[[InfraCall], Awaitable[bytes | Response]]] = {
     Operation.GET_PRINTER_ATTRIBUTES: get_printer_attributes,
     Operation.GET_JOBS: get_jobs,
     Operation.UPDATE_OUTPUT_DEVICE_ATTRIBUTES: update_output_device_attributes,

@@ -233,7 +233,8 @@ async def infra_request(
                 rt.settings.public_url, tenant_id=tenant_id, printer_id=printer_id
             ),
         )
-        return _ipp(await HANDLERS[checked.operation](call))
+        answer = await HANDLERS[checked.operation](call)
+        return answer if isinstance(answer, Response) else _ipp(answer)
     except IPPError as exc:
         return _ipp(encode(error_response(exc)))
     except (Unauthorized, RateLimited):
