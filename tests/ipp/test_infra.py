@@ -356,6 +356,19 @@ def test_a_held_job_is_not_fetchable(infra_world: InfraWorld) -> None:
     )
     assert document.code == Status.CLIENT_ERROR_NOT_FETCHABLE
     assert document.data == b""
+    # nor can the device say it printed it
+    printed = Group(
+        GroupTag.JOB, [Attribute("output-device-job-state", ValueTag.ENUM, JobState.COMPLETED)]
+    )
+    refused = _send(
+        world,
+        Operation.UPDATE_JOB_STATUS,
+        printer="mono-1",
+        ops=_job_ops(device, number),
+        groups=[printed],
+    )
+    assert refused.code == Status.CLIENT_ERROR_NOT_POSSIBLE
+    assert t.api.get(f"/api/jobs/{job_id}").json()["state"] == "held"
     unknown = _send(world, Operation.FETCH_JOB, printer="mono-1", ops=_job_ops(device, 999_999))
     assert unknown.code == Status.CLIENT_ERROR_NOT_FOUND
     assert t.api.post(f"/api/jobs/{job_id}/cancel").status_code == 200

@@ -741,6 +741,12 @@ async def update_job_status(call: InfraCall) -> bytes:
         return call.answer()
     if state not in (COMPLETED, ABORTED, CANCELED):
         return call.answer()
+    if job.state not in service.PRINTABLE and job.state not in service.FINAL:
+        # held, or not yet converted: the device cannot have printed it
+        raise call.fail(
+            Status.CLIENT_ERROR_NOT_POSSIBLE,
+            f"job {job.number} is not at the output device ({job.state})",
+        )
     if state == COMPLETED:
         result = DeviceResult(printer_id=call.printer_id, outcome="printed", pages_printed=pages)
     else:
