@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +50,22 @@ MAX_SUBSCRIPTIONS = 20
 EVENTS = ("job-fetchable", "job-state-changed")
 #: The printer's attributes a device reports, at most (encoded octets).
 MAX_ATTRIBUTE_BYTES = 256 * 1024
+#: Where each printer's Infrastructure Printer is (`infra_routes.py`).
+INFRA_PATH = "/printing/ipp/infra"
+
+
+def infra_uri(public_url: str, *, tenant_id: str, printer_id: str) -> str:
+    """The printer's Infrastructure Printer URI (ipp://, or ipps:// behind TLS) under the
+    deployment's public URL; the port is always written (IPP's default is 631)."""
+    parts = urlsplit(public_url)
+    scheme = "ipps" if parts.scheme == "https" else "ipp"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    base = parts.path.rstrip("/")
+    tail = f"{quote(tenant_id, safe='')}/{quote(printer_id, safe='')}"
+    return f"{scheme}://{host}:{port}{base}{INFRA_PATH}/{tail}"
 
 
 def fetchable_jobs(db: Session, *, tenant_id: str, printer_id: str) -> list[PrintJobRow]:

@@ -56,6 +56,7 @@ from printcloud.ipp.operations import check_request, error_response
 
 from . import service
 from .deps import RuntimeDep
+from .infra import INFRA_PATH, infra_uri
 from .infra_operations import HANDLERS, InfraCall
 from .ipp_auth import CredentialsRequired, parse_basic
 from .ipp_transport import require_transport
@@ -64,22 +65,8 @@ from .runtime import PrintingRuntime
 router = APIRouter(tags=["ipp-infra"])
 log = get_logger("printing.infra")
 IPP = "application/ipp"
-INFRA_PATH = "/printing/ipp/infra"
 #: Remembered Basic exchanges at most (the oldest are dropped beyond).
 MAX_REMEMBERED = 1000
-
-
-def infra_uri(public_url: str, *, tenant_id: str, printer_id: str) -> str:
-    """The printer's Infrastructure Printer URI (ipp://, or ipps:// behind TLS)."""
-    parts = urlsplit(public_url)
-    scheme = "ipps" if parts.scheme == "https" else "ipp"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = parts.hostname or "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    base = parts.path.rstrip("/")
-    tail = f"{quote(tenant_id, safe='')}/{quote(printer_id, safe='')}"
-    return f"{scheme}://{host}:{port}{base}{INFRA_PATH}/{tail}"
 
 
 class DeviceAuthenticator:
