@@ -1,14 +1,14 @@
 """A tenant's printers as IPP INFRA output devices (issue 15, PWG 5100.18): the database
 rules behind the Infrastructure Printer's operations (`infra_operations.py`).
 
-- registration (§6.2 Update-Output-Device-Attributes, §6.7 Deregister-Output-Device):
+- registration (Update-Output-Device-Attributes, Deregister-Output-Device):
   the printer's `output-device-uuid` and the printer attributes its device reported,
   kept on the printer (`PrinterRow.infra`) as their IPP encoding, so every syntax
   (collections, resolutions, ranges) comes back as it was sent;
-- job-ids (§6.8 Fetch-Job): a print job gets an integer job-id for INFRA the first
+- job-ids (Fetch-Job): a print job gets an integer job-id for INFRA the first
   time a printer hears of it (`job_number`); its state stays the print job's, moved
   by the same service functions the device API calls;
-- printer subscriptions (RFC 3995 §7.1, Create-Printer-Subscriptions) with the
+- printer subscriptions (RFC 3995, Create-Printer-Subscriptions) with the
   `ippget` pull method (RFC 3996): `job-fetchable` and `job-state-changed` events are
   made when the device asks for them (`refresh`), by comparing each of the printer's
   jobs with the state it had at its last event: nothing in the job pipeline has to
@@ -40,7 +40,7 @@ from . import service
 from .ipp_states import ipp_state
 from .models import InfraJobRow, InfraSubscriptionRow, PrinterRow, PrintJobRow
 
-#: RFC 3995 §5.3.8 notify-lease-duration: the default and the most granted (seconds).
+#: RFC 3995 notify-lease-duration: the default and the most granted (seconds).
 DEFAULT_LEASE = 3600
 MAX_LEASE = 86400
 #: The events of a subscription kept for Get-Notifications, newest last.
@@ -112,7 +112,7 @@ def register(
     uuid: str,
     attributes: list[Attribute],
 ) -> PrinterRow:
-    """§6.2: the device with `uuid` is the printer's; its reported attributes replace the
+    """Update-Output-Device-Attributes: the device with `uuid` is the printer's; its reported attributes replace the
     ones of the same name (`delete-attribute` removes one). Another device already
     registered for the printer: Conflict (it deregisters first)."""
     printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
@@ -141,7 +141,7 @@ def register(
 
 
 def deregister(db: Session, *, tenant_id: str, printer_id: str) -> None:
-    """§6.7: forget the device's registration and end its subscriptions."""
+    """Deregister-Output-Device: forget the device's registration and end its subscriptions."""
     printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
     printer.infra = None
     for row in _subscriptions(db, tenant_id=tenant_id, printer_id=printer_id):
@@ -309,5 +309,5 @@ def refresh(db: Session, row: InfraSubscriptionRow) -> None:
 
 
 def renew(row: InfraSubscriptionRow) -> None:
-    """ippget: a Get-Notifications renews the lease (RFC 3996 §5.2)."""
+    """ippget: a Get-Notifications renews the lease (RFC 3996)."""
     row.expires_at = utcnow() + timedelta(seconds=row.lease_seconds)

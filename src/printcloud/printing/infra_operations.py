@@ -1,5 +1,5 @@
-"""The operations of printcloud as an IPP Infrastructure Printer (issue 15, PWG 5100.18
-§6; RFC 3995 and RFC 3996 for the subscriptions), one printer of a tenant per URI.
+"""The operations of printcloud as an IPP Infrastructure Printer (issue 15, PWG 5100.18;
+RFC 3995 and RFC 3996 for the subscriptions), one printer of a tenant per URI.
 
 The output device (a printer that fetches its jobs, or a proxy in front of one) is
 the printer's own device client at idp-a (`infra_routes.py` authenticates it). Its
@@ -7,24 +7,24 @@ conversation, and what each step does in printcloud:
 
 0. Get-Printer-Attributes (RFC 8011 §4.2.5: the operations, `which-jobs-supported`
    `fetchable`, the notifications and formats offered) and Get-Jobs with
-   `which-jobs` `fetchable` (§5.1: what the device may fetch, after a restart say).
-1. Update-Output-Device-Attributes (§6.2): registration with `output-device-uuid`;
+   `which-jobs` `fetchable` (PWG 5100.18: what the device may fetch, after a restart say).
+1. Update-Output-Device-Attributes: registration with `output-device-uuid`;
    the reported printer attributes are kept on the printer (`infra.register`), and
-   Get-Output-Device-Attributes (§6.6) answers them; Deregister-Output-Device (§6.7)
+   Get-Output-Device-Attributes answers them; Deregister-Output-Device
    forgets them and ends the printer's subscriptions.
-2. Create-Printer-Subscriptions (RFC 3995 §7.1, `ippget` only), Get-Notifications
-   (RFC 3996 §5: `notify-wait` long-polls at most `WAIT_LIMIT` seconds, woken when a
+2. Create-Printer-Subscriptions (RFC 3995, `ippget` only), Get-Notifications
+   (RFC 3996: `notify-wait` long-polls at most `WAIT_LIMIT` seconds, woken when a
    job of this process moves, and looking at the database each `_LOOK` seconds for
-   the moves of other processes), Cancel-Subscription (RFC 3995 §11.2.7):
+   the moves of other processes), Cancel-Subscription (RFC 3995):
    `job-fetchable` and `job-state-changed` events (`infra.refresh`).
-3. Fetch-Job (§6.8): the attributes of a job that `infra.fetchable` (converted, not
-   held); client-error-not-fetchable otherwise. Acknowledge-Job (§6.3): the device
+3. Fetch-Job: the attributes of a job that `infra.fetchable` (converted, not
+   held); client-error-not-fetchable otherwise. Acknowledge-Job: the device
    takes it, the device API's `started` (`service.job_started`).
-4. Fetch-Document (§6.9): document 1 in a format of `document-format-accepted`: the
+4. Fetch-Document: document 1 in a format of `document-format-accepted`: the
    submitted PDF itself (pass-through), or, for a one-page job, its converted JPEG
    page; only while the job's session record lives and its conversion token has not
-   timed out (FIG. 10). Acknowledge-Document (§6.4).
-5. Update-Document-Status (§6.10) is taken note of; Update-Job-Status (§6.11) with
+   timed out (FIG. 10). Acknowledge-Document.
+5. Update-Document-Status is taken note of; Update-Job-Status with
    `output-device-job-state` completed, aborted or canceled is the device API's
    result (`jobs.report_result`): the job's workflow records `printed` or
    `printer_cancelled: <reason>` with `job-impressions-completed`, and deletes the
@@ -399,7 +399,7 @@ def _integers(call: InfraCall, name: str) -> list[int]:
 
 
 async def get_notifications(call: InfraCall) -> bytes:
-    """RFC 3996 §5: the events of the given subscriptions from the given sequence numbers;
+    """RFC 3996 Get-Notifications: the events of the given subscriptions from the given sequence numbers;
     with notify-wait, held until there is one (at most `WAIT_LIMIT` seconds)."""
     ids = _integers(call, "notify-subscription-ids")
     if not ids:
@@ -447,7 +447,7 @@ async def get_notifications(call: InfraCall) -> bytes:
 
 
 def _event_group(call: InfraCall, event: dict[str, Any]) -> Group:
-    """RFC 3995 §9: one event notification's attributes."""
+    """RFC 3995: one event notification's attributes."""
     text = f"job {event['job_number']} ({event['title']}): {event['event']}"
     return Group(
         GroupTag.EVENT_NOTIFICATION,
@@ -566,7 +566,7 @@ def _fetch_status(call: InfraCall) -> int | None:
 
 
 async def acknowledge_job(call: InfraCall) -> bytes:
-    """§6.3: the device took the job (the device API's `started`); with an error
+    """Acknowledge-Job: the device took the job (the device API's `started`); with an error
     fetch-status-code it did not, and the job stays fetchable."""
     await _registered(call)
     job = await _job(call)
@@ -607,7 +607,7 @@ def _document_number(call: InfraCall) -> None:
 
 
 async def fetch_document(call: InfraCall) -> bytes | Response:
-    """§6.9: document 1, in a format the device accepts, while the job's conversion
+    """Fetch-Document: document 1, in a format the device accepts, while the job's conversion
     token lives (FIG. 10): the submitted PDF, or a one-page job's JPEG page. The
     document follows the attributes as it is read from the blob store (a PDF may be
     as large as `PRINTCLOUD_MAX_PRINT_BYTES`: it is never held in memory whole)."""
@@ -688,7 +688,7 @@ async def acknowledge_document(call: InfraCall) -> bytes:
 
 
 async def update_document_status(call: InfraCall) -> bytes:
-    """§6.10: the document's progress; the job's state follows Update-Job-Status."""
+    """Update-Document-Status: the document's progress; the job's state follows Update-Job-Status."""
     await _registered(call)
     _document_number(call)
     await _job(call)
@@ -711,7 +711,7 @@ def fault_of(reasons: list[str]) -> str:
 
 
 async def update_job_status(call: InfraCall) -> bytes:
-    """§6.11: the device's job state. completed → printed; aborted → printer_cancelled
+    """Update-Job-Status: the device's job state. completed → printed; aborted → printer_cancelled
     with the fault its reasons name; canceled → printer_cancelled: user_cancel (unless
     a reason names another fault); processing → started. Each with
     job-impressions-completed as the pages printed."""
