@@ -112,9 +112,10 @@ def register(
     uuid: str,
     attributes: list[Attribute],
 ) -> PrinterRow:
-    """Update-Output-Device-Attributes: the device with `uuid` is the printer's; its reported attributes replace the
-    ones of the same name (`delete-attribute` removes one). Another device already
-    registered for the printer: Conflict (it deregisters first)."""
+    """Update-Output-Device-Attributes: the device with `uuid` is the printer's; its
+    reported attributes replace the ones of the same name (`delete-attribute` removes
+    one). Another device already registered for the printer: Conflict (it deregisters
+    first)."""
     printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
     known = registered_uuid(printer)
     if known is not None and known != uuid:

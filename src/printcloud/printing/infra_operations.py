@@ -399,8 +399,9 @@ def _integers(call: InfraCall, name: str) -> list[int]:
 
 
 async def get_notifications(call: InfraCall) -> bytes:
-    """RFC 3996 Get-Notifications: the events of the given subscriptions from the given sequence numbers;
-    with notify-wait, held until there is one (at most `WAIT_LIMIT` seconds)."""
+    """RFC 3996 Get-Notifications: the events of the given subscriptions from the given
+    sequence numbers; with notify-wait, held until there is one (at most `WAIT_LIMIT`
+    seconds)."""
     ids = _integers(call, "notify-subscription-ids")
     if not ids:
         raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "notify-subscription-ids is required")
@@ -688,7 +689,8 @@ async def acknowledge_document(call: InfraCall) -> bytes:
 
 
 async def update_document_status(call: InfraCall) -> bytes:
-    """Update-Document-Status: the document's progress; the job's state follows Update-Job-Status."""
+    """Update-Document-Status: the document's progress, taken note of; the job's state
+    follows Update-Job-Status."""
     await _registered(call)
     _document_number(call)
     await _job(call)
