@@ -109,6 +109,9 @@ def test_the_printing_commands(make_print_stack: Any, tmp_path: Path) -> None:
     )
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["color"] is False
+    # what an IPP INFRA proxy needs (docs/infra.md)
+    infra_uri = json.loads(added.stdout)["infra_uri"]
+    assert infra_uri.startswith("ipp://") and infra_uri.endswith(f"/ipp/infra/{t.id}/floor-2")
     wrong = _cli(
         env, "admin", "printer", "add", "floor-3", "--tenant", t.id, "--client-id", t.app_id
     )

@@ -9,7 +9,7 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import ipp_fastlane, ipp_routes, pages, pipeline, routes
+from . import infra_routes, ipp_fastlane, ipp_routes, pages, pipeline, routes
 from .pool import die_with_parent
 from .runtime import PrintingRuntime, build_runtime
 from .worker import build_worker, create_worker_app
@@ -27,11 +27,13 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     )
     app.state.printing = rt
     app.state.ipp_queues = ipp_routes.IppQueues.of(rt)
+    app.state.infra_devices = infra_routes.DeviceAuthenticator(settings, rt.guard)
     rt.before_launch.append(lambda engine: pipeline.tune(engine, settings))
     rt.on_started.append(pipeline.adopt_orphans)
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(ipp_routes.router)
+    app.include_router(infra_routes.router)
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
     app.add_middleware(SecurityHeaders)

@@ -73,6 +73,9 @@ class PrinterRow(Base):
     #: Where the print request is pushed (S109); the device polls when unset or unreachable.
     push_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     location: Mapped[str] = mapped_column(String(200), default="")
+    #: Its registration as an IPP INFRA output device (PWG 5100.18, `infra.py`): the
+    #: `output-device-uuid` and the printer attributes it reported; None: not registered.
+    infra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
@@ -202,4 +205,44 @@ class IdentifyRequestRow(Base):
     #: The queue it came through and the authenticated user who asked.
     queue: Mapped[str] = mapped_column(String(64))
     requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InfraJobRow(Base):
+    """A print job as an IPP INFRA output device knows it (PWG 5100.18): the integer
+    job-id it fetches by. Made when the job is first announced to, or fetched by, a
+    printer; the job's state stays the print job's and its session record's."""
+
+    __tablename__ = "printing_infra_jobs"
+    __table_args__ = (Index("ix_printing_infra_jobs_printer", "tenant_id", "printer_id"),)
+
+    job_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    printer_id: Mapped[str] = mapped_column(String(128))
+    #: The print job (`PrintJobRow.job_id`).
+    job_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InfraSubscriptionRow(Base):
+    """A printer subscription of an INFRA output device (RFC 3995, `ippget` RFC 3996):
+    the events it wants, its lease, and the events not yet dropped (`infra.py`)."""
+
+    __tablename__ = "printing_infra_subscriptions"
+    __table_args__ = (Index("ix_printing_infra_subscriptions_printer", "tenant_id", "printer_id"),)
+
+    #: notify-subscription-id
+    subscription_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    printer_id: Mapped[str] = mapped_column(String(128))
+    #: notify-events keywords
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    lease_seconds: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The last notify-sequence-number given.
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    #: The state each job had at its last event (print job ID → printcloud state).
+    seen: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    #: The events kept for Get-Notifications (the newest `infra.KEPT_EVENTS`).
+    recent: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -56,9 +56,20 @@ def printer_add(
         )
         return printer_dict(row)
 
+    from printcloud.printing.infra import infra_uri
+
     data = run(work)
+    # what an IPP INFRA proxy or printer is given (docs/infra.md): this URI, an
+    # output-device-uuid of its own, and the device client's id and secret
+    data["infra_uri"] = infra_uri(Settings().public_url, tenant_id=tenant, printer_id=printer_id)
     kind = "mono" if mono else "color"
-    emit(data, message=f"added {kind} printer [bold]{printer_id}[/bold] to {tenant}")
+    emit(
+        data,
+        message=f"added {kind} printer [bold]{printer_id}[/bold] to {tenant}\n"
+        f"IPP INFRA (a proxy or printer that fetches its jobs): {data['infra_uri']}\n"
+        f"  authenticated as device client {client_id} (its secret, or a token with scope "
+        "device); output-device-uuid: a urn:uuid: of the device's own",
+    )
 
 
 @printer_cli.command("list")
