@@ -138,6 +138,25 @@ def test_compression_uses_line_repeats_and_runs() -> None:
     assert len(data) == pwg.HEADER_SIZE + 1 + 8 * 4
 
 
+@pytest.mark.parametrize("document_type", sorted(COLORS))
+def test_long_runs_broken_at_every_offset(document_type: str) -> None:
+    """Long runs take a fast path in 64-bit words once 8 pixels are aligned: a pixel
+    out of place at each offset of a wide line (one line per offset) must still show."""
+    width = 700
+    colors = COLORS[document_type]
+    page = np.full((64, width, colors), 200, np.uint8)
+    for y in range(64):
+        page[y, 3 + y * 7 % 600] = 17
+        page[y, 130 + y] = 90
+    if document_type == "black_1":
+        page = page[:, :, 0] < 128
+    elif colors == 1:
+        page = page[:, :, 0]
+    stream = raster_encode.encode_pwg([page], document_type=document_type, options=PageOptions())
+    (got,) = pwg.read_pages(stream)
+    assert got.data.tobytes() == _expected_rows(document_type, page).tobytes()
+
+
 def test_header_fields() -> None:
     options = PageOptions(
         resolution=(600, 300),
