@@ -238,7 +238,11 @@ def _compress_line(flat: Any, words: Any, base: int, npix: int, bpp: int, out: A
             out[o] = 257 - count if count > 1 else 0
             o += 1
             size = count * bpp
-            out[o : o + size] = flat[at : at + size]
+            if size < 32:  # a slice copy costs more than a short loop (measured)
+                for k in range(size):
+                    out[o + k] = flat[at + k]
+            else:
+                out[o : o + size] = flat[at : at + size]
             o += size
     return o
 
