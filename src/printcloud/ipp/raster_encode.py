@@ -290,8 +290,9 @@ def _bound(height: int, bytes_per_line: int, bpp: int) -> int:
     return height * (1 + bytes_per_line + bytes_per_line // bpp)
 
 
-def compress_lines(rows: np.ndarray, *, bytes_per_pixel: int) -> bytes:
-    """One page's lines (height x bytes_per_line uint8) in PWG 5102.4 line compression."""
+def compress_lines(rows: np.ndarray, *, bytes_per_pixel: int, header: bytes = b"") -> bytes:
+    """One page's lines (height x bytes_per_line uint8) in PWG 5102.4 line compression,
+    after `header` (written into the same buffer: one copy of the page's bytes, not two)."""
     if rows.ndim != 2 or rows.dtype != np.uint8:
         raise InvalidRequest("the rows of a raster page are a 2-D array of bytes")
     if rows.shape[1] % bytes_per_pixel:
@@ -299,9 +300,11 @@ def compress_lines(rows: np.ndarray, *, bytes_per_pixel: int) -> bytes:
             f"a line of {rows.shape[1]} bytes is not whole pixels of {bytes_per_pixel} bytes"
         )
     rows = np.ascontiguousarray(rows)
-    out = np.empty(_bound(rows.shape[0], rows.shape[1], bytes_per_pixel), np.uint8)
-    size = int(_compress(rows, _words(rows), bytes_per_pixel, out))
-    return out[:size].tobytes()
+    start = len(header)
+    out = np.empty(start + _bound(rows.shape[0], rows.shape[1], bytes_per_pixel), np.uint8)
+    out[:start] = np.frombuffer(header, np.uint8)
+    size = int(_compress(rows, _words(rows), bytes_per_pixel, out[start:]))
+    return out[: start + size].tobytes()
 
 
 # -- page arrays -> rows ------------------------------------------------------------------------
@@ -440,7 +443,7 @@ def pwg_page(
         total_pages=total_pages,
         transforms=transforms,
     )
-    return header + compress_lines(rows, bytes_per_pixel=max(1, bits * colors // 8))
+    return compress_lines(rows, bytes_per_pixel=max(1, bits * colors // 8), header=header)
 
 
 def encode_pwg(pages: Iterable[np.ndarray], *, document_type: str, options: PageOptions) -> bytes:
@@ -490,7 +493,7 @@ def urf_page(pixels: np.ndarray, *, urf_type: str, options: PageOptions) -> byte
     header[2] = _URF_DUPLEX[SIDES[options.sides]]
     header[3] = QUALITIES[options.print_quality]
     struct.pack_into(">3I", header, 12, width, height, xdpi)
-    return bytes(header) + compress_lines(rows, bytes_per_pixel=bpp // 8)
+    return compress_lines(rows, bytes_per_pixel=bpp // 8, header=bytes(header))
 
 
 def encode_urf(pages: Iterable[np.ndarray], *, urf_type: str, options: PageOptions) -> bytes:
