@@ -13,6 +13,7 @@ by Ghostscript) and `ippevepcl` (raster to PCL), the transforms of
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -383,11 +384,19 @@ def _blocks(pixels: np.ndarray, size: int = 8) -> np.ndarray:
     return blocks.mean(axis=(1, 3))
 
 
+def _ippeveprinter_command(name: str) -> str:
+    """cups-ipp-utils installs the transforms in /usr/sbin, often not on a user's PATH."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    require_peer(path is not None, f"`{name}` (cups-ipp-utils) is not installed")
+    assert path is not None
+    return path
+
+
 @pytest.mark.peer("ippeveps")
 @pytest.mark.parametrize("kind", ["srgb_8", "sgray_8", "black_1", "SRGB24", "W8"])
 def test_ippeveps_reads_our_pages(source: np.ndarray, tmp_path: Path, kind: str) -> None:
     """ippeveprinter's PostScript transform draws our pages; Ghostscript renders its output."""
-    ippeveps = require_command("ippeveps")
+    ippeveps = _ippeveprinter_command("ippeveps")
     gs = require_command("gs")
     page, shown = _page_of(kind, source)
     document = tmp_path / "doc.raster"
@@ -428,7 +437,7 @@ def test_ippeveps_reads_our_pages(source: np.ndarray, tmp_path: Path, kind: str)
 def test_ippevepcl_reads_our_pages(source: np.ndarray, tmp_path: Path, kind: str) -> None:
     """ippeveprinter's PCL transform (gray and black only, as it documents) takes our
     pages: two pages of raster graphics, every line of each."""
-    ippevepcl = require_command("ippevepcl")
+    ippevepcl = _ippeveprinter_command("ippevepcl")
     page, _ = _page_of(kind, source)
     document = tmp_path / "doc.raster"
     document.write_bytes(_stream(kind, page))
