@@ -21,8 +21,9 @@ or `image/urf` (issue 15); the decoders are `ipp/pwg.py` and `ipp/urf.py`.
   merged, at most 256), then runs until the line is full: 0–127, the next
   pixel n + 1 times; 129–255, 257 − n literal pixels. Two equal neighbours
   start a repeat run; a literal run stops where one starts. Code 128 (the rest
-  of the line white) is never written: CUPS's reader before 2.3 takes it for a
-  literal run. For `black_1` a "pixel" is a byte (8 dots), as in CUPS's writer.
+  of the line white) is never written: plain runs say the same in a few more
+  bytes, and readers that predate that code (or ignore it) read them alike.
+  For `black_1` a "pixel" is a byte (8 dots), as in CUPS's writer.
 
 Input arrays (C order, uint8): `sgray_8`/`W8` (height, width) or (height,
 width, 1), 0 black; `srgb_8`/`SRGB24` (height, width, 3) RGB; `cmyk_8`
