@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "card_logins": "bench.card_logins",
     "raster": "bench.raster",
     "raster_decode": "bench.raster_decode",
+    "raster_encode": "bench.raster_encode",
     "conversion": "bench.conversion",
     "conversion_service": "bench.conversion_service",
     "print_e2e": "bench.print_e2e",
