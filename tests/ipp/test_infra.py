@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 
+from printcloud.ipp import pwg, urf
 from printcloud.ipp.encoding import decode, encode
 from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
 from printcloud.ipp.model import JobState, Operation, Status
 from printcloud.ipp.operations import request as ipp_request
+from printcloud.ipp.pwg import ColorSpace
 from tests.conftest import require_command
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, wait_completed
@@ -214,7 +216,7 @@ def test_the_whole_conversation_prints_the_job(infra_world: InfraWorld) -> None:
             device,
             number,
             Attribute("document-number", ValueTag.INTEGER, 1),
-            Attribute("document-format-accepted", ValueTag.MIME_MEDIA_TYPE, "image/urf"),
+            Attribute("document-format-accepted", ValueTag.MIME_MEDIA_TYPE, "image/png"),
         ),
     )
     assert refused.code == Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED
@@ -237,6 +239,32 @@ def test_the_whole_conversation_prints_the_job(infra_world: InfraWorld) -> None:
     assert document.code == Status.SUCCESSFUL_OK, document
     assert document.value(GroupTag.DOCUMENT, "document-format") == "application/pdf"
     assert document.data == pdf  # pass-through
+
+    # a raster printer: its pages as PWG raster or URF, made from the converted pages
+    job = t.api.get(f"/api/jobs/{job_id}").json()
+    dpi = job["options"]["dpi"]
+    for accepted, read_pages, space in (
+        ("image/pwg-raster", pwg.read_pages, ColorSpace.SRGB),
+        ("image/urf", urf.read_pages, ColorSpace.SRGB),
+    ):
+        raster = _send(
+            world,
+            Operation.FETCH_DOCUMENT,
+            ops=_job_ops(
+                device,
+                number,
+                Attribute("document-number", ValueTag.INTEGER, 1),
+                Attribute("document-format-accepted", ValueTag.MIME_MEDIA_TYPE, accepted),
+            ),
+        )
+        assert raster.code == Status.SUCCESSFUL_OK, raster
+        assert raster.value(GroupTag.DOCUMENT, "document-format") == accepted
+        pages = list(read_pages(bytes(raster.data)))
+        assert len(pages) == 2
+        for page in pages:
+            assert page.header.resolution == (dpi, dpi)
+            assert page.header.color_space == space
+            assert page.data.mean() < 250  # the page's colour, not blank paper
 
     acked = _send(world, Operation.ACKNOWLEDGE_JOB, ops=_job_ops(device, number))
     assert acked.code == Status.SUCCESSFUL_OK, acked
@@ -466,7 +494,7 @@ def test_ipptool_runs_the_proxys_conversation(infra_world: InfraWorld) -> None:
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert output.count("[PASS]") == 13, output
+    assert output.count("[PASS]") == 14, output
     assert "[FAIL]" not in output and "[SKIP]" not in output, output
     job = stack.wait_for(t.api, job_id, "printed")
     assert job["pages_printed"] == 2

@@ -21,9 +21,11 @@ conversation, and what each step does in printcloud:
    held); client-error-not-fetchable otherwise. Acknowledge-Job: the device
    takes it, the device API's `started` (`service.job_started`).
 4. Fetch-Document: document 1 in a format of `document-format-accepted`: the
-   submitted PDF itself (pass-through), or, for a one-page job, its converted JPEG
-   page; only while the job's session record lives and its conversion token has not
-   timed out (FIG. 10). Acknowledge-Document.
+   submitted PDF itself (pass-through); PWG raster (`srgb_8`/`sgray_8`) or URF
+   (`SRGB24`/`W8`) encoded from the converted pages as they are sent
+   (`ipp.raster_encode`); or, for a one-page job, its converted JPEG page; only
+   while the job's session record lives and its conversion token has not timed out
+   (FIG. 10). Acknowledge-Document.
 5. Update-Document-Status is taken note of; Update-Job-Status with
    `output-device-job-state` completed, aborted or canceled is the device API's
    result (`jobs.report_result`): the job's workflow records `printed` or
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO
 
+import numpy as np
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
@@ -71,6 +74,9 @@ _LOOK = 1.0
 _SOONEST = 0.2
 #: What a device may ask Fetch-Document for (document-format-accepted).
 PDF, JPEG = "application/pdf", "image/jpeg"
+#: Raster made from the job's converted pages at fetch time (`ipp.raster_encode`):
+#: sRGB for a color job on a color printer, sGray otherwise.
+PWG, URF = "image/pwg-raster", "image/urf"
 IPP = "application/ipp"
 _CHUNK = 1024 * 1024
 
@@ -181,7 +187,7 @@ async def get_printer_attributes(call: InfraCall) -> bytes:
         Attribute("natural-language-configured", ValueTag.NATURAL_LANGUAGE, "en"),
         Attribute("generated-natural-language-supported", ValueTag.NATURAL_LANGUAGE, "en"),
         Attribute("ipp-versions-supported", ValueTag.KEYWORD, ["1.1", "2.0", "2.1", "2.2"]),
-        Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, [PDF, JPEG]),
+        Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, [PDF, PWG, URF, JPEG]),
         Attribute("color-supported", ValueTag.BOOLEAN, bool(color)),
         Attribute("notify-pull-method-supported", ValueTag.KEYWORD, "ippget"),
         Attribute("notify-events-supported", ValueTag.KEYWORD, list(infra.EVENTS)),
@@ -618,14 +624,15 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
     if not job.fetchable or job.token is None:
         raise _not_fetchable(call, job)
     accepted = _accepted_formats(call)
-    offered = [PDF] + ([JPEG] if job.pages == 1 else [])
-    chosen = next((f for f in accepted if f in offered), None)
+    # In printcloud's order of preference, whatever the device's: the submitted PDF
+    # (no work here, the printer's own rendering), then raster made from the pages.
+    offered = [PDF, PWG, URF] + ([JPEG] if job.pages == 1 else [])
+    chosen = next((f for f in offered if f in accepted), None)
     if chosen is None:
         raise call.fail(
             Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
             f"this job is offered as {', '.join(offered)}",
         )
-    source, size = await run_in_threadpool(partial(_open_document, call, job, chosen))
     document = Group(
         GroupTag.DOCUMENT,
         [
@@ -636,6 +643,13 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
             Attribute("last-document", ValueTag.BOOLEAN, True),
         ],
     )
+    if chosen in (PWG, URF):
+        pages = await run_in_threadpool(partial(_converted_pages, call, job))
+        head = call.answer([document])
+        # Page by page, as the device reads it: one page's pixels in memory at a time;
+        # the length is not known before the last page (chunked transfer).
+        return StreamingResponse(_raster(head, pages, job, chosen), media_type=IPP)
+    source, size = await run_in_threadpool(partial(_open_document, call, job, chosen))
     head = call.answer([document])
 
     def body() -> Iterator[bytes]:
@@ -649,9 +663,8 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
     )
 
 
-def _open_document(call: InfraCall, job: _Job, chosen: str) -> tuple[BinaryIO, int]:
-    """The document's file, opened (a completion that deletes it meanwhile leaves the
-    open file readable to its end), and its size."""
+def _live_session(call: InfraCall, job: _Job) -> tuple[PrintingRuntime, Any]:
+    """The job's session at this printer, its conversion token checked (FIG. 10)."""
     rt = call.rt
     try:
         session = rt.sessions.require(
@@ -662,6 +675,73 @@ def _open_document(call: InfraCall, job: _Job, chosen: str) -> tuple[BinaryIO, i
         raise call.fail(
             Status.CLIENT_ERROR_NOT_FETCHABLE, f"the job's converted data is gone: {exc}"
         ) from exc
+    return rt, session
+
+
+def _converted_pages(call: InfraCall, job: _Job) -> list[BinaryIO]:
+    """The job's converted pages (JPEG, at the job's resolution), each opened now while
+    the conversion token is checked (a completion that deletes them meanwhile leaves
+    the open files readable)."""
+    rt = call.rt
+    _, session = _live_session(call, job)
+    with rt.db.sessions() as db:
+        converted = db.get(ConvertedDataRow, session.converted_id or "")
+        if converted is None or converted.tenant_id != call.tenant_id:
+            raise call.fail(Status.CLIENT_ERROR_NOT_FETCHABLE, "the job's pages are gone")
+        prefix = converted.blob_prefix
+    opened: list[BinaryIO] = []
+    try:
+        for number in range(1, job.pages + 1):
+            opened.append(rt.blobs.path(f"{prefix}/page-{number:04d}.jpg").open("rb"))
+    except FileNotFoundError as exc:
+        for page in opened:
+            page.close()
+        raise call.fail(
+            Status.CLIENT_ERROR_NOT_FETCHABLE, "the job's pages are no longer stored"
+        ) from exc
+    return opened
+
+
+def _raster(head: bytes, pages: list[BinaryIO], job: _Job, chosen: str) -> Iterator[bytes]:
+    """The answer's head, then the pages as PWG raster or URF, encoded one at a time."""
+    from PIL import Image
+
+    from printcloud.ipp import raster_encode
+
+    dpi = int(job.options.get("dpi") or 300)
+    options = raster_encode.PageOptions(
+        resolution=(dpi, dpi),
+        sides="two-sided-long-edge" if job.options.get("duplex") else "one-sided",
+        media=MEDIA_SIZES.get(str(job.options.get("media", "A4")), MEDIA_SIZES["A4"])[0],
+    )
+    mode = "RGB" if job.color else "L"
+    try:
+        yield head
+        yield raster_encode.urf_file_header(len(pages)) if chosen == URF else b"RaS2"
+        for number, page in enumerate(pages, 1):
+            with page, Image.open(page) as image:
+                pixels = np.asarray(image.convert(mode))
+            if chosen == URF:
+                kind = "SRGB24" if job.color else "W8"
+                yield raster_encode.urf_page(pixels, urf_type=kind, options=options)
+            else:
+                kind = "srgb_8" if job.color else "sgray_8"
+                yield raster_encode.pwg_page(
+                    pixels,
+                    document_type=kind,
+                    options=options,
+                    page_number=number,
+                    total_pages=len(pages),
+                )
+    finally:
+        for page in pages:
+            page.close()
+
+
+def _open_document(call: InfraCall, job: _Job, chosen: str) -> tuple[BinaryIO, int]:
+    """The document's file, opened (a completion that deletes it meanwhile leaves the
+    open file readable to its end), and its size."""
+    rt, session = _live_session(call, job)
     key: str | None = job.data_key
     if chosen != PDF:
         with rt.db.sessions() as db:
