@@ -18,15 +18,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from printcloud.device.config import DeviceConfig, DeviceError, Fault
 from printcloud.device.events import DeviceEvent
-from printcloud.device.infra import InfraAgent, device_uuid
-from printcloud.ipp.message import Attribute, GroupTag, ValueTag
-from printcloud.ipp.model import Operation
+from printcloud.device.infra import PDF, InfraAgent, device_uuid
+from printcloud.ipp.encoding import decode, encode
+from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
+from printcloud.ipp.model import JobState, Operation, Status
+from printcloud.ipp.operations import response as ipp_response
 from tests.conftest import require_command
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, wait_completed
@@ -184,6 +187,120 @@ def test_forwarded_to_ippeveprinter(world: World, office_printer: Ippeve, tmp_pa
         assert printer["printer-make-and-model"].value != "printcloud virtual printer"
         done = device.done(_key(job_id)).outcome
         assert done is not None and done.outcome == "printed"
+
+
+class FaultyPrinter:
+    """An IPP printer on loopback that cannot print (our codec, `http.server`): it takes
+    Print-Job, then its job stays `processing` (`stuck`) or ends `aborted`, while the
+    printer reports `media-empty-error`, as a real one out of paper does. ippeveprinter
+    has no way to be out of paper."""
+
+    def __init__(self, *, stuck: bool) -> None:
+        self.stuck = stuck
+        self.operations: list[int] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                answer = encode(outer.answer(decode(body)))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ipp")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"ipp://127.0.0.1:{self.server.server_address[1]}/ipp/print"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, request: Message) -> Message:
+        self.operations.append(request.code)
+        groups = []
+        if request.code == Operation.GET_PRINTER_ATTRIBUTES:
+            groups.append(
+                Group(
+                    GroupTag.PRINTER,
+                    [
+                        Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, PDF),
+                        Attribute("printer-make-and-model", ValueTag.TEXT, "Out Of Paper 1"),
+                        Attribute("printer-state-reasons", ValueTag.KEYWORD, "media-empty-error"),
+                    ],
+                )
+            )
+        elif request.code in (Operation.PRINT_JOB, Operation.GET_JOB_ATTRIBUTES):
+            state = JobState.PROCESSING if self.stuck else JobState.ABORTED
+            if request.code == Operation.PRINT_JOB:
+                state = JobState.PENDING
+            groups.append(
+                Group(
+                    GroupTag.JOB,
+                    [
+                        Attribute("job-id", ValueTag.INTEGER, 1),
+                        Attribute("job-state", ValueTag.ENUM, int(state)),
+                        Attribute("job-state-reasons", ValueTag.KEYWORD, "aborted-by-system"),
+                    ],
+                )
+            )
+        return ipp_response(request, Status.SUCCESSFUL_OK, groups)
+
+
+@pytest.mark.parametrize("stuck", [False, True], ids=["aborted", "stuck"])
+def test_an_office_printer_out_of_paper_cancels_the_job(
+    world: World, tmp_path: Path, stuck: bool
+) -> None:
+    """The printer's `media-empty-error` becomes `printer_cancelled: paper_out`, whether
+    it aborts the job or holds it past the proxy's deadline (then the proxy cancels it)."""
+    t = world.tenant
+    office = FaultyPrinter(stuck=stuck)
+    config = world.config("mono-1", tmp_path, forward=office.uri, forward_deadline=2.0)
+    try:
+        with Running(config) as device:
+            job_id = t.submit(make_pdf(2), printer="mono-1")["job_id"]
+            job = world.stack.wait_for(t.api, job_id, "printer_cancelled")
+            assert job["reason"] == "paper_out", job
+            assert job["pages_printed"] == 0
+            wait_completed(t, job_id)
+            assert_no_leftovers(world.stack, job_id)
+            done = device.done(_key(job_id)).outcome
+            assert done is not None and done.outcome == "cancelled"
+            assert done.reason is not None and done.reason.startswith("media-empty-error")
+    finally:
+        office.close()
+    assert Operation.PRINT_JOB in office.operations
+    assert (Operation.CANCEL_JOB in office.operations) is stuck
+
+
+def test_a_stopped_office_printer_aborts_the_job(
+    world: World, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """ippeveprinter is stopped after the proxy registered it: the job ends
+    `printer_cancelled` (`printer-stopped`: `engine_error`), not printed."""
+    t = world.tenant
+    with ippeveprinter_running(tmp_path_factory) as office:
+        running = Running(world.config("mono-1", tmp_path, forward=office.uri))
+        running.__enter__()
+        deadline = time.monotonic() + 60
+        while not running.agent._registered:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        job_id = t.submit(make_pdf(1), printer="mono-1")["job_id"]
+        job = world.stack.wait_for(t.api, job_id, "printer_cancelled")
+        assert job["reason"] == "engine_error", job
+        wait_completed(t, job_id)
+        assert_no_leftovers(world.stack, job_id)
+        done = running.done(_key(job_id)).outcome
+        assert done is not None and done.reason == "printer-stopped"
+    finally:
+        running.__exit__(None, None, None)
 
 
 def test_killed_mid_job_and_started_again_prints_each_page_once(
