@@ -375,7 +375,52 @@ def test_killed_mid_job_and_started_again_prints_each_page_once(
     assert (folder / "page-0001-K.pbm").stat().st_mtime_ns == first_page
     for page in (2, 3):
         assert (folder / f"page-{page:04d}-K.pbm").is_file()
-    assert "deregistered" in log.read_text() or again.returncode is not None
+    # Ctrl-C is a clean stop: the device deregistered
+    with InfraAgent(world.config("mono-1", tmp_path)) as probe:
+        gone = probe._send(Operation.GET_OUTPUT_DEVICE_ATTRIBUTES, [probe._device()])
+    assert gone.status == Status.CLIENT_ERROR_NOT_POSSIBLE, gone.describe()
+
+
+def test_printcloud_device_infra_once(world: World, tmp_path: Path) -> None:
+    """`--once`: register, print what is fetchable now (a sink printer), leave."""
+    t = world.tenant
+    job_id = t.submit(make_pdf(2), printer="mono-1")["job_id"]
+    world.stack.wait_for(t.api, job_id, "waiting_for_printer")
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "printcloud",
+            "device",
+            "--protocol",
+            "infra",
+            "--server",
+            world.stack.base_url,
+            "--tenant",
+            t.id,
+            "--printer-id",
+            "mono-1",
+            "--client-id",
+            t.dev_id,
+            "--out",
+            str(tmp_path),
+            "--sink",
+            "--once",
+        ],
+        env={**world.stack.env, "PRINTCLOUD_DEVICE_SECRET": t.dev_secret},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stdout + printed.stderr
+    assert "INFRA output device" in printed.stdout and "printed" in printed.stdout
+    job = world.stack.wait_for(t.api, job_id, "printed")
+    assert job["pages_printed"] == 2
+    wait_completed(t, job_id)
+    assert_no_leftovers(world.stack, job_id)
+    journal = json.loads((tmp_path / _key(job_id) / "journal.json").read_text())
+    assert journal["pages_done"] == [1, 2] and journal["reported"] is True
 
 
 def test_protocol_and_forward_are_checked(world: World, tmp_path: Path) -> None:

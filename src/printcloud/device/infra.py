@@ -138,9 +138,9 @@ def _own_capabilities() -> list[Attribute]:
 
 
 class _Ended(Exception):  # control flow inside one job, not an error
-    def __init__(self, state: JobState, reason: str, fault: str, message: str) -> None:
+    def __init__(self, state: JobState, reason: str, message: str) -> None:
         super().__init__(message)
-        self.state, self.reason, self.fault, self.message = state, reason, fault, message
+        self.state, self.reason, self.message = state, reason, message
 
 
 @dataclass(frozen=True)
@@ -613,10 +613,7 @@ class InfraAgent:
             if fault is not None:
                 state, reason = FAULT_REASONS[fault.name]
                 raise _Ended(
-                    state,
-                    reason,
-                    fault.name,
-                    f"{fault.name} before page {number}; printed {journal.summary()}",
+                    state, reason, f"{fault.name} before page {number}; printed {journal.summary()}"
                 )
             path = None
             if not self.config.sink:
@@ -638,7 +635,7 @@ class InfraAgent:
                     )
                 except InvalidRequest as exc:
                     raise _Ended(
-                        JobState.ABORTED, "document-format-error", "", f"page {number}: {exc}"
+                        JobState.ABORTED, "document-format-error", f"page {number}: {exc}"
                     ) from exc
                 # The engine "prints" — then the journal says so.
                 path = rendered.write(folder, name=page_name(number))[-1]
