@@ -189,14 +189,15 @@ def test_forwarded_to_ippeveprinter(world: World, office_printer: Ippeve, tmp_pa
         assert done is not None and done.outcome == "printed"
 
 
-class FaultyPrinter:
-    """An IPP printer on loopback that cannot print (our codec, `http.server`): it takes
-    Print-Job, then its job stays `processing` (`stuck`) or ends `aborted`, while the
-    printer reports `media-empty-error`, as a real one out of paper does. ippeveprinter
-    has no way to be out of paper."""
+class StandInPrinter:
+    """An IPP printer on loopback (our codec, `http.server`) whose jobs do what a test
+    says: Print-Job takes the job, Get-Job-Attributes answers `job_state`, and the
+    printer reports `printer_reasons` (`media-empty-error`, as a real one out of paper
+    does: ippeveprinter has no way to be out of paper, nor to hold a job)."""
 
-    def __init__(self, *, stuck: bool) -> None:
-        self.stuck = stuck
+    def __init__(self, *, job_state: JobState, printer_reasons: str = "none") -> None:
+        self.job_state = job_state
+        self.printer_reasons = printer_reasons
         self.operations: list[int] = []
         outer = self
 
@@ -230,22 +231,21 @@ class FaultyPrinter:
                     GroupTag.PRINTER,
                     [
                         Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, PDF),
-                        Attribute("printer-make-and-model", ValueTag.TEXT, "Out Of Paper 1"),
-                        Attribute("printer-state-reasons", ValueTag.KEYWORD, "media-empty-error"),
+                        Attribute("printer-make-and-model", ValueTag.TEXT, "Stand-In 1"),
+                        Attribute("printer-state-reasons", ValueTag.KEYWORD, self.printer_reasons),
                     ],
                 )
             )
         elif request.code in (Operation.PRINT_JOB, Operation.GET_JOB_ATTRIBUTES):
-            state = JobState.PROCESSING if self.stuck else JobState.ABORTED
-            if request.code == Operation.PRINT_JOB:
-                state = JobState.PENDING
+            state = self.job_state if request.code == Operation.GET_JOB_ATTRIBUTES else 3
+            reason = "aborted-by-system" if state == JobState.ABORTED else "none"
             groups.append(
                 Group(
                     GroupTag.JOB,
                     [
                         Attribute("job-id", ValueTag.INTEGER, 1),
                         Attribute("job-state", ValueTag.ENUM, int(state)),
-                        Attribute("job-state-reasons", ValueTag.KEYWORD, "aborted-by-system"),
+                        Attribute("job-state-reasons", ValueTag.KEYWORD, reason),
                     ],
                 )
             )
@@ -259,7 +259,10 @@ def test_an_office_printer_out_of_paper_cancels_the_job(
     """The printer's `media-empty-error` becomes `printer_cancelled: paper_out`, whether
     it aborts the job or holds it past the proxy's deadline (then the proxy cancels it)."""
     t = world.tenant
-    office = FaultyPrinter(stuck=stuck)
+    office = StandInPrinter(
+        job_state=JobState.PROCESSING if stuck else JobState.ABORTED,
+        printer_reasons="media-empty-error",
+    )
     config = world.config("mono-1", tmp_path, forward=office.uri, forward_deadline=2.0)
     try:
         with Running(config) as device:
@@ -316,24 +319,7 @@ def test_killed_mid_job_and_started_again_prints_each_page_once(
     folder = tmp_path / _key(job_id)
     blocker = folder / "page-0002-K.pbm"
     blocker.mkdir(parents=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "printcloud",
-        "device",
-        "--protocol",
-        "infra",
-        "--server",
-        world.stack.base_url,
-        "--tenant",
-        t.id,
-        "--printer-id",
-        "mono-1",
-        "--client-id",
-        t.dev_id,
-        "--out",
-        str(tmp_path),
-    ]
+    argv = _device_argv(world, "mono-1", tmp_path)
     env = {**world.stack.env, "PRINTCLOUD_DEVICE_SECRET": t.dev_secret}
     log = tmp_path / "device.log"
     with open(log, "wb") as out:
@@ -381,32 +367,77 @@ def test_killed_mid_job_and_started_again_prints_each_page_once(
     assert gone.status == Status.CLIENT_ERROR_NOT_POSSIBLE, gone.describe()
 
 
+def test_a_proxy_killed_while_its_printer_prints_does_not_send_the_job_twice(
+    world: World, tmp_path: Path
+) -> None:
+    """The proxy is killed (SIGKILL) while the office printer holds the job it forwarded;
+    started again, it follows that job at the printer instead of sending it again."""
+    t = world.tenant
+    office = StandInPrinter(job_state=JobState.PROCESSING)
+    argv = [*_device_argv(world, "mono-1", tmp_path), "--forward", office.uri]
+    env = {**world.stack.env, "PRINTCLOUD_DEVICE_SECRET": t.dev_secret}
+    log = tmp_path / "device.log"
+    try:
+        job_id = t.submit(make_pdf(2), printer="mono-1")["job_id"]
+        journal_path = tmp_path / _key(job_id) / "journal.json"
+        with open(log, "wb") as out:
+            first = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not (
+                journal_path.is_file() and json.loads(journal_path.read_text())["forwarded"]
+            ):
+                assert first.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        assert office.operations.count(Operation.PRINT_JOB) == 1
+        office.job_state = JobState.COMPLETED
+        with open(log, "ab") as out:
+            again = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            job = world.stack.wait_for(t.api, job_id, "printed")
+            wait_completed(t, job_id)
+        finally:
+            again.send_signal(signal.SIGINT)
+            again.wait(timeout=60)
+    finally:
+        office.close()
+    assert job["pages_printed"] == 2
+    assert office.operations.count(Operation.PRINT_JOB) == 1, log.read_text()
+    assert_no_leftovers(world.stack, job_id)
+
+
+def _device_argv(world: World, printer: str, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "printcloud",
+        "device",
+        "--protocol",
+        "infra",
+        "--server",
+        world.stack.base_url,
+        "--tenant",
+        world.tenant.id,
+        "--printer-id",
+        printer,
+        "--client-id",
+        world.tenant.dev_id,
+        "--out",
+        str(out),
+    ]
+
+
 def test_printcloud_device_infra_once(world: World, tmp_path: Path) -> None:
     """`--once`: register, print what is fetchable now (a sink printer), leave."""
     t = world.tenant
     job_id = t.submit(make_pdf(2), printer="mono-1")["job_id"]
     world.stack.wait_for(t.api, job_id, "waiting_for_printer")
     printed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "printcloud",
-            "device",
-            "--protocol",
-            "infra",
-            "--server",
-            world.stack.base_url,
-            "--tenant",
-            t.id,
-            "--printer-id",
-            "mono-1",
-            "--client-id",
-            t.dev_id,
-            "--out",
-            str(tmp_path),
-            "--sink",
-            "--once",
-        ],
+        [*_device_argv(world, "mono-1", tmp_path), "--sink", "--once"],
         env={**world.stack.env, "PRINTCLOUD_DEVICE_SECRET": t.dev_secret},
         capture_output=True,
         text=True,

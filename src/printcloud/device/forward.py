@@ -154,8 +154,10 @@ class ForwardPrinter:
         pages: int,
         stop: threading.Event | None = None,
         on_progress: Callable[[int], None] | None = None,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> ForwardOutcome:
-        """Print `pdf` (of `pages` pages) there and wait for the job to end."""
+        """Print `pdf` (of `pages` pages) there and wait for the job to end;
+        `on_accepted` hears the printer's job-id as soon as it took the job."""
         deadline = time.monotonic() + self.deadline
         if not self._supported:
             try:
@@ -192,6 +194,8 @@ class ForwardPrinter:
                 JobState.ABORTED, reasons, 0, f"the printer refused the job: {answer.describe()}"
             )
         printer_job = int(answer.value(GroupTag.JOB, "job-id", 0))
+        if on_accepted is not None:
+            on_accepted(printer_job)
         log.info(
             "job %d forwarded to %s as its job %d",
             job.number,
@@ -200,6 +204,24 @@ class ForwardPrinter:
             extra={"fields": {"title": job.title}},
         )
         return self._wait(printer_job, job, pages, deadline, on_progress)
+
+    def follow(self, printer_job: int, job: FetchedJob, *, pages: int) -> ForwardOutcome | None:
+        """Wait for a job the printer took before (the proxy restarted); None when the
+        printer no longer knows it (then it is sent again)."""
+        try:
+            answer = self.channel.send(
+                Operation.GET_JOB_ATTRIBUTES,
+                [
+                    Attribute("job-id", ValueTag.INTEGER, printer_job),
+                    Attribute("requested-attributes", ValueTag.KEYWORD, "job-state"),
+                ],
+            )
+        except DeviceError as exc:
+            return self._stopped(f"Get-Job-Attributes at {self.uri}: {exc}")
+        if answer.status == Status.CLIENT_ERROR_NOT_FOUND:
+            return None
+        log.info("job %d: following its job %d at %s", job.number, printer_job, self.uri)
+        return self._wait(printer_job, job, pages, time.monotonic() + self.deadline, None)
 
     def _wait(
         self,

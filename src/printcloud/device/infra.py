@@ -32,10 +32,11 @@ client-credentials token of `api.DeviceTokens`, scope `device`, as a bearer toke
 Exactly once, as in the JSON mode: the job's `journal.json` (`journal.Journal`) is
 saved after each page. A job fetched again after a restart prints only the pages its
 journal lacks, and a job the journal shows finished is only reported again. A
-forwarded job is one unit: the office printer either took it (then it is reported) or
-not. Events (`DeviceEvent`) and outcomes (`JobOutcome`) are those of the JSON-mode
-agent, so `console.Display` shows INFRA jobs the same way. The JSON mode's thumbnails
-for the user's job page are not sent: INFRA has no such operation."""
+forwarded job is one unit: once the office printer took it, its job-id there is in the
+journal, and a restarted proxy follows that job instead of sending the PDF again.
+Events (`DeviceEvent`) and outcomes (`JobOutcome`) are those of the JSON-mode agent, so
+`console.Display` shows INFRA jobs the same way. The JSON mode's thumbnails for the
+user's job page are not sent: INFRA has no such operation."""
 
 from __future__ import annotations
 
@@ -554,7 +555,7 @@ class InfraAgent:
                 )
             )
             if self.forward is not None:
-                ended = self.forward.print(job, pdf, pages=pages)
+                ended = self._forward(job, pdf, journal, folder, pages)
                 self._forwarded(ended, journal, folder, pages, job.copies)
             else:
                 try:
@@ -568,6 +569,25 @@ class InfraAgent:
         finally:
             document.close()
         return self._report_of(journal)
+
+    def _forward(
+        self, job: FetchedJob, pdf: bytes, journal: Journal, folder: Path, pages: int
+    ) -> ForwardOutcome:
+        """Print on the office printer, or follow the job it took before a restart."""
+        assert self.forward is not None
+        prefix = f"{self.forward.uri}#"
+        if journal.forwarded and journal.forwarded.startswith(prefix):
+            taken = journal.forwarded.removeprefix(prefix)
+            if taken.isdigit():
+                ended = self.forward.follow(int(taken), job, pages=pages)
+                if ended is not None:
+                    return ended
+
+        def accepted(printer_job: int) -> None:
+            journal.forwarded = f"{prefix}{printer_job}"
+            journal.save(folder)
+
+        return self.forward.print(job, pdf, pages=pages, on_accepted=accepted)
 
     def _forwarded(
         self, ended: ForwardOutcome, journal: Journal, folder: Path, pages: int, copies: int
