@@ -458,7 +458,9 @@ class InfraAgent:
             # Printed (or cancelled) before: never again; only the report may be missing.
             log.info("job %s (INFRA %d) already %s; reporting again", key, number, journal.outcome)
             self._report(job, self._report_of(journal), journal, folder)
-            outcome = self._outcome(key, job, journal, journal.outcome or "printed", folder)
+            outcome = self._outcome(
+                key, job, journal, journal.outcome or "printed", folder, replayed=True
+            )
             self._emit(DeviceEvent("done", job_id=key, title=job.title, outcome=outcome))
             return outcome
         acked = self._send(Operation.ACKNOWLEDGE_JOB, self._job(number))
@@ -505,6 +507,8 @@ class InfraAgent:
         journal: Journal | None,
         outcome: Literal["printed", "cancelled", "skipped", "error"],
         folder: Path,
+        *,
+        replayed: bool = False,
     ) -> JobOutcome:
         done = journal.pages_done if journal else []
         previews = tuple(
@@ -523,7 +527,7 @@ class InfraAgent:
             previews=previews,
             message=journal.message if journal else "",
             reported=bool(journal and journal.reported),
-            replayed=False,
+            replayed=replayed,
         )
 
     def _report_of(self, journal: Journal) -> _Report:
