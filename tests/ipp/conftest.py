@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,8 +198,16 @@ def wait_for_printer(uri: str, *, process: subprocess.Popen[bytes] | None = None
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def ippeveprinter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@dataclass
+class Ippeve:
+    """A running ippeveprinter: its URI and the folder where it keeps its jobs (-k)."""
+
+    uri: str
+    spool: Path
+
+
+@contextmanager
+def ippeveprinter_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ippeve]:
     """Debian's ippeveprinter, keeping its jobs (-k), at ipp://localhost:PORT/ipp/print.
 
     `-n localhost`: with `-n 127.0.0.1` it cannot open its IPv6 listener."""
@@ -233,7 +242,7 @@ def ippeveprinter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     uri = f"ipp://localhost:{port}/ipp/print"
     try:
         wait_for_printer(uri, process=process)
-        yield uri
+        yield Ippeve(uri=uri, spool=spool)
     finally:
         process.terminate()
         try:
@@ -241,6 +250,13 @@ def ippeveprinter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def ippeveprinter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """ippeveprinter's URI (`ippeveprinter_running`)."""
+    with ippeveprinter_running(tmp_path_factory) as printer:
+        yield printer.uri
 
 
 # -- a private CUPS -----------------------------------------------------------------------

@@ -77,11 +77,32 @@ def device(
     panel_idle: Annotated[
         float, typer.Option(min=5, help="Seconds of inactivity before a panel session ends")
     ] = 180.0,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="json: printcloud's device API (seed 003); infra: an IPP INFRA output "
+            "device (PWG 5100.18, docs/infra.md)"
+        ),
+    ] = "json",
+    forward: Annotated[
+        str | None,
+        typer.Option(
+            help="With --protocol infra: print each fetched job on this IPP printer "
+            "(ipp://host:port/path) instead of here, as an on-premises proxy"
+        ),
+    ] = None,
+    forward_deadline: Annotated[
+        float,
+        typer.Option(min=10, help="Seconds the --forward printer may take for one job"),
+    ] = 300.0,
 ) -> None:
     """Run a virtual printer (seed 003 PRT001): poll or take pushes, print, report.
 
     With --sink it only fetches and counts the pages (issue 13: the platform's load
     without the printers' raster).
+
+    With --protocol infra it fetches its jobs over IPP INFRA (PWG 5100.18) as an output
+    device, and with --forward it hands them to an office IPP printer (a proxy).
 
     With --card-reader and/or --panel, users log in at the printer with an ID card
     (registering an unknown one with their directory account) and release their held jobs.
@@ -99,6 +120,28 @@ def device(
         raise typer.BadParameter(
             "a card reader waits for users: leave out --once", param_hint="--once"
         )
+    if protocol not in ("json", "infra"):
+        raise typer.BadParameter("choose json or infra", param_hint="--protocol")
+    if forward is not None:
+        if protocol != "infra":
+            raise typer.BadParameter("forwarding needs --protocol infra", param_hint="--forward")
+        from printcloud.device.ippclient import http_url
+
+        try:
+            http_url(forward)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--forward") from exc
+    if protocol == "infra":
+        for given, name in (
+            (listen, "--listen"),
+            (card_reader, "--card-reader"),
+            (panel, "--panel"),
+        ):
+            if given:
+                raise typer.BadParameter(
+                    "the JSON device API's; an INFRA device waits on IPP notifications",
+                    param_hint=name,
+                )
     if panel is not None:
         from printcloud.device.panel import panel_address
 
@@ -122,7 +165,13 @@ def device(
         profile=profile,
         sink=sink,
         previews=previews,
+        forward=forward,
+        forward_deadline=forward_deadline,
     )
+    if protocol == "infra":
+        from printcloud.device.infra import main as infra_main
+
+        raise typer.Exit(infra_main(config, once=once, console=console))
     if card_reader or panel:
         from printcloud.device.console import main as card_main
 

@@ -114,6 +114,11 @@ class DeviceConfig:
     #: Send each printed page's thumbnail for the user's job page (S110); None: yes,
     #: except for a sink printer.
     previews: bool | None = None
+    #: INFRA mode (`infra.py`): the office printer to forward each fetched job to
+    #: (`ipp://host:port/path`), instead of printing it here; None: print here.
+    forward: str | None = None
+    #: Seconds the forward printer may take for one job before it counts as stuck.
+    forward_deadline: float = 300.0
 
     @property
     def sends_previews(self) -> bool:

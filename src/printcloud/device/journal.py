@@ -54,6 +54,9 @@ class Journal:
     reason: str | None = None
     message: str = ""
     reported: bool = False
+    #: A job an INFRA proxy forwarded (`infra.py`): `URI#job-id` at the office printer,
+    #: kept once it took the job so that a restarted proxy follows it, not sends it again.
+    forwarded: str | None = None
     started_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
     version: int = 1

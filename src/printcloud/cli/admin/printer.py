@@ -56,6 +56,8 @@ def printer_add(
         )
         return printer_dict(row)
 
+    from rich.markup import escape
+
     from printcloud.printing.infra import infra_uri
 
     data = run(work)
@@ -68,7 +70,11 @@ def printer_add(
         message=f"added {kind} printer [bold]{printer_id}[/bold] to {tenant}\n"
         f"IPP INFRA (a proxy or printer that fetches its jobs): {data['infra_uri']}\n"
         f"  authenticated as device client {client_id} (its secret, or a token with scope "
-        "device); output-device-uuid: a urn:uuid: of the device's own",
+        "device); output-device-uuid: a urn:uuid: of the device's own\n"
+        + escape(
+            f"  printcloud's own proxy: printcloud device --protocol infra --tenant {tenant} "
+            f"--printer-id {printer_id} --client-id {client_id} [--forward ipp://PRINTER/…]"
+        ),
     )
 
 
