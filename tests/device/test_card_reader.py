@@ -15,7 +15,6 @@ import html
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -333,9 +332,10 @@ def test_the_web_panel(stack: PrintStack, tmp_path: Path) -> None:
 def test_panel_sessions_end_after_inactivity(stack: PrintStack, tmp_path: Path) -> None:
     site = Site(stack, tmp_path)
     (job,) = site.held_jobs("CARD0020", "Idle")
+    now = [0.0]  # the panel's clock, moved by the test: no race with a slow machine
     with (
         CardReader(site.config) as reader,
-        Panel(site.config, reader, PrintStatus(), idle=0.5) as panel,
+        Panel(site.config, reader, PrintStatus(), idle=60, clock=lambda: now[0]) as panel,
         httpx.Client(base_url=panel.url.removesuffix("/panel"), timeout=30) as web,
     ):
         page = web.get("/panel")
@@ -343,7 +343,9 @@ def test_panel_sessions_end_after_inactivity(stack: PrintStack, tmp_path: Path) 
         page = web.get("/panel")
         assert 'id="held"' in page.text
         csrf = _csrf(page.text)
-        time.sleep(1.5)  # a clock, not an event: the panel's 0.5 s idle session runs out
+        now[0] += 59  # idle, but not yet for its whole minute: the session lives on
+        assert 'id="held"' in web.get("/panel").text
+        now[0] += 61  # a minute and a second without a request: it has run out
         late = web.post("/panel/release-all", data={"csrf": csrf})
         assert late.status_code == 303 and COOKIE in late.headers["set-cookie"]
         page = web.get("/panel")

@@ -122,12 +122,15 @@ class Panel:
         *,
         listen: str = "127.0.0.1:0",
         idle: float = DEFAULT_IDLE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: seconds, for the idle sessions (a test's own clock, which it moves)."""
         self.config = config
         self.reader = reader
         self.status = status
         self.listen = panel_address(listen)
         self.idle = idle
+        self._clock = clock
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -200,7 +203,7 @@ class Panel:
             self._expire()
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             old = [s for s in self._sessions.values() if now - s.seen > self.idle]
             for session in old:
@@ -221,12 +224,12 @@ class Panel:
         with self._lock:
             session = self._sessions.get(sid or "")
             if session is not None:
-                session.seen = time.monotonic()
+                session.seen = self._clock()
             return session
 
     def new_session(self) -> _Session:
         session = _Session(
-            sid=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), seen=time.monotonic()
+            sid=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), seen=self._clock()
         )
         with self._lock:
             if len(self._sessions) >= MAX_SESSIONS:
