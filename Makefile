@@ -26,7 +26,7 @@ serve: $(STAMP)
 # Two workers (pytest-xdist), each with its own live stack and PostgreSQL database.
 # pytest's exit status, 5 ("no tests collected") included, becomes make's.
 test: $(STAMP)
-	$(PY) -m pytest -p xdist -n 2 --dist worksteal $(PYTEST_ARGS)
+	$(PY) -m pytest -p xdist -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
