@@ -30,15 +30,17 @@ class MdnsStartError(RuntimeError):
     """D-Bus or avahi-daemon would not start; the message carries what it printed."""
 
 
-def process_alive(pid_file: Path) -> bool:
-    """True when the pid in `pid_file` is a live process (not missing, not a zombie)."""
+def process_alive(pid_file: Path, name: str) -> bool:
+    """True when the pid in `pid_file` is a live process called `name` (not missing, not a
+    zombie, and not another program that was given the stale file's pid since)."""
     try:
         pid = int(pid_file.read_text().split()[0])
         stat = Path(f"/proc/{pid}/stat").read_text()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except (OSError, ValueError, IndexError):
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X")
+    return state not in ("Z", "X") and comm.startswith(name[:15])
 
 
 def bus_answers(path: Path = DBUS_SOCKET) -> bool:
@@ -71,6 +73,6 @@ def ensure_mdns(dbus_daemon: str = "dbus-daemon", avahi_daemon: str = "avahi-dae
             DBUS_PID.unlink(missing_ok=True)
             DBUS_SOCKET.unlink(missing_ok=True)
             _start([dbus_daemon, "--system", "--fork"], "dbus-daemon")
-        if not process_alive(AVAHI_PID):
+        if not process_alive(AVAHI_PID, "avahi-daemon"):
             AVAHI_PID.unlink(missing_ok=True)
             _start([avahi_daemon, "-D", "--no-drop-root", "--no-chroot"], "avahi-daemon")
