@@ -260,8 +260,7 @@ def test_bad_input_is_a_clear_error() -> None:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     """Page 1 of the shared bench document, as `pdftoppm` renders it at 72 dpi (RGB)."""
-    if not DOC10.exists():
-        pytest.skip(f"{DOC10} (the shared bench document) is not here")
+    require_peer(DOC10.exists(), f"{DOC10} (the shared bench document) is not here")
     pdftoppm = require_command("pdftoppm")
     prefix = tmp_path_factory.mktemp("encode") / "src"
     subprocess.run(
