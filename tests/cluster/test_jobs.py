@@ -199,6 +199,19 @@ def convert_workers(cluster: Cluster, calls: int) -> list[str]:
     return served
 
 
+def wait_for_both_workers(cluster: Cluster) -> None:
+    """Both conversion workers answer through the balancer. A worker that was slow to
+    start under load may have failed the balancer's first health checks (HAProxy then
+    leaves it out until a check passes again, 2 s later): poll until both serve."""
+    deadline = time.monotonic() + 60
+    seen: set[str] = set()
+    while seen != {"convert-1", "convert-2"}:
+        assert time.monotonic() < deadline, f"only {seen} served through the balancer in 60 s"
+        seen |= set(convert_workers(cluster, 4))
+        if seen != {"convert-1", "convert-2"}:
+            time.sleep(0.5)
+
+
 @pytest.mark.parametrize("balancer", ["nginx", "haproxy"])
 def test_a_cluster_behind_a_real_balancer_prints_with_no_stickiness(
     make_cluster: MakeCluster, balancer: str, tmp_path: Path
@@ -227,7 +240,9 @@ def test_a_cluster_behind_a_real_balancer_prints_with_no_stickiness(
     )
     assert metadata.status_code == 200
     assert metadata.json()["issuer"] == f"{cluster.entry_url}/idp-a"
-    # The conversion tier spreads calls over both workers.
+    # The conversion tier spreads calls over both workers (once the balancer has seen
+    # both healthy), alternating between them.
+    wait_for_both_workers(cluster)
     assert set(convert_workers(cluster, 8)) == {"convert-1", "convert-2"}
 
     # Print jobs through it.
