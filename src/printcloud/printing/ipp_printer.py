@@ -2,11 +2,12 @@
 Get-Printer-Attributes (RFC 8011 §4.2.5, §5.4; PWG 5100.14 §5.1-5.2 "IPP Everywhere
 required attributes"; PWG 5100.7 media-col; PWG 5102.4 pwg-raster-document-*).
 
-What a queue supports is what its printer does (`PrinterRow.color`) and what the
-print service's intake and conversion accept (`JobOptions`: media, resolution,
-copies, duplex, color). A follow-me queue answers for "any printer of the tenant":
-color when one of them prints color (a mono printer prints the job in gray, as
-seed 003 ¶0107 says).
+What a queue supports is what its printer does (`PrinterRow.color`; for a printer
+whose IPP INFRA output device registered, its capabilities: `offer`,
+`capabilities.py`) and what the print service's intake and conversion accept
+(`JobOptions`: media, resolution, copies, duplex, color). A follow-me queue answers
+for "any printer of the tenant": color when one of them prints color (a mono printer
+prints the job in gray, as seed 003 ¶0107 says).
 
 The static attributes are encoded once per queue version (`PrinterAttributes`,
 kept by `AttributeCache`) and answered as cached bytes; only the state attributes
