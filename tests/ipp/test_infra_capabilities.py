@@ -68,10 +68,16 @@ class World(InfraWorld):
     queue_uri: str = ""
 
 
-@pytest.fixture(scope="module")
-def stack_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(
+    scope="module", params=[("sqlite", "sql"), ("postgresql", "redis")], ids=lambda p: p[0]
+)
+def stack_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """On SQLite, and on PostgreSQL with Redis (the JSON column, the row's transaction)."""
+    database, sessions = request.param
     with print_stacks(tmp_path_factory) as make_print_stack:
-        stack = make_print_stack(workers=1)
+        stack = make_print_stack(workers=1, database=database, sessions=sessions)
         tenant = Tenant(stack)
         stack.user(tenant.id, "alice", PASSWORD)
         stack.user(tenant.id, "boss", PASSWORD, admin=True)
@@ -150,6 +156,10 @@ def test_a_mono_a4_simplex_device_becomes_the_queues_printer(world: World) -> No
     assert now[changed].value >= before[changed].value
     caps = _capabilities(world)
     assert caps is not None and caps["color"] is False and caps["media"] == ["A4"]
+    # a state update that leaves the capabilities as they were is no new configuration
+    state = Attribute("printer-state-reasons", ValueTag.KEYWORD, "none")
+    assert _register(world, device, [state]).code == Status.SUCCESSFUL_OK
+    assert _capabilities(world) == caps  # registered_at included
 
     # job intake refuses what the device cannot print, naming it
     for attribute, named in (

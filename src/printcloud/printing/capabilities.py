@@ -284,6 +284,9 @@ def register(
         db, tenant_id=tenant_id, printer_id=printer_id, uuid=uuid, attributes=attributes
     )
     caps = derive(infra.device_attributes(printer), configured_color=printer.color)
+    known = of(printer)
+    if known == caps:  # a state update (printer-state, …): the queues' config is unchanged
+        return printer
     printer.capabilities = {**caps.as_json(), "registered_at": utcnow().isoformat()}
     printer.color = caps.color
     bump_on_commit(db, CONFIG)  # queues answer with them at once
