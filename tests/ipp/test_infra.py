@@ -91,17 +91,19 @@ def _job_ops(device: str, number: int, *more: Attribute) -> list[Attribute]:
     return [Attribute("job-id", ValueTag.INTEGER, number), _device(device), *more]
 
 
+#: What the tests' devices take: every format printcloud offers (the capabilities they
+#: register become the printer's: tests/ipp/test_infra_capabilities.py).
+FORMATS = ["application/pdf", "image/pwg-raster", "image/urf", "image/jpeg"]
+
+
 def _register(world: InfraWorld, device: str, printer: str = "color-1") -> None:
     reported = Group(
         GroupTag.PRINTER,
         [
-            Attribute(
-                "document-format-supported",
-                ValueTag.MIME_MEDIA_TYPE,
-                ["application/pdf", "image/jpeg"],
-            ),
+            Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, FORMATS),
             Attribute("printer-make-and-model", ValueTag.TEXT, "Office Printer 9000"),
-            Attribute("color-supported", ValueTag.BOOLEAN, True),
+            # the printer's own color (a mono printer registered as color would print color)
+            Attribute("color-supported", ValueTag.BOOLEAN, printer != "mono-1"),
         ],
     )
     done = _send(
@@ -178,7 +180,7 @@ def test_the_whole_conversation_prints_the_job(infra_world: InfraWorld) -> None:
     assert got.code == Status.SUCCESSFUL_OK
     printer = got.group(GroupTag.PRINTER)
     assert printer is not None and [a.name for a in printer] == ["document-format-supported"]
-    assert printer["document-format-supported"].values == ["application/pdf", "image/jpeg"]
+    assert printer["document-format-supported"].values == FORMATS
     subscription = _subscribe(world)
 
     pdf = make_pdf(2)

@@ -30,9 +30,11 @@ from printcloud.ipp.encoding import decode, encode
 from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
 from printcloud.ipp.model import JobState, Operation, Status
 from printcloud.ipp.operations import response as ipp_response
+from printcloud.printing.ipp_printer import PWG_MEDIA
 from tests.conftest import require_command
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, wait_completed
+from tests.ipp.client import call, request
 from tests.ipp.conftest import Ippeve, ippeveprinter_running
 
 
@@ -187,6 +189,36 @@ def test_forwarded_to_ippeveprinter(world: World, office_printer: Ippeve, tmp_pa
         assert printer["printer-make-and-model"].value != "printcloud virtual printer"
         done = device.done(_key(job_id)).outcome
         assert done is not None and done.outcome == "printed"
+    # ... and become the printer's and its queue's (docs/infra.md "Registered capabilities")
+    _queue_follows_the_office_printer(world, office_printer, "color-1")
+
+
+def _queue_follows_the_office_printer(world: World, office: Ippeve, printer: str) -> None:
+    stack, t = world.stack, world.tenant
+    stack.user(t.id, "boss", "boss-password-1", admin=True)
+    boss = stack.api(stack.user_token(t.id, "boss", "boss-password-1", "admin print"))
+    made = boss.post("/api/queues", json={"name": "office", "printer_id": printer})
+    assert made.status_code == 201, made.text
+
+    def attributes(uri: str) -> dict[str, Attribute]:
+        answer = call(uri, request(Operation.GET_PRINTER_ATTRIBUTES, uri, user=None))
+        group = answer.group(GroupTag.PRINTER)
+        assert answer.code == Status.SUCCESSFUL_OK and group is not None, answer
+        return {a.name: a for a in group}
+
+    real, queue = attributes(office.uri), attributes(made.json()["uri"])
+    assert queue["printer-make-and-model"].value == real["printer-make-and-model"].value
+    assert queue["color-supported"].value == real["color-supported"].value
+    ours = ("one-sided", "two-sided-long-edge")
+    assert queue["sides-supported"].values == [
+        s for s in ours if s in real["sides-supported"].values
+    ]
+    sizes = set(real["media-supported"].values) & set(PWG_MEDIA)
+    assert set(queue["media-supported"].values) == sizes and sizes
+    listed = {p["printer_id"]: p for p in t.api.get("/api/printers").json()["printers"]}
+    caps = listed[printer]["capabilities"]
+    assert caps is not None and caps["color"] == real["color-supported"].value
+    assert listed[printer]["color"] == real["color-supported"].value
 
 
 class StandInPrinter:

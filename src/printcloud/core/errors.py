@@ -2,6 +2,7 @@
 
     PrintcloudError                  500 server_error
     ├── InvalidRequest               400 invalid_request   (names the field)
+    │   └── NotSupported             422 not_supported     (a value the printer cannot do)
     ├── Unauthorized                 401 invalid_token
     ├── Forbidden                    403 access_denied
     │   └── InsufficientScope        403 insufficient_scope
@@ -42,6 +43,13 @@ class PrintcloudError(Exception):
 class InvalidRequest(PrintcloudError):
     status_code = 400
     error = "invalid_request"
+
+
+class NotSupported(InvalidRequest):
+    """Well-formed, but the target cannot do it (a printer's capabilities): names the field."""
+
+    status_code = 422
+    error = "not_supported"
 
 
 class Unauthorized(PrintcloudError):

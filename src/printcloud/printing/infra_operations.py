@@ -57,7 +57,7 @@ from printcloud.ipp.message import Attribute, Group, GroupTag, IPPError, Message
 from printcloud.ipp.model import Operation, Resolution, Status
 from printcloud.ipp.operations import Request, requested_names, response, select_attributes
 
-from . import changes, infra, jobs, service
+from . import capabilities, changes, infra, jobs, service
 from .ipp_printer import MEDIA_SIZES
 from .ipp_states import ABORTED, CANCELED, COMPLETED, PROCESSING, PROCESSING_STOPPED
 from .models import ConvertedDataRow
@@ -302,9 +302,17 @@ async def update_output_device_attributes(call: InfraCall) -> bytes:
     uuid = _device_uuid(call)
     reported = [a for g in call.message.groups_of(GroupTag.PRINTER) for a in g]
     try:
-        await call.db(infra.register, uuid=uuid, attributes=reported)
+        await call.db(capabilities.register, uuid=uuid, attributes=reported)
     except Conflict as exc:
         raise call.fail(Status.CLIENT_ERROR_NOT_POSSIBLE, exc.description) from exc
+    except capabilities.Refused as exc:
+        raise IPPError(
+            Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+            exc.text,
+            request_id=call.message.request_id,
+            version=call.message.version,
+            unsupported=[exc.attribute],
+        ) from exc
     return call.answer(message=f"{len(reported)} attribute(s) kept")
 
 
@@ -626,12 +634,15 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
     accepted = _accepted_formats(call)
     # In printcloud's order of preference, whatever the device's: the submitted PDF
     # (no work here, the printer's own rendering), then raster made from the pages.
-    offered = [PDF, PWG, URF] + ([JPEG] if job.pages == 1 else [])
+    dpi = int(job.options.get("dpi") or 300)
+    offered = await call.db(
+        capabilities.fetch_formats, pages=job.pages, color=job.color, dpi=dpi
+    )  # all it can make, or what the printer's device registered
     chosen = next((f for f in offered if f in accepted), None)
     if chosen is None:
         raise call.fail(
             Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
-            f"this job is offered as {', '.join(offered)}",
+            f"this job is offered as {', '.join(offered) or 'nothing the device takes'}",
         )
     document = Group(
         GroupTag.DOCUMENT,

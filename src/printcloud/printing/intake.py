@@ -5,7 +5,10 @@ One intake for every way in (the JSON API's upload or URL, the print page):
 - `options_from`: the print settings of a form (color/mono, copies, duplex, media,
   resolution, hold), refused with the field's name when they do not parse;
 - `read_upload`: the uploaded PDF, bounded by `PRINTCLOUD_MAX_PRINT_BYTES`;
-- `submit`: the printer must be the tenant's; a URL job's data is fetched once,
+- `submit`: the printer must be the tenant's, and able to print the settings (the
+  capabilities its IPP INFRA output device registered, `capabilities.check`: HTTP 422
+  naming the setting; the resolution becomes the nearest it takes); a URL job's data
+  is fetched once,
   here, through the egress policy's pinned client (`worker.fetch_print_data`) and
   kept like an upload, so the conversion workers read what was checked here;
   the PDF is inspected (`convert.inspect_pdf`) and its pixels capped
@@ -28,7 +31,7 @@ from starlette.datastructures import UploadFile
 from printcloud.core.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
 from printcloud.core.guard import Principal
 
-from . import pipeline, service
+from . import capabilities, pipeline, service
 from .convert import PdfInfo, check_job_pixels, inspect_pdf
 from .models import PrintJobRow
 from .runtime import PrintingRuntime
@@ -54,6 +57,10 @@ def _int(value: Any, name: str, default: int) -> int:
         return int(str(value).strip())
     except ValueError as exc:
         raise InvalidRequest(f"{name} must be a whole number", field=name) from exc
+
+
+#: A form's print settings (`options_from`).
+OPTION_FIELDS = ("color", "copies", "duplex", "media", "dpi", "hold")
 
 
 def options_from(fields: dict[str, Any]) -> service.JobOptions:
@@ -100,17 +107,18 @@ async def submit_form(
     """SVC001 from a form (the API's multipart body or the print page): the uploaded
     file when there is one (its name is the title when none is given), else the URL."""
     options = options_from(fields)
+    given = frozenset(k for k in OPTION_FIELDS if fields.get(k))
     printer_id = fields.get("printer_id", "").strip()
     title = fields.get("title", "").strip()[:300]
     if upload is None:
         return await submit(
-            rt, principal, printer_id=printer_id, options=options, title=title, url=url
+            rt, principal, printer_id=printer_id, options=options, title=title, url=url, given=given
         )
     data = await read_upload(upload, limit=rt.settings.max_print_bytes)
     if not title and isinstance(upload, UploadFile):
         title = (upload.filename or "")[:300]
     return await submit(
-        rt, principal, printer_id=printer_id, options=options, title=title, data=data
+        rt, principal, printer_id=printer_id, options=options, title=title, data=data, given=given
     )
 
 
@@ -124,11 +132,13 @@ async def submit(
     data: bytes | None = None,
     url: str | None = None,
     also: Callable[[Session, PrintJobRow], None] | None = None,
+    given: frozenset[str] | None = None,
 ) -> PrintJobRow:
     """Validate, record and start a job. Nothing is created when the data is refused.
 
     `also(db, job)` records what a way in keeps beside the job (an IPP queue's job row)
-    in the job's own transaction: both exist, or neither."""
+    in the job's own transaction: both exist, or neither. `given`: the settings the
+    caller chose (None: all); the others may be the printer's defaults."""
     tenant_id = principal.tenant_id
     if not printer_id:
         raise InvalidRequest("printer_id is required", field="printer_id")
@@ -141,15 +151,19 @@ async def submit(
                 f"unknown printer {printer_id!r} in this tenant", field="printer_id"
             ) from exc
 
+    def fit() -> None:
+        """The settings the printer can print (its registered capabilities), or 422."""
+        nonlocal options
+        with rt.db.sessions() as db:
+            check_printer(db)
+            printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+            options = capabilities.check(printer, options, given=given)
+
     if data is None:
         if not url:
             raise InvalidRequest("send a PDF file or a url", field="file")
 
-        def check_printer_alone() -> None:
-            with rt.db.sessions() as db:
-                check_printer(db)
-
-        await run_in_threadpool(check_printer_alone)  # before anything is fetched
+        await run_in_threadpool(fit)  # before anything is fetched
         # The one fetch of a URL job (item 6 of issue 11): kept as the job's blob, so
         # the workers read what was checked here and never ask the URL again.
         data = await fetch_print_data(url, settings=rt.settings)
@@ -160,6 +174,8 @@ async def submit(
     # Two trips to the thread pool in all (each costs about as much as a small query):
     # the document's checks and storage, then the records and the workflow's start.
     def keep() -> PdfInfo:
+        if url is None:
+            fit()
         info = inspect_pdf(document)
         check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
         rt.blobs.put(data_key, document)

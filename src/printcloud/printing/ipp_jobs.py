@@ -7,7 +7,10 @@ settings, and a job's attributes for Get-Job-Attributes / Get-Jobs.
   is listed for the unsupported-attributes group and substituted by the default
   (`successful-ok-ignored-or-substituted-attributes`), or refused
   (`client-error-attributes-or-values-not-supported`) when the client asked for
-  `ipp-attribute-fidelity`.
+  `ipp-attribute-fidelity`. A sides, media or copies value printcloud can do but the
+  queue's printer cannot (the capabilities its IPP INFRA output device registered,
+  `capabilities.py`) is refused whatever the fidelity (`Template.refused`): printed
+  otherwise, it would come out one-sided or on other paper.
 - `job_attributes` (RFC 8011 §5.3): an `IppJobRow` with its print job
   (`PrintJobRow`), the state from `ipp_states`; another user's job shows only its
   state and times (or nothing: the queue's `job_privacy`).
@@ -18,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from printcloud.ipp.message import Attribute, Collection, Group, ValueTag
 from printcloud.ipp.model import (
@@ -31,10 +34,13 @@ from printcloud.ipp.model import (
 )
 from printcloud.ipp.operations import unsupported
 
-from .ipp_printer import MEDIA_SIZES, PWG_MEDIA, RESOLUTIONS
+from .ipp_printer import MEDIA_SIZES, PWG_MEDIA, offer
 from .ipp_states import ABORTED, CANCELED, IppJobState, ipp_state
 from .models import IppJobRow, PrintJobRow
 from .service import JobOptions
+
+if TYPE_CHECKING:
+    from .capabilities import Capabilities
 
 MONO_MODES = ("monochrome", "process-monochrome", "auto-monochrome", "bi-level")
 #: Job Template attributes a queue accepts with exactly these values (and ignores).
@@ -63,6 +69,8 @@ class Template:
     unsupported: list[Attribute] = field(default_factory=list)
     #: page-ranges (RFC 8011 §5.2.7): the pages to print, None for all.
     ranges: list[Range] | None = None
+    #: Values the queue's printer cannot print (its device's capabilities): refused.
+    refused: list[Attribute] = field(default_factory=list)
 
 
 def _media_of(value: Any) -> str | None:
@@ -88,33 +96,42 @@ def _media_of(value: Any) -> str | None:
     return None
 
 
-def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template:
-    """The print settings a request's job attributes group asks for (RFC 8011 §5.2)."""
-    copies, duplex, media, dpi, hold = 1, False, "A4", 300, follow_me
+def job_template(
+    job: Group | None, *, color: bool, follow_me: bool, device: Capabilities | None = None
+) -> Template:
+    """The print settings a request's job attributes group asks for (RFC 8011 §5.2), on
+    a queue whose printer's output device registered `device`."""
+    o = offer(device)
+    copies, duplex, media, dpi, hold = 1, False, o.media_default, o.default_dpi, follow_me
     want_color = color
     page_ranges: list[Range] | None = None
     values: dict[str, Any] = {
         "copies": 1,
         "sides": "one-sided",
         "print-color-mode": "color" if color else "monochrome",
-        "media": "iso_a4_210x297mm",
-        "printer-resolution": 300,
+        "media": MEDIA_SIZES[media][0],
+        "printer-resolution": dpi,
         "job-hold-until": "indefinite" if follow_me else "no-hold",
     }
     bad: list[Attribute] = []
+    refused: list[Attribute] = []
     for attr in job or ():
         name, value = attr.name, attr.value
         single = len(attr.values) == 1 and not attr.out_of_band
         if name == "copies":
-            if single and attr.tag == ValueTag.INTEGER and 1 <= value <= 999:
+            if single and attr.tag == ValueTag.INTEGER and 1 <= value <= o.copies_max:
                 copies = value
                 values["copies"] = value
+            elif single and attr.tag == ValueTag.INTEGER and 1 <= value <= 999:
+                refused.append(unsupported(attr))
             else:
                 bad.append(unsupported(attr))
         elif name == "sides":
-            if single and value in ("one-sided", "two-sided-long-edge"):
+            if single and value in o.sides:
                 duplex = value != "one-sided"
                 values["sides"] = value
+            elif single and value == "two-sided-long-edge":
+                refused.append(unsupported(attr))
             else:
                 bad.append(unsupported(attr))
         elif name == "print-color-mode":
@@ -131,6 +148,8 @@ def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template
             found = _media_of(value) if single else None
             if found is None:
                 bad.append(unsupported(attr))
+            elif found not in o.media:
+                refused.append(unsupported(attr))
             else:
                 media = found
                 values["media"] = MEDIA_SIZES[found][0]
@@ -140,7 +159,7 @@ def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template
                 and isinstance(value, Resolution)
                 and value.x == value.y
                 and value.units == ResolutionUnits.DOTS_PER_INCH
-                and value.x in RESOLUTIONS
+                and value.x in o.resolutions
             )
             if ok:
                 dpi = value.x
@@ -185,7 +204,9 @@ def job_template(job: Group | None, *, color: bool, follow_me: bool) -> Template
         hold=hold,
         follow_me=follow_me,
     )
-    return Template(options=options, values=values, unsupported=bad, ranges=page_ranges)
+    return Template(
+        options=options, values=values, unsupported=bad, ranges=page_ranges, refused=refused
+    )
 
 
 # -- a job's attributes ------------------------------------------------------------------

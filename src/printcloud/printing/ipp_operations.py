@@ -35,7 +35,15 @@ from printcloud.core.errors import Conflict, InvalidRequest, NotFound, PayloadTo
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.ipp.encoding import encode, encode_message
-from printcloud.ipp.message import Attribute, Group, GroupTag, IPPError, Message, ValueTag
+from printcloud.ipp.message import (
+    Attribute,
+    Collection,
+    Group,
+    GroupTag,
+    IPPError,
+    Message,
+    ValueTag,
+)
 from printcloud.ipp.model import Operation, PrinterState, Status
 from printcloud.ipp.operations import Request, requested_names, response, select_attributes
 
@@ -237,8 +245,19 @@ def _identify_message(call: Call, unsupported: list[Attribute]) -> str:
 def _template(call: Call) -> Template:
     job_group = call.message.group(GroupTag.JOB)
     template = job_template(
-        job_group, color=call.facts.color, follow_me=call.facts.printer_id is None
+        job_group,
+        color=call.facts.color,
+        follow_me=call.facts.printer_id is None,
+        device=call.facts.device,
     )
+    if template.refused:
+        # the printer cannot print it (its device's capabilities): never substituted
+        raise call.fail(
+            Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+            "the printer cannot print "
+            + ", ".join(f"{a.name} {_shown(a)}" for a in template.refused),
+            [*template.refused, *template.unsupported],
+        )
     fidelity = call.message.value(GroupTag.OPERATION, "ipp-attribute-fidelity", False)
     if template.unsupported and fidelity is True:
         raise call.fail(
@@ -247,6 +266,16 @@ def _template(call: Call) -> Template:
             template.unsupported,
         )
     return template
+
+
+def _shown(attribute: Attribute) -> str:
+    value = attribute.value
+    if isinstance(value, Collection):  # media-col: its size name or key
+        for member in ("media-size-name", "media-key"):
+            if member in value:
+                return str(value[member].value)
+        return "(media-col)"
+    return str(value)
 
 
 def _job_name(call: Call) -> str:
@@ -450,7 +479,10 @@ async def send_document(call: Call) -> bytes:
         return call.answer(groups=[_job_group(v, call)])
     stored = v.row.attributes
     template = job_template(
-        _stored_group(stored), color=call.facts.color, follow_me=call.facts.printer_id is None
+        _stored_group(stored),
+        color=call.facts.color,
+        follow_me=call.facts.printer_id is None,
+        device=call.facts.device,
     )
     v = await _submit(call, v, template, fmt, data)
     return call.answer(groups=[_job_group(v, call)])

@@ -2,11 +2,12 @@
 Get-Printer-Attributes (RFC 8011 §4.2.5, §5.4; PWG 5100.14 §5.1-5.2 "IPP Everywhere
 required attributes"; PWG 5100.7 media-col; PWG 5102.4 pwg-raster-document-*).
 
-What a queue supports is what its printer does (`PrinterRow.color`) and what the
-print service's intake and conversion accept (`JobOptions`: media, resolution,
-copies, duplex, color). A follow-me queue answers for "any printer of the tenant":
-color when one of them prints color (a mono printer prints the job in gray, as
-seed 003 ¶0107 says).
+What a queue supports is what its printer does (`PrinterRow.color`; for a printer
+whose IPP INFRA output device registered, its capabilities: `offer`,
+`capabilities.py`) and what the print service's intake and conversion accept
+(`JobOptions`: media, resolution, copies, duplex, color). A follow-me queue answers
+for "any printer of the tenant": color when one of them prints color (a mono printer
+prints the job in gray, as seed 003 ¶0107 says).
 
 The static attributes are encoded once per queue version (`PrinterAttributes`,
 kept by `AttributeCache`) and answered as cached bytes; only the state attributes
@@ -21,6 +22,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from printcloud.ipp.encoding import encode_attribute
 from printcloud.ipp.message import Attribute, Collection, ValueTag
@@ -33,6 +35,9 @@ from printcloud.ipp.model import (
     Range,
     Resolution,
 )
+
+if TYPE_CHECKING:
+    from .capabilities import Capabilities
 
 #: printcloud media (`service.MEDIA`) → PWG 5101.1 self-describing name and size
 #: in hundredths of millimetres.
@@ -118,6 +123,51 @@ class QueueFacts:
     config_changed: datetime
     #: The authentication a queue asks for (`basic`; `none` is never: see ipp_auth).
     authentication: str = "basic"
+    #: What the printer's IPP INFRA output device registered (`capabilities.py`): the
+    #: queue offers only that; None: all printcloud can do.
+    device: Capabilities | None = None
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a queue offers of what printcloud can do (its printer's device's part)."""
+
+    media: tuple[str, ...]
+    media_default: str
+    media_ready: tuple[str, ...]
+    sides: tuple[str, ...]
+    resolutions: tuple[int, ...]
+    default_dpi: int
+    raster_resolutions: tuple[int, ...]
+    copies_max: int
+    make_and_model: str | None
+
+
+def offer(device: Capabilities | None) -> Offer:
+    if device is None:
+        return Offer(
+            media=tuple(MEDIA_SIZES),
+            media_default="A4",
+            media_ready=("A4", "Letter"),
+            sides=("one-sided", "two-sided-long-edge"),
+            resolutions=RESOLUTIONS,
+            default_dpi=DEFAULT_DPI,
+            raster_resolutions=RASTER_RESOLUTIONS,
+            copies_max=999,
+            make_and_model=None,
+        )
+    raster = tuple(d for d in RASTER_RESOLUTIONS if d in device.resolutions)
+    return Offer(
+        media=device.media,
+        media_default=device.media_default,
+        media_ready=device.media_ready,
+        sides=device.sides,
+        resolutions=device.resolutions,
+        default_dpi=device.nearest_dpi(DEFAULT_DPI),
+        raster_resolutions=raster or RASTER_RESOLUTIONS,
+        copies_max=device.copies_max,
+        make_and_model=device.make_and_model or None,
+    )
 
 
 def _kw(name: str, *values: str) -> Attribute:
@@ -169,19 +219,22 @@ def media_col(media: str, *, source: str | None = None, kind: str | None = None)
 
 def static_attributes(q: QueueFacts) -> list[Attribute]:
     """Every attribute of the queue that changes only with its configuration."""
+    o = offer(q.device)
     color_modes = ("auto", "color", "monochrome") if q.color else ("monochrome",)
     raster_types = ("black_1", "sgray_8", "srgb_8") if q.color else ("black_1", "sgray_8")
-    urf = ["V1.4", "CP1", "W8", "RS150-300-600", "DM1", "MT1", "IS1"]
+    rs = "RS" + "-".join(str(d) for d in o.raster_resolutions)
+    urf = ["V1.4", "CP1", "W8", rs, "DM1", "MT1", "IS1"]
     if q.color:
         urf.insert(3, "SRGB24")
     make = "printcloud" + (" follow-me" if q.printer_id is None else "")
+    model = o.make_and_model or make
     attrs = [
         Attribute("charset-configured", ValueTag.CHARSET, "utf-8"),
         Attribute("charset-supported", ValueTag.CHARSET, ["us-ascii", "utf-8"]),
         _bool("color-supported", q.color),
         _kw("compression-supported", "deflate", "gzip", "none"),
         _int("copies-default", 1),
-        Attribute("copies-supported", ValueTag.RANGE_OF_INTEGER, Range(1, 999)),
+        Attribute("copies-supported", ValueTag.RANGE_OF_INTEGER, Range(1, o.copies_max)),
         Attribute("document-format-default", ValueTag.MIME_MEDIA_TYPE, OCTET_STREAM),
         Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, list(q.formats)),
         _enum("finishings-default", Finishings.NONE),
@@ -203,17 +256,17 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         Attribute(
             "media-col-database",
             ValueTag.BEG_COLLECTION,
-            [media_col(m) for m in MEDIA_SIZES],
+            [media_col(m) for m in o.media],
         ),
         Attribute(
             "media-col-default",
             ValueTag.BEG_COLLECTION,
-            media_col("A4", source="main", kind="stationery"),
+            media_col(o.media_default, source="main", kind="stationery"),
         ),
         Attribute(
             "media-col-ready",
             ValueTag.BEG_COLLECTION,
-            [media_col(m, source="main", kind="stationery") for m in ("A4", "Letter")],
+            [media_col(m, source="main", kind="stationery") for m in o.media_ready],
         ),
         _kw(
             "media-col-supported",
@@ -226,17 +279,17 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
             "media-top-margin",
             "media-type",
         ),
-        _kw("media-default", MEDIA_SIZES["A4"][0]),
+        _kw("media-default", MEDIA_SIZES[o.media_default][0]),
         _int("media-left-margin-supported", MARGIN),
-        _kw("media-ready", MEDIA_SIZES["A4"][0], MEDIA_SIZES["Letter"][0]),
+        _kw("media-ready", *(MEDIA_SIZES[m][0] for m in o.media_ready)),
         _int("media-right-margin-supported", MARGIN),
         Attribute(
             "media-size-supported",
             ValueTag.BEG_COLLECTION,
-            [media_size(x, y) for _, x, y in MEDIA_SIZES.values()],
+            [media_size(*MEDIA_SIZES[m][1:]) for m in o.media],
         ),
         _kw("media-source-supported", "auto", "main"),
-        _kw("media-supported", *(pwg for pwg, _, _ in MEDIA_SIZES.values())),
+        _kw("media-supported", *(MEDIA_SIZES[m][0] for m in o.media)),
         _int("media-top-margin-supported", MARGIN),
         _kw("media-type-supported", "auto", "stationery"),
         _kw("multiple-document-handling-supported", "separate-documents-uncollated-copies"),
@@ -274,7 +327,7 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         _uri("printer-icons", f"{q.more_info}/static/icon.png"),
         _text("printer-info", q.info),
         _text("printer-location", q.location),
-        _text("printer-make-and-model", make),
+        _text("printer-make-and-model", model),
         _uri("printer-more-info", q.more_info),
         Attribute("printer-name", ValueTag.NAME, q.name),
         _text("printer-organization", q.tenant_id),
@@ -282,12 +335,12 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         Attribute(
             "printer-resolution-default",
             ValueTag.RESOLUTION,
-            Resolution(DEFAULT_DPI, DEFAULT_DPI),
+            Resolution(o.default_dpi, o.default_dpi),
         ),
         Attribute(
             "printer-resolution-supported",
             ValueTag.RESOLUTION,
-            [Resolution(d, d) for d in RESOLUTIONS],
+            [Resolution(d, d) for d in o.resolutions],
         ),
         Attribute("printer-supply", ValueTag.OCTET_STRING, b"index=1;class=other;type=other;"),
         _text("printer-supply-description", "Cloud queue"),
@@ -297,13 +350,13 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         Attribute(
             "pwg-raster-document-resolution-supported",
             ValueTag.RESOLUTION,
-            [Resolution(d, d) for d in RASTER_RESOLUTIONS],
+            [Resolution(d, d) for d in o.raster_resolutions],
         ),
         _kw("pwg-raster-document-sheet-back", "normal"),
         _kw("pwg-raster-document-type-supported", *raster_types),
         Attribute("reference-uri-schemes-supported", ValueTag.URI_SCHEME, ["http", "https"]),
         _kw("sides-default", "one-sided"),
-        _kw("sides-supported", "one-sided", "two-sided-long-edge"),
+        _kw("sides-supported", *o.sides),
         _kw("uri-authentication-supported", q.authentication),
         _kw("uri-security-supported", "tls" if q.uri.startswith("ipps:") else "none"),
         _kw("urf-supported", *urf),

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from printcloud.core.db import utcnow
 from printcloud.core.errors import NotFound
 
-from . import queues, service
+from . import capabilities, queues, service
 from .ipp_jobs import JobView, view
 from .ipp_printer import MULTIPLE_OPERATION_TIME_OUT, QueueFacts
 from .ipp_states import CANCELED
@@ -39,9 +39,15 @@ def facts(
 ) -> tuple[QueueRow, QueueFacts]:
     """The queue and what its attributes depend on; NotFound for another tenant's."""
     row = queues.get_queue(db, tenant_id=tenant_id, name=name)
+    device: capabilities.Capabilities | None = None
+    changed = row.created_at
     if row.printer_id is not None:
         printer = service.get_printer(db, tenant_id=tenant_id, printer_id=row.printer_id)
         color = printer.color
+        # what its INFRA output device registered (docs/infra.md): the queue's too
+        device = capabilities.of(printer)
+        if device is not None:
+            changed = max(changed, capabilities.registered_at(printer) or changed)
     else:
         color = bool(
             db.scalar(
@@ -61,7 +67,8 @@ def facts(
         uri=queues.queue_uri(public_url, tenant_id=tenant_id, name=row.name),
         more_info=f"{public_url}/printing",
         formats=formats,
-        config_changed=row.created_at,
+        config_changed=changed,
+        device=device,
     )
 
 

@@ -76,6 +76,9 @@ class PrinterRow(Base):
     #: Its registration as an IPP INFRA output device (PWG 5100.18, `infra.py`): the
     #: `output-device-uuid` and the printer attributes it reported; None: not registered.
     infra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: What its output device can print (`capabilities.py`), from its registration; kept
+    #: after it deregisters (its queued jobs still convert for it). None: never registered.
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

@@ -99,6 +99,7 @@ async def create_job(request: Request, rt: RuntimeDep, principal: PrintCaller) -
             options=options,
             title=body.title,
             url=body.url,
+            given=frozenset(body.options.model_fields_set),
         )
         return JobRead.of(job)
     if not content_type.startswith("multipart/form-data"):

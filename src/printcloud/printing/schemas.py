@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,6 +104,10 @@ class PrinterRead(BaseModel):
     push_url: str | None
     location: str
     last_seen_at: datetime | None
+    #: What its IPP INFRA output device registered it can print (docs/infra.md), within
+    #: what printcloud can do; null: never registered (`color` as configured, and all
+    #: of printcloud's media, sides and resolutions).
+    capabilities: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, row: PrinterRow) -> PrinterRead:
