@@ -11,8 +11,8 @@ the subscriptions), beside `infra_operations.py`, for the printer's output devic
   does not know (never the device's, or forgotten): the device drops those. Nothing
   changes in printcloud: a job's outcome is Update-Job-Status's;
 - Acknowledge-Identify-Printer (PWG 5100.18): the device takes the Identify-Printer
-  requests that wait for its printer (`identify.take`: the queue's Identify-Printer or
-  the panel's button record them; `printer-state-reasons` says
+  requests that wait for its printer (`identify.take`: Identify-Printer to one of its
+  queues, or to the Infrastructure Printer's URI, records them; `printer-state-reasons` says
   `identify-printer-requested` meanwhile, with a `printer-state-changed` event) and
   learns what to do: `identify-actions` (all the requests' actions) and `message`
   (the newest request's);
