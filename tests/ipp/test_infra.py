@@ -570,7 +570,7 @@ def test_bad_requests_get_ipp_answers(infra_world: InfraWorld) -> None:
             [],
             Status.CLIENT_ERROR_NOT_FOUND,
         ),
-        (Operation.PRINT_JOB, [], [], Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED),
+        (Operation.RESTART_JOB, [], [], Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED),
     ]
     for operation, ops, groups, status in cases:
         answer = _send(world, operation, printer="mono-1", ops=ops, groups=groups)

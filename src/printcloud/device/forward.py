@@ -118,6 +118,41 @@ class ForwardPrinter:
         self._supported = {a.name: list(a.values) for a in attributes}
         return attributes
 
+    def identify(self, actions: tuple[str, ...], message: str) -> bool:
+        """Identify-Printer (PWG 5100.13 §4.1.2) to the printer: the actions it supports
+        (`identify-actions-supported`, asked now), and the message. Whether it agreed; a
+        printer that does not answer or refuses is only logged."""
+        try:
+            supported = self.channel.send(
+                Operation.GET_PRINTER_ATTRIBUTES,
+                [
+                    Attribute(
+                        "requested-attributes",
+                        ValueTag.KEYWORD,
+                        ["identify-actions-supported", "operations-supported"],
+                    )
+                ],
+            )
+            if int(Operation.IDENTIFY_PRINTER) not in supported.values(
+                GroupTag.PRINTER, "operations-supported"
+            ):
+                log.info("identify: the printer at %s has no Identify-Printer", self.uri)
+                return False
+            offered = supported.values(GroupTag.PRINTER, "identify-actions-supported")
+            wanted = [a for a in actions if not offered or a in offered] or ["display"]
+            attributes = [Attribute("identify-actions", ValueTag.KEYWORD, wanted)]
+            if message:
+                attributes.append(Attribute("message", ValueTag.TEXT, message))
+            answer = self.channel.send(Operation.IDENTIFY_PRINTER, attributes, user="printcloud")
+        except DeviceError as exc:
+            log.warning("identify: the printer at %s does not answer: %s", self.uri, exc)
+            return False
+        if not answer.ok:
+            log.warning("identify: the printer at %s refused: %s", self.uri, answer.describe())
+            return False
+        log.info("identify: forwarded to %s (%s)", self.uri, ",".join(wanted))
+        return True
+
     def _state_reasons(self) -> list[str]:
         try:
             answer = self.channel.send(

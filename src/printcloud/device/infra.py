@@ -11,13 +11,16 @@ client-credentials token of `api.DeviceTokens`, scope `device`, as a bearer toke
    `output-device-uuid` that is the same for the same printer on every start
    (`device_uuid`), and its capabilities: the virtual printer's own, or the forward
    printer's Get-Printer-Attributes answer (`forward.REGISTERED`);
-2. Create-Printer-Subscriptions (`ippget`; `job-fetchable`, `job-state-changed`), then
+2. Create-Printer-Subscriptions (`ippget`; `job-fetchable`, `job-state-changed`,
+   `printer-state-changed`: an Identify-Printer request, which it acknowledges with
+   Acknowledge-Identify-Printer and shows, `identify`), then
    Get-Notifications with `notify-wait` (the server holds it up to 30 s): each time it
    returns, the device lists the fetchable jobs (Get-Jobs `which-jobs=fetchable`), so a
    job it fetched before a restart and never finished is found again. An error backs
    off (1 s doubling to 30 s); a subscription the server forgot is made again;
 3. per job: Fetch-Job, Acknowledge-Job, Fetch-Document (`document-format-accepted`
-   application/pdf), Acknowledge-Document; then the job is printed: rendered like the
+   application/pdf), Acknowledge-Document; then the job is printed (Update-Active-Jobs
+   before each page: a job cancelled in printcloud stops, `still_active`): rendered like the
    JSON-mode agent's pages (`raster.render_page`, one PBM per colorant and a preview
    PNG per page in `out_dir/<job>/`, a sink printer only counting them), or forwarded
    (`forward.ForwardPrinter`); the fetched PDF is kept as `document.pdf` beside them;
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import threading
 import time
 import uuid as uuidlib
@@ -78,6 +82,10 @@ from printcloud.ipp.model import JobState, Operation, Resolution, Status
 __all__ = ["FAULT_REASONS", "InfraAgent", "device_uuid", "infra_uri", "main"]
 
 log = get_logger("device.infra")
+#: What the device subscribes to: its jobs, and its printer's state (Identify-Printer).
+EVENTS = ("job-fetchable", "job-state-changed", "printer-state-changed")
+#: The printer-state-reason of a waiting Identify-Printer request (PWG 5100.18).
+IDENTIFY_REQUESTED = "identify-printer-requested"
 
 PDF = "application/pdf"
 #: An injected fault (S1411) as the output device reports it (PWG 5100.18 Update-Job-Status).
@@ -277,9 +285,7 @@ class InfraAgent:
             GroupTag.SUBSCRIPTION,
             [
                 Attribute("notify-pull-method", ValueTag.KEYWORD, "ippget"),
-                Attribute(
-                    "notify-events", ValueTag.KEYWORD, ["job-fetchable", "job-state-changed"]
-                ),
+                Attribute("notify-events", ValueTag.KEYWORD, list(EVENTS)),
                 Attribute("notify-lease-duration", ValueTag.INTEGER, 0),
             ],
         )
@@ -310,11 +316,69 @@ class InfraAgent:
         if not answer.ok:
             raise DeviceError(f"Get-Notifications: {answer.describe()}", error=answer.status_name)
         events = answer.message.groups_of(GroupTag.EVENT_NOTIFICATION)
+        identify = False
         for event in events:
             number = event.get("notify-sequence-number")
             if number is not None:
                 self._sequence = max(self._sequence, int(number.value) + 1)
+            reasons = event.get("printer-state-reasons")
+            if reasons is not None and IDENTIFY_REQUESTED in reasons.values:
+                identify = True
+        if identify:
+            self.identify()
         return len(events)
+
+    def identify(self) -> tuple[str, ...]:
+        """Acknowledge-Identify-Printer: take the printer's Identify-Printer requests and
+        show this printer as the JSON mode does (`display`: a WARNING log line and the
+        console's or panel's banner with the message; `sound`: the terminal's bell);
+        with `--forward`, Identify-Printer goes on to the office printer. The actions."""
+        answer = self._send(Operation.ACKNOWLEDGE_IDENTIFY_PRINTER, [self._device()])
+        if not answer.ok:  # another process of this device took it, or it timed out
+            log.info("identify: nothing to acknowledge (%s)", answer.describe())
+            return ()
+        asked = tuple(str(a) for a in answer.values(GroupTag.OPERATION, "identify-actions"))
+        message = str(answer.value(GroupTag.OPERATION, "message", "") or "")
+        actions = tuple(a for a in asked if a in ("display", "sound"))
+        fields = {"actions": ",".join(asked)}
+        if "display" in actions:
+            log.warning("identify: %s", message or "(no message)", extra={"fields": fields})
+        if "sound" in actions:
+            if sys.stderr.isatty():
+                sys.stderr.write("\a")
+                sys.stderr.flush()
+            log.info("identify: beep", extra={"fields": fields})
+        if self.forward is not None:
+            self.forward.identify(asked, message)
+        self._emit(DeviceEvent("identify", message=message, actions=actions))
+        return asked
+
+    def still_active(self, number: int) -> bool:
+        """Update-Active-Jobs with the job being printed: False when printcloud says it
+        ended there (its owner cancelled it) or does not know it; True otherwise, and when
+        the server does not answer the question (printing goes on)."""
+        try:
+            answer = self._send(
+                Operation.UPDATE_ACTIVE_JOBS,
+                [
+                    self._device(),
+                    Attribute("job-ids", ValueTag.INTEGER, number),
+                    Attribute("output-device-job-states", ValueTag.ENUM, int(JobState.PROCESSING)),
+                ],
+            )
+        except DeviceError as exc:
+            log.info("Update-Active-Jobs: %s", exc)
+            return True
+        if not answer.ok:
+            log.info("Update-Active-Jobs: %s", answer.describe())
+            return True
+        unknown = answer.values(GroupTag.UNSUPPORTED, "job-ids")
+        ids = answer.values(GroupTag.OPERATION, "job-ids")
+        states = answer.values(GroupTag.OPERATION, "output-device-job-states")
+        ended = {
+            int(i): int(s) for i, s in zip(ids, states, strict=False) if int(s) >= JobState.CANCELED
+        }
+        return number not in unknown and number not in ended
 
     def fetchable(self) -> list[int]:
         """Get-Jobs `which-jobs=fetchable`: the job-ids this device may fetch."""
@@ -535,7 +599,8 @@ class InfraAgent:
         if journal.outcome == "printed":
             return _Report(JobState.COMPLETED, ("none",), journal.impressions, journal.message)
         reasons = tuple((journal.reason or "none").split(","))
-        state = JobState.CANCELED if "canceled-at-device" in reasons else JobState.ABORTED
+        cancelled = {"canceled-at-device", "job-canceled-by-user"} & set(reasons)
+        state = JobState.CANCELED if cancelled else JobState.ABORTED
         return _Report(state, reasons, journal.impressions, journal.message)
 
     def _print(self, job: FetchedJob, pdf: bytes, journal: Journal, folder: Path) -> _Report:
@@ -633,6 +698,12 @@ class InfraAgent:
         media = MEDIA.get(PWG_MEDIA.get(job.media, "A4"), MEDIA["A4"])
         color = job.color_mode != "monochrome"
         for number in journal.pages_to_print(list(range(1, pages + 1))):
+            if not self.still_active(job.number):
+                raise _Ended(
+                    JobState.CANCELED,
+                    "job-canceled-by-user",
+                    f"cancelled in printcloud before page {number}; printed {journal.summary()}",
+                )
             fault = self._take_fault(number)
             if fault is not None:
                 state, reason = FAULT_REASONS[fault.name]

@@ -12,6 +12,9 @@ and the device is told the way it is told of a new job:
 - `push`: the printer's push URL, when it has one, is told
   `{"event": "identify_request"}` through the egress policy's pinned client, as S109
   does for a job, so the device polls at once; else it finds the request at its next poll;
+- `waiting`: an INFRA printer (docs/infra.md) shows a request as its printer-state-reason
+  `identify-printer-requested` (a `printer-state-changed` event), and its output device
+  takes it with Acknowledge-Identify-Printer (`take`, as below);
 - `take`: the device's poll (`jobs.work`) receives the printer's requests younger than
   `TTL`, each exactly once: they are deleted as they are handed over. Older ones are
   deleted unseen: a printer that shows itself ten minutes late identifies nothing.
@@ -37,7 +40,17 @@ from .ipp_printer import IDENTIFY_ACTIONS
 from .models import IdentifyRequestRow
 from .runtime import PrintingRuntime
 
-__all__ = ["ACTIONS", "MAX_MESSAGE", "TTL", "Pending", "clean_message", "push", "record", "take"]
+__all__ = [
+    "ACTIONS",
+    "MAX_MESSAGE",
+    "TTL",
+    "Pending",
+    "clean_message",
+    "push",
+    "record",
+    "take",
+    "waiting",
+]
 
 log = get_logger("printing.identify")
 
@@ -148,6 +161,21 @@ def take(db: Session, *, tenant_id: str, printer_id: str) -> list[Pending]:
         for r in sorted(rows, key=lambda r: r.pk)
         if r.pk in mine and r.created_at >= oldest
     ]
+
+
+def waiting(db: Session, *, tenant_id: str, printer_id: str) -> bool:
+    """Whether a request younger than `TTL` waits for the printer (an INFRA printer's
+    `identify-printer-requested`, until its device acknowledges: `take`)."""
+    found = db.scalar(
+        select(IdentifyRequestRow.pk)
+        .where(
+            IdentifyRequestRow.tenant_id == tenant_id,
+            IdentifyRequestRow.printer_id == printer_id,
+            IdentifyRequestRow.created_at >= utcnow() - TTL,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def push(rt: PrintingRuntime, *, tenant_id: str, printer_id: str) -> str:

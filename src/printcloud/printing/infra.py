@@ -12,7 +12,9 @@ rules behind the Infrastructure Printer's operations (`infra_operations.py`).
   `ippget` pull method (RFC 3996): `job-fetchable` and `job-state-changed` events are
   made when the device asks for them (`refresh`), by comparing each of the printer's
   jobs with the state it had at its last event: nothing in the job pipeline has to
-  know that subscriptions exist. The newest `KEPT_EVENTS` events are kept per
+  know that subscriptions exist. `printer-state-changed` compares the printer's
+  `printer-state-reasons` (`printer_state`: `identify-printer-requested` while an
+  Identify-Printer request waits) the same way. The newest `KEPT_EVENTS` events are kept per
   subscription, for a device that asks again from an earlier sequence number.
 
 A job is fetchable (`fetchable`) in the states in which the device API hands it to
@@ -36,7 +38,7 @@ from printcloud.core.errors import Conflict, NotFound
 from printcloud.ipp.encoding import decode, encode
 from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
 
-from . import service
+from . import identify, service
 from .ipp_states import ipp_state
 from .models import InfraJobRow, InfraSubscriptionRow, PrinterRow, PrintJobRow
 
@@ -47,7 +49,11 @@ MAX_LEASE = 86400
 KEPT_EVENTS = 100
 #: Subscriptions per printer at most (client-error-too-many-subscriptions beyond).
 MAX_SUBSCRIPTIONS = 20
-EVENTS = ("job-fetchable", "job-state-changed")
+EVENTS = ("job-fetchable", "job-state-changed", "printer-state-changed")
+#: What a subscription without `notify-events` gets (`notify-events-default`).
+DEFAULT_EVENTS = ("job-fetchable", "job-state-changed")
+#: `seen`'s key for the printer's state reasons at its last printer-state-changed event.
+PRINTER_SEEN = "printer:"
 #: The printer's attributes a device reports, at most (encoded octets).
 MAX_ATTRIBUTE_BYTES = 256 * 1024
 #: Where each printer's Infrastructure Printer is (`infra_routes.py`).
@@ -268,7 +274,7 @@ def refresh(db: Session, row: InfraSubscriptionRow) -> None:
         .limit(500)
     ).all()
     # a job no longer there (its history dropped) is forgotten with it
-    seen = {k: v for k, v in seen.items() if k in {j.job_id for j in jobs}}
+    seen = {k: v for k, v in seen.items() if k in {j.job_id for j in jobs} or k == PRINTER_SEEN}
     events: list[dict[str, Any]] = []
     now = utcnow().isoformat()
     for job in jobs:
@@ -304,9 +310,41 @@ def refresh(db: Session, row: InfraSubscriptionRow) -> None:
                     "at": now,
                 }
             )
+    if "printer-state-changed" in row.events:
+        printer_now, reasons = printer_state(db, tenant_id=row.tenant_id, printer_id=row.printer_id)
+        # a new subscription hears of the printer only when it has something to say
+        if ",".join(reasons) != seen.get(PRINTER_SEEN, "none"):
+            seen[PRINTER_SEEN] = ",".join(reasons)
+            row.sequence += 1
+            events.append(
+                {
+                    "sequence": row.sequence,
+                    "event": "printer-state-changed",
+                    "printer_state": printer_now,
+                    "reasons": reasons,
+                    "at": now,
+                }
+            )
     row.seen = seen
     if events:
         row.recent = [*row.recent, *events][-KEPT_EVENTS:]
+
+
+def printer_state(db: Session, *, tenant_id: str, printer_id: str) -> tuple[int, list[str]]:
+    """The Infrastructure Printer's `printer-state` (idle 3, processing 4) and
+    `printer-state-reasons`: `identify-printer-requested` while an Identify-Printer
+    request waits for the output device's Acknowledge-Identify-Printer, else `none`."""
+    printing = db.scalar(
+        select(PrintJobRow.job_id)
+        .where(
+            PrintJobRow.tenant_id == tenant_id,
+            PrintJobRow.printer_id == printer_id,
+            PrintJobRow.state == "printing",
+        )
+        .limit(1)
+    )
+    waiting = identify.waiting(db, tenant_id=tenant_id, printer_id=printer_id)
+    return (4 if printing else 3), (["identify-printer-requested"] if waiting else ["none"])
 
 
 def renew(row: InfraSubscriptionRow) -> None:

@@ -102,6 +102,8 @@ class InfraCall:
     printer_id: str
     principal: Principal
     printer_uri: str
+    #: Every operation the URI serves (`operations-supported`); empty: `HANDLERS`'.
+    operations: frozenset[int] = frozenset()
 
     @property
     def message(self) -> Message:
@@ -152,16 +154,16 @@ async def get_printer_attributes(call: InfraCall) -> bytes:
     ippsample's get-jobs-fetchable.test) reads first: its operations, `which-jobs`
     `fetchable`, the notifications it offers, the formats Fetch-Document offers."""
 
-    def read(db: Session, *, tenant_id: str, printer_id: str) -> tuple[Any, int, int]:
+    def read(db: Session, *, tenant_id: str, printer_id: str) -> tuple[Any, int, Any]:
         printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
         jobs_now = service.list_jobs(
             db, tenant_id=tenant_id, printer_id=printer_id, states=service.ACTIVE, limit=1000
         )
-        printing = sum(1 for j in jobs_now if j.state == "printing")
-        return (printer.name, printer.location, printer.color), len(jobs_now), printing
+        state = infra.printer_state(db, tenant_id=tenant_id, printer_id=printer_id)
+        return (printer.name, printer.location, printer.color), len(jobs_now), state
 
-    (name, location, color), queued, printing = await call.db(read)
-    operations = sorted(int(o) for o in HANDLERS)
+    (name, location, color), queued, (state, reasons) = await call.db(read)
+    operations = sorted(int(o) for o in (call.operations or HANDLERS))
     attributes = [
         Attribute("printer-uri-supported", ValueTag.URI, call.printer_uri),
         Attribute(
@@ -175,8 +177,8 @@ async def get_printer_attributes(call: InfraCall) -> bytes:
         Attribute("printer-location", ValueTag.TEXT, location),
         Attribute("printer-make-and-model", ValueTag.TEXT, "printcloud Infrastructure Printer"),
         Attribute("printer-uuid", ValueTag.URI, _printer_uuid(call)),
-        Attribute("printer-state", ValueTag.ENUM, 4 if printing else 3),
-        Attribute("printer-state-reasons", ValueTag.KEYWORD, "none"),
+        Attribute("printer-state", ValueTag.ENUM, state),
+        Attribute("printer-state-reasons", ValueTag.KEYWORD, reasons),
         Attribute("printer-is-accepting-jobs", ValueTag.BOOLEAN, True),
         Attribute("queued-job-count", ValueTag.INTEGER, queued),
         Attribute("printer-up-time", ValueTag.INTEGER, int(time.time())),
@@ -191,7 +193,7 @@ async def get_printer_attributes(call: InfraCall) -> bytes:
         Attribute("color-supported", ValueTag.BOOLEAN, bool(color)),
         Attribute("notify-pull-method-supported", ValueTag.KEYWORD, "ippget"),
         Attribute("notify-events-supported", ValueTag.KEYWORD, list(infra.EVENTS)),
-        Attribute("notify-events-default", ValueTag.KEYWORD, list(infra.EVENTS)),
+        Attribute("notify-events-default", ValueTag.KEYWORD, list(infra.DEFAULT_EVENTS)),
         Attribute("notify-lease-duration-default", ValueTag.INTEGER, infra.DEFAULT_LEASE),
         Attribute("notify-max-events-supported", ValueTag.INTEGER, len(infra.EVENTS)),
         Attribute("notify-get-interval", ValueTag.INTEGER, GET_INTERVAL),
@@ -354,7 +356,7 @@ async def create_printer_subscriptions(call: InfraCall) -> bytes:
         events = (
             [str(v) for v in events_attr.values if v in infra.EVENTS]
             if events_attr is not None
-            else list(infra.EVENTS)
+            else list(infra.DEFAULT_EVENTS)
         )
         if template.get("notify-recipient-uri") is not None:
             code = Status.CLIENT_ERROR_URI_SCHEME_NOT_SUPPORTED  # push notifications: none
@@ -389,7 +391,8 @@ async def create_printer_subscriptions(call: InfraCall) -> bytes:
         return call.answer(
             groups,
             status=Status.CLIENT_ERROR_IGNORED_ALL_SUBSCRIPTIONS,
-            message="only notify-pull-method ippget, for job-fetchable and job-state-changed",
+            message="only notify-pull-method ippget, for job-fetchable, job-state-changed "
+            "and printer-state-changed",
         )
     return call.answer(groups)
 
@@ -463,6 +466,24 @@ async def get_notifications(call: InfraCall) -> bytes:
 
 def _event_group(call: InfraCall, event: dict[str, Any]) -> Group:
     """RFC 3995: one event notification's attributes."""
+    if "job_number" not in event:  # printer-state-changed
+        reasons = list(event["reasons"])
+        return Group(
+            GroupTag.EVENT_NOTIFICATION,
+            [
+                Attribute("notify-subscription-id", ValueTag.INTEGER, event["subscription"]),
+                Attribute("notify-sequence-number", ValueTag.INTEGER, event["sequence"]),
+                Attribute("notify-subscribed-event", ValueTag.KEYWORD, event["event"]),
+                Attribute("notify-charset", ValueTag.CHARSET, "utf-8"),
+                Attribute("notify-natural-language", ValueTag.NATURAL_LANGUAGE, "en"),
+                Attribute("notify-text", ValueTag.TEXT, f"printer: {', '.join(reasons)}"),
+                Attribute("notify-printer-uri", ValueTag.URI, call.printer_uri),
+                Attribute("printer-up-time", ValueTag.INTEGER, int(time.time())),
+                Attribute("printer-state", ValueTag.ENUM, event["printer_state"]),
+                Attribute("printer-state-reasons", ValueTag.KEYWORD, reasons),
+                Attribute("printer-is-accepting-jobs", ValueTag.BOOLEAN, True),
+            ],
+        )
     text = f"job {event['job_number']} ({event['title']}): {event['event']}"
     return Group(
         GroupTag.EVENT_NOTIFICATION,

@@ -9,8 +9,11 @@ status that says why; the caller authenticates (`DeviceAuthenticator`; HTTP 401 
 challenge otherwise); the printer is the token's tenant's (client-error-not-found
 otherwise, as for another tenant's queue) and bound to the caller's device client
 (client-error-not-authorized: another printer's device is refused); the printer-uri
-names this printer; then the operation (`infra_operations.HANDLERS`). Nothing
-unexpected becomes a 500: it answers server-error-internal-error, logged.
+names this printer; then the operation (`infra_device_ops.HANDLERS`). A user's queue
+operation (Print-Job, …: `infra_queue.for_queue`) goes instead, after the transport and
+request checks, to the printer's queue with the user's authentication
+(`infra_queue.serve`). Nothing unexpected becomes a 500: it answers
+server-error-internal-error, logged.
 
 Authentication is the device API's: an OAuth bearer token of idp-a with scope
 `device` (seed 001's `local_user` rules apply as there). For clients that can send
@@ -38,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from printcloud.auth.client import AuthClient, OAuthError
 from printcloud.core.db import utcnow
 from printcloud.core.errors import (
+    Forbidden,
     InvalidRequest,
     NotFound,
     PrintcloudError,
@@ -57,12 +61,16 @@ from printcloud.ipp.operations import check_request, error_response
 from . import service
 from .deps import RuntimeDep
 from .infra import INFRA_PATH, infra_uri
-from .infra_operations import HANDLERS, InfraCall
+from .infra_device_ops import HANDLERS
+from .infra_operations import InfraCall
+from .infra_queue import QUEUE_OPERATIONS, for_queue, serve
 from .ipp_auth import CredentialsRequired, parse_basic
 from .ipp_transport import require_transport
 from .runtime import PrintingRuntime
 
 router = APIRouter(tags=["ipp-infra"])
+#: What the URI serves: the output device's operations and a user's queue operations.
+OPERATIONS = frozenset(HANDLERS) | QUEUE_OPERATIONS
 log = get_logger("printing.infra")
 IPP = "application/ipp"
 #: Remembered Basic exchanges at most (the oldest are dropped beyond).
@@ -184,10 +192,18 @@ async def infra_request(
     body = await request.body()
     try:
         message = decode(body)
-        checked = check_request(message, operations=frozenset(HANDLERS))
+        checked = check_request(message, operations=OPERATIONS)
     except IPPError as exc:
         return _ipp(encode(error_response(exc)))
     try:
+        if for_queue(checked):  # a user's, served by the printer's queue (infra_queue.py)
+            if not _targets_printer(
+                checked.printer_uri, tenant_id=tenant_id, printer_id=printer_id
+            ):
+                raise NotFound("the request's printer-uri names another printer")
+            return _ipp(
+                await serve(request, checked, rt, tenant_id=tenant_id, printer_id=printer_id)
+            )
         principal = await authenticator.principal(
             request.headers.get("authorization", ""), tenant_id=tenant_id
         )
@@ -219,6 +235,7 @@ async def infra_request(
             printer_uri=infra_uri(
                 rt.settings.public_url, tenant_id=tenant_id, printer_id=printer_id
             ),
+            operations=OPERATIONS,
         )
         answer = await HANDLERS[checked.operation](call)
         return answer if isinstance(answer, Response) else _ipp(answer)
@@ -228,6 +245,8 @@ async def infra_request(
         raise  # HTTP 401 with the challenge, 429 with Retry-After (RFC 8010 §4)
     except NotFound as exc:
         return _ipp(_from(message, Status.CLIENT_ERROR_NOT_FOUND, exc.description))
+    except Forbidden as exc:
+        return _ipp(_from(message, Status.CLIENT_ERROR_NOT_AUTHORIZED, exc.description))
     except Unavailable as exc:
         return _ipp(_from(message, Status.SERVER_ERROR_SERVICE_UNAVAILABLE, exc.description))
     except PrintcloudError as exc:
