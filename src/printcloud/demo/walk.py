@@ -191,6 +191,19 @@ def _walk(settings: Settings, report: Report) -> None:
         tenant_id="1000AA",
     )
 
+    console.rule("Issue 15: a printer of the other kind, fetching its jobs over IPP INFRA")
+    from printcloud.demo.infra import walk_infra
+
+    walk_infra(
+        settings,
+        report,
+        console,
+        user_token=consented.access_token,
+        device_id=device_id,
+        device_secret=device_secret,
+        tenant_id="1000AA",
+    )
+
     console.rule("Issue 14: an IPP Everywhere queue, printed to by CUPS's own lp")
     from printcloud.demo.ipp import walk_ipp
 
