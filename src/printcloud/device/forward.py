@@ -9,7 +9,8 @@
 - `print`: one fetched document (PDF, PWG raster or URF, as fetched) by Print-Job
   (RFC 8011 §4.2.1) with the fetched job's
   `copies`, `sides`, `print-color-mode` and `media` (each only when the printer lists
-  the value as supported), then Get-Job-Attributes until the job is terminal. The
+  the value as supported), then Get-Job-Attributes until the job is terminal (after
+  0.02 s, the wait doubling up to `poll`, 0.5 s). The
   outcome carries the printer's `job-state-reasons` and `printer-state-reasons`
   (`media-empty-error`, …), which become the `output-device-job-state-reasons` the
   proxy reports (PWG 5100.18 Update-Job-Status). A job not terminal by the deadline
@@ -64,6 +65,8 @@ REGISTERED = (
 #: The document formats a proxy fetches and forwards unchanged, best first: the PDF (the
 #: printer's own rendering), PWG raster, Apple raster (printcloud's Fetch-Document).
 FORWARDABLE = ("application/pdf", "image/pwg-raster", "image/urf")
+#: The first wait between two Get-Job-Attributes of a forwarded job (then doubling).
+FIRST_POLL = 0.02
 TERMINAL = (JobState.CANCELED, JobState.ABORTED, JobState.COMPLETED)
 #: Reasons that say nothing about why a job ended.
 QUIET = {"none", "job-printing", "job-queued", "job-incoming", "job-data-insufficient"}
@@ -251,6 +254,10 @@ class ForwardPrinter:
             ["job-state", "job-state-reasons", "job-state-message", "job-impressions-completed"],
         )
         answer: IppAnswer | None = None
+        # A job the printer ends at once is seen at once; a long one is asked about every
+        # `poll` seconds: the wait doubles from FIRST_POLL (most jobs are short, and each
+        # poll's wait is added to the job's time in printcloud).
+        delay = min(FIRST_POLL, self.poll)
         while time.monotonic() < deadline:
             try:
                 answer = self.channel.send(Operation.GET_JOB_ATTRIBUTES, [*ids, wanted])
@@ -264,7 +271,8 @@ class ForwardPrinter:
                 on_progress(done)
             if state in TERMINAL:
                 return self._ended(JobState(state), answer, job, pages)
-            time.sleep(self.poll)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll)
         # Stuck: the printer holds the job past the deadline (stopped, out of paper, …).
         reasons = tuple(r for r in self._state_reasons() if r not in QUIET)
         try:
