@@ -17,10 +17,12 @@ client-credentials token of `api.DeviceTokens`, scope `device`, as a bearer toke
    job it fetched before a restart and never finished is found again. An error backs
    off (1 s doubling to 30 s); a subscription the server forgot is made again;
 3. per job: Fetch-Job, Acknowledge-Job, Fetch-Document (`document-format-accepted`
-   application/pdf), Acknowledge-Document; then the job is printed: rendered like the
-   JSON-mode agent's pages (`raster.render_page`, one PBM per colorant and a preview
-   PNG per page in `out_dir/<job>/`, a sink printer only counting them), or forwarded
-   (`forward.ForwardPrinter`); the fetched PDF is kept as `document.pdf` beside them;
+   application/pdf; forwarding, what the office printer takes of PDF, PWG raster and
+   URF, `ForwardPrinter.formats`), Acknowledge-Document; then the job is printed:
+   rendered like the JSON-mode agent's pages (`raster.render_page`, one PBM per
+   colorant and a preview PNG per page in `out_dir/<job>/`, a sink printer only
+   counting them), or forwarded as fetched (`forward.ForwardPrinter`); the fetched
+   document is kept as `document.pdf` (`.pwg`, `.urf`) beside them;
 4. Update-Document-Status and Update-Job-Status: `completed` with
    `job-impressions-completed` (pages × copies), or `aborted`/`canceled` with
    `output-device-job-state-reasons` (an injected fault: `paper_out` →
