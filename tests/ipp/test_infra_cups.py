@@ -171,41 +171,57 @@ def test_lp_to_a_printer_that_takes_pdf(
 
 
 @pytest.mark.peer("ippeveprinter")
-def test_lp_to_a_printer_that_takes_only_pwg_raster(
-    world: CupsWorld, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+@pytest.mark.parametrize(
+    ("document_format", "suffix"), [("image/pwg-raster", "pwg"), ("image/urf", "urf")]
+)
+def test_lp_to_a_printer_that_takes_only_raster(
+    world: CupsWorld,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    document_format: str,
+    suffix: str,
 ) -> None:
-    """ippeveprinter started with `-f image/pwg-raster` only: the proxy registers that,
-    asks Fetch-Document for PWG raster, and forwards it; libcups reads every page,
-    `sgray_8` (the mono printer's) at the job's resolution, and each looks like
-    pdftoppm's gray rendering of the source at that resolution."""
+    """ippeveprinter started with `-f image/pwg-raster` (or `image/urf`) only: the proxy
+    registers that, asks Fetch-Document for it, and forwards it; libcups reads every
+    page, 8-bit gray (the mono printer's `sgray_8`, `W8`) at the job's resolution, and
+    each looks like pdftoppm's gray rendering of the source at that resolution."""
     source = tmp_path / "brochure.pdf"
     source.write_bytes(make_brochure(PAGES))
+    title = f"infra-{suffix}"
     with (
-        ippeveprinter_running(tmp_path_factory, formats="image/pwg-raster") as office,
+        ippeveprinter_running(tmp_path_factory, formats=document_format) as office,
         Running(world.config("mono-1", tmp_path / "proxy", forward=office.uri)) as proxy,
     ):
-        cups_id = _lp(world, "raster", source, "infra-raster")
-        job = _printed(world, "infra-raster")
+        cups_id = _lp(world, "raster", source, title)
+        job = _printed(world, title)
         assert job["state"] == "printed", job
         assert job["page_count"] == PAGES and job["pages_printed"] == PAGES
         wait_completed(world.tenant, job["job_id"])
         assert_no_leftovers(world.stack, job["job_id"])
-        kept = _kept(office, "pwg")
+        kept = _kept(office, suffix)
         assert not list(office.spool.rglob("*.pdf"))
         done = proxy.done(_key(job["job_id"])).outcome
         assert done is not None and done.outcome == "printed"
-        assert (done.folder / "document.pwg").read_bytes() == kept.read_bytes()
+        assert (done.folder / f"document.{suffix}").read_bytes() == kept.read_bytes()
     _completed_in_cups(world, "raster", cups_id)
     dpi = int(job["options"]["dpi"])
+    raw = kept.read_bytes()
+    if suffix == "pwg":
+        header = raw[4 : 4 + 1796]
+        assert header[:9] == b"PwgRaster"
+        # PWG 5102.4: HWResolution at 276, BitsPerColor 384, ColorSpace 400 (18: sGray)
+        assert int.from_bytes(header[276:280], "big") == dpi
+        assert int.from_bytes(header[384:388], "big") == 8
+        assert int.from_bytes(header[400:404], "big") == 18
+    else:
+        # UNIRAST, the page count, then the first page's header: 8 bits per pixel,
+        # colour space 0 (sGray), the resolution at bytes 20-23
+        assert raw[:8] == b"UNIRAST\0"
+        assert int.from_bytes(raw[8:12], "big") == PAGES
+        assert raw[12] == 8 and raw[13] == 0
+        assert int.from_bytes(raw[12 + 20 : 12 + 24], "big") == dpi
     pages = CupsRasterReader().read(kept)
     assert len(pages) == PAGES
-    raw = kept.read_bytes()
-    header = raw[4 : 4 + 1796]
-    assert header[:9] == b"PwgRaster"
-    # PWG 5102.4: HWResolution at 276, BitsPerColor 384, ColorSpace 400 (18: sGray)
-    assert int.from_bytes(header[276:280], "big") == dpi
-    assert int.from_bytes(header[384:388], "big") == 8
-    assert int.from_bytes(header[400:404], "big") == 18
     want = _pdftoppm(source, tmp_path / "source", dpi=dpi, gray=True)
     assert len(want) == PAGES
     for ((width, height, bpl), pixels), page_want in zip(pages, want, strict=True):
