@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "conversion": "bench.conversion",
     "conversion_service": "bench.conversion_service",
     "print_e2e": "bench.print_e2e",
+    "infra_e2e": "bench.infra_e2e",
     "distributed": "bench.distributed",
     "forms": "bench.forms",
     "batch_nightly": "bench.batch_nightly",

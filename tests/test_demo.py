@@ -21,6 +21,13 @@ def test_demo_passes(tmp_path: Path) -> None:
     report = Report()
     assert run_demo(Settings(data_dir=tmp_path, log_level="ERROR"), report=report) == 0
     steps = {c.step: c for c in report.checks}
+    # one printer of each kind: JSON device API (seed 003) and IPP INFRA (issue 15)
+    for step in (
+        "lobby-color: printed, cleaned up",
+        "reception-infra registers as the printer's INFRA output device",
+        "reception-infra: fetched over IPP INFRA, printed, cleaned up",
+    ):
+        assert steps[step].ok, steps[step].detail
     assert "IPP queue 'lobby' on lobby-color" in steps
     assert "/printing/ipp/print/1000AA/lobby" in steps["IPP queue 'lobby' on lobby-color"].detail
     if cups_programs() is None:

@@ -220,8 +220,12 @@ class Ippeve:
 
 
 @contextmanager
-def ippeveprinter_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ippeve]:
-    """Debian's ippeveprinter, keeping its jobs (-k), at ipp://localhost:PORT/ipp/print.
+def ippeveprinter_running(
+    tmp_path_factory: pytest.TempPathFactory,
+    formats: str = "application/pdf,image/jpeg,image/pwg-raster,image/urf",
+) -> Iterator[Ippeve]:
+    """Debian's ippeveprinter, keeping its jobs (-k), at ipp://localhost:PORT/ipp/print,
+    taking the document `formats` (its `-f`).
 
     `-n localhost`: with `-n 127.0.0.1` it cannot open its IPv6 listener."""
     program = require_command("ippeveprinter")
@@ -245,7 +249,7 @@ def ippeveprinter_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 "-c",
                 require_command("true"),
                 "-f",
-                "application/pdf,image/jpeg,image/pwg-raster,image/urf",
+                formats,
                 "reference",
             ],
             stdout=out,

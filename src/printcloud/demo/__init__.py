@@ -18,6 +18,10 @@ showing what each step answered:
   virtual printer through the load-balanced conversion workers, with progress
   per step, the worker that served it, and where the previews are; a third
   job runs out of paper (`printing.py`);
+- issue 15: a third printer driven by the virtual printer in IPP INFRA mode (PWG
+  5100.18): it registers as the printer's output device, waits on Get-Notifications,
+  fetches alice's PDF and reports it printed, so the demo prints through both device
+  protocols, the JSON device API and INFRA (`infra.py`);
 - issue 14: an IPP Everywhere queue on the color printer; with CUPS installed, a
   private cupsd adds it (`lpadmin -m everywhere`) and CUPS's own `lp` prints to it,
   followed to the virtual printer and CUPS's completed list (`ipp.py`);

@@ -49,7 +49,7 @@ def _start(settings: Settings) -> tuple[_Server, threading.Thread]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded machine starts it slowly
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the embedded stack did not start")
@@ -182,6 +182,19 @@ def _walk(settings: Settings, report: Report) -> None:
     from printcloud.demo.printing import walk_printing
 
     walk_printing(
+        settings,
+        report,
+        console,
+        user_token=consented.access_token,
+        device_id=device_id,
+        device_secret=device_secret,
+        tenant_id="1000AA",
+    )
+
+    console.rule("Issue 15: a printer of the other kind, fetching its jobs over IPP INFRA")
+    from printcloud.demo.infra import walk_infra
+
+    walk_infra(
         settings,
         report,
         console,

@@ -3,9 +3,14 @@
 
 - `capabilities`: the printer's Get-Printer-Attributes answer (RFC 8011 §4.2.5), of the
   attributes a proxy registers as its output device's (`REGISTERED`);
-- `print`: one fetched PDF by Print-Job (RFC 8011 §4.2.1) with the fetched job's
+- `formats`: what the proxy asks printcloud's Fetch-Document for, in printcloud's order
+  of preference (`FORWARDABLE`: the PDF itself, else PWG raster, else Apple raster),
+  of those the printer lists in `document-format-supported`;
+- `print`: one fetched document (PDF, PWG raster or URF, as fetched) by Print-Job
+  (RFC 8011 §4.2.1) with the fetched job's
   `copies`, `sides`, `print-color-mode` and `media` (each only when the printer lists
-  the value as supported), then Get-Job-Attributes until the job is terminal. The
+  the value as supported), then Get-Job-Attributes until the job is terminal (after
+  0.02 s, the wait doubling up to `poll`, 0.5 s). The
   outcome carries the printer's `job-state-reasons` and `printer-state-reasons`
   (`media-empty-error`, …), which become the `output-device-job-state-reasons` the
   proxy reports (PWG 5100.18 Update-Job-Status). A job not terminal by the deadline
@@ -29,7 +34,7 @@ from printcloud.device.ippclient import IppAnswer, IppChannel
 from printcloud.ipp.message import Attribute, Group, GroupTag, ValueTag
 from printcloud.ipp.model import JobState, Operation, Status
 
-__all__ = ["REGISTERED", "FetchedJob", "ForwardOutcome", "ForwardPrinter"]
+__all__ = ["FORWARDABLE", "REGISTERED", "FetchedJob", "ForwardOutcome", "ForwardPrinter"]
 
 log = get_logger("device.forward")
 
@@ -57,6 +62,11 @@ REGISTERED = (
     "printer-state",
     "printer-state-reasons",
 )
+#: The document formats a proxy fetches and forwards unchanged, best first: the PDF (the
+#: printer's own rendering), PWG raster, Apple raster (printcloud's Fetch-Document).
+FORWARDABLE = ("application/pdf", "image/pwg-raster", "image/urf")
+#: The first wait between two Get-Job-Attributes of a forwarded job (then doubling).
+FIRST_POLL = 0.02
 TERMINAL = (JobState.CANCELED, JobState.ABORTED, JobState.COMPLETED)
 #: Reasons that say nothing about why a job ended.
 QUIET = {"none", "job-printing", "job-queued", "job-incoming", "job-data-insufficient"}
@@ -153,6 +163,11 @@ class ForwardPrinter:
         log.info("identify: forwarded to %s (%s)", self.uri, ",".join(wanted))
         return True
 
+    def formats(self) -> list[str]:
+        """`FORWARDABLE` formats the printer supports (all of them when it named none)."""
+        supported = {str(f).lower() for f in self._supported.get("document-format-supported", [])}
+        return [f for f in FORWARDABLE if f in supported] or list(FORWARDABLE)
+
     def _state_reasons(self) -> list[str]:
         try:
             answer = self.channel.send(
@@ -184,15 +199,16 @@ class ForwardPrinter:
     def print(
         self,
         job: FetchedJob,
-        pdf: bytes,
+        document: bytes,
         *,
         pages: int,
+        document_format: str = FORWARDABLE[0],
         stop: threading.Event | None = None,
         on_progress: Callable[[int], None] | None = None,
         on_accepted: Callable[[int], None] | None = None,
     ) -> ForwardOutcome:
-        """Print `pdf` (of `pages` pages) there and wait for the job to end;
-        `on_accepted` hears the printer's job-id as soon as it took the job."""
+        """Print `document` (of `pages` pages, in `document_format`) there and wait for
+        the job to end; `on_accepted` hears the printer's job-id as soon as it took it."""
         deadline = time.monotonic() + self.deadline
         if not self._supported:
             try:
@@ -201,7 +217,7 @@ class ForwardPrinter:
                 return self._stopped(f"the printer at {self.uri} does not answer: {exc}")
         operation = [
             Attribute("job-name", ValueTag.NAME, job.title[:255] or "untitled"),
-            Attribute("document-format", ValueTag.MIME_MEDIA_TYPE, "application/pdf"),
+            Attribute("document-format", ValueTag.MIME_MEDIA_TYPE, document_format),
         ]
         group = Group(GroupTag.JOB, self._job_attributes(job))
         while True:
@@ -210,7 +226,7 @@ class ForwardPrinter:
                     Operation.PRINT_JOB,
                     operation,
                     [group] if len(group) else [],
-                    data=pdf,
+                    data=document,
                     user=job.user[:255] or "printcloud",
                 )
             except DeviceError as exc:
@@ -273,6 +289,10 @@ class ForwardPrinter:
             ["job-state", "job-state-reasons", "job-state-message", "job-impressions-completed"],
         )
         answer: IppAnswer | None = None
+        # A job the printer ends at once is seen at once; a long one is asked about every
+        # `poll` seconds: the wait doubles from FIRST_POLL (most jobs are short, and each
+        # poll's wait is added to the job's time in printcloud).
+        delay = min(FIRST_POLL, self.poll)
         while time.monotonic() < deadline:
             try:
                 answer = self.channel.send(Operation.GET_JOB_ATTRIBUTES, [*ids, wanted])
@@ -286,7 +306,8 @@ class ForwardPrinter:
                 on_progress(done)
             if state in TERMINAL:
                 return self._ended(JobState(state), answer, job, pages)
-            time.sleep(self.poll)
+            time.sleep(delay)
+            delay = min(delay * 2, self.poll)
         # Stuck: the printer holds the job past the deadline (stopped, out of paper, …).
         reasons = tuple(r for r in self._state_reasons() if r not in QUIET)
         try:

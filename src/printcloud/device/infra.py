@@ -19,11 +19,13 @@ client-credentials token of `api.DeviceTokens`, scope `device`, as a bearer toke
    job it fetched before a restart and never finished is found again. An error backs
    off (1 s doubling to 30 s); a subscription the server forgot is made again;
 3. per job: Fetch-Job, Acknowledge-Job, Fetch-Document (`document-format-accepted`
-   application/pdf), Acknowledge-Document; then the job is printed (Update-Active-Jobs
-   before each page: a job cancelled in printcloud stops, `still_active`): rendered like the
-   JSON-mode agent's pages (`raster.render_page`, one PBM per colorant and a preview
-   PNG per page in `out_dir/<job>/`, a sink printer only counting them), or forwarded
-   (`forward.ForwardPrinter`); the fetched PDF is kept as `document.pdf` beside them;
+   application/pdf; forwarding, what the office printer takes of PDF, PWG raster and
+   URF, `ForwardPrinter.formats`), Acknowledge-Document; then the job is printed
+   (Update-Active-Jobs before each page: a job cancelled in printcloud stops,
+   `still_active`): rendered like the JSON-mode agent's pages (`raster.render_page`, one
+   PBM per colorant and a preview PNG per page in `out_dir/<job>/`, a sink printer only
+   counting them), or forwarded as fetched (`forward.ForwardPrinter`); the fetched
+   document is kept as `document.pdf` (`.pwg`, `.urf`) beside them;
 4. Update-Document-Status and Update-Job-Status: `completed` with
    `job-impressions-completed` (pages × copies), or `aborted`/`canceled` with
    `output-device-job-state-reasons` (an injected fault: `paper_out` →
@@ -72,7 +74,7 @@ from printcloud.device.config import (
     ServiceUnreachable,
 )
 from printcloud.device.events import DeviceEvent, EventHook, JobOutcome
-from printcloud.device.forward import FetchedJob, ForwardOutcome, ForwardPrinter
+from printcloud.device.forward import FORWARDABLE, FetchedJob, ForwardOutcome, ForwardPrinter
 from printcloud.device.ippclient import IppAnswer, IppChannel
 from printcloud.device.journal import Journal, page_name
 from printcloud.device.raster import render_page, warm_up
@@ -87,7 +89,9 @@ EVENTS = ("job-fetchable", "job-state-changed", "printer-state-changed")
 #: The printer-state-reason of a waiting Identify-Printer request (PWG 5100.18).
 IDENTIFY_REQUESTED = "identify-printer-requested"
 
-PDF = "application/pdf"
+PDF, PWG, URF = FORWARDABLE
+#: The fetched document is kept in the job's folder as `document.<suffix>`.
+SUFFIX = {PDF: "pdf", PWG: "pwg", URF: "urf"}
 #: An injected fault (S1411) as the output device reports it (PWG 5100.18 Update-Job-Status).
 FAULT_REASONS: dict[str, tuple[JobState, str]] = {
     "paper_out": (JobState.ABORTED, "media-empty-error"),
@@ -121,6 +125,14 @@ def infra_uri(config: DeviceConfig) -> str:
     parts = urlsplit(config.printing_url)
     scheme = "ipps" if parts.scheme == "https" else "ipp"
     return f"{scheme}://{parts.netloc}{parts.path}/ipp/infra/{config.tenant_id}/{config.printer_id}"
+
+
+def _raster_pages(data: bytes, document_format: str) -> int:
+    """The pages of a PWG raster or URF stream (each decoded, one at a time)."""
+    from printcloud.ipp import pwg, urf  # numba: only when a raster has no page count
+
+    reader = urf.read_pages if document_format == URF else pwg.read_pages
+    return sum(1 for _ in reader(data, reuse=True))
 
 
 def _own_capabilities() -> list[Attribute]:
@@ -297,20 +309,18 @@ class InfraAgent:
     def wait_for_events(self) -> int:
         """One Get-Notifications with `notify-wait`: returns when there are events (or the
         server's wait ends); the number of events. A forgotten subscription is made again."""
-        if self._subscription is None:
-            self.subscribe()
-        assert self._subscription is not None
+        subscription = self._subscription if self._subscription is not None else self.subscribe()
         answer = self._send(
             Operation.GET_NOTIFICATIONS,
             [
-                Attribute("notify-subscription-ids", ValueTag.INTEGER, self._subscription),
+                Attribute("notify-subscription-ids", ValueTag.INTEGER, subscription),
                 Attribute("notify-sequence-numbers", ValueTag.INTEGER, self._sequence),
                 Attribute("notify-wait", ValueTag.BOOLEAN, True),
             ],
             timeout=LONG_POLL,
         )
         if answer.status == Status.CLIENT_ERROR_NOT_FOUND:
-            log.info("subscription %s ended; subscribing again", self._subscription)
+            log.info("subscription %s ended; subscribing again", subscription)
             self._subscription = None
             return 0
         if not answer.ok:
@@ -532,17 +542,19 @@ class InfraAgent:
             log.info("INFRA job %d not taken (%s); skipped", number, acked.describe())
             self._emit(DeviceEvent("skipped", job_id=key, title=job.title))
             return self._outcome(key, job, journal, "skipped", folder)
+        accepted = self.forward.formats() if self.forward is not None else [PDF]
         document = self._checked(
             Operation.FETCH_DOCUMENT,
             self._job(
                 number,
                 Attribute("document-number", ValueTag.INTEGER, 1),
-                Attribute("document-format-accepted", ValueTag.MIME_MEDIA_TYPE, PDF),
+                Attribute("document-format-accepted", ValueTag.MIME_MEDIA_TYPE, accepted),
             ),
         )
-        if document.value(GroupTag.DOCUMENT, "document-format", PDF) != PDF:
-            raise DeviceError(f"Fetch-Document {number}: not a PDF")
-        pdf = bytes(document.message.data)
+        fetched = str(document.value(GroupTag.DOCUMENT, "document-format", PDF)).lower()
+        if fetched not in accepted:
+            raise DeviceError(f"Fetch-Document {number}: {fetched!r:.60} was not asked for")
+        data = bytes(document.message.data)
         self._send(
             Operation.ACKNOWLEDGE_DOCUMENT,
             self._job(number, Attribute("document-number", ValueTag.INTEGER, 1)),
@@ -551,8 +563,11 @@ class InfraAgent:
             journal = Journal(job_id=key, printer_id=self.config.printer_id, title=job.title)
         journal.copies = job.copies
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "document.pdf").write_bytes(pdf)
-        report = self._print(job, pdf, journal, folder)
+        (folder / f"document.{SUFFIX[fetched]}").write_bytes(data)
+        if fetched == PDF:
+            report = self._print(job, data, journal, folder)
+        else:
+            report = self._print_raster(job, data, fetched, journal, folder)
         self._report(job, report, journal, folder)
         outcome = self._outcome(
             key,
@@ -639,8 +654,42 @@ class InfraAgent:
             document.close()
         return self._report_of(journal)
 
+    def _print_raster(
+        self, job: FetchedJob, data: bytes, document_format: str, journal: Journal, folder: Path
+    ) -> _Report:
+        """A PWG raster or URF document, fetched for the office printer, goes there as
+        it is; its pages are Fetch-Job's `job-impressions`, else counted by decoding."""
+        pages = job.impressions
+        if pages <= 0:
+            try:
+                pages = _raster_pages(data, document_format)
+            except InvalidRequest as exc:  # pwg.RasterError
+                journal.finish("cancelled", "document-format-error", f"unreadable raster: {exc}")
+                journal.save(folder)
+                return self._report_of(journal)
+        journal.page_count = pages
+        journal.save(folder)
+        self._emit(
+            DeviceEvent(
+                "job",
+                job_id=journal.job_id,
+                title=job.title,
+                page=journal.pages_printed,
+                page_count=pages,
+            )
+        )
+        ended = self._forward(job, data, journal, folder, pages, document_format)
+        self._forwarded(ended, journal, folder, pages, job.copies)
+        return self._report_of(journal)
+
     def _forward(
-        self, job: FetchedJob, pdf: bytes, journal: Journal, folder: Path, pages: int
+        self,
+        job: FetchedJob,
+        document: bytes,
+        journal: Journal,
+        folder: Path,
+        pages: int,
+        document_format: str = PDF,
     ) -> ForwardOutcome:
         """Print on the office printer, or follow the job it took before a restart."""
         assert self.forward is not None
@@ -656,7 +705,9 @@ class InfraAgent:
             journal.forwarded = f"{prefix}{printer_job}"
             journal.save(folder)
 
-        return self.forward.print(job, pdf, pages=pages, on_accepted=accepted)
+        return self.forward.print(
+            job, document, pages=pages, document_format=document_format, on_accepted=accepted
+        )
 
     def _forwarded(
         self, ended: ForwardOutcome, journal: Journal, folder: Path, pages: int, copies: int
