@@ -116,9 +116,13 @@ def _register(world: World, device: str, attributes: list[Attribute]) -> Message
     )
 
 
-def _validate(world: World, *job: Attribute) -> Message:
+FIDELITY = Attribute("ipp-attribute-fidelity", ValueTag.BOOLEAN, True)
+
+
+def _validate(world: World, *job: Attribute, fidelity: bool = False) -> Message:
     pdf = Attribute("document-format", ValueTag.MIME_MEDIA_TYPE, "application/pdf")
-    body = request(Operation.VALIDATE_JOB, world.queue_uri, ops=[pdf], job=list(job))
+    ops = [pdf, FIDELITY] if fidelity else [pdf]
+    body = request(Operation.VALIDATE_JOB, world.queue_uri, ops=ops, job=list(job))
     return call(world.queue_uri, body, auth=("alice", PASSWORD))
 
 
@@ -161,17 +165,22 @@ def test_a_mono_a4_simplex_device_becomes_the_queues_printer(world: World) -> No
     assert _register(world, device, [state]).code == Status.SUCCESSFUL_OK
     assert _capabilities(world) == caps  # registered_at included
 
-    # job intake refuses what the device cannot print, naming it
+    # job intake refuses what the device cannot print, naming it, when the client asks for
+    # fidelity; without it, substitutes (RFC 8011 §4.1.7) and names it too
     for attribute, named in (
         (Attribute("sides", ValueTag.KEYWORD, "two-sided-long-edge"), "sides"),
         (Attribute("media", ValueTag.KEYWORD, "na_letter_8.5x11in"), "media"),
         (Attribute("copies", ValueTag.INTEGER, 100), "copies"),
     ):
-        refused = _validate(world, attribute)
+        refused = _validate(world, attribute, fidelity=True)
         assert refused.code == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED, refused
         unsupported = refused.group(GroupTag.UNSUPPORTED)
         assert unsupported is not None and unsupported[named].value == attribute.value
         assert named in refused.value(GroupTag.OPERATION, "status-message")
+        substituted = _validate(world, attribute)
+        assert substituted.code == Status.SUCCESSFUL_OK_IGNORED_OR_SUBSTITUTED_ATTRIBUTES
+        unsupported = substituted.group(GroupTag.UNSUPPORTED)
+        assert unsupported is not None and unsupported[named].value == attribute.value
     fine = _validate(
         world,
         Attribute("sides", ValueTag.KEYWORD, "one-sided"),
@@ -182,7 +191,11 @@ def test_a_mono_a4_simplex_device_becomes_the_queues_printer(world: World) -> No
     pdf = Attribute("document-format", ValueTag.MIME_MEDIA_TYPE, "application/pdf")
     two_sided = Attribute("sides", ValueTag.KEYWORD, "two-sided-long-edge")
     body = request(
-        Operation.PRINT_JOB, world.queue_uri, ops=[pdf], job=[two_sided], data=make_pdf(1)
+        Operation.PRINT_JOB,
+        world.queue_uri,
+        ops=[pdf, FIDELITY],
+        job=[two_sided],
+        data=make_pdf(1),
     )
     printed = call(world.queue_uri, body, auth=("alice", PASSWORD))
     assert printed.code == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
@@ -278,7 +291,7 @@ def test_ipptool_sees_the_devices_capabilities_on_the_queue(world: World) -> Non
         )
         output = done.stdout + done.stderr
         assert done.returncode == 0, output
-        assert output.count("[PASS]") == 3 and "[FAIL]" not in output, output
+        assert output.count("[PASS]") == 4 and "[FAIL]" not in output, output
     finally:
         _send(
             world, Operation.DEREGISTER_OUTPUT_DEVICE, printer=world.printer, ops=[_device(device)]

@@ -9,8 +9,8 @@ settings, and a job's attributes for Get-Job-Attributes / Get-Jobs.
   (`client-error-attributes-or-values-not-supported`) when the client asked for
   `ipp-attribute-fidelity`. A sides, media or copies value printcloud can do but the
   queue's printer cannot (the capabilities its IPP INFRA output device registered,
-  `capabilities.py`) is refused whatever the fidelity (`Template.refused`): printed
-  otherwise, it would come out one-sided or on other paper.
+  `capabilities.py`) is `Template.refused`: refused with fidelity, else substituted
+  like the rest (`ipp_operations._template`).
 - `job_attributes` (RFC 8011 §5.3): an `IppJobRow` with its print job
   (`PrintJobRow`), the state from `ipp_states`; another user's job shows only its
   state and times (or nothing: the queue's `job_privacy`).

@@ -250,21 +250,26 @@ def _template(call: Call) -> Template:
         follow_me=call.facts.printer_id is None,
         device=call.facts.device,
     )
-    if template.refused:
-        # the printer cannot print it (its device's capabilities): never substituted
+    fidelity = call.message.value(GroupTag.OPERATION, "ipp-attribute-fidelity", False)
+    if template.refused and fidelity is True:
+        # the printer cannot print it (its device's capabilities), and the client asked
+        # for exactly what it sent
         raise call.fail(
             Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
             "the printer cannot print "
             + ", ".join(f"{a.name} {_shown(a)}" for a in template.refused),
             [*template.refused, *template.unsupported],
         )
-    fidelity = call.message.value(GroupTag.OPERATION, "ipp-attribute-fidelity", False)
     if template.unsupported and fidelity is True:
         raise call.fail(
             Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
             "the queue does not support " + ", ".join(a.name for a in template.unsupported),
             template.unsupported,
         )
+    # RFC 8011 §4.1.7: without fidelity, what the printer cannot do is substituted by its
+    # default (one-sided, its default media, one copy) and named in the
+    # unsupported-attributes group (successful-ok-ignored-or-substituted-attributes)
+    template.unsupported = [*template.refused, *template.unsupported]
     return template
 
 
