@@ -177,12 +177,14 @@ def _values(attributes: Sequence[Attribute], name: str) -> list[Any] | None:
 
 
 def _nearest(dpi: int, offered: Sequence[int]) -> int | None:
-    """The job's resolution when offered, else the nearest offered (the higher on a tie)."""
+    """The job's resolution when offered, else the lowest offered above it (no detail
+    lost), else the highest offered."""
     if not offered:
         return None
     if dpi in offered:
         return dpi
-    return min(offered, key=lambda d: (abs(d - dpi), -d))
+    above = [d for d in offered if d > dpi]
+    return min(above) if above else max(offered)
 
 
 def choose(fmt: str, *, color: bool, dpi: int, attributes: Sequence[Attribute]) -> Choice | None:
