@@ -158,6 +158,12 @@ class PageOptions:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _u(index: int) -> Any:
+    """An index numba knows is not negative (no wrap-around check: it is not)."""
+    return np.uint64(index)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _same_row(a: Any, b: Any, n: int) -> bool:
     """`a[:n] == b[:n]`, in blocks of 1 KiB with no exit inside a block (vectorized)."""
     for start in range(0, n, 1024):
@@ -199,10 +205,9 @@ def _literal(row: Any, first: int, count: int, bpp: int, out: Any, o: int) -> in
         out[o] = 257 - c if c > 1 else 0
         o += 1
         size = c * bpp
-        src = row[first * bpp : first * bpp + size]
-        dst = out[o : o + size]
+        a = first * bpp
         for k in range(size):
-            dst[k] = src[k]
+            out[_u(o + k)] = row[_u(a + k)]
         o += size
         first += c
         count -= c
@@ -240,22 +245,22 @@ def _compress_line(
             continue
         base = j * 8
         for k in range(8):
-            starts[n] = base + k + 1
-            n += flips[base + k]
+            starts[_u(n)] = base + k + 1
+            n += flips[_u(base + k)]
     starts[n] = npix
     skip = 0
     ones_first = eq[0]
     for b in range(n):
-        s = starts[b] + skip
-        e = starts[b + 1]
+        s = starts[_u(b)] + skip
+        e = starts[_u(b + 1)]
         if ones_first ^ (b & 1):
             count = e - s + 1
             a = s * bpp
             while count >= 2:
                 c = min(count, 128)
-                out[o] = c - 1
+                out[_u(o)] = c - 1
                 for k in range(bpp):
-                    out[o + 1 + k] = row[a + k]
+                    out[_u(o + 1 + k)] = row[_u(a + k)]
                 o += 1 + bpp
                 count -= c
             skip = 1 - count
