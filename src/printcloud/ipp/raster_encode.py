@@ -30,8 +30,9 @@ width, 1), 0 black; `srgb_8`/`SRGB24` (height, width, 3) RGB; `cmyk_8`
 (height, width, 4), 0 no ink; `black_1` a bitonal page, (height, width) bool or
 0/1 with true = a black dot, or already packed as `numpy.packbits` and PBM
 store it (height, ceil(width / 8), 1 = black, most significant bit first) with
-`width=` given. Halftoning belongs to the caller (the printer's pipeline lives
-in `device/`, which `ipp/` may not import).
+`width=` given. Halftoning and separation belong to the caller
+(`printcloud.imaging.halftone`, as the conversion workers' `printing/raster_stream.py`
+uses it).
 
 Why numba: the runs are chosen pixel by pixel, which no NumPy expression does; the
 kernel (`_compress`, one call a page) compares each line with the next, makes the
