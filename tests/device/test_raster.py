@@ -13,6 +13,7 @@ from PIL import Image, ImageCms
 from printcloud.core.errors import InvalidRequest
 from printcloud.device import raster
 from printcloud.device.raster import A4, RenderedPage, render_page
+from printcloud.imaging import halftone
 from tests.conftest import require_peer
 
 DPI = 72  # A4 is 595 x 842 pixels: fast, and every kernel still runs on a whole page
@@ -138,7 +139,7 @@ def test_formula_fallback_without_a_profile(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_no_profile_anywhere_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(raster, "PROFILE_SEARCH", (NO_PROFILE,))
+    monkeypatch.setattr(halftone, "PROFILE_SEARCH", (NO_PROFILE,))
     raster.load_separation.cache_clear()
     try:
         assert raster.find_profile() is None
@@ -236,7 +237,7 @@ def test_corrupt_input_is_an_invalid_request(data: bytes) -> None:
 
 
 def test_huge_image_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(raster, "MAX_IMAGE_PIXELS", 100 * 100)
+    monkeypatch.setattr(halftone, "MAX_IMAGE_PIXELS", 100 * 100)
     with pytest.raises(InvalidRequest, match="too large"):
         render_page(jpeg((0, 0, 0), (101, 100)), color=False, dpi=DPI)
 

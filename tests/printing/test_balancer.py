@@ -21,6 +21,7 @@ class Named(ThreadingHTTPServer):
     status: int
     tokens: list[str]
     drop: bool
+    short: bool
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -36,9 +37,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.server.name.encode()
         self.send_response(self.server.status)
         self.send_header("X-Printcloud-Worker", self.server.name)
-        self.send_header("Content-Length", str(len(body)))
+        # short: promise more than is sent, then die (a worker lost mid-answer)
+        self.send_header("Content-Length", str(len(body) + (10_000 if self.server.short else 0)))
         self.end_headers()
         self.wfile.write(body)
+        if self.server.short:
+            self.wfile.flush()
+            self.connection.close()
 
     do_GET = do_POST = _answer
 
@@ -49,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _serve(name: str, *, delay: float = 0.0, status: int = 200) -> Named:
     server = Named(("127.0.0.1", 0), _Handler)
     server.name, server.delay, server.hits, server.status = name, delay, 0, status
-    server.tokens, server.drop = [], False
+    server.tokens, server.drop, server.short = [], False, False
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -116,6 +121,28 @@ def test_a_503_goes_to_the_next_worker_and_a_401_renews_the_token(workers: list[
     assert lb.call("GET", "/x").response.status_code == 401  # renewed once, then answered
     assert True in issued
     assert workers[1].tokens[-1].startswith("Bearer tok-")
+
+
+def test_a_streamed_answer_skips_workers_as_a_call_does_and_reports_a_lost_one(
+    workers: list[Named],
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    workers[0].status = 503
+    lb = Balancer.over([dead, _url(workers[0]), _url(workers[1])])
+    streamed = lb.stream("POST", "/sessions/j/p/raster", json={})
+    assert streamed.worker == "w2" and streamed.response.status_code == 200
+    assert [b["in_flight"] for b in lb.stats()] == [0, 0, 1]  # until it is closed
+    assert b"".join(streamed.iter_bytes()) == b"w2"
+    streamed.close()
+    streamed.close()  # once only
+    assert [b["in_flight"] for b in lb.stats()] == [0, 0, 0]
+    workers[1].short = True
+    lost = lb.stream("POST", "/sessions/j/p/raster", json={})
+    with pytest.raises(WorkerLost, match="mid-answer"):
+        b"".join(lost.iter_bytes())
+    lost.close(ok=False)
+    with pytest.raises(Unavailable, match="no conversion worker"):
+        Balancer.over([dead]).stream("GET", "/x")
 
 
 def test_a_balancer_needs_workers_and_a_known_policy() -> None:

@@ -422,3 +422,51 @@ def test_behind_nginx_the_answer_names_the_file_for_nginx_after_the_same_check(
     state.sessions.token_timeout = timedelta(seconds=-1)
     expired = w2.get(path, headers=bearer)
     assert expired.status_code == 401 and "x-accel-redirect" not in expired.headers
+
+
+def test_raster_from_any_worker_and_its_refusals(farm: Farm) -> None:
+    """Issue 15: `POST S/raster` streams the converted pages as PWG raster from either
+    worker, with the conversion token; refusals are clear HTTP errors, never a 500."""
+    from printcloud.ipp import pwg
+
+    w1, w2 = farm.workers
+    job, printer, token = new_job(farm, w1, "prn-raster")
+    path = f"/sessions/{job}/{printer}/raster"
+    body = {"tenant_id": TENANT, "token": token, "format": "image/pwg-raster"}
+    body |= {"type": "black_1", "dpi": 72}
+    # not converted yet: no pages
+    early = w2.post(path, headers=farm.auth, json=body)
+    assert early.status_code == 404, early.text
+    w2.post(
+        f"/sessions/{job}/{printer}/download",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "url": serve(farm, make_pdf(2))},
+    )
+    w1.post(
+        f"/sessions/{job}/{printer}/convert",
+        headers=farm.auth,
+        json={"tenant_id": TENANT, "dpi": 72},
+    )
+    for client, name in ((w1, "w1"), (w2, "w2")):
+        answer = client.post(path, headers=farm.auth, json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Printcloud-Worker"] == name
+        assert answer.headers["content-type"] == "image/pwg-raster"
+        assert answer.headers["X-Printcloud-Pages"] == "2"
+        pages = list(pwg.read_pages(answer.content))
+        assert [p.header.color_space for p in pages] == [pwg.ColorSpace.BLACK] * 2
+        assert pages[0].header.width == 595  # A4 at 72 dpi, the sheet
+    refusals = (
+        ({**body, "token": "wrong"}, 401),
+        ({**body, "type": "SRGB24"}, 400),  # a URF type for PWG
+        ({**body, "format": "image/png"}, 400),
+        ({**body, "tenant_id": "2000BB"}, 404),  # another tenant's view of the job
+        ({**body, "dpi": 0}, 400),
+    )
+    for bad, status in refusals:
+        refused = w1.post(path, headers=farm.auth, json=bad)
+        assert refused.status_code == status, (bad, refused.status_code, refused.text)
+        assert refused.json()["error"]
+    assert w1.post(path, json=body).status_code == 401  # not a platform service
+    unknown = w1.post(f"/sessions/job-none/{printer}/raster", headers=farm.auth, json=body)
+    assert unknown.status_code == 404

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import FastAPI
 
 from printcloud import __version__
@@ -9,7 +11,7 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import infra_routes, ipp_fastlane, ipp_routes, pages, pipeline, routes
+from . import infra_routes, ipp_fastlane, ipp_routes, pages, pipeline, raster_stream, routes
 from .pool import die_with_parent
 from .runtime import PrintingRuntime, build_runtime
 from .worker import build_worker, create_worker_app
@@ -52,4 +54,7 @@ def create_convert_app(settings: Settings, *, db: Database) -> FastAPI:
         worker_id=settings.require_worker_id(),
         public_base=f"{settings.public_url}/printing",
     )
+    # The raster kernels (PWG/URF for printers that fetch it) compile, or load from
+    # numba's cache, beside the start rather than in a printer's first fetch.
+    threading.Thread(target=raster_stream.warm_up, name="raster-warm-up", daemon=True).start()
     return create_worker_app(worker)

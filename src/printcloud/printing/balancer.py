@@ -16,10 +16,11 @@ In the distributed run the "workers" list is one URL, a real balancer's
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +57,37 @@ class Dispatched:
     def worker(self) -> str:
         """The worker that served the call, as it names itself."""
         return self.response.headers.get("x-printcloud-worker") or self.backend
+
+
+@dataclass
+class Streamed:
+    """An answer being read from a worker (`Balancer.stream`); close it when done."""
+
+    response: httpx.Response
+    backend: str
+    _done: Callable[..., None]
+    _of: Backend
+    _closed: bool = False
+
+    @property
+    def worker(self) -> str:
+        return self.response.headers.get("x-printcloud-worker") or self.backend
+
+    def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        """The body as it arrives; a worker lost on the way raises `WorkerLost`."""
+        try:
+            yield from self.response.iter_bytes(chunk_size)
+        except httpx.HTTPError as exc:
+            raise WorkerLost(
+                f"conversion worker {self.worker} failed mid-answer: {type(exc).__name__}"
+            ) from exc
+
+    def close(self, *, ok: bool = True) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.response.close()
+        self._done(self._of, ok=ok)
 
 
 @dataclass
@@ -148,6 +180,58 @@ class Balancer:
                 kwargs["headers"] = headers
                 continue
             return Dispatched(response=response, backend=backend.url)
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Streamed:
+        """Open one call whose answer is read as it comes (`Streamed.iter_bytes`), on a
+        worker chosen as for `call` (the next one while a worker cannot be reached or
+        answers 503). The caller closes it; the worker counts as in flight until then."""
+        tried: set[str] = set()
+        renewed = False
+        refused: str | None = None
+        headers = dict(kwargs.pop("headers", None) or {})
+        while True:
+            backend = self._pick(tried)
+            if backend is None:
+                if refused is not None:
+                    raise Unavailable(f"every conversion worker answered 503: {refused}")
+                raise Unavailable("no conversion worker is reachable")
+            if self.token is not None:
+                headers["Authorization"] = f"Bearer {self.token(renew=renewed)}"
+            request = self.http.build_request(
+                method, f"{backend.url}{path}", headers=headers, **kwargs
+            )
+            try:
+                response = self.http.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                self._release(backend, ok=False)
+                tried.add(backend.url)
+                log.warning(
+                    "conversion worker unreachable, trying the next",
+                    extra={"fields": {"worker": backend.url, "error": type(exc).__name__}},
+                )
+                continue
+            except httpx.HTTPError as exc:
+                self._release(backend, ok=False)
+                raise WorkerLost(
+                    f"conversion worker {backend.url} failed mid-call: {type(exc).__name__}"
+                ) from exc
+            if response.status_code == 503 or (
+                response.status_code == 401 and self.token is not None and not renewed
+            ):
+                with contextlib.suppress(httpx.HTTPError):
+                    response.read()
+                response.close()
+                if response.status_code == 503:
+                    refused = error_text(response, limit=300)
+                    self._release(backend, ok=False)
+                    tried.add(backend.url)
+                else:
+                    self._release(backend, ok=True)
+                    renewed = True
+                continue
+            return Streamed(
+                response=response, backend=backend.url, _done=self._release, _of=backend
+            )
 
     def stats(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -50,7 +50,8 @@ PDF, PWG, URF, JPEG = "application/pdf", "image/pwg-raster", "image/urf", "image
 #: The formats Fetch-Document can serve, in printcloud's order of preference.
 FORMATS = (PDF, PWG, URF, JPEG)
 #: The raster types printcloud encodes (`ipp.raster_encode`), gray then color.
-PWG_TYPES = ("sgray_8", "srgb_8")
+#: The raster types printcloud sends (`raster_stream`: made by the conversion workers).
+PWG_TYPES = ("sgray_8", "srgb_8", "black_1", "cmyk_8")
 URF_TYPES = ("W8", "SRGB24")
 MAX_COPIES = 999
 SIDES = ("one-sided", "two-sided-long-edge")
@@ -204,7 +205,7 @@ def derive(attributes: list[Attribute], *, configured_color: bool) -> Capabiliti
     if not formats:
         raise Refused(
             "the output device takes none of the formats printcloud sends "
-            f"({', '.join(FORMATS)}; PWG raster as sgray_8/srgb_8, URF as W8/SRGB24, "
+            f"({', '.join(FORMATS)}; PWG raster as {'/'.join(PWG_TYPES)}, URF as W8/SRGB24, "
             f"at {'/'.join(map(str, RESOLUTIONS))} dpi)",
             attrs.get("document-format-supported")
             or Attribute("document-format-supported", ValueTag.MIME_MEDIA_TYPE, "none"),
@@ -338,22 +339,9 @@ def check(
     return service.JobOptions(**{**options.as_dict(), "media": media, "dpi": dpi})
 
 
-def fetch_formats(
-    db: Session, *, tenant_id: str, printer_id: str, pages: int, color: bool, dpi: int
-) -> list[str]:
-    """What Fetch-Document offers a job of the printer, in printcloud's order: all it can
-    make, or, for a registered printer, the formats the device takes (a raster only at
-    one of its resolutions and in a type it reads)."""
-    offered = [PDF, PWG, URF] + ([JPEG] if pages == 1 else [])
+def device_formats(db: Session, *, tenant_id: str, printer_id: str) -> list[str] | None:
+    """The document formats the printer's registered device takes (of PDF, PWG raster,
+    URF and JPEG), or None when no device registered: Fetch-Document offers no other.
+    Which raster type and resolution is `raster_stream.choose`'s."""
     caps = of(service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id))
-    if caps is None:
-        return offered
-    pwg_type = "srgb_8" if color else "sgray_8"
-    urf_type = "SRGB24" if color else "W8"
-    fits = {
-        PDF: True,
-        JPEG: True,
-        PWG: dpi in caps.pwg_resolutions and pwg_type in caps.pwg_types,
-        URF: dpi in caps.urf_resolutions and urf_type in caps.urf_types,
-    }
-    return [f for f in offered if f in caps.formats and fits[f]]
+    return None if caps is None else list(caps.formats)

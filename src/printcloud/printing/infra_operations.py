@@ -21,9 +21,10 @@ conversation, and what each step does in printcloud:
    held); client-error-not-fetchable otherwise. Acknowledge-Job: the device
    takes it, the device API's `started` (`service.job_started`).
 4. Fetch-Document: document 1 in a format of `document-format-accepted`: the
-   submitted PDF itself (pass-through); PWG raster (`srgb_8`/`sgray_8`) or URF
-   (`SRGB24`/`W8`) encoded from the converted pages as they are sent
-   (`ipp.raster_encode`); or, for a one-page job, its converted JPEG page; only
+   submitted PDF itself (pass-through); PWG raster (`srgb_8`, `cmyk_8`, `sgray_8`,
+   `black_1`) or URF (`SRGB24`/`W8`), in a type the printer registered, encoded by a
+   conversion worker from the converted pages as they are sent (`raster_stream.py`)
+   and streamed through; or, for a one-page job, its converted JPEG page; only
    while the job's session record lives and its conversion token has not timed out
    (FIG. 10). Acknowledge-Document.
 5. Update-Document-Status is taken note of; Update-Job-Status with
@@ -43,21 +44,24 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
-import numpy as np
+import httpx
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from printcloud.core.errors import Conflict, NotFound, Unauthorized
+from printcloud.core.errors import Conflict, NotFound, Unauthorized, Unavailable
 from printcloud.core.guard import Principal
+from printcloud.core.http import error_text
 from printcloud.core.logs import get_logger
 from printcloud.ipp.encoding import encode
 from printcloud.ipp.message import Attribute, Group, GroupTag, IPPError, Message, ValueTag
 from printcloud.ipp.model import Operation, Resolution, Status
 from printcloud.ipp.operations import Request, requested_names, response, select_attributes
 
-from . import capabilities, changes, infra, jobs, service
+from . import capabilities, changes, infra, jobs, raster_stream, service
+from .balancer import Streamed, WorkerLost
 from .ipp_printer import MEDIA_SIZES
 from .ipp_states import ABORTED, CANCELED, COMPLETED, PROCESSING, PROCESSING_STOPPED
 from .models import ConvertedDataRow
@@ -74,9 +78,9 @@ _LOOK = 1.0
 _SOONEST = 0.2
 #: What a device may ask Fetch-Document for (document-format-accepted).
 PDF, JPEG = "application/pdf", "image/jpeg"
-#: Raster made from the job's converted pages at fetch time (`ipp.raster_encode`):
-#: sRGB for a color job on a color printer, sGray otherwise.
-PWG, URF = "image/pwg-raster", "image/urf"
+#: Raster made from the job's converted pages by a conversion worker as it is fetched
+#: (`raster_stream.py`), in a type the printer registered (`raster_stream.choose`).
+PWG, URF = raster_stream.PWG, raster_stream.URF
 IPP = "application/ipp"
 _CHUNK = 1024 * 1024
 
@@ -520,6 +524,8 @@ class _Job:
     fetchable: bool
     token: str | None
     data_key: str | None
+    #: The printer attributes its output device registered (what raster it reads).
+    device: list[Attribute]
 
 
 def _job_number(call: InfraCall) -> int:
@@ -544,6 +550,7 @@ async def _job(call: InfraCall) -> _Job:
             fetchable=infra.fetchable(job),
             token=call.rt.box.open(job.token_sealed) if job.token_sealed else None,
             data_key=job.data_key,
+            device=infra.device_attributes(printer),
         )
 
     try:
@@ -644,9 +651,10 @@ def _document_number(call: InfraCall) -> None:
 
 async def fetch_document(call: InfraCall) -> bytes | Response:
     """Fetch-Document: document 1, in a format the device accepts, while the job's conversion
-    token lives (FIG. 10): the submitted PDF, or a one-page job's JPEG page. The
-    document follows the attributes as it is read from the blob store (a PDF may be
-    as large as `PRINTCLOUD_MAX_PRINT_BYTES`: it is never held in memory whole)."""
+    token lives (FIG. 10): the submitted PDF, PWG raster or URF made by a conversion
+    worker, or a one-page job's JPEG page. The document follows the attributes as it
+    is read (a PDF may be as large as `PRINTCLOUD_MAX_PRINT_BYTES`, raster larger: it
+    is never held in memory whole)."""
     await _registered(call)
     _document_number(call)
     job = await _job(call)
@@ -654,17 +662,25 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
         raise _not_fetchable(call, job)
     accepted = _accepted_formats(call)
     # In printcloud's order of preference, whatever the device's: the submitted PDF
-    # (no work here, the printer's own rendering), then raster made from the pages.
+    # (no work here, the printer's own rendering), then raster made from the pages, in
+    # a type the printer registered it reads (`raster_stream.choose`), then a one-page
+    # job's JPEG page; of a registered printer, only the formats its device takes.
     dpi = int(job.options.get("dpi") or 300)
-    offered = await call.db(
-        capabilities.fetch_formats, pages=job.pages, color=job.color, dpi=dpi
-    )  # all it can make, or what the printer's device registered
+    choices = {
+        fmt: raster_stream.choose(fmt, color=job.color, dpi=dpi, attributes=job.device)
+        for fmt in (PWG, URF)
+    }
+    offered = [PDF] + [f for f in (PWG, URF) if choices[f]] + ([JPEG] if job.pages == 1 else [])
+    takes = await call.db(capabilities.device_formats)
+    if takes is not None:
+        offered = [f for f in offered if f in takes]
     chosen = next((f for f in offered if f in accepted), None)
     if chosen is None:
         raise call.fail(
             Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
             f"this job is offered as {', '.join(offered) or 'nothing the device takes'}",
         )
+    choice = choices.get(chosen)
     document = Group(
         GroupTag.DOCUMENT,
         [
@@ -675,12 +691,16 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
             Attribute("last-document", ValueTag.BOOLEAN, True),
         ],
     )
-    if chosen in (PWG, URF):
-        pages = await run_in_threadpool(partial(_converted_pages, call, job))
+    if choice is not None:
+        streamed = await run_in_threadpool(partial(_open_raster, call, job, choice))
         head = call.answer([document])
-        # Page by page, as the device reads it: one page's pixels in memory at a time;
-        # the length is not known before the last page (chunked transfer).
-        return StreamingResponse(_raster(head, pages, job, chosen), media_type=IPP)
+        # Page by page as a conversion worker encodes them (one page's pixels in memory
+        # there, a chunk here); the length is not known before the last page (chunked).
+        return StreamingResponse(
+            _relay(head, streamed),
+            media_type=IPP,
+            headers={"X-Printcloud-Raster-Worker": streamed.worker},
+        )
     source, size = await run_in_threadpool(partial(_open_document, call, job, chosen))
     head = call.answer([document])
 
@@ -710,64 +730,72 @@ def _live_session(call: InfraCall, job: _Job) -> tuple[PrintingRuntime, Any]:
     return rt, session
 
 
-def _converted_pages(call: InfraCall, job: _Job) -> list[BinaryIO]:
-    """The job's converted pages (JPEG, at the job's resolution), each opened now while
-    the conversion token is checked (a completion that deletes them meanwhile leaves
-    the open files readable)."""
-    rt = call.rt
-    _, session = _live_session(call, job)
-    with rt.db.sessions() as db:
-        converted = db.get(ConvertedDataRow, session.converted_id or "")
-        if converted is None or converted.tenant_id != call.tenant_id:
-            raise call.fail(Status.CLIENT_ERROR_NOT_FETCHABLE, "the job's pages are gone")
-        prefix = converted.blob_prefix
-    opened: list[BinaryIO] = []
-    try:
-        for number in range(1, job.pages + 1):
-            opened.append(rt.blobs.path(f"{prefix}/page-{number:04d}.jpg").open("rb"))
-    except FileNotFoundError as exc:
-        for page in opened:
-            page.close()
-        raise call.fail(
-            Status.CLIENT_ERROR_NOT_FETCHABLE, "the job's pages are no longer stored"
-        ) from exc
-    return opened
-
-
-def _raster(head: bytes, pages: list[BinaryIO], job: _Job, chosen: str) -> Iterator[bytes]:
-    """The answer's head, then the pages as PWG raster or URF, encoded one at a time."""
-    from PIL import Image
-
-    from printcloud.ipp import raster_encode
-
-    dpi = int(job.options.get("dpi") or 300)
-    options = raster_encode.PageOptions(
-        resolution=(dpi, dpi),
+def _open_raster(call: InfraCall, job: _Job, choice: raster_stream.Choice) -> Streamed:
+    """Ask a conversion worker (any: the balancer's choice) for the job's raster; its
+    answer's head is read here, so a refusal is an IPP answer, not a broken stream."""
+    rt, _ = _live_session(call, job)
+    assert rt.balancer is not None
+    media_key = str(job.options.get("media", "A4"))
+    media, width, height = MEDIA_SIZES.get(media_key, MEDIA_SIZES["A4"])
+    body = raster_stream.RasterRequest(
+        tenant_id=call.tenant_id,
+        token=job.token or "",
+        format=choice.format,
+        type=choice.type,
+        dpi=choice.dpi,
+        color=job.color,
+        media=media,
+        media_width=width,
+        media_height=height,
         sides="two-sided-long-edge" if job.options.get("duplex") else "one-sided",
-        media=MEDIA_SIZES.get(str(job.options.get("media", "A4")), MEDIA_SIZES["A4"])[0],
+        sheet_back=choice.sheet_back,
     )
-    mode = "RGB" if job.color else "L"
+    path = f"/sessions/{quote(job.job_id, safe='')}/{quote(call.printer_id, safe='')}/raster"
+    try:
+        streamed = rt.balancer.stream("POST", path, json=body.model_dump())
+    except Unavailable as exc:
+        raise call.fail(
+            Status.SERVER_ERROR_SERVICE_UNAVAILABLE, f"no conversion worker answered: {exc}"
+        ) from exc
+    status = streamed.response.status_code
+    if status == 200:
+        return streamed
+    try:
+        streamed.response.read()
+        reason = error_text(streamed.response, limit=300)
+    except httpx.HTTPError:
+        reason = f"HTTP {status}"
+    finally:
+        streamed.close(ok=status < 500)
+    if status in (401, 404):
+        raise call.fail(Status.CLIENT_ERROR_NOT_FETCHABLE, f"the job's converted data: {reason}")
+    log.warning(
+        "a conversion worker refused a job's raster",
+        extra={"fields": {"job": job.job_id, "status": status, "reason": reason}},
+    )
+    raise call.fail(
+        Status.SERVER_ERROR_INTERNAL_ERROR, f"the job's raster could not be made: {reason}"
+    )
+
+
+def _relay(head: bytes, streamed: Streamed) -> Iterator[bytes]:
+    """The answer's head, then the worker's document as it comes. A worker lost midway
+    raises, so the device's answer ends without its last chunk: the device sees a
+    broken transfer (never a short document that looks whole), and the job, untouched,
+    stays fetchable."""
+    ok = False
     try:
         yield head
-        yield raster_encode.urf_file_header(len(pages)) if chosen == URF else b"RaS2"
-        for number, page in enumerate(pages, 1):
-            with page, Image.open(page) as image:
-                pixels = np.asarray(image.convert(mode))
-            if chosen == URF:
-                kind = "SRGB24" if job.color else "W8"
-                yield raster_encode.urf_page(pixels, urf_type=kind, options=options)
-            else:
-                kind = "srgb_8" if job.color else "sgray_8"
-                yield raster_encode.pwg_page(
-                    pixels,
-                    document_type=kind,
-                    options=options,
-                    page_number=number,
-                    total_pages=len(pages),
-                )
+        yield from streamed.iter_bytes(_CHUNK)
+        ok = True
+    except WorkerLost:
+        log.warning(
+            "a conversion worker was lost while it sent a job's raster",
+            extra={"fields": {"worker": streamed.worker}},
+        )
+        raise
     finally:
-        for page in pages:
-            page.close()
+        streamed.close(ok=ok)
 
 
 def _open_document(call: InfraCall, job: _Job, chosen: str) -> tuple[BinaryIO, int]:

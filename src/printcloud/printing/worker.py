@@ -10,6 +10,7 @@ token request, the download and the conversion of one job to different workers
 | `POST /sessions` | FIG. 6, S1101–S1111 | job + printer has a record (409) |
 | `POST S/download` | FIG. 7, S1201–S1213 | no record (404); URL refused (400) or fails (502) |
 | `POST S/convert` | FIG. 8, S1301–S1318 | no record (404); not downloaded (409) |
+| `POST S/raster` | issue 15 | no record or pages (404); bad or old token (401); bad type (400) |
 | `DELETE S` | FIG. 11 | — (deletes converted data and the record) |
 | `GET /converted/{id}/{file}` | FIG. 10 | unknown ID (404); bad or old token (401) |
 
@@ -45,6 +46,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 from starlette.concurrency import run_in_threadpool
@@ -70,6 +72,7 @@ from .convert import MANIFEST_NAME, inspect_pdf
 from .convert_child import ConversionLimits, Converter
 from .converted import ConvertedIndex, serve_converted
 from .models import ConvertedDataRow
+from .raster_stream import RasterRequest, encode_pages
 from .sessions import SessionStore, check_data_key, make_store
 
 log = get_logger("printing.worker")
@@ -376,6 +379,42 @@ def create_worker_app(worker: Worker) -> FastAPI:
             manifest_url=manifest_url,
             pages=manifest.page_count,
             worker=worker.worker_id,
+        )
+
+    @router.post(
+        "/sessions/{job_id}/{printer_id}/raster",
+        tags=["worker"],
+        summary="The converted pages as PWG raster or URF, streamed (issue 15)",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"image/pwg-raster": {}, "image/urf": {}}}},
+    )
+    def raster(job_id: str, printer_id: str, body: RasterRequest, _: Internal) -> StreamingResponse:
+        # Any worker serves any job: the pages are in the shared blob store, the
+        # session and its token in the shared session store.
+        body.check()
+        session = worker.sessions.require(
+            tenant_id=body.tenant_id, job_id=job_id, printer_id=printer_id
+        )
+        worker.sessions.check_token(session, body.token)
+        with worker.db.sessions() as s:
+            row = s.get(ConvertedDataRow, session.converted_id or "")
+            if row is None or row.tenant_id != body.tenant_id or row.session_key != session.key:
+                raise NotFound("the job has no converted pages")
+            prefix, count = row.blob_prefix, row.page_count
+        # Every page opened now, while the token is good: a completion that deletes
+        # them meanwhile leaves the open files readable to the end.
+        pages = []
+        try:
+            for number in range(1, count + 1):
+                pages.append(worker.blobs.path(f"{prefix}/page-{number:04d}.jpg").open("rb"))
+        except FileNotFoundError:
+            for page in pages:
+                page.close()
+            raise NotFound("the job's converted pages are no longer stored") from None
+        return StreamingResponse(
+            encode_pages(body, pages),
+            media_type=body.format,
+            headers={"Cache-Control": "no-store", "X-Printcloud-Pages": str(count)},
         )
 
     @router.delete(

@@ -1,0 +1,1 @@
+"""Page imaging shared by the conversion tier and the device (`halftone.py`)."""
