@@ -42,7 +42,7 @@ def test_a_mono_a4_simplex_raster_printer() -> None:
     assert caps.media == ("A4",) and caps.media_default == "A4" and caps.media_ready == ("A4",)
     assert not caps.duplex and caps.sides == ("one-sided",)
     assert caps.formats == ("image/pwg-raster", "image/urf")
-    assert caps.pwg_resolutions == (300,) and caps.pwg_types == ("sgray_8",)
+    assert caps.pwg_resolutions == (300,) and caps.pwg_types == ("sgray_8", "black_1")
     assert caps.urf_resolutions == (300, 600) and caps.urf_types == ("W8",)
     assert caps.resolutions == (300, 600)
     assert caps.nearest_dpi(150) == 300 and caps.nearest_dpi(200) == 300
