@@ -116,6 +116,19 @@ async def await_child_async(token: str, number: int, key: str) -> str:
     return str(await child.result())
 
 
+@tasks.step(retries=2, retry_interval=0.01, backoff=1.0)
+def flaky(token: str) -> str:
+    _count(f"{token}:flaky")
+    if calls[f"{token}:flaky"] < 3:
+        raise RuntimeError("not yet")
+    return "ok"
+
+
+@tasks.workflow()
+async def call_flaky(token: str) -> str:
+    return await tasks.call(flaky, token)
+
+
 @tasks.workflow()
 def on_tick(when: datetime, marker: str) -> None:
     _append(Path(marker), when.isoformat())
@@ -474,6 +487,16 @@ def test_waiting_async_workflows_hold_no_thread_and_wake_on_their_message(
             engine.send(f"achild-{token}-{n}", f"m{n}", topic="wake")
         results = sorted(p.result() for p in parents)
         assert results == sorted(f"{n}:m{n}" for n in range(2 * keys))
+
+
+def test_an_async_workflows_step_is_retried_and_checkpointed(engine: tasks.TaskEngine) -> None:
+    token = _token()
+    handle = engine.start(call_flaky, workflow_id=f"flaky-{token}")
+    assert handle(token).result() == "ok"
+    assert calls[f"{token}:flaky"] == 3  # two failures, retried, then its result
+    # started again under its id, it is not run again: the recorded result is its answer
+    assert engine.start(call_flaky, workflow_id=f"flaky-{token}")(token).result() == "ok"
+    assert calls[f"{token}:flaky"] == 3
 
 
 def test_a_message_nobody_announced_is_found_by_the_sweep(

@@ -10,6 +10,7 @@ while they run (`await call(step, ...)`); see `engine` for the bounded pool."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -216,12 +217,18 @@ async def recv_async(*, topic: str, timeout: float) -> Any:
 async def call(step: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Inside an async workflow: run `step` (declared with `step()`) on a worker thread
     and checkpoint it, exactly as calling it in a sync workflow would (same name,
-    retries, and place in the workflow's sequence of steps)."""
+    retries, and place in the workflow's sequence of steps). Each attempt takes a
+    thread of the bounded pool (`loop`) while it runs; the pause between retries
+    is a coroutine's and takes none."""
     try:
         body, options = _steps[step]
     except KeyError:
         raise TypeError(f"{step!r} is not declared with tasks.step()") from None
-    return cast(R, await DBOS.run_step_async(options, body, *args, **kwargs))
+
+    async def attempt() -> R:
+        return await asyncio.to_thread(body, *args, **kwargs)
+
+    return cast(R, await DBOS.run_step_async(options, attempt))
 
 
 def sleep(seconds: float) -> None:
