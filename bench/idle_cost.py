@@ -24,8 +24,8 @@ column: waiting must not move the cost into the database either.
 
 The table gives, per step, the jobs waiting, the serve group's CPU in % of one
 core, its CPU per waiting job (the step's CPU less the empty step's, divided
-by the jobs waiting), its threads and threads per waiting job (likewise above
-the empty step's) and the goals: < 1 % of a core with no jobs and < 2 %
+by the jobs waiting), its threads and the threads added per waiting job added
+since the step before and the goals: < 1 % of a core with no jobs and < 2 %
 with 1,000 waiting + 1,000 held. Jobs are submitted through the API by 8
 clients in parallel, as tiny one-page PDFs converted at 150 dpi.
 """
@@ -148,11 +148,15 @@ class Target:
         return 1000.0 * (step.serve_cpu_s / step.window_s - self.steps[0].serve_pct / 100) / jobs
 
     def threads_per_job(self, step: Step) -> float | None:
-        """The serve group's threads per waiting job, above the empty stack's."""
-        jobs = step.waiting + step.held
-        if not jobs or not self.steps or self.steps[0].waiting:
+        """The serve group's threads added per waiting job added since the step before:
+        a thread per waiting job shows as ~1 at every step; a fixed pool that fills up
+        shows at the first step only."""
+        at = next((i for i, s in enumerate(self.steps) if s is step), None)
+        if not at:
             return None
-        return (step.threads - self.steps[0].threads) / jobs
+        before = self.steps[at - 1]
+        jobs = step.waiting + step.held - before.waiting - before.held
+        return (step.threads - before.threads) / jobs if jobs else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -460,7 +464,7 @@ def _run_target(target: Target, levels: tuple[int, ...], window: float, out_dir:
                         + (f", database {step.db_pct:5.2f} %" if step.db_pct is not None else "")
                         + (f", {per_job:.4f} ms/s per job" if per_job is not None else "")
                         + f", {step.threads} threads"
-                        + (f" ({threads:.3f} per job)" if threads is not None else "")
+                        + (f" ({threads:.3f} more per job added)" if threads is not None else "")
                     )
             finally:
                 db.dispose()
@@ -512,7 +516,7 @@ def _report(targets: list[Target]) -> None:
         "serve CPU: the serve process group (server, workflows, conversion worker) in % of one "
         "core over the window; per job: CPU ms per second per waiting job above the empty "
         "stack's; database CPU: PostgreSQL's backends for this database; threads: the serve "
-        "group's, and per waiting job above the empty stack's."
+        "group's; threads per job: threads added per waiting job added since the step before."
     )
     for target in targets:
         if target.skipped:

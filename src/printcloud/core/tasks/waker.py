@@ -79,13 +79,15 @@ class Waker:
 
     What DBOS does by polling per waiter, done once per process:
 
-    - a `recv` waits on DBOS's in-memory event. A message sent through
+    - a `recv` (or an async workflow's `recv_async`, which awaits the same event
+      on the event loop) waits on DBOS's in-memory event. A message sent through
       `TaskEngine.send` in this process sets it at once. On PostgreSQL, DBOS's
       LISTEN/NOTIFY sets it for messages sent elsewhere; on SQLite (no NOTIFY),
       one query a second over the messages written since the last one does.
       DBOS's own per-waiter polling is turned off (`quiet_dbos_pollers`,
       `_RECHECK_SECONDS`); one query a minute over every waiter is the safety net;
-    - `TaskHandle.result()` waits on an event set when the run's end is recorded:
+    - `TaskHandle.result()` (`AsyncTaskHandle.result()` in an async workflow) waits
+      on an event set when the run's end is recorded:
       a run of this process says when it ends (`workflow()`), and the waker reads
       its status until the end is recorded; runs of other processes are found by
       one query a second at most over the awaited runs due for a look (each
