@@ -24,7 +24,8 @@ column: waiting must not move the cost into the database either.
 
 The table gives, per step, the jobs waiting, the serve group's CPU in % of one
 core, its CPU per waiting job (the step's CPU less the empty step's, divided
-by the jobs waiting) and the goals: < 1 % of a core with no jobs and < 2 %
+by the jobs waiting), its threads and the threads added per waiting job added
+since the step before and the goals: < 1 % of a core with no jobs and < 2 %
 with 1,000 waiting + 1,000 held. Jobs are submitted through the API by 8
 clients in parallel, as tiny one-page PDFs converted at 150 dpi.
 """
@@ -146,13 +147,28 @@ class Target:
             return None
         return 1000.0 * (step.serve_cpu_s / step.window_s - self.steps[0].serve_pct / 100) / jobs
 
+    def threads_per_job(self, step: Step) -> float | None:
+        """The serve group's threads added per waiting job added since the step before:
+        a thread per waiting job shows as ~1 at every step; a fixed pool that fills up
+        shows at the first step only."""
+        at = next((i for i, s in enumerate(self.steps) if s is step), None)
+        if not at:
+            return None
+        before = self.steps[at - 1]
+        jobs = step.waiting + step.held - before.waiting - before.held
+        return (step.threads - before.threads) / jobs if jobs else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "database": self.database,
             "skipped": self.skipped,
             "error": self.error,
             "steps": [
-                s.to_json() | {"cpu_ms_per_s_per_job": _round(self.per_job_ms(s), 4)}
+                s.to_json()
+                | {
+                    "cpu_ms_per_s_per_job": _round(self.per_job_ms(s), 4),
+                    "threads_per_job": _round(self.threads_per_job(s), 3),
+                }
                 for s in self.steps
             ],
         }
@@ -441,11 +457,14 @@ def _run_target(target: Target, levels: tuple[int, ...], window: float, out_dir:
                     )
                     target.steps.append(step)
                     per_job = target.per_job_ms(step)
+                    threads = target.threads_per_job(step)
                     console.print(
                         f"  {target.name}: {waiting:5d} waiting + {held:5d} held "
                         f"(settled in {settle:5.1f} s): serve {step.serve_pct:6.2f} % of a core"
                         + (f", database {step.db_pct:5.2f} %" if step.db_pct is not None else "")
                         + (f", {per_job:.4f} ms/s per job" if per_job is not None else "")
+                        + f", {step.threads} threads"
+                        + (f" ({threads:.3f} more per job added)" if threads is not None else "")
                     )
             finally:
                 db.dispose()
@@ -468,6 +487,7 @@ def _report(targets: list[Target]) -> None:
         "per job",
         "database CPU",
         "threads",
+        "threads per job",
         "goal",
     ):
         table.add_column(column, justify="left" if column == "database" else "right")
@@ -479,6 +499,7 @@ def _report(targets: list[Target]) -> None:
             colour = "green" if met else "red"
             cell = f"[{colour}]{step.serve_pct:.2f} %[/]" if judged else f"{step.serve_pct:.2f} %"
             per_job = target.per_job_ms(step)
+            threads = target.threads_per_job(step)
             table.add_row(
                 target.name,
                 f"{step.waiting:,}",
@@ -487,13 +508,15 @@ def _report(targets: list[Target]) -> None:
                 "-" if per_job is None else f"{per_job:.4f} ms/s",
                 "-" if step.db_pct is None else f"{step.db_pct:.2f} %",
                 str(step.threads),
+                "-" if threads is None else f"{threads:.3f}",
                 f"< {goal:g} %" if judged else "",
             )
     console.print(table)
     console.print(
         "serve CPU: the serve process group (server, workflows, conversion worker) in % of one "
         "core over the window; per job: CPU ms per second per waiting job above the empty "
-        "stack's; database CPU: PostgreSQL's backends for this database."
+        "stack's; database CPU: PostgreSQL's backends for this database; threads: the serve "
+        "group's; threads per job: threads added per waiting job added since the step before."
     )
     for target in targets:
         if target.skipped:

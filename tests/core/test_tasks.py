@@ -96,6 +96,39 @@ def await_child(token: str, number: int, key: str) -> str:
     ).result()
 
 
+# The same, as async workflows: they wait as coroutines and hold no thread.
+
+
+@tasks.workflow()
+async def wait_for_message_async(token: str, number: int) -> str:
+    await tasks.call(arrive, token, number)
+    message = await tasks.recv_async(topic="wake", timeout=3600)
+    return f"{number}:{message}"
+
+
+@tasks.workflow()
+async def await_child_async(token: str, number: int, key: str) -> str:
+    engine = tasks.TaskEngine._running
+    assert engine is not None
+    child = await engine.enqueue_async(
+        WAITERS, wait_for_message_async, key=key, workflow_id=f"achild-{token}-{number}"
+    )(token, number)
+    return str(await child.result())
+
+
+@tasks.step(retries=2, retry_interval=0.01, backoff=1.0)
+def flaky(token: str) -> str:
+    _count(f"{token}:flaky")
+    if calls[f"{token}:flaky"] < 3:
+        raise RuntimeError("not yet")
+    return "ok"
+
+
+@tasks.workflow()
+async def call_flaky(token: str) -> str:
+    return await tasks.call(flaky, token)
+
+
 @tasks.workflow()
 def on_tick(when: datetime, marker: str) -> None:
     _append(Path(marker), when.isoformat())
@@ -134,6 +167,12 @@ def crash_step_two(markers: str, value: int) -> int:
 @tasks.workflow(name="test_tasks.crash_workflow")
 def crash_workflow(markers: str) -> int:
     return crash_step_two(markers, crash_step_one(markers))
+
+
+@tasks.workflow(name="test_tasks.crash_workflow_async")
+async def crash_workflow_async(markers: str) -> int:
+    one = await tasks.call(crash_step_one, markers)
+    return await tasks.call(crash_step_two, markers, one)
 
 
 # -- fixtures -----------------------------------------------------------------
@@ -394,6 +433,72 @@ def test_waiting_workflows_cost_no_polling_and_wake_on_their_message(
     assert sorted(p.result() for p in parents) == sorted(f"{n}:m{n}" for n in range(2 * keys))
 
 
+def test_waiting_async_workflows_hold_no_thread_and_wake_on_their_message(
+    tmp_path: Path, task_db_url: str | None
+) -> None:
+    """Issue 13: 50 async workflows wait for a message, 50 more wait their turn on a keyed
+    queue behind them, and 100 parents await their results: the process has no more
+    threads than with nothing waiting, but for the bounded pool their steps run on (a
+    sync workflow holds one thread each while it waits: 150 more here). Each message,
+    sent through the engine or straight through DBOS, still wakes its workflow, and a
+    finished child frees its key for the next."""
+    from dbos import DBOS
+
+    settings = _settings(tmp_path / "var", task_db_url, workflow_pool_size=4)
+    token, keys = _token(), 50
+    with tasks.TaskEngine(settings) as engine:
+        warm = engine.start(await_child_async, workflow_id=f"aparent-{token}-warm")
+        warm(token, -1, "warm")
+        _until(lambda: calls[f"{token}:arrived"] == 1, "the warm-up child waits")
+        engine.send(f"achild-{token}--1", "w", topic="wake")
+        assert engine.handle(f"aparent-{token}-warm").result() == "-1:w"
+        idle = threading.active_count()
+
+        parents = [
+            engine.start(await_child_async, workflow_id=f"aparent-{token}-{n}")(
+                token, n, f"k{n % keys}"
+            )
+            for n in range(2 * keys)
+        ]
+
+        def running(n: int) -> bool:
+            status = engine.get_status(f"achild-{token}-{n}")
+            return status is not None and status.state == "PENDING"
+
+        def enqueued() -> int:
+            states = [engine.get_status(f"achild-{token}-{n}") for n in range(2 * keys)]
+            return sum(1 for s in states if s is not None and s.state == "ENQUEUED")
+
+        _until(lambda: calls[f"{token}:arrived"] == 1 + keys, "the first child of each key waits")
+        _until(lambda: enqueued() == keys, "the second child of each key waits its turn")
+        loaded = threading.active_count()
+        assert loaded - idle <= settings.workflow_pool_size + 2, (idle, loaded)
+
+        first = [n for n in range(2 * keys) if running(n)]
+        assert len(first) == keys
+        for n in first:
+            if n % 2:
+                engine.send(f"achild-{token}-{n}", f"m{n}", topic="wake")
+            else:
+                DBOS.send(f"achild-{token}-{n}", f"m{n}", "wake")  # not announced here
+        _until(lambda: calls[f"{token}:arrived"] == 1 + 2 * keys, "the second child runs")
+        assert threading.active_count() - idle <= settings.workflow_pool_size + 2
+        for n in set(range(2 * keys)) - set(first):
+            engine.send(f"achild-{token}-{n}", f"m{n}", topic="wake")
+        results = sorted(p.result() for p in parents)
+        assert results == sorted(f"{n}:m{n}" for n in range(2 * keys))
+
+
+def test_an_async_workflows_step_is_retried_and_checkpointed(engine: tasks.TaskEngine) -> None:
+    token = _token()
+    handle = engine.start(call_flaky, workflow_id=f"flaky-{token}")
+    assert handle(token).result() == "ok"
+    assert calls[f"{token}:flaky"] == 3  # two failures, retried, then its result
+    # started again under its id, it is not run again: the recorded result is its answer
+    assert engine.start(call_flaky, workflow_id=f"flaky-{token}")(token).result() == "ok"
+    assert calls[f"{token}:flaky"] == 3
+
+
 def test_a_message_nobody_announced_is_found_by_the_sweep(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -476,13 +581,15 @@ def _start_and_kill(
     assert _lines(markers / "step2.done") == 0
 
 
+@pytest.mark.parametrize("mode", ["start", "start-async"])
 def test_killed_workflow_resumes_on_relaunch_without_redoing_step_one(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, mode: str
 ) -> None:
+    """A sync workflow, and an async one whose steps run through `tasks.call`."""
     markers = tmp_path / "markers"
     markers.mkdir()
     workflow_id = f"crash-{_token()}"
-    _start_and_kill(settings, markers, workflow_id)
+    _start_and_kill(settings, markers, workflow_id, mode=mode)
 
     (markers / "release").touch()
     child = _spawn("resume", settings, markers, workflow_id)
@@ -571,6 +678,8 @@ def _child(argv: list[str]) -> None:
     with tasks.TaskEngine(settings, db=db) as engine:
         if mode == "start":
             handle = engine.start(crash_workflow, workflow_id=wfid)(markers)
+        elif mode == "start-async":
+            handle = engine.start(crash_workflow_async, workflow_id=wfid)(markers)
         else:  # "resume": this executor's launch recovered the workflow
             handle = engine.handle(wfid)
         print(handle.result())  # noqa: T201

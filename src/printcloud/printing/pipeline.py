@@ -11,6 +11,11 @@ Three nested workflows per job, each with one checkpointed step per seed step:
   `PRINTCLOUD_TENANT_CONCURRENCY` per tenant across every executor): the
   conversion part, S106–S108, so one tenant's flood never starves another.
 
+The first two spend most of their life waiting (for a release, their turn, the
+conversion, the printer's result), so they are async workflows: a waiting job holds
+no thread, only a coroutine on DBOS's event loop (`core.tasks`, "waking what waits").
+`prepare` works rather than waits and stays a plain workflow on a thread.
+
 The steps:
 
 - `token` (S106, FIG. 6): token request with the session ID (job ID + printer
@@ -377,15 +382,16 @@ def tune(engine: tasks.TaskEngine, settings: Any) -> None:
     engine.tune(PRINTER_QUEUE, per_key_concurrency=settings.printer_concurrency)
 
 
-def _guarded(tenant_id: str, job_id: str, body: Any) -> str:
+async def _guarded(tenant_id: str, job_id: str, body: Any) -> str:
     try:
-        return str(body(tenant_id, job_id))
+        return str(await body(tenant_id, job_id))
     except Exception as exc:  # a step gave up after its retries: name it, never drop the job
         reason = f"{type(exc).__name__}: {exc}"[:900]
         log.error("print job failed", extra={"fields": {"job": job_id, "reason": reason}})
-        fail(tenant_id, job_id, "failed", "SVC002", reason, "")
+        await tasks.call(fail, tenant_id, job_id, "failed", "SVC002", reason, "")
         try:
-            complete(tenant_id, job_id, str(load_job(tenant_id, job_id).get("printer_id")))
+            job = await tasks.call(load_job, tenant_id, job_id)
+            await tasks.call(complete, tenant_id, job_id, str(job.get("printer_id")))
         except Exception as cleanup:  # the sweeper removes what is left
             log.warning(
                 "cleanup after a failed job did not finish",
@@ -394,16 +400,22 @@ def _guarded(tenant_id: str, job_id: str, body: Any) -> str:
         return "failed"
 
 
+# The two workflows that wait (for a release, for the printer's result, for their turn
+# or their conversion) are async: a waiting job holds no thread (`core.tasks`, `loop`).
+# Their steps are called with `await tasks.call(...)`, in the order the sync workflows
+# called them, so a workflow resumes after its last step whichever version began it.
+
+
 @tasks.workflow(name="printing.process_job")
-def process_job(tenant_id: str, job_id: str) -> str:
+async def process_job(tenant_id: str, job_id: str) -> str:
     """The job's own workflow (`job-<id>`): holding, then its turn at the printer."""
-    return _guarded(tenant_id, job_id, _admit)
+    return await _guarded(tenant_id, job_id, _admit)
 
 
 @tasks.workflow(name="printing.deliver")
-def deliver(tenant_id: str, job_id: str) -> str:
+async def deliver(tenant_id: str, job_id: str) -> str:
     """On the printer's queue: the seed's flow from S106 to S112."""
-    return _guarded(tenant_id, job_id, _deliver)
+    return await _guarded(tenant_id, job_id, _deliver)
 
 
 @tasks.workflow(name="printing.prepare")
@@ -436,23 +448,26 @@ def _engine() -> tasks.TaskEngine:
     return engine
 
 
-def _admit(tenant_id: str, job_id: str) -> str:
-    job = load_job(tenant_id, job_id)
+async def _admit(tenant_id: str, job_id: str) -> str:
+    job = await tasks.call(load_job, tenant_id, job_id)
     if job["state"] not in service.ACTIVE:
         return str(job["state"])
     printer_id = str(job["printer_id"])
     if job["options"].get("hold"):
         # Held until its owner releases it at the printer: the seed's flow starts then,
         # so the conversion token is fresh when the printer fetches the pages.
-        hold(tenant_id, job_id)
-        message = _wait(float(current().settings.held_job_ttl), RELEASE_OUTCOMES)
+        await tasks.call(hold, tenant_id, job_id)
+        message = await _wait(float(current().settings.held_job_ttl), RELEASE_OUTCOMES)
         if message is None:
-            fail(tenant_id, job_id, "expired", "SVC001", "not released in time", "")
-            return _finish(tenant_id, job_id, printer_id, "expired")
+            await tasks.call(
+                fail, tenant_id, job_id, "expired", "SVC001", "not released in time", ""
+            )
+            return await _finish(tenant_id, job_id, printer_id, "expired")
         if message.get("outcome") != "released":  # the owner cancelled it
-            return _finish(tenant_id, job_id, printer_id, "cancelled")
-        printer_id = str(load_job(tenant_id, job_id)["printer_id"])  # released at another?
-    turn = _engine().enqueue(
+            return await _finish(tenant_id, job_id, printer_id, "cancelled")
+        released = await tasks.call(load_job, tenant_id, job_id)  # released at another?
+        printer_id = str(released["printer_id"])
+    turn = await _engine().enqueue_async(
         PRINTER_QUEUE,
         deliver,
         key=printer_key(tenant_id, printer_id),
@@ -460,30 +475,29 @@ def _admit(tenant_id: str, job_id: str) -> str:
     )(tenant_id, job_id)
     # Its delivery ends in this process, which wakes this wait at once; the look for an
     # end in another replica (distributed run) only decides when this workflow ends.
-    return str(turn.result(poll_interval=_TURN_POLL))
+    return str(await turn.result(poll_interval=_TURN_POLL))
 
 
-def _deliver(tenant_id: str, job_id: str) -> str:
-    job = load_job(tenant_id, job_id)
+async def _deliver(tenant_id: str, job_id: str) -> str:
+    job = await tasks.call(load_job, tenant_id, job_id)
     printer_id = str(job.get("printer_id"))
     if job["state"] not in service.ACTIVE:  # cancelled while it waited for its turn
-        return _finish(tenant_id, job_id, printer_id, str(job["state"]))
+        return await _finish(tenant_id, job_id, printer_id, str(job["state"]))
     options = job["options"]
-    prepared = (
-        _engine()
-        .enqueue(TENANT_QUEUE, prepare, key=tenant_id, workflow_id=prepare_id(job_id))(
-            tenant_id, job_id, printer_id, job["url"], int(options.get("dpi", 300)), job["color"]
-        )
-        .result()
-    )
+    conversion = await _engine().enqueue_async(
+        TENANT_QUEUE, prepare, key=tenant_id, workflow_id=prepare_id(job_id)
+    )(tenant_id, job_id, printer_id, job["url"], int(options.get("dpi", 300)), job["color"])
+    prepared = await conversion.result()
     if not prepared["ok"]:
-        return _finish(tenant_id, job_id, printer_id, str(prepared["outcome"]))
-    if print_request(tenant_id, job_id, printer_id) == "ended":
-        return _finish(tenant_id, job_id, printer_id, "cancelled")
+        return await _finish(tenant_id, job_id, printer_id, str(prepared["outcome"]))
+    if await tasks.call(print_request, tenant_id, job_id, printer_id) == "ended":
+        return await _finish(tenant_id, job_id, printer_id, "cancelled")
     # S110: wait for the printer until the conversion token times out.
-    result = _wait(float(current().settings.conversion_token_timeout) + 60.0, RESULT_OUTCOMES)
+    timeout = float(current().settings.conversion_token_timeout) + 60.0
+    result = await _wait(timeout, RESULT_OUTCOMES)
     if result is None:
-        fail(
+        await tasks.call(
+            fail,
             tenant_id,
             job_id,
             "expired",
@@ -491,9 +505,9 @@ def _deliver(tenant_id: str, job_id: str) -> str:
             "the printer did not print the job before its conversion token timed out",
             "",
         )
-        return _finish(tenant_id, job_id, printer_id, "expired")
-    outcome = notify(tenant_id, job_id, result)
-    return _finish(tenant_id, job_id, printer_id, outcome)
+        return await _finish(tenant_id, job_id, printer_id, "expired")
+    outcome = await tasks.call(notify, tenant_id, job_id, result)
+    return await _finish(tenant_id, job_id, printer_id, outcome)
 
 
 def adopt_orphans() -> int:
@@ -520,14 +534,15 @@ def adopt_orphans() -> int:
     return adopted
 
 
-def _wait(limit: float, outcomes: tuple[str, ...]) -> dict[str, Any] | None:
+async def _wait(limit: float, outcomes: tuple[str, ...]) -> dict[str, Any] | None:
     """The next message to the job with one of `outcomes` (the printer's result, a
     release, the owner's cancel), waited for in slices, each a checkpoint; None after
-    `limit` seconds. Other messages (a late duplicate, say) are dropped."""
+    `limit` seconds. Other messages (a late duplicate, say) are dropped. The wait is a
+    coroutine: it holds no thread."""
     waited = 0.0
     while waited < limit:
         slice_ = min(_WAIT_SLICE, limit - waited)
-        message = tasks.recv(topic=PRINTER_TOPIC, timeout=slice_)
+        message = await tasks.recv_async(topic=PRINTER_TOPIC, timeout=slice_)
         if message is None:
             waited += slice_
         elif dict(message).get("outcome") in outcomes:
@@ -540,8 +555,8 @@ def hold(tenant_id: str, job_id: str) -> None:
     _record(job_id, tenant_id, "held", step="SVC001", detail="held until its owner releases it")
 
 
-def _finish(tenant_id: str, job_id: str, printer_id: str, outcome: str) -> str:
-    complete(tenant_id, job_id, printer_id)
+async def _finish(tenant_id: str, job_id: str, printer_id: str, outcome: str) -> str:
+    await tasks.call(complete, tenant_id, job_id, printer_id)
     return outcome
 
 

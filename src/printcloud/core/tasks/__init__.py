@@ -48,7 +48,16 @@ the app's PostgreSQL database in a schema of its own (`system_db`).
 
 Waiting costs nothing. A workflow waiting in `recv`, a `TaskHandle.result()` and a
 queue are woken by events through one thread per process (`waker`), not polled
-per waiter.
+per waiter. A workflow that waits long (a held print job, one waiting for its
+printer) is an `async def`: it waits as a coroutine on DBOS's event loop, holding
+no thread, and calls its steps with `await tasks.call(step, ...)`, which runs them
+on a bounded pool of threads only while they run (`loop`)::
+
+    @tasks.workflow()
+    async def wait_for_release(tenant_id: str, job_id: str) -> str:
+        await tasks.call(hold, tenant_id, job_id)
+        message = await tasks.recv_async(topic="release", timeout=86400)
+        return "released" if message else "expired"
 
 One engine per process. DBOS is a process-wide singleton (its registry of
 workflows, its threads, its global executor id and version), so a second
@@ -57,35 +66,42 @@ calls `DBOS.destroy()` but keeps the registry: workflows are declared once, at
 import, and survive any number of launch/shutdown cycles, as tests need.
 
 The modules, each one job: `declarations` (the decorators, queues and schedules
-declared at import, and `recv`/`sleep` inside a workflow), `handles` (`TaskHandle`,
-`TaskStatus`), `engine` (`TaskEngine`: launch, shutdown, start, enqueue, send,
-schedules at run time, recovery), `waker` and `system_db` (where DBOS's tables live,
-and one launch at a time on PostgreSQL). Import the names from this package.
+declared at import, and `recv`/`sleep`/`call`/`recv_async` inside a workflow),
+`handles` (`TaskHandle`, `AsyncTaskHandle`, `TaskStatus`), `engine` (`TaskEngine`:
+launch, shutdown, start, enqueue, send, schedules at run time, recovery), `waker`,
+`loop` (async workflows: started from a thread, their bounded step threads) and
+`system_db` (where DBOS's tables live, and one launch at a time on PostgreSQL).
+Import the names from this package.
 """
 
 from printcloud.core.tasks.declarations import (
     ScheduledWorkflow,
     TaskQueue,
+    call,
     queue,
     recv,
+    recv_async,
     scheduled,
     sleep,
     step,
     workflow,
 )
 from printcloud.core.tasks.engine import TaskEngine
-from printcloud.core.tasks.handles import TaskHandle, TaskStatus
+from printcloud.core.tasks.handles import AsyncTaskHandle, TaskHandle, TaskStatus
 from printcloud.core.tasks.system_db import SYSTEM_SCHEMA, system_database
 
 __all__ = [
     "SYSTEM_SCHEMA",
+    "AsyncTaskHandle",
     "ScheduledWorkflow",
     "TaskEngine",
     "TaskHandle",
     "TaskQueue",
     "TaskStatus",
+    "call",
     "queue",
     "recv",
+    "recv_async",
     "scheduled",
     "sleep",
     "step",

@@ -1,17 +1,25 @@
 """Declaring durable work at import: workflows, steps, queues, schedules, and the
-calls a running workflow makes (`recv`, `sleep`). No engine is needed to declare;
-an engine launched later creates what its process owns (`declared_for`)."""
+calls a running workflow makes (`recv`, `sleep`; in an async workflow `call`,
+`recv_async`). No engine is needed to declare; an engine launched later creates
+what its process owns (`declared_for`).
+
+A workflow that waits (for a message, for another workflow's end) may be an
+`async def`: it then waits as a coroutine on DBOS's one event loop and holds no
+thread while it waits. Its steps stay plain functions, run on a worker thread only
+while they run (`await call(step, ...)`); see `engine` for the bounded pool."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
-from dbos import DBOS, ScheduleInput
+from dbos import DBOS, ScheduleInput, StepOptions
 
 from printcloud.core.tasks.waker import Waker
 
@@ -27,21 +35,40 @@ def workflow(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Declare a durable workflow. Its body must be deterministic; effects go in steps.
 
+    An `async def` workflow waits (`recv_async`, `AsyncTaskHandle.result`) without a
+    thread; its steps are called with `await call(step, ...)`, never directly (a
+    direct call would block the event loop every async workflow shares).
+
     `max_recovery_attempts` bounds how often a workflow that keeps killing its
     process is retried before it is parked (DBOS's default: 100).
     """
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         wf_name = name or _default_name(func)
+        run: Callable[P, R]
+        if inspect.iscoroutinefunction(func):
+            body = cast(Callable[P, Coroutine[Any, Any, Any]], func)
 
-        @functools.wraps(func)
-        def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return func(*args, **kwargs)
-            finally:
-                # A hint, not an effect: whoever waits for this run (a parent's
-                # `result()`, a queue slot) looks again once DBOS has recorded its end.
-                Waker.ending(DBOS.workflow_id)
+            @functools.wraps(func)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                try:
+                    return await body(*args, **kwargs)
+                finally:
+                    Waker.ending(DBOS.workflow_id)  # as below
+
+            run = cast(Callable[P, R], run_async)
+        else:
+
+            @functools.wraps(func)
+            def run_sync(*args: P.args, **kwargs: P.kwargs) -> R:
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    # A hint, not an effect: whoever waits for this run (a parent's
+                    # `result()`, a queue slot) looks again once DBOS has recorded its end.
+                    Waker.ending(DBOS.workflow_id)
+
+            run = run_sync
 
         if max_recovery_attempts is None:
             return DBOS.workflow(name=wf_name)(run)
@@ -66,15 +93,29 @@ def step(
         raise ValueError("retries must be >= 0")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        return DBOS.step(
-            name=name or _default_name(func),
-            retries_allowed=retries > 0,
-            max_attempts=retries + 1,
-            interval_seconds=retry_interval,
-            backoff_rate=backoff,
+        options: StepOptions = {
+            "name": name or _default_name(func),
+            "retries_allowed": retries > 0,
+            "max_attempts": retries + 1,
+            "interval_seconds": retry_interval,
+            "backoff_rate": backoff,
+        }
+        declared = DBOS.step(
+            name=options["name"],
+            retries_allowed=options["retries_allowed"],
+            max_attempts=options["max_attempts"],
+            interval_seconds=options["interval_seconds"],
+            backoff_rate=options["backoff_rate"],
         )(func)
+        with _declarations_lock:
+            _steps[declared] = (func, options)
+        return declared
 
     return decorate
+
+
+#: Each declared step (DBOS's wrapper) → its plain function and options, for `call`.
+_steps: dict[Callable[..., Any], tuple[Callable[..., Any], StepOptions]] = {}
 
 
 @dataclass(frozen=True)
@@ -166,6 +207,28 @@ def recv(*, topic: str, timeout: float) -> Any:
     """Inside a workflow: wait up to `timeout` seconds for a message on `topic`
     (None on timeout). Durable: a resumed workflow gets the same answer."""
     return DBOS.recv(topic, timeout_seconds=timeout)
+
+
+async def recv_async(*, topic: str, timeout: float) -> Any:
+    """`recv` inside an async workflow: waits as a coroutine, holding no thread."""
+    return await DBOS.recv_async(topic, timeout_seconds=timeout)
+
+
+async def call(step: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Inside an async workflow: run `step` (declared with `step()`) on a worker thread
+    and checkpoint it, exactly as calling it in a sync workflow would (same name,
+    retries, and place in the workflow's sequence of steps). Each attempt takes a
+    thread of the bounded pool (`loop`) while it runs; the pause between retries
+    is a coroutine's and takes none."""
+    try:
+        body, options = _steps[step]
+    except KeyError:
+        raise TypeError(f"{step!r} is not declared with tasks.step()") from None
+
+    async def attempt() -> R:
+        return await asyncio.to_thread(body, *args, **kwargs)
+
+    return cast(R, await DBOS.run_step_async(options, attempt))
 
 
 def sleep(seconds: float) -> None:

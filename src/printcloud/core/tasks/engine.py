@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any, ClassVar, ParamSpec, TypeVar
@@ -25,7 +26,8 @@ from printcloud.core.tasks.declarations import (
     declared_for,
     schedule_input,
 )
-from printcloud.core.tasks.handles import TaskHandle, TaskStatus, task_status
+from printcloud.core.tasks.handles import AsyncTaskHandle, TaskHandle, TaskStatus, task_status
+from printcloud.core.tasks.loop import bound_step_threads, is_async, start_on_loop
 from printcloud.core.tasks.system_db import APP_NAME, one_launch_at_a_time, system_database
 from printcloud.core.tasks.waker import Waker, quiet_dbos_pollers
 
@@ -81,8 +83,10 @@ class TaskEngine:
             # their own trigger), waking every 10 ms by default; we use neither.
             self._config["notification_coalesce_sec"] = 0.5
         self._data_dir = settings.data_dir
+        self._step_threads = settings.workflow_pool_size
         self._launched = False
         self._waker: Waker | None = None
+        self._step_pool: ThreadPoolExecutor | None = None
 
     # lifecycle
 
@@ -104,6 +108,7 @@ class TaskEngine:
             try:
                 with one_launch_at_a_time(self.system_database_url, self.system_schema):
                     DBOS.launch()
+                self._step_pool = bound_step_threads(self._step_threads)
                 queues, schedules = declared_for(self.owns)
                 for declared in queues:
                     _register_queue(self._limits.get(declared.name, declared))
@@ -117,6 +122,7 @@ class TaskEngine:
                     self._waker.stop()
                     self._waker = None
                 DBOS.destroy()
+                self._stop_step_pool()
                 raise
             TaskEngine._running = self
             self._launched = True
@@ -166,8 +172,14 @@ class TaskEngine:
                     self._waker = None
                 DBOS.destroy(workflow_completion_timeout_sec=wait_seconds)
             finally:
+                self._stop_step_pool()
                 self._launched = False
                 TaskEngine._running = None
+
+    def _stop_step_pool(self) -> None:
+        if self._step_pool is not None:
+            self._step_pool.shutdown(wait=False, cancel_futures=True)
+            self._step_pool = None
 
     def __enter__(self) -> TaskEngine:
         self.launch()
@@ -185,10 +197,16 @@ class TaskEngine:
 
         Starting again with a `workflow_id` already used does not run it again:
         the handle is the existing run's (`Conflict` if that run is another workflow).
+        An async workflow runs on the event loop (`loop`); call this from a thread,
+        never from an async workflow (which enqueues with `enqueue_async`).
         """
         self._check_launched()
 
         def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+            if is_async(func):
+                with _options(None, None):  # a conflicting id raises `Conflict`
+                    started = start_on_loop(func, workflow_id, args, kwargs)
+                return TaskHandle(DBOS.retrieve_workflow(started, existing_workflow=False))
             with _options(workflow_id, None):
                 return TaskHandle(DBOS.start_workflow(func, *args, **kwargs))
 
@@ -208,10 +226,7 @@ class TaskEngine:
         on others). The same `workflow_id` is enqueued once.
         """
         self._check_launched()
-        if on.keyed and key is None:
-            raise ValueError(f"queue {on.name!r} has a per-key limit: enqueue with a key")
-        if not on.keyed and key is not None:
-            raise ValueError(f"queue {on.name!r} has no per-key limit: enqueue without a key")
+        _check_key(on, key)
 
         def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
             with _options(workflow_id, key):
@@ -219,6 +234,28 @@ class TaskEngine:
             if self._waker is not None:
                 self._waker.nudge(on.name)
             return handle
+
+        return call
+
+    def enqueue_async(
+        self,
+        on: TaskQueue,
+        func: Callable[P, Any],
+        *,
+        key: str | None = None,
+        workflow_id: str | None = None,
+    ) -> Callable[P, Coroutine[Any, Any, AsyncTaskHandle[Any]]]:
+        """`enqueue` inside an async workflow: `await engine.enqueue_async(q, wf, …)(*args)`;
+        the child (sync or async) is recorded as the workflow's step, as `enqueue` does."""
+        self._check_launched()
+        _check_key(on, key)
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle[Any]:
+            with _options(workflow_id, key):
+                handle = await DBOS.enqueue_workflow_async(on.name, func, *args, **kwargs)
+            if self._waker is not None:
+                self._waker.nudge(on.name)
+            return AsyncTaskHandle(handle)
 
         return call
 
@@ -326,6 +363,13 @@ def _options(workflow_id: str | None, key: str | None) -> Iterator[None]:
             yield
         except dbos_error.DBOSConflictingWorkflowError as exc:
             raise Conflict(f"workflow id {workflow_id!r} is taken by another workflow") from exc
+
+
+def _check_key(on: TaskQueue, key: str | None) -> None:
+    if on.keyed and key is None:
+        raise ValueError(f"queue {on.name!r} has a per-key limit: enqueue with a key")
+    if not on.keyed and key is not None:
+        raise ValueError(f"queue {on.name!r} has no per-key limit: enqueue without a key")
 
 
 def _register_queue(declared: TaskQueue) -> None:

@@ -1,5 +1,5 @@
-"""What the engine hands back: a started workflow (`TaskHandle`) and its recorded
-state (`TaskStatus`)."""
+"""What the engine hands back: a started workflow (`TaskHandle`, or `AsyncTaskHandle`
+inside an async workflow) and its recorded state (`TaskStatus`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from dbos import WorkflowHandle, WorkflowStatus
+from dbos import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
 
 from printcloud.core.tasks.waker import Waker
 
@@ -60,6 +60,24 @@ class TaskHandle(Generic[R]):
 
     def status(self) -> TaskStatus:
         return task_status(self._handle.get_status())
+
+
+class AsyncTaskHandle(Generic[R]):
+    """A workflow enqueued by an async workflow (`TaskEngine.enqueue_async`): its
+    `result()` is awaited, holding no thread, and is woken as `TaskHandle.result()` is."""
+
+    def __init__(self, handle: WorkflowHandleAsync[R]) -> None:
+        self._handle = handle
+
+    @property
+    def workflow_id(self) -> str:
+        return self._handle.get_workflow_id()
+
+    async def result(self, *, poll_interval: float = 1.0) -> R:
+        waker = Waker.current
+        if waker is not None:
+            await waker.until_done_async(self._handle.get_workflow_id(), poll_interval)
+        return await self._handle.get_result(polling_interval_sec=poll_interval)
 
 
 def task_status(status: WorkflowStatus) -> TaskStatus:

@@ -11,6 +11,7 @@ statements per waiting workflow fail if a DBOS upgrade changes them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -78,13 +79,15 @@ class Waker:
 
     What DBOS does by polling per waiter, done once per process:
 
-    - a `recv` waits on DBOS's in-memory event. A message sent through
+    - a `recv` (or an async workflow's `recv_async`, which awaits the same event
+      on the event loop) waits on DBOS's in-memory event. A message sent through
       `TaskEngine.send` in this process sets it at once. On PostgreSQL, DBOS's
       LISTEN/NOTIFY sets it for messages sent elsewhere; on SQLite (no NOTIFY),
       one query a second over the messages written since the last one does.
       DBOS's own per-waiter polling is turned off (`quiet_dbos_pollers`,
       `_RECHECK_SECONDS`); one query a minute over every waiter is the safety net;
-    - `TaskHandle.result()` waits on an event set when the run's end is recorded:
+    - `TaskHandle.result()` (`AsyncTaskHandle.result()` in an async workflow) waits
+      on an event set when the run's end is recorded:
       a run of this process says when it ends (`workflow()`), and the waker reads
       its status until the end is recorded; runs of other processes are found by
       one query a second at most over the awaited runs due for a look (each
@@ -177,15 +180,8 @@ class Waker:
     def until_done(self, workflow_id: str, poll_interval: float) -> None:
         """Return once the run's end is recorded (or the waker stops)."""
         event = threading.Event()
-        with self._cond:
-            if self._stopped:
-                return
-            interval = max(poll_interval, 0.01)
-            self._awaited.setdefault(workflow_id, {})[event] = interval
-            self._due[workflow_id] = min(
-                self._due.get(workflow_id, float("inf")), time.monotonic() + interval
-            )
-            self._cond.notify_all()
+        if not self._await(workflow_id, event, poll_interval):
+            return
         try:
             try:
                 done = self._done([workflow_id])
@@ -194,12 +190,45 @@ class Waker:
             if not done:
                 event.wait()
         finally:
-            with self._cond:
-                events = self._awaited.get(workflow_id, {})
-                events.pop(event, None)
-                if not events:
-                    self._awaited.pop(workflow_id, None)
-                    self._due.pop(workflow_id, None)
+            self._unawait(workflow_id, event)
+
+    async def until_done_async(self, workflow_id: str, poll_interval: float) -> None:
+        """`until_done` for a coroutine (an async workflow awaiting another): it waits on
+        the event loop, holding no thread; the waker wakes it as it does the others."""
+        from dbos._utils import LoopAwareEvent  # a threading.Event a coroutine can await
+
+        event = LoopAwareEvent()
+        if not self._await(workflow_id, event, poll_interval):
+            return
+        try:
+            try:
+                done = await asyncio.to_thread(self._done, [workflow_id])
+            except Exception:  # the database is away: the waker's sweep looks again
+                done = False
+            while not done and not event.is_set():
+                await event.wait_async(timeout=3600.0)
+        finally:
+            self._unawait(workflow_id, event)
+
+    def _await(self, workflow_id: str, event: threading.Event, poll_interval: float) -> bool:
+        with self._cond:
+            if self._stopped:
+                return False
+            interval = max(poll_interval, 0.01)
+            self._awaited.setdefault(workflow_id, {})[event] = interval
+            self._due[workflow_id] = min(
+                self._due.get(workflow_id, float("inf")), time.monotonic() + interval
+            )
+            self._cond.notify_all()
+        return True
+
+    def _unawait(self, workflow_id: str, event: threading.Event) -> None:
+        with self._cond:
+            events = self._awaited.get(workflow_id, {})
+            events.pop(event, None)
+            if not events:
+                self._awaited.pop(workflow_id, None)
+                self._due.pop(workflow_id, None)
 
     # the thread
 
