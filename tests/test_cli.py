@@ -91,7 +91,7 @@ def test_json_flag_after_the_command(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
         check=True,
     )
     assert json.loads(out.stdout)["tenant_id"] == "1000BB"

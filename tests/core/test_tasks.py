@@ -519,7 +519,7 @@ def test_a_message_nobody_announced_is_found_by_the_sweep(
 def test_runtime_schedule_fires(engine: tasks.TaskEngine, tmp_path: Path) -> None:
     marker = tmp_path / "ticks"
     engine.set_schedule("test-every-second", on_tick, "* * * * * *", context=str(marker))
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 60
     while _lines(marker) == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     engine.delete_schedule("test-every-second")
@@ -566,16 +566,17 @@ def _start_and_kill(
     """Run the crash workflow in a child and SIGKILL it once step 1 is checkpointed."""
     child = _spawn(mode, settings, markers, workflow_id)
     try:
-        deadline = time.monotonic() + 20
+        # A deadline means "stuck": a loaded machine takes seconds to start a child.
+        deadline = time.monotonic() + 120
         # Step 2 starts only after step 1's result is written.
         while _lines(markers / "step2.started") == 0:
             if child.poll() is not None or time.monotonic() > deadline:
-                _, err = child.communicate(timeout=5)
+                _, err = child.communicate(timeout=60)
                 pytest.fail(f"child did not reach step 2 (rc={child.returncode}):\n{err}")
             time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
     finally:
-        child.wait(timeout=10)
+        child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
     assert _lines(markers / "step1") == 1
     assert _lines(markers / "step2.done") == 0
@@ -593,7 +594,7 @@ def test_killed_workflow_resumes_on_relaunch_without_redoing_step_one(
 
     (markers / "release").touch()
     child = _spawn("resume", settings, markers, workflow_id)
-    out, err = child.communicate(timeout=30)
+    out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     assert out.strip() == "21"
     assert _lines(markers / "step1") == 1  # not re-run
