@@ -498,12 +498,26 @@ def test_a_user_prints_to_the_infrastructure_printer(world: World) -> None:
         Operation.VALIDATE_DOCUMENT,
     } <= served
     assert Operation.RESTART_JOB not in served
+    # Get-Printer-Supported-Values (RFC 3380): the queue's, nothing settable
+    values = call(
+        uri,
+        request(
+            Operation.GET_PRINTER_SUPPORTED_VALUES,
+            uri,
+            ops=[Attribute("requested-attributes", ValueTag.KEYWORD, ["sides-supported"])],
+            user="alice",
+        ),
+        auth=("alice", PASSWORD),
+    )
+    assert values.code == Status.SUCCESSFUL_OK, values
+    sides = values.get(GroupTag.PRINTER, "sides-supported")
+    assert sides is not None and sides.tags == [ValueTag.NOT_SETTABLE]
+    assert Operation.GET_PRINTER_SUPPORTED_VALUES in served
 
 
 #: The operations ippsample's pwg5100.18.test requires that printcloud does not serve
 #: (docs/infra.md, "What is not yet done").
 NOT_YET = {
-    0x0015,  # Get-Printer-Supported-Values
     0x0017,  # Create-Job-Subscriptions
 }
 

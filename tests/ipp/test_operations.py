@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from printcloud.ipp.encoding import decode
 from printcloud.ipp.message import Attribute, GroupTag, ValueTag
 from printcloud.ipp.model import Operation, Status
 from tests.helpers.printing import Tenant, make_pdf
@@ -239,3 +240,48 @@ def test_create_send_hold_cancel_and_privacy(ipp_world: IppWorld) -> None:
     assert call(private, peek, auth=carol).code == Status.CLIENT_ERROR_NOT_FOUND
     listing = call(private, request(Operation.GET_JOBS, private, ops=[_which("all")]), auth=carol)
     assert listing.groups_of(GroupTag.JOB) == []
+
+
+def _supported_values(uri: str, *names: str, auth: Any = ALICE) -> httpx.Response:
+    ops = [Attribute("requested-attributes", ValueTag.KEYWORD, list(names))] if names else []
+    return send(uri, request(Operation.GET_PRINTER_SUPPORTED_VALUES, uri, ops=ops), auth=auth)
+
+
+def test_get_printer_supported_values_nothing_is_settable(ipp_world: IppWorld) -> None:
+    """RFC 3380 §4.3: nothing of a queue is set over IPP, so each requested xxx-supported
+    attribute the queue has comes back `not-settable`; others are left out."""
+    uri = ipp_world.queue_uri
+    assert _supported_values(uri, "media-supported", auth=None).status_code == 401
+    asked = _supported_values(uri, "media-supported", "sides-supported", "printer-name", "nope")
+    answer = decode(asked.content)
+    assert answer.code == Status.SUCCESSFUL_OK, answer
+    printer = answer.group(GroupTag.PRINTER)
+    assert printer is not None
+    assert {a.name for a in printer} == {"media-supported", "sides-supported"}
+    assert all(a.tags == [ValueTag.NOT_SETTABLE] for a in printer)
+    # without requested-attributes: every xxx-supported attribute of the queue, not-settable
+    everything = decode(_supported_values(uri).content).group(GroupTag.PRINTER)
+    assert everything is not None
+    names = {a.name for a in everything}
+    assert {"media-supported", "copies-supported", "operations-supported"} <= names
+    assert all(n.endswith("-supported") for n in names)
+    assert all(a.tags == [ValueTag.NOT_SETTABLE] for a in everything)
+    # the queue says so, and lists the operation
+    got = call(
+        uri,
+        request(
+            Operation.GET_PRINTER_ATTRIBUTES,
+            uri,
+            ops=[
+                Attribute(
+                    "requested-attributes",
+                    ValueTag.KEYWORD,
+                    ["printer-settable-attributes-supported", "operations-supported"],
+                )
+            ],
+        ),
+    )
+    printer = got.group(GroupTag.PRINTER)
+    assert printer is not None
+    assert printer["printer-settable-attributes-supported"].values == ["none"]
+    assert Operation.GET_PRINTER_SUPPORTED_VALUES in printer["operations-supported"].values

@@ -57,6 +57,7 @@ QUEUE_OPERATIONS = frozenset(
         Operation.GET_DOCUMENTS,
         Operation.GET_DOCUMENT_ATTRIBUTES,
         Operation.VALIDATE_DOCUMENT,
+        Operation.GET_PRINTER_SUPPORTED_VALUES,
     }
 )
 

@@ -612,6 +612,23 @@ async def get_jobs(call: Call) -> bytes:
     return call.answer(groups=[_job_attrs(call, v, requested) for v in views])
 
 
+async def get_printer_supported_values(call: Call) -> bytes:
+    """RFC 3380 §4.3: the values Set-Printer-Attributes would accept for the queue's
+    `xxx-supported` attributes. Nothing of a queue is set over IPP (it is configured through
+    printcloud's API; `printer-settable-attributes-supported` is `none`), so each requested
+    `xxx-supported` attribute the queue has is answered with the out-of-band value
+    `not-settable` (RFC 3380 §8.3); without `requested-attributes` (or with `all`), all of
+    them. Names the queue does not have, or that are not `xxx-supported`, are left out,
+    as Get-Printer-Attributes leaves out what it does not know."""
+    names = call.cache.get(call.facts).names_in_order
+    supported = [n for n in names if n.endswith("-supported")]
+    chosen, _ = select_attributes(
+        requested_names(call.message), supported, target="printer", explicit_only=EXPLICIT_ONLY
+    )
+    group = Group(GroupTag.PRINTER, [Attribute(n, ValueTag.NOT_SETTABLE) for n in chosen])
+    return call.answer(groups=[group])
+
+
 #: The operations a queue serves, by operation-id.
 HANDLERS: dict[int, Callable[[Call], Awaitable[bytes]]] = {
     Operation.GET_PRINTER_ATTRIBUTES: get_printer_attributes,
@@ -625,6 +642,7 @@ HANDLERS: dict[int, Callable[[Call], Awaitable[bytes]]] = {
     Operation.GET_JOB_ATTRIBUTES: get_job_attributes,
     Operation.GET_JOBS: get_jobs,
     Operation.IDENTIFY_PRINTER: identify_printer,
+    Operation.GET_PRINTER_SUPPORTED_VALUES: get_printer_supported_values,
 }
 #: Answered before a client has credentials (RFC 8011 §5.4.2: uri-authentication applies
 #: to the operations that make or touch jobs).

@@ -67,6 +67,7 @@ OPERATIONS = (
     Operation.CANCEL_MY_JOBS,
     Operation.CLOSE_JOB,
     Operation.IDENTIFY_PRINTER,
+    Operation.GET_PRINTER_SUPPORTED_VALUES,
 )
 WHICH_JOBS = (
     "completed",
@@ -324,6 +325,8 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         ),
         Attribute("printer-geo-location", ValueTag.UNKNOWN),
         _kw("printer-get-attributes-supported", "document-format"),
+        # RFC 3380: nothing of a queue is set over IPP (Get-Printer-Supported-Values)
+        _kw("printer-settable-attributes-supported", "none"),
         _uri("printer-icons", f"{q.more_info}/static/icon.png"),
         _text("printer-info", q.info),
         _text("printer-location", q.location),
