@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from printcloud.ipp.encoding import decode
-from printcloud.ipp.message import Attribute, GroupTag, ValueTag
+from printcloud.ipp.encoding import decode, encode
+from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
 from printcloud.ipp.model import Operation, Status
 from tests.helpers.printing import Tenant, make_pdf
 from tests.ipp.client import call, job_values, request, send
@@ -285,3 +285,120 @@ def test_get_printer_supported_values_nothing_is_settable(ipp_world: IppWorld) -
     assert printer is not None
     assert printer["printer-settable-attributes-supported"].values == ["none"]
     assert Operation.GET_PRINTER_SUPPORTED_VALUES in printer["operations-supported"].values
+
+
+def _subscribe_job(uri: str, number: int, *events: str, auth: Any = ALICE) -> Any:
+    template = [Attribute("notify-pull-method", ValueTag.KEYWORD, "ippget")]
+    if events:
+        template.append(Attribute("notify-events", ValueTag.KEYWORD, list(events)))
+    body = Message(
+        int(Operation.CREATE_JOB_SUBSCRIPTIONS),
+        9,
+        [
+            Group(
+                GroupTag.OPERATION,
+                [
+                    Attribute("attributes-charset", ValueTag.CHARSET, "utf-8"),
+                    Attribute("attributes-natural-language", ValueTag.NATURAL_LANGUAGE, "en"),
+                    Attribute("printer-uri", ValueTag.URI, uri),
+                    Attribute("notify-job-id", ValueTag.INTEGER, number),
+                ],
+            ),
+            Group(GroupTag.SUBSCRIPTION, template),
+        ],
+        version=(2, 0),
+    )
+    return call(uri, encode(body), auth=auth)
+
+
+def _notifications(uri: str, subscription: int, start: int = 1, auth: Any = ALICE) -> Any:
+    ops = [
+        Attribute("notify-subscription-ids", ValueTag.INTEGER, subscription),
+        Attribute("notify-sequence-numbers", ValueTag.INTEGER, start),
+        Attribute("notify-wait", ValueTag.BOOLEAN, True),
+    ]
+    return call(uri, request(Operation.GET_NOTIFICATIONS, uri, ops=ops), auth=auth)
+
+
+def job_events(uri: str, subscription: int, until: str, auth: Any = ALICE) -> list[Group]:
+    """Get-Notifications (notify-wait) until an event `until` arrives."""
+    events: list[Group] = []
+    deadline = time.monotonic() + 120
+    while not any(e["notify-subscribed-event"].value == until for e in events):
+        assert time.monotonic() < deadline, f"no {until} event: {events}"
+        start = events[-1]["notify-sequence-number"].value + 1 if events else 1
+        got = _notifications(uri, subscription, start, auth=auth)
+        assert got.code == Status.SUCCESSFUL_OK, got
+        events += got.groups_of(GroupTag.EVENT_NOTIFICATION)
+    return events
+
+
+def test_a_users_job_subscription(ipp_world: IppWorld) -> None:
+    """Create-Job-Subscriptions (RFC 3995) for the user's own job, pulled with ippget:
+    the job's state changes and its completion; nobody else's job, nobody else reads."""
+    uri, stack, tenant = ipp_world.queue_uri, ipp_world.stack, ipp_world.tenant
+    printed = _print(uri)
+    assert printed.code == Status.SUCCESSFUL_OK, printed
+    number = job_values(printed)["job-id"]
+    stack.user(tenant.id, "subscriber-other", "another user's password")
+    other_user = ("subscriber-other", "another user's password")
+    # another user's job: not authorized (the queue shows others' jobs), or not found
+    refused = _subscribe_job(uri, number, auth=other_user)
+    assert refused.code in (Status.CLIENT_ERROR_NOT_AUTHORIZED, Status.CLIENT_ERROR_NOT_FOUND)
+    assert _subscribe_job(uri, 999_999).code == Status.CLIENT_ERROR_NOT_FOUND
+    assert send(uri, encode(Message(0x17, 1, []))).status_code == 200  # garbled: an IPP answer
+    # a push method, or events a job has not: ignored
+    pushed = Message(
+        int(Operation.CREATE_JOB_SUBSCRIPTIONS),
+        3,
+        [
+            Group(
+                GroupTag.OPERATION,
+                [
+                    Attribute("attributes-charset", ValueTag.CHARSET, "utf-8"),
+                    Attribute("attributes-natural-language", ValueTag.NATURAL_LANGUAGE, "en"),
+                    Attribute("printer-uri", ValueTag.URI, uri),
+                    Attribute("notify-job-id", ValueTag.INTEGER, number),
+                ],
+            ),
+            Group(
+                GroupTag.SUBSCRIPTION,
+                [Attribute("notify-recipient-uri", ValueTag.URI, "mailto:a@example.com")],
+            ),
+        ],
+        version=(2, 0),
+    )
+    ignored = call(uri, encode(pushed), auth=ALICE)
+    assert ignored.code == Status.CLIENT_ERROR_IGNORED_ALL_SUBSCRIPTIONS, ignored
+    assert _subscribe_job(uri, number, "printer-state-changed").code == (
+        Status.CLIENT_ERROR_IGNORED_ALL_SUBSCRIPTIONS
+    )
+    made = _subscribe_job(uri, number, "job-state-changed", "job-completed")
+    assert made.code == Status.SUCCESSFUL_OK, made
+    subscription = made.value(GroupTag.SUBSCRIPTION, "notify-subscription-id")
+    events = job_events(uri, subscription, "job-completed")
+    assert all(e["notify-job-id"].value == number for e in events)
+    assert events[0]["notify-subscribed-event"].value == "job-state-changed"
+    done = [e for e in events if e["notify-subscribed-event"].value == "job-completed"]
+    assert len(done) == 1 and done[0]["job-state"].value == 9  # completed
+    assert [e["notify-sequence-number"].value for e in events] == list(range(1, len(events) + 1))
+    # nobody else reads it or ends it; another tenant does not even find the queue
+    assert _notifications(uri, subscription, auth=other_user).code == Status.CLIENT_ERROR_NOT_FOUND
+    other = Tenant(stack)
+    token = stack.token(other.app_id, other.app_secret, "print")
+    foreign = call(
+        uri,
+        request(
+            Operation.GET_NOTIFICATIONS,
+            uri,
+            ops=[Attribute("notify-subscription-ids", ValueTag.INTEGER, subscription)],
+        ),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert foreign.code == Status.CLIENT_ERROR_NOT_FOUND
+    cancel = [Attribute("notify-subscription-id", ValueTag.INTEGER, subscription)]
+    not_hers = call(uri, request(Operation.CANCEL_SUBSCRIPTION, uri, ops=cancel), auth=other_user)
+    assert not_hers.code == Status.CLIENT_ERROR_NOT_FOUND
+    ended = call(uri, request(Operation.CANCEL_SUBSCRIPTION, uri, ops=cancel), auth=ALICE)
+    assert ended.code == Status.SUCCESSFUL_OK, ended
+    assert _notifications(uri, subscription).code == Status.CLIENT_ERROR_NOT_FOUND

@@ -42,7 +42,8 @@ SUPPORTED_VERSIONS: frozenset[tuple[int, int]] = frozenset({(1, 1), (2, 0), (2, 
 CHARSETS: frozenset[str] = frozenset({"utf-8", "us-ascii"})
 
 #: Operations whose target is a Job (RFC 8011 §4.3, RFC 3998, PWG 5100.5/5100.11):
-#: job-uri, or printer-uri with job-id.
+#: job-uri, or printer-uri with job-id. (Create-Job-Subscriptions is not one: RFC 3995
+#: targets the Printer and names the job in `notify-job-id`.)
 JOB_OPERATIONS: frozenset[int] = frozenset(
     {
         Operation.SEND_DOCUMENT,
@@ -53,7 +54,6 @@ JOB_OPERATIONS: frozenset[int] = frozenset(
         Operation.RELEASE_JOB,
         Operation.RESTART_JOB,
         Operation.SET_JOB_ATTRIBUTES,
-        Operation.CREATE_JOB_SUBSCRIPTIONS,
         Operation.REPROCESS_JOB,
         Operation.RESUME_JOB,
         Operation.PROMOTE_JOB,

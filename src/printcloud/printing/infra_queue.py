@@ -58,6 +58,7 @@ QUEUE_OPERATIONS = frozenset(
         Operation.GET_DOCUMENT_ATTRIBUTES,
         Operation.VALIDATE_DOCUMENT,
         Operation.GET_PRINTER_SUPPORTED_VALUES,
+        Operation.CREATE_JOB_SUBSCRIPTIONS,
     }
 )
 

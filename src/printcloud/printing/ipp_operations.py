@@ -13,7 +13,11 @@ answers bytes: its attributes come from the cache of encodings):
 - Get-Job-Attributes (§4.3.4), Get-Jobs (§4.2.6: which-jobs, my-jobs, limit),
   Cancel-Job (§4.3.3), Cancel-My-Jobs;
 - Identify-Printer (PWG 5100.13 §4.1.2): a request for the queue's printer, which its
-  device receives at its next poll, at once when it listens for pushes (`identify.py`).
+  device receives at its next poll, at once when it listens for pushes (`identify.py`);
+- Get-Printer-Supported-Values (RFC 3380): nothing is settable, each `xxx-supported`
+  attribute is `not-settable`;
+- Create-Job-Subscriptions, Get-Notifications (`ippget`), Cancel-Subscription (RFC 3995,
+  RFC 3996): the owner's job subscriptions (`ipp_subscriptions.py`).
 
 Only the job's owner (the authenticated user) cancels it; `requesting-user-name`
 is never believed. Another user's job shows only its state and times, or nothing
@@ -22,7 +26,9 @@ is never believed. Another user's job shows only its state and times, or nothing
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -47,7 +53,7 @@ from printcloud.ipp.message import (
 from printcloud.ipp.model import Operation, PrinterState, Status
 from printcloud.ipp.operations import Request, requested_names, response, select_attributes
 
-from . import changes, identify, intake, ipp_queue, jobs
+from . import changes, identify, intake, ipp_queue, ipp_subscriptions, jobs
 from .ipp_documents import DocumentError, compression_of, document_format, to_pdf
 from .ipp_jobs import JobView, Template, job_attributes, job_template, template_attributes, view
 from .ipp_memo import QueueMemo
@@ -629,6 +635,192 @@ async def get_printer_supported_values(call: Call) -> bytes:
     return call.answer(groups=[group])
 
 
+# -- a user's job subscriptions (RFC 3995 Create-Job-Subscriptions, ippget RFC 3996) ----
+
+#: The longest a Get-Notifications with notify-wait is held (seconds), as on the
+#: Infrastructure Printer, and the notify-get-interval answered otherwise.
+NOTIFY_WAIT = 30.0
+NOTIFY_INTERVAL = 30
+
+
+def _integers(call: Call, name: str) -> list[int]:
+    attribute = call.request.operation_attributes.get(name)
+    if attribute is None:
+        return []
+    if attribute.tags != [ValueTag.INTEGER] * len(attribute.values):
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, f"{name} is 1setOf integer")
+    return [int(v) for v in attribute.values]
+
+
+async def create_job_subscriptions(call: Call) -> bytes:
+    """RFC 3995 §11.1.3: subscriptions of the job's owner to the job `notify-job-id`
+    (`ippget` only; `job-state-changed`, `job-completed`). A job subscription has no
+    lease to ask for (RFC 3995 leases printer subscriptions): it lives while
+    it is read (each Get-Notifications renews `ipp_subscriptions.LEASE`)."""
+    numbers = _integers(call, "notify-job-id")
+    if len(numbers) != 1:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "notify-job-id (integer) is required")
+    number = numbers[0]
+    try:
+        v: JobView = await call.db(ipp_queue.get_job, queue=call.facts.name, job_number=number)
+    except NotFound as exc:
+        raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
+    if v.row.owner != call.user:
+        if call.queue.job_privacy == "none":  # another's job is not even seen
+            raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, f"no job {number} on this queue")
+        raise call.fail(Status.CLIENT_ERROR_NOT_AUTHORIZED, "the job belongs to another user")
+    templates = call.message.groups_of(GroupTag.SUBSCRIPTION)
+    if not templates:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "no subscription template group")
+    groups: list[Group] = []
+    made = 0
+    for template in templates:
+        out = Group(GroupTag.SUBSCRIPTION)
+        method = template.get("notify-pull-method")
+        asked = template.get("notify-events")
+        events = (
+            [str(e) for e in asked.values if e in ipp_subscriptions.EVENTS]
+            if asked is not None
+            else list(ipp_subscriptions.DEFAULT_EVENTS)
+        )
+        if template.get("notify-recipient-uri") is not None:
+            code = Status.CLIENT_ERROR_URI_SCHEME_NOT_SUPPORTED  # no push notifications
+        elif (
+            not events
+            or method is None
+            or (method.tag, method.value)
+            != (
+                ValueTag.KEYWORD,
+                "ippget",
+            )
+        ):
+            code = Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
+        else:
+            try:
+                row = await call.db(
+                    ipp_subscriptions.subscribe,
+                    queue=call.facts.name,
+                    job_number=number,
+                    owner=call.user,
+                    events=events,
+                )
+            except Conflict as exc:
+                raise call.fail(
+                    Status.CLIENT_ERROR_TOO_MANY_SUBSCRIPTIONS, exc.description
+                ) from exc
+            out.add(Attribute("notify-subscription-id", ValueTag.INTEGER, row.subscription_id))
+            groups.append(out)
+            made += 1
+            continue
+        out.add(Attribute("notify-status-code", ValueTag.ENUM, int(code)))
+        groups.append(out)
+    if not made:
+        return call.answer(
+            Status.CLIENT_ERROR_IGNORED_ALL_SUBSCRIPTIONS,
+            groups,
+            message="only notify-pull-method ippget, for job-state-changed and job-completed",
+        )
+    return call.answer(groups=groups)
+
+
+async def get_notifications(call: Call) -> bytes:
+    """RFC 3996 for the user's job subscriptions: the events from the given sequence
+    numbers; with notify-wait, held until there is one (at most `NOTIFY_WAIT` seconds)."""
+    ids = _integers(call, "notify-subscription-ids")
+    if not ids:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "notify-subscription-ids is required")
+    if len(ids) > ipp_subscriptions.MAX_PER_JOB:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "too many notify-subscription-ids")
+    numbers = _integers(call, "notify-sequence-numbers")
+    wait = call.message.value(GroupTag.OPERATION, "notify-wait", False) is True
+
+    def collect(db: Session, *, tenant_id: str) -> list[dict[str, Any]]:
+        found = []
+        for index, number in enumerate(ids):
+            row = ipp_subscriptions.subscription(
+                db,
+                tenant_id=tenant_id,
+                queue=call.facts.name,
+                subscription_id=number,
+                owner=call.user,
+                lock=True,
+            )
+            ipp_subscriptions.refresh(db, row)
+            ipp_subscriptions.renew(row)
+            start = numbers[index] if index < len(numbers) else 1
+            found += [{**e, "subscription": number} for e in row.recent if e["sequence"] >= start]
+        return found
+
+    deadline = time.monotonic() + NOTIFY_WAIT
+    while True:
+        moves = changes.generation(changes.JOBS)
+        try:
+            events = await call.db(collect)
+        except NotFound as exc:
+            raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
+        if events or not wait or time.monotonic() >= deadline:
+            break
+        # after a move in this process, else each second for the moves of others
+        looked = time.monotonic()
+        while (
+            time.monotonic() < min(looked + 1.0, deadline)
+            and changes.generation(changes.JOBS) == moves
+        ):
+            await asyncio.sleep(0.05)
+    head = response(call.message, OK)
+    head.groups[0].add(Attribute("printer-up-time", ValueTag.INTEGER, int(time.time())))
+    interval = 0 if wait else NOTIFY_INTERVAL
+    head.groups[0].add(Attribute("notify-get-interval", ValueTag.INTEGER, interval))
+    head.groups.extend(_event_group(call, e) for e in events)
+    return encode(head)
+
+
+def _event_group(call: Call, event: dict[str, Any]) -> Group:
+    """RFC 3995 §9: one job event notification."""
+    text = f"job {event['job_number']} ({event['title']}): {event['event']}"
+    return Group(
+        GroupTag.EVENT_NOTIFICATION,
+        [
+            Attribute("notify-subscription-id", ValueTag.INTEGER, event["subscription"]),
+            Attribute("notify-sequence-number", ValueTag.INTEGER, event["sequence"]),
+            Attribute("notify-subscribed-event", ValueTag.KEYWORD, event["event"]),
+            Attribute("notify-charset", ValueTag.CHARSET, "utf-8"),
+            Attribute("notify-natural-language", ValueTag.NATURAL_LANGUAGE, "en"),
+            Attribute("notify-text", ValueTag.TEXT, text[:255]),
+            Attribute("notify-printer-uri", ValueTag.URI, call.facts.uri),
+            Attribute("printer-up-time", ValueTag.INTEGER, int(time.time())),
+            Attribute("notify-job-id", ValueTag.INTEGER, event["job_number"]),
+            Attribute("job-id", ValueTag.INTEGER, event["job_number"]),
+            Attribute("job-state", ValueTag.ENUM, event["job_state"]),
+            Attribute("job-state-reasons", ValueTag.KEYWORD, list(event["reasons"])),
+        ],
+    )
+
+
+async def cancel_subscription(call: Call) -> bytes:
+    """RFC 3995 Cancel-Subscription: the user ends their job subscription."""
+    ids = _integers(call, "notify-subscription-id")
+    if len(ids) != 1:
+        raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "notify-subscription-id is required")
+
+    def cancel(db: Session, *, tenant_id: str) -> None:
+        db.delete(
+            ipp_subscriptions.subscription(
+                db,
+                tenant_id=tenant_id,
+                queue=call.facts.name,
+                subscription_id=ids[0],
+                owner=call.user,
+            )
+        )
+
+    try:
+        await call.db(cancel)
+    except NotFound as exc:
+        raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
+    return call.answer()
+
+
 #: The operations a queue serves, by operation-id.
 HANDLERS: dict[int, Callable[[Call], Awaitable[bytes]]] = {
     Operation.GET_PRINTER_ATTRIBUTES: get_printer_attributes,
@@ -643,6 +835,9 @@ HANDLERS: dict[int, Callable[[Call], Awaitable[bytes]]] = {
     Operation.GET_JOBS: get_jobs,
     Operation.IDENTIFY_PRINTER: identify_printer,
     Operation.GET_PRINTER_SUPPORTED_VALUES: get_printer_supported_values,
+    Operation.CREATE_JOB_SUBSCRIPTIONS: create_job_subscriptions,
+    Operation.GET_NOTIFICATIONS: get_notifications,
+    Operation.CANCEL_SUBSCRIPTION: cancel_subscription,
 }
 #: Answered before a client has credentials (RFC 8011 §5.4.2: uri-authentication applies
 #: to the operations that make or touch jobs).

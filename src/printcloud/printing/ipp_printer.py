@@ -68,6 +68,9 @@ OPERATIONS = (
     Operation.CLOSE_JOB,
     Operation.IDENTIFY_PRINTER,
     Operation.GET_PRINTER_SUPPORTED_VALUES,
+    Operation.CREATE_JOB_SUBSCRIPTIONS,
+    Operation.GET_NOTIFICATIONS,
+    Operation.CANCEL_SUBSCRIPTION,
 )
 WHICH_JOBS = (
     "completed",
@@ -298,6 +301,11 @@ def static_attributes(q: QueueFacts) -> list[Attribute]:
         _int("multiple-operation-time-out", MULTIPLE_OPERATION_TIME_OUT),
         _kw("multiple-operation-time-out-action", "abort-job"),
         Attribute("natural-language-configured", ValueTag.NATURAL_LANGUAGE, "en"),
+        # RFC 3995/3996: a user's job subscriptions, pulled by ippget (ipp_subscriptions)
+        _kw("notify-events-default", "job-completed"),
+        _kw("notify-events-supported", "job-completed", "job-state-changed"),
+        _int("notify-max-events-supported", 2),
+        _kw("notify-pull-method-supported", "ippget"),
         _enum("operations-supported", *OPERATIONS),
         _enum("orientation-requested-default", OrientationRequested.PORTRAIT),
         _enum("orientation-requested-supported", OrientationRequested.PORTRAIT),

@@ -249,3 +249,31 @@ class InfraSubscriptionRow(Base):
     #: The events kept for Get-Notifications (the newest `infra.KEPT_EVENTS`).
     recent: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IppJobSubscriptionRow(Base):
+    """A user's job subscription on a queue (RFC 3995 Create-Job-Subscriptions, `ippget`
+    RFC 3996): the queue's job it follows, its owner, the events it wants, its lease, the
+    job's state at its last event and the events kept (`ipp_subscriptions.py`)."""
+
+    __tablename__ = "printing_ipp_job_subscriptions"
+    __table_args__ = (
+        Index("ix_printing_ipp_job_subscriptions_job", "tenant_id", "queue", "job_number"),
+    )
+
+    #: notify-subscription-id
+    subscription_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(64))
+    #: notify-job-id: the queue's job-id (`IppJobRow.job_number`)
+    job_number: Mapped[int] = mapped_column(Integer)
+    #: notify-subscriber-user-name: the authenticated user who made it
+    owner: Mapped[str] = mapped_column(String(200))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    lease_seconds: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    #: The job's IPP state and reasons at its last event ("state:reason,reason").
+    last_state: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    recent: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
