@@ -11,11 +11,17 @@ keeps nothing longer than its time to live (one second) for them.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 CONFIG = "config"
 JOBS = "jobs"
@@ -58,3 +64,28 @@ def _committed(session: Session) -> None:
 
 def _rolled_back(session: Session, previous_transaction: object) -> None:
     session.info.get(_PENDING, set()).clear()
+
+
+async def until_jobs_move(
+    look: Callable[[], Awaitable[list[T]]],
+    *,
+    wait: bool,
+    limit: float,
+    every: float = 1.0,
+    soonest: float = 0.0,
+) -> list[T]:
+    """An IPP long poll (RFC 3996 `notify-wait`): `look()` until it finds something, or
+    at once when not `wait`, or until `limit` seconds have passed. It looks again after a
+    job of this process moves (not sooner than `soonest` after the last look: moves come
+    in bursts), else each `every` seconds for the moves of other processes."""
+    deadline = time.monotonic() + limit
+    while True:
+        seen = generation(JOBS)
+        found = await look()
+        if found or not wait or time.monotonic() >= deadline:
+            return found
+        looked = time.monotonic()
+        while time.monotonic() < min(looked + every, deadline) and (
+            generation(JOBS) == seen or time.monotonic() - looked < soonest
+        ):
+            await asyncio.sleep(0.05)

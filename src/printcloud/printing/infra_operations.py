@@ -36,7 +36,6 @@ conversation, and what each step does in printcloud:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid as uuidlib
@@ -443,22 +442,15 @@ async def get_notifications(call: InfraCall) -> bytes:
             found += [{**e, "subscription": number} for e in row.recent if e["sequence"] >= start]
         return found
 
-    deadline = time.monotonic() + WAIT_LIMIT
-    while True:
-        seen_moves = changes.generation(changes.JOBS)
+    async def look() -> list[dict[str, Any]]:
         try:
-            events = await call.db(collect)
+            return await call.db(collect)
         except NotFound as exc:
             raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
-        if events or not wait or time.monotonic() >= deadline:
-            break
-        # look again after a move here (not more often than `_SOONEST`: moves come in
-        # bursts), or after `_LOOK` for the moves of other processes
-        looked = time.monotonic()
-        while time.monotonic() < min(looked + _LOOK, deadline) and (
-            changes.generation(changes.JOBS) == seen_moves or time.monotonic() - looked < _SOONEST
-        ):
-            await asyncio.sleep(0.05)
+
+    events = await changes.until_jobs_move(
+        look, wait=wait, limit=WAIT_LIMIT, every=_LOOK, soonest=_SOONEST
+    )
     head = response(call.message, OK)
     operation = head.groups[0]
     operation.add(Attribute("printer-up-time", ValueTag.INTEGER, int(time.time())))

@@ -26,7 +26,6 @@ is never believed. Another user's job shows only its state and times, or nothing
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -751,22 +750,13 @@ async def get_notifications(call: Call) -> bytes:
             found += [{**e, "subscription": number} for e in row.recent if e["sequence"] >= start]
         return found
 
-    deadline = time.monotonic() + NOTIFY_WAIT
-    while True:
-        moves = changes.generation(changes.JOBS)
+    async def look() -> list[dict[str, Any]]:
         try:
-            events = await call.db(collect)
+            return await call.db(collect)
         except NotFound as exc:
             raise call.fail(Status.CLIENT_ERROR_NOT_FOUND, exc.description) from exc
-        if events or not wait or time.monotonic() >= deadline:
-            break
-        # after a move in this process, else each second for the moves of others
-        looked = time.monotonic()
-        while (
-            time.monotonic() < min(looked + 1.0, deadline)
-            and changes.generation(changes.JOBS) == moves
-        ):
-            await asyncio.sleep(0.05)
+
+    events = await changes.until_jobs_move(look, wait=wait, limit=NOTIFY_WAIT)
     head = response(call.message, OK)
     head.groups[0].add(Attribute("printer-up-time", ValueTag.INTEGER, int(time.time())))
     interval = 0 if wait else NOTIFY_INTERVAL
