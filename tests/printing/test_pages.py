@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from printcloud.core import words
 from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
 from printcloud.printing.models import PrintJobRow
 from tests.helpers.browser import PrintBrowser, form_to
@@ -33,7 +34,8 @@ _CSRF = re.compile(r'<input type="hidden" name="csrf" value="([^"]+)">')
 _JOB_LINK = re.compile(r"/printing/jobs/([0-9a-f]+)$")
 _HISTORY_ROW = re.compile(
     r"<tr><td><time[^>]*>[^<]*</time></td><td><code>(?P<step>[^<]+)</code></td>"
-    r"<td>(?P<state>[^<]+)</td><td>(?:<code>(?P<worker>[^<]+)</code>|<span[^>]*>–</span>)</td>"
+    r"<td><code>(?P<state>[^<]+)</code></td>"
+    r"<td>(?:<code>(?P<worker>[^<]+)</code>|<span[^>]*>–</span>)</td>"
 )
 
 
@@ -62,7 +64,7 @@ def wait_for_state(browser: PrintBrowser, job_id: str, *states: str) -> httpx.Re
         assert page.status_code == 200, page.text[:1000]
         found = re.search(r'<p id="job-state"><span class="badge [^"]+"[^>]*>([^<:]+)', page.text)
         assert found, page.text[:2000]
-        if found.group(1) in states:
+        if found.group(1) in {words.state_label(s) for s in states}:
             return page
         assert time.monotonic() < deadline, f"job stayed {found.group(1)}, wanted {states}"
         time.sleep(0.2)
@@ -75,7 +77,7 @@ def history(page: httpx.Response) -> list[dict[str, Any]]:
 def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_path: Path) -> None:
     stack: PrintStack = make_print_stack(workers=2)
     tenant, other = stack.tenant(prefix="a"), stack.tenant(prefix="b")
-    stack.user(tenant, "alice", "alice's password")
+    stack.user(tenant, "alice", "alice's password", admin=True)  # sees the history's details
     stack.user(tenant, "bob", "bob's password")
     stack.user(other, "mallory", "mallory's password")
     device_id, device_secret = stack.client(tenant, kind="device", scope="device print")
@@ -106,18 +108,21 @@ def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_pa
 
     # Bad input shows the form again with the reason, and creates no job.
     for kwargs, status, message in [
-        ({"pdf": b"hello, not a pdf", "filename": "notes.txt"}, 400, "not a PDF"),
-        ({"pdf": b"", "filename": "empty.pdf"}, 400, "the uploaded file is empty"),
-        ({}, 400, "choose a PDF file or enter its URL"),
+        ({"pdf": b"hello, not a pdf", "filename": "notes.txt"}, 400, "This file is not a PDF."),
+        ({"pdf": b"", "filename": "empty.pdf"}, 400, "The file you chose is empty."),
+        ({}, 400, "Choose a PDF file, or enter the address of one."),
         ({"pdf": make_pdf(), "url": "https://example.com/x.pdf"}, 400, "not both"),
-        ({"pdf": make_pdf(), "printer": "nope"}, 400, "unknown printer"),
-        ({"pdf": make_pdf(), "copies": "0"}, 400, "copies must be between 1 and 999"),
-        ({"url": "http://127.0.0.1:9/gone.pdf"}, 400, "did not answer"),
+        ({"pdf": make_pdf(), "printer": "nope"}, 400, "Choose one of the printers"),
+        ({"pdf": make_pdf(), "copies": "0"}, 400, "Enter a number of copies from 1 to 999"),
+        ({"url": "http://127.0.0.1:9/gone.pdf"}, 400, "The address did not answer"),
         ({"pdf": make_pdf(), "csrf": "forged"}, 400, "Your form expired"),
     ]:
         answer = alice.submit(**{"printer": "p1", **kwargs})
         assert answer.status_code == status, (kwargs, answer.text[:1500])
-        error = re.search(r'<p class="error" role="alert" id="form-error">([^<]*)</p>', answer.text)
+        # Beside its field (or above the form when it concerns no field).
+        error = re.search(
+            r'<p class="(?:field-)?error" role="alert" id="[a-z_]+-error">([^<]*)</p>', answer.text
+        )
         assert error and message in html.unescape(error.group(1)), (kwargs, answer.text[:1500])
         assert "<form" in answer.text and "http-equiv" not in answer.text
         if "url" in kwargs:  # what was typed is kept
@@ -178,11 +183,11 @@ def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_pa
     with DeviceAgent(faulty) as agent:
         agent.poll_once()
     page = wait_for_state(alice, jammed.group(1), "printer_cancelled")
-    assert re.search(
-        r'<span class="badge failed"[^>]*>printer_cancelled: paper_out</span>', page.text
-    )
+    assert re.search(r'<span class="badge failed">Stopped at the printer</span>', page.text)
+    assert "The printer ran out of paper." in page.text
     listing = alice.http.get("/printing/")
-    assert "printer_cancelled: paper_out" in listing.text and "http-equiv" not in listing.text
+    assert "Stopped at the printer" in listing.text and "http-equiv" not in listing.text
+    assert "printer_cancelled" not in listing.text and "paper_out" not in listing.text
 
     # Another tenant's user sees none of it: 404 for the page, the preview and the cancel.
     with PrintBrowser(stack, (other, "mallory", "mallory's password")) as mallory:
@@ -202,7 +207,7 @@ def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_pa
     assert second
     second_id = second.group(1)
     page = wait_for_state(alice, second_id, "waiting_for_printer")
-    assert "black and white" in page.text
+    assert "Black and white" in page.text
     with PrintBrowser(stack, (tenant, "bob", "bob's password")) as bob:
         seen = bob.open(f"/printing/jobs/{second_id}")
         assert seen.status_code == 200 and "Cancel this job" not in seen.text
@@ -213,7 +218,7 @@ def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_pa
     done = alice.post_form(page, f"/printing/jobs/{second_id}/cancel")
     assert done.status_code == 303 and done.headers["location"] == f"/printing/jobs/{second_id}"
     page = wait_for_state(alice, second_id, "cancelled")
-    assert "cancelled by alice" in page.text and "Cancel this job" not in page.text
+    assert "Cancelled by alice" in page.text and "Cancel this job" not in page.text
     again = alice.http.post(f"/printing/jobs/{second_id}/cancel", data={"csrf": alice.csrf(page)})
     assert again.status_code == 409 and "already ended" in again.text
 
@@ -243,7 +248,7 @@ def test_sign_in_errors_and_token_refresh(make_print_stack: Any) -> None:
     # Access tokens live 31 s and are refreshed 30 s before they end: at once, here.
     stack: PrintStack = make_print_stack(workers=1, access_token_ttl=31)
     tenant = stack.tenant()
-    stack.user(tenant, "alice", "alice's password")
+    stack.user(tenant, "alice", "alice's password", admin=True)  # sees the history's details
     with PrintBrowser(stack, (tenant, "alice", "alice's password")) as alice:
         # OAuth errors and stray callbacks are pages that say so, never a 500.
         for query, message in [

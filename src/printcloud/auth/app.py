@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from printcloud import __version__
+from printcloud.core import console
 from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
@@ -40,6 +41,8 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     )
     app.state.auth = rt
     install_error_handlers(app)
+    app.include_router(console.router)  # the console's stylesheet and icon, at /console/
+    app.state.console_viewer = pages.console_viewer
     app.include_router(routes.router)
     app.include_router(admin_api.router)
     app.include_router(pages.router)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from printcloud.core import crypto
+from printcloud.core import console, crypto
 from printcloud.core.db import utcnow
 from printcloud.core.errors import NotFound, RateLimited
 from printcloud.core.web import check_csrf, csrf_token, set_csrf_cookie
@@ -49,11 +49,31 @@ def render(
     rt: Runtime, request: Request, name: str, status: int = 200, **context: Any
 ) -> HTMLResponse:
     context.setdefault("issuer", request.path_params.get("issuer", ""))
+    user, tenant = context.get("user"), context.get("tenant")
+    if "viewer" not in context and isinstance(user, User) and isinstance(tenant, Tenant):
+        context["viewer"] = rt.viewer(context["issuer"], user, tenant)
     context["csrf"] = csrf_token(request)
     response = rt.pages.TemplateResponse(request, name, context, status_code=status)
     set_csrf_cookie(request, response, secure=rt.secure_cookies())
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+async def console_viewer(request: Request) -> console.Viewer | None:
+    """Who is signed in at the issuer a path is under, for an error page's navigation."""
+    rt = runtime(request)
+    issuer = request.url.path.lstrip("/").split("/", 1)[0]
+    if issuer not in rt.settings.issuers:
+        return None
+
+    def load() -> console.Viewer | None:
+        with rt.db.sessions() as db:
+            sess = current_session(rt, request, db, issuer)
+            if sess is None:
+                return None
+            return rt.viewer(issuer, sess.user, sess.user.tenant)
+
+    return await run_in_threadpool(load)
 
 
 def safe_next(issuer: str, target: str | None) -> str:
@@ -84,8 +104,46 @@ async def login_form(
     tenant: str | None = None,
 ) -> Response:
     rt.server(issuer)
+    return await _login_page(rt, request, issuer, 200, next=safe_next(issuer, next), tenant=tenant)
+
+
+def _sign_in_place(rt: Runtime, issuer: str, tenant_id: str) -> str:
+    """Where the person signs in, in words: their organisation's name when the page
+    knows it, else the platform's (or the CRM's) name."""
+    if tenant_id:
+        with rt.db.sessions() as db:
+            found = db.scalar(
+                select(Tenant).where(Tenant.issuer == issuer, Tenant.tenant_id == tenant_id)
+            )
+        if found is not None and not found.is_system:
+            return found.name or found.tenant_id
+    return "printcloud" if issuer == rt.settings.issuers[0] else "the printcloud CRM"
+
+
+async def _login_page(
+    rt: Runtime,
+    request: Request,
+    issuer: str,
+    status: int,
+    *,
+    next: str,
+    tenant: str | None,
+    username: str = "",
+    error: str | None = None,
+    error_field: str | None = None,
+) -> HTMLResponse:
+    place = await run_in_threadpool(_sign_in_place, rt, issuer, (tenant or "").strip())
     return render(
-        rt, request, "login.html", next=safe_next(issuer, next), tenant=tenant or "", error=None
+        rt,
+        request,
+        "login.html",
+        status,
+        next=next,
+        tenant=tenant or "",
+        username=username,
+        place=place,
+        error=error,
+        error_field=error_field,
     )
 
 
@@ -136,50 +194,57 @@ async def login(
     rt.server(issuer)
     target = safe_next(issuer, next)
     if not check_csrf(request, csrf):
-        return render(
+        return await _login_page(
             rt,
             request,
-            "login.html",
+            issuer,
             400,
             next=target,
             tenant=tenant,
+            username=username,
             error="Your form expired. Please try again.",
         )
     if not (tenant and username and password):
-        return render(
+        missing = "tenant" if not tenant else "username" if not username else "password"
+        return await _login_page(
             rt,
             request,
-            "login.html",
+            issuer,
             400,
             next=target,
             tenant=tenant,
+            username=username,
             error="Enter your organisation, user name and password.",
+            error_field=missing,
         )
     try:
         sid = await run_in_threadpool(
             _login, rt, issuer, tenant.strip(), username.strip(), password, client_ip(request)
         )
     except RateLimited as exc:
-        response = render(
+        response = await _login_page(
             rt,
             request,
-            "login.html",
+            issuer,
             429,
             next=target,
             tenant=tenant,
+            username=username,
             error=f"Too many attempts. Try again in {exc.retry_after} seconds.",
         )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     if sid is None:
-        return render(
+        return await _login_page(
             rt,
             request,
-            "login.html",
+            issuer,
             401,
             next=target,
             tenant=tenant,
+            username=username,
             error="The organisation, user name or password is not right.",
+            error_field="password",
         )
     redirect = RedirectResponse(target, status_code=303)
     redirect.set_cookie(

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from fastapi.templating import Jinja2Templates
 from starlette.requests import Request as HttpRequest
 
+from printcloud.core import console
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database
 from printcloud.core.errors import NotFound
@@ -21,7 +22,7 @@ from printcloud.core.settings import Settings
 from printcloud.core.web import templates
 
 from .cards import CardLimits, card_key
-from .models import Tenant
+from .models import Tenant, User
 from .oauth import Call, IssuerServer, Request, bind, unbind
 from .store import ClientCache, HotReader, Login, LoopTokenWriter, TokenWriter
 
@@ -35,7 +36,19 @@ class Runtime:
     db: Database
     servers: dict[str, IssuerServer] = field(default_factory=dict)
     guards: dict[str, Guard] = field(default_factory=dict)
-    pages: Jinja2Templates = field(default_factory=lambda: templates(TEMPLATES))
+    pages: Jinja2Templates = field(default_factory=lambda: templates(TEMPLATES, service="auth"))
+
+    def viewer(self, issuer: str, user: User, tenant: Tenant) -> console.Viewer:
+        """The signed-in `user` of `tenant` at `issuer` as the console's navigation shows
+        them (the first issuer is the platform's; the others the CRM's)."""
+        return console.Viewer(
+            issuer=issuer,
+            tenant=tenant.name or tenant.tenant_id,
+            user=user.display_name or user.username,
+            admin=bool(user.is_admin),
+            platform=issuer == self.settings.issuers[0],
+            sign_out=f"/{issuer}/logout",
+        )
 
     def __post_init__(self) -> None:
         counter = make_counter(self.settings.rate_limit_url)

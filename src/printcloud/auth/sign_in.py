@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from printcloud.core import crypto
+from printcloud.core.console import Viewer
 from printcloud.core.crypto import SecretBox
 from printcloud.core.errors import Forbidden, PrintcloudError, Unauthorized, Unavailable
 from printcloud.core.guard import Guard, Principal
@@ -310,12 +311,25 @@ class SignInPages:
                     break
                 current, refreshed = await self._refresh(request, current), True
                 continue
+            request.state.principal = principal  # the navigation of the answer, even a 403
             refusal = self.check(principal)
             if refusal:
                 raise Forbidden(refusal)
-            request.state.principal = principal
             return principal
         raise self._sign_in_first(request)
+
+    async def viewer(self, request: Request) -> Viewer | None:
+        """Who is signed in, for an error page's navigation (`app.state.console_viewer`):
+        the session's access token checked, never refreshed (an error page sets no cookie)."""
+        issuer = self.issuer(request)
+        current = WebSession.unseal(issuer.box, request.cookies.get(self.session_cookie))
+        if current is None or current.expires_at <= time.time():
+            return None
+        try:
+            principal = await issuer.guard.verify(current.access_token)
+        except Unauthorized:
+            return None
+        return Viewer.of(principal, self.prefix.strip("/"))
 
     # -- the routes: RFC 6749 §4.1 with RFC 7636 -------------------------------------------------
 

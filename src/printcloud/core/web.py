@@ -17,8 +17,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from printcloud.core import crypto
+from printcloud.core import console, crypto
 from printcloud.core.errors import PrintcloudError
+from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
 log = get_logger("web")
@@ -43,6 +44,28 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
+#: Status -> the error page's heading and sentence, in the words a person uses.
+_PAGES = {
+    400: ("Check what you sent", "Something in the request could not be used."),
+    401: ("Sign in first", "This page needs you to be signed in."),
+    403: ("Not allowed", "Your account may not open this page. Ask your administrator."),
+    404: ("Page not found", "There is nothing at this address. It may have been moved or removed."),
+    405: (
+        "This page cannot be opened this way",
+        "This address only takes a form's answer. Use the navigation to go on.",
+    ),
+    413: ("Too large", "What you sent is too large."),
+    429: ("Too many attempts", "Wait a minute, then try again."),
+    503: ("Temporarily unavailable", "A part of printcloud does not answer. Try again shortly."),
+}
+_SERVER_ERROR = ("Something went wrong on our side", "It has been logged. Try again shortly.")
+#: Starlette's own descriptions, which say nothing the heading does not.
+_BARE = {"Not Found", "Method Not Allowed", "Forbidden", "Unauthorized", "Bad Request"}
+_error_pages = Jinja2Templates(directory=str(console.TEMPLATES))
+_error_pages.env.autoescape = True
+console.install(_error_pages.env, "auth")
+
+
 def error_response(
     request: Request,
     status: int,
@@ -50,33 +73,66 @@ def error_response(
     description: str,
     headers: dict[str, str] | None = None,
     field: str | None = None,
+    viewer: console.Viewer | None = None,
 ) -> Any:
+    """The error as JSON `{"error", "error_description"}`, or for a browser the console's
+    error page: a plain heading and sentence, the navigation, the description below."""
     body: dict[str, Any] = {"error": error, "error_description": description}
     if field:
         body["field"] = field
     headers = {"Cache-Control": "no-store", **(headers or {})}
     if _wants_html(request):
-        html = (
-            "<!doctype html><html lang=en><meta charset=utf-8><title>Error</title>"
-            "<main><h1>Something went wrong</h1>"
-            f"<p role=alert><strong>{_escape(error)}</strong>: {_escape(description)}</p>"
-            "</main></html>"
+        heading, text = _PAGES.get(status, _SERVER_ERROR if status >= 500 else _PAGES[400])
+        detail = "" if status >= 500 or description in _BARE else description
+        detail = (
+            detail[:1].upper() + detail[1:] + ("" if detail.endswith(".") or not detail else ".")
         )
-        return HTMLResponse(html, status_code=status, headers=headers)
+        service = console.service_of(request.url.path)
+        context = {
+            "heading": heading,
+            "text": text,
+            "detail": detail,
+            "viewer": viewer,
+            "console_service": service,
+            "home": "/crm/" if service == "crm" else "/printing/",
+            "csrf": csrf_token(request),
+        }
+        template = _error_pages.get_template("console/error.html")
+        response = HTMLResponse(template.render(context), status_code=status, headers=headers)
+        set_csrf_cookie(request, response, secure=request.url.scheme == "https")
+        return response
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
+async def _viewer(request: Request) -> console.Viewer | None:
+    """Who is signed in, for the error page's navigation: the principal a page's
+    dependency found, or the service's hook (`app.state.console_viewer`)."""
+    if not _wants_html(request):
+        return None
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
+        return console.Viewer.of(principal, console.service_of(request.url.path))
+    hook: console.ViewerHook | None = getattr(request.app.state, "console_viewer", None)
+    if hook is None:
+        return None
+    try:
+        return await hook(request)
+    except Exception:  # an error page must render even when the sign-in cannot be checked
+        log.warning("no viewer for the error page", exc_info=True)
+        return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PrintcloudError)
     async def _printcloud_error(request: Request, exc: PrintcloudError) -> Any:
         return error_response(
-            request, exc.status_code, exc.error, exc.description, exc.headers(), exc.field
+            request,
+            exc.status_code,
+            exc.error,
+            exc.description,
+            exc.headers(),
+            exc.field,
+            viewer=await _viewer(request),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -102,7 +158,12 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "server_error" if exc.status_code >= 500 else "error"
         )
         return error_response(
-            request, exc.status_code, code, str(exc.detail), dict(exc.headers or {})
+            request,
+            exc.status_code,
+            code,
+            str(exc.detail),
+            dict(exc.headers or {}),
+            viewer=await _viewer(request),
         )
 
     @app.exception_handler(OperationalError)
@@ -120,7 +181,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Any:
         log.exception("unhandled error", extra={"fields": {"path": request.url.path}})
-        return error_response(request, 500, "server_error", "internal error; it has been logged")
+        return error_response(
+            request,
+            500,
+            "server_error",
+            "internal error; it has been logged",
+            viewer=await _viewer(request),
+        )
 
 
 class SecurityHeaders:
@@ -189,9 +256,12 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def templates(*directories: Path) -> Jinja2Templates:
-    tmpl = Jinja2Templates(directory=[str(d) for d in directories])
+def templates(*directories: Path, service: str) -> Jinja2Templates:
+    """A service's templates: its own folders, then the console's (`console/base.html`,
+    the error page), with what the console's base template reads."""
+    tmpl = Jinja2Templates(directory=[*(str(d) for d in directories), str(console.TEMPLATES)])
     tmpl.env.autoescape = True
+    console.install(tmpl.env, service)
     return tmpl
 
 

@@ -29,6 +29,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     schedules.install(rt)
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, max_bytes=service.MAX_CSV_BYTES + 64 * 1024)
     app.add_middleware(SecurityHeaders)

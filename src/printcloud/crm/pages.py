@@ -54,7 +54,7 @@ SCOPE = "crm.read crm.write profile"
 PAGE_SIZE = 50
 TIMEZONES = sorted(available_timezones())
 
-pages = templates(Path(__file__).parent / "templates")
+pages = templates(Path(__file__).parent / "templates", service="crm")
 
 
 def _when(moment: datetime | None) -> str:

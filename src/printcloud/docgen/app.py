@@ -46,6 +46,7 @@ def create_app(
     rt.on_started.append(batch.adopt_orphans)
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_middleware(SecurityHeaders)

@@ -68,7 +68,7 @@ OVERLAPS = (
 )
 _LABELS = {"print": "print service", "crm": "CRM"}
 
-pages = templates(Path(__file__).parent / "templates")
+pages = templates(Path(__file__).parent / "templates", service="docgen")
 
 
 def _when(moment: datetime | None) -> str:

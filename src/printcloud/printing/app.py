@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(ipp_routes.router)
     app.include_router(infra_routes.router)
+    app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
     app.add_middleware(SecurityHeaders)

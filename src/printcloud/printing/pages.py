@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from printcloud.auth.sign_in import Issuer, SignInPages, oauth_error_text
+from printcloud.core import words
 from printcloud.core.errors import (
     InvalidRequest,
     NotFound,
@@ -66,7 +67,7 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STATIC = Path(__file__).parent / "static"
 _LIVE_JS = (_STATIC / "live.js").read_bytes()
 
-pages = templates(Path(__file__).parent / "templates")
+pages = templates(Path(__file__).parent / "templates", service="printing")
 
 
 # -- what the templates show ------------------------------------------------------------
@@ -74,25 +75,26 @@ pages = templates(Path(__file__).parent / "templates")
 
 @dataclass(frozen=True)
 class Status:
-    """A job's state as a badge: `kind` picks the color, `step` the progress."""
+    """A job's state as a badge, in plain words (`core.words`): `kind` picks the color,
+    `step` the progress; `text` says what the state means, `reason` why it ended."""
 
     kind: str  # active | printed | failed | ended
     label: str
+    text: str
     reason: str
     step: int
     steps: int
 
 
 def status(job: JobRead) -> Status:
-    reason = job.reason or ""
+    said = words.job_said(job.state, job.reason)
     if job.state in service.ACTIVE:
-        return Status("active", job.state, "", STEPS.index(job.state) + 1, len(STEPS))
+        step = STEPS.index(job.state) + 1
+        return Status("active", said.label, said.text, "", step, len(STEPS))
     if job.state == "printed":
-        return Status("printed", "printed", "", len(STEPS), len(STEPS))
-    if job.state == "cancelled":  # by its owner: an end, not a failure
-        return Status("ended", "cancelled", reason, 0, len(STEPS))
-    short = reason if len(reason) <= 60 else reason[:57] + "…"
-    return Status("failed", f"{job.state}: {short}" if short else job.state, reason, 0, len(STEPS))
+        return Status("printed", said.label, said.text, "", len(STEPS), len(STEPS))
+    kind = "ended" if job.state == "cancelled" else "failed"  # by its owner: not a failure
+    return Status(kind, said.label, said.text, said.reason, 0, len(STEPS))
 
 
 def _when(moment: datetime | None) -> str:
@@ -182,6 +184,29 @@ class FormValues:
         )
 
 
+#: The print form's fields that show their error beside them.
+PRINT_FIELDS = ("file", "url", "title", "printer_id", "color", "copies", "media", "dpi")
+#: The intake's refusals (worded for API clients) as a person reads them on the form.
+_PLAIN_ERRORS = (
+    ("not a PDF", "This file is not a PDF. Choose a PDF file."),
+    ("did not answer", "The address did not answer. Check it, or download the file and choose it."),
+    ("uploaded file is empty", "The file you chose is empty. Choose another file."),
+    ("choose a PDF file or a URL, not both", "Choose a file or enter an address, not both."),
+    ("choose a PDF file or enter its URL", "Choose a PDF file, or enter the address of one."),
+    ("copies must be", "Enter a number of copies from 1 to 999."),
+    ("unknown printer", "Choose one of the printers in the list."),
+)
+
+
+def print_error_text(description: str, field: str | None) -> str:
+    """A refusal of the print form in plain words (the intake's own words otherwise)."""
+    for phrase, plain in _PLAIN_ERRORS:
+        if phrase in description:
+            return plain
+    text = description.removeprefix(f"{field}: ") if field else description
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def manages_queues(principal: Principal) -> bool:
     """The tenant's administrator now (the admin API's rule: the scope and the claim)."""
     return principal.has_scopes("admin") and principal.admin
@@ -220,6 +245,7 @@ async def _print_page(
     *,
     status_code: int = 200,
     error: str | None = None,
+    error_field: str | None = None,
     form: FormValues | None = None,
 ) -> Response:
     context = await run_in_threadpool(_print_context, rt, principal)
@@ -231,6 +257,7 @@ async def _print_page(
         status_code,
         principal=principal,
         error=error,
+        error_field=error_field if error_field in PRINT_FIELDS else None,
         form=form or FormValues(),
         live=live,
         **context,
@@ -240,6 +267,26 @@ async def _print_page(
 @router.get("/")
 async def print_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     return await _print_page(request, rt, principal)
+
+
+def _jobs_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
+    with rt.db.sessions() as db:
+        printers = service.list_printers(db, tenant_id=principal.tenant_id)
+        listed = [
+            JobRead.of(j)
+            for j in service.list_jobs(
+                db, tenant_id=principal.tenant_id, owner=principal.acting_user, limit=200
+            )
+        ]
+    return {"jobs": listed, "printer_names": {p.printer_id: p.name for p in printers}}
+
+
+@router.get("/jobs")
+async def jobs_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    """The signed-in user's print jobs (also the address a print form's answer had)."""
+    context = await run_in_threadpool(_jobs_context, rt, principal)
+    live = any(j.state in service.ACTIVE for j in context["jobs"])
+    return site.render(request, "jobs.html", principal=principal, live=live, **context)
 
 
 def _chosen(upload: object) -> UploadFile | None:
@@ -276,8 +323,15 @@ async def submit(request: Request, rt: RuntimeDep, principal: SignedIn) -> Respo
         except PrintcloudError as exc:
             # The user's URL not delivering is bad input here, not a gateway error.
             code = 400 if isinstance(exc, DownloadFailed) else exc.status_code
+            field = "url" if isinstance(exc, DownloadFailed) else exc.field
             return await _print_page(
-                request, rt, principal, status_code=code, error=exc.description, form=values
+                request,
+                rt,
+                principal,
+                status_code=code,
+                error=print_error_text(exc.description, field),
+                error_field=field,
+                form=values,
             )
     log.info("job submitted from the print page", extra={"fields": {"job": job.job_id}})
     return site.finish(request, RedirectResponse(f"{PREFIX}/jobs/{job.job_id}", status_code=303))
@@ -519,6 +573,8 @@ def _job_context(rt: PrintingRuntime, principal: Principal, job_id: str) -> dict
         "printer_name": printer_name,
         "active": active,
         "cancellable": active and job.owner == principal.acting_user,
+        # Step IDs, state codes and worker names: for the tenant's administrators.
+        "details": principal.admin,
     }
 
 

@@ -77,8 +77,10 @@ class Page:
 # -- sign-in, tenant and flash ----------------------------------------------------------
 
 
-def message_page(rt: Runtime, request: Request, status: int, title: str, text: str) -> Response:
-    return render(rt, request, "message.html", status, title=title, message=text)
+def message_page(
+    rt: Runtime, request: Request, status: int, title: str, text: str, **context: Any
+) -> Response:
+    return render(rt, request, "message.html", status, title=title, message=text, **context)
 
 
 def admin_gate(
@@ -100,13 +102,21 @@ def admin_gate(
             403,
             "Administrators only",
             "Your account may not administer this organisation.",
+            viewer=rt.viewer(issuer, user, user.tenant),
         )
     home: Tenant = user.tenant
     admin = Admin.user(issuer, tenant_id=home.tenant_id, username=user.username)
     try:
         tenant = managed_tenant(db, admin=admin, tenant_id=tenant_id or home.tenant_id)
     except NotFound:
-        return message_page(rt, request, 404, "Not found", f"There is no tenant {tenant_id!r}.")
+        return message_page(
+            rt,
+            request,
+            404,
+            "Not found",
+            f"There is no tenant {tenant_id!r}.",
+            viewer=rt.viewer(issuer, user, home),
+        )
     return Ctx(issuer=issuer, admin=admin, user=user, tenant=tenant, session_id=sid)
 
 
@@ -176,7 +186,14 @@ def render_page(
     try:
         data = page.load(rt, db, ctx, **(params or {}))
     except NotFound as exc:
-        return message_page(rt, request, 404, "Not found", exc.description)
+        return message_page(
+            rt,
+            request,
+            404,
+            "Not found",
+            exc.description,
+            viewer=rt.viewer(ctx.issuer, ctx.user, ctx.user.tenant),
+        )
     flash = _take_flash(rt, request, ctx) if request.method == "GET" else None
     response = render(
         rt,
@@ -187,6 +204,8 @@ def render_page(
         ctx=ctx,
         tenant=ctx.tenant,
         me=ctx.user,
+        viewer=rt.viewer(ctx.issuer, ctx.user, ctx.user.tenant),
+        area="admin",
         section=page.section,
         title=page.title,
         sections=SECTIONS,
