@@ -107,7 +107,7 @@ class Device:
 
 def sign_in(page: Page, tenant: str, username: str, password: str) -> None:
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    page.get_by_label("Organisation (tenant ID)").fill(tenant)
+    page.get_by_label("Organisation ID").fill(tenant)
     page.get_by_label("User name").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()

@@ -39,7 +39,7 @@ def make_pdf(pages: int) -> bytes:
 
 def sign_in(page: Page, tenant: str, username: str, password: str) -> None:
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    page.get_by_label("Organisation (tenant ID)").fill(tenant)
+    page.get_by_label("Organisation ID").fill(tenant)
     page.get_by_label("User name").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -52,7 +52,7 @@ def test_sign_in_upload_and_watch_the_job_print(
 ) -> None:
     stack: PrintStack = make_print_stack(workers=1)
     tenant = stack.tenant()
-    stack.user(tenant, "alice", "alice's long password")
+    stack.user(tenant, "alice", "alice's long password", admin=True)
     device_id, device_secret = stack.client(tenant, kind="device", scope="device print")
     stack.printer(tenant, "p1", client_id=device_id)
     stack.printer(tenant, "p2", color=False, client_id=device_id)
@@ -89,12 +89,16 @@ def test_sign_in_upload_and_watch_the_job_print(
     job_id = page.url.rsplit("/", 1)[1]
     expect(page.get_by_role("heading", name="report.pdf")).to_be_visible()
     state = page.locator("#job-state")
-    expect(state).to_contain_text("waiting_for_printer", timeout=60_000)
+    expect(state).to_contain_text("Waiting for the printer", timeout=60_000)
     expect(page.locator("#settings")).to_contain_text("both (duplex)")
     history = page.locator("#history tbody tr")
-    expect(history.filter(has_text="S108")).to_have_count(1)
+    expect(history.filter(has_text="Prepared for the printer")).to_have_count(1)
+    # Step IDs and workers only in the administrators' details (alice is one).
+    page.get_by_text("Details for administrators").click()
+    details = page.locator("#history-details tbody tr")
+    expect(details.filter(has_text="S108")).to_have_count(1)
     workers = {w["name"] for w in stack.workers()}
-    converted_by = history.filter(has_text="S108").locator("td").nth(3).inner_text().strip()
+    converted_by = details.filter(has_text="S108").locator("td").nth(3).inner_text().strip()
     assert converted_by in workers
     expect(page.get_by_role("button", name="Cancel this job")).to_be_visible()
 
@@ -110,7 +114,7 @@ def test_sign_in_upload_and_watch_the_job_print(
         assert [o.job_id for o in agent.poll_once()] == [job_id]
 
     # No reload: live.js swaps the job's part in when it changes.
-    expect(state).to_contain_text("printed", timeout=30_000)
+    expect(state).to_contain_text("Printed", timeout=30_000)
     expect(page.get_by_role("button", name="Cancel this job")).to_have_count(0)
     previews = page.get_by_role("img", name=re.compile(r"Page \d as printed"))
     expect(previews).to_have_count(2)
@@ -124,14 +128,14 @@ def test_sign_in_upload_and_watch_the_job_print(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "print-job.png"), full_page=True)
 
-    page.get_by_role("link", name="← Print").click()
+    page.get_by_role("link", name="← Your print jobs").click()
     row = page.locator(f"#job-{job_id}")
     expect(row).to_contain_text("report.pdf")
-    expect(row).to_contain_text("printed")
+    expect(row).to_contain_text("Printed")
     page.screenshot(path=str(SCREENSHOTS / "print-form.png"), full_page=True)
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Signed out")).to_be_visible()
-    page.get_by_role("button", name="Also sign out of idp-a").click()
+    page.get_by_role("button", name="Also sign out of the sign-in page").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.goto(f"{stack.printing}/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()  # asked again

@@ -1,0 +1,199 @@
+"""The console (issue 16) in a real browser: Debian's Chromium driven by Playwright
+against `printcloud serve` on loopback.
+
+An administrator walks the main pages of the print service, docgen and the
+authorization server, at desktop (1280 px) and phone (390 px) widths. Each page has
+one shared navigation, no raw state code in its visible text, no horizontal overflow
+on the phone, and no serious or critical axe-core violation. The screenshots go to
+docs/img/ (docs/console.md shows them). A second test walks the print path with
+JavaScript off.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect
+
+from printcloud.core import words
+from tests.e2e.chromium import TIMEOUT_MS, watch
+from tests.helpers.print_stack import PrintStack
+
+pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
+
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+WIDTHS = {"desktop": 1280, "phone": 390}
+#: Codes a person must never read: states and reasons with an underscore, the
+#: seed's step IDs.
+RAW_CODES = re.compile(
+    r"\b(?:"
+    + "|".join(sorted({c for c in [*words.STATES, *words.REASONS] if "_" in c}))
+    + r"|S1[01]\d|SVC00\d)\b"
+)
+
+
+def make_pdf(pages: int) -> bytes:
+    images = [Image.new("RGB", (200, 280), (30, 30, 220)) for _ in range(pages)]
+    out = io.BytesIO()
+    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72.0)
+    return out.getvalue()
+
+
+def sign_in(page: Page, tenant: str, username: str, password: str) -> None:
+    expect(page.get_by_role("heading", name="Sign in to")).to_be_visible()
+    page.get_by_label("Organisation ID").fill(tenant)
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def check_page(page: Page, name: str, size: str, axe: Axe) -> None:
+    """The console's promises on the page shown, and its screenshot."""
+    assert page.locator("header.console").count() == 1, name
+    assert page.locator("nav#console-nav").count() == 1, name
+    text = page.locator("body").inner_text()
+    raw = RAW_CODES.findall(text)
+    assert not raw, (name, size, raw)
+    if size == "phone":
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, (name, overflow)
+    results = axe.run(page)
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, (name, size, bad)
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMG / f"console-{name}-{size}.png"), full_page=True)
+
+
+def test_walk_the_console_at_desktop_and_phone_sizes(
+    make_print_stack: Any, browser: Browser
+) -> None:
+    stack: PrintStack = make_print_stack(workers=1)
+    tenant = stack.tenant()
+    stack.user(tenant, "alice", "alice's long password", admin=True)
+    stack.user(tenant, "bob", "bob's long password")
+    device_id, _ = stack.client(tenant, kind="device", scope="device print")
+    stack.printer(tenant, "p1", client_id=device_id)
+    stack.printer(tenant, "p2", color=False, client_id=device_id)
+    axe = Axe()
+
+    # No printer polls: the job waits for its printer, the state most often shown raw.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    watched = watch(page)
+    page.goto(f"{stack.printing}/")
+    sign_in(page, tenant, "alice", "alice's long password")
+    expect(page.get_by_role("heading", name="Print", exact=True)).to_be_visible()
+    page.get_by_label("PDF file").set_input_files(
+        {"name": "report.pdf", "mimeType": "application/pdf", "buffer": make_pdf(2)}
+    )
+    page.get_by_role("button", name="Print", exact=True).click()
+    page.wait_for_url(re.compile(r"/printing/jobs/[0-9a-f]+$"))
+    job_url = page.url
+    expect(page.locator("#job-state")).to_contain_text("Waiting for the printer", timeout=60_000)
+
+    nav = page.locator("nav#console-nav")
+    for label in ("Print", "Jobs", "Printers and queues", "Batch printing", "Admin"):
+        expect(nav.get_by_role("link", name=label, exact=True)).to_be_visible()
+    expect(nav.get_by_role("link", name="Jobs", exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
+
+    walk = {
+        "print": f"{stack.printing}/",
+        "jobs": f"{stack.printing}/jobs",
+        "job": job_url,
+        "queues": f"{stack.printing}/queues",
+        "batch": f"{stack.base_url}/docgen/settings",
+        "account": f"{stack.base_url}/idp-a/account",
+        "admin-users": f"{stack.base_url}/idp-a/admin/users",
+        "not-found": f"{stack.printing}/no-such-page",
+        "wrong-method": f"{job_url}/cancel",
+    }
+    for size, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, url in walk.items():
+            answer = page.goto(url)
+            assert answer is not None
+            if name == "not-found":
+                assert answer.status == 404
+                expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+            elif name == "wrong-method":
+                assert answer.status == 405
+            else:
+                assert answer.status == 200, (name, answer.status)
+            # Every page knows alice and offers sign-out, at the navigation's height.
+            expect(page.locator("#signed-in-as")).to_contain_text("alice")
+            check_page(page, name, size, axe)
+        if size == "desktop":
+            link = page.locator("nav#console-nav a").first.bounding_box()
+            button = page.locator("header.console .who button").bounding_box()
+            assert link and button and abs(link["height"] - button["height"]) <= 2
+
+    # alice is offered no way to disable herself; bob is.
+    page.goto(walk["admin-users"])
+    expect(page.get_by_role("button", name="Disable bob")).to_have_count(1)
+    expect(page.get_by_role("button", name="Disable alice")).to_have_count(0)
+    assert watched.problems == []
+    context.close()
+
+    # A user who is not an administrator sees only what they may use.
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{stack.printing}/jobs")
+    sign_in(page, tenant, "bob", "bob's long password")
+    expect(page.get_by_role("heading", name="Your print jobs")).to_be_visible()
+    links = page.locator("nav#console-nav a").all_inner_texts()
+    assert [t.strip() for t in links] == ["Print", "Jobs"]
+    context.close()
+
+
+def test_the_print_path_works_without_javascript(make_print_stack: Any, browser: Browser) -> None:
+    stack: PrintStack = make_print_stack(workers=1)
+    tenant = stack.tenant()
+    stack.user(tenant, "carol", "carol's long password")
+    device_id, _ = stack.client(tenant, kind="device", scope="device print")
+    stack.printer(tenant, "p1", client_id=device_id)
+
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{stack.printing}/")
+    sign_in(page, tenant, "carol", "carol's long password")
+    # A refused file: the form again, the error beside its field, the address kept.
+    page.get_by_label("PDF file").set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a pdf"}
+    )
+    page.get_by_label("Title").fill("My notes")
+    page.get_by_role("button", name="Print", exact=True).click()
+    expect(page.locator("#file-error")).to_contain_text("This file is not a PDF.")
+    expect(page.get_by_label("Title")).to_have_value("My notes")
+    # Reloading the form's answer's address is the jobs page, not a 405.
+    assert page.url.endswith("/printing/jobs")
+    answer = page.goto(page.url)
+    assert answer is not None and answer.status == 200
+    page.goto(f"{stack.printing}/")
+    page.get_by_label("PDF file").set_input_files(
+        {"name": "report.pdf", "mimeType": "application/pdf", "buffer": make_pdf(1)}
+    )
+    page.get_by_role("button", name="Print", exact=True).click()
+    page.wait_for_url(re.compile(r"/printing/jobs/[0-9a-f]+$"))
+    # The job page refreshes itself by <noscript> meta refresh until the printer takes it.
+    expect(page.locator("#job-state")).to_contain_text("Waiting for the printer", timeout=60_000)
+    assert page.locator("nav#console-nav").count() == 1
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Signed out")).to_be_visible()
+    context.close()
