@@ -96,7 +96,7 @@ def test_admin_is_confined_to_their_tenant(world: World[Browser]) -> None:
 
 def test_settings_form_with_csrf_and_post_redirect_get(world: World[Browser]) -> None:
     admin, path = world.admin, f"/{ISSUER}/admin"
-    assert "Administration" in admin.get(f"/{ISSUER}/account").text
+    assert f'href="/{ISSUER}/admin"' in admin.get(f"/{ISSUER}/account").text  # "Admin"
     page = admin.get(path).text
     assert world.tenant in page and 'name="local_auth_cooperation"' in page
     assert 'name="users_may_grant_tenant_consent"' in page
@@ -230,8 +230,14 @@ def test_users_create_disable_edit_delete(world: World[Browser]) -> None:
     admin.get(f"{path}/nobody", status=404)
 
     # The admin cannot delete or demote themselves.
+    # The admin is offered no way to delete or disable themselves, and a forged form is refused.
     own = f"{path}/boss"
-    answer = admin.submit_form(own, f"{own}/delete", {"confirm": "on"}, status=400)
+    own_page = admin.get(own)
+    assert f'action="{own}/delete"' not in own_page.text and 'name="disabled"' not in own_page.text
+    listed = admin.get(path).text
+    assert f'action="{own}/disable"' not in listed and "(you)" in listed
+    answer = admin.http.post(f"{own}/delete", data={"csrf": admin.csrf(own_page), "confirm": "on"})
+    assert answer.status_code == 400
     assert "your own account" in Html(answer.text).alerts[0]
     answer = admin.submit_form(own, own, {"display_name": "Boss"}, status=400)  # admin box unticked
     assert "administrator role" in Html(answer.text).alerts[0]

@@ -147,6 +147,11 @@ def test_the_printing_commands(make_print_stack: Any, tmp_path: Path) -> None:
     )
     workers = {h["step"]: h["worker"] for h in shown["history"]}
     assert workers["S107"] != workers["S108"]
+    # The tables say it in plain words (core.words), the codes only in the JSON.
+    listed = _cli(env, "admin", "job", "list", "--tenant", t.id).stdout
+    assert "Printed" in listed
+    table = _cli(env, "admin", "job", "show", job["job_id"], "--tenant", t.id).stdout
+    assert "Document" in table and "Printed" in table  # (a narrow table wraps its cells)
     other = _cli(env, "admin", "job", "show", job["job_id"], "--tenant", "nobody")
     assert other.returncode == 2 and "unknown print job" in other.stderr
     bad = _cli(

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from printcloud.cli.common import TenantOpt, emit, fields_of, rows_of, run, table_of
+from printcloud.cli.common import TenantOpt, emit, fields_of, run, table_of
+from printcloud.core import words
 
 job_cli = typer.Typer(help="Print jobs of a tenant.", no_args_is_help=True)
 
@@ -47,8 +48,8 @@ def job_list(
                     d["printer_id"],
                     d["owner"],
                     d["title"],
-                    d["state"],
-                    d["reason"],
+                    words.state_label(d["state"]),
+                    words.reason_text(d["reason"]),
                     f"{d['pages_printed']}/{d['page_count'] or '?'}",
                 ]
                 for d in data
@@ -71,11 +72,23 @@ def job_show(job_id: str, tenant: TenantOpt) -> None:
         return {**job_dict(job), "history": history}
 
     data = run(work)
+    said = words.job_said(data["state"], data["reason"])
+    # Plain words first; the step IDs and workers after them, for the administrator.
     emit(
         data,
         table_of(
-            f"job {job_id}: {data['state']}" + (f" ({data['reason']})" if data["reason"] else ""),
-            ["at", "step", "state", "worker", "detail"],
-            rows_of(data["history"], "at", "step", "state", "worker", "detail"),
+            f"job {job_id}: {said.label}" + (f" ({said.reason})" if said.reason else ""),
+            ["at", "what happened", "state", "step", "worker", "detail"],
+            [
+                [
+                    e["at"],
+                    words.step_label(e["step"]),
+                    words.state_label(e["state"]),
+                    e["step"],
+                    e["worker"] or "",
+                    e["detail"],
+                ]
+                for e in data["history"]
+            ],
         ),
     )
