@@ -50,7 +50,7 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     sign_in(page, t.id, "root")
     expect(page.get_by_role("heading", name="Print", exact=True)).to_be_visible()
     page.get_by_role("link", name="Manage queues").click()
-    expect(page.get_by_role("heading", name="Print queues")).to_be_visible()
+    expect(page.get_by_role("heading", name="Printers and queues")).to_be_visible()
     assert page.url == f"{stack.printing}/queues"
 
     # The tenant's printers and follow-me are offered; another tenant's printer is not.
@@ -89,7 +89,9 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     page.screenshot(path=str(SCREENSHOTS / "print-queues.png"), full_page=True)
 
     # The print page lists it for everyone, with the line that adds it.
-    page.get_by_role("link", name="← Print").click()
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Print", exact=True
+    ).click()
     expect(page.locator("#queue-office")).to_contain_text("Second floor, by the window")
 
     # Delete it.
@@ -109,6 +111,7 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     sign_in(page, t.id, "bob")
     expect(page.get_by_role("heading", name="Print", exact=True)).to_be_visible()
     expect(page.get_by_role("link", name="Manage queues")).to_have_count(0)
+    expect(page.get_by_role("link", name="Printers and queues")).to_have_count(0)
     page.goto(f"{stack.printing}/queues")
     expect(page.get_by_role("heading", name="Administrators only")).to_be_visible()
     expect(page.get_by_role("button", name="Add queue")).to_have_count(0)

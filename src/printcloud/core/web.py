@@ -92,6 +92,8 @@ def error_response(
             "heading": heading,
             "text": text,
             "detail": detail,
+            # For a support request; a missing page or a wrong method needs none.
+            "code": "" if status in (404, 405) else error,
             "viewer": viewer,
             "console_service": service,
             "home": "/crm/" if service == "crm" else "/printing/",
