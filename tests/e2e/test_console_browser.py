@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 WIDTHS = {"desktop": 1280, "phone": 390}
+#: Walked again in dark mode (the stylesheet follows `prefers-color-scheme`).
+DARK = ("print", "job", "admin-users", "not-found")
 #: Codes a person must never read: states and reasons with an underscore, the
 #: seed's step IDs.
 RAW_CODES = re.compile(
@@ -141,6 +143,13 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
             link = page.locator("nav#console-nav a").first.bounding_box()
             button = page.locator("header.console .who button").bounding_box()
             assert link and button and abs(link["height"] - button["height"]) <= 2
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="dark")
+    for name in DARK:
+        page.goto(walk[name])
+        check_page(page, name, "dark", axe)
+    page.emulate_media(color_scheme="light")
 
     # alice is offered no way to disable herself; bob is.
     page.goto(walk["admin-users"])
