@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
 from printcloud.auth import service as auth_service
@@ -149,6 +150,24 @@ def test_people_set_up_a_scheduled_batch_in_the_browser(
         expect(row).to_have_count(1)
         expect(row).to_contain_text("once")
         expect(row).to_contain_text(start.strftime("%Y-%m-%d %H:%M UTC"))
+        # The CRM's pages wear the console (issue 16): one navigation with the CRM's
+        # sections for its people, and no serious axe-core violation, also on a phone.
+        nav = crm.locator("nav#console-nav")
+        expect(nav).to_have_count(1)
+        links = [t.strip() for t in nav.locator("a").all_inner_texts()]
+        assert links == ["Documents", "Batch printing", "Admin"]  # the clerk administers
+        expect(nav.get_by_role("link", name="Admin")).to_have_attribute("href", "/idp-b/admin")
+        expect(nav.get_by_role("link", name="Batch printing")).to_have_attribute(
+            "aria-current", "page"
+        )
+        for width in (1280, 390):
+            crm.set_viewport_size({"width": width, "height": 900})
+            for path in ("/crm/", "/crm/jobs"):
+                crm.goto(path)
+                found = Axe().run(crm).response["violations"]
+                serious = [v["id"] for v in found if v["impact"] in ("serious", "critical")]
+                assert not serious, (path, width, serious)
+        crm.set_viewport_size({"width": 1280, "height": 720})
 
         # FIG. 7 / S1501–S1509: the tick fires; reload the runs until it is completed
         crm.goto("/crm/runs")
