@@ -148,8 +148,6 @@ async def submit(
     tenant_id = principal.tenant_id
     if not printer_id:
         raise InvalidRequest("printer_id is required", field="printer_id")
-    if rt.engine is None:
-        raise Unavailable("this replica does not run print workflows")
 
     def check_printer(db: Session) -> None:
         try:
@@ -186,6 +184,8 @@ async def submit(
             fit()
         info = inspect_pdf(document)
         check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
+        if rt.engine is None:  # after the checks (their answers first), before anything is kept
+            raise Unavailable("this replica does not run print workflows")
         rt.blobs.put(data_key, document)
         return info
 
