@@ -33,6 +33,10 @@ Per case, a warm-up of each target (not recorded), then `--runs` runs (default 1
 3; `--quick` 3 s x 1) alternating the targets, so load from elsewhere hits both alike;
 medians. The ratio is printcloud / ippeveprinter. Goals (issue 14): >= 1.0x on
 Get-Printer-Attributes (answered from a cached encoding), >= 0.5x on Print-Job.
+"wake-ups/req" is the voluntary context switches of every thread of the target's
+processes during a run (sampled every 0.1 s), per request: on a shared, pinned core
+each is a wait for the core, which is where printcloud's time at one connection goes
+(bench/README.md).
 ippeveprinter needs D-Bus and avahi-daemon: started when not running (as the tests do)
 and left running, since they are the machine's system daemons.
 """
@@ -49,6 +53,7 @@ import statistics
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,8 +193,8 @@ def pin_group(pgid: int, cpu: int) -> None:
 
 
 @contextlib.contextmanager
-def ippeveprinter(out_dir: Path) -> Iterator[tuple[str, str]]:
-    """(URL to post to, printer-uri) of a running ippeveprinter on CPU 0."""
+def ippeveprinter(out_dir: Path) -> Iterator[tuple[str, str, int]]:
+    """(URL to post to, printer-uri, process group) of a running ippeveprinter on CPU 0."""
     ensure_mdns()
     spool = Path(tempfile.mkdtemp(prefix="pc-bench-ippeve-", dir=_scratch()))
     try:
@@ -217,7 +222,7 @@ def ippeveprinter(out_dir: Path) -> Iterator[tuple[str, str]]:
             url = f"http://{LOOPBACK}:{port}/ipp/print"
             uri = f"ipp://localhost:{port}/ipp/print"
             wait_ipp(url, ipp_request(0x0B, uri, job=False), proc=proc, log=log)
-            yield url, uri
+            yield url, uri, proc.pid
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 
@@ -269,6 +274,63 @@ def wrk(
     return parse_wrk(text, str(out)), int(busy.group(1)) if busy else 0
 
 
+def _thread_switches(pgid: int) -> dict[int, int]:
+    """Voluntary context switches so far of each thread of process group `pgid`."""
+    counts: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            for task in os.scandir(Path(entry.path, "task")):
+                with contextlib.suppress(OSError, ValueError):
+                    for line in Path(task.path, "status").read_text().splitlines():
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            counts[int(task.name)] = int(line.split()[1])
+    return counts
+
+
+class Wakeups:
+    """Voluntary context switches of a process group's threads while the block runs,
+    sampled every 0.1 s from CPU 1 (threads come and go: ippeveprinter has one per
+    connection, a pool's threads end when idle), so a thread that ends between two
+    samples loses at most its last 0.1 s."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid = pgid
+        self.total = 0
+        self._stop = threading.Event()
+        self._first: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+
+    def _sample(self) -> None:
+        for tid, count in _thread_switches(self.pgid).items():
+            self._first.setdefault(tid, count if not self._started else 0)
+            self._last[tid] = count
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {1})
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def __enter__(self) -> Wakeups:
+        self._started = False
+        self._sample()
+        self._started = True
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._sample()
+        self.total = sum(self._last[tid] - first for tid, first in self._first.items())
+
+
 def accepted_per_second(run: WrkRun, busy: int) -> float:
     """Answers that accepted the request, per second (wrk's req/s less the busy share)."""
     return run.rps * (run.requests - busy) / run.requests if run.requests else 0.0
@@ -302,10 +364,11 @@ def run(options: Options, out_dir: Path) -> bool:
     basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     results: dict[str, dict[str, CaseResult]] = {t: {} for t in TARGETS}
     accepted: dict[str, dict[str, list[float]]] = {t: {} for t in TARGETS}
+    wakeups: dict[str, dict[str, list[float]]] = {t: {} for t in TARGETS}
     warnings: list[str] = []
 
     with contextlib.ExitStack() as stack:
-        peer_url, peer_uri = stack.enter_context(ippeveprinter(out_dir))
+        peer_url, peer_uri, peer_group = stack.enter_context(ippeveprinter(out_dir))
         pc = stack.enter_context(print_stack(workers=1, log_dir=out_dir))
         pc_url = _add_user_and_queue(pc)
         pc_uri = pc_url.replace("http://", "ipp://", 1)
@@ -318,6 +381,7 @@ def run(options: Options, out_dir: Path) -> bool:
             "ippeveprinter": (peer_url, peer_uri, ""),
             "printcloud": (pc_url, pc_uri, basic),
         }
+        groups = {"ippeveprinter": peer_group, "printcloud": pc.proc.pid}
         for case, connections in CASES.items():
             kind = case.split("_", 1)[0]
             for target, (_url, uri, _auth) in targets.items():
@@ -340,15 +404,20 @@ def run(options: Options, out_dir: Path) -> bool:
                 for target, (url, _, auth) in targets.items():
                     env = {"IPP_BODY": str(out_dir / f"{target}-{kind}.ipp"), "IPP_AUTH": auth}
                     out = out_dir / f"{target}-{case}-run{index + 1}.txt"
-                    measured, busy = wrk(
-                        url,
-                        script=script,
-                        connections=connections,
-                        duration=opts.duration,
-                        env=env,
-                        out=out,
-                    )
+                    with Wakeups(groups[target]) as woken:
+                        measured, busy = wrk(
+                            url,
+                            script=script,
+                            connections=connections,
+                            duration=opts.duration,
+                            env=env,
+                            out=out,
+                        )
+                    switches = woken.total
                     results[target][case].runs.append(measured)
+                    wakeups[target].setdefault(case, []).append(
+                        switches / measured.requests if measured.requests else 0.0
+                    )
                     accepted[target].setdefault(case, []).append(
                         accepted_per_second(measured, busy)
                     )
@@ -356,12 +425,13 @@ def run(options: Options, out_dir: Path) -> bool:
                         drain(pc)
             pc.alive()
 
-    return _report(results, accepted, out_dir, opts, warnings)
+    return _report(results, accepted, wakeups, out_dir, opts, warnings)
 
 
 def _report(
     results: dict[str, dict[str, CaseResult]],
     accepted: dict[str, dict[str, list[float]]],
+    wakeups: dict[str, dict[str, list[float]]],
     out_dir: Path,
     opts: Options,
     warnings: list[str],
@@ -369,7 +439,8 @@ def _report(
     from rich.table import Table
 
     table = Table(title="IPP: requests/s (Print-Job: jobs accepted/s)")
-    for column in ("target", "case", "req/s", "accepted/s", "p50 ms", "p99 ms", "failed"):
+    columns = ("target", "case", "req/s", "accepted/s", "p50 ms", "p99 ms", "wake-ups/req")
+    for column in (*columns, "failed"):
         table.add_column(column)
     for target in TARGETS:
         for case, result in results[target].items():
@@ -381,6 +452,7 @@ def _report(
                 f"{statistics.median(accepted[target][case]):,.1f}",
                 f"{result.median_p50_ms:.2f}",
                 f"{result.median_p99_ms:.2f}",
+                f"{statistics.median(wakeups[target][case]):.1f}",
                 f"[red]{failed}[/]" if failed else "0",
             )
     console.print(table)
@@ -419,6 +491,7 @@ def _report(
         "goals": GOALS,
         "results": {t: {c: r.to_json() for c, r in cases.items()} for t, cases in results.items()},
         "accepted_per_second": accepted,
+        "wakeups_per_request": wakeups,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return ok

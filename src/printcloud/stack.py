@@ -120,6 +120,8 @@ def create_stack(
         try:
             yield
         finally:
+            if rt is not None:  # the jobs answered but not started yet, first
+                await run_in_threadpool(rt.finish_starts)
             if engine is not None:
                 await run_in_threadpool(engine.shutdown)
             if dg is not None:

@@ -13,8 +13,11 @@ One intake for every way in (the JSON API's upload or URL, the print page):
   kept like an upload, so the conversion workers read what was checked here;
   the PDF is inspected (`convert.inspect_pdf`) and its pixels capped
   (`convert.check_job_pixels`) before anything exists; then the blob is stored
-  (`sessions.job_data_key`), the job recorded as `accepted` (S105) and its
-  workflow started (`start_workflow`, `pipeline.process_job`).
+  (`sessions.job_data_key`), the job recorded as `accepted` (S105), and its
+  workflow (`pipeline.process_job`) started right after the answer (`start_soon`):
+  the committed job is what makes the request durable; a process that dies before
+  the start leaves a job without workflow, which `pipeline.adopt_orphans` starts at
+  the next start.
 
 Nothing is created when the data is refused.
 """
@@ -30,6 +33,7 @@ from starlette.datastructures import UploadFile
 
 from printcloud.core.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
 from printcloud.core.guard import Principal
+from printcloud.core.logs import get_logger
 
 from . import capabilities, pipeline, service
 from .convert import PdfInfo, check_job_pixels, inspect_pdf
@@ -37,6 +41,8 @@ from .models import PrintJobRow
 from .runtime import PrintingRuntime
 from .sessions import job_data_key
 from .worker import fetch_print_data
+
+log = get_logger("printing.intake")
 
 
 def _bool(value: Any, name: str, default: bool) -> bool:
@@ -172,12 +178,14 @@ async def submit(
     document = data
 
     # Two trips to the thread pool in all (each costs about as much as a small query):
-    # the document's checks and storage, then the records and the workflow's start.
+    # the document's checks and storage, then the records (one transaction).
     def keep() -> PdfInfo:
         if url is None:
             fit()
         info = inspect_pdf(document)
         check_job_pixels(info, dpi=options.dpi, max_megapixels=rt.settings.max_job_megapixels)
+        if rt.engine is None:  # after the checks (their answers first), before anything is kept
+            raise Unavailable("this replica does not run print workflows")
         rt.blobs.put(data_key, document)
         return info
 
@@ -205,20 +213,48 @@ async def submit(
             if also is not None:
                 also(db, job)
             db.expunge(job)
-        start_workflow(rt, tenant_id, job_id)
         return job
 
     try:
-        return await run_in_threadpool(record)
+        job = await run_in_threadpool(record)
     except InvalidRequest:
         await run_in_threadpool(rt.blobs.delete, data_key)  # refused: nothing is kept
         raise
+    start_soon(rt, tenant_id, job_id)
+    return job
+
+
+def start_soon(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
+    """Start the workflow of a job just committed, on the runtime's starter thread, while
+    the caller answers. Starting one (`DBOS.start_workflow`: its row, then the hop to
+    DBOS's loop) took most of a Print-Job's time at one connection, and nothing in the
+    answer needs it: the job row is the durable record. A start that never happens (the
+    process died, or is stopping) is made by `pipeline.adopt_orphans` at the next start;
+    a cancel before it is seen at the workflow's first step."""
+    try:
+        rt.start_later(start_workflow, rt, tenant_id, job_id)
+    except RuntimeError:  # the starter is stopped: the process is going down
+        log.warning(
+            "a job's workflow is left for the next start (the service is stopping)",
+            extra={"fields": {"job_id": job_id}},
+        )
 
 
 def start_workflow(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
     """The job's workflow (`pipeline.process_job`, `job-<id>`), from S106 on."""
-    if rt.engine is None:
-        raise Unavailable("this replica does not run print workflows")
-    rt.engine.start(pipeline.process_job, workflow_id=pipeline.workflow_id(job_id))(
-        tenant_id, job_id
-    )
+    engine = rt.engine
+    if engine is None:
+        log.warning(
+            "a job's workflow is left for the next start (no engine)",
+            extra={"fields": {"job_id": job_id}},
+        )
+        return
+    try:
+        engine.start(pipeline.process_job, workflow_id=pipeline.workflow_id(job_id))(
+            tenant_id, job_id
+        )
+    except Exception:  # its job stays `accepted`; adopted at the next start
+        log.exception(
+            "starting a job's workflow failed; it is started at the next start",
+            extra={"fields": {"job_id": job_id}},
+        )

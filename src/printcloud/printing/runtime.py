@@ -9,8 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
@@ -87,6 +89,9 @@ class PrintingRuntime:
     #: For the printers' push URLs (S109): addresses a tenant chose, so the egress
     #: policy's pinned client (made by `build_runtime`).
     push_http: httpx.Client = field(default_factory=lambda: egress.client(egress.EgressPolicy()))
+    #: One thread that starts the workflows of jobs just recorded, after their answer
+    #: (`intake.start_soon`); made by `start`, stopped by `finish_starts`.
+    _starter: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -113,12 +118,27 @@ class PrintingRuntime:
             for prepare in self.before_launch:
                 prepare(engine)
             engine.launch()
+            self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-starts")
             for hook in self.on_started:
                 hook()
         self.started = True
 
+    def start_later(self, func: Callable[..., object], *args: Any) -> None:
+        """Run `func(*args)` on the starter thread, in order; `RuntimeError` when none
+        runs (not started, or stopping)."""
+        if self._starter is None:
+            raise RuntimeError("the print service's workflows are not running")
+        self._starter.submit(func, *args)
+
+    def finish_starts(self) -> None:
+        """Make the starts asked for so far and take no more: before the engine stops."""
+        starter, self._starter = self._starter, None
+        if starter is not None:
+            starter.shutdown(wait=True)
+
     def stop(self) -> None:
         """Stop what `start` started (the engine is shut down by whoever made it)."""
+        self.finish_starts()
         self.engine = None
         if self.pool is not None:
             self.pool.stop()
