@@ -27,8 +27,8 @@ client-credentials token of `api.DeviceTokens`, scope `device`, as a bearer toke
    PBM per colorant and a preview PNG per page in `out_dir/<job>/`, a sink printer only
    counting them), or forwarded as fetched (`forward.ForwardPrinter`); the fetched
    document is kept as `document.pdf` (`.pwg`, `.urf`) beside them;
-4. Update-Document-Status beside Update-Job-Status (both at once: the job's end in
-   printcloud waits for one round trip, not two): `completed` with
+4. Update-Job-Status, then Update-Document-Status (the job's end in printcloud waits
+   for one round trip, not two): `completed` with
    `job-impressions-completed` (pages × copies), or `aborted`/`canceled` with
    `output-device-job-state-reasons` (an injected fault: `paper_out` →
    `media-empty-error`, `toner_out` → `toner-empty-error`, `engine_error` →
@@ -254,9 +254,9 @@ class InfraAgent:
     def _beside(
         self, operation: Operation, attributes: list[Attribute], groups: list[Group] | None = None
     ) -> threading.Thread:
-        """Send an operation whose answer nothing waits for (Acknowledge-Document,
-        Update-Document-Status: the Infrastructure Printer only notes them) on a thread
-        of its own, while the job goes on; the caller joins it before the job's report.
+        """Send an operation whose answer nothing waits for (Acknowledge-Document: the
+        Infrastructure Printer only notes it) on a thread of its own, while the job goes
+        on; the caller joins it before the job's report.
         Its failure is logged, as that of the same `_send` inline was ignored."""
 
         def send() -> None:
@@ -827,13 +827,26 @@ class InfraAgent:
             )
 
     def _report(self, job: FetchedJob, report: _Report, journal: Journal, folder: Path) -> None:
-        """Update-Document-Status beside Update-Job-Status (the one printcloud acts on:
-        the job's end waits for no other round trip)."""
+        """Update-Job-Status (the one printcloud acts on), then Update-Document-Status: the
+        job's end in printcloud waits for one round trip, not two (the Infrastructure
+        Printer only notes the document's status, also of an ended job)."""
         reasons = Attribute(
             "output-device-job-state-reasons", ValueTag.KEYWORD, list(report.reasons)
         )
         impressions = Attribute("job-impressions-completed", ValueTag.INTEGER, report.impressions)
-        document = self._beside(
+        status = [
+            Attribute("output-device-job-state", ValueTag.ENUM, int(report.state)),
+            reasons,
+            impressions,
+        ]
+        if report.message:
+            status.append(
+                Attribute("output-device-job-state-message", ValueTag.TEXT, report.message[:255])
+            )
+        self._checked(
+            Operation.UPDATE_JOB_STATUS, self._job(job.number), [Group(GroupTag.JOB, status)]
+        )
+        self._send(
             Operation.UPDATE_DOCUMENT_STATUS,
             self._job(job.number, Attribute("document-number", ValueTag.INTEGER, 1)),
             [
@@ -851,21 +864,6 @@ class InfraAgent:
                 )
             ],
         )
-        status = [
-            Attribute("output-device-job-state", ValueTag.ENUM, int(report.state)),
-            reasons,
-            impressions,
-        ]
-        if report.message:
-            status.append(
-                Attribute("output-device-job-state-message", ValueTag.TEXT, report.message[:255])
-            )
-        try:
-            self._checked(
-                Operation.UPDATE_JOB_STATUS, self._job(job.number), [Group(GroupTag.JOB, status)]
-            )
-        finally:
-            document.join()
         journal.reported = True
         journal.save(folder)
         log.info(
