@@ -433,6 +433,38 @@ def test_waiting_workflows_cost_no_polling_and_wake_on_their_message(
     assert sorted(p.result() for p in parents) == sorted(f"{n}:m{n}" for n in range(2 * keys))
 
 
+@pytest.mark.parametrize("waiter", [wait_for_message, wait_for_message_async])
+def test_a_recorded_end_frees_the_slot_and_wakes_the_awaiting_with_no_polling(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, waiter: Any
+) -> None:
+    """A run queued behind a full key starts when the run before it ends, and whoever
+    awaits that run wakes, by DBOS's recorded end alone (`Waker.recorded`): every
+    fallback that would find them by polling is an hour away here — the waker's checks
+    after a run's end, the queue's poll without a nudge, the awaited runs' sweep."""
+    monkeypatch.setattr(waker, "_ENDING_CHECKS", (3600.0,))
+    monkeypatch.setattr(waker, "_QUEUE_FALLBACK_SECONDS", 3600.0)
+    token, key = _token(), "slot"
+    with tasks.TaskEngine(settings) as engine:
+        first = engine.enqueue(WAITERS, waiter, key=key, workflow_id=f"slot-{token}-1")
+        first_run = first(token, 1)
+        _until(lambda: calls[f"{token}:arrived"] == 1, "the first run takes the key's one slot")
+        second = engine.enqueue(WAITERS, waiter, key=key, workflow_id=f"slot-{token}-2")
+        second_run = second(token, 2)
+
+        def queued() -> bool:
+            status = engine.get_status(second_run.workflow_id)
+            return status is not None and status.state == "ENQUEUED"
+
+        _until(queued, "the second run waits for the slot")
+        # The queue polled on that enqueue and found the key full: only a nudge makes
+        # it poll again within the hour.
+        engine.send(first_run.workflow_id, "a", topic="wake")
+        _until(lambda: calls[f"{token}:arrived"] == 2, "the second run takes the freed slot")
+        assert first_run.result(poll_interval=3600.0) == "1:a"
+        engine.send(second_run.workflow_id, "b", topic="wake")
+        assert second_run.result(poll_interval=3600.0) == "2:b"
+
+
 def test_waiting_async_workflows_hold_no_thread_and_wake_on_their_message(
     tmp_path: Path, task_db_url: str | None
 ) -> None:

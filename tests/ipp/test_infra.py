@@ -290,6 +290,13 @@ def test_the_whole_conversation_prints_the_job(infra_world: InfraWorld) -> None:
     assert done.code == Status.SUCCESSFUL_OK, done
     job = world.stack.wait_for(t.api, job_id, "printed")
     assert job["pages_printed"] == 4
+    # the document's status is noted after the job's end too (our proxy sends it then)
+    late = _send(
+        world,
+        Operation.UPDATE_DOCUMENT_STATUS,
+        ops=_job_ops(device, number, Attribute("document-number", ValueTag.INTEGER, 1)),
+    )
+    assert late.code == Status.SUCCESSFUL_OK, late
     wait_completed(t, job_id)
     assert_no_leftovers(world.stack, job_id)
     # the device hears that its job completed

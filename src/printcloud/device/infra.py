@@ -20,13 +20,15 @@ client-credentials token of `api.DeviceTokens`, scope `device`, as a bearer toke
    off (1 s doubling to 30 s); a subscription the server forgot is made again;
 3. per job: Fetch-Job, Acknowledge-Job, Fetch-Document (`document-format-accepted`
    application/pdf; forwarding, what the office printer takes of PDF, PWG raster and
-   URF, `ForwardPrinter.formats`), Acknowledge-Document; then the job is printed
+   URF, `ForwardPrinter.formats`), Acknowledge-Document (sent beside the printing: nothing
+   waits for its answer, which is in before the report); then the job is printed
    (Update-Active-Jobs before each page: a job cancelled in printcloud stops,
    `still_active`): rendered like the JSON-mode agent's pages (`raster.render_page`, one
    PBM per colorant and a preview PNG per page in `out_dir/<job>/`, a sink printer only
    counting them), or forwarded as fetched (`forward.ForwardPrinter`); the fetched
    document is kept as `document.pdf` (`.pwg`, `.urf`) beside them;
-4. Update-Document-Status and Update-Job-Status: `completed` with
+4. Update-Job-Status, then Update-Document-Status (the job's end in printcloud waits
+   for one round trip, not two): `completed` with
    `job-impressions-completed` (pages × copies), or `aborted`/`canceled` with
    `output-device-job-state-reasons` (an injected fault: `paper_out` →
    `media-empty-error`, `toner_out` → `toner-empty-error`, `engine_error` →
@@ -248,6 +250,27 @@ class InfraAgent:
                 timeout=timeout.read if timeout is not None else None,
             ),
         )
+
+    def _beside(
+        self, operation: Operation, attributes: list[Attribute], groups: list[Group] | None = None
+    ) -> threading.Thread:
+        """Send an operation whose answer nothing waits for (Acknowledge-Document: the
+        Infrastructure Printer only notes it) on a thread of its own, while the job goes
+        on; the caller joins it before the job's report.
+        Its failure is logged, as that of the same `_send` inline was ignored."""
+
+        def send() -> None:
+            try:
+                answer = self._send(operation, attributes, groups)
+            except DeviceError as exc:
+                log.warning("%s: %s", operation.name.replace("_", "-").title(), exc)
+                return
+            if not answer.ok:
+                log.info("%s: %s", operation.name.replace("_", "-").title(), answer.describe())
+
+        thread = threading.Thread(target=send, name=f"infra-{operation.name.lower()}", daemon=True)
+        thread.start()
+        return thread
 
     def _checked(
         self, operation: Operation, attributes: list[Attribute], groups: list[Group] | None = None
@@ -555,7 +578,9 @@ class InfraAgent:
         if fetched not in accepted:
             raise DeviceError(f"Fetch-Document {number}: {fetched!r:.60} was not asked for")
         data = bytes(document.message.data)
-        self._send(
+        # The document is printed while its acknowledgement travels (one round trip less
+        # on the job's path); it has arrived before the job's report.
+        acknowledged = self._beside(
             Operation.ACKNOWLEDGE_DOCUMENT,
             self._job(number, Attribute("document-number", ValueTag.INTEGER, 1)),
         )
@@ -564,10 +589,13 @@ class InfraAgent:
         journal.copies = job.copies
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"document.{SUFFIX[fetched]}").write_bytes(data)
-        if fetched == PDF:
-            report = self._print(job, data, journal, folder)
-        else:
-            report = self._print_raster(job, data, fetched, journal, folder)
+        try:
+            if fetched == PDF:
+                report = self._print(job, data, journal, folder)
+            else:
+                report = self._print_raster(job, data, fetched, journal, folder)
+        finally:
+            acknowledged.join()
         self._report(job, report, journal, folder)
         outcome = self._outcome(
             key,
@@ -799,11 +827,25 @@ class InfraAgent:
             )
 
     def _report(self, job: FetchedJob, report: _Report, journal: Journal, folder: Path) -> None:
-        """Update-Document-Status, then Update-Job-Status (the one printcloud acts on)."""
+        """Update-Job-Status (the one printcloud acts on), then Update-Document-Status: the
+        job's end in printcloud waits for one round trip, not two (the Infrastructure
+        Printer only notes the document's status, also of an ended job)."""
         reasons = Attribute(
             "output-device-job-state-reasons", ValueTag.KEYWORD, list(report.reasons)
         )
         impressions = Attribute("job-impressions-completed", ValueTag.INTEGER, report.impressions)
+        status = [
+            Attribute("output-device-job-state", ValueTag.ENUM, int(report.state)),
+            reasons,
+            impressions,
+        ]
+        if report.message:
+            status.append(
+                Attribute("output-device-job-state-message", ValueTag.TEXT, report.message[:255])
+            )
+        self._checked(
+            Operation.UPDATE_JOB_STATUS, self._job(job.number), [Group(GroupTag.JOB, status)]
+        )
         self._send(
             Operation.UPDATE_DOCUMENT_STATUS,
             self._job(job.number, Attribute("document-number", ValueTag.INTEGER, 1)),
@@ -821,18 +863,6 @@ class InfraAgent:
                     ],
                 )
             ],
-        )
-        status = [
-            Attribute("output-device-job-state", ValueTag.ENUM, int(report.state)),
-            reasons,
-            impressions,
-        ]
-        if report.message:
-            status.append(
-                Attribute("output-device-job-state-message", ValueTag.TEXT, report.message[:255])
-            )
-        self._checked(
-            Operation.UPDATE_JOB_STATUS, self._job(job.number), [Group(GroupTag.JOB, status)]
         )
         journal.reported = True
         journal.save(folder)
