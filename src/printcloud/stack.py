@@ -20,6 +20,7 @@ from printcloud.auth import housekeeping
 from printcloud.auth import service as auth_service
 from printcloud.auth.app import create_app as create_auth
 from printcloud.auth.fastlane import OAuthFastLane
+from printcloud.core import crypto
 from printcloud.core.db import Database, migrate
 from printcloud.core.http import trust_certificate
 from printcloud.core.logs import configure, get_logger
@@ -51,6 +52,11 @@ def prepare(settings: Settings, *, serving: bool = True) -> Database:
     what a running deployment signs its users in with (`printcloud admin bootstrap`
     does, when asked)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    crypto.use_password_parameters(
+        time_cost=settings.password_hash_time_cost,
+        memory_kib=settings.password_hash_memory_kib,
+        parallelism=settings.password_hash_parallelism,
+    )
     db = Database(
         settings.effective_database_url,
         pool_size=settings.database_pool_size,
