@@ -55,6 +55,8 @@ def prepare(settings: Settings, *, serving: bool = True) -> Database:
         memory_kib=settings.password_hash_memory_kib,
         parallelism=settings.password_hash_parallelism,
     )
+    if serving:
+        crypto.make_password_decoy()
     db = Database(
         settings.effective_database_url,
         pool_size=settings.database_pool_size,

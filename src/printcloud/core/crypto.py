@@ -44,9 +44,15 @@ def use_password_parameters(*, time_cost: int, memory_kib: int, parallelism: int
 @functools.lru_cache(maxsize=4)
 def _dummy_hash(hasher: PasswordHasher) -> str:
     """A hash to verify against when the user does not exist, made with the parameters
-    in use, so that the time taken does not reveal which user names exist. Made at its
-    first use, not at import: every process (CLI, worker) would pay one argon2 hash."""
+    in use, so that the time taken does not reveal which user names exist. Made as a
+    server prepares (`make_password_decoy`), or at first use; not at import, where every
+    admin CLI call would pay one argon2 hash for nothing."""
     return hasher.hash("printcloud-dummy-password")
+
+
+def make_password_decoy() -> None:
+    """Make the decoy now: a server does, before its first login (`stack.prepare`)."""
+    _dummy_hash(_Passwords.hasher)
 
 
 def new_token(nbytes: int = 32) -> str:
