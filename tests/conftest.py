@@ -26,10 +26,21 @@ import httpx
 import pytest
 import uvicorn
 
+from printcloud.core import crypto
 from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 
 REQUIRE_PEERS = os.environ.get("PRINTCLOUD_REQUIRE_PEERS") == "1"
+
+#: argon2id at the floor the settings allow (OWASP's: t=2, 19 MiB, p=1) rather than the
+#: default (t=3, 64 MiB, p=4): the same code, a fifth of the CPU per password set or
+#: checked. Through the environment, every Settings of the tests and every process they
+#: start (`printcloud serve`, CLI calls) uses them; tests/core/test_crypto.py proves the
+#: default's parameters.
+TEST_PASSWORD_HASHING = {"time_cost": 2, "memory_kib": 19 * 1024, "parallelism": 1}
+for _name, _value in TEST_PASSWORD_HASHING.items():
+    os.environ[f"PRINTCLOUD_PASSWORD_HASH_{_name.upper()}"] = str(_value)
+crypto.use_password_parameters(**TEST_PASSWORD_HASHING)
 #: Where PostgreSQL is documented to answer (docs, .ci/run): used when nothing else is set.
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -107,14 +107,9 @@ def test_serve_refuses_several_http_workers_for_the_print_service(cli: CliRunner
 
 
 def _admin(env: dict[str, str], *args: str) -> Any:
-    exe = Path(sys.executable).with_name("printcloud")
-    out = subprocess.run(
-        [str(exe), "admin", "--json", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    from tests.helpers.cli import run_cli
+
+    out = run_cli(env, "admin", "--json", *args)
     assert out.returncode == 0, out.stderr + out.stdout
     return json.loads(out.stdout)
 

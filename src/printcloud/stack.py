@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -16,24 +17,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from printcloud import __version__
-from printcloud.auth import housekeeping
 from printcloud.auth import service as auth_service
-from printcloud.auth.app import create_app as create_auth
-from printcloud.auth.fastlane import OAuthFastLane
+from printcloud.core import crypto
 from printcloud.core.db import Database, migrate
 from printcloud.core.http import trust_certificate
 from printcloud.core.logs import configure, get_logger
 from printcloud.core.settings import Settings
-from printcloud.core.tasks import TaskEngine
 from printcloud.core.tls import served_certificate
-from printcloud.crm.app import create_app as create_crm
-from printcloud.docgen.app import create_app as create_docgen
-from printcloud.docgen.digest import MemoryNonceStore, NonceStore, RedisNonceStore
-from printcloud.docgen.runtime import DocgenRuntime
-from printcloud.printing.app import create_app as create_printing
-from printcloud.printing.app import create_convert_app
-from printcloud.printing.ipp_fastlane import IppFastLane
-from printcloud.printing.runtime import PrintingRuntime
+
+if TYPE_CHECKING:
+    from printcloud.docgen.digest import NonceStore
+    from printcloud.docgen.runtime import DocgenRuntime
+    from printcloud.printing.runtime import PrintingRuntime
+
+# The services' apps are imported where they are built: a conversion worker
+# (`--service convert`, one per core beside each print service) imports its own app only,
+# not the other services' pages, workflows (DBOS) and IPP (about half its start's CPU).
 
 log = get_logger("stack")
 #: What `printcloud serve --service NAME` can run alone.
@@ -51,6 +50,13 @@ def prepare(settings: Settings, *, serving: bool = True) -> Database:
     what a running deployment signs its users in with (`printcloud admin bootstrap`
     does, when asked)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    crypto.use_password_parameters(
+        time_cost=settings.password_hash_time_cost,
+        memory_kib=settings.password_hash_memory_kib,
+        parallelism=settings.password_hash_parallelism,
+    )
+    if serving:
+        crypto.make_password_decoy()
     db = Database(
         settings.effective_database_url,
         pool_size=settings.database_pool_size,
@@ -67,6 +73,8 @@ def prepare(settings: Settings, *, serving: bool = True) -> Database:
 def nonces(settings: Settings) -> NonceStore:
     """Where docgen keeps the Digest nonces it has seen: shared by replicas through Redis
     (`PRINTCLOUD_DIGEST_NONCE_STORE`), else this process's memory."""
+    from printcloud.docgen.digest import MemoryNonceStore, RedisNonceStore
+
     if settings.digest_nonce_store:
         return RedisNonceStore(settings.digest_nonce_store)
     return MemoryNonceStore()
@@ -87,7 +95,18 @@ def create_stack(
         trust_certificate(served_certificate(settings))  # it calls its own https:// URL
     db = prepare(settings)
     if service == "convert":
+        from printcloud.printing.app import create_convert_app
+
         return create_convert_app(settings, db=db)
+    from printcloud.auth import housekeeping
+    from printcloud.auth.app import create_app as create_auth
+    from printcloud.auth.fastlane import OAuthFastLane
+    from printcloud.core.tasks import TaskEngine
+    from printcloud.crm.app import create_app as create_crm
+    from printcloud.docgen.app import create_app as create_docgen
+    from printcloud.printing.app import create_app as create_printing
+    from printcloud.printing.ipp_fastlane import IppFastLane
+
     wanted = (service,) if service else services
     printing = create_printing(settings, db=db) if "printing" in wanted else None
     crm = create_crm(settings, db=db) if "crm" in wanted else None

@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from pydantic import ValidationError
 
 from printcloud.core import crypto
+from printcloud.core.settings import Settings
+from tests.conftest import TEST_PASSWORD_HASHING
 
 
 def test_new_token_carries_256_bits_url_safe() -> None:
@@ -59,6 +63,37 @@ def test_password_needs_rehash_when_parameters_change() -> None:
     weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("correct horse")
     assert crypto.verify_password(weak, "correct horse")
     assert crypto.password_needs_rehash(weak)
+
+
+def test_the_default_parameters_are_rfc_9106s_and_the_settings_keep_owasps_floor() -> None:
+    """The tests hash at the floor (tests/conftest.py); a deployment's default is RFC 9106's
+    second recommended option, and a hash made under other parameters is rehashed."""
+    fields = Settings.model_fields
+    default = {
+        "time_cost": fields["password_hash_time_cost"].default,
+        "memory_kib": fields["password_hash_memory_kib"].default,
+        "parallelism": fields["password_hash_parallelism"].default,
+    }
+    assert default == {"time_cost": 3, "memory_kib": 65536, "parallelism": 4}
+    floor = crypto.hash_password("correct horse")
+    assert "$m=19456,t=2,p=1$" in floor
+    try:
+        crypto.use_password_parameters(**default)
+        stored = crypto.hash_password("correct horse")
+        assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert crypto.verify_password(stored, "correct horse")
+        assert not crypto.verify_password(None, "correct horse")
+        assert crypto.password_needs_rehash(floor) and not crypto.password_needs_rehash(stored)
+    finally:
+        crypto.use_password_parameters(**TEST_PASSWORD_HASHING)
+    below: list[dict[str, Any]] = [
+        {"password_hash_time_cost": 1},
+        {"password_hash_memory_kib": 19 * 1024 - 1},
+        {"password_hash_parallelism": 0},
+    ]
+    for weak in below:
+        with pytest.raises(ValidationError, match=next(iter(weak))):
+            Settings(**weak)
 
 
 def test_secret_box_round_trip_is_encrypted_and_randomised() -> None:

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 from tests.helpers.browser import Browser
+from tests.helpers.cli import run_cli
 from tests.helpers.printing import Tenant
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "printcloud", "admin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(env, "admin", *args)
 
 
 def test_queues_through_the_admin_api_and_the_cli(make_print_stack: Any) -> None:

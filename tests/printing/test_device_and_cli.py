@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig, DeviceEvent
+from tests.helpers.cli import run_cli
 from tests.helpers.printing import Tenant, make_pdf
 
 
@@ -55,13 +56,18 @@ def test_a_pushed_print_request_wakes_the_printer(make_print_stack: Any, tmp_pat
     assert printers["mono-1"]["push_url"] is None  # back to polling when the agent stops
 
 
-def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(env, *args)
+
+
+def _in_a_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The device as a printer runs it: `python -m printcloud device` in a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "printcloud", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=120,
         check=False,
     )
 
@@ -121,7 +127,7 @@ def test_the_printing_commands(make_print_stack: Any, tmp_path: Path) -> None:
 
     job = t.submit(make_pdf(3), "floor-2")
     stack.wait_for(t.api, job["job_id"], "waiting_for_printer")
-    printed = _cli(
+    printed = _in_a_process(
         {**env, "PRINTCLOUD_DEVICE_SECRET": secret},
         "device",
         "--server",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from printcloud.core.egress import EgressPolicy
 from printcloud.device.agent import DeviceAgent, DeviceConfig
+from tests.helpers.cli import run_cli
 from tests.helpers.listeners import Listener
 from tests.helpers.print_stack import PrintStack
 from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, wait_completed
@@ -48,14 +48,7 @@ def _refused(resp: Any, field: str, words: str = "loopback") -> None:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "printcloud", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(env, *args)
 
 
 def test_loopback_push_urls_and_url_jobs_are_refused_before_anything_connects(

@@ -26,13 +26,16 @@ app = typer.Typer(
 )
 
 
-def main() -> None:
-    # `--json` belongs to the admin group but may be written after any admin command
-    # (`printcloud admin tenant list --json`): move it where click expects it.
-    args = sys.argv[1:]
+def arguments(args: list[str]) -> list[str]:
+    """The command line as click expects it: `--json` belongs to the admin group but may
+    be written after any admin command (`printcloud admin tenant list --json`)."""
     if args[:1] == ["admin"] and "--json" in args[1:]:
-        args = ["admin", "--json", *[a for a in args[1:] if a != "--json"]]
-    app(args=args, prog_name="printcloud")
+        return ["admin", "--json", *[a for a in args[1:] if a != "--json"]]
+    return args
+
+
+def main() -> None:
+    app(args=arguments(sys.argv[1:]), prog_name="printcloud")
 
 
 @app.command()
@@ -49,4 +52,4 @@ app.command()(demo.demo)
 app.command()(device.device)
 app.add_typer(admin, name="admin")
 
-__all__ = ["app", "main"]
+__all__ = ["app", "arguments", "main"]

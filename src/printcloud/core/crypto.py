@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -21,10 +22,37 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-_hasher = PasswordHasher()
-# A hash to verify against when the user does not exist, so that the time taken
-# does not reveal which user names exist.
-_DUMMY_HASH = _hasher.hash("printcloud-dummy-password")
+
+class _Passwords:
+    """The process's argon2id hasher: RFC 9106's second recommended option (argon2-cffi's
+    default) until its settings say otherwise (`use_password_parameters`, from
+    `stack.prepare`)."""
+
+    hasher = PasswordHasher()
+
+
+def use_password_parameters(*, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Hash new passwords with these argon2id parameters (Settings.password_hash_*): set
+    once at a process's start; a stored hash made with others is rehashed at login."""
+    now = _Passwords.hasher
+    if (now.time_cost, now.memory_cost, now.parallelism) != (time_cost, memory_kib, parallelism):
+        _Passwords.hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash to verify against when the user does not exist, made with the parameters
+    in use, so that the time taken does not reveal which user names exist. Made as a
+    server prepares (`make_password_decoy`), or at first use; not at import, where every
+    admin CLI call would pay one argon2 hash for nothing."""
+    return hasher.hash("printcloud-dummy-password")
+
+
+def make_password_decoy() -> None:
+    """Make the decoy now: a server does, before its first login (`stack.prepare`)."""
+    _dummy_hash(_Passwords.hasher)
 
 
 def new_token(nbytes: int = 32) -> str:
@@ -47,18 +75,20 @@ def equal(a: str | bytes, b: str | bytes) -> bool:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _Passwords.hasher.hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        hasher = _Passwords.hasher
+        verified = hasher.verify(stored_hash or _dummy_hash(hasher), password)
+        return verified and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
 def password_needs_rehash(stored_hash: str) -> bool:
-    return _hasher.check_needs_rehash(stored_hash)
+    return _Passwords.hasher.check_needs_rehash(stored_hash)
 
 
 class SecretBox:

@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     #: How long a replica may serve a client from its cache after another replica changed it.
     client_cache_ttl: float = 5.0
 
+    #: argon2id for user passwords: RFC 9106's second recommended option by default
+    #: (t=3, 64 MiB, p=4); never below OWASP's floor (t=2, 19 MiB). A hash made with other
+    #: parameters is rehashed at its user's next login.
+    password_hash_time_cost: int = Field(default=3, ge=2, le=20)
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=19 * 1024, le=4 * 1024 * 1024)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
+
     login_attempts_per_minute: int = 10
     client_auth_failures_per_minute: int = 20
     #: Seed 004: failed card logins or registrations per card (and per directory account)
