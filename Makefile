@@ -26,9 +26,11 @@ serve: $(STAMP)
 # Two workers (pytest-xdist), each with its own live stack and PostgreSQL database
 # (TEST_WORKERS=3 was tried: on a 2-core machine the suite is CPU-bound now, and a third
 # worker's stack only adds load). pytest's exit status, 5 ("no tests collected") included, becomes make's.
+# Bytecode and pytest's rewritten test modules are cached even where the environment says
+# PYTHONDONTWRITEBYTECODE: each worker and each process a test starts would compile them again.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -p xdist -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -p xdist -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
