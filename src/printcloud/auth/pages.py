@@ -25,10 +25,10 @@ from .models import AuthSession, Client, DeviceGrant, Tenant, User
 from .oauth import ClientView, IssuerServer
 from .oauth import Request as OAuthRequest
 from .routes import client_ip, oauth_request, to_response
-from .runtime import Runtime, runtime
+from .runtime import Runtime, runtime_dependency
 
 router = APIRouter(include_in_schema=False)
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
 Csrf = Annotated[str, Form(max_length=100)]
 Choice = Annotated[str, Form(max_length=10)]
 

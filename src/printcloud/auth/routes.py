@@ -19,11 +19,11 @@ from printcloud.core.guard import Principal
 
 from .oauth import IssuerServer, NeedsSession
 from .oauth import Request as OAuthRequest
-from .runtime import Runtime, runtime
+from .runtime import Runtime, runtime_dependency
 from .service import CARD_GRANT
 
 router = APIRouter()
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
 
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

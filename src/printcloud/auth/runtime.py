@@ -178,5 +178,11 @@ def runtime(request: HttpRequest) -> Runtime:
     return rt
 
 
+async def runtime_dependency(request: HttpRequest) -> Runtime:
+    """`runtime` as a FastAPI dependency: async, since a sync one runs on a worker
+    thread, a hop on every request (tokens and introspections included)."""
+    return runtime(request)
+
+
 def tenant_label(tenant: Tenant) -> str:
     return tenant.name or tenant.tenant_id

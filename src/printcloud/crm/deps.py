@@ -17,7 +17,12 @@ def runtime(request: Request) -> CrmRuntime:
     return rt
 
 
-RuntimeDep = Annotated[CrmRuntime, Depends(runtime)]
+async def _runtime_dependency(request: Request) -> CrmRuntime:
+    # async: FastAPI runs a sync dependency on a worker thread, a hop on every request
+    return runtime(request)
+
+
+RuntimeDep = Annotated[CrmRuntime, Depends(_runtime_dependency)]
 
 
 def _guard(request: Request) -> Guard:

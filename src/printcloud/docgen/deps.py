@@ -24,7 +24,12 @@ def runtime(request: Request) -> DocgenRuntime:
     return rt
 
 
-RuntimeDep = Annotated[DocgenRuntime, Depends(runtime)]
+async def _runtime_dependency(request: Request) -> DocgenRuntime:
+    # async: FastAPI runs a sync dependency on a worker thread, a hop on every request
+    return runtime(request)
+
+
+RuntimeDep = Annotated[DocgenRuntime, Depends(_runtime_dependency)]
 
 
 def _guard(request: Request) -> Guard:

@@ -21,6 +21,11 @@ Then the bytes leave without passing through Python:
 - **otherwise** (the embedded run, or HAProxy, which serves no files from disk):
   a `FileResponse` of the blob's path; granian sends it itself (ASGI
   `http.response.pathsend`), not the Python process.
+
+`answer_converted` is what the routes await: a request whose record the process
+remembers is answered on the event loop (a digest, a clock read and a `stat`:
+nothing that waits), and only a lookup that needs the database goes to a worker
+thread. A sync route would pay that thread hop on every page.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from fastapi import Response
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from printcloud.core import crypto
 from printcloud.core.blobs import FileBlobStore
@@ -92,6 +99,39 @@ class ConvertedIndex:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def __contains__(self, converted_id: object) -> bool:
+        with self._lock:
+            return converted_id in self._records
+
+
+async def answer_converted(
+    *,
+    db: Database,
+    blobs: FileBlobStore,
+    sessions: SessionStore,
+    converted_id: str,
+    name: str,
+    authorization: str,
+    index: ConvertedIndex | None = None,
+    accel: str | None = None,
+) -> Response:
+    """`serve_converted` from a route: on the event loop when the record is remembered,
+    else on a worker thread (the database lookup blocks)."""
+    answer = partial(
+        serve_converted,
+        db=db,
+        blobs=blobs,
+        sessions=sessions,
+        converted_id=converted_id,
+        name=name,
+        authorization=authorization,
+        index=index,
+        accel=accel,
+    )
+    if index is not None and converted_id in index:
+        return answer()
+    return await run_in_threadpool(answer)
 
 
 def serve_converted(

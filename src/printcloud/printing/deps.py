@@ -22,7 +22,12 @@ def runtime(request: Request) -> PrintingRuntime:
     return rt
 
 
-RuntimeDep = Annotated[PrintingRuntime, Depends(runtime)]
+async def _runtime_dependency(request: Request) -> PrintingRuntime:
+    # async: FastAPI runs a sync dependency on a worker thread, a hop on every request
+    return runtime(request)
+
+
+RuntimeDep = Annotated[PrintingRuntime, Depends(_runtime_dependency)]
 
 
 def _guard(request: Request) -> Guard:

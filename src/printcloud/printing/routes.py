@@ -39,7 +39,7 @@ from printcloud.core.errors import InvalidRequest, PayloadTooLarge, Unavailable
 from printcloud.core.guard import Principal
 
 from . import intake, jobs, queues, service
-from .converted import serve_converted
+from .converted import answer_converted
 from .deps import AdminCaller, DeviceCaller, PrintCaller, RuntimeDep
 from .schemas import (
     DeviceResult,
@@ -354,10 +354,10 @@ def result(job_id: str, body: DeviceResult, rt: RuntimeDep, principal: DeviceCal
 
 
 @router.get("/converted/{converted_id}/{name}", tags=["store"])
-def converted(converted_id: str, name: str, request: Request, rt: RuntimeDep) -> Response:
+async def converted(converted_id: str, name: str, request: Request, rt: RuntimeDep) -> Response:
     """FIG. 10: the metafile and pages, with the conversion token (SVC004/SVC005); the
     bytes go out zero-copy (`converted.py`: sendfile here, or nginx's X-Accel-Redirect)."""
-    return serve_converted(
+    return await answer_converted(
         db=rt.db,
         blobs=rt.blobs,
         sessions=rt.sessions,

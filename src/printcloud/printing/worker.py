@@ -70,7 +70,7 @@ from printcloud.core.web import RefuseNul, SecurityHeaders, install_error_handle
 
 from .convert import MANIFEST_NAME, inspect_pdf
 from .convert_child import ConversionLimits, Converter
-from .converted import ConvertedIndex, serve_converted
+from .converted import ConvertedIndex, answer_converted
 from .models import ConvertedDataRow
 from .raster_stream import RasterRequest, encode_pages
 from .sessions import SessionStore, check_data_key, make_store
@@ -444,8 +444,8 @@ def create_worker_app(worker: Worker) -> FastAPI:
         tags=["store"],
         summary="Converted data for the printer, with its token (seed 003 FIG. 10)",
     )
-    def converted(converted_id: str, name: str, request: Request) -> Response:
-        return serve_converted(
+    async def converted(converted_id: str, name: str, request: Request) -> Response:
+        return await answer_converted(
             db=worker.db,
             blobs=worker.blobs,
             sessions=worker.sessions,

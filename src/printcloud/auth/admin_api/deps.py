@@ -23,9 +23,9 @@ from printcloud.core.settings import Settings
 
 from .. import service
 from ..models import SYSTEM_TENANT, Client, Tenant, User
-from ..runtime import Runtime, runtime
+from ..runtime import Runtime, runtime_dependency
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
 
 
 async def refuse_nul(request: Request) -> None:

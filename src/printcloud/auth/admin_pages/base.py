@@ -23,9 +23,9 @@ from .. import service
 from ..admin_api.deps import Admin, admin_session, managed_tenant
 from ..models import Tenant, User
 from ..pages import current_session, render
-from ..runtime import Runtime, runtime
+from ..runtime import Runtime, runtime_dependency
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
 TenantQuery = Annotated[str | None, Query(max_length=64)]
 Csrf = Annotated[str, Form(max_length=100)]
 Flag = Annotated[str, Form(max_length=10)]
