@@ -25,7 +25,7 @@ from .models import AuthSession, Client, DeviceGrant, Tenant, User
 from .oauth import ClientView, IssuerServer
 from .oauth import Request as OAuthRequest
 from .routes import client_ip, oauth_request, to_response
-from .runtime import Runtime, runtime_dependency
+from .runtime import Runtime, runtime, runtime_dependency
 
 router = APIRouter(include_in_schema=False)
 RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
