@@ -156,7 +156,7 @@ async def oauth_post(
         except NeedsSession:  # an unknown or expired card, a registration: the full path
             hot = None
         else:
-            if pending.pending_access:
+            if pending.pending_access or pending.pending_refresh or pending.pending_logins:
                 await rt.persist_tokens(
                     pending.pending_access, pending.pending_refresh, pending.pending_logins
                 )
@@ -232,6 +232,17 @@ async def metadata(issuer: str, rt: RuntimeDep) -> dict[str, Any]:
 )
 async def metadata_rfc(issuer: str, rt: RuntimeDep) -> dict[str, Any]:
     return rt.server(issuer).metadata()
+
+
+@router.get(
+    "/{issuer}/jwks",
+    tags=["oauth"],
+    summary="The issuer's public keys of JWT access tokens (RFC 7517 JWK Set, RFC 9068)",
+)
+async def jwks(issuer: str, rt: RuntimeDep) -> JSONResponse:
+    keys = await run_in_threadpool(rt.server(issuer).keyring.jwks)
+    # Caches may keep it briefly: a new key is published long before it signs.
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
 
 
 class Me(BaseModel):
