@@ -36,8 +36,8 @@ from ..store import CARD_GRANT, ClientCache, ClientSnapshot, TokenInfo
 
 @dataclass(frozen=True)
 class _Ring:
-    #: Per algorithm, (not_before, signer), newest first.
-    signers: dict[str, list[tuple[float, jws.Signer]]]
+    #: Per algorithm, (not_before, retired_at or +inf, signer), newest first.
+    signers: dict[str, list[tuple[float, float, jws.Signer]]]
     #: Every published key, for introspection.
     keys: dict[str, jws.VerifyKey]
     jwks: dict[str, Any]
@@ -74,7 +74,7 @@ class KeyRing:
                 db.commit()
             rows = service.list_keys(db, issuer=self.issuer)
             now = utcnow()
-            signers: dict[str, list[tuple[float, jws.Signer]]] = {}
+            signers: dict[str, list[tuple[float, float, jws.Signer]]] = {}
             keys: dict[str, jws.VerifyKey] = {}
             for row in rows:
                 state = service.key_state(row, now)
@@ -85,19 +85,23 @@ class KeyRing:
                     signer = jws.Signer(
                         kid=row.kid, alg=row.alg, private_pem=self.box.open(row.private_sealed)
                     )
-                    signers.setdefault(row.alg, []).append((row.not_before.timestamp(), signer))
+                    until = row.retired_at.timestamp() if row.retired_at else float("inf")
+                    signers.setdefault(row.alg, []).append(
+                        (row.not_before.timestamp(), until, signer)
+                    )
             for entries in signers.values():
                 entries.sort(key=lambda entry: entry[0], reverse=True)
             jwks = service.published_jwks(rows, now)
         return _Ring(signers, keys, jwks, time.monotonic() + self.ttl)
 
     def signer(self, alg: str) -> jws.Signer:
-        """The key that signs now: the newest whose `not_before` has passed."""
+        """The key that signs now: the newest whose `not_before` has passed and that is not
+        retired (a key superseded before it ever signed never does)."""
         for attempt in (1, 2):
             ring = self._current()  # loaded first: a first key is created signing at once
             now = time.time()
-            for not_before, signer in ring.signers.get(alg, ()):
-                if not_before <= now:
+            for not_before, until, signer in ring.signers.get(alg, ()):
+                if not_before <= now < until:
                     return signer
             if attempt == 1:
                 self.invalidate()  # a key retired under us, its successor not yet loaded
