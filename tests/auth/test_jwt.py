@@ -85,7 +85,9 @@ def signed_by_issuer(stack: Stack, claims: dict[str, Any], alg: str = "EdDSA") -
         rows = service.list_keys(s, issuer="idp-a")
         now = utcnow()
         row = next(
-            k for k in reversed(rows) if k.alg == alg and service.key_state(k, now) == "signing"
+            k
+            for k in reversed(rows)
+            if k.alg == alg and service.key_state(key=k, now=now) == "signing"
         )
         pem = SecretBox(stack.settings.instance_secrets).open(row.private_sealed)
         return jws.Signer(kid=row.kid, alg=alg, private_pem=pem).sign(claims)
@@ -453,7 +455,7 @@ def test_rotation_fails_no_request_in_flight(stack: Stack) -> None:
     assert me.status_code == 200, me.text
     with stack.db.session() as s:
         states = {
-            k.kid: service.key_state(k, utcnow())
+            k.kid: service.key_state(key=k, now=utcnow())
             for k in s.scalars(select(SigningKey).where(SigningKey.issuer == "idp-a"))
         }
     assert states[b64json(old.split(".")[0])["kid"]] == "retired"

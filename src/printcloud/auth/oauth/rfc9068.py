@@ -77,7 +77,7 @@ class KeyRing:
             signers: dict[str, list[tuple[float, float, jws.Signer]]] = {}
             keys: dict[str, jws.VerifyKey] = {}
             for row in rows:
-                state = service.key_state(row, now)
+                state = service.key_state(key=row, now=now)
                 if state == "expired":
                     continue
                 keys[row.kid] = jws.VerifyKey.from_jwk(row.public_jwk)
@@ -91,7 +91,7 @@ class KeyRing:
                     )
             for entries in signers.values():
                 entries.sort(key=lambda entry: entry[0], reverse=True)
-            jwks = service.published_jwks(rows, now)
+            jwks = service.published_jwks(keys=rows, now=now)
         return _Ring(signers, keys, jwks, time.monotonic() + self.ttl)
 
     def signer(self, alg: str) -> jws.Signer:

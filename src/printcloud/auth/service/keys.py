@@ -106,7 +106,7 @@ def list_keys(db: Session, *, issuer: str) -> list[SigningKey]:
     )
 
 
-def key_state(key: SigningKey, now: datetime) -> str:
+def key_state(*, key: SigningKey, now: datetime) -> str:
     """`published` (not signing yet), `signing`, `retired` (still published) or `expired`."""
     if key.publish_until is not None and key.publish_until <= now:
         return "expired"
@@ -117,8 +117,8 @@ def key_state(key: SigningKey, now: datetime) -> str:
     return "signing"
 
 
-def published_jwks(keys: list[SigningKey], now: datetime) -> dict[str, Any]:
+def published_jwks(*, keys: list[SigningKey], now: datetime) -> dict[str, Any]:
     """The JWK Set (RFC 7517 §5) of the keys published at `now`, newest first."""
-    shown = [k for k in keys if key_state(k, now) != "expired"]
+    shown = [k for k in keys if key_state(key=k, now=now) != "expired"]
     shown.sort(key=lambda k: k.not_before, reverse=True)
     return {"keys": [dict(k.public_jwk) for k in shown]}

@@ -18,7 +18,7 @@ def key_dict(k: Any, now: Any) -> dict[str, Any]:
     return {
         "kid": k.kid,
         "alg": k.alg,
-        "state": service.key_state(k, now),
+        "state": service.key_state(key=k, now=now),
         "created_at": k.created_at,
         "signs_from": k.not_before,
         "signs_until": k.retired_at,

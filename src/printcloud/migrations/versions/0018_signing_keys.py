@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("retired_at", printcloud.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("publish_until", printcloud.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_auth_signing_keys")),
-        sa.UniqueConstraint("issuer", "kid", name=op.f("uq_auth_signing_keys_issuer")),
+        sa.UniqueConstraint("issuer", "kid", name=op.f("uq_auth_signing_keys_issuer_kid")),
     )
     with op.batch_alter_table("auth_signing_keys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_auth_signing_keys_issuer"), ["issuer"], unique=False)
