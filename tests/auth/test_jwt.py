@@ -461,3 +461,38 @@ def test_rotation_fails_no_request_in_flight(stack: Stack) -> None:
     assert states[b64json(old.split(".")[0])["kid"]] == "retired"
     published = {k["kid"] for k in httpx.get(f"{stack.issuer_url()}/jwks").json()["keys"]}
     assert {k for k, state in states.items() if state != "expired"} == published
+
+
+def test_jwt_client_errors_as_for_opaque(stack: Stack) -> None:
+    """A JWT client's plain requests are answered without Authlib's machinery; every
+    other one still gets Authlib's exact error."""
+    tenant = stack.tenant()
+    confidential = jwt_client(stack, tenant, kind="confidential")
+    meta = stack.metadata()
+    wrong = post_token(meta, {"grant_type": "client_credentials"}, auth=(confidential[0], "x"))
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    scope = post_token(
+        meta, {"grant_type": "client_credentials", "scope": "admin"}, auth=confidential
+    )
+    assert scope.status_code == 400 and scope.json()["error"] == "invalid_scope"
+    local = post_token(
+        meta, {"grant_type": "client_credentials", "local_user": '{"id": "x"}'}, auth=confidential
+    )
+    assert local.status_code == 400 and local.json()["error"] == "invalid_request"
+    device = jwt_client(stack, tenant)
+    bad = post_token(meta, {"grant_type": "client_credentials", "local_user": "[]"}, auth=device)
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+    # client_secret_post takes the full path, and gets the same token.
+    posted = post_token(
+        meta,
+        {
+            "grant_type": "client_credentials",
+            "client_id": device[0],
+            "client_secret": device[1],
+        },
+    )
+    assert posted.status_code == 200, posted.text
+    claims = b64json(posted.json()["access_token"].split(".")[1])
+    assert claims["client_id"] == device[0] and posted.json()["scope"] == "print"
+    fast = post_token(meta, {"grant_type": "client_credentials"}, auth=device).json()
+    assert fast.keys() == posted.json().keys()

@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, RateLimited
 from printcloud.core.guard import Principal
 
-from .oauth import IssuerServer, NeedsSession
+from .oauth import IssuerServer, NeedsSession, rfc9068
 from .oauth import Request as OAuthRequest
 from .runtime import Runtime, runtime
 from .service import CARD_GRANT
@@ -147,6 +147,18 @@ async def oauth_post(
     call = ENDPOINTS[endpoint]
     grant = oreq.payload.data.get("grant_type") if endpoint == "token" else None
     hot: tuple[int, Any, dict[str, str]] | None = None
+    if grant == "client_credentials":
+        # A JWT client's plain request: signed here, nothing to write (RFC 9068).
+        server = rt.server(issuer)
+        answer = rfc9068.client_credentials(
+            server.keyring,
+            server.clients,
+            settings=rt.settings,
+            authorization=headers.get("authorization"),
+            form=form,
+        )
+        if answer is not None:
+            return 200, answer, {}
     if grant in ("client_credentials", CARD_GRANT):
         # Client credentials need no reads beyond the client cache, and a known card one
         # indexed read: no session, no threadpool; the group-commit writer persists the

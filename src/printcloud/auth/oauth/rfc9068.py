@@ -14,24 +14,30 @@ seen; a JWT is never written to the database.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from printcloud.core import crypto, jws
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import utcnow
+from printcloud.core.errors import InvalidRequest
 from printcloud.core.settings import Settings
 
 from .. import service
 from ..models import SYSTEM_TENANT, User
-from ..store import CARD_GRANT, ClientCache, ClientSnapshot, TokenInfo
+from ..store import CARD_GRANT, JWT_FORMAT, ClientCache, ClientSnapshot, TokenInfo
+from .views import ClientView, check_scope
 
 
 @dataclass(frozen=True)
@@ -203,3 +209,71 @@ def introspect(
         amr=tuple(str(m) for m in claims.get("amr") or ()),
         held_release=str(claims.get("held_release") or "card_or_owner"),
     )
+
+
+_PLAIN_FORM = frozenset(("grant_type", "scope", "local_user"))
+
+
+def client_credentials(
+    ring: KeyRing,
+    clients: ClientCache,
+    *,
+    settings: Settings,
+    authorization: str | None,
+    form: list[tuple[str, str]],
+) -> dict[str, Any] | None:
+    """The token answer of a plain, valid client-credentials request (RFC 6749 §4.4)
+    of a JWT client authenticated with HTTP Basic: what Authlib's grant answers, without
+    its per-request machinery (a third of a JWT's cost). None for anything else, which
+    then takes the full path and gets its exact error there."""
+    fields = dict(form)
+    if fields.get("grant_type") != "client_credentials" or not fields.keys() <= _PLAIN_FORM:
+        return None
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    client_id, secret = unquote(client_id), unquote(secret)
+    if not sep or not client_id or len(client_id) > 128 or "\x00" in client_id:
+        return None
+    snapshot = clients.get(ring.issuer, client_id)
+    if (
+        snapshot is None
+        or snapshot.disabled
+        or snapshot.access_token_format != JWT_FORMAT
+        or snapshot.kind == "public"
+        or "client_credentials" not in snapshot.grant_types
+    ):
+        return None
+    view = ClientView(snapshot)
+    if not view.check_client_secret(secret):
+        return None
+    local_user = None
+    if "local_user" in fields:
+        if snapshot.kind != "device":
+            return None
+        try:
+            local_user = service.parse_local_user(fields["local_user"])
+        except InvalidRequest:
+            return None
+    scope = fields.get("scope")
+    try:
+        check_scope(view, scope)
+    except InvalidScopeError:  # the full path gives that answer
+        return None
+    allowed = view.get_allowed_scope(scope)
+    if snapshot.kind != "service":
+        allowed = " ".join(s for s in allowed.split() if s not in service.PLATFORM_SCOPES)
+    token, ttl = issue(
+        ring,
+        settings=settings,
+        client=snapshot,
+        user=None,
+        scope=allowed,
+        local_user=local_user,
+        grant_type="client_credentials",
+    )
+    return {"token_type": "Bearer", "access_token": token, "expires_in": ttl, "scope": allowed}
