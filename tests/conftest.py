@@ -274,7 +274,9 @@ class Stack:
         redirect_uris: list[str] | None = None,
         grant_types: list[str] | None = None,
         name: str = "test client",
+        **token_format: str,
     ) -> tuple[str, str | None]:
+        """A client; `access_token_format="jwt"` (and `access_token_alg`) for RFC 9068."""
         from printcloud.auth import service
 
         with self.db.session() as s:
@@ -287,6 +289,7 @@ class Stack:
                 scope=scope,
                 redirect_uris=redirect_uris,
                 grant_types=grant_types,
+                **token_format,
             )
             return c.client_id, secret
 

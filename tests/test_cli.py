@@ -162,3 +162,18 @@ def test_an_admin_command_with_another_public_url_leaves_sign_in_working(
     # `admin bootstrap` is the explicit way: with the server's environment, nothing to do.
     assert _admin(stack.env, "bootstrap") == {"public_url": stack.base_url, "changed": []}
     assert _redirect_uris(stack) == served
+
+
+def test_key_rotate_and_list(cli: CliRunner) -> None:
+    """RFC 9068 signing keys: a rotation publishes new keys, the old ones retire later."""
+    first = run(cli, "key", "rotate", "--issuer", "idp-a", "--alg", "EdDSA")
+    states = sorted((k["alg"], k["state"]) for k in first)  # type: ignore[union-attr]
+    # The first keys were made signing; the new EdDSA key is only published (600 s ahead).
+    assert states == [("ES256", "signing"), ("EdDSA", "published"), ("EdDSA", "signing")]
+    now = run(cli, "key", "rotate", "--issuer", "idp-a", "--publish-ahead", "0")
+    by_state = sorted((k["alg"], k["state"]) for k in now)  # type: ignore[union-attr]
+    assert by_state.count(("EdDSA", "signing")) == 1 and by_state.count(("ES256", "signing")) == 1
+    assert ("EdDSA", "retired") in by_state and ("ES256", "retired") in by_state
+    assert run(cli, "key", "list", "--issuer", "idp-a") == now
+    bad = cli.invoke(app, ["admin", "--json", "key", "rotate", "--alg", "RS256"])
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "alg"

@@ -85,8 +85,36 @@ class Client(Base):
     scope: Mapped[str] = mapped_column(Text, default="")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: `opaque` (introspected) or `jwt` (RFC 9068, checked locally by resource servers).
+    access_token_format: Mapped[str] = mapped_column(
+        String(8), default="opaque", server_default="opaque"
+    )
+    #: The JWS algorithm of its JWT access tokens: `EdDSA` or `ES256`.
+    access_token_alg: Mapped[str] = mapped_column(
+        String(8), default="EdDSA", server_default="EdDSA"
+    )
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class SigningKey(Base):
+    """An issuer's key for JWT access tokens (RFC 9068). Published in its JWKS until
+    `publish_until`; signs from `not_before` until a successor's `not_before`. The
+    private key is sealed with the instance secret (core.crypto.SecretBox)."""
+
+    __tablename__ = "auth_signing_keys"
+    __table_args__ = (UniqueConstraint("issuer", "kid"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(64), index=True)
+    kid: Mapped[str] = mapped_column(String(64))
+    alg: Mapped[str] = mapped_column(String(8))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    private_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    publish_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuthSession(Base):

@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, RateLimited
 from printcloud.core.guard import Principal
 
-from .oauth import IssuerServer, NeedsSession
+from .oauth import IssuerServer, NeedsSession, rfc9068
 from .oauth import Request as OAuthRequest
 from .runtime import Runtime, runtime_dependency
 from .service import CARD_GRANT
@@ -147,6 +147,18 @@ async def oauth_post(
     call = ENDPOINTS[endpoint]
     grant = oreq.payload.data.get("grant_type") if endpoint == "token" else None
     hot: tuple[int, Any, dict[str, str]] | None = None
+    if grant == "client_credentials":
+        # A JWT client's plain request: signed here, nothing to write (RFC 9068).
+        server = rt.server(issuer)
+        answer = rfc9068.client_credentials(
+            server.keyring,
+            server.clients,
+            settings=rt.settings,
+            authorization=headers.get("authorization"),
+            form=form,
+        )
+        if answer is not None:
+            return 200, answer, {}
     if grant in ("client_credentials", CARD_GRANT):
         # Client credentials need no reads beyond the client cache, and a known card one
         # indexed read: no session, no threadpool; the group-commit writer persists the
@@ -156,7 +168,7 @@ async def oauth_post(
         except NeedsSession:  # an unknown or expired card, a registration: the full path
             hot = None
         else:
-            if pending.pending_access:
+            if pending.pending_access or pending.pending_refresh or pending.pending_logins:
                 await rt.persist_tokens(
                     pending.pending_access, pending.pending_refresh, pending.pending_logins
                 )
@@ -232,6 +244,17 @@ async def metadata(issuer: str, rt: RuntimeDep) -> dict[str, Any]:
 )
 async def metadata_rfc(issuer: str, rt: RuntimeDep) -> dict[str, Any]:
     return rt.server(issuer).metadata()
+
+
+@router.get(
+    "/{issuer}/jwks",
+    tags=["oauth"],
+    summary="The issuer's public keys of JWT access tokens (RFC 7517 JWK Set, RFC 9068)",
+)
+async def jwks(issuer: str, rt: RuntimeDep) -> JSONResponse:
+    keys = await run_in_threadpool(rt.server(issuer).keyring.jwks)
+    # Caches may keep it briefly: a new key is published long before it signs.
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
 
 
 class Me(BaseModel):

@@ -24,6 +24,7 @@ from printcloud.core.web import templates
 from .cards import CardLimits, card_key
 from .models import Tenant, User
 from .oauth import Call, IssuerServer, Request, bind, unbind
+from .oauth.rfc9068 import KeyRing
 from .store import ClientCache, HotReader, Login, LoopTokenWriter, TokenWriter
 
 T = TypeVar("T")
@@ -73,17 +74,16 @@ class Runtime:
             LoopTokenWriter(self.db.engine) if self.db.is_sqlite else TokenWriter(self.db.engine)
         )
         for issuer in self.settings.issuers:
-            self.servers[issuer] = IssuerServer(
-                issuer=issuer, settings=self.settings, clients=self.clients
-            )
-            client_id, secret = self.settings.service_client(issuer, "auth")
-            self.guards[issuer] = Guard(
+            keyring = KeyRing(
                 issuer=issuer,
-                introspection_url=f"{self.settings.issuer_url(issuer)}/introspect",
-                client_id=client_id,
-                client_secret=secret,
-                cache_ttl=self.settings.guard_cache_ttl,
+                engine=self.db.engine,
+                box=self.box,
+                ttl=self.settings.client_cache_ttl,
             )
+            self.servers[issuer] = IssuerServer(
+                issuer=issuer, settings=self.settings, clients=self.clients, keyring=keyring
+            )
+            self.guards[issuer] = Guard.of_issuer(self.settings, issuer, service="auth")
 
     def server(self, issuer: str) -> IssuerServer:
         try:

@@ -118,6 +118,9 @@ class ClientCreate(_Body):
     scope: Scope = "print"
     #: Generated when left out.
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: `jwt`: RFC 9068 access tokens, checked by resource servers without introspection.
+    access_token_format: Literal["opaque", "jwt"] = "opaque"  # noqa: S105 - a format
+    access_token_alg: Literal["EdDSA", "ES256"] = "EdDSA"  # noqa: S105 - an algorithm
 
 
 class ClientUpdate(_Body):
@@ -125,6 +128,8 @@ class ClientUpdate(_Body):
     redirect_uris: list[RedirectUri] | None = Field(default=None, max_length=20)
     scope: Scope | None = None
     disabled: bool | None = None
+    access_token_format: Literal["opaque", "jwt"] | None = None
+    access_token_alg: Literal["EdDSA", "ES256"] | None = None
 
 
 class ClientRead(_Read):
@@ -136,6 +141,8 @@ class ClientRead(_Read):
     scope: str
     disabled: bool
     created_at: datetime
+    access_token_format: str
+    access_token_alg: str
 
     @classmethod
     def of(cls, client: Client) -> ClientRead:

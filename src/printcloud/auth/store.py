@@ -36,6 +36,13 @@ from .models import SYSTEM_TENANT, AccessToken, Client, RefreshToken, Tenant
 log = get_logger("auth.store")
 
 
+#: A client's access-token formats: opaque (introspected, the default) or RFC 9068 JWT.
+TOKEN_FORMATS = ("opaque", "jwt")
+JWT_FORMAT = TOKEN_FORMATS[1]
+#: The JWS algorithm of a client's JWTs unless it chooses the other (core.jws.ALGORITHMS).
+DEFAULT_JWT_ALG = "EdDSA"
+
+
 @dataclass(frozen=True)
 class TenantRef:
     pk: int
@@ -44,6 +51,9 @@ class TenantRef:
     issuer: str = ""
     #: Seed 004's period, for the card login's hot path.
     card_retention_days: int = 90
+    #: Carried in JWT access tokens (RFC 9068), which resource servers do not introspect.
+    local_auth_cooperation: bool = False
+    held_release: str = "card_or_owner"
 
     @property
     def is_system(self) -> bool:
@@ -63,6 +73,9 @@ class ClientSnapshot:
     grant_types: tuple[str, ...]
     scope: str
     disabled: bool
+    #: `opaque` or `jwt` (RFC 9068), and the JWS algorithm of its JWTs.
+    access_token_format: str = TOKEN_FORMATS[0]
+    access_token_alg: str = DEFAULT_JWT_ALG
 
     @property
     def tenant_pk(self) -> int:
@@ -73,7 +86,13 @@ class ClientSnapshot:
         return cls(
             pk=client.pk,
             tenant=TenantRef(
-                tenant.pk, tenant.tenant_id, tenant.name, tenant.issuer, tenant.card_retention_days
+                tenant.pk,
+                tenant.tenant_id,
+                tenant.name,
+                tenant.issuer,
+                tenant.card_retention_days,
+                bool(tenant.local_auth_cooperation),
+                tenant.held_release or "card_or_owner",
             ),
             issuer=client.issuer,
             client_id=client.client_id,
@@ -84,6 +103,8 @@ class ClientSnapshot:
             grant_types=tuple(client.grant_types or ()),
             scope=client.scope,
             disabled=client.disabled,
+            access_token_format=client.access_token_format or TOKEN_FORMATS[0],
+            access_token_alg=client.access_token_alg or DEFAULT_JWT_ALG,
         )
 
 

@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     device_poll_interval: int = 5
     session_ttl: int = 8 * 3600
     guard_cache_ttl: float = 30.0
+    #: JWT access tokens (RFC 9068): their lifetime, which is also how long a revocation
+    #: or a demotion may take to be seen by resource servers checking them locally.
+    jwt_access_token_ttl: int = 300
+    #: Their `aud`, which every resource server of the platform accepts; unset: `public_url`.
+    jwt_audience: str | None = None
+    #: `admin key rotate`: how long a new signing key is published before it signs.
+    jwt_key_publish_ahead: int = 600
+    #: How long a resource server keeps an issuer's JWKS before fetching it again
+    #: (an unknown `kid` fetches it at once, at most once a second).
+    guard_jwks_ttl: float = 300.0
     #: How long a replica may serve a client from its cache after another replica changed it.
     client_cache_ttl: float = 5.0
 
@@ -258,6 +268,11 @@ class Settings(BaseSettings):
 
     def issuer_url(self, issuer: str) -> str:
         return f"{self.public_url}/{issuer}"
+
+    @property
+    def access_token_audience(self) -> str:
+        """The `aud` of JWT access tokens: the platform's resource servers."""
+        return self.jwt_audience or self.public_url
 
     @cached_property
     def instance_secrets(self) -> list[bytes]:

@@ -73,17 +73,10 @@ def current() -> CrmRuntime:
 
 def build_runtime(settings: Settings, *, db: Database) -> CrmRuntime:
     issuer = crm_issuer(settings)
-    client_id, secret = settings.service_client(issuer, "crm")
     return CrmRuntime(
         settings=settings,
         db=db,
-        guard=Guard(
-            issuer=issuer,
-            introspection_url=f"{settings.issuer_url(issuer)}/introspect",
-            client_id=client_id,
-            client_secret=secret,
-            cache_ttl=settings.guard_cache_ttl,
-        ),
+        guard=Guard.of_issuer(settings, issuer, service="crm"),
         box=SecretBox(settings.instance_secrets),
         issuer=issuer,
     )

@@ -134,18 +134,11 @@ def build_runtime(
     public_url: str | None = None,
 ) -> DocgenRuntime:
     issuer = settings.issuers[0]
-    client_id, secret = settings.service_client(issuer, "docgen")
     return DocgenRuntime(
         settings=settings,
         db=db,
         box=SecretBox(settings.instance_secrets),
-        guard=Guard(
-            issuer=issuer,
-            introspection_url=f"{settings.issuer_url(issuer)}/introspect",
-            client_id=client_id,
-            client_secret=secret,
-            cache_ttl=settings.guard_cache_ttl,
-        ),
+        guard=Guard.of_issuer(settings, issuer, service="docgen"),
         nonce_store=nonce_store or MemoryNonceStore(),
         nonce_secret=nonce_secret(settings),
         base_url=f"{(public_url or settings.public_url).rstrip('/')}{PREFIX}",

@@ -159,7 +159,6 @@ def current() -> PrintingRuntime:
 
 def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:
     issuer = settings.issuers[0]
-    client_id, secret = settings.service_client(issuer, "printing")
     return PrintingRuntime(
         settings=settings,
         db=db,
@@ -169,13 +168,7 @@ def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:
             db=db,
             token_timeout=timedelta(seconds=settings.conversion_token_timeout),
         ),
-        guard=Guard(
-            issuer=issuer,
-            introspection_url=f"{settings.issuer_url(issuer)}/introspect",
-            client_id=client_id,
-            client_secret=secret,
-            cache_ttl=settings.guard_cache_ttl,
-        ),
+        guard=Guard.of_issuer(settings, issuer, service="printing"),
         box=SecretBox(settings.instance_secrets),
         push_http=egress.client(settings.egress_policy, timeout=5),
         index=ConvertedIndex(),

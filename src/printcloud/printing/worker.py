@@ -534,14 +534,7 @@ def build_worker(
 ) -> Worker:
     """A worker with the deployment's stores and a guard for the platform issuer (idp-a)."""
     issuer = settings.issuers[0]
-    client_id, secret = settings.service_client(issuer, "printing")
-    guard = Guard(
-        issuer=issuer,
-        introspection_url=f"{settings.issuer_url(issuer)}/introspect",
-        client_id=client_id,
-        client_secret=secret,
-        cache_ttl=settings.guard_cache_ttl,
-    )
+    guard = Guard.of_issuer(settings, issuer, service="printing")
     sessions = make_store(
         url=settings.session_store,
         db=db,

@@ -54,6 +54,8 @@ def create_client(
             scope=body.scope,
             client_id=body.client_id,
             actor=admin.actor,
+            access_token_format=body.access_token_format,
+            access_token_alg=body.access_token_alg,
         )
         return ClientCreated.with_secret(client, secret)
 
@@ -90,6 +92,8 @@ def update_client(
             redirect_uris=body.redirect_uris,
             scope=body.scope,
             disabled=body.disabled,
+            access_token_format=body.access_token_format,
+            access_token_alg=body.access_token_alg,
         )
         return ClientRead.of(client)
 

@@ -8,7 +8,10 @@ from typing import Any
 
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
+from printcloud.core import jws
+
 from .. import store
+from . import rfc9068
 from .call import current, current_db
 from .request import Request
 from .views import ClientView, TokenParams, TokenView
@@ -19,6 +22,9 @@ class Introspection(TokenParams, IntrospectionEndpoint):
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
         call = current()
+        if jws.looks_like_jwt(token_string):  # RFC 9068: read from the token, no database
+            server = self.server
+            return self._jwt(server.keyring, server.clients, token_string)
         if call.reader is not None:
             info = call.reader.lookup(issuer=call.issuer, token=token_string, hint=token_type_hint)
         else:
@@ -30,9 +36,14 @@ class Introspection(TokenParams, IntrospectionEndpoint):
             )
         return TokenView(info) if info else None
 
+    @staticmethod
+    def _jwt(ring: rfc9068.KeyRing, clients: store.ClientCache, token: str) -> TokenView | None:
+        info = rfc9068.introspect(ring, clients, settings=current().settings, token=token)
+        return TokenView(info) if info else None
+
     def check_permission(self, token: TokenView, client: ClientView, request: Request) -> bool:
         # A platform service introspects for every tenant; a tenant's client only its own tenant.
-        return client.kind == "service" or token.info.tenant_pk == client.row.tenant_pk
+        return client.kind == "service" or token.info.tenant_id == client.row.tenant.tenant_id
 
     def introspect_token(self, token: TokenView) -> dict[str, Any]:
         info = token.info

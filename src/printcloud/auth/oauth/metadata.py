@@ -22,6 +22,8 @@ def server_metadata(settings: Settings, issuer: str) -> dict[str, Any]:
         "introspection_endpoint": f"{base}/introspect",
         "revocation_endpoint": f"{base}/revoke",
         "device_authorization_endpoint": f"{base}/device_authorization",
+        # RFC 9068 access tokens (clients set to `jwt`) are checked with these keys.
+        "jwks_uri": f"{base}/jwks",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": [

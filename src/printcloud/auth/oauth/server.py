@@ -3,7 +3,8 @@ token generation and the storage of issued tokens (RFC 6749 §5.1).
 
 Set lifetimes explicitly (Authlib's client-credentials default is 10 days). On the
 hot path (no DB session) the new token rows are handed to the group-commit writer
-instead of being inserted here.
+instead of being inserted here. A client set to JWT access tokens gets RFC 9068
+tokens (`rfc9068`), which are signed, not stored: only their refresh tokens have rows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from printcloud.core.settings import Settings
 
 from .. import service
 from ..models import AccessToken, RefreshToken, User
-from ..store import ClientCache
+from ..store import JWT_FORMAT, ClientCache
 from .call import current
 from .card import CardGrant
 from .client_credentials import CredentialsGrant
@@ -35,6 +36,7 @@ from .password import PasswordGrant
 from .refresh import RefreshGrant
 from .request import Request
 from .revocation import Revocation
+from .rfc9068 import KeyRing, issue
 from .token_exchange import TokenExchangeGrant
 from .views import ClientView, check_scope
 
@@ -44,11 +46,14 @@ log = get_logger("auth.oauth")
 class IssuerServer(rfc6749.AuthorizationServer):
     """The Authlib authorization server of one issuer."""
 
-    def __init__(self, *, issuer: str, settings: Settings, clients: ClientCache) -> None:
+    def __init__(
+        self, *, issuer: str, settings: Settings, clients: ClientCache, keyring: KeyRing
+    ) -> None:
         super().__init__(scopes_supported=list(service.SCOPES))
         self.issuer = issuer
         self.settings = settings
         self.clients = clients
+        self.keyring = keyring
         self.register_token_generator("default", self._generate_token)
         self.register_grant(CodeGrant, [S256Challenge(required=True)])
         self.register_grant(CredentialsGrant)
@@ -106,12 +111,22 @@ class IssuerServer(rfc6749.AuthorizationServer):
             # `admin` acts for the tenant's administrators only, whatever the client may ask,
             # and only through the platform's own clients
             allowed = " ".join(s for s in allowed.split() if s not in service.PLATFORM_SCOPES)
-        token: dict[str, Any] = {
-            "token_type": "Bearer",
-            "access_token": crypto.new_token(),
-            "expires_in": expires_in or self.settings.access_token_ttl,
-            "scope": allowed,
-        }
+        token: dict[str, Any] = {"token_type": "Bearer"}
+        if client.row.access_token_format == JWT_FORMAT:
+            request = current().request
+            token["access_token"], token["expires_in"] = issue(
+                self.keyring,
+                settings=self.settings,
+                client=client.row,
+                user=user if isinstance(user, User) else None,
+                scope=allowed,
+                local_user=getattr(request, "local_user", None),
+                grant_type=grant_type,
+            )
+        else:
+            token["access_token"] = crypto.new_token()
+            token["expires_in"] = expires_in or self.settings.access_token_ttl
+        token["scope"] = allowed
         if include_refresh_token and client.check_grant_type("refresh_token"):
             token["refresh_token"] = crypto.new_token()
         return token
@@ -128,21 +143,23 @@ class IssuerServer(rfc6749.AuthorizationServer):
         if family is None and ("refresh_token" in token or grant_type == "authorization_code"):
             family = secrets.token_hex(16)
             request.family_id = family
-        access = [
-            {
-                "token_digest": crypto.token_digest(token["access_token"]),
-                "tenant_pk": tenant_pk,
-                "client_pk": client.row.pk,
-                "user_pk": user.pk if user else None,
-                "local_user": request.local_user,
-                "scope": token.get("scope") or "",
-                "grant_type": grant_type[:64],
-                "issued_at": now,
-                "expires_at": now + timedelta(seconds=int(token["expires_in"])),
-                "revoked_at": None,
-                "family_id": family,
-            }
-        ]
+        access: list[dict[str, Any]] = []
+        if client.row.access_token_format != JWT_FORMAT:  # a JWT is signed, never stored
+            access.append(
+                {
+                    "token_digest": crypto.token_digest(token["access_token"]),
+                    "tenant_pk": tenant_pk,
+                    "client_pk": client.row.pk,
+                    "user_pk": user.pk if user else None,
+                    "local_user": request.local_user,
+                    "scope": token.get("scope") or "",
+                    "grant_type": grant_type[:64],
+                    "issued_at": now,
+                    "expires_at": now + timedelta(seconds=int(token["expires_in"])),
+                    "revoked_at": None,
+                    "family_id": family,
+                }
+            )
         refresh: list[dict[str, Any]] = []
         if "refresh_token" in token:
             refresh.append(
@@ -163,7 +180,8 @@ class IssuerServer(rfc6749.AuthorizationServer):
             call.pending_access.extend(access)
             call.pending_refresh.extend(refresh)
             return
-        call.db.execute(insert(AccessToken), access)
+        if access:
+            call.db.execute(insert(AccessToken), access)
         if refresh:
             call.db.execute(insert(RefreshToken), refresh)
 

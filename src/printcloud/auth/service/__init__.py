@@ -11,6 +11,7 @@ never its data.
 - `consents`: tenant-wide and per-user consents (seed 002).
 - `tokens`: seed 001's `local_user`, token lookup, revocation and purge.
 - `platform_clients`: the system tenants and the platform's service clients.
+- `keys`: the issuers' signing keys of JWT access tokens (RFC 9068) and their rotation.
 
 Callers use the names through this package (`service.create_tenant(...)`).
 """
@@ -44,6 +45,14 @@ from .consents import (
     remember_user_consent,
     revoke_tenant_consent,
     revoke_user_consent,
+)
+from .keys import (
+    add_key,
+    ensure_keys,
+    key_state,
+    list_keys,
+    published_jwks,
+    rotate_keys,
 )
 from .platform_clients import SERVICES, WEB_SIGN_IN, bootstrap
 from .tenants import (
@@ -82,6 +91,7 @@ __all__ = [
     "ClientSnapshot",
     "TokenInfo",
     "active_tenant_consent",
+    "add_key",
     "audit",
     "authenticate_user",
     "bootstrap",
@@ -95,14 +105,17 @@ __all__ = [
     "delete_tenant",
     "delete_user",
     "end_session",
+    "ensure_keys",
     "find_client",
     "find_session",
     "get_client",
     "get_tenant",
     "get_user",
     "grant_tenant_consent",
+    "key_state",
     "list_audit",
     "list_clients",
+    "list_keys",
     "list_tenant_consents",
     "list_tenants",
     "list_user_consents",
@@ -110,6 +123,7 @@ __all__ = [
     "lookup_token",
     "may_grant_tenant_consent",
     "parse_local_user",
+    "published_jwks",
     "purge_expired",
     "remember_user_consent",
     "revoke_family",
@@ -118,6 +132,7 @@ __all__ = [
     "revoke_user_consent",
     "revoke_user_grants",
     "rotate_client_secret",
+    "rotate_keys",
     "search_users",
     "update_client",
     "update_tenant_settings",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from printcloud.core import crypto
+from printcloud.core import crypto, jws
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
 from .. import store
@@ -112,6 +112,24 @@ def _check_scope(scope: str, *, kind: str) -> str:
     return " ".join(dict.fromkeys(parts))
 
 
+def _check_format(value: str) -> str:
+    if value not in store.TOKEN_FORMATS:
+        raise InvalidRequest(
+            f"access_token_format must be one of {', '.join(store.TOKEN_FORMATS)}",
+            field="access_token_format",
+        )
+    return value
+
+
+def _check_alg(value: str) -> str:
+    if value not in jws.ALGORITHMS:
+        raise InvalidRequest(
+            f"access_token_alg must be one of {', '.join(jws.ALGORITHMS)}",
+            field="access_token_alg",
+        )
+    return value
+
+
 def create_client(
     db: Session,
     *,
@@ -124,6 +142,8 @@ def create_client(
     client_id: str | None = None,
     secret: str | None = None,
     actor: str = "system",
+    access_token_format: str = store.TOKEN_FORMATS[0],
+    access_token_alg: str = store.DEFAULT_JWT_ALG,
 ) -> tuple[Client, str | None]:
     """Register a client; answers it and its secret (shown once; None for public clients)."""
     if kind not in CLIENT_KINDS:
@@ -162,6 +182,8 @@ def create_client(
         redirect_uris=uris,
         grant_types=grants,
         scope=_check_scope(scope, kind=kind),
+        access_token_format=_check_format(access_token_format),
+        access_token_alg=_check_alg(access_token_alg),
     )
     db.add(client)
     db.flush()
@@ -171,7 +193,11 @@ def create_client(
         actor=actor,
         action="client.create",
         target=client_id,
-        details={"kind": kind, "grant_types": grants},
+        details={
+            "kind": kind,
+            "grant_types": grants,
+            "access_token_format": client.access_token_format,
+        },
     )
     return client, secret
 
@@ -206,6 +232,8 @@ def update_client(
     redirect_uris: list[str] | None = None,
     scope: str | None = None,
     disabled: bool | None = None,
+    access_token_format: str | None = None,
+    access_token_alg: str | None = None,
 ) -> Client:
     if client.tenant_pk != tenant.pk:
         raise NotFound("no such client")
@@ -220,6 +248,12 @@ def update_client(
         client.scope = changes["scope"] = _check_scope(scope, kind=client.kind)
     if disabled is not None:
         client.disabled = changes["disabled"] = disabled
+    if access_token_format is not None:
+        client.access_token_format = changes["access_token_format"] = _check_format(
+            access_token_format
+        )
+    if access_token_alg is not None:
+        client.access_token_alg = changes["access_token_alg"] = _check_alg(access_token_alg)
     audit(
         db,
         tenant=tenant,

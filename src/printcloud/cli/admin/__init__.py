@@ -1,6 +1,6 @@
 """`printcloud admin`: tenants, users, clients, settings, consents, printers, IPP queues,
-print jobs, executors, ID cards and directories, one module per sub-group; the group's own
-commands (`purge-expired`, `bootstrap`) are here."""
+print jobs, executors, ID cards, directories and signing keys, one module per sub-group;
+the group's own commands (`purge-expired`, `bootstrap`) are here."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from printcloud.cli.admin.consent import consent_cli
 from printcloud.cli.admin.directory import directory_cli
 from printcloud.cli.admin.executor import executor_cli
 from printcloud.cli.admin.job import job_cli
+from printcloud.cli.admin.key import key_cli
 from printcloud.cli.admin.printer import printer_cli
 from printcloud.cli.admin.queue import queue_cli
 from printcloud.cli.admin.settings import settings_cli
@@ -38,6 +39,7 @@ admin.add_typer(job_cli, name="job")
 admin.add_typer(executor_cli, name="executor")
 admin.add_typer(card_cli, name="card")
 admin.add_typer(directory_cli, name="directory")
+admin.add_typer(key_cli, name="key")
 
 
 @admin.callback()

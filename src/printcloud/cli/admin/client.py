@@ -10,9 +10,19 @@ from printcloud.cli.common import IssuerOpt, TenantOpt, emit, fields_of, in_tena
 
 client_cli = typer.Typer(help="OAuth clients of a tenant.", no_args_is_help=True)
 
+FormatOpt = Annotated[
+    str,
+    typer.Option(help="Access tokens: opaque (introspected) | jwt (RFC 9068, checked locally)"),
+]
+AlgOpt = Annotated[str, typer.Option(help="JWS algorithm of its JWT access tokens: EdDSA | ES256")]
+
 
 def client_dict(c: Any) -> dict[str, Any]:
-    return fields_of(c, "client_id name kind redirect_uris grant_types scope disabled created_at")
+    return fields_of(
+        c,
+        "client_id name kind redirect_uris grant_types scope disabled created_at "
+        "access_token_format access_token_alg",
+    )
 
 
 @client_cli.command("create")
@@ -31,6 +41,8 @@ def client_create(
     client_id: Annotated[
         str | None, typer.Option(help="Client ID (generated when omitted)")
     ] = None,
+    access_token_format: FormatOpt = "opaque",  # noqa: S107 - a format, not a secret
+    access_token_alg: AlgOpt = "EdDSA",  # noqa: S107 - an algorithm
 ) -> None:
     """Register a client. Its secret is printed once."""
     from printcloud.auth import service
@@ -46,6 +58,8 @@ def client_create(
             scope=scope,
             client_id=client_id,
             actor="cli",
+            access_token_format=access_token_format,
+            access_token_alg=access_token_alg,
         )
         return {**client_dict(c), "client_secret": secret}
 
@@ -76,6 +90,36 @@ def client_list(tenant: TenantOpt, issuer: IssuerOpt = "idp-a") -> None:
             ],
         ),
     )
+
+
+@client_cli.command("set")
+def client_set(
+    client_id: str,
+    tenant: TenantOpt,
+    issuer: IssuerOpt = "idp-a",
+    access_token_format: Annotated[
+        str | None, typer.Option(help="opaque | jwt (RFC 9068 access tokens)")
+    ] = None,
+    access_token_alg: Annotated[str | None, typer.Option(help="EdDSA | ES256")] = None,
+) -> None:
+    """Change a client's access-token format or JWS algorithm (new tokens only)."""
+    from printcloud.auth import service
+
+    def work(s: Any) -> dict[str, Any]:
+        t = service.get_tenant(s, issuer=issuer, tenant_id=tenant)
+        c = service.update_client(
+            s,
+            tenant=t,
+            client=service.get_client(s, tenant=t, client_id=client_id),
+            actor="cli",
+            access_token_format=access_token_format,
+            access_token_alg=access_token_alg,
+        )
+        return client_dict(c)
+
+    data = run(work)
+    shown = f"{data['access_token_format']} access tokens ({data['access_token_alg']} if JWT)"
+    emit(data, message=f"client {client_id}: {shown}")
 
 
 @client_cli.command("rotate-secret")
