@@ -215,6 +215,14 @@ def test_a_run_once_job_fires_once_across_restarts(make_print_stack: Any, databa
     assert before["outcome"] == "completed", before
     assert datetime.fromisoformat(before["scheduled_at"]) == soon.replace(microsecond=0)
 
+    # Saved with a start some seconds past (the API accepts up to a minute): no schedule
+    # can fire it any more, so it runs at once, without waiting for a restart.
+    past = datetime.now(UTC) - timedelta(seconds=20)
+    late = job(api, recurrence="once", start_at=past.isoformat())
+    [late_run] = finished(api, late)
+    assert late_run["outcome"] == "completed", late_run
+    assert datetime.fromisoformat(late_run["scheduled_at"]) == past.replace(microsecond=0)
+
     later = datetime.now(UTC) + timedelta(seconds=8)
     missed = job(api, recurrence="once", start_at=later.replace(microsecond=273254).isoformat())
     stack.stop()  # down before `missed`'s second
@@ -236,8 +244,9 @@ def test_a_run_once_job_fires_once_across_restarts(make_print_stack: Any, databa
     time.sleep(2)  # deliberate: proves that neither job fires again after a restart
     assert [r["run_id"] for r in runs(api, fired)] == [before["run_id"]]
     assert [r["run_id"] for r in runs(api, missed)] == [caught_up["run_id"]]
+    assert [r["run_id"] for r in runs(api, late)] == [late_run["run_id"]]
     assert sorted(q.run_id for q in docgen_requests(stack, docgen_id)) == sorted(
-        [before["run_id"], caught_up["run_id"]]
+        [before["run_id"], late_run["run_id"], caught_up["run_id"]]
     )
     api.close()
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from printcloud.core import tasks
 from printcloud.core.db import utcnow
@@ -107,8 +108,23 @@ def job_changed(rt: CrmRuntime, tenant_id: str, job_id: str) -> None:
             job = None
         if job is None:
             rt.engine.delete_schedule(schedule_name(job_id))
-        else:
-            _register(rt.engine, job, utcnow())
+            return
+        now = utcnow()
+        _register(rt.engine, job, now)
+        if _missed(db, job, now):
+            # Accepted with a start a few seconds past (the API allows a minute), or
+            # saved just as its second passed: no schedule would fire it, so run it now.
+            run_missed(rt, job)
+
+
+def _missed(db: Session, job: BatchJobRow, now: datetime) -> bool:
+    """A run-once job whose tick passed without a run."""
+    return (
+        job.recurrence == "once"
+        and not job.paused
+        and job.start_at <= now - SLACK
+        and not service.tick_ran(db, job=job, at=job.start_at)
+    )
 
 
 def sync(rt: CrmRuntime) -> None:
@@ -128,12 +144,7 @@ def sync(rt: CrmRuntime) -> None:
                     "could not schedule a batch job",
                     extra={"fields": {"tenant": job.tenant_id, "job": job.job_id}},
                 )
-            if (
-                job.recurrence == "once"
-                and not job.paused
-                and job.start_at <= now - SLACK
-                and not service.tick_ran(db, job=job, at=job.start_at)
-            ):
+            if _missed(db, job, now):
                 # Its tick passed while nothing ran (a run-once schedule has no last-fired
                 # time to backfill from): run it now, once (the run is unique per tick).
                 run_missed(rt, job)
