@@ -146,7 +146,7 @@ def _measure(out_dir: Path, runs_wanted: int, warm: bool) -> Runs:
         kept = Path(tempfile.mkdtemp(prefix="pc-bench-proxy-", dir=_scratch()))
         exits.callback(shutil.rmtree, kept, ignore_errors=True)
         with console.status("starting ippeveprinter and the stack"):
-            _, office = exits.enter_context(ippeveprinter(out_dir))
+            _, office, _ = exits.enter_context(ippeveprinter(out_dir))
             stack = exits.enter_context(print_stack(workers=WORKERS, log_dir=out_dir))
         config = DeviceConfig(
             server=stack.base,
