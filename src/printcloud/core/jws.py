@@ -195,13 +195,18 @@ def looks_like_jwt(token: str) -> bool:
 def header_of(token: str) -> dict[str, Any]:
     if len(token) > MAX_TOKEN or not looks_like_jwt(token):
         raise JWSError("not a compact JWS")
+    return _json_object(token.split(".", 1)[0], "the JWS header")
+
+
+def _json_object(part: str, what: str) -> dict[str, Any]:
+    """One base64url part of a compact JWS as a JSON object, or JWSError naming `what`."""
     try:
-        header = json.loads(unb64url(token.split(".", 1)[0]))
+        value = json.loads(unb64url(part))
     except ValueError as exc:
-        raise JWSError("the JWS header is not JSON") from exc
-    if not isinstance(header, dict):
-        raise JWSError("the JWS header is not a JSON object")
-    return header
+        raise JWSError(f"{what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise JWSError(f"{what} is not a JSON object")
+    return value
 
 
 def decode(
@@ -229,13 +234,7 @@ def decode(
     head, body, signature = token.split(".")
     if not key.verify(unb64url(signature), f"{head}.{body}".encode("ascii")):
         raise JWSError("bad signature")
-    try:
-        claims = json.loads(unb64url(body))
-    except ValueError as exc:
-        raise JWSError("the JWT claims are not JSON") from exc
-    if not isinstance(claims, dict):
-        raise JWSError("the JWT claims are not a JSON object")
-    return claims
+    return _json_object(body, "the JWT claims")
 
 
 def check_claims(

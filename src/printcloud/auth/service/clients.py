@@ -113,20 +113,16 @@ def _check_scope(scope: str, *, kind: str) -> str:
 
 
 def _check_format(value: str) -> str:
-    if value not in store.TOKEN_FORMATS:
-        raise InvalidRequest(
-            f"access_token_format must be one of {', '.join(store.TOKEN_FORMATS)}",
-            field="access_token_format",
-        )
-    return value
+    return _one_of(value, store.TOKEN_FORMATS, "access_token_format")
 
 
 def _check_alg(value: str) -> str:
-    if value not in jws.ALGORITHMS:
-        raise InvalidRequest(
-            f"access_token_alg must be one of {', '.join(jws.ALGORITHMS)}",
-            field="access_token_alg",
-        )
+    return _one_of(value, jws.ALGORITHMS, "access_token_alg")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], field: str) -> str:
+    if value not in allowed:
+        raise InvalidRequest(f"{field} must be one of {', '.join(allowed)}", field=field)
     return value
 
 
