@@ -242,9 +242,8 @@ def manages_queues(principal: Principal) -> bool:
 
 def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
     with rt.db.sessions() as db:
-        printers = [
-            PrinterRead.of(p) for p in service.list_printers(db, tenant_id=principal.tenant_id)
-        ]
+        printer_rows = service.list_printers(db, tenant_id=principal.tenant_id)
+        printers = [PrinterRead.of(p) for p in printer_rows]
         jobs = [
             JobRead.of(j)
             for j in service.list_jobs(
@@ -255,7 +254,7 @@ def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
             QueueRead.of(q, public_url=rt.settings.public_url)
             for q in queues.list_queues(db, tenant_id=principal.tenant_id)
         ]
-        waiting = waiting_texts(rt, service.list_printers(db, tenant_id=principal.tenant_id), jobs)
+        waiting = waiting_texts(rt, printer_rows, jobs)
     return {
         "queues": ipp_queues,
         "waiting": waiting,
@@ -443,8 +442,8 @@ class PrinterView:
 
 def _queues_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
     with rt.db.sessions() as db:
-        rows_p = service.list_printers(db, tenant_id=principal.tenant_id)
-        printers = [PrinterRead.of(p) for p in rows_p]
+        printer_rows = service.list_printers(db, tenant_id=principal.tenant_id)
+        printers = [PrinterRead.of(p) for p in printer_rows]
         views = [
             PrinterView(
                 PrinterRead.of(p),
@@ -454,7 +453,7 @@ def _queues_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]
                     rt.settings.public_url, tenant_id=principal.tenant_id, printer_id=p.printer_id
                 ),
             )
-            for p in rows_p
+            for p in printer_rows
         ]
         rows = queues.list_queues(db, tenant_id=principal.tenant_id)
         listed = [QueueRead.of(q, public_url=rt.settings.public_url) for q in rows]
