@@ -22,6 +22,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from printcloud.core import words
+from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
+from printcloud.printing import queues
 from tests.e2e.chromium import TIMEOUT_MS, watch
 from tests.helpers.print_stack import PrintStack
 
@@ -30,7 +32,7 @@ pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 WIDTHS = {"desktop": 1280, "phone": 390}
 #: Walked again in dark mode (the stylesheet follows `prefers-color-scheme`).
-DARK = ("print", "job", "admin-users", "not-found")
+DARK = ("print", "job", "queues", "admin-users", "not-found")
 #: Codes a person must never read: states and reasons with an underscore, the
 #: seed's step IDs.
 RAW_CODES = re.compile(
@@ -79,15 +81,17 @@ def check_page(page: Page, name: str, size: str, axe: Axe) -> None:
 
 
 def test_walk_the_console_at_desktop_and_phone_sizes(
-    make_print_stack: Any, browser: Browser
+    make_print_stack: Any, browser: Browser, tmp_path: Path
 ) -> None:
     stack: PrintStack = make_print_stack(workers=1)
     tenant = stack.tenant()
     stack.user(tenant, "alice", "alice's long password", admin=True)
     stack.user(tenant, "bob", "bob's long password")
-    device_id, _ = stack.client(tenant, kind="device", scope="device print")
+    device_id, device_secret = stack.client(tenant, kind="device", scope="device print")
     stack.printer(tenant, "p1", client_id=device_id)
     stack.printer(tenant, "p2", color=False, client_id=device_id)
+    with stack.db.session() as db:  # the queues page shows a queue and how to add it
+        queues.add_queue(db, tenant_id=tenant, name="office", printer_id="p1", info="")
     axe = Axe()
 
     # No printer polls: the job waits for its printer, the state most often shown raw.
@@ -106,6 +110,34 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
     job_url = page.url
     expect(page.locator("#job-state")).to_contain_text("Waiting for the printer", timeout=60_000)
 
+    expect(page.locator("#job-waiting")).to_contain_text("has never connected")
+
+    # A job that p2 stops for paper after 2 of its 3 pages: what to do next.
+    page.goto(f"{stack.printing}/")
+    page.get_by_label("PDF file").set_input_files(
+        {"name": "minutes.pdf", "mimeType": "application/pdf", "buffer": make_pdf(3)}
+    )
+    page.get_by_label("Printer").select_option("p2")
+    page.get_by_label("Color").select_option("mono")
+    page.get_by_role("button", name="Print", exact=True).click()
+    page.wait_for_url(re.compile(r"/printing/jobs/[0-9a-f]+$"))
+    stopped_url = page.url
+    expect(page.locator("#job-state")).to_contain_text("Waiting for the printer", timeout=60_000)
+    printer = DeviceConfig(
+        server=stack.base_url,
+        tenant_id=tenant,
+        printer_id="p2",
+        client_id=device_id,
+        client_secret=device_secret,
+        out_dir=tmp_path / "p2",
+        faults=[Fault.parse("paper_out@3")],
+    )
+    with DeviceAgent(printer) as agent:
+        agent.poll_once()
+    page.reload()
+    expect(page.locator("#job-state")).to_contain_text("Stopped at the printer", timeout=60_000)
+    expect(page.get_by_role("button", name=re.compile("^" + words.PRINT_REMAINING))).to_be_visible()
+
     nav = page.locator("nav#console-nav")
     for label in ("Print", "Jobs", "Printers and queues", "Batch printing", "Admin"):
         expect(nav.get_by_role("link", name=label, exact=True)).to_be_visible()
@@ -117,6 +149,7 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
         "print": f"{stack.printing}/",
         "jobs": f"{stack.printing}/jobs",
         "job": job_url,
+        "job-stopped": stopped_url,
         "queues": f"{stack.printing}/queues",
         "batch": f"{stack.base_url}/docgen/settings",
         "account": f"{stack.base_url}/idp-a/account",

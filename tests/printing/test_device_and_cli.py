@@ -124,6 +124,9 @@ def test_the_printing_commands(make_print_stack: Any, tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "needs a device client" in wrong.stderr
     listed = json.loads(_cli(env, "admin", "printer", "list", "--tenant", t.id, "--json").stdout)
     assert {p["printer_id"] for p in listed} == {"color-1", "mono-1", "floor-2"}
+    table = _cli({**env, "COLUMNS": "200"}, "admin", "printer", "list", "--tenant", t.id)
+    assert table.returncode == 0, table.stderr
+    assert "Offline: never connected" in table.stdout  # in words (core.words)
 
     job = t.submit(make_pdf(3), "floor-2")
     stack.wait_for(t.api, job["job_id"], "waiting_for_printer")

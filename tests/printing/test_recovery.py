@@ -171,3 +171,45 @@ def test_previews_of_long_finished_jobs_are_dropped(tmp_path: Path) -> None:
     with db.sessions() as s:
         assert service.get_job(s, tenant_id="t1", job_id="old").previews == 0
     db.dispose()
+
+
+def test_documents_kept_for_stopped_jobs_are_dropped_with_the_previews(tmp_path: Path) -> None:
+    """A job the printer stopped keeps its document (to print the rest, issue 16) until
+    the preview retention; then the sweep deletes it and the job can no longer offer it."""
+    from printcloud.printing.intake import may_print_again
+    from printcloud.printing.pipeline import drop_old_documents
+    from printcloud.printing.runtime import build_runtime
+
+    settings = Settings(data_dir=tmp_path, secret_key=secrets.token_urlsafe(32))
+    db = prepare(settings)
+    rt = build_runtime(settings, db=db)
+    with db.session() as s:
+        service.add_printer(s, tenant_id="t1", printer_id="p", name="P", color=True, client_id="d")
+        for job_id, state, days in (
+            ("old", "printer_cancelled", 40),
+            ("new", "printer_cancelled", 2),
+            ("held", "held", 40),  # not ended: its document is still needed
+        ):
+            job = service.create_job(
+                s,
+                tenant_id="t1",
+                printer_id="p",
+                owner="alice",
+                client_id="c",
+                title=job_id,
+                source="upload",
+                options=service.JobOptions(),
+                job_id=job_id,
+                data_key=f"jobs/{job_id}/data.pdf",
+            )
+            job.state = state
+            job.finished_at = utcnow() - timedelta(days=days)
+            rt.blobs.put(f"jobs/{job_id}/data.pdf", b"%PDF-")
+    assert drop_old_documents(rt, older_than=timedelta(days=30)) == 1
+    assert not rt.blobs.exists("jobs/old/data.pdf")
+    assert rt.blobs.exists("jobs/new/data.pdf") and rt.blobs.exists("jobs/held/data.pdf")
+    with db.sessions() as s:
+        old = service.get_job(s, tenant_id="t1", job_id="old")
+        assert old.data_key is None and not may_print_again(rt, old)
+        assert may_print_again(rt, service.get_job(s, tenant_id="t1", job_id="new"))
+    db.dispose()

@@ -108,3 +108,39 @@ def job_said(state: str, reason: str | None) -> Said:
 def _as_words(code: str) -> str:
     words = code.replace("_", " ").replace("-", " ").strip()
     return words[:1].upper() + words[1:]
+
+
+# -- printers: online or not, and why a job waits ----------------------------------------
+
+
+def printer_status(online: bool, last_seen: str | None) -> str:
+    """A printer's status: "Online", "Offline since …", or never connected."""
+    if online:
+        return "Online"
+    if last_seen:
+        return f"Offline since {last_seen}"
+    return "Offline: never connected"
+
+
+def waiting_text(printer: str, online: bool, last_seen: str | None) -> str:
+    """Why a job waits for its printer, and what happens next."""
+    if online:
+        return f"Waiting: the printer {printer} is online and takes the job at its next check."
+    if last_seen:
+        return (
+            f"Waiting: the printer {printer} has been offline since {last_seen}. "
+            "The job prints when it is back online; ask your administrator if it stays offline."
+        )
+    return (
+        f"Waiting: the printer {printer} has never connected. "
+        "Ask your administrator to set it up; the job prints once it is online."
+    )
+
+
+#: The actions offered on a job that ended before all its pages were printed.
+PRINT_REMAINING = "Print the remaining pages"
+PRINT_AGAIN = "Print again"
+
+
+def remaining_text(printed: int, pages: int) -> str:
+    return f"{printed} of {pages} pages were printed."

@@ -20,23 +20,36 @@ One intake for every way in (the JSON API's upload or URL, the print page):
   the next start.
 
 Nothing is created when the data is refused.
+
+`print_again`: a job the printer stopped (or any ended job whose document is still
+kept or whose URL can be fetched again) as a new job through `submit`: all of it, or
+the pages after those printed (issue 16, "what to do next").
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
+import pypdfium2 as pdfium
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from printcloud.core.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
+from printcloud.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
 from . import capabilities, pipeline, service
-from .convert import PdfInfo, check_job_pixels, inspect_pdf
+from .convert import PDFIUM_LOCK, PdfInfo, check_job_pixels, inspect_pdf
 from .models import PrintJobRow
 from .runtime import PrintingRuntime
 from .sessions import job_data_key
@@ -258,3 +271,91 @@ def start_workflow(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
             "starting a job's workflow failed; it is started at the next start",
             extra={"fields": {"job_id": job_id}},
         )
+
+
+# -- what to do next: print again, or the remaining pages ------------------------------------
+
+#: States after which a job may be printed again (its document still at hand).
+ENDED = frozenset({"printed", "printer_cancelled", "cancelled", "failed", "expired"})
+
+
+def remaining_pages(job: PrintJobRow) -> int:
+    """How many pages the printer did not print of a job it stopped (0: none to offer:
+    nothing printed yet, all printed, or copies make the count ambiguous)."""
+    pages = job.page_count or 0
+    copies = int((job.options or {}).get("copies") or 1)
+    if job.state != "printer_cancelled" or copies != 1 or not 0 < job.pages_printed < pages:
+        return 0
+    return pages - job.pages_printed
+
+
+def may_print_again(rt: PrintingRuntime, job: PrintJobRow) -> bool:
+    """Whether the job's document can be printed again: kept, or fetched from its URL."""
+    if job.state not in ENDED:
+        return False
+    if job.data_key and rt.blobs.exists(job.data_key):
+        return True
+    return job.source == "url" and bool(job.source_url)
+
+
+def pages_from(data: bytes, first: int) -> bytes:
+    """The PDF `data` from its page `first` (0-based) on, as a new PDF."""
+    with PDFIUM_LOCK:
+        source = pdfium.PdfDocument(data)
+        try:
+            out = pdfium.PdfDocument.new()
+            try:
+                out.import_pages(source, list(range(first, len(source))))
+                buffer = io.BytesIO()
+                out.save(buffer)
+            finally:
+                out.close()
+        finally:
+            source.close()
+    return buffer.getvalue()
+
+
+async def print_again(
+    rt: PrintingRuntime, principal: Principal, *, job_id: str, remaining: bool
+) -> PrintJobRow:
+    """A new job of the same document, printer and settings for the job's owner or the
+    tenant's administrator: all its pages, or (`remaining`) those the printer did not
+    print. The new job belongs to whoever asks."""
+    tenant_id = principal.tenant_id
+
+    def load() -> tuple[PrintJobRow, bytes | None]:
+        with rt.db.sessions() as db:
+            job = service.get_job(db, tenant_id=tenant_id, job_id=job_id)
+            db.expunge(job)
+        if job.owner != principal.acting_user and not (
+            principal.admin and principal.has_scopes("admin")
+        ):
+            raise Forbidden("only the job's owner or an administrator may print it again")
+        if not may_print_again(rt, job):
+            raise Conflict("this job's document is no longer kept: print it from the form")
+        if remaining and not remaining_pages(job):
+            raise Conflict("this job has no remaining pages to print")
+        kept = job.data_key if job.data_key and rt.blobs.exists(job.data_key) else None
+        data = rt.blobs.get(kept) if kept else None
+        if remaining:
+            if data is None:
+                raise Conflict("this job's document is no longer kept: print it from the form")
+            data = pages_from(data, job.pages_printed)
+        return job, data
+
+    job, data = await run_in_threadpool(load)
+    fields = service.JobOptions.__dataclass_fields__
+    options = service.JobOptions(**{k: v for k, v in (job.options or {}).items() if k in fields})
+    title = f"{job.title} (remaining pages)" if remaining else job.title
+    if data is None:
+        return await submit(
+            rt,
+            principal,
+            printer_id=job.printer_id,
+            options=options,
+            title=title[:300],
+            url=job.source_url,
+        )
+    return await submit(
+        rt, principal, printer_id=job.printer_id, options=options, title=title[:300], data=data
+    )

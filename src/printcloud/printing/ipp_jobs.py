@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from printcloud.core import words
 from printcloud.ipp.message import Attribute, Collection, Group, ValueTag
 from printcloud.ipp.model import (
     Finishings,
@@ -225,7 +226,10 @@ class JobView:
 def view(row: IppJobRow, job: PrintJobRow | None) -> JobView:
     if job is not None:
         state = ipp_state(job.state, job.reason)
-        message = job.reason or job.state.replace("_", " ")
+        # In the words the pages use (issue 16): "Stopped at the printer. The printer
+        # ran out of paper. …" rather than `paper_out`.
+        said = words.job_said(job.state, job.reason)
+        message = f"{said.label}. {said.reason or said.text}".strip()
     elif row.state == "pending_document":
         state = IppJobState(3, ("job-incoming",))
         message = "waiting for the document"

@@ -24,7 +24,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -49,6 +49,8 @@ from printcloud.core.web import check_csrf, templates
 
 from . import intake, jobs, queues, service
 from .deps import RuntimeDep, runtime
+from .infra import infra_uri
+from .models import PrinterRow
 from .runtime import PrintingRuntime
 from .schemas import JobRead, PrinterRead, QueueRead
 from .worker import DownloadFailed
@@ -99,6 +101,32 @@ def status(job: JobRead) -> Status:
 
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
+def _presence(rt: PrintingRuntime, printer: PrinterRow) -> service.Presence:
+    return service.presence(printer, poll_interval=rt.settings.device_poll_interval)
+
+
+def printer_status(rt: PrintingRuntime, printer: PrinterRow) -> str:
+    """ "Online", or since when it is offline, in plain words."""
+    seen = _presence(rt, printer)
+    return words.printer_status(seen.online, _when(seen.last_seen) or None)
+
+
+def waiting_texts(
+    rt: PrintingRuntime, printers: list[PrinterRow], listed: list[JobRead]
+) -> dict[str, str]:
+    """Why each of `listed` that waits for its printer waits (job ID -> a sentence)."""
+    by_id = {p.printer_id: p for p in printers}
+    said: dict[str, str] = {}
+    for job in listed:
+        printer = by_id.get(job.printer_id)
+        if job.state != "waiting_for_printer" or printer is None:
+            continue
+        seen = _presence(rt, printer)
+        since = _when(seen.last_seen) or None
+        said[job.job_id] = words.waiting_text(printer.name, seen.online, since)
+    return said
 
 
 pages.env.globals["status"] = status
@@ -214,9 +242,8 @@ def manages_queues(principal: Principal) -> bool:
 
 def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
     with rt.db.sessions() as db:
-        printers = [
-            PrinterRead.of(p) for p in service.list_printers(db, tenant_id=principal.tenant_id)
-        ]
+        printer_rows = service.list_printers(db, tenant_id=principal.tenant_id)
+        printers = [PrinterRead.of(p) for p in printer_rows]
         jobs = [
             JobRead.of(j)
             for j in service.list_jobs(
@@ -227,8 +254,10 @@ def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
             QueueRead.of(q, public_url=rt.settings.public_url)
             for q in queues.list_queues(db, tenant_id=principal.tenant_id)
         ]
+        waiting = waiting_texts(rt, printer_rows, jobs)
     return {
         "queues": ipp_queues,
+        "waiting": waiting,
         "printers": printers,
         "printer_names": {p.printer_id: p.name for p in printers},
         "jobs": jobs,
@@ -278,7 +307,12 @@ def _jobs_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
                 db, tenant_id=principal.tenant_id, owner=principal.acting_user, limit=200
             )
         ]
-    return {"jobs": listed, "printer_names": {p.printer_id: p.name for p in printers}}
+        waiting = waiting_texts(rt, printers, listed)
+    return {
+        "jobs": listed,
+        "waiting": waiting,
+        "printer_names": {p.printer_id: p.name for p in printers},
+    }
 
 
 @router.get("/jobs")
@@ -395,15 +429,37 @@ def _take_flash(request: Request, principal: Principal) -> str | None:
     return notice if fresh and ours else None
 
 
+@dataclass(frozen=True)
+class PrinterView:
+    """A printer as the administrator's page shows it: online or not, how it connects."""
+
+    printer: PrinterRead
+    online: bool
+    status: str
+    #: Where an IPP INFRA proxy or printer fetches its jobs (docs/infra.md).
+    infra_uri: str
+
+
 def _queues_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
     with rt.db.sessions() as db:
-        printers = [
-            PrinterRead.of(p) for p in service.list_printers(db, tenant_id=principal.tenant_id)
+        printer_rows = service.list_printers(db, tenant_id=principal.tenant_id)
+        printers = [PrinterRead.of(p) for p in printer_rows]
+        views = [
+            PrinterView(
+                PrinterRead.of(p),
+                _presence(rt, p).online,
+                printer_status(rt, p),
+                infra_uri(
+                    rt.settings.public_url, tenant_id=principal.tenant_id, printer_id=p.printer_id
+                ),
+            )
+            for p in printer_rows
         ]
         rows = queues.list_queues(db, tenant_id=principal.tenant_id)
         listed = [QueueRead.of(q, public_url=rt.settings.public_url) for q in rows]
     return {
         "queues": listed,
+        "printer_views": views,
         "printers": printers,
         "printer_names": {p.printer_id: p.name for p in printers},
         "follow_me": FOLLOW_ME,
@@ -429,6 +485,7 @@ async def _queues_page(
     status_code: int = 200,
     error: str | None = None,
     form: QueueForm | None = None,
+    printer_form: PrinterForm | None = None,
 ) -> Response:
     context = await run_in_threadpool(_queues_context, rt, principal)
     notice = _take_flash(request, principal) if request.method == "GET" else None
@@ -440,11 +497,173 @@ async def _queues_page(
         error=error,
         notice=notice,
         form=form or QueueForm(),
+        printer_form=printer_form or PrinterForm(),
         **context,
     )
     if request.cookies.get(_FLASH) and request.method == "GET":
         site.delete_cookie(request, response, _FLASH)
     return response
+
+
+# -- the tenant's printers (issue 16, "Printers and queues") ---------------------------------
+
+
+@dataclass(frozen=True)
+class PrinterForm:
+    """What the printer forms show again after an error: the add form's fields (or the
+    fields of the printer `editing`), and the field the error belongs to."""
+
+    printer_id: str = ""
+    name: str = ""
+    client_id: str = ""
+    push_url: str = ""
+    location: str = ""
+    color: bool = True
+    editing: str = ""
+    error: str = ""
+    field: str = ""
+
+    @classmethod
+    def of(cls, fields: dict[str, str], *, editing: str = "") -> PrinterForm:
+        return cls(
+            printer_id=editing or fields.get("printer_id", "").strip(),
+            name=fields.get("name", "").strip(),
+            client_id=fields.get("client_id", "").strip(),
+            push_url=fields.get("push_url", "").strip(),
+            location=fields.get("location", "").strip(),
+            color=fields.get("color", "color") != "mono",
+            editing=editing,
+        )
+
+
+#: The printer forms' fields that show their error beside them.
+PRINTER_FIELDS = ("printer_id", "name", "client_id", "push_url", "location")
+_FULL_ADDRESS = "Enter a full http:// or https:// address, or leave it empty."
+_PRINTER_ERRORS = (
+    ("printer_id must be", "Use 1 to 128 letters, digits, dots, dashes or underscores."),
+    ("already exists", "There is already a printer with this ID. Choose another."),
+    ("unfinished job", "It still has jobs to print: wait for them, or cancel them first."),
+    ("is the target of queue", "Queues print on it: delete them, or point them elsewhere first."),
+    ("must not carry a user name", "Leave the user name and password out of the address."),
+    ("push_url must be", _FULL_ADDRESS),
+    ("push_url is not a valid URL", _FULL_ADDRESS),
+)
+
+
+def printer_error_text(description: str) -> str:
+    for phrase, plain in _PRINTER_ERRORS:
+        if phrase in description:
+            return plain
+    return description[:1].upper() + description[1:] + ("" if description.endswith(".") else ".")
+
+
+pages.env.globals["printer_form"] = PrinterForm()
+
+
+async def _change_printer(
+    request: Request,
+    rt: PrintingRuntime,
+    principal: Principal,
+    work: Callable[[Session, PrinterForm], str],
+    *,
+    editing: str = "",
+) -> Response:
+    """One printer form: the administrator, CSRF, `work(db, form)` (its notice), then
+    back to the page with the notice (post/redirect/get); refused input shows the page
+    with the error beside its field and the input kept."""
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    async with request.form(max_files=0, max_fields=12) as sent:
+        fields = {k: v for k, v in sent.items() if isinstance(v, str)}
+    form = PrinterForm.of(fields, editing=editing)
+    if not check_csrf(request, fields.get("csrf")):
+        return await _queues_page(
+            request, rt, principal, status_code=400, printer_form=replace(form, error=_EXPIRED)
+        )
+
+    def in_session() -> str:
+        with rt.db.session() as db:
+            return work(db, form)
+
+    try:
+        notice = await run_in_threadpool(in_session)
+    except PrintcloudError as exc:
+        field = exc.field if exc.field in PRINTER_FIELDS and not editing else ""
+        error = printer_error_text(exc.description)
+        if editing:
+            error = f"Printer {editing}: {error}"
+        return await _queues_page(
+            request,
+            rt,
+            principal,
+            status_code=exc.status_code,
+            printer_form=replace(form, error=error, field=field),
+        )
+    log.info(
+        "printer changed from the printers page",
+        extra={"fields": {"tenant": principal.tenant_id, "by": principal.acting_user}},
+    )
+    response = RedirectResponse(f"{PREFIX}/queues", status_code=303)
+    _set_flash(request, response, principal, notice)
+    return site.finish(request, response)
+
+
+@router.post("/printers")
+async def add_printer(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    """The same call as the admin API's and `printcloud admin printer add`."""
+    tenant_id = principal.tenant_id
+
+    def work(db: Session, form: PrinterForm) -> str:
+        if not form.client_id:
+            raise InvalidRequest("enter the ID of the printer's device client", field="client_id")
+        row = service.add_printer(
+            db,
+            tenant_id=tenant_id,
+            printer_id=form.printer_id,
+            name=form.name,
+            color=form.color,
+            client_id=form.client_id,
+            push_url=form.push_url or None,
+            location=form.location,
+            egress=rt.settings.egress_policy,
+        )
+        return f"Printer {row.name} added. Start its device client to bring it online."
+
+    return await _change_printer(request, rt, principal, work)
+
+
+@router.post("/printers/{printer_id}/edit")
+async def edit_printer(
+    printer_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
+) -> Response:
+    tenant_id = principal.tenant_id
+
+    def work(db: Session, form: PrinterForm) -> str:
+        row = service.update_printer(
+            db,
+            tenant_id=tenant_id,
+            printer_id=printer_id,
+            name=form.name or None,
+            push_url=form.push_url or None,
+            clear_push_url=not form.push_url,
+            egress=rt.settings.egress_policy,
+        )
+        return f"Printer {row.name} saved."
+
+    return await _change_printer(request, rt, principal, work, editing=printer_id)
+
+
+@router.post("/printers/{printer_id}/delete")
+async def delete_printer(
+    printer_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
+) -> Response:
+    tenant_id = principal.tenant_id
+
+    def work(db: Session, form: PrinterForm) -> str:
+        service.delete_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+        return f"Printer {printer_id} deleted."
+
+    return await _change_printer(request, rt, principal, work, editing=printer_id)
 
 
 @router.get("/queues")
@@ -562,15 +781,26 @@ def _job_context(rt: PrintingRuntime, principal: Principal, job_id: str) -> dict
     with rt.db.sessions() as db:
         row = service.get_job(db, tenant_id=tenant_id, job_id=job_id)
         job = JobRead.of(row, service.events(db, tenant_id=tenant_id, job_id=job_id))
+        waiting = ""
+        printer_state = ""
         try:
             printer = service.get_printer(db, tenant_id=tenant_id, printer_id=row.printer_id)
             printer_name = f"{printer.name} ({'color' if printer.color else 'mono'})"
+            printer_state = printer_status(rt, printer)
+            waiting = waiting_texts(rt, [printer], [job]).get(job.job_id, "")
         except NotFound:  # removed since
             printer_name = row.printer_id
+        mine = job.owner == principal.acting_user or manages_queues(principal)
+        again = mine and intake.may_print_again(rt, row)
+        remaining = intake.remaining_pages(row) if again else 0
     active = job.state in service.ACTIVE
     return {
         "job": job,
         "printer_name": printer_name,
+        "printer_state": printer_state,
+        "waiting": waiting,
+        "print_again": again,
+        "remaining": remaining,
         "active": active,
         "cancellable": active and job.owner == principal.acting_user,
         # Step IDs, state codes and worker names: for the tenant's administrators.
@@ -645,6 +875,53 @@ async def cancel(
             request, rt, principal, job_id, status_code=exc.status_code, error=exc.description
         )
     return site.finish(request, RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303))
+
+
+async def _print_again(
+    job_id: str, request: Request, rt: PrintingRuntime, principal: Principal, *, remaining: bool
+) -> Response:
+    async with request.form(max_files=0, max_fields=5) as form:
+        csrf = form.get("csrf")
+    if not check_csrf(request, csrf if isinstance(csrf, str) else None):
+        return await _job_page(
+            request, rt, principal, job_id, status_code=400, error="Your form expired. Try again."
+        )
+    if not _JOB_ID.match(job_id):
+        return await _job_page(request, rt, principal, job_id)  # the "no such job" page
+    try:
+        job = await intake.print_again(rt, principal, job_id=job_id, remaining=remaining)
+    except NotFound:
+        return await _job_page(request, rt, principal, job_id)
+    except PrintcloudError as exc:  # not theirs, nothing left to print, or refused by the intake
+        return await _job_page(
+            request,
+            rt,
+            principal,
+            job_id,
+            status_code=exc.status_code,
+            error=print_error_text(exc.description, exc.field),
+        )
+    log.info(
+        "job printed again from the job page",
+        extra={"fields": {"job": job.job_id, "from": job_id, "remaining": remaining}},
+    )
+    return site.finish(request, RedirectResponse(f"{PREFIX}/jobs/{job.job_id}", status_code=303))
+
+
+@router.post("/jobs/{job_id}/again")
+async def print_again(
+    job_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
+) -> Response:
+    """ "Print again": the whole document as a new job (owner or administrator)."""
+    return await _print_again(job_id, request, rt, principal, remaining=False)
+
+
+@router.post("/jobs/{job_id}/remaining")
+async def print_remaining(
+    job_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
+) -> Response:
+    """ "Print the remaining pages" of a job the printer stopped, as a new job."""
+    return await _print_again(job_id, request, rt, principal, remaining=True)
 
 
 @router.get("/jobs/{job_id}/pages/{number}/preview.png")

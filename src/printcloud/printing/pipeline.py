@@ -331,7 +331,10 @@ def complete(tenant_id: str, job_id: str, printer_id: str) -> str:
     with rt.db.session() as db:
         job = db.get(PrintJobRow, job_id)
         if job is not None:
-            data_key = job.data_key
+            # A job the printer stopped keeps its document, so that its owner can
+            # print the remaining pages or print it again (issue 16); the sweep
+            # drops it with the previews (`drop_old_documents`).
+            data_key = job.data_key if job.state != "printer_cancelled" else None
             job.token_sealed = None
             service.add_event(
                 db,
@@ -576,7 +579,9 @@ def sweep_step() -> int:
         return 0
     older = timedelta(seconds=rt.settings.conversion_token_timeout + 3600)
     swept = sweep_stores(db=rt.db, blobs=rt.blobs, sessions=rt.sessions, older_than=older)
-    dropped = drop_old_previews(rt, older_than=timedelta(days=rt.settings.preview_retention_days))
+    retention = timedelta(days=rt.settings.preview_retention_days)
+    dropped = drop_old_previews(rt, older_than=retention)
+    dropped += drop_old_documents(rt, older_than=retention)
     if swept or dropped:
         log.info(
             "swept stale conversion sessions and old previews",
@@ -601,4 +606,27 @@ def drop_old_previews(
         for job in jobs:
             rt.blobs.delete_prefix(f"previews/{job.job_id}")
             job.previews = 0
+    return len(jobs)
+
+
+def drop_old_documents(
+    rt: PrintingRuntime, *, older_than: timedelta, now: datetime | None = None
+) -> int:
+    """Delete the documents kept for jobs the printer stopped (to print them again)
+    that ended longer ago than `older_than`."""
+    cutoff = (now or utcnow()) - older_than
+    with rt.db.session() as db:
+        jobs = list(
+            db.scalars(
+                select(PrintJobRow).where(
+                    PrintJobRow.state == "printer_cancelled",
+                    PrintJobRow.data_key.is_not(None),
+                    PrintJobRow.finished_at < cutoff,
+                )
+            )
+        )
+        for job in jobs:
+            if job.data_key:
+                rt.blobs.delete(job.data_key)
+            job.data_key = None
     return len(jobs)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -220,6 +220,30 @@ def delete_printer(db: Session, *, tenant_id: str, printer_id: str) -> None:
         )
     db.delete(row)
     bump_on_commit(db, CONFIG)
+
+
+#: A printer is online while it polls (every `PRINTCLOUD_DEVICE_POLL_INTERVAL`, 5 s
+#: by default; an IPP INFRA printer fetches as often): this many missed polls, and at
+#: least a minute, make it offline.
+OFFLINE_AFTER_POLLS = 12
+OFFLINE_AFTER_MIN = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Whether a printer is online, from when it last polled or was seen."""
+
+    online: bool
+    last_seen: datetime | None
+
+
+def presence(row: PrinterRow, *, poll_interval: int, now: datetime | None = None) -> Presence:
+    """`row` online if it was seen within `OFFLINE_AFTER_POLLS` polls (and a minute)."""
+    seen = row.last_seen_at
+    if seen is None:
+        return Presence(False, None)
+    grace = max(OFFLINE_AFTER_MIN, timedelta(seconds=poll_interval * OFFLINE_AFTER_POLLS))
+    return Presence((now or utcnow()) - seen <= grace, seen)
 
 
 def printer_for_device(

@@ -81,14 +81,26 @@ def printer_add(
 @printer_cli.command("list")
 def printer_list(tenant: TenantOpt) -> None:
     """List a tenant's printers."""
+    from printcloud.core import words
     from printcloud.printing import service
 
-    data = run(lambda s: [printer_dict(p) for p in service.list_printers(s, tenant_id=tenant)])
+    poll = Settings().device_poll_interval
+
+    def status(p: Any) -> str:
+        seen = service.presence(p, poll_interval=poll)
+        when = seen.last_seen.strftime("%Y-%m-%d %H:%M:%S UTC") if seen.last_seen else None
+        return words.printer_status(seen.online, when)
+
+    rows = run(
+        lambda s: [(printer_dict(p), status(p)) for p in service.list_printers(s, tenant_id=tenant)]
+    )
+    data = [d for d, _ in rows]
+    said = {d["printer_id"]: text for d, text in rows}
     emit(
         data,
         table_of(
             f"printers of {tenant}",
-            ["printer_id", "name", "color", "device client", "push URL", "last seen"],
+            ["printer_id", "name", "color", "device client", "push URL", "status"],
             [
                 [
                     d["printer_id"],
@@ -96,7 +108,7 @@ def printer_list(tenant: TenantOpt) -> None:
                     "color" if d["color"] else "mono",
                     d["client_id"],
                     d["push_url"],
-                    d["last_seen_at"],
+                    said[d["printer_id"]],
                 ]
                 for d in data
             ],
