@@ -70,8 +70,10 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     expect(row.locator("code.queue-uri")).to_have_text(uri)
     expect(row).to_contain_text("Front desk")
     expect(row).to_contain_text("COLOR-1")
-    row.get_by_text("Linux, macOS, Windows").click()
-    expect(row.get_by_text(f"lpadmin -p office -E -v {uri} -m everywhere")).to_be_visible()
+    row.get_by_text("How to add it: Windows, macOS, Linux, phones").click()
+    expect(
+        row.locator("code", has_text=f"lpadmin -p office -E -v {uri} -m everywhere")
+    ).to_be_visible()
 
     # The same name again: the reason on the page, nothing added.
     page.locator("#name").fill("office")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typer.testing import CliRunner
 
 from printcloud.cli import app, arguments
+from printcloud.cli.common import console, err
 
 
 def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -20,7 +21,16 @@ def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[s
     for the call; Settings reads it afresh, as a new process would)."""
     overlay: dict[str, str | None] = {name: None for name in os.environ if name not in env}
     overlay.update(env)
-    result = CliRunner().invoke(app, arguments(list(args)), env=overlay, prog_name="printcloud")
+    # The CLI's Rich consoles are made once per process, so they would keep the width of
+    # the first call: give them this call's COLUMNS as a new process would read it.
+    widths = (console.width, err.width)
+    columns = env.get("COLUMNS", "")
+    if columns.isdigit():
+        console.width = err.width = int(columns)
+    try:
+        result = CliRunner().invoke(app, arguments(list(args)), env=overlay, prog_name="printcloud")
+    finally:
+        console.width, err.width = widths
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         # what the interpreter would have printed before exiting with status 1

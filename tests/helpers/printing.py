@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
-from printcloud.printing.models import ConversionSessionRow, ConvertedDataRow
+from printcloud.printing.models import ConversionSessionRow, ConvertedDataRow, PrintJobRow
 from tests.helpers.print_stack import PrintStack
 
 DEBIAN_PDFS = (
@@ -83,11 +83,17 @@ def planes(folder: Path, page: int) -> list[str]:
     return sorted(p.name for p in folder.glob(f"page-{page:04d}*.pbm"))
 
 
-def assert_no_leftovers(stack: PrintStack, job_id: str, *, keeps_document: bool = False) -> None:
+def assert_no_leftovers(
+    stack: PrintStack, job_id: str, *, keeps_document: bool | None = None
+) -> None:
     """FIG. 11: completion leaves no converted data, no download and no session record;
-    `keeps_document`: a job the printer stopped keeps its document alone (to print the
-    rest or print again, issue 16)."""
+    a job the printer stopped (`printer_cancelled`) keeps its document alone (to print
+    the rest or print again, issue 16). `keeps_document` states which is expected; by
+    default it follows the job's state."""
     with stack.db.sessions() as s:
+        if keeps_document is None:
+            job = s.get(PrintJobRow, job_id)
+            keeps_document = job is not None and job.state == "printer_cancelled"
         assert (
             s.scalar(
                 select(func.count())
