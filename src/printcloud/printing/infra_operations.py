@@ -63,6 +63,7 @@ from . import capabilities, changes, infra, jobs, raster_stream, service
 from .balancer import Streamed, WorkerLost
 from .ipp_printer import MEDIA_SIZES
 from .ipp_states import ABORTED, CANCELED, COMPLETED, PROCESSING, PROCESSING_STOPPED
+from .ipp_templates import subscription_groups
 from .models import ConvertedDataRow
 from .runtime import PrintingRuntime
 from .schemas import DeviceResult
@@ -349,47 +350,24 @@ async def create_printer_subscriptions(call: InfraCall) -> bytes:
     templates = call.message.groups_of(GroupTag.SUBSCRIPTION)
     if not templates:
         raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "no subscription template group")
-    groups: list[Group] = []
-    made = 0
-    for template in templates:
-        out = Group(GroupTag.SUBSCRIPTION)
-        method = template.get("notify-pull-method")
-        events_attr = template.get("notify-events")
+
+    async def subscribe(events: list[str], template: Group) -> list[Attribute]:
+        lease = infra.DEFAULT_LEASE
         lease_attr = template.get("notify-lease-duration")
-        events = (
-            [str(v) for v in events_attr.values if v in infra.EVENTS]
-            if events_attr is not None
-            else list(infra.DEFAULT_EVENTS)
-        )
-        if template.get("notify-recipient-uri") is not None:
-            code = Status.CLIENT_ERROR_URI_SCHEME_NOT_SUPPORTED  # push notifications: none
-        elif (
-            not events
-            or method is None
-            or (method.tag, method.value)
-            != (
-                ValueTag.KEYWORD,
-                "ippget",
-            )
-        ):  # pull by ippget, for events this printer has
-            code = Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
-        else:
-            lease = infra.DEFAULT_LEASE
-            if lease_attr is not None and lease_attr.tag == ValueTag.INTEGER:
-                lease = int(lease_attr.value)
-            try:
-                row = await call.db(infra.subscribe, events=events, lease=lease)
-            except Conflict as exc:
-                raise call.fail(
-                    Status.CLIENT_ERROR_TOO_MANY_SUBSCRIPTIONS, exc.description
-                ) from exc
-            out.add(Attribute("notify-subscription-id", ValueTag.INTEGER, row.subscription_id))
-            out.add(Attribute("notify-lease-duration", ValueTag.INTEGER, row.lease_seconds))
-            groups.append(out)
-            made += 1
-            continue
-        out.add(Attribute("notify-status-code", ValueTag.ENUM, int(code)))
-        groups.append(out)
+        if lease_attr is not None and lease_attr.tag == ValueTag.INTEGER:
+            lease = int(lease_attr.value)
+        try:
+            row = await call.db(infra.subscribe, events=events, lease=lease)
+        except Conflict as exc:
+            raise call.fail(Status.CLIENT_ERROR_TOO_MANY_SUBSCRIPTIONS, exc.description) from exc
+        return [
+            Attribute("notify-subscription-id", ValueTag.INTEGER, row.subscription_id),
+            Attribute("notify-lease-duration", ValueTag.INTEGER, row.lease_seconds),
+        ]
+
+    groups, made = await subscription_groups(
+        templates, known=infra.EVENTS, default=infra.DEFAULT_EVENTS, subscribe=subscribe
+    )
     if not made:
         return call.answer(
             groups,

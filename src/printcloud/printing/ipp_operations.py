@@ -57,6 +57,7 @@ from .ipp_documents import DocumentError, compression_of, document_format, to_pd
 from .ipp_jobs import JobView, Template, job_attributes, job_template, template_attributes, view
 from .ipp_memo import QueueMemo
 from .ipp_printer import EXPLICIT_ONLY, AttributeCache, PrinterStatus, QueueFacts
+from .ipp_templates import subscription_groups
 from .models import IppJobRow, PrintJobRow, QueueRow
 from .runtime import PrintingRuntime
 
@@ -671,48 +672,26 @@ async def create_job_subscriptions(call: Call) -> bytes:
     templates = call.message.groups_of(GroupTag.SUBSCRIPTION)
     if not templates:
         raise call.fail(Status.CLIENT_ERROR_BAD_REQUEST, "no subscription template group")
-    groups: list[Group] = []
-    made = 0
-    for template in templates:
-        out = Group(GroupTag.SUBSCRIPTION)
-        method = template.get("notify-pull-method")
-        asked = template.get("notify-events")
-        events = (
-            [str(e) for e in asked.values if e in ipp_subscriptions.EVENTS]
-            if asked is not None
-            else list(ipp_subscriptions.DEFAULT_EVENTS)
-        )
-        if template.get("notify-recipient-uri") is not None:
-            code = Status.CLIENT_ERROR_URI_SCHEME_NOT_SUPPORTED  # no push notifications
-        elif (
-            not events
-            or method is None
-            or (method.tag, method.value)
-            != (
-                ValueTag.KEYWORD,
-                "ippget",
+
+    async def subscribe(events: list[str], template: Group) -> list[Attribute]:
+        try:
+            row = await call.db(
+                ipp_subscriptions.subscribe,
+                queue=call.facts.name,
+                job_number=number,
+                owner=call.user,
+                events=events,
             )
-        ):
-            code = Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
-        else:
-            try:
-                row = await call.db(
-                    ipp_subscriptions.subscribe,
-                    queue=call.facts.name,
-                    job_number=number,
-                    owner=call.user,
-                    events=events,
-                )
-            except Conflict as exc:
-                raise call.fail(
-                    Status.CLIENT_ERROR_TOO_MANY_SUBSCRIPTIONS, exc.description
-                ) from exc
-            out.add(Attribute("notify-subscription-id", ValueTag.INTEGER, row.subscription_id))
-            groups.append(out)
-            made += 1
-            continue
-        out.add(Attribute("notify-status-code", ValueTag.ENUM, int(code)))
-        groups.append(out)
+        except Conflict as exc:
+            raise call.fail(Status.CLIENT_ERROR_TOO_MANY_SUBSCRIPTIONS, exc.description) from exc
+        return [Attribute("notify-subscription-id", ValueTag.INTEGER, row.subscription_id)]
+
+    groups, made = await subscription_groups(
+        templates,
+        known=ipp_subscriptions.EVENTS,
+        default=ipp_subscriptions.DEFAULT_EVENTS,
+        subscribe=subscribe,
+    )
     if not made:
         return call.answer(
             Status.CLIENT_ERROR_IGNORED_ALL_SUBSCRIPTIONS,
