@@ -407,6 +407,15 @@ def _prints_on(db: Session, *, tenant_id: str, printer_id: str | None) -> str:
     return service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).name
 
 
+def _changed(request: Request, principal: Principal, notice: str, what: str) -> Response:
+    """Post/redirect/get after an administrator's change on the printers and queues
+    page: logged, then back to the page with `notice` shown once."""
+    log.info(what, extra={"fields": {"tenant": principal.tenant_id, "by": principal.acting_user}})
+    response = RedirectResponse(f"{PREFIX}/queues", status_code=303)
+    _set_flash(request, response, principal, notice)
+    return site.finish(request, response)
+
+
 def _set_flash(request: Request, response: Response, principal: Principal, notice: str) -> None:
     """What the change did, for the page the browser is sent to (sealed, for this user)."""
     who = [principal.tenant_id, principal.acting_user]
@@ -599,13 +608,7 @@ async def _change_printer(
             status_code=exc.status_code,
             printer_form=replace(form, error=error, field=field),
         )
-    log.info(
-        "printer changed from the printers page",
-        extra={"fields": {"tenant": principal.tenant_id, "by": principal.acting_user}},
-    )
-    response = RedirectResponse(f"{PREFIX}/queues", status_code=303)
-    _set_flash(request, response, principal, notice)
-    return site.finish(request, response)
+    return _changed(request, principal, notice, "printer changed from the printers page")
 
 
 @router.post("/printers")
@@ -711,13 +714,7 @@ async def _change_queue(
         return await _queues_page(
             request, rt, principal, status_code=exc.status_code, error=error, form=form
         )
-    log.info(
-        "queue changed from the queues page",
-        extra={"fields": {"tenant": principal.tenant_id, "by": principal.acting_user}},
-    )
-    response = RedirectResponse(f"{PREFIX}/queues", status_code=303)
-    _set_flash(request, response, principal, notice)
-    return site.finish(request, response)
+    return _changed(request, principal, notice, "queue changed from the queues page")
 
 
 @router.post("/queues")
