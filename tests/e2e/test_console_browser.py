@@ -11,73 +11,25 @@ JavaScript off.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from printcloud.core import words
 from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
 from printcloud.printing import queues
 from tests.e2e.chromium import TIMEOUT_MS, watch
+from tests.e2e.console import WIDTHS, check_page, make_pdf, sign_in
 from tests.helpers.print_stack import PrintStack
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-WIDTHS = {"desktop": 1280, "phone": 390}
 #: Walked again in dark mode (the stylesheet follows `prefers-color-scheme`).
 DARK = ("print", "job", "queues", "admin-users", "not-found")
-#: Codes a person must never read: states and reasons with an underscore, the
-#: seed's step IDs.
-RAW_CODES = re.compile(
-    r"\b(?:"
-    + "|".join(sorted({c for c in [*words.STATES, *words.REASONS] if "_" in c}))
-    + r"|S1[01]\d|SVC00\d)\b"
-)
-
-
-def make_pdf(pages: int) -> bytes:
-    images = [Image.new("RGB", (200, 280), (30, 30, 220)) for _ in range(pages)]
-    out = io.BytesIO()
-    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72.0)
-    return out.getvalue()
-
-
-def sign_in(page: Page, tenant: str, username: str, password: str) -> None:
-    expect(page.get_by_role("heading", name="Sign in to")).to_be_visible()
-    page.get_by_label("Organisation ID").fill(tenant)
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def check_page(page: Page, name: str, size: str, axe: Axe) -> None:
-    """The console's promises on the page shown, and its screenshot."""
-    assert page.locator("header.console").count() == 1, name
-    assert page.locator("nav#console-nav").count() == 1, name
-    text = page.locator("body").inner_text()
-    raw = RAW_CODES.findall(text)
-    assert not raw, (name, size, raw)
-    if size == "phone":
-        overflow = page.evaluate(
-            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, (name, overflow)
-    results = axe.run(page)
-    bad = [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, (name, size, bad)
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / f"console-{name}-{size}.png"), full_page=True)
 
 
 def test_walk_the_console_at_desktop_and_phone_sizes(
