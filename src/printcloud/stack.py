@@ -106,6 +106,7 @@ def create_stack(
     from printcloud.docgen.app import create_app as create_docgen
     from printcloud.printing.app import create_app as create_printing
     from printcloud.printing.ipp_fastlane import IppFastLane
+    from printcloud.printing.ipp_listener import ipp_listener
 
     wanted = (service,) if service else services
     printing = create_printing(settings, db=db) if "printing" in wanted else None
@@ -114,6 +115,12 @@ def create_stack(
         create_docgen(settings, db=db, nonce_store=nonces(settings)) if "docgen" in wanted else None
     )
     rt: PrintingRuntime | None = printing.state.printing if printing is not None else None
+    # IPP's own port (PRINTCLOUD_IPP_PORT), served on the loop this lifespan runs on
+    listener = (
+        ipp_listener(settings, app=printing, rt=rt, queues=printing.state.ipp_queues)
+        if printing is not None and rt is not None
+        else None
+    )
     dg: DocgenRuntime | None = docgen.state.docgen if docgen is not None else None
 
     # One workflow engine per process (DBOS): the print service's job workflows, docgen's
@@ -136,9 +143,13 @@ def create_stack(
             await run_in_threadpool(dg.started)
         if crm is not None:  # its batch jobs are scheduled on the launched engine
             await run_in_threadpool(crm.state.crm.started)
+        if listener is not None:
+            await listener.start()
         try:
             yield
         finally:
+            if listener is not None:  # its requests in progress end first, answered
+                await listener.stop()
             if rt is not None:  # the jobs answered but not started yet, first
                 await run_in_threadpool(rt.finish_starts)
             if engine is not None:

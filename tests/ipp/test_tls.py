@@ -168,7 +168,9 @@ def test_plain_ipp_from_afar_is_refused(make_print_stack: Any) -> None:
         message = decode(answered.content)
         assert message.status == Status.SUCCESSFUL_OK
     # the printer URI the queue advertises is plain: the public URL is http
-    assert queues.queue_uri(stack.base_url, tenant_id=tenant, name="lobby").startswith("ipp://")
+    assert queues.queue_uri(stack.settings.ipp_url, tenant_id=tenant, name="lobby").startswith(
+        "ipp://"
+    )
 
 
 def _ipptool(home: Path, uri: str) -> subprocess.CompletedProcess[str]:

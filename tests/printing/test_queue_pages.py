@@ -237,7 +237,7 @@ def test_queue_rows_show_the_ipps_uri_behind_tls() -> None:
         uuid="0f4ad3a4-5a1c-4c3e-9d57-6a1f3c0b1d2e",
         job_privacy="attributes",
     )
-    queue = QueueRead.of(row, public_url="https://print.example.com")
+    queue = QueueRead.of(row, ipp_url="https://print.example.com/printing")
     text = pages.pages.env.get_template("queues.html").render(
         queues=[queue],
         printers=[],

@@ -83,4 +83,9 @@ def serve(
         f"{scheme}://{host or settings.host}:{port or settings.port} "
         f"(public URL {settings.public_url})"
     )
+    if settings.ipp_port and service in (None, "printing"):
+        console.print(
+            f"IPP queues at {'ipps' if settings.serves_tls else 'ipp'}://"
+            f"{host or settings.host}:{settings.ipp_port}/ipp/print/TENANT/QUEUE"
+        )
     server.serve()

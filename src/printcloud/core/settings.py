@@ -17,6 +17,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     #: Serve plain IPP (http, not https) to clients that are not on loopback. Off: they
     #: get 426 Upgrade Required and use the queue's ipps:// URI (printing/ipp_transport.py).
     ipp_allow_plain: bool = False
+    #: A port of IPP's own (as CUPS listens on 631), on `host`, answering the queues at
+    #: `/ipp/print/{tenant}/{queue}` on the serving event loop (printing/ipp_listener.py);
+    #: IPPS there when `tls` is on. The queues' URIs then name it. 0: off, and the queues
+    #: are reached under the main port's `/printing/ipp/print/…` only.
+    ipp_port: int = Field(default=0, ge=0, le=65535)
 
     issuers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["idp-a", "idp-b"])
     #: Instance secret: derives the encryption key for stored secrets and the
@@ -213,6 +219,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_ipp_port(self) -> Settings:
+        if self.ipp_port and self.ipp_port == self.port:
+            raise ValueError(
+                f"PRINTCLOUD_IPP_PORT ({self.ipp_port}) must differ from PRINTCLOUD_PORT"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_tls(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("PRINTCLOUD_TLS_CERT and PRINTCLOUD_TLS_KEY are set together")
@@ -259,6 +273,19 @@ class Settings(BaseSettings):
     def serves_tls(self) -> bool:
         """`printcloud serve` speaks TLS on its port (`tls`, or a certificate given)."""
         return self.tls or self.tls_cert is not None
+
+    @property
+    def ipp_url(self) -> str:
+        """The URL under which the queues' `/ipp/print/…` paths are reached (their
+        ipp:// and ipps:// URIs are made from it): the IPP listener when `ipp_port` is
+        set (its scheme is this server's: https when it serves TLS), else the print
+        service under the public URL."""
+        if not self.ipp_port:
+            return f"{self.public_url}/printing"
+        host = urlsplit(self.public_url).hostname or "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.serves_tls else 'http'}://{host}:{self.ipp_port}"
 
     @property
     def effective_database_url(self) -> str:

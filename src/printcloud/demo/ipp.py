@@ -220,7 +220,7 @@ def walk_ipp(
     with db.session() as s:
         queues.add_queue(s, tenant_id=tenant_id, name=QUEUE, printer_id=printer_id)
     db.dispose()
-    uri = queues.queue_uri(settings.public_url, tenant_id=tenant_id, name=QUEUE)
+    uri = queues.queue_uri(settings.ipp_url, tenant_id=tenant_id, name=QUEUE)
     command = queues.add_commands(uri, name=CUPS_PRINTER).linux
     report.check(
         f"IPP queue {QUEUE!r} on {printer_id}",

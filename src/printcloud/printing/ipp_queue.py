@@ -35,7 +35,13 @@ WHICH_JOBS: dict[str, tuple[int, ...]] = {
 
 
 def facts(
-    db: Session, *, tenant_id: str, name: str, public_url: str, formats: tuple[str, ...]
+    db: Session,
+    *,
+    tenant_id: str,
+    name: str,
+    public_url: str,
+    ipp_url: str,
+    formats: tuple[str, ...],
 ) -> tuple[QueueRow, QueueFacts]:
     """The queue and what its attributes depend on; NotFound for another tenant's."""
     row = queues.get_queue(db, tenant_id=tenant_id, name=name)
@@ -64,7 +70,7 @@ def facts(
         location=row.location,
         printer_id=row.printer_id,
         color=color,
-        uri=queues.queue_uri(public_url, tenant_id=tenant_id, name=row.name),
+        uri=queues.queue_uri(ipp_url, tenant_id=tenant_id, name=row.name),
         more_info=f"{public_url}/printing",
         formats=formats,
         config_changed=changed,

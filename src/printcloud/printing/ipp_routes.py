@@ -80,6 +80,7 @@ class IppQueues:
             tenant_id=tenant_id,
             name=queue,
             public_url=rt.settings.public_url,
+            ipp_url=rt.settings.ipp_url,
             formats=FORMATS,
         )
 

@@ -251,7 +251,7 @@ def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
             )
         ]
         ipp_queues = [
-            QueueRead.of(q, public_url=rt.settings.public_url)
+            QueueRead.of(q, ipp_url=rt.settings.ipp_url)
             for q in queues.list_queues(db, tenant_id=principal.tenant_id)
         ]
         waiting = waiting_texts(rt, printer_rows, jobs)
@@ -465,7 +465,7 @@ def _queues_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]
             for p in printer_rows
         ]
         rows = queues.list_queues(db, tenant_id=principal.tenant_id)
-        listed = [QueueRead.of(q, public_url=rt.settings.public_url) for q in rows]
+        listed = [QueueRead.of(q, ipp_url=rt.settings.ipp_url) for q in rows]
     return {
         "queues": listed,
         "printer_views": views,

@@ -34,8 +34,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PRIVACY = ("attributes", "none")
 #: printer-info and printer-location (the columns' width).
 _TEXT_MAX = 200
-#: Where the print service's app is mounted in the embedded stack and behind the proxies.
-IPP_PATH = "/printing/ipp/print"
+#: The queues' path in the print service's app: under `/printing` on the main port (the
+#: embedded stack and the proxies mount it there), at the root of the IPP listener's port.
+IPP_PATH = "/ipp/print"
 
 
 def add_queue(
@@ -191,11 +192,12 @@ def queues_of_printer(db: Session, *, tenant_id: str, printer_id: str) -> list[Q
 # -- how a computer reaches it --------------------------------------------------------------
 
 
-def queue_uri(public_url: str, *, tenant_id: str, name: str) -> str:
-    """The queue's ipp:// (plain) or ipps:// (TLS) URI under the deployment's public URL.
+def queue_uri(ipp_url: str, *, tenant_id: str, name: str) -> str:
+    """The queue's ipp:// (plain) or ipps:// (TLS) URI under `ipp_url` (`Settings.ipp_url`:
+    the IPP listener's port, or the print service under the public URL).
 
     The port is always written: IPP's default port is 631, not HTTP's 80 or 443."""
-    parts = urlsplit(public_url)
+    parts = urlsplit(ipp_url)
     scheme = "ipps" if parts.scheme == "https" else "ipp"
     port = parts.port or (443 if parts.scheme == "https" else 80)
     host = parts.hostname or "localhost"

@@ -219,7 +219,7 @@ def delete_printer(printer_id: str, rt: RuntimeDep, principal: AdminCaller) -> R
 def list_queues(rt: RuntimeDep, principal: PrintCaller) -> QueueList:
     with rt.db.sessions() as db:
         rows = queues.list_queues(db, tenant_id=principal.tenant_id)
-        return QueueList(queues=[QueueRead.of(r, public_url=rt.settings.public_url) for r in rows])
+        return QueueList(queues=[QueueRead.of(r, ipp_url=rt.settings.ipp_url) for r in rows])
 
 
 @router.post("/api/queues", status_code=201, response_model=QueueRead, tags=["queues"])
@@ -234,7 +234,7 @@ def add_queue(body: QueueCreate, rt: RuntimeDep, principal: AdminCaller) -> Queu
             location=body.location,
             job_privacy=body.job_privacy,
         )
-        return QueueRead.of(row, public_url=rt.settings.public_url)
+        return QueueRead.of(row, ipp_url=rt.settings.ipp_url)
 
 
 @router.patch("/api/queues/{name}", response_model=QueueRead, tags=["queues"])
@@ -250,7 +250,7 @@ def update_queue(name: str, body: QueueUpdate, rt: RuntimeDep, principal: AdminC
             location=body.location,
             job_privacy=body.job_privacy,
         )
-        return QueueRead.of(row, public_url=rt.settings.public_url)
+        return QueueRead.of(row, ipp_url=rt.settings.ipp_url)
 
 
 @router.delete("/api/queues/{name}", status_code=204, tags=["queues"])

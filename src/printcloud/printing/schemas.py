@@ -214,8 +214,8 @@ class QueueRead(BaseModel):
     add_windows: str
 
     @classmethod
-    def of(cls, row: QueueRow, *, public_url: str) -> QueueRead:
-        uri = queue_uri(public_url, tenant_id=row.tenant_id, name=row.name)
+    def of(cls, row: QueueRow, *, ipp_url: str) -> QueueRead:
+        uri = queue_uri(ipp_url, tenant_id=row.tenant_id, name=row.name)
         commands = add_commands(uri, name=row.name)
         return cls(
             name=row.name,

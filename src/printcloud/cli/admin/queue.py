@@ -14,10 +14,10 @@ from printcloud.core.settings import Settings
 queue_cli = typer.Typer(help="IPP Everywhere print queues of a tenant.", no_args_is_help=True)
 
 
-def queue_dict(q: Any, public_url: str) -> dict[str, Any]:
+def queue_dict(q: Any, ipp_url: str) -> dict[str, Any]:
     from printcloud.printing.queues import add_commands, queue_uri
 
-    uri = queue_uri(public_url, tenant_id=q.tenant_id, name=q.name)
+    uri = queue_uri(ipp_url, tenant_id=q.tenant_id, name=q.name)
     commands = add_commands(uri, name=q.name)
     return {
         "name": q.name,
@@ -56,7 +56,7 @@ def queue_add(
     """Add a queue on a printer (--printer) or a follow-me queue (--follow-me)."""
     from printcloud.printing import queues
 
-    public_url = Settings().public_url
+    ipp_url = Settings().ipp_url
 
     def work(s: Any) -> dict[str, Any]:
         if (printer is None) != follow_me:
@@ -70,7 +70,7 @@ def queue_add(
             location=location,
             job_privacy="none" if private else "attributes",
         )
-        return queue_dict(row, public_url)
+        return queue_dict(row, ipp_url)
 
     data = run(work)
     target = f"printer {printer}" if printer else "follow-me"
@@ -107,7 +107,7 @@ def queue_edit(
     its URI stays."""
     from printcloud.printing import queues
 
-    public_url = Settings().public_url
+    ipp_url = Settings().ipp_url
 
     def work(s: Any) -> dict[str, Any]:
         if not follow_me and all(v is None for v in (printer, info, location, private)):
@@ -125,7 +125,7 @@ def queue_edit(
             location=location,
             job_privacy=None if private is None else ("none" if private else "attributes"),
         )
-        return queue_dict(row, public_url)
+        return queue_dict(row, ipp_url)
 
     data = run(work)
     target = f"printer {data['printer_id']}" if data["printer_id"] else "follow-me"
@@ -139,10 +139,8 @@ def queue_list(tenant: TenantOpt) -> None:
     """List a tenant's queues with their URIs and the line that adds each."""
     from printcloud.printing import queues
 
-    public_url = Settings().public_url
-    data = run(
-        lambda s: [queue_dict(q, public_url) for q in queues.list_queues(s, tenant_id=tenant)]
-    )
+    ipp_url = Settings().ipp_url
+    data = run(lambda s: [queue_dict(q, ipp_url) for q in queues.list_queues(s, tenant_id=tenant)])
     emit(
         data,
         table_of(

@@ -1,0 +1,217 @@
+"""IPP's own listener (issue 14): a port of its own for the queues, as CUPS listens on
+631, served on the event loop that already runs the print service.
+
+Why: the HTTP server of `printcloud serve` (granian) hands each request from its Rust
+threads to the event loop and back, about 13 thread wake-ups per Get-Printer-Attributes
+on the one core the benchmark pins it to, where CUPS's `ippeveprinter` takes one
+(bench/README.md, "Where one connection's time goes"). Here a connection is an
+`asyncio.Protocol` on the loop itself: a cached Get-Printer-Attributes is read, answered
+from the fast lane's cache (`ipp_fastlane`) and written, on one thread.
+
+HTTP/1.1 is uvicorn's `httptools` protocol (RFC 9112 as llhttp parses it: chunked
+bodies, as CUPS sends Print-Job; `Expect: 100-continue`; keep-alive; pipelining;
+header limits; a request with both Content-Length and Transfer-Encoding refused, no
+smuggling), run without uvicorn's server loop: this module starts and stops it with the
+print service, keeps its Date header current, and serves TLS (IPPS, TLS 1.2 at least, RFC
+7472) with the certificate of `printcloud serve` (core/tls.py). Behind it: the IPP fast
+lane, then the print service's own app for every other operation; a path outside
+`/ipp/` is answered 404 (the console, API and sign-in stay on the main port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from pathlib import Path
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from printcloud.core.logs import get_logger
+from printcloud.core.settings import Settings
+from printcloud.core.web import SecurityHeaders
+
+from .ipp_fastlane import IppFastLane
+from .ipp_routes import IppQueues
+from .runtime import PrintingRuntime
+
+log = get_logger("printing.ipp.listener")
+#: What the listener answers under; everything else is the main port's.
+IPP_PREFIX = "/ipp/"
+#: How long an idle kept-alive connection stays open (CUPS's KeepAliveTimeout default).
+KEEP_ALIVE_SECONDS = 30
+#: How long a stop waits for the requests in progress before cancelling them.
+GRACE_SECONDS = 30
+
+
+class IppOnly:
+    """The print service's app for `/ipp/…` paths; 404 for any other path on this port."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(IPP_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {
+                "error": "not_found",
+                "error_description": "this port serves IPP queues only "
+                "(/ipp/print/{tenant}/{queue}); the console and API are on the main port",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *SecurityHeaders.HEADERS,
+        ]
+        await send({"type": "http.response.start", "status": 404, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context for IPPS: TLS 1.2 at least (RFC 7472), the given chain and key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+class IppListener:
+    """The IPP port: `await start()` on the serving loop, `await stop()` before it ends."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        from uvicorn import Config
+        from uvicorn.server import ServerState
+
+        # log_config=None: printcloud's logging stays as configured; no access log (as the
+        # main port); the transport policy reads X-Forwarded-* itself (trusted_proxies).
+        self.config = Config(
+            app,
+            http="httptools",
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            date_header=True,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
+        self.config.load()
+        self.config.ssl = tls
+        self.state = ServerState()
+        self.host = host
+        self.port = port
+        self.reuse_port = reuse_port
+        self._servers: list[asyncio.Server] = []
+        self._clock: asyncio.Task[None] | None = None
+
+    @property
+    def ports(self) -> list[int]:
+        """The ports listened on (the one asked for, or the one picked for port 0)."""
+        return [s.getsockname()[1] for server in self._servers for s in server.sockets]
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._date()
+        protocol: Callable[[], asyncio.Protocol] = self._protocol
+        self._servers = [
+            await loop.create_server(
+                protocol,
+                host=self.host,
+                port=self.port,
+                ssl=self.config.ssl,
+                backlog=self.config.backlog,
+                reuse_port=self.reuse_port or None,
+            )
+        ]
+        self._clock = asyncio.create_task(self._keep_date())
+        log.info(
+            "IPP listener started",
+            extra={"fields": {"ports": self.ports, "tls": self.config.ssl is not None}},
+        )
+
+    def _protocol(self) -> asyncio.Protocol:
+        made: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.state, app_state={}
+        )
+        return made
+
+    def _date(self) -> None:
+        """The Date header every answer carries (RFC 9110 §6.6.1), this second's."""
+        now = formatdate(time.time(), usegmt=True).encode()
+        self.state.default_headers = [(b"date", now)]
+
+    async def _keep_date(self) -> None:
+        # one wake-up a second, just after the second turns, whatever the traffic
+        while True:
+            await asyncio.sleep(1.0 - time.time() % 1.0 + 0.001)
+            self._date()
+
+    async def stop(self, *, grace: float = GRACE_SECONDS) -> None:
+        """Stop accepting, close idle connections, let the requests in progress finish
+        (within `grace` seconds, then they are cancelled), and end."""
+        for server in self._servers:
+            server.close()
+        for connection in list(self.state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + grace
+        while (self.state.connections or self.state.tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(self.state.tasks):
+            task.cancel()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), timeout=5)
+        if self._clock is not None:
+            self._clock.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock
+        if self.state.tasks or self.state.connections:
+            log.warning(
+                "IPP listener stopped with requests cut short",
+                extra={"fields": {"requests": len(self.state.tasks)}},
+            )
+        else:
+            log.info("IPP listener stopped")
+
+
+def ipp_listener(
+    settings: Settings, *, app: ASGIApp, rt: PrintingRuntime, queues: IppQueues
+) -> IppListener | None:
+    """The listener `settings` ask for (`PRINTCLOUD_IPP_PORT`), or None when it is off.
+
+    `app` is the print service's app (routes at `/ipp/print/…`), `queues` its IPP state."""
+    if not settings.ipp_port:
+        return None
+    tls = None
+    if settings.serves_tls:
+        from printcloud.core.tls import server_certificate
+
+        cert = server_certificate(settings)
+        tls = tls_context(cert.cert, cert.key)
+    lanes = IppFastLane(IppOnly(app), rt=rt, state=queues)
+    # several HTTP worker processes (a print service without workflows) share the port
+    return IppListener(
+        lanes,
+        host=settings.host,
+        port=settings.ipp_port,
+        tls=tls,
+        reuse_port=settings.http_workers > 1 and hasattr(socket, "SO_REUSEPORT"),
+    )
