@@ -60,10 +60,19 @@ class IppWorld:
         return self.queue_uri.replace("ipp://", f"ipp://{creds}", 1)
 
 
-@pytest.fixture(scope="module")
-def ipp_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IppWorld]:
+#: Where the queue is reached: under the main port's `/printing`, or at the IPP listener's
+#: own port (`PRINTCLOUD_IPP_PORT`, printing/ipp_listener.py). Every test of a world runs
+#: against both.
+LISTENERS = ("main-port", "ipp-port")
+
+
+@pytest.fixture(scope="module", params=LISTENERS)
+def ipp_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[IppWorld]:
+    extra = {"ipp_port": free_port()} if request.param == "ipp-port" else {}
     with print_stacks(tmp_path_factory) as make_print_stack:
-        yield from _world(make_print_stack(workers=2), tmp_path_factory)
+        yield from _world(make_print_stack(workers=2, **extra), tmp_path_factory)
 
 
 def _world(stack: PrintStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IppWorld]:
@@ -73,6 +82,9 @@ def _world(stack: PrintStack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     admin = stack.api(stack.user_token(tenant.id, "root", "admin password", "admin print"))
     made = admin.post("/api/queues", json={"name": "q", "printer_id": "color-1"})
     assert made.status_code == 201, made.text
+    # the URI the queue advertises is the listener's when there is one
+    base = stack.settings.ipp_url.replace("http", "ipp", 1)
+    assert made.json()["uri"] == f"{base}/ipp/print/{tenant.id}/q", made.json()
     out = tmp_path_factory.mktemp("printed")
     stop = threading.Event()
     agent: DeviceAgent = tenant.device("color-1", out, poll_interval=0.2)
