@@ -6,8 +6,11 @@ Two targets side by side in one run, on loopback, driven by the same client:
   `-k` (keep job files), `-n localhost`, `-c true` (a print command that succeeds at
   once), PDF, JPEG, PWG raster and URF;
 - `printcloud`: `printcloud serve` (embedded, SQLite, one conversion worker) with a
-  queue `q` on the tenant's color printer, at `/printing/ipp/print/{tenant}/q`; the
-  user sends HTTP Basic credentials with every request.
+  queue `q` on the tenant's color printer, at `/printing/ipp/print/{tenant}/q` on its
+  main port (granian); the user sends HTTP Basic credentials with every request;
+- `printcloud-ipp`: the same server and queue through its IPP listener
+  (`PRINTCLOUD_IPP_PORT`, printing/ipp_listener.py: served on the event loop), at
+  `/ipp/print/{tenant}/q` on that port.
 
 Both servers are pinned to CPU 0 (every thread of their process groups), `taskset -c 1
 wrk -t1 -cN` on CPU 1 with one script, `ipp.lua` (saved in the results folder): it posts
@@ -85,7 +88,9 @@ from bench.print_stack import PRINTER, PrintStack, group_cpu_seconds, print_stac
 
 USER, PASSWORD = "bench-ipp", "benchmark password 1"
 QUEUE = "q"
-TARGETS = ("ippeveprinter", "printcloud")
+TARGETS = ("ippeveprinter", "printcloud", "printcloud-ipp")
+#: printcloud's targets, each compared with ippeveprinter
+OURS = ("printcloud", "printcloud-ipp")
 CASES = {"gpa_c1": 1, "gpa_c16": 16, "print_c1": 1, "print_c16": 16}
 GOALS = {"gpa": 1.0, "print": 0.5}
 
@@ -227,7 +232,7 @@ def ippeveprinter(out_dir: Path) -> Iterator[tuple[str, str, int]]:
         shutil.rmtree(spool, ignore_errors=True)
 
 
-def _add_user_and_queue(stack: PrintStack) -> str:
+def _add_user_and_queue(stack: PrintStack) -> None:
     from printcloud.auth import service as auth
     from printcloud.core.db import Database
     from printcloud.core.settings import Settings
@@ -243,7 +248,6 @@ def _add_user_and_queue(stack: PrintStack) -> str:
             queues.add_queue(s, tenant_id=stack.tenant_id, name=QUEUE, printer_id=PRINTER)
     finally:
         db.dispose()
-    return f"{stack.base}/printing/ipp/print/{stack.tenant_id}/{QUEUE}"
 
 
 def wrk(
@@ -369,19 +373,24 @@ def run(options: Options, out_dir: Path) -> bool:
 
     with contextlib.ExitStack() as stack:
         peer_url, peer_uri, peer_group = stack.enter_context(ippeveprinter(out_dir))
-        pc = stack.enter_context(print_stack(workers=1, log_dir=out_dir))
-        pc_url = _add_user_and_queue(pc)
-        pc_uri = pc_url.replace("http://", "ipp://", 1)
+        ipp_port = free_port()
+        pc = stack.enter_context(print_stack(workers=1, log_dir=out_dir, ipp_port=ipp_port))
+        _add_user_and_queue(pc)
         pin_group(pc.proc.pid, 0)
-        wait_ipp(pc_url, ipp_request(0x0B, pc_uri, job=False), proc=pc.proc, log=pc.log)
-        # the first Print-Job also fills the credentials cache (one password check)
-        first = ipp_request(0x02, pc_uri, job=True, data=pdf)
-        wait_ipp(pc_url, first, proc=pc.proc, log=pc.log, auth=basic)
-        targets = {
-            "ippeveprinter": (peer_url, peer_uri, ""),
-            "printcloud": (pc_url, pc_uri, basic),
-        }
-        groups = {"ippeveprinter": peer_group, "printcloud": pc.proc.pid}
+        targets = {"ippeveprinter": (peer_url, peer_uri, "")}
+        queue_path = f"/ipp/print/{pc.tenant_id}/{QUEUE}"
+        for target, base in (
+            ("printcloud", f"{pc.base}/printing"),
+            ("printcloud-ipp", f"http://{LOOPBACK}:{ipp_port}"),
+        ):
+            pc_url = base + queue_path
+            pc_uri = pc_url.replace("http://", "ipp://", 1)
+            wait_ipp(pc_url, ipp_request(0x0B, pc_uri, job=False), proc=pc.proc, log=pc.log)
+            # the first Print-Job also fills the credentials cache (one password check)
+            first = ipp_request(0x02, pc_uri, job=True, data=pdf)
+            wait_ipp(pc_url, first, proc=pc.proc, log=pc.log, auth=basic)
+            targets[target] = (pc_url, pc_uri, basic)
+        groups = {target: pc.proc.pid for target in OURS} | {"ippeveprinter": peer_group}
         for case, connections in CASES.items():
             kind = case.split("_", 1)[0]
             for target, (_url, uri, _auth) in targets.items():
@@ -398,7 +407,7 @@ def run(options: Options, out_dir: Path) -> bool:
                 env = {"IPP_BODY": str(out_dir / f"{target}-{kind}.ipp"), "IPP_AUTH": auth}
                 warm = out_dir / "warm-up" / f"{target}-{case}.txt"
                 wrk(url, script=script, connections=32, duration=opts.warm, env=env, out=warm)
-                if target == "printcloud" and kind == "print":
+                if target in OURS and kind == "print":
                     drain(pc)
             for index in range(opts.runs):
                 for target, (url, _, auth) in targets.items():
@@ -421,7 +430,7 @@ def run(options: Options, out_dir: Path) -> bool:
                     accepted[target].setdefault(case, []).append(
                         accepted_per_second(measured, busy)
                     )
-                    if target == "printcloud" and kind == "print":
+                    if target in OURS and kind == "print":
                         drain(pc)
             pc.alive()
 
@@ -459,26 +468,21 @@ def _report(
     ratios: dict[str, Any] = {}
     ok = True
     ratio_table = Table(title="printcloud / ippeveprinter (accepted/s)")
-    for column in ("case", "ratio", "goal"):
+    for column in ("case", "main port (granian)", "IPP port (event loop)", "goal"):
         ratio_table.add_column(column)
     for case in CASES:
-        ours, peer = results["printcloud"][case], results["ippeveprinter"][case]
         goal = GOALS[case.split("_", 1)[0]]
-        if not (ours.valid and peer.valid):
-            ok = False
-            ratios[case] = None
-            ratio_table.add_row(case, "[red]INVALID[/]", f">= {goal}x")
-            continue
-        peer_rate = statistics.median(accepted["ippeveprinter"][case])
-        if peer_rate <= 0:
-            ok = False
-            ratios[case] = None
-            ratio_table.add_row(case, "[red]peer accepted nothing[/]", f">= {goal}x")
-            continue
-        ratio = statistics.median(accepted["printcloud"][case]) / peer_rate
-        ratios[case] = round(ratio, 3)
-        colour = "green" if ratio >= goal else "red"
-        ratio_table.add_row(case, f"[{colour}]{ratio:.2f}x[/]", f">= {goal}x")
+        cells: list[str] = []
+        for target in OURS:
+            ratio = _ratio(results, accepted, target, case)
+            ratios.setdefault(target, {})[case] = ratio if ratio is None else round(ratio, 3)
+            if ratio is None:
+                ok = False
+                cells.append("[red]INVALID[/]")
+            else:
+                colour = "green" if ratio >= goal else "red"
+                cells.append(f"[{colour}]{ratio:.2f}x[/]")
+        ratio_table.add_row(case, *cells, f">= {goal}x")
     console.print(ratio_table)
     for warning in warnings:
         console.print(f"[yellow]{warning}[/]")
@@ -487,7 +491,7 @@ def _report(
         "options": {"duration": opts.duration, "runs": opts.runs, "warm": opts.warm},
         "versions": {"wrk": tool_version(["wrk", "-v"])},
         "warnings": warnings,
-        "ratios": ratios,
+        "ratios": ratios,  # by printcloud target, then case
         "goals": GOALS,
         "results": {t: {c: r.to_json() for c, r in cases.items()} for t, cases in results.items()},
         "accepted_per_second": accepted,
@@ -495,3 +499,19 @@ def _report(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return ok
+
+
+def _ratio(
+    results: dict[str, dict[str, CaseResult]],
+    accepted: dict[str, dict[str, list[float]]],
+    target: str,
+    case: str,
+) -> float | None:
+    """`target`'s accepted/s over ippeveprinter's; None when a run is invalid or the peer
+    accepted nothing."""
+    if not (results[target][case].valid and results["ippeveprinter"][case].valid):
+        return None
+    peer_rate = statistics.median(accepted["ippeveprinter"][case])
+    if peer_rate <= 0:
+        return None
+    return statistics.median(accepted[target][case]) / peer_rate

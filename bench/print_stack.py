@@ -188,9 +188,16 @@ def _set_up(database_url: str) -> tuple[str, str, str, str, str]:
 
 @contextlib.contextmanager
 def print_stack(
-    *, workers: int, log_dir: Path, balance: str = "round_robin", printer_concurrency: int = 2
+    *,
+    workers: int,
+    log_dir: Path,
+    balance: str = "round_robin",
+    printer_concurrency: int = 2,
+    ipp_port: int = 0,
 ) -> Iterator[PrintStack]:
     """Start a stack with `workers` conversion workers; stop it and delete its data at the end.
+
+    `ipp_port`: the IPP listener's port (`PRINTCLOUD_IPP_PORT`; 0, off).
 
     `printer_concurrency` is the per-printer cap (`PRINTCLOUD_PRINTER_CONCURRENCY`): jobs of
     one printer past it wait, before conversion, for the printer to finish earlier ones."""
@@ -211,6 +218,7 @@ def print_stack(
             "PRINTCLOUD_PRINTER_CONCURRENCY": str(printer_concurrency),
             "PRINTCLOUD_LOG_LEVEL": "WARNING",
             "PRINTCLOUD_SECRET_KEY": secrets.token_urlsafe(32),
+            "PRINTCLOUD_IPP_PORT": str(ipp_port),
         }
         log = log_dir / f"serve-{workers}w.log"
         cmd = [sys.executable, "-m", "printcloud", "serve"]
