@@ -336,39 +336,36 @@ def _refusal(call: Call, exc: InvalidRequest | PayloadTooLarge) -> IPPError:
     return call.fail(Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR, exc.description)
 
 
-async def _convert(call: Call, template: Template, fmt: str, data: bytes) -> bytes:
-    """The document as the PDF the intake takes (DocumentError when it cannot be)."""
-    return await run_in_threadpool(
-        partial(
-            to_pdf,
-            data,
-            fmt,
-            compression=compression_of(call.request),
-            settings=call.rt.settings,
-            ranges=template.ranges,
-        )
-    )
-
-
 async def _intake(
     call: Call,
     template: Template,
     *,
     title: str,
-    pdf: bytes,
+    fmt: str,
+    data: bytes,
     also: Callable[[Session, PrintJobRow], None],
 ) -> PrintJobRow:
-    """Today's intake; `also` records the IPP side in the print job's transaction."""
+    """Today's intake; `also` records the IPP side in the print job's transaction. The
+    document is converted to the PDF the intake takes (DocumentError when it cannot be)
+    in the intake's own worker-thread trip, before its checks."""
     printer_id = call.facts.printer_id or await call.db(follow_me_printer)
     assert call.principal is not None
+    convert = partial(
+        to_pdf,
+        fmt=fmt,
+        compression=compression_of(call.request),
+        settings=call.rt.settings,
+        ranges=template.ranges,
+    )
     return await intake.submit(
         call.rt,
         call.principal,
         printer_id=printer_id,
         options=template.options,
         title=title or "untitled",
-        data=pdf,
+        data=data,
         also=also,
+        prepare=convert,
     )
 
 
@@ -382,8 +379,7 @@ async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: by
         ipp_queue.submitted(db, tenant_id=tenant_id, job_number=number, job_id=job.job_id)
 
     try:
-        pdf = await _convert(call, template, fmt, data)
-        await _intake(call, template, title=v.row.name, pdf=pdf, also=attach)
+        await _intake(call, template, title=v.row.name, fmt=fmt, data=data, also=attach)
     except (InvalidRequest, PayloadTooLarge) as exc:
         await call.db(ipp_queue.end, job_number=number, state="aborted", reason=exc.description)
         raise _refusal(call, exc) from exc
@@ -432,8 +428,7 @@ async def print_job(call: Call) -> bytes:
         made.append(row)
 
     try:
-        pdf = await _convert(call, template, fmt, data)
-        job = await _intake(call, template, title=name, pdf=pdf, also=record)
+        job = await _intake(call, template, title=name, fmt=fmt, data=data, also=record)
     except (InvalidRequest, PayloadTooLarge) as exc:
         raise _refusal(call, exc) from exc
     v = view(made[0], job)
