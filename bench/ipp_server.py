@@ -39,7 +39,9 @@ Get-Printer-Attributes (answered from a cached encoding), >= 0.5x on Print-Job.
 "wake-ups/req" is the voluntary context switches of every thread of the target's
 processes during a run (sampled every 0.1 s), per request: on a shared, pinned core
 each is a wait for the core, which is where printcloud's time at one connection goes
-(bench/README.md).
+(bench/README.md). "CPU ms/req" is the CPU time of the target's processes during the
+run, per request (printcloud's Print-Job includes the background work of the jobs it
+accepted meanwhile). Under load from elsewhere these two stay meaningful; rates do not.
 ippeveprinter needs D-Bus and avahi-daemon: started when not running (as the tests do)
 and left running, since they are the machine's system daemons.
 """
@@ -321,6 +323,7 @@ class Wakeups:
             self._sample()
 
     def __enter__(self) -> Wakeups:
+        self._cpu = group_cpu_seconds(self.pgid)
         self._started = False
         self._sample()
         self._started = True
@@ -332,6 +335,9 @@ class Wakeups:
         self._stop.set()
         self._thread.join(timeout=10)
         self._sample()
+        #: CPU seconds the group's live processes used meanwhile (a child that ended,
+        #: such as ippeveprinter's `true`, is not counted)
+        self.cpu_seconds = group_cpu_seconds(self.pgid) - self._cpu
         self.total = sum(self._last[tid] - first for tid, first in self._first.items())
 
 
@@ -369,6 +375,7 @@ def run(options: Options, out_dir: Path) -> bool:
     results: dict[str, dict[str, CaseResult]] = {t: {} for t in TARGETS}
     accepted: dict[str, dict[str, list[float]]] = {t: {} for t in TARGETS}
     wakeups: dict[str, dict[str, list[float]]] = {t: {} for t in TARGETS}
+    cpu: dict[str, dict[str, list[float]]] = {t: {} for t in TARGETS}
     warnings: list[str] = []
 
     with contextlib.ExitStack() as stack:
@@ -427,6 +434,9 @@ def run(options: Options, out_dir: Path) -> bool:
                     wakeups[target].setdefault(case, []).append(
                         switches / measured.requests if measured.requests else 0.0
                     )
+                    cpu[target].setdefault(case, []).append(
+                        1000 * woken.cpu_seconds / measured.requests if measured.requests else 0.0
+                    )
                     accepted[target].setdefault(case, []).append(
                         accepted_per_second(measured, busy)
                     )
@@ -434,13 +444,14 @@ def run(options: Options, out_dir: Path) -> bool:
                         drain(pc)
             pc.alive()
 
-    return _report(results, accepted, wakeups, out_dir, opts, warnings)
+    return _report(results, accepted, wakeups, cpu, out_dir, opts, warnings)
 
 
 def _report(
     results: dict[str, dict[str, CaseResult]],
     accepted: dict[str, dict[str, list[float]]],
     wakeups: dict[str, dict[str, list[float]]],
+    cpu: dict[str, dict[str, list[float]]],
     out_dir: Path,
     opts: Options,
     warnings: list[str],
@@ -448,7 +459,16 @@ def _report(
     from rich.table import Table
 
     table = Table(title="IPP: requests/s (Print-Job: jobs accepted/s)")
-    columns = ("target", "case", "req/s", "accepted/s", "p50 ms", "p99 ms", "wake-ups/req")
+    columns = (
+        "target",
+        "case",
+        "req/s",
+        "accepted/s",
+        "p50 ms",
+        "p99 ms",
+        "wake-ups/req",
+        "CPU ms/req",
+    )
     for column in (*columns, "failed"):
         table.add_column(column)
     for target in TARGETS:
@@ -462,6 +482,7 @@ def _report(
                 f"{result.median_p50_ms:.2f}",
                 f"{result.median_p99_ms:.2f}",
                 f"{statistics.median(wakeups[target][case]):.1f}",
+                f"{statistics.median(cpu[target][case]):.2f}",
                 f"[red]{failed}[/]" if failed else "0",
             )
     console.print(table)
@@ -496,6 +517,7 @@ def _report(
         "results": {t: {c: r.to_json() for c, r in cases.items()} for t, cases in results.items()},
         "accepted_per_second": accepted,
         "wakeups_per_request": wakeups,
+        "cpu_ms_per_request": cpu,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return ok
