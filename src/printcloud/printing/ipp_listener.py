@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
+from typing import cast
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -75,6 +76,48 @@ class IppOnly:
         await send({"type": "http.response.body", "body": body})
 
 
+class CoalescedWrites:
+    """A connection's transport whose writes of one turn of the loop leave in one
+    `send`: an answer's head and body (two ASGI messages, two writes in uvicorn) are one
+    segment and one wake-up of the client, not two. The bytes and their order are
+    unchanged; a close sends what is pending first."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
+def _coalescing(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
+    """`base` (uvicorn's protocol) writing through `CoalescedWrites`."""
+
+    class Coalescing(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            # uvloop's transports are not asyncio.Transport subclasses, but are ones
+            super().connection_made(CoalescedWrites(cast(asyncio.Transport, transport)))
+
+    return Coalescing
+
+
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     """A server context for IPPS: TLS 1.2 at least (RFC 7472), the given chain and key."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -115,6 +158,7 @@ class IppListener:
         )
         self.config.load()
         self.config.ssl = tls
+        self.protocol_class = _coalescing(self.config.http_protocol_class)
         self.state = ServerState()
         self.host = host
         self.port = port
@@ -148,7 +192,7 @@ class IppListener:
         )
 
     def _protocol(self) -> asyncio.Protocol:
-        made: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+        made: asyncio.Protocol = self.protocol_class(  # type: ignore[call-arg]
             config=self.config, server_state=self.state, app_state={}
         )
         return made
