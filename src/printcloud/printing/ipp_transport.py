@@ -47,6 +47,7 @@ def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
 
 
+@lru_cache(maxsize=4096)  # a client's address is parsed once, not at every request
 def _address(text: str | None) -> IPAddress | None:
     if not text:
         return None
@@ -113,7 +114,7 @@ def require_transport(request: Request, settings: Settings) -> None:
     request the policy refuses."""
     transport = transport_of(
         peer=request.client.host if request.client else None,
-        scheme=request.url.scheme,
+        scheme=request.scope.get("scheme", "http"),  # what request.url reads, unparsed
         # A header given on several lines is one list (HAProxy's `option forwardfor`
         # adds its own X-Forwarded-For line after the client's).
         headers={
