@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import re
 import shutil
@@ -29,10 +30,13 @@ from typing import Any
 import httpx
 import pytest
 
+from printcloud.core.settings import Settings
 from printcloud.ipp.encoding import decode
 from printcloud.ipp.message import Attribute, ValueTag
 from printcloud.ipp.model import Operation, Status
+from printcloud.printing.queues import queue_uri
 from tests.conftest import free_port, require_peer
+from tests.helpers.cli import run_cli
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import make_pdf
 from tests.ipp.client import request
@@ -110,6 +114,40 @@ def _uri_supported(body: bytes) -> str:
     assert message.status == Status.SUCCESSFUL_OK, message
     (uri,) = [a.values[0] for g in message.groups for a in g if a.name == "printer-uri-supported"]
     return str(uri)
+
+
+# -- the URIs ------------------------------------------------------------------------------
+
+
+def test_the_queues_uris_name_the_ipp_port(tmp_path: Path) -> None:
+    base = {"data_dir": tmp_path, "port": 8000, "public_url": "http://print.example.com:8000"}
+    off = Settings(**base)
+    assert off.ipp_url == "http://print.example.com:8000/printing"
+    assert queue_uri(off.ipp_url, tenant_id="t 1", name="q") == (
+        "ipp://print.example.com:8000/printing/ipp/print/t%201/q"
+    )
+    on = Settings(**base, ipp_port=8631)
+    assert queue_uri(on.ipp_url, tenant_id="t1", name="q") == (
+        "ipp://print.example.com:8631/ipp/print/t1/q"
+    )
+    secure = Settings(**{**base, "public_url": "https://print.example.com"}, tls=True, ipp_port=631)
+    assert queue_uri(secure.ipp_url, tenant_id="t1", name="q") == (
+        "ipps://print.example.com:631/ipp/print/t1/q"
+    )
+    v6 = Settings(**{**base, "public_url": "http://[::1]:8000"}, ipp_port=8631)
+    assert v6.ipp_url == "http://[::1]:8631"
+    with pytest.raises(ValueError, match="PRINTCLOUD_IPP_PORT"):
+        Settings(**base, ipp_port=8000)
+
+
+def test_the_cli_lists_the_ipp_port_uri(listener: Listener) -> None:
+    listed = run_cli(
+        dict(listener.stack.env), "admin", "--json", "queue", "list", "--tenant", listener.tenant
+    )
+    assert listed.returncode == 0, listed.stderr
+    (queue,) = json.loads(listed.stdout)
+    assert queue["uri"] == listener.uri
+    assert queue["add_linux"] == f"lpadmin -p lobby -E -v {listener.uri} -m everywhere"
 
 
 # -- HTTP/1.1 as print clients use it ------------------------------------------------------
