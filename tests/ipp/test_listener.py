@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -335,6 +336,31 @@ def test_ipps_on_the_listener_with_the_generated_certificate(
 
 
 # -- stopping ------------------------------------------------------------------------------
+
+
+def test_serve_refuses_an_ipp_port_in_use(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        main = free_port()
+        env = {
+            **os.environ,
+            "PRINTCLOUD_DATA_DIR": str(tmp_path),
+            "PRINTCLOUD_PORT": str(main),
+            "PRINTCLOUD_PUBLIC_URL": f"http://127.0.0.1:{main}",
+            "PRINTCLOUD_IPP_PORT": str(port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "printcloud", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"PRINTCLOUD_IPP_PORT: cannot listen on 127.0.0.1:{port}" in " ".join(
+        (done.stdout + done.stderr).split()
+    )
 
 
 def _refused(port: int) -> bool:

@@ -49,6 +49,20 @@ def serve(
             "`--service auth` with more workers beside it"
         )
         raise typer.Exit(2)
+    if settings.ipp_port and service in (None, "printing") and http_workers == 1:
+        import socket
+
+        # said here, once, rather than by each worker's failed start (and granian's retries)
+        address = host or settings.host
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            socket.create_server((address, settings.ipp_port), family=family).close()
+        except OSError as exc:
+            err.print(
+                f"[red]error[/red] PRINTCLOUD_IPP_PORT: cannot listen on "
+                f"{address}:{settings.ipp_port} ({exc.strerror or exc})"
+            )
+            raise typer.Exit(2) from exc
     prepare(settings).dispose()  # migrations once, before the workers start
     cert = None
     if settings.serves_tls:
