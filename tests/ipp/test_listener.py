@@ -407,3 +407,41 @@ def test_a_stop_answers_the_request_in_progress(make_print_stack: Any) -> None:
     log = stack.log()
     assert "cut short" not in log, log
     assert not re.search(r"Traceback", log), log
+
+
+def test_a_stop_cuts_a_request_slower_than_the_grace() -> None:
+    """In-process, with an app of the test's own: a request whose body never completes
+    is cancelled and its connection closed once the grace has passed, and the stop ends."""
+    import asyncio
+
+    from printcloud.printing.ipp_listener import IppListener, IppOnly
+
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            while (await receive()).get("more_body"):
+                pass
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        seen.append("answered")  # never: the body does not end
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario() -> bytes:
+        listener = IppListener(IppOnly(app), host="127.0.0.1", port=0)
+        await listener.start()
+        (port,) = listener.ports
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /ipp/print/t/q HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        await writer.drain()
+        while not listener.state.tasks:  # the request has reached the app
+            await asyncio.sleep(0.01)
+        await listener.stop(grace=0.2)
+        rest = await asyncio.wait_for(reader.read(), timeout=60)
+        writer.close()
+        return rest
+
+    assert asyncio.run(scenario()) == b""  # closed, with no answer
+    assert seen == ["cancelled"]

@@ -218,8 +218,13 @@ class IppListener:
         deadline = time.monotonic() + grace
         while (self.state.connections or self.state.tasks) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        cut = len(self.state.tasks) + len(self.state.connections)
         for task in list(self.state.tasks):
             task.cancel()
+        for connection in list(self.state.connections):  # slower than the grace: closed
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)
@@ -227,10 +232,10 @@ class IppListener:
             self._clock.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock
-        if self.state.tasks or self.state.connections:
+        if cut:
             log.warning(
                 "IPP listener stopped with requests cut short",
-                extra={"fields": {"requests": len(self.state.tasks)}},
+                extra={"fields": {"requests_and_connections": cut}},
             )
         else:
             log.info("IPP listener stopped")
