@@ -78,6 +78,55 @@ class DocgenClient:
         )
         return _accepted(resp)
 
+    def choices(self, *, tenant_id: str, secret_key: str) -> Choices:
+        """FIG. 6, area 604: the forms and printers a batch job may use, asked with the
+        batch-print request's Digest credentials. Refused: `BatchPrintRefused`."""
+        resp = self.http.get(
+            f"{self.base_url}/api/batch-print/choices",
+            params={"tenant_ID": tenant_id},
+            auth=httpx.DigestAuth(tenant_id, secret_key),
+        )
+        if resp.status_code != 200:
+            code, description = error_of(resp)
+            raise BatchPrintRefused(resp.status_code, code or "error", description)
+        data: dict[str, Any] = resp.json()
+        printers = data.get("printers")
+        return Choices(
+            builtin_forms=[str(f) for f in data.get("builtin_forms", [])],
+            forms=[str(f) for f in data.get("forms", [])],
+            printers=None
+            if printers is None
+            else [
+                PrinterChoice(
+                    printer_id=str(p["printer_id"]),
+                    name=str(p.get("name") or p["printer_id"]),
+                    color=bool(p.get("color", True)),
+                    location=str(p.get("location") or ""),
+                )
+                for p in printers
+            ],
+            printers_problem=str(data.get("printers_problem") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class PrinterChoice:
+    printer_id: str
+    name: str
+    color: bool
+    location: str
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a batch job of the tenant may use: docgen's built-in forms, the tenant's own,
+    and its printers (None when docgen could not list them: `printers_problem` says why)."""
+
+    builtin_forms: list[str]
+    forms: list[str]
+    printers: list[PrinterChoice] | None
+    printers_problem: str
+
 
 def _accepted(resp: httpx.Response) -> Accepted:
     """202 → Accepted; anything else → BatchPrintRefused with docgen's reason."""

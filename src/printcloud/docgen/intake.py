@@ -64,8 +64,10 @@ def record_refusal(rt: DocgenRuntime, tenant_id: str, refused: DigestRefused) ->
     log.info("batch-print refused", extra={"fields": fields})
 
 
-def batch_guard(request: Request, rt: DocgenRuntime) -> str:
+def batch_guard(request: Request, rt: DocgenRuntime, *, record: bool = True) -> str:
     """The Digest guard of the batch-print endpoint: the authenticated tenant ID.
+    `record`: a refusal is recorded as a suspended batch (S1512); not for the CRM's
+    questions that start no batch (`choices`).
 
     `digest.verify` checks one key. During a rotation's overlap the tenant has
     two: the response is checked against the current key and, only when it does
@@ -95,7 +97,7 @@ def batch_guard(request: Request, rt: DocgenRuntime) -> str:
                 raise
             return attempt(1)
     except DigestRefused as refused:
-        if refused.code not in _NOT_RECORDED:
+        if record and refused.code not in _NOT_RECORDED:
             record_refusal(rt, request.query_params["tenant_ID"], refused)
         raise
 

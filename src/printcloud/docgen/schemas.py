@@ -171,3 +171,21 @@ class FormRead(BaseModel):
 class FormList(BaseModel):
     builtin: list[str]
     forms: list[FormRead]
+
+
+class PrinterChoice(BaseModel):
+    printer_id: str
+    name: str
+    color: bool
+    location: str = ""
+
+
+class BatchChoices(BaseModel):
+    """What a CRM may choose for a batch job (FIG. 6, area 604): docgen's built-in forms,
+    the tenant's own, and the printers its stored print token sees (null when they
+    could not be listed, with why in `printers_problem`)."""
+
+    builtin_forms: list[str]
+    forms: list[str]
+    printers: list[PrinterChoice] | None
+    printers_problem: str = ""
