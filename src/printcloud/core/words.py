@@ -144,3 +144,70 @@ PRINT_AGAIN = "Print again"
 
 def remaining_text(printed: int, pages: int) -> str:
     return f"{printed} of {pages} pages were printed."
+
+
+# -- the CRM's batch jobs and runs (seed 000, FIG. 6-7, S1501-S1512) -----------------------
+
+#: A record filter's comparison code (the API's `op`) -> what the registration form shows.
+OPERATORS: dict[str, str] = {
+    "eq": "equals",
+    "ne": "is not",
+    "lt": "less than",
+    "le": "at most",
+    "gt": "more than",
+    "ge": "at least",
+    "contains": "contains",
+}
+
+#: How a batch job repeats (its `recurrence`) -> words.
+RECURRENCES: dict[str, str] = {
+    "once": "Once",
+    "daily": "Every day",
+    "weekly": "Every week",
+    "cron": "On a custom schedule",
+}
+
+#: A batch run's outcome -> (badge label, what it means or what to do).
+RUN_STATES: dict[str, tuple[str, str]] = {
+    "running": ("Running", "The run has started and is asking document generation to print."),
+    "completed": (
+        "Sent for printing",
+        "Document generation accepted the batch; it makes the documents and prints them.",
+    ),
+    "suspended": (
+        "Refused",
+        "Document generation refused the batch. Check the secret key, then run the job again.",
+    ),
+    "failed": ("Failed", "The run could not ask document generation to print."),
+}
+
+#: A batch run's step (seed 000's step IDs) -> what happened.
+BATCH_STEPS: dict[str, str] = {
+    "S1501": "Started",
+    "S1502": "Document generation did not answer",
+    "S1506": "Secret key looked up",
+    "S1509": "Handed to document generation",
+    "S1512": "Refused by document generation",
+}
+
+
+def operator_label(op: str) -> str:
+    return OPERATORS.get(op, _as_words(op))
+
+
+def recurrence_label(recurrence: str) -> str:
+    return RECURRENCES.get(recurrence, _as_words(recurrence))
+
+
+def run_label(outcome: str) -> str:
+    known = RUN_STATES.get(outcome)
+    return known[0] if known else _as_words(outcome)
+
+
+def run_text(outcome: str) -> str:
+    known = RUN_STATES.get(outcome)
+    return known[1] if known else ""
+
+
+def batch_step_label(step: str) -> str:
+    return BATCH_STEPS.get(step, "Step")
