@@ -511,7 +511,11 @@ def _job_body(values: dict[str, Any]) -> BatchJobCreate:
         "form": values["form"],
         "query": {
             "record_set": values["record_set"],
-            "filters": [values["filters"][i] for i in _filter_rows(values)],
+            # An empty value compares with "no value" (null), as the API's null does.
+            "filters": [
+                {**values["filters"][i], "value": values["filters"][i]["value"] or None}
+                for i in _filter_rows(values)
+            ],
             "order": [o.strip() for o in values["order"].split(",") if o.strip()],
             "limit": values["limit"] or None,
         },
