@@ -159,7 +159,7 @@ def test_each_error_sits_beside_its_field_with_the_input_kept(
         r = browser.http.post("/crm/jobs", data=fields)
         assert r.status_code == 400, r.text[:2000]
         assert says in _field_error(r.text, field)
-        assert "not saved: see the field marked below" in r.text
+        assert f'not saved: <a href="#{field}">see the field marked below</a>' in r.text
         # No API field paths or pydantic words for a person.
         assert "print.copies" not in r.text and "query." not in r.text
         assert "Input should be" not in r.text
