@@ -137,7 +137,7 @@ def test_settings_form_with_csrf_and_post_redirect_get(world: World[Browser]) ->
     assert tenant_row(world.stack, world.tenant).name == "Settings Co"
 
     answer = admin.submit_form(path, f"{path}/settings", {"name": " "}, status=400)
-    assert "name must not be empty" in Html(answer.text).alerts[0]
+    assert "Enter a display name" in Html(answer.text).alerts[0]
 
 
 def test_held_release_setting_is_shown_and_saved(world: World[Browser]) -> None:
