@@ -211,3 +211,13 @@ def test_words_for_the_audit_details() -> None:
         ("Redirect URIs", "—"),
     ]
     assert words.audit_details(None) == []
+
+
+def test_a_refused_sign_in_is_said_in_words() -> None:
+    """The shared sign-in's default words (the CRM's pages use them): the issuer's error
+    code and its description go to the log, not to the page."""
+    from printcloud.auth.sign_in import _plain_oauth_error as said
+
+    assert said("access_denied", "") == "The sign-in was declined."
+    assert said("server_error", "boom") == "The sign-in service failed. Try again shortly."
+    assert said("weird_thing", "x_y") == "The sign-in did not complete. Sign in again."
