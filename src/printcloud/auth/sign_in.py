@@ -123,8 +123,20 @@ def oauth_error_text(known: dict[str, str], fallback: str) -> Callable[[str, str
     return text
 
 
+#: The issuer's error codes a person may meet at the callback, in words.
+_OAUTH_ERROR_WORDS = {
+    "access_denied": "The sign-in was declined.",
+    "login_required": "You are not signed in at the sign-in service.",
+    "invalid_scope": "Your account may not use these pages.",
+    "temporarily_unavailable": "The sign-in service is busy. Try again shortly.",
+    "server_error": "The sign-in service failed. Try again shortly.",
+}
+
+
 def _plain_oauth_error(error: str, description: str) -> str:
-    return f"The sign-in did not complete ({error}{': ' + description if description else ''})."
+    """The default: words only; the code and its description go to the log."""
+    log.info("sign-in refused", extra={"fields": {"error": error, "description": description}})
+    return _OAUTH_ERROR_WORDS.get(error, "The sign-in did not complete. Sign in again.")
 
 
 #: Another flow of the service answering at the same redirect URI: its response, or None.
@@ -147,7 +159,7 @@ class SignInPages:
         home: str | None = None,
         refused_at_sign_in: str | None = None,
         error_text: Callable[[str, str], str] = _plain_oauth_error,
-        unreachable: str = "the sign-in service {issuer} is unreachable",
+        unreachable: str = "the sign-in service does not answer; try again shortly",
         signed_out: str | Callable[[Request, str], Response],
         signed_out_at_logout: bool = False,
         message_flag: str = "error",
@@ -346,7 +358,7 @@ class SignInPages:
                 request,
                 503,
                 "Sign-in is unavailable",
-                f"The sign-in service {issuer.name} does not answer. Try again shortly.",
+                "The sign-in service does not answer. Try again shortly.",
             )
         state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
         query = {
@@ -407,11 +419,12 @@ class SignInPages:
             issued = await run_in_threadpool(issuer.redeem, code, pending["verifier"])
             principal = await issuer.guard.verify(issued.access_token)
         except OAuthError as exc:
-            return failed(400, f"The sign-in service refused the sign-in ({exc}).")
+            log.info("code not redeemed", extra={"fields": {"error": exc.error}})
+            return failed(400, "The sign-in service refused the sign-in. Sign in again.")
         except Unauthorized:
             return failed(400, "The sign-in service issued a token that is not valid.")
         except _UNREACHABLE:
-            return failed(503, f"The sign-in service {issuer.name} does not answer.")
+            return failed(503, "The sign-in service does not answer. Try again shortly.")
         except PrintcloudError as exc:  # a refusal the service's `redeem` words itself
             return failed(400, f"The sign-in service refused the sign-in: {exc.description}")
         refusal = self.check(principal)

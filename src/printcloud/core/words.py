@@ -211,3 +211,207 @@ def run_text(outcome: str) -> str:
 
 def batch_step_label(step: str) -> str:
     return BATCH_STEPS.get(step, "Step")
+
+
+# -- the authorization server's admin pages: grant types, token formats, audit events ------
+
+#: OAuth grant types (RFC 6749 names and the URNs of RFC 8628, RFC 8693 and seed 004's
+#: card login) -> what an administrator reads. The values stay in the details.
+GRANT_TYPES: dict[str, str] = {
+    "authorization_code": "Authorization code",
+    "refresh_token": "Refresh token",
+    "client_credentials": "Client credentials",
+    "password": "Password",
+    "urn:ietf:params:oauth:grant-type:device_code": "Device code",
+    "urn:ietf:params:oauth:grant-type:token-exchange": "Token exchange",
+    "urn:printcloud:params:oauth:grant-type:id-card": "ID card login",
+}
+
+#: What a grant type is for, said once beside its name where a client is registered.
+GRANT_HINTS: dict[str, str] = {
+    "authorization_code": "people sign in in a browser",
+    "refresh_token": "stay signed in without asking again",
+    "client_credentials": "a server or printer acts as itself",
+    "urn:ietf:params:oauth:grant-type:device_code": "sign in on a device by a code shown on it",
+    "urn:ietf:params:oauth:grant-type:token-exchange": "swap one token for another service's",
+    "urn:printcloud:params:oauth:grant-type:id-card": "a printer signs people in by ID card",
+}
+
+#: A client's kind -> a name and what it is.
+CLIENT_KINDS: dict[str, tuple[str, str]] = {
+    "confidential": ("Server application", "a server application that keeps a secret"),
+    "public": ("App without a secret", "an app on a phone or in a browser, signing in with PKCE"),
+    "device": ("Printer or device", "a printer or multifunction device"),
+    "service": ("Platform service", "one of the platform's own services"),
+}
+
+#: A client's access-token format (issue 17) -> a name and what it means.
+TOKEN_FORMATS: dict[str, tuple[str, str]] = {
+    "opaque": (
+        "Opaque",
+        "a random string: services ask the sign-in service about each token, "
+        "and revoking it takes effect at once",
+    ),
+    "jwt": (
+        "Signed JWT",
+        "a signed token (RFC 9068) that services check themselves, without asking the "
+        "sign-in service; revoking it takes effect when it expires, within minutes",
+    ),
+}
+
+#: The JWS algorithms of JWT access tokens -> a name.
+JWT_ALGORITHMS: dict[str, str] = {
+    "EdDSA": "EdDSA (Ed25519)",
+    "ES256": "ES256 (ECDSA P-256)",
+}
+
+#: Audit events -> what happened, in words.
+AUDIT_EVENTS: dict[str, str] = {
+    "login": "Signed in",
+    "tenant.create": "Organisation created",
+    "tenant.delete": "Organisation deleted",
+    "tenant.settings": "Settings changed",
+    "user.create": "User added",
+    "user.update": "User changed",
+    "user.delete": "User deleted",
+    "client.create": "Client registered",
+    "client.update": "Client changed",
+    "client.rotate_secret": "Client secret replaced",
+    "client.delete": "Client deleted",
+    "consent.allow": "Access allowed",
+    "consent.deny": "Access denied",
+    "consent.skipped": "Access allowed without asking",
+    "consent.tenant.grant": "Allowed for the whole organisation",
+    "consent.tenant.revoke": "Organisation-wide consent revoked",
+    "consent.user.revoke": "Consent revoked",
+    "device.allow": "Device allowed",
+    "device.deny": "Device denied",
+    "card.registered": "ID card registered",
+    "card.moved": "ID card moved to another user",
+    "card.deleted": "ID card deleted",
+    "card.expired": "ID card deleted after its period",
+    "card.retention": "ID card period changed",
+    "directory.set": "Directory changed",
+    "token.refresh_reuse": "A used refresh token came back: its sign-in was ended",
+}
+
+#: Keys of an audit event's details -> their names.
+AUDIT_KEYS: dict[str, str] = {
+    "ip": "IP address",
+    "because": "Because",
+    "scope": "Permissions",
+    "remember": "Remembered",
+    "tenant_wide": "For the whole organisation",
+    "kind": "Kind",
+    "grant_types": "Grant types",
+    "access_token_format": "Access token format",
+    "access_token_alg": "JWT algorithm",
+    "card": "Card",
+    "from": "From",
+    "directory": "Directory",
+    "last_login_at": "Last login",
+    "retention_days": "Kept for days",
+    "days": "Days",
+    "url": "Server URL",
+    "base_dn": "Base DN",
+    "is_admin": "Administrator",
+    "display_name": "Display name",
+    "password": "Password",
+    "disabled": "Disabled",
+    "name": "Name",
+    "redirect_uris": "Redirect URIs",
+    "held_release": "Held jobs released by",
+    "card_retention_days": "ID cards kept for days",
+    "local_auth_cooperation": "Local authentication cooperation",
+    "users_may_grant_tenant_consent": "Users may consent for everyone",
+    "consent": "Consent",
+}
+
+
+#: Coded values of some details -> words (key -> value -> words).
+AUDIT_VALUES: dict[str, dict[str, str]] = {
+    "directory": {"builtin": "This organisation's users", "ldap": "LDAP"},
+    "held_release": {
+        "card_or_owner": "The user, by ID card or their own sign-in",
+        "device_local_auth": "Also the user a printer says is signed in",
+    },
+    "because": {
+        "first_party": "One of the platform's own pages",
+        "tenant": "Allowed for the whole organisation",
+        "user": "The user allowed it before",
+    },
+}
+
+
+def grant_label(grant: str) -> str:
+    """A grant type's name; an unknown URN by its last part, as words."""
+    return GRANT_TYPES.get(grant) or _as_words(grant.rsplit(":", 1)[-1])
+
+
+def grant_labels(grants: list[str]) -> str:
+    """A client's grant types by name, in a list: "Client credentials, Refresh token"."""
+    return ", ".join(grant_label(g) for g in grants)
+
+
+def kind_label(kind: str) -> str:
+    known = CLIENT_KINDS.get(kind)
+    return known[0] if known else _as_words(kind)
+
+
+def token_format_label(fmt: str, alg: str | None = None) -> str:
+    """ "Opaque", or "Signed JWT, EdDSA (Ed25519)"."""
+    known = TOKEN_FORMATS.get(fmt)
+    label = known[0] if known else _as_words(fmt)
+    if fmt == "jwt" and alg:
+        label += ", " + JWT_ALGORITHMS.get(alg, alg)
+    return label
+
+
+def event_label(action: str) -> str:
+    """An audit event in words; an unknown one from its code ("a.b_c" -> "A b c")."""
+    return AUDIT_EVENTS.get(action) or _as_words(action.replace(".", " "))
+
+
+def actor_label(actor: str, clients: dict[str, str] | None = None) -> str:
+    """Who did it: "user:alice" -> "alice"; a client or device by its name in `clients`
+    (client ID -> name) when known, else by its ID."""
+    kind, _, name = actor.partition(":")
+    if not name:
+        return {"system": "The platform", "cli": "Command line", "demo": "The demo"}.get(
+            actor, actor
+        )
+    if kind == "user":
+        return name
+    named = (clients or {}).get(name, name)
+    return {"client": f"Client {named}", "device": f"Printer {named}"}.get(kind, actor)
+
+
+def detail_value(key: str, value: object) -> str:
+    """One detail's value as text: yes/no, lists joined, grant types by name."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list | tuple):
+        items = [grant_label(str(v)) if key == "grant_types" else str(v) for v in value]
+        return ", ".join(items) or "—"
+    if isinstance(value, dict):
+        pairs = (f"{detail_key(str(k))}: {detail_value(str(k), v)}" for k, v in value.items())
+        return "; ".join(pairs)
+    text = str(value)
+    if text in AUDIT_VALUES.get(key, {}):
+        return AUDIT_VALUES[key][text]
+    if key == "access_token_format":
+        return token_format_label(text)
+    if key == "kind":
+        return kind_label(text)
+    return text
+
+
+def detail_key(key: str) -> str:
+    return AUDIT_KEYS.get(key) or _as_words(key)
+
+
+def audit_details(details: dict[str, object] | None) -> list[tuple[str, str]]:
+    """An audit event's details as (name, value) pairs to list, in their order."""
+    return [(detail_key(k), detail_value(k, v)) for k, v in (details or {}).items()]
