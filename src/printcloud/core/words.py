@@ -144,3 +144,11 @@ PRINT_AGAIN = "Print again"
 
 def remaining_text(printed: int, pages: int) -> str:
     return f"{printed} of {pages} pages were printed."
+
+
+# -- color on a printer without color ------------------------------------------------------
+
+#: Beside the print form's color choice.
+MONO_HINT = "A black-and-white printer prints in black and white only."
+#: On the page of a job asked in color for a printer without color.
+MONO_PRINTED = "Printed in black and white: this printer has no colour."
