@@ -206,6 +206,13 @@ def test_an_administrator_changes_a_printer_from_the_page_the_api_and_the_cli(
         assert 'id="location-mono-1" value="Typed place"' in refused.text
         assert 'aria-describedby="printer-mono-1-client_id-error"' in refused.text
     assert printers_of(stack, t.id)["mono-1"].client_id == spare
+    # An unknown printer (another tenant's is one): said at the top of the page.
+    missing = admin.post(
+        "/printing/printers/their-1/edit", name="x", color="color", client_id=spare, push_url=""
+    )
+    assert missing.status_code == 404, missing.text[:1500]
+    top = re.search(r'<p class="error" role="alert" id="printer-error">([^<]*)</p>', missing.text)
+    assert top and html.unescape(top.group(1)).startswith("Printer their-1:"), missing.text[:3000]
     # The add form refuses them too.
     added = admin.post("/printing/printers", printer_id="x1", name="X", client_id=other.dev_id)
     assert added.status_code == 400

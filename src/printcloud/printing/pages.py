@@ -651,7 +651,9 @@ async def _change_printer(
     try:
         notice = await run_in_threadpool(in_session)
     except PrintcloudError as exc:
-        field = exc.field if exc.field in PRINTER_FIELDS else ""
+        # A change form has no printer ID field: an unknown printer is said at the top.
+        beside = PRINTER_FIELDS[1:] if editing else PRINTER_FIELDS
+        field = exc.field if exc.field in beside else ""
         error = printer_error_text(exc.description)
         if editing and not field:
             error = f"Printer {editing}: {error}"
