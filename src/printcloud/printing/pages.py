@@ -653,7 +653,7 @@ async def _change_printer(
     except PrintcloudError as exc:
         # A change form has no printer ID field: an unknown printer is said at the top.
         beside = PRINTER_FIELDS[1:] if editing else PRINTER_FIELDS
-        field = exc.field if exc.field in beside else ""
+        field = exc.field if exc.field and exc.field in beside else ""
         error = printer_error_text(exc.description)
         if editing and not field:
             error = f"Printer {editing}: {error}"
