@@ -415,3 +415,11 @@ def detail_key(key: str) -> str:
 def audit_details(details: dict[str, object] | None) -> list[tuple[str, str]]:
     """An audit event's details as (name, value) pairs to list, in their order."""
     return [(detail_key(k), detail_value(k, v)) for k, v in (details or {}).items()]
+
+
+# -- color on a printer without color ------------------------------------------------------
+
+#: Beside the print form's color choice.
+MONO_HINT = "A black-and-white printer prints in black and white only."
+#: On the page of a job asked in color for a printer without color.
+MONO_PRINTED = "Printed in black and white: this printer has no colour."
