@@ -318,6 +318,15 @@ class SignInPages:
             return principal
         raise self._sign_in_first(request)
 
+    def session(self, request: Request) -> WebSession | None:
+        """The signed-in browser's tokens as this request holds them (refreshed by
+        `signed_in` when it was due): for a page that calls another service as the person
+        (the CRM's print, seed 000 FIG. 19). Never put them in a page."""
+        sealed = getattr(request.state, "refreshed_session", None)
+        return WebSession.unseal(
+            self.issuer(request).box, sealed or request.cookies.get(self.session_cookie)
+        )
+
     async def viewer(self, request: Request) -> Viewer | None:
         """Who is signed in, for an error page's navigation (`app.state.console_viewer`):
         the session's access token checked, never refreshed (an error page sets no cookie)."""

@@ -247,6 +247,14 @@ class PrintClient:
         resp = self._api("GET", "jobs", token=token, params=params)
         return [Job.of(job) for job in self._json(resp, "job list")["jobs"]]
 
+    def printers(self, *, token: str) -> list[dict[str, Any]]:
+        """The printers of the token's tenant (`GET /api/printers`, scope `print`)."""
+        resp = self._api("GET", "printers", token=token)
+        found = self._json(resp, "printer list")
+        if not isinstance(found, dict) or not isinstance(found.get("printers"), list):
+            raise PrintServiceError(f"malformed printer list {found!r:.200}")
+        return [dict(p) for p in found["printers"]]
+
     def cancel(self, job_id: str, *, token: str) -> Job:
         resp = self._api("POST", f"jobs/{job_id}/cancel", token=token)
         return Job.of(self._json(resp, f"cancel of job {job_id}"))

@@ -57,11 +57,12 @@ from __future__ import annotations
 from .flow import Suspend, adopt_orphans, run_batch, start, workflow_id
 from .mapping import BATCH_FORMS, invoices_from, statement_from
 from .sending import print_job_states, send
-from .session import SESSION_EXPIRED, SESSION_KEY, seal_session
+from .session import REQUESTER_KEY, SESSION_EXPIRED, SESSION_KEY, seal_session
 from .steps import complete, end, fetch, identify, load, render, verify
 
 __all__ = [
     "BATCH_FORMS",
+    "REQUESTER_KEY",
     "SESSION_EXPIRED",
     "SESSION_KEY",
     "Suspend",
