@@ -34,6 +34,7 @@ The request's parameters (the CRM's body, `parameters`):
 
     record_set: the CRM record set to query      filters?, order?, limit?: the query
     form: "invoice" | "statement" | a tenant form currency? (EUR), company?, tax_rate?
+    (company: {name, address}; by default the tenant's display name as idp-a tells it)
     print: {printer_id, color?, copies?, duplex?} (or these four at the top level)
 
 Mapping to the forms' data (the `forms` package's shapes), documented for the CRM admin:
