@@ -97,7 +97,9 @@ def _wait_done(person: Person, path: str) -> str:
     while True:
         page = person.open(path)
         assert page.status_code == 200, page.text[:1000]
-        if 'id="check-again"' not in page.text:
+        state = re.search(r'id="request-state" data-state="(\w+)"', page.text)
+        assert state, page.text[:2000]
+        if state.group(1) in ("completed", "suspended", "failed"):
             return page.text
         assert time.monotonic() < deadline, page.text
         time.sleep(0.5)
