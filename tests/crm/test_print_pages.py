@@ -13,12 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from printcloud.auth import service as auth_service
 from printcloud.auth.client import AuthClient
 from printcloud.core.crypto import SecretBox
 from printcloud.crm import service as crm_service
 from printcloud.printing.models import PrintJobRow
+from tests.conftest import free_port
 from tests.crm.conftest import CrmStack
 from tests.helpers.browser import form_to
 from tests.helpers.docgen import PASSWORD, Org, docgen_runtime, setup_org
@@ -262,3 +264,22 @@ def test_print_without_a_print_service_or_docgen_link(crm_stack: CrmStack) -> No
         assert missing.status_code in (404, 503) and "Traceback" not in missing.text
     finally:
         erin.close()
+
+
+def test_docgen_not_answering_is_said_in_words() -> None:
+    """docgen down: the client's refusal (503, never an httpx error) and the page's words."""
+    from printcloud.crm.print_pages import refusal_text
+    from printcloud.docgen.client import BatchPrintRefused, DocgenClient
+
+    with httpx.Client(timeout=5) as http:
+        client = DocgenClient(f"http://127.0.0.1:{free_port()}/docgen", http=http)
+        with pytest.raises(BatchPrintRefused) as refused:
+            client.user_print(tenant_id="t1", print_token="a", crm_token="b")
+        assert refused.value.status == 503
+        assert "does not answer" in (refusal_text(refused.value) or "")
+        with pytest.raises(BatchPrintRefused) as unread:
+            client.own_request("0123", print_token="a")
+        assert unread.value.status == 503
+    assert refusal_text(BatchPrintRefused(401, "invalid_token", "expired")) is None
+    said = refusal_text(BatchPrintRefused(400, "invalid_request", "no printer_id"))
+    assert said == "The document service refused to print: no printer_id"

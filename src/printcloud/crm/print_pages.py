@@ -463,8 +463,9 @@ def _check(choice: _Choice, printers: list[dict[str, Any]]) -> tuple[dict[str, s
     return problems, copies
 
 
-#: docgen's refusals of a print request, as the person reads them (`None`: sign in again).
-def _refusal_text(refused: BatchPrintRefused) -> str | None:
+def refusal_text(refused: BatchPrintRefused) -> str | None:
+    """docgen's refusal of a print request as the person reads it; None: the printcloud
+    session ended, and the person signs in again."""
     if refused.status == 401:
         return None
     if refused.status == 403:
@@ -472,7 +473,7 @@ def _refusal_text(refused: BatchPrintRefused) -> str | None:
             "Your printcloud account may not print for this organisation. "
             "Sign out of printcloud and sign in with your account there."
         )
-    if refused.status in (502, 503, 504) or refused.status >= 500:
+    if refused.status >= 500:
         return "The document service does not answer. Nothing was printed; try again shortly."
     return f"The document service refused to print: {refused.description}"
 
@@ -540,7 +541,7 @@ async def print_records(
             "print from the CRM refused",
             extra={"fields": {"tenant": principal.tenant_id, "status": refused.status}},
         )
-        said = _refusal_text(refused)
+        said = refusal_text(refused)
         if said is None:  # the printcloud session ended: sign in again, then back here
             again = await _sign_in_at_platform(request, rt, _print_url(name, query))
             return _forget(request, again)
