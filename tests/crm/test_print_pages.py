@@ -260,6 +260,7 @@ def test_print_without_a_print_service_or_docgen_link(crm_stack: CrmStack) -> No
         assert down.status_code == 503, down.text[:1000]
         assert "The print service does not answer" in down.text
         assert '<form method="post" action="/crm/sets/invoices/print">' not in down.text
+        assert erin.open("/crm/prints/not-a-request").status_code == 404
         missing = erin.open("/crm/prints/0123456789abcdef")
         assert missing.status_code in (404, 503) and "Traceback" not in missing.text
     finally:

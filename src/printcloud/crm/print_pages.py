@@ -24,6 +24,7 @@ reach a page. Forms carry the CSRF token; every read is scoped to the person's t
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -567,30 +568,40 @@ def _print_url(name: str, query: dict[str, str]) -> str:
 # -- the request and its print jobs --------------------------------------------------------------
 
 
+#: docgen's request IDs (hex); anything else is no request of the person's.
+_REQUEST_ID = re.compile(r"[0-9a-f]{1,40}")
+
+
+def _no_request(request: Request, principal: Principal) -> Response:
+    return site.message(
+        request,
+        404,
+        "No such print request",
+        "There is no print request of yours with this address.",
+        principal=principal,
+    )
+
+
 @router.get("/prints/{request_id}")
 async def print_request(
     request_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
 ) -> Response:
     """The person's print request and its jobs, read with their own idp-a token."""
+    if not _REQUEST_ID.fullmatch(request_id):
+        return _no_request(request, principal)
     ready = await _ready(request, rt, principal, _here(request))
     if isinstance(ready, Response):
         return ready
     client = DocgenClient(f"{rt.settings.public_url}/docgen", http=rt.http)
     try:
         found = await run_in_threadpool(
-            partial(client.own_request, request_id[:64], print_token=ready.access_token)
+            partial(client.own_request, request_id, print_token=ready.access_token)
         )
     except BatchPrintRefused as refused:
         if refused.status == 401:
             return _forget(request, await _sign_in_at_platform(request, rt, _here(request)))
         if refused.status in (403, 404):
-            return site.message(
-                request,
-                404,
-                "No such print request",
-                "There is no print request of yours with this address.",
-                principal=principal,
-            )
+            return _no_request(request, principal)
         return site.message(
             request,
             503,
