@@ -18,6 +18,8 @@ import pytest
 from printcloud.auth import service as auth_service
 from printcloud.auth.client import AuthClient
 from printcloud.core.crypto import SecretBox
+from printcloud.core.db import Database
+from printcloud.core.errors import InvalidRequest
 from printcloud.crm import service as crm_service
 from printcloud.printing.models import PrintJobRow
 from tests.conftest import free_port
@@ -149,6 +151,19 @@ def test_a_crm_person_prints_records_as_themselves(make_print_stack: Any) -> Non
         assert not re.search(r"\bS\d{3,4}\b", done)  # no step IDs for people
         with stack.db.session() as s:
             assert s.get_one(PrintJobRow, job_id).owner.endswith("alice")
+
+        # one record's own Print, from its row of the table
+        links = re.findall(
+            r'<a class="print-one" href="([^"]+)" aria-label="([^"]+)"', records.text
+        )
+        assert [label for _, label in links] == ["Print number INV-001", "Print number INV-002"]
+        one = alice.open(html.unescape(links[0][0]))
+        assert one.status_code == 200 and "This record:" in one.text
+        assert "Acme SA" in one.text and "Globex" not in one.text
+        sent_one = alice.print_form(one)
+        assert sent_one.status_code == 303, sent_one.text[:1000]
+        done_one = _wait_done(alice, sent_one.headers["location"])
+        assert "Sent to the printer" in done_one and "1/1" in done_one, done_one
 
         # only alice reads it: bob of the same CRM tenant (and printcloud tenant) gets 404
         bob = Person(stack.base_url, (org.crm_tenant, "bob"), (org.tenant, "bob"))
@@ -284,3 +299,54 @@ def test_docgen_not_answering_is_said_in_words() -> None:
     assert refusal_text(BatchPrintRefused(401, "invalid_token", "expired")) is None
     said = refusal_text(BatchPrintRefused(400, "invalid_request", "no printer_id"))
     assert said == "The document service refused to print: no printer_id"
+
+
+def test_one_record_is_selected_by_its_id(crm_db: Database) -> None:
+    """`@id` (eq only) selects one record of the tenant's set, on both comparison paths;
+    another tenant's ID selects nothing; no field can be named `@id`."""
+    with crm_db.session() as db:
+        crm_service.create_record_set(
+            db,
+            tenant_id="t-one",
+            name="bills",
+            fields=[{"name": "number", "type": "string"}, {"name": "total", "type": "decimal"}],
+        )
+        crm_service.create_record_set(
+            db, tenant_id="t-two", name="bills", fields=[{"name": "number", "type": "string"}]
+        )
+        rows = [
+            crm_service.add_record(
+                db, tenant_id="t-one", record_set="bills", data={"number": n, "total": "1.5"}
+            )
+            for n in ("B1", "B2", "B3")
+        ]
+        theirs = crm_service.add_record(
+            db, tenant_id="t-two", record_set="bills", data={"number": "X"}
+        )
+        wanted, theirs_id = rows[1].record_id, theirs.record_id
+    with crm_db.session() as db:
+        for in_python in (False, True):
+            found = crm_service.query_records(
+                db,
+                tenant_id="t-one",
+                record_set="bills",
+                filters=[{"field": "@id", "op": "eq", "value": wanted}],
+                in_python=in_python,
+            )
+            assert [r.data["number"] for r in found.records] == ["B2"] and found.total == 1
+        other = crm_service.query_records(
+            db,
+            tenant_id="t-one",
+            record_set="bills",
+            filters=[{"field": "@id", "op": "eq", "value": theirs_id}],
+        )
+        assert other.total == 0
+        for bad in ({"op": "ne", "value": wanted}, {"op": "eq", "value": "not hex"}):
+            with pytest.raises(InvalidRequest, match="@id"):
+                crm_service.query_records(
+                    db, tenant_id="t-one", record_set="bills", filters=[{"field": "@id", **bad}]
+                )
+        with pytest.raises(InvalidRequest):
+            crm_service.create_record_set(
+                db, tenant_id="t-one", name="odd", fields=[{"name": "@id", "type": "string"}]
+            )

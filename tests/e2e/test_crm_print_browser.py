@@ -88,7 +88,7 @@ def test_a_crm_person_prints_records_as_themselves_in_the_browser(
     page.wait_for_url("**/crm/sets/invoices")
     table = page.locator("table#records")
     expect(table.locator("thead th")).to_have_text(
-        ["number", "date", "customer_name", "customer_address", "lines"]
+        ["number", "date", "customer_name", "customer_address", "lines", "Print"]
     )
     expect(table.locator("tbody tr")).to_have_count(2)
     expect(page.locator("#signed-in-as")).to_have_text("alice · Acme Sales")
