@@ -63,8 +63,8 @@ CALLBACK = "/print/callback"
 SCOPE = "print"
 #: The forms docgen makes documents with, as the person chooses them.
 FORMS = (
-    ("invoice", "Invoice (one for each record)"),
-    ("statement", "Statement (one for all the records)"),
+    ("invoice", "An invoice per record"),
+    ("statement", "One statement of all"),
 )
 MAX_COPIES = 99
 _UNREACHABLE = (httpx.HTTPError, ValueError, KeyError, Unavailable)
