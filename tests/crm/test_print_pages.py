@@ -221,6 +221,25 @@ def test_a_crm_person_prints_records_as_themselves(make_print_stack: Any) -> Non
             assert '<form method="post" action="/crm/sets/invoices/print">' in back.text
         finally:
             dave.close()
+
+        # signing out of the CRM ends the print session too: revoked at idp-a, cookie gone
+        home = alice.open("/crm/")
+        token = _unsealed_access(stack, alice)
+        out = alice.http.post(
+            "/crm/auth/logout", data={"csrf": form_to(home.text, "/crm/auth/logout").hidden["csrf"]}
+        )
+        assert out.status_code == 303, out.text[:1000]
+        assert not alice.http.cookies.get("pc_crm_print")
+        with httpx.Client(timeout=10) as http:
+            platform = stack.settings.issuers[0]
+            client_id, secret = stack.settings.service_client(platform, "crm")
+            issuer = AuthClient(
+                stack.settings.issuer_url(platform),
+                client_id=client_id,
+                client_secret=secret,
+                http=http,
+            )
+            assert issuer.introspect(token)["active"] is False
     finally:
         alice.close()
 

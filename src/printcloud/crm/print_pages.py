@@ -189,6 +189,25 @@ def _forget(request: Request, response: Response) -> Response:
     return response
 
 
+async def _sign_out(request: Request, response: Response) -> None:
+    """Signing out of the CRM ends the print session too: its tokens revoked at idp-a
+    (RFC 7009, best effort) and its cookie deleted."""
+    found = PrintSession.unseal(runtime(request), request.cookies.get(SESSION_COOKIE))
+    _forget(request, response)
+    if found is None:
+        return
+    client = _platform(request).client
+    for token in (found.refresh_token, found.access_token):
+        if token:
+            try:
+                await run_in_threadpool(client.revoke, token)
+            except (OAuthError, *_UNREACHABLE) as exc:
+                log.warning("print token not revoked at sign-out: %r", exc)
+
+
+site.sign_out_hooks.append(_sign_out)
+
+
 async def _sign_in_at_platform(request: Request, rt: CrmRuntime, next_path: str) -> Response:
     """Off to idp-a's authorization endpoint (a second sign-in), back to `next_path`."""
     issuer = _platform(request)
