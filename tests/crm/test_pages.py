@@ -20,7 +20,7 @@ def sign_in(stack: CrmStack, username: str = "carol") -> tuple[Browser, str]:
     browser = Browser(stack, "idp-b", credentials=(tenant, user, password))
     home = browser.open("/crm/")
     assert home.status_code == 200, home.text[:1000]
-    assert f"{user} · {tenant}" in home.text
+    assert f"{user} · Tenant {tenant}" in home.text  # the display name, not the ID
     return browser, tenant
 
 

@@ -102,7 +102,7 @@ def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_pa
     assert alice.trail[-2:] == ["/printing/auth/callback", "/printing/"]
     assert "/idp-a/login" in alice.trail and "consent" not in page.text.lower()
     assert alice.http.cookies.get("pc_print", path="/printing")
-    assert f"alice · {tenant}" in page.text
+    assert f"alice · Tenant {tenant}" in page.text  # the display name, not the ID
     assert "P1 (color)" in page.text and "P2 (mono)" in page.text
     assert "No print jobs yet." in page.text and "http-equiv" not in page.text
 

@@ -141,6 +141,8 @@ def _plain_oauth_error(error: str, description: str) -> str:
 
 #: Another flow of the service answering at the same redirect URI: its response, or None.
 OtherAnswers = Callable[..., Awaitable[Response | None]]
+#: What else a service ends when its person signs out (request, the sign-out's answer).
+SignOutHook = Callable[[Request, Response], Awaitable[None]]
 
 
 class SignInPages:
@@ -192,6 +194,9 @@ class SignInPages:
         self.login_ttl = login_ttl
         self.refresh_margin = refresh_margin
         self._issuer = issuer
+        #: Called at sign-out, after the session's own tokens were revoked (e.g. the CRM's
+        #: print session at idp-a, seed 000 FIG. 19): each ends what it keeps.
+        self.sign_out_hooks: list[SignOutHook] = []
         self._state_key = f"sign_in_{session_cookie}"
         self.router = APIRouter(include_in_schema=False)
         self.router.add_api_route("/auth/login", self.login, methods=["GET"])
@@ -330,6 +335,15 @@ class SignInPages:
             return principal
         raise self._sign_in_first(request)
 
+    def session(self, request: Request) -> WebSession | None:
+        """The signed-in browser's tokens as this request holds them (refreshed by
+        `signed_in` when it was due): for a page that calls another service as the person
+        (the CRM's print, seed 000 FIG. 19). Never put them in a page."""
+        sealed = getattr(request.state, "refreshed_session", None)
+        return WebSession.unseal(
+            self.issuer(request).box, sealed or request.cookies.get(self.session_cookie)
+        )
+
     async def viewer(self, request: Request) -> Viewer | None:
         """Who is signed in, for an error page's navigation (`app.state.console_viewer`):
         the session's access token checked, never refreshed (an error page sets no cookie)."""
@@ -459,6 +473,8 @@ class SignInPages:
                 request, RedirectResponse(f"{self.prefix}/auth/signed-out", status_code=303)
             )
         self.delete_cookie(request, response, self.session_cookie)
+        for hook in self.sign_out_hooks:
+            await hook(request, response)
         return response
 
     async def signed_out(self, request: Request) -> Response:

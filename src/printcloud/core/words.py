@@ -423,3 +423,32 @@ def audit_details(details: dict[str, object] | None) -> list[tuple[str, str]]:
 MONO_HINT = "A black-and-white printer prints in black and white only."
 #: On the page of a job asked in color for a printer without color.
 MONO_PRINTED = "Printed in black and white: this printer has no colour."
+
+# -- a person's print request from the CRM (seed 000, FIG. 19) -----------------------------
+
+#: docgen's request state -> (badge label, what it means for the person who asked).
+PRINT_REQUESTS: dict[str, tuple[str, str]] = {
+    "received": ("Received", "Your print request has arrived and starts in a moment."),
+    "verifying": ("Checking your sign-in", "We are checking that you may print."),
+    "fetching": ("Reading the records", "We are reading the records you chose."),
+    "rendering": ("Making the documents", "We are making the documents from the records."),
+    "sending": ("Sending to the printer", "The documents are on their way to the printer."),
+    "completed": (
+        "Sent to the printer",
+        "Every document was handed to the printer. Each print job below shows the paper.",
+    ),
+    "suspended": ("Stopped", "Nothing more will be printed for this request."),
+    "failed": (
+        "Failed",
+        "Something went wrong on our side. Try again; if it keeps failing, "
+        "tell your administrator.",
+    ),
+}
+#: The states in which a print request still moves.
+PRINT_REQUEST_ACTIVE = ("received", "verifying", "fetching", "rendering", "sending")
+
+
+def print_request_said(state: str, reason: str | None) -> Said:
+    """A print request's state as its person reads it."""
+    label, text = PRINT_REQUESTS.get(state, (_as_words(state), ""))
+    return Said(label, text, reason_text(reason))

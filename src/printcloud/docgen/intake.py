@@ -147,13 +147,15 @@ async def batch_caller(request: Request, rt: DocgenRuntime) -> Caller:
 def _record(
     rt: DocgenRuntime, caller: Caller, body: BatchRequestCreate
 ) -> tuple[BatchAccepted, bool]:
-    parameters = {k: v for k, v in body.parameters.items() if k != batch.SESSION_KEY}
+    reserved = (batch.SESSION_KEY, batch.REQUESTER_KEY)  # docgen's own, never the caller's
+    parameters = {k: v for k, v in body.parameters.items() if k not in reserved}
     if caller.user is None:
         source, step = "crm", "S1512"
         detail = "Digest authentication accepted; batch printing received"
     else:
         source, step = "user", "S1901"
         detail = f"print request of the signed-in user {caller.user}: acting with their session"
+        parameters[batch.REQUESTER_KEY] = caller.user
         parameters[batch.SESSION_KEY] = batch.seal_session(
             rt, user=caller.user, print_token=caller.print_token, crm_token=caller.crm_token
         )

@@ -20,6 +20,8 @@
 - `GET /api/batch-print/choices?tenant_ID=…`: the forms and printers a batch job of
   the tenant may use (`choices`), for the CRM's registration form; same Digest.
 - `/api/batch-requests`: the tenant's batch-print requests and their history.
+- `/api/print-requests/{id}`: a signed-in user's own print request (FIG. 19) and its
+  print jobs, asked at the print service with the user's token (scope `print`).
 - `/api/forms`: the tenant's own Typst forms (`tenant_forms`), for its admin.
 
 Every query filters on the caller's tenant; another tenant's request is 404.
@@ -40,7 +42,7 @@ from printcloud.core.errors import InvalidRequest, NotFound
 from printcloud.core.guard import Principal
 
 from . import batch, choices, intake, service, tenant_forms, tokens
-from .deps import AdminCaller, BatchCaller, RuntimeDep, actor_of
+from .deps import AdminCaller, BatchCaller, RuntimeDep, UserCaller, actor_of
 from .runtime import DocgenRuntime
 from .schemas import (
     BatchAccepted,
@@ -57,6 +59,7 @@ from .schemas import (
     SecretKeyRead,
     SecretKeyRotate,
     TokenRead,
+    UserPrintRequestRead,
 )
 
 router = APIRouter()
@@ -289,6 +292,38 @@ async def get_print_jobs(
         partial(batch.print_job_states, rt, tenant_id=caller.tenant_id, request_id=request_id)
     )
     return {"print_jobs": jobs}
+
+
+@router.get("/api/print-requests/{request_id}", response_model=UserPrintRequestRead, tags=["batch"])
+async def get_own_print_request(
+    request_id: str, request: Request, rt: RuntimeDep, caller: UserCaller
+) -> UserPrintRequestRead:
+    """FIG. 19: a signed-in user's own print request, and its print jobs asked at the print
+    service with the user's token (the bearer of this call): the user sees their own jobs.
+    Another user's request, or the CRM's, answers 404 like an unknown one."""
+    if len(request_id) > 40:
+        raise NotFound("no such print request", field="request_id")
+    _, _, bearer = request.headers["authorization"].partition(" ")
+
+    def work() -> BatchRequestRead:
+        with rt.db.session() as db:
+            row = service.get_request(db, tenant_id=caller.tenant_id, request_id=request_id)
+            mine = (row.parameters or {}).get(batch.REQUESTER_KEY) == caller.acting_user
+            if row.source != "user" or not mine:
+                raise NotFound("no such print request", field="request_id")
+            return BatchRequestRead.of(row)
+
+    found = await run_in_threadpool(work)
+    jobs = await run_in_threadpool(
+        partial(
+            batch.print_job_states,
+            rt,
+            tenant_id=caller.tenant_id,
+            request_id=request_id,
+            token=bearer.strip(),
+        )
+    )
+    return UserPrintRequestRead(request=found, print_jobs=jobs)
 
 
 # -- the tenant's forms ----------------------------------------------------------------------

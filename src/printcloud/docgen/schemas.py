@@ -77,6 +77,14 @@ class BatchRequestRead(BaseModel):
         )
 
 
+class UserPrintRequestRead(BaseModel):
+    """A signed-in user's own print request (FIG. 19) and its print jobs, as the print
+    service shows them to that user (asked with the user's own token)."""
+
+    request: BatchRequestRead
+    print_jobs: list[dict[str, Any]]
+
+
 class BatchRequestList(BaseModel):
     requests: list[BatchRequestRead]
 
