@@ -313,12 +313,26 @@ def _ordered_cmyk(
     ink = np.zeros(w, np.uint32)
     keys = np.full(1 << _CACHE_BITS, -1, np.int32)
     values = np.zeros(1 << _CACHE_BITS, np.uint32)
+    # Rows of a whole number of 8-pixel groups (24 bytes each) are compared as three
+    # 64-bit words per group; other widths byte by byte.
+    words = rgb.reshape(h * w * 3).view(np.uint64).reshape(h, w * 3 // 8) if w & 7 == 0 else None
     for yy in range(h):
         row = rgb[yy]
         above = rgb[yy - 1] if yy else row
         for xs in range(0, w, 8):
-            if yy and xs + 8 <= w and _same_eight(row, above, xs):
-                continue
+            if yy and xs + 8 <= w:
+                if words is not None:
+                    j = (xs >> 3) * 3
+                    now, before = words[yy], words[yy - 1]
+                    same = (
+                        (now[j] ^ before[j])
+                        | (now[j + 1] ^ before[j + 1])
+                        | (now[j + 2] ^ before[j + 2])
+                    ) == 0
+                else:
+                    same = _same_eight(row, above, xs)
+                if same:
+                    continue
             for x in range(xs, min(xs + 8, w)):
                 r, g, b = row[x, 0], row[x, 1], row[x, 2]
                 if use_grid:
