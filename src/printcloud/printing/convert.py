@@ -48,6 +48,7 @@ from printcloud.core.blobs import FileBlobStore
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = [
+    "ENCODER_THREAD",
     "MANIFEST_NAME",
     "MAX_DPI",
     "MIN_DPI",
