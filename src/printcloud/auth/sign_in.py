@@ -114,11 +114,12 @@ class Issuer:
 
 
 def oauth_error_text(known: dict[str, str], fallback: str) -> Callable[[str, str], str]:
-    """An issuer's error answer (RFC 6749 §4.1.2.1) as a sentence and the code."""
+    """An issuer's error answer (RFC 6749 §4.1.2.1) as a sentence a person reads; the
+    code and its description go to the log, not to the page."""
 
     def text(error: str, description: str) -> str:
-        said = known.get(error, fallback)
-        return f"{said} ({error}{': ' + description if description else ''})"
+        log.info("sign-in refused", extra={"fields": {"error": error, "description": description}})
+        return known.get(error, fallback)
 
     return text
 
