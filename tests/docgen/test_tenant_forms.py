@@ -160,6 +160,9 @@ def test_a_bad_overlap_is_said_beside_its_field(docgen: Docgen) -> None:
         page = browser.open("/settings")
         assert text_of(page, "secret-key-state").startswith("Issued")
         assert "by boss" in text_of(page, "secret-key-state")  # a person, not "user:boss"
+        said = html.unescape(page.text)  # the issuers by what they are, not "idp-a"
+        assert "You will be sent to printcloud's sign-in page and back." in said
+        assert "You will be sent to the CRM's sign-in page and back." in said
         refused = browser.submit(page, "/settings/secret-key/rotate", overlap_hours="5")
         assert refused.status_code == 400
         assert "from the list" in text_of(refused, "overlap_hours-error")

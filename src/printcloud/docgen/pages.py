@@ -93,6 +93,16 @@ pages.env.filters["sentence"] = _sentence
 pages.env.globals.update(prefix=PREFIX, principal=None)
 
 
+def issuer_words(rt: DocgenRuntime, issuer: str | None) -> str:
+    """An issuer as a person knows it: printcloud's sign-in or the CRM's (its name, e.g.
+    `idp-b`, only for another one)."""
+    if issuer == rt.platform_issuer:
+        return "printcloud's sign-in page"
+    if issuer is not None and issuer == rt.crm_issuer:
+        return "the CRM's sign-in page"
+    return f"the sign-in service {issuer}" if issuer else "the sign-in service"
+
+
 # -- the sign-in at idp-a ---------------------------------------------------------------------
 
 
@@ -211,6 +221,7 @@ def _settings_context(rt: DocgenRuntime, tenant_id: str) -> dict[str, Any]:
         "endpoint": f"{rt.base_url}/api/batch-print?tenant_ID={quote(tenant_id, safe='')}",
         "platform_issuer": rt.platform_issuer,
         "crm_issuer": rt.crm_issuer,
+        "issuer_words": partial(issuer_words, rt),
         "overlaps": OVERLAPS,
     }
 
@@ -643,9 +654,10 @@ async def _token_callback(
 
     if error:
         text = _oauth_error_text(error, error_description)
-        return failed(400, f"{flow['issuer']} answered: {text}")
+        where = issuer_words(rt, flow["issuer"])
+        return failed(400, f"{where[:1].upper()}{where[1:]} answered: {text}")
     if not code:
-        return failed(400, f"{flow['issuer']} sent no authorization code back.")
+        return failed(400, "The sign-in page sent nothing back to store. Try again.")
     redeem = tokens.print_token_from_code if kind == "print" else tokens.crm_token_from_code
     try:
         stored = await run_in_threadpool(
@@ -662,6 +674,13 @@ async def _token_callback(
         return failed(400, exc.reason)
     except Unavailable as exc:
         return failed(503, exc.description)
-    response = site.render(request, "token_stored.html", kind=kind, label=label, token=stored)
+    response = site.render(
+        request,
+        "token_stored.html",
+        kind=kind,
+        label=label,
+        token=stored,
+        issuer_words=partial(issuer_words, rt),
+    )
     site.delete_cookie(request, response, FLOW_COOKIE)
     return response
