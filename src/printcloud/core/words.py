@@ -213,6 +213,68 @@ def batch_step_label(step: str) -> str:
     return BATCH_STEPS.get(step, "Step")
 
 
+# -- docgen's batch-print requests (seed 000, FIG. 15-16 and 19) ----------------------------
+
+#: A batch-print request's state -> (badge label, what it means or what to do).
+REQUEST_STATES: dict[str, tuple[str, str]] = {
+    "received": ("Received", "The request has arrived and waits its turn."),
+    "verifying": ("Checking access", "Checking that printing is still allowed."),
+    "fetching": ("Getting the data", "Reading the records from the CRM."),
+    "rendering": ("Making the documents", "Filling the form with the records."),
+    "sending": ("Sending to print", "Handing the documents to the print service."),
+    "completed": ("Sent to print", "The documents were handed to the print service."),
+    "suspended": (
+        "Stopped",
+        "The request stopped before everything was printed. Fix what the reason names; "
+        "the next scheduled run tries again.",
+    ),
+    "failed": (
+        "Failed",
+        "Something went wrong on our side. Ask your administrator to look at the details.",
+    ),
+}
+
+#: A batch-print request's history step (seed 000's step IDs) -> what happened.
+REQUEST_STEPS: dict[str, str] = {
+    "S1503": "Request received",
+    "S1512": "Request from the CRM accepted (secret key checked)",
+    "S1515-S1516": "Stored tokens looked up",
+    "S1517-S1518": "Records read from the CRM",
+    "S1519": "Documents made from the form",
+    "S1520-S1521": "Print access checked",
+    "S1522": "Documents sent to the print service",
+    "S1525": "Finished",
+    "S1601-S1605": "CRM access renewed",
+    "S1606": "The CRM did not give the records",
+    "S1607-S1611": "Print access renewed",
+    "S1612": "Print access refused",
+    "S1901": "A person's print request received",
+    "S1902": "Records read from the CRM as the person",
+    "S1904": "Documents sent to the print service as the person",
+}
+
+#: Who sent a batch-print request.
+REQUEST_SOURCES = {"crm": "The CRM's schedule", "user": "A person, from the CRM"}
+
+
+def request_label(state: str) -> str:
+    known = REQUEST_STATES.get(state)
+    return known[0] if known else _as_words(state)
+
+
+def request_text(state: str) -> str:
+    known = REQUEST_STATES.get(state)
+    return known[1] if known else ""
+
+
+def request_step_label(step: str) -> str:
+    return REQUEST_STEPS.get(step, "Step")
+
+
+def request_source(source: str) -> str:
+    return REQUEST_SOURCES.get(source, _as_words(source))
+
+
 # -- the authorization server's admin pages: grant types, token formats, audit events ------
 
 #: OAuth grant types (RFC 6749 names and the URNs of RFC 8628, RFC 8693 and seed 004's
@@ -380,7 +442,7 @@ def actor_label(actor: str, clients: dict[str, str] | None = None) -> str:
         return {"system": "The platform", "cli": "Command line", "demo": "The demo"}.get(
             actor, actor
         )
-    if kind == "user":
+    if kind in ("user", "local_user"):
         return name
     named = (clients or {}).get(name, name)
     return {"client": f"Client {named}", "device": f"Printer {named}"}.get(kind, actor)
