@@ -177,7 +177,6 @@ site = SignInPages(
     login_cookie="pc_docgen_login",
     home=f"{PREFIX}/settings",
     error_text=_oauth_error_text,
-    unreachable="the sign-in service {issuer} does not answer",
     signed_out="signed_out.html",
     signed_out_at_logout=True,
     other_answers=_print_token_answer,
