@@ -344,6 +344,7 @@ def test_consents_page_shows_who_and_when_and_revokes(world: World[Browser]) -> 
     page = admin.get(path).text
     assert "Copier 3F" in page and "Active" in page
     assert "user:boss" not in page and device_id not in page  # names, not codes
+    assert "Print documents and see your print jobs" in page  # the scope, in words
 
     answer = admin.submit_form(path, f"{path}/tenant/{consent_pk}/revoke")
     page = admin.follow_page(answer)
