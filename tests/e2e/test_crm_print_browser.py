@@ -141,5 +141,12 @@ def test_a_crm_person_prints_records_as_themselves_in_the_browser(
             assert answer is not None and answer.status == 200, (name, answer)
             expect(page.locator("#signed-in-as")).to_have_text("alice · Acme Sales")
             check_page(page, name, size, axe)
+    # and in dark mode (the stylesheet follows `prefers-color-scheme`)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="dark")
+    for name, url in walk.items():
+        page.goto(url)
+        check_page(page, name, "dark", axe)
+    page.emulate_media(color_scheme="light")
     assert watched.problems == []
     context.close()
