@@ -50,7 +50,7 @@ from bench.harness import (
 DOC = REPO.parent / "shared" / "bench-data" / "doc10.pdf"
 DPI = 300
 QUALITY = 85
-GOALS = {"color_icc": ("gs_bitcmyk", 5.0), "mono": ("gs_pbmraw", 8.0)}
+GOALS = {"color_icc": ("gs_bitcmyk", 15.0), "mono": ("gs_pbmraw", 25.0)}
 NOTE = (
     "Ghostscript renders the page from the PDF; printcloud starts from the page's JPEG "
     "(what the printer downloads): each side's printer work"

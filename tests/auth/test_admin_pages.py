@@ -137,7 +137,7 @@ def test_settings_form_with_csrf_and_post_redirect_get(world: World[Browser]) ->
     assert tenant_row(world.stack, world.tenant).name == "Settings Co"
 
     answer = admin.submit_form(path, f"{path}/settings", {"name": " "}, status=400)
-    assert "name must not be empty" in Html(answer.text).alerts[0]
+    assert "Enter a display name" in Html(answer.text).alerts[0]
 
 
 def test_held_release_setting_is_shown_and_saved(world: World[Browser]) -> None:
@@ -342,12 +342,14 @@ def test_consents_page_shows_who_and_when_and_revokes(world: World[Browser]) -> 
         consent_pk = tenant_consent.pk
         service.remember_user_consent(db, tenant=tenant, user=member, client=device, scope="print")
     page = admin.get(path).text
-    assert "Copier 3F" in page and "user:boss" in page and "Active" in page
+    assert "Copier 3F" in page and "Active" in page
+    assert "user:boss" not in page and device_id not in page  # names, not codes
+    assert "Print documents and see your print jobs" in page  # the scope, in words
 
     answer = admin.submit_form(path, f"{path}/tenant/{consent_pk}/revoke")
     page = admin.follow_page(answer)
     text = admin.get(path).text
-    assert "Revoked by user:boss at" in text
+    assert "Revoked by boss at" in text
     assert f"{path}/tenant/{consent_pk}/revoke" not in [f.action for f in page.forms]
     with stack.db.session() as db:
         tenant = service.get_tenant(db, issuer=ISSUER, tenant_id=world.tenant)
@@ -373,7 +375,8 @@ def test_consents_page_shows_who_and_when_and_revokes(world: World[Browser]) -> 
     audit = admin.page(f"/{ISSUER}/admin/audit")
     assert audit.tables == 1
     log = admin.get(f"/{ISSUER}/admin/audit").text
-    assert "consent.tenant.revoke" in log and "consent.user.revoke" in log and "user:boss" in log
+    assert "Organisation-wide consent revoked" in log and "Consent revoked" in log
+    assert "consent.tenant.revoke" not in log and "user:boss" not in log
 
 
 # -- the platform's administrators ------------------------------------------------------------

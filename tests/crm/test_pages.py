@@ -20,7 +20,7 @@ def sign_in(stack: CrmStack, username: str = "carol") -> tuple[Browser, str]:
     browser = Browser(stack, "idp-b", credentials=(tenant, user, password))
     home = browser.open("/crm/")
     assert home.status_code == 200, home.text[:1000]
-    assert f"{user} · {tenant}" in home.text
+    assert f"{user} · Tenant {tenant}" in home.text  # the display name, not the ID
     return browser, tenant
 
 
@@ -98,9 +98,10 @@ def test_batch_job_pages(crm_stack: CrmStack) -> None:
         assert r.status_code == 400 and "Mars/Olympus" in html.unescape(r.text)
         assert 'value="Month-end invoices"' in r.text  # the form keeps what was typed
         r = browser.http.post("/crm/jobs", data={**fields, "copies": "many"})
-        assert r.status_code == 400 and "print.copies" in r.text
+        assert r.status_code == 400 and 'id="copies-error"' in r.text
+        assert "Enter a number of copies from 1 to 999." in r.text
         r = browser.http.post("/crm/jobs", data=fields)
-        assert r.status_code == 303 and r.headers["location"] == "/crm/jobs"
+        assert r.status_code == 303 and r.headers["location"] == "/crm/jobs?done=saved"
         listing = browser.open("/crm/jobs")
         assert "Month-end invoices" in listing.text and "Europe/Paris" in listing.text
         [job_id] = _JOB_ROW.findall(listing.text)
@@ -113,7 +114,7 @@ def test_batch_job_pages(crm_stack: CrmStack) -> None:
         pause = form_to(browser.open("/crm/jobs").text, f"/crm/jobs/{job_id}/pause")
         assert browser.http.post(pause.action, data=pause.hidden).status_code == 303
         listing = browser.open("/crm/jobs")
-        assert "paused" in listing.text and "3×, duplex" in listing.text
+        assert "Paused</span>" in listing.text and "3×, duplex" in listing.text
         # another tenant's user sees nothing of it
         assert other.open(f"/crm/jobs/{job_id}").status_code == 404
         assert "Month-end invoices" not in other.open("/crm/jobs").text
@@ -137,12 +138,16 @@ def test_secret_key_page(crm_stack: CrmStack) -> None:
         r = browser.http.post(
             form.action, data={**form.hidden, "docgen_tenant_id": "1000AA", "secret_key": "short"}
         )
-        assert r.status_code == 400 and "secret_key must be" in r.text
+        assert r.status_code == 400 and 'id="secret_key-error"' in r.text
+        assert "at least 16 characters" in r.text and 'value="1000AA"' in r.text
         docgen_tenant = f"D{tenant}"
         r = browser.http.post(
             form.action,
             data={**form.hidden, "docgen_tenant_id": docgen_tenant, "secret_key": key},
         )
+        assert r.status_code == 303
+        assert r.headers["location"] == "/crm/docgen-link?done=registered"
+        r = browser.open(r.headers["location"])
         assert r.status_code == 200 and "The secret key is registered." in r.text
         assert key not in r.text and docgen_tenant in r.text
         assert key not in browser.open("/crm/docgen-link").text

@@ -285,7 +285,7 @@ def test_the_settings_page_sets_everything_through_the_redirect_flows(docgen: Do
             "/idp-a/authorize",
             "/idp-a/login",
         ]
-        assert text_of(page, "signed-in-as") == f"boss · {a.tenant}"
+        assert text_of(page, "signed-in-as") == f"boss · Tenant {a.tenant}"
         assert text_of(page, "secret-key-state").startswith("Not issued yet")
         assert text_of(page, "print-token-state") == "Not set."
         assert text_of(page, "crm-token-state") == "Not set."

@@ -67,7 +67,7 @@ def test_sign_in_upload_and_watch_the_job_print(
     sign_in(page, tenant, "alice", "alice's long password")
     expect(page.get_by_role("heading", name="Print", exact=True)).to_be_visible()
     assert page.url == f"{stack.printing}/"
-    expect(page.get_by_text(f"alice · {tenant}")).to_be_visible()
+    expect(page.get_by_text(f"alice · Tenant {tenant}")).to_be_visible()
     expect(page.get_by_text("No print jobs yet.")).to_be_visible()
 
     # A refused file shows the reason next to the form.

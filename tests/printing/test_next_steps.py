@@ -24,7 +24,7 @@ from sqlalchemy import select
 from printcloud.core import words
 from printcloud.core.db import utcnow
 from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
-from printcloud.printing.models import PrinterRow, PrintJobRow
+from printcloud.printing.models import JobEventRow, PrinterRow, PrintJobRow
 from tests.helpers.browser import PrintBrowser
 from tests.helpers.print_stack import PrintStack
 from tests.printing.test_pages import wait_for_state
@@ -154,10 +154,21 @@ def test_waiting_says_why_and_a_stopped_job_prints_the_rest(
     width, height = Image.open(io.BytesIO(first.content)).size
     assert abs(width / height - WIDTHS[2] / 400) < 0.02, (width, height)  # page 3
 
-    # An administrator of the tenant prints the whole document again, as their own job.
+    # An administrator of the tenant prints the whole document again: the new job is
+    # still alice's (she sees it in her jobs); its history names carol as who asked.
     with PrintBrowser(stack, (tenant, "carol", "carol's password")) as carol:
         seen_by_carol = carol.open(f"/printing/jobs/{job_id}")
         assert words.PRINT_AGAIN in seen_by_carol.text
         again_id = new_job(carol.post_form(seen_by_carol, f"/printing/jobs/{job_id}/again"))
+        details = html.unescape(carol.open(f"/printing/jobs/{again_id}").text)
+        assert "printed again for alice at the request of carol" in details
     again = job_row(stack, again_id)
-    assert again.page_count == 4 and again.owner == "carol" and again.title == "four.pdf"
+    assert again.page_count == 4 and again.owner == "alice" and again.title == "four.pdf"
+    assert f'id="job-{again_id}"' in alice.open("/printing/jobs").text
+    with stack.db.sessions() as db:
+        asked = db.scalars(
+            select(JobEventRow.detail).where(
+                JobEventRow.job_id == again_id, JobEventRow.step == "S105"
+            )
+        ).all()
+    assert asked == ["accepted from upload, printed again for alice at the request of carol"]

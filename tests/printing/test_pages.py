@@ -102,7 +102,7 @@ def test_sign_in_print_preview_cancel_and_sign_out(make_print_stack: Any, tmp_pa
     assert alice.trail[-2:] == ["/printing/auth/callback", "/printing/"]
     assert "/idp-a/login" in alice.trail and "consent" not in page.text.lower()
     assert alice.http.cookies.get("pc_print", path="/printing")
-    assert f"alice · {tenant}" in page.text
+    assert f"alice · Tenant {tenant}" in page.text  # the display name, not the ID
     assert "P1 (color)" in page.text and "P2 (mono)" in page.text
     assert "No print jobs yet." in page.text and "http-equiv" not in page.text
 
@@ -253,12 +253,13 @@ def test_sign_in_errors_and_token_refresh(make_print_stack: Any) -> None:
         # OAuth errors and stray callbacks are pages that say so, never a 500.
         for query, message in [
             ("error=access_denied&state=x", "The sign-in was declined."),
-            ("error=server_error&error_description=boom", "server_error: boom"),
+            ("error=server_error&error_description=boom", "The sign-in service failed."),
             ("code=abc&state=def", "took too long"),
         ]:
             answer = alice.http.get(f"/printing/auth/callback?{query}")
             assert answer.status_code == 400, answer.text[:500]
             assert message in html.unescape(answer.text)
+            assert "boom" not in answer.text and "server_error" not in answer.text  # logged
             assert 'href="/printing/auth/login?next=' in answer.text
         alice.http.get("/printing/auth/login?next=/printing/")  # a pending sign-in
         answer = alice.http.get("/printing/auth/callback?code=abc&state=wrong")

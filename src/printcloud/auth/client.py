@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -177,6 +177,18 @@ class AuthClient:
         if resp.status_code >= 400:
             raise OAuthError.of(resp)
         body: dict[str, Any] = resp.json()
+        return body
+
+    def tenant_clients(self, access_token: str, tenant_id: str) -> list[dict[str, Any]]:
+        """The admin API's `GET /api/admin/tenants/{tenant_id}/clients` (`ClientRead`s),
+        with a token of scope `admin` that manages the tenant (404 otherwise)."""
+        resp = self.http.get(
+            f"{self.issuer_url}/api/admin/tenants/{quote(tenant_id, safe='')}/clients",
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+        if resp.status_code >= 400:
+            raise OAuthError.of(resp)
+        body: list[dict[str, Any]] = resp.json()
         return body
 
 

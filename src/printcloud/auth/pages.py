@@ -36,7 +36,7 @@ SCOPE_TEXT = {
     "print": "Print documents and see your print jobs",
     "jobs": "Manage your print jobs",
     "profile": "Read your name and user id",
-    "admin": "Administer your tenant",
+    "admin": "Administer your organisation",
     "crm.read": "Read business data in the CRM",
     "crm.write": "Change business data in the CRM",
     "docgen": "Generate documents",

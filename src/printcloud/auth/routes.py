@@ -271,6 +271,8 @@ class Me(BaseModel):
     admin: bool
     amr: list[str]
     held_release: str
+    #: The tenant's display name (tokens carry the ID; introspection and JWTs both).
+    tenant_name: str
 
 
 async def principal(request: Request, issuer: str, rt: RuntimeDep) -> Principal:
@@ -298,4 +300,5 @@ async def me(p: Annotated[Principal, Depends(principal)]) -> Me:
         admin=p.admin,
         amr=sorted(p.amr),
         held_release=p.held_release,
+        tenant_name=p.tenant_name or p.tenant_id,
     )

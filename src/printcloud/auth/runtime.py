@@ -49,6 +49,7 @@ class Runtime:
             admin=bool(user.is_admin),
             platform=issuer == self.settings.issuers[0],
             sign_out=f"/{issuer}/logout",
+            tenant_id=tenant.tenant_id,
         )
 
     def __post_init__(self) -> None:

@@ -114,21 +114,36 @@ class Issuer:
 
 
 def oauth_error_text(known: dict[str, str], fallback: str) -> Callable[[str, str], str]:
-    """An issuer's error answer (RFC 6749 §4.1.2.1) as a sentence and the code."""
+    """An issuer's error answer (RFC 6749 §4.1.2.1) as a sentence a person reads; the
+    code and its description go to the log, not to the page."""
 
     def text(error: str, description: str) -> str:
-        said = known.get(error, fallback)
-        return f"{said} ({error}{': ' + description if description else ''})"
+        log.info("sign-in refused", extra={"fields": {"error": error, "description": description}})
+        return known.get(error, fallback)
 
     return text
 
 
+#: The issuer's error codes a person may meet at the callback, in words.
+_OAUTH_ERROR_WORDS = {
+    "access_denied": "The sign-in was declined.",
+    "login_required": "You are not signed in at the sign-in service.",
+    "invalid_scope": "Your account may not use these pages.",
+    "temporarily_unavailable": "The sign-in service is busy. Try again shortly.",
+    "server_error": "The sign-in service failed. Try again shortly.",
+}
+
+
 def _plain_oauth_error(error: str, description: str) -> str:
-    return f"The sign-in did not complete ({error}{': ' + description if description else ''})."
+    """The default: words only; the code and its description go to the log."""
+    log.info("sign-in refused", extra={"fields": {"error": error, "description": description}})
+    return _OAUTH_ERROR_WORDS.get(error, "The sign-in did not complete. Sign in again.")
 
 
 #: Another flow of the service answering at the same redirect URI: its response, or None.
 OtherAnswers = Callable[..., Awaitable[Response | None]]
+#: What else a service ends when its person signs out (request, the sign-out's answer).
+SignOutHook = Callable[[Request, Response], Awaitable[None]]
 
 
 class SignInPages:
@@ -147,7 +162,7 @@ class SignInPages:
         home: str | None = None,
         refused_at_sign_in: str | None = None,
         error_text: Callable[[str, str], str] = _plain_oauth_error,
-        unreachable: str = "the sign-in service {issuer} is unreachable",
+        unreachable: str = "the sign-in service does not answer; try again shortly",
         signed_out: str | Callable[[Request, str], Response],
         signed_out_at_logout: bool = False,
         message_flag: str = "error",
@@ -180,6 +195,9 @@ class SignInPages:
         self.login_ttl = login_ttl
         self.refresh_margin = refresh_margin
         self._issuer = issuer
+        #: Called at sign-out, after the session's own tokens were revoked (e.g. the CRM's
+        #: print session at idp-a, seed 000 FIG. 19): each ends what it keeps.
+        self.sign_out_hooks: list[SignOutHook] = []
         self._state_key = f"sign_in_{session_cookie}"
         self.router = APIRouter(include_in_schema=False)
         self.router.add_api_route("/auth/login", self.login, methods=["GET"])
@@ -318,6 +336,15 @@ class SignInPages:
             return principal
         raise self._sign_in_first(request)
 
+    def session(self, request: Request) -> WebSession | None:
+        """The signed-in browser's tokens as this request holds them (refreshed by
+        `signed_in` when it was due): for a page that calls another service as the person
+        (the CRM's print, seed 000 FIG. 19). Never put them in a page."""
+        sealed = getattr(request.state, "refreshed_session", None)
+        return WebSession.unseal(
+            self.issuer(request).box, sealed or request.cookies.get(self.session_cookie)
+        )
+
     async def viewer(self, request: Request) -> Viewer | None:
         """Who is signed in, for an error page's navigation (`app.state.console_viewer`):
         the session's access token checked, never refreshed (an error page sets no cookie)."""
@@ -346,7 +373,7 @@ class SignInPages:
                 request,
                 503,
                 "Sign-in is unavailable",
-                f"The sign-in service {issuer.name} does not answer. Try again shortly.",
+                "The sign-in service does not answer. Try again shortly.",
             )
         state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
         query = {
@@ -407,11 +434,12 @@ class SignInPages:
             issued = await run_in_threadpool(issuer.redeem, code, pending["verifier"])
             principal = await issuer.guard.verify(issued.access_token)
         except OAuthError as exc:
-            return failed(400, f"The sign-in service refused the sign-in ({exc}).")
+            log.info("code not redeemed", extra={"fields": {"error": exc.error}})
+            return failed(400, "The sign-in service refused the sign-in. Sign in again.")
         except Unauthorized:
             return failed(400, "The sign-in service issued a token that is not valid.")
         except _UNREACHABLE:
-            return failed(503, f"The sign-in service {issuer.name} does not answer.")
+            return failed(503, "The sign-in service does not answer. Try again shortly.")
         except PrintcloudError as exc:  # a refusal the service's `redeem` words itself
             return failed(400, f"The sign-in service refused the sign-in: {exc.description}")
         refusal = self.check(principal)
@@ -446,6 +474,8 @@ class SignInPages:
                 request, RedirectResponse(f"{self.prefix}/auth/signed-out", status_code=303)
             )
         self.delete_cookie(request, response, self.session_cookie)
+        for hook in self.sign_out_hooks:
+            await hook(request, response)
         return response
 
     async def signed_out(self, request: Request) -> Response:

@@ -426,6 +426,8 @@ class TokenInfo:
     amr: tuple[str, ...] = ()
     #: The tenant's `held_release` setting (issue 11, item 4).
     held_release: str = "card_or_owner"
+    #: The tenant's display name (`auth_tenants.name`), for the other services' pages.
+    tenant_name: str = ""
 
 
 def _lookup_sql(table: str, extra: str, mark: str) -> str:
@@ -435,7 +437,7 @@ def _lookup_sql(table: str, extra: str, mark: str) -> str:
     return f"""SELECT t.tenant_pk, te.tenant_id, te.issuer, te.local_auth_cooperation,
                t.client_pk, c.client_id, c.disabled, u.username, u.disabled, t.scope,
                t.issued_at, t.expires_at, t.revoked_at, t.family_id, {extra},
-               u.is_admin, c.kind, te.held_release
+               u.is_admin, c.kind, te.held_release, te.name
         FROM {table} t
         JOIN auth_tenants te ON te.pk = t.tenant_pk
         JOIN auth_clients c ON c.pk = t.client_pk
@@ -607,6 +609,7 @@ def _lookup(
                 user_is_admin,
                 client_kind,
                 held_release,
+                tenant_name,
             ) = row
             if token_issuer != issuer:
                 return None
@@ -643,6 +646,7 @@ def _lookup(
                 admin=admin,
                 amr=("card",) if grant_type == CARD_GRANT else (),
                 held_release=str(held_release or "card_or_owner"),
+                tenant_name=str(tenant_name or ""),
             )
         return None
     finally:

@@ -55,6 +55,7 @@ class Viewer:
     """The signed-in person as the navigation shows them."""
 
     issuer: str
+    #: the tenant's display name (the ID when the issuer gives none)
     tenant: str
     user: str
     admin: bool
@@ -62,13 +63,16 @@ class Viewer:
     platform: bool
     #: Where the sign-out form posts (each service signs its own session out).
     sign_out: str
+    #: the tenant's ID (what a person types at sign-in), beside its name
+    tenant_id: str = ""
 
     @classmethod
     def of(cls, principal: Principal, service: str) -> Viewer:
         """The person behind a service's signed-in `principal`."""
         return cls(
             issuer=principal.issuer.rstrip("/").rsplit("/", 1)[-1],
-            tenant=principal.tenant_id,
+            tenant=principal.tenant_name or principal.tenant_id,
+            tenant_id=principal.tenant_id,
             user=principal.acting_user,
             admin=principal.admin,
             platform=service in PLATFORM_SERVICES,

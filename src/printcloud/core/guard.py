@@ -53,6 +53,8 @@ class Principal:
     amr: frozenset[str] = frozenset()
     #: The tenant's `held_release` setting: `card_or_owner` or `device_local_auth`.
     held_release: str = "card_or_owner"
+    #: The tenant's display name (the issuer's `tenant_name` claim); the ID when absent.
+    tenant_name: str = ""
 
     @property
     def acting_kind(self) -> Literal["user", "local_user", "client"]:
@@ -201,6 +203,7 @@ class Guard:
                 admin=data.get("admin") is True,
                 amr=frozenset(str(m) for m in data.get("amr") or ()),
                 held_release=str(data.get("held_release") or "card_or_owner"),
+                tenant_name=str(data.get("tenant_name") or data["tenant_id"]),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise Unavailable(f"introspection at {self.issuer} answered malformed JSON") from exc
@@ -242,6 +245,7 @@ class Guard:
                 admin=claims.get("admin") is True,
                 amr=frozenset(str(m) for m in claims.get("amr") or ()),
                 held_release=str(claims.get("held_release") or "card_or_owner"),
+                tenant_name=str(claims.get("tenant_name") or claims["tenant_id"]),
             )
         except jws.JWSError as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc

@@ -9,7 +9,7 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import pages, routes, schedules, service
+from . import pages, print_pages, routes, schedules, service
 from .runtime import CrmRuntime, build_runtime
 
 
@@ -31,6 +31,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     app.include_router(routes.router)
     app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
+    app.include_router(print_pages.router)
     app.add_middleware(BodyLimit, max_bytes=service.MAX_CSV_BYTES + 64 * 1024)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RefuseNul)

@@ -8,23 +8,31 @@
 - `/crm/`: the record sets, a CSV upload; `/crm/sets/{name}`: a set's records with
   a filter and pages, a CSV upload into it.
 - `/crm/jobs`: the scheduled jobs (FIG. 7: name, start time, next run), `/crm/jobs/new`
-  and `/crm/jobs/{id}`: the registration form (FIG. 6), pause, resume, delete;
-  `/crm/runs`: the runs and their outcome.
+  and `/crm/jobs/{id}`: the registration form (FIG. 6) with the printers and forms
+  docgen offers the tenant (asked with the Digest credentials, `DocgenClient.choices`;
+  typed IDs when they cannot be listed, saying why), pause, resume, delete;
+  `/crm/runs`: the runs and their outcome in plain words (`core.words`), the step IDs
+  in a "details" section for administrators.
 - `/crm/docgen-link`: the secret-key registration (FIG. 9, S1407–S1412): the docgen
   tenant ID and the key, which is never shown again.
 
 Reading needs the scope crm.read; changing anything, crm.write. The pages work
-without JavaScript; every form carries a CSRF token.
+without JavaScript; every form carries a CSRF token. A refused form comes back (400)
+with what was entered and the error beside its field; a saved one redirects
+(post/redirect/get).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
+import httpx
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
@@ -32,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from printcloud.auth.sign_in import Issuer, SignInPages
+from printcloud.core import words
 from printcloud.core.errors import (
     Forbidden,
     InvalidRequest,
@@ -41,6 +50,7 @@ from printcloud.core.errors import (
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf, templates
+from printcloud.docgen.client import BatchPrintRefused, DocgenClient, PrinterChoice
 
 from . import service
 from .deps import RuntimeDep, runtime
@@ -62,7 +72,9 @@ def _when(moment: datetime | None) -> str:
 
 
 pages.env.filters["when"] = _when
-pages.env.globals.update(prefix=PREFIX, principal=None, error=None)
+pages.env.globals.update(prefix=PREFIX, principal=None, error=None, error_field=None)
+pages.env.filters["operator"] = words.operator_label
+pages.env.filters["repeats"] = words.recurrence_label
 
 
 # -- the issuer (idp-b) and the sign-in --------------------------------------------------------
@@ -294,6 +306,100 @@ async def import_into(name: str, request: Request, rt: RuntimeDep, principal: Si
 
 # -- batch jobs (FIG. 6–7) and runs ---------------------------------------------------------
 
+#: The time zones most people pick, offered first; the whole IANA list follows.
+COMMON_ZONES = (
+    "UTC",
+    "Europe/London",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Madrid",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Asia/Shanghai",
+    "Asia/Kolkata",
+    "Asia/Singapore",
+    "Australia/Sydney",
+    "Africa/Johannesburg",
+)
+OTHER_ZONES = [z for z in TIMEZONES if z not in COMMON_ZONES]
+#: What the list pages say after a change (post/redirect/get: `?done=…`).
+DONE = {
+    "saved": "The batch job is saved.",
+    "paused": "The batch job is paused: it does not run until you resume it.",
+    "resumed": "The batch job is resumed.",
+    "deleted": "The batch job is deleted.",
+}
+
+#: Why the registration form asks for typed IDs instead of lists.
+NO_LINK = (
+    "No secret key is registered yet, so document generation cannot be asked for your "
+    "printers and forms. Register it on the Secret key page, or enter the IDs."
+)
+KEY_REFUSED = (
+    "Document generation did not accept the registered secret key, so it cannot be asked "
+    "for your printers and forms. Register the current key on the Secret key page."
+)
+DOCGEN_DOWN = (
+    "Document generation does not answer right now, so your printers and forms cannot be "
+    "listed. Enter their IDs, or reload the page in a moment."
+)
+
+
+@dataclass(frozen=True)
+class JobChoices:
+    """What the registration form offers: docgen's forms and the tenant's printers (as
+    docgen's print token sees them), or why they are not listed (typed IDs then)."""
+
+    builtin_forms: list[str] = field(default_factory=list)
+    forms: list[str] = field(default_factory=list)
+    printers: list[PrinterChoice] = field(default_factory=list)
+    forms_listed: bool = False
+    printers_listed: bool = False
+    #: Why the printers (and, when `forms_listed` is false, the forms) are not listed.
+    problem: str = ""
+
+
+def _choices(rt: CrmRuntime, tenant_id: str) -> JobChoices:
+    """Asked of docgen with the tenant's Digest credentials, as a scheduled run asks."""
+    with rt.db.sessions() as db:
+        try:
+            creds = service.docgen_credentials(db, tenant_id=tenant_id, box=rt.box)
+        except NotFound:
+            return JobChoices(problem=NO_LINK)
+    client = DocgenClient(f"{rt.settings.public_url}/docgen", http=rt.http)
+    try:
+        got = client.choices(tenant_id=creds.docgen_tenant_id, secret_key=creds.secret_key)
+    except BatchPrintRefused as exc:
+        log.info(
+            "docgen did not list the choices",
+            extra={"fields": {"tenant": tenant_id, "status": exc.status, "error": exc.error}},
+        )
+        return JobChoices(problem=KEY_REFUSED if exc.status == 401 else DOCGEN_DOWN)
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        log.info(
+            "docgen unreachable for the choices",
+            extra={"fields": {"tenant": tenant_id, "error": exc.__class__.__name__}},
+        )
+        return JobChoices(problem=DOCGEN_DOWN)
+    if got.printers is None:
+        problem = f"Your printers cannot be listed: {got.printers_problem}. Enter the printer's ID."
+    elif not got.printers:
+        problem = "Your organisation has no printers yet. Enter the printer's ID."
+    else:
+        problem = ""
+    return JobChoices(
+        builtin_forms=got.builtin_forms,
+        forms=got.forms,
+        printers=got.printers or [],
+        forms_listed=True,
+        printers_listed=bool(got.printers),
+        problem=problem,
+    )
+
 
 def _jobs(rt: CrmRuntime, tenant_id: str) -> list[BatchJobRead]:
     with rt.db.sessions() as db:
@@ -301,10 +407,17 @@ def _jobs(rt: CrmRuntime, tenant_id: str) -> list[BatchJobRead]:
 
 
 @router.get("/jobs")
-async def jobs(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+async def jobs(
+    request: Request,
+    rt: RuntimeDep,
+    principal: SignedIn,
+    done: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
     _may_write(principal)
     listed = await run_in_threadpool(_jobs, rt, principal.tenant_id)
-    return site.render(request, "jobs.html", principal=principal, jobs=listed)
+    return site.render(
+        request, "jobs.html", principal=principal, jobs=listed, notice=DONE.get(done)
+    )
 
 
 def _text(value: Any) -> str:
@@ -313,13 +426,17 @@ def _text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _job_values(job: BatchJobRead | None) -> dict[str, Any]:
-    """The registration form's fields (strings), for a job or a new one."""
+#: The registration form's filter rows.
+FILTER_ROWS = 3
+
+
+def _job_values(job: BatchJobRead | None, *, timezone: str = "UTC") -> dict[str, Any]:
+    """The registration form's fields (strings), for a job or a new one (in `timezone`)."""
     if job is None:
         return {
             "name": "",
             "start_at": "",
-            "timezone": "UTC",
+            "timezone": timezone,
             "recurrence": "daily",
             "cron": "",
             "printer_id": "",
@@ -328,14 +445,14 @@ def _job_values(job: BatchJobRead | None) -> dict[str, Any]:
             "duplex": "",
             "form": "invoice",
             "record_set": "",
-            "filters": [{"field": "", "op": "eq", "value": ""}] * 3,
+            "filters": [{"field": "", "op": "eq", "value": ""}] * FILTER_ROWS,
             "order": "",
             "limit": "",
             "paused": "",
         }
     local = job.start_at.astimezone(service.zone(job.timezone))
     filters = [{"field": f.field, "op": f.op, "value": _text(f.value)} for f in job.query.filters]
-    filters += [{"field": "", "op": "eq", "value": ""}] * max(0, 3 - len(filters))
+    filters += [{"field": "", "op": "eq", "value": ""}] * max(0, FILTER_ROWS - len(filters))
     return {
         "name": job.name,
         "start_at": local.strftime("%Y-%m-%dT%H:%M"),
@@ -366,9 +483,14 @@ def _form_values(fields: dict[str, str]) -> dict[str, Any]:
             "op": fields.get(f"filter{i}_op", "eq"),
             "value": fields.get(f"filter{i}_value", "").strip(),
         }
-        for i in range(3)
+        for i in range(FILTER_ROWS)
     ]
     return values
+
+
+def _filter_rows(values: dict[str, Any]) -> list[int]:
+    """The form rows of the filters sent (rows without a field are left out)."""
+    return [i for i, f in enumerate(values["filters"]) if f["field"]]
 
 
 def _job_body(values: dict[str, Any]) -> BatchJobCreate:
@@ -389,7 +511,11 @@ def _job_body(values: dict[str, Any]) -> BatchJobCreate:
         "form": values["form"],
         "query": {
             "record_set": values["record_set"],
-            "filters": [f for f in values["filters"] if f["field"]],
+            # An empty value compares with "no value" (null), as the API's null does.
+            "filters": [
+                {**values["filters"][i], "value": values["filters"][i]["value"] or None}
+                for i in _filter_rows(values)
+            ],
             "order": [o.strip() for o in values["order"].split(",") if o.strip()],
             "limit": values["limit"] or None,
         },
@@ -402,6 +528,83 @@ def _job_body(values: dict[str, Any]) -> BatchJobCreate:
         raise InvalidRequest(f"{where}: {err.get('msg', 'invalid')}", field=where) from exc
 
 
+#: The registration form's fields that show their error beside them.
+JOB_FIELDS = (
+    "name",
+    "start_at",
+    "timezone",
+    "recurrence",
+    "cron",
+    "printer_id",
+    "color",
+    "copies",
+    "form",
+    "record_set",
+    "order",
+    "limit",
+    *(f"filter{i}_{part}" for i in range(FILTER_ROWS) for part in ("field", "op", "value")),
+)
+
+
+def job_form_field(where: str | None, rows: list[int]) -> str | None:
+    """The form field an API field path names (`print.copies` → `copies`,
+    `query.filters.0.value` → the value of the first filter row sent)."""
+    parts = (where or "").split(".")
+    if parts[0] in ("print", "query"):
+        parts = parts[1:] or [""]
+    if parts[0] == "filters":
+        if len(parts) >= 3 and parts[1].isdigit() and int(parts[1]) < len(rows):
+            return f"filter{rows[int(parts[1])]}_{parts[2]}"
+        return f"filter{rows[0] if rows else 0}_field"
+    return parts[0] if parts[0] in JOB_FIELDS else None
+
+
+#: What a person reads for a refusal: phrases of the service's (API) messages first.
+_JOB_PHRASES = (
+    ("is in the past", "This time has passed. A job that runs once needs a time to come."),
+    ("unknown time zone", "Choose a time zone from the list, like Europe/Paris."),
+    ("needs a cron expression", "Enter a cron expression, or choose another way to repeat."),
+    ("a cron expression has", "A cron expression has 5 parts: minute hour day month weekday."),
+    ("not a valid cron expression", "This is not a cron expression. Example: 0 2 * * 1-5."),
+    ("needs a value", "Enter a value to compare with."),
+    ("contains applies to text", "“contains” compares text fields with some text."),
+    ("true/false fields", "A yes/no field compares only with “equals” or “is not”."),
+    ("op must be one of", "Choose a comparison from the list."),
+    ("unknown record set", "Choose one of your record sets."),
+)
+#: …and otherwise what each field wants.
+_JOB_FIELD_TEXT = {
+    "name": "Enter a name for the job (up to 200 characters).",
+    "start_at": "Enter the date and time of the first run.",
+    "timezone": "Choose a time zone from the list.",
+    "recurrence": "Choose how often the job runs.",
+    "printer_id": "Choose a printer, or enter its ID (letters, digits, '.', '_' or '-').",
+    "copies": "Enter a number of copies from 1 to 999.",
+    "form": "Choose a form, or enter its name (letters, digits, '.', '_' or '-').",
+    "record_set": "Choose a record set. If there is none, import a CSV file on Records first.",
+    "limit": f"Enter at most how many records to print (1 to {service.MAX_QUERY_LIMIT}), "
+    "or leave it empty for all.",
+}
+_NO_FIELD = re.compile(r"^(?P<set>.+) has no field '(?P<name>.*)'$")
+_FIELD_VALUE = re.compile(r"^field '[^']*': (?P<why>.+)$")
+
+
+def job_error_text(description: str, field_name: str | None) -> str:
+    """A refusal of the registration form in the words of a person, for `field_name`."""
+    for phrase, plain in _JOB_PHRASES:
+        if phrase in description:
+            return plain
+    if found := _NO_FIELD.match(description):
+        return f"The record set {found['set']} has no field “{found['name']}”."
+    if found := _FIELD_VALUE.match(description):
+        why = found["why"]
+        return why[:1].upper() + why[1:] + "."
+    if field_name in _JOB_FIELD_TEXT:
+        return _JOB_FIELD_TEXT[field_name]
+    text = description.split(": ", 1)[-1] if field_name else description
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 async def _job_form(
     request: Request,
     rt: CrmRuntime,
@@ -411,8 +614,10 @@ async def _job_form(
     values: dict[str, Any],
     status_code: int = 200,
     error: str | None = None,
+    error_field: str | None = None,
 ) -> Response:
     sets = await run_in_threadpool(_sets, rt, principal.tenant_id)
+    choices = await run_in_threadpool(_choices, rt, principal.tenant_id)
     return site.render(
         request,
         "job_form.html",
@@ -421,16 +626,27 @@ async def _job_form(
         job=job,
         values=values,
         sets=sets,
-        ops=service.OPS,
-        timezones=TIMEZONES,
+        field_names=sorted({f["name"] for _, _, fields in sets for f in fields}),
+        ops=[(op, words.operator_label(op)) for op in service.OPS],
+        recurrences=list(words.RECURRENCES.items()),
+        common_zones=COMMON_ZONES,
+        other_zones=OTHER_ZONES,
+        choices=choices,
         error=error,
+        error_field=error_field if error_field in JOB_FIELDS else None,
     )
 
 
 @router.get("/jobs/new")
 async def new_job(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     _may_write(principal)
-    return await _job_form(request, rt, principal, job=None, values=_job_values(None))
+    listed = await run_in_threadpool(_jobs, rt, principal.tenant_id)
+    # The organisation's zone: the one its latest job uses (UTC for its first).
+    latest = max(listed, key=lambda j: j.updated_at, default=None)
+    zone = latest.timezone if latest else "UTC"
+    return await _job_form(
+        request, rt, principal, job=None, values=_job_values(None, timezone=zone)
+    )
 
 
 def _load_job(rt: CrmRuntime, tenant_id: str, job_id: str) -> BatchJobRead:
@@ -471,6 +687,8 @@ async def save_job(job_id: str, request: Request, rt: RuntimeDep, principal: Sig
 async def _save(
     request: Request, rt: CrmRuntime, principal: Principal, job_id: str | None
 ) -> Response:
+    """FIG. 6 from the form: saved → back to the list (post/redirect/get); refused →
+    the form again (400) with what was entered and the error beside its field."""
     _may_write(principal)
     async with request.form(max_fields=40) as form:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -505,6 +723,7 @@ async def _save(
             )
         )
     except PrintcloudError as exc:
+        where = job_form_field(exc.field, _filter_rows(values))
         return await _job_form(
             request,
             rt,
@@ -512,9 +731,10 @@ async def _save(
             job=job,
             values=values,
             status_code=exc.status_code,
-            error=exc.description,
+            error=job_error_text(exc.description, where),
+            error_field=where,
         )
-    return _see(request, "/jobs")
+    return _see(request, "/jobs?done=saved")
 
 
 @router.post("/jobs/{job_id}/{action}")
@@ -558,22 +778,90 @@ async def job_action(
             )
     except NotFound:
         return _no_job(request, rt, principal)
-    return _see(request, "/jobs")
+    done = {"delete": "deleted", "pause": "paused", "resume": "resumed"}[action]
+    return _see(request, f"/jobs?done={done}")
 
 
-def _runs(rt: CrmRuntime, tenant_id: str) -> list[RunRead]:
+@dataclass(frozen=True)
+class RunView:
+    """A run as a person reads it: a badge, what it means and what to do; the steps in
+    words. The step IDs and docgen's own words stay in `run` (admins' details)."""
+
+    run: RunRead
+    label: str
+    text: str
+    reason: str
+    steps: list[str]
+
+
+def run_reason(run: RunRead) -> str:
+    """What went wrong in a run that did not complete, and what to do."""
+    last = run.steps[-1] if run.steps else {}
+    step, detail = last.get("step"), str(last.get("detail", ""))
+    if run.outcome == "failed" and step == "S1506":
+        return (
+            "No secret key is registered. Enter document generation's tenant ID and key "
+            "on the Secret key page."
+        )
+    if run.outcome == "failed":
+        return (
+            "Document generation did not answer, even after several tries. The next run "
+            "tries again; ask your administrator if this keeps happening."
+        )
+    if run.outcome == "suspended" and "(401 " in detail:
+        return (
+            "Document generation did not accept the secret key. Register the key its "
+            "batch-printing settings show now on the Secret key page."
+        )
+    if run.outcome == "suspended":
+        why = detail.rsplit("): ", 1)[-1].strip()
+        return f"Document generation refused the batch: {why}." if why else ""
+    return ""
+
+
+def run_view(run: RunRead) -> RunView:
+    return RunView(
+        run=run,
+        label=words.run_label(run.outcome),
+        text=words.run_text(run.outcome),
+        reason=run_reason(run),
+        steps=[words.batch_step_label(str(s.get("step", ""))) for s in run.steps],
+    )
+
+
+def _runs(rt: CrmRuntime, tenant_id: str) -> list[RunView]:
     with rt.db.sessions() as db:
-        return [RunRead.of(r, j) for r, j in service.list_runs(db, tenant_id=tenant_id)]
+        return [run_view(RunRead.of(r, j)) for r, j in service.list_runs(db, tenant_id=tenant_id)]
 
 
 @router.get("/runs")
 async def runs(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     _may_write(principal)
     listed = await run_in_threadpool(_runs, rt, principal.tenant_id)
-    return site.render(request, "runs.html", principal=principal, runs=listed)
+    return site.render(
+        request, "runs.html", principal=principal, runs=listed, details=principal.admin
+    )
 
 
 # -- the docgen link (FIG. 9, S1407–S1412) --------------------------------------------------
+
+LINK_FIELDS = ("docgen_tenant_id", "secret_key")
+_LINK_TEXT = {
+    "docgen_tenant_id": "Enter the tenant ID document generation shows on its batch-printing "
+    "settings: up to 64 letters, digits, '.', '_' or '-'.",
+    "secret_key": "Enter the secret key exactly as document generation showed it: at least "
+    "16 characters, without spaces.",
+}
+_LINK_TAKEN = (
+    "This tenant ID is already linked to another organisation's CRM. Check that you copied "
+    "your own organisation's ID."
+)
+
+
+def link_error_text(exc: PrintcloudError) -> str:
+    if exc.status_code == 409:
+        return _LINK_TAKEN
+    return _LINK_TEXT.get(exc.field or "", exc.description)
 
 
 def _link(rt: CrmRuntime, tenant_id: str) -> DocgenLinkRead | None:
@@ -591,6 +879,7 @@ async def _link_page(
     *,
     status_code: int = 200,
     error: str | None = None,
+    error_field: str | None = None,
     notice: str | None = None,
     docgen_tenant_id: str | None = None,
 ) -> Response:
@@ -605,15 +894,22 @@ async def _link_page(
         if docgen_tenant_id is not None
         else (link.docgen_tenant_id if link else ""),
         error=error,
+        error_field=error_field if error_field in LINK_FIELDS else None,
         notice=notice,
     )
 
 
 @router.get("/docgen-link")
-async def docgen_link(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+async def docgen_link(
+    request: Request,
+    rt: RuntimeDep,
+    principal: SignedIn,
+    done: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
     """S1407–S1409: the secret-key registration screen (FIG. 9)."""
     _may_write(principal)
-    return await _link_page(request, rt, principal)
+    notice = "The secret key is registered." if done == "registered" else None
+    return await _link_page(request, rt, principal, notice=notice)
 
 
 @router.post("/docgen-link")
@@ -626,7 +922,9 @@ async def register_key(
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """S1410–S1412: store the key (sealed) with the docgen tenant ID it belongs to.
-    Sent by POST, not in a URL: it must not land in any log."""
+    Sent by POST, not in a URL: it must not land in any log. Stored → back to the page
+    (post/redirect/get); refused → the page again (400), the tenant ID kept, the key
+    not (it is never sent back)."""
     _may_write(principal)
     if not check_csrf(request, csrf):
         return await _link_page(
@@ -657,11 +955,12 @@ async def register_key(
             rt,
             principal,
             status_code=exc.status_code,
-            error=exc.description,
+            error=link_error_text(exc),
+            error_field=exc.field,
             docgen_tenant_id=docgen_tenant_id,
         )
     log.info(
         "docgen secret key registered",
         extra={"fields": {"tenant": principal.tenant_id, "by": principal.acting_user}},
     )
-    return await _link_page(request, rt, principal, notice="The secret key is registered.")
+    return _see(request, "/docgen-link?done=registered")

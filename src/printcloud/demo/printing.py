@@ -43,27 +43,50 @@ class Checks(Protocol):
     def check(self, step: str, ok: bool, detail: str) -> bool: ...
 
 
+def brochure_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's built-in font (Aileron): it has no dashes, so the brochure's text keeps to
+    what it has (`missing_glyphs` finds what it lacks)."""
+    return ImageFont.load_default(size=size)
+
+
+def brochure_text(number: int, pages: int) -> tuple[str, list[str], str]:
+    """Page `number`'s title, lines and footer."""
+    title = f"printcloud demo · page {number}"
+    lines = [
+        f"Line {row + 1}: load-balanced conversion, no sticky sessions (seed 003)."
+        for row in range(12)
+    ]
+    return title, lines, f"{number} / {pages}"
+
+
+def missing_glyphs(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> set[str]:
+    """The characters of `text` that `font` draws as its missing-glyph box: drawn
+    exactly like a private-use character, which no font here has."""
+    box = font.getmask("\ue000")
+    missing = set()
+    for char in set(text) - {" "}:
+        mask = font.getmask(char)
+        if mask.size == box.size and bytes(mask) == bytes(box):
+            missing.add(char)
+    return missing
+
+
 def make_brochure(pages: int = 4) -> bytes:
     """A small, colorful multi-page PDF (A4 at 100 dpi), drawn here."""
     width, height = 827, 1169
-    title = ImageFont.load_default(size=54)
-    body = ImageFont.load_default(size=24)
+    title_font = brochure_font(54)
+    body = brochure_font(24)
     palette = [(0, 120, 200), (220, 60, 40), (40, 160, 80), (240, 180, 0)]
     images = []
     for number in range(1, pages + 1):
+        title, lines, footer = brochure_text(number, pages)
         img = Image.new("RGB", (width, height), "white")
         draw = ImageDraw.Draw(img)
         accent = palette[(number - 1) % len(palette)]
         draw.rectangle((0, 0, width, 150), fill=accent)
-        draw.text((50, 45), f"printcloud demo — page {number}", font=title, fill="white")
-        for row in range(12):
-            y = 210 + row * 42
-            draw.text(
-                (60, y),
-                f"Line {row + 1}: load-balanced conversion, no sticky sessions (seed 003).",
-                font=body,
-                fill=(30, 30, 30),
-            )
+        draw.text((50, 45), title, font=title_font, fill="white")
+        for row, line in enumerate(lines):
+            draw.text((60, 210 + row * 42), line, font=body, fill=(30, 30, 30))
         for bar in range(8):
             h = 60 + ((bar * 37 + number * 53) % 260)
             x = 80 + bar * 85
@@ -72,7 +95,7 @@ def make_brochure(pages: int = 4) -> bytes:
             r = 150 - ring * 24
             shade = tuple(min(255, c + ring * 30) for c in accent)
             draw.ellipse((560 - r, 860 - r, 560 + r, 860 + r), fill=shade)
-        draw.text((60, 1100), f"{number} / {pages}", font=body, fill=(90, 90, 90))
+        draw.text((60, 1100), footer, font=body, fill=(90, 90, 90))
         images.append(img)
     out = io.BytesIO()
     images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=100)

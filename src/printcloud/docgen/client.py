@@ -2,7 +2,9 @@
 S1501–S1509): `tenant_ID` in the URL, the Digest challenge answered with
 username = docgen's tenant ID and password = the tenant's secret key — and, for
 a signed-in user's print request (FIG. 19, S1901), the user's session instead:
-`Authorization: Bearer <idp-a token>` and the user's idp-b token in `X-CRM-Token`."""
+`Authorization: Bearer <idp-a token>` and the user's idp-b token in `X-CRM-Token`;
+`own_request` reads that request back with the user's token, its print jobs as the
+print service shows them to the user."""
 
 from __future__ import annotations
 
@@ -29,6 +31,15 @@ class Accepted:
     request_id: str
     tenant_id: str
     state: str
+
+
+@dataclass(frozen=True)
+class OwnRequest:
+    """A user's own print request (`request`: docgen's BatchRequestRead as JSON) and its
+    print jobs (`print_jobs`: each with `state`, `reason`, … or `error`)."""
+
+    request: dict[str, Any]
+    print_jobs: list[dict[str, Any]]
 
 
 class DocgenClient:
@@ -70,13 +81,81 @@ class DocgenClient:
     ) -> Accepted:
         """FIG. 19: a signed-in user's print request, carrying their session — their
         idp-a access token (scope `print`) and their idp-b access token."""
-        resp = self.http.post(
-            f"{self.base_url}/api/batch-print",
-            params={"tenant_ID": tenant_id},
-            json={"job": job, "parameters": parameters or {}},
-            headers={"Authorization": f"Bearer {print_token}", "X-CRM-Token": crm_token},
-        )
+        try:
+            resp = self.http.post(
+                f"{self.base_url}/api/batch-print",
+                params={"tenant_ID": tenant_id},
+                json={"job": job, "parameters": parameters or {}},
+                headers={"Authorization": f"Bearer {print_token}", "X-CRM-Token": crm_token},
+            )
+        except httpx.HTTPError as exc:  # docgen down: the same refusal as its own 503
+            raise BatchPrintRefused(503, "unavailable", f"docgen does not answer: {exc}") from exc
         return _accepted(resp)
+
+    def choices(self, *, tenant_id: str, secret_key: str) -> Choices:
+        """FIG. 6, area 604: the forms and printers a batch job may use, asked with the
+        batch-print request's Digest credentials. Refused: `BatchPrintRefused`."""
+        resp = self.http.get(
+            f"{self.base_url}/api/batch-print/choices",
+            params={"tenant_ID": tenant_id},
+            auth=httpx.DigestAuth(tenant_id, secret_key),
+        )
+        if resp.status_code != 200:
+            code, description = error_of(resp)
+            raise BatchPrintRefused(resp.status_code, code or "error", description)
+        data: dict[str, Any] = resp.json()
+        printers = data.get("printers")
+        return Choices(
+            builtin_forms=[str(f) for f in data.get("builtin_forms", [])],
+            forms=[str(f) for f in data.get("forms", [])],
+            printers=None
+            if printers is None
+            else [
+                PrinterChoice(
+                    printer_id=str(p["printer_id"]),
+                    name=str(p.get("name") or p["printer_id"]),
+                    color=bool(p.get("color", True)),
+                    location=str(p.get("location") or ""),
+                )
+                for p in printers
+            ],
+            printers_problem=str(data.get("printers_problem") or ""),
+        )
+
+    def own_request(self, request_id: str, *, print_token: str) -> OwnRequest:
+        """FIG. 19: the user's own print request and its print jobs, read with their idp-a
+        token; refused (404 for another's, 401 for an ended session) as BatchPrintRefused."""
+        try:
+            resp = self.http.get(
+                f"{self.base_url}/api/print-requests/{request_id}",
+                headers={"Authorization": f"Bearer {print_token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise BatchPrintRefused(503, "unavailable", f"docgen does not answer: {exc}") from exc
+        if resp.status_code != 200:
+            code, description = error_of(resp)
+            raise BatchPrintRefused(resp.status_code, code or "error", description)
+        data: dict[str, Any] = resp.json()
+        return OwnRequest(request=dict(data["request"]), print_jobs=list(data["print_jobs"]))
+
+
+@dataclass(frozen=True)
+class PrinterChoice:
+    printer_id: str
+    name: str
+    color: bool
+    location: str
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a batch job of the tenant may use: docgen's built-in forms, the tenant's own,
+    and its printers (None when docgen could not list them: `printers_problem` says why)."""
+
+    builtin_forms: list[str]
+    forms: list[str]
+    printers: list[PrinterChoice] | None
+    printers_problem: str
 
 
 def _accepted(resp: httpx.Response) -> Accepted:

@@ -13,9 +13,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from printcloud.core.errors import Forbidden
 from printcloud.core.guard import Guard, Principal, scoped
 
-from . import intake
+from . import intake, tokens
 from .runtime import DocgenRuntime
 
 
@@ -38,6 +39,17 @@ def _guard(request: Request) -> Guard:
 
 #: The tenant's administrator at idp-a, for docgen.
 AdminCaller = Annotated[Principal, scoped(_guard, "docgen", "admin", admin=True)]
+
+
+async def _user_caller(request: Request) -> Principal:
+    principal = await _guard(request).require(tokens.PRINT_SCOPE)(request)
+    if principal.acting_kind != "user":
+        raise Forbidden("a user's own print requests are read with a user's token, not a client's")
+    return principal
+
+
+#: A signed-in user at idp-a (scope `print`), reading their own print requests (FIG. 19).
+UserCaller = Annotated[Principal, Depends(_user_caller)]
 
 
 def actor_of(principal: Principal) -> str:

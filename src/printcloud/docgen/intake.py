@@ -64,8 +64,10 @@ def record_refusal(rt: DocgenRuntime, tenant_id: str, refused: DigestRefused) ->
     log.info("batch-print refused", extra={"fields": fields})
 
 
-def batch_guard(request: Request, rt: DocgenRuntime) -> str:
+def batch_guard(request: Request, rt: DocgenRuntime, *, record: bool = True) -> str:
     """The Digest guard of the batch-print endpoint: the authenticated tenant ID.
+    `record`: a refusal is recorded as a suspended batch (S1512); not for the CRM's
+    questions that start no batch (`choices`).
 
     `digest.verify` checks one key. During a rotation's overlap the tenant has
     two: the response is checked against the current key and, only when it does
@@ -95,7 +97,7 @@ def batch_guard(request: Request, rt: DocgenRuntime) -> str:
                 raise
             return attempt(1)
     except DigestRefused as refused:
-        if refused.code not in _NOT_RECORDED:
+        if record and refused.code not in _NOT_RECORDED:
             record_refusal(rt, request.query_params["tenant_ID"], refused)
         raise
 
@@ -145,13 +147,15 @@ async def batch_caller(request: Request, rt: DocgenRuntime) -> Caller:
 def _record(
     rt: DocgenRuntime, caller: Caller, body: BatchRequestCreate
 ) -> tuple[BatchAccepted, bool]:
-    parameters = {k: v for k, v in body.parameters.items() if k != batch.SESSION_KEY}
+    reserved = (batch.SESSION_KEY, batch.REQUESTER_KEY)  # docgen's own, never the caller's
+    parameters = {k: v for k, v in body.parameters.items() if k not in reserved}
     if caller.user is None:
         source, step = "crm", "S1512"
         detail = "Digest authentication accepted; batch printing received"
     else:
         source, step = "user", "S1901"
         detail = f"print request of the signed-in user {caller.user}: acting with their session"
+        parameters[batch.REQUESTER_KEY] = caller.user
         parameters[batch.SESSION_KEY] = batch.seal_session(
             rt, user=caller.user, print_token=caller.print_token, crm_token=caller.crm_token
         )

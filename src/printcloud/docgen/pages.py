@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -69,15 +70,37 @@ OVERLAPS = (
 _LABELS = {"print": "print service", "crm": "CRM"}
 
 pages = templates(Path(__file__).parent / "templates", service="docgen")
+#: The forms editor's "Go to line" (a file: the pages' CSP allows no inline script).
+_EDITOR_JS = (Path(__file__).parent / "static" / "editor.js").read_bytes()
 
 
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
+def _sentence(text: str | None) -> str:
+    """A message as a sentence: a capital first, a full stop last."""
+    text = (text or "").strip()
+    if not text:
+        return ""
+    text = text[:1].upper() + text[1:]
+    return text if text[-1] in ".!?)" else text + "."
+
+
 pages.env.filters["when"] = _when
+pages.env.filters["sentence"] = _sentence
 
 pages.env.globals.update(prefix=PREFIX, principal=None)
+
+
+def issuer_words(rt: DocgenRuntime, issuer: str | None) -> str:
+    """An issuer as a person knows it: printcloud's sign-in or the CRM's (its name, e.g.
+    `idp-b`, only for another one)."""
+    if issuer == rt.platform_issuer:
+        return "printcloud's sign-in page"
+    if issuer is not None and issuer == rt.crm_issuer:
+        return "the CRM's sign-in page"
+    return f"the sign-in service {issuer}" if issuer else "the sign-in service"
 
 
 # -- the sign-in at idp-a ---------------------------------------------------------------------
@@ -154,13 +177,19 @@ site = SignInPages(
     login_cookie="pc_docgen_login",
     home=f"{PREFIX}/settings",
     error_text=_oauth_error_text,
-    unreachable="the sign-in service {issuer} does not answer",
     signed_out="signed_out.html",
     signed_out_at_logout=True,
     other_answers=_print_token_answer,
     login_ttl=FLOW_TTL,
 )
 SignedIn = Annotated[Principal, Depends(site.signed_in)]
+
+
+@router.get("/static/editor.js")
+async def editor_js() -> Response:
+    return Response(
+        _EDITOR_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @router.get("/")
@@ -191,6 +220,7 @@ def _settings_context(rt: DocgenRuntime, tenant_id: str) -> dict[str, Any]:
         "endpoint": f"{rt.base_url}/api/batch-print?tenant_ID={quote(tenant_id, safe='')}",
         "platform_issuer": rt.platform_issuer,
         "crm_issuer": rt.crm_issuer,
+        "issuer_words": partial(issuer_words, rt),
         "overlaps": OVERLAPS,
     }
 
@@ -202,10 +232,19 @@ async def _settings_page(
     *,
     status_code: int = 200,
     error: str | None = None,
+    error_field: str | None = None,
+    overlap: int = 168,
 ) -> Response:
     context = await run_in_threadpool(_settings_context, rt, principal.tenant_id)
     return site.render(
-        request, "settings.html", status_code, principal=principal, error=error, **context
+        request,
+        "settings.html",
+        status_code,
+        principal=principal,
+        error=error,
+        error_field=error_field,
+        overlap=overlap,
+        **context,
     )
 
 
@@ -268,7 +307,12 @@ async def rotate_secret_key(
             raise ValueError(hours)
     except ValueError:
         return await _settings_page(
-            request, rt, principal, status_code=400, error="Choose one of the overlaps offered."
+            request,
+            rt,
+            principal,
+            status_code=400,
+            error="Choose how long the current key stays accepted from the list.",
+            error_field="overlap_hours",
         )
     try:
         issued = await run_in_threadpool(
@@ -276,44 +320,212 @@ async def rotate_secret_key(
         )
     except (Conflict, InvalidRequest) as exc:
         return await _settings_page(
-            request, rt, principal, status_code=exc.status_code, error=exc.description
+            request,
+            rt,
+            principal,
+            status_code=exc.status_code,
+            error=exc.description,
+            error_field="overlap_hours" if isinstance(exc, InvalidRequest) else None,
+            overlap=hours,
         )
     return site.render(request, "key.html", principal=principal, issued=issued, rotated=True)
 
 
-@router.post("/settings/forms")
-async def upload_form(
+# -- "Your forms": the tenant's Typst forms (issue 3; the editor of issue 16) --------------------
+
+
+#: Lines of the source shown on each side of the line the compiler stopped at.
+_AROUND = 5
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The form in the editor: a new one (`editing` empty), one being edited, or what the
+    person sent when it was refused (kept as typed)."""
+
+    name: str = ""
+    kind: str = "invoice"
+    source: str = ""
+    editing: str = ""
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """Why the form was refused, as the editor shows it beside the source: a sentence, the
+    compiler's hints, and the lines around the failing `line` (None: no location)."""
+
+    text: str
+    hints: tuple[str, ...] = ()
+    line: int | None = None
+    column: int | None = None
+    lines: tuple[tuple[int, str], ...] = ()
+
+
+def _problem(exc: InvalidRequest, source: str) -> SourceProblem:
+    if not isinstance(exc, forms.FormError):  # too large, too slow, a font we lack…
+        text = exc.description
+        return SourceProblem(text=text[:1].upper() + text[1:].rstrip(".") + ".")
+    hints = tuple(
+        line.strip().removeprefix("hint:").strip()
+        for line in exc.description.splitlines()
+        if line.strip().startswith("hint:")
+    )
+    message = exc.message[:1].upper() + exc.message[1:]
+    if exc.line is None:
+        return SourceProblem(text=f"Typst could not compile the form: {message}.", hints=hints)
+    where = f"line {exc.line}" + (f", column {exc.column}" if exc.column else "")
+    numbered = source.splitlines() or [""]
+    first = max(1, exc.line - _AROUND)
+    last = min(len(numbered), exc.line + _AROUND)
+    return SourceProblem(
+        text=f"Typst stopped at {where}: {message}.",
+        hints=hints,
+        line=exc.line,
+        column=exc.column,
+        lines=tuple((n, numbered[n - 1]) for n in range(first, last + 1)),
+    )
+
+
+def _forms_context(rt: DocgenRuntime, tenant_id: str, editing: str) -> dict[str, Any]:
+    listed = tenant_forms.list_forms(rt.blobs, tenant_id=tenant_id)
+    return {
+        "forms": listed,
+        "form_kinds": forms.BUILTIN_FORMS,
+        "preview": bool(editing)
+        and tenant_forms.has_preview(rt.blobs, tenant_id=tenant_id, name=editing),
+    }
+
+
+async def _forms_page(
+    request: Request,
+    rt: DocgenRuntime,
+    principal: Principal,
+    draft: Draft,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    error_field: str | None = None,
+    problem: SourceProblem | None = None,
+    notice: str | None = None,
+) -> Response:
+    context = await run_in_threadpool(_forms_context, rt, principal.tenant_id, draft.editing)
+    return site.render(
+        request,
+        "forms.html",
+        status_code,
+        principal=principal,
+        draft=draft,
+        error=error,
+        error_field=error_field,
+        problem=problem,
+        notice=notice,
+        **context,
+    )
+
+
+@router.get("/forms")
+async def forms_page(
+    request: Request,
+    rt: RuntimeDep,
+    principal: SignedIn,
+    deleted: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    notice = f"The form “{deleted}” is deleted." if tenant_forms.NAME.match(deleted) else None
+    return await _forms_page(request, rt, principal, Draft(), notice=notice)
+
+
+@router.get("/forms/{name}")
+async def form_page(
+    name: str,
+    request: Request,
+    rt: RuntimeDep,
+    principal: SignedIn,
+    saved: Annotated[str, Query(max_length=1)] = "",
+) -> Response:
+    try:
+        kept = await run_in_threadpool(
+            partial(tenant_forms.get_form, rt.blobs, tenant_id=principal.tenant_id, name=name)
+        )
+    except NotFound:
+        return site.message(
+            request,
+            404,
+            "No such form",
+            "Your organisation has no form of this name. It may have been deleted.",
+            forms_link=True,
+        )
+    draft = Draft(name=kept.name, kind=kept.kind, source=kept.source, editing=kept.name)
+    notice = (
+        "Saved. It compiled with the sample data; its first page is shown below." if saved else None
+    )
+    return await _forms_page(request, rt, principal, draft, notice=notice)
+
+
+@router.get("/forms/{name}/preview.png")
+async def form_preview(name: str, rt: RuntimeDep, principal: SignedIn) -> Response:
+    png = await run_in_threadpool(
+        partial(tenant_forms.preview, rt.blobs, tenant_id=principal.tenant_id, name=name)
+    )
+    if png is None:
+        return Response("no preview of this form", status_code=404, media_type="text/plain")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
+
+
+#: The editor's fields; an error about anything else (the sample data, a limit) is the source's.
+_FORM_FIELDS = ("name", "kind", "source")
+
+
+@router.post("/forms")
+async def save_form(
     request: Request,
     rt: RuntimeDep,
     principal: SignedIn,
     csrf: Annotated[str, Form(max_length=100)] = "",
-    name: Annotated[str, Form(max_length=64)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
     kind: Annotated[str, Form(max_length=20)] = "",
-    source: Annotated[str, Form(max_length=forms.MAX_TEMPLATE_BYTES)] = "",
+    source: Annotated[str, Form(max_length=forms.MAX_TEMPLATE_BYTES * 4)] = "",
+    editing: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    """The tenant's own form (`tenant_forms`): refused with the compiler's message."""
+    """The tenant's own form (`tenant_forms`), compiled in the sandbox: on success back to
+    the form (post/redirect/get); refused, the editor again with the text as typed and the
+    compiler's error beside it."""
+    name = name.strip()
+    draft = Draft(name=name, kind=kind, source=source, editing=editing)
     if not check_csrf(request, csrf):
-        return await _settings_page(request, rt, principal, status_code=400, error=_EXPIRED)
+        return await _forms_page(request, rt, principal, draft, status_code=400, error=_EXPIRED)
     try:
         await run_in_threadpool(
             partial(
                 tenant_forms.save_form,
                 rt.blobs,
                 tenant_id=principal.tenant_id,
-                name=name.strip(),
+                name=name,
                 kind=kind,
                 source=source,
                 actor=actor_of(principal),
             )
         )
-    except InvalidRequest as exc:  # FormError included: the compiler's message
-        return await _settings_page(
-            request, rt, principal, status_code=400, error=f"Form not kept: {exc.description}"
+    except InvalidRequest as exc:  # FormError included: the compiler's message and line
+        field = exc.field if exc.field in _FORM_FIELDS else "source"
+        if field == "source":
+            return await _forms_page(
+                request,
+                rt,
+                principal,
+                draft,
+                status_code=400,
+                error_field="source",
+                problem=_problem(exc, source),
+            )
+        return await _forms_page(
+            request, rt, principal, draft, status_code=400, error=exc.description, error_field=field
         )
-    return RedirectResponse(f"{PREFIX}/settings#forms", status_code=303)
+    log.info("form saved", extra={"fields": {"tenant": principal.tenant_id, "form": name}})
+    response = RedirectResponse(f"{PREFIX}/forms/{quote(name)}?saved=1", status_code=303)
+    return site.finish(request, response)
 
 
-@router.post("/settings/forms/{name}/delete")
+@router.post("/forms/{name}/delete")
 async def delete_form(
     name: str,
     request: Request,
@@ -322,16 +534,17 @@ async def delete_form(
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     if not check_csrf(request, csrf):
-        return await _settings_page(request, rt, principal, status_code=400, error=_EXPIRED)
+        return await _forms_page(request, rt, principal, Draft(), status_code=400, error=_EXPIRED)
     try:
         await run_in_threadpool(
             partial(tenant_forms.delete_form, rt.blobs, tenant_id=principal.tenant_id, name=name)
         )
     except (InvalidRequest, NotFound) as exc:
-        return await _settings_page(
-            request, rt, principal, status_code=exc.status_code, error=exc.description
+        return await _forms_page(
+            request, rt, principal, Draft(), status_code=exc.status_code, error=exc.description
         )
-    return RedirectResponse(f"{PREFIX}/settings#forms", status_code=303)
+    response = RedirectResponse(f"{PREFIX}/forms?deleted={quote(name)}", status_code=303)
+    return site.finish(request, response)
 
 
 async def _start_token_flow(
@@ -440,9 +653,10 @@ async def _token_callback(
 
     if error:
         text = _oauth_error_text(error, error_description)
-        return failed(400, f"{flow['issuer']} answered: {text}")
+        where = issuer_words(rt, flow["issuer"])
+        return failed(400, f"{where[:1].upper()}{where[1:]} answered: {text}")
     if not code:
-        return failed(400, f"{flow['issuer']} sent no authorization code back.")
+        return failed(400, "The sign-in page sent nothing back to store. Try again.")
     redeem = tokens.print_token_from_code if kind == "print" else tokens.crm_token_from_code
     try:
         stored = await run_in_threadpool(
@@ -459,6 +673,13 @@ async def _token_callback(
         return failed(400, exc.reason)
     except Unavailable as exc:
         return failed(503, exc.description)
-    response = site.render(request, "token_stored.html", kind=kind, label=label, token=stored)
+    response = site.render(
+        request,
+        "token_stored.html",
+        kind=kind,
+        label=label,
+        token=stored,
+        issuer_words=partial(issuer_words, rt),
+    )
     site.delete_cookie(request, response, FLOW_COOKIE)
     return response

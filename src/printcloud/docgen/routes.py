@@ -17,7 +17,11 @@
   `admin` claim (the tenant's administrator now): the secret key (issued once,
   rotated with an overlap, S1401–S1406), the print token by RFC 8693 exchange
   of the admin's idp-a session (FIG. 11, S1103–S1108), removal of a token set.
+- `GET /api/batch-print/choices?tenant_ID=…`: the forms and printers a batch job of
+  the tenant may use (`choices`), for the CRM's registration form; same Digest.
 - `/api/batch-requests`: the tenant's batch-print requests and their history.
+- `/api/print-requests/{id}`: a signed-in user's own print request (FIG. 19) and its
+  print jobs, asked at the print service with the user's token (scope `print`).
 - `/api/forms`: the tenant's own Typst forms (`tenant_forms`), for its admin.
 
 Every query filters on the caller's tenant; another tenant's request is 404.
@@ -37,11 +41,12 @@ from starlette.concurrency import run_in_threadpool
 from printcloud.core.errors import InvalidRequest, NotFound
 from printcloud.core.guard import Principal
 
-from . import batch, intake, service, tenant_forms, tokens
-from .deps import AdminCaller, BatchCaller, RuntimeDep, actor_of
+from . import batch, choices, intake, service, tenant_forms, tokens
+from .deps import AdminCaller, BatchCaller, RuntimeDep, UserCaller, actor_of
 from .runtime import DocgenRuntime
 from .schemas import (
     BatchAccepted,
+    BatchChoices,
     BatchRequestCreate,
     BatchRequestList,
     BatchRequestRead,
@@ -54,6 +59,7 @@ from .schemas import (
     SecretKeyRead,
     SecretKeyRotate,
     TokenRead,
+    UserPrintRequestRead,
 )
 
 router = APIRouter()
@@ -107,6 +113,27 @@ async def batch_print(
     """S1503–S1512 then S1525: the request is recorded and answered at once; the
     batch flow runs on its own (verify the print token, fetch, render, send)."""
     return await intake.receive(rt, caller, await _batch_body(request))
+
+
+@router.get(
+    "/api/batch-print/choices",
+    response_model=BatchChoices,
+    tags=["batch"],
+    summary="What a batch job may use: the forms and the printers (HTTP Digest, SHA-256)",
+    responses={401: {"description": "Digest challenge, or the credentials were refused"}},
+)
+async def batch_print_choices(
+    request: Request,
+    rt: RuntimeDep,
+    tenant_param: Annotated[
+        str, Query(alias="tenant_ID", max_length=64, description="docgen's tenant ID (S1509)")
+    ],
+) -> BatchChoices:
+    """FIG. 6, area 604, for the CRM's registration form: the forms docgen renders for
+    the tenant and the printers its print token sees. Authenticated like a batch-print
+    request; a refusal is not recorded (it starts no batch)."""
+    tenant_id = await run_in_threadpool(partial(intake.batch_guard, request, rt, record=False))
+    return await run_in_threadpool(partial(choices.batch_choices, rt, tenant_id=tenant_id))
 
 
 # -- the tenant's settings (FIG. 8) -----------------------------------------------------------
@@ -265,6 +292,38 @@ async def get_print_jobs(
         partial(batch.print_job_states, rt, tenant_id=caller.tenant_id, request_id=request_id)
     )
     return {"print_jobs": jobs}
+
+
+@router.get("/api/print-requests/{request_id}", response_model=UserPrintRequestRead, tags=["batch"])
+async def get_own_print_request(
+    request_id: str, request: Request, rt: RuntimeDep, caller: UserCaller
+) -> UserPrintRequestRead:
+    """FIG. 19: a signed-in user's own print request, and its print jobs asked at the print
+    service with the user's token (the bearer of this call): the user sees their own jobs.
+    Another user's request, or the CRM's, answers 404 like an unknown one."""
+    if len(request_id) > 40:
+        raise NotFound("no such print request", field="request_id")
+    _, _, bearer = request.headers["authorization"].partition(" ")
+
+    def work() -> BatchRequestRead:
+        with rt.db.session() as db:
+            row = service.get_request(db, tenant_id=caller.tenant_id, request_id=request_id)
+            mine = (row.parameters or {}).get(batch.REQUESTER_KEY) == caller.acting_user
+            if row.source != "user" or not mine:
+                raise NotFound("no such print request", field="request_id")
+            return BatchRequestRead.of(row)
+
+    found = await run_in_threadpool(work)
+    jobs = await run_in_threadpool(
+        partial(
+            batch.print_job_states,
+            rt,
+            tenant_id=caller.tenant_id,
+            request_id=request_id,
+            token=bearer.strip(),
+        )
+    )
+    return UserPrintRequestRead(request=found, print_jobs=jobs)
 
 
 # -- the tenant's forms ----------------------------------------------------------------------

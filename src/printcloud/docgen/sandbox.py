@@ -78,7 +78,7 @@ _PROXY_VARIABLES = (
 _MAX_ANSWER = 512 * 1024 * 1024
 
 _CHILD = r"""
-import json, os, resource, struct, sys
+import base64, json, os, re, resource, struct, sys
 from collections import OrderedDict
 memory = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -106,6 +106,25 @@ def send(obj, pdf=None):
         out.write(H.pack(len(pdf)) + pdf)
     out.flush()
 
+def preview(compiler, job, pdf):
+    # The first page as a PNG at most PREVIEW_PX wide or high, or None (a page size we
+    # cannot read, or a compile that fails at this resolution).
+    box = MEDIA_BOX.search(pdf)
+    if box is None:
+        return None
+    width, height = float(box[1]), float(box[2])
+    if width <= 0 or height <= 0:
+        return None
+    ppi = min(72.0, job["preview"] * 72.0 / max(width, height))
+    try:
+        pages = compiler.compile(input=job["source"].encode("utf-8"), format="png", ppi=ppi,
+                                 sys_inputs={"data": job["data"]})
+    except Exception:
+        return None
+    first = pages[0] if isinstance(pages, list) else pages
+    return base64.b64encode(first).decode("ascii")
+
+MEDIA_BOX = re.compile(rb"/MediaBox\s*\[\s*0\s+0\s+([0-9.]+)\s+([0-9.]+)\s*\]")
 out.write(b"R")
 out.flush()
 while True:
@@ -129,6 +148,8 @@ while True:
         )
         notes = [{"message": w.message, "diagnostic": w.diagnostic} for w in warnings]
         answer = {"ok": True, "warnings": notes}
+        if job.get("preview"):
+            answer["preview"] = preview(compiler, job, pdf)
     except typst.TypstError as exc:
         answer = {"ok": False, "message": exc.message, "diagnostic": exc.diagnostic,
                   "hints": list(exc.hints), "root": root}
@@ -228,7 +249,9 @@ class _Child:
                     stream.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def compile(self, key: str, source: str, data: str) -> tuple[dict[str, Any], bytes | None]:
+    def compile(
+        self, key: str, source: str, data: str, preview: int = 0
+    ) -> tuple[dict[str, Any], bytes | None]:
         """The child's answer and the PDF; `FormLimitExceeded` when a limit was broken."""
         assert self.process.stdin is not None and self.process.stdout is not None
         # Starting the interpreter and loading fonts is not the tenant's time.
@@ -239,7 +262,13 @@ class _Child:
                     raise EOFError
                 self.ready = True
             job = json.dumps(
-                {"key": key, "source": source, "data": data, "cpu": self.limits.cpu_seconds}
+                {
+                    "key": key,
+                    "source": source,
+                    "data": data,
+                    "cpu": self.limits.cpu_seconds,
+                    "preview": preview,
+                }
             ).encode("utf-8")
             self.documents += 1
             deadline = time.monotonic() + self.limits.wall_seconds
@@ -339,16 +368,20 @@ class FormProcessPool:
                     child.close()
                 self._cond.notify()
 
-    def compile(self, *, key: str, source: str, data: str) -> tuple[dict[str, Any], bytes | None]:
+    def compile(
+        self, *, key: str, source: str, data: str, preview: int = 0
+    ) -> tuple[dict[str, Any], bytes | None]:
         """Compile `source` with `data` as `sys.inputs.data` in a child.
 
+        With `preview` (pixels), the answer's "preview" also holds the first page as a
+        base64 PNG at most that wide and high (None when it could not be made).
         Returns the child's answer ({"ok": True, "warnings"} with the PDF, or
         {"ok": False, …} with the compiler's error, or {"ok": False, "fetched"}
         when the compile put a package in place) and raises `FormLimitExceeded`
         when the document broke a limit. `key` names the form (its compiler is
         reused for the next document of the same form)."""
         with self._child() as child:
-            return child.compile(key, source, data)
+            return child.compile(key, source, data, preview)
 
     def close(self) -> None:
         with self._cond:

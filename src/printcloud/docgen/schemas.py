@@ -77,6 +77,14 @@ class BatchRequestRead(BaseModel):
         )
 
 
+class UserPrintRequestRead(BaseModel):
+    """A signed-in user's own print request (FIG. 19) and its print jobs, as the print
+    service shows them to that user (asked with the user's own token)."""
+
+    request: BatchRequestRead
+    print_jobs: list[dict[str, Any]]
+
+
 class BatchRequestList(BaseModel):
     requests: list[BatchRequestRead]
 
@@ -171,3 +179,21 @@ class FormRead(BaseModel):
 class FormList(BaseModel):
     builtin: list[str]
     forms: list[FormRead]
+
+
+class PrinterChoice(BaseModel):
+    printer_id: str
+    name: str
+    color: bool
+    location: str = ""
+
+
+class BatchChoices(BaseModel):
+    """What a CRM may choose for a batch job (FIG. 6, area 604): docgen's built-in forms,
+    the tenant's own, and the printers its stored print token sees (null when they
+    could not be listed, with why in `printers_problem`)."""
+
+    builtin_forms: list[str]
+    forms: list[str]
+    printers: list[PrinterChoice] | None
+    printers_problem: str = ""

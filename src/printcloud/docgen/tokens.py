@@ -387,6 +387,22 @@ def verify_user_print_token(rt: DocgenRuntime, *, tenant_id: str, token: str) ->
     return Verdict(True, "")
 
 
+def tenant_name(rt: DocgenRuntime, *, tenant_id: str, token: str | None) -> str:
+    """The tenant's display name as idp-a tells it (the `tenant_name` of `token`'s
+    introspection: the user's print token, or the tenant's stored one when None); the
+    tenant ID when idp-a does not say (an inactive token, no token stored)."""
+    if token is None:
+        with rt.db.session() as db:
+            stored = service.token_set(db, tenant_id=tenant_id, kind="print", box=rt.box)
+        token = stored.access_token if stored is not None else None
+    if token is None:
+        return tenant_id
+    info = _introspect(rt, rt.platform_issuer, token)
+    if not info.get("active") or info.get("tenant_id") != tenant_id:
+        return tenant_id
+    return str(info.get("tenant_name") or tenant_id)
+
+
 def forget(rt: DocgenRuntime, *, tenant_id: str, kind: Kind) -> None:
     """Revoke a stored token set at its issuer (best effort) and remove it."""
     with rt.db.session() as db:

@@ -247,6 +247,14 @@ class PrintClient:
         resp = self._api("GET", "jobs", token=token, params=params)
         return [Job.of(job) for job in self._json(resp, "job list")["jobs"]]
 
+    def printers(self, *, token: str) -> list[dict[str, Any]]:
+        """`GET /api/printers` (scope `print`): the token's tenant's printers."""
+        data = self._json(self._api("GET", "printers", token=token), "printer list")
+        found = data.get("printers") if isinstance(data, dict) else None
+        if not isinstance(found, list):
+            raise PrintServiceError("printer list: the answer has no list of printers")
+        return [p for p in found if isinstance(p, dict) and p.get("printer_id")]
+
     def cancel(self, job_id: str, *, token: str) -> Job:
         resp = self._api("POST", f"jobs/{job_id}/cancel", token=token)
         return Job.of(self._json(resp, f"cancel of job {job_id}"))

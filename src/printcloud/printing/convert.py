@@ -18,8 +18,12 @@ BGR or gray buffer as it is and encodes it about twice as fast as Pillow
 Threads: PDFium is not thread-safe — no two PDFium calls may run at the same
 time in one process, not even on different documents (pypdfium2's "Python
 API" preface). Every PDFium call here holds `PDFIUM_LOCK`; JPEG encoding and
-blob writes run outside it, so two threads overlap at best by one page's
-encoding. To convert in parallel, run one conversion per process (the
+blob writes run outside it. One conversion is a two-stage pipeline: the
+calling thread renders page N + 1 while the conversion's encoder thread
+encodes, hashes and stores page N; both run without the GIL (PDFium through
+ctypes, libjpeg-turbo through simplejpeg), so a conversion keeps up to two
+cores busy, and at most one rendered page waits for the encoder (memory: two
+pages' bitmaps). To convert in parallel, run one conversion per process (the
 conversion workers do). Code elsewhere in the process that calls pypdfium2
 must hold `PDFIUM_LOCK` too.
 """
@@ -30,6 +34,7 @@ import hashlib
 import math
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +48,7 @@ from printcloud.core.blobs import FileBlobStore
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = [
+    "ENCODER_THREAD",
     "MANIFEST_NAME",
     "MAX_DPI",
     "MIN_DPI",
@@ -272,10 +278,15 @@ def convert_pdf(
 ) -> Manifest:
     """Render every page, store `prefix/page-NNNN.jpg` and `prefix/manifest.json`.
 
-    Pages are rendered, encoded and written one at a time, so memory holds one
-    page's bitmap and JPEG, plus `data`. `on_start(total)` is called once the
-    document is open and checked, before the first page; `on_page(done, total)` after
-    each page is stored. `max_total_pixels` bounds all pages together at `dpi`
+    Page N + 1 is rendered while page N is encoded and written (see the module
+    docstring), so memory holds two pages' bitmaps and one JPEG, plus `data`.
+    `on_start(total)` is called once the document is open and checked, before the
+    first page; `on_page(done, total)` after each page is stored, in page order, from
+    the conversion's encoder thread (a callback that raises fails the conversion).
+    An encoder failure is the job's: a page libjpeg-turbo refuses (a side over 65,500
+    pixels) raises `InvalidRequest` naming it, and a failure of the page in the
+    encoder wins over one of the page being rendered after it. The encoder thread
+    has ended when this returns or raises. `max_total_pixels` bounds all pages together at `dpi`
     (checked from the page sizes before any page is rendered, as intake does: the
     data a worker downloads may not be what intake saw). Mono pages are
     rendered by PDFium in grayscale and stored as one-channel JPEGs. On any
@@ -353,34 +364,131 @@ def _convert(
             doc.init_forms()
         if on_start is not None:
             on_start(total)
+        # The pipeline: this thread renders page N + 1 while one encoder thread encodes,
+        # hashes and stores page N (PDFium and libjpeg-turbo both run without the GIL).
+        # At most one page waits for the encoder, so memory holds two pages' bitmaps.
+        # The executor's exit joins the encoder, on success and on failure alike.
         pages: list[PageEntry] = []
-        for index in range(total):
-            jpeg, width, height = _render_page(
-                doc, index, dpi=dpi, mode=mode, quality=quality, max_pixels=max_page_pixels
-            )
-            name = page_name(index + 1)
-            key = f"{prefix}/{name}"
-            written.append(key)
-            store.put(key, jpeg)
-            pages.append(
-                PageEntry(
-                    number=index + 1,
-                    url=f"{base_url}/{name}",
-                    width=width,
-                    height=height,
-                    dpi=dpi,
-                    color_mode=mode,
-                    size=len(jpeg),
-                    sha256=hashlib.sha256(jpeg).hexdigest(),
-                )
-            )
-            del jpeg
-            if on_page is not None:
-                on_page(index + 1, total)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=ENCODER_THREAD) as encoder:
+            pending: _Pending | None = None
+            try:
+                for index in range(total):
+                    bitmap = _render_page(
+                        doc, index, dpi=dpi, mode=mode, max_pixels=max_page_pixels
+                    )
+                    try:
+                        if pending is not None:
+                            done, pending = pending, None
+                            pages.append(done.finish())
+                        name = page_name(index + 1)
+                        key = f"{prefix}/{name}"
+                        written.append(key)  # before the encoder may store it
+                        future = encoder.submit(
+                            _store_page,
+                            bitmap.to_numpy(),
+                            number=index + 1,
+                            total=total,
+                            key=key,
+                            url=f"{base_url}/{name}",
+                            dpi=dpi,
+                            mode=mode,
+                            quality=quality,
+                            store=store,
+                            on_page=on_page,
+                        )
+                    except BaseException:
+                        _close_bitmap(bitmap)
+                        raise
+                    pending = _Pending(future, bitmap)
+                if pending is not None:
+                    done, pending = pending, None
+                    pages.append(done.finish())
+            except Exception:
+                if pending is not None:
+                    earlier = pending.abandon()
+                    if earlier is not None:
+                        # The page in the encoder came first: its failure is the job's.
+                        raise earlier from None
+                raise
+            except BaseException:
+                if pending is not None:
+                    pending.abandon()
+                raise
         return pages
     finally:
         with PDFIUM_LOCK:
             doc.close()
+
+
+#: The name (prefix) of a conversion's encoder thread.
+ENCODER_THREAD = "printcloud-jpeg"
+
+
+class _Pending:
+    """A page handed to the encoder: its future and the PDFium bitmap it reads."""
+
+    def __init__(self, future: Future[PageEntry], bitmap: pdfium.PdfBitmap) -> None:
+        self.future = future
+        self.bitmap = bitmap
+
+    def finish(self) -> PageEntry:
+        """The page's entry once stored; the encoder's exception if it failed."""
+        try:
+            return self.future.result()
+        finally:
+            _close_bitmap(self.bitmap)  # the encoder is done with its pixels either way
+
+    def abandon(self) -> BaseException | None:
+        """Wait for the encoder to let go of the bitmap (PDFium frees the pixels it reads),
+        free it, and return the encoder's exception, if any. Not cancelled: which page
+        failed first must not depend on how far the encoder had got."""
+        try:
+            exc = self.future.exception()
+        finally:
+            _close_bitmap(self.bitmap)
+        return exc
+
+
+def _close_bitmap(bitmap: pdfium.PdfBitmap) -> None:
+    with PDFIUM_LOCK:
+        bitmap.close()
+
+
+def _store_page(
+    pixels: np.ndarray[Any, Any],
+    *,
+    number: int,
+    total: int,
+    key: str,
+    url: str,
+    dpi: int,
+    mode: ColorMode,
+    quality: int,
+    store: FileBlobStore,
+    on_page: Callable[[int, int], None] | None,
+) -> PageEntry:
+    """The encoder thread's work on one page: JPEG, SHA-256, store, progress."""
+    try:
+        jpeg, width, height = _encode(pixels, mode=mode, quality=quality)
+    except ValueError as exc:  # libjpeg-turbo's refusal, e.g. a side over 65,500 pixels
+        raise InvalidRequest(
+            f"page {number} could not be encoded as JPEG: {exc}", field="file"
+        ) from exc
+    del pixels
+    store.put(key, jpeg)
+    entry = PageEntry(
+        number=number,
+        url=url,
+        width=width,
+        height=height,
+        dpi=dpi,
+        color_mode=mode,
+        size=len(jpeg),
+        sha256=hashlib.sha256(jpeg).hexdigest(),
+    )
+    if on_page is not None:
+        on_page(number, total)
+    return entry
 
 
 def _check_total_pixels(doc: pdfium.PdfDocument, count: int, *, dpi: int, limit: int) -> None:
@@ -397,9 +505,10 @@ def _check_total_pixels(doc: pdfium.PdfDocument, count: int, *, dpi: int, limit:
 
 
 def _render_page(
-    doc: pdfium.PdfDocument, index: int, *, dpi: int, mode: ColorMode, quality: int, max_pixels: int
-) -> tuple[bytes, int, int]:
-    """One page as JPEG bytes, its width and height in pixels."""
+    doc: pdfium.PdfDocument, index: int, *, dpi: int, mode: ColorMode, max_pixels: int
+) -> pdfium.PdfBitmap:
+    """One page rendered: BGR, or one gray byte per pixel for mono (PDFium's own
+    grayscale render, no RGB pass). The caller closes the bitmap (under the lock)."""
     with PDFIUM_LOCK:
         page = _load_page(doc, index)
         try:
@@ -413,15 +522,9 @@ def _render_page(
                 )
             # optimize_mode="print" sets FPDF_PRINTING: annotations follow their
             # print flags, as a viewer's Print command does.
-            bitmap = page.render(scale=dpi / 72, grayscale=mode == "mono", optimize_mode="print")
+            return page.render(scale=dpi / 72, grayscale=mode == "mono", optimize_mode="print")
         finally:
             page.close()
-    try:
-        jpeg, width, height = _encode(bitmap.to_numpy(), mode=mode, quality=quality)
-    finally:
-        with PDFIUM_LOCK:
-            bitmap.close()
-    return jpeg, width, height
 
 
 def _encode(

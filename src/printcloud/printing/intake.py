@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pypdfium2 as pdfium
@@ -153,6 +154,7 @@ async def submit(
     also: Callable[[Session, PrintJobRow], None] | None = None,
     given: frozenset[str] | None = None,
     prepare: Callable[[bytes], bytes] | None = None,
+    owner: str | None = None,
 ) -> PrintJobRow:
     """Validate, record and start a job. Nothing is created when the data is refused.
 
@@ -160,7 +162,12 @@ async def submit(
     in the job's own transaction: both exist, or neither. `given`: the settings the
     caller chose (None: all); the others may be the printer's defaults. `prepare(data)`:
     the PDF the intake takes, made from `data` (an IPP document's conversion) before the
-    checks, in the same worker-thread trip."""
+    checks, in the same worker-thread trip. `owner`: whose job it is when not the
+    caller's (an administrator printing someone's job again).
+
+    Color asked for a printer without color is printed, recorded and shown as black
+    and white (`JobOptions.gray_for_mono` says why); a follow-me job is decided where
+    it is released."""
     tenant_id = principal.tenant_id
     if not printer_id:
         raise InvalidRequest("printer_id is required", field="printer_id")
@@ -180,6 +187,8 @@ async def submit(
             check_printer(db)
             printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
             options = capabilities.check(printer, options, given=given)
+            if options.color and not printer.color and not options.follow_me:
+                options = replace(options, color=False, gray_for_mono=True)
 
     if data is None:
         if not url:
@@ -216,7 +225,7 @@ async def submit(
                 db,
                 tenant_id=tenant_id,
                 printer_id=printer_id,
-                owner=principal.acting_user,
+                owner=owner or principal.acting_user,
                 client_id=principal.client_id,
                 title=title or (url.rsplit("/", 1)[-1] if url else "") or "document.pdf",
                 source="url" if url else "upload",
@@ -226,6 +235,7 @@ async def submit(
                 data_key=data_key,
                 size=len(document),
                 page_count=info.page_count,
+                asked_by=principal.acting_user,
             )
             db.flush()
             if also is not None:
@@ -329,7 +339,8 @@ async def print_again(
 ) -> PrintJobRow:
     """A new job of the same document, printer and settings for the job's owner or the
     tenant's administrator: all its pages, or (`remaining`) those the printer did not
-    print. The new job belongs to whoever asks."""
+    print. The new job belongs to the job's owner, so they see it in their jobs; an
+    administrator who asks is recorded in its history."""
     tenant_id = principal.tenant_id
 
     def load() -> tuple[PrintJobRow, bytes | None]:
@@ -364,7 +375,14 @@ async def print_again(
             options=options,
             title=title[:300],
             url=job.source_url,
+            owner=job.owner,
         )
     return await submit(
-        rt, principal, printer_id=job.printer_id, options=options, title=title[:300], data=data
+        rt,
+        principal,
+        printer_id=job.printer_id,
+        options=options,
+        title=title[:300],
+        data=data,
+        owner=job.owner,
     )

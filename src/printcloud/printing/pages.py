@@ -47,7 +47,7 @@ from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf, templates
 
-from . import intake, jobs, queues, service
+from . import device_clients, intake, jobs, queues, service
 from .deps import RuntimeDep, runtime
 from .infra import infra_uri
 from .models import PrinterRow
@@ -67,7 +67,7 @@ RESOLUTIONS = (150, 200, 300, 600)
 STEPS = (*service.ACTIVE, "printed")
 _JOB_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STATIC = Path(__file__).parent / "static"
-_LIVE_JS = (_STATIC / "live.js").read_bytes()
+_SCRIPTS = {name: (_STATIC / name).read_bytes() for name in ("live.js", "print-form.js")}
 
 pages = templates(Path(__file__).parent / "templates", service="printing")
 
@@ -175,10 +175,14 @@ router.include_router(site.router)
 SignedIn = Annotated[Principal, Depends(site.signed_in)]
 
 
-@router.get("/static/live.js")
-async def live_js() -> Response:
+@router.get("/static/{name}")
+async def script(name: str) -> Response:
+    """The pages' scripts (the console's CSP allows scripts from our own files only)."""
+    data = _SCRIPTS.get(name)
+    if data is None:
+        raise NotFound("no such file", field="name")
     return Response(
-        _LIVE_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"}
+        data, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"}
     )
 
 
@@ -240,6 +244,33 @@ def manages_queues(principal: Principal) -> bool:
     return principal.has_scopes("admin") and principal.admin
 
 
+def _batch_clients(rt: PrintingRuntime) -> tuple[str, ...]:
+    """Clients whose jobs are not a person's own choice of printer: docgen's batch
+    printing (seed 000) submits with the print token of the tenant's administrator."""
+    return (rt.settings.service_client(rt.settings.issuers[0], "docgen")[0],)
+
+
+def preselected(
+    rt: PrintingRuntime, db: Session, principal: Principal, printers: list[PrinterRow]
+) -> str:
+    """The printer the print form offers first: the person's last-used printer; else the
+    first printer that is online and a person's printer (not one docgen's batch printing
+    sends to); else the first person's printer; else none (the person chooses)."""
+    tenant_id = principal.tenant_id
+    batch = _batch_clients(rt)
+    ids = {p.printer_id for p in printers}
+    last = service.last_used_printer(
+        db, tenant_id=tenant_id, owner=principal.acting_user, not_from=batch
+    )
+    if last in ids:
+        return str(last)
+    batch_printers = service.printers_printed_by(db, tenant_id=tenant_id, clients=batch)
+    people = [p for p in printers if p.printer_id not in batch_printers]
+    online = [p for p in people if _presence(rt, p).online]
+    chosen = (online or people)[:1]
+    return chosen[0].printer_id if chosen else ""
+
+
 def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
     with rt.db.sessions() as db:
         printer_rows = service.list_printers(db, tenant_id=principal.tenant_id)
@@ -255,11 +286,13 @@ def _print_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
             for q in queues.list_queues(db, tenant_id=principal.tenant_id)
         ]
         waiting = waiting_texts(rt, printer_rows, jobs)
+        first = preselected(rt, db, principal, printer_rows)
     return {
         "queues": ipp_queues,
         "waiting": waiting,
         "printers": printers,
         "printer_names": {p.printer_id: p.name for p in printers},
+        "preselected": first,
         "jobs": jobs,
         "media": service.MEDIA,
         "resolutions": RESOLUTIONS,
@@ -280,6 +313,10 @@ async def _print_page(
     context = await run_in_threadpool(_print_context, rt, principal)
     # Refresh only a page got by GET: reloading a form's answer would post it again.
     live = status_code == 200 and any(j.state in service.ACTIVE for j in context["jobs"])
+    if form is None:  # a new form: the preselected printer, in color if it has color
+        colors = {p.printer_id: p.color for p in context["printers"]}
+        first = context["preselected"]
+        form = FormValues(printer_id=first, color=colors.get(first, True))
     return site.render(
         request,
         "print.html",
@@ -287,7 +324,7 @@ async def _print_page(
         principal=principal,
         error=error,
         error_field=error_field if error_field in PRINT_FIELDS else None,
-        form=form or FormValues(),
+        form=form,
         live=live,
         **context,
     )
@@ -466,7 +503,14 @@ def _queues_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]
         ]
         rows = queues.list_queues(db, tenant_id=principal.tenant_id)
         listed = [QueueRead.of(q, ipp_url=rt.settings.ipp_url) for q in rows]
+    try:
+        clients = device_clients.list_device_clients(rt, tenant_id=principal.tenant_id)
+        clients_error = ""
+    except PrintcloudError as exc:  # idp-a away: the page still shows, the pickers say why
+        clients, clients_error = [], exc.description[:1].upper() + exc.description[1:] + "."
     return {
+        "device_clients": clients,
+        "clients_error": clients_error,
         "queues": listed,
         "printer_views": views,
         "printers": printers,
@@ -531,10 +575,13 @@ class PrinterForm:
     editing: str = ""
     error: str = ""
     field: str = ""
+    #: The fields the form sent (a change leaves the others as they are).
+    sent: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, fields: dict[str, str], *, editing: str = "") -> PrinterForm:
         return cls(
+            sent=frozenset(fields),
             printer_id=editing or fields.get("printer_id", "").strip(),
             name=fields.get("name", "").strip(),
             client_id=fields.get("client_id", "").strip(),
@@ -556,10 +603,13 @@ _PRINTER_ERRORS = (
     ("must not carry a user name", "Leave the user name and password out of the address."),
     ("push_url must be", _FULL_ADDRESS),
     ("push_url is not a valid URL", _FULL_ADDRESS),
+    ("is not a device client of this tenant", "Choose one of your device clients in the list."),
+    ("choose the printer's device client", "Choose the device client the printer signs in with."),
 )
 
 
 def printer_error_text(description: str) -> str:
+    """A refusal of a printer form in plain words (the service's own words otherwise)."""
     for phrase, plain in _PRINTER_ERRORS:
         if phrase in description:
             return plain
@@ -576,10 +626,12 @@ async def _change_printer(
     work: Callable[[Session, PrinterForm], str],
     *,
     editing: str = "",
+    check: Callable[[PrinterForm], None] | None = None,
 ) -> Response:
-    """One printer form: the administrator, CSRF, `work(db, form)` (its notice), then
-    back to the page with the notice (post/redirect/get); refused input shows the page
-    with the error beside its field and the input kept."""
+    """One printer form: the administrator, CSRF, `check(form)` (outside the database
+    session: it may ask idp-a), `work(db, form)` (its notice), then back to the page
+    with the notice (post/redirect/get); refused input shows the page with the error
+    beside its field and the input kept."""
     if not manages_queues(principal):
         return _administrators_only(request, principal)
     async with request.form(max_files=0, max_fields=12) as sent:
@@ -591,15 +643,19 @@ async def _change_printer(
         )
 
     def in_session() -> str:
+        if check is not None:
+            check(form)
         with rt.db.session() as db:
             return work(db, form)
 
     try:
         notice = await run_in_threadpool(in_session)
     except PrintcloudError as exc:
-        field = exc.field if exc.field in PRINTER_FIELDS and not editing else ""
+        # A change form has no printer ID field: an unknown printer is said at the top.
+        beside = PRINTER_FIELDS[1:] if editing else PRINTER_FIELDS
+        field = exc.field if exc.field and exc.field in beside else ""
         error = printer_error_text(exc.description)
-        if editing:
+        if editing and not field:
             error = f"Printer {editing}: {error}"
         return await _queues_page(
             request,
@@ -616,9 +672,10 @@ async def add_printer(request: Request, rt: RuntimeDep, principal: SignedIn) -> 
     """The same call as the admin API's and `printcloud admin printer add`."""
     tenant_id = principal.tenant_id
 
+    def check(form: PrinterForm) -> None:
+        device_clients.check(rt, tenant_id=tenant_id, client_id=form.client_id)
+
     def work(db: Session, form: PrinterForm) -> str:
-        if not form.client_id:
-            raise InvalidRequest("enter the ID of the printer's device client", field="client_id")
         row = service.add_printer(
             db,
             tenant_id=tenant_id,
@@ -632,28 +689,45 @@ async def add_printer(request: Request, rt: RuntimeDep, principal: SignedIn) -> 
         )
         return f"Printer {row.name} added. Start its device client to bring it online."
 
-    return await _change_printer(request, rt, principal, work)
+    return await _change_printer(request, rt, principal, work, check=check)
 
 
 @router.post("/printers/{printer_id}/edit")
 async def edit_printer(
     printer_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
 ) -> Response:
+    """Name, color, location, device client (one of the tenant's) and push address: the
+    same call as the admin API's PATCH and `printcloud admin printer set`."""
     tenant_id = principal.tenant_id
 
+    def check(form: PrinterForm) -> None:
+        if "client_id" not in form.sent:
+            return
+        with rt.db.sessions() as db:
+            current = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+            unchanged = current.client_id == form.client_id
+        if not unchanged:  # before the transaction, as it asks idp-a
+            device_clients.check(rt, tenant_id=tenant_id, client_id=form.client_id)
+
     def work(db: Session, form: PrinterForm) -> str:
+        def given(name: str, value: Any) -> Any:
+            return value if name in form.sent else None
+
         row = service.update_printer(
             db,
             tenant_id=tenant_id,
             printer_id=printer_id,
             name=form.name or None,
+            color=given("color", form.color),
+            location=given("location", form.location),
+            client_id=given("client_id", form.client_id),
             push_url=form.push_url or None,
-            clear_push_url=not form.push_url,
+            clear_push_url="push_url" in form.sent and not form.push_url,
             egress=rt.settings.egress_policy,
         )
         return f"Printer {row.name} saved."
 
-    return await _change_printer(request, rt, principal, work, editing=printer_id)
+    return await _change_printer(request, rt, principal, work, editing=printer_id, check=check)
 
 
 @router.post("/printers/{printer_id}/delete")

@@ -4,8 +4,10 @@
 - `GET /api/jobs`, `GET /api/jobs/{id}`, `GET …/pages/{n}/preview`: a user's own jobs;
   every job of the tenant for its administrator and a service's own token;
   `POST /api/jobs/{id}/cancel`: the owner (SVC001).
-- `GET /api/printers`: scope `print`; `POST`/`DELETE`: scope `admin` and the issuer's
-  `admin` claim (the tenant's administrator now, PRT001 registry).
+- `GET /api/printers`: scope `print`; `POST`, `PATCH /api/printers/{id}` (name, color,
+  location, device client, push URL) and `DELETE`: scope `admin` and the issuer's
+  `admin` claim (the tenant's administrator now, PRT001 registry); the device client
+  must be one of the tenant's (`device_clients.check`, 400 naming `client_id`).
 - `GET /api/queues`: scope `print`; `POST /api/queues`, `PATCH`/`DELETE
   /api/queues/{name}`: the tenant's administrator (IPP Everywhere queues, issue 14;
   the IPP endpoint is `ipp_routes.py`).
@@ -38,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from printcloud.core.errors import InvalidRequest, PayloadTooLarge, Unavailable
 from printcloud.core.guard import Principal
 
-from . import intake, jobs, queues, service
+from . import device_clients, intake, jobs, queues, service
 from .converted import answer_converted
 from .deps import AdminCaller, DeviceCaller, PrintCaller, RuntimeDep
 from .schemas import (
@@ -51,6 +53,7 @@ from .schemas import (
     PrinterList,
     PrinterPushUpdate,
     PrinterRead,
+    PrinterUpdate,
     QueueCreate,
     QueueList,
     QueueRead,
@@ -190,6 +193,7 @@ def list_printers(rt: RuntimeDep, principal: PrintCaller) -> PrinterList:
 
 @router.post("/api/printers", status_code=201, response_model=PrinterRead, tags=["printers"])
 def add_printer(body: PrinterCreate, rt: RuntimeDep, principal: AdminCaller) -> PrinterRead:
+    device_clients.check(rt, tenant_id=principal.tenant_id, client_id=body.client_id)
     with rt.db.session() as db:
         row = service.add_printer(
             db,
@@ -200,6 +204,36 @@ def add_printer(body: PrinterCreate, rt: RuntimeDep, principal: AdminCaller) -> 
             client_id=body.client_id,
             push_url=body.push_url,
             location=body.location,
+            egress=rt.settings.egress_policy,
+        )
+        return PrinterRead.of(row)
+
+
+@router.patch("/api/printers/{printer_id}", response_model=PrinterRead, tags=["printers"])
+def update_printer(
+    printer_id: str, body: PrinterUpdate, rt: RuntimeDep, principal: AdminCaller
+) -> PrinterRead:
+    """Change a printer's name, color, location, device client or push URL (what is
+    sent; `push_url` null: it polls). Another tenant's printer answers 404."""
+    tenant_id = principal.tenant_id
+    with rt.db.sessions() as db:
+        current = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).client_id
+    sent = body.model_fields_set
+    if body.client_id is not None and body.client_id != current:
+        device_clients.check(rt, tenant_id=tenant_id, client_id=body.client_id)
+    if body.push_url is not None:  # resolved before the transaction holds any lock
+        service.check_push_url(body.push_url, egress=rt.settings.egress_policy)
+    with rt.db.session() as db:
+        row = service.update_printer(
+            db,
+            tenant_id=tenant_id,
+            printer_id=printer_id,
+            name=body.name,
+            color=body.color,
+            location=body.location,
+            client_id=body.client_id,
+            push_url=body.push_url,
+            clear_push_url="push_url" in sent and body.push_url is None,
             egress=rt.settings.egress_policy,
         )
         return PrinterRead.of(row)

@@ -39,9 +39,10 @@ _running: Running[PrintingRuntime] = Running("the print service")
 
 
 class ServiceToken:
-    """The print service's own token at idp-a (client credentials, system tenant)."""
+    """The print service's own token at idp-a (client credentials, system tenant), of
+    `scope`: `print` for the conversion workers, `admin` for idp-a's admin API."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, scope: str = "print") -> None:
         issuer = settings.issuers[0]
         client_id, secret = settings.service_client(issuer, "printing")
         self._client = AuthClient(
@@ -50,6 +51,7 @@ class ServiceToken:
             client_secret=secret,
             http=http_client(),
         )
+        self.scope = scope
         self._lock = threading.Lock()
         self._token: str | None = None
         self._until = 0.0
@@ -57,10 +59,15 @@ class ServiceToken:
     def __call__(self, *, renew: bool = False) -> str:
         with self._lock:
             if renew or self._token is None or time.monotonic() > self._until:
-                issued = self._client.client_credentials(scope="print")
+                issued = self._client.client_credentials(scope=self.scope)
                 self._token = issued.access_token
                 self._until = time.monotonic() + max(30, issued.expires_in - 60)
             return self._token
+
+    @property
+    def issuer(self) -> AuthClient:
+        """idp-a, as this client."""
+        return self._client
 
     def close(self) -> None:
         self._client.http.close()
@@ -78,6 +85,8 @@ class PrintingRuntime:
     balancer: Balancer | None = None
     pool: WorkerPool | None = None
     service_token: ServiceToken | None = None
+    #: For idp-a's admin API: the tenant's device clients (`device_clients.py`).
+    admin_token: ServiceToken | None = None
     #: The converted-data records the page downloads looked up, kept while their token lives.
     index: ConvertedIndex | None = None
     started: bool = False
@@ -103,6 +112,7 @@ class PrintingRuntime:
         engine the process runs (launched here, after what recovered workflows need)."""
         settings = self.settings
         self.service_token = ServiceToken(settings)
+        self.admin_token = ServiceToken(settings, scope="admin")
         if settings.convert_urls:
             urls = list(settings.convert_urls)
         else:
@@ -145,8 +155,9 @@ class PrintingRuntime:
             self.pool = None
         if self.balancer is not None:
             self.balancer.close()
-        if self.service_token is not None:
-            self.service_token.close()
+        for token in (self.service_token, self.admin_token):
+            if token is not None:
+                token.close()
         self.http.close()
         self.push_http.close()
         _running.clear(self)

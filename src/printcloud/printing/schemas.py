@@ -94,6 +94,19 @@ class PrinterCreate(BaseModel):
     location: str = Field(default="", max_length=200)
 
 
+class PrinterUpdate(BaseModel):
+    """A printer's changes (PATCH): only the fields sent change; `push_url` null: it
+    polls. `client_id` must be a device client of the tenant (400 naming it otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    color: bool | None = None
+    location: str | None = Field(default=None, max_length=200)
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    push_url: str | None = Field(default=None, max_length=1000)
+
+
 class PrinterRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

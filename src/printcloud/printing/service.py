@@ -76,6 +76,9 @@ class JobOptions:
     #: From a follow-me IPP queue (issue 14): held, and released at any printer of the
     #: tenant, which then prints it.
     follow_me: bool = False
+    #: Asked in color for a printer without color: printed in black and white
+    #: (`color` is then False; the job page says why).
+    gray_for_mono: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.copies <= 999:
@@ -94,6 +97,7 @@ class JobOptions:
             "dpi": self.dpi,
             "hold": self.hold,
             **({"follow_me": True} if self.follow_me else {}),
+            **({"gray_for_mono": True} if self.gray_for_mono else {}),
         }
 
 
@@ -179,18 +183,34 @@ def update_printer(
     push_url: str | None = None,
     clear_push_url: bool = False,
     name: str | None = None,
+    color: bool | None = None,
+    location: str | None = None,
+    client_id: str | None = None,
     egress: EgressPolicy = STRICT_EGRESS,
 ) -> PrinterRow:
-    """`egress`: the deployment's policy (`settings.egress_policy`) for the push URL."""
+    """Change what is given (None: unchanged). `egress`: the deployment's policy
+    (`settings.egress_policy`) for the push URL. `client_id` must be a device client of
+    the tenant: the caller checks it at idp-a (`device_clients.check`; the CLI in the
+    issuer's database), as this module cannot."""
     row = get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
     if push_url is not None:
         check_push_url(push_url, egress=egress)
         row.push_url = push_url
     if clear_push_url:
         row.push_url = None
-    if name:
-        row.name = name
-    bump_on_commit(db, CONFIG)
+    if name is not None and name.strip():
+        row.name = name.strip()[:200]
+    if color is not None:
+        row.color = color
+    if location is not None:
+        row.location = location.strip()[:200]
+    if client_id is not None:
+        if not client_id.strip():
+            raise InvalidRequest(
+                "client_id must name the printer's device client", field="client_id"
+            )
+        row.client_id = client_id.strip()
+    bump_on_commit(db, CONFIG)  # a follow-me queue's color depends on the tenant's printers
     return row
 
 
@@ -257,6 +277,32 @@ def printer_for_device(
     return row
 
 
+def last_used_printer(
+    db: Session, *, tenant_id: str, owner: str, not_from: tuple[str, ...] = ()
+) -> str | None:
+    """The printer of `owner`'s latest job, leaving out jobs sent by the clients
+    `not_from` (docgen's batch printing submits as the user whose print token it holds)."""
+    query = select(PrintJobRow.printer_id).where(
+        PrintJobRow.tenant_id == tenant_id, PrintJobRow.owner == owner
+    )
+    if not_from:
+        query = query.where(PrintJobRow.client_id.not_in(not_from))
+    return db.scalar(query.order_by(PrintJobRow.created_at.desc()).limit(1))
+
+
+def printers_printed_by(db: Session, *, tenant_id: str, clients: tuple[str, ...]) -> set[str]:
+    """The printers that jobs of `clients` were sent to (docgen's: the batch printers)."""
+    if not clients:
+        return set()
+    return set(
+        db.scalars(
+            select(PrintJobRow.printer_id)
+            .where(PrintJobRow.tenant_id == tenant_id, PrintJobRow.client_id.in_(clients))
+            .distinct()
+        )
+    )
+
+
 # -- jobs ----------------------------------------------------------------------------------
 
 
@@ -279,8 +325,11 @@ def create_job(
     data_key: str | None = None,
     size: int = 0,
     page_count: int | None = None,
+    asked_by: str | None = None,
 ) -> PrintJobRow:
-    """SVC001: record an accepted job (the printer must be the tenant's)."""
+    """SVC001: record an accepted job (the printer must be the tenant's). `asked_by`:
+    who asked for it when that is not its owner (an administrator printing someone's
+    job again), recorded in its history."""
     get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
     row = PrintJobRow(
         job_id=job_id,
@@ -299,7 +348,10 @@ def create_job(
     )
     db.add(row)
     db.flush()
-    add_event(db, row, step="S105", state="accepted", detail=f"accepted from {source}")
+    detail = f"accepted from {source}"
+    if asked_by and asked_by != owner:
+        detail += f", printed again for {owner} at the request of {asked_by}"
+    add_event(db, row, step="S105", state="accepted", detail=detail)
     bump_on_commit(db, JOBS)
     return row
 

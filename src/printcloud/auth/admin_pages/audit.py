@@ -16,7 +16,9 @@ router = APIRouter()
 
 
 def _audit(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
-    return {"events": service.list_audit(db, tenant=ctx.tenant, limit=200)}
+    # clients and devices are named by their names, not their IDs (the IDs stay in the API)
+    names = {c.client_id: c.name for c in service.list_clients(db, tenant=ctx.tenant)}
+    return {"events": service.list_audit(db, tenant=ctx.tenant, limit=200), "client_names": names}
 
 
 AUDIT = Page("admin/audit.html", "audit", "Audit log", _audit)

@@ -330,7 +330,7 @@ def whole_number(text: str, field: str, what: str) -> int:
     """A whole number typed into a form; within what an INTEGER column holds."""
     value = text.strip()
     if not value.isdigit() or not value.isascii() or len(value) > 6:
-        raise InvalidRequest(f"{field} must be a whole number of {what}", field=field)
+        raise InvalidRequest(f"Enter a whole number of {what}.", field=field)
     return int(value)
 
 

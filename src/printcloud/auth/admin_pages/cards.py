@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from .. import cards
+from .. import cards, service
 from ..admin_api.cards import card_read, tenant_lockouts
 from ..models import CardBinding
 from ..runtime import Runtime
@@ -19,7 +19,9 @@ router = APIRouter()
 
 def _cards(rt: Runtime, db: Session, ctx: Ctx, *, q: str = "", **_: str) -> dict[str, Any]:
     found = cards.list_bindings(db, tenant=ctx.tenant, text=q.strip() or None)
-    return {"cards": [card_read(b, ctx.tenant) for b in found], "q": q}
+    # the device a card was registered at, by its name (its client ID is in the API)
+    devices = {c.client_id: c.name for c in service.list_clients(db, tenant=ctx.tenant)}
+    return {"cards": [card_read(b, ctx.tenant) for b in found], "q": q, "devices": devices}
 
 
 def _card_lockouts(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from fastapi import APIRouter, Form
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from .. import service
+from printcloud.core import jws, words
+from printcloud.core.errors import InvalidRequest
+
+from .. import service, store
 from ..admin_api.deps import refuse_platform_client
 from ..pages import SCOPE_TEXT
 from ..runtime import Runtime
@@ -27,12 +30,16 @@ from .base import (
 router = APIRouter()
 
 
-GRANT_CHOICES = (
-    ("authorization_code", "Authorization code (browser sign-in)"),
-    ("refresh_token", "Refresh token"),
-    ("client_credentials", "Client credentials"),
-    ("urn:ietf:params:oauth:grant-type:device_code", "Device code (RFC 8628)"),
-    ("urn:ietf:params:oauth:grant-type:token-exchange", "Token exchange (RFC 8693)"),
+#: The grant types an administrator may tick, by name (`words.GRANT_TYPES`).
+GRANT_CHOICES = tuple(
+    (grant, words.grant_label(grant), words.GRANT_HINTS.get(grant, ""))
+    for grant in (
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    )
 )
 
 
@@ -42,13 +49,20 @@ def _clients(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
 
 def _client(rt: Runtime, db: Session, ctx: Ctx, *, client_id: str = "", **_: str) -> dict[str, Any]:
     client = service.get_client(db, tenant=ctx.tenant, client_id=client_id)
-    return {"client": client, **_client_choices(ctx)}
+    return {
+        "client": client,
+        "token_formats": [(f, *words.TOKEN_FORMATS[f]) for f in store.TOKEN_FORMATS],
+        "jwt_algorithms": [(a, words.JWT_ALGORITHMS.get(a, a)) for a in jws.ALGORITHMS],
+        "jwt_minutes": max(1, rt.settings.jwt_access_token_ttl // 60),
+        "opaque_minutes": max(1, rt.settings.access_token_ttl // 60),
+        **_client_choices(ctx),
+    }
 
 
 def _client_choices(ctx: Ctx) -> dict[str, Any]:
     kinds = ["confidential", "public", "device"] + (["service"] if ctx.tenant.is_system else [])
     return {
-        "kinds": kinds,
+        "kinds": [(k, *words.CLIENT_KINDS[k]) for k in kinds],
         # `admin` is for the platform's own service clients only (the system tenant's)
         "scope_choices": [
             (s, SCOPE_TEXT.get(s, s))
@@ -145,6 +159,7 @@ def update_client(
     return call.run(
         work,
         page=CLIENT,
+        form={"name": name, "redirect_uris": redirect_uris, "scope": scope or []},
         params={"client_id": client_id},
     )
 
@@ -186,5 +201,52 @@ def delete_client(call: FormCall, client_id: str, *, confirm: Flag = "") -> Resp
     return call.run(
         work,
         page=CLIENT,
+        params={"client_id": client_id},
+    )
+
+
+@router.post("/{issuer}/admin/clients/{client_id}/tokens")
+def set_token_format(
+    call: FormCall,
+    client_id: str,
+    *,
+    access_token_format: Annotated[str, Form(max_length=16)] = "",
+    access_token_alg: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    """The client's access-token format (issue 17): opaque, or an RFC 9068 JWT signed
+    with EdDSA or ES256; the same change as `printcloud admin client set`."""
+
+    def work(db: Session, ctx: Ctx) -> Done:
+        client = service.get_client(db, tenant=ctx.tenant, client_id=client_id)
+        if access_token_format not in store.TOKEN_FORMATS:
+            raise InvalidRequest(
+                "Choose opaque or signed JWT access tokens.", field="access_token_format"
+            )
+        jwt = access_token_format == store.JWT_FORMAT
+        if jwt and access_token_alg not in jws.ALGORITHMS:
+            raise InvalidRequest(
+                f"Choose how the tokens are signed: {' or '.join(jws.ALGORITHMS)}.",
+                field="access_token_alg",
+            )
+        refuse_platform_client(call.rt.settings, client, "changed")
+        service.update_client(
+            db,
+            tenant=ctx.tenant,
+            client=client,
+            actor=ctx.admin.actor,
+            access_token_format=access_token_format,
+            access_token_alg=access_token_alg if jwt else None,
+        )
+        said = words.token_format_label(client.access_token_format, client.access_token_alg)
+        return Done(
+            f"Access tokens of {client.name}: {said}.",
+            f"/clients/{client.client_id}",
+            clients_changed=True,
+        )
+
+    return call.run(
+        work,
+        page=CLIENT,
+        form={"access_token_format": access_token_format, "access_token_alg": access_token_alg},
         params={"client_id": client_id},
     )

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from .. import service
+from ..pages import SCOPE_TEXT
 from ..runtime import Runtime
 from .base import Ctx, Done, FormCall, Page, PageCall, row_pk
 
@@ -21,6 +22,7 @@ def _consents(rt: Runtime, db: Session, ctx: Ctx, **_: str) -> dict[str, Any]:
             db, tenant=ctx.tenant, include_revoked=True
         ),
         "user_consents": service.list_user_consents(db, tenant=ctx.tenant),
+        "scope_text": SCOPE_TEXT,
     }
 
 
@@ -38,7 +40,9 @@ def revoke_tenant_consent(call: FormCall, consent_id: int) -> Response:
         consent = service.revoke_tenant_consent(
             db, tenant=ctx.tenant, consent_pk=row_pk(consent_id), actor=ctx.admin.actor
         )
-        return Done(f"Tenant-wide consent for {consent.client.name} revoked.", "/consents")
+        return Done(
+            f"The organisation-wide consent for {consent.client.name} was revoked.", "/consents"
+        )
 
     return call.run(work, page=CONSENTS)
 

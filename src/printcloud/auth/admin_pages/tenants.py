@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from printcloud.core.errors import NotFound
+from printcloud.core.errors import InvalidRequest, NotFound
 
 from .. import service
 from ..models import CardBinding, Client, TenantConsent, User
@@ -55,6 +55,18 @@ def save_settings(
     held_release: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     def work(db: Session, ctx: Ctx) -> Done:
+        # not sent (an older form): the period stays as it is
+        days = (
+            whole_number(card_retention_days, "card_retention_days", "days")
+            if card_retention_days
+            else None
+        )
+        if days is not None and not 1 <= days <= 3650:
+            raise InvalidRequest(
+                "Enter a number of days from 1 to 3650.", field="card_retention_days"
+            )
+        if not name.strip():
+            raise InvalidRequest("Enter a display name for the organisation.", field="name")
         service.update_tenant_settings(
             db,
             tenant=ctx.tenant,
@@ -62,10 +74,7 @@ def save_settings(
             name=name,
             local_auth_cooperation=checked(local_auth_cooperation),
             users_may_grant_tenant_consent=checked(users_may_grant_tenant_consent),
-            # not sent (an older form): the period stays as it is
-            card_retention_days=whole_number(card_retention_days, "card_retention_days", "days")
-            if card_retention_days
-            else None,
+            card_retention_days=days,
             held_release=held_release or None,
         )
         return Done("Settings saved.", clients_changed=True)

@@ -1,5 +1,6 @@
 """Token introspection: RFC 7662 (§2.1 request, §2.2 response), answering seed 001's
-`tenant_id`, `local_user` and `local_auth_cooperation` besides the standard fields.
+`tenant_id`, `local_user` and `local_auth_cooperation` besides the standard fields, and
+the tenant's display name `tenant_name` (what the services' pages show).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Introspection(TokenParams, IntrospectionEndpoint):
             "sub": info.username or info.client_id,
             "iss": current().settings.issuer_url(current().issuer),
             "tenant_id": info.tenant_id,
+            # the tenant's display name, for the pages of the services (tokens carry the ID)
+            "tenant_name": info.tenant_name or info.tenant_id,
             "local_auth_cooperation": info.local_auth_cooperation,
             # Computed now, not when the token was issued: a demoted admin's token says false.
             "admin": info.admin,

@@ -3,7 +3,7 @@ client with EdDSA or ES256 (core.jws), and read back for introspection (RFC 7662
 
 Besides RFC 9068's `iss`, `sub`, `aud`, `exp`, `iat`, `jti`, `client_id` and `scope`,
 a token carries what introspection answers of an opaque one: `tenant_id`,
-`local_user`, `local_auth_cooperation`, `amr`, `held_release`, `admin` and, for a
+`tenant_name`, `local_user`, `local_auth_cooperation`, `amr`, `held_release`, `admin` and, for a
 user's token, `username`. They are true when the token is issued; resource servers
 that check it locally see a change (a revocation, a demotion) once it has expired.
 
@@ -142,11 +142,13 @@ def issue(
         tenant_id = user.tenant.tenant_id
         cooperation = bool(user.tenant.local_auth_cooperation)
         held_release = user.tenant.held_release or "card_or_owner"
+        tenant_name = user.tenant.name
         admin = bool(user.is_admin) and not user.disabled
     else:
         tenant_id = client.tenant.tenant_id
         cooperation = client.tenant.local_auth_cooperation
         held_release = client.tenant.held_release
+        tenant_name = client.tenant.name
         admin = client.kind == "service" and tenant_id == SYSTEM_TENANT
     claims: dict[str, Any] = {
         "iss": settings.issuer_url(client.issuer),
@@ -158,6 +160,7 @@ def issue(
         "client_id": client.client_id,
         "scope": scope,
         "tenant_id": tenant_id,
+        "tenant_name": tenant_name,
         "local_auth_cooperation": cooperation,
         "held_release": held_release,
         "admin": admin,
@@ -208,6 +211,7 @@ def introspect(
         admin=claims.get("admin") is True,
         amr=tuple(str(m) for m in claims.get("amr") or ()),
         held_release=str(claims.get("held_release") or "card_or_owner"),
+        tenant_name=str(claims.get("tenant_name") or ""),
     )
 
 

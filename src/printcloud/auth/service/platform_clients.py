@@ -19,7 +19,8 @@ SERVICES = ("auth", "crm", "docgen", "printing", "device")
 #: Redirect paths (under the public URL) of the services whose web pages sign users in.
 WEB_SIGN_IN: dict[str, tuple[str, ...]] = {
     "printing": ("/printing/auth/callback",),
-    "crm": ("/crm/auth/callback",),
+    # its own sign-in, and seed 000 FIG. 19's second sign-in (the user's print token at idp-a)
+    "crm": ("/crm/auth/callback", "/crm/print/callback"),
     # its own sign-in, and seed 000 FIG. 13's CRM token (code flow at the CRM's issuer)
     "docgen": ("/docgen/auth/callback", "/docgen/auth/crm-callback"),
 }

@@ -36,6 +36,10 @@ from ..models import RecordRow, RecordSetRow
 FIELD_TYPES = ("string", "integer", "decimal", "date", "boolean")
 OPS = ("eq", "ne", "lt", "le", "gt", "ge", "contains")
 
+#: The filter field that selects a record by its ID (`eq` only): no field can be named so
+#: (NAME_PATTERN), so it never hides one. The CRM's "Print" of one record uses it.
+ID_FILTER = "@id"
+
 MAX_FIELDS = 100
 MAX_TEXT = 10_000
 MAX_RECORD_BYTES = 64 * 1024
@@ -359,6 +363,13 @@ def parse_filters(record_set: RecordSetRow, raw: Any, *, where: str = "filters")
         if not isinstance(item, dict):
             raise InvalidRequest('a filter is {"field", "op", "value"}', field=at)
         name, op, value = item.get("field"), item.get("op", "eq"), item.get("value")
+        if name == ID_FILTER:
+            if op != "eq" or not isinstance(value, str) or not PUBLIC_ID_PATTERN.match(value):
+                raise InvalidRequest(
+                    f"{ID_FILTER} compares with eq to a record's ID", field=f"{at}.value"
+                )
+            parsed.append(Filter(name, "id", op, value))
+            continue
         if not isinstance(name, str) or name not in types:
             raise InvalidRequest(
                 f"{record_set.name} has no field {str(name)[:64]!r}", field=f"{at}.field"
@@ -414,6 +425,8 @@ def _sql_value(f: Filter | Order) -> ColumnElement[Any]:
 
 
 def _sql_filter(f: Filter) -> ColumnElement[bool]:
+    if f.kind == "id":
+        return RecordRow.record_id == f.value
     column = _sql_value(f)
     if f.value is None:
         return column.is_(None) if f.op == "eq" else column.is_not(None)
@@ -510,7 +523,9 @@ def query_records(
         or any(f.kind == "decimal" for f in parsed)
         or any(k.kind == "decimal" for k in keys)
     )
-    in_sql = [f for f in parsed if not (python and (in_python or f.kind == "decimal"))]
+    in_sql = [
+        f for f in parsed if f.kind == "id" or not (python and (in_python or f.kind == "decimal"))
+    ]
     for f in in_sql:
         base = base.where(_sql_filter(f))
     if not python:

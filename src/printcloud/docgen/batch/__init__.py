@@ -34,6 +34,7 @@ The request's parameters (the CRM's body, `parameters`):
 
     record_set: the CRM record set to query      filters?, order?, limit?: the query
     form: "invoice" | "statement" | a tenant form currency? (EUR), company?, tax_rate?
+    (company: {name, address}; by default the tenant's display name as idp-a tells it)
     print: {printer_id, color?, copies?, duplex?} (or these four at the top level)
 
 Mapping to the forms' data (the `forms` package's shapes), documented for the CRM admin:
@@ -57,11 +58,12 @@ from __future__ import annotations
 from .flow import Suspend, adopt_orphans, run_batch, start, workflow_id
 from .mapping import BATCH_FORMS, invoices_from, statement_from
 from .sending import print_job_states, send
-from .session import SESSION_EXPIRED, SESSION_KEY, seal_session
+from .session import REQUESTER_KEY, SESSION_EXPIRED, SESSION_KEY, seal_session
 from .steps import complete, end, fetch, identify, load, render, verify
 
 __all__ = [
     "BATCH_FORMS",
+    "REQUESTER_KEY",
     "SESSION_EXPIRED",
     "SESSION_KEY",
     "Suspend",

@@ -111,23 +111,28 @@ def send(
 # -- the print jobs' states (S1525: the status follows the print job) ------------------------
 
 
-def print_job_states(rt: DocgenRuntime, *, tenant_id: str, request_id: str) -> list[dict[str, Any]]:
-    """Each print job of the request as the print service sees it now (asked with the
-    tenant's print token); a job it cannot answer for carries `error`."""
+def print_job_states(
+    rt: DocgenRuntime, *, tenant_id: str, request_id: str, token: str | None = None
+) -> list[dict[str, Any]]:
+    """Each print job of the request as the print service sees it now, asked with
+    `token` — the user's own for their request (FIG. 19), so they see their own jobs —
+    or else with the tenant's print token; a job it cannot answer for carries `error`."""
     with rt.db.session() as db:
         row = service.get_request(db, tenant_id=tenant_id, request_id=request_id)
         job_ids = list(row.print_job_ids or [])
-        found = service.token_set(db, tenant_id=tenant_id, kind="print", box=rt.box)
+        if token is None:
+            found = service.token_set(db, tenant_id=tenant_id, kind="print", box=rt.box)
+            token = found.access_token if found is not None else None
     out: list[dict[str, Any]] = []
     for job_id in job_ids:
-        if found is None:
+        if token is None:
             out.append({"job_id": job_id, "error": "no print token registered"})
             continue
         try:
-            job = _printing(rt).show(job_id, token=found.access_token)
+            job = _printing(rt).show(job_id, token=token)
         except PrintServiceError as exc:
             error = exc.reason if exc.status else f"the print service does not answer: {exc}"
-            out.append({"job_id": job_id, "error": error})
+            out.append({"job_id": job_id, "error": error, "status": exc.status})
             continue
         out.append(
             {
@@ -135,6 +140,8 @@ def print_job_states(rt: DocgenRuntime, *, tenant_id: str, request_id: str) -> l
                 "state": job.data.get("state"),
                 "reason": job.data.get("reason"),
                 "printer_id": job.data.get("printer_id"),
+                "title": job.data.get("title"),
+                "page_count": job.data.get("page_count"),
                 "pages_printed": job.data.get("pages_printed"),
             }
         )

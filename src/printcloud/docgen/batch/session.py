@@ -15,6 +15,9 @@ from ..runtime import DocgenRuntime
 #: The parameters' entry holding a user-initiated request's sealed session (FIG. 19).
 SESSION_KEY = "_session"
 SESSION_EXPIRED = "your session has expired; sign in again"
+#: The parameters' entry naming the user who asked (FIG. 19): only they read the request
+#: back (`GET /api/print-requests/{id}`). Set by docgen, never taken from the body.
+REQUESTER_KEY = "_requested_by"
 
 
 def seal_session(

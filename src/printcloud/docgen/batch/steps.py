@@ -258,6 +258,11 @@ def render(tenant_id: str, request_id: str, params: dict[str, Any], records_key:
                 f"{' or '.join(BATCH_FORMS)} or one of the tenant's forms"
             }
     advance(rt, tenant_id, request_id, "rendering", "S1519", f"rendering with {form_name}")
+    if not isinstance(params.get("company"), Mapping):  # the tenant's name, not its ID
+        session = user_session(rt, tenant_id, request_id)
+        token = session.get("print") if session is not None else None
+        name = tokens.tenant_name(rt, tenant_id=tenant_id, token=token)
+        params = {**params, "company": {"name": name, "address": []}}
     records = json.loads(rt.blobs.path(records_key).read_bytes())
     if form.kind == "invoice":
         documents = invoices_from(tenant_id, records, params)

@@ -66,7 +66,7 @@ from .builtin import builtin_form, sample_invoice, sample_statement
 from .data import MAX_INVOICE_LINES, MAX_STATEMENT_ROWS
 from .model import BUILTIN_FORMS, MAX_DATA_BYTES, MAX_TEMPLATE_BYTES, Form, FormError
 from .render import FormRenderer, render, render_tenant_form
-from .validation import VALIDATE_MEMORY, VALIDATE_TIMEOUT, validate_form
+from .validation import VALIDATE_MEMORY, VALIDATE_TIMEOUT, Trial, trial_form, validate_form
 
 __all__ = [
     "BUILTIN_FORMS",
@@ -79,10 +79,12 @@ __all__ = [
     "Form",
     "FormError",
     "FormRenderer",
+    "Trial",
     "builtin_form",
     "render",
     "render_tenant_form",
     "sample_invoice",
     "sample_statement",
+    "trial_form",
     "validate_form",
 ]

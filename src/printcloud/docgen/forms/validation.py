@@ -1,9 +1,12 @@
-"""An uploaded form, checked by a trial compile in a sandboxed child process (`validate_form`)."""
+"""An uploaded form, checked by a trial compile in a sandboxed child process (`validate_form`;
+`trial_form` also gives the PDF of that compile, for a preview)."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from printcloud.core.errors import InvalidRequest
@@ -23,6 +26,20 @@ VALIDATE_MEMORY = 2 * 1024**3
 # -- uploaded forms --------------------------------------------------------------
 
 
+#: The preview of an uploaded form's first page: at most this many pixels wide or high.
+PREVIEW_PIXELS = 900
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A form that compiled, the PDF it made with the sample data, and its first page as
+    a PNG (`PREVIEW_PIXELS` at most; None when it could not be made)."""
+
+    form: Form
+    pdf: bytes
+    preview: bytes | None
+
+
 def validate_form(
     source: str,
     *,
@@ -33,7 +50,30 @@ def validate_form(
     tenant_id: str | None = None,
     timeout: float = VALIDATE_TIMEOUT,
 ) -> Form:
-    """Check an uploaded template by compiling it with `sample` data; the `Form` if it works.
+    """`trial_form`'s form (the PDF of the trial is dropped)."""
+    return trial_form(
+        source,
+        sample=sample,
+        name=name,
+        kind=kind,
+        required=required,
+        tenant_id=tenant_id,
+        timeout=timeout,
+    ).form
+
+
+def trial_form(
+    source: str,
+    *,
+    sample: Mapping[str, Any] | None = None,
+    name: str = "custom",
+    kind: str | None = None,
+    required: tuple[str, ...] | None = None,
+    tenant_id: str | None = None,
+    timeout: float = VALIDATE_TIMEOUT,
+) -> Trial:
+    """Check an uploaded template by compiling it with `sample` data; the `Form` and the
+    PDF if it works.
 
     `kind` ("invoice" or "statement") makes the form take that built-in form's
     data (checked and completed as for it; its sample is used when `sample` is
@@ -71,7 +111,7 @@ def validate_form(
         text = form.prepare(sample)
     except InvalidRequest as exc:
         raise InvalidRequest(f"sample data: {exc.description}", field="sample") from exc
-    result = _trial_compile(source, text, timeout=timeout)
+    result, pdf = _trial_compile(source, text, timeout=timeout)
     if not result.get("ok"):
         raise child_error(result, prefix="the form does not compile")
     warnings = [(str(w["message"]), str(w["diagnostic"])) for w in result.get("warnings", [])]
@@ -84,7 +124,7 @@ def validate_form(
                 str(result.get("root", "")),
                 prefix="the form asks for a font printcloud does not have",
             )
-    return Form(
+    checked = Form(
         name=form.name,
         source=form.source,
         kind=form.kind,
@@ -93,16 +133,20 @@ def validate_form(
         tenant_id=tenant_id,
         warnings=tuple(clean(message) for message, _ in warnings),
     )
+    picture = result.get("preview")
+    return Trial(checked, pdf or b"", base64.b64decode(picture) if picture else None)
 
 
-def _trial_compile(source: str, data: str, *, timeout: float) -> dict[str, Any]:
+def _trial_compile(
+    source: str, data: str, *, timeout: float
+) -> tuple[dict[str, Any], bytes | None]:
     """Compile once in a sandboxed child (`sandbox.py`) with the upload's limits."""
     cpu = max(1, int(timeout) + 1)
     pool = FormProcessPool(
         Limits(cpu_seconds=cpu, memory_mb=VALIDATE_MEMORY // 1024**2, wall_seconds=timeout), size=1
     )
     try:
-        result, _pdf = pool.compile(key="trial", source=source, data=data)
+        result, pdf = pool.compile(key="trial", source=source, data=data, preview=PREVIEW_PIXELS)
     except FormLimitExceeded as exc:
         log.info("trial compile of a form failed: %s", exc.description)
         if exc.limit in ("cpu", "time"):
@@ -121,4 +165,4 @@ def _trial_compile(source: str, data: str, *, timeout: float) -> dict[str, Any]:
             "forms cannot import packages; put what you need in the form",
             message="forms cannot import packages",
         )
-    return result
+    return result, pdf
