@@ -366,7 +366,8 @@ def test_fig_12_the_print_token_error_page(docgen: Docgen) -> None:
         )
         assert denied.status_code == 400
         assert "The print service token was not stored" in denied.text
-        assert "access_denied" in text_of(denied, "message")
+        said = text_of(denied, "message")
+        assert "The request was declined." in said and "access_denied" not in said  # logged
 
         # The browser's idp-a session is now another tenant's user: refused, nothing stored.
         browser.login(*b.credentials)

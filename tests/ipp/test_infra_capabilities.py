@@ -209,11 +209,13 @@ def test_a_mono_a4_simplex_device_becomes_the_queues_printer(world: World) -> No
         assert answer.json()["field"] == named
         assert named in answer.json()["error_description"]
 
-    # a color job (the API's default) at 150 dpi: converted gray at 300 dpi, the nearest
+    # a color job (the API's default) at 150 dpi: converted gray at 300 dpi, the nearest,
+    # and recorded as black and white, saying why (the printer has no color)
     subscription = _subscribe(world, printer=world.printer)
     job_id = t.submit(make_pdf(2), printer=world.printer, dpi="150")["job_id"]
     job = world.stack.wait_for(t.api, job_id, "waiting_for_printer")
-    assert job["options"]["dpi"] == 300 and job["options"]["color"] is True
+    assert job["options"]["dpi"] == 300 and job["options"]["color"] is False
+    assert job["options"]["gray_for_mono"] is True
     history = t.api.get(f"/api/jobs/{job_id}").json()["history"]
     converted = [e["detail"] for e in history if e["step"] == "S108"]
     assert any("at 300 dpi, gray" in d for d in converted), history
