@@ -103,6 +103,11 @@ def test_overview_settings_refusals_in_words(world: World[Browser]) -> None:
         ADMIN, f"{ADMIN}/settings", {"name": "Kept Co", "card_retention_days": "ten"}, status=400
     )
     assert beside(answer, "card_retention_days") == "Enter a whole number of days."
+    answer = admin.submit_form(
+        ADMIN, f"{ADMIN}/settings", {"name": "Kept Co", "held_release": "anyone"}, status=400
+    )
+    assert beside(answer, "held_release") == "Choose who may release held jobs."
+    assert "held_release must be" not in answer.text
 
 
 def test_directory_refusals_in_words(world: World[Browser]) -> None:
