@@ -24,7 +24,7 @@ from tests.helpers.print_stack import PrintStack
 from tests.helpers.printing import Tenant
 
 PASSWORD = "queue admin password"
-_ALERT = re.compile(r'<p class="error" role="alert" id="form-error">([^<]*)</p>')
+_ALERT = re.compile(r'<p class="(?:field-)?error" role="alert" id="[a-z-]*error">([^<]*)</p>')
 _NOTICE = re.compile(r'<p class="notice" role="status" id="notice">([^<]*)</p>')
 
 
@@ -153,6 +153,9 @@ def test_an_administrator_manages_queues_from_the_print_page(make_print_stack: A
         answer = admin.add(name, target, info)
         assert answer.status_code == status, (name, target, answer.text[:1500])
         assert alert(answer).startswith(message), (name, target, alert(answer))
+        field = "target" if "printer" in message else "info" if "description" in message else "name"
+        assert f'aria-describedby="queue-{field}-error"' in answer.text, (name, target)
+        assert f'id="queue-{field}-error"' in answer.text and 'id="form-error"' not in answer.text
         assert f'id="name" name="name" value="{html.escape(name)}"' in answer.text
         assert_accessible(Html(answer.text))
     forged = root.http.post(

@@ -426,6 +426,12 @@ class QueueForm:
     target: str = ""
     info: str = ""
     editing: str = ""
+    #: The add form's field the error sits beside (name, target or info), or none.
+    field: str = ""
+
+
+#: A queue refusal's field (the service's name) -> the add form's field it sits beside.
+QUEUE_FIELDS = {"name": "name", "printer_id": "target", "info": "info"}
 
 
 def _target_of(value: str) -> str | None:
@@ -817,8 +823,14 @@ async def _change_queue(
     except PrintcloudError as exc:
         said = queue_error_text(exc.description)
         error = f"Queue {queue}: {said}" if queue else said
+        field = "" if queue else QUEUE_FIELDS.get(exc.field or "", "")
         return await _queues_page(
-            request, rt, principal, status_code=exc.status_code, error=error, form=form
+            request,
+            rt,
+            principal,
+            status_code=exc.status_code,
+            error=error,
+            form=replace(form, field=field),
         )
     return _changed(request, principal, notice, "queue changed from the queues page")
 
