@@ -154,7 +154,7 @@ def test_held_release_setting_is_shown_and_saved(world: World[Browser]) -> None:
     answer = admin.submit_form(
         path, f"{path}/settings", {"name": "Held Co", "held_release": "anyone"}, status=400
     )
-    assert "held_release must be one of" in Html(answer.text).alerts[0]
+    assert "Choose who may release held jobs." in Html(answer.text).alerts[0]
     # an older form without the field leaves the setting as it is
     admin.submit_form(path, f"{path}/settings", {"name": "Held Co"})
     assert tenant_row(world.stack, world.tenant).held_release == "device_local_auth"

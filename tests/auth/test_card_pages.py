@@ -308,7 +308,7 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     assert page.form_to(path) and page.form_to(test)
     assert "Now: this tenant's own users" in admin.get(path).text
     answer = admin.submit_form(path, test, status=400)
-    assert "own user store" in Html(answer.text).alerts[0]
+    assert "uses its own users" in Html(answer.text).alerts[0]
 
     answer = admin.submit_form(path, path, directory_form(slapd))
     assert answer.headers["location"] == path
@@ -340,12 +340,12 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     # settings that cannot be saved: the form again with the error, and without the password
     typed = f"typed-{secrets.token_hex(6)}"
     for changes, field, message in (
-        ({"url": "http://ldap.example.org"}, "url", "url must start with ldap://"),
-        ({"base_dn": " "}, "base_dn", "base_dn is required"),
-        ({"user_attr": "u id"}, "user_attr", "user_attr must be an LDAP attribute name"),
+        ({"url": "http://ldap.example.org"}, "url", "address as ldap://host"),
+        ({"base_dn": " "}, "base_dn", "Enter the base DN"),
+        ({"user_attr": "u id"}, "user_attr", "Enter an LDAP name"),
         ({"timeout": "soon"}, "timeout", "whole number of seconds"),
-        ({"timeout": "600"}, "timeout", "1 to 60 seconds"),
-        ({"kind": "ad"}, "kind", "kind must be builtin or ldap"),
+        ({"timeout": "600"}, "timeout", "seconds from 1 to 60"),
+        ({"kind": "ad"}, "kind", "own users or an LDAP directory"),
     ):
         answer = admin.submit_form(
             path, path, directory_form(slapd, bind_password=typed, **changes), status=400
@@ -362,7 +362,9 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     admin.submit_form(path, path, directory_form(slapd, url=down, bind_password=""))
     answer = admin.submit_form(path, test, status=503)
     alert = Html(answer.text).alerts[0]
-    assert alert.startswith("directory unavailable") and "cannot connect" in alert, alert
+    assert (
+        alert.startswith("The directory did not answer as it should") and "cannot connect" in alert
+    ), alert
     assert secret not in answer.text
 
     # a CA that is a path on the server, not certificates: refused as it is saved
@@ -372,14 +374,14 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
         directory_form(slapd, ca_pem="/etc/ssl/certs/ca.pem", bind_password=""),
         status=400,
     )
-    assert "ca_pem is not PEM X.509 certificates" in Html(answer.text).alerts[0]
+    assert "Paste the CA certificates as text" in Html(answer.text).alerts[0]
     # settings check_settings refuses before connecting: a CA for an unencrypted URL
     ca_file, _, _ = write_test_pki(tmp_path)
     admin.submit_form(
         path, path, directory_form(slapd, ca_pem=ca_file.read_text(), bind_password="")
     )
     answer = admin.submit_form(path, test, status=400)
-    assert "ca_pem is set but the connection is not encrypted" in Html(answer.text).alerts[0]
+    assert "only used on an encrypted connection" in Html(answer.text).alerts[0]
 
     # a wrong service-account password: the directory refuses it
     admin.submit_form(path, path, directory_form(slapd, bind_password="not-the-password"))

@@ -203,13 +203,19 @@ def test_the_admin_pages_refuse_a_directory_on_a_private_address(
     }
     answer = admin.submit_form(path, path, form, status=400)
     page = Html(answer.text)
-    assert page.alerts and "url: 127.0.0.1 is a loopback address" in page.alerts[0], page.alerts
+    assert (
+        page.alerts
+        and "This address cannot be used: 127.0.0.1 is a loopback address" in page.alerts[0]
+    ), page.alerts
     assert 'id="url"' in answer.text and 'aria-invalid="true"' in answer.text
     assert "Now: this tenant's own users" in admin.get(path).text
 
     _store_unchecked(strict_stack, tenant, listener.url)
     answer = admin.submit_form(path, test, status=400)
-    assert "url: 127.0.0.1 is a loopback address" in Html(answer.text).alerts[0]
+    assert (
+        "This address cannot be used: 127.0.0.1 is a loopback address"
+        in Html(answer.text).alerts[0]
+    )
     assert listener.connections() == 0
 
 

@@ -78,7 +78,9 @@ def test_an_administrator_adds_edits_and_deletes_a_queue(
     # The same name again: the reason on the page, nothing added.
     page.locator("#name").fill("office")
     page.get_by_role("button", name="Add queue").click()
-    expect(page.get_by_role("alert")).to_have_text("queue 'office' already exists")
+    expect(page.get_by_role("alert")).to_have_text(
+        "A queue with this name already exists. Choose another name."
+    )
     expect(page.locator("#queue-list tbody tr")).to_have_count(1)
 
     # Edit its description.

@@ -101,6 +101,12 @@ def test_an_administrator_manages_printers(make_print_stack: Any, tmp_path: Path
         ({"printer_id": "a b", "client_id": t.dev_id}, 400, "printer_id", "Use 1 to 128 letters"),
         ({"printer_id": "hall-4", "client_id": ""}, 400, "client_id", "device client"),
         (
+            {"printer_id": "hall-4", "client_id": "not-a-device"},
+            400,
+            "client_id",
+            "Choose one of your device clients in the list.",
+        ),
+        (
             {"printer_id": "hall-4", "client_id": t.dev_id, "push_url": "ftp://printer.invalid/x"},
             400,
             "push_url",

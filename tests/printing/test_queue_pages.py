@@ -24,7 +24,7 @@ from tests.helpers.print_stack import PrintStack
 from tests.helpers.printing import Tenant
 
 PASSWORD = "queue admin password"
-_ALERT = re.compile(r'<p class="error" role="alert" id="form-error">([^<]*)</p>')
+_ALERT = re.compile(r'<p class="(?:field-)?error" role="alert" id="[a-z-]*error">([^<]*)</p>')
 _NOTICE = re.compile(r'<p class="notice" role="status" id="notice">([^<]*)</p>')
 
 
@@ -127,20 +127,35 @@ def test_an_administrator_manages_queues_from_the_print_page(make_print_stack: A
 
     # Refused input: the page again with the reason and a 4xx, what was typed kept, no queue.
     for name, target, info, status, message in [
-        ("office", "printer:mono-1", "", 409, "queue 'office' already exists"),
-        ("a b", "printer:mono-1", "", 400, "name must be 1-64 letters"),
-        ("x/y", "follow-me", "", 400, "name must be 1-64 letters"),
-        ("", "follow-me", "", 400, "name must be 1-64 letters"),
-        ("lobby", "printer:nope", "", 400, "unknown printer 'nope' in this tenant"),
-        ("lobby", "printer:their-hall", "", 400, "unknown printer 'their-hall' in this tenant"),
-        ("lobby", "", "", 400, "choose the printer the queue prints on, or follow-me"),
-        ("lobby", "printer:", "", 400, "choose the printer the queue prints on, or follow-me"),
-        ("lobby", "follow-me", "x" * 201, 400, "info must be at most 200 characters"),
-        ("lobby", "follow-me", "two\r\nlines", 400, "info must be one line of text"),
+        ("office", "printer:mono-1", "", 409, "A queue with this name already exists."),
+        ("a b", "printer:mono-1", "", 400, "Use 1 to 64 letters, digits, dots"),
+        ("x/y", "follow-me", "", 400, "Use 1 to 64 letters, digits, dots"),
+        ("", "follow-me", "", 400, "Use 1 to 64 letters, digits, dots"),
+        (
+            "lobby",
+            "printer:nope",
+            "",
+            400,
+            "That printer is not one of your printers. Choose one from the list.",
+        ),
+        (
+            "lobby",
+            "printer:their-hall",
+            "",
+            400,
+            "That printer is not one of your printers. Choose one from the list.",
+        ),
+        ("lobby", "", "", 400, "Choose the printer the queue prints on, or follow-me."),
+        ("lobby", "printer:", "", 400, "Choose the printer the queue prints on, or follow-me."),
+        ("lobby", "follow-me", "x" * 201, 400, "Keep the description to 200 characters or fewer."),
+        ("lobby", "follow-me", "two\r\nlines", 400, "Write the description on one line."),
     ]:
         answer = admin.add(name, target, info)
         assert answer.status_code == status, (name, target, answer.text[:1500])
         assert alert(answer).startswith(message), (name, target, alert(answer))
+        field = "target" if "printer" in message else "info" if "description" in message else "name"
+        assert f'aria-describedby="queue-{field}-error"' in answer.text, (name, target)
+        assert f'id="queue-{field}-error"' in answer.text and 'id="form-error"' not in answer.text
         assert f'id="name" name="name" value="{html.escape(name)}"' in answer.text
         assert_accessible(Html(answer.text))
     forged = root.http.post(
@@ -161,10 +176,20 @@ def test_an_administrator_manages_queues_from_the_print_page(make_print_stack: A
     [api_view] = [q for q in t.api.get("/api/queues").json()["queues"] if q["name"] == "office"]
     assert api_view["printer_id"] == "mono-1" and api_view["info"] == "MONO-1"
     for target, info, status, message in [
-        ("printer:their-hall", "x", 400, "unknown printer 'their-hall' in this tenant"),
-        ("printer:nope", "x", 400, "unknown printer 'nope' in this tenant"),
-        ("elsewhere", "x", 400, "choose the printer the queue prints on, or follow-me"),
-        ("follow-me", "x" * 201, 400, "info must be at most 200 characters"),
+        (
+            "printer:their-hall",
+            "x",
+            400,
+            "That printer is not one of your printers. Choose one from the list.",
+        ),
+        (
+            "printer:nope",
+            "x",
+            400,
+            "That printer is not one of your printers. Choose one from the list.",
+        ),
+        ("elsewhere", "x", 400, "Choose the printer the queue prints on, or follow-me."),
+        ("follow-me", "x" * 201, 400, "Keep the description to 200 characters or fewer."),
     ]:
         answer = admin.edit("office", target, info)
         assert answer.status_code == status, (target, answer.text[:1500])
@@ -173,7 +198,7 @@ def test_an_administrator_manages_queues_from_the_print_page(make_print_stack: A
             answer.text
         )
     unknown = admin.edit("nothing-here", "follow-me", "")
-    assert unknown.status_code == 404 and "unknown queue 'nothing-here'" in alert(unknown)
+    assert unknown.status_code == 404 and "This queue no longer exists" in alert(unknown)
     assert t.api.get("/api/queues").json()["queues"][1]["printer_id"] == "mono-1"
 
     # A user who is not an administrator: no section, 403 on the page and on every form.
@@ -216,7 +241,7 @@ def test_an_administrator_manages_queues_from_the_print_page(make_print_stack: A
     )
     assert row(gone, "office") == "" and row(gone, "anywhere")
     again = admin.delete("office")
-    assert again.status_code == 404 and "unknown queue 'office'" in alert(again)
+    assert again.status_code == 404 and "This queue no longer exists" in alert(again)
     assert queue_names(stack, t) == ["anywhere"]
     assert "lpadmin -p office" not in root.http.get("/printing/").text
     root.http.close()

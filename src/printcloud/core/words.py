@@ -7,6 +7,7 @@ people see these words, administrators also the codes in a "details" section.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 #: Job state -> (short label for a badge, a sentence saying what it means or what to do).
@@ -514,3 +515,288 @@ def print_request_said(state: str, reason: str | None) -> Said:
     """A print request's state as its person reads it."""
     label, text = PRINT_REQUESTS.get(state, (_as_words(state), ""))
     return Said(label, text, reason_text(reason))
+
+
+# -- refusals of the admin forms, as a person reads them (issue 16, "Errors") --------------
+
+_LDAP_ADDRESS = (
+    "Enter the directory server's address as ldap://host or ldaps://host, with :port if needed."
+)
+_LDAP_NAME = (
+    "Enter an LDAP name: letters, digits and dashes, starting with a letter (for example uid)."
+)
+_SAME_TIME = "Someone else changed this at the same moment. Look at the page and try again."
+
+#: A refusal of an admin form as the services word it for API clients (the field it names,
+#: or None for any, and a regular expression of its words) -> the sentence a person reads.
+#: A `{name}` in the sentence is the expression's group of that name. First match wins;
+#: the API's own wording stays as it is.
+FORM_ERRORS: tuple[tuple[str | None, str, str], ...] = (
+    # users
+    (
+        "username",
+        r"^username must be",
+        "Use 1 to 128 letters, digits or . _ @ + - for the user name, without spaces.",
+    ),
+    (
+        "username",
+        r"^user '(?P<name>[^']*)' already exists",
+        "A user called {name} already exists. Choose another user name.",
+    ),
+    (
+        "username",
+        r"already exists",
+        "A user with this user name already exists. Choose another user name.",
+    ),
+    (
+        "username",
+        r"cannot delete your own account",
+        "You cannot delete your own account. Another administrator can.",
+    ),
+    (
+        "disabled",
+        r"cannot disable your own account",
+        "You cannot disable your own account: you would lock yourself out.",
+    ),
+    (
+        "is_admin",
+        r"cannot remove your own administrator role",
+        "You cannot take away your own administrator role. Another administrator can.",
+    ),
+    (
+        "password",
+        r"at least (?P<n>\d+) characters",
+        "Choose a password of at least {n} characters.",
+    ),
+    ("password", r"at most (?P<n>\d+) characters", "Choose a password of at most {n} characters."),
+    (None, r"^no user '|^no such user", "There is no such user in this organisation."),
+    # the organisation's settings, and new organisations
+    ("card_retention_days", r"1 to 3650", "Enter a number of days from 1 to 3650."),
+    ("held_release", r"must be one of", "Choose who may release held jobs."),
+    (
+        "tenant_id",
+        r"^tenant_id must be",
+        "Use 1 to 64 letters, digits, dots, dashes or underscores for the organisation ID.",
+    ),
+    (
+        "tenant_id",
+        r"already exists",
+        "An organisation with this ID already exists. Choose another ID.",
+    ),
+    (
+        "tenant_id",
+        r"system tenant cannot be deleted",
+        "The platform's own organisation cannot be deleted.",
+    ),
+    # the directory (LDAP) and "test connection"
+    (
+        "kind",
+        r"^kind must be builtin or ldap",
+        "Choose this organisation's own users or an LDAP directory.",
+    ),
+    (
+        "kind",
+        r"own user store",
+        "This organisation uses its own users: there is no directory to test. Choose LDAP and "
+        "save first.",
+    ),
+    (
+        "url",
+        r"names a server only",
+        "Enter the server only, as ldap://host:port, without a path or a user name.",
+    ),
+    (
+        "url",
+        r"user name or password",
+        "Leave the user name and password out of the address: enter the service account below.",
+    ),
+    ("url", r"ldap://|not a valid URL|not an LDAP URL|must be an absolute", _LDAP_ADDRESS),
+    (
+        "url",
+        r"^url: (?P<why>.+?)\.?$",
+        "This address cannot be used: {why}.",
+    ),
+    (
+        "base_dn",
+        r"is required",
+        "Enter the base DN where the users are, for example ou=people,dc=example,dc=org.",
+    ),
+    (
+        "base_dn",
+        r"not a distinguished name",
+        "The base DN is not a valid distinguished name; write it like ou=people,dc=example,dc=org.",
+    ),
+    ("user_attr", r"attribute name", _LDAP_NAME),
+    ("object_class", r"attribute name", _LDAP_NAME),
+    ("name_attr", r"attribute name", _LDAP_NAME),
+    ("mail_attr", r"attribute name", _LDAP_NAME),
+    (
+        "bind_password",
+        r"required with bind_dn",
+        "Enter the service account's password, or leave the service account empty to search "
+        "without one.",
+    ),
+    (
+        "bind_password",
+        r"cannot be decrypted",
+        "The saved password of the service account can no longer be read. Enter it again and save.",
+    ),
+    (
+        "bind_dn",
+        r"not a distinguished name",
+        "The service account is not a valid distinguished name; write it like "
+        "cn=reader,dc=example,dc=org.",
+    ),
+    ("timeout", r"seconds", "Enter a number of seconds from 1 to 60."),
+    (
+        "start_tls",
+        r"ldaps:// is TLS already",
+        "Leave StartTLS off with an ldaps:// address: that connection is encrypted already.",
+    ),
+    (
+        "ca_pem",
+        r"not encrypted",
+        "CA certificates are only used on an encrypted connection: use an ldaps:// address or "
+        "StartTLS.",
+    ),
+    ("ca_pem", r"holds at most (?P<n>\d+)", "Paste at most {n} certificates."),
+    (
+        "ca_pem",
+        r"is at most",
+        "The CA certificates are too long: paste only the ones that sign the directory's "
+        "certificate.",
+    ),
+    (
+        "ca_pem",
+        r"not PEM",
+        "Paste the CA certificates as text, each from -----BEGIN CERTIFICATE----- to -----END "
+        "CERTIFICATE-----.",
+    ),
+    (
+        "ca_pem",
+        r"cannot be used as CA",
+        "These certificates cannot be used to check the directory's certificate.",
+    ),
+    (
+        None,
+        r"^directory unavailable: (?P<why>.+)",
+        "The directory did not answer as it should: {why}. Check the settings and try again.",
+    ),
+    # clients
+    ("name", r"must not be empty", "Enter a name."),
+    ("kind", r"^kind must be one of", "Choose what kind of client it is."),
+    (
+        "kind",
+        r"service clients belong",
+        "Platform services belong to the platform's own organisation.",
+    ),
+    ("grant_types", r"unknown grant type", "Choose the grant types from the list."),
+    (
+        "grant_types",
+        r"public client cannot use",
+        "An app without a secret cannot use client credentials or token exchange.",
+    ),
+    (
+        "redirect_uris",
+        r"needs at least one redirect URI",
+        "Browser sign-in (authorization code) needs at least one redirect URI.",
+    ),
+    (
+        "redirect_uris",
+        r"must be absolute",
+        "Enter each redirect URI as a full address (https://…) or an app's own scheme "
+        "(com.example.app:/…), without a # part.",
+    ),
+    (
+        "scope",
+        r"only for the platform's own service",
+        "This permission is only for the platform's own services.",
+    ),
+    ("scope", r"unknown scope", "Choose the scopes from the list."),
+    (
+        "client_id",
+        r"^client_id must be",
+        "Use letters, digits, dots, dashes or underscores for the client ID.",
+    ),
+    ("client_id", r"already exists", "A client with this ID already exists. Choose another ID."),
+    (
+        "client_id",
+        r"platform service client",
+        "This is one of the platform's own services: printcloud manages it, so it cannot be "
+        "changed here.",
+    ),
+    (
+        "client_id",
+        r"public client has no secret",
+        "An app without a secret has no secret to replace.",
+    ),
+    (None, r"^no client\b|^no such client", "There is no such client in this organisation."),
+    ("access_token_format", r"must be one of", "Choose one of the token formats in the list."),
+    ("access_token_alg", r"must be one of", "Choose one of the algorithms in the list."),
+    # ID cards and consents
+    (
+        None,
+        r"^no (such )?card\b",
+        "That card is not registered any more: it may have been deleted already.",
+    ),
+    (
+        None,
+        r"^no (tenant |user )?consent\b",
+        "That consent no longer exists: it may have been revoked already.",
+    ),
+    (
+        "tenant_wide",
+        r"may not grant consent",
+        "This user may not allow access for the whole organisation.",
+    ),
+    # any form
+    (None, r"conflicts with another one made at the same time", _SAME_TIME),
+    (None, r"NUL characters", "Remove the control characters from what you typed."),
+    (None, r"must be one of", "Choose one of the options in the list."),
+)
+
+#: Field codes an unmapped refusal may name -> the words of the form's label.
+FORM_FIELDS: dict[str, str] = {
+    **AUDIT_KEYS,
+    "username": "user name",
+    "tenant_id": "organisation ID",
+    "client_id": "client ID",
+    "base_dn": "base DN",
+    "bind_dn": "service account",
+    "bind_password": "service account password",
+    "user_attr": "user name attribute",
+    "object_class": "object class",
+    "name_attr": "name attribute",
+    "mail_attr": "e-mail attribute",
+    "start_tls": "StartTLS",
+    "ca_pem": "CA certificates",
+    "timeout": "timeout",
+    "grant_types": "grant types",
+    "redirect_uris": "redirect URIs",
+    "scope": "scopes",
+    "tenant_wide": "whole organisation",
+    "printer_id": "printer ID",
+    "job_privacy": "job privacy",
+}
+
+_FIELD_CODE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+
+
+def form_error(description: str, field: str | None = None) -> str:
+    """A refusal of a form as a sentence a person reads: the plain phrasing of
+    `FORM_ERRORS`, else the refusal with its field codes as the form names them and
+    "tenant" as "organisation". A sentence the pages wrote themselves stays as it is."""
+    text = description.strip()
+    if text[:1].isupper() and "_" not in text:
+        return text
+    for of, pattern, plain in FORM_ERRORS:
+        if of is not None and of != field:
+            continue
+        found = re.search(pattern, text)
+        if found:
+            return plain.format(**found.groupdict())
+    text = _FIELD_CODE.sub(
+        lambda m: FORM_FIELDS.get(m.group(0), m.group(0).replace("_", " ")), text
+    )
+    text = re.sub(r"\btenant\b", "organisation", text)
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")

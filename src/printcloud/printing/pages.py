@@ -426,6 +426,12 @@ class QueueForm:
     target: str = ""
     info: str = ""
     editing: str = ""
+    #: The add form's field the error sits beside (name, target or info), or none.
+    field: str = ""
+
+
+#: A queue refusal's field (the service's name) -> the add form's field it sits beside.
+QUEUE_FIELDS = {"name": "name", "printer_id": "target", "info": "info"}
 
 
 def _target_of(value: str) -> str | None:
@@ -605,6 +611,12 @@ _PRINTER_ERRORS = (
     ("push_url is not a valid URL", _FULL_ADDRESS),
     ("is not a device client of this tenant", "Choose one of your device clients in the list."),
     ("choose the printer's device client", "Choose the device client the printer signs in with."),
+    (
+        "must name the printer's device client",
+        "Choose the device client the printer signs in with.",
+    ),
+    ("unknown printer", "This printer no longer exists. It may have been deleted already."),
+    ("push_url: ", "The platform cannot send jobs to this address. Check its host name."),
 )
 
 
@@ -613,7 +625,32 @@ def printer_error_text(description: str) -> str:
     for phrase, plain in _PRINTER_ERRORS:
         if phrase in description:
             return plain
-    return description[:1].upper() + description[1:] + ("" if description.endswith(".") else ".")
+    return words.form_error(description)
+
+
+#: A refusal of a queue form (the service's words) -> the sentence a person reads.
+_QUEUE_ERRORS = (
+    (
+        "name must be",
+        "Use 1 to 64 letters, digits, dots, dashes or underscores for the queue name, "
+        "starting with a letter or digit.",
+    ),
+    ("already exists", "A queue with this name already exists. Choose another name."),
+    ("unknown printer", "That printer is not one of your printers. Choose one from the list."),
+    ("choose the printer the queue", "Choose the printer the queue prints on, or follow-me."),
+    ("give a printer or follow-me", "Choose the printer the queue prints on, or follow-me."),
+    ("info must be at most", "Keep the description to 200 characters or fewer."),
+    ("info must be one line", "Write the description on one line."),
+    ("unknown queue", "This queue no longer exists. It may have been deleted already."),
+)
+
+
+def queue_error_text(description: str) -> str:
+    """A refusal of a queue form in plain words (the service's own words otherwise)."""
+    for phrase, plain in _QUEUE_ERRORS:
+        if phrase in description:
+            return plain
+    return words.form_error(description)
 
 
 pages.env.globals["printer_form"] = PrinterForm()
@@ -784,9 +821,16 @@ async def _change_queue(
     try:
         notice = await run_in_threadpool(in_session)
     except PrintcloudError as exc:
-        error = f"Queue {queue}: {exc.description}" if queue else exc.description
+        said = queue_error_text(exc.description)
+        error = f"Queue {queue}: {said}" if queue else said
+        field = "" if queue else QUEUE_FIELDS.get(exc.field or "", "")
         return await _queues_page(
-            request, rt, principal, status_code=exc.status_code, error=error, form=form
+            request,
+            rt,
+            principal,
+            status_code=exc.status_code,
+            error=error,
+            form=replace(form, field=field),
         )
     return _changed(request, principal, notice, "queue changed from the queues page")
 

@@ -15,7 +15,7 @@ from fastapi import Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from printcloud.core import crypto
+from printcloud.core import crypto, words
 from printcloud.core.errors import InvalidRequest, NotFound, PrintcloudError
 from printcloud.core.web import check_csrf
 
@@ -114,7 +114,7 @@ def admin_gate(
             request,
             404,
             "Not found",
-            f"There is no tenant {tenant_id!r}.",
+            f"There is no organisation {tenant_id!r}.",
             viewer=rt.viewer(issuer, user, home),
         )
     return Ctx(issuer=issuer, admin=admin, user=user, tenant=tenant, session_id=sid)
@@ -191,9 +191,11 @@ def render_page(
             request,
             404,
             "Not found",
-            exc.description,
+            words.form_error(exc.description, exc.field),
             viewer=rt.viewer(ctx.issuer, ctx.user, ctx.user.tenant),
         )
+    # The services word their refusals for API clients: a person reads them plainly.
+    error = words.form_error(error, error_field) if error else None
     flash = _take_flash(rt, request, ctx) if request.method == "GET" else None
     response = render(
         rt,

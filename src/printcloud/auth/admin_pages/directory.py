@@ -132,7 +132,8 @@ def try_directory(call: FormCall) -> Response:
         settings: LdapSettings | PrintcloudError
         if row is None or row.kind != "ldap":
             settings = InvalidRequest(
-                "The tenant's directory is its own user store: there is no connection to test.",
+                "This organisation uses its own users: there is no directory to test. "
+                "Choose LDAP and save first.",
                 field="kind",
             )
         else:
