@@ -61,12 +61,18 @@ class IppWorld:
 
 
 #: Where the queue is reached: under the main port's `/printing`, or at the IPP listener's
-#: own port (`PRINTCLOUD_IPP_PORT`, printing/ipp_listener.py). Every test of a world runs
-#: against both.
+#: own port (`PRINTCLOUD_IPP_PORT`, printing/ipp_listener.py). A test module's world runs
+#: against both, unless the module names fewer in its `IPP_LISTENERS`.
 LISTENERS = ("main-port", "ipp-port")
 
 
-@pytest.fixture(scope="module", params=LISTENERS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "ipp_world" in metafunc.fixturenames:
+        listeners = getattr(metafunc.module, "IPP_LISTENERS", LISTENERS)
+        metafunc.parametrize("ipp_world", listeners, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def ipp_world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[IppWorld]:

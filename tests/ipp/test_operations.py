@@ -30,6 +30,12 @@ def _print(uri: str, auth: Any = ALICE, **kwargs: Any) -> Any:
     return call(uri, body, auth=auth)
 
 
+#: The operations are the same app's on either port: the main port's world only. The IPP
+#: port is refereed by ipptool's suites and CUPS (test_ipptool, test_cups) and its HTTP
+#: handling by test_listener.
+IPP_LISTENERS = ("main-port",)
+
+
 def test_who_may_print(ipp_world: IppWorld) -> None:
     uri, stack = ipp_world.queue_uri, ipp_world.stack
     other = Tenant(stack)
