@@ -408,7 +408,7 @@ def test_system_admin_picks_any_tenant(world: World[Browser]) -> None:
         {"tenant_id": new, "name": "Brand New"},
     )
     assert answer.headers["location"] == f"/{ISSUER}/admin?tenant={new}"
-    assert "Tenant " + new + " created." in root.get(answer.headers["location"]).text
+    assert "Organisation " + new + " created." in root.get(answer.headers["location"]).text
     answer = root.submit_form(
         f"/{ISSUER}/admin", f"/{ISSUER}/admin/tenants?tenant=system", {"tenant_id": new}, status=409
     )

@@ -306,7 +306,7 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     secret = slapd.reader_password
     page = admin.page(path)
     assert page.form_to(path) and page.form_to(test)
-    assert "Now: this tenant's own users" in admin.get(path).text
+    assert "Now: this organisation's own users" in admin.get(path).text
     answer = admin.submit_form(path, test, status=400)
     assert "uses its own users" in Html(answer.text).alerts[0]
 
@@ -399,7 +399,7 @@ def test_directory_form_saves_ldap_and_tests_the_connection(
     assert "users found" in admin.get(admin.submit_form(path, test).headers["location"]).text
 
     admin.submit_form(path, path, {"kind": "builtin"})
-    assert "Now: this tenant's own users" in admin.get(path).text
+    assert "Now: this organisation's own users" in admin.get(path).text
 
 
 # -- the user's own cards ------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_the_admin_pages_refuse_a_directory_on_a_private_address(
         and "This address cannot be used: 127.0.0.1 is a loopback address" in page.alerts[0]
     ), page.alerts
     assert 'id="url"' in answer.text and 'aria-invalid="true"' in answer.text
-    assert "Now: this tenant's own users" in admin.get(path).text
+    assert "Now: this organisation's own users" in admin.get(path).text
 
     _store_unchecked(strict_stack, tenant, listener.url)
     answer = admin.submit_form(path, test, status=400)

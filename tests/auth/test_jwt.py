@@ -253,6 +253,57 @@ def test_guard_checks_jwts_locally(stack: Stack) -> None:
     asyncio.run(check())
 
 
+def test_a_key_fetch_survives_a_connection_the_issuer_closed(stack: Stack) -> None:
+    """The guard fetches the keys rarely, so its pooled connection may have been closed by
+    the issuer meanwhile: a GET that meets a closed connection is sent once more."""
+    import socket
+    import socketserver
+
+    tenant = stack.tenant()
+    good = token_of(stack, jwt_client(stack, tenant))
+    body = httpx.get(f"{stack.issuer_url()}/jwks", timeout=60).content
+    connections: list[int] = []
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            connections.append(1)
+            self.rfile.readline()
+            if len(connections) == 1:  # the first: closed without an answer
+                self.request.shutdown(socket.SHUT_RDWR)
+                return
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            self.wfile.write(head.encode() + body)
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+
+        async def check() -> None:
+            guard = Guard(
+                issuer="idp-a",
+                introspection_url=f"http://127.0.0.1:{free_port()}/introspect",
+                client_id="unused",
+                client_secret="unused",
+                jwks_url=f"http://127.0.0.1:{port}/jwks",
+                issuer_url=stack.issuer_url(),
+                audience=stack.settings.access_token_audience,
+            )
+            try:
+                principal = await guard.verify(good)
+                assert principal.tenant_id == tenant and guard.jwks_fetches == 1
+            finally:
+                await guard.aclose()
+
+        try:
+            asyncio.run(check())
+        finally:
+            server.shutdown()
+    assert len(connections) == 2
+
+
 # -- the referees -----------------------------------------------------------------------
 
 

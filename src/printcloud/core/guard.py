@@ -277,7 +277,12 @@ class Guard:
         assert self.jwks_url is not None
         self.jwks_fetches += 1
         try:
-            resp = await self._http().get(self.jwks_url)
+            try:
+                resp = await self._http().get(self.jwks_url)
+            except httpx.TransportError:
+                # Keys are fetched rarely, so the pooled connection may have been closed by
+                # the issuer meanwhile (an idle keep-alive): a GET is safe to send again.
+                resp = await self._http().get(self.jwks_url)
         except httpx.HTTPError as exc:
             raise Unavailable(f"the keys of {self.issuer} are unreachable") from exc
         if resp.status_code != 200:

@@ -103,7 +103,7 @@ def create_tenant(
             name=name.strip(),
             actor=ctx.admin.actor,
         )
-        return Done(f"Tenant {created.tenant_id} created.", tenant_id=created.tenant_id)
+        return Done(f"Organisation {created.tenant_id} created.", tenant_id=created.tenant_id)
 
     return call.run(
         work,
