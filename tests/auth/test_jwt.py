@@ -205,6 +205,21 @@ def token_of_any(stack: Stack, auth: tuple[str, str]) -> str:
 # -- the guard: local checks, no round trip -------------------------------------------
 
 
+def jwt_guard(stack: Stack, *, jwks_url: str, introspection_port: int | None = None) -> Guard:
+    """A guard of idp-a that checks JWTs with the keys at `jwks_url`; nothing listens at
+    its introspection URL, so an introspection would fail as Unavailable."""
+    dead = introspection_port or free_port()
+    return Guard(
+        issuer="idp-a",
+        introspection_url=f"http://127.0.0.1:{dead}/introspect",
+        client_id="unused",
+        client_secret="unused",
+        jwks_url=jwks_url,
+        issuer_url=stack.issuer_url(),
+        audience=stack.settings.access_token_audience,
+    )
+
+
 def test_guard_checks_jwts_locally(stack: Stack) -> None:
     tenant = stack.tenant()
     device = jwt_client(stack, tenant)
@@ -213,15 +228,7 @@ def test_guard_checks_jwts_locally(stack: Stack) -> None:
     dead = free_port()  # nothing listens: an introspection would fail as Unavailable
 
     async def check() -> None:
-        guard = Guard(
-            issuer="idp-a",
-            introspection_url=f"http://127.0.0.1:{dead}/introspect",
-            client_id="unused",
-            client_secret="unused",
-            jwks_url=f"{stack.issuer_url()}/jwks",
-            issuer_url=stack.issuer_url(),
-            audience=stack.settings.access_token_audience,
-        )
+        guard = jwt_guard(stack, jwks_url=f"{stack.issuer_url()}/jwks", introspection_port=dead)
         try:
             principal = await guard.verify(good)
             assert (principal.tenant_id, principal.client_id) == (tenant, device[0])
@@ -282,15 +289,7 @@ def test_a_key_fetch_survives_a_connection_the_issuer_closed(stack: Stack) -> No
         port = server.server_address[1]
 
         async def check() -> None:
-            guard = Guard(
-                issuer="idp-a",
-                introspection_url=f"http://127.0.0.1:{free_port()}/introspect",
-                client_id="unused",
-                client_secret="unused",
-                jwks_url=f"http://127.0.0.1:{port}/jwks",
-                issuer_url=stack.issuer_url(),
-                audience=stack.settings.access_token_audience,
-            )
+            guard = jwt_guard(stack, jwks_url=f"http://127.0.0.1:{port}/jwks")
             try:
                 principal = await guard.verify(good)
                 assert principal.tenant_id == tenant and guard.jwks_fetches == 1

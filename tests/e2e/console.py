@@ -30,7 +30,9 @@ RAW_CODES = re.compile(
 
 
 def make_pdf(pages: int) -> bytes:
-    images = [Image.new("RGB", (200, 280), (30, 30, 220)) for _ in range(pages)]
+    """A PDF of `pages` plain pages, red, blue and green in turn (previews tell them apart)."""
+    colors = [(220, 30, 30), (30, 30, 220), (30, 160, 30)]
+    images = [Image.new("RGB", (200, 280), colors[i % 3]) for i in range(pages)]
     out = io.BytesIO()
     images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72.0)
     return out.getvalue()

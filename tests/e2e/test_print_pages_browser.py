@@ -9,40 +9,22 @@ appear and load.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 from playwright.sync_api import (
     Browser,
-    Page,
     expect,
 )
 
 from printcloud.device.agent import DeviceAgent, DeviceConfig
 from tests.e2e.chromium import SCREENSHOTS, TIMEOUT_MS, watch
+from tests.e2e.console import make_pdf, sign_in
 from tests.helpers.print_stack import PrintStack
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
-
-
-def make_pdf(pages: int) -> bytes:
-    colors = [(220, 30, 30), (30, 30, 220), (30, 160, 30)]
-    images = [Image.new("RGB", (200, 280), colors[i % 3]) for i in range(pages)]
-    out = io.BytesIO()
-    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=72.0)
-    return out.getvalue()
-
-
-def sign_in(page: Page, tenant: str, username: str, password: str) -> None:
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    page.get_by_label("Organisation ID").fill(tenant)
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_sign_in_upload_and_watch_the_job_print(
