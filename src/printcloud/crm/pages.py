@@ -211,9 +211,11 @@ async def import_new(request: Request, rt: RuntimeDep, principal: SignedIn) -> R
     )
 
 
-def _set_page(
+def record_page(
     rt: CrmRuntime, tenant_id: str, name: str, filters: list[dict[str, Any]], order: str, page: int
 ) -> RecordPage:
+    """Page `page` of a record set, filtered and ordered: the records page's, and the
+    selection that "Print these records" prints (print_pages.py)."""
     with rt.db.sessions() as db:
         result = service.query_records(
             db,
@@ -245,7 +247,7 @@ async def _records(
     filters = [{"field": field, "op": op, "value": value}] if field else []
     try:
         result = await run_in_threadpool(
-            _set_page, rt, principal.tenant_id, name, filters, order, page
+            record_page, rt, principal.tenant_id, name, filters, order, page
         )
     except NotFound:
         return site.message(
@@ -256,7 +258,7 @@ async def _records(
             principal=principal,
         )
     except InvalidRequest as exc:
-        result = await run_in_threadpool(_set_page, rt, principal.tenant_id, name, [], "", 1)
+        result = await run_in_threadpool(record_page, rt, principal.tenant_id, name, [], "", 1)
         error, status_code = exc.description, 400
     return site.render(
         request,

@@ -48,9 +48,8 @@ from printcloud.printing.client import PrintClient, PrintServiceError
 
 from . import service
 from .deps import RuntimeDep, runtime
-from .pages import PAGE_SIZE, SignedIn, site
+from .pages import SignedIn, record_page, site
 from .runtime import PREFIX, CrmRuntime
-from .schemas import RecordPage
 
 log = get_logger("crm.print_pages")
 router = APIRouter(include_in_schema=False)
@@ -343,21 +342,6 @@ class _Choice:
     copies: str = "1"
 
 
-def _selection(
-    rt: CrmRuntime, tenant_id: str, name: str, filters: list[dict[str, Any]], order: str
-) -> RecordPage:
-    with rt.db.sessions() as db:
-        found = service.query_records(
-            db,
-            tenant_id=tenant_id,
-            record_set=name,
-            filters=filters,
-            order=order,
-            limit=PAGE_SIZE,
-        )
-        return RecordPage.of(found)
-
-
 def _printers(rt: CrmRuntime, token: str) -> list[dict[str, Any]]:
     return PrintClient(f"{rt.settings.public_url}/printing", http=rt.http).printers(token=token)
 
@@ -382,7 +366,7 @@ async def _print_page(
     filters = _filters(query["field"], query["op"], query["value"])
     try:
         selected = await run_in_threadpool(
-            _selection, rt, principal.tenant_id, name, filters, query["order"]
+            record_page, rt, principal.tenant_id, name, filters, query["order"], 1
         )
     except NotFound:
         return site.message(
