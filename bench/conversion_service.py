@@ -65,7 +65,7 @@ RATIOS: tuple[tuple[str, str, float | None], ...] = (
     ("service-2w-least", ONE, None),
 )
 
-Target = Callable[[bytes, int, Path, int], None]
+Target = Callable[[bytes, int, Path, str], None]
 
 
 @dataclass
@@ -145,7 +145,7 @@ def _cpu_self_and_children() -> float:
 
 def _peer_pass(target: Target, data: bytes, dpi: int) -> tuple[float, float]:
     before = _cpu_self_and_children()
-    seconds, _ = _one_pass(target, data, dpi, 0)  # checks that 10 JPEGs were written
+    seconds, _, _ = _one_pass(target, data, dpi, "0")  # checks that 10 JPEGs were written
     return seconds, _cpu_self_and_children() - before
 
 
