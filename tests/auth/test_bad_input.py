@@ -64,7 +64,7 @@ def raw_post(
     all_headers: dict[str, str | bytes] = dict(headers or {})
     if content_type is not None:
         all_headers["content-type"] = content_type
-    return httpx.post(url, content=body, headers=all_headers, auth=auth, timeout=10)
+    return httpx.post(url, content=body, headers=all_headers, auth=auth, timeout=60)
 
 
 def oauth_error(response: httpx.Response, status: int, error: str) -> dict[str, object]:

@@ -66,7 +66,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     )
     device_id, device_secret = stack.client(tenant, kind="device", scope="print device")
     assert secret and device_secret
-    with httpx.Client(base_url=stack.base_url, timeout=10) as http:
+    with httpx.Client(base_url=stack.base_url, timeout=60) as http:
         access = http.post(
             "/idp-a/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
         )

@@ -129,7 +129,7 @@ def party(stack: Stack, issuer: str = "idp-a") -> Party:
 def post(
     stack: Stack, endpoint: str, data: dict[str, str], auth: tuple[str, str], issuer: str = "idp-a"
 ) -> httpx.Response:
-    return httpx.post(f"{stack.issuer_url(issuer)}/{endpoint}", data=data, auth=auth, timeout=10)
+    return httpx.post(f"{stack.issuer_url(issuer)}/{endpoint}", data=data, auth=auth, timeout=60)
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_introspection_jwt_guard_and_me_carry_the_tenant_name(stack: Stack) -> N
     fresh = stack.user_token(tenant, "alice", "correct horse", "print")
     assert introspect(stack, meta, fresh)["tenant_name"] == "Acme Printing & Co"
     me = httpx.get(
-        f"{stack.issuer_url()}/api/me", headers={"Authorization": f"Bearer {fresh}"}, timeout=10
+        f"{stack.issuer_url()}/api/me", headers={"Authorization": f"Bearer {fresh}"}, timeout=60
     )
     assert me.status_code == 200 and me.json()["tenant_name"] == "Acme Printing & Co", me.text
 

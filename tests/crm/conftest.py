@@ -94,7 +94,7 @@ class CrmStack(Stack):
     def token(self, tenant_id: str, scope: str = "crm.read crm.write") -> str:
         """An idp-b access token of a new confidential client of `tenant_id`."""
         client_id, secret = self.client(tenant_id, ISSUER, scope=scope)
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=60) as http:
             issued = AuthClient(
                 self.issuer_url(ISSUER), client_id=client_id, client_secret=secret, http=http
             ).client_credentials(scope=scope)
@@ -102,7 +102,7 @@ class CrmStack(Stack):
 
     def api(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.crm_url, headers=headers, timeout=20)
+        return httpx.Client(base_url=self.crm_url, headers=headers, timeout=60)
 
 
 def _allow_crm_sign_in(db: Database, settings_url: str) -> None:
@@ -151,7 +151,7 @@ def crm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmStack]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the CRM test server did not start")

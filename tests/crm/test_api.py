@@ -220,7 +220,7 @@ def test_the_query_docgen_calls(crm_stack: CrmStack, tenant: tuple[str, str]) ->
     _, token = tenant
     load(crm_stack, token)
     reader = crm_stack.token(tenant[0], scope="crm.read")
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=60) as http:
         crm = CrmClient(crm_stack.crm_url, http=http)
         page = crm.query(
             reader,

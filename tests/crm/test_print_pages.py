@@ -230,7 +230,7 @@ def test_a_crm_person_prints_records_as_themselves(make_print_stack: Any) -> Non
         )
         assert out.status_code == 303, out.text[:1000]
         assert not alice.http.cookies.get("pc_crm_print")
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=60) as http:
             platform = stack.settings.issuers[0]
             client_id, secret = stack.settings.service_client(platform, "crm")
             issuer = AuthClient(
@@ -247,7 +247,7 @@ def test_a_crm_person_prints_records_as_themselves(make_print_stack: Any) -> Non
 def _revoke(stack: Any, token: str) -> None:
     platform = stack.settings.issuers[0]
     client_id, secret = stack.settings.service_client(platform, "crm")
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=60) as http:
         issuer = stack.settings.issuer_url(platform)
         AuthClient(issuer, client_id=client_id, client_secret=secret, http=http).revoke(token)
 
@@ -306,7 +306,7 @@ def test_docgen_not_answering_is_said_in_words() -> None:
     from printcloud.crm.print_pages import refusal_text
     from printcloud.docgen.client import BatchPrintRefused, DocgenClient
 
-    with httpx.Client(timeout=5) as http:
+    with httpx.Client(timeout=60) as http:
         client = DocgenClient(f"http://127.0.0.1:{free_port()}/docgen", http=http)
         with pytest.raises(BatchPrintRefused) as refused:
             client.user_print(tenant_id="t1", print_token="a", crm_token="b")

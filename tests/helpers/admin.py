@@ -23,7 +23,7 @@ PASSWORD = "correct horse battery"
 
 def login(stack: Stack, tenant: str, username: str, password: str = PASSWORD) -> str:
     """Sign in at the login page; answers the browser session id."""
-    with httpx.Client(base_url=stack.base_url, timeout=10) as web:
+    with httpx.Client(base_url=stack.base_url, timeout=60) as web:
         assert web.get(f"/{ISSUER}/login").status_code == 200
         answer = web.post(
             f"/{ISSUER}/login",
@@ -73,7 +73,7 @@ class Api:
     def __init__(self, stack: Stack, token: str | None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(
-            base_url=f"{stack.issuer_url(ISSUER)}/api/admin", headers=headers, timeout=10
+            base_url=f"{stack.issuer_url(ISSUER)}/api/admin", headers=headers, timeout=60
         )
 
     def __getattr__(self, method: str) -> Any:

@@ -162,7 +162,7 @@ class Browser:
     ) -> None:
         self.base_url = base if isinstance(base, str) else base.base_url
         self.issuer = issuer
-        self.http = httpx.Client(base_url=self.base_url, follow_redirects=False, timeout=10)
+        self.http = httpx.Client(base_url=self.base_url, follow_redirects=False, timeout=60)
         #: who signs in when `open` meets the login page: tenant, user, password
         self.credentials = credentials
         self.trail: list[str] = []  # the paths of the last `open`

@@ -97,7 +97,7 @@ class PrintStack:
             time.sleep(0.2)
 
     def health(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.printing}/healthz", timeout=5, verify=self.verify).json())
+        return dict(httpx.get(f"{self.printing}/healthz", timeout=60, verify=self.verify).json())
 
     def workers(self) -> list[dict[str, Any]]:
         path = self.settings.data_dir / "run" / "convert-workers.json"
@@ -105,7 +105,7 @@ class PrintStack:
 
     def worker_pid(self, url: str) -> int:
         """The PID of the process that serves requests at a conversion worker URL."""
-        return int(httpx.get(f"{url}/healthz", timeout=5).json()["pid"])
+        return int(httpx.get(f"{url}/healthz", timeout=60).json()["pid"])
 
     def stop(self) -> None:
         if self.process is None:

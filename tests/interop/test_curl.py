@@ -17,10 +17,10 @@ pytestmark = pytest.mark.peer("curl")
 def curl(*args: str) -> tuple[int, Any]:
     """Run curl; answers the HTTP status and the JSON body."""
     done = subprocess.run(
-        [require_command("curl"), "-sS", "--max-time", "10", "-w", "\n%{http_code}", *args],
+        [require_command("curl"), "-sS", "--max-time", "60", "-w", "\n%{http_code}", *args],
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=90,
         check=True,
     )
     body, _, status = done.stdout.rpartition("\n")

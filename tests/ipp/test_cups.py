@@ -33,15 +33,29 @@ def _wait(what: str, check: Any, *, timeout: float = 180) -> Any:
         time.sleep(0.3)
 
 
+def _ppd(cupsd: Cups, name: str) -> str:
+    """The PPD cupsd serves for queue `name`. A loaded cupsd has been seen answering 404
+    just after `lpadmin` returned: wait for it (a deadline here means stuck)."""
+
+    def served() -> str | None:
+        got = httpx.get(f"http://127.0.0.1:{cupsd.port}/printers/{name}.ppd", timeout=30)
+        return got.text if got.status_code == 200 else None
+
+    try:
+        return str(_wait(f"cupsd to serve {name}.ppd", served, timeout=90))
+    except AssertionError as exc:
+        queues = cupsd.run("lpstat", "-p", "-v", check=False)
+        seen = f"lpstat: {queues.stdout}{queues.stderr}\n{cupsd.log()}"
+        raise AssertionError(f"{exc}\n{seen}") from None
+
+
 def test_cups_prints_through_the_queue(ipp_world: IppWorld, cupsd: Cups, tmp_path: Path) -> None:
     lpadmin, lp, lpstat = (require_command(c) for c in ("lpadmin", "lp", "lpstat"))
     for cups_filter in ("texttopdf", "imagetopdf", "pdftopdf"):
         path = Path("/usr/lib/cups/filter") / cups_filter
         require_peer(path.exists(), f"cups-filters' {cups_filter} is not installed")
     cupsd.run(lpadmin, "-p", "cloud", "-E", "-v", ipp_world.uri_as(), "-m", "everywhere")
-    got = httpx.get(f"http://127.0.0.1:{cupsd.port}/printers/cloud.ppd", timeout=30)
-    assert got.status_code == 200, got.text[:500]
-    ppd = got.text
+    ppd = _ppd(cupsd, "cloud")
     assert "*DefaultPageSize: A4" in ppd and "*PageSize Letter" in ppd
     assert "*ColorDevice: True" in ppd and "*Duplex DuplexNoTumble" in ppd
 

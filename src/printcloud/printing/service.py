@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from printcloud.core.db import utcnow
 from printcloud.core.egress import EgressPolicy
@@ -425,20 +426,36 @@ def move(
     reason: str | None = None,
     worker: str | None = None,
     detail: str = "",
+    expect: tuple[str, ...] | None = None,
 ) -> bool:
     """Move a job to `state` with a history event; a finished job stays finished.
 
-    Answers whether the job moved (False when it had already ended, e.g. its
-    owner cancelled it while a step ran)."""
-    if job.state in FINAL:
-        return False
-    now = utcnow()
-    job.state = state
-    job.updated_at = now
-    if reason is not None:
-        job.reason = reason[:1000]
-    if state in FINAL:
-        job.finished_at = now
+    Answers whether the job moved: False when it had already ended (its owner cancelled
+    it while a step ran, say), or, with `expect`, when it is no longer in one of those
+    states. The move is a compare-and-set on the state this session read, so a move
+    made meanwhile by another process (a cancel racing the workflow's next step) is
+    never overwritten: the job is read again and the decision made on what it is now."""
+    while True:
+        seen = job.state
+        if seen in FINAL or (expect is not None and seen not in expect):
+            return False
+        now = utcnow()
+        values: dict[str, Any] = {"state": state, "updated_at": now}
+        if reason is not None:
+            values["reason"] = reason[:1000]
+        if state in FINAL:
+            values["finished_at"] = now
+        done = db.execute(
+            update(PrintJobRow)
+            .where(PrintJobRow.job_id == job.job_id, PrintJobRow.state == seen)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            for name, value in values.items():
+                set_committed_value(job, name, value)
+            break
+        db.refresh(job, ["state"])  # moved meanwhile: decide again on what it is now
     bump_on_commit(db, JOBS)  # an IPP queue's printer-state (ipp_memo)
     add_event(db, job, step=step, state=state, worker=worker, detail=detail or (reason or ""))
     return True
@@ -451,7 +468,8 @@ def cancel_job(db: Session, *, tenant_id: str, job_id: str, by: str) -> PrintJob
         raise NotFound("unknown print job", field="job_id")
     if job.state in FINAL:
         raise Conflict(f"the job has already ended ({job.state})", field="job_id")
-    move(db, job, "cancelled", step="SVC001", reason=f"cancelled by {by}")
+    if not move(db, job, "cancelled", step="SVC001", reason=f"cancelled by {by}"):
+        raise Conflict(f"the job has already ended ({job.state})", field="job_id")
     job.token_sealed = None
     return job
 
@@ -479,14 +497,16 @@ def release_job(
     where = f" at printer {printer_id}" if printer_id else ""
     how = f" ({proof})" if proof else ""
     # moved here, in the caller's transaction: a second release finds it no longer held
-    move(
+    if not move(
         db,
         job,
         "accepted",
         step="SVC001",
         worker=printer_id,
         detail=f"released by {by}{where}{how}",
-    )
+        expect=("held",),
+    ):
+        raise Conflict(f"the job is not held ({job.state})", field="job_id")
     return job
 
 
@@ -508,9 +528,16 @@ def job_started(
     job = job_for_device(
         db, tenant_id=tenant_id, client_id=client_id, job_id=job_id, printer_id=printer_id
     )
-    if job.state == "waiting_for_printer":
-        move(db, job, "printing", step="S110", worker=printer_id, detail="the printer started")
-    elif job.state != "printing":
+    started = move(
+        db,
+        job,
+        "printing",
+        step="S110",
+        worker=printer_id,
+        detail="the printer started",
+        expect=("waiting_for_printer",),
+    )
+    if not started and job.state != "printing":
         raise Conflict(f"the job is no longer printable ({job.state})", field="job_id")
     return job
 
