@@ -11,7 +11,8 @@ One checkpointed step per seed step, each recorded on the request
   token; a 401 refreshes it through idp-b and retries once (S1601–S1605); a
   refused refresh or any other CRM error → `suspended` with the reason (S1606).
 - `render` (S1519) → `rendering`: the records mapped to the form's data (below),
-  one PDF per document, kept as blobs `docgen/<request>/doc-NNNN.pdf`.
+  one PDF per document, kept as blobs `docgen/<request>/doc-NNNN.pdf`, rendered on
+  every core by the process's render threads (`rendering`).
 - `verify` again (claim 2), then `send` (S1522) → `sending`: each document
   uploaded to the print service with the print token; its print job ID recorded.
 - `complete` (S1525): `completed` once every document is handed over; the paper
@@ -49,8 +50,9 @@ Mapping to the forms' data (the `forms` package's shapes), documented for the CR
 
 The modules: `session` (a user's sealed session, progress recorded on the request),
 `steps` (load, identify, verify, fetch, render, complete, end), `mapping` (records →
-the forms' data), `sending` (send, and the print jobs' states) and `flow` (the
-workflow, its start and adoption). Step and workflow names are durable: keep them.
+the forms' data), `rendering` (the documents on the shared render threads), `sending`
+(send, and the print jobs' states) and `flow` (the workflow, its start and adoption).
+Step and workflow names are durable: keep them.
 """
 
 from __future__ import annotations

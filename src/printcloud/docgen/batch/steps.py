@@ -21,6 +21,7 @@ from .. import forms, service, tenant_forms, tokens
 from ..runtime import DocgenRuntime, current
 from ..sandbox import FormLimitExceeded
 from .mapping import BATCH_FORMS, invoices_from, statement_from
+from .rendering import DocumentFailed, render_documents
 from .session import SESSION_EXPIRED, SESSION_KEY, advance, drop_session, user_session
 
 #: One logger for the whole flow, as before it was split in modules.
@@ -270,20 +271,17 @@ def render(tenant_id: str, request_id: str, params: dict[str, Any], records_key:
         documents = [statement_from(tenant_id, records, params)] if records else []
     if not documents:
         return {"reason": "the query selected no records: there is nothing to print"}
-    keys = []
     try:
-        for i, data in enumerate(documents):
-            key = f"docgen/{request_id}/doc-{i + 1:04d}.pdf"
-            if form.tenant_id is None:  # a built-in form: our code, in process
-                pdf = forms.render(form, data)
-            else:  # the tenant's code: in a child process, under the form limits
-                pdf = forms.render_tenant_form(rt.form_processes, form, data)
-            rt.blobs.put(key, pdf)
-            keys.append(key)
-    except InvalidRequest as exc:  # the records do not fit the form (FormError included)
-        for key in keys:
-            rt.blobs.path(key).unlink(missing_ok=True)
-        where = f"document {len(keys) + 1} of {len(documents)}"
+        keys = render_documents(
+            blobs=rt.blobs,
+            form=form,
+            documents=documents,
+            key_of=lambda n: f"docgen/{request_id}/doc-{n:04d}.pdf",
+            form_processes=rt.form_processes,
+        )
+    except DocumentFailed as failed:  # the records do not fit the form (FormError included)
+        exc = failed.error
+        where = f"document {failed.number} of {failed.total}"
         if isinstance(exc, FormLimitExceeded):
             log.warning(
                 "tenant form broke a limit",
