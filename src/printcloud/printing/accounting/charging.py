@@ -285,4 +285,12 @@ def refund(
     )
     if done is None:
         raise Conflict("another refund of this job was recorded meanwhile: try again")
+    events.audited(
+        tenant_id=tenant_id,
+        actor=actor,
+        action="refund",
+        account=f"{payer.kind}:{payer.name}",
+        amount=value,
+        reason=reason,
+    )
     return done

@@ -28,3 +28,23 @@ def low_balance(
             }
         },
     )
+
+
+def audited(
+    *, tenant_id: str, actor: str, action: str, account: str, amount: int, reason: str
+) -> None:
+    """An administrator's money movement (top-up, adjustment, refund): the ledger row
+    holds who, when and why; this line is the audit trail's copy in the logs."""
+    log.info(
+        "an administrator moved money",
+        extra={
+            "fields": {
+                "audit": action,
+                "tenant": tenant_id,
+                "by": actor,
+                "account": account,
+                "amount": amount,
+                "reason": reason[:200],
+            }
+        },
+    )

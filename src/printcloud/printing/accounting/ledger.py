@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from printcloud.core.db import utcnow
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
-from . import prices
+from . import events, prices
 from .models import AccountingSettingsRow, AccountRow, LedgerEntryRow, LedgerTransactionRow
 
 KINDS = ("user", "group", "shared")
@@ -350,7 +350,36 @@ def _admin_move(
         actor=actor,
     )
     assert row is not None  # a fresh random key
+    events.audited(
+        tenant_id=tenant_id,
+        actor=actor,
+        action=kind,
+        account=f"{account.kind}:{account.name}",
+        amount=value,
+        reason=reason,
+    )
     return row
+
+
+@dataclass(frozen=True)
+class Holding:
+    """An account a user may pay with, and its balance now."""
+
+    account: AccountRow
+    balance: int
+
+
+def holdings(db: Session, *, tenant_id: str, user: str) -> list[Holding]:
+    """What `user` may pay with (`payers`, allowances given), with balances; [] when
+    accounting is off for the tenant."""
+    defaults = prices.settings_of(db, tenant_id=tenant_id)
+    if defaults is None:
+        return []
+    found = []
+    for account in payers(db, tenant_id=tenant_id, user=user, defaults=defaults):
+        apply_allowance(db, account)
+        found.append(Holding(account, balance(db, account)))
+    return found
 
 
 @dataclass(frozen=True)
@@ -381,3 +410,14 @@ def statement(db: Session, account: AccountRow, *, limit: int = 100) -> list[Lin
         Line(tx.created_at, tx.kind, int(value), tx.job_id, tx.reason, tx.actor)
         for tx, value in rows
     ]
+
+
+def account_of(db: Session, *, tenant_id: str, kind: str, name: str) -> AccountRow:
+    """A user, group or shared account of the tenant (the ledger's own are not shown)."""
+    if kind not in KINDS:
+        raise NotFound(f"unknown account kind {kind!r}", field="kind")
+    return get(db, tenant_id=tenant_id, kind=kind, name=name)
+
+
+def with_balances(db: Session, accounts: list[AccountRow]) -> list[Holding]:
+    return [Holding(a, balance(db, a)) for a in accounts]
