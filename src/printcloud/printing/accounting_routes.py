@@ -6,7 +6,8 @@
   `GET|PUT /api/accounting/settings` (a currency turns accounting on),
   `PUT|DELETE /api/accounting/prices`, `GET /api/accounting/accounts`,
   `GET|PUT /api/accounting/accounts/{kind}/{name}`, `POST …/top-up`, `POST …/adjust`
-  and `POST /api/accounting/jobs/{id}/refund`, each movement with its reason, recorded
+  `GET /api/accounting/jobs/{id}` (what it set aside, was charged and refunded) and
+  `POST /api/accounting/jobs/{id}/refund`, each movement with its reason, recorded
   with who made it (`accounting.ledger`, `accounting.charging`).
 
 Amounts are integer minor units of the tenant's currency. The handlers are thin: the
@@ -29,6 +30,7 @@ from .accounting.schemas import (
     AccountList,
     AccountRead,
     AccountWrite,
+    JobCostRead,
     Movement,
     PriceList,
     PriceRead,
@@ -206,6 +208,17 @@ def adjust(
 ) -> AccountRead:
     """A correction either way (not zero), with its reason."""
     return _move(rt, principal, kind, name, body, "adjust")
+
+
+@router.get("/jobs/{job_id}", response_model=JobCostRead)
+def job_cost(job_id: str, rt: RuntimeDep, principal: AdminCaller) -> JobCostRead:
+    """What the job set aside, was charged (null until it ended) and was refunded."""
+
+    def read(db: Session) -> JobCostRead:
+        cost = charging.job_cost(db, tenant_id=principal.tenant_id, job_id=job_id[:64])
+        return JobCostRead(job_id=job_id, **vars(cost))
+
+    return _in(rt, read)
 
 
 @router.post("/jobs/{job_id}/refund", response_model=TransactionRead)

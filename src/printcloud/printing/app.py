@@ -12,6 +12,7 @@ from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
 from . import (
+    accounting_pages,
     accounting_routes,
     infra_routes,
     ipp_fastlane,
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     app.include_router(infra_routes.router)
     app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
+    app.include_router(accounting_pages.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RefuseNul)

@@ -224,6 +224,30 @@ def charged(db: Session, *, tenant_id: str, job_id: str) -> int | None:
     return int(tx.details.get("cost", 0)) - refunded(db, tenant_id=tenant_id, job_id=job_id)
 
 
+@dataclass(frozen=True)
+class JobCost:
+    """What a job set aside at intake, what it was charged (None: not settled yet) and
+    what was refunded."""
+
+    reserved: int
+    charged: int | None
+    refunded: int
+    impressions: int | None
+
+
+def job_cost(db: Session, *, tenant_id: str, job_id: str) -> JobCost:
+    held = _transaction(db, tenant_id=tenant_id, key=reserve_key(job_id))
+    settled = _transaction(db, tenant_id=tenant_id, key=job_id)
+    if held is None and settled is None:
+        raise NotFound("no accounting for this job", field="job_id")
+    return JobCost(
+        reserved=int(held.details.get("cost", 0)) if held is not None else 0,
+        charged=int(settled.details.get("cost", 0)) if settled is not None else None,
+        refunded=refunded(db, tenant_id=tenant_id, job_id=job_id),
+        impressions=int(settled.details.get("impressions", 0)) if settled is not None else None,
+    )
+
+
 def refunded(db: Session, *, tenant_id: str, job_id: str) -> int:
     sales = ledger.system(db, tenant_id=tenant_id, name=ledger.SALES)
     total = db.scalar(

@@ -54,6 +54,22 @@ def money(value: int, currency: str) -> str:
     return f"{sign}{text} {currency}"
 
 
+_MONEY = re.compile(r"^(-)?(\d{1,12})(?:[.,](\d{1,3}))?$")
+
+
+def parse_money(text: str, currency: str, field: str, *, signed: bool = False) -> int:
+    """What a person types (`2.50`, `2,5`, `3`) in minor units of `currency`, or 400
+    naming `field`."""
+    exponent = _EXPONENT.get(currency, 2)
+    found = _MONEY.match(text.strip().replace(" ", ""))
+    if not found or (found.group(3) and len(found.group(3)) > exponent):
+        example = "2.50" if exponent == 2 else ("3" if exponent == 0 else "2.500")
+        raise InvalidRequest(f"{field} must be an amount like {example}", field=field)
+    sign, whole, minor = found.groups()
+    value = int(whole) * 10**exponent + int((minor or "").ljust(exponent, "0") or 0)
+    return amount(-value if sign else value, field, signed=signed)
+
+
 def settings_of(db: Session, *, tenant_id: str) -> AccountingSettingsRow | None:
     return db.get(AccountingSettingsRow, tenant_id)
 

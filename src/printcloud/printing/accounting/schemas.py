@@ -179,3 +179,11 @@ class TransactionRead(BaseModel):
         return cls(
             kind=row.kind, job_id=row.job_id, reason=row.reason, actor=row.actor, at=row.created_at
         )
+
+
+class JobCostRead(BaseModel):
+    job_id: str
+    reserved: int
+    charged: int | None
+    refunded: int
+    impressions: int | None
