@@ -234,3 +234,36 @@ def test_prices_and_accounts(cli: CliRunner) -> None:
         app, ["admin", "--json", "price", "settings", "--tenant", "1000AA", "--period", "yearly"]
     )
     assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "period"
+
+
+def test_report(cli: CliRunner, tmp_path: Path) -> None:
+    """Issue 18: `admin report` gives the period's usage as JSON or CSV; bad dates say so."""
+    run(cli, "price", "settings", "--tenant", "1000AA", "--currency", "EUR")
+    empty = run(cli, "report", "--tenant", "1000AA", "--start", "2026-12-01", "--end", "2027-01-01")
+    assert empty == []
+    out = tmp_path / "usage.csv"
+    written = cli.invoke(
+        app,
+        [
+            "admin",
+            "report",
+            "--tenant",
+            "1000AA",
+            "--start",
+            "2026-12-01",
+            "--end",
+            "2027-01-01",
+            "--by",
+            "printer",
+            "--csv",
+            str(out),
+        ],
+    )
+    assert written.exit_code == 0, written.output
+    assert out.read_text().splitlines() == [
+        "printer,jobs,pages,impressions,color,mono,duplex,cost,refunded,net,net_text"
+    ]
+    bad = cli.invoke(
+        app, ["admin", "--json", "report", "--tenant", "1000AA", "--start", "12/01", "--end", "x"]
+    )
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "start"

@@ -417,6 +417,9 @@ def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
     accounting on; a job nobody can pay for is refused over IPP (client-error-not-
     authorized) and the API (402), both naming the balance and the cost; once paid in,
     an IPP job prints and is charged by the workflow; a refund; the pages in words."""
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import urlencode
+
     from sqlalchemy import delete
 
     from printcloud.printing.accounting.models import AccountingSettingsRow, PriceRow
@@ -475,6 +478,16 @@ def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
         assert refund.status_code == 200 and refund.json()["actor"]
         assert alice.get("/api/accounting/me").json()["accounts"][0]["balance"] == 100
 
+        today = datetime.now(UTC).date()
+        period = {"start": str(today - timedelta(days=1)), "end": str(today + timedelta(days=1))}
+        usage = admin.get("/api/accounting/report", params=period).json()["rows"]
+        assert [(r["key"], r["jobs"], r["impressions"], r["net"]) for r in usage] == [
+            (name, 1, 1, 0)
+        ]
+        as_csv = admin.get("/api/accounting/report", params={**period, "format": "csv"})
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        assert as_csv.text.splitlines()[1] == f"{name},1,1,1,1,0,0,20,20,0,0.00 EUR"
+
         browser = PrintBrowser(stack, (tenant.id, USER, PASSWORD))
         page = browser.open("/printing/account")
         assert page.status_code == 200 and "1.00 EUR" in page.text and "Refund" in page.text
@@ -489,6 +502,10 @@ def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
         moved = boss.http.post(form.action, data={**fields, "amount": "0.50"})
         assert moved.status_code == 303
         assert "Money added." in boss.http.get(moved.headers["location"]).text
+        report = boss.http.get("/printing/accounting/report", params=period)
+        assert report.status_code == 200 and "<svg" in report.text and name in report.text
+        csv_link = boss.http.get(f"/printing/accounting/report.csv?{urlencode(period)}")
+        assert csv_link.status_code == 200 and csv_link.text == as_csv.text
         assert alice.get("/api/accounting/me").json()["accounts"][0]["balance_text"] == "1.50 EUR"
     finally:
         with stack.db.session() as s:  # the module's other tests print for free again

@@ -251,3 +251,43 @@ def test_an_unbalanced_transaction_is_never_recorded(db: Database) -> None:
         account = w.account(s, "user", "lee")
         with pytest.raises(ledger.Unbalanced):
             ledger.post(s, tenant_id=w.tenant, key="k", kind="adjust", legs=[(account, 5)])
+
+
+def test_usage_reports_by_person_printer_and_tenant(db: Database) -> None:
+    from datetime import timedelta
+
+    from printcloud.core.db import utcnow
+    from printcloud.printing.accounting import reports
+
+    w = World.make(db)
+    w.top_up("ann", 1000)
+    w.top_up("=cmd", 1000)
+    first = w.submit("ann", pages=4, copies=2, color=True)
+    w.end(first, "printer_cancelled", printed=3)  # 6 colour sides at 20
+    second = w.submit("=cmd", pages=2)
+    w.end(second, "printed", printed=2)  # 2 black-and-white sides at 5
+    w.end(w.submit("ann", pages=5), "failed")  # nothing printed
+    with db.session() as s:
+        charging.refund(s, tenant_id=w.tenant, job_id=first, actor="a", reason="r", value=20)
+        now = utcnow()
+        start, end = now - timedelta(days=1), now + timedelta(days=1)
+        people = reports.usage(s, tenant_id=w.tenant, start=start, end=end, by="user")
+        assert [
+            (r.key, r.jobs, r.pages, r.impressions, r.color, r.mono, r.cost, r.net) for r in people
+        ] == [("ann", 2, 3, 6, 6, 0, 120, 100), ("=cmd", 1, 2, 2, 0, 2, 10, 10)]
+        (whole,) = reports.usage(s, tenant_id=w.tenant, start=start, end=end, by="tenant")
+        assert (whole.key, whole.jobs, whole.impressions, whole.refunded) == (w.tenant, 3, 8, 20)
+        (printer,) = reports.usage(s, tenant_id=w.tenant, start=start, end=end, by="printer")
+        assert printer.key == "p1" and printer.net == 110
+        before = reports.usage(
+            s, tenant_id=w.tenant, start=start - timedelta(days=3), end=start, by="user"
+        )
+        assert before == []
+        with pytest.raises(InvalidRequest) as bad:
+            reports.usage(s, tenant_id=w.tenant, start=end, end=start, by="user")
+        assert bad.value.field == "start"
+    text = reports.csv_text(people, by="user", currency="EUR")
+    assert text.splitlines()[1] == "ann,2,3,6,6,0,0,120,20,100,1.00 EUR"
+    assert text.splitlines()[2].startswith("'=cmd,")  # never a formula in a spreadsheet
+    chart = reports.svg_bars(people, currency="EUR", title="December <2026>")
+    assert chart.startswith("<svg") and "December &lt;2026&gt;" in chart and "1.00 EUR" in chart

@@ -7,7 +7,10 @@
   issuer's `admin` claim, `pages.manages_queues`) sets the currency, what happens to a
   job nobody can pay for, the allowance of new accounts, the prices, and keeps the
   accounts: allowance, overdraft, group members, top-ups, corrections and refunds, each
-  with its reason. Amounts are typed as people write them (`2.50`).
+  with its reason. Amounts are typed as people write them (`2.50`);
+- `/printing/accounting/report`: usage per person, printer or the whole organisation
+  for a period, as a table and a bar chart drawn on the server (SVG), and as CSV
+  (`/printing/accounting/report.csv`).
 
 Post/redirect/get; a refused form shows the page again with the reason and its status.
 Every query filters on the signed-in user's tenant.
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -25,12 +30,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from printcloud.core import words
+from printcloud.core.db import utcnow
 from printcloud.core.errors import Conflict, InvalidRequest, PrintcloudError
 from printcloud.core.guard import Principal
 from printcloud.core.web import check_csrf
 
 from . import service
-from .accounting import charging, ledger, prices
+from .accounting import charging, ledger, prices, reports
 from .deps import RuntimeDep
 from .pages import PREFIX, SignedIn, manages_queues, site
 from .runtime import PrintingRuntime
@@ -356,3 +362,118 @@ async def refund(request: Request, rt: RuntimeDep, principal: SignedIn) -> Respo
         )
 
     return await _change(request, rt, principal, "refund", work)
+
+
+# -- usage reports ------------------------------------------------------------------------
+
+BY_WORDS = {"user": "Person", "printer": "Printer", "tenant": "Whole organisation"}
+
+
+@dataclass(frozen=True)
+class Period:
+    by: str
+    start: str
+    end: str
+
+    @classmethod
+    def of(cls, request: Request) -> Period:
+        """The report asked for: this month by person unless the query says otherwise."""
+        today = utcnow().date()
+        first = today.replace(day=1)
+        following = (first + timedelta(days=32)).replace(day=1)
+        q = request.query_params
+        return cls(
+            by=q.get("by", "user")[:10],
+            start=q.get("start", first.isoformat())[:10],
+            end=q.get("end", following.isoformat())[:10],
+        )
+
+
+def _report(
+    rt: PrintingRuntime, principal: Principal, period: Period
+) -> tuple[list[reports.UsageRow], str]:
+    with rt.db.sessions() as db:
+        row = prices.settings_of(db, tenant_id=principal.tenant_id)
+        if row is None:
+            raise Conflict("accounting is off for this organisation: set its currency first")
+        rows = reports.usage(
+            db,
+            tenant_id=principal.tenant_id,
+            start=reports.parse_day(period.start, "start"),
+            end=reports.parse_day(period.end, "end"),
+            by=period.by,
+        )
+        return rows, row.currency
+
+
+@router.get("/accounting/report")
+async def report_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    period = Period.of(request)
+    try:
+        rows, currency = await run_in_threadpool(_report, rt, principal, period)
+    except PrintcloudError as exc:
+        return site.render(
+            request,
+            "report.html",
+            exc.status_code,
+            principal=principal,
+            period=period,
+            by_words=BY_WORDS,
+            error=words.form_error(exc.description, exc.field),
+            rows=[],
+        )
+    title = (
+        f"Net cost by {BY_WORDS.get(period.by, period.by).lower()}, {period.start} to {period.end}"
+    )
+    lines = [
+        {
+            "key": r.key,
+            "jobs": r.jobs,
+            "pages": r.pages,
+            "impressions": r.impressions,
+            "color": r.color,
+            "mono": r.mono,
+            "duplex": r.duplex,
+            "cost": prices.money(r.cost, currency),
+            "refunded": prices.money(r.refunded, currency),
+            "net": prices.money(r.net, currency),
+        }
+        for r in rows
+    ]
+    return site.render(
+        request,
+        "report.html",
+        principal=principal,
+        period=period,
+        by_words=BY_WORDS,
+        rows=lines,
+        chart=reports.svg_bars(rows, currency=currency, title=title),
+        csv_query=urlencode({"by": period.by, "start": period.start, "end": period.end}),
+    )
+
+
+@router.get("/accounting/report.csv")
+async def report_csv(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    period = Period.of(request)
+    try:
+        rows, currency = await run_in_threadpool(_report, rt, principal, period)
+    except PrintcloudError as exc:
+        return site.message(
+            request,
+            exc.status_code,
+            "No report",
+            words.form_error(exc.description, exc.field),
+            principal=principal,
+            back=True,
+        )
+    name = f"usage-{period.by}-{period.start}-{period.end}.csv"
+    response = Response(
+        reports.csv_text(rows, by=period.by, currency=currency),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+    return site.finish(request, response)

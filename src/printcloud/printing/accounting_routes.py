@@ -10,6 +10,9 @@
   `POST /api/accounting/jobs/{id}/refund`, each movement with its reason, recorded
   with who made it (`accounting.ledger`, `accounting.charging`).
 
+- `GET /api/accounting/report?by=user|printer|tenant&start=YYYY-MM-DD&end=YYYY-MM-DD`
+  (the tenant's administrator): usage for the period, as JSON or (`format=csv`) CSV.
+
 Amounts are integer minor units of the tenant's currency. The handlers are thin: the
 rules are in `accounting/`.
 """
@@ -25,7 +28,7 @@ from sqlalchemy.orm import Session
 from printcloud.core.errors import Conflict
 from printcloud.core.guard import Principal
 
-from .accounting import charging, ledger, prices
+from .accounting import charging, ledger, prices, reports
 from .accounting.schemas import (
     AccountList,
     AccountRead,
@@ -239,3 +242,42 @@ def refund(
             )
         ),
     )
+
+
+@router.get("/report", response_model=None)
+def report(
+    rt: RuntimeDep,
+    principal: AdminCaller,
+    start: Annotated[str, Query(max_length=10)],
+    end: Annotated[str, Query(max_length=10)],
+    by: Annotated[str, Query(pattern="^(user|printer|tenant)$")] = "user",
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> Response | dict[str, object]:
+    """What was printed and charged from `start` (included) to `end` (excluded)."""
+
+    def read(db: Session) -> tuple[list[reports.UsageRow], str]:
+        currency = _currency(db, principal.tenant_id)
+        rows = reports.usage(
+            db,
+            tenant_id=principal.tenant_id,
+            start=reports.parse_day(start, "start"),
+            end=reports.parse_day(end, "end"),
+            by=by,
+        )
+        return rows, currency
+
+    rows, currency = _in(rt, read)
+    if format == "csv":
+        name = f"usage-{by}-{start}-{end}.csv"
+        return Response(
+            reports.csv_text(rows, by=by, currency=currency),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return {
+        "currency": currency,
+        "by": by,
+        "start": start,
+        "end": end,
+        "rows": [vars(r) | {"net": r.net} for r in rows],
+    }

@@ -34,7 +34,8 @@ The steps:
   reservation is released (`accounting.charging.settle`), once: the ledger
   transaction's key is the job ID. Every end passes here (`_finish`), so a job that
   failed or was cancelled before printing has its reservation back and pays nothing.
-  A tenant without accounting skips the step (`load_job` says so).
+  A job with nothing reserved (its tenant has no accounting) skips the step
+  (`load_job` says so).
 - `complete` (S112, FIG. 11): print completion deletes the converted data and
   the session record.
 
@@ -65,7 +66,7 @@ from printcloud.core.http import error_text
 from printcloud.core.logs import get_logger
 
 from . import service
-from .accounting import charging, ledger, prices
+from .accounting import charging, ledger
 from .models import PrintJobRow
 from .runtime import PrintingRuntime, current
 
@@ -134,11 +135,9 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
         # A URL job's data is in the blob store since intake; only a job accepted before
         # that was so has none, and a worker fetches its URL.
         url = job.source_url if job.source == "url" and not job.data_key else None
-        # Charged at its end (`charge`) when its tenant counts, or it has a reservation
-        # (accounting turned off since): no extra step for a tenant without accounting.
-        accounted = prices.settings_of(db, tenant_id=tenant_id) is not None or ledger.has_key(
-            db, tenant_id=tenant_id, key=charging.reserve_key(job_id)
-        )
+        # Charged at its end (`charge`) when it has a reservation (its tenant counts):
+        # no extra step for a job of a tenant without accounting.
+        accounted = ledger.has_key(db, tenant_id=tenant_id, key=charging.reserve_key(job_id))
         return {
             "accounted": accounted,
             "state": job.state,
@@ -586,7 +585,7 @@ def hold(tenant_id: str, job_id: str) -> None:
 async def _finish(
     tenant_id: str, job_id: str, printer_id: str, outcome: str, job: dict[str, Any]
 ) -> str:
-    """Every end of a job: its charge (when its tenant counts, `load_job`), then S112."""
+    """Every end of a job: its charge (when it has a reservation, `load_job`), then S112."""
     if job.get("accounted"):
         await tasks.call(charge, tenant_id, job_id)
     await tasks.call(complete, tenant_id, job_id, printer_id)

@@ -19,6 +19,7 @@ from printcloud.cli.admin.key import key_cli
 from printcloud.cli.admin.price import price_cli
 from printcloud.cli.admin.printer import printer_cli
 from printcloud.cli.admin.queue import queue_cli
+from printcloud.cli.admin.report import report
 from printcloud.cli.admin.settings import settings_cli
 from printcloud.cli.admin.tenant import tenant_cli
 from printcloud.cli.admin.user import user_cli
@@ -40,6 +41,7 @@ admin.add_typer(queue_cli, name="queue")
 admin.add_typer(job_cli, name="job")
 admin.add_typer(price_cli, name="price")
 admin.add_typer(account_cli, name="account")
+admin.command("report")(report)
 admin.add_typer(executor_cli, name="executor")
 admin.add_typer(card_cli, name="card")
 admin.add_typer(directory_cli, name="directory")

@@ -159,31 +159,24 @@ def printed_impressions(job: PrintJobRow) -> int:
 
 def settle(db: Session, *, tenant_id: str, job_id: str) -> int | None:
     """Charge the ended job for the impressions printed and release the rest of its
-    reservation, in one transaction keyed by the job ID: the charge, or None when the
-    job has not ended, accounting is off, or it was settled already."""
+    reservation, in one transaction keyed by the job ID, at the rate it was reserved at:
+    the charge, or None when the job has not ended, has no reservation (accepted while
+    accounting was off), or was settled already."""
     job = db.get(PrintJobRow, job_id)
     if job is None or job.tenant_id != tenant_id or job.state not in ENDED_STATES:
         return None
     if ledger.has_key(db, tenant_id=tenant_id, key=job_id):
         return None
-    defaults = prices.settings_of(db, tenant_id=tenant_id)
     held = _transaction(db, tenant_id=tenant_id, key=reserve_key(job_id))
-    if held is None and defaults is None:
-        return None  # accounting off: nothing reserved, nothing to charge
+    if held is None:
+        # Nothing set aside: accounting was off when it was accepted (a job is charged
+        # on the terms it was accepted on), or it was held for credit and never released.
+        return None
+    defaults = prices.settings_of(db, tenant_id=tenant_id)
     impressions = printed_impressions(job)
-    if held is not None:
-        reserved, rate = int(held.details["cost"]), int(held.details["rate"])
-        payer = db.get(AccountRow, int(held.details["payer"]))
-        assert payer is not None and payer.tenant_id == tenant_id
-    else:  # held for credit and never released, or accounting turned on since intake
-        assert defaults is not None
-        rate = prices.quote(
-            db, tenant_id=tenant_id, printer_id=job.printer_id, options=job.options, pages=1
-        ).rate
-        reserved = 0
-        payer = ledger.ensure(
-            db, tenant_id=tenant_id, kind="user", name=job.owner, defaults=defaults
-        )
+    reserved, rate = int(held.details["cost"]), int(held.details["rate"])
+    payer = db.get(AccountRow, int(held.details["payer"]))
+    assert payer is not None and payer.tenant_id == tenant_id
     cost = rate * impressions
     holds = ledger.system(db, tenant_id=tenant_id, name=ledger.HOLDS)
     sales = ledger.system(db, tenant_id=tenant_id, name=ledger.SALES)
