@@ -188,7 +188,11 @@ def settle(db: Session, *, tenant_id: str, job_id: str) -> int | None:
         kind="charge",
         legs=[(holds, -reserved), (payer, reserved - cost), (sales, cost)],
         job_id=job_id,
-        reason=f"{impressions} impression(s) printed ({job.state})",
+        reason=(
+            f"{impressions} printed side(s) charged, the rest given back"
+            if impressions
+            else "nothing printed: all given back"
+        ),
         details={
             "payer": payer.pk,
             "owner": job.owner,

@@ -299,7 +299,8 @@ def apply_allowance(db: Session, account: AccountRow, *, now: datetime | None = 
         source=funding,
         target=account,
         value=value,
-        reason=f"{account.period} allowance ({account.mode})",
+        reason=f"{account.period} allowance"
+        + (", added" if account.mode == "topup" else ", the balance reset to it"),
     )
     return value if done is not None else 0
 

@@ -187,7 +187,7 @@ def svg_bars(rows: list[UsageRow], *, currency: str, title: str, limit: int = 20
     ]
     for index, row in enumerate(shown):
         y = 36 + 28 * index
-        width = 0 if row.net <= 0 else max(2, round(360 * row.net / top))
+        width = 0 if row.net <= 0 else max(2, round(260 * row.net / top))
         parts.append(
             f'<text x="0" y="{y + 15}" font-size="12">{escape(row.key[:28])}</text>'
             f'<rect x="200" y="{y}" width="{width}" height="20" fill="#2f6db5"/>'
