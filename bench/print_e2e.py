@@ -18,6 +18,16 @@ and writing its engine output (`RenderedPage.write`). Ratio = e2e / (a + b);
 goal (issue "The print service and the virtual printer"): <= 1.3x. A warm-up
 job first (unless `--warm 0`), then `--runs` rounds (default 3, `--quick` 1);
 medians. Data folders and printer output live in /dev/shm when there is one.
+
+Accounting (issue 18), side by side in the same rounds: each round also prints the
+job with the tenant's accounting on (a price list; the shared account pays), so the
+intake reserves and the `printing.charge` step charges the 10 pages; the two e2e jobs
+of a round run in alternating order. Ratio = e2e with accounting / without; goal <=
+1.05x. Each accounted job is checked to be charged exactly its 10 pages. On a loaded
+machine two e2e runs of many seconds differ by more than accounting costs, so the
+benchmark also times accounting's own work alone (the intake's reservation and the
+charge step's transaction, 20 times on the stack's database) and gives it as a share
+of the e2e time.
 """
 
 from __future__ import annotations
@@ -41,11 +51,15 @@ from rich.table import Table
 
 from bench.conversion import DOC, PAGES, QUALITY, _scratch
 from bench.harness import BenchError, Options, busy_warning, console, machine
-from bench.print_stack import FINAL, PrintStack, at, print_stack
+from bench.print_stack import FINAL, PRINTER, PrintStack, at, print_stack
 
 DPI = 300
 WORKERS = 2
 GOAL = 1.3
+ACCOUNTING_GOAL = 1.05
+#: Per colour side (minor units): the accounted job costs 10 x this.
+COLOR_PRICE = 20
+PRINTER_ID = PRINTER
 POLL = 0.02
 #: (label, history step, detail the event's text contains) in the order the job goes.
 STEPS = (
@@ -114,6 +128,135 @@ def _reference(data: bytes, runs: Runs) -> None:
         runs.add("a_plus_b", runs.values["a_convert"][-1] + render + write)
 
 
+def _accounting(stack: PrintStack, *, on: bool) -> None:
+    """Turn the stack tenant's accounting on (EUR, a price list, a funded shared account
+    that pays for the client's jobs) or off (no settings: today's behaviour)."""
+    from sqlalchemy import delete
+
+    from printcloud.core.db import Database
+    from printcloud.core.settings import Settings
+    from printcloud.printing.accounting import ledger, prices
+    from printcloud.printing.accounting.models import AccountingSettingsRow, PriceRow
+
+    db = Database(Settings(data_dir=stack.data_dir, database_url=None).effective_database_url)
+    tenant_id = stack.tenant_id
+    try:
+        with db.session() as s:
+            if not on:
+                s.execute(delete(PriceRow).where(PriceRow.tenant_id == tenant_id))
+                s.execute(
+                    delete(AccountingSettingsRow).where(
+                        AccountingSettingsRow.tenant_id == tenant_id
+                    )
+                )
+                return
+            prices.configure(s, tenant_id=tenant_id, currency="EUR")
+            prices.set_price(s, tenant_id=tenant_id, mono=5, color=COLOR_PRICE)
+            shared = ledger.save_account(s, tenant_id=tenant_id, kind="shared", name="shared")
+            if ledger.balance(s, shared) < 10**8:
+                ledger.top_up(
+                    s,
+                    tenant_id=tenant_id,
+                    account=shared,
+                    value=10**9,
+                    actor="bench",
+                    reason="bench",
+                )
+    finally:
+        db.dispose()
+
+
+def _charged(stack: PrintStack, job_id: str) -> int | None:
+    from printcloud.core.db import Database
+    from printcloud.core.settings import Settings
+    from printcloud.printing.accounting import charging
+
+    db = Database(Settings(data_dir=stack.data_dir, database_url=None).effective_database_url)
+    try:
+        with db.sessions() as s:
+            return charging.job_cost(s, tenant_id=stack.tenant_id, job_id=job_id).charged
+    finally:
+        db.dispose()
+
+
+def _e2e_accounted(stack: PrintStack, data: bytes, runs: Runs) -> dict[str, Any]:
+    """The same job with the tenant's accounting on; it must be charged its 10 pages."""
+    _accounting(stack, on=True)
+    try:
+        measured = Runs()
+        job = _e2e(stack, data, measured)
+    finally:
+        _accounting(stack, on=False)
+    for name in ("e2e_wall", "e2e_history"):
+        runs.add(f"{name}_accounting", measured.values[name][-1])
+    charged = _charged(stack, job["job_id"])
+    if charged != PAGES * COLOR_PRICE:
+        raise BenchError(f"job {job['job_id']} charged {charged}, not {PAGES * COLOR_PRICE}")
+    return job
+
+
+def _accounting_work(stack: PrintStack, runs: Runs, *, jobs: int = 20) -> None:
+    """Accounting's own work per job, alone, on the stack's database: the intake's
+    reservation and the charge step's transaction for a 10-page job of a tenant of its
+    own (`bench-acct-…`), `jobs` times; medians into `runs` (less noisy on a loaded
+    machine than the difference of two e2e runs of many seconds)."""
+    import secrets
+
+    from printcloud.core.db import Database
+    from printcloud.core.settings import Settings
+    from printcloud.printing.accounting import charging, ledger, prices
+    from printcloud.printing.models import PrintJobRow
+
+    db = Database(Settings(data_dir=stack.data_dir, database_url=None).effective_database_url)
+    tenant_id = f"bench-acct-{secrets.token_hex(3)}"
+    options = {"color": True, "copies": 1, "duplex": False, "media": "A4"}
+    try:
+        with db.session() as s:
+            prices.configure(s, tenant_id=tenant_id, currency="EUR")
+            prices.set_price(s, tenant_id=tenant_id, mono=5, color=COLOR_PRICE)
+            account = ledger.save_account(s, tenant_id=tenant_id, kind="user", name="bench")
+            ledger.top_up(
+                s, tenant_id=tenant_id, account=account, value=10**9, actor="b", reason="b"
+            )
+        for _ in range(jobs):
+            job_id = f"bench{secrets.token_hex(8)}"
+            start = time.perf_counter()
+            with db.session() as s:
+                charging.reserve(
+                    s,
+                    tenant_id=tenant_id,
+                    job_id=job_id,
+                    owner="bench",
+                    printer_id=PRINTER_ID,
+                    options=options,
+                    pages=PAGES,
+                )
+            reserved = time.perf_counter()
+            with db.session() as s:  # the job as the printer left it (not timed)
+                s.add(
+                    PrintJobRow(
+                        job_id=job_id,
+                        tenant_id=tenant_id,
+                        printer_id=PRINTER_ID,
+                        owner="bench",
+                        client_id="bench",
+                        title="bench",
+                        source="upload",
+                        options=options,
+                        state="printed",
+                        pages_printed=PAGES,
+                    )
+                )
+            begun = time.perf_counter()
+            with db.session() as s:
+                if charging.settle(s, tenant_id=tenant_id, job_id=job_id) != PAGES * COLOR_PRICE:
+                    raise BenchError("the charge of the in-process job is wrong")
+            runs.add("acct_reserve", reserved - start)
+            runs.add("acct_charge", time.perf_counter() - begun)
+    finally:
+        db.dispose()
+
+
 def _e2e(stack: PrintStack, data: bytes, runs: Runs) -> dict[str, Any]:
     """One job through the service and the printer, submission to `printed`, into `runs`."""
     begun, begun_wall = time.perf_counter(), time.time()
@@ -176,14 +319,21 @@ def _measure(out_dir: Path, runs_wanted: int, warm: bool) -> Runs:
                 progress.update(bar, description=f"{label}: convert_pdf + raster in process")
                 _reference(data, into)
                 progress.update(bar, description=f"{label}: the job through the service")
-                job = _e2e(stack, data, into)
-                shutil.rmtree(printed / job["job_id"], ignore_errors=True)
+                # with and without accounting, in alternating order from round to round
+                order = (_e2e, _e2e_accounted) if index % 2 == 0 else (_e2e_accounted, _e2e)
+                for measure in order:
+                    job = measure(stack, data, into)
+                    shutil.rmtree(printed / job["job_id"], ignore_errors=True)
                 progress.advance(bar)
                 progress.console.print(
                     f"  {label:9} e2e {into.values['e2e_wall'][-1]:.2f} s "
-                    f"(S105→S111 {into.values['e2e_history'][-1]:.2f} s); "
+                    f"(S105→S111 {into.values['e2e_history'][-1]:.2f} s), with accounting "
+                    f"{into.values['e2e_wall_accounting'][-1]:.2f} s "
+                    f"(S105→S111 {into.values['e2e_history_accounting'][-1]:.2f} s); "
                     f"a + b {into.values['a_plus_b'][-1]:.2f} s"
                 )
+        with console.status("accounting's own work per job, in process"):
+            _accounting_work(stack, runs)
     return runs
 
 
@@ -200,6 +350,8 @@ def _report(runs: Runs) -> dict[str, Any]:
         "b_render": "(b) render_page × 10",
         "b_write": "(b) RenderedPage.write × 10",
         "a_plus_b": "(a) + (b)",
+        "e2e_wall_accounting": "e2e with accounting: POST → `printed` seen",
+        "e2e_history_accounting": "e2e with accounting: S105 → S111",
     }
     for name, text in names.items():
         values = ", ".join(f"{value:.3f}" for value in runs.values[name])
@@ -225,6 +377,28 @@ def _report(runs: Runs) -> dict[str, Any]:
         ratios[name] = {"ratio": round(ratio, 3), "met": ratio <= GOAL}
         colour = "green" if ratio <= GOAL else "red"
         console.print(f"{names[name]} / (a + b): [{colour}]{ratio:.2f}x[/] (goal <= {GOAL}x)")
+    for name in ("e2e_wall", "e2e_history"):
+        ratio = runs.median(f"{name}_accounting") / runs.median(name)
+        met = ratio <= ACCOUNTING_GOAL
+        ratios[f"{name}_accounting_over_off"] = {
+            "ratio": round(ratio, 3),
+            "met": met,
+            "goal": ACCOUNTING_GOAL,
+        }
+        colour = "green" if met else "red"
+        console.print(
+            f"{names[name]}, accounting on / off: [{colour}]{ratio:.3f}x[/] "
+            f"(goal <= {ACCOUNTING_GOAL}x)"
+        )
+    work = runs.median("acct_reserve") + runs.median("acct_charge")
+    share = work / runs.median("e2e_wall")
+    ratios["accounting_work_over_e2e"] = {"ratio": round(1 + share, 4), "met": share <= 0.05}
+    console.print(
+        f"accounting's own work per job (in process, median of {len(runs.values['acct_charge'])}):"
+        f" reserve {runs.median('acct_reserve') * 1000:.1f} ms + charge "
+        f"{runs.median('acct_charge') * 1000:.1f} ms = {share:.2%} of the e2e wall time "
+        f"(+ one workflow step checkpoint, not measured here)"
+    )
     return ratios
 
 
@@ -261,4 +435,8 @@ def run(options: Options, out_dir: Path) -> bool:
         "ratios_over_a_plus_b": ratios,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    return all(len(values) == runs_wanted for values in runs.values.values())
+    return all(
+        len(values) == runs_wanted
+        for name, values in runs.values.items()
+        if not name.startswith("acct_")
+    )

@@ -177,3 +177,93 @@ def test_key_rotate_and_list(cli: CliRunner) -> None:
     assert run(cli, "key", "list", "--issuer", "idp-a") == now
     bad = cli.invoke(app, ["admin", "--json", "key", "rotate", "--alg", "RS256"])
     assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "alg"
+
+
+def test_prices_and_accounts(cli: CliRunner) -> None:
+    """Issue 18: `admin price` turns accounting on and sets prices; `admin account` keeps
+    accounts, each movement with its reason and who made it."""
+    off = run(cli, "price", "settings", "--tenant", "1000AA")
+    assert off == {"enabled": False}
+    on = run(
+        cli, "price", "settings", "--tenant", "1000AA", "--currency", "EUR", "--allowance", "500"
+    )
+    assert on["enabled"] is True and on["allowance"] == 500  # type: ignore[index]
+    run(cli, "price", "set", "--tenant", "1000AA", "--mono", "5", "--color", "20")
+    run(cli, "price", "set", "--tenant", "1000AA", "--mono", "9", "--color", "30", "--media", "A3")
+    listed = run(cli, "price", "list", "--tenant", "1000AA")
+    assert [(p["media"], p["mono"], p["duplex_mono"]) for p in listed] == [("", 5, 5), ("A3", 9, 9)]  # type: ignore[union-attr,index]
+    alice = run(cli, "account", "set", "--tenant", "1000AA", "user", "alice", "--overdraft", "100")
+    assert alice["overdraft"] == 100 and alice["allowance"] == 500  # type: ignore[index]
+    topped = run(
+        cli,
+        "account",
+        "top-up",
+        "--tenant",
+        "1000AA",
+        "user",
+        "alice",
+        "--amount",
+        "250",
+        "--reason",
+        "cash",
+    )
+    assert topped["balance"] == 250 and topped["balance_text"] == "2.50 EUR"  # type: ignore[index]
+    assert topped["statement"][0]["reason"] == "cash"  # type: ignore[index]
+    assert topped["statement"][0]["actor"].startswith("cli:")  # type: ignore[index]
+    adjusted = run(
+        cli,
+        "account",
+        "adjust",
+        "--tenant",
+        "1000AA",
+        "user",
+        "alice",
+        "--amount",
+        "-50",
+        "--reason",
+        "typo",
+    )
+    assert adjusted["balance"] == 200  # type: ignore[index]
+    assert [a["name"] for a in run(cli, "account", "list", "--tenant", "1000AA")] == ["alice"]  # type: ignore[union-attr,index]
+    bad = cli.invoke(
+        app,
+        ["admin", "--json", "account", "refund", "--tenant", "1000AA", "nojob", "--reason", "x"],
+    )
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["error"] == "not_found"
+    bad = cli.invoke(
+        app, ["admin", "--json", "price", "settings", "--tenant", "1000AA", "--period", "yearly"]
+    )
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "period"
+
+
+def test_report(cli: CliRunner, tmp_path: Path) -> None:
+    """Issue 18: `admin report` gives the period's usage as JSON or CSV; bad dates say so."""
+    run(cli, "price", "settings", "--tenant", "1000AA", "--currency", "EUR")
+    empty = run(cli, "report", "--tenant", "1000AA", "--start", "2026-12-01", "--end", "2027-01-01")
+    assert empty == []
+    out = tmp_path / "usage.csv"
+    written = cli.invoke(
+        app,
+        [
+            "admin",
+            "report",
+            "--tenant",
+            "1000AA",
+            "--start",
+            "2026-12-01",
+            "--end",
+            "2027-01-01",
+            "--by",
+            "printer",
+            "--csv",
+            str(out),
+        ],
+    )
+    assert written.exit_code == 0, written.output
+    assert out.read_text().splitlines() == [
+        "printer,jobs,pages,impressions,color,mono,duplex,cost,refunded,net,net_text"
+    ]
+    bad = cli.invoke(
+        app, ["admin", "--json", "report", "--tenant", "1000AA", "--start", "12/01", "--end", "x"]
+    )
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "start"

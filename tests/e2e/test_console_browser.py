@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, expect
 from printcloud.core import words
 from printcloud.device.agent import DeviceAgent, DeviceConfig, Fault
 from printcloud.printing import queues
+from printcloud.printing.accounting import ledger, prices
 from tests.e2e.chromium import TIMEOUT_MS, watch
 from tests.e2e.console import WIDTHS, check_page, make_pdf, sign_in
 from tests.helpers.print_stack import PrintStack
@@ -29,7 +30,7 @@ from tests.helpers.print_stack import PrintStack
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 
 #: Walked again in dark mode (the stylesheet follows `prefers-color-scheme`).
-DARK = ("print", "job", "queues", "admin-users", "not-found")
+DARK = ("print", "job", "queues", "balance", "admin-users", "not-found")
 
 
 def test_walk_the_console_at_desktop_and_phone_sizes(
@@ -44,6 +45,11 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
     stack.printer(tenant, "p2", color=False, client_id=device_id)
     with stack.db.session() as db:  # the queues page shows a queue and how to add it
         queues.add_queue(db, tenant_id=tenant, name="office", printer_id="p1", info="")
+        # the tenant charges for printing (issue 18): its balance, prices and report pages
+        prices.configure(db, tenant_id=tenant, currency="EUR", allowance=500, period="monthly")
+        prices.set_price(db, tenant_id=tenant, mono=5, color=20)
+        prices.set_price(db, tenant_id=tenant, printer_id="p1", media="A3", mono=9, color=30)
+        ledger.save_account(db, tenant_id=tenant, kind="group", name="office", members=["x"])
     axe = Axe()
 
     # No printer polls: the job waits for its printer, the state most often shown raw.
@@ -91,7 +97,15 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
     expect(page.get_by_role("button", name=re.compile("^" + words.PRINT_REMAINING))).to_be_visible()
 
     nav = page.locator("nav#console-nav")
-    for label in ("Print", "Jobs", "Printers and queues", "Batch printing", "Admin"):
+    for label in (
+        "Print",
+        "Jobs",
+        "Balance",
+        "Printers and queues",
+        "Prices and accounts",
+        "Batch printing",
+        "Admin",
+    ):
         expect(nav.get_by_role("link", name=label, exact=True)).to_be_visible()
     expect(nav.get_by_role("link", name="Jobs", exact=True)).to_have_attribute(
         "aria-current", "page"
@@ -103,6 +117,9 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
         "job": job_url,
         "job-stopped": stopped_url,
         "queues": f"{stack.printing}/queues",
+        "balance": f"{stack.printing}/account",
+        "prices-and-accounts": f"{stack.printing}/accounting",
+        "usage-report": f"{stack.printing}/accounting/report",
         "batch": f"{stack.base_url}/docgen/settings",
         "account": f"{stack.base_url}/idp-a/account",
         "admin-users": f"{stack.base_url}/idp-a/admin/users",
@@ -151,7 +168,11 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
     sign_in(page, tenant, "bob", "bob's long password")
     expect(page.get_by_role("heading", name="Your print jobs")).to_be_visible()
     links = page.locator("nav#console-nav a").all_inner_texts()
-    assert [t.strip() for t in links] == ["Print", "Jobs"]
+    assert [t.strip() for t in links] == ["Print", "Jobs", "Balance"]
+    page.goto(f"{stack.printing}/account")  # issue 18: his allowance, in words
+    expect(page.locator("#balances")).to_contain_text("5.00 EUR, on the first of the month")
+    refused = page.goto(f"{stack.printing}/accounting")
+    assert refused is not None and refused.status == 403
     context.close()
 
 

@@ -408,3 +408,108 @@ def test_a_users_job_subscription(ipp_world: IppWorld) -> None:
     ended = call(uri, request(Operation.CANCEL_SUBSCRIPTION, uri, ops=cancel), auth=ALICE)
     assert ended.code == Status.SUCCESSFUL_OK, ended
     assert _notifications(uri, subscription).code == Status.CLIENT_ERROR_NOT_FOUND
+
+
+def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
+    ipp_world: IppWorld,
+) -> None:
+    """Issue 18 end to end on this module's stack and running printer: the admin API turns
+    accounting on; a job nobody can pay for is refused over IPP (client-error-not-
+    authorized) and the API (402), both naming the balance and the cost; once paid in,
+    an IPP job prints and is charged by the workflow; a refund; the pages in words."""
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import urlencode
+
+    from sqlalchemy import delete
+
+    from printcloud.printing.accounting.models import AccountingSettingsRow, PriceRow
+    from tests.helpers.browser import PrintBrowser, form_to
+
+    uri, stack, tenant = ipp_world.queue_uri, ipp_world.stack, ipp_world.tenant
+    admin = stack.api(stack.user_token(tenant.id, "root", "admin password", "admin print"))
+    alice = stack.api(stack.user_token(tenant.id, USER, PASSWORD, "print"))
+    try:
+        assert admin.put("/api/accounting/settings", json={"currency": "EUR"}).status_code == 200
+        bad = admin.put("/api/accounting/prices", json={"mono": -1, "color": 20})
+        assert bad.status_code == 400 and "mono" in bad.text
+        assert alice.put("/api/accounting/prices", json={"mono": 1, "color": 1}).status_code == 403
+        price = admin.put("/api/accounting/prices", json={"mono": 5, "color": 20})
+        assert price.status_code == 200, price.text
+
+        refused = _print(uri)  # one color page: 0.20 EUR, and alice has nothing
+        assert refused.code == Status.CLIENT_ERROR_NOT_AUTHORIZED
+        said = refused.group(GroupTag.OPERATION)["status-message"].value  # type: ignore[index]
+        assert "your balance is 0.00 EUR and this job costs 0.20 EUR" in said
+        files = {"file": ("a.pdf", make_pdf(2), "application/pdf")}
+        answer = alice.post("/api/jobs", data={"printer_id": "color-1"}, files=files)
+        assert answer.status_code == 402, answer.text
+        assert answer.json()["error"] == "payment_required"
+        assert "this job costs 0.40 EUR" in answer.json()["error_description"]
+
+        me = alice.get("/api/accounting/me").json()
+        name = me["accounts"][0]["name"]
+        paid = admin.post(
+            f"/api/accounting/accounts/user/{name}/top-up", json={"amount": 100, "reason": "cash"}
+        )
+        assert paid.status_code == 200 and paid.json()["balance_text"] == "1.00 EUR"
+        assert (
+            admin.post(
+                f"/api/accounting/accounts/user/{name}/top-up", json={"amount": 5, "reason": ""}
+            ).status_code
+            == 400
+        )
+
+        printed = _print(uri)
+        assert printed.code == Status.SUCCESSFUL_OK
+        job_id = alice.get("/api/jobs").json()["jobs"][0]["job_id"]
+        deadline = time.monotonic() + 120  # "stuck": the printer prints, the workflow charges
+        while (cost := admin.get(f"/api/accounting/jobs/{job_id}").json())["charged"] is None:
+            assert time.monotonic() < deadline, cost
+            time.sleep(0.2)
+        assert cost == {
+            "job_id": job_id,
+            "reserved": 20,
+            "charged": 20,
+            "refunded": 0,
+            "impressions": 1,
+        }
+        assert alice.get("/api/accounting/me").json()["accounts"][0]["balance"] == 80
+        refund = admin.post(f"/api/accounting/jobs/{job_id}/refund", json={"reason": "smudged"})
+        assert refund.status_code == 200 and refund.json()["actor"]
+        assert alice.get("/api/accounting/me").json()["accounts"][0]["balance"] == 100
+
+        today = datetime.now(UTC).date()
+        period = {"start": str(today - timedelta(days=1)), "end": str(today + timedelta(days=1))}
+        usage = admin.get("/api/accounting/report", params=period).json()["rows"]
+        assert [(r["key"], r["jobs"], r["impressions"], r["net"]) for r in usage] == [
+            (name, 1, 1, 0)
+        ]
+        as_csv = admin.get("/api/accounting/report", params={**period, "format": "csv"})
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        assert as_csv.text.splitlines()[1] == f"{name},1,1,1,1,0,0,20,20,0,0.00 EUR"
+
+        browser = PrintBrowser(stack, (tenant.id, USER, PASSWORD))
+        page = browser.open("/printing/account")
+        assert page.status_code == 200 and "1.00 EUR" in page.text and "Refund" in page.text
+        assert browser.http.get("/printing/accounting").status_code == 403
+        boss = PrintBrowser(stack, (tenant.id, "root", "admin password"))
+        settings_page = boss.open("/printing/accounting")
+        assert settings_page.status_code == 200 and "Prices per printed side" in settings_page.text
+        form = form_to(settings_page.text, "/printing/accounting/move")
+        fields = {**form.hidden, "account": f"user:{name}", "how": "topup", "reason": "voucher"}
+        typo = boss.http.post(form.action, data={**fields, "amount": "0.505"})
+        assert typo.status_code == 400 and "Amount must be an amount like 2.50" in typo.text
+        moved = boss.http.post(form.action, data={**fields, "amount": "0.50"})
+        assert moved.status_code == 303
+        assert "Money added." in boss.http.get(moved.headers["location"]).text
+        report = boss.http.get("/printing/accounting/report", params=period)
+        assert report.status_code == 200 and "<svg" in report.text and name in report.text
+        csv_link = boss.http.get(f"/printing/accounting/report.csv?{urlencode(period)}")
+        assert csv_link.status_code == 200 and csv_link.text == as_csv.text
+        assert alice.get("/api/accounting/me").json()["accounts"][0]["balance_text"] == "1.50 EUR"
+    finally:
+        with stack.db.session() as s:  # the module's other tests print for free again
+            s.execute(delete(PriceRow).where(PriceRow.tenant_id == tenant.id))
+            s.execute(
+                delete(AccountingSettingsRow).where(AccountingSettingsRow.tenant_id == tenant.id)
+            )

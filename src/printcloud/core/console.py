@@ -94,10 +94,15 @@ def navigation(viewer: Viewer | None, current: str | None) -> list[Link]:
     if viewer is None:
         return []
     if viewer.platform:
-        sections = [("print", "Print", "/printing/"), ("jobs", "Jobs", "/printing/jobs")]
+        sections = [
+            ("print", "Print", "/printing/"),
+            ("jobs", "Jobs", "/printing/jobs"),
+            ("balance", "Balance", "/printing/account"),
+        ]
         if viewer.admin:
             sections += [
                 ("printers", "Printers and queues", "/printing/queues"),
+                ("accounting", "Prices and accounts", "/printing/accounting"),
                 ("batch", "Batch printing", "/docgen/settings"),
             ]
     else:

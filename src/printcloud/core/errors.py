@@ -4,6 +4,7 @@
     ├── InvalidRequest               400 invalid_request   (names the field)
     │   └── NotSupported             422 not_supported     (a value the printer cannot do)
     ├── Unauthorized                 401 invalid_token
+    ├── PaymentRequired              402 payment_required  (names the balance and the cost)
     ├── Forbidden                    403 access_denied
     │   └── InsufficientScope        403 insufficient_scope
     ├── NotFound                     404 not_found
@@ -63,6 +64,13 @@ class Unauthorized(PrintcloudError):
         )
         value = f'Bearer error="{self.error}", error_description="{text}"'
         return {"WWW-Authenticate": value}
+
+
+class PaymentRequired(PrintcloudError):
+    """The job costs more than its owner's accounts can pay (issue 18, accounting)."""
+
+    status_code = 402
+    error = "payment_required"
 
 
 class Forbidden(PrintcloudError):

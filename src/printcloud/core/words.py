@@ -777,7 +777,49 @@ FORM_FIELDS: dict[str, str] = {
     "tenant_wide": "whole organisation",
     "printer_id": "printer ID",
     "job_privacy": "job privacy",
+    "on_insufficient": "when a job cannot be paid",
+    "low_balance": "low balance warning",
+    "duplex_mono": "two-sided black and white",
+    "duplex_color": "two-sided colour",
 }
+
+# -- accounting (issue 18) ---------------------------------------------------------------
+
+MOVEMENTS = {
+    "reserve": "Set aside for a job",
+    "charge": "Job settled: what printed charged, the rest given back",
+    "topup": "Money paid in",
+    "allowance": "Allowance",
+    "adjust": "Correction by an administrator",
+    "refund": "Refund",
+}
+PERIODS = {
+    "none": "No allowance",
+    "daily": "Every day",
+    "weekly": "Every Monday",
+    "monthly": "On the first of the month",
+}
+ALLOWANCE_MODES = {
+    "topup": "added to the balance",
+    "reset": "the balance is set to it",
+}
+ON_INSUFFICIENT = {
+    "refuse": "Refuse the job and say why",
+    "hold": "Hold the job until it can be paid",
+}
+ACCOUNT_KINDS = {"user": "Person", "group": "Group", "shared": "Shared by everyone"}
+
+
+def movement_label(kind: str) -> str:
+    return MOVEMENTS.get(kind, _as_words(kind))
+
+
+def allowance_text(amount: str, period: str, mode: str) -> str:
+    """`2.00 EUR, every Monday, added to the balance`, or "No allowance"."""
+    if period == "none":
+        return PERIODS["none"]
+    return f"{amount}, {PERIODS.get(period, period).lower()}, {ALLOWANCE_MODES.get(mode, mode)}"
+
 
 _FIELD_CODE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
 

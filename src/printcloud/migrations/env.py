@@ -9,6 +9,7 @@ import printcloud.auth.models
 import printcloud.core.executors
 import printcloud.crm.models
 import printcloud.docgen.models
+import printcloud.printing.accounting.models
 import printcloud.printing.models  # noqa: F401
 from printcloud.core.db import Base
 

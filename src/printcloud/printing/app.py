@@ -11,7 +11,17 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import infra_routes, ipp_fastlane, ipp_routes, pages, pipeline, raster_stream, routes
+from . import (
+    accounting_pages,
+    accounting_routes,
+    infra_routes,
+    ipp_fastlane,
+    ipp_routes,
+    pages,
+    pipeline,
+    raster_stream,
+    routes,
+)
 from .pool import die_with_parent
 from .runtime import PrintingRuntime, build_runtime
 from .worker import build_worker, create_worker_app
@@ -34,10 +44,12 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     rt.on_started.append(pipeline.adopt_orphans)
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(accounting_routes.router)
     app.include_router(ipp_routes.router)
     app.include_router(infra_routes.router)
     app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
+    app.include_router(accounting_pages.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RefuseNul)

@@ -13,7 +13,9 @@ One intake for every way in (the JSON API's upload or URL, the print page):
   kept like an upload, so the conversion workers read what was checked here;
   the PDF is inspected (`convert.inspect_pdf`) and its pixels capped
   (`convert.check_job_pixels`) before anything exists; then the blob is stored
-  (`sessions.job_data_key`), the job recorded as `accepted` (S105), and its
+  (`sessions.job_data_key`), the job recorded as `accepted` (S105) with its estimate
+  reserved (`accounting.charging.reserve`: refused with 402 naming the balance and the
+  cost when its owner cannot pay, or held if the tenant prefers), and its
   workflow (`pipeline.process_job`) started right after the answer (`start_soon`):
   the committed job is what makes the request durable; a process that dies before
   the start leaves a job without workflow, which `pipeline.adopt_orphans` starts at
@@ -44,12 +46,14 @@ from printcloud.core.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    PaymentRequired,
     Unavailable,
 )
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 
 from . import capabilities, pipeline, service
+from .accounting import charging
 from .convert import PDFIUM_LOCK, PdfInfo, check_job_pixels, inspect_pdf
 from .models import PrintJobRow
 from .runtime import PrintingRuntime
@@ -221,15 +225,27 @@ async def submit(
     def record(info: PdfInfo) -> PrintJobRow:
         with rt.db.session() as db:
             check_printer(db)  # in the job's transaction: a printer deleted meanwhile
+            payer = owner or principal.acting_user
+            # Its estimate reserved in the job's own transaction (issue 18): a job its
+            # owner cannot pay for is refused (402), or held if the tenant prefers.
+            decision = charging.reserve(
+                db,
+                tenant_id=tenant_id,
+                job_id=job_id,
+                owner=payer,
+                printer_id=printer_id,
+                options=options.as_dict(),
+                pages=info.page_count,
+            )
             job = service.create_job(
                 db,
                 tenant_id=tenant_id,
                 printer_id=printer_id,
-                owner=owner or principal.acting_user,
+                owner=payer,
                 client_id=principal.client_id,
                 title=title or (url.rsplit("/", 1)[-1] if url else "") or "document.pdf",
                 source="url" if url else "upload",
-                options=options,
+                options=replace(options, hold=True) if decision.held else options,
                 job_id=job_id,
                 source_url=url,
                 data_key=data_key,
@@ -237,6 +253,8 @@ async def submit(
                 page_count=info.page_count,
                 asked_by=principal.acting_user,
             )
+            if decision.held:
+                service.add_event(db, job, step="SVC001", state="accepted", detail=decision.message)
             db.flush()
             if also is not None:
                 also(db, job)
@@ -247,7 +265,7 @@ async def submit(
         info = keep()
         try:
             return record(info)
-        except InvalidRequest:
+        except (InvalidRequest, PaymentRequired):
             rt.blobs.delete(data_key)  # refused: nothing is kept
             raise
 

@@ -36,7 +36,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from printcloud.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from printcloud.core.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+)
 from printcloud.core.guard import Principal
 from printcloud.core.logs import get_logger
 from printcloud.ipp.encoding import encode, encode_message
@@ -383,6 +389,9 @@ async def _submit(call: Call, v: JobView, template: Template, fmt: str, data: by
     except (InvalidRequest, PayloadTooLarge) as exc:
         await call.db(ipp_queue.end, job_number=number, state="aborted", reason=exc.description)
         raise _refusal(call, exc) from exc
+    except PaymentRequired as exc:  # issue 18: the owner cannot pay for it
+        await call.db(ipp_queue.end, job_number=number, state="aborted", reason=exc.description)
+        raise call.fail(Status.CLIENT_ERROR_NOT_AUTHORIZED, exc.description) from exc
     except BaseException:
         await call.db(ipp_queue.end, job_number=number, state="aborted", reason="not accepted")
         raise
@@ -431,6 +440,8 @@ async def print_job(call: Call) -> bytes:
         job = await _intake(call, template, title=name, fmt=fmt, data=data, also=record)
     except (InvalidRequest, PayloadTooLarge) as exc:
         raise _refusal(call, exc) from exc
+    except PaymentRequired as exc:  # issue 18: the message names the balance and the cost
+        raise call.fail(Status.CLIENT_ERROR_NOT_AUTHORIZED, exc.description) from exc
     v = view(made[0], job)
     status = SUBSTITUTED if template.unsupported else OK
     return call.answer(status, [_job_group(v, call)], unsupported=template.unsupported)

@@ -27,6 +27,7 @@ from printcloud.core.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    PaymentRequired,
     PrintcloudError,
     RateLimited,
     Unauthorized,
@@ -104,7 +105,7 @@ def _error(error: IPPError) -> Response:
 def _status_of(exc: PrintcloudError) -> Status:
     if isinstance(exc, NotFound):
         return Status.CLIENT_ERROR_NOT_FOUND
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, Forbidden | PaymentRequired):  # 402: the message names balance and cost
         return Status.CLIENT_ERROR_NOT_AUTHORIZED
     if isinstance(exc, Unavailable):
         return Status.SERVER_ERROR_SERVICE_UNAVAILABLE

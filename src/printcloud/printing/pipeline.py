@@ -30,6 +30,12 @@ The steps:
 - wait (S110): the printer's result, a message on topic `printer`; `expired`
   when the conversion token times out first.
 - `notify` (S111): the intake records `printed` or `printer_cancelled: <reason>`.
+- `charge` (issue 18): the job pays for the impressions printed and the rest of its
+  reservation is released (`accounting.charging.settle`), once: the ledger
+  transaction's key is the job ID. Every end passes here (`_finish`), so a job that
+  failed or was cancelled before printing has its reservation back and pays nothing.
+  A job with nothing reserved (its tenant has no accounting) skips the step
+  (`load_job` says so).
 - `complete` (S112, FIG. 11): print completion deletes the converted data and
   the session record.
 
@@ -60,6 +66,7 @@ from printcloud.core.http import error_text
 from printcloud.core.logs import get_logger
 
 from . import service
+from .accounting import charging, ledger
 from .models import PrintJobRow
 from .runtime import PrintingRuntime, current
 
@@ -128,7 +135,11 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
         # A URL job's data is in the blob store since intake; only a job accepted before
         # that was so has none, and a worker fetches its URL.
         url = job.source_url if job.source == "url" and not job.data_key else None
+        # Charged at its end (`charge`) when it has a reservation (its tenant counts):
+        # no extra step for a job of a tenant without accounting.
+        accounted = ledger.has_key(db, tenant_id=tenant_id, key=charging.reserve_key(job_id))
         return {
+            "accounted": accounted,
             "state": job.state,
             "printer_id": job.printer_id,
             "url": url,
@@ -315,6 +326,15 @@ def notify(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
     return "cancelled"  # the owner cancelled: the intake already knows
 
 
+@tasks.step(name="printing.charge", retries=30, retry_interval=0.5, backoff=1.2)
+def charge(tenant_id: str, job_id: str) -> int | None:
+    """Issue 18: charge the ended job for what printed and release the rest of its
+    reservation; once (the ledger transaction's key is the job ID, unique), so a retry
+    or a takeover after the charge committed changes nothing."""
+    with current().db.session() as db:
+        return charging.settle(db, tenant_id=tenant_id, job_id=job_id)
+
+
 @tasks.step(name="printing.fail", retries=30, retry_interval=0.5, backoff=1.2)
 def fail(tenant_id: str, job_id: str, state: str, step: str, reason: str, worker: str) -> None:
     _record(job_id, tenant_id, state, step=step, reason=reason, worker=worker or None)
@@ -396,6 +416,8 @@ async def _guarded(tenant_id: str, job_id: str, body: Any) -> str:
         await tasks.call(fail, tenant_id, job_id, "failed", "SVC002", reason, "")
         try:
             job = await tasks.call(load_job, tenant_id, job_id)
+            if job.get("accounted"):  # its reservation back: it failed before printing
+                await tasks.call(charge, tenant_id, job_id)
             await tasks.call(complete, tenant_id, job_id, str(job.get("printer_id")))
         except Exception as cleanup:  # the sweeper removes what is left
             log.warning(
@@ -467,9 +489,9 @@ async def _admit(tenant_id: str, job_id: str) -> str:
             await tasks.call(
                 fail, tenant_id, job_id, "expired", "SVC001", "not released in time", ""
             )
-            return await _finish(tenant_id, job_id, printer_id, "expired")
+            return await _finish(tenant_id, job_id, printer_id, "expired", job)
         if message.get("outcome") != "released":  # the owner cancelled it
-            return await _finish(tenant_id, job_id, printer_id, "cancelled")
+            return await _finish(tenant_id, job_id, printer_id, "cancelled", job)
         released = await tasks.call(load_job, tenant_id, job_id)  # released at another?
         printer_id = str(released["printer_id"])
     turn = await _engine().enqueue_async(
@@ -487,16 +509,16 @@ async def _deliver(tenant_id: str, job_id: str) -> str:
     job = await tasks.call(load_job, tenant_id, job_id)
     printer_id = str(job.get("printer_id"))
     if job["state"] not in service.ACTIVE:  # cancelled while it waited for its turn
-        return await _finish(tenant_id, job_id, printer_id, str(job["state"]))
+        return await _finish(tenant_id, job_id, printer_id, str(job["state"]), job)
     options = job["options"]
     conversion = await _engine().enqueue_async(
         TENANT_QUEUE, prepare, key=tenant_id, workflow_id=prepare_id(job_id)
     )(tenant_id, job_id, printer_id, job["url"], int(options.get("dpi", 300)), job["color"])
     prepared = await conversion.result()
     if not prepared["ok"]:
-        return await _finish(tenant_id, job_id, printer_id, str(prepared["outcome"]))
+        return await _finish(tenant_id, job_id, printer_id, str(prepared["outcome"]), job)
     if await tasks.call(print_request, tenant_id, job_id, printer_id) == "ended":
-        return await _finish(tenant_id, job_id, printer_id, "cancelled")
+        return await _finish(tenant_id, job_id, printer_id, "cancelled", job)
     # S110: wait for the printer until the conversion token times out.
     timeout = float(current().settings.conversion_token_timeout) + 60.0
     result = await _wait(timeout, RESULT_OUTCOMES)
@@ -510,9 +532,9 @@ async def _deliver(tenant_id: str, job_id: str) -> str:
             "the printer did not print the job before its conversion token timed out",
             "",
         )
-        return await _finish(tenant_id, job_id, printer_id, "expired")
+        return await _finish(tenant_id, job_id, printer_id, "expired", job)
     outcome = await tasks.call(notify, tenant_id, job_id, result)
-    return await _finish(tenant_id, job_id, printer_id, outcome)
+    return await _finish(tenant_id, job_id, printer_id, outcome, job)
 
 
 def adopt_orphans() -> int:
@@ -560,7 +582,12 @@ def hold(tenant_id: str, job_id: str) -> None:
     _record(job_id, tenant_id, "held", step="SVC001", detail="held until its owner releases it")
 
 
-async def _finish(tenant_id: str, job_id: str, printer_id: str, outcome: str) -> str:
+async def _finish(
+    tenant_id: str, job_id: str, printer_id: str, outcome: str, job: dict[str, Any]
+) -> str:
+    """Every end of a job: its charge (when it has a reservation, `load_job`), then S112."""
+    if job.get("accounted"):
+        await tasks.call(charge, tenant_id, job_id)
     await tasks.call(complete, tenant_id, job_id, printer_id)
     return outcome
 

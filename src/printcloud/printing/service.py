@@ -35,6 +35,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 
+from .accounting import charging
 from .changes import CONFIG, JOBS, bump_on_commit
 from .models import JobEventRow, PrinterRow, PrintJobRow, QueueRow
 
@@ -471,6 +472,7 @@ def cancel_job(db: Session, *, tenant_id: str, job_id: str, by: str) -> PrintJob
     if not move(db, job, "cancelled", step="SVC001", reason=f"cancelled by {by}"):
         raise Conflict(f"the job has already ended ({job.state})", field="job_id")
     job.token_sealed = None
+    charging.settle(db, tenant_id=tenant_id, job_id=job_id)  # its reservation back, now
     return job
 
 
@@ -494,6 +496,17 @@ def release_job(
     if elsewhere and printer_id is not None:
         # a follow-me job prints where its owner released it (the workflow reads it)
         job.printer_id = get_printer(db, tenant_id=tenant_id, printer_id=printer_id).printer_id
+    # A job held for credit reserves now; one its owner still cannot pay stays held (402).
+    charging.reserve(
+        db,
+        tenant_id=tenant_id,
+        job_id=job_id,
+        owner=job.owner,
+        printer_id=job.printer_id,
+        options=job.options,
+        pages=job.page_count or 0,
+        may_hold=False,
+    )
     where = f" at printer {printer_id}" if printer_id else ""
     how = f" ({proof})" if proof else ""
     # moved here, in the caller's transaction: a second release finds it no longer held

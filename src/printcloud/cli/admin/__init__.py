@@ -1,6 +1,6 @@
 """`printcloud admin`: tenants, users, clients, settings, consents, printers, IPP queues,
-print jobs, executors, ID cards, directories and signing keys, one module per sub-group;
-the group's own commands (`purge-expired`, `bootstrap`) are here."""
+print jobs, prices and accounts, executors, ID cards, directories and signing keys, one
+module per sub-group; the group's own commands (`purge-expired`, `bootstrap`) are here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from printcloud.cli.admin.account import account_cli
 from printcloud.cli.admin.card import card_cli
 from printcloud.cli.admin.client import client_cli
 from printcloud.cli.admin.consent import consent_cli
@@ -15,8 +16,10 @@ from printcloud.cli.admin.directory import directory_cli
 from printcloud.cli.admin.executor import executor_cli
 from printcloud.cli.admin.job import job_cli
 from printcloud.cli.admin.key import key_cli
+from printcloud.cli.admin.price import price_cli
 from printcloud.cli.admin.printer import printer_cli
 from printcloud.cli.admin.queue import queue_cli
+from printcloud.cli.admin.report import report
 from printcloud.cli.admin.settings import settings_cli
 from printcloud.cli.admin.tenant import tenant_cli
 from printcloud.cli.admin.user import user_cli
@@ -36,6 +39,9 @@ admin.add_typer(consent_cli, name="consent")
 admin.add_typer(printer_cli, name="printer")
 admin.add_typer(queue_cli, name="queue")
 admin.add_typer(job_cli, name="job")
+admin.add_typer(price_cli, name="price")
+admin.add_typer(account_cli, name="account")
+admin.command("report")(report)
 admin.add_typer(executor_cli, name="executor")
 admin.add_typer(card_cli, name="card")
 admin.add_typer(directory_cli, name="directory")
