@@ -9,6 +9,9 @@ local authentication again. Every release and every refusal lands in the job's h
 
 Item 8: the print service's and docgen's admin endpoints need the issuer's `admin` claim,
 not only the scope: a demoted admin loses them once the guard's cache (1 s here) passes.
+
+Issue 18 reuses this module's stack for the webhooks' admin API and CLI: a held job's
+events reach a loopback receiver, verified by the `standardwebhooks` reference library.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from printcloud.auth import service
 from printcloud.device.agent import DeviceConfig
 from printcloud.device.cards import CardReader
 from tests.helpers.browser import Browser, form_to
+from tests.helpers.cli import run_cli
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import make_pdf
+from tests.webhooks.receiver import receiver
 
 PRINTER = "mfp-1"
 PASSWORD = "alice-password-1"
@@ -281,3 +286,73 @@ def test_a_demoted_admin_loses_the_print_and_docgen_admin_endpoints(
     assert refused.status_code == 403 and refused.json()["error"] == "access_denied", refused.text
     # the token itself still works where no administrator is needed
     assert httpx.get(printers, headers=bearer, timeout=30).status_code == 200
+
+
+# -- issue 18: webhooks over the admin API and the CLI ---------------------------------------
+
+
+def test_webhooks_from_the_admin_api_and_the_cli_verified_by_standardwebhooks(
+    stack: PrintStack, tmp_path: Path
+) -> None:
+    site = Site(stack, tmp_path)
+    boss = stack.api(stack.user_token(site.id, "boss", PASSWORD, "print admin"))
+    events = ["job.accepted", "job.held", "job.cancelled"]
+    with receiver() as live:
+        refused = boss.post(
+            "/api/webhooks", json={"url": "http://10.0.0.1/hook", "event_types": events}
+        )
+        assert refused.status_code == 400 and refused.json()["field"] == "url", refused.text
+        assert "private address" in refused.json()["error_description"]
+        refused = boss.post(
+            "/api/webhooks", json={"url": f"{live.url}/ok/h", "event_types": ["job.exploded"]}
+        )
+        assert refused.status_code == 400 and refused.json()["field"] == "event_types"
+        assert site.alice.get("/api/webhooks").status_code == 403  # administrators only
+
+        added = boss.post("/api/webhooks", json={"url": f"{live.url}/ok/h", "event_types": events})
+        assert added.status_code == 201, added.text
+        subscription_id, secret = added.json()["subscription_id"], added.json()["secret"]
+        assert secret.startswith("whsec_") and secret not in boss.get("/api/webhooks").text
+        live.secrets["ok/h"] = [secret]
+
+        job_id = site.held("Payroll")
+        assert site.alice.post(f"/api/jobs/{job_id}/cancel").status_code == 200
+        sent = boss.post(f"/api/webhooks/{subscription_id}/test")
+        assert sent.status_code == 202, sent.text
+        deadline = time.monotonic() + 60
+        while len(live.at("ok/h")) < 4:
+            assert time.monotonic() < deadline, "stuck waiting for four deliveries"
+            time.sleep(0.1)
+        got = live.at("ok/h")
+        bodies = [r.verified[secret] for r in got]  # standardwebhooks verified each
+        assert all(isinstance(b, dict) for b in bodies), bodies
+        jobs = [b for b in bodies if b["type"] != "webhook.test"]
+        assert [b["type"] for b in jobs] == events
+        assert all(b["data"]["job_id"] == job_id for b in jobs)
+        assert jobs[2]["data"]["cancelled_by"] == "owner"
+        assert sent.json()["message_id"] in {r.headers["webhook-id"] for r in got}
+
+        log = boss.get(f"/api/webhooks/{subscription_id}/deliveries").json()["deliveries"]
+        assert {d["state"] for d in log} == {"delivered"} and len(log) == 4
+        assert {d["last_attempt"]["status_code"] for d in log} == {204}
+
+        other = stack.tenant()
+        stack.user(other, "boss", PASSWORD, admin=True)
+        stranger = stack.api(stack.user_token(other, "boss", PASSWORD, "print admin"))
+        assert stranger.get(f"/api/webhooks/{subscription_id}").status_code == 404
+        assert stranger.delete(f"/api/webhooks/{subscription_id}").status_code == 404
+
+        listed = run_cli(stack.env, "admin", "--json", "webhook", "list", "--tenant", site.id)
+        assert listed.returncode == 0, listed.stderr
+        assert [w["subscription_id"] for w in json.loads(listed.stdout)] == [subscription_id]
+        rotated = run_cli(
+            stack.env, "admin", "--json", "webhook", "rotate", subscription_id,
+            "--tenant", site.id, "--overlap", "3600",
+        )  # fmt: skip
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["secret"].startswith("whsec_")
+        trail = boss.get("/api/webhooks/audit").json()["events"]
+        assert [e["action"] for e in trail][:3] == ["rotated", "tested", "added"]
+
+        assert boss.delete(f"/api/webhooks/{subscription_id}").status_code == 204
+        assert boss.get("/api/webhooks").json()["webhooks"] == []

@@ -11,7 +11,16 @@ from printcloud.core.db import Database
 from printcloud.core.settings import Settings
 from printcloud.core.web import BodyLimit, RefuseNul, SecurityHeaders, install_error_handlers
 
-from . import infra_routes, ipp_fastlane, ipp_routes, pages, pipeline, raster_stream, routes
+from . import (
+    infra_routes,
+    ipp_fastlane,
+    ipp_routes,
+    pages,
+    pipeline,
+    raster_stream,
+    routes,
+    webhook_routes,
+)
 from .pool import die_with_parent
 from .runtime import PrintingRuntime, build_runtime
 from .worker import build_worker, create_worker_app
@@ -34,6 +43,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     rt.on_started.append(pipeline.adopt_orphans)
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(webhook_routes.router)
     app.include_router(ipp_routes.router)
     app.include_router(infra_routes.router)
     app.state.console_viewer = pages.site.viewer
