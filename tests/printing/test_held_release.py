@@ -17,6 +17,7 @@ events reach a loopback receiver, verified by the `standardwebhooks` reference l
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ import pytest
 from printcloud.auth import service
 from printcloud.device.agent import DeviceConfig
 from printcloud.device.cards import CardReader
-from tests.helpers.browser import Browser, form_to
+from tests.helpers.browser import Browser, Html, PrintBrowser, assert_accessible, form_to
 from tests.helpers.cli import run_cli
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import make_pdf
@@ -356,3 +357,66 @@ def test_webhooks_from_the_admin_api_and_the_cli_verified_by_standardwebhooks(
 
         assert boss.delete(f"/api/webhooks/{subscription_id}").status_code == 204
         assert boss.get("/api/webhooks").json()["webhooks"] == []
+
+
+def test_webhook_pages_for_the_administrator(stack: PrintStack, tmp_path: Path) -> None:
+    """The console's webhook pages over HTTP as a browser without JavaScript: add (the
+    secret shown once), refused input kept beside its field, a test event in the log with
+    the receiver's answer, a new secret, off and on, delete; others get 403."""
+    site = Site(stack, tmp_path)
+    admin = PrintBrowser(stack, (site.id, "boss", PASSWORD))
+    http = admin.http
+    with receiver() as live:
+        page = admin.open("/printing/webhooks")
+        assert page.status_code == 200 and "No webhooks yet" in page.text
+        assert_accessible(Html(page.text))
+        csrf = admin.csrf(page)
+        refused = http.post(
+            "/printing/webhooks",
+            data={"csrf": csrf, "url": "http://10.0.0.1/hook", "event": ["job.printed"]},
+        )
+        assert refused.status_code == 400
+        assert 'id="webhook-url-error"' in refused.text and "http://10.0.0.1/hook" in refused.text
+        none_chosen = http.post(
+            "/printing/webhooks", data={"csrf": csrf, "url": f"{live.url}/ok/p", "event": []}
+        )
+        assert none_chosen.status_code == 400 and "Choose at least one event" in none_chosen.text
+
+        added = http.post(
+            "/printing/webhooks",
+            data={"csrf": csrf, "url": f"{live.url}/ok/p", "event": ["job.printed"]},
+        )
+        assert added.status_code == 200, added.text[:2000]
+        secret = re.search(r'<code id="secret-value">(whsec_[^<]+)</code>', added.text)
+        assert secret, added.text[:3000]
+        live.secrets["ok/p"] = [secret.group(1)]
+        (subscription_id,) = re.findall(r"/printing/webhooks/(ep_[\w-]+)/test", added.text)
+        detail = f"/printing/webhooks/{subscription_id}"
+        assert secret.group(1) not in http.get(detail).text  # shown once
+
+        tested = http.post(f"{detail}/test", data={"csrf": csrf})
+        assert tested.status_code == 303 and tested.headers["location"] == f"{detail}?done=tested"
+        deadline = time.monotonic() + 60
+        while "Accepted (204)" not in (shown := http.get(detail).text):
+            assert time.monotonic() < deadline, "stuck waiting for the test event's answer"
+            time.sleep(0.1)
+        assert "Test event" in shown and "Delivered" in shown
+        assert_accessible(Html(shown))
+        assert isinstance(live.at("ok/p")[0].verified[secret.group(1)], dict)
+
+        rotated = http.post(f"{detail}/rotate", data={"csrf": csrf})
+        assert rotated.status_code == 200 and "Your new signing secret" in rotated.text
+        assert "signed with the previous secret too until" in rotated.text
+        off = http.post(f"{detail}/disable", data={"csrf": csrf})
+        assert off.status_code == 303
+        assert "Turn on again" in http.get(detail).text
+        assert http.post(f"{detail}/enable", data={"csrf": csrf}).status_code == 303
+
+        alice = PrintBrowser(stack, (site.id, "alice", PASSWORD))
+        assert alice.open("/printing/webhooks").status_code == 403
+        assert alice.http.get(detail).status_code == 403
+
+        gone = http.post(f"{detail}/delete", data={"csrf": csrf})
+        assert gone.headers["location"] == "/printing/webhooks?done=deleted"
+        listed = http.get(gone.headers["location"]).text
+        assert "Webhook deleted." in listed and "New signing secret" in listed  # the trail

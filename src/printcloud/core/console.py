@@ -99,6 +99,7 @@ def navigation(viewer: Viewer | None, current: str | None) -> list[Link]:
             sections += [
                 ("printers", "Printers and queues", "/printing/queues"),
                 ("batch", "Batch printing", "/docgen/settings"),
+                ("webhooks", "Webhooks", "/printing/webhooks"),
             ]
     else:
         sections = [("documents", "Documents", "/crm/"), ("batch", "Batch printing", "/crm/jobs")]

@@ -19,6 +19,7 @@ from . import (
     pipeline,
     raster_stream,
     routes,
+    webhook_pages,
     webhook_routes,
 )
 from .pool import die_with_parent
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     app.include_router(infra_routes.router)
     app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
+    app.include_router(webhook_pages.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RefuseNul)
