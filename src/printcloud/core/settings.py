@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     max_print_bytes: int = 200 * 1024 * 1024
     #: The egress policy's allow-list (core/egress.py): CIDRs and host names the platform
     #: may reach although they are not global unicast, when a tenant chose the address
-    #: (push URLs, print-data URLs, directory hosts). Empty: global unicast only.
+    #: (push URLs, print-data URLs, directory hosts, webhook subscribers). Empty: global
+    #: unicast only.
     egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     #: Webhooks (docs/webhooks.md): the pauses, in seconds, before each retry of a failed

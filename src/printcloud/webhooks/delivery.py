@@ -156,7 +156,19 @@ def attempt(delivery_pk: int, number: int) -> str:
         prepared = outbox.prepare(db, delivery_pk=delivery_pk)
     if prepared is None:
         return "stop"
-    secrets_ = [sender.box.open(sealed) for sealed in prepared.sealed_secrets]
+    try:
+        secrets_ = [sender.box.open(sealed) for sealed in prepared.sealed_secrets]
+    except ValueError:  # sealed under an instance secret no longer configured
+        unreadable = outbox.Answer(
+            None,
+            "the signing secret cannot be read: the instance "
+            "secret changed; rotate the webhook's secret",
+            "",
+            0,
+        )
+        with sender.db.session() as db:
+            outbox.record_attempt(db, delivery_pk=delivery_pk, number=number, answer=unreadable)
+        return "retry"
     headers = signing.headers(
         secrets_, message_id=prepared.message_id, timestamp=int(time.time()), body=prepared.body
     )
@@ -196,7 +208,11 @@ async def deliver(delivery_pk: int, schedule: list[float]) -> str:
     for number, pause in enumerate([0.0, *schedule], start=1):
         if pause > 0:
             await tasks.sleep_async(pause)
-        result = await tasks.call(attempt, delivery_pk, number)
+        try:
+            result = await tasks.call(attempt, delivery_pk, number)
+        except Exception:  # its own retries used up (a long database outage): a failed try
+            log.exception("webhook attempt failed", extra={"fields": {"delivery": delivery_pk}})
+            result = "retry"
         if result != "retry":
             outcome = result
             break

@@ -105,7 +105,7 @@ def add(
         subscription_id=row.subscription_id,
         actor=by,
         action="added",
-        detail=f"{url} for {', '.join(chosen)}",
+        detail=url,
     )
     return row, secret
 
@@ -155,7 +155,7 @@ def update(
         changes.append(f"address {row.url}")
     if event_types is not None:
         row.event_types = check_event_types(event_types)
-        changes.append(f"events {', '.join(row.event_types)}")
+        changes.append("the events it is sent")
     if description is not None:
         row.description = description.strip()[:200]
     if enabled is not None and enabled != row.enabled:
