@@ -336,6 +336,24 @@ def test_test_events_batch_events_and_tenant_isolation(world: World) -> None:
         service.check_event_types(["job.exploded"])
 
 
+def test_a_deleted_subscriptions_successor_is_delivered_to(world: World) -> None:
+    """A delivery's workflow is named after its message and subscription, never after a
+    row key a delete may hand out again (SQLite reuses the largest one)."""
+    for path in ("ok/h1", "ok/h2"):
+        tenant, subscription_id = world.subscribe(path, ["job.printed"])
+        with world.db.session() as db:
+            service.send_test(db, tenant_id=tenant, subscription_id=subscription_id, by="a")
+        wait_for(
+            lambda t=tenant, s=subscription_id: (
+                (e := world.log(t, s)) and e[0].state == "delivered"
+            ),
+            said=f"the test event to {path} delivered",
+        )
+        with world.db.session() as db:
+            service.remove(db, tenant_id=tenant, subscription_id=subscription_id, by="a")
+    assert len(world.receiver.at("ok/h2")) == 1
+
+
 def test_the_egress_policy_decides_at_save_and_at_send(world: World) -> None:
     strict = EgressPolicy()  # global unicast only: what a deployment has by default
     for url in (

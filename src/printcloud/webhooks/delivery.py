@@ -1,10 +1,11 @@
 """Sending: a durable workflow per delivery, started by a dispatcher in each process
 that runs the print service's workflows.
 
-- `Dispatcher` (a thread): each lane's next delivery (`outbox.next_deliveries`) gets
-  its workflow, `webhook-<delivery>`; starting one twice (two executors, a restart)
-  runs it once. It looks when this process wrote a message or ended a delivery
-  (`outbox.wake`), else every `PRINTCLOUD_WEBHOOK_POLL_INTERVAL` seconds.
+- the dispatcher (`Sender`'s thread): each lane's next delivery
+  (`outbox.next_deliveries`) gets its workflow, `webhook-<message>-<subscription>`;
+  starting one twice (two executors, a restart) runs it once. It looks when this
+  process wrote a message or ended a delivery (`outbox.wake`), else every
+  `PRINTCLOUD_WEBHOOK_POLL_INTERVAL` seconds.
 - `deliver` (an async workflow: it waits between attempts as a coroutine, holding no
   thread): attempt, then after each pause of `PRINTCLOUD_WEBHOOK_RETRY_SCHEDULE` again,
   until the subscriber answers 2xx. A killed process resumes it where it stopped.
@@ -42,10 +43,6 @@ from . import outbox, service, signing
 
 log = get_logger("webhooks")
 _running: Running[Sender] = Running("the webhook sender")
-
-
-def workflow_id(delivery_pk: int) -> str:
-    return f"webhook-{delivery_pk}"
 
 
 @dataclass
@@ -109,10 +106,10 @@ class Sender:
         with self.db.sessions() as db:
             due = outbox.next_deliveries(db)
         schedule = list(self.settings.webhook_retry_schedule)
-        for delivery_pk in due:
+        for delivery_pk, workflow_id in due:
             if self._stop.is_set():
                 break
-            engine.start(deliver, workflow_id=workflow_id(delivery_pk))(delivery_pk, schedule)
+            engine.start(deliver, workflow_id=workflow_id)(delivery_pk, schedule)
             with self.db.session() as db:
                 outbox.mark_sending(db, delivery_pk=delivery_pk)
         return len(due)

@@ -23,6 +23,8 @@ class SubscriptionRow(Base):
     (sealed with the instance secret) and, during a rotation's overlap, the previous one."""
 
     __tablename__ = "webhook_subscriptions"
+    #: Never reuse a key (SQLite would, after a delete): a delivery workflow names its rows.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subscription_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -68,7 +70,10 @@ class DeliveryRow(Base):
     turned off or deleted meanwhile)."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_lane_state", "lane", "state"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_lane_state", "lane", "state"),
+        {"sqlite_autoincrement": True},  # a workflow names its delivery: never reuse a key
+    )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)

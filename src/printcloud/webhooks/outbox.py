@@ -49,7 +49,7 @@ UNFINISHED = ("pending", "sending")
 BODY_EXCERPT = 1000
 
 #: Set when this process wrote a message (after its commit) or finished a delivery:
-#: the dispatcher (`delivery.Dispatcher`) looks at once instead of at its next poll.
+#: the dispatcher (`delivery.Sender`) looks at once instead of at its next poll.
 wake = threading.Event()
 
 
@@ -159,22 +159,26 @@ def _iso(moment: datetime) -> str:
 # -- the delivery workflow's side ------------------------------------------------------------
 
 
-def next_deliveries(db: Session, *, limit: int = 100) -> list[int]:
-    """The deliveries whose turn has come: each lane's oldest unfinished one, if it is
-    still pending (one being sent holds its lane back)."""
+def next_deliveries(db: Session, *, limit: int = 100) -> list[tuple[int, str]]:
+    """The deliveries whose turn has come, with their workflow's ID: each lane's oldest
+    unfinished one, if it is still pending (one being sent holds its lane back)."""
     heads = (
         select(func.min(DeliveryRow.pk))
         .where(DeliveryRow.state.in_(UNFINISHED))
         .group_by(DeliveryRow.lane)
     )
-    return list(
-        db.scalars(
-            select(DeliveryRow.pk)
-            .where(DeliveryRow.pk.in_(heads), DeliveryRow.state == "pending")
-            .order_by(DeliveryRow.pk)
-            .limit(limit)
-        )
+    rows = db.execute(
+        select(DeliveryRow.pk, MessageRow.message_id, SubscriptionRow.subscription_id)
+        .join(MessageRow, MessageRow.pk == DeliveryRow.message_pk)
+        .join(SubscriptionRow, SubscriptionRow.pk == DeliveryRow.subscription_pk)
+        .where(DeliveryRow.pk.in_(heads), DeliveryRow.state == "pending")
+        .order_by(DeliveryRow.pk)
+        .limit(limit)
     )
+    # one message to one subscription, forever: a deleted row's key is never a new ID
+    return [
+        (pk, f"webhook-{message_id}-{subscription_id}") for pk, message_id, subscription_id in rows
+    ]
 
 
 def mark_sending(db: Session, *, delivery_pk: int) -> None:

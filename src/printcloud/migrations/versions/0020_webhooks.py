@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "subscription_id", name=op.f("uq_webhook_subscriptions_subscription_id")
         ),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("webhook_subscriptions", schema=None) as batch_op:
         batch_op.create_index(
@@ -106,6 +107,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_webhook_deliveries")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_deliveries_lane_state", ["lane", "state"], unique=False)
