@@ -19,19 +19,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from printcloud.core import tasks
 from printcloud.core.crypto import SecretBox
-from printcloud.core.db import Database, migrate
+from printcloud.core.db import Database, migrate, utcnow
 from printcloud.core.egress import EgressPolicy, EgressRefused
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 from printcloud.core.settings import Settings
 from printcloud.docgen import service as docgen
 from printcloud.printing import service as printing
-from printcloud.webhooks import delivery, emit, service, signing
-from printcloud.webhooks.models import SubscriptionRow
+from printcloud.webhooks import delivery, emit, outbox, service, signing
+from printcloud.webhooks.models import DeliveryRow, MessageRow, SubscriptionRow
 from tests.conftest import LOOPBACK
+from tests.helpers.print_stack import drop_databases, new_pg_database
 from tests.webhooks.receiver import Receiver, receiver
 
 T = TypeVar("T")
@@ -110,12 +112,21 @@ class World:
             return service.delivery_log(db, tenant_id=tenant, subscription_id=subscription_id)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The sender on SQLite (the embedded default), then on a PostgreSQL database of its
+    own (DBOS's tables in a schema there), as the distributed run has it."""
     data_dir: Path = tmp_path_factory.mktemp("webhooks")
+    created: list[str] = []
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'printcloud.sqlite3'}"
+    else:
+        url = new_pg_database(created)
     settings = Settings(
         data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'printcloud.sqlite3'}",
+        database_url=url,
         secret_key=secrets.token_urlsafe(32),
         egress_allow=LOOPBACK,
         webhook_retry_schedule=[0.2, 0.2, 0.2],
@@ -140,6 +151,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             engine.shutdown()
             sender.close()
             db.dispose()
+            drop_databases(created)
 
 
 def _types(received: list[Any]) -> list[str]:
@@ -352,6 +364,24 @@ def test_a_deleted_subscriptions_successor_is_delivered_to(world: World) -> None
         with world.db.session() as db:
             service.remove(db, tenant_id=tenant, subscription_id=subscription_id, by="a")
     assert len(world.receiver.at("ok/h2")) == 1
+
+
+def test_the_log_forgets_what_ended_long_ago(world: World) -> None:
+    tenant, subscription_id = world.subscribe("ok/i", ["job.printed"])
+    world.job(tenant, "printed")
+    wait_for(
+        lambda: (e := world.log(tenant, subscription_id)) and e[0].state == "delivered",
+        said="a delivery",
+    )
+    with world.db.session() as db:
+        assert outbox.prune(db, before=utcnow() - timedelta(days=1)) == 0
+    assert len(world.log(tenant, subscription_id)) == 1
+    with world.db.session() as db:
+        assert outbox.prune(db, before=utcnow() + timedelta(seconds=1)) >= 1
+        assert db.scalar(select(func.count()).select_from(MessageRow)) == db.scalar(
+            select(func.count(func.distinct(DeliveryRow.message_pk)))
+        )
+    assert world.log(tenant, subscription_id) == []
 
 
 def test_the_egress_policy_decides_at_save_and_at_send(world: World) -> None:

@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     #: How often the print service looks for webhook messages written by other processes
     #: (its own are sent at once).
     webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    #: Days a webhook's delivery log keeps a message that ended.
+    webhook_log_days: int = Field(default=30, ge=1, le=3650)
 
     #: Conversion workers of the embedded run (a local pool); default: the CPU count.
     convert_workers: int | None = Field(default=None, ge=1, le=64)

@@ -42,6 +42,8 @@ from printcloud.core.tasks.running import Running
 from . import outbox, service, signing
 
 log = get_logger("webhooks")
+#: Seconds between two prunings of the delivery log by one dispatcher.
+PRUNE_EVERY = 3600.0
 _running: Running[Sender] = Running("the webhook sender")
 
 
@@ -90,13 +92,23 @@ class Sender:
     # -- the dispatcher -----------------------------------------------------------------
 
     def _run(self) -> None:
+        pruned = 0.0
         while not self._stop.is_set():
             outbox.wake.clear()
             try:
                 self.dispatch_once()
+                if time.monotonic() - pruned > PRUNE_EVERY:
+                    pruned = time.monotonic()
+                    self.prune_log()
             except Exception:  # a database outage: logged, and tried again at the next poll
                 log.exception("webhook dispatch failed; trying again")
             outbox.wake.wait(self.settings.webhook_poll_interval)
+
+    def prune_log(self) -> int:
+        """Forget what ended more than `PRINTCLOUD_WEBHOOK_LOG_DAYS` ago; how many."""
+        before = utcnow() - timedelta(days=self.settings.webhook_log_days)
+        with self.db.session() as db:
+            return outbox.prune(db, before=before)
 
     def dispatch_once(self) -> int:
         """Start the workflows of the deliveries whose turn has come; how many."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.orm import Session
 
 from printcloud.core.db import utcnow
@@ -281,3 +281,27 @@ def give_up(db: Session, *, delivery_pk: int, now: datetime | None = None) -> De
         return None
     delivery.state, delivery.finished_at = "failed", now
     return delivery
+
+
+def prune(db: Session, *, before: datetime, limit: int = 5000) -> int:
+    """Forget deliveries that ended before `before` (their attempts, and messages left
+    with no delivery): the log keeps `PRINTCLOUD_WEBHOOK_LOG_DAYS`. How many went."""
+    ended = list(
+        db.scalars(
+            select(DeliveryRow.pk)
+            .where(DeliveryRow.state.not_in(UNFINISHED), DeliveryRow.finished_at < before)
+            .order_by(DeliveryRow.pk)
+            .limit(limit)
+        )
+    )
+    if not ended:
+        return 0
+    messages = set(db.scalars(select(DeliveryRow.message_pk).where(DeliveryRow.pk.in_(ended))))
+    db.execute(delete(AttemptRow).where(AttemptRow.delivery_pk.in_(ended)))
+    db.execute(delete(DeliveryRow).where(DeliveryRow.pk.in_(ended)))
+    kept = set(
+        db.scalars(select(DeliveryRow.message_pk).where(DeliveryRow.message_pk.in_(messages)))
+    )
+    if messages - kept:
+        db.execute(delete(MessageRow).where(MessageRow.pk.in_(messages - kept)))
+    return len(ended)
