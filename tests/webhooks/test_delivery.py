@@ -33,6 +33,7 @@ from printcloud.printing import service as printing
 from printcloud.webhooks import delivery, emit, outbox, service, signing
 from printcloud.webhooks.models import DeliveryRow, MessageRow, SubscriptionRow
 from tests.conftest import LOOPBACK
+from tests.helpers.cli import run_cli
 from tests.helpers.print_stack import drop_databases, new_pg_database
 from tests.webhooks.receiver import Receiver, receiver
 
@@ -382,6 +383,44 @@ def test_the_log_forgets_what_ended_long_ago(world: World) -> None:
             select(func.count(func.distinct(DeliveryRow.message_pk)))
         )
     assert world.log(tenant, subscription_id) == []
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the CLI is the same on both
+def test_the_cli_queues_what_the_running_sender_delivers(world: World) -> None:
+    """`printcloud admin webhook` works in the database, beside a running print service:
+    its test event is found by the sender's poll and delivered, verified."""
+    env = world.settings.as_environment()
+    tenant = "t" + secrets.token_hex(5)
+
+    def cli(*args: str) -> Any:
+        done = run_cli(env, "admin", "--json", "webhook", *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return json.loads(done.stdout)
+
+    url = f"{world.receiver.url}/ok/cli"
+    added = cli("add", url, "--tenant", tenant, "--event", "job.printed", "--event", "job.held")
+    world.receiver.secrets["ok/cli"] = [added["secret"]]
+    subscription_id = added["subscription_id"]
+    assert [w["subscription_id"] for w in cli("list", "--tenant", tenant)] == [subscription_id]
+    message_id = cli("test", subscription_id, "--tenant", tenant)["message_id"]
+    (got,) = wait_for(lambda: world.receiver.at("ok/cli"), said="the CLI's test event")
+    assert got.headers["webhook-id"] == message_id
+    assert json.loads(got.body)["type"] == "webhook.test"
+    assert isinstance(got.verified[added["secret"]], dict)
+    wait_for(
+        lambda: (e := world.log(tenant, subscription_id)) and e[0].state == "delivered",
+        said="the log to show it delivered",
+    )
+    logged = cli("log", subscription_id, "--tenant", tenant)
+    assert (logged[0]["message_id"], logged[0]["status_code"]) == (message_id, 204)
+    assert cli("enable", subscription_id, "--tenant", tenant, "--off")["enabled"] is False
+    assert "account.low_balance" in {t["type"] for t in cli("event-types")}
+    refused = run_cli(env, "admin", "--json", "webhook", "add", url, "--tenant", tenant,
+                      "--event", "job.exploded")  # fmt: skip
+    assert refused.returncode == 2 and json.loads(refused.stdout)["field"] == "event_types"
+    assert cli("delete", subscription_id, "--tenant", tenant) == {"deleted": subscription_id}
+    with world.db.sessions() as db:
+        assert service.list_subscriptions(db, tenant_id=tenant) == []
 
 
 def test_the_egress_policy_decides_at_save_and_at_send(world: World) -> None:
