@@ -568,9 +568,7 @@ def webhook_action_label(action: str) -> str:
 def webhook_answer(status_code: int | None, error: str) -> str:
     """A delivery attempt's outcome: "Accepted (204)", "Refused (500)" or why none came."""
     if status_code is None:
-        return {
-            "no answer in time": "No answer in time",
-        }.get(error, error[:1].upper() + error[1:] if error else "No answer")
+        return error[:1].upper() + error[1:] if error else "No answer"
     if 200 <= status_code < 300:
         return f"Accepted ({status_code})"
     return f"Refused ({status_code})"

@@ -66,7 +66,8 @@ class Sender:
             self.settings.egress_policy, timeout=self.settings.webhook_timeout
         )
 
-    def attach(self, _engine: object = None) -> None:
+    def attach(self) -> None:
+        """Make this the sender the process's delivery workflows use."""
         _running.set(self)
 
     def dispatch(self, engine: tasks.TaskEngine) -> None:
@@ -92,13 +93,13 @@ class Sender:
     # -- the dispatcher -----------------------------------------------------------------
 
     def _run(self) -> None:
-        pruned = 0.0
+        next_prune = 0.0
         while not self._stop.is_set():
             outbox.wake.clear()
             try:
                 self.dispatch_once()
-                if time.monotonic() - pruned > PRUNE_EVERY:
-                    pruned = time.monotonic()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
                     self.prune_log()
             except Exception:  # a database outage: logged, and tried again at the next poll
                 log.exception("webhook dispatch failed; trying again")
@@ -149,8 +150,10 @@ class Sender:
             )
         except httpx.TimeoutException:
             return outbox.Answer(None, "no answer in time", "", took())
-        except httpx.HTTPError as exc:
-            return outbox.Answer(None, f"connection failed: {type(exc).__name__}", "", took())
+        except httpx.ConnectError:
+            return outbox.Answer(None, "could not connect", "", took())
+        except httpx.HTTPError:
+            return outbox.Answer(None, "the connection failed", "", took())
 
 
 def current() -> Sender:
