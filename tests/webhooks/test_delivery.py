@@ -320,8 +320,9 @@ def test_a_subscription_that_keeps_failing_is_turned_off_and_the_admin_told(
     assert world.subscription(tenant, subscription_id).failing_since is None
 
 
-def test_test_events_batch_events_and_tenant_isolation(world: World) -> None:
-    tenant, subscription_id = world.subscribe("ok/f", ["batch.suspended", "batch.completed"])
+def test_test_batch_and_account_events_and_tenant_isolation(world: World) -> None:
+    events = ["batch.suspended", "batch.completed", "account.low_balance"]
+    tenant, subscription_id = world.subscribe("ok/f", events)
     with world.db.session() as db:
         message_id = service.send_test(
             db, tenant_id=tenant, subscription_id=subscription_id, by="admin"
@@ -334,19 +335,46 @@ def test_test_events_batch_events_and_tenant_isolation(world: World) -> None:
             step="S1512",
             reason="the Digest response did not match",
         )
+        received, _ = docgen.record_request(db, tenant_id=tenant, source="crm", job="Invoices")
+        request_id = received.request_id
+    with world.db.session() as db:  # the batch flow's last step (S1525)
+        docgen.advance_request(
+            db, tenant_id=tenant, request_id=request_id, state="completed", step="S1525"
+        )
+        # what the accounting service emits when a balance crosses its warning level
+        low = emit(
+            db,
+            tenant_id=tenant,
+            event_type="account.low_balance",
+            data={"account_id": "a1", "owner": "alice", "balance": 120, "threshold": 500,
+                  "currency": "EUR"},
+            ordering_key="account:a1",
+        )  # fmt: skip
     got = wait_for(
-        lambda: len(world.receiver.at("ok/f")) == 2 and world.receiver.at("ok/f"),
-        said="the test event and the batch event",
+        lambda: len(world.receiver.at("ok/f")) == 4 and world.receiver.at("ok/f"),
+        said="the test event, two batch events and the account event",
     )
+    (secret,) = world.receiver.secrets["ok/f"]
+    assert all(isinstance(r.verified[secret], dict) for r in got)
     by_type = {json.loads(r.body)["type"]: r for r in got}
     assert by_type["webhook.test"].headers["webhook-id"] == message_id
     suspended = json.loads(by_type["batch.suspended"].body)["data"]
     assert suspended["reason"] == "the Digest response did not match"
+    completed = json.loads(by_type["batch.completed"].body)["data"]
+    assert (completed["request_id"], completed["job"]) == (request_id, "Invoices")
+    assert by_type["account.low_balance"].headers["webhook-id"] == low
+    assert json.loads(by_type["account.low_balance"].body)["data"]["balance"] == 120
     other = "t" + secrets.token_hex(5)
     with world.db.sessions() as db, pytest.raises(NotFound):
         service.get(db, tenant_id=other, subscription_id=subscription_id)
-    with world.db.sessions() as db, pytest.raises(InvalidRequest, match="unknown event type"):
+    with world.db.sessions() as db, pytest.raises(NotFound, match="unknown message"):
+        service.attempts_of(
+            db, tenant_id=tenant, subscription_id=subscription_id, message_id="msg_nothing"
+        )
+    with pytest.raises(InvalidRequest, match="unknown event type"):
         service.check_event_types(["job.exploded"])
+    with world.db.sessions() as db, pytest.raises(ValueError, match="unknown webhook event"):
+        emit(db, tenant_id=tenant, event_type="job.exploded", data={})
 
 
 def test_a_deleted_subscriptions_successor_is_delivered_to(world: World) -> None:

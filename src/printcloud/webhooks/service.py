@@ -326,8 +326,16 @@ def delivery_log(
 def attempts_of(
     db: Session, *, tenant_id: str, subscription_id: str, message_id: str
 ) -> list[AttemptRow]:
-    """Every attempt to deliver one message to the subscription, in order."""
+    """Every attempt to deliver one message to the subscription, in order (NotFound for
+    a message it was not sent)."""
     row = get(db, tenant_id=tenant_id, subscription_id=subscription_id)
+    sent = db.scalar(
+        select(DeliveryRow.pk)
+        .join(MessageRow, MessageRow.pk == DeliveryRow.message_pk)
+        .where(DeliveryRow.subscription_pk == row.pk, MessageRow.message_id == message_id)
+    )
+    if sent is None:
+        raise NotFound("unknown message for this webhook subscription", field="message_id")
     return list(
         db.scalars(
             select(AttemptRow)
