@@ -20,6 +20,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,8 +29,10 @@ import httpx
 import pytest
 
 from printcloud.auth import service
+from printcloud.core.db import utcnow
 from printcloud.device.agent import DeviceConfig
 from printcloud.device.cards import CardReader
+from printcloud.webhooks import service as webhooks
 from tests.helpers.browser import Browser, Html, PrintBrowser, assert_accessible, form_to
 from tests.helpers.cli import run_cli
 from tests.helpers.print_stack import PrintStack, print_stacks
@@ -411,6 +414,19 @@ def test_webhook_pages_for_the_administrator(stack: PrintStack, tmp_path: Path) 
         assert off.status_code == 303
         assert "Turn on again" in http.get(detail).text
         assert http.post(f"{detail}/enable", data={"csrf": csrf}).status_code == 303
+
+        # the platform turns it off after a long failure: the list page says so at the top
+        with stack.db.session() as db:
+            row = webhooks.get(db, tenant_id=site.id, subscription_id=subscription_id)
+            row.failing_since = utcnow() - timedelta(days=2)
+            assert webhooks.disable_if_failing(
+                db, subscription_pk=row.pk, failing_for=timedelta(days=1)
+            )
+        banner = http.get("/printing/webhooks").text
+        assert f'id="turned-off-{subscription_id}"' in banner and "was turned off" in banner
+        assert "Turned off by the platform after failing" in banner  # the trail, in words
+        assert http.post(f"{detail}/enable", data={"csrf": csrf}).status_code == 303
+        assert "was turned off" not in http.get("/printing/webhooks").text
 
         alice = PrintBrowser(stack, (site.id, "alice", PASSWORD))
         assert alice.open("/printing/webhooks").status_code == 403

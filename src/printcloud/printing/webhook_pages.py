@@ -100,7 +100,7 @@ def _list_context(rt: PrintingRuntime, principal: Principal) -> dict[str, Any]:
         "turned_off": [
             w
             for w in listed
-            if not w.enabled and w.disabled_reason.startswith("turned off by the platform")
+            if not w.enabled and w.disabled_reason.startswith(webhooks.TURNED_OFF_BY_PLATFORM)
         ],
         "trail": trail,
         "event_types": list(outbox.EVENT_TYPES),

@@ -27,6 +27,8 @@ from . import outbox, signing
 from .models import AttemptRow, AuditRow, DeliveryRow, MessageRow, SubscriptionRow
 
 MAX_PER_TENANT = 20
+#: How `disabled_reason` starts when the platform turned a subscription off (not a person).
+TURNED_OFF_BY_PLATFORM = "turned off by the platform"
 _SUBSCRIPTION_ID = re.compile(r"^ep_[A-Za-z0-9_-]{1,37}$")
 
 
@@ -269,7 +271,7 @@ def disable_if_failing(
     row.enabled = False
     row.disabled_at = now
     row.disabled_reason = (
-        f"turned off by the platform: every delivery failed since {since:%Y-%m-%d %H:%M} UTC"
+        f"{TURNED_OFF_BY_PLATFORM}: every delivery failed since {since:%Y-%m-%d %H:%M} UTC"
     )
     audit(
         db,
