@@ -315,6 +315,7 @@ def test_webhooks_from_the_admin_api_and_the_cli_verified_by_standardwebhooks(
 
         added = boss.post("/api/webhooks", json={"url": f"{live.url}/ok/h", "event_types": events})
         assert added.status_code == 201, added.text
+        assert added.headers["cache-control"] == "no-store"
         subscription_id, secret = added.json()["subscription_id"], added.json()["secret"]
         assert secret.startswith("whsec_") and secret not in boss.get("/api/webhooks").text
         live.secrets["ok/h"] = [secret]

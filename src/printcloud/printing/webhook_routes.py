@@ -62,8 +62,11 @@ def list_webhooks(rt: RuntimeDep, principal: AdminCaller) -> WebhookList:
 
 
 @router.post("", status_code=201, response_model=WebhookCreated)
-def add_webhook(body: WebhookCreate, rt: RuntimeDep, principal: AdminCaller) -> WebhookCreated:
+def add_webhook(
+    body: WebhookCreate, rt: RuntimeDep, principal: AdminCaller, response: Response
+) -> WebhookCreated:
     """A subscription; the answer's `secret` is shown this once (keep it in the receiver)."""
+    response.headers["Cache-Control"] = "no-store"  # it carries a secret (as RFC 6749 §5.1)
     with rt.db.session() as db:
         row, secret = webhooks.add(
             db,
@@ -127,9 +130,14 @@ def delete_webhook(subscription_id: str, rt: RuntimeDep, principal: AdminCaller)
 
 @router.post("/{subscription_id}/rotate", response_model=Rotated)
 def rotate_secret(
-    subscription_id: str, rt: RuntimeDep, principal: AdminCaller, body: RotateRequest | None = None
+    subscription_id: str,
+    rt: RuntimeDep,
+    principal: AdminCaller,
+    response: Response,
+    body: RotateRequest | None = None,
 ) -> Rotated:
     """A new secret, shown this once; the current one signs too for `overlap_seconds`."""
+    response.headers["Cache-Control"] = "no-store"
     overlap = rt.settings.webhook_rotation_overlap
     if body is not None and body.overlap_seconds is not None:
         overlap = body.overlap_seconds
