@@ -77,9 +77,11 @@ class World:
         self.receiver.secrets.setdefault(path, []).append(secret)
         return tenant, subscription_id
 
-    def job(self, tenant: str, *states: str, reason: str | None = None) -> str:
+    def job(
+        self, tenant: str, *states: str, reason: str | None = None, pages_printed: int = 0
+    ) -> str:
         """A job of `tenant`, accepted then moved through `states`, each in its own
-        transaction (as the workflow moves it)."""
+        transaction (as the workflow moves it; the last with `pages_printed`)."""
         job_id = printing.new_job_id()
         with self.db.session() as db:
             if not printing.list_printers(db, tenant_id=tenant):
@@ -101,7 +103,9 @@ class World:
         for state in states:
             with self.db.session() as db:
                 row = printing.get_job(db, tenant_id=tenant, job_id=job_id)
-                printing.move(db, row, state, step="S110", reason=reason)
+                last = state == states[-1]
+                printed = {"pages_printed": pages_printed} if last and pages_printed else None
+                printing.move(db, row, state, step="S110", reason=reason, record=printed)
         return job_id
 
     def subscription(self, tenant: str, subscription_id: str) -> SubscriptionRow:
@@ -232,7 +236,7 @@ def test_a_jobs_events_arrive_in_order_while_one_is_retried(world: World) -> Non
     events = ["job.accepted", "job.printing", "job.printed", "job.cancelled"]
     tenant, _ = world.subscribe("fail-first/c", events)
     first = world.job(tenant, "printing", "printed")
-    second = world.job(tenant, "printing", "printer_cancelled", reason="paper_out")
+    second = world.job(tenant, "printing", "printer_cancelled", reason="paper_out", pages_printed=2)
     # each message fails once, then succeeds: six messages, twelve attempts
     got = wait_for(
         lambda: len(world.receiver.at("fail-first/c")) == 12 and world.receiver.at("fail-first/c"),
@@ -250,6 +254,7 @@ def test_a_jobs_events_arrive_in_order_while_one_is_retried(world: World) -> Non
     cancelled = [json.loads(r.body) for r in got if json.loads(r.body)["type"] == "job.cancelled"]
     assert cancelled[0]["data"]["reason"] == "paper_out"
     assert cancelled[0]["data"]["cancelled_by"] == "printer"
+    assert (cancelled[0]["data"]["pages"], cancelled[0]["data"]["pages_printed"]) == (3, 2)
 
 
 def test_a_rotated_secret_overlaps_the_new_one(world: World) -> None:

@@ -429,8 +429,10 @@ def move(
     worker: str | None = None,
     detail: str = "",
     expect: tuple[str, ...] | None = None,
+    record: dict[str, Any] | None = None,
 ) -> bool:
     """Move a job to `state` with a history event; a finished job stays finished.
+    `record`: columns set with the move (`pages_printed`), only when the job moved.
 
     Answers whether the job moved: False when it had already ended (its owner cancelled
     it while a step ran, say), or, with `expect`, when it is no longer in one of those
@@ -458,6 +460,8 @@ def move(
                 set_committed_value(job, name, value)
             break
         db.refresh(job, ["state"])  # moved meanwhile: decide again on what it is now
+    for name, value in (record or {}).items():
+        setattr(job, name, value)
     bump_on_commit(db, JOBS)  # an IPP queue's printer-state (ipp_memo)
     add_event(db, job, step=step, state=state, worker=worker, detail=detail or (reason or ""))
     if state in WEBHOOK_EVENTS:
@@ -497,6 +501,7 @@ def announce(db: Session, job: PrintJobRow, event_type: str) -> None:
             "owner": job.owner,
             "title": job.title,
             "pages": job.page_count,
+            "pages_printed": job.pages_printed or 0,
             "copies": options.get("copies", 1),
             "color": options.get("color", True),
             "duplex": options.get("duplex", False),
