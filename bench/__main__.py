@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "ipp_codec": "bench.ipp_codec",
     "platform_cost": "bench.platform_cost",
     "ipp_server": "bench.ipp_server",
+    "webhooks": "bench.webhooks",
 }
 
 

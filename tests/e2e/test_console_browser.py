@@ -12,6 +12,7 @@ JavaScript off.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from printcloud.printing.accounting import ledger, prices
 from tests.e2e.chromium import TIMEOUT_MS, watch
 from tests.e2e.console import WIDTHS, check_page, make_pdf, sign_in
 from tests.helpers.print_stack import PrintStack
+from tests.webhooks.receiver import receiver
 
 pytestmark = [pytest.mark.peer("chromium"), pytest.mark.slow]
 
@@ -104,12 +106,35 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
         "Printers and queues",
         "Prices and accounts",
         "Batch printing",
+        "Webhooks",
         "Admin",
     ):
         expect(nav.get_by_role("link", name=label, exact=True)).to_be_visible()
     expect(nav.get_by_role("link", name="Jobs", exact=True)).to_have_attribute(
         "aria-current", "page"
     )
+
+    # The webhooks pages (issue 18): add one, see its secret once, send it a test event
+    # and read the receiver's answer in its log, give it a new secret.
+    with receiver() as live:
+        page.get_by_role("link", name="Webhooks", exact=True).click()
+        expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
+        page.get_by_label("Address").fill(f"{live.url}/ok/console")
+        page.get_by_label("What it is for").fill("Our ticket system")
+        page.get_by_label(words.webhook_event_label("job.printed")).check()
+        page.get_by_role("button", name="Add webhook").click()
+        expect(page.locator("#secret-value")).to_contain_text("whsec_")
+        page.get_by_role("button", name="Send a test event").click()
+        expect(page.locator("#notice")).to_contain_text("Test event sent")
+        webhook_url = page.url.split("?")[0]
+        deadline = time.monotonic() + 60  # polled: the log shows the receiver's answer
+        while "Accepted (204)" not in page.locator("#delivery-log").inner_text():
+            assert time.monotonic() < deadline, "stuck waiting for the test event's answer"
+            page.reload()
+        expect(page.locator("#delivery-log")).to_contain_text("Accepted (204)")
+        page.get_by_role("button", name="New signing secret").click()
+        expect(page.get_by_role("heading", name="Your new signing secret")).to_be_visible()
+        assert len(live.at("ok/console")) == 1
 
     walk = {
         "print": f"{stack.printing}/",
@@ -120,6 +145,8 @@ def test_walk_the_console_at_desktop_and_phone_sizes(
         "balance": f"{stack.printing}/account",
         "prices-and-accounts": f"{stack.printing}/accounting",
         "usage-report": f"{stack.printing}/accounting/report",
+        "webhooks": f"{stack.printing}/webhooks",
+        "webhook": webhook_url,
         "batch": f"{stack.base_url}/docgen/settings",
         "account": f"{stack.base_url}/idp-a/account",
         "admin-users": f"{stack.base_url}/idp-a/admin/users",

@@ -9,12 +9,16 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database, migrate
+from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound, PaymentRequired
 from printcloud.printing import service
 from printcloud.printing.accounting import charging, ledger, prices
 from printcloud.printing.accounting.models import LedgerTransactionRow, PriceRow
 from printcloud.printing.models import PrintJobRow
+from printcloud.webhooks import service as webhooks_service
+from printcloud.webhooks.models import MessageRow
 from tests.printing.accounting_world import World
 
 
@@ -291,3 +295,39 @@ def test_usage_reports_by_person_printer_and_tenant(db: Database) -> None:
     assert text.splitlines()[2].startswith("'=cmd,")  # never a formula in a spreadsheet
     chart = reports.svg_bars(people, currency="EUR", title="December <2026>")
     assert chart.startswith("<svg") and "December &lt;2026&gt;" in chart and "1.00 EUR" in chart
+
+
+def test_a_low_balance_queues_its_webhook_in_the_charging_transaction(db: Database) -> None:
+    """Accounting's one call point for the event (`accounting.events.low_balance`) queues
+    `account.low_balance` for the tenant's subscribers, with the balance in minor units."""
+    w = World.make(db, low_balance=50)
+    with db.session() as s:
+        subscription, _secret = webhooks_service.add(
+            s,
+            tenant_id=w.tenant,
+            url="http://127.0.0.1:9/hook",  # never sent: no dispatcher runs in this test
+            event_types=["account.low_balance"],
+            box=SecretBox([b"0" * 32]),
+            egress=EgressPolicy.loopback(),
+            by="boss",
+        )
+    w.top_up("erin", 100)
+    w.submit("erin", pages=4)  # 20 reserved: 80 left, above the level
+    w.submit("erin", pages=8)  # 40 more: 40 left, below it
+    with db.sessions() as s:
+        sent = s.scalars(
+            select(MessageRow).where(
+                MessageRow.tenant_id == w.tenant, MessageRow.event_type == "account.low_balance"
+            )
+        ).all()
+    assert [m.payload["data"] for m in sent] == [
+        {
+            "account_id": "user:erin",
+            "kind": "user",
+            "owner": "erin",
+            "balance": 40,
+            "threshold": 50,
+            "currency": "EUR",
+        }
+    ]
+    assert subscription.event_types == ["account.low_balance"]

@@ -9,13 +9,18 @@ local authentication again. Every release and every refusal lands in the job's h
 
 Item 8: the print service's and docgen's admin endpoints need the issuer's `admin` claim,
 not only the scope: a demoted admin loses them once the guard's cache (1 s here) passes.
+
+Issue 18 reuses this module's stack for the webhooks' admin API and CLI: a held job's
+events reach a loopback receiver, verified by the `standardwebhooks` reference library.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -24,11 +29,15 @@ import httpx
 import pytest
 
 from printcloud.auth import service
+from printcloud.core.db import utcnow
 from printcloud.device.agent import DeviceConfig
 from printcloud.device.cards import CardReader
-from tests.helpers.browser import Browser, form_to
+from printcloud.webhooks import service as webhooks
+from tests.helpers.browser import Browser, Html, PrintBrowser, assert_accessible, form_to
+from tests.helpers.cli import run_cli
 from tests.helpers.print_stack import PrintStack, print_stacks
 from tests.helpers.printing import make_pdf
+from tests.webhooks.receiver import receiver
 
 PRINTER = "mfp-1"
 PASSWORD = "alice-password-1"
@@ -281,3 +290,150 @@ def test_a_demoted_admin_loses_the_print_and_docgen_admin_endpoints(
     assert refused.status_code == 403 and refused.json()["error"] == "access_denied", refused.text
     # the token itself still works where no administrator is needed
     assert httpx.get(printers, headers=bearer, timeout=30).status_code == 200
+
+
+# -- issue 18: webhooks over the admin API and the CLI ---------------------------------------
+
+
+def test_webhooks_from_the_admin_api_and_the_cli_verified_by_standardwebhooks(
+    stack: PrintStack, tmp_path: Path
+) -> None:
+    site = Site(stack, tmp_path)
+    boss = stack.api(stack.user_token(site.id, "boss", PASSWORD, "print admin"))
+    events = ["job.accepted", "job.held", "job.cancelled"]
+    with receiver() as live:
+        refused = boss.post(
+            "/api/webhooks", json={"url": "http://10.0.0.1/hook", "event_types": events}
+        )
+        assert refused.status_code == 400 and refused.json()["field"] == "url", refused.text
+        assert "private address" in refused.json()["error_description"]
+        refused = boss.post(
+            "/api/webhooks", json={"url": f"{live.url}/ok/h", "event_types": ["job.exploded"]}
+        )
+        assert refused.status_code == 400 and refused.json()["field"] == "event_types"
+        assert site.alice.get("/api/webhooks").status_code == 403  # administrators only
+
+        added = boss.post("/api/webhooks", json={"url": f"{live.url}/ok/h", "event_types": events})
+        assert added.status_code == 201, added.text
+        assert added.headers["cache-control"] == "no-store"
+        subscription_id, secret = added.json()["subscription_id"], added.json()["secret"]
+        assert secret.startswith("whsec_") and secret not in boss.get("/api/webhooks").text
+        live.secrets["ok/h"] = [secret]
+
+        job_id = site.held("Payroll")
+        assert site.alice.post(f"/api/jobs/{job_id}/cancel").status_code == 200
+        sent = boss.post(f"/api/webhooks/{subscription_id}/test")
+        assert sent.status_code == 202, sent.text
+        deadline = time.monotonic() + 60
+        while len(live.at("ok/h")) < 4:
+            assert time.monotonic() < deadline, "stuck waiting for four deliveries"
+            time.sleep(0.1)
+        got = live.at("ok/h")
+        bodies = [r.verified[secret] for r in got]  # standardwebhooks verified each
+        assert all(isinstance(b, dict) for b in bodies), bodies
+        jobs = [b for b in bodies if b["type"] != "webhook.test"]
+        assert [b["type"] for b in jobs] == events
+        assert all(b["data"]["job_id"] == job_id for b in jobs)
+        assert jobs[2]["data"]["cancelled_by"] == "owner"
+        assert sent.json()["message_id"] in {r.headers["webhook-id"] for r in got}
+
+        log = boss.get(f"/api/webhooks/{subscription_id}/deliveries").json()["deliveries"]
+        assert {d["state"] for d in log} == {"delivered"} and len(log) == 4
+        assert {d["last_attempt"]["status_code"] for d in log} == {204}
+
+        other = stack.tenant()
+        stack.user(other, "boss", PASSWORD, admin=True)
+        stranger = stack.api(stack.user_token(other, "boss", PASSWORD, "print admin"))
+        assert stranger.get(f"/api/webhooks/{subscription_id}").status_code == 404
+        assert stranger.delete(f"/api/webhooks/{subscription_id}").status_code == 404
+
+        listed = run_cli(stack.env, "admin", "--json", "webhook", "list", "--tenant", site.id)
+        assert listed.returncode == 0, listed.stderr
+        assert [w["subscription_id"] for w in json.loads(listed.stdout)] == [subscription_id]
+        rotated = run_cli(
+            stack.env, "admin", "--json", "webhook", "rotate", subscription_id,
+            "--tenant", site.id, "--overlap", "3600",
+        )  # fmt: skip
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["secret"].startswith("whsec_")
+        trail = boss.get("/api/webhooks/audit").json()["events"]
+        assert [e["action"] for e in trail][:3] == ["rotated", "tested", "added"]
+
+        assert boss.delete(f"/api/webhooks/{subscription_id}").status_code == 204
+        assert boss.get("/api/webhooks").json()["webhooks"] == []
+
+
+def test_webhook_pages_for_the_administrator(stack: PrintStack, tmp_path: Path) -> None:
+    """The console's webhook pages over HTTP as a browser without JavaScript: add (the
+    secret shown once), refused input kept beside its field, a test event in the log with
+    the receiver's answer, a new secret, off and on, delete; others get 403."""
+    site = Site(stack, tmp_path)
+    admin = PrintBrowser(stack, (site.id, "boss", PASSWORD))
+    http = admin.http
+    with receiver() as live:
+        page = admin.open("/printing/webhooks")
+        assert page.status_code == 200 and "No webhooks yet" in page.text
+        assert_accessible(Html(page.text))
+        csrf = admin.csrf(page)
+        refused = http.post(
+            "/printing/webhooks",
+            data={"csrf": csrf, "url": "http://10.0.0.1/hook", "event": ["job.printed"]},
+        )
+        assert refused.status_code == 400
+        assert 'id="webhook-url-error"' in refused.text and "http://10.0.0.1/hook" in refused.text
+        none_chosen = http.post(
+            "/printing/webhooks", data={"csrf": csrf, "url": f"{live.url}/ok/p", "event": []}
+        )
+        assert none_chosen.status_code == 400 and "Choose at least one event" in none_chosen.text
+
+        added = http.post(
+            "/printing/webhooks",
+            data={"csrf": csrf, "url": f"{live.url}/ok/p", "event": ["job.printed"]},
+        )
+        assert added.status_code == 200, added.text[:2000]
+        secret = re.search(r'<code id="secret-value">(whsec_[^<]+)</code>', added.text)
+        assert secret, added.text[:3000]
+        live.secrets["ok/p"] = [secret.group(1)]
+        (subscription_id,) = re.findall(r"/printing/webhooks/(ep_[\w-]+)/test", added.text)
+        detail = f"/printing/webhooks/{subscription_id}"
+        assert secret.group(1) not in http.get(detail).text  # shown once
+
+        tested = http.post(f"{detail}/test", data={"csrf": csrf})
+        assert tested.status_code == 303 and tested.headers["location"] == f"{detail}?done=tested"
+        deadline = time.monotonic() + 60
+        while "Accepted (204)" not in (shown := http.get(detail).text):
+            assert time.monotonic() < deadline, "stuck waiting for the test event's answer"
+            time.sleep(0.1)
+        assert "Test event" in shown and "Delivered" in shown
+        assert_accessible(Html(shown))
+        assert isinstance(live.at("ok/p")[0].verified[secret.group(1)], dict)
+
+        rotated = http.post(f"{detail}/rotate", data={"csrf": csrf})
+        assert rotated.status_code == 200 and "Your new signing secret" in rotated.text
+        assert "signed with the previous secret too until" in rotated.text
+        off = http.post(f"{detail}/disable", data={"csrf": csrf})
+        assert off.status_code == 303
+        assert "Turn on again" in http.get(detail).text
+        assert http.post(f"{detail}/enable", data={"csrf": csrf}).status_code == 303
+
+        # the platform turns it off after a long failure: the list page says so at the top
+        with stack.db.session() as db:
+            row = webhooks.get(db, tenant_id=site.id, subscription_id=subscription_id)
+            row.failing_since = utcnow() - timedelta(days=2)
+            assert webhooks.disable_if_failing(
+                db, subscription_pk=row.pk, failing_for=timedelta(days=1)
+            )
+        banner = http.get("/printing/webhooks").text
+        assert f'id="turned-off-{subscription_id}"' in banner and "was turned off" in banner
+        assert "Turned off by the platform after failing" in banner  # the trail, in words
+        assert http.post(f"{detail}/enable", data={"csrf": csrf}).status_code == 303
+        assert "was turned off" not in http.get("/printing/webhooks").text
+
+        alice = PrintBrowser(stack, (site.id, "alice", PASSWORD))
+        assert alice.open("/printing/webhooks").status_code == 403
+        assert alice.http.get(detail).status_code == 403
+
+        gone = http.post(f"{detail}/delete", data={"csrf": csrf})
+        assert gone.headers["location"] == "/printing/webhooks?done=deleted"
+        listed = http.get(gone.headers["location"]).text
+        assert "Webhook deleted." in listed and "New signing secret" in listed  # the trail

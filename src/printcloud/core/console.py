@@ -104,6 +104,7 @@ def navigation(viewer: Viewer | None, current: str | None) -> list[Link]:
                 ("printers", "Printers and queues", "/printing/queues"),
                 ("accounting", "Prices and accounts", "/printing/accounting"),
                 ("batch", "Batch printing", "/docgen/settings"),
+                ("webhooks", "Webhooks", "/printing/webhooks"),
             ]
     else:
         sections = [("documents", "Documents", "/crm/"), ("batch", "Batch printing", "/crm/jobs")]

@@ -131,8 +131,26 @@ class Settings(BaseSettings):
     max_print_bytes: int = 200 * 1024 * 1024
     #: The egress policy's allow-list (core/egress.py): CIDRs and host names the platform
     #: may reach although they are not global unicast, when a tenant chose the address
-    #: (push URLs, print-data URLs, directory hosts). Empty: global unicast only.
+    #: (push URLs, print-data URLs, directory hosts, webhook subscribers). Empty: global
+    #: unicast only.
     egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    #: Webhooks (docs/webhooks.md): the pauses, in seconds, before each retry of a failed
+    #: delivery (comma-separated; by default 5 s, 5 min, 30 min, 2 h, 5 h, 8 h and 10 h:
+    #: eight attempts over about 25 hours); how long one attempt may take; how long a
+    #: subscription may fail without a success before the platform turns it off (checked
+    #: when a delivery has used up its retries); how long a rotated secret still signs.
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 28800.0, 36000.0]
+    )
+    webhook_timeout: float = Field(default=15.0, gt=0, le=120)
+    webhook_disable_after: float = Field(default=24 * 3600.0, ge=0)
+    webhook_rotation_overlap: int = Field(default=24 * 3600, ge=0, le=30 * 24 * 3600)
+    #: How often the print service looks for webhook messages written by other processes
+    #: (its own are sent at once).
+    webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    #: Days a webhook's delivery log keeps a message that ended.
+    webhook_log_days: int = Field(default=30, ge=1, le=3650)
 
     #: Conversion workers of the embedded run (a local pool); default: the CPU count.
     convert_workers: int | None = Field(default=None, ge=1, le=64)
@@ -238,6 +256,22 @@ class Settings(BaseSettings):
         # set once, here, while it is being built).
         object.__setattr__(self, "public_url", "https://" + self.public_url.split("://", 1)[1])
         return self
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if len(value) > 20 or any(not 0 <= pause <= 7 * 24 * 3600 for pause in value):
+            raise ValueError(
+                "webhook_retry_schedule: at most 20 pauses, each from 0 to 604800 seconds"
+            )
+        return value
 
     @field_validator("egress_allow", mode="before")
     @classmethod

@@ -517,6 +517,63 @@ def print_request_said(state: str, reason: str | None) -> Said:
     return Said(label, text, reason_text(reason))
 
 
+# -- webhooks (issue 18) ------------------------------------------------------------------
+
+#: A webhook event type -> what a person ticks to receive it.
+WEBHOOK_EVENTS: dict[str, str] = {
+    "job.accepted": "A print job is received",
+    "job.held": "A print job waits to be released at a printer",
+    "job.printing": "A printer starts a print job",
+    "job.printed": "A print job is printed",
+    "job.cancelled": "A print job is cancelled (by its owner or at the printer), with why",
+    "job.failed": "A print job ends without printing, with why",
+    "batch.completed": "A nightly batch print hands its documents to the printers",
+    "batch.suspended": "A nightly batch print stops, with why",
+    "account.low_balance": "A printing account runs low",
+    "webhook.test": "Test event",
+}
+#: A delivery's state -> (badge label, what it means).
+WEBHOOK_DELIVERIES: dict[str, tuple[str, str]] = {
+    "pending": ("Waiting", "Waiting for its turn: an earlier event of the same job goes first."),
+    "sending": ("Sending", "Being sent; a failed try is tried again later."),
+    "delivered": ("Delivered", "The receiver accepted it."),
+    "failed": ("Not delivered", "Every try over about a day failed."),
+    "skipped": ("Not sent", "The webhook was turned off or deleted before it was sent."),
+}
+#: What was done to a webhook (its audit trail).
+WEBHOOK_ACTIONS: dict[str, str] = {
+    "added": "Added",
+    "changed": "Changed",
+    "rotated": "New signing secret",
+    "tested": "Test event sent",
+    "enabled": "Turned on",
+    "disabled": "Turned off",
+    "auto_disabled": "Turned off by the platform after failing",
+    "deleted": "Deleted",
+}
+
+
+def webhook_event_label(event_type: str) -> str:
+    return WEBHOOK_EVENTS.get(event_type) or _as_words(event_type.replace(".", " "))
+
+
+def webhook_delivery_said(state: str) -> tuple[str, str]:
+    return WEBHOOK_DELIVERIES.get(state, (_as_words(state), ""))
+
+
+def webhook_action_label(action: str) -> str:
+    return WEBHOOK_ACTIONS.get(action) or _as_words(action)
+
+
+def webhook_answer(status_code: int | None, error: str) -> str:
+    """A delivery attempt's outcome: "Accepted (204)", "Refused (500)" or why none came."""
+    if status_code is None:
+        return error[:1].upper() + error[1:] if error else "No answer"
+    if 200 <= status_code < 300:
+        return f"Accepted ({status_code})"
+    return f"Refused ({status_code})"
+
+
 # -- refusals of the admin forms, as a person reads them (issue 16, "Errors") --------------
 
 _LDAP_ADDRESS = (

@@ -35,6 +35,7 @@ from printcloud.core.crypto import SecretBox
 from printcloud.core.db import utcnow
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 from printcloud.core.logs import get_logger
+from printcloud.webhooks import emit
 
 from .models import BatchRequest, BatchSettings
 
@@ -588,6 +589,7 @@ def record_request(
         row = BatchRequest(**values)
         db.add(row)
         db.flush()
+        announce(db, row, step)
         return row, True
     _insert_ignoring_conflict(db, BatchRequest, ["tenant_id", "run_id"], **values)
     row_or_none = db.scalar(
@@ -596,7 +598,10 @@ def record_request(
         .execution_options(populate_existing=True)
     )
     assert row_or_none is not None
-    return row_or_none, row_or_none.request_id == request_id
+    created = row_or_none.request_id == request_id
+    if created:
+        announce(db, row_or_none, step)
+    return row_or_none, created
 
 
 def get_request(db: Session, *, tenant_id: str, request_id: str) -> BatchRequest:
@@ -651,4 +656,32 @@ def advance_request(
     if state in FINAL:
         row.finished_at = now
     db.flush()
+    announce(db, row, step)
     return row
+
+
+#: The request states a webhook subscriber hears of (docs/webhooks.md).
+WEBHOOK_EVENTS = {"completed": "batch.completed", "suspended": "batch.suspended"}
+
+
+def announce(db: Session, row: BatchRequest, step: str) -> None:
+    """A request's end for the tenant's webhook subscribers, in the caller's transaction
+    (an outbox row, sent after the commit; nothing when nobody subscribed)."""
+    event_type = WEBHOOK_EVENTS.get(row.state)
+    if event_type is None:
+        return
+    emit(
+        db,
+        tenant_id=row.tenant_id,
+        event_type=event_type,
+        data={
+            "request_id": row.request_id,
+            "state": row.state,
+            "reason": row.reason,
+            "step": step,
+            "job": row.job,
+            "source": row.source,
+            "print_job_ids": list(row.print_job_ids or []),
+        },
+        ordering_key=f"batch:{row.request_id}",
+    )

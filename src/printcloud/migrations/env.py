@@ -10,7 +10,8 @@ import printcloud.core.executors
 import printcloud.crm.models
 import printcloud.docgen.models
 import printcloud.printing.accounting.models
-import printcloud.printing.models  # noqa: F401
+import printcloud.printing.models
+import printcloud.webhooks.models  # noqa: F401
 from printcloud.core.db import Base
 
 target_metadata = Base.metadata

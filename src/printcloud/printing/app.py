@@ -21,6 +21,8 @@ from . import (
     pipeline,
     raster_stream,
     routes,
+    webhook_pages,
+    webhook_routes,
 )
 from .pool import die_with_parent
 from .runtime import PrintingRuntime, build_runtime
@@ -45,11 +47,15 @@ def create_app(settings: Settings, *, db: Database) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(accounting_routes.router)
+
+    app.include_router(webhook_routes.router)
     app.include_router(ipp_routes.router)
     app.include_router(infra_routes.router)
     app.state.console_viewer = pages.site.viewer
     app.include_router(pages.router)
     app.include_router(accounting_pages.router)
+
+    app.include_router(webhook_pages.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_print_bytes + 64 * 1024)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RefuseNul)

@@ -102,11 +102,10 @@ def _record(
         job = db.get(PrintJobRow, job_id)
         if job is None or job.tenant_id != tenant_id:
             return False
-        if not service.move(db, job, state, step=step, reason=reason, worker=worker, detail=detail):
-            return False  # ended meanwhile: its fields stay as the cancel left them
-        for name, value in fields.items():
-            setattr(job, name, value)
-        return True
+        # ended meanwhile: False, and its fields stay as the cancel left them
+        return service.move(
+            db, job, state, step=step, reason=reason, worker=worker, detail=detail, record=fields
+        )
 
 
 def _data_key(tenant_id: str, job_id: str) -> str | None:

@@ -27,6 +27,7 @@ from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
 from printcloud.core.tasks.running import Running
+from printcloud.webhooks.delivery import Sender
 
 from .balancer import Balancer
 from .converted import ConvertedIndex
@@ -98,6 +99,9 @@ class PrintingRuntime:
     #: For the printers' push URLs (S109): addresses a tenant chose, so the egress
     #: policy's pinned client (made by `build_runtime`).
     push_http: httpx.Client = field(default_factory=lambda: egress.client(egress.EgressPolicy()))
+    #: The tenants' webhooks: their delivery workflows and the dispatcher that starts them
+    #: (made by `build_runtime`; run where the print service's workflows run).
+    webhooks: Sender | None = None
     #: One thread that starts the workflows of jobs just recorded, after their answer
     #: (`intake.start_soon`); made by `start`, stopped by `finish_starts`.
     _starter: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
@@ -127,7 +131,11 @@ class PrintingRuntime:
             self.engine = engine
             for prepare in self.before_launch:
                 prepare(engine)
+            if self.webhooks is not None:
+                self.webhooks.attach()  # before the launch: recovered deliveries need it
             engine.launch()
+            if self.webhooks is not None:
+                self.webhooks.dispatch(engine)
             self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-starts")
             for hook in self.on_started:
                 hook()
@@ -142,6 +150,8 @@ class PrintingRuntime:
 
     def finish_starts(self) -> None:
         """Make the starts asked for so far and take no more: before the engine stops."""
+        if self.webhooks is not None:
+            self.webhooks.stop()
         starter, self._starter = self._starter, None
         if starter is not None:
             starter.shutdown(wait=True)
@@ -160,6 +170,8 @@ class PrintingRuntime:
                 token.close()
         self.http.close()
         self.push_http.close()
+        if self.webhooks is not None:
+            self.webhooks.close()
         _running.clear(self)
         self.started = False
 
@@ -170,6 +182,7 @@ def current() -> PrintingRuntime:
 
 def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:
     issuer = settings.issuers[0]
+    box = SecretBox(settings.instance_secrets)
     return PrintingRuntime(
         settings=settings,
         db=db,
@@ -180,7 +193,8 @@ def build_runtime(settings: Settings, *, db: Database) -> PrintingRuntime:
             token_timeout=timedelta(seconds=settings.conversion_token_timeout),
         ),
         guard=Guard.of_issuer(settings, issuer, service="printing"),
-        box=SecretBox(settings.instance_secrets),
+        box=box,
         push_http=egress.client(settings.egress_policy, timeout=5),
         index=ConvertedIndex(),
+        webhooks=Sender(settings=settings, db=db, box=box),
     )

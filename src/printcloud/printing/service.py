@@ -34,6 +34,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from printcloud.core.db import utcnow
 from printcloud.core.egress import EgressPolicy
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
+from printcloud.webhooks import emit
 
 from .accounting import charging
 from .changes import CONFIG, JOBS, bump_on_commit
@@ -354,6 +355,7 @@ def create_job(
     if asked_by and asked_by != owner:
         detail += f", printed again for {owner} at the request of {asked_by}"
     add_event(db, row, step="S105", state="accepted", detail=detail)
+    announce(db, row, "job.accepted")
     bump_on_commit(db, JOBS)
     return row
 
@@ -428,8 +430,10 @@ def move(
     worker: str | None = None,
     detail: str = "",
     expect: tuple[str, ...] | None = None,
+    record: dict[str, Any] | None = None,
 ) -> bool:
     """Move a job to `state` with a history event; a finished job stays finished.
+    `record`: columns set with the move (`pages_printed`), only when the job moved.
 
     Answers whether the job moved: False when it had already ended (its owner cancelled
     it while a step ran, say), or, with `expect`, when it is no longer in one of those
@@ -457,9 +461,55 @@ def move(
                 set_committed_value(job, name, value)
             break
         db.refresh(job, ["state"])  # moved meanwhile: decide again on what it is now
+    for name, value in (record or {}).items():
+        setattr(job, name, value)
     bump_on_commit(db, JOBS)  # an IPP queue's printer-state (ipp_memo)
     add_event(db, job, step=step, state=state, worker=worker, detail=detail or (reason or ""))
+    if state in WEBHOOK_EVENTS:
+        announce(db, job, WEBHOOK_EVENTS[state])
     return True
+
+
+#: The job states a webhook subscriber hears of (docs/webhooks.md); `accepted` is
+#: announced by `create_job` (a released held job moves back to it unannounced).
+WEBHOOK_EVENTS = {
+    "held": "job.held",
+    "printing": "job.printing",
+    "printed": "job.printed",
+    "cancelled": "job.cancelled",
+    "printer_cancelled": "job.cancelled",
+    "download_failed": "job.failed",
+    "conversion_failed": "job.failed",
+    "expired": "job.failed",
+    "failed": "job.failed",
+}
+
+
+def announce(db: Session, job: PrintJobRow, event_type: str) -> None:
+    """The job's move for the tenant's webhook subscribers, in the caller's transaction
+    (an outbox row, sent after the commit; nothing when nobody subscribed)."""
+    options = job.options or {}
+    emit(
+        db,
+        tenant_id=job.tenant_id,
+        event_type=event_type,
+        data={
+            "job_id": job.job_id,
+            "state": job.state,
+            "reason": job.reason,
+            "cancelled_by": {"cancelled": "owner", "printer_cancelled": "printer"}.get(job.state),
+            "printer_id": job.printer_id,
+            "owner": job.owner,
+            "title": job.title,
+            "pages": job.page_count,
+            "pages_printed": job.pages_printed or 0,
+            "copies": options.get("copies", 1),
+            "color": options.get("color", True),
+            "duplex": options.get("duplex", False),
+            "media": options.get("media", "A4"),
+        },
+        ordering_key=f"job:{job.job_id}",
+    )
 
 
 def cancel_job(db: Session, *, tenant_id: str, job_id: str, by: str) -> PrintJobRow:

@@ -1,6 +1,7 @@
 """`printcloud admin`: tenants, users, clients, settings, consents, printers, IPP queues,
-print jobs, prices and accounts, executors, ID cards, directories and signing keys, one
-module per sub-group; the group's own commands (`purge-expired`, `bootstrap`) are here."""
+print jobs, prices and accounts, executors, ID cards, directories, signing keys and
+webhooks, one module per sub-group; the group's own commands (`purge-expired`,
+`bootstrap`) are here."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from printcloud.cli.admin.report import report
 from printcloud.cli.admin.settings import settings_cli
 from printcloud.cli.admin.tenant import tenant_cli
 from printcloud.cli.admin.user import user_cli
+from printcloud.cli.admin.webhook import webhook_cli
 from printcloud.cli.common import emit, run, state
 from printcloud.core.settings import Settings
 
@@ -46,6 +48,7 @@ admin.add_typer(executor_cli, name="executor")
 admin.add_typer(card_cli, name="card")
 admin.add_typer(directory_cli, name="directory")
 admin.add_typer(key_cli, name="key")
+admin.add_typer(webhook_cli, name="webhook")
 
 
 @admin.callback()

@@ -66,7 +66,7 @@ calls `DBOS.destroy()` but keeps the registry: workflows are declared once, at
 import, and survive any number of launch/shutdown cycles, as tests need.
 
 The modules, each one job: `declarations` (the decorators, queues and schedules
-declared at import, and `recv`/`sleep`/`call`/`recv_async` inside a workflow),
+declared at import, and `recv`/`sleep`/`call`/`recv_async`/`sleep_async` inside a workflow),
 `handles` (`TaskHandle`, `AsyncTaskHandle`, `TaskStatus`), `engine` (`TaskEngine`:
 launch, shutdown, start, enqueue, send, schedules at run time, recovery), `waker`,
 `loop` (async workflows: started from a thread, their bounded step threads) and
@@ -83,6 +83,7 @@ from printcloud.core.tasks.declarations import (
     recv_async,
     scheduled,
     sleep,
+    sleep_async,
     step,
     workflow,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "recv_async",
     "scheduled",
     "sleep",
+    "sleep_async",
     "step",
     "system_database",
     "workflow",

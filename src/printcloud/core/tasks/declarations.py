@@ -236,6 +236,11 @@ def sleep(seconds: float) -> None:
     DBOS.sleep(seconds)
 
 
+async def sleep_async(seconds: float) -> None:
+    """`sleep` inside an async workflow: waits as a coroutine, holding no thread."""
+    await DBOS.sleep_async(seconds)
+
+
 def _default_name(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__qualname__}"
 

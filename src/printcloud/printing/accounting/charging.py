@@ -133,11 +133,13 @@ def _warn_if_low(
 ) -> None:
     if defaults.low_balance and now_have < defaults.low_balance:
         events.low_balance(
+            db,
             tenant_id=account.tenant_id,
             account_kind=account.kind,
             account_name=account.name,
             balance=now_have,
             threshold=defaults.low_balance,
+            currency=defaults.currency,
         )
 
 
