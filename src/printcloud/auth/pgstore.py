@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -155,38 +156,40 @@ def _unavailable(exc: BaseException, what: str = "the database") -> Unavailable:
 # -- group commit --------------------------------------------------------------
 
 _ACCESS = (
-    ("token_digest", "varchar"),
-    ("tenant_pk", "integer"),
-    ("client_pk", "integer"),
-    ("user_pk", "integer"),
-    ("local_user", "json"),
-    ("scope", "text"),
-    ("grant_type", "varchar"),
-    ("issued_at", "timestamptz"),
-    ("expires_at", "timestamptz"),
-    ("revoked_at", "timestamptz"),
-    ("family_id", "varchar"),
+    "token_digest",
+    "tenant_pk",
+    "client_pk",
+    "user_pk",
+    "local_user",
+    "scope",
+    "grant_type",
+    "issued_at",
+    "expires_at",
+    "revoked_at",
+    "family_id",
 )
 _REFRESH = (
-    ("token_digest", "varchar"),
-    ("family_id", "varchar"),
-    ("tenant_pk", "integer"),
-    ("client_pk", "integer"),
-    ("user_pk", "integer"),
-    ("scope", "text"),
-    ("issued_at", "timestamptz"),
-    ("expires_at", "timestamptz"),
-    ("rotated_at", "timestamptz"),
-    ("revoked_at", "timestamptz"),
+    "token_digest",
+    "family_id",
+    "tenant_pk",
+    "client_pk",
+    "user_pk",
+    "scope",
+    "issued_at",
+    "expires_at",
+    "rotated_at",
+    "revoked_at",
 )
 
 
-def _insert(table: str, columns: tuple[tuple[str, str], ...], prefix: str) -> str:
-    # Built from the fixed names above, never from input.
-    names = ", ".join(name for name, _ in columns)
-    arrays = ", ".join(f"%({prefix}{name})s::{kind}[]" for name, kind in columns)
+def _insert(table: str, columns: tuple[str, ...], param: str) -> str:
+    # Built from the fixed names above, never from input. The rows travel as one JSON
+    # array: psycopg dumps it (the C encoder) at a third of the cost of a typed array
+    # per column, and PostgreSQL types each field by the table's own column.
+    names = ", ".join(columns)
     return (
-        f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+        f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608
+        f"FROM json_populate_recordset(NULL::{table}, %({param})s::json) "
         "ON CONFLICT (token_digest) DO NOTHING"
     )
 
@@ -196,10 +199,10 @@ def _insert(table: str, columns: tuple[tuple[str, str], ...], prefix: str) -> st
 _WRITE = " ".join(
     (
         "WITH logins AS (UPDATE auth_card_bindings AS b SET last_login_at = v.at",
-        "FROM unnest(%(binding_pk)s::integer[], %(binding_at)s::timestamptz[]) AS v(pk, at)",
+        "FROM json_to_recordset(%(logins)s::json) AS v(pk integer, at timestamptz)",
         "WHERE b.pk = v.pk),",
-        f"refresh AS ({_insert('auth_refresh_tokens', _REFRESH, 'r_')})",
-        _insert("auth_access_tokens", _ACCESS, "a_"),
+        f"refresh AS ({_insert('auth_refresh_tokens', _REFRESH, 'refresh')})",
+        _insert("auth_access_tokens", _ACCESS, "access"),
     )
 )
 
@@ -207,22 +210,24 @@ _WRITE = " ".join(
 Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[Login]]
 
 
-def _write_params(items: list[Rows]) -> dict[str, Any]:
+def _write_params(items: list[Rows]) -> dict[str, str]:
     access = [row for rows, _, _ in items for row in rows]
     refresh = [row for _, rows, _ in items for row in rows]
-    bindings = latest_logins([login for _, _, logins in items for login in logins])
-    params: dict[str, Any] = {
-        "binding_pk": [b["pk"] for b in bindings],
-        "binding_at": [b["at"] for b in bindings],
-    }
-    for prefix, columns, rows in (("a_", _ACCESS, access), ("r_", _REFRESH, refresh)):
-        for name, _ in columns:
-            params[prefix + name] = [_pg_value(row[name]) for row in rows]
-    return params
+    logins = latest_logins([login for _, _, logins in items for login in logins])
+    # The rows as `IssuerServer.save_token` made them: the statement picks its columns.
+    return {"access": _json(access), "refresh": _json(refresh), "logins": _json(logins)}
 
 
-def _pg_value(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, dict) else value
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_iso, separators=(",", ":"))
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in a token row")
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} in a token row")
 
 
 class GroupCommit:
