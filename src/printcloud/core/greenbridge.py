@@ -10,7 +10,7 @@ bridge SQLAlchemy's asyncio support is built on, written out for our two uses.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 from greenlet import getcurrent, greenlet
@@ -47,5 +47,7 @@ def wait(awaitable: Awaitable[T]) -> T:
     """The result of `awaitable`, awaited by the loop while this greenlet is suspended."""
     current = getcurrent()
     if not isinstance(current, _Bridged):
+        if isinstance(awaitable, Coroutine):
+            awaitable.close()  # never to be awaited: no "never awaited" warning later
         raise RuntimeError("wait() outside greenbridge.run()")
     return cast("T", current.parent.switch(awaitable))
