@@ -30,6 +30,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        rt.close_hot_path()
         for guard in rt.guards.values():
             await guard.aclose()
 

@@ -164,7 +164,7 @@ async def oauth_post(
         # indexed read: no session, no threadpool; the group-commit writer persists the
         # token row (and the card's login time) before the token is handed out.
         try:
-            hot, pending = rt.oauth_call_hot(issuer, oreq, call)
+            hot, pending = await rt.hot(rt.oauth_call_hot, issuer, oreq, call)
         except NeedsSession:  # an unknown or expired card, a registration: the full path
             hot = None
         else:
@@ -175,7 +175,7 @@ async def oauth_post(
     if hot is not None:
         status, payload, out_headers = hot
     elif endpoint == "introspect":
-        status, payload, out_headers = await rt.read(lambda: rt.oauth_read(issuer, oreq, call))
+        status, payload, out_headers = await rt.hot(rt.oauth_read, issuer, oreq, call)
     else:
         status, payload, out_headers = await run_in_threadpool(rt.oauth_call, issuer, oreq, call)
     if isinstance(payload, dict) and payload.get("error") == "invalid_client":

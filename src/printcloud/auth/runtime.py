@@ -3,7 +3,6 @@ and one guard per issuer, rate limiters, templates. Built once by `create_app`."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, TypeVar
 from fastapi.templating import Jinja2Templates
 from starlette.requests import Request as HttpRequest
 
-from printcloud.core import console
+from printcloud.core import console, greenbridge
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database
 from printcloud.core.errors import NotFound
@@ -25,7 +24,8 @@ from .cards import CardLimits, card_key
 from .models import Tenant, User
 from .oauth import Call, IssuerServer, Request, bind, unbind
 from .oauth.rfc9068 import KeyRing
-from .store import ClientCache, HotReader, Login, LoopTokenWriter, TokenWriter
+from .pgstore import GroupCommit, GroupReads, LoopReader, conninfo
+from .store import ClientCache, HotReader, Login, LoopTokenWriter
 
 T = TypeVar("T")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -70,10 +70,16 @@ class Runtime:
         self.box = SecretBox(self.settings.instance_secrets)
         self.card_key = card_key(self.settings)
         self.clients = ClientCache(self.db.engine, ttl=self.settings.client_cache_ttl)
-        self.reader = HotReader(self.db.engine)
-        self.writer: TokenWriter | LoopTokenWriter = (
-            LoopTokenWriter(self.db.engine) if self.db.is_sqlite else TokenWriter(self.db.engine)
-        )
+        # The hot path's storage: on SQLite local calls on the loop; on PostgreSQL group
+        # commit and group reads on the loop (pgstore), over connections of their own.
+        self.reads: GroupReads | None = None
+        self.reader: HotReader = HotReader(self.db.engine)
+        self.writer: GroupCommit | LoopTokenWriter = LoopTokenWriter(self.db.engine)
+        if not self.db.is_sqlite:
+            dsn = conninfo(self.db.engine)
+            self.reads = GroupReads(dsn)
+            self.reader = LoopReader(self.db.engine, self.reads)
+            self.writer = GroupCommit(dsn)
         for issuer in self.settings.issuers:
             keyring = KeyRing(
                 issuer=issuer,
@@ -149,10 +155,20 @@ class Runtime:
         finally:
             unbind(token)
 
-    async def read(self, fn: Callable[[], T]) -> T:
-        """A short read, inline on the event loop: one round trip on a held connection
-        costs less than the hop to a worker thread and back (and its GIL hand-offs)."""
-        return fn()
+    async def hot(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a hot-path step (`oauth_call_hot`, `oauth_read`) on the event loop. On
+        PostgreSQL it runs in a greenlet whose reads join the loop's group reads, so the
+        loop serves other requests during the round trip; on SQLite it runs inline (a
+        local read is shorter than the hop to a worker thread and its GIL hand-offs)."""
+        if self.reads is None:
+            return fn(*args)
+        return await greenbridge.run(fn, *args)
+
+    def close_hot_path(self) -> None:
+        """Close the hot path's own connections (at shutdown)."""
+        self.writer.close()
+        if self.reads is not None:
+            self.reads.close()
 
     async def persist_tokens(
         self,
@@ -161,11 +177,7 @@ class Runtime:
         logins: list[Login] | None = None,
     ) -> None:
         """Wait until the group commit holding these token rows (and card logins) is durable."""
-        pending = self.writer.submit(access, refresh, logins)
-        if isinstance(pending, asyncio.Future):
-            await pending
-        else:
-            await asyncio.wrap_future(pending)
+        await self.writer.submit(access, refresh, logins)
 
     def session_cookie(self, issuer: str) -> str:
         return f"pc_sid_{issuer.replace('-', '_')}"

@@ -3,26 +3,24 @@
 - `ClientCache`: immutable client snapshots with a short TTL, so a token
   request does not query the clients table. A change made in this process
   invalidates at once; another replica sees it within `client_cache_ttl`.
-- `TokenWriter`: group commit. Token rows from concurrent requests are
-  inserted in one transaction by one thread; each request answers only after
+- `LoopTokenWriter`: group commit on SQLite. Token rows from concurrent
+  requests are inserted in one transaction; each request answers only after
   the transaction holding its row has committed, so an issued token is always
-  persisted (docs/adr/0005-token-hot-path.md).
-- `lookup_token`: one indexed query returning what introspection needs.
+  persisted (docs/adr/0005-token-hot-path.md). PostgreSQL's is `pgstore.GroupCommit`.
+- `lookup_token`, `HotReader`: one indexed query returning what introspection needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -31,7 +29,7 @@ from printcloud.core.db import utcnow
 from printcloud.core.errors import Unavailable
 from printcloud.core.logs import get_logger
 
-from .models import SYSTEM_TENANT, AccessToken, Client, RefreshToken, Tenant
+from .models import SYSTEM_TENANT, Client, Tenant
 
 log = get_logger("auth.store")
 
@@ -150,87 +148,6 @@ class ClientCache:
                 self._data.pop((issuer, client_id), None)
 
 
-class TokenWriter:
-    """Inserts token rows in batches from one thread (group commit)."""
-
-    MAX_BATCH = 512
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._queue: queue.SimpleQueue[
-            tuple[list[dict[str, Any]], list[dict[str, Any]], list[Login], Future[None]] | None
-        ] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-
-    def submit(
-        self,
-        access_rows: list[dict[str, Any]],
-        refresh_rows: list[dict[str, Any]],
-        logins: list[Login] | None = None,
-    ) -> Future[None]:
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="token-writer", daemon=True
-                    )
-                    self._thread.start()
-        future: Future[None] = Future()
-        self._queue.put((access_rows, refresh_rows, logins or [], future))
-        return future
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            access = [r for a, _, _, _ in batch for r in a]
-            refresh = [r for _, rr, _, _ in batch for r in rr]
-            bindings = _latest_logins([x for _, _, lg, _ in batch for x in lg])
-            try:
-                with self.engine.begin() as conn:
-                    if bindings:
-                        # one statement for the whole batch, not one per card
-                        conn.execute(
-                            _PG_UPDATE_BINDINGS,
-                            {
-                                "pks": [b["pk"] for b in bindings],
-                                "ats": [b["at"] for b in bindings],
-                            },
-                        )
-                    if access:
-                        conn.execute(insert(AccessToken), access)
-                    if refresh:
-                        conn.execute(insert(RefreshToken), refresh)
-            except Exception as exc:
-                log.exception(
-                    "token batch insert failed",
-                    extra={"fields": {"rows": len(access) + len(refresh)}},
-                )
-                for *_, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            for *_, fut in batch:
-                fut.set_result(None)
-
-
 class LoopTokenWriter:
     """Group commit on the event loop, for SQLite: every token issued in one pass of
     the loop shares one transaction, flushed by a `call_soon` callback. A local
@@ -265,7 +182,7 @@ class LoopTokenWriter:
         batch, self._pending, self._scheduled = self._pending, [], False
         access = [_sqlite_access(r) for a, _, _, _ in batch for r in a]
         refresh = [_sqlite_refresh(r) for _, rr, _, _ in batch for r in rr]
-        bindings = _latest_logins([x for _, _, lg, _ in batch for x in lg])
+        bindings = latest_logins([x for _, _, lg, _ in batch for x in lg])
         try:
             self._insert(access, refresh, bindings)
         except Exception as exc:  # handed to every waiting request
@@ -327,15 +244,10 @@ class LoopTokenWriter:
 #: user's own `last_login_at` follows password logins and registrations.
 Login = tuple[int, int, datetime]
 
-_PG_UPDATE_BINDINGS = text(
-    "UPDATE auth_card_bindings AS b SET last_login_at = v.at "
-    "FROM unnest(CAST(:pks AS integer[]), CAST(:ats AS timestamptz[])) AS v(pk, at) "
-    "WHERE b.pk = v.pk"
-)
 _SQLITE_UPDATE_BINDING = "UPDATE auth_card_bindings SET last_login_at = ? WHERE pk = ?"
 
 
-def _latest_logins(logins: list[Login]) -> list[dict[str, Any]]:
+def latest_logins(logins: list[Login]) -> list[dict[str, Any]]:
     """The latest time per binding, in primary-key order (a fixed lock order for
     concurrent batches)."""
     bindings: dict[int, datetime] = {}
@@ -430,11 +342,13 @@ class TokenInfo:
     tenant_name: str = ""
 
 
-def _lookup_sql(table: str, extra: str, mark: str) -> str:
+def lookup_sql(table: str, extra: str, where: str, lead: str = "") -> str:
+    """The lookup of a token's facts in `table` (`token_info`'s columns, after `lead`)."""
     # The DBAPI cursor directly: this runs on every introspection, and SQLAlchemy's
     # per-execution result set-up cost several times the query itself.
-    # Table, columns and placeholder come from the fixed table below, never from input.
-    return f"""SELECT t.tenant_pk, te.tenant_id, te.issuer, te.local_auth_cooperation,
+    # Table, columns and condition come from fixed tables (here and in pgstore), never
+    # from input.
+    return f"""SELECT {lead}t.tenant_pk, te.tenant_id, te.issuer, te.local_auth_cooperation,
                t.client_pk, c.client_id, c.disabled, u.username, u.disabled, t.scope,
                t.issued_at, t.expires_at, t.revoked_at, t.family_id, {extra},
                u.is_admin, c.kind, te.held_release, te.name
@@ -442,15 +356,17 @@ def _lookup_sql(table: str, extra: str, mark: str) -> str:
         JOIN auth_tenants te ON te.pk = t.tenant_pk
         JOIN auth_clients c ON c.pk = t.client_pk
         LEFT JOIN auth_users u ON u.pk = t.user_pk
-        WHERE t.token_digest = {mark}"""  # noqa: S608
+        WHERE {where}"""  # noqa: S608
 
 
+#: Per kind of token: its table and the columns only one kind has.
+TOKEN_TABLES = (
+    ("access_token", "auth_access_tokens", "t.local_user, NULL, t.grant_type"),
+    ("refresh_token", "auth_refresh_tokens", "NULL, t.rotated_at, NULL"),
+)
 _LOOKUP = {
-    (kind, mark): _lookup_sql(table, extra, mark)
-    for kind, table, extra in (
-        ("access_token", "auth_access_tokens", "t.local_user, NULL, t.grant_type"),
-        ("refresh_token", "auth_refresh_tokens", "NULL, t.rotated_at, NULL"),
-    )
+    (kind, mark): lookup_sql(table, extra, f"t.token_digest = {mark}")
+    for kind, table, extra in TOKEN_TABLES
     for mark in ("?", "%s")
 }
 
@@ -494,6 +410,18 @@ def _card_sql(mark: str) -> str:
 _CARD = {mark: _card_sql(mark) for mark in ("?", "%s")}
 
 
+def card_row(row: tuple[Any, ...]) -> CardRow:
+    """A card binding from `_card_sql`'s columns (binding pk first)."""
+    return CardRow(
+        binding_pk=int(row[0]),
+        last_login_at=_when(row[1]) or utcnow(),
+        user_pk=int(row[2]),
+        username=str(row[3]),
+        display_name=str(row[4] or ""),
+        user_disabled=bool(row[5]),
+    )
+
+
 class HotReader:
     """Introspection's reads on one long-lived autocommit DBAPI connection per thread.
 
@@ -533,16 +461,7 @@ class HotReader:
                     row = cursor.fetchone()
                 finally:
                     cursor.close()
-                if row is None:
-                    return None
-                return CardRow(
-                    binding_pk=int(row[0]),
-                    last_login_at=_when(row[1]) or utcnow(),
-                    user_pk=int(row[2]),
-                    username=str(row[3]),
-                    display_name=str(row[4] or ""),
-                    user_disabled=bool(row[5]),
-                )
+                return None if row is None else card_row(row)
             except self._errors as exc:
                 self._drop()
                 if attempt == 2:
@@ -580,74 +499,80 @@ def _lookup(
         if hint == "refresh_token"
         else ("access_token", "refresh_token")
     )
-    now = utcnow()
     cursor = dbapi_conn.cursor()
     try:
         for kind in order:
             cursor.execute(_LOOKUP[(kind, mark)], (digest,))
             row = cursor.fetchone()
-            if row is None:
-                continue
-            (
-                tenant_pk,
-                tenant_id,
-                token_issuer,
-                cooperation,
-                client_pk,
-                client_id,
-                client_disabled,
-                username,
-                user_disabled,
-                scope,
-                issued_at,
-                expires_at,
-                revoked_at,
-                family_id,
-                local_user,
-                rotated_at,
-                grant_type,
-                user_is_admin,
-                client_kind,
-                held_release,
-                tenant_name,
-            ) = row
-            if token_issuer != issuer:
-                return None
-            expires = _when(expires_at)
-            assert expires is not None
-            active = (
-                revoked_at is None
-                and expires > now
-                and not client_disabled
-                and not user_disabled
-                and rotated_at is None
-            )
-            if isinstance(local_user, str):
-                local_user = json.loads(local_user)
-            if username is not None:
-                admin = bool(user_is_admin) and not user_disabled
-            else:  # a client's own token: only the platform's service clients administer
-                admin = client_kind == "service" and tenant_id == SYSTEM_TENANT
-            return TokenInfo(
-                kind=kind,
-                digest=digest,
-                tenant_pk=int(tenant_pk),
-                tenant_id=str(tenant_id),
-                local_auth_cooperation=bool(cooperation),
-                client_pk=int(client_pk),
-                client_id=str(client_id),
-                username=username,
-                local_user=local_user,
-                scope=scope or "",
-                issued_at=_when(issued_at) or expires,
-                expires_at=expires,
-                active=active,
-                family_id=family_id,
-                admin=admin,
-                amr=("card",) if grant_type == CARD_GRANT else (),
-                held_release=str(held_release or "card_or_owner"),
-                tenant_name=str(tenant_name or ""),
-            )
+            if row is not None:
+                return token_info(kind, digest, row, issuer=issuer, now=utcnow())
         return None
     finally:
         cursor.close()
+
+
+def token_info(
+    kind: str, digest: str, row: tuple[Any, ...], *, issuer: str, now: datetime
+) -> TokenInfo | None:
+    """What a lookup row (`_lookup_sql`'s columns) says of a token; None if another
+    issuer's (every issuer's tokens share the tables)."""
+    (
+        tenant_pk,
+        tenant_id,
+        token_issuer,
+        cooperation,
+        client_pk,
+        client_id,
+        client_disabled,
+        username,
+        user_disabled,
+        scope,
+        issued_at,
+        expires_at,
+        revoked_at,
+        family_id,
+        local_user,
+        rotated_at,
+        grant_type,
+        user_is_admin,
+        client_kind,
+        held_release,
+        tenant_name,
+    ) = row
+    if token_issuer != issuer:
+        return None
+    expires = _when(expires_at)
+    assert expires is not None
+    active = (
+        revoked_at is None
+        and expires > now
+        and not client_disabled
+        and not user_disabled
+        and rotated_at is None
+    )
+    if isinstance(local_user, str):
+        local_user = json.loads(local_user)
+    if username is not None:
+        admin = bool(user_is_admin) and not user_disabled
+    else:  # a client's own token: only the platform's service clients administer
+        admin = client_kind == "service" and tenant_id == SYSTEM_TENANT
+    return TokenInfo(
+        kind=kind,
+        digest=digest,
+        tenant_pk=int(tenant_pk),
+        tenant_id=str(tenant_id),
+        local_auth_cooperation=bool(cooperation),
+        client_pk=int(client_pk),
+        client_id=str(client_id),
+        username=username,
+        local_user=local_user,
+        scope=scope or "",
+        issued_at=_when(issued_at) or expires,
+        expires_at=expires,
+        active=active,
+        family_id=family_id,
+        admin=admin,
+        amr=("card",) if grant_type == CARD_GRANT else (),
+        held_release=str(held_release or "card_or_owner"),
+        tenant_name=str(tenant_name or ""),
+    )
