@@ -585,3 +585,64 @@ def test_the_answer_before_parsing_is_the_full_paths_byte_for_byte(listener: Lis
         if case in ANSWERED:
             assert alone.startswith(b"HTTP/1.1 200 OK\r\n"), case
             assert decode(alone.partition(b"\r\n\r\n")[2]).status == Status.SUCCESSFUL_OK, case
+
+
+# -- background work below the answers (core/tasks/priority.py) ----------------------------
+
+
+def _processes_of(pid: int) -> dict[int, str]:
+    """`pid` and its descendants: their command lines."""
+    found: dict[int, str] = {}
+    parents = {pid}
+    while parents:
+        children: set[int] = set()
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(stat[1]) in parents:
+                        children.add(int(entry.name))
+                        cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ")
+                        found[int(entry.name)] = cmd.decode()
+                except (OSError, ValueError):
+                    continue
+        parents = children
+    return found
+
+
+def _thread_nices(pid: int) -> dict[int, int]:
+    """Each thread of `pid` and its nice value (proc(5): field 19 of its stat)."""
+    nices = {}
+    for task in os.scandir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(task.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        nices[int(task.name)] = int(stat[16])
+    return nices
+
+
+def test_answers_run_above_the_background_work(listener: Listener) -> None:
+    """`printcloud serve`: the thread that answers (the serving process's event loop) keeps
+    nice 0; once a job has been printed, threads of its workflows run at
+    PRINTCLOUD_BACKGROUND_NICE (10) and so does every thread of the conversion worker."""
+    body = _print_job(listener.uri)
+    got = httpx.post(
+        f"http://127.0.0.1:{listener.port}{listener.path}",
+        content=body,
+        headers={**IPP_TYPE, "Authorization": _basic()},
+        timeout=60,
+    )
+    assert got.status_code == 200 and decode(got.content).status == Status.SUCCESSFUL_OK
+    assert listener.stack.process is not None
+    processes = _processes_of(listener.stack.process.pid)
+    (server,) = [p for p, cmd in processes.items() if cmd.rstrip().endswith("printcloud serve")]
+    converters = [p for p, cmd in processes.items() if "--service convert" in cmd]
+    assert converters, processes
+    assert _thread_nices(server)[server] == 0  # the event loop answers at full priority
+    deadline = time.monotonic() + 60
+    while 10 not in _thread_nices(server).values():
+        assert time.monotonic() < deadline, "no workflow thread at nice 10"
+        time.sleep(0.1)
+    for pid in converters:
+        assert set(_thread_nices(pid).values()) == {10}, pid

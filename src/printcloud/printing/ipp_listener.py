@@ -13,9 +13,11 @@ bodies, as CUPS sends Print-Job; `Expect: 100-continue`; keep-alive; pipelining;
 header limits; a request with both Content-Length and Transfer-Encoding refused, no
 smuggling), run without uvicorn's server loop: this module starts and stops it with the
 print service, keeps its Date header current, and serves TLS (IPPS, TLS 1.2 at least, RFC
-7472) with the certificate of `printcloud serve` (core/tls.py). Behind it: the IPP fast
-lane, then the print service's own app for every other operation; a path outside
-`/ipp/` is answered 404 (the console, API and sign-in stay on the main port).
+7472) with the certificate of `printcloud serve` (core/tls.py). Before the parser: a
+segment holding one simple Get-Printer-Attributes is answered by the protocol itself
+(`ipp_fastpath`). Behind the parser: the IPP fast lane, then the print service's own app
+for every other operation; a path outside `/ipp/` is answered 404 (the console, API and
+sign-in stay on the main port).
 """
 
 from __future__ import annotations
