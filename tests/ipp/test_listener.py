@@ -77,7 +77,7 @@ def _listening(stack: PrintStack) -> Listener:
 @pytest.fixture(scope="module")
 def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
     with print_stacks(tmp_path_factory) as make:
-        yield _listening(make(workers=1, ipp_port=free_port()))
+        yield _listening(make(workers=1, ipp_port=free_port(), background_nice=10))
 
 
 def _gpa(uri: str, request_id: int = 7) -> bytes:
@@ -623,9 +623,10 @@ def _thread_nices(pid: int) -> dict[int, int]:
 
 
 def test_answers_run_above_the_background_work(listener: Listener) -> None:
-    """`printcloud serve`: the thread that answers (the serving process's event loop) keeps
-    nice 0; once a job has been printed, threads of its workflows run at
-    PRINTCLOUD_BACKGROUND_NICE (10) and so does every thread of the conversion worker."""
+    """`printcloud serve` with PRINTCLOUD_BACKGROUND_NICE=10 (the module's stack): the
+    thread that answers (the serving process's event loop) keeps nice 0; once a job has
+    been printed, threads of its workflows run at 10, and so does every thread of the
+    conversion worker's processes."""
     body = _print_job(listener.uri)
     got = httpx.post(
         f"http://127.0.0.1:{listener.port}{listener.path}",

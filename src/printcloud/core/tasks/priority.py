@@ -1,14 +1,20 @@
-"""Background work runs below the answers (as CUPS's `FilterNice` puts its filters below
+"""Background work can run below the answers (as CUPS's `FilterNice` puts its filters below
 cupsd): the threads that run workflows, and the conversion workers, take a higher nice
-value (`PRINTCLOUD_BACKGROUND_NICE`, 10 by default; 0 leaves them as they are).
+value (`PRINTCLOUD_BACKGROUND_NICE`; 0, the default, leaves them as they are).
 
 Why: a job's workflow and conversion cost more CPU than answering its Print-Job (about
-15 ms against 6 on this machine, bench/README.md "Print-Job at one connection"). On a
+15 ms against 6 on this machine; bench/README.md, "Get-Printer-Attributes before HTTP
+parsing, and background work's priority"). On a
 busy core the next client's request waited behind the workflows of the jobs before it;
 with this the kernel runs the request first and the workflows when the core is free.
 Nothing is skipped or postponed by printcloud itself: an answered job is committed, and
 its workflow runs as before, only at a lower priority. A core that is never free for
 long runs them at the nice value's share (nice 10 is about a tenth of a nice-0 thread).
+
+Off by default: measured on a loaded 2-core machine (bench/README.md), nice 10 took
+Print-Job at one connection from 4.4-5.2 to 6.8-12.1 jobs/s, but at sixteen from
+17.2-33.2 to 13.0-26.5 (a low-priority thread holding the GIL or SQLite's write lock
+then delays the answers).
 
 Linux keeps a nice value per thread (setpriority(2) on a thread id); elsewhere, or
 where the call is refused, nothing changes and that is logged once.
