@@ -116,6 +116,28 @@ async def await_child_async(token: str, number: int, key: str) -> str:
     return str(await child.result())
 
 
+# Background work's priority (core/tasks/priority.py): each reports its thread's nice value.
+
+
+def _nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@tasks.step()
+def step_nice(token: str) -> int:
+    return _nice()
+
+
+@tasks.workflow()
+def nice_of_a_sync_workflow(token: str) -> list[int]:
+    return [_nice(), step_nice(token)]
+
+
+@tasks.workflow()
+async def nice_of_an_async_workflow(token: str) -> list[int]:
+    return [_nice(), await tasks.call(step_nice, token)]
+
+
 @tasks.step(retries=2, retry_interval=0.01, backoff=1.0)
 def flaky(token: str) -> str:
     _count(f"{token}:flaky")
@@ -365,6 +387,22 @@ def test_keyed_queue_runs_each_key(engine: tasks.TaskEngine) -> None:
     assert calls[f"{token}:b"] == 1
     with pytest.raises(ValueError, match="key"):
         engine.enqueue(KEYED, keyed_job)(token, "a")
+
+
+def test_background_work_runs_at_its_nice_value(tmp_path: Path, task_db_url: str | None) -> None:
+    """The threads that run workflows (DBOS's executor, its event loop, the step pool,
+    the queues' workers) run at PRINTCLOUD_BACKGROUND_NICE; the thread that starts them
+    (an answer's) keeps its own."""
+    mine = _nice()
+    wanted = max(mine, 7)
+    settings = _settings(tmp_path / "var", task_db_url, background_nice=7)
+    with tasks.TaskEngine(settings) as engine:
+        token = _token()
+        assert engine.start(nice_of_a_sync_workflow)(token).result() == [wanted, wanted]
+        assert engine.start(nice_of_an_async_workflow)(token).result() == [wanted, wanted]
+        queued = engine.enqueue(PLAIN, nice_of_a_sync_workflow)(token)
+        assert queued.result() == [wanted, wanted]
+    assert _nice() == mine
 
 
 def _statements_per_second(window: float) -> float:

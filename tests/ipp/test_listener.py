@@ -77,7 +77,7 @@ def _listening(stack: PrintStack) -> Listener:
 @pytest.fixture(scope="module")
 def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
     with print_stacks(tmp_path_factory) as make:
-        yield _listening(make(workers=1, ipp_port=free_port()))
+        yield _listening(make(workers=1, ipp_port=free_port(), background_nice=10))
 
 
 def _gpa(uri: str, request_id: int = 7) -> bytes:
@@ -445,3 +445,205 @@ def test_a_stop_cuts_a_request_slower_than_the_grace() -> None:
 
     assert asyncio.run(scenario()) == b""  # closed, with no answer
     assert seen == ["cancelled"]
+
+
+# -- Get-Printer-Attributes answered before HTTP parsing (ipp_fastpath) --------------------
+
+
+def _raw(path: str, body: bytes, *headers: str) -> bytes:
+    """A request as ipptool and CUPS write it: the head and body in one segment."""
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1:631",
+        "Content-Type: application/ipp",
+        f"Content-Length: {len(body)}",
+        *headers,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+SIMPLE = _raw(
+    "/ipp/print/t1/q", request(Operation.GET_PRINTER_ATTRIBUTES, "ipp://x/ipp/print/t1/q")
+)
+_HEAD, _, _BODY = SIMPLE.partition(b"\r\n\r\n")
+#: Each is answered by the full path (HTTP parser, lane, route), never before parsing.
+UNUSUAL: dict[str, bytes] = {
+    "pipelined": SIMPLE + SIMPLE,
+    "head only (body in the next segment)": _HEAD + b"\r\n\r\n",
+    "body cut short": SIMPLE[:-1],
+    "chunked": SIMPLE.replace(b"Content-Length", b"Transfer-Encoding: chunked\r\nX-Length"),
+    "expect 100-continue": SIMPLE.replace(b"Host:", b"Expect: 100-continue\r\nHost:"),
+    "connection close": SIMPLE.replace(b"Host:", b"Connection: close\r\nHost:"),
+    "HTTP/1.0": SIMPLE.replace(b"HTTP/1.1", b"HTTP/1.0", 1),
+    "query string": SIMPLE.replace(b"/q HTTP", b"/q?x=1 HTTP", 1),
+    "escaped path": SIMPLE.replace(b"/t1/q", b"/t%31/q", 1),
+    "a job's path": SIMPLE.replace(b"/t1/q", b"/t1/q/7", 1),
+    "forwarded": SIMPLE.replace(b"Host:", b"X-Forwarded-For: 10.0.0.1\r\nHost:"),
+    "unknown header": SIMPLE.replace(b"Host:", b"X-Anything: 1\r\nHost:"),
+    "two hosts": SIMPLE.replace(b"Host:", b"Host: a\r\nHost:"),
+    "no host": SIMPLE.replace(b"Host: 127.0.0.1:631\r\n", b""),
+    "two lengths": SIMPLE.replace(b"Host:", b"Content-Length: 1\r\nHost:"),
+    "folded header": SIMPLE.replace(b"Host:", b"User-Agent: a\r\n b\r\nHost:"),
+    "space before colon": SIMPLE.replace(b"Host:", b"Host :"),
+    "eight-bit value": SIMPLE.replace(b"Host: 127", b"Host: \xe9127"),
+    "bare LF": SIMPLE.replace(b"\r\nHost:", b"\nHost:"),
+    "wrong type": SIMPLE.replace(b"application/ipp", b"text/plain"),
+    "lower-case method": SIMPLE.replace(b"POST", b"post", 1),
+    "other operation": _HEAD + b"\r\n\r\n" + _BODY[:2] + b"\x00\x0a" + _BODY[4:],
+    "no IPP header": _HEAD.replace(f"Length: {len(_BODY)}".encode(), b"Length: 3") + b"\r\n\r\nabc",
+}
+
+
+def test_a_simple_get_printer_attributes_is_recognised() -> None:
+    from printcloud.printing.ipp_fastpath import simple_request
+
+    found = simple_request(SIMPLE)
+    assert found is not None
+    assert (found.tenant_id, found.queue, found.body) == ("t1", "q", _BODY)
+    # what clients add besides: credentials (ignored, as on the full path), keep-alive
+    usual = SIMPLE.replace(
+        b"Host:",
+        b"Authorization: Basic d3Jvbmc6d3Jvbmc=\r\nUser-Agent: CUPS/2.4.2 (Linux) IPP/2.0\r\n"
+        b"Accept-Encoding: deflate, gzip, identity\r\nConnection: Keep-Alive\r\nHost:",
+    )
+    assert simple_request(usual) == found
+    assert simple_request(SIMPLE.replace(b"application/ipp", b"Application/IPP; x=1")) == found
+
+
+@pytest.mark.parametrize("case", list(UNUSUAL))
+def test_anything_unusual_is_left_to_the_http_parser(case: str) -> None:
+    from printcloud.printing.ipp_fastpath import simple_request
+
+    assert UNUSUAL[case] != SIMPLE
+    assert simple_request(UNUSUAL[case]) is None
+
+
+def _exchange(port: int, raw: bytes, answers: int) -> list[bytes]:
+    """`raw` written at once on a new connection, then `answers` whole HTTP answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(raw)
+        stream = sock.makefile("rb")
+        out = []
+        for _ in range(answers):
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = stream.readline()
+                assert line, head
+                head += line
+            length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+            out.append(head + stream.read(int(length[1]) if length else 0))
+        return out
+
+
+def _clocks(answer: bytes) -> tuple[object, ...]:
+    """What an answer holds of the second it was made in: Date, printer-current-time."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    date = re.search(rb"\r\ndate: ([^\r]*)", head)
+    now = []
+    if b"application/ipp" in head:
+        groups = decode(body).groups
+        now = [a.values[0] for g in groups for a in g if a.name == "printer-current-time"]
+    return (date[1] if date else None, *now)
+
+
+ANSWERED = {"all attributes", "some attributes", "wrong credentials", "right credentials"}
+
+
+def test_the_answer_before_parsing_is_the_full_paths_byte_for_byte(listener: Listener) -> None:
+    """Each request is written alone (a simple one is answered before HTTP parsing) and
+    pipelined twice (the HTTP parser, the lane or the route answer both): the same bytes,
+    Date header included, whenever the three answers fall in the same second (the
+    answer's printer-current-time is the second's)."""
+    uri, path = listener.uri, listener.path
+    other = f"ipp://127.0.0.1:{listener.port}/ipp/print/{listener.tenant}/elsewhere"
+    names = Attribute("requested-attributes", ValueTag.KEYWORD, ["printer-state", "copies-default"])
+    gpa = request(Operation.GET_PRINTER_ATTRIBUTES, uri, request_id=99)
+    wrong = "Authorization: Basic " + base64.b64encode(b"alice:wrong").decode()
+    cases = {
+        "all attributes": _raw(path, gpa),
+        "some attributes": _raw(
+            path, request(Operation.GET_PRINTER_ATTRIBUTES, uri, ops=[names], request_id=3)
+        ),
+        "wrong credentials": _raw(path, gpa, wrong),
+        "right credentials": _raw(path, gpa, f"Authorization: {_basic()}"),
+        "bad version": _raw(path, b"\x09\x09" + gpa[2:]),
+        "another queue's printer-uri": _raw(
+            path, request(Operation.GET_PRINTER_ATTRIBUTES, other, request_id=5)
+        ),
+        "unknown queue": _raw(path.replace("/lobby", "/nope"), gpa),
+        "Get-Jobs without credentials": _raw(path, request(Operation.GET_JOBS, uri)),
+    }
+    for case, raw in cases.items():
+        for _attempt in range(30):
+            (alone,) = _exchange(listener.port, raw, 1)
+            full = _exchange(listener.port, raw + raw, 2)
+            if len({_clocks(alone), *map(_clocks, full)}) == 1:
+                break
+        else:
+            pytest.fail(f"{case}: never three answers in one second")
+        assert full[0] == full[1] == alone, case
+        if case in ANSWERED:
+            assert alone.startswith(b"HTTP/1.1 200 OK\r\n"), case
+            assert decode(alone.partition(b"\r\n\r\n")[2]).status == Status.SUCCESSFUL_OK, case
+
+
+# -- background work below the answers (core/tasks/priority.py) ----------------------------
+
+
+def _processes_of(pid: int) -> dict[int, str]:
+    """`pid` and its descendants: their command lines."""
+    found: dict[int, str] = {}
+    parents = {pid}
+    while parents:
+        children: set[int] = set()
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(stat[1]) in parents:
+                        children.add(int(entry.name))
+                        cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ")
+                        found[int(entry.name)] = cmd.decode()
+                except (OSError, ValueError):
+                    continue
+        parents = children
+    return found
+
+
+def _thread_nices(pid: int) -> dict[int, int]:
+    """Each thread of `pid` and its nice value (proc(5): field 19 of its stat)."""
+    nices = {}
+    for task in os.scandir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(task.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        nices[int(task.name)] = int(stat[16])
+    return nices
+
+
+def test_answers_run_above_the_background_work(listener: Listener) -> None:
+    """`printcloud serve` with PRINTCLOUD_BACKGROUND_NICE=10 (the module's stack): the
+    thread that answers (the serving process's event loop) keeps nice 0; once a job has
+    been printed, threads of its workflows run at 10, and so does every thread of the
+    conversion worker's processes."""
+    body = _print_job(listener.uri)
+    got = httpx.post(
+        f"http://127.0.0.1:{listener.port}{listener.path}",
+        content=body,
+        headers={**IPP_TYPE, "Authorization": _basic()},
+        timeout=60,
+    )
+    assert got.status_code == 200 and decode(got.content).status == Status.SUCCESSFUL_OK
+    assert listener.stack.process is not None
+    processes = _processes_of(listener.stack.process.pid)
+    (server,) = [p for p, cmd in processes.items() if cmd.rstrip().endswith("printcloud serve")]
+    converters = [p for p, cmd in processes.items() if "--service convert" in cmd]
+    assert converters, processes
+    assert _thread_nices(server)[server] == 0  # the event loop answers at full priority
+    deadline = time.monotonic() + 60
+    while 10 not in _thread_nices(server).values():
+        assert time.monotonic() < deadline, "no workflow thread at nice 10"
+        time.sleep(0.1)
+    for pid in converters:
+        assert set(_thread_nices(pid).values()) == {10}, pid

@@ -64,6 +64,12 @@ def serve(
             )
             raise typer.Exit(2) from exc
     prepare(settings).dispose()  # migrations once, before the workers start
+    if service == "convert":
+        from printcloud.core.tasks.priority import lower_this_process
+
+        # A conversion worker does background work only: it and every process it starts
+        # (granian's worker, the conversion children) run below the answers (priority.py).
+        lower_this_process(settings.background_nice)
     cert = None
     if settings.serves_tls:
         from printcloud.core.tls import server_certificate

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=500)
     database_max_overflow: int = Field(default=20, ge=0, le=500)
     workflow_pool_size: int = Field(default=20, ge=2, le=500)
+    #: The nice value of background work: the threads that run workflows and the
+    #: conversion workers (core/tasks/priority.py; CUPS's FilterNice). 0: unchanged.
+    background_nice: int = Field(default=0, ge=0, le=19)
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000

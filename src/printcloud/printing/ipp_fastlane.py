@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import time
 
-from starlette.requests import Request
+from starlette.requests import Request as HttpRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from printcloud.core.logs import get_logger
 from printcloud.core.web import SecurityHeaders
 from printcloud.ipp.encoding import decode
 from printcloud.ipp.model import Operation
-from printcloud.ipp.operations import check_request, requested_names
+from printcloud.ipp.operations import Request, check_request, requested_names
 
-from .ipp_operations import HANDLERS, Call, get_printer_attributes, printer_status
+from .ipp_operations import HANDLERS, Call, printer_attributes, printer_status
+from .ipp_printer import PrinterStatus, QueueFacts
 from .ipp_routes import IPP, IppQueues, _targets_queue
 from .ipp_transport import require_transport
+from .models import QueueRow
 from .runtime import PrintingRuntime
 
 log = get_logger("printing.ipp.fastlane")
@@ -101,11 +103,7 @@ class IppFastLane:
         if answer is None:
             await self.app(scope, _replay(body, more, receive), send)
             return
-        headers = [
-            (b"content-length", str(len(answer)).encode()),
-            (b"content-type", IPP.encode()),
-            *SecurityHeaders.HEADERS,
-        ]
+        headers = answer_headers(len(answer))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
 
@@ -115,16 +113,53 @@ class IppFastLane:
         if found is None:
             return None  # not read lately, or no such queue: the route reads (and refuses)
         try:
-            require_transport(Request(scope), self.rt.settings)
+            require_transport(HttpRequest(scope), self.rt.settings)
+        except Exception:  # the transport's refusal: the route answers it (426)
+            return None
+        checked = self.checked(body, tenant_id=tenant_id, queue=queue)
+        if checked is None:
+            return None
+        row, facts = found
+        try:
+            status = await printer_status(self._call(checked, row, facts))
+            return self.answer(checked, row, facts, status)
+        except Exception:
+            log.exception("fast Get-Printer-Attributes failed; the route answers")
+            return None
+
+    def checked(self, body: bytes, *, tenant_id: str, queue: str) -> Request | None:
+        """`body` decoded and checked (RFC 8011 §4.1) when it is a Get-Printer-Attributes
+        of this queue; None for anything else (the route answers it)."""
+        try:
             checked = check_request(decode(body), operations=OPERATIONS)
-        except Exception:  # IPPError, the transport's refusal, a decoding failure
-            return None  # the route answers it (the same way it always has)
+        except Exception:  # IPPError, a decoding failure: the route answers the same way
+            return None
         if checked.operation != Operation.GET_PRINTER_ATTRIBUTES:
             return None
         if not _targets_queue(checked.printer_uri, tenant_id=tenant_id, queue=queue):
             return None
-        row, facts = found
-        call = Call(
+        return checked
+
+    def answer(
+        self, checked: Request, row: QueueRow, facts: QueueFacts, status: PrinterStatus
+    ) -> bytes:
+        """The answer to a checked Get-Printer-Attributes: this second's, by queue,
+        printer status, version and selection, with the request's request-id."""
+        key = (facts, status, checked.message.version, tuple(requested_names(checked.message)))
+        second = int(time.time())
+        if second != self._second:  # printer-current-time / -up-time: this second's
+            self._answers.clear()
+            self._second = second
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = printer_attributes(self._call(checked, row, facts), status)
+            if len(self._answers) < MAX_ANSWERS:
+                self._answers[key] = answer
+        # RFC 8010 §3.1.1: the request-id is octets 4-7 of the answer
+        return answer[:4] + checked.message.request_id.to_bytes(4, "big") + answer[8:]
+
+    def _call(self, checked: Request, row: QueueRow, facts: QueueFacts) -> Call:
+        return Call(
             rt=self.rt,
             request=checked,
             queue=row,
@@ -133,23 +168,15 @@ class IppFastLane:
             cache=self.state.cache,
             memo=self.state.memo,
         )
-        try:
-            status = await printer_status(call)
-            key = (facts, status, checked.message.version, tuple(requested_names(checked.message)))
-            second = int(time.time())
-            if second != self._second:  # printer-current-time / -up-time: this second's
-                self._answers.clear()
-                self._second = second
-            answer = self._answers.get(key)
-            if answer is None:
-                answer = await get_printer_attributes(call, status)
-                if len(self._answers) < MAX_ANSWERS:
-                    self._answers[key] = answer
-        except Exception:
-            log.exception("fast Get-Printer-Attributes failed; the route answers")
-            return None
-        # RFC 8010 §3.1.1: the request-id is octets 4-7 of the answer
-        return answer[:4] + checked.message.request_id.to_bytes(4, "big") + answer[8:]
+
+
+def answer_headers(length: int) -> list[tuple[bytes, bytes]]:
+    """The headers of the lane's answer of `length` octets (after the server's Date)."""
+    return [
+        (b"content-length", str(length).encode()),
+        (b"content-type", IPP.encode()),
+        *SecurityHeaders.HEADERS,
+    ]
 
 
 def _content_type(scope: Scope) -> bytes:

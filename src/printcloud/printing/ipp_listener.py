@@ -13,9 +13,11 @@ bodies, as CUPS sends Print-Job; `Expect: 100-continue`; keep-alive; pipelining;
 header limits; a request with both Content-Length and Transfer-Encoding refused, no
 smuggling), run without uvicorn's server loop: this module starts and stops it with the
 print service, keeps its Date header current, and serves TLS (IPPS, TLS 1.2 at least, RFC
-7472) with the certificate of `printcloud serve` (core/tls.py). Behind it: the IPP fast
-lane, then the print service's own app for every other operation; a path outside
-`/ipp/` is answered 404 (the console, API and sign-in stay on the main port).
+7472) with the certificate of `printcloud serve` (core/tls.py). Before the parser: a
+segment holding one simple Get-Printer-Attributes is answered by the protocol itself
+(`ipp_fastpath`). Behind the parser: the IPP fast lane, then the print service's own app
+for every other operation; a path outside `/ipp/` is answered 404 (the console, API and
+sign-in stay on the main port).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from printcloud.core.settings import Settings
 from printcloud.core.web import SecurityHeaders
 
 from .ipp_fastlane import IppFastLane
+from .ipp_fastpath import FastAnswers, simple_request
 from .ipp_routes import IppQueues
 from .runtime import PrintingRuntime
 
@@ -92,6 +95,11 @@ class CoalescedWrites:
             self._loop.call_soon(self.flush)
         self._pending.append(bytes(data))
 
+    def write_now(self, data: bytes) -> None:
+        """`data` sent at once, after anything pending."""
+        self._pending.append(data)
+        self.flush()
+
     def flush(self) -> None:
         if self._pending:
             data = b"".join(self._pending)
@@ -107,15 +115,62 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
-def _coalescing(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
-    """`base` (uvicorn's protocol) writing through `CoalescedWrites`."""
+def _protocol_class(
+    base: type[asyncio.Protocol], fast: FastAnswers | None
+) -> type[asyncio.Protocol]:
+    """`base` (uvicorn's protocol) writing through `CoalescedWrites`, and answering a
+    simple Get-Printer-Attributes from `fast` before its HTTP parser (`ipp_fastpath`)."""
 
-    class Coalescing(base):  # type: ignore[valid-type,misc]
+    class Protocol(base):  # type: ignore[valid-type,misc]
+        #: The parser is between requests (nothing of a next one fed to it yet).
+        between = True
+        plain_ok: bool | None = None
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             # uvloop's transports are not asyncio.Transport subclasses, but are ones
             super().connection_made(CoalescedWrites(cast(asyncio.Transport, transport)))
 
-    return Coalescing
+        def on_message_begin(self) -> None:
+            self.between = False
+            super().on_message_begin()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self.between = True
+
+        def data_received(self, data: bytes) -> None:
+            if fast is not None and self.between and not self.pipeline:
+                cycle = self.cycle
+                if (cycle is None or cycle.response_complete) and self._answered(data):
+                    return
+            super().data_received(data)
+
+        def _answered(self, data: bytes) -> bool:
+            """Whether `data` was one simple Get-Printer-Attributes, now answered."""
+            assert fast is not None
+            request = simple_request(data)
+            if request is None or self.flow.write_paused or self.transport.is_closing():
+                return False
+            if self.plain_ok is None:
+                self.plain_ok = fast.plain_allowed(
+                    self.client[0] if self.client else None, self.scheme or "http"
+                )
+            if not self.plain_ok:
+                return False  # the full path answers 426
+            response = fast.response(request, self.server_state.default_headers)
+            if response is None:
+                return False
+            # as uvicorn does for a kept-alive request: the idle timer is stopped while
+            # the request is served and armed again once it is answered
+            self._unset_keepalive_if_required()
+            self.transport.write_now(response)
+            self.server_state.total_requests += 1
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            return True
+
+    return Protocol
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -137,7 +192,10 @@ class IppListener:
         port: int,
         tls: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        fast: FastAnswers | None = None,
     ) -> None:
+        """`fast`: simple Get-Printer-Attributes answered before HTTP parsing
+        (`ipp_fastpath`); None: every request is parsed and goes to `app`."""
         from uvicorn import Config
         from uvicorn.server import ServerState
 
@@ -158,7 +216,7 @@ class IppListener:
         )
         self.config.load()
         self.config.ssl = tls
-        self.protocol_class = _coalescing(self.config.http_protocol_class)
+        self.protocol_class = _protocol_class(self.config.http_protocol_class, fast)
         self.state = ServerState()
         self.host = host
         self.port = port
@@ -259,6 +317,7 @@ def ipp_listener(
     # several HTTP worker processes (a print service without workflows) share the port
     return IppListener(
         lanes,
+        fast=FastAnswers(lanes, settings),
         host=settings.host,
         port=settings.ipp_port,
         tls=tls,

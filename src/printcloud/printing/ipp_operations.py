@@ -158,6 +158,12 @@ async def printer_status(call: Call) -> PrinterStatus:
 
 
 async def get_printer_attributes(call: Call, status: PrinterStatus | None = None) -> bytes:
+    return printer_attributes(call, status or await printer_status(call))
+
+
+def printer_attributes(call: Call, status: PrinterStatus) -> bytes:
+    """Get-Printer-Attributes' answer for a printer status already known (no await: the
+    IPP port's protocol answers it inside `data_received`, `ipp_fastpath`)."""
     attributes = call.cache.get(call.facts)
     names, _ = select_attributes(
         requested_names(call.message),
@@ -165,7 +171,7 @@ async def get_printer_attributes(call: Call, status: PrinterStatus | None = None
         target="printer",
         explicit_only=EXPLICIT_ONLY,
     )
-    encoded = attributes.encode(frozenset(names), status or await printer_status(call))
+    encoded = attributes.encode(frozenset(names), status)
     head = response(call.message, OK)
     return encode_message(
         head.code,

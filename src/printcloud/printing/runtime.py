@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from printcloud.core.http import client as http_client
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.tasks import TaskEngine
+from printcloud.core.tasks.priority import lower_this_thread
 from printcloud.core.tasks.running import Running
 from printcloud.webhooks.delivery import Sender
 
@@ -136,7 +138,11 @@ class PrintingRuntime:
             engine.launch()
             if self.webhooks is not None:
                 self.webhooks.dispatch(engine)
-            self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-starts")
+            self._starter = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="job-starts",
+                initializer=partial(lower_this_thread, self.settings.background_nice),
+            )
             for hook in self.on_started:
                 hook()
         self.started = True

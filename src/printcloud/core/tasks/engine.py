@@ -84,6 +84,7 @@ class TaskEngine:
             self._config["notification_coalesce_sec"] = 0.5
         self._data_dir = settings.data_dir
         self._step_threads = settings.workflow_pool_size
+        self._nice = settings.background_nice
         self._launched = False
         self._waker: Waker | None = None
         self._step_pool: ThreadPoolExecutor | None = None
@@ -108,12 +109,14 @@ class TaskEngine:
             try:
                 with one_launch_at_a_time(self.system_database_url, self.system_schema):
                     DBOS.launch()
-                self._step_pool = bound_step_threads(self._step_threads)
+                self._step_pool = bound_step_threads(self._step_threads, nice=self._nice)
                 queues, schedules = declared_for(self.owns)
                 for declared in queues:
                     _register_queue(self._limits.get(declared.name, declared))
                 self._waker = Waker.start(
-                    [self._limits.get(q.name, q) for q in queues], schema=self.system_schema
+                    [self._limits.get(q.name, q) for q in queues],
+                    schema=self.system_schema,
+                    nice=self._nice,
                 )
                 if schedules:
                     DBOS.apply_schedules(schedules)

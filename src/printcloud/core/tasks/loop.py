@@ -22,9 +22,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
+
+from printcloud.core.tasks.priority import lower_this_thread, lower_threads
 
 
 def is_async(func: Callable[..., Any]) -> bool:
@@ -54,13 +57,22 @@ def start_on_loop(func: Callable[..., Any], workflow_id: str | None, args: Any, 
     return started
 
 
-def bound_step_threads(size: int) -> ThreadPoolExecutor:
+def bound_step_threads(size: int, *, nice: int = 0) -> ThreadPoolExecutor:
     """Run the blocking parts of async workflows on at most `size` threads (the pool
-    returned, for `shutdown` when the engine stops). Call after `DBOS.launch()`."""
+    returned, for `shutdown` when the engine stops). Call after `DBOS.launch()`.
+
+    `nice`: those threads, DBOS's event loop and the threads DBOS starts sync workflows
+    on from now on run at this nice value (`priority.py`)."""
     from dbos._dbos import _get_dbos_instance, _SharedExecutor
 
     dbos = _get_dbos_instance()
-    pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="tasks-steps")
+    lower = partial(lower_this_thread, nice)
+    pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="tasks-steps", initializer=lower)
+    # DBOS's executor (a ThreadPoolExecutor) starts its threads on demand, each running
+    # its `_initializer` first; the ones it started already (the launch's recovery) are
+    # lowered here: an idle one is reused for the next workflow.
+    dbos._executor._initializer = lower
+    lower_threads(dbos._executor._threads, nice)
 
     class Bounded(_SharedExecutor):
         # DBOS re-installs its `_shared_executor_field` as the loop's default executor
@@ -76,4 +88,5 @@ def bound_step_threads(size: int) -> ThreadPoolExecutor:
         raise RuntimeError("DBOS's event loop is not running")
     # Until the first of those calls, the loop's default is DBOS's executor itself.
     loop.call_soon_threadsafe(loop.set_default_executor, bounded)
+    loop.call_soon_threadsafe(lower)
     return pool

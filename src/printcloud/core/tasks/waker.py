@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dbos import DBOS
 
+from printcloud.core.tasks.priority import lower_this_thread
+
 if TYPE_CHECKING:
     from printcloud.core.tasks.declarations import TaskQueue
 
@@ -119,8 +121,14 @@ class Waker:
         self._mark = 0
 
     @classmethod
-    def start(cls, queues: Sequence[TaskQueue], *, schema: str | None) -> Waker:
+    def start(cls, queues: Sequence[TaskQueue], *, schema: str | None, nice: int = 0) -> Waker:
+        """`nice`: the queues' workers (they start the queued workflows) run at this nice
+        value (`priority.py`); the waker itself does not."""
         from dbos._queue import queue_worker_thread
+
+        def work(*args: Any) -> None:
+            lower_this_thread(nice)
+            queue_worker_thread(*args)
 
         waker = cls(schema)
         waker._sys_db._notification_fallback_polling_interval = _RECHECK_SECONDS
@@ -134,7 +142,7 @@ class Waker:
             waker._nudges[declared.name] = nudge
             waker._threads.append(
                 threading.Thread(
-                    target=queue_worker_thread,
+                    target=work,
                     args=(nudge, waker._dbos, queue),
                     name=f"queue-worker-{declared.name}",
                     daemon=True,
