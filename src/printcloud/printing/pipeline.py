@@ -31,8 +31,11 @@ the platform's cost per job). The seed's steps and the workflow's steps:
     job's too: the intake fetched it once) → `download_failed`; S106 and S107 are
     recorded in one transaction, each event at its own time;
   - S108 (FIG. 8): PDF → JPEG pages + metafile → `conversion_failed`.
-  Each record is the cancel check too: a job its owner cancelled meanwhile does not
-  move (`service.move` is a compare-and-set), and the step stops there.
+  The step reads the job once first: a job cancelled while it waited for its turn
+  stops there, and a try cut short (a crash, a lost worker) goes on after what it
+  recorded, so each seed step is done and recorded once. Each record is the cancel
+  check too: a job its owner cancelled meanwhile does not move (`service.move` is a
+  compare-and-set), and the step stops there.
 - `print_request` (S109, ¶0112): the job becomes the printer's work (the move and the
   printer's push URL in one transaction); pushed when the printer has a push URL
   (through the egress policy's pinned client: a push it refuses is recorded as such
@@ -71,7 +74,7 @@ from printcloud.core.http import error_text
 from printcloud.core.logs import get_logger
 
 from . import service
-from .models import JobEventRow, PrintJobRow
+from .models import PrintJobRow
 from .runtime import PrintingRuntime, current
 
 log = get_logger("printing.pipeline")
@@ -142,9 +145,9 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
 
 
 # S106–S108 are one step, one checkpoint (issue 13): each of its three worker calls is
-# idempotent, so a retry after a crash repeats what the crash left unfinished, and
-# each call may still go to another worker (LB001). The history gets S106 and S107 in
-# one transaction, S108 in a second, each event at the time its call answered.
+# idempotent and may still go to another worker (LB001), and a retry goes on after what
+# the cut-short try recorded. The history gets S106 and S107 in one transaction, S108 in
+# a second, each event at the time its call answered.
 
 
 def _open_session(
@@ -192,6 +195,60 @@ def prepare_pages(
     `conversion_failed` (recorded with the worker's reason)."""
     rt = current()
     assert rt.balancer is not None
+    with rt.db.sessions() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id or job.state not in service.ACTIVE:
+            return {"ok": False, "outcome": "cancelled"}  # while it waited for its turn
+        state, has_token = job.state, job.token_sealed is not None
+    # A try that a crash or a lost worker cut short (this step is one checkpoint) goes on
+    # after what it recorded, so each seed step is done and recorded once.
+    if state == "converted" and has_token:
+        return {"ok": True}
+    if state != "downloaded" or not has_token:
+        failed = _token_and_download(rt, tenant_id, job_id, printer_id, url, data_key)
+        if failed is not None:
+            return failed
+    sent = rt.balancer.call(
+        "POST",
+        f"/sessions/{job_id}/{printer_id}/convert",
+        json={"tenant_id": tenant_id, "dpi": dpi, "color": color},
+    )
+    status = sent.response.status_code
+    if status in (400, 404, 409, 413, 422):
+        reason = error_text(sent.response)
+        if not _record(
+            job_id, tenant_id, "conversion_failed", step="S108", worker=sent.worker, reason=reason
+        ):
+            return {"ok": False, "outcome": "cancelled"}
+        return {"ok": False, "outcome": "conversion_failed"}
+    if status != 200:
+        raise Unavailable(f"conversion answered HTTP {status}: {error_text(sent.response)}")
+    answer = sent.response.json()
+    if not _record(
+        job_id,
+        tenant_id,
+        "converted",
+        step="S108",
+        worker=sent.worker,
+        detail=f"{answer['pages']} JPEG page(s) at {dpi} dpi, {'color' if color else 'gray'}",
+        manifest_url=answer["manifest_url"],
+        page_count=int(answer["pages"]),
+    ):
+        return {"ok": False, "outcome": "cancelled"}
+    return {"ok": True}
+
+
+def _token_and_download(
+    rt: PrintingRuntime,
+    tenant_id: str,
+    job_id: str,
+    printer_id: str,
+    url: str | None,
+    data_key: str | None,
+) -> dict[str, Any] | None:
+    """S106 and S107, recorded together: None when the job is downloaded, else the
+    outcome that ended it (`prepare_pages`)."""
+    assert rt.balancer is not None
     issued, sealed = _open_session(rt, tenant_id, job_id, printer_id, data_key)
     body: dict[str, Any] = {"tenant_id": tenant_id}
     if url:
@@ -229,34 +286,7 @@ def prepare_pages(
         page_count=pages,
     ):
         return {"ok": False, "outcome": "cancelled"}  # its owner cancelled it meanwhile
-    sent = rt.balancer.call(
-        "POST",
-        f"/sessions/{job_id}/{printer_id}/convert",
-        json={"tenant_id": tenant_id, "dpi": dpi, "color": color},
-    )
-    status = sent.response.status_code
-    if status in (400, 404, 409, 413, 422):
-        reason = error_text(sent.response)
-        if not _record(
-            job_id, tenant_id, "conversion_failed", step="S108", worker=sent.worker, reason=reason
-        ):
-            return {"ok": False, "outcome": "cancelled"}
-        return {"ok": False, "outcome": "conversion_failed"}
-    if status != 200:
-        raise Unavailable(f"conversion answered HTTP {status}: {error_text(sent.response)}")
-    answer = sent.response.json()
-    if not _record(
-        job_id,
-        tenant_id,
-        "converted",
-        step="S108",
-        worker=sent.worker,
-        detail=f"{answer['pages']} JPEG page(s) at {dpi} dpi, {'color' if color else 'gray'}",
-        manifest_url=answer["manifest_url"],
-        page_count=int(answer["pages"]),
-    ):
-        return {"ok": False, "outcome": "cancelled"}
-    return {"ok": True}
+    return None
 
 
 @tasks.step(name="printing.print_request", retries=30, retry_interval=0.5, backoff=1.2)
@@ -277,15 +307,9 @@ def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
     body = {"event": "print_request", "job_id": job_id, "printer_id": printer_id}
     outcome, detail = push_to(rt, push_url, body)
     with rt.db.session() as db:
-        db.add(
-            JobEventRow(
-                job_id=job_id,
-                tenant_id=tenant_id,
-                step="S109",
-                state="waiting_for_printer",
-                detail=detail,
-            )
-        )
+        job = db.get(PrintJobRow, job_id)
+        if job is not None:  # in the state it is in now: the printer may have taken it
+            service.add_event(db, job, step="S109", state=job.state, detail=detail)
     return "pushed" if outcome == "pushed" else "poll"
 
 
