@@ -503,6 +503,38 @@ def test_a_recorded_end_frees_the_slot_and_wakes_the_awaiting_with_no_polling(
         assert second_run.result(poll_interval=3600.0) == "2:b"
 
 
+def test_a_recorded_end_polls_only_the_queue_whose_slot_it_frees(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: a queue's poll is a few queries (more on a keyed queue), so the end of a
+    run this process enqueued polls only that run's queue, and the end of a run it
+    started on no queue (a print job's own workflow) polls none. The fallbacks that
+    would look by polling are an hour away, so only the recorded ends wake here."""
+    monkeypatch.setattr(waker, "_ENDING_CHECKS", (3600.0,))
+    monkeypatch.setattr(waker, "_QUEUE_FALLBACK_SECONDS", 3600.0)
+    token = _token()
+    with tasks.TaskEngine(settings) as engine:
+        current = waker.Waker.current
+        assert current is not None and {"test-waiters", "test-keyed"} <= set(current._nudges)
+        polled: list[str] = []
+        for name, nudge in current._nudges.items():
+
+            def counted(name: str = name, original: Any = nudge.nudge) -> None:
+                polled.append(name)
+                original()
+
+            monkeypatch.setattr(nudge, "nudge", counted)
+        parent = engine.start(await_child, workflow_id=f"parent-{token}-0")(token, 0, "solo")
+        _until(lambda: calls[f"{token}:arrived"] == 1, "the child runs and waits")
+        assert polled == ["test-waiters"]  # its enqueue
+        engine.send(f"child-{token}-0", "m", topic="wake")
+        # The child's end polls its queue before it wakes the parent; the parent's end
+        # would poll before `result()` returns.
+        assert parent.result(poll_interval=3600.0) == "0:m"
+        assert polled == ["test-waiters", "test-waiters"]
+        assert not current._queue_of  # both ends found what they were started on
+
+
 def test_waiting_async_workflows_hold_no_thread_and_wake_on_their_message(
     tmp_path: Path, task_db_url: str | None
 ) -> None:

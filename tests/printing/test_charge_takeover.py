@@ -2,9 +2,11 @@
 and the charge; after another executor takes over, the job is charged exactly once.
 On PostgreSQL, with two executors, as `tests/core/test_tasks.py`'s takeover tests.
 
-The workflow here is the print workflow's tail with its real steps, `printing.notify`
-(S111, the printer printed 3 of 4 pages) then `printing.charge`, and a step between them
-that waits for the test to kill the process: the moment the brief names. The test file
+The workflow here is the print workflow's tail: the printer's result recorded by the
+pipeline's own `record_result` (S111, the printer printed 3 of 4 pages; in the print
+workflow it runs inside `printing.conclude`), then the real `printing.charge` step, and
+a step between them that waits for the test to kill the process: the moment the brief
+names. The test file
 runs as a script in the children (see `_child`)."""
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+@tasks.step(name="test_charge.result")
+def result(tenant_id: str, job_id: str, printed: dict[str, object]) -> str:
+    """S111 as `printing.conclude` records it (without S112: no worker holds pages here)."""
+    return pipeline.record_result(tenant_id, job_id, printed)
+
+
 @tasks.step(name="test_charge.between")
 def between(markers: str) -> None:
     """The printer's result is recorded; the charge has not run. Waits to be killed."""
@@ -50,8 +58,8 @@ def between(markers: str) -> None:
 
 @tasks.workflow(name="test_charge.result_then_charge")
 async def result_then_charge(tenant_id: str, job_id: str, markers: str) -> int | None:
-    result = {"outcome": "cancelled", "reason": "paper_out", "pages_printed": 3, "printer": "p1"}
-    await tasks.call(pipeline.notify, tenant_id, job_id, result)
+    printed = {"outcome": "cancelled", "reason": "paper_out", "pages_printed": 3, "printer": "p1"}
+    await tasks.call(result, tenant_id, job_id, printed)
     await tasks.call(between, markers)
     charged: int | None = await tasks.call(pipeline.charge, tenant_id, job_id)
     return charged

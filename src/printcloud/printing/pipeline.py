@@ -1,6 +1,6 @@
 """Job acceptance (seed 003, SVC002, FIG. 3–5 and FIG. 11) as durable workflows.
 
-Three nested workflows per job, each with one checkpointed step per seed step:
+Three nested workflows per job:
 
 - `job-<id>` (`process_job`, started at intake): holding until release, then
   the job's turn on its printer's queue;
@@ -16,28 +16,42 @@ conversion, the printer's result), so they are async workflows: a waiting job ho
 no thread, only a coroutine on DBOS's event loop (`core.tasks`, "waking what waits").
 `prepare` works rather than waits and stays a plain workflow on a thread.
 
-The steps:
+Each seed step is an event of the job's history, but a checkpoint (a DBOS step: its
+look-up and its record) only separates what must not be repeated together (issue 13,
+the platform's cost per job). The seed's steps and the workflow's steps:
 
-- `token` (S106, FIG. 6): token request with the session ID (job ID + printer
-  ID) and the blob key of the job's print data; a session left by a crashed try
-  (S1111, 409) is closed and asked again.
-- `download` (S107, FIG. 7): a worker reads the print data from the shared blob
-  store (a URL job's too: the intake fetched it once) → `download_failed`.
-- `convert` (S108, FIG. 8): PDF → JPEG pages + metafile → `conversion_failed`.
-- `print_request` (S109, ¶0112): the job becomes the printer's work; pushed when
-  the printer has a push URL (through the egress policy's pinned client: a push
-  it refuses is recorded as such and the printer polls), else the printer polls.
+- S105 (intake, `intake.py`): the job recorded, `accepted`; `load` reads it once, and
+  `deliver` is handed what it read.
+- `prepare_pages` — one checkpoint for three worker calls, each idempotent and each
+  free to go to another worker (LB001):
+  - S106 (FIG. 6): token request with the session ID (job ID + printer ID) and the
+    blob key of the job's print data; a session left by a crashed try (S1111, 409)
+    is closed and asked again;
+  - S107 (FIG. 7): a worker reads the print data from the shared blob store (a URL
+    job's too: the intake fetched it once) → `download_failed`; S106 and S107 are
+    recorded in one transaction, each event at its own time;
+  - S108 (FIG. 8): PDF → JPEG pages + metafile → `conversion_failed`.
+  The step reads the job once first: a job cancelled while it waited for its turn
+  stops there, and a try cut short (a crash, a lost worker) goes on after what it
+  recorded, so each seed step is done and recorded once. Each record is the cancel
+  check too: a job its owner cancelled meanwhile does not move (`service.move` is a
+  compare-and-set), and the step stops there.
+- `print_request` (S109, ¶0112): the job becomes the printer's work (the move and the
+  printer's push URL in one transaction); pushed when the printer has a push URL
+  (through the egress policy's pinned client: a push it refuses is recorded as such
+  and the printer polls), else the printer polls.
 - wait (S110): the printer's result, a message on topic `printer`; `expired`
   when the conversion token times out first.
-- `notify` (S111): the intake records `printed` or `printer_cancelled: <reason>`.
+- `conclude`: S111, the intake records `printed` or `printer_cancelled: <reason>`
+  (first: a completion that keeps failing cannot hide a printed job), then S112
+  (FIG. 11), print completion deletes the converted data and the session record.
+  `complete` alone (S112) ends a job that did not reach its printer.
 - `charge` (issue 18): the job pays for the impressions printed and the rest of its
   reservation is released (`accounting.charging.settle`), once: the ledger
-  transaction's key is the job ID. Every end passes here (`_finish`), so a job that
-  failed or was cancelled before printing has its reservation back and pays nothing.
-  A job with nothing reserved (its tenant has no accounting) skips the step
-  (`load_job` says so).
-- `complete` (S112, FIG. 11): print completion deletes the converted data and
-  the session record.
+  transaction's key is the job ID. Every end passes here (`_finish`, and after
+  `conclude`), so a job that failed or was cancelled before printing has its
+  reservation back and pays nothing. A job with nothing reserved (its tenant has no
+  accounting) skips the step (`load_job` says so).
 
 A step whose worker dies mid-call is retried on another worker (`balancer.py`):
 the workers' steps are idempotent. A killed workflow process resumes after
@@ -95,6 +109,7 @@ def _record(
     worker: str | None = None,
     reason: str | None = None,
     detail: str = "",
+    earlier: tuple[service.Event, ...] = (),
     **fields: Any,
 ) -> bool:
     rt = current()
@@ -104,20 +119,16 @@ def _record(
             return False
         # ended meanwhile: False, and its fields stay as the cancel left them
         return service.move(
-            db, job, state, step=step, reason=reason, worker=worker, detail=detail, record=fields
+            db,
+            job,
+            state,
+            step=step,
+            reason=reason,
+            worker=worker,
+            detail=detail,
+            record=fields,
+            earlier=earlier,
         )
-
-
-def _data_key(tenant_id: str, job_id: str) -> str | None:
-    with current().db.sessions() as db:
-        job = db.get(PrintJobRow, job_id)
-        return job.data_key if job is not None and job.tenant_id == tenant_id else None
-
-
-def _still_wanted(job_id: str, tenant_id: str) -> bool:
-    with current().db.sessions() as db:
-        job = db.get(PrintJobRow, job_id)
-        return job is not None and job.tenant_id == tenant_id and job.state in service.ACTIVE
 
 
 # -- steps ---------------------------------------------------------------------------------
@@ -142,18 +153,25 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
             "state": job.state,
             "printer_id": job.printer_id,
             "url": url,
+            "data_key": job.data_key,
             "options": dict(job.options),
             "color": bool(job.options.get("color", True)) and printer.color,
         }
 
 
-@tasks.step(name="printing.token", retries=30, retry_interval=0.5, backoff=1.2)
-def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any]:
-    """S106 (FIG. 6): a session record and a conversion token for job + printer."""
-    rt = current()
+# S106–S108 are one step, one checkpoint (issue 13): each of its three worker calls is
+# idempotent and may still go to another worker (LB001), and a retry goes on after what
+# the cut-short try recorded. The history gets S106 and S107 in one transaction, S108 in
+# a second, each event at the time its call answered.
+
+
+def _open_session(
+    rt: PrintingRuntime, tenant_id: str, job_id: str, printer_id: str, data_key: str | None
+) -> tuple[service.Event, str]:
+    """S106 (FIG. 6): a session record and a conversion token for job + printer: the
+    step's event, and the token sealed for the job's row (recorded with S107)."""
     assert rt.balancer is not None
     body = {"tenant_id": tenant_id, "job_id": job_id, "printer_id": printer_id}
-    data_key = _data_key(tenant_id, job_id)
     if data_key:  # the worker reads the data from the shared blob store (FIG. 7)
         body["data_key"] = data_key
     sent = rt.balancer.call("POST", "/sessions", json=body)
@@ -166,30 +184,87 @@ def request_token(tenant_id: str, job_id: str, printer_id: str) -> dict[str, Any
         sent = rt.balancer.call("POST", "/sessions", json=body)
     if sent.response.status_code != 201:
         raise Unavailable(f"token request refused: {error_text(sent.response)}")
-    token = sent.response.json()["token"]
-    _record(
-        job_id,
-        tenant_id,
-        "token_issued",
+    issued = service.Event(
         step="S106",
+        state="token_issued",
+        at=utcnow(),
         worker=sent.worker,
         detail="token request (session = job ID + printer ID)",
-        token_sealed=rt.box.seal(token),
     )
-    return {"worker": sent.worker}
+    return issued, rt.box.seal(sent.response.json()["token"])
 
 
-@tasks.step(name="printing.download", retries=30, retry_interval=0.5, backoff=1.2)
-def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> dict[str, Any]:
-    """S107 (FIG. 7): a worker takes the print data: from the shared blob store (the
-    session names its key), or, for a URL job with no stored data, from its URL."""
+@tasks.step(name="printing.prepare_pages", retries=30, retry_interval=0.5, backoff=1.2)
+def prepare_pages(
+    tenant_id: str,
+    job_id: str,
+    printer_id: str,
+    url: str | None,
+    data_key: str | None,
+    dpi: int,
+    color: bool,
+) -> dict[str, Any]:
+    """S106 token (FIG. 6), S107 download (FIG. 7), S108 conversion to JPEG pages and a
+    metafile (FIG. 8). Answers `{"ok": True}`, or the outcome that ended the job:
+    `cancelled` (its owner cancelled it meanwhile), `download_failed`,
+    `conversion_failed` (recorded with the worker's reason)."""
     rt = current()
     assert rt.balancer is not None
     with rt.db.sessions() as db:
         job = db.get(PrintJobRow, job_id)
         if job is None or job.tenant_id != tenant_id or job.state not in service.ACTIVE:
-            return {"ok": False, "cancelled": True}  # its owner cancelled it since the token
-        data_key = job.data_key
+            return {"ok": False, "outcome": "cancelled"}  # while it waited for its turn
+        state, has_token = job.state, job.token_sealed is not None
+    # A try that a crash or a lost worker cut short (this step is one checkpoint) goes on
+    # after what it recorded, so each seed step is done and recorded once.
+    if state == "converted" and has_token:
+        return {"ok": True}
+    if state != "downloaded" or not has_token:
+        failed = _token_and_download(rt, tenant_id, job_id, printer_id, url, data_key)
+        if failed is not None:
+            return failed
+    sent = rt.balancer.call(
+        "POST",
+        f"/sessions/{job_id}/{printer_id}/convert",
+        json={"tenant_id": tenant_id, "dpi": dpi, "color": color},
+    )
+    status = sent.response.status_code
+    if status in (400, 404, 409, 413, 422):
+        reason = error_text(sent.response)
+        if not _record(
+            job_id, tenant_id, "conversion_failed", step="S108", worker=sent.worker, reason=reason
+        ):
+            return {"ok": False, "outcome": "cancelled"}
+        return {"ok": False, "outcome": "conversion_failed"}
+    if status != 200:
+        raise Unavailable(f"conversion answered HTTP {status}: {error_text(sent.response)}")
+    answer = sent.response.json()
+    if not _record(
+        job_id,
+        tenant_id,
+        "converted",
+        step="S108",
+        worker=sent.worker,
+        detail=f"{answer['pages']} JPEG page(s) at {dpi} dpi, {'color' if color else 'gray'}",
+        manifest_url=answer["manifest_url"],
+        page_count=int(answer["pages"]),
+    ):
+        return {"ok": False, "outcome": "cancelled"}
+    return {"ok": True}
+
+
+def _token_and_download(
+    rt: PrintingRuntime,
+    tenant_id: str,
+    job_id: str,
+    printer_id: str,
+    url: str | None,
+    data_key: str | None,
+) -> dict[str, Any] | None:
+    """S106 and S107, recorded together: None when the job is downloaded, else the
+    outcome that ended it (`prepare_pages`)."""
+    assert rt.balancer is not None
+    issued, sealed = _open_session(rt, tenant_id, job_id, printer_id, data_key)
     body: dict[str, Any] = {"tenant_id": tenant_id}
     if url:
         body["url"] = url
@@ -197,69 +272,58 @@ def download(tenant_id: str, job_id: str, printer_id: str, url: str | None) -> d
         body["data_key"] = data_key
     sent = rt.balancer.call("POST", f"/sessions/{job_id}/{printer_id}/download", json=body)
     status = sent.response.status_code
-    if status == 200:
-        pages = int(sent.response.json()["pages"])
-        _record(
+    if status in (400, 404, 413, 415, 422, 502):
+        reason = error_text(sent.response)
+        if not _record(
             job_id,
             tenant_id,
-            "downloaded",
+            "download_failed",
             step="S107",
             worker=sent.worker,
-            detail=f"{pages} page(s) downloaded",
-            page_count=pages,
-        )
-        return {"ok": True, "worker": sent.worker}
-    if status in (400, 404, 413, 415, 422, 502):
-        return {"ok": False, "reason": error_text(sent.response), "worker": sent.worker}
-    raise Unavailable(f"download answered HTTP {status}: {error_text(sent.response)}")
-
-
-@tasks.step(name="printing.convert", retries=30, retry_interval=0.5, backoff=1.2)
-def convert(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool) -> dict[str, Any]:
-    """S108 (FIG. 8): a worker converts to JPEG pages and a metafile."""
-    rt = current()
-    assert rt.balancer is not None
-    if not _still_wanted(job_id, tenant_id):
-        return {"ok": False, "cancelled": True}
-    sent = rt.balancer.call(
-        "POST",
-        f"/sessions/{job_id}/{printer_id}/convert",
-        json={"tenant_id": tenant_id, "dpi": dpi, "color": color},
-    )
-    status = sent.response.status_code
-    if status == 200:
-        answer = sent.response.json()
-        _record(
-            job_id,
-            tenant_id,
-            "converted",
-            step="S108",
-            worker=sent.worker,
-            detail=f"{answer['pages']} JPEG page(s) at {dpi} dpi, {'color' if color else 'gray'}",
-            manifest_url=answer["manifest_url"],
-            page_count=int(answer["pages"]),
-        )
-        return {"ok": True, "worker": sent.worker}
-    if status in (400, 404, 409, 413, 422):
-        return {"ok": False, "reason": error_text(sent.response), "worker": sent.worker}
-    raise Unavailable(f"conversion answered HTTP {status}: {error_text(sent.response)}")
+            reason=reason,
+            earlier=(issued,),
+            token_sealed=sealed,
+        ):
+            return {"ok": False, "outcome": "cancelled"}
+        return {"ok": False, "outcome": "download_failed"}
+    if status != 200:
+        raise Unavailable(f"download answered HTTP {status}: {error_text(sent.response)}")
+    pages = int(sent.response.json()["pages"])
+    if not _record(
+        job_id,
+        tenant_id,
+        "downloaded",
+        step="S107",
+        worker=sent.worker,
+        detail=f"{pages} page(s) downloaded",
+        earlier=(issued,),
+        token_sealed=sealed,
+        page_count=pages,
+    ):
+        return {"ok": False, "outcome": "cancelled"}  # its owner cancelled it meanwhile
+    return None
 
 
 @tasks.step(name="printing.print_request", retries=30, retry_interval=0.5, backoff=1.2)
 def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
     """S109: the job becomes the printer's work; pushed if the printer listens."""
     rt = current()
-    if not _record(
-        job_id, tenant_id, "waiting_for_printer", step="S109", detail="waiting for the printer"
-    ):
-        return "ended"
+    with rt.db.session() as db:  # the move and the printer's push URL: one transaction
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id:
+            return "ended"
+        if not service.move(
+            db, job, "waiting_for_printer", step="S109", detail="waiting for the printer"
+        ):
+            return "ended"
+        push_url = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).push_url
+    if not push_url:
+        return "poll"  # the printer polls
     body = {"event": "print_request", "job_id": job_id, "printer_id": printer_id}
-    outcome, detail = push(rt, tenant_id=tenant_id, printer_id=printer_id, body=body)
-    if outcome == "none":
-        return "poll"
+    outcome, detail = push_to(rt, push_url, body)
     with rt.db.session() as db:
         job = db.get(PrintJobRow, job_id)
-        if job is not None:
+        if job is not None:  # in the state it is in now: the printer may have taken it
             service.add_event(db, job, step="S109", state=job.state, detail=detail)
     return "pushed" if outcome == "pushed" else "poll"
 
@@ -275,6 +339,11 @@ def push(
         push_url = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).push_url
     if not push_url:
         return "none", "the printer polls"
+    return push_to(rt, push_url, body)
+
+
+def push_to(rt: PrintingRuntime, push_url: str, body: dict[str, Any]) -> tuple[str, str]:
+    """`push` to a printer's known push URL: `("pushed" | "poll" | "refused", detail)`."""
     try:
         # Pinned: the address the policy checks now is the one connected to. The URL
         # passed when it was saved, but its name may answer otherwise today.
@@ -291,8 +360,7 @@ def push(
     return "poll", "push failed; the printer will poll"
 
 
-@tasks.step(name="printing.notify", retries=30, retry_interval=0.5, backoff=1.2)
-def notify(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
+def record_result(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
     """S111: the intake learns the outcome."""
     outcome = result.get("outcome")
     pages = int(result.get("pages_printed") or 0)
@@ -325,6 +393,15 @@ def notify(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
     return "cancelled"  # the owner cancelled: the intake already knows
 
 
+@tasks.step(name="printing.conclude", retries=30, retry_interval=0.5, backoff=1.2)
+def conclude(tenant_id: str, job_id: str, printer_id: str, result: dict[str, Any]) -> str:
+    """S111 and S112 as one checkpoint: the intake learns the printer's result (first,
+    so a completion that keeps failing cannot hide a printed job), then completion."""
+    outcome = record_result(tenant_id, job_id, result)
+    _complete(tenant_id, job_id, printer_id)
+    return outcome
+
+
 @tasks.step(name="printing.charge", retries=30, retry_interval=0.5, backoff=1.2)
 def charge(tenant_id: str, job_id: str) -> int | None:
     """Issue 18: charge the ended job for what printed and release the rest of its
@@ -342,6 +419,10 @@ def fail(tenant_id: str, job_id: str, state: str, step: str, reason: str, worker
 @tasks.step(name="printing.complete", retries=30, retry_interval=0.5, backoff=1.2)
 def complete(tenant_id: str, job_id: str, printer_id: str) -> str:
     """S112 (FIG. 11): delete the converted data and the session record."""
+    return _complete(tenant_id, job_id, printer_id)
+
+
+def _complete(tenant_id: str, job_id: str, printer_id: str) -> str:
     rt = current()
     assert rt.balancer is not None
     sent = rt.balancer.call(
@@ -439,32 +520,29 @@ async def process_job(tenant_id: str, job_id: str) -> str:
 
 
 @tasks.workflow(name="printing.deliver")
-async def deliver(tenant_id: str, job_id: str) -> str:
-    """On the printer's queue: the seed's flow from S106 to S112."""
-    return await _guarded(tenant_id, job_id, _deliver)
+async def deliver(tenant_id: str, job_id: str, job: dict[str, Any] | None = None) -> str:
+    """On the printer's queue: the seed's flow from S106 to S112. `job`: what the job's
+    own workflow loaded (`load_job`), so it is not read again; a cancel since then is
+    seen by the first record of `prepare_pages`."""
+
+    async def body(tenant_id: str, job_id: str) -> str:
+        return await _deliver(tenant_id, job_id, job)
+
+    return await _guarded(tenant_id, job_id, body)
 
 
 @tasks.workflow(name="printing.prepare")
 def prepare(
-    tenant_id: str, job_id: str, printer_id: str, url: str | None, dpi: int, color: bool
+    tenant_id: str,
+    job_id: str,
+    printer_id: str,
+    url: str | None,
+    data_key: str | None,
+    dpi: int,
+    color: bool,
 ) -> dict[str, Any]:
-    """On the tenant's queue: S106 token, S107 download, S108 conversion."""
-    request_token(tenant_id, job_id, printer_id)
-    # Each step first looks whether the job is still wanted (its owner may cancel at any
-    # time): one checkpoint per seed step, not one more per look (issue 13).
-    got = download(tenant_id, job_id, printer_id, url)
-    if got.get("cancelled"):
-        return {"ok": False, "outcome": "cancelled"}
-    if not got["ok"]:
-        fail(tenant_id, job_id, "download_failed", "S107", got["reason"], got["worker"])
-        return {"ok": False, "outcome": "download_failed"}
-    made = convert(tenant_id, job_id, printer_id, dpi, color)
-    if made.get("cancelled"):
-        return {"ok": False, "outcome": "cancelled"}
-    if not made["ok"]:
-        fail(tenant_id, job_id, "conversion_failed", "S108", made["reason"], made["worker"])
-        return {"ok": False, "outcome": "conversion_failed"}
-    return {"ok": True}
+    """On the tenant's queue: S106 token, S107 download, S108 conversion (one step)."""
+    return prepare_pages(tenant_id, job_id, printer_id, url, data_key, dpi, color)
 
 
 def _engine() -> tasks.TaskEngine:
@@ -491,28 +569,38 @@ async def _admit(tenant_id: str, job_id: str) -> str:
             return await _finish(tenant_id, job_id, printer_id, "expired", job)
         if message.get("outcome") != "released":  # the owner cancelled it
             return await _finish(tenant_id, job_id, printer_id, "cancelled", job)
-        released = await tasks.call(load_job, tenant_id, job_id)  # released at another?
-        printer_id = str(released["printer_id"])
+        job = await tasks.call(load_job, tenant_id, job_id)  # released at another printer?
+        printer_id = str(job["printer_id"])
     turn = await _engine().enqueue_async(
         PRINTER_QUEUE,
         deliver,
         key=printer_key(tenant_id, printer_id),
         workflow_id=deliver_id(job_id),
-    )(tenant_id, job_id)
+    )(tenant_id, job_id, job)
     # Its delivery ends in this process, which wakes this wait at once; the look for an
     # end in another replica (distributed run) only decides when this workflow ends.
     return str(await turn.result(poll_interval=_TURN_POLL))
 
 
-async def _deliver(tenant_id: str, job_id: str) -> str:
-    job = await tasks.call(load_job, tenant_id, job_id)
-    printer_id = str(job.get("printer_id"))
-    if job["state"] not in service.ACTIVE:  # cancelled while it waited for its turn
-        return await _finish(tenant_id, job_id, printer_id, str(job["state"]), job)
+async def _deliver(tenant_id: str, job_id: str, job: dict[str, Any] | None) -> str:
+    if job is None:  # enqueued without what its job's workflow loaded
+        job = await tasks.call(load_job, tenant_id, job_id)
+        if job["state"] not in service.ACTIVE:  # cancelled while it waited for its turn
+            printer_id = str(job.get("printer_id"))
+            return await _finish(tenant_id, job_id, printer_id, str(job["state"]), job)
+    printer_id = str(job["printer_id"])
     options = job["options"]
     conversion = await _engine().enqueue_async(
         TENANT_QUEUE, prepare, key=tenant_id, workflow_id=prepare_id(job_id)
-    )(tenant_id, job_id, printer_id, job["url"], int(options.get("dpi", 300)), job["color"])
+    )(
+        tenant_id,
+        job_id,
+        printer_id,
+        job["url"],
+        job.get("data_key"),
+        int(options.get("dpi", 300)),
+        job["color"],
+    )
     prepared = await conversion.result()
     if not prepared["ok"]:
         return await _finish(tenant_id, job_id, printer_id, str(prepared["outcome"]), job)
@@ -532,8 +620,10 @@ async def _deliver(tenant_id: str, job_id: str) -> str:
             "",
         )
         return await _finish(tenant_id, job_id, printer_id, "expired", job)
-    outcome = await tasks.call(notify, tenant_id, job_id, result)
-    return await _finish(tenant_id, job_id, printer_id, outcome, job)
+    outcome = str(await tasks.call(conclude, tenant_id, job_id, printer_id, result))
+    if job.get("accounted"):
+        await tasks.call(charge, tenant_id, job_id)
+    return outcome
 
 
 def adopt_orphans() -> int:
@@ -584,7 +674,8 @@ def hold(tenant_id: str, job_id: str) -> None:
 async def _finish(
     tenant_id: str, job_id: str, printer_id: str, outcome: str, job: dict[str, Any]
 ) -> str:
-    """Every end of a job: its charge (when it has a reservation, `load_job`), then S112."""
+    """Every end of a job that did not reach `conclude`: its charge (when it has a
+    reservation, `load_job`), then S112."""
     if job.get("accounted"):
         await tasks.call(charge, tenant_id, job_id)
     await tasks.call(complete, tenant_id, job_id, printer_id)

@@ -399,6 +399,18 @@ def events(db: Session, *, tenant_id: str, job_id: str) -> list[JobEventRow]:
     )
 
 
+@dataclass(frozen=True)
+class Event:
+    """A history event kept for a later transaction (a workflow step that records
+    several of the seed's steps at once): what happened, and when."""
+
+    step: str
+    state: str
+    at: datetime
+    worker: str | None = None
+    detail: str = ""
+
+
 def add_event(
     db: Session,
     job: PrintJobRow,
@@ -407,6 +419,7 @@ def add_event(
     state: str,
     worker: str | None = None,
     detail: str = "",
+    at: datetime | None = None,
 ) -> None:
     db.add(
         JobEventRow(
@@ -416,6 +429,7 @@ def add_event(
             state=state,
             worker=worker,
             detail=detail[:1000],
+            **({"at": at} if at is not None else {}),
         )
     )
 
@@ -431,9 +445,11 @@ def move(
     detail: str = "",
     expect: tuple[str, ...] | None = None,
     record: dict[str, Any] | None = None,
+    earlier: tuple[Event, ...] = (),
 ) -> bool:
     """Move a job to `state` with a history event; a finished job stays finished.
     `record`: columns set with the move (`pages_printed`), only when the job moved.
+    `earlier`: events of steps done before this one, recorded ahead of its own.
 
     Answers whether the job moved: False when it had already ended (its owner cancelled
     it while a step ran, say), or, with `expect`, when it is no longer in one of those
@@ -464,6 +480,16 @@ def move(
     for name, value in (record or {}).items():
         setattr(job, name, value)
     bump_on_commit(db, JOBS)  # an IPP queue's printer-state (ipp_memo)
+    for event in earlier:
+        add_event(
+            db,
+            job,
+            step=event.step,
+            state=event.state,
+            worker=event.worker,
+            detail=event.detail,
+            at=event.at,
+        )
     add_event(db, job, step=step, state=state, worker=worker, detail=detail or (reason or ""))
     if state in WEBHOOK_EVENTS:
         announce(db, job, WEBHOOK_EVENTS[state])

@@ -206,6 +206,7 @@ class TaskEngine:
         self._check_launched()
 
         def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+            self._expect(workflow_id, None)  # its end frees no queue's slot
             if is_async(func):
                 with _options(None, None):  # a conflicting id raises `Conflict`
                     started = start_on_loop(func, workflow_id, args, kwargs)
@@ -232,9 +233,12 @@ class TaskEngine:
         _check_key(on, key)
 
         def call(*args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
+            self._expect(workflow_id, on)
             with _options(workflow_id, key):
                 handle = TaskHandle(DBOS.enqueue_workflow(on.name, func, *args, **kwargs))
             if self._waker is not None:
+                if workflow_id is None:
+                    self._waker.expect(handle.workflow_id, on.name)
                 self._waker.nudge(on.name)
             return handle
 
@@ -254,13 +258,22 @@ class TaskEngine:
         _check_key(on, key)
 
         async def call(*args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle[Any]:
+            self._expect(workflow_id, on)
             with _options(workflow_id, key):
                 handle = await DBOS.enqueue_workflow_async(on.name, func, *args, **kwargs)
             if self._waker is not None:
+                if workflow_id is None:
+                    self._waker.expect(handle.get_workflow_id(), on.name)
                 self._waker.nudge(on.name)
             return AsyncTaskHandle(handle)
 
         return call
+
+    def _expect(self, workflow_id: str | None, on: TaskQueue | None) -> None:
+        """Tell the waker, before it starts, which queue run `workflow_id` takes a slot
+        of (None: none), so that its end polls only that queue."""
+        if self._waker is not None and workflow_id is not None:
+            self._waker.expect(workflow_id, on.name if on is not None else None)
 
     # schedules created at run time (per tenant, say)
 

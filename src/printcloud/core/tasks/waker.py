@@ -42,6 +42,10 @@ _BACKGROUND_JOBS_SECONDS = 10.0
 _SWEEP_GAP_SECONDS = 1.0
 #: A queue with nothing announced is polled this often (work enqueued by another process).
 _QUEUE_FALLBACK_SECONDS = 30.0
+#: Runs this process started or enqueued whose queue (or none) it remembers, at most.
+_KNOWN_RUNS = 100_000
+#: A run this process did not start: its end may free a slot of any queue.
+_UNKNOWN = "?"
 #: After a run says it ends, its recorded end is looked for at these delays (seconds).
 _ENDING_CHECKS = (0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _ACTIVE_STATES = ("PENDING", "ENQUEUED", "DELAYED")
@@ -97,8 +101,10 @@ class Waker:
       most over the awaited runs due for a look (each every `poll_interval` of its
       `result()`);
     - a declared queue is polled when this process enqueues on it, when one of
-      its runs ends here (a slot is free: announced by the same write) or when
-      dead executors' work is recovered, else every `_QUEUE_FALLBACK_SECONDS`.
+      its runs ends here (a slot is free: announced by the same write; only that
+      queue when this process started or enqueued the run, `expect`, every queue
+      otherwise) or when dead executors' work is recovered, else every
+      `_QUEUE_FALLBACK_SECONDS`.
 
     So the cost of waiting does not grow with the number of waiting workflows.
     """
@@ -117,6 +123,8 @@ class Waker:
         self._due: dict[str, float] = {}  # next look at an awaited run's status
         self._ending: dict[str, tuple[float, int]] = {}
         self._nudges: dict[str, _Nudge] = {}
+        #: run → the queue it was enqueued on here ("" if started on none), until it ends
+        self._queue_of: dict[str, str] = {}
         self._threads: list[threading.Thread] = []
         self._mark = 0
 
@@ -192,9 +200,22 @@ class Waker:
                 return
             events = list(waker._awaited.get(workflow_id, {}))
             waker._ending.pop(workflow_id, None)  # its checks have nothing left to find
+            queue = waker._queue_of.pop(workflow_id, _UNKNOWN)
+        # Only its own queue has a slot free: each poll of a queue is a few queries
+        # (issue 13), and a print job's three runs end on two queues and none.
+        if queue == _UNKNOWN:
+            waker.nudge()
+        elif queue:
+            waker.nudge(queue)
         for event in events:
             event.set()
-        waker.nudge()
+
+    def expect(self, workflow_id: str, queue: str | None) -> None:
+        """Run `workflow_id` is started (`queue` None) or enqueued on `queue` by this
+        process: when it ends, only that queue is polled (`recorded`)."""
+        with self._cond:
+            if len(self._queue_of) < _KNOWN_RUNS:
+                self._queue_of[workflow_id] = queue or ""
 
     def nudge(self, queue: str | None = None) -> None:
         for name, nudge in self._nudges.items():
