@@ -23,6 +23,7 @@ from printcloud.core.db import Base, Database
 from printcloud.docgen.app import create_app
 from printcloud.docgen.models import BatchRequest, BatchSettings
 from printcloud.docgen.runtime import DocgenRuntime
+from printcloud.webhooks.models import DeliveryRow, MessageRow, SubscriptionRow
 from tests.conftest import Stack, _Server, free_port
 from tests.helpers.docgen import Docgen
 
@@ -65,6 +66,10 @@ def register_redirect_uris(stack: Stack, base_url: str) -> dict[str, str]:
 def docgen(sqlite_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docgen]:
     db = Database(f"sqlite:///{tmp_path_factory.mktemp('docgen') / 'docgen.sqlite3'}")
     Base.metadata.create_all(db.engine, tables=[BatchSettings.__table__, BatchRequest.__table__])
+    Base.metadata.create_all(  # the webhooks' outbox, where request events are queued
+        db.engine,
+        tables=[SubscriptionRow.__table__, MessageRow.__table__, DeliveryRow.__table__],
+    )
     port = free_port()
     public_url = f"http://127.0.0.1:{port}"
     app = create_app(sqlite_stack.settings, db=db, public_url=public_url)

@@ -1,11 +1,11 @@
 """docgen's batch printing information per tenant (seed 000, FIG. 10, FIG. 14) and its
 batch-print requests, at the service layer on a real SQLite database.
 
-The tables are created from the models (`Base.metadata.create_all`), so these tests
-do not need the migration. They run on SQLite and, when `PRINTCLOUD_TEST_DATABASE_URL`
-is set, on PostgreSQL (the conditional writes differ by dialect). The key and the
-tokens must never be in the database in clear: on SQLite the whole database file
-(and its WAL) is searched for them.
+The tables (docgen's, and the webhooks' outbox) are created from the models
+(`Base.metadata.create_all`), so these tests do not need the migration. They run on
+SQLite and, when `PRINTCLOUD_TEST_DATABASE_URL` is set, on PostgreSQL (the conditional
+writes differ by dialect). The key and the tokens must never be in the database in
+clear: on SQLite the whole database file (and its WAL) is searched for them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,19 @@ from printcloud.core.db import Base, Database, utcnow
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
 from printcloud.docgen import service
 from printcloud.docgen.models import BatchRequest, BatchSettings
+from printcloud.webhooks.models import DeliveryRow, MessageRow, SubscriptionRow
 
 A, B = "1000AA", "1000BB"
 
 
-TABLES = [BatchSettings.__table__, BatchRequest.__table__]
+#: docgen's own tables, and the webhooks' outbox its request events are queued in.
+TABLES = [
+    BatchSettings.__table__,
+    BatchRequest.__table__,
+    SubscriptionRow.__table__,
+    MessageRow.__table__,
+    DeliveryRow.__table__,
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
