@@ -211,9 +211,14 @@ def test_a_run_once_job_fires_once_across_restarts(make_print_stack: Any, databa
     # Start times with microseconds, as a form or an API client may send them.
     soon = datetime.now(UTC) + timedelta(seconds=4)
     fired = job(api, recurrence="once", timezone="Asia/Tokyo", start_at=soon.isoformat())
+    # Due sooner than DBOS reads new schedules (every 30 s once the server has run a
+    # minute, and it starts their clocks from then): its tick is started at the save,
+    # and waits for its second (CI lost such a tick when the stack was slow to set up).
+    assert tick_workflows(stack, fired), "the imminent tick was left to DBOS's scheduler"
     [before] = finished(api, fired)
     assert before["outcome"] == "completed", before
     assert datetime.fromisoformat(before["scheduled_at"]) == soon.replace(microsecond=0)
+    assert datetime.fromisoformat(before["started_at"]) >= soon.replace(microsecond=0)
 
     # Saved with a start some seconds past (the API accepts up to a minute): no schedule
     # can fire it any more, so it runs at once, without waiting for a restart.
@@ -249,6 +254,26 @@ def test_a_run_once_job_fires_once_across_restarts(make_print_stack: Any, databa
         [before["run_id"], late_run["run_id"], caught_up["run_id"]]
     )
     api.close()
+
+
+def tick_workflows(stack: PrintStack, job_id: str) -> list[str]:
+    """The DBOS workflows started for the job's ticks (`sched-crm-job-<id>-<second>`)."""
+    from sqlalchemy import column, create_engine, select, table
+
+    from printcloud.core.tasks.system_db import system_database
+
+    url, schema = system_database(stack.settings)
+    name = column("workflow_uuid")
+    workflows = table("workflow_status", name, schema=schema)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            found = c.scalars(
+                select(name).select_from(workflows).where(name.like(f"sched-crm-job-{job_id}-%"))
+            )
+            return [str(found_id) for found_id in found]
+    finally:
+        engine.dispose()
 
 
 def runs_in_database(stack: PrintStack, job_id: str) -> int:

@@ -8,6 +8,13 @@ its start second and a guard that only that tick runs; its schedule is then dele
 A run-once job whose second passed while nothing ran is fired at the next start, once:
 its run, keyed like every tick's, is the record that it ran, and a restart reads it.
 
+DBOS reads the schedules set at run time every 30 s, and starts a new (or changed)
+schedule's clock from the moment it reads it: a tick due before that would be lost
+(a job saved 20 s before its start never ran). So when a job is saved, or the
+server starts, a tick due within `NOTICE` is started at once, under the very workflow
+ID the schedule would give it, and `fire` waits durably for its second; the schedule,
+finding that workflow, does not start it again.
+
 Each tick runs `fire`, a durable workflow whose steps are recorded on the run:
 
 1. open the run of this tick (`service.start_run`, keyed by `service.tick`: the UTC
@@ -48,6 +55,9 @@ log = get_logger("crm.schedules")
 
 #: How long a tick may come before the job's start and still count as it (clock jitter).
 SLACK = timedelta(seconds=1)
+#: Longer than DBOS takes to notice a schedule set at run time (it reads them every 30 s):
+#: a tick due sooner than this after a change is started by us, not left to it.
+NOTICE = timedelta(seconds=45)
 
 
 def schedule_name(job_id: str) -> str:
@@ -115,6 +125,8 @@ def job_changed(rt: CrmRuntime, tenant_id: str, job_id: str) -> None:
             # Accepted with a start a few seconds past (the API allows a minute), or
             # saved just as its second passed: no schedule would fire it, so run it now.
             run_missed(rt, job)
+        else:
+            start_imminent(rt, job, now)
 
 
 def _missed(db: Session, job: BatchJobRow, now: datetime) -> bool:
@@ -148,6 +160,8 @@ def sync(rt: CrmRuntime) -> None:
                 # Its tick passed while nothing ran (a run-once schedule has no last-fired
                 # time to backfill from): run it now, once (the run is unique per tick).
                 run_missed(rt, job)
+            else:
+                start_imminent(rt, job, now)
 
 
 def run_missed(rt: CrmRuntime, job: BatchJobRow) -> None:
@@ -156,6 +170,20 @@ def run_missed(rt: CrmRuntime, job: BatchJobRow) -> None:
     assert rt.engine is not None
     at = service.tick(job.start_at)
     rt.engine.start(fire, workflow_id=tick_workflow_id(job, at))(at, _context(job))
+
+
+def start_imminent(rt: CrmRuntime, job: BatchJobRow, now: datetime) -> str | None:
+    """Start the job's next tick now when it is due within `NOTICE` (DBOS might notice
+    the schedule after that second): the tick's own workflow, which waits for its
+    second. Returns its workflow ID, or None when the tick is far enough off."""
+    assert rt.engine is not None
+    upcoming = service.next_run(job, now=now - SLACK)
+    if upcoming is None or upcoming - now > NOTICE:
+        return None
+    at = service.tick(upcoming)
+    workflow_id = tick_workflow_id(job, at)
+    rt.engine.start(fire, workflow_id=workflow_id)(at, _context(job))
+    return workflow_id
 
 
 def install(rt: CrmRuntime) -> None:
@@ -185,6 +213,10 @@ def open_run(scheduled_at: datetime, tenant_id: str, job_id: str, manual: bool) 
             if scheduled_at < job.start_at - SLACK or (
                 job.recurrence == "once" and abs(scheduled_at - job.start_at) > SLACK
             ):
+                return {}
+            if not service.is_tick(job, scheduled_at):
+                # started ahead of its second (`start_imminent`), then the job was edited
+                log.info("tick of a changed batch job ignored", extra={"fields": fields})
                 return {}
         run, created = service.start_run(
             db, tenant_id=tenant_id, job_id=job_id, scheduled_at=scheduled_at, manual=manual
@@ -307,6 +339,10 @@ def fire(scheduled_at: datetime, context: Any) -> None:
     tenant_id = str(context["tenant_id"])
     job_id = str(context["job_id"])
     manual = bool(context.get("manual"))
+    if not manual:
+        # A tick started ahead of its second (`start_imminent`) waits for it, durably.
+        # Always a sleep, of at least a millisecond, so that a replay takes the same steps.
+        tasks.sleep(max(0.001, (scheduled_at - utcnow()).total_seconds()))
     opened = open_run(scheduled_at, tenant_id, job_id, manual)
     if opened.get("once") and not manual:
         engine = current().engine

@@ -286,6 +286,16 @@ def next_run(job: BatchJobRow, *, now: datetime | None = None) -> datetime | Non
     return upcoming.astimezone(UTC)
 
 
+def is_tick(job: BatchJobRow, at: datetime) -> bool:
+    """Whether `at` is one of the recurring job's ticks as the job is now (one started
+    before an edit may no longer be); a job run once is judged by its start alone."""
+    expression = schedule_cron(job)
+    if expression is None:
+        return True
+    local = at.astimezone(zone(job.timezone))
+    return bool(croniter.match(expression, local, second_at_beginning=True))
+
+
 # -- changes the scheduler follows ---------------------------------------------------------------
 
 #: Called with (tenant_id, job_id) once a job change is committed: the runtime's
