@@ -188,7 +188,6 @@ def test_a_worker_lost_mid_stream(world: InfraWorld) -> None:
         received = len(first)
         for chunk in chunks:
             received += len(chunk)
-    assert received < 20_000_000  # the transfer broke; it did not run to its end
     # the job is untouched: still fetchable, and whole the next time
     again = _send(world, Operation.FETCH_JOB, ops=_job_ops(device, number))
     assert again.code == Status.SUCCESSFUL_OK, again
@@ -200,6 +199,9 @@ def test_a_worker_lost_mid_stream(world: InfraWorld) -> None:
             break
         time.sleep(0.5)  # no worker answered for a moment
     assert message.code == Status.SUCCESSFUL_OK, message
+    # the broken transfer did not run to its end (how far it got depends on the machine's
+    # load: a slow reader lets the worker fill more of the sockets before it is killed)
+    assert received < len(message.data), (received, len(message.data))
     pages = list(pwg.read_pages(bytes(message.data)))
     assert len(pages) == 10
     assert all(p.header.color_space == ColorSpace.SRGB for p in pages)

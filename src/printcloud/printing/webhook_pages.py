@@ -279,16 +279,13 @@ async def _button(
 async def test_webhook(
     subscription_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
 ) -> Response:
-    def work(db: Session) -> str:
-        webhooks.send_test(
-            db,
-            tenant_id=principal.tenant_id,
-            subscription_id=subscription_id,
-            by=principal.acting_user,
-        )
-        return "tested"
-
-    return await _button(request, rt, principal, subscription_id, work)
+    return await _button(
+        request,
+        rt,
+        principal,
+        subscription_id,
+        _by_admin(webhooks.send_test, "tested", principal, subscription_id),
+    )
 
 
 @router.post("/webhooks/{subscription_id}/enable")
@@ -303,6 +300,24 @@ async def disable_webhook(
     subscription_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
 ) -> Response:
     return await _switch(request, rt, principal, subscription_id, on=False)
+
+
+def _by_admin(
+    action: Callable[..., object], done: str, principal: Principal, subscription_id: str
+) -> Callable[[Session], str]:
+    """The button's work: `action` on the tenant's subscription by the signed-in admin;
+    `done` names what happened on the page it returns to."""
+
+    def work(db: Session) -> str:
+        action(
+            db,
+            tenant_id=principal.tenant_id,
+            subscription_id=subscription_id,
+            by=principal.acting_user,
+        )
+        return done
+
+    return work
 
 
 async def _switch(
@@ -326,16 +341,13 @@ async def _switch(
 async def delete_webhook(
     subscription_id: str, request: Request, rt: RuntimeDep, principal: SignedIn
 ) -> Response:
-    def work(db: Session) -> str:
-        webhooks.remove(
-            db,
-            tenant_id=principal.tenant_id,
-            subscription_id=subscription_id,
-            by=principal.acting_user,
-        )
-        return "deleted"
-
-    return await _button(request, rt, principal, subscription_id, work)
+    return await _button(
+        request,
+        rt,
+        principal,
+        subscription_id,
+        _by_admin(webhooks.remove, "deleted", principal, subscription_id),
+    )
 
 
 @router.post("/webhooks/{subscription_id}/rotate")
