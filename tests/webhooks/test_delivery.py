@@ -418,6 +418,24 @@ def test_the_log_forgets_what_ended_long_ago(world: World) -> None:
     assert world.log(tenant, subscription_id) == []
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the service is the same on both
+def test_a_move_repeated_by_a_step_run_again_is_not_announced_twice(world: World) -> None:
+    """A step re-run after a crash that followed its commit (`printing.hold`, say) moves
+    the job to the state it is in: one message, one `webhook-id`, not two."""
+    tenant, _ = world.subscribe("ok/r", ["job.held"])
+    job_id = world.job(tenant, "held", "held")
+    with world.db.sessions() as db:
+        held = db.scalars(
+            select(MessageRow.message_id).where(
+                MessageRow.tenant_id == tenant, MessageRow.event_type == "job.held"
+            )
+        ).all()
+    assert len(held) == 1, held
+    (got,) = wait_for(lambda: world.receiver.at("ok/r"), said="the held job's message")
+    assert got.headers["webhook-id"] == held[0]
+    assert json.loads(got.body)["data"]["job_id"] == job_id
+
+
 @pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the CLI is the same on both
 def test_the_cli_queues_what_the_running_sender_delivers(world: World) -> None:
     """`printcloud admin webhook` works in the database, beside a running print service:
