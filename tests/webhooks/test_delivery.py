@@ -22,11 +22,13 @@ import pytest
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from printcloud import __version__
 from printcloud.core import tasks
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database, migrate, utcnow
 from printcloud.core.egress import EgressPolicy, EgressRefused
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
+from printcloud.core.executors import ExecutorLease
 from printcloud.core.settings import Settings
 from printcloud.docgen import service as docgen
 from printcloud.printing import service as printing
@@ -532,6 +534,26 @@ def test_which_workflows_are_given_up_on_and_which_are_left_to_dbos() -> None:
         assert (
             why(status(running, version="1.9")) == "its delivery workflow was left by release 1.9"
         )
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the leases are the same on both
+def test_the_releases_live_executors_run_are_read_from_their_leases(world: World) -> None:
+    lease = ExecutorLease(
+        world.db,
+        scope="printing",
+        executor_id="printing-" + secrets.token_hex(4),
+        lease_seconds=30,
+        recover=lambda dead: [],
+        on_lost=lambda: None,
+    )
+    lease.register()
+    now = utcnow()
+    assert delivery.live_versions(world.db, scope="printing", lease=30, now=now) == {__version__}
+    assert delivery.live_versions(world.db, scope="crm", lease=30, now=now) == set()
+    later = now + timedelta(seconds=31)  # its lease expired: dead, whatever it runs
+    assert delivery.live_versions(world.db, scope="printing", lease=30, now=later) == set()
+    lease.stop()
+    assert delivery.live_versions(world.db, scope="printing", lease=30, now=now) == set()
 
 
 @pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the service is the same on both

@@ -167,7 +167,9 @@ class Sender:
         if engine is None:
             return 0
         now = now or utcnow()
-        live = live_versions(self.db, lease=self.settings.executor_lease, now=now)
+        live = live_versions(
+            self.db, scope=engine.scope, lease=self.settings.executor_lease, now=now
+        )
         requeued, after = 0, 0
         while not self._stop.is_set():
             with self.db.sessions() as db:
@@ -270,12 +272,13 @@ def why_lost(
     return None
 
 
-def live_versions(db: Database, *, lease: float, now: datetime) -> set[str]:
-    """The releases that live executors run (a lease renewed within `lease` seconds)."""
+def live_versions(db: Database, *, scope: str, lease: float, now: datetime) -> set[str]:
+    """The releases that live executors of `scope` (the ones that run deliveries: this
+    engine's) run, by their lease renewed within `lease` seconds."""
     fresh = now - timedelta(seconds=lease)
     return {
         state.app_version
-        for state in ExecutorLease.leases(db)
+        for state in ExecutorLease.leases(db, scope=scope)
         if state.state == ALIVE and state.heartbeat_at >= fresh
     }
 
