@@ -354,6 +354,21 @@ def test_status_is_readable(engine: tasks.TaskEngine) -> None:
     with pytest.raises(NotFound):
         engine.handle("no-such-workflow")
 
+    # several at once (the webhook sweeper's read), and a cancel that recovery respects
+    waiting = f"status-{token}-waiting"
+    engine.start(wait_for_message_async, workflow_id=waiting)(token, 1)
+    _until(lambda: calls[f"{token}:arrived"] == 1, "the workflow waits")
+    engine.cancel(waiting)
+    engine.cancel(f"status-{token}")  # ended: stays as it ended
+    engine.cancel("no-such-workflow")  # nothing to cancel: no error
+    found = engine.get_statuses([f"status-{token}", waiting, "no-such-workflow"])
+    assert {w: s.state for w, s in found.items()} == {
+        f"status-{token}": "SUCCESS",
+        waiting: "CANCELLED",
+    }
+    assert engine.get_statuses([]) == {}
+    engine.send(waiting, "late", topic="wake")  # its coroutine wakes and stops
+
 
 def test_same_workflow_id_runs_once(engine: tasks.TaskEngine) -> None:
     token = _token()

@@ -3,8 +3,9 @@ reference implementation (`standardwebhooks`, from PyPI), as a subscriber would.
 
 Each path behaves as its test needs: `ok` answers 204; `fail-first` answers 500 to a
 message's first attempt, then 204; `hang-first` holds a message's first attempt without
-answering (until `release` or the test's end), then answers 204; `down` always answers
-500 with a body longer than the log keeps.
+answering (until `release` or the test's end), then answers 204; `hang-once` holds only
+the path's very first request, never answering it (the test kills the sender meanwhile),
+then answers 204; `down` always answers 500 with a body longer than the log keeps.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Receiver:
 @contextmanager
 def receiver() -> Iterator[Receiver]:
     seen: dict[tuple[str, str], int] = {}
+    on_path: dict[str, int] = {}
     state: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -72,9 +74,11 @@ def receiver() -> Iterator[Receiver]:
                 key = (path, headers.get("webhook-id", ""))
                 seen[key] = seen.get(key, 0) + 1
                 first = seen[key] == 1
+                on_path[path] = on_path.get(path, 0) + 1
+                very_first = on_path[path] == 1
             kind = path.split("/", 1)[0]
-            if kind == "hang-first" and first:
-                live.release.wait(60)  # the sender gave up long before: it is a timeout
+            if (kind == "hang-first" and first) or (kind == "hang-once" and very_first):
+                live.release.wait(60)  # the sender gave up long before, or is gone
                 return
             if kind == "down" or (kind == "fail-first" and first):
                 answer = b"receiver is down " * 100

@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from printcloud import __version__
 from printcloud.core import tasks
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database, migrate, utcnow
 from printcloud.core.egress import EgressPolicy, EgressRefused
 from printcloud.core.errors import Conflict, InvalidRequest, NotFound
+from printcloud.core.executors import ExecutorLease
 from printcloud.core.settings import Settings
 from printcloud.docgen import service as docgen
 from printcloud.printing import service as printing
@@ -416,6 +418,160 @@ def test_the_log_forgets_what_ended_long_ago(world: World) -> None:
             select(func.count(func.distinct(DeliveryRow.message_pk)))
         )
     assert world.log(tenant, subscription_id) == []
+
+
+def _delivery(world: World, message_id: str) -> DeliveryRow:
+    with world.db.sessions() as db:
+        row = db.scalar(
+            select(DeliveryRow)
+            .join(MessageRow, MessageRow.pk == DeliveryRow.message_pk)
+            .where(MessageRow.message_id == message_id)
+        )
+    assert row is not None
+    return row
+
+
+def test_a_delivery_whose_workflow_ended_or_was_lost_is_sent_again_in_its_place(
+    world: World,
+) -> None:
+    """The sweeper (`Sender.requeue_lost`) re-queues a delivery left `sending` by a
+    workflow that ended or is gone, with the same `webhook-id` and before its lane's
+    later messages; it leaves alone one whose workflow still runs (mid-attempt here, or
+    waiting for its retry)."""
+    # lost: started and marked sending, then its workflow gone (a system database reset)
+    lost_tenant, lost_subscription = world.subscribe("ok/s2", ["job.printed"])
+    job = {"event_type": "job.printed", "ordering_key": "job:s2"}
+    with world.db.session() as db:
+        lost = emit(db, tenant_id=lost_tenant, data={"n": 1}, **job)
+        assert lost is not None
+        db.flush()
+        message_pk = select(MessageRow.pk).where(MessageRow.message_id == lost)
+        db.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.message_pk == message_pk.scalar_subquery())
+            .values(state="sending")
+        )
+    with world.db.session() as db:  # the job's next message waits in the lane behind it
+        later = emit(db, tenant_id=lost_tenant, data={"n": 2}, **job)
+    # ended: its workflow succeeded, yet the delivery is `sending` again
+    tenant, _ = world.subscribe("ok/s3", ["job.printed"])
+    world.job(tenant, "printed")
+    (done,) = wait_for(lambda: world.receiver.at("ok/s3"), said="a delivery")
+    ended = done.headers["webhook-id"]
+    wait_for(lambda: _delivery(world, ended).state == "delivered", said="its log")
+    with world.db.session() as db:
+        pk = _delivery(world, ended).pk
+        db.execute(update(DeliveryRow).where(DeliveryRow.pk == pk).values(state="sending"))
+    # running: its first attempt is held open by the receiver (until its timeout)
+    world.receiver.release.clear()  # an earlier test let every held request go
+    tenant, _ = world.subscribe("hang-first/s1", ["job.printed"])
+    world.job(tenant, "printed")
+    (running,) = wait_for(lambda: world.receiver.at("hang-first/s1"), said="an open attempt")
+
+    # later than now by more than a timeout: the ended workflow has surely stopped sending
+    world.sender.requeue_lost(now=utcnow() + timedelta(minutes=1))
+    got = wait_for(
+        lambda: len(world.receiver.at("ok/s2")) == 2 and world.receiver.at("ok/s2"),
+        said="the lost message and the next one",
+    )
+    assert [r.headers["webhook-id"] for r in got] == [lost, later]  # same ID, lane order
+    assert all(isinstance(r.verified[world.receiver.secrets["ok/s2"][0]], dict) for r in got)
+    again = wait_for(
+        lambda: len(world.receiver.at("ok/s3")) == 2 and world.receiver.at("ok/s3"),
+        said="the ended one sent again",
+    )
+    assert again[1].headers["webhook-id"] == ended
+    world.receiver.release.set()
+    running_id = running.headers["webhook-id"]
+    wait_for(lambda: _delivery(world, running_id).state == "delivered", said="the open one")
+    assert len(world.receiver.at("hang-first/s1")) == 2  # its timeout and its retry, no more
+    assert _delivery(world, running_id).generation == 0  # never re-queued
+    last = outbox.MAX_GENERATIONS - 1
+    for message_id in (lost, ended):
+        wait_for(lambda m=message_id: _delivery(world, m).state == "delivered", said="the log")
+        row = _delivery(world, message_id)
+        assert row.generation == 1
+        with world.db.session() as db:
+            # a workflow of the generation before stops rather than send it again
+            assert outbox.prepare(db, delivery_pk=row.pk, generation=0) is None
+            # a delivery whose workflows keep getting lost ends, and frees its lane
+            stuck = update(DeliveryRow).where(DeliveryRow.pk == row.pk)
+            db.execute(stuck.values(state="sending", generation=last))
+            assert outbox.requeue(db, delivery_pk=row.pk, generation=last, why="lost") == "failed"
+            # a compare-and-set: another sweeper's try changes nothing
+            assert outbox.requeue(db, delivery_pk=row.pk, generation=last, why="lost") is None
+    with world.db.sessions() as db:  # the log says what happened
+        notes = service.attempts_of(
+            db, tenant_id=lost_tenant, subscription_id=lost_subscription, message_id=lost
+        )
+    assert [n.error for n in notes] == [
+        "its delivery workflow was lost: sent again",
+        "",  # the 204
+        f"lost, {outbox.MAX_GENERATIONS} times: given up",
+    ]
+
+
+def test_which_workflows_are_given_up_on_and_which_are_left_to_dbos() -> None:
+    now = utcnow()
+
+    def status(state: str, version: str = "2.0", ended: float = 600) -> tasks.TaskStatus:
+        at = now - timedelta(seconds=ended)
+        return tasks.TaskStatus("w", state, "webhooks.deliver", None, "x", version, at, at, None)
+
+    def why(found: tasks.TaskStatus | None, live: tuple[str, ...] = ("2.0",)) -> str | None:
+        settled = now - timedelta(seconds=20)
+        return delivery.why_lost(found, settled=settled, version="2.0", live=set(live))
+
+    assert why(None) == "its delivery workflow was lost"
+    for ended in ("ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "SUCCESS"):
+        assert (
+            why(status(ended)) == f"its delivery workflow ended ({ended}) before the delivery did"
+        )
+        assert why(status(ended, ended=5)) is None  # it may still be mid-POST: not yet
+    for running in ("PENDING", "ENQUEUED"):
+        assert why(status(running, ended=86400)) is None  # a day-long wait for a retry is fine
+        assert why(status(running, version="1.9"), live=("1.9", "2.0")) is None  # rolling upgrade
+        assert (
+            why(status(running, version="1.9")) == "its delivery workflow was left by release 1.9"
+        )
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the leases are the same on both
+def test_the_releases_live_executors_run_are_read_from_their_leases(world: World) -> None:
+    lease = ExecutorLease(
+        world.db,
+        scope="printing",
+        executor_id="printing-" + secrets.token_hex(4),
+        lease_seconds=30,
+        recover=lambda dead: [],
+        on_lost=lambda: None,
+    )
+    lease.register()
+    now = utcnow()
+    assert delivery.live_versions(world.db, scope="printing", lease=30, now=now) == {__version__}
+    assert delivery.live_versions(world.db, scope="crm", lease=30, now=now) == set()
+    later = now + timedelta(seconds=31)  # its lease expired: dead, whatever it runs
+    assert delivery.live_versions(world.db, scope="printing", lease=30, now=later) == set()
+    lease.stop()
+    assert delivery.live_versions(world.db, scope="printing", lease=30, now=now) == set()
+
+
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the service is the same on both
+def test_a_move_repeated_by_a_step_run_again_is_not_announced_twice(world: World) -> None:
+    """A step re-run after a crash that followed its commit (`printing.hold`, say) moves
+    the job to the state it is in: one message, one `webhook-id`, not two."""
+    tenant, _ = world.subscribe("ok/r", ["job.held"])
+    job_id = world.job(tenant, "held", "held")
+    with world.db.sessions() as db:
+        held = db.scalars(
+            select(MessageRow.message_id).where(
+                MessageRow.tenant_id == tenant, MessageRow.event_type == "job.held"
+            )
+        ).all()
+    assert len(held) == 1, held
+    (got,) = wait_for(lambda: world.receiver.at("ok/r"), said="the held job's message")
+    assert got.headers["webhook-id"] == held[0]
+    assert json.loads(got.body)["data"]["job_id"] == job_id
 
 
 @pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the CLI is the same on both

@@ -491,7 +491,9 @@ def move(
             at=event.at,
         )
     add_event(db, job, step=step, state=state, worker=worker, detail=detail or (reason or ""))
-    if state in WEBHOOK_EVENTS:
+    # A step re-run after a crash that followed its commit moves the job to the state it
+    # is in: its subscribers heard of that move already (under its first `webhook-id`).
+    if state in WEBHOOK_EVENTS and seen != state:
         announce(db, job, WEBHOOK_EVENTS[state])
     return True
 

@@ -21,6 +21,23 @@ that runs the print service's workflows.
 
 A delivery runs at least once per attempt (a crash after the POST and before its
 record sends it again): receivers de-duplicate on `webhook-id`.
+
+Nothing stays `sending` for ever. A killed process's deliveries are DBOS's to resume:
+the executor recovers its own pending workflows when it starts again, and a live one
+takes over a dead executor's when its lease expires (`core.executors`); the resumed
+workflow repeats the attempt that had no checkpoint, with the same `webhook-id`
+(tests/webhooks/test_crash.py kills `printcloud serve` mid-attempt). What DBOS does not
+resume is a workflow that *ended* without ending its delivery (it failed: a database
+outage longer than a step's retries, say; or it was cancelled, or exceeded its recovery
+attempts), one that is gone (a system database restored or reset), and one left pending
+by an older release (executors recover only their own release's workflows: without this,
+an upgrade would strand every delivery waiting for a retry). The dispatcher looks for
+those every `SWEEP_EVERY` seconds (`requeue_lost`, `why_lost`): such a delivery goes back
+to `pending` under a new generation, a new workflow with the same `webhook-id`, in its
+lane's place. It is only re-queued once its workflow has ended, never existed, or is
+cancelled with no live executor of its release to run it, and a workflow of an older
+generation stops before sending (`outbox.prepare`), so a message is never sent by two
+workflows at once.
 """
 
 from __future__ import annotations
@@ -28,13 +45,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
 from printcloud.core import egress, tasks
 from printcloud.core.crypto import SecretBox
 from printcloud.core.db import Database, utcnow
+from printcloud.core.executors import ALIVE, ExecutorLease
 from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.tasks.running import Running
@@ -44,6 +62,8 @@ from . import outbox, service, signing
 log = get_logger("webhooks")
 #: Seconds between two prunings of the delivery log by one dispatcher.
 PRUNE_EVERY = 3600.0
+#: Seconds between two looks for deliveries whose workflow ended or was lost.
+SWEEP_EVERY = 60.0
 _running: Running[Sender] = Running("the webhook sender")
 
 
@@ -94,10 +114,14 @@ class Sender:
 
     def _run(self) -> None:
         next_prune = 0.0
+        next_sweep = time.monotonic() + SWEEP_EVERY  # what launch recovered runs first
         while not self._stop.is_set():
             outbox.wake.clear()
             try:
                 self.dispatch_once()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_EVERY
+                    self.requeue_lost()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY
                     self.prune_log()
@@ -119,13 +143,73 @@ class Sender:
         with self.db.sessions() as db:
             due = outbox.next_deliveries(db)
         schedule = list(self.settings.webhook_retry_schedule)
-        for delivery_pk, workflow_id in due:
+        for one in due:
             if self._stop.is_set():
                 break
-            engine.start(deliver, workflow_id=workflow_id)(delivery_pk, schedule)
+            if one.generation == 0:
+                engine.start(deliver, workflow_id=one.workflow_id)(one.delivery_pk, schedule)
+            else:  # at once, then the pauses its lost workflow had not waited yet
+                engine.start(deliver, workflow_id=one.workflow_id)(
+                    one.delivery_pk,
+                    schedule[one.attempts :],
+                    generation=one.generation,
+                    first=one.attempts + 1,
+                )
             with self.db.session() as db:
-                outbox.mark_sending(db, delivery_pk=delivery_pk)
+                outbox.mark_sending(db, delivery_pk=one.delivery_pk, generation=one.generation)
         return len(due)
+
+    def requeue_lost(self, *, now: datetime | None = None) -> int:
+        """Re-queue the deliveries still `sending` whose workflow will not end them
+        (`why_lost`, `outbox.requeue`); how many. A workflow left by an older release
+        that no live executor runs is cancelled first."""
+        engine = self._engine
+        if engine is None:
+            return 0
+        now = now or utcnow()
+        live = live_versions(
+            self.db, scope=engine.scope, lease=self.settings.executor_lease, now=now
+        )
+        requeued, after = 0, 0
+        while not self._stop.is_set():
+            with self.db.sessions() as db:
+                batch = outbox.sending(db, after=after)
+            if not batch:
+                break
+            after = batch[-1].delivery_pk
+            requeued += self._requeue_batch(engine, batch, now=now, live=live)
+        return requeued
+
+    def _requeue_batch(
+        self, engine: tasks.TaskEngine, batch: list[outbox.Due], *, now: datetime, live: set[str]
+    ) -> int:
+        statuses = engine.get_statuses([c.workflow_id for c in batch])
+        requeued = 0
+        for one in batch:
+            status = statuses.get(one.workflow_id)
+            why = why_lost(
+                status,
+                settled=now - timedelta(seconds=self.settings.webhook_timeout + 5),
+                version=engine.app_version,
+                live=live,
+            )
+            if why is None:
+                continue
+            if status is not None and not status.done:
+                engine.cancel(one.workflow_id)  # should its release come back: not this one
+            with self.db.session() as db:
+                state = outbox.requeue(
+                    db, delivery_pk=one.delivery_pk, generation=one.generation, why=why
+                )
+            if state is not None:
+                requeued += 1
+                log.warning(
+                    "webhook delivery re-queued"
+                    if state == "pending"
+                    else "webhook delivery failed",
+                    extra={"fields": {"delivery": one.delivery_pk, "why": why}},
+                )
+        return requeued
 
     # -- one attempt --------------------------------------------------------------------
 
@@ -160,12 +244,52 @@ def current() -> Sender:
     return _running.current()
 
 
+def why_lost(
+    status: tasks.TaskStatus | None, *, settled: datetime, version: str, live: set[str]
+) -> str | None:
+    """Why the workflow (`status`, None: there is none) of a delivery still `sending`
+    will never end it, or None when it may yet (it is DBOS's to resume then).
+
+    - gone: the system database lost it (restored or reset);
+    - ended before `settled` (a failure, a cancel, too many recoveries; or a success that
+      did not end it): one cancelled mid-POST may still be sending until its timeout,
+      hence `settled`;
+    - pending under an older release that no live executor (`live`: their versions)
+      runs: executors recover only their own release's workflows, so after an upgrade
+      the deliveries waiting for a retry would otherwise wait for ever.
+
+    One pending or enqueued under a running release is left alone, whatever its age: it
+    may wait hours for its next attempt, and its executor, or the one that takes over
+    from it when its lease expires (`core.executors`), resumes it."""
+    if status is None:
+        return "its delivery workflow was lost"
+    if status.done:
+        if status.updated_at is not None and status.updated_at >= settled:
+            return None
+        return f"its delivery workflow ended ({status.state}) before the delivery did"
+    if status.app_version not in (None, version) and status.app_version not in live:
+        return f"its delivery workflow was left by release {status.app_version}"
+    return None
+
+
+def live_versions(db: Database, *, scope: str, lease: float, now: datetime) -> set[str]:
+    """The releases that live executors of `scope` (the ones that run deliveries: this
+    engine's) run, by their lease renewed within `lease` seconds."""
+    fresh = now - timedelta(seconds=lease)
+    return {
+        state.app_version
+        for state in ExecutorLease.leases(db, scope=scope)
+        if state.state == ALIVE and state.heartbeat_at >= fresh
+    }
+
+
 @tasks.step(name="webhooks.attempt", retries=20, retry_interval=0.5, backoff=1.5)
-def attempt(delivery_pk: int, number: int) -> str:
-    """One attempt: `delivered`, `retry` (it failed) or `stop` (no longer wanted)."""
+def attempt(delivery_pk: int, number: int, generation: int = 0) -> str:
+    """One attempt: `delivered`, `retry` (it failed) or `stop` (no longer wanted, or
+    sent by a later generation's workflow now)."""
     sender = current()
     with sender.db.session() as db:
-        prepared = outbox.prepare(db, delivery_pk=delivery_pk)
+        prepared = outbox.prepare(db, delivery_pk=delivery_pk, generation=generation)
     if prepared is None:
         return "stop"
     try:
@@ -191,12 +315,12 @@ def attempt(delivery_pk: int, number: int) -> str:
 
 
 @tasks.step(name="webhooks.finish", retries=20, retry_interval=0.5, backoff=1.5)
-def finish(delivery_pk: int, outcome: str) -> None:
+def finish(delivery_pk: int, outcome: str, generation: int = 0) -> None:
     """The delivery's end; its lane's next delivery may go (the dispatcher is woken)."""
     sender = current()
     if outcome == "failed":
         with sender.db.session() as db:
-            delivery = outbox.give_up(db, delivery_pk=delivery_pk)
+            delivery = outbox.give_up(db, delivery_pk=delivery_pk, generation=generation)
             off = None
             if delivery is not None:
                 off = service.disable_if_failing(
@@ -214,19 +338,22 @@ def finish(delivery_pk: int, outcome: str) -> None:
 
 
 @tasks.workflow(name="webhooks.deliver")
-async def deliver(delivery_pk: int, schedule: list[float]) -> str:
-    """Attempt, then again after each pause of `schedule`, until one succeeds."""
+async def deliver(
+    delivery_pk: int, schedule: list[float], generation: int = 0, first: int = 1
+) -> str:
+    """Attempt, then again after each pause of `schedule`, until one succeeds. A
+    re-queued delivery's workflow (`generation` > 0) numbers its attempts from `first`."""
     outcome = "failed"
-    for number, pause in enumerate([0.0, *schedule], start=1):
+    for number, pause in enumerate([0.0, *schedule], start=first):
         if pause > 0:
             await tasks.sleep_async(pause)
         try:
-            result = await tasks.call(attempt, delivery_pk, number)
+            result = await tasks.call(attempt, delivery_pk, number, generation)
         except Exception:  # its own retries used up (a long database outage): a failed try
             log.exception("webhook attempt failed", extra={"fields": {"delivery": delivery_pk}})
             result = "retry"
         if result != "retry":
             outcome = result
             break
-    await tasks.call(finish, delivery_pk, outcome)
+    await tasks.call(finish, delivery_pk, outcome, generation)
     return outcome

@@ -67,7 +67,9 @@ class DeliveryRow(Base):
 
     States: `pending` (in the outbox) → `sending` (its workflow runs) → `delivered`, or
     `failed` (every attempt of the schedule failed), or `skipped` (the subscription was
-    turned off or deleted meanwhile)."""
+    turned off or deleted meanwhile). A `sending` delivery whose workflow ended without
+    ending it, or was lost, goes back to `pending` with the next `generation` (a workflow
+    of its own; `outbox.requeue`)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
@@ -86,6 +88,9 @@ class DeliveryRow(Base):
     lane: Mapped[str] = mapped_column(String(260))
     state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Which workflow sends it: 0 the first, one more each time it is re-queued after its
+    #: workflow was lost; a workflow of an older generation no longer sends it.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import ColumnElement, delete, event, func, select, update
 from sqlalchemy.orm import Session
 
 from printcloud.core.db import utcnow
@@ -159,35 +159,134 @@ def _iso(moment: datetime) -> str:
 # -- the delivery workflow's side ------------------------------------------------------------
 
 
-def next_deliveries(db: Session, *, limit: int = 100) -> list[tuple[int, str]]:
-    """The deliveries whose turn has come, with their workflow's ID: each lane's oldest
-    unfinished one, if it is still pending (one being sent holds its lane back)."""
+@dataclass(frozen=True)
+class Due:
+    """A delivery to start: its workflow's ID, which generation that is, and how many
+    attempts earlier generations made (a re-queued delivery goes on with the schedule's
+    rest, not from its start)."""
+
+    delivery_pk: int
+    workflow_id: str
+    generation: int
+    attempts: int
+
+
+def workflow_id(*, message_id: str, subscription_id: str, generation: int) -> str:
+    """The workflow that sends one message to one subscription, forever: named after
+    them, never after a row key a delete may hand out again; a re-queued delivery's
+    generation (1, 2, …) is a new workflow, the first keeps the plain name."""
+    name = f"webhook-{message_id}-{subscription_id}"
+    return name if generation == 0 else f"{name}-{generation}"
+
+
+def next_deliveries(db: Session, *, limit: int = 100) -> list[Due]:
+    """The deliveries whose turn has come: each lane's oldest unfinished one, if it is
+    still pending (one being sent holds its lane back)."""
     heads = (
         select(func.min(DeliveryRow.pk))
         .where(DeliveryRow.state.in_(UNFINISHED))
         .group_by(DeliveryRow.lane)
     )
+    return _dues(db, DeliveryRow.pk.in_(heads), DeliveryRow.state == "pending", limit=limit)
+
+
+def mark_sending(db: Session, *, delivery_pk: int, generation: int = 0) -> None:
+    """Pending → sending (the workflow of `generation` is started); any other state, or
+    a delivery re-queued meanwhile under a later generation, stays."""
+    db.execute(
+        update(DeliveryRow)
+        .where(
+            DeliveryRow.pk == delivery_pk,
+            DeliveryRow.state == "pending",
+            DeliveryRow.generation == generation,
+        )
+        .values(state="sending")
+    )
+
+
+def sending(db: Session, *, after: int = 0, limit: int = 500) -> list[Due]:
+    """The deliveries being sent, oldest first from the one after `after` (a row key), with
+    the workflow that should be sending each (`Sender.requeue_lost` asks the engine
+    whether it still is)."""
+    return _dues(db, DeliveryRow.state == "sending", DeliveryRow.pk > after, limit=limit)
+
+
+def _dues(db: Session, *where: ColumnElement[bool], limit: int) -> list[Due]:
     rows = db.execute(
-        select(DeliveryRow.pk, MessageRow.message_id, SubscriptionRow.subscription_id)
+        select(
+            DeliveryRow.pk,
+            DeliveryRow.generation,
+            DeliveryRow.attempts,
+            MessageRow.message_id,
+            SubscriptionRow.subscription_id,
+        )
         .join(MessageRow, MessageRow.pk == DeliveryRow.message_pk)
         .join(SubscriptionRow, SubscriptionRow.pk == DeliveryRow.subscription_pk)
-        .where(DeliveryRow.pk.in_(heads), DeliveryRow.state == "pending")
+        .where(*where)
         .order_by(DeliveryRow.pk)
         .limit(limit)
     )
-    # one message to one subscription, forever: a deleted row's key is never a new ID
     return [
-        (pk, f"webhook-{message_id}-{subscription_id}") for pk, message_id, subscription_id in rows
+        Due(pk, workflow_id(message_id=m, subscription_id=s, generation=g), g, attempts)
+        for pk, g, attempts, m, s in rows
     ]
 
 
-def mark_sending(db: Session, *, delivery_pk: int) -> None:
-    """Pending → sending (its workflow is started); any other state stays."""
-    db.execute(
+#: A delivery whose workflows were lost this many times fails: something kills every
+#: one of them (the log says so), and its lane must not wait for ever.
+MAX_GENERATIONS = 5
+
+
+def requeue(
+    db: Session, *, delivery_pk: int, generation: int, why: str, now: datetime | None = None
+) -> str | None:
+    """The workflow of `generation` ended without ending the delivery, or is gone: back to
+    `pending` under the next generation, in its lane's place (its lane's later messages
+    still wait for it), with the same message and so the same `webhook-id`. After
+    `MAX_GENERATIONS`, `failed` instead. A compare-and-set on (`sending`, `generation`):
+    answers `pending`, `failed`, or None when the delivery moved meanwhile (it ended, or
+    another sweeper re-queued it first). `why` goes in the delivery log."""
+    now = now or utcnow()
+    delivery = db.get(DeliveryRow, delivery_pk)
+    if delivery is None:
+        return None
+    state = "pending" if generation + 1 < MAX_GENERATIONS else "failed"
+    done = db.execute(
         update(DeliveryRow)
-        .where(DeliveryRow.pk == delivery_pk, DeliveryRow.state == "pending")
-        .values(state="sending")
+        .where(
+            DeliveryRow.pk == delivery_pk,
+            DeliveryRow.state == "sending",
+            DeliveryRow.generation == generation,
+        )
+        .values(
+            state=state,
+            generation=generation + 1,
+            finished_at=now if state == "failed" else None,
+        )
+        .execution_options(synchronize_session=False)
     )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    db.add(
+        AttemptRow(
+            tenant_id=delivery.tenant_id,
+            delivery_pk=delivery.pk,
+            subscription_pk=delivery.subscription_pk,
+            number=delivery.attempts,
+            at=now,
+            status_code=None,
+            error=(
+                f"{why}: sent again"
+                if state == "pending"
+                else f"{why}, {MAX_GENERATIONS} times: given up"
+            )[:500],
+            body_excerpt="",
+            duration_ms=0,
+        )
+    )
+    if not event.contains(db, "after_commit", _woken):
+        event.listen(db, "after_commit", _woken)
+    return state
 
 
 @dataclass(frozen=True)
@@ -200,12 +299,15 @@ class Prepared:
     sealed_secrets: list[str]
 
 
-def prepare(db: Session, *, delivery_pk: int, now: datetime | None = None) -> Prepared | None:
-    """The attempt to make for `delivery_pk`, or None when it is no longer wanted (its
-    subscription was turned off or deleted, or it already ended): then it is `skipped`."""
+def prepare(
+    db: Session, *, delivery_pk: int, generation: int = 0, now: datetime | None = None
+) -> Prepared | None:
+    """The attempt to make for `delivery_pk` by the workflow of `generation`, or None when
+    it is no longer wanted (its subscription was turned off or deleted: then it is
+    `skipped`), it already ended, or a later generation sends it now."""
     now = now or utcnow()
     delivery = db.get(DeliveryRow, delivery_pk)
-    if delivery is None or delivery.state not in UNFINISHED:
+    if delivery is None or delivery.state not in UNFINISHED or delivery.generation != generation:
         return None
     subscription = db.get(SubscriptionRow, delivery.subscription_pk)
     message = db.get(MessageRow, delivery.message_pk)
@@ -272,12 +374,14 @@ def record_attempt(
         subscription.failing_since = now
 
 
-def give_up(db: Session, *, delivery_pk: int, now: datetime | None = None) -> DeliveryRow | None:
-    """Every attempt failed: the delivery is `failed` (the caller decides on the
-    subscription, `service.disable_if_failing`)."""
+def give_up(
+    db: Session, *, delivery_pk: int, generation: int = 0, now: datetime | None = None
+) -> DeliveryRow | None:
+    """Every attempt of the workflow of `generation` failed: the delivery is `failed`
+    (the caller decides on the subscription, `service.disable_if_failing`)."""
     now = now or utcnow()
     delivery = db.get(DeliveryRow, delivery_pk)
-    if delivery is None or delivery.state not in UNFINISHED:
+    if delivery is None or delivery.state not in UNFINISHED or delivery.generation != generation:
         return None
     delivery.state, delivery.finished_at = "failed", now
     return delivery

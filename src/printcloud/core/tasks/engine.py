@@ -315,6 +315,23 @@ class TaskEngine:
         status = DBOS.get_workflow_status(workflow_id)
         return None if status is None else task_status(status)
 
+    def get_statuses(self, workflow_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """The recorded states of `workflow_ids`, in one read (an id with no workflow is
+        missing from the answer)."""
+        self._check_launched()
+        if not workflow_ids:
+            return {}
+        found = DBOS.list_workflows(
+            workflow_ids=list(workflow_ids), load_input=False, load_output=False
+        )
+        return {status.workflow_id: task_status(status) for status in found}
+
+    def cancel(self, workflow_id: str) -> None:
+        """Mark workflow `workflow_id` cancelled unless it has ended: no recovery resumes
+        it, and a run in progress stops before its next step (no workflow: nothing)."""
+        self._check_launched()
+        DBOS.cancel_workflow(workflow_id)
+
     def send(self, workflow_id: str, message: Any, *, topic: str) -> None:
         """Send `message` to workflow `workflow_id` on `topic` (it `recv`s it); durable:
         sent before the workflow waits, it is kept until it does."""
