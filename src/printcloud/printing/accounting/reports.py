@@ -135,8 +135,11 @@ def _refunds(
         .join(
             charge,
             and_(
+                # a job's charge is keyed by its job ID: the unique (tenant, key) index
+                # finds it (through the job ID's index, SQLite and PostgreSQL chose plans
+                # that scan the tenant's charges once the kind was indexed too)
                 charge.tenant_id == refund.tenant_id,
-                charge.job_id == refund.job_id,
+                charge.key == refund.job_id,
                 charge.kind == "charge",
             ),
         )
