@@ -558,6 +558,14 @@ def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
         assert f"{name} 1 1 1 1 0 0 0.20 EUR 0.20 EUR 0.00 EUR" in text
         assert "no print token" in text and "not yours" not in text
         assert browser.http.get("/printing/accounting/report.pdf").status_code == 403
+        # docgen's side of it, for the tenant's administrator only
+        runs_url = f"{stack.base_url}/docgen/api/batch-runs"
+        mine = admin.get(runs_url, params=period)
+        assert mine.status_code == 200, mine.text
+        assert sorted(r["request_id"] for r in mine.json()["runs"]) == ["rep-done", "rep-stop"]
+        assert alice.get(runs_url, params=period).status_code == 403
+        bad = admin.post(f"{stack.base_url}/docgen/api/usage-report", json={"title": "t"})
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_request", bad.text
         assert alice.get("/api/accounting/me").json()["accounts"][0]["balance_text"] == "1.50 EUR"
     finally:
         with stack.db.session() as s:  # the module's other tests print for free again
