@@ -10,8 +10,8 @@ The usage report of a month (issue 18, bench/reports.py):
 - on PostgreSQL the transactions' `details` become JSONB: the report reads seven fields
   of each charge, and JSON text was parsed again for every one.
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-07 22:05:00
 """
 
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0021"
-down_revision = "0020"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
