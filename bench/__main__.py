@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "platform_cost": "bench.platform_cost",
     "ipp_server": "bench.ipp_server",
     "webhooks": "bench.webhooks",
+    "reports": "bench.reports",
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from printcloud.cli import app
+from tests.helpers.printing import pdf_text
 
 
 @pytest.fixture
@@ -236,29 +237,76 @@ def test_prices_and_accounts(cli: CliRunner) -> None:
     assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "period"
 
 
+def _batch_runs_of_two_tenants() -> None:
+    """Two nightly runs of 1000AA in December (one suspended), one of November, a user's
+    print request, and a run of 2000BB; the print jobs they sent (one of 2000BB's is
+    named by a run of 1000AA: its pages must not count there)."""
+    from datetime import UTC, datetime
+
+    from printcloud.cli.common import session
+    from printcloud.docgen.models import BatchRequest
+    from printcloud.printing.models import PrintJobRow
+
+    def request(tenant: str, rid: str, day: int, state: str, **more: Any) -> BatchRequest:
+        month = 11 if day < 0 else 12
+        return BatchRequest(
+            request_id=rid,
+            tenant_id=tenant,
+            received_at=datetime(2026, month, abs(day), 2, 0, tzinfo=UTC),
+            source=more.pop("source", "crm"),
+            state=state,
+            job="nightly invoices",
+            parameters={},
+            steps=[{"at": "", "step": more.pop("step", "S1525"), "state": state, "detail": ""}],
+            **more,
+        )
+
+    def job(tenant: str, job_id: str, pages: int) -> PrintJobRow:
+        return PrintJobRow(
+            job_id=job_id,
+            tenant_id=tenant,
+            printer_id="p1",
+            owner="batch",
+            client_id="docgen",
+            title=job_id,
+            source="upload",
+            state="printed",
+            pages_printed=pages,
+        )
+
+    with session() as s:
+        s.add_all(
+            [
+                request("1000AA", "r-done", 2, "completed", print_job_ids=["j1", "j2", "j9"]),
+                request(
+                    "1000AA",
+                    "r-stop",
+                    3,
+                    "suspended",
+                    step="S1515-S1516",
+                    reason="no print token registered",
+                ),
+                request("1000AA", "r-nov", -30, "suspended", reason="November's"),
+                request("1000AA", "r-user", 4, "completed", source="user", print_job_ids=["j1"]),
+                request("2000BB", "r-other", 2, "suspended", reason="the other tenant's"),
+                job("1000AA", "j1", 3),
+                job("1000AA", "j2", 2),
+                job("2000BB", "j9", 50),
+            ]
+        )
+        s.commit()
+
+
 def test_report(cli: CliRunner, tmp_path: Path) -> None:
-    """Issue 18: `admin report` gives the period's usage as JSON or CSV; bad dates say so."""
+    """Issue 18: `admin report` gives the period's usage and its nightly batch runs (with
+    why one was suspended; never another tenant's) as JSON, CSV or a PDF typeset by
+    docgen; bad dates and formats say so."""
     run(cli, "price", "settings", "--tenant", "1000AA", "--currency", "EUR")
-    empty = run(cli, "report", "--tenant", "1000AA", "--start", "2026-12-01", "--end", "2027-01-01")
-    assert empty == []
+    period = ["--tenant", "1000AA", "--start", "2026-12-01", "--end", "2027-01-01"]
+    empty = run(cli, "report", *period)
+    assert empty == {"currency": "EUR", "usage": [], "batch_runs": []}
     out = tmp_path / "usage.csv"
-    written = cli.invoke(
-        app,
-        [
-            "admin",
-            "report",
-            "--tenant",
-            "1000AA",
-            "--start",
-            "2026-12-01",
-            "--end",
-            "2027-01-01",
-            "--by",
-            "printer",
-            "--csv",
-            str(out),
-        ],
-    )
+    written = cli.invoke(app, ["admin", "report", *period, "--by", "printer", "--csv", str(out)])
     assert written.exit_code == 0, written.output
     assert out.read_text().splitlines() == [
         "printer,jobs,pages,impressions,color,mono,duplex,cost,refunded,net,net_text"
@@ -267,3 +315,27 @@ def test_report(cli: CliRunner, tmp_path: Path) -> None:
         app, ["admin", "--json", "report", "--tenant", "1000AA", "--start", "12/01", "--end", "x"]
     )
     assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "start"
+    bad = cli.invoke(app, ["admin", "--json", "report", *period, "--format", "pdf"])
+    assert bad.exit_code == 2 and json.loads(bad.stdout)["field"] == "output"
+
+    _batch_runs_of_two_tenants()
+    runs = run(cli, "report", *period)["batch_runs"]  # type: ignore[index]
+    assert [(r["request_id"], r["state"], r["documents"], r["pages"]) for r in runs] == [
+        ("r-done", "completed", 3, 5),  # j9 is 2000BB's: its 50 pages are not 1000AA's
+        ("r-stop", "suspended", 0, 0),
+    ]
+    assert (runs[1]["reason"], runs[1]["step"]) == ("no print token registered", "S1515-S1516")
+    as_csv = cli.invoke(app, ["admin", "report", *period, "--format", "batch-csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.stdout.splitlines()[2] == (
+        "2026-12-03 02:00:00Z,nightly invoices,suspended,S1515-S1516,"
+        "no print token registered,0,0,r-stop"
+    )
+    pdf = tmp_path / "usage.pdf"
+    made = cli.invoke(app, ["admin", "report", *period, "--format", "pdf", "--output", str(pdf)])
+    assert made.exit_code == 0, made.output
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    text = pdf_text(pdf.read_bytes())
+    assert "2 runs · 3 documents · 5 pages · 1 suspended" in text
+    assert "no print token registered" in text and "Nothing printed in this period." in text
+    assert "the other tenant's" not in text and "November's" not in text

@@ -30,6 +30,17 @@ def make_pdf(pages: int, *, size: tuple[int, int] = (420, 595)) -> bytes:
     return out.getvalue()
 
 
+def pdf_text(data: bytes) -> str:
+    """The text of every page of a PDF (pypdfium2), pages joined by a newline."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(data)
+    try:
+        return "\n".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()
+
+
 class Tenant:
     """A tenant with a submitting client, a device client and a color and a mono printer."""
 

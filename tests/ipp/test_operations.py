@@ -6,10 +6,12 @@ life through Create-Job / Send-Document / Cancel, held jobs, job privacy."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from printcloud.docgen.models import BatchRequest
 from printcloud.ipp.encoding import decode, encode
 from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
 from printcloud.ipp.model import Operation, Status
@@ -410,6 +412,29 @@ def test_a_users_job_subscription(ipp_world: IppWorld) -> None:
     assert _notifications(uri, subscription).code == Status.CLIENT_ERROR_NOT_FOUND
 
 
+def _batch_run(
+    tenant_id: str,
+    request_id: str,
+    at: datetime,
+    state: str,
+    job_ids: list[str],
+    reason: str | None = None,
+) -> BatchRequest:
+    """A nightly run of docgen as its batch flow records it (the report only reads it)."""
+    step = {"at": at.isoformat(), "step": "S1525", "state": state, "detail": ""}
+    return BatchRequest(
+        request_id=request_id,
+        tenant_id=tenant_id,
+        received_at=at,
+        source="crm",
+        state=state,
+        reason=reason,
+        job="nightly",
+        steps=[step],
+        print_job_ids=job_ids,
+    )
+
+
 def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
     ipp_world: IppWorld,
 ) -> None:
@@ -424,6 +449,7 @@ def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
 
     from printcloud.printing.accounting.models import AccountingSettingsRow, PriceRow
     from tests.helpers.browser import PrintBrowser, form_to
+    from tests.helpers.printing import pdf_text
 
     uri, stack, tenant = ipp_world.queue_uri, ipp_world.stack, ipp_world.tenant
     admin = stack.api(stack.user_token(tenant.id, "root", "admin password", "admin print"))
@@ -506,9 +532,44 @@ def test_accounting_refuses_what_cannot_be_paid_and_charges_what_printed(
         assert report.status_code == 200 and "<svg" in report.text and name in report.text
         csv_link = boss.http.get(f"/printing/accounting/report.csv?{urlencode(period)}")
         assert csv_link.status_code == 200 and csv_link.text == as_csv.text
+        assert "No batch runs in this period." in report.text  # docgen answered: none
+
+        # the nightly batch runs, from docgen's API with the admin's own sign-in
+        now = datetime.now(UTC)
+        with stack.db.session() as s:
+            s.add_all(
+                [
+                    _batch_run(tenant.id, "rep-done", now, "completed", [job_id]),
+                    _batch_run(tenant.id, "rep-stop", now, "suspended", [], "no print token"),
+                    _batch_run("someone-else", "rep-other", now, "suspended", [], "not yours"),
+                ]
+            )
+            s.commit()
+        report = boss.http.get("/printing/accounting/report", params=period)
+        assert report.status_code == 200, report.text
+        assert "2 runs · 1 document · 1 page printed · 1 suspended" in report.text
+        assert "no print token" in report.text and "not yours" not in report.text
+        runs_csv = boss.http.get(f"/printing/accounting/batch-runs.csv?{urlencode(period)}")
+        assert runs_csv.status_code == 200 and runs_csv.text.count("\n") == 3, runs_csv.text
+        assert ",completed,S1525,,1,1,rep-done" in runs_csv.text
+        pdf = boss.http.get(f"/printing/accounting/report.pdf?{urlencode(period)}")
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+        text = pdf_text(pdf.content)
+        assert f"{name} 1 1 1 1 0 0 0.20 EUR 0.20 EUR 0.00 EUR" in text
+        assert "no print token" in text and "not yours" not in text
+        assert browser.http.get("/printing/accounting/report.pdf").status_code == 403
+        # docgen's side of it, for the tenant's administrator only
+        runs_url = f"{stack.base_url}/docgen/api/batch-runs"
+        mine = admin.get(runs_url, params=period)
+        assert mine.status_code == 200, mine.text
+        assert sorted(r["request_id"] for r in mine.json()["runs"]) == ["rep-done", "rep-stop"]
+        assert alice.get(runs_url, params=period).status_code == 403
+        bad = admin.post(f"{stack.base_url}/docgen/api/usage-report", json={"title": "t"})
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_request", bad.text
         assert alice.get("/api/accounting/me").json()["accounts"][0]["balance_text"] == "1.50 EUR"
     finally:
         with stack.db.session() as s:  # the module's other tests print for free again
+            s.execute(delete(BatchRequest).where(BatchRequest.request_id.like("rep-%")))
             s.execute(delete(PriceRow).where(PriceRow.tenant_id == tenant.id))
             s.execute(
                 delete(AccountingSettingsRow).where(AccountingSettingsRow.tenant_id == tenant.id)

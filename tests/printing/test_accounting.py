@@ -261,7 +261,9 @@ def test_usage_reports_by_person_printer_and_tenant(db: Database) -> None:
     from datetime import timedelta
 
     from printcloud.core.db import utcnow
+    from printcloud.docgen import usage_report
     from printcloud.printing.accounting import reports
+    from tests.helpers.printing import pdf_text
 
     w = World.make(db)
     w.top_up("ann", 1000)
@@ -295,6 +297,17 @@ def test_usage_reports_by_person_printer_and_tenant(db: Database) -> None:
     assert text.splitlines()[2].startswith("'=cmd,")  # never a formula in a spreadsheet
     chart = reports.svg_bars(people, currency="EUR", title="December <2026>")
     assert chart.startswith("<svg") and "December &lt;2026&gt;" in chart and "1.00 EUR" in chart
+    # the PDF: these figures, typeset by docgen's Typst usage report (what the page sends)
+    data = reports.report_data(
+        people, [], by="user", by_label="Person", currency="EUR", start="2026-12-01",
+        end="2027-01-01", organisation="Acme #set", batch_note="docgen did not answer",
+    )  # fmt: skip
+    pdf = usage_report.render_pdf(data)
+    assert pdf.startswith(b"%PDF-")
+    text = pdf_text(pdf)
+    assert "ann 2 3 6 6 0 0 1.20 EUR 0.20 EUR 1.00 EUR" in text
+    assert "Total 3 5 8 6 2 0 1.30 EUR 0.20 EUR 1.10 EUR" in text
+    assert "Acme #set" in text and "docgen did not answer" in text  # text, never markup
 
 
 def test_a_low_balance_queues_its_webhook_in_the_charging_transaction(db: Database) -> None:

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -58,11 +58,16 @@ def run(fn: Callable[[Any], Any]) -> Any:
         with session() as db_session:
             return fn(db_session)
     except PrintcloudError as exc:
-        if state.json:
-            sys.stdout.write(json.dumps(exc.as_dict()) + "\n")
-        else:
-            err.print(f"[red]error[/red] {exc.error}: {exc.description}")
-        raise typer.Exit(2) from exc
+        fail(exc)
+
+
+def fail(exc: PrintcloudError) -> NoReturn:
+    """Say `exc` (as JSON with `--json`) and exit with code 2."""
+    if state.json:
+        sys.stdout.write(json.dumps(exc.as_dict()) + "\n")
+    else:
+        err.print(f"[red]error[/red] {exc.error}: {exc.description}")
+    raise typer.Exit(2) from exc
 
 
 def in_tenant(issuer: str, tenant: str, work: Callable[[Any, Any], T]) -> T:

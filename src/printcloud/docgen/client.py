@@ -4,11 +4,14 @@ username = docgen's tenant ID and password = the tenant's secret key — and, fo
 a signed-in user's print request (FIG. 19, S1901), the user's session instead:
 `Authorization: Bearer <idp-a token>` and the user's idp-b token in `X-CRM-Token`;
 `own_request` reads that request back with the user's token, its print jobs as the
-print service shows them to the user."""
+print service shows them to the user. For the print service's usage report (issue 18),
+with the tenant administrator's idp-a token: `batch_runs` of a period and
+`usage_report_pdf`, the report typeset by docgen."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -137,6 +140,77 @@ class DocgenClient:
             raise BatchPrintRefused(resp.status_code, code or "error", description)
         data: dict[str, Any] = resp.json()
         return OwnRequest(request=dict(data["request"]), print_jobs=list(data["print_jobs"]))
+
+    def batch_runs(self, *, token: str, start: str, end: str) -> BatchRuns:
+        """The tenant's batch runs received from `start` to `end` (UTC days, the end
+        excluded), for its administrator. Refused or unreachable: `BatchPrintRefused`."""
+        data = self._get_json("/api/batch-runs", token=token, params={"start": start, "end": end})
+        return BatchRuns(
+            runs=[
+                BatchRun(
+                    request_id=str(r["request_id"]),
+                    job=str(r.get("job") or ""),
+                    received_at=datetime.fromisoformat(r["received_at"]),
+                    state=str(r["state"]),
+                    reason=r.get("reason"),
+                    step=str(r.get("step") or ""),
+                    print_job_ids=[str(j) for j in r.get("print_job_ids", [])],
+                )
+                for r in data["runs"]
+            ],
+            truncated=bool(data.get("truncated")),
+        )
+
+    def usage_report_pdf(self, *, token: str, report: dict[str, Any]) -> bytes:
+        """`report` (docgen's `UsageReportCreate` as JSON) typeset as a PDF."""
+        try:
+            resp = self.http.post(
+                f"{self.base_url}/api/usage-report",
+                json=report,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=120,
+            )
+        except httpx.HTTPError as exc:
+            raise BatchPrintRefused(503, "unavailable", f"docgen does not answer: {exc}") from exc
+        if resp.status_code != 200:
+            code, description = error_of(resp)
+            raise BatchPrintRefused(resp.status_code, code or "error", description)
+        return resp.content
+
+    def _get_json(self, path: str, *, token: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            resp = self.http.get(
+                f"{self.base_url}{path}",
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise BatchPrintRefused(503, "unavailable", f"docgen does not answer: {exc}") from exc
+        if resp.status_code != 200:
+            code, description = error_of(resp)
+            raise BatchPrintRefused(resp.status_code, code or "error", description)
+        data: dict[str, Any] = resp.json()
+        return data
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """A batch run of the CRM: its documents are its print jobs (`print_job_ids`)."""
+
+    request_id: str
+    job: str
+    received_at: datetime
+    state: str
+    reason: str | None
+    step: str
+    print_job_ids: list[str]
+
+
+@dataclass(frozen=True)
+class BatchRuns:
+    runs: list[BatchRun]
+    #: More runs in the period than docgen lists in one answer.
+    truncated: bool
 
 
 @dataclass(frozen=True)

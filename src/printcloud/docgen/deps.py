@@ -2,7 +2,9 @@
 
 `RuntimeDep` is the running service (`runtime.DocgenRuntime`); `AdminCaller` is the
 tenant's administrator at idp-a (a bearer token with the scopes `docgen` and
-`admin` and the issuer's `admin` claim, checked by `core.guard`); `BatchCaller`
+`admin` and the issuer's `admin` claim, checked by `core.guard`); `ReportCaller`
+is that administrator signed in at any platform page (scope `admin` and the claim:
+the print service's usage report reads batch runs with it); `BatchCaller`
 is whoever sent a batch-print request (S1901: the CRM by Digest, or a signed-in
 user, `intake.batch_caller`).
 """
@@ -39,6 +41,9 @@ def _guard(request: Request) -> Guard:
 
 #: The tenant's administrator at idp-a, for docgen.
 AdminCaller = Annotated[Principal, scoped(_guard, "docgen", "admin", admin=True)]
+#: The tenant's administrator at idp-a from any platform page (the print service's usage
+#: report asks with its own sign-in, scope `admin`): reads batch runs, renders reports.
+ReportCaller = Annotated[Principal, scoped(_guard, "admin", admin=True)]
 
 
 async def _user_caller(request: Request) -> Principal:

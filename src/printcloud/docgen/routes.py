@@ -22,6 +22,10 @@
 - `/api/batch-requests`: the tenant's batch-print requests and their history.
 - `/api/print-requests/{id}`: a signed-in user's own print request (FIG. 19) and its
   print jobs, asked at the print service with the user's token (scope `print`).
+- `GET /api/batch-runs?start=…&end=…` and `POST /api/usage-report` (issue 18): the CRM's
+  batch runs of a period, and the usage report typeset as a PDF, for the tenant's
+  administrator signed in at any platform page (scope `admin` and the `admin` claim):
+  the print service's report page asks them.
 - `/api/forms`: the tenant's own Typst forms (`tenant_forms`), for its admin.
 
 Every query filters on the caller's tenant; another tenant's request is 404.
@@ -30,7 +34,7 @@ Every query filters on the caller's tenant; another tenant's request is 404.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -41,8 +45,8 @@ from starlette.concurrency import run_in_threadpool
 from printcloud.core.errors import InvalidRequest, NotFound
 from printcloud.core.guard import Principal
 
-from . import batch, choices, intake, service, tenant_forms, tokens
-from .deps import AdminCaller, BatchCaller, RuntimeDep, UserCaller, actor_of
+from . import batch, choices, intake, service, tenant_forms, tokens, usage_report
+from .deps import AdminCaller, BatchCaller, ReportCaller, RuntimeDep, UserCaller, actor_of
 from .runtime import DocgenRuntime
 from .schemas import (
     BatchAccepted,
@@ -50,6 +54,8 @@ from .schemas import (
     BatchRequestCreate,
     BatchRequestList,
     BatchRequestRead,
+    BatchRunList,
+    BatchRunRead,
     BatchSettingsRead,
     FormCreate,
     FormList,
@@ -59,6 +65,7 @@ from .schemas import (
     SecretKeyRead,
     SecretKeyRotate,
     TokenRead,
+    UsageReportCreate,
     UserPrintRequestRead,
 )
 
@@ -292,6 +299,46 @@ async def get_print_jobs(
         partial(batch.print_job_states, rt, tenant_id=caller.tenant_id, request_id=request_id)
     )
     return {"print_jobs": jobs}
+
+
+def _day(text: str, field: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidRequest(f"{field} must be a date like 2026-12-01", field=field) from exc
+
+
+@router.get("/api/batch-runs", response_model=BatchRunList, tags=["reports"])
+async def get_batch_runs(
+    rt: RuntimeDep,
+    caller: ReportCaller,
+    start: Annotated[str, Query(max_length=10)],
+    end: Annotated[str, Query(max_length=10)],
+) -> BatchRunList:
+    """The CRM's batch runs received from `start` (included) to `end` (excluded), UTC
+    days: their documents (print jobs), state and, when suspended, why (issue 18)."""
+    begin, until = _day(start, "start"), _day(end, "end")
+
+    def work() -> BatchRunList:
+        with rt.db.session() as db:
+            rows = service.batch_runs(db, tenant_id=caller.tenant_id, start=begin, end=until)
+            return BatchRunList(
+                runs=[BatchRunRead.of(r) for r in rows], truncated=len(rows) >= service.MAX_RUNS
+            )
+
+    return await run_in_threadpool(work)
+
+
+@router.post(
+    "/api/usage-report",
+    tags=["reports"],
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def post_usage_report(body: UsageReportCreate, caller: ReportCaller) -> Response:
+    """The usage report given in the body, typeset as a PDF (docgen's Typst compiler)."""
+    pdf = await run_in_threadpool(usage_report.render_pdf, body)
+    return Response(pdf, media_type="application/pdf", headers=NO_STORE)
 
 
 @router.get("/api/print-requests/{request_id}", response_model=UserPrintRequestRead, tags=["batch"])

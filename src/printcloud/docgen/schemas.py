@@ -197,3 +197,91 @@ class BatchChoices(BaseModel):
     forms: list[str]
     printers: list[PrinterChoice] | None
     printers_problem: str = ""
+
+
+# -- the usage report (issue 18): batch runs and the report's PDF ------------------------
+
+
+class BatchRunRead(BaseModel):
+    """One batch run of the CRM in a period, as the usage report shows it: its documents
+    are its print jobs (`print_job_ids`), `step` the seed step it ended at."""
+
+    request_id: str
+    job: str
+    received_at: datetime
+    finished_at: datetime | None
+    state: str
+    reason: str | None
+    step: str
+    print_job_ids: list[str]
+
+    @classmethod
+    def of(cls, row: BatchRequest) -> BatchRunRead:
+        steps = row.steps or []
+        return cls(
+            request_id=row.request_id,
+            job=row.job,
+            received_at=row.received_at,
+            finished_at=row.finished_at,
+            state=row.state,
+            reason=row.reason,
+            step=str(steps[-1].get("step", "")) if steps else "",
+            print_job_ids=list(row.print_job_ids or []),
+        )
+
+
+class BatchRunList(BaseModel):
+    runs: list[BatchRunRead]
+    #: True when the period held more runs than a report lists (`service.MAX_RUNS`).
+    truncated: bool
+
+
+_Text = Field(default="", max_length=300)
+
+
+class UsageLine(BaseModel):
+    """A line of the report's table; amounts already in words (`12.34 EUR`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(max_length=300)
+    jobs: int = Field(ge=0)
+    pages: int = Field(ge=0)
+    impressions: int = Field(ge=0)
+    color: int = Field(ge=0)
+    mono: int = Field(ge=0)
+    duplex: int = Field(ge=0)
+    cost: str = Field(max_length=40)
+    refunded: str = Field(max_length=40)
+    net: str = Field(max_length=40)
+
+
+class BatchRunLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    received: str = Field(max_length=40)
+    job: str = Field(default="", max_length=200)
+    state: str = Field(max_length=20)
+    reason: str = Field(default="", max_length=1000)
+    documents: int = Field(ge=0)
+    pages: int = Field(ge=0)
+
+
+class UsageReportCreate(BaseModel):
+    """A usage report to typeset (`POST /api/usage-report`): the print service's figures
+    for a period, as its report page shows them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(max_length=300)
+    organisation: str = _Text
+    start: str = Field(max_length=10)
+    end: str = Field(max_length=10)
+    by: str = Field(max_length=40)
+    currency: str = Field(max_length=8)
+    generated: str = Field(max_length=40)
+    rows: list[UsageLine] = Field(max_length=5000)
+    totals: UsageLine
+    batch_runs: list[BatchRunLine] = Field(default_factory=list, max_length=5000)
+    #: Why the batch runs are missing, when they could not be read.
+    batch_note: str = Field(default="", max_length=1000)

@@ -626,6 +626,33 @@ def list_requests(db: Session, *, tenant_id: str, limit: int = 50) -> list[Batch
     )
 
 
+#: At most this many batch runs in one period's report (a nightly job a day is 31 a month).
+MAX_RUNS = 5000
+
+
+def batch_runs(
+    db: Session, *, tenant_id: str, start: datetime, end: datetime
+) -> list[BatchRequest]:
+    """The CRM's batch runs (the nightly requests, `source` "crm") received from `start`
+    (included) to `end` (excluded), oldest first, at most `MAX_RUNS`: what the usage
+    report shows of them (documents, state, why one was suspended)."""
+    if not start < end:
+        raise InvalidRequest("the period's start must be before its end", field="start")
+    return list(
+        db.scalars(
+            select(BatchRequest)
+            .where(
+                BatchRequest.tenant_id == tenant_id,
+                BatchRequest.source == "crm",
+                BatchRequest.received_at >= start,
+                BatchRequest.received_at < end,
+            )
+            .order_by(BatchRequest.received_at, BatchRequest.request_id)
+            .limit(MAX_RUNS)
+        )
+    )
+
+
 def advance_request(
     db: Session,
     *,

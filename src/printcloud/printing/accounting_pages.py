@@ -10,7 +10,10 @@
   with its reason. Amounts are typed as people write them (`2.50`);
 - `/printing/accounting/report`: usage per person, printer or the whole organisation
   for a period, as a table and a bar chart drawn on the server (SVG), and as CSV
-  (`/printing/accounting/report.csv`).
+  (`/printing/accounting/report.csv`); the period's nightly batch runs (documents,
+  pages, why a run was suspended), asked of docgen's API with the administrator's own
+  sign-in, and as CSV (`…/batch-runs.csv`); the whole report as a PDF
+  (`…/report.pdf`), typeset by docgen (Typst) from the figures this service sends.
 
 Post/redirect/get; a refused form shows the page again with the reason and its status.
 Every query filters on the signed-in user's tenant.
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,7 +37,9 @@ from printcloud.core import words
 from printcloud.core.db import utcnow
 from printcloud.core.errors import Conflict, InvalidRequest, PrintcloudError
 from printcloud.core.guard import Principal
+from printcloud.core.logs import get_logger
 from printcloud.core.web import check_csrf
+from printcloud.docgen.client import BatchPrintRefused, DocgenClient
 
 from . import service
 from .accounting import charging, ledger, prices, reports
@@ -42,6 +48,7 @@ from .pages import PREFIX, SignedIn, manages_queues, site
 from .runtime import PrintingRuntime
 
 router = APIRouter(include_in_schema=False)
+log = get_logger("printing.accounting_pages")
 #: What a change did, shown once after the redirect (a code here, never user input).
 DONE = {
     "settings": "Accounting settings saved.",
@@ -389,21 +396,71 @@ class Period:
         )
 
 
-def _report(
-    rt: PrintingRuntime, principal: Principal, period: Period
-) -> tuple[list[reports.UsageRow], str]:
+@dataclass(frozen=True)
+class Report:
+    rows: list[reports.UsageRow]
+    currency: str
+    runs: list[reports.BatchRunRow]
+    #: Why the batch runs are missing (docgen refused or did not answer), else "".
+    batch_note: str = ""
+    #: docgen listed only the first runs of the period.
+    truncated: bool = False
+
+
+def _docgen(rt: PrintingRuntime) -> DocgenClient:
+    return DocgenClient(f"{rt.settings.public_url}/docgen", http=rt.http)
+
+
+def _report(rt: PrintingRuntime, principal: Principal, period: Period, token: str | None) -> Report:
+    """The period's usage from this service's ledger and, asked of docgen with the
+    administrator's own sign-in (`token`), its nightly batch runs; a docgen that cannot
+    answer leaves the usage whole and says so where the runs would be."""
+    start = reports.parse_day(period.start, "start")
+    end = reports.parse_day(period.end, "end")
     with rt.db.sessions() as db:
         row = prices.settings_of(db, tenant_id=principal.tenant_id)
         if row is None:
             raise Conflict("accounting is off for this organisation: set its currency first")
-        rows = reports.usage(
-            db,
-            tenant_id=principal.tenant_id,
-            start=reports.parse_day(period.start, "start"),
-            end=reports.parse_day(period.end, "end"),
-            by=period.by,
+        rows = reports.usage(db, tenant_id=principal.tenant_id, start=start, end=end, by=period.by)
+        currency = row.currency
+    note, truncated, found = "", False, []
+    if token is None:
+        note = "Sign in again to see the batch runs."
+    else:
+        try:
+            answer = _docgen(rt).batch_runs(token=token, start=period.start, end=period.end)
+            found, truncated = answer.runs, answer.truncated
+        except BatchPrintRefused as exc:
+            log.warning(
+                "no batch runs for the usage report",
+                extra={"fields": {"tenant": principal.tenant_id, "status": exc.status}},
+            )
+            note = f"The batch runs could not be read from document generation: {exc.description}"
+    with rt.db.sessions() as db:
+        runs = reports.batch_runs(db, tenant_id=principal.tenant_id, runs=found)
+    return Report(rows, currency, runs, note, truncated)
+
+
+def _token(request: Request) -> str | None:
+    session = site.session(request)
+    return session.access_token if session is not None else None
+
+
+async def _read_report(
+    request: Request, rt: PrintingRuntime, principal: Principal, period: Period
+) -> Report | Response:
+    """The report, or the page that says why there is none."""
+    try:
+        return await run_in_threadpool(_report, rt, principal, period, _token(request))
+    except PrintcloudError as exc:
+        return site.message(
+            request,
+            exc.status_code,
+            "No report",
+            words.form_error(exc.description, exc.field),
+            principal=principal,
+            back=True,
         )
-        return rows, row.currency
 
 
 @router.get("/accounting/report")
@@ -412,7 +469,7 @@ async def report_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> 
         return _administrators_only(request, principal)
     period = Period.of(request)
     try:
-        rows, currency = await run_in_threadpool(_report, rt, principal, period)
+        report = await run_in_threadpool(_report, rt, principal, period, _token(request))
     except PrintcloudError as exc:
         return site.render(
             request,
@@ -424,6 +481,7 @@ async def report_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> 
             error=words.form_error(exc.description, exc.field),
             rows=[],
         )
+    currency = report.currency
     title = (
         f"Net cost by {BY_WORDS.get(period.by, period.by).lower()}, {period.start} to {period.end}"
     )
@@ -440,8 +498,9 @@ async def report_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> 
             "refunded": prices.money(r.refunded, currency),
             "net": prices.money(r.net, currency),
         }
-        for r in rows
+        for r in report.rows
     ]
+    runs = report.runs
     return site.render(
         request,
         "report.html",
@@ -449,8 +508,16 @@ async def report_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> 
         period=period,
         by_words=BY_WORDS,
         rows=lines,
-        chart=reports.svg_bars(rows, currency=currency, title=title),
+        chart=reports.svg_bars(report.rows, currency=currency, title=title),
         csv_query=urlencode({"by": period.by, "start": period.start, "end": period.end}),
+        runs=runs,
+        batch_note=report.batch_note,
+        truncated=report.truncated,
+        batch_totals={
+            "documents": sum(r.documents for r in runs),
+            "pages": sum(r.pages for r in runs),
+            "suspended": sum(r.state == "suspended" for r in runs),
+        },
     )
 
 
@@ -459,21 +526,79 @@ async def report_csv(request: Request, rt: RuntimeDep, principal: SignedIn) -> R
     if not manages_queues(principal):
         return _administrators_only(request, principal)
     period = Period.of(request)
+    report = await _read_report(request, rt, principal, period)
+    if isinstance(report, Response):
+        return report
+    name = f"usage-{period.by}-{period.start}-{period.end}.csv"
+    return _download(
+        request,
+        reports.csv_text(report.rows, by=period.by, currency=report.currency),
+        "text/csv; charset=utf-8",
+        name,
+    )
+
+
+@router.get("/accounting/batch-runs.csv")
+async def batch_runs_csv(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    """The period's nightly batch runs, as CSV (beside the usage's own download)."""
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    period = Period.of(request)
+    report = await _read_report(request, rt, principal, period)
+    if isinstance(report, Response):
+        return report
+    if report.batch_note:  # an empty file would say "no runs", which is not what we know
+        return site.message(
+            request, 503, "No batch runs", report.batch_note, principal=principal, back=True
+        )
+    name = f"batch-runs-{period.start}-{period.end}.csv"
+    return _download(request, reports.batch_csv_text(report.runs), "text/csv; charset=utf-8", name)
+
+
+@router.get("/accounting/report.pdf")
+async def report_pdf(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
+    """The report as a PDF: the figures sent to docgen, which typesets them (Typst)."""
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    period = Period.of(request)
+    report = await _read_report(request, rt, principal, period)
+    if isinstance(report, Response):
+        return report
+    token = _token(request)
+    data = reports.report_data(
+        report.rows,
+        report.runs,
+        by=period.by,
+        by_label=BY_WORDS.get(period.by, period.by),
+        currency=report.currency,
+        start=period.start,
+        end=period.end,
+        organisation=principal.tenant_name or principal.tenant_id,
+        batch_note=report.batch_note,
+    )
     try:
-        rows, currency = await run_in_threadpool(_report, rt, principal, period)
-    except PrintcloudError as exc:
+        if token is None:
+            raise BatchPrintRefused(401, "invalid_token", "sign in again")
+        pdf = await run_in_threadpool(
+            partial(_docgen(rt).usage_report_pdf, token=token, report=data)
+        )
+    except BatchPrintRefused as exc:
         return site.message(
             request,
-            exc.status_code,
-            "No report",
-            words.form_error(exc.description, exc.field),
+            502 if exc.status >= 500 else exc.status,
+            "No PDF",
+            f"Document generation could not typeset the report: {exc.description}",
             principal=principal,
             back=True,
         )
-    name = f"usage-{period.by}-{period.start}-{period.end}.csv"
+    name = f"usage-{period.by}-{period.start}-{period.end}.pdf"
+    return _download(request, pdf, "application/pdf", name)
+
+
+def _download(request: Request, body: str | bytes, media_type: str, name: str) -> Response:
     response = Response(
-        reports.csv_text(rows, by=period.by, currency=currency),
-        media_type="text/csv; charset=utf-8",
+        body,
+        media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
     return site.finish(request, response)

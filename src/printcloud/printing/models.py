@@ -90,6 +90,8 @@ class PrintJobRow(Base):
     __table_args__ = (
         Index("ix_printing_jobs_tenant_created", "tenant_id", "created_at"),
         Index("ix_printing_jobs_printer_state", "tenant_id", "printer_id", "state"),
+        # the usage report's pages of a batch run's jobs: by tenant and a list of IDs
+        Index("ix_printing_jobs_tenant_job", "tenant_id", "job_id"),
     )
 
     job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
