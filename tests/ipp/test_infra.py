@@ -9,6 +9,7 @@ grade itself."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import time
 import uuid
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
+from printcloud.core import words
 from printcloud.ipp import pwg, urf
 from printcloud.ipp.encoding import decode, encode
 from printcloud.ipp.message import Attribute, Group, GroupTag, Message, ValueTag
@@ -31,6 +34,7 @@ from tests.helpers.printing import Tenant, assert_no_leftovers, make_pdf, wait_c
 from tests.ipp.client import http_uri, send
 
 TESTS = Path(__file__).parent / "infra"
+OK = Status.SUCCESSFUL_OK
 
 
 @dataclass
@@ -309,6 +313,60 @@ def test_the_whole_conversation_prints_the_job(infra_world: InfraWorld) -> None:
     assert out.code == Status.SUCCESSFUL_OK
     again = _send(world, Operation.GET_OUTPUT_DEVICE_ATTRIBUTES, ops=[_device(device)])
     assert again.code == Status.CLIENT_ERROR_NOT_POSSIBLE
+
+
+def test_a_pdf_printers_job_is_fetchable_before_its_pages(infra_world: InfraWorld) -> None:
+    """PDF pass-through: the device registered PDF, so the job is fetchable once downloaded
+    (S109 before S108); its JPEG pages are made beside the printing, and the page
+    previews made from them are on the job's page after it printed and completed."""
+    world, t = infra_world, infra_world.tenant
+    device = f"urn:uuid:{uuid.uuid4()}"
+    _register(world, device)
+    subscription = _subscribe(world)
+    pdf = make_pdf(3)
+    job_id = t.submit(pdf, printer="color-1")["job_id"]
+    number = int(_wait_event(world, subscription, "job-fetchable")["notify-job-id"])
+    assert _send(world, Operation.FETCH_JOB, ops=_job_ops(device, number)).code == OK
+    assert _send(world, Operation.ACKNOWLEDGE_JOB, ops=_job_ops(device, number)).code == OK
+    document = _send(
+        world,
+        Operation.FETCH_DOCUMENT,
+        ops=_job_ops(
+            device,
+            number,
+            Attribute("document-number", ValueTag.INTEGER, 1),
+            Attribute("document-format-accepted", ValueTag.MIME_MEDIA_TYPE, "application/pdf"),
+        ),
+    )
+    assert document.code == OK, document
+    assert document.data == pdf
+    status = Group(
+        GroupTag.JOB,
+        [
+            Attribute("output-device-job-state", ValueTag.ENUM, JobState.COMPLETED),
+            Attribute("job-impressions-completed", ValueTag.INTEGER, 3),
+        ],
+    )
+    done = _send(world, Operation.UPDATE_JOB_STATUS, ops=_job_ops(device, number), groups=[status])
+    assert done.code == OK, done
+    world.stack.wait_for(t.api, job_id, "printed")
+    wait_completed(t, job_id)  # S112 waits for the conversion beside the printing
+    job = t.api.get(f"/api/jobs/{job_id}").json()
+    assert job["page_count"] == 3 and job["pages_printed"] == 3
+    steps = [e["step"] for e in job["history"]]
+    assert steps.index("S107") < steps.index("S109") < steps.index("S108"), steps
+    assert steps.index("S108") < steps.index("S112"), steps
+    beside = next(e for e in job["history"] if e["step"] == "S108")
+    assert "3 JPEG page(s)" in beside["detail"] and beside["state"] != "converted", beside
+    assert words.step_label(beside["step"], beside["state"]) == words.PASSTHROUGH_S108
+    assert job["previews"] == 3
+    for page in (1, 3):
+        png = t.api.get(f"/api/jobs/{job_id}/pages/{page}/preview")
+        assert png.status_code == 200, png.text
+        with Image.open(io.BytesIO(png.content)) as preview:
+            assert preview.format == "PNG" and max(preview.size) <= 256
+    assert_no_leftovers(world.stack, job_id)
+    assert _send(world, Operation.DEREGISTER_OUTPUT_DEVICE, ops=[_device(device)]).code == OK
 
 
 def test_a_fault_ends_the_job_with_its_reason(infra_world: InfraWorld) -> None:

@@ -89,7 +89,15 @@ def reason_text(reason: str | None) -> str:
     return reason[:1].upper() + reason[1:]
 
 
-def step_label(step: str) -> str:
+#: S108 of a job whose printer takes the PDF as it is (PDF pass-through, issue 15): the
+#: JPEG pages are made beside the printing, for the page previews, and recorded in the
+#: state the job is in by then (the seed's S108 is `converted` or `conversion_failed`).
+PASSTHROUGH_S108 = "Page previews (the printer prints your PDF as it is)"
+
+
+def step_label(step: str, state: str = "") -> str:
+    if step == "S108" and state not in ("", "converted", "conversion_failed"):
+        return PASSTHROUGH_S108
     return STEPS.get(step, "Step")
 
 

@@ -43,7 +43,8 @@ forwarded job is one unit: once the office printer took it, its job-id there is 
 journal, and a restarted proxy follows that job instead of sending the PDF again.
 Events (`DeviceEvent`) and outcomes (`JobOutcome`) are those of the JSON-mode agent, so
 `console.Display` shows INFRA jobs the same way. The JSON mode's thumbnails for the
-user's job page are not sent: INFRA has no such operation."""
+user's job page are not sent: INFRA has no such operation (for a job fetched as PDF,
+printcloud makes them from the pages it converts beside the printing)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 S110: the user's job page shows each page as printed; issue 13 goal 2).
 
 A thumbnail is a PNG of at most `THUMBNAIL_SIDE` pixels on its long side, made by
-the printer — never by the platform — and only when the printer is configured to
-send previews (`DeviceConfig.sends_previews`). Three sources:
+the printer, and only when the printer is configured to send previews
+(`DeviceConfig.sends_previews`); the platform makes them only for an IPP INFRA job
+fetched as PDF, which has no way to send them (`printing/previews.py`). Three sources:
 
 - `of_rendered`: a rendered page (what the engine printed), its ink coverage
   averaged over cells of whole dots (`RenderedPage.thumbnail`);

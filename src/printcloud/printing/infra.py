@@ -18,8 +18,9 @@ rules behind the Infrastructure Printer's operations (`infra_operations.py`).
   subscription, for a device that asks again from an earlier sequence number.
 
 A job is fetchable (`fetchable`) in the states in which the device API hands it to
-its printer (`service.PRINTABLE`), once converted: held or not yet converted jobs
-are not. Every query filters on the tenant and the printer.
+its printer (`service.PRINTABLE`), once converted, or once downloaded when its printer
+takes the PDF as it is (PDF pass-through): held or not yet converted jobs are not.
+Every query filters on the tenant and the printer.
 """
 
 from __future__ import annotations
@@ -90,9 +91,11 @@ def fetchable_jobs(db: Session, *, tenant_id: str, printer_id: str) -> list[Prin
 
 
 def fetchable(job: PrintJobRow) -> bool:
-    """A job its printer may fetch: converted, with its conversion token, and waiting for
-    the printer or printing (fetched again after a restart), as the device API hands it."""
-    return job.state in service.PRINTABLE and bool(job.token_sealed and job.manifest_url)
+    """A job its printer may fetch: with its conversion token, and waiting for the
+    printer or printing (fetched again after a restart). A job gets there by its print
+    request (S109), which follows its conversion (S108), or for a printer that takes the
+    PDF as it is, its download (S107: PDF pass-through, `pipeline.passes_pdf`)."""
+    return job.state in service.PRINTABLE and job.token_sealed is not None
 
 
 # -- registration -------------------------------------------------------------------------

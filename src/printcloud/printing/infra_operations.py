@@ -17,16 +17,19 @@ conversation, and what each step does in printcloud:
    job of this process moves, and looking at the database each `_LOOK` seconds for
    the moves of other processes), Cancel-Subscription (RFC 3995):
    `job-fetchable` and `job-state-changed` events (`infra.refresh`).
-3. Fetch-Job: the attributes of a job that `infra.fetchable` (converted, not
-   held); client-error-not-fetchable otherwise. Acknowledge-Job: the device
-   takes it, the device API's `started` (`service.job_started`).
+3. Fetch-Job: the attributes of a job that `infra.fetchable` (converted, or
+   downloaded for a printer that takes PDF; not held); client-error-not-fetchable
+   otherwise. Acknowledge-Job: the device takes it, the device API's `started`
+   (`service.job_started`).
 4. Fetch-Document: document 1 in a format of `document-format-accepted`: the
-   submitted PDF itself (pass-through); PWG raster (`srgb_8`, `cmyk_8`, `sgray_8`,
-   `black_1`) or URF (`SRGB24`/`W8`), in a type the printer registered, encoded by a
-   conversion worker from the converted pages as they are sent (`raster_stream.py`)
-   and streamed through; or, for a one-page job, its converted JPEG page; only
-   while the job's session record lives and its conversion token has not timed out
-   (FIG. 10). Acknowledge-Document.
+   submitted PDF itself (pass-through: for a printer that registered PDF the job is
+   fetchable before its JPEG pages are made, `pipeline.passes_pdf`; a device that
+   asks such a job for raster or JPEG waits for them, `_pages_made`); PWG raster
+   (`srgb_8`, `cmyk_8`, `sgray_8`, `black_1`) or URF (`SRGB24`/`W8`), in a type the
+   printer registered, encoded by a conversion worker from the converted pages as
+   they are sent (`raster_stream.py`) and streamed through; or, for a one-page job,
+   its converted JPEG page; only while the job's session record lives and its
+   conversion token has not timed out (FIG. 10). Acknowledge-Document.
 5. Update-Document-Status is taken note of; Update-Job-Status with
    `output-device-job-state` completed, aborted or canceled is the device API's
    result (`jobs.report_result`): the job's workflow records `printed` or
@@ -492,6 +495,8 @@ class _Job:
     color: bool
     pages: int
     fetchable: bool
+    #: Its JPEG pages are made (S108); a pass-through job may be fetched before.
+    converted: bool
     token: str | None
     data_key: str | None
     #: The printer attributes its output device registered (what raster it reads).
@@ -518,6 +523,7 @@ async def _job(call: InfraCall) -> _Job:
             color=bool(job.options.get("color", True)) and printer.color,
             pages=job.page_count or 0,
             fetchable=infra.fetchable(job),
+            converted=bool(job.manifest_url),
             token=call.rt.box.open(job.token_sealed) if job.token_sealed else None,
             data_key=job.data_key,
             device=infra.device_attributes(printer),
@@ -650,6 +656,8 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
             Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
             f"this job is offered as {', '.join(offered) or 'nothing the device takes'}",
         )
+    if chosen != PDF and not job.converted:
+        job = await _pages_made(call, job)
     choice = choices.get(chosen)
     document = Group(
         GroupTag.DOCUMENT,
@@ -683,6 +691,45 @@ async def fetch_document(call: InfraCall) -> bytes | Response:
     return StreamingResponse(
         body(), media_type=IPP, headers={"Content-Length": str(len(head) + size)}
     )
+
+
+async def _pages_made(call: InfraCall, job: _Job) -> _Job:
+    """A pass-through job (fetchable before its JPEG pages are made, `pipeline.passes_pdf`)
+    whose device asks for raster or JPEG after all: its conversion runs beside the
+    printing (`pipeline.convert_beside`); wait for it, at most `WAIT_LIMIT` seconds
+    (`server-error-busy` after that: ask again), or refuse when it failed."""
+
+    def failure(db: Session, *, tenant_id: str, printer_id: str) -> str | None:
+        ended = [
+            e.detail
+            for e in service.events(db, tenant_id=tenant_id, job_id=job.job_id)
+            if e.step == "S108"
+        ]
+        return ended[-1] if ended else None
+
+    async def look() -> list[_Job]:
+        now = await _job(call)
+        if now.converted:
+            return [now]
+        if not now.fetchable:
+            raise _not_fetchable(call, now)
+        failed = await call.db(failure)
+        if failed is not None:
+            raise call.fail(
+                Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
+                f"this job's pages could not be made ({failed[:200]}): it is offered as {PDF}",
+            )
+        return []
+
+    found = await changes.until_jobs_move(
+        look, wait=True, limit=WAIT_LIMIT, every=_LOOK, soonest=_SOONEST
+    )
+    if not found:
+        raise call.fail(
+            Status.SERVER_ERROR_BUSY,
+            f"the pages of job {job.number} are still being converted: ask again shortly",
+        )
+    return found[0]
 
 
 def _live_session(call: InfraCall, job: _Job) -> tuple[PrintingRuntime, Any]:

@@ -26,14 +26,11 @@ from printcloud.core.logs import get_logger
 
 from . import identify, pipeline, service
 from .models import PrinterRow, PrintJobRow
+from .previews import preview_key
 from .runtime import PrintingRuntime
 from .schemas import DeviceResult, IdentifyItem, WorkItem, WorkList
 
 log = get_logger("printing.jobs")
-
-
-def _preview_key(job_id: str, number: int) -> str:
-    return f"previews/{job_id}/page-{number:04d}.png"
 
 
 # -- the owner ----------------------------------------------------------------------------
@@ -93,7 +90,7 @@ def preview_png(
         if not 1 <= number <= job.previews:
             raise NotFound("no preview of that page (yet)")
     try:
-        return rt.blobs.get(_preview_key(job_id, number))
+        return rt.blobs.get(preview_key(job_id, number))
     except FileNotFoundError as exc:
         raise NotFound("no preview of that page (yet)") from exc
 
@@ -312,7 +309,7 @@ def store_preview(
             raise NotFound(f"unknown printer {printer_id!r}", field="printer_id")
         if not 1 <= number <= (pages or 0):
             raise InvalidRequest(f"the job has no page {number}", field="number")
-        rt.blobs.put(_preview_key(job_id, number), png)
+        rt.blobs.put(preview_key(job_id, number), png)
         db.execute(
             update(PrintJobRow)
             .where(

@@ -53,6 +53,18 @@ the platform's cost per job). The seed's steps and the workflow's steps:
   reservation back and pays nothing. A job with nothing reserved (its tenant has no
   accounting) skips the step (`load_job` says so).
 
+PDF pass-through (issue 15, `_pass_through`): a job whose printer's IPP INFRA device
+registered that it takes PDF (`passes_pdf`, decided when the job is loaded) is served
+the submitted PDF by Fetch-Document, so its printer need not wait for S108. After
+`open_document` (S106 and S107, one checkpoint) comes `print_request` (S109) at once;
+`convert_pages` (on `TENANT_QUEUE`, `convert_beside`) then makes the JPEG pages beside
+the printing, for a device that asks for raster after all and for the job's page
+previews, and records S108 when it ends, the job's state unchanged (a failure there is
+recorded and does not end the job). S111 is recorded when the printer reports (`result_of`),
+the charge follows, and S112 waits for the conversion's end. Every other printer's job
+(the JSON device API, a device that takes only raster or JPEG) goes through S106–S112
+as above.
+
 A step whose worker dies mid-call is retried on another worker (`balancer.py`):
 the workers' steps are idempotent. A killed workflow process resumes after
 its last finished step. Expected failures come back as values and end the
@@ -81,6 +93,7 @@ from printcloud.core.logs import get_logger
 
 from . import service
 from .accounting import charging, ledger
+from .changes import JOBS, bump_on_commit
 from .models import PrintJobRow
 from .runtime import PrintingRuntime, current
 
@@ -150,6 +163,7 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
         accounted = ledger.has_key(db, tenant_id=tenant_id, key=charging.reserve_key(job_id))
         return {
             "accounted": accounted,
+            "passthrough": passes_pdf(printer) and bool(job.data_key) and url is None,
             "state": job.state,
             "printer_id": job.printer_id,
             "url": url,
@@ -157,6 +171,19 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
             "options": dict(job.options),
             "color": bool(job.options.get("color", True)) and printer.color,
         }
+
+
+def passes_pdf(printer: Any) -> bool:
+    """Whether the printer's jobs skip the wait for their JPEG pages (PDF pass-through,
+    issue 15): its IPP INFRA output device registered that it takes PDF
+    (`document-format-supported`), so Fetch-Document serves it the submitted PDF and the
+    seed's S108 conversion is not on its way. Known before any conversion: a printer of
+    the JSON device API (no registration) or whose device takes only raster or JPEG
+    waits for its pages as in the seed."""
+    from .capabilities import PDF, of  # capabilities → infra → identify → pipeline
+
+    caps = of(printer)
+    return caps is not None and PDF in caps.formats
 
 
 # S106–S108 are one step, one checkpoint (issue 13): each of its three worker calls is
@@ -253,6 +280,96 @@ def prepare_pages(
     return {"ok": True}
 
 
+@tasks.step(name="printing.open_document", retries=30, retry_interval=0.5, backoff=1.2)
+def open_document(
+    tenant_id: str, job_id: str, printer_id: str, data_key: str | None
+) -> dict[str, Any]:
+    """S106 token (FIG. 6) and S107 download (FIG. 7) of a pass-through job (`passes_pdf`):
+    `prepare_pages` without its conversion, which runs beside the printing
+    (`convert_beside`). Answers as `prepare_pages` does."""
+    rt = current()
+    with rt.db.sessions() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id or job.state not in service.ACTIVE:
+            return {"ok": False, "outcome": "cancelled"}
+        state, has_token = job.state, job.token_sealed is not None
+    if state == "downloaded" and has_token:  # a try cut short after its record
+        return {"ok": True}
+    failed = _token_and_download(rt, tenant_id, job_id, printer_id, None, data_key)
+    return failed or {"ok": True}
+
+
+def _note(
+    job_id: str, tenant_id: str, *, step: str, worker: str | None, detail: str, **fields: Any
+) -> None:
+    """A step's event in the job's history without moving the job (the printer may have
+    taken it or printed it meanwhile), with `fields` set on its row."""
+    with current().db.session() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id:
+            return
+        for name, value in fields.items():
+            setattr(job, name, value)
+        service.add_event(db, job, step=step, state=job.state, worker=worker, detail=detail)
+        bump_on_commit(db, JOBS)  # a Fetch-Document waiting for the pages looks again
+
+
+#: Ended before its pages were made: nobody will see them (`convert_beside`).
+_UNSEEN = ("cancelled", "expired", "failed")
+
+
+@tasks.step(name="printing.convert_beside", retries=30, retry_interval=0.5, backoff=1.2)
+def convert_beside(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool) -> str:
+    """S108 (FIG. 8) of a pass-through job, beside its printing: the JPEG pages and
+    metafile (from which a device that asks for PWG raster, URF or JPEG is served) and
+    the job's page previews (`previews.py`). Recorded in the history when it ends,
+    the job's state unchanged; a failure does not end the job (its printer takes the
+    PDF), it is recorded with its reason. Answers `converted`, `failed` or `skipped`."""
+    rt = current()
+    assert rt.balancer is not None
+    with rt.db.sessions() as db:
+        job = db.get(PrintJobRow, job_id)
+        if job is None or job.tenant_id != tenant_id:
+            return "skipped"
+        if job.manifest_url:  # a repeated try
+            return "converted"
+        state = job.state
+    if state in _UNSEEN:
+        _note(job_id, tenant_id, step="S108", worker=None, detail=f"not converted: {state} first")
+        return "skipped"
+    sent = rt.balancer.call(
+        "POST",
+        f"/sessions/{job_id}/{printer_id}/convert",
+        json={"tenant_id": tenant_id, "dpi": dpi, "color": color, "previews": True},
+    )
+    status = sent.response.status_code
+    if status in (400, 404, 409, 413, 422):
+        reason = error_text(sent.response)
+        _note(
+            job_id,
+            tenant_id,
+            step="S108",
+            worker=sent.worker,
+            detail=f"JPEG conversion failed: {reason} (the printer takes the PDF; "
+            "no page previews, no raster)",
+        )
+        return "failed"
+    if status != 200:
+        raise Unavailable(f"conversion answered HTTP {status}: {error_text(sent.response)}")
+    answer = sent.response.json()
+    _note(
+        job_id,
+        tenant_id,
+        step="S108",
+        worker=sent.worker,
+        detail=f"{answer['pages']} JPEG page(s) at {dpi} dpi, {'color' if color else 'gray'}, "
+        "beside the printing (page previews; raster on request)",
+        manifest_url=answer["manifest_url"],
+        previews=int(answer.get("previews") or 0),
+    )
+    return "converted"
+
+
 def _token_and_download(
     rt: PrintingRuntime,
     tenant_id: str,
@@ -305,16 +422,17 @@ def _token_and_download(
 
 
 @tasks.step(name="printing.print_request", retries=30, retry_interval=0.5, backoff=1.2)
-def print_request(tenant_id: str, job_id: str, printer_id: str) -> str:
+def print_request(tenant_id: str, job_id: str, printer_id: str, passthrough: bool = False) -> str:
     """S109: the job becomes the printer's work; pushed if the printer listens."""
     rt = current()
+    detail = "waiting for the printer"
+    if passthrough:
+        detail += " (it takes the PDF as it is: fetchable before its JPEG pages are made)"
     with rt.db.session() as db:  # the move and the printer's push URL: one transaction
         job = db.get(PrintJobRow, job_id)
         if job is None or job.tenant_id != tenant_id:
             return "ended"
-        if not service.move(
-            db, job, "waiting_for_printer", step="S109", detail="waiting for the printer"
-        ):
+        if not service.move(db, job, "waiting_for_printer", step="S109", detail=detail):
             return "ended"
         push_url = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id).push_url
     if not push_url:
@@ -400,6 +518,12 @@ def conclude(tenant_id: str, job_id: str, printer_id: str, result: dict[str, Any
     outcome = record_result(tenant_id, job_id, result)
     _complete(tenant_id, job_id, printer_id)
     return outcome
+
+
+@tasks.step(name="printing.result", retries=30, retry_interval=0.5, backoff=1.2)
+def result_of(tenant_id: str, job_id: str, result: dict[str, Any]) -> str:
+    """S111 alone, for a pass-through job: its S112 waits for the conversion beside."""
+    return record_result(tenant_id, job_id, result)
 
 
 @tasks.step(name="printing.charge", retries=30, retry_interval=0.5, backoff=1.2)
@@ -545,6 +669,12 @@ def prepare(
     return prepare_pages(tenant_id, job_id, printer_id, url, data_key, dpi, color)
 
 
+@tasks.workflow(name="printing.convert_pages")
+def convert_pages(tenant_id: str, job_id: str, printer_id: str, dpi: int, color: bool) -> str:
+    """On the tenant's queue: S108 of a pass-through job, beside its printing."""
+    return convert_beside(tenant_id, job_id, printer_id, dpi, color)
+
+
 def _engine() -> tasks.TaskEngine:
     engine = current().engine
     if engine is None:
@@ -588,6 +718,8 @@ async def _deliver(tenant_id: str, job_id: str, job: dict[str, Any] | None) -> s
         if job["state"] not in service.ACTIVE:  # cancelled while it waited for its turn
             printer_id = str(job.get("printer_id"))
             return await _finish(tenant_id, job_id, printer_id, str(job["state"]), job)
+    if job.get("passthrough"):
+        return await _pass_through(tenant_id, job_id, job)
     printer_id = str(job["printer_id"])
     options = job["options"]
     conversion = await _engine().enqueue_async(
@@ -623,6 +755,48 @@ async def _deliver(tenant_id: str, job_id: str, job: dict[str, Any] | None) -> s
     outcome = str(await tasks.call(conclude, tenant_id, job_id, printer_id, result))
     if job.get("accounted"):
         await tasks.call(charge, tenant_id, job_id)
+    return outcome
+
+
+async def _pass_through(tenant_id: str, job_id: str, job: dict[str, Any]) -> str:
+    """S106–S112 for a printer that takes the PDF as it is (`passes_pdf`): S106 and S107,
+    then S109 at once, so the job is fetchable while its S108 conversion runs beside on
+    the tenant's queue (`convert_beside`); S111 as soon as the printer reports, its
+    charge, and S112 once the conversion has ended (completion deletes what it made)."""
+    printer_id = str(job["printer_id"])
+    opened = await tasks.call(open_document, tenant_id, job_id, printer_id, job.get("data_key"))
+    if not opened["ok"]:
+        return await _finish(tenant_id, job_id, printer_id, str(opened["outcome"]), job)
+    if await tasks.call(print_request, tenant_id, job_id, printer_id, True) == "ended":
+        return await _finish(tenant_id, job_id, printer_id, "cancelled", job)
+    conversion = await _engine().enqueue_async(
+        TENANT_QUEUE, convert_pages, key=tenant_id, workflow_id=prepare_id(job_id)
+    )(tenant_id, job_id, printer_id, int(job["options"].get("dpi", 300)), job["color"])
+    timeout = float(current().settings.conversion_token_timeout) + 60.0
+    result = await _wait(timeout, RESULT_OUTCOMES)
+    if result is None:
+        await tasks.call(
+            fail,
+            tenant_id,
+            job_id,
+            "expired",
+            "S110",
+            "the printer did not print the job before its conversion token timed out",
+            "",
+        )
+        outcome = "expired"
+    else:
+        outcome = str(await tasks.call(result_of, tenant_id, job_id, result))
+    if job.get("accounted"):
+        await tasks.call(charge, tenant_id, job_id)
+    try:
+        await conversion.result()
+    except Exception as exc:  # its steps gave up: the job itself is not hurt by that
+        log.warning(
+            "a pass-through job's conversion failed",
+            extra={"fields": {"job": job_id, "reason": f"{type(exc).__name__}: {exc}"[:300]}},
+        )
+    await tasks.call(complete, tenant_id, job_id, printer_id)
     return outcome
 
 

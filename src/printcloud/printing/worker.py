@@ -9,7 +9,7 @@ token request, the download and the conversion of one job to different workers
 |---|---|---|
 | `POST /sessions` | FIG. 6, S1101–S1111 | job + printer has a record (409) |
 | `POST S/download` | FIG. 7, S1201–S1213 | no record (404); URL refused (400) or fails (502) |
-| `POST S/convert` | FIG. 8, S1301–S1318 | no record (404); not downloaded (409) |
+| `POST S/convert` | FIG. 8, S1301–S1318 (+ previews) | no record (404); not downloaded (409) |
 | `POST S/raster` | issue 15 | no record or pages (404); bad or old token (401); bad type (400) |
 | `DELETE S` | FIG. 11 | — (deletes converted data and the record) |
 | `GET /converted/{id}/{file}` | FIG. 10 | unknown ID (404); bad or old token (401) |
@@ -68,6 +68,7 @@ from printcloud.core.logs import get_logger
 from printcloud.core.settings import Settings
 from printcloud.core.web import RefuseNul, SecurityHeaders, install_error_handlers
 
+from . import previews
 from .convert import MANIFEST_NAME, inspect_pdf
 from .convert_child import ConversionLimits, Converter
 from .converted import ConvertedIndex, answer_converted
@@ -140,6 +141,9 @@ class ConvertRequest(BaseModel):
     dpi: int = Field(default=300, ge=72, le=600)
     color: bool = True
     quality: int = Field(default=85, ge=30, le=100)
+    #: Also make the job's page previews from the JPEG pages (a job its printer fetches
+    #: as PDF: its device sends none, `previews.py`).
+    previews: bool = False
 
 
 class Converted(BaseModel):
@@ -147,6 +151,8 @@ class Converted(BaseModel):
     manifest_url: str
     pages: int
     worker: str
+    #: Page previews made (with `previews`).
+    previews: int = 0
 
 
 # -- the steps --------------------------------------------------------------------------------
@@ -316,7 +322,16 @@ def create_worker_app(worker: Worker) -> FastAPI:
         # One conversion at a time per worker process: it is CPU work, so a worker is
         # one core and the balancer's worker count is the core count (LB001).
         with _CONVERTING:
-            return _convert(job_id, printer_id, body)
+            done = _convert(job_id, printer_id, body)
+        if body.previews:  # outside the lock: the next conversion need not wait for them
+            with worker.db.sessions() as s:
+                row = s.get(ConvertedDataRow, done.converted_id)
+                prefix = row.blob_prefix if row is not None else None
+            if prefix is not None:
+                done.previews = previews.make(
+                    worker.blobs, prefix=prefix, job_id=job_id, pages=done.pages
+                )
+        return done
 
     def _convert(job_id: str, printer_id: str, body: ConvertRequest) -> Converted:
         session = worker.sessions.require(

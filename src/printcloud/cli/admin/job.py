@@ -82,7 +82,7 @@ def job_show(job_id: str, tenant: TenantOpt) -> None:
             [
                 [
                     e["at"],
-                    words.step_label(e["step"]),
+                    words.step_label(e["step"], e["state"]),
                     words.state_label(e["state"]),
                     e["step"],
                     e["worker"] or "",
