@@ -30,7 +30,7 @@ def _ldap_tenant(stack: Stack, slapd: Slapd, **overrides: Any) -> dict[str, Any]
             base_dn=slapd.base_dn,
             bind_dn=slapd.reader_dn,
             bind_password=slapd.reader_password,
-            timeout=2,
+            timeout=30,
         )
     return {"id": tenant_id, "device": stack.client(tenant_id, kind="device", scope="device")}
 

@@ -224,7 +224,7 @@ def test_push_listener_wakes_the_agent(tmp_path: Path) -> None:
         assert url == agent.push_url
         assert url.startswith("http://127.0.0.1:") and not url.startswith("http://127.0.0.1:0/")
         request = {"event": "print_request", "job_id": "job-7", "printer_id": "prn-1"}
-        with httpx.Client(timeout=5) as http:
+        with httpx.Client(timeout=60) as http:
             assert http.post(url, json=request).status_code == 202
             other = {**request, "printer_id": "someone-else"}
             assert http.post(url, json=other).status_code == 404

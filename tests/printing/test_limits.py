@@ -104,7 +104,7 @@ def test_a_job_too_many_pixels_at_its_dpi_is_refused_at_intake(
 
 def converter_pid(stack: PrintStack) -> int:
     (worker,) = stack.workers()
-    pid = httpx.get(f"{worker['url']}/healthz", timeout=5).json()["converter_pid"]
+    pid = httpx.get(f"{worker['url']}/healthz", timeout=60).json()["converter_pid"]
     assert isinstance(pid, int), pid
     return pid
 
