@@ -447,11 +447,15 @@ def _token(request: Request) -> str | None:
 
 
 async def _read_report(
-    request: Request, rt: PrintingRuntime, principal: Principal, period: Period
-) -> Report | Response:
-    """The report, or the page that says why there is none."""
+    request: Request, rt: PrintingRuntime, principal: Principal
+) -> tuple[Period, Report] | Response:
+    """The period the request asks for and its report, for an administrator (the
+    downloads'); else the page that says why there is none."""
+    if not manages_queues(principal):
+        return _administrators_only(request, principal)
+    period = Period.of(request)
     try:
-        return await run_in_threadpool(_report, rt, principal, period, _token(request))
+        return period, await run_in_threadpool(_report, rt, principal, period, _token(request))
     except PrintcloudError as exc:
         return site.message(
             request,
@@ -523,12 +527,10 @@ async def report_page(request: Request, rt: RuntimeDep, principal: SignedIn) -> 
 
 @router.get("/accounting/report.csv")
 async def report_csv(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
-    if not manages_queues(principal):
-        return _administrators_only(request, principal)
-    period = Period.of(request)
-    report = await _read_report(request, rt, principal, period)
-    if isinstance(report, Response):
-        return report
+    read = await _read_report(request, rt, principal)
+    if isinstance(read, Response):
+        return read
+    period, report = read
     name = f"usage-{period.by}-{period.start}-{period.end}.csv"
     return _download(
         request,
@@ -541,12 +543,10 @@ async def report_csv(request: Request, rt: RuntimeDep, principal: SignedIn) -> R
 @router.get("/accounting/batch-runs.csv")
 async def batch_runs_csv(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     """The period's nightly batch runs, as CSV (beside the usage's own download)."""
-    if not manages_queues(principal):
-        return _administrators_only(request, principal)
-    period = Period.of(request)
-    report = await _read_report(request, rt, principal, period)
-    if isinstance(report, Response):
-        return report
+    read = await _read_report(request, rt, principal)
+    if isinstance(read, Response):
+        return read
+    period, report = read
     if report.batch_note:  # an empty file would say "no runs", which is not what we know
         return site.message(
             request, 503, "No batch runs", report.batch_note, principal=principal, back=True
@@ -558,12 +558,10 @@ async def batch_runs_csv(request: Request, rt: RuntimeDep, principal: SignedIn) 
 @router.get("/accounting/report.pdf")
 async def report_pdf(request: Request, rt: RuntimeDep, principal: SignedIn) -> Response:
     """The report as a PDF: the figures sent to docgen, which typesets them (Typst)."""
-    if not manages_queues(principal):
-        return _administrators_only(request, principal)
-    period = Period.of(request)
-    report = await _read_report(request, rt, principal, period)
-    if isinstance(report, Response):
-        return report
+    read = await _read_report(request, rt, principal)
+    if isinstance(read, Response):
+        return read
+    period, report = read
     token = _token(request)
     data = reports.report_data(
         report.rows,
