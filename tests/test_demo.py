@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+import pytest
+
 from printcloud.core.settings import Settings
 from printcloud.demo import run_demo
-from printcloud.demo.ipp import PROGRAMS, cups_programs, with_credentials
+from printcloud.demo.ipp import PROGRAMS, cups_programs, cupsd_running, with_credentials
 from printcloud.demo.report import Report
 from tests.conftest import require_peer
 
@@ -67,3 +70,18 @@ def test_credentials_go_in_the_uri() -> None:
         == "ipp://alice:p%40ss%20word%3A1@127.0.0.1:8000/printing/ipp/print/1000AA/lobby"
     )
     assert with_credentials("ipps://h:443/q", "bob", "x").startswith("ipps://bob:x@h:443/")
+
+
+def test_a_private_cupsd_starts_from_a_relative_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` keeps its data in the relative `var/demo`, and cupsd refuses relative
+    configuration paths (it exited with 1 and the demo's CUPS step failed)."""
+    programs = cups_programs()
+    require_peer(programs is not None, "CUPS is not installed (cupsd, lp, lpadmin, lpstat)")
+    assert programs is not None
+    monkeypatch.chdir(tmp_path)
+    with cupsd_running(programs["cupsd"], Path("var/demo/cups")) as (port, _, process):
+        assert process.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=60).status_code < 500
+    assert not (tmp_path / "var" / "demo" / "cups").exists()

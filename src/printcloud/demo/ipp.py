@@ -161,23 +161,27 @@ def cupsd_running(
     """`cupsd -f` configured in `root` on a free loopback port, once it answers: (port,
     the environment that points CUPS's commands at it, the process); stopped and `root`
     removed on the way out (the demo's cupsd and the tests' one)."""
+    root = root.resolve()  # cupsd refuses relative configuration paths (the demo's var/demo)
     port = _free_port()
     write_cupsd_config(root, port, log_level=log_level)
     env = {**os.environ, "CUPS_SERVER": f"127.0.0.1:{port}", "LANG": "C"}
-    process = subprocess.Popen(  # noqa: S603 - the caller found cupsd
-        [cupsd, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=env,
-    )
+    said = root / "log" / "cupsd.out"  # what cupsd says before it has an error log
+    with open(said, "wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - the caller found cupsd
+            [cupsd, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
     log = root / "log" / "error_log"
     try:
         deadline = time.monotonic() + DEADLINE
         while True:
             if process.poll() is not None:
                 tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
-                raise RuntimeError(f"cupsd exited with {process.returncode}:\n{tail}")
+                early = said.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"cupsd exited with {process.returncode}:\n{early}{tail}")
             try:
                 httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
                 break
