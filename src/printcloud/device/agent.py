@@ -58,7 +58,6 @@ import httpx
 from rich.console import Console
 
 from printcloud.core.errors import InvalidRequest
-from printcloud.core.http import client as http_client
 from printcloud.core.http import error_of
 from printcloud.core.logs import get_logger
 from printcloud.device import thumbnails
@@ -66,7 +65,6 @@ from printcloud.device.api import DeviceApi, Page, WorkItem, device_errors
 from printcloud.device.config import (
     FAULT_NAMES,
     MEDIA,
-    TIMEOUT,
     DeviceConfig,
     DeviceError,
     Fault,
@@ -74,6 +72,7 @@ from printcloud.device.config import (
 )
 from printcloud.device.events import DeviceEvent, EventHook, JobOutcome
 from printcloud.device.journal import Journal, Outcome, page_name
+from printcloud.device.printer import Printer
 from printcloud.device.push import PushListener
 from printcloud.device.raster import Media, render_page, warm_up
 from printcloud.printing.client import IdentifyRequest, refused
@@ -107,7 +106,7 @@ class _Stop(Exception):  # control flow inside one job, not an error
 # -- the agent ---------------------------------------------------------------------
 
 
-class DeviceAgent:
+class DeviceAgent(Printer):
     """One printer PRT001: polls (or is pushed) work and prints it, FIG. 9."""
 
     def __init__(
@@ -117,14 +116,8 @@ class DeviceAgent:
         http: httpx.Client | None = None,
         on_event: EventHook | None = None,
     ) -> None:
-        if config.halftone not in ("ordered", "error_diffusion"):
-            raise ValueError(f"unknown halftone {config.halftone!r}")
-        self.config = config
-        self.on_event = on_event
-        self._own_http = http is None
-        self._http = http or http_client(timeout=TIMEOUT)
+        super().__init__(config, http=http, on_event=on_event)
         self._api = DeviceApi(config, self._http)
-        self._faults = list(config.faults)
         self._wake = threading.Event()
         self._listener: PushListener | None = None
         self._unreachable = False
@@ -134,12 +127,6 @@ class DeviceAgent:
         self.push_refused: str | None = None
 
     # -- lifecycle
-
-    def __enter__(self) -> DeviceAgent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._registered:
@@ -151,12 +138,7 @@ class DeviceAgent:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        if self._own_http:
-            self._http.close()
-
-    @property
-    def pending_faults(self) -> tuple[Fault, ...]:
-        return tuple(self._faults)
+        self._close_http()
 
     def start_listener(self) -> str:
         """Start the push listener on `config.listen`; the URL to register as push_url."""
@@ -369,13 +351,6 @@ class DeviceAgent:
 
     # -- one job
 
-    def _emit(self, event: DeviceEvent) -> None:
-        if self.on_event is not None:
-            try:
-                self.on_event(event)
-            except Exception:  # a display's bug must not stop the printer
-                log.exception("device event hook failed")
-
     def _outcome(
         self,
         item: WorkItem,
@@ -468,13 +443,6 @@ class DeviceAgent:
         )
         self._emit(DeviceEvent("done", job_id=item.job_id, title=item.title, outcome=outcome))
         return outcome
-
-    def _take_fault(self, number: int) -> Fault | None:
-        for fault in self._faults:
-            if fault.page == number:
-                self._faults.remove(fault)  # once: then the printer is "fixed"
-                return fault
-        return None
 
     def _print(self, item: WorkItem, journal: Journal, folder: Path) -> None:
         """S1404–S1412 for one job; raises `_Stop` when it ends early."""

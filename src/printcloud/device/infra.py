@@ -64,22 +64,20 @@ import pypdfium2 as pdfium
 from rich.console import Console
 
 from printcloud.core.errors import InvalidRequest
-from printcloud.core.http import client as http_client
 from printcloud.core.logs import get_logger
 from printcloud.device.api import DeviceTokens, issuer_client
 from printcloud.device.config import (
     MEDIA,
     SAFE_ID,
-    TIMEOUT,
     DeviceConfig,
     DeviceError,
-    Fault,
     ServiceUnreachable,
 )
 from printcloud.device.events import DeviceEvent, EventHook, JobOutcome
 from printcloud.device.forward import FORWARDABLE, FetchedJob, ForwardOutcome, ForwardPrinter
 from printcloud.device.ippclient import IppAnswer, IppChannel
 from printcloud.device.journal import Journal, page_name
+from printcloud.device.printer import Printer
 from printcloud.device.raster import render_page, warm_up
 from printcloud.ipp.message import Attribute, Group, GroupTag, ValueTag
 from printcloud.ipp.model import JobState, Operation, Resolution, Status
@@ -177,7 +175,7 @@ class _Report:
     message: str
 
 
-class InfraAgent:
+class InfraAgent(Printer):
     """One printer as an INFRA output device (module docstring)."""
 
     def __init__(
@@ -187,12 +185,7 @@ class InfraAgent:
         http: httpx.Client | None = None,
         on_event: EventHook | None = None,
     ) -> None:
-        if config.halftone not in ("ordered", "error_diffusion"):
-            raise ValueError(f"unknown halftone {config.halftone!r}")
-        self.config = config
-        self.on_event = on_event
-        self._own_http = http is None
-        self._http = http or http_client(timeout=TIMEOUT)
+        super().__init__(config, http=http, on_event=on_event)
         self.tokens = DeviceTokens(issuer_client(config, self._http))
         self.uri = infra_uri(config)
         self.uuid = device_uuid(config)
@@ -202,19 +195,12 @@ class InfraAgent:
             if config.forward
             else None
         )
-        self._faults = list(config.faults)
         self._registered = False
         self._subscription: int | None = None
         self._sequence = 1
         self._unreachable = False
 
     # -- lifecycle
-
-    def __enter__(self) -> InfraAgent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Deregister (a clean stop) and close the HTTP client."""
@@ -223,12 +209,7 @@ class InfraAgent:
                 self.deregister()
             except DeviceError as exc:
                 log.warning("could not deregister the output device: %s", exc)
-        if self._own_http:
-            self._http.close()
-
-    @property
-    def pending_faults(self) -> tuple[Fault, ...]:
-        return tuple(self._faults)
+        self._close_http()
 
     # -- the Infrastructure Printer's operations
 
@@ -436,13 +417,6 @@ class InfraAgent:
         return numbers
 
     # -- the loop
-
-    def _emit(self, event: DeviceEvent) -> None:
-        if self.on_event is not None:
-            try:
-                self.on_event(event)
-            except Exception:  # a display's bug must not stop the printer
-                log.exception("device event hook failed")
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Register, subscribe and print what becomes fetchable until `stop` is set or
@@ -757,13 +731,6 @@ class InfraAgent:
             message = ended.message or f"the printer {ended.state.name.lower()} the job"
             journal.finish("cancelled", reasons, message)
         journal.save(folder)
-
-    def _take_fault(self, number: int) -> Fault | None:
-        for fault in self._faults:
-            if fault.page == number:
-                self._faults.remove(fault)  # once: then the printer is "fixed"
-                return fault
-        return None
 
     def _print_pages(
         self,
