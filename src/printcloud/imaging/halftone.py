@@ -216,30 +216,38 @@ def _separate_row(
             ink[3, x] = k
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _dither_row(ink: Any, trow: Any, orow: Any, x0: int, invert: bool) -> None:
-    """Ordered dither of one row into packed bytes from x0 (a multiple of 8) on.
+_HIGH = np.uint64(0x8080808080808080)
+#: Eight bytes' lowest bits (bit 8i) to one byte, byte i at bit 7 − i (pixel i is 0x80 >> i).
+_GATHER = np.uint64(0x8040201008040201)
 
-    A dot where ink > threshold; with `invert`, `ink` is luma and a dot goes
-    where 255 − luma > threshold, i.e. luma < 255 − threshold (`trow` is then
-    given as 255 − threshold).
-    """
-    w = ink.shape[0]
+
+@njit(cache=True, nogil=True, inline="always")
+def _below(x: Any, y: Any) -> Any:
+    """For each of the eight bytes, its high bit set where x's byte < y's (unsigned), SWAR:
+    the low seven bits are compared without borrows between bytes (x | 0x80 − y & 0x7f),
+    the high bits decide where they differ."""
+    low = (x | _HIGH) - (y & ~_HIGH)
+    return ~((x & ~y) | (~(x ^ y) & low)) & _HIGH
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dither_row(luma: Any, limits: Any, orow: Any, x0: int) -> None:
+    """Ordered dither of one row of luma into packed bytes from x0 (a multiple of 8) on:
+    a dot where 255 − luma > threshold, i.e. luma < `limits[i]` = 255 − threshold.
+
+    Eight pixels at a time as one 64-bit word against the row's eight limits."""
+    w = luma.shape[0]
     b0 = x0 >> 3
+    word = np.uint64(0)
+    for i in range(8):
+        word |= np.uint64(limits[i]) << np.uint64(8 * i)
     for bx in range(w >> 3):
-        x = bx * 8
-        v = 0
-        for i in range(8):
-            hit = ink[x + i] < trow[i] if invert else ink[x + i] > trow[i]
-            if hit:
-                v |= 0x80 >> i
-        orow[b0 + bx] = v
+        dots = _below(_load_u64(luma, bx * 8), word) >> np.uint64(7)
+        orow[b0 + bx] = np.uint8((dots * _GATHER) >> np.uint64(56))
     v = 0
     for x in range(w & ~7, w):
-        i = x & 7
-        hit = ink[x] < trow[i] if invert else ink[x] > trow[i]
-        if hit:
-            v |= 0x80 >> i
+        if luma[x] < limits[x & 7]:
+            v |= 0x80 >> (x & 7)
     if w & 7:
         orow[b0 + (w >> 3)] = v
 
@@ -262,20 +270,17 @@ def _grid_ink(grid: Any, cell: Any, frac: Any, r: int, g: int, b: int) -> Any:
 
 
 def _load_u64_typer(typingctx: Any, array: Any, offset: Any) -> Any:
-    """The eight bytes of a uint8 array's memory from byte `offset` on, as one uint64
+    """The eight bytes of an array's memory from byte `offset` on, as one uint64
     (little-endian), whatever their alignment: a row of a page cropped by a view starts
     anywhere. The caller makes sure those bytes are the array's and contiguous."""
-    if not (
-        isinstance(array, types.Array)
-        and array.dtype == types.uint8
-        and isinstance(offset, types.Integer)
-    ):
+    if not (isinstance(array, types.Array) and isinstance(offset, types.Integer)):
         return None
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
         index = context.cast(builder, args[1], signature.args[1], types.intp)
-        pointer = builder.bitcast(builder.gep(data, [index]), ir.IntType(64).as_pointer())
+        byte = builder.bitcast(data, ir.IntType(8).as_pointer())
+        pointer = builder.bitcast(builder.gep(byte, [index]), ir.IntType(64).as_pointer())
         return builder.load(pointer, align=1)
 
     return types.uint64(array, offset), codegen
@@ -304,26 +309,46 @@ def _address_typer(typingctx: Any, array: Any, offset: Any) -> Any:
 _address = cast(Callable[[Any, int], Any], intrinsic(_address_typer))
 
 
+#: Four bits (pixels 0, 2, 4, 6 or 1, 3, 5, 7 of a group) to their places in a byte.
+_EVEN = np.array(
+    [sum(0x80 >> (2 * k) for k in range(4) if n >> k & 1) for n in range(16)], np.uint8
+)
+_ODD = _EVEN >> 1
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _dither_packed_row(ink: Any, trow: Any, out: Any, py: int, x0: int) -> None:
     """Ordered dither of one row of packed inks (uint32 C | M << 8 | Y << 16 | K << 24)
     into the four planes' row `py` from x0 (a multiple of 8) on. Eight pixels without
-    ink (paper) are skipped: `out` is zeroed."""
+    ink (paper) are skipped: `out` is zeroed.
+
+    SWAR: a group's 32 inks are four 64-bit words of two pixels each, compared with the
+    thresholds in one `_below` per word; the four words' answers are interleaved, and
+    each colorant's byte is two look-ups of four bits."""
     w = ink.shape[0]
     b0 = x0 >> 3
+    limits = np.empty(4, np.uint64)  # pixels 2k and 2k + 1's thresholds, in every byte
+    for k in range(4):
+        limits[k] = np.uint64(trow[2 * k]) * np.uint64(0x01010101) | (
+            np.uint64(trow[2 * k + 1]) * np.uint64(0x0101010100000000)
+        )
     for bx in range(w >> 3):
-        x = bx * 8
-        any_ink = np.uint32(0)
-        for i in range(8):
-            any_ink |= ink[x + i]
-        if any_ink == 0:
+        at = bx * 32
+        w0, w1 = _load_u64(ink, at), _load_u64(ink, at + 8)
+        w2, w3 = _load_u64(ink, at + 16), _load_u64(ink, at + 24)
+        if (w0 | w1 | w2 | w3) == 0:
             continue
+        # Byte c of `dots`: colorant c of pixels 0, 2, 4, 6 in bits 0-3; byte c + 4: 1, 3, 5, 7.
+        dots = (
+            (_below(limits[0], w0) >> np.uint64(7))
+            | (_below(limits[1], w1) >> np.uint64(6))
+            | (_below(limits[2], w2) >> np.uint64(5))
+            | (_below(limits[3], w3) >> np.uint64(4))
+        )
         for ch in range(4):
-            v = 0
-            for i in range(8):
-                if ((ink[x + i] >> (8 * ch)) & 0xFF) > trow[i]:
-                    v |= 0x80 >> i
-            out[ch, py, b0 + bx] = v
+            even = (dots >> np.uint64(8 * ch)) & np.uint64(15)
+            odd = (dots >> np.uint64(8 * ch + 32)) & np.uint64(15)
+            out[ch, py, b0 + bx] = _EVEN[even] | _ODD[odd]
     if w & 7:
         for ch in range(4):
             v = 0
@@ -398,7 +423,7 @@ def _ordered_gray(gray: Any, out: Any, x0: int, y0: int, t: Any) -> None:
     for yy in range(h):
         py = y0 + yy
         row = carray(_address(gray, yy * gray.strides[0]), w)
-        _dither_row(row, luma_t[py & 7], out[py], x0, True)
+        _dither_row(row, luma_t[py & 7], out[py], x0)
 
 
 @njit(cache=True, nogil=True)
