@@ -93,3 +93,33 @@ def test_a_rendered_page_is_the_reference_on_a_real_picture() -> None:
     )
     for index, name in enumerate(raster.COLOR_PLANES):
         assert np.array_equal(page.planes[name], expected[index]), name
+
+
+@pytest.mark.parametrize("width", [9, 64, 250])
+def test_the_kernels_read_a_page_cropped_by_a_view(width: int) -> None:
+    """`render_page` crops the overhang of a decode by a view: rows that do not follow
+    each other, starting at any byte. The planes are those of the contiguous copy."""
+    wider = textured(np.random.default_rng(width), 60, width + 3)
+    view = wider[1:, 1 : width + 1]  # rows 3 pixels apart, starting one pixel in
+    separation = raster.load_separation()
+    grid = separation.grid if separation.grid is not None else halftone._NO_GRID
+    use_grid = separation.grid is not None
+    page = (width + 16, 64)
+    planes = []
+    for image in (view, view.copy()):
+        out = np.zeros((4, page[1], (page[0] + 7) // 8), np.uint8)
+        halftone._ordered_cmyk(
+            image, grid, halftone._CELL, halftone._FRAC, use_grid, out, 8, 2, halftone._THRESHOLDS
+        )
+        planes.append(out)
+    assert np.array_equal(planes[0], planes[1])
+    gray = wider[:, :, 1]  # a row's pixels 3 bytes apart: refused, not misread
+    with pytest.raises(ValueError, match="contiguous"):
+        halftone._ordered_gray(gray, np.zeros((64, 40), np.uint8), 0, 0, halftone._THRESHOLDS)
+    gray = gray.copy()[1:, 1 : width + 1]
+    outs = []
+    for image in (gray, gray.copy()):
+        out = np.zeros(((64, (page[0] + 7) // 8)), np.uint8)
+        halftone._ordered_gray(image, out, 8, 2, halftone._THRESHOLDS)
+        outs.append(out)
+    assert np.array_equal(outs[0], outs[1])

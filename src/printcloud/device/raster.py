@@ -206,7 +206,8 @@ def render_page(
     if halftone not in ("ordered", "error_diffusion"):
         raise InvalidRequest(f"unknown halftone {halftone!r}", field="halftone")
     width, height = media.pixels(dpi)
-    image, x0, y0 = imaging.place(jpeg, gray=not color, page=(width, height))
+    # A view (no copy of the page to crop it): the ordered kernels read rows as they are.
+    image, x0, y0 = imaging.place_view(jpeg, gray=not color, page=(width, height))
     row_bytes = (width + 7) // 8
     names = COLOR_PLANES if color else MONO_PLANES
     out = np.zeros((len(names), height, row_bytes), np.uint8)
@@ -220,7 +221,7 @@ def render_page(
         if halftone == "ordered":
             _ordered_cmyk(image, grid, _CELL, _FRAC, use_grid, out, x0, y0, _THRESHOLDS)
         else:
-            ink = _separate(image, grid, _CELL, _FRAC, use_grid)
+            ink = _separate(np.ascontiguousarray(image), grid, _CELL, _FRAC, use_grid)
             for index in range(4):
                 _floyd_steinberg(ink[index], out[index], x0, y0)
     elif halftone == "ordered":

@@ -32,13 +32,16 @@ import it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import simplejpeg
-from numba import njit
+from llvmlite import ir
+from numba import carray, njit, types
+from numba.extending import intrinsic
 from numpy.typing import NDArray
 from PIL import Image, ImageCms
 
@@ -213,30 +216,38 @@ def _separate_row(
             ink[3, x] = k
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _dither_row(ink: Any, trow: Any, orow: Any, x0: int, invert: bool) -> None:
-    """Ordered dither of one row into packed bytes from x0 (a multiple of 8) on.
+_HIGH = np.uint64(0x8080808080808080)
+#: Eight bytes' lowest bits (bit 8i) to one byte, byte i at bit 7 − i (pixel i is 0x80 >> i).
+_GATHER = np.uint64(0x8040201008040201)
 
-    A dot where ink > threshold; with `invert`, `ink` is luma and a dot goes
-    where 255 − luma > threshold, i.e. luma < 255 − threshold (`trow` is then
-    given as 255 − threshold).
-    """
-    w = ink.shape[0]
+
+@njit(cache=True, nogil=True, inline="always")
+def _below(x: Any, y: Any) -> Any:
+    """For each of the eight bytes, its high bit set where x's byte < y's (unsigned), SWAR:
+    the low seven bits are compared without borrows between bytes (x | 0x80 − y & 0x7f),
+    the high bits decide where they differ."""
+    low = (x | _HIGH) - (y & ~_HIGH)
+    return ~((x & ~y) | (~(x ^ y) & low)) & _HIGH
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dither_row(luma: Any, limits: Any, orow: Any, x0: int) -> None:
+    """Ordered dither of one row of luma into packed bytes from x0 (a multiple of 8) on:
+    a dot where 255 − luma > threshold, i.e. luma < `limits[i]` = 255 − threshold.
+
+    Eight pixels at a time as one 64-bit word against the row's eight limits."""
+    w = luma.shape[0]
     b0 = x0 >> 3
+    word = np.uint64(0)
+    for i in range(8):
+        word |= np.uint64(limits[i]) << np.uint64(8 * i)
     for bx in range(w >> 3):
-        x = bx * 8
-        v = 0
-        for i in range(8):
-            hit = ink[x + i] < trow[i] if invert else ink[x + i] > trow[i]
-            if hit:
-                v |= 0x80 >> i
-        orow[b0 + bx] = v
+        dots = _below(_load_u64(luma, bx * 8), word) >> np.uint64(7)
+        orow[b0 + bx] = np.uint8((dots * _GATHER) >> np.uint64(56))
     v = 0
     for x in range(w & ~7, w):
-        i = x & 7
-        hit = ink[x] < trow[i] if invert else ink[x] > trow[i]
-        if hit:
-            v |= 0x80 >> i
+        if luma[x] < limits[x & 7]:
+            v |= 0x80 >> (x & 7)
     if w & 7:
         orow[b0 + (w >> 3)] = v
 
@@ -258,36 +269,86 @@ def _grid_ink(grid: Any, cell: Any, frac: Any, r: int, g: int, b: int) -> Any:
     return np.uint32(packed)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _same_eight(row: Any, above: Any, xs: int) -> bool:
-    """Whether the 8 RGB pixels from xs on equal those of the row above: a fixed
-    24-byte compare without an early exit, which the compiler unrolls."""
-    diff = 0
-    for i in range(xs, xs + 8):
-        diff |= (row[i, 0] ^ above[i, 0]) | (row[i, 1] ^ above[i, 1]) | (row[i, 2] ^ above[i, 2])
-    return diff == 0
+def _load_u64_typer(typingctx: Any, array: Any, offset: Any) -> Any:
+    """The eight bytes of an array's memory from byte `offset` on, as one uint64
+    (little-endian), whatever their alignment: a row of a page cropped by a view starts
+    anywhere. The caller makes sure those bytes are the array's and contiguous."""
+    if not (isinstance(array, types.Array) and isinstance(offset, types.Integer)):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        byte = builder.bitcast(data, ir.IntType(8).as_pointer())
+        pointer = builder.bitcast(builder.gep(byte, [index]), ir.IntType(64).as_pointer())
+        return builder.load(pointer, align=1)
+
+    return types.uint64(array, offset), codegen
+
+
+# Called as `_load_u64(array, offset)` in kernels (numba passes the typing context).
+_load_u64 = cast(Callable[[Any, int], Any], intrinsic(_load_u64_typer))
+
+
+def _address_typer(typingctx: Any, array: Any, offset: Any) -> Any:
+    """A pointer `offset` bytes into an array's memory, for `numba.carray`: a row of a
+    page cropped by a view, seen as the contiguous array it is (loops over a
+    non-contiguous ("A") array do not vectorize: the gray dither took 3x as long)."""
+    if not (isinstance(array, types.Array) and isinstance(offset, types.Integer)):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        byte = builder.bitcast(data, ir.IntType(8).as_pointer())
+        return builder.bitcast(builder.gep(byte, [index]), data.type)
+
+    return types.CPointer(array.dtype)(array, offset), codegen
+
+
+_address = cast(Callable[[Any, int], Any], intrinsic(_address_typer))
+
+
+#: Four bits (pixels 0, 2, 4, 6 or 1, 3, 5, 7 of a group) to their places in a byte.
+_EVEN = np.array(
+    [sum(0x80 >> (2 * k) for k in range(4) if n >> k & 1) for n in range(16)], np.uint8
+)
+_ODD = _EVEN >> 1
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _dither_packed_row(ink: Any, trow: Any, out: Any, py: int, x0: int) -> None:
     """Ordered dither of one row of packed inks (uint32 C | M << 8 | Y << 16 | K << 24)
     into the four planes' row `py` from x0 (a multiple of 8) on. Eight pixels without
-    ink (paper) are skipped: `out` is zeroed."""
+    ink (paper) are skipped: `out` is zeroed.
+
+    SWAR: a group's 32 inks are four 64-bit words of two pixels each, compared with the
+    thresholds in one `_below` per word; the four words' answers are interleaved, and
+    each colorant's byte is two look-ups of four bits."""
     w = ink.shape[0]
     b0 = x0 >> 3
+    limits = np.empty(4, np.uint64)  # pixels 2k and 2k + 1's thresholds, in every byte
+    for k in range(4):
+        limits[k] = np.uint64(trow[2 * k]) * np.uint64(0x01010101) | (
+            np.uint64(trow[2 * k + 1]) * np.uint64(0x0101010100000000)
+        )
     for bx in range(w >> 3):
-        x = bx * 8
-        any_ink = np.uint32(0)
-        for i in range(8):
-            any_ink |= ink[x + i]
-        if any_ink == 0:
+        at = bx * 32
+        w0, w1 = _load_u64(ink, at), _load_u64(ink, at + 8)
+        w2, w3 = _load_u64(ink, at + 16), _load_u64(ink, at + 24)
+        if (w0 | w1 | w2 | w3) == 0:
             continue
+        # Byte c of `dots`: colorant c of pixels 0, 2, 4, 6 in bits 0-3; byte c + 4: 1, 3, 5, 7.
+        dots = (
+            (_below(limits[0], w0) >> np.uint64(7))
+            | (_below(limits[1], w1) >> np.uint64(6))
+            | (_below(limits[2], w2) >> np.uint64(5))
+            | (_below(limits[3], w3) >> np.uint64(4))
+        )
         for ch in range(4):
-            v = 0
-            for i in range(8):
-                if ((ink[x + i] >> (8 * ch)) & 0xFF) > trow[i]:
-                    v |= 0x80 >> i
-            out[ch, py, b0 + bx] = v
+            even = (dots >> np.uint64(8 * ch)) & np.uint64(15)
+            odd = (dots >> np.uint64(8 * ch + 32)) & np.uint64(15)
+            out[ch, py, b0 + bx] = _EVEN[even] | _ODD[odd]
     if w & 7:
         for ch in range(4):
             v = 0
@@ -307,30 +368,28 @@ def _ordered_cmyk(
     Eight pixels equal to the eight above them keep the inks the row above left in it
     (on doc10's page 1 at 300 dpi 70 % of the groups: paper, margins, vertical
     strokes); the others go through the cache of grid lookups pixel by pixel, without
-    a branch on runs (which mispredicts on anti-aliased text).
+    a branch on runs (which mispredicts on anti-aliased text). `rgb` may be a view
+    (the page cropped from a wider decode): rows need not follow each other.
     """
     h, w = rgb.shape[0], rgb.shape[1]
+    if (w > 1 and rgb.strides[1] != 3) or rgb.strides[2] != 1:
+        raise ValueError("the page's rows must each be contiguous RGB")
     ink = np.zeros(w, np.uint32)
     keys = np.full(1 << _CACHE_BITS, -1, np.int32)
     values = np.zeros(1 << _CACHE_BITS, np.uint32)
-    # Rows of a whole number of 8-pixel groups (24 bytes each) are compared as three
-    # 64-bit words per group; other widths byte by byte.
-    words = rgb.reshape(h * w * 3).view(np.uint64).reshape(h, w * 3 // 8) if w & 7 == 0 else None
+    stride = rgb.strides[0]
     for yy in range(h):
-        row = rgb[yy]
-        above = rgb[yy - 1] if yy else row
+        row = carray(_address(rgb, yy * stride), (w, 3))
+        above = carray(_address(rgb, (yy - 1) * stride), (w, 3)) if yy else row
         for xs in range(0, w, 8):
+            # Eight pixels (24 bytes) against the eight above: three unaligned 64-bit words.
             if yy and xs + 8 <= w:
-                if words is not None:
-                    j = (xs >> 3) * 3
-                    now, before = words[yy], words[yy - 1]
-                    same = (
-                        (now[j] ^ before[j])
-                        | (now[j + 1] ^ before[j + 1])
-                        | (now[j + 2] ^ before[j + 2])
-                    ) == 0
-                else:
-                    same = _same_eight(row, above, xs)
+                j = xs * 3
+                same = (
+                    (_load_u64(row, j) ^ _load_u64(above, j))
+                    | (_load_u64(row, j + 8) ^ _load_u64(above, j + 8))
+                    | (_load_u64(row, j + 16) ^ _load_u64(above, j + 16))
+                ) == 0
                 if same:
                     continue
             for x in range(xs, min(xs + 8, w)):
@@ -355,12 +414,16 @@ def _ordered_cmyk(
 
 @njit(cache=True, nogil=True)
 def _ordered_gray(gray: Any, out: Any, x0: int, y0: int, t: Any) -> None:
-    """Ink = 255 − luma, 8×8 ordered dither; `out` is (H, ceil(W/8)) packed."""
-    h = gray.shape[0]
+    """Ink = 255 − luma, 8×8 ordered dither; `out` is (H, ceil(W/8)) packed. `gray`
+    may be a view whose rows do not follow each other; each row must be contiguous."""
+    h, w = gray.shape
+    if w > 1 and gray.strides[1] != 1:
+        raise ValueError("the page's rows must each be contiguous")
     luma_t = 255 - t  # dot where luma < 255 − threshold
     for yy in range(h):
         py = y0 + yy
-        _dither_row(gray[yy], luma_t[py & 7], out[py], x0, True)
+        row = carray(_address(gray, yy * gray.strides[0]), w)
+        _dither_row(row, luma_t[py & 7], out[py], x0)
 
 
 @njit(cache=True, nogil=True)
@@ -433,6 +496,13 @@ def _fit(size: tuple[int, int], page: tuple[int, int]) -> tuple[int, int]:
 
 def decode(jpeg: bytes, *, gray: bool, page: tuple[int, int]) -> NDArray[np.uint8]:
     """Decode and fit a page JPEG into `page` pixels: (h, w, 3) RGB or (h, w) gray."""
+    return np.ascontiguousarray(_fitted(jpeg, gray=gray, page=page))
+
+
+def _fitted(jpeg: bytes, *, gray: bool, page: tuple[int, int]) -> NDArray[np.uint8]:
+    """`decode`, but the overhang is cropped by a view, not a copy: the rows may not
+    follow each other (each row's pixels do). Copying a 300 dpi A4 page to drop its
+    2,481st column cost more than the whole dither (page faults on 26 MB of RGB)."""
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
         if width * height > MAX_IMAGE_PIXELS:
@@ -456,14 +526,22 @@ def decode(jpeg: bytes, *, gray: bool, page: tuple[int, int]) -> NDArray[np.uint
     # Crop what overhangs the sheet (at most a rounding pixel or two), centred.
     (pw, ph), (h, w) = page, image.shape[:2]
     top, left = max(0, (h - ph) // 2), max(0, (w - pw) // 2)
-    image = image[top : top + min(h, ph), left : left + min(w, pw)]
-    return np.ascontiguousarray(image)
+    return image[top : top + min(h, ph), left : left + min(w, pw)]
 
 
 def place(jpeg: bytes, *, gray: bool, page: tuple[int, int]) -> tuple[NDArray[np.uint8], int, int]:
     """`decode` and where the fitted image goes on the sheet: (image, x0, y0), centred,
     the left edge rounded down to a whole byte of a 1-bit plane (as the engine prints)."""
-    image = decode(jpeg, gray=gray, page=page)
+    image, x0, y0 = place_view(jpeg, gray=gray, page=page)
+    return np.ascontiguousarray(image), x0, y0
+
+
+def place_view(
+    jpeg: bytes, *, gray: bool, page: tuple[int, int]
+) -> tuple[NDArray[np.uint8], int, int]:
+    """`place`, but the image may be a view on a wider decode (see `_fitted`): for the
+    ordered-dither kernels, which read it row by row."""
+    image = _fitted(jpeg, gray=gray, page=page)
     fh, fw = image.shape[0], image.shape[1]
     return image, (page[0] - fw) // 2 & ~7, (page[1] - fh) // 2
 
@@ -490,7 +568,7 @@ def _separate_chunky(
 def black_1_page(jpeg: bytes, *, page: tuple[int, int]) -> NDArray[np.uint8]:
     """The sheet (`page` = width, height in pixels) as the engine prints it in mono: K =
     255 - luma, 8x8 ordered dither; packed (height, ceil(width / 8)), 1 = a dot."""
-    image, x0, y0 = place(jpeg, gray=True, page=page)
+    image, x0, y0 = place_view(jpeg, gray=True, page=page)
     out = np.zeros((page[1], (page[0] + 7) // 8), np.uint8)
     _ordered_gray(image, out, x0, y0, _THRESHOLDS)
     return out
@@ -536,12 +614,16 @@ def gray_page(jpeg: bytes, *, page: tuple[int, int]) -> NDArray[np.uint8]:
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel on a tiny page."""
-    tiny = np.full((8, 8, 3), 128, np.uint8)
-    page = np.zeros((4, 8, 1), np.uint8)
-    chunky = np.zeros((8, 8, 4), np.uint8)
+    tiny = np.full((8, 9, 3), 128, np.uint8)
+    page = np.zeros((4, 8, 2), np.uint8)
+    chunky = np.zeros((8, 9, 4), np.uint8)
+    # The ordered kernels get pages whole (contiguous) or cropped by a view: both layouts.
     for use_grid in (True, False):
-        _ordered_cmyk(tiny, _NO_GRID, _CELL, _FRAC, use_grid, page, 0, 0, _THRESHOLDS)
+        for image in (tiny, tiny[:, :8]):
+            _ordered_cmyk(image, _NO_GRID, _CELL, _FRAC, use_grid, page, 0, 0, _THRESHOLDS)
         ink = _separate(tiny, _NO_GRID, _CELL, _FRAC, use_grid)
         _separate_chunky(tiny, _NO_GRID, _CELL, _FRAC, use_grid, chunky, 0, 0)
-    _ordered_gray(tiny[:, :, 0].copy(), page[0], 0, 0, _THRESHOLDS)
+    gray = tiny[:, :, 0].copy()
+    for plane in (gray, gray[:, :8]):
+        _ordered_gray(plane, page[0], 0, 0, _THRESHOLDS)
     _floyd_steinberg(ink[0], page[0], 0, 0)
