@@ -235,7 +235,8 @@ def _copy(row: Any, a: int, size: int, out: Any, o: int, wide: bool) -> None:
     one copy, no loop of a data-dependent length); up to 31 bytes past either end are
     touched, so only where the caller knows there is room (not on a page's last line)."""
     if wide:
-        for k in range(0, size, 32):
+        _copy32(out, o, row, a)  # even for size 0: no branch for the common sizes
+        for k in range(32, size, 32):
             _copy32(out, o + k, row, a + k)
     else:
         for k in range(size):
