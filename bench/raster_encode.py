@@ -9,7 +9,12 @@ Ghostscript). Every process is pinned to the same CPU (`taskset`, and
 **(a) The encode step, from decoded pages in memory** (`srgb_8` and `black_1`).
 Ours: `ipp.raster_encode.pwg_page` over pages rendered beforehand by pypdfium2
 (RGB), and for `black_1` over the same pages halftoned beforehand (8x8 ordered
-dither, packed as `numpy.packbits`; halftoning is the caller's in printcloud).
+dither, packed as `numpy.packbits`; halftoning is the caller's in printcloud),
+each page written to /dev/null as it is encoded, as the peers write theirs (`-o
+/dev/null`) and as the conversion workers stream pages on. Until 2026-12-08 ours
+joined the 10 pages into one 50 MB `bytes` instead: the page faults of that
+memory were a third of our CPU time; that figure stays as the row "joined in
+memory".
 The peers cannot encode without drawing a page first, so their encode step is
 the difference of two runs, output to /dev/null, process start cancelling out:
 
@@ -28,10 +33,11 @@ the difference of two runs, output to /dev/null, process start cancelling out:
 
 **(b) The whole PDF -> PWG raster path** (`srgb_8`). Ours:
 pypdfium2 renders each page at 300 dpi as the conversion workers do
-(`optimize_mode="print"`, RGB byte order), `pwg_page` encodes it, the pages are
-joined into one stream. Peers: `mutool draw -F pwg -c rgb -r 300` and
-`gs -sDEVICE=pwgraster -dcupsColorSpace=19 -dcupsBitsPerColor=8 -r300`, whole
-processes. Goals (issue 15): encode step >= 3x mutool's; whole path >= 1.2x.
+(`optimize_mode="print"`, RGB byte order), `pwg_page` encodes it, each page is
+written to /dev/null (joined into one stream before 2026-12-08). Peers:
+`mutool draw -F pwg -c rgb -r 300` and `gs -sDEVICE=pwgraster
+-dcupsColorSpace=19 -dcupsBitsPerColor=8 -r300`, whole processes. Goals (issue
+15): encode step >= 3x mutool's; whole path >= 1.2x.
 
 **Time is CPU time** (user + system: `time.process_time()` for ours,
 `getrusage(RUSAGE_CHILDREN)` for a peer's process, which includes the few
