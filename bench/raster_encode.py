@@ -9,7 +9,12 @@ Ghostscript). Every process is pinned to the same CPU (`taskset`, and
 **(a) The encode step, from decoded pages in memory** (`srgb_8` and `black_1`).
 Ours: `ipp.raster_encode.pwg_page` over pages rendered beforehand by pypdfium2
 (RGB), and for `black_1` over the same pages halftoned beforehand (8x8 ordered
-dither, packed as `numpy.packbits`; halftoning is the caller's in printcloud).
+dither, packed as `numpy.packbits`; halftoning is the caller's in printcloud),
+each page written to /dev/null as it is encoded, as the peers write theirs (`-o
+/dev/null`) and as the conversion workers stream pages on. Until 2026-12-08 ours
+joined the 10 pages into one 50 MB `bytes` instead: the page faults of that
+memory were a third of our CPU time; that figure stays as the row "joined in
+memory".
 The peers cannot encode without drawing a page first, so their encode step is
 the difference of two runs, output to /dev/null, process start cancelling out:
 
@@ -28,10 +33,11 @@ the difference of two runs, output to /dev/null, process start cancelling out:
 
 **(b) The whole PDF -> PWG raster path** (`srgb_8`). Ours:
 pypdfium2 renders each page at 300 dpi as the conversion workers do
-(`optimize_mode="print"`, RGB byte order), `pwg_page` encodes it, the pages are
-joined into one stream. Peers: `mutool draw -F pwg -c rgb -r 300` and
-`gs -sDEVICE=pwgraster -dcupsColorSpace=19 -dcupsBitsPerColor=8 -r300`, whole
-processes. Goals (issue 15): encode step >= 3x mutool's; whole path >= 1.2x.
+(`optimize_mode="print"`, RGB byte order), `pwg_page` encodes it, each page is
+written to /dev/null (joined into one stream before 2026-12-08). Peers:
+`mutool draw -F pwg -c rgb -r 300` and `gs -sDEVICE=pwgraster
+-dcupsColorSpace=19 -dcupsBitsPerColor=8 -r300`, whole processes. Goals (issue
+15): encode step >= 3x mutool's; whole path >= 1.2x.
 
 **Time is CPU time** (user + system: `time.process_time()` for ours,
 `getrusage(RUSAGE_CHILDREN)` for a peer's process, which includes the few
@@ -103,21 +109,22 @@ def _halftone(rgb: np.ndarray) -> np.ndarray:
     return np.packbits(255 - luma > threshold, axis=1)
 
 
-def _pdf_to_pwg(pages: int) -> bytes:
-    """Our whole path: PDFium renders each page as the conversion does, we encode it."""
+def _pdf_to_pwg(pages: int, write: Callable[[bytes], object]) -> None:
+    """Our whole path: PDFium renders each page as the conversion does, we encode it and
+    hand it to `write` (the conversion workers stream each page on; here /dev/null)."""
     import pypdfium2 as pdfium
 
     from printcloud.ipp import pwg, raster_encode
 
     options = raster_encode.PageOptions(resolution=(DPI, DPI), media="iso_a4_210x297mm")
     doc = pdfium.PdfDocument(str(DOC))
-    parts = [pwg.SYNC]
+    write(pwg.SYNC)
     try:
         for index in range(pages):
             page = doc[index]
             bitmap = page.render(scale=DPI / 72, optimize_mode="print", rev_byteorder=True)
             pixels = bitmap.to_numpy()
-            parts.append(
+            write(
                 raster_encode.pwg_page(
                     pixels,
                     document_type="srgb_8",
@@ -130,6 +137,12 @@ def _pdf_to_pwg(pages: int) -> bytes:
             page.close()
     finally:
         doc.close()
+
+
+def _joined(produce: Callable[[Callable[[bytes], object]], None]) -> bytes:
+    """What `produce` writes, as one stream (for the checks before timing)."""
+    parts: list[bytes] = []
+    produce(parts.append)
     return b"".join(parts)
 
 
@@ -252,26 +265,33 @@ def run(options: Options, out_dir: Path) -> bool:
     our_pixels = sum(page.shape[0] * page.shape[1] for page in rgb_pages)
     page_options = raster_encode.PageOptions(resolution=(DPI, DPI), media="iso_a4_210x297mm")
 
-    def encode_srgb() -> bytes:
-        return pwg.SYNC + b"".join(
-            raster_encode.pwg_page(page, document_type="srgb_8", options=page_options)
-            for page in rgb_pages
-        )
+    # Ours writes each page to /dev/null as it is encoded, as the peers' `-o /dev/null`
+    # and as the conversion workers stream pages on (`printing/raster_stream.py`); the
+    # `_joined` case keeps the document in memory as one bytes object (the figure before
+    # 2026-12-08: its page faults were a third of our time over 10 pages, 50 MB).
 
-    def encode_black() -> bytes:
-        return pwg.SYNC + b"".join(
-            raster_encode.pwg_page(page, width=width, document_type="black_1", options=page_options)
-            for page, width in zip(black_pages, widths, strict=True)
-        )
+    def srgb_to(write: Callable[[bytes], object]) -> None:
+        write(pwg.SYNC)
+        for page in rgb_pages:
+            write(raster_encode.pwg_page(page, document_type="srgb_8", options=page_options))
+
+    def black_to(write: Callable[[bytes], object]) -> None:
+        write(pwg.SYNC)
+        for page, width in zip(black_pages, widths, strict=True):
+            write(
+                raster_encode.pwg_page(
+                    page, width=width, document_type="black_1", options=page_options
+                )
+            )
 
     # nothing broken is timed: our streams decode to our pages, the peers write their pages
-    for stream, want in ((encode_srgb(), rgb_pages), (encode_black(), black_pages)):
+    for stream, want in ((_joined(srgb_to), rgb_pages), (_joined(black_to), black_pages)):
         got = list(pwg.read_pages(stream))
         if len(got) != pages or any(
             g.data.tobytes() != w.tobytes() for g, w in zip(got, want, strict=True)
         ):
             raise BenchError("printcloud's PWG raster does not decode to the pages encoded")
-    whole = list(pwg.read_pages(_pdf_to_pwg(pages)))
+    whole = list(pwg.read_pages(_joined(lambda write: _pdf_to_pwg(pages, write))))
     if len(whole) != pages or whole[0].data.tobytes() != rgb_pages[0].tobytes():
         raise BenchError("printcloud's PDF -> PWG path does not give the rendered pages")
     ppm, pbm = _write_pnm(rgb_pages, black_pages, work)
@@ -280,28 +300,30 @@ def run(options: Options, out_dir: Path) -> bool:
         peer_pixels = _check_peers(commands, pages, work)
 
     cases: dict[str, Callable[[], object]] = {
-        "printcloud_encode_srgb_8": encode_srgb,
-        "printcloud_encode_black_1": encode_black,
-        "printcloud_pdf_to_pwg": lambda: _pdf_to_pwg(pages),
+        "printcloud_encode_srgb_8": lambda: srgb_to(sink.write),
+        "printcloud_encode_srgb_8_joined": lambda: _joined(srgb_to),
+        "printcloud_encode_black_1": lambda: black_to(sink.write),
+        "printcloud_pdf_to_pwg": lambda: _pdf_to_pwg(pages, sink.write),
         **{name: _process(cmd) for name, cmd in commands.items()},
     }
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        for func in cases.values():
-            func()  # warm: page cache, allocator, numba
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        cpu_times: dict[str, list[float]] = {name: [] for name in cases}
-        for index in range(runs):
-            with console.status(f"raster_encode: round {index + 1} of {runs}"):
-                for name, func in cases.items():
-                    cpu_start = _cpu_seconds()
-                    start = time.perf_counter()
-                    func()
-                    times[name].append(time.perf_counter() - start)
-                    cpu_times[name].append(_cpu_seconds() - cpu_start)
-    finally:
-        os.sched_setaffinity(0, before)
+    with open(os.devnull, "wb", buffering=0) as sink:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+        try:
+            for func in cases.values():
+                func()  # warm: page cache, allocator, numba
+            times: dict[str, list[float]] = {name: [] for name in cases}
+            cpu_times: dict[str, list[float]] = {name: [] for name in cases}
+            for index in range(runs):
+                with console.status(f"raster_encode: round {index + 1} of {runs}"):
+                    for name, func in cases.items():
+                        cpu_start = _cpu_seconds()
+                        start = time.perf_counter()
+                        func()
+                        times[name].append(time.perf_counter() - start)
+                        cpu_times[name].append(_cpu_seconds() - cpu_start)
+        finally:
+            os.sched_setaffinity(0, before)
 
     wall = {name: statistics.median(values) for name, values in times.items()}
     median = {name: statistics.median(values) for name, values in cpu_times.items()}
@@ -319,6 +341,8 @@ def run(options: Options, out_dir: Path) -> bool:
     rows: dict[str, dict[str, Any]] = {
         # (a) the encode step
         "encode srgb_8: printcloud": {"s": median["printcloud_encode_srgb_8"], "px": our_pixels},
+        "encode srgb_8: printcloud, joined in memory": {
+            "s": median["printcloud_encode_srgb_8_joined"], "px": our_pixels},
         "encode srgb_8: mutool, same pixels (pwg - draw)": {
             "s": median["mutool_pwg_rgb_same_pixels"] - median["mutool_draw_rgb_same_pixels"],
             "px": same_rgb},
@@ -366,6 +390,9 @@ def run(options: Options, out_dir: Path) -> bool:
         "encode_srgb_8_vs_mutool": ("encode srgb_8: printcloud",
                                     "encode srgb_8: mutool, same pixels (pwg - draw)",
                                     ENCODE_GOAL),
+        "encode_srgb_8_joined_vs_mutool": ("encode srgb_8: printcloud, joined in memory",
+                                           "encode srgb_8: mutool, same pixels (pwg - draw)",
+                                           None),
         "encode_srgb_8_vs_mutool_pdf": ("encode srgb_8: printcloud",
                                         "encode srgb_8: mutool (pwg - render)", None),
         "encode_srgb_8_vs_gs": ("encode srgb_8: printcloud",
