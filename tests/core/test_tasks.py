@@ -643,6 +643,73 @@ def test_runtime_schedule_fires(engine: tasks.TaskEngine, tmp_path: Path) -> Non
     assert _lines(marker) >= 1
 
 
+def test_an_idle_engine_polls_no_queue_or_schedule_yet_a_new_schedule_fires(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: DBOS's queue thread (the queue table every second), its internal queue's
+    worker (every second) and its schedule thread (every second for a minute) send
+    nothing while the engine is idle; a schedule set at run time is read at once and its
+    ticks, enqueued on DBOS's internal queue, start at once: the fallback polls are
+    pushed out of the test's reach here, so only the wake-ups can make it fire."""
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    monkeypatch.setattr(waker, "_QUEUE_FALLBACK_SECONDS", 3600.0)
+    monkeypatch.setattr(waker, "_SCHEDULES_POLL_SECONDS", 3600.0)
+    pollers = ("queue_thread", "scheduler_loop", "queue-worker-_dbos_internal_queue")
+    polled: Counter[str] = Counter()
+
+    def count(*_: Any) -> None:
+        name = threading.current_thread().name
+        if any(p in name for p in pollers):
+            polled[name] += 1
+
+    with tasks.TaskEngine(settings) as engine:
+        time.sleep(2.0)  # deliberate: the reads at launch are not counted
+        event.listen(sa.engine.Engine, "before_cursor_execute", count)
+        try:
+            time.sleep(3.0)
+        finally:
+            event.remove(sa.engine.Engine, "before_cursor_execute", count)
+        assert not polled, polled
+        marker = tmp_path / "ticks"
+        engine.set_schedule("test-woken", on_tick, "* * * * * *", context=str(marker))
+        _until(lambda: _lines(marker) >= 1, "a tick of the new schedule runs")
+        engine.delete_schedule("test-woken")
+
+
+def test_a_bell_rings_in_every_process_once_its_transaction_commits(
+    engine: tasks.TaskEngine, settings: Settings
+) -> None:
+    """`tasks.ring` in a transaction of the app's database, through a connection of its
+    own (as another process would), wakes `tasks.listen`'s event through DBOS's LISTEN
+    connection on PostgreSQL, once it commits and never when it rolls back. SQLite has no
+    NOTIFY: `listen` says so, and the caller polls."""
+    heard, other = threading.Event(), threading.Event()
+    listening = [tasks.listen("test-bell", heard), tasks.listen("test-other", other)]
+    if settings.database_url is None:
+        assert listening == [False, False]
+        return
+    assert listening == [True, True]
+    db = Database(settings.database_url)
+    try:
+        with db.sessions() as s:
+            tasks.ring(s, "test-bell")
+            s.rollback()
+        with db.session() as s:
+            tasks.ring(s, "test-other")
+        assert other.wait(60)
+        # NOTIFYs arrive in commit order: the rolled-back ring would have come first.
+        assert not heard.is_set()
+        with db.session() as s:
+            tasks.ring(s, "test-bell")
+        assert heard.wait(60)
+    finally:
+        tasks.unlisten("test-bell", heard)
+        tasks.unlisten("test-other", other)
+        db.dispose()
+
+
 def test_engine_relaunches_in_one_process(settings: Settings) -> None:
     token = _token()
     first = tasks.TaskEngine(settings)

@@ -4,8 +4,10 @@ that runs the print service's workflows.
 - the dispatcher (`Sender`'s thread): each lane's next delivery
   (`outbox.next_deliveries`) gets its workflow, `webhook-<message>-<subscription>`;
   starting one twice (two executors, a restart) runs it once. It looks when this
-  process wrote a message or ended a delivery (`outbox.wake`), else every
-  `PRINTCLOUD_WEBHOOK_POLL_INTERVAL` seconds.
+  process wrote a message or ended a delivery (`outbox.wake`), on PostgreSQL when
+  another process wrote one (its transaction rings `outbox.BELL`, heard through DBOS's
+  LISTEN connection), else every `SWEEP_EVERY` seconds; on SQLite, which has no
+  NOTIFY, every `PRINTCLOUD_WEBHOOK_POLL_INTERVAL` seconds.
 - `deliver` (an async workflow: it waits between attempts as a coroutine, holding no
   thread): attempt, then after each pause of `PRINTCLOUD_WEBHOOK_RETRY_SCHEDULE` again,
   until the subscriber answers 2xx. A killed process resumes it where it stopped.
@@ -80,6 +82,8 @@ class Sender:
     _engine: tasks.TaskEngine | None = field(default=None, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    #: Whether messages other processes write ring this one's dispatcher (`tasks.listen`).
+    _heard: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.http = egress.client(
@@ -94,11 +98,15 @@ class Sender:
         """Start the dispatcher on the launched `engine`."""
         self._engine = engine
         self._stop.clear()
+        self._heard = tasks.listen(outbox.BELL, outbox.wake)
         self._thread = threading.Thread(target=self._run, name="webhook-dispatch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._heard:
+            tasks.unlisten(outbox.BELL, outbox.wake)
+            self._heard = False
         outbox.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -127,7 +135,9 @@ class Sender:
                     self.prune_log()
             except Exception:  # a database outage: logged, and tried again at the next poll
                 log.exception("webhook dispatch failed; trying again")
-            outbox.wake.wait(self.settings.webhook_poll_interval)
+            # Woken by the bell on PostgreSQL: a slow look behind it, for a notification
+            # lost while DBOS's listener reconnected.
+            outbox.wake.wait(SWEEP_EVERY if self._heard else self.settings.webhook_poll_interval)
 
     def prune_log(self) -> int:
         """Forget what ended more than `PRINTCLOUD_WEBHOOK_LOG_DAYS` ago; how many."""

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, event, func, select, update
 from sqlalchemy.orm import Session
 
+from printcloud.core import tasks
 from printcloud.core.db import utcnow
 
 from .models import AttemptRow, DeliveryRow, MessageRow, SubscriptionRow
@@ -49,8 +50,11 @@ UNFINISHED = ("pending", "sending")
 BODY_EXCERPT = 1000
 
 #: Set when this process wrote a message (after its commit) or finished a delivery:
-#: the dispatcher (`delivery.Sender`) looks at once instead of at its next poll.
+#: the dispatcher (`delivery.Sender`) looks at once instead of at its next poll. On
+#: PostgreSQL a message written by another process sets it too (the bell `BELL`).
 wake = threading.Event()
+#: The bell (`tasks.ring`) a message's transaction rings for the dispatchers of every process.
+BELL = "webhooks"
 
 
 def _woken(_session: Session) -> None:
@@ -149,6 +153,7 @@ def _queue(
         )
     if not event.contains(db, "after_commit", _woken):
         event.listen(db, "after_commit", _woken)
+    tasks.ring(db, BELL)  # the dispatchers of other processes (PostgreSQL)
     return message_id
 
 

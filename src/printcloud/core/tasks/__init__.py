@@ -90,6 +90,7 @@ from printcloud.core.tasks.declarations import (
 from printcloud.core.tasks.engine import TaskEngine
 from printcloud.core.tasks.handles import AsyncTaskHandle, TaskHandle, TaskStatus
 from printcloud.core.tasks.system_db import SYSTEM_SCHEMA, system_database
+from printcloud.core.tasks.waker import listen, ring, unlisten
 
 __all__ = [
     "SYSTEM_SCHEMA",
@@ -100,13 +101,16 @@ __all__ = [
     "TaskQueue",
     "TaskStatus",
     "call",
+    "listen",
     "queue",
     "recv",
     "recv_async",
+    "ring",
     "scheduled",
     "sleep",
     "sleep_async",
     "step",
     "system_database",
+    "unlisten",
     "workflow",
 ]

@@ -120,6 +120,7 @@ class TaskEngine:
                 )
                 if schedules:
                     DBOS.apply_schedules(schedules)
+                    Waker.schedules_changed()
             except BaseException:
                 if self._waker is not None:
                     self._waker.stop()
@@ -303,10 +304,12 @@ class TaskEngine:
                 )
             ]
         )
+        Waker.schedules_changed()
 
     def delete_schedule(self, name: str) -> None:
         self._check_launched()
         DBOS.delete_schedule(name)
+        Waker.schedules_changed()
 
     # observing and recovering
 

@@ -37,7 +37,7 @@ _MESSAGE_WATCH_SECONDS = 1.0
 #: How long an executor takes its "am I the latest application version" answer as true.
 _LATEST_VERSION_SECONDS = 5.0
 #: DBOS's background jobs (delayed workflows, timeouts: unused here) run this often.
-_BACKGROUND_JOBS_SECONDS = 10.0
+_BACKGROUND_JOBS_SECONDS = 60.0
 #: The looks at awaited runs' status, each one query for all that are due, are this far apart.
 _SWEEP_GAP_SECONDS = 1.0
 #: A queue with nothing announced is polled this often (work enqueued by another process).
@@ -142,17 +142,25 @@ class Waker:
         waker._sys_db._notification_fallback_polling_interval = _RECHECK_SECONDS
         if waker._sqlite:
             waker._mark = waker._newest_message()
+        found: list[Any] = []
         for declared in queues:
             queue = DBOS.retrieve_queue(declared.name)
             if queue is None:
                 raise RuntimeError(f"queue {declared.name!r} missing after registration")
+            found.append(queue)
+        # DBOS's own queues (scheduled runs, resumed and forked workflows), which its queue
+        # thread polled every second (`quiet_dbos_pollers`): woken as ours are.
+        registry = waker._dbos._registry
+        found.append(registry.get_internal_queue())
+        found.extend(q for q in registry.internal_queues() if q not in found)
+        for queue in found:
             nudge = _Nudge()
-            waker._nudges[declared.name] = nudge
+            waker._nudges[queue.name] = nudge
             waker._threads.append(
                 threading.Thread(
                     target=work,
                     args=(nudge, waker._dbos, queue),
-                    name=f"queue-worker-{declared.name}",
+                    name=f"queue-worker-{queue.name}",
                     daemon=True,
                 )
             )
@@ -221,6 +229,14 @@ class Waker:
         for name, nudge in self._nudges.items():
             if queue is None or name == queue:
                 nudge.nudge()
+
+    @staticmethod
+    def schedules_changed() -> None:
+        """This process created, changed or deleted a schedule: DBOS's schedule thread
+        reads them now instead of at its next poll (`_SCHEDULES_POLL_SECONDS`)."""
+        wake = _SchedulesThread.wake
+        if wake is not None:
+            wake.nudge()
 
     def sent(self, workflow_id: str, topic: str | None) -> None:
         self._signal(workflow_id, topic)
@@ -435,9 +451,125 @@ def quiet_dbos_pollers() -> None:
     SQLiteSystemDatabase._notification_listener = _wait_for_stop  # type: ignore[method-assign]
     announce_recorded_ends()
     _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = _BACKGROUND_JOBS_SECONDS
+    quiet_queue_and_schedule_threads()
     if not getattr(SystemDatabase._is_latest_version, "remembered", False):
         SystemDatabase._is_latest_version = _remembered(SystemDatabase._is_latest_version)  # type: ignore[method-assign]
     close_backfill_gap()
+
+
+#: DBOS's schedule thread reads the schedules this often: a change made in this process
+#: wakes it at once (`Waker.schedules_changed`), one made by another process is seen this
+#: late (DBOS's own default; its first minute's once a second is turned off).
+_SCHEDULES_POLL_SECONDS = 30.0
+
+
+class _Wakeable(threading.Event):
+    """A stop event whose `wait` a `nudge()` also ends (returning whether it is set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._nudged = False
+
+    def nudge(self) -> None:
+        with self._wake:
+            self._nudged = True
+            self._wake.notify_all()
+
+    def set(self) -> None:
+        super().set()
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._wake:
+            if not self._stopping and not self._nudged:
+                self._wake.wait(timeout)
+            self._nudged = False
+            return self._stopping
+
+
+class _SchedulesThread:
+    #: The wakeable stop event of DBOS's schedule thread, while it runs.
+    wake: ClassVar[_Wakeable | None] = None
+
+
+def quiet_queue_and_schedule_threads() -> None:
+    """Turn off DBOS's pollers that `Waker` replaces with wake-ups (issue 13: an idle
+    serve on PostgreSQL spent a third of its CPU in them).
+
+    - DBOS's queue thread lists the queue table every second to start a worker per
+      queue it finds, and DBOS's internal queue's worker polls it every second. Our
+      engine listens to no dynamic queue (`DBOS.listen_queues([])`), so the thread only
+      waits for the stop; `Waker.start` runs the internal queues' workers beside ours,
+      polled when something is enqueued on them here (a schedule's tick, below), when
+      a run ends and when dead executors' work is recovered, else every
+      `_QUEUE_FALLBACK_SECONDS`.
+    - A schedule's tick, enqueued by DBOS's schedule thread, nudges its queue's worker.
+    - DBOS's schedule thread reads the schedule table every second during its first
+      minute, then every `_SCHEDULES_POLL_SECONDS`: it reads it at the interval from the
+      start, and at once when this process changes a schedule (`Waker.schedules_changed`:
+      the engine's launch, `set_schedule`, `delete_schedule`)."""
+    from dbos import _dbos, _scheduler
+
+    if getattr(_dbos.queue_thread, "quiet", False):
+        return
+    _dbos.queue_thread = _stop_only_queue_thread
+    _scheduler._enqueue_scheduled_workflow = _nudging_enqueue(
+        _scheduler._enqueue_scheduled_workflow
+    )
+    _scheduler._STARTUP_FAST_POLL_DURATION_SEC = 0.0
+    _dbos.dynamic_scheduler_loop = _wakeable_scheduler(_dbos.dynamic_scheduler_loop)
+
+
+def _stop_only_queue_thread(stop_event: threading.Event, dbos: Any) -> None:
+    """DBOS's `queue_thread(stop_event, dbos)`, with nothing left to do (above)."""
+    stop_event.wait()
+
+
+_stop_only_queue_thread.quiet = True  # type: ignore[attr-defined]
+
+
+def _nudging_enqueue(enqueue: Any) -> Any:
+    """DBOS's `_enqueue_scheduled_workflow(sys_db, workflow_name, …, queue_name, …)`,
+    followed by a nudge of the queue it enqueued on."""
+    from dbos._utils import INTERNAL_QUEUE_NAME
+
+    def enqueue_scheduled_workflow(*args: Any, **kwargs: Any) -> None:
+        enqueue(*args, **kwargs)
+        queue = kwargs.get("queue_name", args[7] if len(args) > 7 else None)
+        waker = Waker.current
+        if waker is not None:
+            waker.nudge(queue or INTERNAL_QUEUE_NAME)
+
+    return enqueue_scheduled_workflow
+
+
+def _wakeable_scheduler(loop: Any) -> Any:
+    """DBOS's `dynamic_scheduler_loop(stop_event, polling_interval_sec)` given a stop
+    event that `Waker.schedules_changed` can wake: it stands in for DBOS's in the list
+    of events `DBOS.destroy` sets."""
+
+    def scheduler_loop(stop_event: threading.Event, polling_interval_sec: float) -> None:
+        from dbos._dbos import _get_dbos_instance
+
+        wake = _Wakeable()
+        events = _get_dbos_instance().background_thread_stop_events
+        for at, event in enumerate(events):
+            if event is stop_event:
+                events[at] = wake
+        if stop_event.is_set():  # a destroy before the swap
+            wake.set()
+        _SchedulesThread.wake = wake
+        try:
+            loop(wake, max(polling_interval_sec, _SCHEDULES_POLL_SECONDS))
+        finally:
+            if _SchedulesThread.wake is wake:
+                _SchedulesThread.wake = None
+
+    return scheduler_loop
 
 
 def announce_recorded_ends() -> None:
@@ -524,3 +656,52 @@ def _remembered(ask: Any) -> Any:
 def _wait_for_stop(self: Any) -> None:
     while self._run_background_processes:
         time.sleep(0.5)
+
+
+# bells: a wake-up rung in one process and heard in every other, on PostgreSQL
+
+#: DBOS's channel for its messages, which its listener thread LISTENs to in every process;
+#: a payload no message uses (`_BELL`) reaches the events `listen` registered for it.
+_CHANNEL = "dbos_notifications_channel"
+_BELL = "printcloud.bell::"
+
+
+def ring(db: Any, name: str) -> None:
+    """Ring bell `name` in every process of this PostgreSQL database once `db`'s
+    transaction (a SQLAlchemy session of the app's database, which holds DBOS's schema on
+    PostgreSQL) commits; never if it rolls back (NOTIFY is transactional). Nothing on
+    SQLite, which has no NOTIFY: listeners there poll (`listen`)."""
+    import sqlalchemy as sa
+
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(sa.select(sa.func.pg_notify(_CHANNEL, _BELL + name)))
+
+
+def listen(name: str, event: threading.Event) -> bool:
+    """Set `event` whenever bell `name` rings (`ring`) in any process, through DBOS's
+    LISTEN connection of the launched engine: no thread or connection of its own.
+    Answers whether bells reach this process at all (PostgreSQL); False (SQLite) means
+    the caller must look for the others' work by polling. A notification lost while the
+    listener reconnects is not repeated: keep a slow safety poll."""
+    from dbos._dbos import _get_dbos_instance
+    from dbos._sys_db_postgres import PostgresSystemDatabase
+
+    sys_db = _get_dbos_instance()._sys_db
+    if not isinstance(sys_db, PostgresSystemDatabase) or not sys_db.use_listen_notify:
+        return False
+    # DBOS's map of waiting `recv`s by payload: its listener sets what is registered under
+    # a payload it receives. The components name no workflow: `Waker._sweep_messages`
+    # finds no message for them.
+    key = _BELL + name
+    sys_db.notifications_map.add(key, event, (key, "", None))  # type: ignore[arg-type]
+    return True
+
+
+def unlisten(name: str, event: threading.Event) -> None:
+    """Stop setting `event` for bell `name` (before the engine shuts down)."""
+    from dbos._dbos import _get_dbos_instance
+
+    sys_db = _get_dbos_instance()._sys_db
+    key = _BELL + name
+    if sys_db.notifications_map.get(key) is not None:
+        sys_db.notifications_map.pop(key, event)  # type: ignore[arg-type]
