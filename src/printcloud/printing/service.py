@@ -329,11 +329,14 @@ def create_job(
     size: int = 0,
     page_count: int | None = None,
     asked_by: str | None = None,
+    printer: PrinterRow | None = None,
 ) -> PrintJobRow:
     """SVC001: record an accepted job (the printer must be the tenant's). `asked_by`:
     who asked for it when that is not its owner (an administrator printing someone's
-    job again), recorded in its history."""
-    get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+    job again), recorded in its history. `printer`: its row, when the caller read it in
+    this transaction (not read again)."""
+    if printer is None or (printer.tenant_id, printer.printer_id) != (tenant_id, printer_id):
+        get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
     row = PrintJobRow(
         job_id=job_id,
         tenant_id=tenant_id,
