@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -159,12 +159,15 @@ def add_printer(
     return row
 
 
+#: Built once (statements are immutable): building the select at every call cost more
+#: than running it, and a print job's answer reads its printer twice (bench/README.md).
+_PRINTER = select(PrinterRow).where(
+    PrinterRow.tenant_id == bindparam("tenant_id"), PrinterRow.printer_id == bindparam("printer_id")
+)
+
+
 def get_printer(db: Session, *, tenant_id: str, printer_id: str) -> PrinterRow:
-    row = db.scalar(
-        select(PrinterRow).where(
-            PrinterRow.tenant_id == tenant_id, PrinterRow.printer_id == printer_id
-        )
-    )
+    row = db.scalar(_PRINTER, {"tenant_id": tenant_id, "printer_id": printer_id})
     if row is None:
         raise NotFound(f"unknown printer {printer_id!r}", field="printer_id")
     return row
