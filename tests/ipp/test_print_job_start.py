@@ -1,10 +1,13 @@
 """Print-Job answers once its job is committed; the job's workflow starts right after the
 answer (`intake.start_soon`). A process that dies in between leaves a committed job
 (print job and IPP job rows, one transaction) with no workflow: the next start adopts
-it (`pipeline.adopt_orphans`) and it prints, and the queue reports it completed."""
+it (`pipeline.adopt_orphans`) and it prints, and the queue reports it completed. The
+workflow of a job answered live is handed what the intake recorded and does not read
+it again; an adopted job's reads it first."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,7 +17,8 @@ from printcloud.core.blobs import FileBlobStore
 from printcloud.device.agent import DeviceAgent
 from printcloud.ipp.message import Attribute, ValueTag
 from printcloud.ipp.model import JobState, Operation, Status
-from printcloud.printing import ipp_queue, service
+from printcloud.printing import ipp_queue, pipeline, service
+from printcloud.printing.models import IppJobRow
 from printcloud.printing.sessions import job_data_key
 from tests.helpers.printing import Tenant, make_pdf
 from tests.ipp.client import call, job_values, request
@@ -103,3 +107,21 @@ def test_a_print_job_whose_workflow_never_started_is_adopted_at_the_next_start(
     with stack.db.session() as s:
         adopted = service.get_job(s, tenant_id=t.id, job_id=job_id)
         assert (adopted.state, adopted.pages_printed) == ("printed", 2)
+        answered_job = s.get(IppJobRow, live["job-id"])
+        assert answered_job is not None and answered_job.job_id is not None
+        live_id = answered_job.job_id
+    # The live job's workflow was handed what the intake recorded (`pipeline.facts`): no
+    # `printing.load` step; the adopted one had nothing to go on and read its job.
+    with sqlite3.connect(stack.settings.data_dir / "dbos.sqlite3", timeout=30) as db:
+        steps = {
+            wanted: [
+                name
+                for (name,) in db.execute(
+                    "SELECT function_name FROM operation_outputs WHERE workflow_uuid = ?",
+                    (pipeline.workflow_id(wanted),),
+                )
+            ]
+            for wanted in (live_id, job_id)
+        }
+    assert steps[live_id] and "printing.load" not in steps[live_id], steps
+    assert "printing.load" in steps[job_id], steps

@@ -55,7 +55,7 @@ from printcloud.core.logs import get_logger
 from . import capabilities, pipeline, service
 from .accounting import charging
 from .convert import PDFIUM_LOCK, PdfInfo, check_job_pixels, inspect_pdf
-from .models import PrintJobRow
+from .models import PrinterRow, PrintJobRow
 from .runtime import PrintingRuntime
 from .sessions import job_data_key
 from .worker import fetch_print_data
@@ -176,9 +176,9 @@ async def submit(
     if not printer_id:
         raise InvalidRequest("printer_id is required", field="printer_id")
 
-    def check_printer(db: Session) -> None:
+    def check_printer(db: Session) -> PrinterRow:
         try:
-            service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+            return service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
         except NotFound as exc:
             raise InvalidRequest(
                 f"unknown printer {printer_id!r} in this tenant", field="printer_id"
@@ -188,8 +188,7 @@ async def submit(
         """The settings the printer can print (its registered capabilities), or 422."""
         nonlocal options
         with rt.db.sessions() as db:
-            check_printer(db)
-            printer = service.get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+            printer = check_printer(db)
             options = capabilities.check(printer, options, given=given)
             if options.color and not printer.color and not options.follow_me:
                 options = replace(options, color=False, gray_for_mono=True)
@@ -222,9 +221,9 @@ async def submit(
         rt.blobs.put(data_key, document)
         return info
 
-    def record(info: PdfInfo) -> PrintJobRow:
+    def record(info: PdfInfo) -> tuple[PrintJobRow, dict[str, Any] | None]:
         with rt.db.session() as db:
-            check_printer(db)  # in the job's transaction: a printer deleted meanwhile
+            printer = check_printer(db)  # in the job's transaction: a printer deleted meanwhile
             payer = owner or principal.acting_user
             # Its estimate reserved in the job's own transaction (issue 18): a job its
             # owner cannot pay for is refused (402), or held if the tenant prefers.
@@ -252,16 +251,24 @@ async def submit(
                 size=len(document),
                 page_count=info.page_count,
                 asked_by=principal.acting_user,
+                printer=printer,
             )
             if decision.held:
                 service.add_event(db, job, step="SVC001", state="accepted", detail=decision.message)
             db.flush()
             if also is not None:
                 also(db, job)
+            # What its workflow would read first, as committed here (a held job's
+            # workflow reads it: it waits, and a cancel before its start must be seen).
+            facts = (
+                None
+                if job.options.get("hold")
+                else pipeline.facts(job, printer, accounted=decision.reserved)
+            )
             db.expunge(job)
-        return job
+        return job, facts
 
-    def keep_and_record() -> PrintJobRow:
+    def keep_and_record() -> tuple[PrintJobRow, dict[str, Any] | None]:
         info = keep()
         try:
             return record(info)
@@ -269,20 +276,23 @@ async def submit(
             rt.blobs.delete(data_key)  # refused: nothing is kept
             raise
 
-    job = await run_in_threadpool(keep_and_record)
-    start_soon(rt, tenant_id, job_id)
+    job, facts = await run_in_threadpool(keep_and_record)
+    start_soon(rt, tenant_id, job_id, facts)
     return job
 
 
-def start_soon(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
+def start_soon(
+    rt: PrintingRuntime, tenant_id: str, job_id: str, facts: dict[str, Any] | None = None
+) -> None:
     """Start the workflow of a job just committed, on the runtime's starter thread, while
     the caller answers. Starting one (`DBOS.start_workflow`: its row, then the hop to
     DBOS's loop) took most of a Print-Job's time at one connection, and nothing in the
     answer needs it: the job row is the durable record. A start that never happens (the
     process died, or is stopping) is made by `pipeline.adopt_orphans` at the next start;
-    a cancel before it is seen at the workflow's first step."""
+    a cancel before it is seen at the workflow's first step. `facts`: the job as
+    recorded (`pipeline.facts`), handed to the workflow so it does not read it again."""
     try:
-        rt.start_later(start_workflow, rt, tenant_id, job_id)
+        rt.start_later(start_workflow, rt, tenant_id, job_id, facts)
     except RuntimeError:  # the starter is stopped: the process is going down
         log.warning(
             "a job's workflow is left for the next start (the service is stopping)",
@@ -290,7 +300,9 @@ def start_soon(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
         )
 
 
-def start_workflow(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
+def start_workflow(
+    rt: PrintingRuntime, tenant_id: str, job_id: str, facts: dict[str, Any] | None = None
+) -> None:
     """The job's workflow (`pipeline.process_job`, `job-<id>`), from S106 on."""
     engine = rt.engine
     if engine is None:
@@ -300,9 +312,11 @@ def start_workflow(rt: PrintingRuntime, tenant_id: str, job_id: str) -> None:
         )
         return
     try:
-        engine.start(pipeline.process_job, workflow_id=pipeline.workflow_id(job_id))(
-            tenant_id, job_id
-        )
+        start = engine.start(pipeline.process_job, workflow_id=pipeline.workflow_id(job_id))
+        if facts is None:
+            start(tenant_id, job_id)
+        else:
+            start(tenant_id, job_id, facts)
     except Exception:  # its job stays `accepted`; adopted at the next start
         log.exception(
             "starting a job's workflow failed; it is started at the next start",

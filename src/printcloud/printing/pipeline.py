@@ -20,8 +20,10 @@ Each seed step is an event of the job's history, but a checkpoint (a DBOS step: 
 look-up and its record) only separates what must not be repeated together (issue 13,
 the platform's cost per job). The seed's steps and the workflow's steps:
 
-- S105 (intake, `intake.py`): the job recorded, `accepted`; `load` reads it once, and
-  `deliver` is handed what it read.
+- S105 (intake, `intake.py`): the job recorded, `accepted`; the intake hands the job's
+  workflow what it recorded (`facts`), so a job that is not held has no `load` step
+  (`load` reads it once for a held job, a job adopted at start, and a workflow begun
+  before); `deliver` is handed what was read.
 - `prepare_pages` — one checkpoint for three worker calls, each idempotent and each
   free to go to another worker (LB001):
   - S106 (FIG. 6): token request with the session ID (job ID + printer ID) and the
@@ -155,22 +157,29 @@ def load_job(tenant_id: str, job_id: str) -> dict[str, Any]:
         if job is None or job.tenant_id != tenant_id:
             return {"state": "missing"}
         printer = service.get_printer(db, tenant_id=tenant_id, printer_id=job.printer_id)
-        # A URL job's data is in the blob store since intake; only a job accepted before
-        # that was so has none, and a worker fetches its URL.
-        url = job.source_url if job.source == "url" and not job.data_key else None
         # Charged at its end (`charge`) when it has a reservation (its tenant counts):
         # no extra step for a job of a tenant without accounting.
         accounted = ledger.has_key(db, tenant_id=tenant_id, key=charging.reserve_key(job_id))
-        return {
-            "accounted": accounted,
-            "passthrough": passes_pdf(printer) and bool(job.data_key) and url is None,
-            "state": job.state,
-            "printer_id": job.printer_id,
-            "url": url,
-            "data_key": job.data_key,
-            "options": dict(job.options),
-            "color": bool(job.options.get("color", True)) and printer.color,
-        }
+        return facts(job, printer, accounted=accounted)
+
+
+def facts(job: PrintJobRow, printer: Any, *, accounted: bool) -> dict[str, Any]:
+    """What the workflows need of a job (`load_job`'s answer), from its row and its
+    printer's. The intake hands this to the job's workflow from the transaction that
+    recorded the job, so a new job's workflow does not read it again (`process_job`)."""
+    # A URL job's data is in the blob store since intake; only a job accepted before
+    # that was so has none, and a worker fetches its URL.
+    url = job.source_url if job.source == "url" and not job.data_key else None
+    return {
+        "accounted": accounted,
+        "passthrough": passes_pdf(printer) and bool(job.data_key) and url is None,
+        "state": job.state,
+        "printer_id": job.printer_id,
+        "url": url,
+        "data_key": job.data_key,
+        "options": dict(job.options),
+        "color": bool(job.options.get("color", True)) and printer.color,
+    }
 
 
 def passes_pdf(printer: Any) -> bool:
@@ -638,9 +647,17 @@ async def _guarded(tenant_id: str, job_id: str, body: Any) -> str:
 
 
 @tasks.workflow(name="printing.process_job")
-async def process_job(tenant_id: str, job_id: str) -> str:
-    """The job's own workflow (`job-<id>`): holding, then its turn at the printer."""
-    return await _guarded(tenant_id, job_id, _admit)
+async def process_job(tenant_id: str, job_id: str, job: dict[str, Any] | None = None) -> str:
+    """The job's own workflow (`job-<id>`): holding, then its turn at the printer.
+    `job`: the job's `facts` as the intake recorded them (a job not held), so its first
+    step (`load_job`, a read and a checkpoint) is skipped; None (a job adopted at start,
+    a workflow begun before this argument existed): read by `load_job`. A cancel before
+    the start is seen by the delivery's first step, as for a job cancelled in its turn."""
+
+    async def body(tenant_id: str, job_id: str) -> str:
+        return await _admit(tenant_id, job_id, job)
+
+    return await _guarded(tenant_id, job_id, body)
 
 
 @tasks.workflow(name="printing.deliver")
@@ -682,8 +699,8 @@ def _engine() -> tasks.TaskEngine:
     return engine
 
 
-async def _admit(tenant_id: str, job_id: str) -> str:
-    job = await tasks.call(load_job, tenant_id, job_id)
+async def _admit(tenant_id: str, job_id: str, known: dict[str, Any] | None = None) -> str:
+    job = known if known is not None else await tasks.call(load_job, tenant_id, job_id)
     if job["state"] not in service.ACTIVE:
         return str(job["state"])
     printer_id = str(job["printer_id"])

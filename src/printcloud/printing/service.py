@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -159,12 +159,15 @@ def add_printer(
     return row
 
 
+#: Built once (statements are immutable): building the select at every call cost more
+#: than running it, and a print job's answer reads its printer twice (bench/README.md).
+_PRINTER = select(PrinterRow).where(
+    PrinterRow.tenant_id == bindparam("tenant_id"), PrinterRow.printer_id == bindparam("printer_id")
+)
+
+
 def get_printer(db: Session, *, tenant_id: str, printer_id: str) -> PrinterRow:
-    row = db.scalar(
-        select(PrinterRow).where(
-            PrinterRow.tenant_id == tenant_id, PrinterRow.printer_id == printer_id
-        )
-    )
+    row = db.scalar(_PRINTER, {"tenant_id": tenant_id, "printer_id": printer_id})
     if row is None:
         raise NotFound(f"unknown printer {printer_id!r}", field="printer_id")
     return row
@@ -329,11 +332,14 @@ def create_job(
     size: int = 0,
     page_count: int | None = None,
     asked_by: str | None = None,
+    printer: PrinterRow | None = None,
 ) -> PrintJobRow:
     """SVC001: record an accepted job (the printer must be the tenant's). `asked_by`:
     who asked for it when that is not its owner (an administrator printing someone's
-    job again), recorded in its history."""
-    get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
+    job again), recorded in its history. `printer`: its row, when the caller read it in
+    this transaction (not read again)."""
+    if printer is None or (printer.tenant_id, printer.printer_id) != (tenant_id, printer_id):
+        get_printer(db, tenant_id=tenant_id, printer_id=printer_id)
     row = PrintJobRow(
         job_id=job_id,
         tenant_id=tenant_id,

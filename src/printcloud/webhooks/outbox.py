@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, event, func, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, event, func, select, update
 from sqlalchemy.orm import Session
 
 from printcloud.core import tasks
@@ -61,6 +61,13 @@ def _woken(_session: Session) -> None:
     wake.set()
 
 
+#: A tenant's enabled subscriptions (`emit`, at every job move): built once, since
+#: building the select cost more than running it.
+_ENABLED = select(SubscriptionRow).where(
+    SubscriptionRow.tenant_id == bindparam("tenant_id"), SubscriptionRow.enabled.is_(True)
+)
+
+
 def emit(
     db: Session,
     *,
@@ -88,11 +95,7 @@ def emit(
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    subscriptions = db.scalars(
-        select(SubscriptionRow).where(
-            SubscriptionRow.tenant_id == tenant_id, SubscriptionRow.enabled.is_(True)
-        )
-    ).all()
+    subscriptions = db.scalars(_ENABLED, {"tenant_id": tenant_id}).all()
     targets = [s for s in subscriptions if event_type in s.event_types]
     if not targets:
         return None

@@ -55,6 +55,8 @@ class Decision:
     held: bool = False
     message: str = ""
     cost: int = 0
+    #: the job has a reservation (made now, or by an earlier try): it is charged at its end
+    reserved: bool = False
 
 
 def _payer(
@@ -89,8 +91,10 @@ def reserve(
     """Reserve the job's estimate, once (`reserve:<job ID>`). `may_hold`: whether the
     tenant's `hold` policy may apply (False on release: the job is held already)."""
     defaults = prices.settings_of(db, tenant_id=tenant_id)
-    if defaults is None or ledger.has_key(db, tenant_id=tenant_id, key=reserve_key(job_id)):
+    if defaults is None:
         return Decision()
+    if ledger.has_key(db, tenant_id=tenant_id, key=reserve_key(job_id)):
+        return Decision(reserved=True)
     estimate = prices.quote(
         db, tenant_id=tenant_id, printer_id=printer_id, options=options, pages=pages
     )
@@ -125,7 +129,7 @@ def reserve(
         },
     )
     _warn_if_low(db, defaults, payer, have - cost)
-    return Decision(cost=cost)
+    return Decision(cost=cost, reserved=True)
 
 
 def _warn_if_low(
