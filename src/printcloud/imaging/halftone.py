@@ -269,6 +269,15 @@ def _grid_ink(grid: Any, cell: Any, frac: Any, r: int, g: int, b: int) -> Any:
     return np.uint32(packed)
 
 
+def _byte_at(context: Any, builder: Any, signature: Any, args: Any) -> tuple[Any, Any]:
+    """For an intrinsic called as `(array, offset)`: a byte pointer `offset` bytes into
+    the array's memory, and the type of the array's own data pointer."""
+    data = context.make_array(signature.args[0])(context, builder, args[0]).data
+    index = context.cast(builder, args[1], signature.args[1], types.intp)
+    byte = builder.bitcast(data, ir.IntType(8).as_pointer())
+    return builder.gep(byte, [index]), data.type
+
+
 def _load_u64_typer(typingctx: Any, array: Any, offset: Any) -> Any:
     """The eight bytes of an array's memory from byte `offset` on, as one uint64
     (little-endian), whatever their alignment: a row of a page cropped by a view starts
@@ -277,11 +286,8 @@ def _load_u64_typer(typingctx: Any, array: Any, offset: Any) -> Any:
         return None
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        byte = builder.bitcast(data, ir.IntType(8).as_pointer())
-        pointer = builder.bitcast(builder.gep(byte, [index]), ir.IntType(64).as_pointer())
-        return builder.load(pointer, align=1)
+        at, _ = _byte_at(context, builder, signature, args)
+        return builder.load(builder.bitcast(at, ir.IntType(64).as_pointer()), align=1)
 
     return types.uint64(array, offset), codegen
 
@@ -298,10 +304,8 @@ def _address_typer(typingctx: Any, array: Any, offset: Any) -> Any:
         return None
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        byte = builder.bitcast(data, ir.IntType(8).as_pointer())
-        return builder.bitcast(builder.gep(byte, [index]), data.type)
+        at, data_type = _byte_at(context, builder, signature, args)
+        return builder.bitcast(at, data_type)
 
     return types.CPointer(array.dtype)(array, offset), codegen
 
