@@ -312,11 +312,9 @@ def start_workflow(
         )
         return
     try:
-        start = engine.start(pipeline.process_job, workflow_id=pipeline.workflow_id(job_id))
-        if facts is None:
-            start(tenant_id, job_id)
-        else:
-            start(tenant_id, job_id, facts)
+        engine.start(pipeline.process_job, workflow_id=pipeline.workflow_id(job_id))(
+            tenant_id, job_id, facts
+        )
     except Exception:  # its job stays `accepted`; adopted at the next start
         log.exception(
             "starting a job's workflow failed; it is started at the next start",
